@@ -1,0 +1,56 @@
+// Command-line plumbing shared by the subcommands: argument parsing, the run loop that pumps
+// packets from a source through a transform into a sink, and time parsing.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "usher/streams/io.h"
+
+namespace usher::cli {
+
+// Thrown for a user error: printed as "usher: <message>" with exit code 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// --name value, --name=value and --flag options; everything else is positional.
+class Args {
+ public:
+  Args(const std::vector<std::string>& argv, const std::set<std::string>& flags);
+  [[nodiscard]] bool has(const std::string& name) const { return options_.contains(name); }
+  [[nodiscard]] std::string get(const std::string& name, const std::string& fallback = "") const;
+  [[nodiscard]] std::string require(const std::string& name) const;
+  [[nodiscard]] std::int64_t number(const std::string& name, std::int64_t fallback) const;
+  [[nodiscard]] std::int64_t require_number(const std::string& name) const;
+  [[nodiscard]] const std::vector<std::string>& positional() const { return positional_; }
+  [[nodiscard]] bool help() const { return has("help"); }
+
+ private:
+  std::map<std::string, std::string> options_;
+  std::vector<std::string> positional_;
+};
+
+// Parses a time: unix seconds, "now", "now+90s/+10m/+2h/+3d", or ISO "YYYY-MM-DDTHH:MM:SSZ".
+std::uint64_t parse_time(const std::string& text);
+std::uint64_t unix_now();
+std::string format_utc(std::uint64_t t);
+
+// Reads packets from `in`, passes them through `transform`, writes to `out` until the source ends.
+// `tick` runs about every second of wall time (progress, refreshes).
+void pump(streams::PacketSource& in, streams::PacketSink& out,
+          const std::function<void(std::span<const streams::TsPacket>, std::vector<streams::TsPacket>&)>& transform,
+          const std::function<void(std::vector<streams::TsPacket>&)>& finish, const std::function<void()>& tick);
+
+int cmd_streams(const std::vector<std::string>& args);
+int cmd_entitlement(const std::vector<std::string>& args);
+int cmd_headend(const std::vector<std::string>& args);
+int cmd_stb(const std::vector<std::string>& args);
+int cmd_demo(const std::vector<std::string>& args);
+
+}  // namespace usher::cli

@@ -1,0 +1,117 @@
+// usher entitlement: the operator's catalogue, set-top boxes, grants and revocations.
+#include <cstdio>
+
+#include "cli.h"
+#include "usher/entitlement/store.h"
+
+namespace usher::cli {
+namespace {
+
+constexpr const char* kUsage = R"(usher entitlement: the operator
+
+  usher entitlement init [--home DIR] [--ca-system-id 0x4AFF]
+      Creates the operator: its key pair and store, and DIR/operator.pub for STBs.
+  usher entitlement service add --id N --name NAME [--home DIR]
+  usher entitlement service list [--home DIR]
+  usher entitlement device add --stb-file STB_HOME/stb.pub [--home DIR]
+  usher entitlement device list [--home DIR]
+  usher entitlement grant --stb ID --service N [--from TIME] [--until TIME | --days 30] [--home DIR]
+  usher entitlement revoke --stb ID --service N [--home DIR]
+  usher entitlement grants [--home DIR]
+
+  DIR defaults to ./usher-data/entitlement. TIME: unix seconds, now, now+2h, 2026-12-01T20:00:00Z.
+  Grants and revocations reach the STB as EMMs, carouselled by `usher headend run`.
+)";
+
+std::string home(const Args& a) { return a.get("home", "usher-data/entitlement"); }
+
+template <typename T>
+T need(Result<T> r) {
+  if (!r) throw std::runtime_error(r.error().message);
+  return std::move(r.value());
+}
+
+entitlement::EntitlementStore open(const Args& a) { return need(entitlement::EntitlementStore::open(home(a))); }
+
+}  // namespace
+
+int cmd_entitlement(const std::vector<std::string>& argv) {
+  if (argv.empty() || argv[0] == "--help" || argv[0] == "-h") {
+    std::fputs(kUsage, stdout);
+    return argv.empty() ? 2 : 0;
+  }
+  const std::string sub = argv[0];
+  std::vector<std::string> rest(argv.begin() + 1, argv.end());
+  std::string object;
+  if ((sub == "service" || sub == "device") && !rest.empty() && rest[0].rfind("--", 0) != 0) {
+    object = rest[0];
+    rest.erase(rest.begin());
+  }
+  const Args a(rest, {});
+  if (a.help()) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (sub == "init") {
+    const auto ca = static_cast<std::uint16_t>(a.number("ca-system-id", entitlement::kDefaultCaSystemId));
+    auto store = need(entitlement::EntitlementStore::create(home(a), ca));
+    std::printf("operator created in %s (CA_system_id 0x%04x); STBs are initialised with %s/operator.pub\n",
+                home(a).c_str(), ca, home(a).c_str());
+    return 0;
+  }
+  if (sub == "service" && object == "add") {
+    auto store = open(a);
+    const auto id = a.require_number("id");
+    if (id <= 0 || id > 0xFFFF) throw UsageError("--id must be a service_id (program_number) from 1 to 65535");
+    auto s = need(store.add_service(static_cast<std::uint16_t>(id), a.require("name")));
+    std::printf("service %u '%s' added (key version %u)\n", s.service_id, s.name.c_str(), s.key_version);
+    return 0;
+  }
+  if (sub == "service" && object == "list") {
+    auto store = open(a);
+    for (const auto& s : store.services()) std::printf("%5u  %-24s key version %u\n", s.service_id, s.name.c_str(), s.key_version);
+    return 0;
+  }
+  if (sub == "device" && object == "add") {
+    auto store = open(a);
+    auto f = need(entitlement::StbPublicFile::read(a.require("stb-file")));
+    if (auto s = store.register_stb({f.stb_id, f.x25519_public, f.ed25519_public}); !s) throw std::runtime_error(s.error().message);
+    std::printf("STB %u registered\n", f.stb_id);
+    return 0;
+  }
+  if (sub == "device" && object == "list") {
+    auto store = open(a);
+    for (const auto& s : store.stbs()) std::printf("STB %u\n", s.stb_id);
+    return 0;
+  }
+  if (sub == "grant") {
+    auto store = open(a);
+    const auto stb = static_cast<std::uint32_t>(a.require_number("stb"));
+    const auto service = static_cast<std::uint16_t>(a.require_number("service"));
+    const auto from = parse_time(a.get("from", "now"));
+    const auto until = a.has("until") ? parse_time(a.get("until")) : from + static_cast<std::uint64_t>(a.number("days", 30)) * 86400;
+    if (auto s = store.grant(stb, service, from, until); !s) throw std::runtime_error(s.error().message);
+    std::printf("STB %u granted service %u from %s until %s; EMM queued\n", stb, service, format_utc(from).c_str(),
+                format_utc(until).c_str());
+    return 0;
+  }
+  if (sub == "revoke") {
+    auto store = open(a);
+    const auto stb = static_cast<std::uint32_t>(a.require_number("stb"));
+    const auto service = static_cast<std::uint16_t>(a.require_number("service"));
+    if (auto s = store.revoke(stb, service); !s) throw std::runtime_error(s.error().message);
+    std::printf("STB %u: service %u revoked; EMM queued\n", stb, service);
+    return 0;
+  }
+  if (sub == "grants") {
+    auto store = open(a);
+    for (const auto& g : store.grants()) {
+      std::printf("STB %u service %u %s .. %s%s\n", g.stb_id, g.service_id, format_utc(g.not_before).c_str(),
+                  format_utc(g.not_after).c_str(), g.revoked ? " (revoked)" : "");
+    }
+    return 0;
+  }
+  throw UsageError("unknown subcommand '" + sub + (object.empty() ? "" : " " + object) + "' (see --help)");
+}
+
+}  // namespace usher::cli

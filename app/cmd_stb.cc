@@ -1,0 +1,115 @@
+// usher stb: a set-top box.
+#include <cstdio>
+
+#include "cli.h"
+#include "usher/core/log.h"
+#include "usher/stb/descrambler.h"
+#include "usher/stb/player.h"
+
+namespace usher::cli {
+namespace {
+
+constexpr const char* kUsage = R"(usher stb: a set-top box
+
+  usher stb init --id N --operator ENT_HOME/operator.pub [--home DIR]
+      Makes the STB's identity and keys; writes DIR/stb.pub for the operator
+      (`usher entitlement device add --stb-file DIR/stb.pub`).
+  usher stb run --in SRC --out DST [--home DIR] [--cw-file FILE] [--idle-timeout MS]
+      Descrambles what this STB is entitled to. SRC: file, - or udp://host:port.
+      DST: file, -, udp://host:port, or `play` to watch it through GStreamer.
+      Ends with a JSON line of counters on stderr.
+  usher stb entitlements [--home DIR]
+
+  DIR defaults to ./usher-data/stb.
+)";
+
+std::string home(const Args& a) { return a.get("home", "usher-data/stb"); }
+
+int run(const Args& a) {
+  Logger log("stb");
+  std::optional<stb::SecureElement> se;
+  stb::DescramblerConfig config;
+  if (a.has("cw-file")) {
+    auto cws = read_cw_file(a.get("cw-file"));
+    if (!cws) throw std::runtime_error(cws.error().message);
+    config.fixed_cws = std::move(cws.value());
+    log.warn("fixed control words from ", a.get("cw-file"), ": test mode");
+  } else {
+    auto opened = stb::SecureElement::open(home(a));
+    if (!opened) throw std::runtime_error(opened.error().message);
+    se.emplace(std::move(opened.value()));
+  }
+  auto in = streams::open_source(a.require("in"), {std::chrono::milliseconds(a.number("idle-timeout", 0))});
+  const std::string out_name = a.require("out");
+  auto out = out_name == "play" ? stb::open_player() : streams::open_sink(out_name);
+  stb::Descrambler d(se ? &*se : nullptr, std::move(config));
+  pump(
+      *in, *out, [&](auto input, auto& output) { d.process(input, output); }, [&](auto& output) { d.finish(output); },
+      [] {});
+  const auto s = d.stats();
+  std::string services;
+  for (const auto& svc : d.services()) {
+    if (!services.empty()) services += ",";
+    services += "{\"service_id\":" + std::to_string(svc.service_id) + ",\"descrambling\":" + (svc.descrambling ? "true" : "false");
+    if (!svc.descrambling) {
+      std::string reason;
+      for (char c : svc.reason) reason += (c == '"' || c == '\\') ? '\'' : c;
+      services += ",\"reason\":\"" + reason + "\"";
+    }
+    services += "}";
+    if (!svc.descrambling && !config.fixed_cws) log.warn("service ", svc.service_id, " not descrambled: ", svc.reason);
+  }
+  std::fprintf(stderr,
+               "{\"stb_id\":%u,\"packets_in\":%llu,\"packets_out\":%llu,\"packets_descrambled\":%llu,"
+               "\"packets_left_scrambled\":%llu,\"ecm_accepted\":%llu,\"ecm_denied\":%llu,\"emm_taken\":%llu,"
+               "\"emm_duplicate\":%llu,\"emm_refused\":%llu,\"emm_other_stb\":%llu,\"cc_errors\":%llu,"
+               "\"sections_dropped\":%llu,\"input_bytes_skipped\":%llu,\"services\":[%s]}\n",
+               se ? se->stb_id() : 0, static_cast<unsigned long long>(s.packets_in),
+               static_cast<unsigned long long>(s.packets_out), static_cast<unsigned long long>(s.packets_descrambled),
+               static_cast<unsigned long long>(s.packets_left_scrambled), static_cast<unsigned long long>(s.ecm_accepted),
+               static_cast<unsigned long long>(s.ecm_denied), static_cast<unsigned long long>(s.emm_taken),
+               static_cast<unsigned long long>(s.emm_duplicate), static_cast<unsigned long long>(s.emm_refused),
+               static_cast<unsigned long long>(s.emm_other_stb), static_cast<unsigned long long>(s.cc_errors),
+               static_cast<unsigned long long>(s.sections_dropped), static_cast<unsigned long long>(in->discarded_bytes()),
+               services.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int cmd_stb(const std::vector<std::string>& argv) {
+  if (argv.empty() || argv[0] == "--help" || argv[0] == "-h") {
+    std::fputs(kUsage, stdout);
+    return argv.empty() ? 2 : 0;
+  }
+  const Args a({argv.begin() + 1, argv.end()}, {});
+  if (a.help()) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (argv[0] == "init") {
+    const auto id = a.require_number("id");
+    if (id <= 0 || id > 0xFFFFFFFFLL) throw UsageError("--id must be from 1 to 4294967295");
+    auto op = entitlement::OperatorPublicFile::read(a.require("operator"));
+    if (!op) throw std::runtime_error(op.error().message);
+    auto se = stb::SecureElement::init(home(a), static_cast<std::uint32_t>(id), *op);
+    if (!se) throw std::runtime_error(se.error().message);
+    std::printf("STB %lld initialised in %s; register it with: usher entitlement device add --stb-file %s/stb.pub\n",
+                static_cast<long long>(id), home(a).c_str(), home(a).c_str());
+    return 0;
+  }
+  if (argv[0] == "run") return run(a);
+  if (argv[0] == "entitlements") {
+    auto se = stb::SecureElement::open(home(a));
+    if (!se) throw std::runtime_error(se.error().message);
+    std::printf("STB %u\n", se->stb_id());
+    for (const auto& e : se->entitlements()) {
+      std::printf("  service %u: %s .. %s%s (EMM %llu)\n", e.service_id, format_utc(e.not_before).c_str(),
+                  format_utc(e.not_after).c_str(), e.revoked ? " revoked" : "", static_cast<unsigned long long>(e.sequence));
+    }
+    return 0;
+  }
+  throw UsageError("unknown subcommand '" + argv[0] + "' (init, run, entitlements)");
+}
+
+}  // namespace usher::cli

@@ -1,0 +1,54 @@
+// The one place Usher calls OpenSSL: CSPRNG, AES-256-GCM, X25519, Ed25519, HKDF-SHA256.
+// OpenSSL objects live in RAII handles inside crypto.cc; callers see spans and Secrets only.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "usher/core/result.h"
+#include "usher/core/secret.h"
+
+namespace usher::crypto {
+
+inline constexpr std::size_t kGcmNonceSize = 12;
+inline constexpr std::size_t kGcmTagSize = 16;
+
+// Fills `out` from OpenSSL's CSPRNG; throws if the generator fails (cannot continue safely).
+void random_bytes(std::span<std::uint8_t> out);
+
+// AES-256-GCM. seal returns ciphertext || tag.
+std::vector<std::uint8_t> aead_seal(const Key256& key, std::span<const std::uint8_t, kGcmNonceSize> nonce,
+                                    std::span<const std::uint8_t> aad, std::span<const std::uint8_t> plaintext);
+// Opens ciphertext || tag; Errc::auth_failed when the tag does not verify.
+Result<std::vector<std::uint8_t>> aead_open(const Key256& key, std::span<const std::uint8_t, kGcmNonceSize> nonce,
+                                            std::span<const std::uint8_t> aad,
+                                            std::span<const std::uint8_t> sealed);
+
+using PublicKey = std::array<std::uint8_t, 32>;
+using Signature = std::array<std::uint8_t, 64>;
+
+struct X25519KeyPair {
+  Secret<32> private_key;
+  PublicKey public_key;
+  static X25519KeyPair generate();
+};
+// Diffie-Hellman; Errc::crypto for a low-order or invalid peer key.
+Result<Secret<32>> x25519(const Secret<32>& private_key, const PublicKey& peer_public);
+// The public key that belongs to a private key.
+PublicKey x25519_public(const Secret<32>& private_key);
+
+struct Ed25519KeyPair {
+  Secret<32> private_key;  // the seed
+  PublicKey public_key;
+  static Ed25519KeyPair generate();
+};
+Signature ed25519_sign(const Secret<32>& private_key, std::span<const std::uint8_t> message);
+bool ed25519_verify(const PublicKey& public_key, std::span<const std::uint8_t> message, const Signature& sig);
+
+// HKDF-SHA256 producing a 32-byte key.
+Key256 hkdf_sha256(std::span<const std::uint8_t> ikm, std::span<const std::uint8_t> salt,
+                   std::span<const std::uint8_t> info);
+
+}  // namespace usher::crypto

@@ -1,0 +1,140 @@
+// DVB-CSA2 through libdvbcsa, wrapped once: control words, bitslice key contexts, and CsaPipeline,
+// which keeps libdvbcsa's bitslice batches full.
+//
+// libdvbcsa's bitslice functions cost the same for a half-empty batch as for a full one, so
+// CsaPipeline queues the packets of each key slot (one per service and parity) and runs a batch only
+// when it is full, when the slot's key is about to change, or when the packets held back reach a
+// bound. Packets leave in their input order: a packet waits until every earlier one is done.
+//
+//   CsaPipeline pipe(CsaDirection::decrypt);
+//   auto even = pipe.add_slot();
+//   pipe.set_key(even, cw);
+//   for (auto& p : packets) pipe.push(p, p.scrambling() == Scrambling::even ? even : kNoSlot);
+//   pipe.flush(out);
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <limits>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "usher/core/result.h"
+#include "usher/core/secret.h"
+#include "usher/streams/ts_packet.h"
+
+struct dvbcsa_bs_key_s;
+struct dvbcsa_bs_batch_s;
+struct dvbcsa_key_s;
+
+namespace usher {
+
+// An 8-byte DVB-CSA2 control word. DVB practice: byte 3 = b0+b1+b2, byte 7 = b4+b5+b6 (mod 256).
+class ControlWord {
+ public:
+  ControlWord() = default;
+  explicit ControlWord(std::span<const std::uint8_t, 8> bytes) : bytes_(bytes) {}
+  // A fresh control word from the CSPRNG with correct checksum bytes.
+  static ControlWord random();
+  [[nodiscard]] bool checksums_ok() const;
+  [[nodiscard]] std::span<const std::uint8_t, 8> bytes() const { return bytes_.bytes(); }
+  [[nodiscard]] ControlWord clone() const { return ControlWord(bytes_.bytes()); }
+  [[nodiscard]] bool operator==(const ControlWord& o) const { return bytes_ == o.bytes_; }
+
+ private:
+  Secret<8> bytes_;
+};
+
+// Reads a fixed-control-word file (test mode): one or two lines of 16 hex digits, the even CW then the
+// odd CW (the odd defaults to the even). Errc::malformed with the line at fault otherwise.
+struct FixedControlWords {
+  ControlWord even;
+  ControlWord odd;
+};
+Result<FixedControlWords> read_cw_file(const std::string& path);
+
+std::size_t csa_batch_size();
+
+// A libdvbcsa bitslice key context.
+class CsaBitsliceKey {
+ public:
+  CsaBitsliceKey();
+  CsaBitsliceKey(const CsaBitsliceKey&) = delete;
+  CsaBitsliceKey& operator=(const CsaBitsliceKey&) = delete;
+  CsaBitsliceKey(CsaBitsliceKey&&) noexcept;
+  CsaBitsliceKey& operator=(CsaBitsliceKey&&) noexcept;
+  ~CsaBitsliceKey();
+  void set(const ControlWord& cw);
+  // `batch` is terminated by an entry with data == nullptr, as libdvbcsa requires.
+  void encrypt(const dvbcsa_bs_batch_s* batch) const;
+  void decrypt(const dvbcsa_bs_batch_s* batch) const;
+
+ private:
+  dvbcsa_bs_key_s* key_;
+};
+
+// libdvbcsa's one-packet-at-a-time implementation: a second, independent path used by the tests to
+// check the bitslice one.
+class CsaSingleKey {
+ public:
+  explicit CsaSingleKey(const ControlWord& cw);
+  CsaSingleKey(const CsaSingleKey&) = delete;
+  CsaSingleKey& operator=(const CsaSingleKey&) = delete;
+  ~CsaSingleKey();
+  void encrypt(std::span<std::uint8_t> payload) const;
+  void decrypt(std::span<std::uint8_t> payload) const;
+
+ private:
+  dvbcsa_key_s* key_;
+};
+
+enum class CsaDirection { encrypt, decrypt };
+
+class CsaPipeline {
+ public:
+  using Slot = std::size_t;
+  static constexpr Slot kNoSlot = std::numeric_limits<Slot>::max();
+
+  struct Stats {
+    std::uint64_t packets_processed = 0;
+    std::uint64_t full_batches = 0;
+    std::uint64_t partial_batches = 0;
+  };
+
+  // `max_held` bounds the packets held back waiting for a batch to fill (latency on live input).
+  explicit CsaPipeline(CsaDirection direction, std::size_t max_held = 0);
+  CsaPipeline(const CsaPipeline&) = delete;
+  CsaPipeline& operator=(const CsaPipeline&) = delete;
+  ~CsaPipeline();
+
+  Slot add_slot();
+  // Runs the slot's queued packets with the old key, then installs the new one.
+  void set_key(Slot slot, const ControlWord& cw);
+  [[nodiscard]] bool has_key(Slot slot) const;
+  [[nodiscard]] bool key_equals(Slot slot, const ControlWord& cw) const;
+
+  // Queues a packet. With a slot, its payload (if any) is encrypted or decrypted with the slot's key;
+  // the caller sets the scrambling bits. Without a slot it passes unchanged.
+  void push(const streams::TsPacket& packet, Slot slot);
+  // Moves to `out` every packet whose processing (and that of all earlier packets) is done.
+  void take_ready(std::vector<streams::TsPacket>& out);
+  // Runs every queued batch, full or not, and moves everything to `out`.
+  void flush(std::vector<streams::TsPacket>& out);
+  [[nodiscard]] const Stats& stats() const { return stats_; }
+  [[nodiscard]] std::size_t held() const { return held_.size(); }
+
+ private:
+  struct KeySlot;
+  void run(KeySlot& slot);
+
+  CsaDirection direction_;
+  std::size_t batch_size_;
+  std::size_t max_held_;
+  std::deque<streams::TsPacket> held_;
+  std::uint64_t front_seq_ = 0;  // sequence number of held_.front()
+  std::vector<std::unique_ptr<KeySlot>> slots_;
+  Stats stats_;
+};
+
+}  // namespace usher

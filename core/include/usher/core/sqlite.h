@@ -1,0 +1,95 @@
+// The one place Usher calls SQLite: a Database connection and prepared Statements as RAII types.
+// Files are opened in WAL mode with synchronous=FULL so that a committed change survives kill -9
+// and power loss; busy waits are bounded by a timeout instead of failing at once.
+//
+//   Database db = Database::open(path).value();
+//   auto st = db.prepare("SELECT key FROM services WHERE id = ?").value();
+//   st.bind(1, service_id);
+//   if (st.step()) auto key = st.column_blob(0);
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "usher/core/result.h"
+
+namespace usher::sql {
+
+class Statement {
+ public:
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  Statement(Statement&&) noexcept = default;
+  Statement& operator=(Statement&&) noexcept = default;
+
+  Statement& bind(int index, std::int64_t value);
+  Statement& bind(int index, const std::string& value);
+  Statement& bind(int index, std::span<const std::uint8_t> blob);
+  Statement& bind_null(int index);
+  // Steps once: true when a row is available. Throws std::runtime_error on a database error
+  // (a broken invariant of the store, not a user error).
+  bool step();
+  // Steps to completion (INSERT/UPDATE/DELETE).
+  void run();
+  void reset();
+
+  [[nodiscard]] std::int64_t column_int(int col) const;
+  [[nodiscard]] std::string column_text(int col) const;
+  [[nodiscard]] std::vector<std::uint8_t> column_blob(int col) const;
+  [[nodiscard]] bool column_is_null(int col) const;
+
+ private:
+  friend class Database;
+  struct Finalize {
+    void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+  };
+  explicit Statement(sqlite3_stmt* s) : stmt_(s) {}
+  std::unique_ptr<sqlite3_stmt, Finalize> stmt_;
+};
+
+class Database {
+ public:
+  // Opens (creating if `create`) a database file. Errc::storage with SQLite's message on failure.
+  static Result<Database> open(const std::string& path, bool create = true);
+
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+  Database(Database&&) noexcept = default;
+  Database& operator=(Database&&) noexcept = default;
+
+  // Runs one or more statements without results. Throws on error.
+  void exec(const std::string& sql);
+  // Prepares a statement. Throws on error (SQL written by us that does not compile is a bug).
+  Statement prepare(const std::string& sql);
+  [[nodiscard]] std::int64_t last_insert_rowid() const;
+  [[nodiscard]] int changes() const;
+
+ private:
+  struct Close {
+    void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+  };
+  explicit Database(sqlite3* db) : db_(db) {}
+  std::unique_ptr<sqlite3, Close> db_;
+};
+
+// BEGIN IMMEDIATE ... COMMIT, rolled back if not committed before destruction.
+class Transaction {
+ public:
+  explicit Transaction(Database& db);
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  ~Transaction();
+  void commit();
+
+ private:
+  Database& db_;
+  bool done_ = false;
+};
+
+}  // namespace usher::sql

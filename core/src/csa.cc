@@ -1,0 +1,173 @@
+#include "usher/core/csa.h"
+
+extern "C" {
+#include <dvbcsa/dvbcsa.h>
+}
+
+#include <fstream>
+#include <stdexcept>
+#include <string>
+
+#include "usher/core/crypto.h"
+#include "usher/core/hex.h"
+
+namespace usher {
+
+ControlWord ControlWord::random() {
+  std::array<std::uint8_t, 8> b{};
+  crypto::random_bytes(b);
+  b[3] = static_cast<std::uint8_t>(b[0] + b[1] + b[2]);
+  b[7] = static_cast<std::uint8_t>(b[4] + b[5] + b[6]);
+  ControlWord cw{std::span<const std::uint8_t, 8>(b)};
+  secure_zero(b.data(), b.size());
+  return cw;
+}
+
+bool ControlWord::checksums_ok() const {
+  const auto b = bytes();
+  return b[3] == static_cast<std::uint8_t>(b[0] + b[1] + b[2]) &&
+         b[7] == static_cast<std::uint8_t>(b[4] + b[5] + b[6]);
+}
+
+Result<FixedControlWords> read_cw_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return make_error(Errc::io, "cannot read control-word file " + path);
+  std::vector<ControlWord> cws;
+  std::string line;
+  int number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    if (line.find_first_not_of(" \t\r") == std::string::npos || line[0] == '#') continue;
+    auto bytes = from_hex(line);
+    if (!bytes || bytes->size() != 8) {
+      return make_error(Errc::malformed, path + ":" + std::to_string(number) + ": expected 16 hex digits");
+    }
+    cws.emplace_back(std::span<const std::uint8_t, 8>(bytes->data(), 8));
+    secure_zero(bytes->data(), bytes->size());
+  }
+  if (cws.empty() || cws.size() > 2) {
+    return make_error(Errc::malformed, path + ": expected one or two control words (even, then odd)");
+  }
+  FixedControlWords f{cws[0].clone(), cws.back().clone()};
+  return f;
+}
+
+std::size_t csa_batch_size() { return dvbcsa_bs_batch_size(); }
+
+CsaBitsliceKey::CsaBitsliceKey() : key_(dvbcsa_bs_key_alloc()) {
+  if (key_ == nullptr) throw std::bad_alloc();
+}
+CsaBitsliceKey::CsaBitsliceKey(CsaBitsliceKey&& o) noexcept : key_(o.key_) { o.key_ = nullptr; }
+CsaBitsliceKey& CsaBitsliceKey::operator=(CsaBitsliceKey&& o) noexcept {
+  std::swap(key_, o.key_);
+  return *this;
+}
+CsaBitsliceKey::~CsaBitsliceKey() {
+  if (key_ != nullptr) dvbcsa_bs_key_free(key_);
+}
+void CsaBitsliceKey::set(const ControlWord& cw) { dvbcsa_bs_key_set(cw.bytes().data(), key_); }
+void CsaBitsliceKey::encrypt(const dvbcsa_bs_batch_s* batch) const { dvbcsa_bs_encrypt(key_, batch, 184); }
+void CsaBitsliceKey::decrypt(const dvbcsa_bs_batch_s* batch) const { dvbcsa_bs_decrypt(key_, batch, 184); }
+
+CsaSingleKey::CsaSingleKey(const ControlWord& cw) : key_(dvbcsa_key_alloc()) {
+  if (key_ == nullptr) throw std::bad_alloc();
+  dvbcsa_key_set(cw.bytes().data(), key_);
+}
+CsaSingleKey::~CsaSingleKey() { dvbcsa_key_free(key_); }
+void CsaSingleKey::encrypt(std::span<std::uint8_t> p) const {
+  dvbcsa_encrypt(key_, p.data(), static_cast<unsigned>(p.size()));
+}
+void CsaSingleKey::decrypt(std::span<std::uint8_t> p) const {
+  dvbcsa_decrypt(key_, p.data(), static_cast<unsigned>(p.size()));
+}
+
+struct CsaPipeline::KeySlot {
+  CsaBitsliceKey key;
+  std::optional<ControlWord> cw;
+  std::vector<dvbcsa_bs_batch_s> batch;  // batch_size entries + terminator
+  std::size_t count = 0;
+  std::uint64_t first_seq = 0;  // sequence number of the first queued packet
+};
+
+CsaPipeline::CsaPipeline(CsaDirection direction, std::size_t max_held)
+    : direction_(direction), batch_size_(csa_batch_size()), max_held_(max_held != 0 ? max_held : 16 * csa_batch_size()) {}
+
+CsaPipeline::~CsaPipeline() = default;
+
+CsaPipeline::Slot CsaPipeline::add_slot() {
+  auto s = std::make_unique<KeySlot>();
+  s->batch.resize(batch_size_ + 1, dvbcsa_bs_batch_s{nullptr, 0});
+  slots_.push_back(std::move(s));
+  return slots_.size() - 1;
+}
+
+void CsaPipeline::set_key(Slot slot, const ControlWord& cw) {
+  KeySlot& s = *slots_.at(slot);
+  if (s.cw && *s.cw == cw) return;
+  run(s);
+  s.key.set(cw);
+  s.cw = cw.clone();
+}
+
+bool CsaPipeline::has_key(Slot slot) const { return slots_.at(slot)->cw.has_value(); }
+bool CsaPipeline::key_equals(Slot slot, const ControlWord& cw) const {
+  const auto& s = *slots_.at(slot);
+  return s.cw && *s.cw == cw;
+}
+
+void CsaPipeline::run(KeySlot& s) {
+  if (s.count == 0) return;
+  s.batch[s.count] = dvbcsa_bs_batch_s{nullptr, 0};
+  if (direction_ == CsaDirection::encrypt) {
+    s.key.encrypt(s.batch.data());
+  } else {
+    s.key.decrypt(s.batch.data());
+  }
+  stats_.packets_processed += s.count;
+  if (s.count == batch_size_) {
+    ++stats_.full_batches;
+  } else {
+    ++stats_.partial_batches;
+  }
+  s.count = 0;
+}
+
+void CsaPipeline::push(const streams::TsPacket& packet, Slot slot) {
+  held_.push_back(packet);
+  if (slot != kNoSlot) {
+    KeySlot& s = *slots_[slot];
+    auto payload = held_.back().payload();
+    if (!payload.empty() && s.cw) {
+      if (s.count == 0) s.first_seq = front_seq_ + held_.size() - 1;
+      s.batch[s.count++] = dvbcsa_bs_batch_s{payload.data(), static_cast<unsigned>(payload.size())};
+      if (s.count == batch_size_) run(s);
+    }
+  }
+  if (held_.size() > max_held_) {
+    // A slow slot is holding the line: run the one whose packet is oldest, even if not full.
+    KeySlot* oldest = nullptr;
+    for (auto& s : slots_) {
+      if (s->count > 0 && (oldest == nullptr || s->first_seq < oldest->first_seq)) oldest = s.get();
+    }
+    if (oldest != nullptr) run(*oldest);
+  }
+}
+
+void CsaPipeline::take_ready(std::vector<streams::TsPacket>& out) {
+  std::uint64_t limit = front_seq_ + held_.size();
+  for (const auto& s : slots_) {
+    if (s->count > 0) limit = std::min(limit, s->first_seq);
+  }
+  const auto n = static_cast<std::size_t>(limit - front_seq_);
+  if (n == 0) return;
+  out.insert(out.end(), held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(n));
+  held_.erase(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(n));
+  front_seq_ += n;
+}
+
+void CsaPipeline::flush(std::vector<streams::TsPacket>& out) {
+  for (auto& s : slots_) run(*s);
+  take_ready(out);
+}
+
+}  // namespace usher

@@ -1,0 +1,107 @@
+#include "usher/core/sqlite.h"
+
+#include <stdexcept>
+
+namespace usher::sql {
+namespace {
+[[noreturn]] void fail(sqlite3* db, const std::string& what) {
+  throw std::runtime_error("SQLite: " + what + ": " + (db != nullptr ? sqlite3_errmsg(db) : "?"));
+}
+}  // namespace
+
+Result<Database> Database::open(const std::string& path, bool create) {
+  sqlite3* raw = nullptr;
+  const int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_FULLMUTEX;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  Database db(raw);
+  if (rc != SQLITE_OK) {
+    return make_error(Errc::storage, "cannot open " + path + ": " + (raw != nullptr ? sqlite3_errmsg(raw) : "out of memory"));
+  }
+  sqlite3_busy_timeout(raw, 10000);
+  try {
+    db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
+  } catch (const std::exception& e) {
+    return make_error(Errc::storage, "cannot use " + path + ": " + e.what());
+  }
+  return db;
+}
+
+void Database::exec(const std::string& sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_.get(), sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err != nullptr ? err : "?";
+    sqlite3_free(err);
+    throw std::runtime_error("SQLite: " + msg);
+  }
+}
+
+Statement Database::prepare(const std::string& sql) {
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(db_.get(), sql.c_str(), static_cast<int>(sql.size()), &s, nullptr) != SQLITE_OK) {
+    fail(db_.get(), "prepare '" + sql + "'");
+  }
+  return Statement(s);
+}
+
+std::int64_t Database::last_insert_rowid() const { return sqlite3_last_insert_rowid(db_.get()); }
+int Database::changes() const { return sqlite3_changes(db_.get()); }
+
+Statement& Statement::bind(int i, std::int64_t v) {
+  sqlite3_bind_int64(stmt_.get(), i, v);
+  return *this;
+}
+Statement& Statement::bind(int i, const std::string& v) {
+  sqlite3_bind_text(stmt_.get(), i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  return *this;
+}
+Statement& Statement::bind(int i, std::span<const std::uint8_t> blob) {
+  sqlite3_bind_blob(stmt_.get(), i, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
+  return *this;
+}
+Statement& Statement::bind_null(int i) {
+  sqlite3_bind_null(stmt_.get(), i);
+  return *this;
+}
+
+bool Statement::step() {
+  const int rc = sqlite3_step(stmt_.get());
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  fail(sqlite3_db_handle(stmt_.get()), "step");
+}
+void Statement::run() {
+  while (step()) {
+  }
+}
+void Statement::reset() {
+  sqlite3_reset(stmt_.get());
+  sqlite3_clear_bindings(stmt_.get());
+}
+
+std::int64_t Statement::column_int(int c) const { return sqlite3_column_int64(stmt_.get(), c); }
+std::string Statement::column_text(int c) const {
+  const auto* t = sqlite3_column_text(stmt_.get(), c);
+  return t != nullptr ? std::string(reinterpret_cast<const char*>(t), static_cast<std::size_t>(sqlite3_column_bytes(stmt_.get(), c))) : std::string();
+}
+std::vector<std::uint8_t> Statement::column_blob(int c) const {
+  const auto* b = static_cast<const std::uint8_t*>(sqlite3_column_blob(stmt_.get(), c));
+  const int n = sqlite3_column_bytes(stmt_.get(), c);
+  return b != nullptr ? std::vector<std::uint8_t>(b, b + n) : std::vector<std::uint8_t>();
+}
+bool Statement::column_is_null(int c) const { return sqlite3_column_type(stmt_.get(), c) == SQLITE_NULL; }
+
+Transaction::Transaction(Database& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
+Transaction::~Transaction() {
+  if (!done_) {
+    try {
+      db_.exec("ROLLBACK");
+    } catch (...) {
+    }
+  }
+}
+void Transaction::commit() {
+  db_.exec("COMMIT");
+  done_ = true;
+}
+
+}  // namespace usher::sql

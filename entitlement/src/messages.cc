@@ -1,0 +1,225 @@
+#include "usher/entitlement/messages.h"
+
+#include <string>
+
+#include "usher/core/bytes.h"
+#include "usher/streams/section.h"
+
+namespace usher::entitlement {
+namespace {
+
+constexpr std::uint8_t kItemGrant = 1;
+constexpr std::uint8_t kItemRevoke = 2;
+constexpr std::size_t kEcmHeaderSize = 1 + 2 + 2;      // version, service_id, key_version
+constexpr std::size_t kEmmHeaderSize = 1 + 4 + 8;      // version, stb_id, sequence
+constexpr std::size_t kMaxBody = 1021;                 // short private section limit we keep to
+
+// The clear header bytes of a message, as authenticated data: table_id then header.
+std::vector<std::uint8_t> aad_for(std::uint8_t table_id, std::span<const std::uint8_t> header) {
+  std::vector<std::uint8_t> aad{table_id};
+  aad.insert(aad.end(), header.begin(), header.end());
+  return aad;
+}
+
+std::vector<std::uint8_t> seal_into_section(std::uint8_t table_id, const std::vector<std::uint8_t>& header,
+                                            std::span<const std::uint8_t> plaintext, const Key256& key) {
+  std::array<std::uint8_t, crypto::kGcmNonceSize> nonce{};
+  crypto::random_bytes(nonce);
+  const auto sealed = crypto::aead_seal(key, nonce, aad_for(table_id, header), plaintext);
+  ByteWriter body;
+  body.bytes(header);
+  body.bytes(nonce);
+  body.bytes(sealed);
+  return streams::build_short_section(table_id, body.data());
+}
+
+struct OpenedSection {
+  std::span<const std::uint8_t> header;
+  std::vector<std::uint8_t> plaintext;
+};
+
+Result<OpenedSection> open_section(std::span<const std::uint8_t> section, std::size_t header_size,
+                                   const Key256& key, const char* what) {
+  const auto parsed = streams::parse_section(section);
+  if (!parsed.ok()) return make_error(Errc::malformed, std::string(what) + ": section " + streams::to_string(parsed.error));
+  const auto body = parsed.section->body;
+  if (body.size() < header_size + crypto::kGcmNonceSize + crypto::kGcmTagSize) {
+    return make_error(Errc::malformed, std::string(what) + ": too short (" + std::to_string(body.size()) + " bytes)");
+  }
+  if (body[0] != kMessageVersion) {
+    return make_error(Errc::malformed, std::string(what) + ": unsupported version " + std::to_string(body[0]));
+  }
+  const auto header = body.first(header_size);
+  std::span<const std::uint8_t, crypto::kGcmNonceSize> nonce(body.data() + header_size, crypto::kGcmNonceSize);
+  auto plain = crypto::aead_open(key, nonce, aad_for(parsed.section->header.table_id, header),
+                                 body.subspan(header_size + crypto::kGcmNonceSize));
+  if (!plain) return make_error(plain.error().code, std::string(what) + ": " + plain.error().message);
+  return OpenedSection{header, std::move(plain.value())};
+}
+
+ControlWord read_cw(ByteReader& r) {
+  std::array<std::uint8_t, 8> b{};
+  r.bytes(b);
+  ControlWord cw{std::span<const std::uint8_t, 8>(b)};
+  secure_zero(b.data(), b.size());
+  return cw;
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> encode_ecm(const EcmContent& ecm, const Key256& service_key) {
+  ByteWriter header;
+  header.u8(kMessageVersion);
+  header.u16(ecm.service_id);
+  header.u16(ecm.key_version);
+  ByteWriter plain;
+  plain.u32(ecm.event_id);
+  plain.u32(ecm.crypto_period);
+  plain.u64(ecm.time_unix);
+  plain.u32(ecm.access.tier_mask);
+  plain.u8(ecm.access.min_age);
+  plain.u16(ecm.access.region);
+  plain.bytes(ecm.even.bytes());
+  plain.bytes(ecm.odd.bytes());
+  auto p = plain.take();
+  const std::uint8_t table = (ecm.crypto_period % 2 == 0) ? kTableEcmEven : kTableEcmOdd;
+  auto section = seal_into_section(table, header.data(), p, service_key);
+  secure_zero(p.data(), p.size());
+  return section;
+}
+
+Result<EcmHeader> peek_ecm(std::span<const std::uint8_t> section) {
+  const auto parsed = streams::parse_section(section);
+  if (!parsed.ok()) return make_error(Errc::malformed, std::string("ECM: section ") + streams::to_string(parsed.error));
+  const auto t = parsed.section->header.table_id;
+  if (t != kTableEcmEven && t != kTableEcmOdd) return make_error(Errc::malformed, "ECM: table_id is not 0x80/0x81");
+  ByteReader r(parsed.section->body);
+  std::uint8_t version = 0;
+  EcmHeader h;
+  h.table_id = t;
+  if (!r.u8(version) || !r.u16(h.service_id) || !r.u16(h.key_version)) return make_error(Errc::malformed, "ECM: truncated header");
+  if (version != kMessageVersion) return make_error(Errc::malformed, "ECM: unsupported version " + std::to_string(version));
+  return h;
+}
+
+Result<EcmContent> decode_ecm(std::span<const std::uint8_t> section, const Key256& service_key) {
+  auto header = peek_ecm(section);
+  if (!header) return header.error();
+  auto opened = open_section(section, kEcmHeaderSize, service_key, "ECM");
+  if (!opened) return opened.error();
+  ByteReader r(opened->plaintext);
+  EcmContent ecm;
+  ecm.service_id = header->service_id;
+  ecm.key_version = header->key_version;
+  r.u32(ecm.event_id);
+  r.u32(ecm.crypto_period);
+  r.u64(ecm.time_unix);
+  r.u32(ecm.access.tier_mask);
+  r.u8(ecm.access.min_age);
+  r.u16(ecm.access.region);
+  ecm.even = read_cw(r);
+  ecm.odd = read_cw(r);
+  const bool failed = r.failed() || r.remaining() != 0;
+  secure_zero(opened->plaintext.data(), opened->plaintext.size());
+  if (failed) return make_error(Errc::malformed, "ECM: payload has the wrong length");
+  const bool even_table = header->table_id == kTableEcmEven;
+  if (even_table != (ecm.crypto_period % 2 == 0)) {
+    return make_error(Errc::malformed, "ECM: table_id parity does not match the crypto period");
+  }
+  return ecm;
+}
+
+Result<Key256> derive_emm_key(const Secret<32>& own_private, const crypto::PublicKey& peer_public,
+                              std::uint16_t ca_system_id, std::uint32_t stb_id) {
+  auto shared = crypto::x25519(own_private, peer_public);
+  if (!shared) return shared.error();
+  static constexpr std::uint8_t kSalt[] = {'u', 's', 'h', 'e', 'r', '-', 'e', 'm', 'm', '-', 'v', '1'};
+  ByteWriter info;
+  info.u16(ca_system_id);
+  info.u32(stb_id);
+  return crypto::hkdf_sha256(shared->bytes(), kSalt, info.data());
+}
+
+std::vector<std::uint8_t> encode_emm(const EmmContent& emm, const Key256& emm_key) {
+  ByteWriter header;
+  header.u8(kMessageVersion);
+  header.u32(emm.stb_id);
+  header.u64(emm.sequence);
+  ByteWriter plain;
+  plain.u64(emm.issued_unix);
+  plain.u8(static_cast<std::uint8_t>(emm.items.size()));
+  for (const auto& item : emm.items) {
+    if (const auto* g = std::get_if<EmmGrant>(&item)) {
+      plain.u8(kItemGrant);
+      plain.u16(2 + 2 + 32 + 8 + 8);
+      plain.u16(g->service_id);
+      plain.u16(g->key_version);
+      plain.bytes(g->service_key.bytes());
+      plain.u64(g->not_before);
+      plain.u64(g->not_after);
+    } else if (const auto* v = std::get_if<EmmRevoke>(&item)) {
+      plain.u8(kItemRevoke);
+      plain.u16(2);
+      plain.u16(v->service_id);
+    }
+  }
+  auto p = plain.take();
+  auto section = seal_into_section(kTableEmmUnique, header.data(), p, emm_key);
+  secure_zero(p.data(), p.size());
+  if (section.size() > 3 + kMaxBody) throw std::length_error("EMM too large for one section");
+  return section;
+}
+
+Result<EmmHeader> peek_emm(std::span<const std::uint8_t> section) {
+  const auto parsed = streams::parse_section(section);
+  if (!parsed.ok()) return make_error(Errc::malformed, std::string("EMM: section ") + streams::to_string(parsed.error));
+  if (parsed.section->header.table_id != kTableEmmUnique) return make_error(Errc::malformed, "EMM: table_id is not 0x82");
+  ByteReader r(parsed.section->body);
+  std::uint8_t version = 0;
+  EmmHeader h;
+  if (!r.u8(version) || !r.u32(h.stb_id) || !r.u64(h.sequence)) return make_error(Errc::malformed, "EMM: truncated header");
+  if (version != kMessageVersion) return make_error(Errc::malformed, "EMM: unsupported version " + std::to_string(version));
+  return h;
+}
+
+Result<EmmContent> decode_emm(std::span<const std::uint8_t> section, const Key256& emm_key) {
+  auto header = peek_emm(section);
+  if (!header) return header.error();
+  auto opened = open_section(section, kEmmHeaderSize, emm_key, "EMM");
+  if (!opened) return opened.error();
+  EmmContent emm;
+  emm.stb_id = header->stb_id;
+  emm.sequence = header->sequence;
+  ByteReader r(opened->plaintext);
+  std::uint8_t count = 0;
+  r.u64(emm.issued_unix);
+  r.u8(count);
+  for (int i = 0; i < count && !r.failed(); ++i) {
+    std::uint8_t type = 0;
+    std::uint16_t len = 0;
+    std::span<const std::uint8_t> data;
+    if (!r.u8(type) || !r.u16(len) || !r.view(len, data)) break;
+    ByteReader item(data);
+    if (type == kItemGrant) {
+      EmmGrant g;
+      item.u16(g.service_id);
+      item.u16(g.key_version);
+      item.bytes(g.service_key.mutable_bytes());
+      item.u64(g.not_before);
+      item.u64(g.not_after);
+      if (item.failed() || item.remaining() != 0) return make_error(Errc::malformed, "EMM: grant item has the wrong length");
+      emm.items.emplace_back(std::move(g));
+    } else if (type == kItemRevoke) {
+      EmmRevoke v;
+      item.u16(v.service_id);
+      if (item.failed() || item.remaining() != 0) return make_error(Errc::malformed, "EMM: revoke item has the wrong length");
+      emm.items.emplace_back(v);
+    }  // unknown item types are skipped: a newer engine may add some
+  }
+  const bool failed = r.failed() || r.remaining() != 0;
+  secure_zero(opened->plaintext.data(), opened->plaintext.size());
+  if (failed) return make_error(Errc::malformed, "EMM: payload has the wrong length");
+  return emm;
+}
+
+}  // namespace usher::entitlement

@@ -1,0 +1,325 @@
+#include "usher/entitlement/store.h"
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "usher/core/hex.h"
+
+namespace usher::entitlement {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::uint64_t kRevokeCarouselSeconds = 7 * 86400;
+
+std::uint64_t unix_now() {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+// key=value lines, the format of the small public identity files.
+std::map<std::string, std::string> read_kv(const std::string& path, bool& ok) {
+  std::map<std::string, std::string> kv;
+  std::ifstream in(path);
+  ok = static_cast<bool>(in);
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto eq = line.find('=');
+    if (eq != std::string::npos) kv[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  return kv;
+}
+
+bool hex_key(const std::string& text, crypto::PublicKey& out) {
+  auto b = from_hex(text);
+  if (!b || b->size() != out.size()) return false;
+  std::copy(b->begin(), b->end(), out.begin());
+  return true;
+}
+
+crypto::PublicKey blob_key(const std::vector<std::uint8_t>& b) {
+  crypto::PublicKey k{};
+  if (b.size() == k.size()) std::copy(b.begin(), b.end(), k.begin());
+  return k;
+}
+
+}  // namespace
+
+Result<StbPublicFile> StbPublicFile::read(const std::string& path) {
+  bool ok = false;
+  auto kv = read_kv(path, ok);
+  if (!ok) return make_error(Errc::io, "cannot read STB identity file " + path);
+  StbPublicFile f;
+  try {
+    f.stb_id = static_cast<std::uint32_t>(std::stoul(kv.at("stb_id")));
+  } catch (...) {
+    return make_error(Errc::malformed, path + ": missing or bad stb_id");
+  }
+  if (!hex_key(kv["x25519"], f.x25519_public) || !hex_key(kv["ed25519"], f.ed25519_public)) {
+    return make_error(Errc::malformed, path + ": x25519 and ed25519 must be 64 hex digits each");
+  }
+  return f;
+}
+
+Status StbPublicFile::write(const std::string& path) const {
+  std::ofstream out(path, std::ios::trunc);
+  out << "# Usher STB public identity: give this file to the operator\n"
+      << "stb_id=" << stb_id << "\nx25519=" << to_hex(x25519_public) << "\ned25519=" << to_hex(ed25519_public) << "\n";
+  if (!out) return make_error(Errc::io, "cannot write " + path);
+  return ok_status();
+}
+
+Result<OperatorPublicFile> OperatorPublicFile::read(const std::string& path) {
+  bool ok = false;
+  auto kv = read_kv(path, ok);
+  if (!ok) return make_error(Errc::io, "cannot read operator public file " + path);
+  OperatorPublicFile f;
+  try {
+    f.ca_system_id = static_cast<std::uint16_t>(std::stoul(kv.at("ca_system_id"), nullptr, 16));
+  } catch (...) {
+    return make_error(Errc::malformed, path + ": missing or bad ca_system_id");
+  }
+  if (!hex_key(kv["x25519"], f.x25519_public)) return make_error(Errc::malformed, path + ": bad x25519 key");
+  return f;
+}
+
+void EntitlementStore::create_schema(sql::Database& db) {
+  db.exec(R"(
+    CREATE TABLE IF NOT EXISTS operator (
+      id INTEGER PRIMARY KEY CHECK (id = 1),
+      ca_system_id INTEGER NOT NULL,
+      x25519_private BLOB NOT NULL,
+      x25519_public BLOB NOT NULL,
+      created INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS services (
+      service_id INTEGER PRIMARY KEY,
+      name TEXT NOT NULL,
+      key_version INTEGER NOT NULL,
+      service_key BLOB NOT NULL);
+    CREATE TABLE IF NOT EXISTS stbs (
+      stb_id INTEGER PRIMARY KEY,
+      x25519_public BLOB NOT NULL,
+      ed25519_public BLOB NOT NULL,
+      next_emm_sequence INTEGER NOT NULL DEFAULT 1,
+      registered INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS grants (
+      stb_id INTEGER NOT NULL REFERENCES stbs(stb_id),
+      service_id INTEGER NOT NULL REFERENCES services(service_id),
+      not_before INTEGER NOT NULL,
+      not_after INTEGER NOT NULL,
+      revoked INTEGER NOT NULL DEFAULT 0,
+      PRIMARY KEY (stb_id, service_id));
+    CREATE TABLE IF NOT EXISTS emm_queue (
+      id INTEGER PRIMARY KEY AUTOINCREMENT,
+      stb_id INTEGER NOT NULL,
+      sequence INTEGER NOT NULL,
+      carousel_until INTEGER NOT NULL,
+      section BLOB NOT NULL,
+      UNIQUE (stb_id, sequence));
+  )");
+}
+
+Result<EntitlementStore> EntitlementStore::create(const std::string& home, std::uint16_t ca_system_id) {
+  std::error_code ec;
+  fs::create_directories(home, ec);
+  if (ec) return make_error(Errc::storage, "cannot create " + home + ": " + ec.message());
+  const std::string path = (fs::path(home) / kDatabaseName).string();
+  if (fs::exists(path)) return make_error(Errc::already_exists, "an operator already exists in " + home);
+  const auto old_mask = ::umask(077);
+  auto db = sql::Database::open(path);
+  ::umask(old_mask);
+  if (!db) return db.error();
+  create_schema(*db);
+  auto pair = crypto::X25519KeyPair::generate();
+  auto st = db->prepare("INSERT INTO operator VALUES (1, ?, ?, ?, ?)");
+  st.bind(1, ca_system_id).bind(2, pair.private_key.bytes()).bind(3, pair.public_key).bind(4, static_cast<std::int64_t>(unix_now()));
+  st.run();
+  std::ofstream pub(fs::path(home) / kOperatorPublicName, std::ios::trunc);
+  char id[8];
+  std::snprintf(id, sizeof(id), "%04x", ca_system_id);
+  pub << "# Usher operator public identity: STBs are initialised with this file\n"
+      << "ca_system_id=" << id << "\nx25519=" << to_hex(pair.public_key) << "\n";
+  if (!pub) return make_error(Errc::io, "cannot write operator.pub in " + home);
+  return EntitlementStore(std::move(*db), ca_system_id, pair.public_key);
+}
+
+Result<EntitlementStore> EntitlementStore::open(const std::string& home) {
+  const std::string path = (fs::path(home) / kDatabaseName).string();
+  if (!fs::exists(path)) {
+    return make_error(Errc::not_found, "no operator in " + home + " (run `usher entitlement init --home " + home + "` first)");
+  }
+  auto db = sql::Database::open(path, false);
+  if (!db) return db.error();
+  create_schema(*db);
+  auto st = db->prepare("SELECT ca_system_id, x25519_public FROM operator WHERE id = 1");
+  if (!st.step()) return make_error(Errc::storage, path + " has no operator record");
+  const auto ca = static_cast<std::uint16_t>(st.column_int(0));
+  const auto pub = blob_key(st.column_blob(1));
+  return EntitlementStore(std::move(*db), ca, pub);
+}
+
+Secret<32> EntitlementStore::operator_private() {
+  auto st = db_.prepare("SELECT x25519_private FROM operator WHERE id = 1");
+  st.step();
+  auto b = st.column_blob(0);
+  Secret<32> k;
+  if (b.size() == 32) k = Secret<32>(std::span<const std::uint8_t, 32>(b.data(), 32));
+  secure_zero(b.data(), b.size());
+  return k;
+}
+
+Result<ServiceInfo> EntitlementStore::add_service(std::uint16_t service_id, const std::string& name) {
+  if (service_id == 0) return make_error(Errc::invalid_argument, "service id 0 is reserved (network PID in the PAT)");
+  auto exists = db_.prepare("SELECT 1 FROM services WHERE service_id = ?");
+  exists.bind(1, service_id);
+  if (exists.step()) return make_error(Errc::already_exists, "service " + std::to_string(service_id) + " already exists");
+  Key256 key;
+  crypto::random_bytes(key.mutable_bytes());
+  auto st = db_.prepare("INSERT INTO services VALUES (?, ?, 1, ?)");
+  st.bind(1, service_id).bind(2, name).bind(3, key.bytes());
+  st.run();
+  return ServiceInfo{service_id, name, 1};
+}
+
+std::vector<ServiceInfo> EntitlementStore::services() {
+  std::vector<ServiceInfo> out;
+  auto st = db_.prepare("SELECT service_id, name, key_version FROM services ORDER BY service_id");
+  while (st.step()) {
+    out.push_back({static_cast<std::uint16_t>(st.column_int(0)), st.column_text(1), static_cast<std::uint16_t>(st.column_int(2))});
+  }
+  return out;
+}
+
+Result<ServiceKey> EntitlementStore::service_key(std::uint16_t service_id) {
+  auto st = db_.prepare("SELECT key_version, service_key FROM services WHERE service_id = ?");
+  st.bind(1, service_id);
+  if (!st.step()) return make_error(Errc::not_found, "no service " + std::to_string(service_id) + " in the catalogue");
+  auto b = st.column_blob(1);
+  if (b.size() != 32) return make_error(Errc::storage, "service key of " + std::to_string(service_id) + " is corrupt");
+  ServiceKey k{static_cast<std::uint16_t>(st.column_int(0)), Key256(std::span<const std::uint8_t, 32>(b.data(), 32))};
+  secure_zero(b.data(), b.size());
+  return k;
+}
+
+Status EntitlementStore::register_stb(const StbInfo& stb) {
+  auto exists = db_.prepare("SELECT 1 FROM stbs WHERE stb_id = ?");
+  exists.bind(1, stb.stb_id);
+  if (exists.step()) return make_error(Errc::already_exists, "STB " + std::to_string(stb.stb_id) + " is already registered");
+  if (!crypto::x25519(operator_private(), stb.x25519_public)) {
+    return make_error(Errc::invalid_argument, "STB " + std::to_string(stb.stb_id) + " has an unusable X25519 public key");
+  }
+  auto st = db_.prepare("INSERT INTO stbs (stb_id, x25519_public, ed25519_public, registered) VALUES (?, ?, ?, ?)");
+  st.bind(1, stb.stb_id).bind(2, stb.x25519_public).bind(3, stb.ed25519_public).bind(4, static_cast<std::int64_t>(unix_now()));
+  st.run();
+  return ok_status();
+}
+
+std::vector<StbInfo> EntitlementStore::stbs() {
+  std::vector<StbInfo> out;
+  auto st = db_.prepare("SELECT stb_id, x25519_public, ed25519_public FROM stbs ORDER BY stb_id");
+  while (st.step()) {
+    out.push_back({static_cast<std::uint32_t>(st.column_int(0)), blob_key(st.column_blob(1)), blob_key(st.column_blob(2))});
+  }
+  return out;
+}
+
+Status EntitlementStore::queue_emm(std::uint32_t stb_id, std::vector<EmmItem> items, std::uint64_t carousel_until) {
+  auto st = db_.prepare("SELECT x25519_public, next_emm_sequence FROM stbs WHERE stb_id = ?");
+  st.bind(1, stb_id);
+  if (!st.step()) return make_error(Errc::not_found, "no STB " + std::to_string(stb_id) + " (register it first)");
+  const auto pub = blob_key(st.column_blob(0));
+  const auto sequence = static_cast<std::uint64_t>(st.column_int(1));
+  auto key = derive_emm_key(operator_private(), pub, ca_system_id_, stb_id);
+  if (!key) return key.error();
+  EmmContent emm{stb_id, sequence, unix_now(), std::move(items)};
+  const auto section = encode_emm(emm, *key);
+  auto ins = db_.prepare("INSERT INTO emm_queue (stb_id, sequence, carousel_until, section) VALUES (?, ?, ?, ?)");
+  ins.bind(1, stb_id).bind(2, static_cast<std::int64_t>(sequence)).bind(3, static_cast<std::int64_t>(carousel_until)).bind(4, section);
+  ins.run();
+  auto up = db_.prepare("UPDATE stbs SET next_emm_sequence = next_emm_sequence + 1 WHERE stb_id = ?");
+  up.bind(1, stb_id);
+  up.run();
+  return ok_status();
+}
+
+Status EntitlementStore::grant(std::uint32_t stb_id, std::uint16_t service_id, std::uint64_t not_before,
+                               std::uint64_t not_after) {
+  if (not_after <= not_before) return make_error(Errc::invalid_argument, "a grant must end after it starts");
+  auto key = service_key(service_id);
+  if (!key) return key.error();
+  sql::Transaction tx(db_);
+  auto st = db_.prepare(
+      "INSERT INTO grants (stb_id, service_id, not_before, not_after, revoked) VALUES (?, ?, ?, ?, 0) "
+      "ON CONFLICT (stb_id, service_id) DO UPDATE SET not_before = excluded.not_before, "
+      "not_after = excluded.not_after, revoked = 0");
+  st.bind(1, stb_id).bind(2, service_id).bind(3, static_cast<std::int64_t>(not_before)).bind(4, static_cast<std::int64_t>(not_after));
+  try {
+    st.run();
+  } catch (const std::exception&) {
+    return make_error(Errc::not_found, "no STB " + std::to_string(stb_id) + " (register it first)");
+  }
+  std::vector<EmmItem> items;
+  items.emplace_back(EmmGrant{service_id, key->key_version, key->key.clone(), not_before, not_after});
+  if (auto s = queue_emm(stb_id, std::move(items), not_after); !s) return s;
+  tx.commit();
+  return ok_status();
+}
+
+Status EntitlementStore::revoke(std::uint32_t stb_id, std::uint16_t service_id) {
+  sql::Transaction tx(db_);
+  auto st = db_.prepare("UPDATE grants SET revoked = 1 WHERE stb_id = ? AND service_id = ?");
+  st.bind(1, stb_id).bind(2, service_id);
+  st.run();
+  if (db_.changes() == 0) {
+    return make_error(Errc::not_found, "STB " + std::to_string(stb_id) + " has no grant for service " + std::to_string(service_id));
+  }
+  // The revoke replaces the grant on the carousel: the old grant EMM must stop being repeated.
+  auto del = db_.prepare("DELETE FROM emm_queue WHERE stb_id = ?");
+  del.bind(1, stb_id);
+  del.run();
+  std::vector<EmmItem> items;
+  items.emplace_back(EmmRevoke{service_id});
+  if (auto s = queue_emm(stb_id, std::move(items), unix_now() + kRevokeCarouselSeconds); !s) return s;
+  // Other live grants of this STB go back on the carousel under new sequence numbers.
+  auto live = db_.prepare("SELECT service_id, not_before, not_after FROM grants WHERE stb_id = ? AND revoked = 0");
+  live.bind(1, stb_id);
+  std::vector<GrantInfo> again;
+  while (live.step()) {
+    again.push_back({stb_id, static_cast<std::uint16_t>(live.column_int(0)), static_cast<std::uint64_t>(live.column_int(1)),
+                     static_cast<std::uint64_t>(live.column_int(2)), false});
+  }
+  for (const auto& g : again) {
+    auto key = service_key(g.service_id);
+    if (!key) return key.error();
+    std::vector<EmmItem> items2;
+    items2.emplace_back(EmmGrant{g.service_id, key->key_version, key->key.clone(), g.not_before, g.not_after});
+    if (auto s = queue_emm(stb_id, std::move(items2), g.not_after); !s) return s;
+  }
+  tx.commit();
+  return ok_status();
+}
+
+std::vector<GrantInfo> EntitlementStore::grants() {
+  std::vector<GrantInfo> out;
+  auto st = db_.prepare("SELECT stb_id, service_id, not_before, not_after, revoked FROM grants ORDER BY stb_id, service_id");
+  while (st.step()) {
+    out.push_back({static_cast<std::uint32_t>(st.column_int(0)), static_cast<std::uint16_t>(st.column_int(1)),
+                   static_cast<std::uint64_t>(st.column_int(2)), static_cast<std::uint64_t>(st.column_int(3)), st.column_int(4) != 0});
+  }
+  return out;
+}
+
+std::vector<std::vector<std::uint8_t>> EntitlementStore::emm_sections(std::uint64_t now) {
+  std::vector<std::vector<std::uint8_t>> out;
+  auto st = db_.prepare("SELECT section FROM emm_queue WHERE carousel_until >= ? ORDER BY id");
+  st.bind(1, static_cast<std::int64_t>(now));
+  while (st.step()) out.push_back(st.column_blob(0));
+  return out;
+}
+
+}  // namespace usher::entitlement

@@ -1,0 +1,161 @@
+// Scrambler: the headend's transport-stream transform. Feed it the packets of a clear multiplex in
+// order; it hands back the scrambled multiplex with CA signalling:
+//
+//  - the elementary streams of the chosen services (default: all) scrambled with DVB-CSA2 through
+//    libdvbcsa's bitslice batches; PSI/SI, PCR-only packets, null packets and adaptation fields stay
+//    clear;
+//  - control words from the CSPRNG, odd/even rotation every crypto period of stream time, the next
+//    CW announced in the ECM of the current period;
+//  - one ECM PID per scrambled service, its ECM repeated every ecm_interval;
+//  - the PMT of each scrambled service rewritten with a CA_descriptor (version + 1, new CRC), a CAT
+//    whose CA_descriptor points at the EMM PID, and the EMM carousel on that PID.
+//
+// Inserted packets take the place of null packets when the input has them within
+// kInsertionWindowMs of stream time; otherwise they are added to the rate (see docs/headend.md).
+//
+//   Scrambler scrambler(config, keys);
+//   while (source->read(in, 4096)) { scrambler.process(in, out); sink->write(out); ... }
+//   scrambler.finish(out);
+#pragma once
+
+#include <bitset>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <vector>
+
+#include "usher/core/csa.h"
+#include "usher/core/log.h"
+#include "usher/entitlement/messages.h"
+#include "usher/entitlement/store.h"
+#include "usher/streams/psi.h"
+#include "usher/streams/section.h"
+#include "usher/streams/stream_clock.h"
+
+namespace usher::headend {
+
+// Where the scrambler gets service keys and EMMs (the entitlement store here; the engine's ZeroMQ
+// feed later).
+class KeySource {
+ public:
+  virtual ~KeySource() = default;
+  virtual Result<entitlement::ServiceKey> service_key(std::uint16_t service_id) = 0;
+  virtual std::vector<std::vector<std::uint8_t>> emm_sections(std::uint64_t now_unix) = 0;
+};
+
+class StoreKeySource final : public KeySource {
+ public:
+  explicit StoreKeySource(entitlement::EntitlementStore& store) : store_(store) {}
+  Result<entitlement::ServiceKey> service_key(std::uint16_t id) override { return store_.service_key(id); }
+  std::vector<std::vector<std::uint8_t>> emm_sections(std::uint64_t now) override { return store_.emm_sections(now); }
+
+ private:
+  entitlement::EntitlementStore& store_;
+};
+
+struct ScramblerConfig {
+  std::uint16_t ca_system_id = entitlement::kDefaultCaSystemId;
+  std::set<std::uint16_t> services;        // empty: every service in the PAT
+  std::uint32_t crypto_period_ms = 10'000;
+  std::uint32_t ecm_interval_ms = 100;
+  std::uint32_t cat_interval_ms = 500;
+  std::uint32_t emm_interval_ms = 50;      // one EMM section per interval from the carousel
+  std::uint16_t emm_pid = 0x1FF0;          // moved down to a free PID if the input uses it
+  std::uint16_t ecm_pid_base = 0x1FE0;     // first ECM PID; one per service, downwards
+  std::optional<FixedControlWords> fixed_cws;  // test mode (--cw-file)
+  entitlement::AccessCriteria access;
+  std::uint64_t start_unix = 0;            // broadcast time of the first packet (0 = now)
+  std::uint64_t assumed_bitrate = 10'000'000;  // used until PCRs give the real one
+};
+
+struct ScramblerStats {
+  std::uint64_t packets_in = 0;
+  std::uint64_t packets_out = 0;
+  std::uint64_t packets_scrambled = 0;
+  std::uint64_t already_scrambled = 0;
+  std::uint64_t ecm_sections = 0;
+  std::uint64_t emm_sections = 0;
+  std::uint64_t pmts_rewritten = 0;
+  std::uint64_t nulls_replaced = 0;
+  std::uint64_t packets_added = 0;
+  std::uint64_t crypto_periods = 0;
+  std::uint64_t services_scrambled = 0;
+  std::uint64_t csa_full_batches = 0;
+  std::uint64_t csa_partial_batches = 0;
+};
+
+class Scrambler {
+ public:
+  static constexpr std::uint32_t kInsertionWindowMs = 20;
+
+  Scrambler(ScramblerConfig config, KeySource& keys);
+  Scrambler(const Scrambler&) = delete;
+  Scrambler& operator=(const Scrambler&) = delete;
+  ~Scrambler();
+
+  // Processes input packets; appends finished output packets to `out` (some may be held back
+  // until their CSA batch is full).
+  void process(std::span<const streams::TsPacket> in, std::vector<streams::TsPacket>& out);
+  // End of input: scrambles what is held back and appends it.
+  void finish(std::vector<streams::TsPacket>& out);
+  // Re-reads the EMM carousel from the key source; new EMMs go out at once.
+  void refresh_emms();
+
+  [[nodiscard]] ScramblerStats stats() const;
+  [[nodiscard]] const streams::StreamClock& clock() const { return clock_; }
+  [[nodiscard]] std::uint16_t emm_pid() const { return emm_pid_; }
+
+ private:
+  struct Service;
+  struct Pending {
+    streams::TsPacket packet;
+    std::uint64_t deadline;
+  };
+
+  void handle(const streams::TsPacket& packet);
+  void on_pat(std::span<const std::uint8_t> section);
+  void on_pmt(std::uint16_t pid, std::span<const std::uint8_t> section);
+  void on_cat(std::span<const std::uint8_t> section);
+  void schedule(bool force);
+  void emit_cat();
+  void emit_ecm(Service& s);
+  void start_period(Service& s, std::uint64_t period);
+  void queue_section(streams::SectionPacketizer& pz, std::span<const std::uint8_t> section, bool now);
+  void emit_now(const streams::TsPacket& packet);
+  std::uint16_t allocate_pid(std::uint16_t preferred);
+  [[nodiscard]] std::uint64_t ms_to_ticks(std::uint32_t ms) const { return std::uint64_t{ms} * 27'000; }
+  [[nodiscard]] std::uint64_t current_period() const { return clock_.now() / ms_to_ticks(config_.crypto_period_ms); }
+  [[nodiscard]] std::uint64_t broadcast_time() const;
+
+  ScramblerConfig config_;
+  KeySource& keys_;
+  Logger log_{"headend"};
+  streams::StreamClock clock_;
+  CsaPipeline pipeline_{CsaDirection::encrypt};
+  std::bitset<8192> used_pids_;
+  std::map<std::uint16_t, std::unique_ptr<Service>> services_by_pmt_pid_;
+  std::map<std::uint16_t, Service*> services_by_es_pid_;
+  std::unique_ptr<streams::SectionAssembler> pat_assembler_;
+  std::unique_ptr<streams::SectionAssembler> cat_assembler_;
+  std::map<std::uint16_t, std::unique_ptr<streams::SectionAssembler>> pmt_assemblers_;
+  std::vector<std::uint8_t> input_cat_descriptors_;
+  std::uint8_t cat_version_ = 0;
+  streams::SectionPacketizer cat_packetizer_{streams::kCatPid};
+  std::uint16_t emm_pid_ = 0;
+  std::unique_ptr<streams::SectionPacketizer> emm_packetizer_;
+  std::vector<std::vector<std::uint8_t>> emm_carousel_;
+  std::size_t emm_next_ = 0;
+  std::uint64_t next_cat_ = 0;
+  std::uint64_t next_emm_ = 0;
+  bool started_ = false;
+  bool warned_no_pcr_ = false;
+  std::deque<Pending> inserts_;
+  std::vector<streams::TsPacket> scratch_;
+  ScramblerStats stats_;
+};
+
+}  // namespace usher::headend

@@ -1,0 +1,318 @@
+#include "usher/headend/scrambler.h"
+
+#include <chrono>
+
+namespace usher::headend {
+
+using streams::Scrambling;
+using streams::TsPacket;
+
+struct Scrambler::Service {
+  std::uint16_t service_id = 0;
+  std::uint16_t pmt_pid = 0;
+  std::uint16_t ecm_pid = 0;
+  bool active = false;   // rewritten PMT and first ECM are out: its packets are scrambled
+  bool blocked = false;  // no key: its packets are dropped rather than sent in clear
+  std::unique_ptr<streams::SectionPacketizer> pmt_packetizer;
+  std::unique_ptr<streams::SectionPacketizer> ecm_packetizer;
+  std::vector<std::uint8_t> last_input_pmt;
+  std::vector<std::uint8_t> rewritten_pmt;
+  std::set<std::uint16_t> es_pids;
+  CsaPipeline::Slot slot[2] = {CsaPipeline::kNoSlot, CsaPipeline::kNoSlot};  // by parity
+  ControlWord cw[2];                                                          // by parity
+  std::uint64_t period = 0;
+  std::optional<entitlement::ServiceKey> key;
+  std::vector<std::uint8_t> ecm_section;
+  std::uint64_t next_ecm = 0;
+};
+
+Scrambler::Scrambler(ScramblerConfig config, KeySource& keys)
+    : config_(std::move(config)), keys_(keys), clock_(config_.assumed_bitrate) {
+  if (config_.crypto_period_ms < 100) config_.crypto_period_ms = 100;
+  if (config_.start_unix == 0) {
+    config_.start_unix = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+  }
+  used_pids_.set(streams::kPatPid).set(streams::kCatPid).set(streams::kNullPid).set(streams::kSdtPid);
+  emm_pid_ = allocate_pid(config_.emm_pid);
+  emm_packetizer_ = std::make_unique<streams::SectionPacketizer>(emm_pid_);
+  pat_assembler_ = std::make_unique<streams::SectionAssembler>([this](auto s) { on_pat(s); });
+  cat_assembler_ = std::make_unique<streams::SectionAssembler>([this](auto s) { on_cat(s); });
+}
+
+Scrambler::~Scrambler() = default;
+
+std::uint16_t Scrambler::allocate_pid(std::uint16_t preferred) {
+  std::uint16_t pid = preferred;
+  while (pid > 0x20 && used_pids_.test(pid)) --pid;
+  used_pids_.set(pid);
+  return pid;
+}
+
+std::uint64_t Scrambler::broadcast_time() const { return config_.start_unix + clock_.now() / streams::kPcrHz; }
+
+void Scrambler::refresh_emms() {
+  auto fresh = keys_.emm_sections(broadcast_time());
+  std::set<std::vector<std::uint8_t>> known(emm_carousel_.begin(), emm_carousel_.end());
+  for (const auto& s : fresh) {
+    if (!known.contains(s) && started_) queue_section(*emm_packetizer_, s, true);  // new: send at once
+    if (!known.contains(s)) ++stats_.emm_sections;
+  }
+  emm_carousel_ = std::move(fresh);
+  if (emm_next_ >= emm_carousel_.size()) emm_next_ = 0;
+}
+
+void Scrambler::emit_now(const TsPacket& packet) {
+  // Anything waiting for a null packet goes first, so that each PID keeps its order.
+  while (!inserts_.empty()) {
+    pipeline_.push(inserts_.front().packet, CsaPipeline::kNoSlot);
+    inserts_.pop_front();
+    ++stats_.packets_added;
+  }
+  pipeline_.push(packet, CsaPipeline::kNoSlot);
+}
+
+void Scrambler::queue_section(streams::SectionPacketizer& pz, std::span<const std::uint8_t> section, bool now) {
+  scratch_.clear();
+  pz.packetize(section, scratch_);
+  for (const auto& p : scratch_) {
+    if (now) {
+      emit_now(p);
+      ++stats_.packets_added;
+    } else {
+      inserts_.push_back({p, clock_.now() + ms_to_ticks(kInsertionWindowMs)});
+    }
+  }
+}
+
+void Scrambler::emit_cat() {
+  streams::Cat cat;
+  cat.version = cat_version_;
+  cat.descriptors = input_cat_descriptors_;
+  streams::append_ca_descriptor(cat.descriptors, {config_.ca_system_id, emm_pid_, {}});
+  queue_section(cat_packetizer_, cat.serialize(), false);
+}
+
+void Scrambler::on_cat(std::span<const std::uint8_t> section) {
+  auto parsed = streams::Cat::parse(section);
+  if (auto* cat = std::get_if<streams::Cat>(&parsed)) {
+    auto descriptors = cat->descriptors;
+    streams::remove_ca_descriptors(descriptors, config_.ca_system_id);
+    if (descriptors != input_cat_descriptors_) {
+      input_cat_descriptors_ = std::move(descriptors);
+      cat_version_ = static_cast<std::uint8_t>((cat_version_ + 1) & 0x1F);
+      emit_cat();
+    }
+  }
+}
+
+void Scrambler::on_pat(std::span<const std::uint8_t> section) {
+  auto parsed = streams::Pat::parse(section);
+  auto* pat = std::get_if<streams::Pat>(&parsed);
+  if (pat == nullptr) return;
+  for (const auto& prog : pat->programs) {
+    used_pids_.set(prog.pid);
+    if (prog.program_number == 0) continue;
+    if (!config_.services.empty() && !config_.services.contains(prog.program_number)) continue;
+    if (services_by_pmt_pid_.contains(prog.pid)) continue;
+    auto s = std::make_unique<Service>();
+    s->service_id = prog.program_number;
+    s->pmt_pid = prog.pid;
+    s->ecm_pid = allocate_pid(static_cast<std::uint16_t>(config_.ecm_pid_base));
+    s->pmt_packetizer = std::make_unique<streams::SectionPacketizer>(prog.pid);
+    s->ecm_packetizer = std::make_unique<streams::SectionPacketizer>(s->ecm_pid);
+    s->slot[0] = pipeline_.add_slot();
+    s->slot[1] = pipeline_.add_slot();
+    const std::uint16_t pid = prog.pid;
+    pmt_assemblers_[pid] = std::make_unique<streams::SectionAssembler>([this, pid](auto sec) { on_pmt(pid, sec); });
+    log_.info("service ", s->service_id, ": PMT PID ", pid, ", ECM PID ", s->ecm_pid);
+    services_by_pmt_pid_[pid] = std::move(s);
+  }
+}
+
+void Scrambler::start_period(Service& s, std::uint64_t period) {
+  auto next_cw = [this](std::uint64_t k) {
+    if (config_.fixed_cws) return (k % 2 == 0 ? config_.fixed_cws->even : config_.fixed_cws->odd).clone();
+    return ControlWord::random();
+  };
+  const bool consecutive = s.active && period == s.period + 1;
+  if (!consecutive) {  // first period, or a jump: both control words are new
+    s.cw[period % 2] = next_cw(period);
+    pipeline_.set_key(s.slot[period % 2], s.cw[period % 2]);
+  }
+  s.cw[(period + 1) % 2] = next_cw(period + 1);
+  pipeline_.set_key(s.slot[(period + 1) % 2], s.cw[(period + 1) % 2]);
+  s.period = period;
+  ++stats_.crypto_periods;
+  entitlement::EcmContent ecm;
+  ecm.service_id = s.service_id;
+  ecm.key_version = s.key->key_version;
+  ecm.crypto_period = static_cast<std::uint32_t>(period);
+  ecm.time_unix = broadcast_time();
+  ecm.access = config_.access;
+  ecm.even = s.cw[0].clone();
+  ecm.odd = s.cw[1].clone();
+  s.ecm_section = entitlement::encode_ecm(ecm, s.key->key);
+  emit_ecm(s);
+}
+
+void Scrambler::emit_ecm(Service& s) {
+  queue_section(*s.ecm_packetizer, s.ecm_section, true);
+  s.next_ecm = clock_.now() + ms_to_ticks(config_.ecm_interval_ms);
+  ++stats_.ecm_sections;
+}
+
+void Scrambler::on_pmt(std::uint16_t pid, std::span<const std::uint8_t> section) {
+  Service& s = *services_by_pmt_pid_.at(pid);
+  const bool same = s.last_input_pmt.size() == section.size() &&
+                    std::equal(section.begin(), section.end(), s.last_input_pmt.begin());
+  if (!same) {
+    auto parsed = streams::Pmt::parse(section);
+    auto* pmt = std::get_if<streams::Pmt>(&parsed);
+    if (pmt == nullptr) return;
+    for (auto es : s.es_pids) services_by_es_pid_.erase(es);
+    s.es_pids.clear();
+    for (const auto& st : pmt->streams) {
+      used_pids_.set(st.pid);
+      if (st.pid == s.ecm_pid || st.pid == emm_pid_) {
+        log_.error("service ", s.service_id, ": elementary PID ", st.pid, " collides with a CA PID; choose --ecm-pid/--emm-pid");
+      }
+      if (streams::is_elementary_stream_type(st.stream_type)) {
+        s.es_pids.insert(st.pid);
+        services_by_es_pid_[st.pid] = &s;
+      }
+    }
+    streams::remove_ca_descriptors(pmt->descriptors, config_.ca_system_id);
+    streams::append_ca_descriptor(pmt->descriptors, {config_.ca_system_id, s.ecm_pid, {}});
+    pmt->version = static_cast<std::uint8_t>((pmt->version + 1) & 0x1F);
+    s.rewritten_pmt = pmt->serialize();
+    s.last_input_pmt.assign(section.begin(), section.end());
+    ++stats_.pmts_rewritten;
+  }
+  queue_section(*s.pmt_packetizer, s.rewritten_pmt, true);
+  if (!s.active && !s.blocked) {
+    auto key = keys_.service_key(s.service_id);
+    if (!key) {
+      s.blocked = true;
+      log_.error("service ", s.service_id, ": ", key.error().message,
+                 "; its packets are dropped rather than sent in clear (add it with `usher entitlement service add`)");
+      return;
+    }
+    s.key = std::move(key.value());
+    start_period(s, current_period());
+    s.active = true;
+    ++stats_.services_scrambled;
+  }
+}
+
+void Scrambler::schedule(bool) {
+  const std::uint64_t now = clock_.now();
+  const std::uint64_t period = current_period();
+  for (auto& [pid, s] : services_by_pmt_pid_) {
+    if (!s->active) continue;
+    if (period != s->period) {
+      start_period(*s, period);
+    } else if (now >= s->next_ecm) {
+      emit_ecm(*s);
+    }
+  }
+  if (now >= next_cat_) {
+    emit_cat();
+    next_cat_ = now + ms_to_ticks(config_.cat_interval_ms);
+  }
+  if (!emm_carousel_.empty() && now >= next_emm_) {
+    queue_section(*emm_packetizer_, emm_carousel_[emm_next_], false);
+    emm_next_ = (emm_next_ + 1) % emm_carousel_.size();
+    next_emm_ = now + ms_to_ticks(config_.emm_interval_ms);
+  }
+}
+
+void Scrambler::handle(const TsPacket& packet) {
+  ++stats_.packets_in;
+  clock_.observe(packet);
+  if (!started_) {
+    // CAT and every EMM go out before anything else, so a receiver that starts with the stream
+    // has its entitlements before the first ECM.
+    started_ = true;
+    refresh_emms();
+    emit_cat();
+    for (const auto& emm : emm_carousel_) queue_section(*emm_packetizer_, emm, true);
+    next_cat_ = clock_.now() + ms_to_ticks(config_.cat_interval_ms);
+    next_emm_ = clock_.now() + ms_to_ticks(config_.emm_interval_ms);
+  }
+  if (!warned_no_pcr_ && stats_.packets_in == 20'000 && !clock_.pcr_seen()) {
+    warned_no_pcr_ = true;
+    log_.warn("no PCR in the first 20000 packets: crypto periods and ECM repetition are timed at an assumed ",
+              config_.assumed_bitrate, " bit/s (set --bitrate)");
+  }
+  schedule(false);
+
+  const std::uint16_t pid = packet.pid();
+  if (pid == streams::kPatPid) {
+    pat_assembler_->feed(packet);
+    emit_now(packet);
+  } else if (pid == streams::kCatPid) {
+    cat_assembler_->feed(packet);  // replaced by our CAT, which carries its descriptors
+  } else if (auto a = pmt_assemblers_.find(pid); a != pmt_assemblers_.end()) {
+    a->second->feed(packet);  // replaced by the rewritten PMT
+  } else if (auto it = services_by_es_pid_.find(pid); it != services_by_es_pid_.end() && (it->second->active || it->second->blocked)) {
+    Service& s = *it->second;
+    if (s.blocked) return;
+    if (packet.scrambling() != Scrambling::clear) {
+      ++stats_.already_scrambled;
+      emit_now(packet);
+    } else if (packet.payload().empty()) {
+      emit_now(packet);
+    } else {
+      TsPacket p = packet;
+      const auto parity = s.period % 2;
+      p.set_scrambling(parity == 0 ? Scrambling::even : Scrambling::odd);
+      // Order with held-back insertions is kept by emitting them first.
+      while (!inserts_.empty()) {
+        pipeline_.push(inserts_.front().packet, CsaPipeline::kNoSlot);
+        inserts_.pop_front();
+        ++stats_.packets_added;
+      }
+      pipeline_.push(p, s.slot[parity]);
+      ++stats_.packets_scrambled;
+    }
+  } else if (pid == streams::kNullPid && !inserts_.empty()) {
+    pipeline_.push(inserts_.front().packet, CsaPipeline::kNoSlot);
+    inserts_.pop_front();
+    ++stats_.nulls_replaced;
+  } else {
+    pipeline_.push(packet, CsaPipeline::kNoSlot);
+  }
+  while (!inserts_.empty() && inserts_.front().deadline <= clock_.now()) {
+    pipeline_.push(inserts_.front().packet, CsaPipeline::kNoSlot);
+    inserts_.pop_front();
+    ++stats_.packets_added;
+  }
+}
+
+void Scrambler::process(std::span<const TsPacket> in, std::vector<TsPacket>& out) {
+  const std::size_t before = out.size();
+  for (const auto& p : in) handle(p);
+  pipeline_.take_ready(out);
+  stats_.packets_out += out.size() - before;
+}
+
+void Scrambler::finish(std::vector<TsPacket>& out) {
+  const std::size_t before = out.size();
+  while (!inserts_.empty()) {
+    pipeline_.push(inserts_.front().packet, CsaPipeline::kNoSlot);
+    inserts_.pop_front();
+    ++stats_.packets_added;
+  }
+  pipeline_.flush(out);
+  stats_.packets_out += out.size() - before;
+}
+
+ScramblerStats Scrambler::stats() const {
+  ScramblerStats s = stats_;
+  s.csa_full_batches = pipeline_.stats().full_batches;
+  s.csa_partial_batches = pipeline_.stats().partial_batches;
+  return s;
+}
+
+}  // namespace usher::headend

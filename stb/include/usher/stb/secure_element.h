@@ -1,0 +1,81 @@
+// SecureElement: what a set-top box's secure chip would hold, kept in SQLite (stb.db under the STB's
+// home, mode 0600): its identity and key pairs (X25519 for receiving keys, Ed25519 for signing), the
+// operator's public key, its entitlements with their service keys, and the EMM sequence numbers it
+// has applied. ECMs are opened here and checked against the entitlements; control words come out
+// only to the descrambler.
+//
+//   auto se = SecureElement::open("usher-data/stb-1001").value();
+//   auto outcome = se.apply_emm(section);   // replayed / stale / forged EMMs are refused
+//   auto ecm = se.open_ecm(section);        // Errc::not_entitled says why
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "usher/core/result.h"
+#include "usher/core/sqlite.h"
+#include "usher/entitlement/messages.h"
+#include "usher/entitlement/store.h"
+
+namespace usher::stb {
+
+struct Entitlement {
+  std::uint16_t service_id = 0;
+  std::uint16_t key_version = 0;
+  std::uint64_t not_before = 0;
+  std::uint64_t not_after = 0;
+  bool revoked = false;
+  std::uint64_t sequence = 0;  // EMM that last changed it
+};
+
+enum class EmmOutcome {
+  applied,        // new and authentic: entitlements updated
+  not_addressed,  // for another STB: ignored, as a receiver filters them
+  duplicate,      // already applied (the carousel repeats EMMs): no effect
+};
+
+class SecureElement {
+ public:
+  static constexpr const char* kDatabaseName = "stb.db";
+  static constexpr const char* kPublicName = "stb.pub";
+
+  // Makes the STB's identity and key pairs, trusting `operator_identity` for EMMs.
+  static Result<SecureElement> init(const std::string& home, std::uint32_t stb_id,
+                                    const entitlement::OperatorPublicFile& operator_identity);
+  static Result<SecureElement> open(const std::string& home);
+
+  [[nodiscard]] std::uint32_t stb_id() const { return stb_id_; }
+  [[nodiscard]] std::uint16_t ca_system_id() const { return ca_system_id_; }
+  [[nodiscard]] entitlement::StbPublicFile public_identity() const { return public_; }
+
+  // Errc::auth_failed (forged, tampered, wrong key), Errc::stale (older than what was applied for
+  // the same service: reordered), Errc::malformed.
+  Result<EmmOutcome> apply_emm(std::span<const std::uint8_t> section);
+  // Decrypts an ECM if this STB is entitled to its service at the ECM's broadcast time.
+  Result<entitlement::EcmContent> open_ecm(std::span<const std::uint8_t> section) const;
+
+  [[nodiscard]] std::vector<Entitlement> entitlements() const;
+
+ private:
+  struct Held {
+    Entitlement info;
+    Key256 key;
+  };
+  SecureElement(sql::Database db, std::uint32_t stb_id, std::uint16_t ca_system_id, Key256 emm_key,
+                entitlement::StbPublicFile pub);
+  static void create_schema(sql::Database& db);
+  void load();
+
+  sql::Database db_;
+  std::uint32_t stb_id_;
+  std::uint16_t ca_system_id_;
+  Key256 emm_key_;
+  entitlement::StbPublicFile public_;
+  std::map<std::uint16_t, Held> held_;
+  std::set<std::uint64_t> applied_;
+};
+
+}  // namespace usher::stb

@@ -1,0 +1,188 @@
+#include "usher/stb/descrambler.h"
+
+namespace usher::stb {
+
+using streams::Scrambling;
+using streams::TsPacket;
+
+struct Descrambler::Service {
+  std::uint16_t service_id = 0;
+  std::uint16_t pmt_pid = 0;
+  std::optional<std::uint16_t> ecm_pid;
+  std::set<std::uint16_t> es_pids;
+  CsaPipeline::Slot slot[2] = {CsaPipeline::kNoSlot, CsaPipeline::kNoSlot};
+  std::vector<std::uint8_t> last_ecm;
+  bool descrambling = false;
+  std::string reason = "no ECM yet";
+};
+
+Descrambler::Descrambler(SecureElement* se, DescramblerConfig config) : se_(se), config_(std::move(config)) {
+  if (config_.fixed_cws) {
+    fixed_slot_[0] = pipeline_.add_slot();
+    fixed_slot_[1] = pipeline_.add_slot();
+    pipeline_.set_key(fixed_slot_[0], config_.fixed_cws->even);
+    pipeline_.set_key(fixed_slot_[1], config_.fixed_cws->odd);
+  } else if (se_ == nullptr) {
+    throw std::invalid_argument("Descrambler needs a secure element unless control words are fixed");
+  }
+  assemblers_[streams::kPatPid] = std::make_unique<streams::SectionAssembler>([this](auto s) { on_pat(s); });
+  assemblers_[streams::kCatPid] = std::make_unique<streams::SectionAssembler>([this](auto s) { on_cat(s); });
+}
+
+Descrambler::~Descrambler() = default;
+
+void Descrambler::on_pat(std::span<const std::uint8_t> section) {
+  auto parsed = streams::Pat::parse(section);
+  auto* pat = std::get_if<streams::Pat>(&parsed);
+  if (pat == nullptr) return;
+  for (const auto& prog : pat->programs) {
+    if (prog.program_number == 0 || services_.contains(prog.pid)) continue;
+    auto s = std::make_unique<Service>();
+    s->service_id = prog.program_number;
+    s->pmt_pid = prog.pid;
+    s->slot[0] = pipeline_.add_slot();
+    s->slot[1] = pipeline_.add_slot();
+    const auto pid = prog.pid;
+    assemblers_[pid] = std::make_unique<streams::SectionAssembler>([this, pid](auto sec) { on_pmt(pid, sec); });
+    services_[pid] = std::move(s);
+  }
+}
+
+void Descrambler::on_cat(std::span<const std::uint8_t> section) {
+  if (se_ == nullptr) return;
+  auto parsed = streams::Cat::parse(section);
+  auto* cat = std::get_if<streams::Cat>(&parsed);
+  if (cat == nullptr) return;
+  for (const auto& ca : streams::find_ca_descriptors(cat->descriptors)) {
+    if (ca.ca_system_id != se_->ca_system_id() || emm_pid_ == ca.ca_pid) continue;
+    emm_pid_ = ca.ca_pid;
+    assemblers_[ca.ca_pid] = std::make_unique<streams::SectionAssembler>([this](auto s) { on_emm(s); });
+    log_.info("EMM PID ", ca.ca_pid, " (CA_system_id 0x", std::hex, ca.ca_system_id, std::dec, ")");
+  }
+}
+
+void Descrambler::on_pmt(std::uint16_t pid, std::span<const std::uint8_t> section) {
+  auto parsed = streams::Pmt::parse(section);
+  auto* pmt = std::get_if<streams::Pmt>(&parsed);
+  if (pmt == nullptr) return;
+  Service& s = *services_.at(pid);
+  for (auto es : s.es_pids) by_es_pid_.erase(es);
+  s.es_pids.clear();
+  for (const auto& st : pmt->streams) {
+    s.es_pids.insert(st.pid);
+    by_es_pid_[st.pid] = &s;
+  }
+  if (se_ == nullptr) return;
+  std::optional<std::uint16_t> ecm_pid;
+  for (const auto& ca : streams::find_ca_descriptors(pmt->descriptors)) {
+    if (ca.ca_system_id == se_->ca_system_id()) ecm_pid = ca.ca_pid;
+  }
+  if (ecm_pid && ecm_pid != s.ecm_pid) {
+    if (s.ecm_pid) assemblers_.erase(*s.ecm_pid);
+    s.ecm_pid = ecm_pid;
+    Service* sp = &s;
+    assemblers_[*ecm_pid] = std::make_unique<streams::SectionAssembler>([this, sp](auto sec) { on_ecm(*sp, sec); });
+    log_.info("service ", s.service_id, ": ECM PID ", *ecm_pid);
+  }
+}
+
+void Descrambler::deny(Service& s, const std::string& reason) {
+  if (reason != s.reason || s.descrambling) log_.warn("cannot descramble ", reason);
+  s.descrambling = false;
+  s.reason = reason;
+  ++stats_.ecm_denied;
+}
+
+void Descrambler::on_ecm(Service& s, std::span<const std::uint8_t> section) {
+  // The same ECM repeats every ~100 ms: open it once.
+  if (section.size() == s.last_ecm.size() && std::equal(section.begin(), section.end(), s.last_ecm.begin())) return;
+  s.last_ecm.assign(section.begin(), section.end());
+  auto ecm = se_->open_ecm(section);
+  if (!ecm) {
+    deny(s, ecm.error().message);
+    return;
+  }
+  if (ecm->service_id != s.service_id) {
+    deny(s, "service " + std::to_string(s.service_id) + ": ECM is for service " + std::to_string(ecm->service_id));
+    return;
+  }
+  if (!ecm->even.checksums_ok() || !ecm->odd.checksums_ok()) log_.debug("service ", s.service_id, ": CW checksum bytes differ from DVB practice");
+  pipeline_.set_key(s.slot[0], ecm->even);
+  pipeline_.set_key(s.slot[1], ecm->odd);
+  if (!s.descrambling) log_.info("service ", s.service_id, ": descrambling (crypto period ", ecm->crypto_period, ")");
+  s.descrambling = true;
+  s.reason.clear();
+  ++stats_.ecm_accepted;
+}
+
+void Descrambler::on_emm(std::span<const std::uint8_t> section) {
+  auto outcome = se_->apply_emm(section);
+  if (!outcome) {
+    ++stats_.emm_refused;
+    log_.warn("EMM refused: ", outcome.error().message);
+    return;
+  }
+  switch (*outcome) {
+    case EmmOutcome::applied:
+      ++stats_.emm_taken;
+      log_.info("EMM applied for STB ", se_->stb_id());
+      break;
+    case EmmOutcome::duplicate: ++stats_.emm_duplicate; break;
+    case EmmOutcome::not_addressed: ++stats_.emm_other_stb; break;
+  }
+}
+
+void Descrambler::handle(const TsPacket& packet) {
+  ++stats_.packets_in;
+  if (!continuity_.check(packet)) ++stats_.cc_errors;
+  const auto pid = packet.pid();
+  if (auto a = assemblers_.find(pid); a != assemblers_.end()) a->second->feed(packet);
+  const auto sc = packet.scrambling();
+  if (sc != Scrambling::even && sc != Scrambling::odd) {
+    pipeline_.push(packet, CsaPipeline::kNoSlot);
+    return;
+  }
+  const int parity = sc == Scrambling::even ? 0 : 1;
+  CsaPipeline::Slot slot = CsaPipeline::kNoSlot;
+  if (config_.fixed_cws) {
+    slot = fixed_slot_[parity];
+  } else if (auto it = by_es_pid_.find(pid); it != by_es_pid_.end() && pipeline_.has_key(it->second->slot[parity])) {
+    slot = it->second->slot[parity];
+  }
+  if (slot == CsaPipeline::kNoSlot) {
+    ++stats_.packets_left_scrambled;
+    pipeline_.push(packet, CsaPipeline::kNoSlot);
+    return;
+  }
+  TsPacket p = packet;
+  p.set_scrambling(Scrambling::clear);
+  pipeline_.push(p, slot);
+  ++stats_.packets_descrambled;
+}
+
+void Descrambler::process(std::span<const TsPacket> in, std::vector<TsPacket>& out) {
+  const auto before = out.size();
+  for (const auto& p : in) handle(p);
+  pipeline_.take_ready(out);
+  stats_.packets_out += out.size() - before;
+}
+
+void Descrambler::finish(std::vector<TsPacket>& out) {
+  const auto before = out.size();
+  pipeline_.flush(out);
+  stats_.packets_out += out.size() - before;
+}
+
+DescramblerStats Descrambler::stats() const {
+  DescramblerStats s = stats_;
+  for (const auto& [pid, a] : assemblers_) s.sections_dropped += a->dropped();
+  return s;
+}
+
+std::vector<ServiceStatus> Descrambler::services() const {
+  std::vector<ServiceStatus> out;
+  for (const auto& [pid, s] : services_) out.push_back({s->service_id, s->descrambling, s->reason});
+  return out;
+}
+
+}  // namespace usher::stb

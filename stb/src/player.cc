@@ -1,0 +1,61 @@
+#include "usher/stb/player.h"
+
+#include <gst/app/gstappsrc.h>
+#include <gst/gst.h>
+
+#include <stdexcept>
+
+namespace usher::stb {
+namespace {
+
+class GstPlayerSink final : public streams::PacketSink {
+ public:
+  GstPlayerSink() {
+    gst_init(nullptr, nullptr);
+    GError* error = nullptr;
+    pipeline_ = gst_parse_launch(
+        "appsrc name=src is-live=false format=bytes block=true max-bytes=4000000 caps=video/mpegts,systemstream=true,packetsize=188 "
+        "! tsdemux name=demux demux. ! queue ! decodebin ! videoconvert ! autovideosink "
+        "demux. ! queue ! decodebin ! audioconvert ! autoaudiosink",
+        &error);
+    if (error != nullptr) {
+      std::string msg = error->message;
+      g_error_free(error);
+      throw std::runtime_error("GStreamer playback pipeline: " + msg);
+    }
+    src_ = gst_bin_get_by_name(GST_BIN(pipeline_), "src");
+    gst_element_set_state(pipeline_, GST_STATE_PLAYING);
+  }
+  ~GstPlayerSink() override {
+    close();
+    gst_object_unref(src_);
+    gst_object_unref(pipeline_);
+  }
+  void write(std::span<const streams::TsPacket> packets) override {
+    if (packets.empty()) return;
+    GstBuffer* buf = gst_buffer_new_memdup(packets.data(), packets.size_bytes());
+    gst_app_src_push_buffer(GST_APP_SRC(src_), buf);  // takes ownership
+  }
+  void close() override {
+    if (closed_) return;
+    closed_ = true;
+    gst_app_src_end_of_stream(GST_APP_SRC(src_));
+    GstBus* bus = gst_element_get_bus(pipeline_);
+    GstMessage* msg = gst_bus_timed_pop_filtered(bus, GST_CLOCK_TIME_NONE,
+                                                 static_cast<GstMessageType>(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+    if (msg != nullptr) gst_message_unref(msg);
+    gst_object_unref(bus);
+    gst_element_set_state(pipeline_, GST_STATE_NULL);
+  }
+
+ private:
+  GstElement* pipeline_ = nullptr;
+  GstElement* src_ = nullptr;
+  bool closed_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<streams::PacketSink> open_player() { return std::make_unique<GstPlayerSink>(); }
+
+}  // namespace usher::stb

@@ -1,0 +1,202 @@
+#include "usher/stb/secure_element.h"
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+
+namespace usher::stb {
+namespace fs = std::filesystem;
+
+namespace {
+std::string utc(std::uint64_t t) {
+  const auto tt = static_cast<std::time_t>(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S UTC", &tm);
+  return buf;
+}
+Secret<32> blob_secret(std::vector<std::uint8_t> b) {
+  Secret<32> s;
+  if (b.size() == 32) s = Secret<32>(std::span<const std::uint8_t, 32>(b.data(), 32));
+  secure_zero(b.data(), b.size());
+  return s;
+}
+crypto::PublicKey blob_public(const std::vector<std::uint8_t>& b) {
+  crypto::PublicKey k{};
+  if (b.size() == 32) std::copy(b.begin(), b.end(), k.begin());
+  return k;
+}
+}  // namespace
+
+SecureElement::SecureElement(sql::Database db, std::uint32_t stb_id, std::uint16_t ca_system_id, Key256 emm_key,
+                             entitlement::StbPublicFile pub)
+    : db_(std::move(db)), stb_id_(stb_id), ca_system_id_(ca_system_id), emm_key_(std::move(emm_key)), public_(pub) {}
+
+void SecureElement::create_schema(sql::Database& db) {
+  db.exec(R"(
+    CREATE TABLE IF NOT EXISTS identity (
+      id INTEGER PRIMARY KEY CHECK (id = 1),
+      stb_id INTEGER NOT NULL,
+      ca_system_id INTEGER NOT NULL,
+      operator_x25519 BLOB NOT NULL,
+      x25519_private BLOB NOT NULL,
+      x25519_public BLOB NOT NULL,
+      ed25519_private BLOB NOT NULL,
+      ed25519_public BLOB NOT NULL,
+      created INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS entitlements (
+      service_id INTEGER PRIMARY KEY,
+      key_version INTEGER NOT NULL,
+      service_key BLOB NOT NULL,
+      not_before INTEGER NOT NULL,
+      not_after INTEGER NOT NULL,
+      revoked INTEGER NOT NULL,
+      sequence INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS emm_applied (
+      sequence INTEGER PRIMARY KEY,
+      applied INTEGER NOT NULL);
+  )");
+}
+
+Result<SecureElement> SecureElement::init(const std::string& home, std::uint32_t stb_id,
+                                          const entitlement::OperatorPublicFile& op) {
+  std::error_code ec;
+  fs::create_directories(home, ec);
+  if (ec) return make_error(Errc::storage, "cannot create " + home + ": " + ec.message());
+  const auto path = (fs::path(home) / kDatabaseName).string();
+  if (fs::exists(path)) return make_error(Errc::already_exists, "an STB is already initialised in " + home);
+  const auto old_mask = ::umask(077);
+  auto db = sql::Database::open(path);
+  ::umask(old_mask);
+  if (!db) return db.error();
+  create_schema(*db);
+  auto x = crypto::X25519KeyPair::generate();
+  auto ed = crypto::Ed25519KeyPair::generate();
+  auto emm_key = entitlement::derive_emm_key(x.private_key, op.x25519_public, op.ca_system_id, stb_id);
+  if (!emm_key) return make_error(Errc::invalid_argument, "operator key unusable: " + emm_key.error().message);
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  auto st = db->prepare("INSERT INTO identity VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)");
+  st.bind(1, stb_id).bind(2, op.ca_system_id).bind(3, op.x25519_public).bind(4, x.private_key.bytes())
+      .bind(5, x.public_key).bind(6, ed.private_key.bytes()).bind(7, ed.public_key).bind(8, now);
+  st.run();
+  entitlement::StbPublicFile pub{stb_id, x.public_key, ed.public_key};
+  if (auto s = pub.write((fs::path(home) / kPublicName).string()); !s) return s.error();
+  SecureElement se(std::move(*db), stb_id, op.ca_system_id, std::move(*emm_key), pub);
+  return se;
+}
+
+Result<SecureElement> SecureElement::open(const std::string& home) {
+  const auto path = (fs::path(home) / kDatabaseName).string();
+  if (!fs::exists(path)) {
+    return make_error(Errc::not_found, "no STB in " + home + " (run `usher stb init --home " + home + "` first)");
+  }
+  auto db = sql::Database::open(path, false);
+  if (!db) return db.error();
+  create_schema(*db);
+  auto st = db->prepare(
+      "SELECT stb_id, ca_system_id, operator_x25519, x25519_private, x25519_public, ed25519_public FROM identity WHERE id = 1");
+  if (!st.step()) return make_error(Errc::storage, path + " has no identity");
+  const auto stb_id = static_cast<std::uint32_t>(st.column_int(0));
+  const auto ca = static_cast<std::uint16_t>(st.column_int(1));
+  const auto op = blob_public(st.column_blob(2));
+  auto priv = blob_secret(st.column_blob(3));
+  entitlement::StbPublicFile pub{stb_id, blob_public(st.column_blob(4)), blob_public(st.column_blob(5))};
+  auto emm_key = entitlement::derive_emm_key(priv, op, ca, stb_id);
+  if (!emm_key) return emm_key.error();
+  SecureElement se(std::move(*db), stb_id, ca, std::move(*emm_key), pub);
+  se.load();
+  return se;
+}
+
+void SecureElement::load() {
+  held_.clear();
+  auto st = db_.prepare("SELECT service_id, key_version, service_key, not_before, not_after, revoked, sequence FROM entitlements");
+  while (st.step()) {
+    Held h{{static_cast<std::uint16_t>(st.column_int(0)), static_cast<std::uint16_t>(st.column_int(1)),
+            static_cast<std::uint64_t>(st.column_int(3)), static_cast<std::uint64_t>(st.column_int(4)),
+            st.column_int(5) != 0, static_cast<std::uint64_t>(st.column_int(6))},
+           blob_secret(st.column_blob(2))};
+    held_.emplace(h.info.service_id, std::move(h));
+  }
+  applied_.clear();
+  auto a = db_.prepare("SELECT sequence FROM emm_applied");
+  while (a.step()) applied_.insert(static_cast<std::uint64_t>(a.column_int(0)));
+}
+
+Result<EmmOutcome> SecureElement::apply_emm(std::span<const std::uint8_t> section) {
+  auto header = entitlement::peek_emm(section);
+  if (!header) return header.error();
+  if (header->stb_id != stb_id_) return EmmOutcome::not_addressed;
+  if (applied_.contains(header->sequence)) return EmmOutcome::duplicate;
+  auto emm = entitlement::decode_emm(section, emm_key_);
+  if (!emm) return emm.error();
+  const auto seq = emm->sequence;
+  int applied_items = 0;
+  std::string stale;
+  sql::Transaction tx(db_);
+  for (auto& item : emm->items) {
+    const std::uint16_t service = std::visit([](const auto& i) { return i.service_id; }, item);
+    if (auto it = held_.find(service); it != held_.end() && it->second.info.sequence >= seq) {
+      stale = "EMM " + std::to_string(seq) + " is older than EMM " + std::to_string(it->second.info.sequence) +
+              " already applied for service " + std::to_string(service) + " (reordered or replayed)";
+      continue;
+    }
+    if (auto* g = std::get_if<entitlement::EmmGrant>(&item)) {
+      auto st = db_.prepare("INSERT OR REPLACE INTO entitlements VALUES (?, ?, ?, ?, ?, 0, ?)");
+      st.bind(1, g->service_id).bind(2, g->key_version).bind(3, g->service_key.bytes())
+          .bind(4, static_cast<std::int64_t>(g->not_before)).bind(5, static_cast<std::int64_t>(g->not_after))
+          .bind(6, static_cast<std::int64_t>(seq));
+      st.run();
+    } else if (auto* v = std::get_if<entitlement::EmmRevoke>(&item)) {
+      // Keep a row (without a usable key) so that an older grant replayed later is recognised as stale.
+      const std::array<std::uint8_t, 32> zero{};
+      auto st = db_.prepare("INSERT OR REPLACE INTO entitlements VALUES (?, 0, ?, 0, 0, 1, ?)");
+      st.bind(1, v->service_id).bind(2, std::span<const std::uint8_t>(zero)).bind(3, static_cast<std::int64_t>(seq));
+      st.run();
+    }
+    ++applied_items;
+  }
+  if (applied_items == 0 && !stale.empty()) return make_error(Errc::stale, stale);
+  auto mark = db_.prepare("INSERT INTO emm_applied VALUES (?, ?)");
+  mark.bind(1, static_cast<std::int64_t>(seq)).bind(2, static_cast<std::int64_t>(emm->issued_unix));
+  mark.run();
+  tx.commit();
+  load();
+  return EmmOutcome::applied;
+}
+
+Result<entitlement::EcmContent> SecureElement::open_ecm(std::span<const std::uint8_t> section) const {
+  auto header = entitlement::peek_ecm(section);
+  if (!header) return header.error();
+  const auto it = held_.find(header->service_id);
+  const std::string svc = "service " + std::to_string(header->service_id);
+  if (it == held_.end()) return make_error(Errc::not_entitled, svc + ": no entitlement on this STB");
+  const auto& h = it->second;
+  if (h.info.revoked) return make_error(Errc::not_entitled, svc + ": entitlement revoked");
+  if (h.info.key_version != header->key_version) {
+    return make_error(Errc::not_entitled, svc + ": ECM uses key version " + std::to_string(header->key_version) +
+                                              ", this STB holds version " + std::to_string(h.info.key_version));
+  }
+  auto ecm = entitlement::decode_ecm(section, h.key);
+  if (!ecm) return ecm.error();
+  if (ecm->time_unix < h.info.not_before) {
+    return make_error(Errc::not_entitled, svc + ": entitlement starts at " + utc(h.info.not_before) +
+                                              ", broadcast time is " + utc(ecm->time_unix));
+  }
+  if (ecm->time_unix > h.info.not_after) {
+    return make_error(Errc::not_entitled, svc + ": entitlement ended at " + utc(h.info.not_after) +
+                                              ", broadcast time is " + utc(ecm->time_unix));
+  }
+  return ecm;
+}
+
+std::vector<Entitlement> SecureElement::entitlements() const {
+  std::vector<Entitlement> out;
+  for (const auto& [id, h] : held_) out.push_back(h.info);
+  return out;
+}
+
+}  // namespace usher::stb

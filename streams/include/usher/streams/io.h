@@ -1,0 +1,79 @@
+// Packet inputs and outputs: files, stdin/stdout ("-"), UDP unicast and multicast.
+//
+//   auto in = open_source("udp://239.1.1.1:1234");   // or "file.ts", "-"
+//   auto out = open_sink("udp://127.0.0.1:5000");    // live output is paced by PCR
+//
+// Sources resynchronise on 0x47 (PacketSync); UDP sinks send 7 packets per datagram.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "usher/streams/packet_sync.h"
+#include "usher/streams/ts_packet.h"
+
+namespace usher::streams {
+
+class PacketSource {
+ public:
+  virtual ~PacketSource() = default;
+  // Appends up to about `max_packets` packets. Returns false at end of input (or after an idle
+  // timeout on a network source); `out` may still have received the last packets.
+  virtual bool read(std::vector<TsPacket>& out, std::size_t max_packets) = 0;
+  [[nodiscard]] virtual std::uint64_t discarded_bytes() const = 0;
+};
+
+class PacketSink {
+ public:
+  virtual ~PacketSink() = default;
+  virtual void write(std::span<const TsPacket> packets) = 0;
+  virtual void close() {}
+};
+
+struct SourceOptions {
+  // A network source ends when nothing arrives for this long (0 = wait for ever).
+  std::chrono::milliseconds idle_timeout{0};
+};
+struct SinkOptions {
+  bool pace_by_pcr = true;  // UDP only: send at the stream's rate, taken from its PCRs
+};
+
+// Opens a source or sink from a locator: a path, "-" for stdin/stdout, or udp://host:port
+// (multicast groups are joined). Throws std::runtime_error with a message saying what failed.
+std::unique_ptr<PacketSource> open_source(const std::string& locator, const SourceOptions& options = {});
+std::unique_ptr<PacketSink> open_sink(const std::string& locator, const SinkOptions& options = {});
+
+// Paces live output by PCR: maps the first PCR seen to now and, before a packet with a later PCR
+// goes out, sleeps until its time. Discontinuities (a jump of more than a second) re-anchor.
+class PcrPacer {
+ public:
+  void before_send(const TsPacket& packet);
+
+ private:
+  std::optional<std::uint16_t> pcr_pid_;
+  std::uint64_t anchor_pcr_ = 0;
+  std::chrono::steady_clock::time_point anchor_time_;
+};
+
+// Memory sink, for tests and benchmarks.
+class MemorySink final : public PacketSink {
+ public:
+  void write(std::span<const TsPacket> packets) override {
+    packets_.insert(packets_.end(), packets.begin(), packets.end());
+  }
+  std::vector<TsPacket>& packets() { return packets_; }
+
+ private:
+  std::vector<TsPacket> packets_;
+};
+
+// Reads a whole TS file into memory (tests, benchmarks). Throws on I/O errors.
+std::vector<TsPacket> read_ts_file(const std::string& path);
+void write_ts_file(const std::string& path, std::span<const TsPacket> packets);
+
+}  // namespace usher::streams

@@ -1,0 +1,98 @@
+// PSI tables as values: PAT, PMT, CAT (ISO/IEC 13818-1, 2.4.4) and SDT (EN 300 468, 5.2.3), with
+// parse (checking CRC and lengths) and serialise. Descriptor loops are kept as raw bytes so that
+// descriptors we do not interpret pass through untouched; CA_descriptor helpers read and add ours.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "usher/streams/section.h"
+
+namespace usher::streams {
+
+inline constexpr std::uint8_t kTablePat = 0x00;
+inline constexpr std::uint8_t kTableCat = 0x01;
+inline constexpr std::uint8_t kTablePmt = 0x02;
+inline constexpr std::uint8_t kTableSdtActual = 0x42;
+inline constexpr std::uint8_t kTagCaDescriptor = 0x09;
+inline constexpr std::uint8_t kTagServiceDescriptor = 0x48;
+inline constexpr std::uint8_t kTagScramblingDescriptor = 0x65;
+inline constexpr std::uint16_t kSdtPid = 0x0011;
+
+template <typename T>
+using Parsed = std::variant<T, ParseError>;
+
+struct Pat {
+  struct Program {
+    std::uint16_t program_number = 0;  // 0 = network PID
+    std::uint16_t pid = 0;
+  };
+  std::uint16_t transport_stream_id = 0;
+  std::uint8_t version = 0;
+  std::vector<Program> programs;
+
+  static Parsed<Pat> parse(std::span<const std::uint8_t> section);
+  [[nodiscard]] std::vector<std::uint8_t> serialize() const;
+};
+
+struct Pmt {
+  struct Stream {
+    std::uint8_t stream_type = 0;
+    std::uint16_t pid = 0;
+    std::vector<std::uint8_t> descriptors;
+  };
+  std::uint16_t program_number = 0;
+  std::uint8_t version = 0;
+  std::uint16_t pcr_pid = kNullPid;
+  std::vector<std::uint8_t> descriptors;  // program_info
+  std::vector<Stream> streams;
+
+  static Parsed<Pmt> parse(std::span<const std::uint8_t> section);
+  [[nodiscard]] std::vector<std::uint8_t> serialize() const;
+};
+
+struct Cat {
+  std::uint8_t version = 0;
+  std::vector<std::uint8_t> descriptors;
+
+  static Parsed<Cat> parse(std::span<const std::uint8_t> section);
+  [[nodiscard]] std::vector<std::uint8_t> serialize() const;
+};
+
+struct Sdt {
+  struct Service {
+    std::uint16_t service_id = 0;
+    bool free_ca_mode = false;
+    std::uint8_t running_status = 4;
+    std::vector<std::uint8_t> descriptors;
+  };
+  std::uint16_t transport_stream_id = 0;
+  std::uint16_t original_network_id = 0;
+  std::uint8_t version = 0;
+  std::vector<Service> services;
+
+  static Parsed<Sdt> parse(std::span<const std::uint8_t> section);
+  [[nodiscard]] std::vector<std::uint8_t> serialize() const;
+};
+
+// CA_descriptor (tag 0x09): CA_system_ID, CA_PID, private data.
+struct CaDescriptor {
+  std::uint16_t ca_system_id = 0;
+  std::uint16_t ca_pid = 0;
+  std::vector<std::uint8_t> private_data;
+};
+// Every well-formed CA_descriptor in a descriptor loop; malformed trailing bytes are ignored.
+std::vector<CaDescriptor> find_ca_descriptors(std::span<const std::uint8_t> loop);
+void append_ca_descriptor(std::vector<std::uint8_t>& loop, const CaDescriptor& ca);
+// Removes every CA_descriptor of `ca_system_id` (so re-scrambling does not stack them).
+void remove_ca_descriptors(std::vector<std::uint8_t>& loop, std::uint16_t ca_system_id);
+// True when the loop's length fields are consistent.
+bool descriptor_loop_ok(std::span<const std::uint8_t> loop);
+
+// Stream types that carry audio/video/data elementary streams (as opposed to none).
+bool is_elementary_stream_type(std::uint8_t stream_type);
+
+}  // namespace usher::streams

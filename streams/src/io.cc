@@ -1,0 +1,261 @@
+#include "usher/streams/io.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <stdexcept>
+#include <thread>
+
+namespace usher::streams {
+namespace {
+
+[[noreturn]] void fail(const std::string& what) {
+  throw std::runtime_error(what + ": " + std::strerror(errno));
+}
+
+// Owns a file descriptor.
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  Fd(Fd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  ~Fd() {
+    if (fd_ > 2) ::close(fd_);
+  }
+  [[nodiscard]] int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+struct UdpAddress {
+  sockaddr_in addr{};
+  bool multicast = false;
+};
+
+std::optional<UdpAddress> parse_udp(const std::string& locator) {
+  const std::string prefix = "udp://";
+  if (locator.rfind(prefix, 0) != 0) return std::nullopt;
+  const std::string rest = locator.substr(prefix.size());
+  const auto colon = rest.rfind(':');
+  if (colon == std::string::npos) throw std::runtime_error("UDP locator needs host:port: " + locator);
+  std::string host = rest.substr(0, colon);
+  const std::string port = rest.substr(colon + 1);
+  if (host.empty()) host = "0.0.0.0";
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0 || res == nullptr) {
+    throw std::runtime_error("cannot resolve UDP address " + locator);
+  }
+  UdpAddress a;
+  std::memcpy(&a.addr, res->ai_addr, sizeof(a.addr));
+  freeaddrinfo(res);
+  const std::uint32_t ip = ntohl(a.addr.sin_addr.s_addr);
+  a.multicast = (ip >> 28) == 0xE;
+  return a;
+}
+
+class FdSource final : public PacketSource {
+ public:
+  FdSource(Fd fd, std::string name) : fd_(std::move(fd)), name_(std::move(name)), buffer_(188 * 1024) {}
+  bool read(std::vector<TsPacket>& out, std::size_t max_packets) override {
+    if (eof_) return false;
+    const std::size_t want = std::min(buffer_.size(), std::max<std::size_t>(1, max_packets) * kPacketSize);
+    const ssize_t n = ::read(fd_.get(), buffer_.data(), want);
+    if (n < 0) {
+      if (errno == EINTR) return true;
+      fail("read " + name_);
+    }
+    if (n == 0) {
+      sync_.finish(out);
+      eof_ = true;
+      return false;
+    }
+    sync_.feed(std::span(buffer_.data(), static_cast<std::size_t>(n)), out);
+    return true;
+  }
+  [[nodiscard]] std::uint64_t discarded_bytes() const override { return sync_.discarded_bytes(); }
+
+ private:
+  Fd fd_;
+  std::string name_;
+  std::vector<std::uint8_t> buffer_;
+  PacketSync sync_;
+  bool eof_ = false;
+};
+
+class UdpSource final : public PacketSource {
+ public:
+  UdpSource(const UdpAddress& a, const std::string& locator, const SourceOptions& o)
+      : fd_(::socket(AF_INET, SOCK_DGRAM, 0)), locator_(locator), options_(o), buffer_(65536) {
+    if (fd_.get() < 0) fail("socket");
+    const int one = 1;
+    ::setsockopt(fd_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    const int rcvbuf = 8 << 20;
+    ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    sockaddr_in bind_addr = a.addr;
+    if (a.multicast) bind_addr.sin_addr.s_addr = htonl(INADDR_ANY);
+    if (::bind(fd_.get(), reinterpret_cast<const sockaddr*>(&bind_addr), sizeof(bind_addr)) != 0) {
+      fail("bind " + locator);
+    }
+    if (a.multicast) {
+      ip_mreq mreq{};
+      mreq.imr_multiaddr = a.addr.sin_addr;
+      mreq.imr_interface.s_addr = htonl(INADDR_ANY);
+      if (::setsockopt(fd_.get(), IPPROTO_IP, IP_ADD_MEMBERSHIP, &mreq, sizeof(mreq)) != 0) {
+        fail("join multicast group " + locator);
+      }
+    }
+  }
+  bool read(std::vector<TsPacket>& out, std::size_t) override {
+    pollfd p{fd_.get(), POLLIN, 0};
+    const int timeout = options_.idle_timeout.count() > 0 ? static_cast<int>(options_.idle_timeout.count()) : -1;
+    const int r = ::poll(&p, 1, timeout);
+    if (r < 0) {
+      if (errno == EINTR) return true;
+      fail("poll " + locator_);
+    }
+    if (r == 0) return false;  // idle: the sender has stopped
+    const ssize_t n = ::recv(fd_.get(), buffer_.data(), buffer_.size(), 0);
+    if (n < 0) {
+      if (errno == EINTR) return true;
+      fail("recv " + locator_);
+    }
+    sync_.feed(std::span(buffer_.data(), static_cast<std::size_t>(n)), out);
+    return true;
+  }
+  [[nodiscard]] std::uint64_t discarded_bytes() const override { return sync_.discarded_bytes(); }
+
+ private:
+  Fd fd_;
+  std::string locator_;
+  SourceOptions options_;
+  std::vector<std::uint8_t> buffer_;
+  PacketSync sync_;
+};
+
+class FdSink final : public PacketSink {
+ public:
+  FdSink(Fd fd, std::string name) : fd_(std::move(fd)), name_(std::move(name)) {}
+  void write(std::span<const TsPacket> packets) override {
+    const auto* data = reinterpret_cast<const std::uint8_t*>(packets.data());
+    std::size_t left = packets.size_bytes();
+    while (left > 0) {
+      const ssize_t n = ::write(fd_.get(), data, left);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        fail("write " + name_);
+      }
+      data += n;
+      left -= static_cast<std::size_t>(n);
+    }
+  }
+
+ private:
+  Fd fd_;
+  std::string name_;
+};
+
+class UdpSink final : public PacketSink {
+ public:
+  static constexpr std::size_t kPacketsPerDatagram = 7;
+  UdpSink(const UdpAddress& a, const std::string& locator, const SinkOptions& o)
+      : fd_(::socket(AF_INET, SOCK_DGRAM, 0)), addr_(a.addr), locator_(locator), options_(o) {
+    if (fd_.get() < 0) fail("socket");
+    if (a.multicast) {
+      const unsigned char ttl = 1;
+      ::setsockopt(fd_.get(), IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof(ttl));
+    }
+  }
+  ~UdpSink() override { flush(); }
+  void write(std::span<const TsPacket> packets) override {
+    for (const auto& p : packets) {
+      if (options_.pace_by_pcr) pacer_.before_send(p);
+      pending_.push_back(p);
+      if (pending_.size() == kPacketsPerDatagram) flush();
+    }
+  }
+  void close() override { flush(); }
+
+ private:
+  void flush() {
+    if (pending_.empty()) return;
+    const ssize_t n = ::sendto(fd_.get(), pending_.data(), pending_.size() * kPacketSize, 0,
+                               reinterpret_cast<const sockaddr*>(&addr_), sizeof(addr_));
+    pending_.clear();
+    if (n < 0 && errno != ECONNREFUSED) fail("send to " + locator_);
+  }
+  Fd fd_;
+  sockaddr_in addr_;
+  std::string locator_;
+  SinkOptions options_;
+  PcrPacer pacer_;
+  std::vector<TsPacket> pending_;
+};
+
+}  // namespace
+
+void PcrPacer::before_send(const TsPacket& packet) {
+  const auto pcr = packet.pcr();
+  if (!pcr) return;
+  if (!pcr_pid_) pcr_pid_ = packet.pid();
+  if (packet.pid() != *pcr_pid_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (anchor_time_ == std::chrono::steady_clock::time_point{} || *pcr < anchor_pcr_ ||
+      *pcr - anchor_pcr_ > 3600 * kPcrHz) {
+    anchor_pcr_ = *pcr;
+    anchor_time_ = now;
+    return;
+  }
+  const auto due = anchor_time_ + std::chrono::microseconds((*pcr - anchor_pcr_) / 27);
+  if (due > now + std::chrono::seconds(1)) {  // discontinuity: re-anchor rather than stall
+    anchor_pcr_ = *pcr;
+    anchor_time_ = now;
+    return;
+  }
+  if (due > now) std::this_thread::sleep_until(due);
+}
+
+std::unique_ptr<PacketSource> open_source(const std::string& locator, const SourceOptions& options) {
+  if (auto udp = parse_udp(locator)) return std::make_unique<UdpSource>(*udp, locator, options);
+  if (locator == "-") return std::make_unique<FdSource>(Fd(0), "stdin");
+  Fd fd(::open(locator.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) fail("cannot open input " + locator);
+  return std::make_unique<FdSource>(std::move(fd), locator);
+}
+
+std::unique_ptr<PacketSink> open_sink(const std::string& locator, const SinkOptions& options) {
+  if (auto udp = parse_udp(locator)) return std::make_unique<UdpSink>(*udp, locator, options);
+  if (locator == "-") return std::make_unique<FdSink>(Fd(1), "stdout");
+  Fd fd(::open(locator.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (fd.get() < 0) fail("cannot open output " + locator);
+  return std::make_unique<FdSink>(std::move(fd), locator);
+}
+
+std::vector<TsPacket> read_ts_file(const std::string& path) {
+  auto src = open_source(path);
+  std::vector<TsPacket> packets;
+  while (src->read(packets, 4096)) {
+  }
+  return packets;
+}
+
+void write_ts_file(const std::string& path, std::span<const TsPacket> packets) {
+  auto sink = open_sink(path);
+  sink->write(packets);
+  sink->close();
+}
+
+}  // namespace usher::streams
