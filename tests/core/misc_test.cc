@@ -1,0 +1,73 @@
+#include <gtest/gtest.h>
+
+#include "temp_dir.h"
+#include "usher/core/bytes.h"
+#include "usher/core/hex.h"
+#include "usher/core/result.h"
+#include "usher/core/secret.h"
+#include "usher/core/sqlite.h"
+
+namespace usher {
+namespace {
+
+TEST(Hex, RoundTripAndRejects) {
+  const std::vector<std::uint8_t> b = {0x00, 0xAB, 0xFF};
+  EXPECT_EQ(to_hex(b), "00abff");
+  EXPECT_EQ(*from_hex("00 AB ff"), b);
+  EXPECT_FALSE(from_hex("abc").has_value());
+  EXPECT_FALSE(from_hex("zz").has_value());
+}
+
+TEST(ByteReader, NeverReadsPastTheEnd) {
+  const std::vector<std::uint8_t> data = {1, 2, 3};
+  ByteReader r(data);
+  std::uint16_t a = 0;
+  std::uint32_t b = 0;
+  EXPECT_TRUE(r.u16(a));
+  EXPECT_EQ(a, 0x0102);
+  EXPECT_FALSE(r.u32(b));
+  EXPECT_TRUE(r.failed());
+  std::uint8_t c = 0;
+  EXPECT_FALSE(r.u8(c));  // latched
+}
+
+TEST(Secret, MovedFromIsZeroed) {
+  Key256 k;
+  k.mutable_bytes()[0] = 42;
+  Key256 m = std::move(k);
+  EXPECT_EQ(m.bytes()[0], 42);
+  EXPECT_EQ(k.bytes()[0], 0);  // NOLINT(bugprone-use-after-move)
+}
+
+TEST(Result, CarriesValueOrError) {
+  Result<int> ok = 5;
+  Result<int> bad = make_error(Errc::replayed, "seen");
+  EXPECT_TRUE(ok);
+  EXPECT_EQ(*ok, 5);
+  EXPECT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, Errc::replayed);
+  EXPECT_STREQ(to_string(Errc::auth_failed), "authentication failed");
+}
+
+TEST(Sqlite, TransactionRollsBackUnlessCommitted) {
+  testing::TempDir dir;
+  auto db = sql::Database::open(dir.file("t.db"));
+  ASSERT_TRUE(db.ok());
+  db->exec("CREATE TABLE t (x INTEGER)");
+  {
+    sql::Transaction tx(*db);
+    db->prepare("INSERT INTO t VALUES (1)").run();
+  }
+  {
+    sql::Transaction tx(*db);
+    db->prepare("INSERT INTO t VALUES (2)").run();
+    tx.commit();
+  }
+  auto st = db->prepare("SELECT group_concat(x) FROM t");
+  ASSERT_TRUE(st.step());
+  EXPECT_EQ(st.column_text(0), "2");
+  EXPECT_FALSE(sql::Database::open(dir.file("missing/t.db"), false).ok());
+}
+
+}  // namespace
+}  // namespace usher

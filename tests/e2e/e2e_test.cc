@@ -1,0 +1,195 @@
+// End-to-end: the real `usher` processes, real files and UDP on loopback, judged by ffprobe/ffmpeg.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "temp_dir.h"
+
+namespace usher {
+namespace {
+
+struct Run {
+  int status = -1;
+  std::string output;
+};
+
+Run run(const std::string& command) {
+  Run r;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return r;
+  std::array<char, 4096> buf{};
+  while (std::fgets(buf.data(), buf.size(), pipe) != nullptr) r.output += buf.data();
+  const int st = pclose(pipe);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+std::string usher(const std::string& args) { return std::string(USHER_BINARY) + " " + args; }
+
+long frames(const std::string& path) {
+  auto r = run("ffprobe -v quiet -select_streams v:0 -count_frames -show_entries stream=nb_read_frames -of csv=p=0 " + path);
+  try {
+    return std::stol(r.output);
+  } catch (...) {
+    return 0;
+  }
+}
+
+long decode_errors(const std::string& path) {
+  auto r = run("ffmpeg -nostdin -v error -i " + path + " -map 0:v -f null -");
+  long n = 0;
+  for (char c : r.output) n += c == '\n';
+  return n;
+}
+
+// An operator with service 1 and STBs 1001 (entitled) and 1002 (not), all through the CLI.
+class CliWorld : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    source_dir_ = new testing::TempDir();
+    auto r = run(usher("streams generate --seconds 4 --out " + source_dir_->file("source.ts")));
+    ASSERT_EQ(r.status, 0) << r.output;
+    source_frames_ = frames(source_dir_->file("source.ts"));
+    ASSERT_EQ(source_frames_, 100);
+  }
+  static void TearDownTestSuite() { delete source_dir_; }
+
+  void SetUp() override {
+    must("entitlement init --home " + ent());
+    must("entitlement service add --home " + ent() + " --id 1 --name News");
+    for (const char* id : {"1001", "1002"}) {
+      must(std::string("stb init --home ") + dir.file(std::string("stb-") + id) + " --id " + id + " --operator " + ent() + "/operator.pub");
+      must("entitlement device add --home " + ent() + " --stb-file " + dir.file(std::string("stb-") + id) + "/stb.pub");
+    }
+    must("entitlement grant --home " + ent() + " --stb 1001 --service 1 --days 1");
+  }
+  std::string must(const std::string& args) {
+    auto r = run(usher(args));
+    EXPECT_EQ(r.status, 0) << "usher " << args << "\n" << r.output;
+    return r.output;
+  }
+  std::string ent() const { return dir.file("ent"); }
+  std::string source() const { return source_dir_->file("source.ts"); }
+
+  testing::TempDir dir;
+  static testing::TempDir* source_dir_;
+  static long source_frames_;
+};
+testing::TempDir* CliWorld::source_dir_ = nullptr;
+long CliWorld::source_frames_ = 0;
+
+TEST_F(CliWorld, FileScrambledDoesNotDecodeEntitledStbDecodesEveryFrame) {
+  const auto scrambled = dir.file("scrambled.ts");
+  auto head = must("headend run --entitlement-home " + ent() + " --in " + source() + " --out " + scrambled + " --crypto-period 1");
+  EXPECT_NE(head.find("\"services_scrambled\":1"), std::string::npos) << head;
+  EXPECT_LT(frames(scrambled), source_frames_ / 10);
+  EXPECT_GT(decode_errors(scrambled), 0);
+
+  // ffmpeg's demuxer reads the PMT we rewrote (a bad CRC would hide the streams).
+  auto programs = run("ffprobe -v quiet -show_programs " + scrambled);
+  EXPECT_NE(programs.output.find("nb_streams=2"), std::string::npos) << programs.output;
+
+  must("stb run --home " + dir.file("stb-1001") + " --in " + scrambled + " --out " + dir.file("out-1001.ts"));
+  EXPECT_EQ(frames(dir.file("out-1001.ts")), source_frames_);
+  EXPECT_EQ(decode_errors(dir.file("out-1001.ts")), 0);
+
+  auto denied = must("stb run --home " + dir.file("stb-1002") + " --in " + scrambled + " --out " + dir.file("out-1002.ts"));
+  EXPECT_NE(denied.find("no entitlement on this STB"), std::string::npos) << denied;
+  EXPECT_LT(frames(dir.file("out-1002.ts")), source_frames_ / 10);
+}
+
+TEST_F(CliWorld, LiveUdpOnLoopbackPacedByPcr) {
+  const std::string port = std::to_string(46000 + (getpid() % 1000));
+  const auto out = dir.file("live-1001.ts");
+  std::thread receiver([&] {
+    auto r = run(usher("stb run --home " + dir.file("stb-1001") + " --in udp://127.0.0.1:" + port +
+                       " --idle-timeout 3000 --out " + out));
+    EXPECT_EQ(r.status, 0) << r.output;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const auto start = std::chrono::steady_clock::now();
+  must("headend run --entitlement-home " + ent() + " --in " + source() + " --out udp://127.0.0.1:" + port);
+  const auto took = std::chrono::steady_clock::now() - start;
+  receiver.join();
+  EXPECT_GE(took, std::chrono::milliseconds(3000));  // 4 s of stream is sent in about real time
+  EXPECT_EQ(frames(out), source_frames_);
+  EXPECT_EQ(decode_errors(out), 0);
+}
+
+TEST_F(CliWorld, RevokedStbStopsAndSaysWhy) {
+  must("entitlement revoke --home " + ent() + " --stb 1001 --service 1");
+  const auto scrambled = dir.file("scrambled.ts");
+  must("headend run --entitlement-home " + ent() + " --in " + source() + " --out " + scrambled);
+  auto r = must("stb run --home " + dir.file("stb-1001") + " --in " + scrambled + " --out " + dir.file("out.ts"));
+  EXPECT_NE(r.find("revoked"), std::string::npos) << r;
+  EXPECT_LT(frames(dir.file("out.ts")), source_frames_ / 10);
+  auto ent_list = must("stb entitlements --home " + dir.file("stb-1001"));
+  EXPECT_NE(ent_list.find("revoked"), std::string::npos);
+}
+
+TEST_F(CliWorld, FixedControlWordsThroughStdinAndStdout) {
+  std::ofstream(dir.file("cw.txt")) << "0102030604050611\n";
+  const auto out = dir.file("cw-out.ts");
+  auto r = run(usher("headend run --entitlement-home " + ent() + " --cw-file " + dir.file("cw.txt") + " --in - --out - < " +
+                     source() + " 2>/dev/null | " + usher("stb run --cw-file " + dir.file("cw.txt") + " --in - --out " + out)));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(frames(out), source_frames_);
+}
+
+TEST_F(CliWorld, GarbageInputAndMistakesGetClearMessages) {
+  {
+    std::ofstream junk(dir.file("junk.ts"), std::ios::binary);
+    for (int i = 0; i < 100000; ++i) junk.put(static_cast<char>(i * 31 % 251));
+  }
+  auto r = run(usher("stb run --home " + dir.file("stb-1001") + " --in " + dir.file("junk.ts") + " --out " + dir.file("j.ts")));
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("input_bytes_skipped"), std::string::npos);
+
+  r = run(usher("headend run --entitlement-home " + ent() + " --in " + dir.file("junk.ts") + " --out " + dir.file("j2.ts")));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("no service was scrambled"), std::string::npos) << r.output;
+
+  r = run(usher("headend run --entitlement-home " + ent() + " --in " + dir.file("missing.ts") + " --out x.ts"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("missing.ts"), std::string::npos) << r.output;
+
+  r = run(usher("stb run --home " + dir.file("nobody") + " --in x --out y"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("usher stb init"), std::string::npos) << r.output;
+
+  r = run(usher("entitlement grant --home " + ent() + " --stb 9999 --service 1"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("9999"), std::string::npos) << r.output;
+
+  r = run(usher("headend run --crypto-period abc --in a --out b"));
+  EXPECT_EQ(r.status, 2);
+  r = run(usher("nonsense"));
+  EXPECT_EQ(r.status, 2);
+  r = run(usher("--help"));
+  EXPECT_EQ(r.status, 0);
+  for (const char* part : {"streams", "entitlement", "headend", "stb", "demo"}) {
+    r = run(usher(std::string(part) + " --help"));
+    EXPECT_EQ(r.status, 0) << part;
+    EXPECT_NE(r.output.find("usher " + std::string(part)), std::string::npos) << part;
+  }
+}
+
+TEST(Demo, EndsWithJsonSummaryAndTheExpectedOutcome) {
+  testing::TempDir dir;
+  auto r = run(usher("demo --seconds 3 --dir " + dir.file("demo")));
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto last = r.output.substr(r.output.rfind("{\"dir\""));
+  EXPECT_NE(last.find("\"ok\":true"), std::string::npos) << last;
+  EXPECT_NE(last.find("\"stb_1001_entitled\":{\"path\":"), std::string::npos);
+  EXPECT_NE(last.find("\"frames\":75"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace usher

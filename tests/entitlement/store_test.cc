@@ -1,0 +1,86 @@
+#include "usher/entitlement/store.h"
+
+#include <gtest/gtest.h>
+
+#include "temp_dir.h"
+
+namespace usher::entitlement {
+namespace {
+
+struct StbKeys {
+  crypto::X25519KeyPair x = crypto::X25519KeyPair::generate();
+  crypto::Ed25519KeyPair ed = crypto::Ed25519KeyPair::generate();
+};
+
+TEST(EntitlementStore, CreateOpenAndRefuseSecondOperator) {
+  testing::TempDir dir;
+  {
+    auto s = EntitlementStore::create(dir.path(), 0x4AFF);
+    ASSERT_TRUE(s.ok()) << s.error().message;
+  }
+  EXPECT_EQ(EntitlementStore::create(dir.path(), 0x4AFF).error().code, Errc::already_exists);
+  auto s = EntitlementStore::open(dir.path());
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->ca_system_id(), 0x4AFF);
+  auto pub = OperatorPublicFile::read(dir.file("operator.pub"));
+  ASSERT_TRUE(pub.ok());
+  EXPECT_EQ(pub->x25519_public, s->operator_public());
+  EXPECT_EQ(EntitlementStore::open(dir.file("nothing")).error().code, Errc::not_found);
+}
+
+TEST(EntitlementStore, GrantQueuesAnEmmOnlyThatStbCanRead) {
+  testing::TempDir dir;
+  auto store = EntitlementStore::create(dir.path(), 0x4AFF).value();
+  ASSERT_TRUE(store.add_service(1, "One").ok());
+  EXPECT_EQ(store.add_service(1, "Again").error().code, Errc::already_exists);
+  EXPECT_EQ(store.add_service(0, "Zero").error().code, Errc::invalid_argument);
+  StbKeys a, b;
+  ASSERT_TRUE(store.register_stb({1001, a.x.public_key, a.ed.public_key}).ok());
+  ASSERT_TRUE(store.register_stb({1002, b.x.public_key, b.ed.public_key}).ok());
+  EXPECT_EQ(store.register_stb({1001, a.x.public_key, a.ed.public_key}).error().code, Errc::already_exists);
+  EXPECT_EQ(store.grant(1001, 9, 0, 10).error().code, Errc::not_found);
+  EXPECT_EQ(store.grant(1001, 1, 10, 10).error().code, Errc::invalid_argument);
+  EXPECT_EQ(store.grant(4242, 1, 0, 10).error().code, Errc::not_found);
+  ASSERT_TRUE(store.grant(1001, 1, 100, 2'000'000'000).ok());
+
+  const auto sections = store.emm_sections(1000);
+  ASSERT_EQ(sections.size(), 1u);
+  auto key_a = derive_emm_key(a.x.private_key, store.operator_public(), 0x4AFF, 1001).value();
+  auto key_b = derive_emm_key(b.x.private_key, store.operator_public(), 0x4AFF, 1001).value();
+  auto emm = decode_emm(sections[0], key_a);
+  ASSERT_TRUE(emm.ok());
+  EXPECT_EQ(emm->sequence, 1u);
+  const auto& g = std::get<EmmGrant>(emm->items.at(0));
+  EXPECT_TRUE(g.service_key == store.service_key(1)->key);
+  EXPECT_FALSE(decode_emm(sections[0], key_b).ok());
+  EXPECT_TRUE(store.emm_sections(2'000'000'001).empty());  // past the grant: off the carousel
+}
+
+TEST(EntitlementStore, RevokeReplacesTheCarouselAndKeepsOtherGrants) {
+  testing::TempDir dir;
+  auto store = EntitlementStore::create(dir.path(), 0x4AFF).value();
+  ASSERT_TRUE(store.add_service(1, "One").ok());
+  ASSERT_TRUE(store.add_service(2, "Two").ok());
+  StbKeys a;
+  ASSERT_TRUE(store.register_stb({7, a.x.public_key, a.ed.public_key}).ok());
+  ASSERT_TRUE(store.grant(7, 1, 0, 2'000'000'000).ok());
+  ASSERT_TRUE(store.grant(7, 2, 0, 2'000'000'000).ok());
+  ASSERT_TRUE(store.revoke(7, 1).ok());
+  EXPECT_EQ(store.revoke(7, 3).error().code, Errc::not_found);
+  auto key = derive_emm_key(a.x.private_key, store.operator_public(), 0x4AFF, 7).value();
+  const auto sections = store.emm_sections(1000);
+  ASSERT_EQ(sections.size(), 2u);
+  auto first = decode_emm(sections[0], key).value();
+  auto second = decode_emm(sections[1], key).value();
+  EXPECT_EQ(std::get<EmmRevoke>(first.items[0]).service_id, 1);
+  EXPECT_EQ(std::get<EmmGrant>(second.items[0]).service_id, 2);
+  EXPECT_LT(first.sequence, second.sequence);
+  EXPECT_GT(first.sequence, 2u);  // newer than both grants
+  const auto grants = store.grants();
+  ASSERT_EQ(grants.size(), 2u);
+  EXPECT_TRUE(grants[0].revoked);
+  EXPECT_FALSE(grants[1].revoked);
+}
+
+}  // namespace
+}  // namespace usher::entitlement

@@ -1,0 +1,304 @@
+// The broadcast path in memory: headend Scrambler -> STB Descrambler, with the real entitlement
+// store, secure elements, libdvbcsa and OpenSSL.
+#include "usher/headend/scrambler.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <map>
+#include <random>
+
+#include "broadcast_fixture.h"
+#include "synthetic_stream.h"
+#include "usher/stb/descrambler.h"
+#include "usher/streams/generator.h"
+#include "usher/streams/io.h"
+
+namespace usher {
+namespace {
+
+using streams::Scrambling;
+using streams::TsPacket;
+
+constexpr std::uint64_t kStart = 1'900'000'000;
+
+std::vector<TsPacket> scramble(headend::Scrambler& s, const std::vector<TsPacket>& in, std::size_t chunk = 1000) {
+  std::vector<TsPacket> out;
+  for (std::size_t i = 0; i < in.size(); i += chunk) {
+    s.process(std::span(in).subspan(i, std::min(chunk, in.size() - i)), out);
+  }
+  s.finish(out);
+  return out;
+}
+
+std::vector<TsPacket> descramble(stb::Descrambler& d, const std::vector<TsPacket>& in, std::size_t chunk = 777) {
+  std::vector<TsPacket> out;
+  for (std::size_t i = 0; i < in.size(); i += chunk) {
+    d.process(std::span(in).subspan(i, std::min(chunk, in.size() - i)), out);
+  }
+  d.finish(out);
+  return out;
+}
+
+// Packets of one PID, in order.
+std::vector<TsPacket> on_pid(const std::vector<TsPacket>& packets, std::uint16_t pid) {
+  std::vector<TsPacket> out;
+  for (const auto& p : packets) {
+    if (p.pid() == pid) out.push_back(p);
+  }
+  return out;
+}
+
+std::vector<std::vector<std::uint8_t>> sections_on(const std::vector<TsPacket>& packets, std::uint16_t pid) {
+  std::vector<std::vector<std::uint8_t>> out;
+  streams::SectionAssembler a([&](auto s) { out.emplace_back(s.begin(), s.end()); });
+  for (const auto& p : packets) {
+    if (p.pid() == pid) a.feed(p);
+  }
+  return out;
+}
+
+class BroadcastTest : public ::testing::Test {
+ protected:
+  headend::ScramblerConfig config() {
+    headend::ScramblerConfig c;
+    c.start_unix = kStart;
+    c.crypto_period_ms = 1000;
+    return c;
+  }
+  testing::BroadcastWorld world;
+};
+
+TEST_F(BroadcastTest, ScramblesChosenServiceSignalsItAndEntitledStbRestoresIt) {
+  world.add_service(1);
+  world.add_service(2);
+  auto& viewer = world.add_stb(1001);
+  ASSERT_TRUE(world.store().grant(1001, 2, kStart - 10, kStart + 3600).ok());
+  testing::SyntheticMuxOptions o;
+  o.services = {1, 2};
+  o.seconds = 3.5;
+  const auto clear = testing::make_synthetic_mux(o);
+
+  headend::StoreKeySource keys(world.store());
+  auto cfg = config();
+  cfg.services = {2};
+  headend::Scrambler scrambler(std::move(cfg), keys);
+  const auto scrambled = scramble(scrambler, clear);
+  const auto stats = scrambler.stats();
+  EXPECT_EQ(stats.services_scrambled, 1u);
+  EXPECT_GE(stats.crypto_periods, 4u);
+  EXPECT_EQ(stats.packets_out, scrambled.size());
+  EXPECT_EQ(scrambled.size(), clear.size() + stats.packets_added - on_pid(clear, 0x101).size());
+
+  // Service 1 untouched, service 2's elementary streams scrambled with both parities, no clear payload.
+  EXPECT_EQ(on_pid(scrambled, testing::synthetic_video_pid(0)).size(), on_pid(clear, testing::synthetic_video_pid(0)).size());
+  for (const auto& p : on_pid(scrambled, testing::synthetic_video_pid(0))) ASSERT_EQ(p.scrambling(), Scrambling::clear);
+  std::map<Scrambling, int> parities;
+  for (auto pid : {testing::synthetic_video_pid(1), testing::synthetic_audio_pid(1)}) {
+    const auto in = on_pid(clear, pid);
+    const auto out = on_pid(scrambled, pid);
+    ASSERT_EQ(in.size(), out.size());
+    for (std::size_t i = 0; i < in.size(); ++i) {
+      ++parities[out[i].scrambling()];
+      if (!out[i].payload().empty()) {
+        ASSERT_NE(in[i].bytes, out[i].bytes);
+      }
+    }
+  }
+  EXPECT_GT(parities[Scrambling::even], 0);
+  EXPECT_GT(parities[Scrambling::odd], 0);
+  EXPECT_EQ(parities[Scrambling::clear], 0);
+
+  // Signalling: PMT of service 2 has our CA_descriptor, with a new version; the CAT points at EMMs.
+  const auto pmts = sections_on(scrambled, 0x101);
+  ASSERT_FALSE(pmts.empty());
+  auto pmt = std::get<streams::Pmt>(streams::Pmt::parse(pmts.back()));
+  EXPECT_EQ(pmt.version, 1);
+  auto ca = streams::find_ca_descriptors(pmt.descriptors);
+  ASSERT_EQ(ca.size(), 1u);
+  EXPECT_EQ(ca[0].ca_system_id, 0x4AFF);
+  const auto cats = sections_on(scrambled, streams::kCatPid);
+  ASSERT_FALSE(cats.empty());
+  auto cat = std::get<streams::Cat>(streams::Cat::parse(cats.front()));
+  EXPECT_EQ(streams::find_ca_descriptors(cat.descriptors).at(0).ca_pid, scrambler.emm_pid());
+  // ECMs about every 100 ms of stream time.
+  const auto ecms = sections_on(scrambled, ca[0].ca_pid);
+  EXPECT_GE(ecms.size(), 30u);
+  EXPECT_LE(ecms.size(), 45u);
+
+  // No continuity errors introduced.
+  streams::ContinuityChecker cc;
+  for (const auto& p : scrambled) cc.check(p);
+  EXPECT_EQ(cc.errors(), 0u);
+
+  // The entitled STB gets the elementary streams back bit for bit.
+  stb::Descrambler d(&viewer, {});
+  const auto restored = descramble(d, scrambled);
+  ASSERT_EQ(restored.size(), scrambled.size());
+  for (auto pid : {testing::synthetic_video_pid(1), testing::synthetic_audio_pid(1)}) {
+    const auto in = on_pid(clear, pid);
+    const auto out = on_pid(restored, pid);
+    ASSERT_EQ(in.size(), out.size());
+    for (std::size_t i = 0; i < in.size(); ++i) ASSERT_EQ(in[i].bytes, out[i].bytes) << "pid " << pid << " packet " << i;
+  }
+  const auto ds = d.stats();
+  EXPECT_EQ(ds.packets_left_scrambled, 0u);
+  EXPECT_EQ(ds.emm_taken, 1u);
+  EXPECT_EQ(ds.cc_errors, 0u);
+  EXPECT_GE(ds.ecm_accepted, 4u);
+}
+
+TEST_F(BroadcastTest, UnentitledExpiredAndRevokedStbsCannotDescrambleAndSayWhy) {
+  world.add_service(1);
+  auto& stranger = world.add_stb(2001);
+  auto& expired = world.add_stb(2002);
+  ASSERT_TRUE(world.store().grant(2002, 1, kStart - 7200, kStart - 3600).ok());
+  testing::SyntheticMuxOptions o;
+  o.seconds = 1.5;
+  const auto clear = testing::make_synthetic_mux(o);
+  headend::StoreKeySource keys(world.store());
+  headend::Scrambler scrambler(config(), keys);
+  const auto scrambled = scramble(scrambler, clear);
+  for (auto* se : {&stranger, &expired}) {
+    stb::Descrambler d(se, {});
+    const auto out = descramble(d, scrambled);
+    EXPECT_EQ(d.stats().packets_descrambled, 0u);
+    EXPECT_GT(d.stats().packets_left_scrambled, 0u);
+    const auto services = d.services();
+    ASSERT_EQ(services.size(), 1u);
+    EXPECT_FALSE(services[0].descrambling);
+    EXPECT_NE(services[0].reason.find(se == &stranger ? "no entitlement" : "ended at"), std::string::npos) << services[0].reason;
+  }
+}
+
+TEST_F(BroadcastTest, ServiceWithoutKeyIsDroppedNotSentInClear) {
+  testing::SyntheticMuxOptions o;
+  o.seconds = 0.5;
+  const auto clear = testing::make_synthetic_mux(o);
+  headend::StoreKeySource keys(world.store());  // empty catalogue
+  headend::Scrambler scrambler(config(), keys);
+  const auto out = scramble(scrambler, clear);
+  EXPECT_EQ(scrambler.stats().services_scrambled, 0u);
+  EXPECT_TRUE(on_pid(out, testing::synthetic_video_pid(0)).empty());
+}
+
+TEST_F(BroadcastTest, NullPacketsAreReplacedByInsertedPackets) {
+  world.add_service(1);
+  testing::SyntheticMuxOptions o;
+  o.seconds = 2;
+  o.null_fraction = 0.2;
+  const auto clear = testing::make_synthetic_mux(o);
+  headend::StoreKeySource keys(world.store());
+  headend::Scrambler scrambler(config(), keys);
+  const auto out = scramble(scrambler, clear);
+  const auto s = scrambler.stats();
+  EXPECT_GT(s.nulls_replaced, 20u);
+  EXPECT_EQ(out.size(), clear.size() - on_pid(clear, 0x100).size() + s.packets_added);
+}
+
+TEST_F(BroadcastTest, FixedControlWordModeInteroperatesWithoutEcms) {
+  world.add_service(1);
+  testing::SyntheticMuxOptions o;
+  o.seconds = 2.5;
+  const auto clear = testing::make_synthetic_mux(o);
+  std::ofstream(world.dir().file("cw.txt")) << "0102030604050611\n1112134614151650\n";
+  auto cfg = config();
+  cfg.fixed_cws = read_cw_file(world.dir().file("cw.txt")).value();
+  headend::StoreKeySource keys(world.store());
+  headend::Scrambler scrambler(std::move(cfg), keys);
+  const auto scrambled = scramble(scrambler, clear);
+  stb::DescramblerConfig dc;
+  dc.fixed_cws = read_cw_file(world.dir().file("cw.txt")).value();
+  stb::Descrambler d(nullptr, std::move(dc));
+  const auto restored = descramble(d, scrambled);
+  const auto in = on_pid(clear, testing::synthetic_video_pid(0));
+  const auto back = on_pid(restored, testing::synthetic_video_pid(0));
+  ASSERT_EQ(in.size(), back.size());
+  for (std::size_t i = 0; i < in.size(); ++i) ASSERT_EQ(in[i].bytes, back[i].bytes) << i;
+}
+
+TEST_F(BroadcastTest, BadInputNeverCrashesAndIsCounted) {
+  world.add_service(1);
+  auto& viewer = world.add_stb(1001);
+  ASSERT_TRUE(world.store().grant(1001, 1, kStart - 10, kStart + 3600).ok());
+  testing::SyntheticMuxOptions o;
+  o.seconds = 1;
+  auto packets = testing::make_synthetic_mux(o);
+  std::mt19937 rng(5);
+  for (std::size_t i = 0; i < packets.size(); i += 37) {
+    auto& p = packets[i];
+    switch (rng() % 4) {
+      case 0: for (auto& b : p.bytes) b = static_cast<std::uint8_t>(rng()); p.bytes[0] = 0x47; break;  // garbage
+      case 1: p.set_cc(static_cast<std::uint8_t>(p.cc() + 5)); break;                                   // CC jump
+      case 2: p.bytes[4 + rng() % 184] ^= 0xFF; break;                                                  // corrupt
+      default: p.set_adaptation_payload(true, true); p.bytes[4] = 0xFF; break;                          // bad AF length
+    }
+  }
+  headend::StoreKeySource keys(world.store());
+  headend::Scrambler scrambler(config(), keys);
+  const auto scrambled = scramble(scrambler, packets);
+  stb::Descrambler d(&viewer, {});
+  const auto out = descramble(d, scrambled);
+  EXPECT_EQ(out.size(), scrambled.size());
+  EXPECT_GT(d.stats().cc_errors, 0u);
+}
+
+TEST_F(BroadcastTest, TamperedEcmsAreDeniedAndKeysKept) {
+  world.add_service(1);
+  auto& viewer = world.add_stb(1001);
+  ASSERT_TRUE(world.store().grant(1001, 1, kStart - 10, kStart + 3600).ok());
+  testing::SyntheticMuxOptions o;
+  o.seconds = 1;
+  const auto clear = testing::make_synthetic_mux(o);
+  headend::StoreKeySource keys(world.store());
+  headend::Scrambler scrambler(config(), keys);
+  auto scrambled = scramble(scrambler, clear);
+  const std::uint16_t ecm_pid = 0x1FE0;
+  int flipped = 0;
+  for (auto& p : scrambled) {
+    if (p.pid() == ecm_pid && ++flipped % 2 == 0) p.bytes[40] ^= 0x01;  // every other ECM forged
+  }
+  stb::Descrambler d(&viewer, {});
+  const auto restored = descramble(d, scrambled);
+  EXPECT_GT(d.stats().ecm_denied, 0u);
+  EXPECT_EQ(d.stats().packets_left_scrambled, 0u);  // the good ECMs carried the keys
+  const auto in = on_pid(clear, testing::synthetic_video_pid(0));
+  const auto back = on_pid(restored, testing::synthetic_video_pid(0));
+  ASSERT_EQ(in.size(), back.size());
+  for (std::size_t i = 0; i < in.size(); ++i) ASSERT_EQ(in[i].bytes, back[i].bytes);
+}
+
+TEST_F(BroadcastTest, RealGeneratedStreamRoundTripsBitForBit) {
+  world.add_service(1);
+  auto& viewer = world.add_stb(1001);
+  ASSERT_TRUE(world.store().grant(1001, 1, kStart - 10, kStart + 3600).ok());
+  streams::GeneratorOptions g;
+  g.seconds = 3;
+  streams::generate_test_stream(world.dir().file("source.ts"), g);
+  const auto clear = streams::read_ts_file(world.dir().file("source.ts"));
+  ASSERT_GT(clear.size(), 1000u);
+  headend::StoreKeySource keys(world.store());
+  headend::Scrambler scrambler(config(), keys);
+  const auto scrambled = scramble(scrambler, clear, 4096);
+  EXPECT_TRUE(scrambler.clock().bitrate_measured());
+  stb::Descrambler d(&viewer, {});
+  const auto restored = descramble(d, scrambled, 4096);
+  // Every packet of the source comes back unchanged apart from the PMT, which now carries our CA
+  // descriptor, and the packets the headend added.
+  std::map<std::uint16_t, std::vector<TsPacket>> by_pid;
+  for (const auto& p : restored) by_pid[p.pid()].push_back(p);
+  std::map<std::uint16_t, std::size_t> next;
+  std::size_t compared = 0;
+  for (const auto& p : clear) {
+    if (p.pid() == 0x20 || p.pid() == 0) continue;  // PMT rewritten; PAT passes but is checked elsewhere
+    auto& list = by_pid[p.pid()];
+    const auto i = next[p.pid()]++;
+    ASSERT_LT(i, list.size());
+    ASSERT_EQ(list[i].bytes, p.bytes) << "pid " << p.pid() << " #" << i;
+    ++compared;
+  }
+  EXPECT_GT(compared, clear.size() * 9 / 10);
+}
+
+}  // namespace
+}  // namespace usher

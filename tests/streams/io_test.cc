@@ -1,0 +1,60 @@
+#include "usher/streams/io.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <thread>
+
+#include "synthetic_stream.h"
+#include "temp_dir.h"
+
+namespace usher::streams {
+namespace {
+
+TEST(Io, FileRoundTrip) {
+  testing::TempDir dir;
+  testing::SyntheticMuxOptions o;
+  o.seconds = 0.5;
+  const auto packets = testing::make_synthetic_mux(o);
+  write_ts_file(dir.file("a.ts"), packets);
+  const auto back = read_ts_file(dir.file("a.ts"));
+  ASSERT_EQ(back.size(), packets.size());
+  EXPECT_EQ(std::memcmp(back.data(), packets.data(), packets.size() * sizeof(TsPacket)), 0);
+}
+
+TEST(Io, MissingFileSaysWhich) {
+  try {
+    open_source("/nonexistent/usher.ts");
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/usher.ts"), std::string::npos);
+  }
+}
+
+TEST(Io, UdpLoopbackUnicast) {
+  testing::SyntheticMuxOptions o;
+  o.seconds = 0.2;
+  const auto packets = testing::make_synthetic_mux(o);
+  auto source = open_source("udp://127.0.0.1:47391", {std::chrono::milliseconds(500)});
+  std::thread sender([&] {
+    auto sink = open_sink("udp://127.0.0.1:47391", {false});
+    for (std::size_t i = 0; i < packets.size(); i += 7) {
+      sink->write(std::span(packets).subspan(i, std::min<std::size_t>(7, packets.size() - i)));
+      if (i % 700 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    sink->close();
+  });
+  std::vector<TsPacket> got;
+  while (source->read(got, 64)) {
+  }
+  sender.join();
+  ASSERT_EQ(got.size(), packets.size());
+  EXPECT_EQ(std::memcmp(got.data(), packets.data(), packets.size() * sizeof(TsPacket)), 0);
+}
+
+TEST(Io, BadUdpLocatorIsExplained) {
+  EXPECT_THROW(open_sink("udp://127.0.0.1"), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace usher::streams

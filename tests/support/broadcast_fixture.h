@@ -1,0 +1,55 @@
+// BroadcastWorld: an operator store and set-top boxes in a temporary directory, for tests that need
+// the real entitlement store and secure elements (tests and benchmarks). Failures throw.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "temp_dir.h"
+#include "usher/entitlement/store.h"
+#include "usher/stb/secure_element.h"
+
+namespace usher::testing {
+
+class BroadcastWorld {
+ public:
+  BroadcastWorld() : store_(entitlement::EntitlementStore::create(dir_.file("operator"), 0x4AFF).value()) {}
+
+  entitlement::EntitlementStore& store() { return store_; }
+  const TempDir& dir() const { return dir_; }
+
+  void add_service(std::uint16_t id) { check(store_.add_service(id, "svc" + std::to_string(id))); }
+
+  // Initialises an STB and registers it with the operator.
+  stb::SecureElement& add_stb(std::uint32_t id) {
+    auto op = entitlement::OperatorPublicFile::read(dir_.file("operator/operator.pub")).value();
+    auto se = stb::SecureElement::init(stb_home(id), id, op);
+    check(se);
+    auto pub = se->public_identity();
+    check(store_.register_stb({pub.stb_id, pub.x25519_public, pub.ed25519_public}));
+    auto [it, inserted] = stbs_.emplace(id, std::make_unique<stb::SecureElement>(std::move(se.value())));
+    return *it->second;
+  }
+  stb::SecureElement& stb(std::uint32_t id) { return *stbs_.at(id); }
+  std::string stb_home(std::uint32_t id) const { return dir_.file("stb-" + std::to_string(id)); }
+  // Reopens an STB from disk (as after a restart).
+  stb::SecureElement& reopen(std::uint32_t id) {
+    stbs_.erase(id);
+    auto se = stb::SecureElement::open(stb_home(id));
+    check(se);
+    return *stbs_.emplace(id, std::make_unique<stb::SecureElement>(std::move(se.value()))).first->second;
+  }
+
+ private:
+  template <typename T>
+  static void check(const Result<T>& r) {
+    if (!r.ok()) throw std::runtime_error(r.error().message);
+  }
+  TempDir dir_;
+  entitlement::EntitlementStore store_;
+  std::map<std::uint32_t, std::unique_ptr<stb::SecureElement>> stbs_;
+};
+
+}  // namespace usher::testing

@@ -1,0 +1,27 @@
+// SyntheticMux: a hand-built multiplex for tests and benchmarks where a generated H.264 stream is
+// not needed: PAT, one PMT per service, elementary-stream packets with pseudo-random payloads,
+// PCRs at a steady bitrate, optional null packets. Deterministic for a given seed.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "usher/streams/ts_packet.h"
+
+namespace usher::testing {
+
+struct SyntheticMuxOptions {
+  std::vector<std::uint16_t> services{1};  // program_numbers; PMT PID 0x100+i, ES PIDs 0x200+2i, 0x201+2i
+  double seconds = 2.0;
+  std::uint64_t bitrate = 4'000'000;
+  double null_fraction = 0.0;  // share of null packets
+  std::uint32_t seed = 1;
+};
+
+std::vector<streams::TsPacket> make_synthetic_mux(const SyntheticMuxOptions& options);
+
+// ES PIDs of service index i in a synthetic mux.
+inline std::uint16_t synthetic_video_pid(std::size_t i) { return static_cast<std::uint16_t>(0x200 + 2 * i); }
+inline std::uint16_t synthetic_audio_pid(std::size_t i) { return static_cast<std::uint16_t>(0x201 + 2 * i); }
+
+}  // namespace usher::testing
