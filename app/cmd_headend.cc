@@ -39,13 +39,7 @@ int cmd_headend(const std::vector<std::string>& argv) {
   }
   if (argv[0] != "run") throw UsageError("unknown subcommand '" + argv[0] + "' (run)");
   Logger log("headend");
-  auto store_result = entitlement::EntitlementStore::open(a.get("entitlement-home", "usher-data/entitlement"));
-  if (!store_result) throw std::runtime_error(store_result.error().message);
-  auto& store = store_result.value();
-  headend::StoreKeySource keys(store);
-
   headend::ScramblerConfig config;
-  config.ca_system_id = store.ca_system_id();
   if (a.has("services")) {
     std::stringstream ss(a.get("services"));
     std::string item;
@@ -71,6 +65,12 @@ int cmd_headend(const std::vector<std::string>& argv) {
     config.fixed_cws = std::move(cws.value());
     log.warn("fixed control words from ", a.get("cw-file"), ": test mode, not for broadcast");
   }
+  auto store_result = entitlement::EntitlementStore::open(a.get("entitlement-home", "usher-data/entitlement"));
+  if (!store_result) throw std::runtime_error(store_result.error().message);
+  auto& store = store_result.value();
+  headend::StoreKeySource keys(store);
+
+  config.ca_system_id = store.ca_system_id();
   auto in = streams::open_source(a.require("in"), {std::chrono::milliseconds(a.number("idle-timeout", 0))});
   auto out = streams::open_sink(a.require("out"));
   headend::Scrambler scrambler(std::move(config), keys);

@@ -144,12 +144,13 @@ void CsaPipeline::push(const streams::TsPacket& packet, Slot slot) {
     }
   }
   if (held_.size() > max_held_) {
-    // A slow slot is holding the line: run the one whose packet is oldest, even if not full.
+    // A slow slot is holding the line: once its oldest packet has waited for max_held_ packets,
+    // run it even if not full.
     KeySlot* oldest = nullptr;
     for (auto& s : slots_) {
       if (s->count > 0 && (oldest == nullptr || s->first_seq < oldest->first_seq)) oldest = s.get();
     }
-    if (oldest != nullptr) run(*oldest);
+    if (oldest != nullptr && front_seq_ + held_.size() - oldest->first_seq > max_held_) run(*oldest);
   }
 }
 

@@ -14,9 +14,10 @@ constexpr std::size_t kEcmHeaderSize = 1 + 2 + 2;      // version, service_id, k
 constexpr std::size_t kEmmHeaderSize = 1 + 4 + 8;      // version, stb_id, sequence
 constexpr std::size_t kMaxBody = 1021;                 // short private section limit we keep to
 
-// The clear header bytes of a message, as authenticated data: table_id then header.
-std::vector<std::uint8_t> aad_for(std::uint8_t table_id, std::span<const std::uint8_t> header) {
-  std::vector<std::uint8_t> aad{table_id};
+// The clear bytes of a message, as authenticated data: the 3-byte section header (table_id, flags,
+// section_length) then the message header.
+std::vector<std::uint8_t> aad_for(std::span<const std::uint8_t> section_header, std::span<const std::uint8_t> header) {
+  std::vector<std::uint8_t> aad(section_header.begin(), section_header.end());
   aad.insert(aad.end(), header.begin(), header.end());
   return aad;
 }
@@ -25,7 +26,9 @@ std::vector<std::uint8_t> seal_into_section(std::uint8_t table_id, const std::ve
                                             std::span<const std::uint8_t> plaintext, const Key256& key) {
   std::array<std::uint8_t, crypto::kGcmNonceSize> nonce{};
   crypto::random_bytes(nonce);
-  const auto sealed = crypto::aead_seal(key, nonce, aad_for(table_id, header), plaintext);
+  const std::size_t body_size = header.size() + nonce.size() + plaintext.size() + crypto::kGcmTagSize;
+  const auto prefix = streams::build_short_section(table_id, std::vector<std::uint8_t>(body_size));
+  const auto sealed = crypto::aead_seal(key, nonce, aad_for(std::span(prefix).first(3), header), plaintext);
   ByteWriter body;
   body.bytes(header);
   body.bytes(nonce);
@@ -51,7 +54,7 @@ Result<OpenedSection> open_section(std::span<const std::uint8_t> section, std::s
   }
   const auto header = body.first(header_size);
   std::span<const std::uint8_t, crypto::kGcmNonceSize> nonce(body.data() + header_size, crypto::kGcmNonceSize);
-  auto plain = crypto::aead_open(key, nonce, aad_for(parsed.section->header.table_id, header),
+  auto plain = crypto::aead_open(key, nonce, aad_for(section.first(3), header),
                                  body.subspan(header_size + crypto::kGcmNonceSize));
   if (!plain) return make_error(plain.error().code, std::string(what) + ": " + plain.error().message);
   return OpenedSection{header, std::move(plain.value())};

@@ -62,19 +62,21 @@ void Scrambler::refresh_emms() {
   if (emm_next_ >= emm_carousel_.size()) emm_next_ = 0;
 }
 
-void Scrambler::emit_now(const TsPacket& packet) {
-  // Anything waiting for a null packet goes first, so that each PID keeps its order.
+void Scrambler::emit_now(const TsPacket& packet) { pipeline_.push(packet, CsaPipeline::kNoSlot); }
+
+void Scrambler::flush_inserts() {
   while (!inserts_.empty()) {
     pipeline_.push(inserts_.front().packet, CsaPipeline::kNoSlot);
     inserts_.pop_front();
     ++stats_.packets_added;
   }
-  pipeline_.push(packet, CsaPipeline::kNoSlot);
 }
 
 void Scrambler::queue_section(streams::SectionPacketizer& pz, std::span<const std::uint8_t> section, bool now) {
   scratch_.clear();
   pz.packetize(section, scratch_);
+  // Sections waiting for a null packet go first, so that each CA/PSI PID keeps its order.
+  if (now) flush_inserts();
   for (const auto& p : scratch_) {
     if (now) {
       emit_now(p);
@@ -153,11 +155,11 @@ void Scrambler::start_period(Service& s, std::uint64_t period) {
   ecm.even = s.cw[0].clone();
   ecm.odd = s.cw[1].clone();
   s.ecm_section = entitlement::encode_ecm(ecm, s.key->key);
-  emit_ecm(s);
+  emit_ecm(s, true);
 }
 
-void Scrambler::emit_ecm(Service& s) {
-  queue_section(*s.ecm_packetizer, s.ecm_section, true);
+void Scrambler::emit_ecm(Service& s, bool now) {
+  queue_section(*s.ecm_packetizer, s.ecm_section, now);
   s.next_ecm = clock_.now() + ms_to_ticks(config_.ecm_interval_ms);
   ++stats_.ecm_sections;
 }
@@ -213,7 +215,7 @@ void Scrambler::schedule(bool) {
     if (period != s->period) {
       start_period(*s, period);
     } else if (now >= s->next_ecm) {
-      emit_ecm(*s);
+      emit_ecm(*s, false);  // a repetition may wait for a null packet
     }
   }
   if (now >= next_cat_) {
@@ -267,12 +269,6 @@ void Scrambler::handle(const TsPacket& packet) {
       TsPacket p = packet;
       const auto parity = s.period % 2;
       p.set_scrambling(parity == 0 ? Scrambling::even : Scrambling::odd);
-      // Order with held-back insertions is kept by emitting them first.
-      while (!inserts_.empty()) {
-        pipeline_.push(inserts_.front().packet, CsaPipeline::kNoSlot);
-        inserts_.pop_front();
-        ++stats_.packets_added;
-      }
       pipeline_.push(p, s.slot[parity]);
       ++stats_.packets_scrambled;
     }
@@ -299,11 +295,7 @@ void Scrambler::process(std::span<const TsPacket> in, std::vector<TsPacket>& out
 
 void Scrambler::finish(std::vector<TsPacket>& out) {
   const std::size_t before = out.size();
-  while (!inserts_.empty()) {
-    pipeline_.push(inserts_.front().packet, CsaPipeline::kNoSlot);
-    inserts_.pop_front();
-    ++stats_.packets_added;
-  }
+  flush_inserts();
   pipeline_.flush(out);
   stats_.packets_out += out.size() - before;
 }

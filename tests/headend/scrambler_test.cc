@@ -153,6 +153,8 @@ TEST_F(BroadcastTest, UnentitledExpiredAndRevokedStbsCannotDescrambleAndSayWhy) 
   auto& stranger = world.add_stb(2001);
   auto& expired = world.add_stb(2002);
   ASSERT_TRUE(world.store().grant(2002, 1, kStart - 7200, kStart - 3600).ok());
+  // It received the EMM while the grant was current; the headend no longer carousels it.
+  ASSERT_EQ(*expired.apply_emm(world.store().emm_sections(kStart - 7200).at(0)), stb::EmmOutcome::applied);
   testing::SyntheticMuxOptions o;
   o.seconds = 1.5;
   const auto clear = testing::make_synthetic_mux(o);

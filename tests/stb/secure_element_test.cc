@@ -81,7 +81,7 @@ TEST_F(SecureElementTest, RevokeThenReplayedOldGrantIsStale) {
   ASSERT_TRUE(world.store().grant(1001, 1, kT0, kT0 + 3600).ok());
   const auto grant = world.store().emm_sections(kT0).at(0);
   ASSERT_TRUE(world.store().revoke(1001, 1).ok());
-  const auto revoke = world.store().emm_sections(kT0).at(0);
+  const auto revoke = world.store().emm_sections(0).at(0);
   auto& se = world.stb(1001);
   // Arrives out of order: the revoke first, then the older grant (a recorded EMM replayed).
   ASSERT_EQ(*se.apply_emm(revoke), EmmOutcome::applied);

@@ -60,14 +60,18 @@ TEST(PacketSync, GarbageInTheMiddleAndTruncatedTail) {
 }
 
 TEST(PacketSync, PureGarbageYieldsNothing) {
-  std::vector<std::uint8_t> data(5000, 0x47);
-  data[0] = 0;
-  for (std::size_t i = 1; i < data.size(); i += 3) data[i] = static_cast<std::uint8_t>(i);
+  std::vector<std::uint8_t> data(50000);
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    data[i] = static_cast<std::uint8_t>((i * 2654435761u) >> 13);
+    if (data[i] == kSyncByte) data[i] = 0;
+  }
+  data[1000] = kSyncByte;  // a lone sync byte with no partner 188 bytes on
   PacketSync s;
   std::vector<TsPacket> out;
   s.feed(data, out);
   s.finish(out);
-  EXPECT_LE(out.size(), 1u);
+  EXPECT_EQ(out.size(), 0u);
+  EXPECT_EQ(s.discarded_bytes(), data.size());
 }
 
 }  // namespace

@@ -122,10 +122,11 @@ class Scrambler {
   void on_cat(std::span<const std::uint8_t> section);
   void schedule(bool force);
   void emit_cat();
-  void emit_ecm(Service& s);
+  void emit_ecm(Service& s, bool now);
   void start_period(Service& s, std::uint64_t period);
   void queue_section(streams::SectionPacketizer& pz, std::span<const std::uint8_t> section, bool now);
   void emit_now(const streams::TsPacket& packet);
+  void flush_inserts();
   std::uint16_t allocate_pid(std::uint16_t preferred);
   [[nodiscard]] std::uint64_t ms_to_ticks(std::uint32_t ms) const { return std::uint64_t{ms} * 27'000; }
   [[nodiscard]] std::uint64_t current_period() const { return clock_.now() / ms_to_ticks(config_.crypto_period_ms); }
