@@ -15,6 +15,7 @@ extern "C" {
 #include <string>
 
 #include "broadcast_fixture.h"
+#include "usher/core/log.h"
 #include "usher/headend/scrambler.h"
 #include "usher/stb/descrambler.h"
 #include "usher/streams/generator.h"
@@ -146,7 +147,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
     ConsoleReporter::Finalize();
     auto ratio = [&](const char* name, const char* base) {
       if (!rates_.contains(name) || !rates_.contains(base)) return;
-      std::printf("%-18s %8.1f Mbit/s of TS = %.2f x %s (%.1f Mbit/s)\n", name, rates_[name] / 1e6 * 1e6,
+      std::printf("%-18s %8.1f Mbit/s of TS = %.2f x %s (%.1f Mbit/s)\n", name, rates_[name],
                   rates_[name] / rates_[base], base, rates_[base]);
     };
     std::printf("\nRatios (same run):\n");
@@ -161,6 +162,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
 }  // namespace
 
 int main(int argc, char** argv) {
+  usher::set_log_level(usher::LogLevel::warn);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   RatioReporter reporter;

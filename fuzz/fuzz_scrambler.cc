@@ -1,0 +1,37 @@
+// The headend's scrambler on arbitrary packets: PAT/PMT/CAT parsing and rewriting, the stream
+// clock on arbitrary PCRs, ECM/CAT/EMM insertion and CSA batches.
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "usher/headend/scrambler.h"
+
+namespace {
+class FixedKeys final : public usher::headend::KeySource {
+ public:
+  usher::Result<usher::entitlement::ServiceKey> service_key(std::uint16_t id) override {
+    if (id % 3 == 0) return usher::make_error(usher::Errc::not_found, "no key");
+    return usher::entitlement::ServiceKey{1, usher::Key256{}};
+  }
+  std::vector<std::vector<std::uint8_t>> emm_sections(std::uint64_t) override {
+    return {usher::streams::build_short_section(0x82, std::vector<std::uint8_t>(40, 1))};
+  }
+};
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  using namespace usher;
+  std::vector<streams::TsPacket> in;
+  for (std::size_t i = 0; i + streams::kPacketSize <= size; i += streams::kPacketSize) {
+    std::memcpy(in.emplace_back().bytes.data(), data + i, streams::kPacketSize);
+  }
+  FixedKeys keys;
+  headend::ScramblerConfig config;
+  config.start_unix = 1'900'000'000;
+  config.crypto_period_ms = 200;
+  headend::Scrambler s(std::move(config), keys);
+  std::vector<streams::TsPacket> out;
+  s.process(in, out);
+  s.finish(out);
+  return 0;
+}

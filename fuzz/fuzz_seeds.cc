@@ -1,0 +1,81 @@
+// Writes seed corpora for the fuzz targets into DIR/<target>/: PSI tables in TS packets, ECMs and
+// EMMs sealed under the fuzz key, a small multiplex with PCRs.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "usher/entitlement/messages.h"
+#include "usher/streams/psi.h"
+
+namespace fs = std::filesystem;
+using namespace usher;
+
+namespace {
+void write(const fs::path& dir, const std::string& name, std::span<const std::uint8_t> bytes) {
+  fs::create_directories(dir);
+  std::ofstream(dir / name, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
+                                                    static_cast<std::streamsize>(bytes.size()));
+}
+std::span<const std::uint8_t> as_bytes(const std::vector<streams::TsPacket>& p) {
+  return {reinterpret_cast<const std::uint8_t*>(p.data()), p.size() * sizeof(streams::TsPacket)};
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: fuzz_seeds DIR\n");
+    return 2;
+  }
+  const fs::path root = argv[1];
+  streams::Pat pat;
+  pat.programs = {{1, 0x100}, {2, 0x101}};
+  streams::Pmt pmt;
+  pmt.program_number = 1;
+  pmt.pcr_pid = 0x200;
+  pmt.streams = {{0x1B, 0x200, {}}, {0x0F, 0x201, {}}};
+  streams::append_ca_descriptor(pmt.descriptors, {0x4AFF, 0x1FE0, {}});
+  streams::Cat cat;
+  streams::append_ca_descriptor(cat.descriptors, {0x4AFF, 0x1FF0, {}});
+  Key256 key;
+  for (std::size_t i = 0; i < 32; ++i) key.mutable_bytes()[i] = static_cast<std::uint8_t>(i);
+  entitlement::EcmContent ecm;
+  ecm.service_id = 1;
+  ecm.key_version = 1;
+  ecm.time_unix = 1'900'000'000;
+  ecm.even = ControlWord::random();
+  ecm.odd = ControlWord::random();
+  entitlement::EmmContent emm{1001, 1, 1'900'000'000, {}};
+  emm.items.emplace_back(entitlement::EmmGrant{1, 1, key.clone(), 0, 2'000'000'000});
+  const auto ecm_section = entitlement::encode_ecm(ecm, key);
+  const auto emm_section = entitlement::encode_emm(emm, key);
+  write(root / "fuzz_messages", "ecm", ecm_section);
+  write(root / "fuzz_messages", "emm", emm_section);
+
+  std::vector<streams::TsPacket> mux;
+  streams::SectionPacketizer pat_pz(0), pmt_pz(0x100), cat_pz(1), ecm_pz(0x1FE0), emm_pz(0x1FF0);
+  pat_pz.packetize(pat.serialize(), mux);
+  pmt_pz.packetize(pmt.serialize(), mux);
+  cat_pz.packetize(cat.serialize(), mux);
+  emm_pz.packetize(emm_section, mux);
+  ecm_pz.packetize(ecm_section, mux);
+  for (int i = 0; i < 20; ++i) {
+    auto p = streams::TsPacket::null_packet();
+    p.set_pid(i % 2 ? 0x201 : 0x200);
+    p.set_cc(static_cast<std::uint8_t>(i / 2));
+    if (i % 4 == 0) {
+      p.set_adaptation_payload(true, true);
+      p.bytes[4] = 7;
+      p.bytes[5] = 0x10;
+      p.set_pcr(static_cast<std::uint64_t>(i) * 27'000);
+    }
+    if (i > 10) p.set_scrambling(i % 3 ? streams::Scrambling::even : streams::Scrambling::odd);
+    mux.push_back(p);
+  }
+  for (const char* target : {"fuzz_sections", "fuzz_descrambler", "fuzz_scrambler", "fuzz_packet_sync"}) {
+    write(root / target, "mux", as_bytes(mux));
+  }
+  write(root / "fuzz_sections", "pmt", pmt.serialize());
+  write(root / "fuzz_sections", "pat", pat.serialize());
+  return 0;
+}
