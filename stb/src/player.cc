@@ -3,7 +3,9 @@
 #include <gst/app/gstappsrc.h>
 #include <gst/gst.h>
 
+#include <cstdlib>
 #include <stdexcept>
+#include <string>
 
 namespace usher::stb {
 namespace {
@@ -12,12 +14,17 @@ class GstPlayerSink final : public streams::PacketSink {
  public:
   GstPlayerSink() {
     gst_init(nullptr, nullptr);
+    // The sinks can be replaced (USHER_PLAY_VIDEO_SINK, USHER_PLAY_AUDIO_SINK), e.g. by fakesink
+    // on a machine without a display or sound card.
+    const char* video = std::getenv("USHER_PLAY_VIDEO_SINK");
+    const char* audio = std::getenv("USHER_PLAY_AUDIO_SINK");
+    const std::string description =
+        std::string("appsrc name=src is-live=false format=bytes block=true max-bytes=4000000 "
+                    "caps=video/mpegts,systemstream=true,packetsize=188 ! tsdemux name=demux ") +
+        "demux. ! queue ! decodebin ! videoconvert ! " + (video != nullptr ? video : "autovideosink") + " " +
+        "demux. ! queue ! decodebin ! audioconvert ! " + (audio != nullptr ? audio : "autoaudiosink");
     GError* error = nullptr;
-    pipeline_ = gst_parse_launch(
-        "appsrc name=src is-live=false format=bytes block=true max-bytes=4000000 caps=video/mpegts,systemstream=true,packetsize=188 "
-        "! tsdemux name=demux demux. ! queue ! decodebin ! videoconvert ! autovideosink "
-        "demux. ! queue ! decodebin ! audioconvert ! autoaudiosink",
-        &error);
+    pipeline_ = gst_parse_launch(description.c_str(), &error);
     if (error != nullptr) {
       std::string msg = error->message;
       g_error_free(error);
@@ -27,7 +34,10 @@ class GstPlayerSink final : public streams::PacketSink {
     gst_element_set_state(pipeline_, GST_STATE_PLAYING);
   }
   ~GstPlayerSink() override {
-    close();
+    try {
+      close();
+    } catch (...) {  // reported by an explicit close(); nothing to do in a destructor
+    }
     gst_object_unref(src_);
     gst_object_unref(pipeline_);
   }
@@ -43,15 +53,23 @@ class GstPlayerSink final : public streams::PacketSink {
     GstBus* bus = gst_element_get_bus(pipeline_);
     GstMessage* msg = gst_bus_timed_pop_filtered(bus, GST_CLOCK_TIME_NONE,
                                                  static_cast<GstMessageType>(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+    if (msg != nullptr && GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) {
+      GError* err = nullptr;
+      gst_message_parse_error(msg, &err, nullptr);
+      failure_ = err != nullptr ? err->message : "unknown error";
+      if (err != nullptr) g_error_free(err);
+    }
     if (msg != nullptr) gst_message_unref(msg);
     gst_object_unref(bus);
     gst_element_set_state(pipeline_, GST_STATE_NULL);
+    if (!failure_.empty()) throw std::runtime_error("playback failed: " + failure_);
   }
 
  private:
   GstElement* pipeline_ = nullptr;
   GstElement* src_ = nullptr;
   bool closed_ = false;
+  std::string failure_;
 };
 
 }  // namespace

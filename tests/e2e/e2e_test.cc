@@ -181,6 +181,16 @@ TEST_F(CliWorld, GarbageInputAndMistakesGetClearMessages) {
   }
 }
 
+TEST_F(CliWorld, PlaybackThroughGStreamer) {
+  const auto scrambled = dir.file("scrambled.ts");
+  must("headend run --entitlement-home " + ent() + " --in " + source() + " --out " + scrambled);
+  // No display or sound card in CI: GStreamer decodes into fakesinks, which count what arrives.
+  auto r = run("USHER_PLAY_VIDEO_SINK='fakesink sync=false' USHER_PLAY_AUDIO_SINK='fakesink sync=false' " +
+               usher("stb run --home " + dir.file("stb-1001") + " --in " + scrambled + " --out play"));
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("\"packets_left_scrambled\":0"), std::string::npos) << r.output;
+}
+
 TEST(Demo, EndsWithJsonSummaryAndTheExpectedOutcome) {
   testing::TempDir dir;
   auto r = run(usher("demo --seconds 3 --dir " + dir.file("demo")));
