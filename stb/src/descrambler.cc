@@ -36,7 +36,9 @@ void Descrambler::on_pat(std::span<const std::uint8_t> section) {
   auto* pat = std::get_if<streams::Pat>(&parsed);
   if (pat == nullptr) return;
   for (const auto& prog : pat->programs) {
-    if (prog.program_number == 0 || services_.contains(prog.pid)) continue;
+    // A PID already followed for another role (PAT, CAT, EMM, another PMT or an ECM) is refused:
+    // a hostile PAT must not replace the assembler that is running this callback.
+    if (prog.program_number == 0 || assemblers_.contains(prog.pid)) continue;
     auto s = std::make_unique<Service>();
     s->service_id = prog.program_number;
     s->pmt_pid = prog.pid;
@@ -54,7 +56,7 @@ void Descrambler::on_cat(std::span<const std::uint8_t> section) {
   auto* cat = std::get_if<streams::Cat>(&parsed);
   if (cat == nullptr) return;
   for (const auto& ca : streams::find_ca_descriptors(cat->descriptors)) {
-    if (ca.ca_system_id != se_->ca_system_id() || emm_pid_ == ca.ca_pid) continue;
+    if (ca.ca_system_id != se_->ca_system_id() || emm_pid_ == ca.ca_pid || assemblers_.contains(ca.ca_pid)) continue;
     emm_pid_ = ca.ca_pid;
     assemblers_[ca.ca_pid] = std::make_unique<streams::SectionAssembler>([this](auto s) { on_emm(s); });
     log_.info("EMM PID ", ca.ca_pid, " (CA_system_id 0x", std::hex, ca.ca_system_id, std::dec, ")");
@@ -77,7 +79,7 @@ void Descrambler::on_pmt(std::uint16_t pid, std::span<const std::uint8_t> sectio
   for (const auto& ca : streams::find_ca_descriptors(pmt->descriptors)) {
     if (ca.ca_system_id == se_->ca_system_id()) ecm_pid = ca.ca_pid;
   }
-  if (ecm_pid && ecm_pid != s.ecm_pid) {
+  if (ecm_pid && ecm_pid != s.ecm_pid && !assemblers_.contains(*ecm_pid)) {
     if (s.ecm_pid) assemblers_.erase(*s.ecm_pid);
     s.ecm_pid = ecm_pid;
     Service* sp = &s;

@@ -304,3 +304,36 @@ TEST_F(BroadcastTest, RealGeneratedStreamRoundTripsBitForBit) {
 
 }  // namespace
 }  // namespace usher
+
+namespace usher {
+namespace {
+
+// A hostile multiplex points the PMT at PID 0, the EMMs at the CAT's PID and the ECMs at the
+// PMT's own PID: the STB must ignore those roles rather than replace a running assembler.
+TEST(HostileSignalling, PidCollisionsAreIgnored) {
+  testing::BroadcastWorld world;
+  world.add_service(1);
+  auto& viewer = world.add_stb(1001);
+  std::vector<TsPacket> mux;
+  streams::Pat pat;
+  pat.programs = {{1, 0x0000}, {2, 0x0100}};
+  streams::Pmt pmt;
+  pmt.program_number = 2;
+  pmt.pcr_pid = 0x200;
+  pmt.streams = {{0x1B, 0x0100, {}}};
+  streams::append_ca_descriptor(pmt.descriptors, {0x4AFF, 0x0100, {}});
+  streams::Cat cat;
+  streams::append_ca_descriptor(cat.descriptors, {0x4AFF, 0x0001, {}});
+  streams::SectionPacketizer pat_pz(0), pmt_pz(0x100), cat_pz(1);
+  for (int i = 0; i < 3; ++i) {
+    pat_pz.packetize(pat.serialize(), mux);
+    cat_pz.packetize(cat.serialize(), mux);
+    pmt_pz.packetize(pmt.serialize(), mux);
+  }
+  stb::Descrambler d(&viewer, {});
+  const auto out = descramble(d, mux, 1);
+  EXPECT_EQ(out.size(), mux.size());
+}
+
+}  // namespace
+}  // namespace usher
