@@ -1,6 +1,7 @@
 #include "cli.h"
 
 #include <chrono>
+#include <cstdio>
 #include <ctime>
 
 namespace usher::cli {
@@ -56,6 +57,21 @@ std::int64_t Args::number(const std::string& name, std::int64_t fallback) const 
 std::int64_t Args::require_number(const std::string& name) const {
   (void)require(name);
   return number(name, 0);
+}
+
+std::optional<int> start_command(const std::vector<std::string>& argv, const char* usage, std::string& sub,
+                                 std::optional<Args>& args, const std::set<std::string>& flags) {
+  if (argv.empty() || argv[0] == "--help" || argv[0] == "-h") {
+    std::fputs(usage, stdout);
+    return argv.empty() ? 2 : 0;
+  }
+  sub = argv[0];
+  args.emplace(std::vector<std::string>(argv.begin() + 1, argv.end()), flags);
+  if (args->help()) {
+    std::fputs(usage, stdout);
+    return 0;
+  }
+  return std::nullopt;
 }
 
 std::uint64_t unix_now() {

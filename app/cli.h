@@ -36,6 +36,12 @@ class Args {
   std::vector<std::string> positional_;
 };
 
+// The usual start of a part's command: with no subcommand, or --help anywhere, prints `usage` and
+// returns the exit code (2 when nothing was asked, 0 for help). Otherwise returns nullopt and
+// sets `sub` and `args` (the options after the subcommand).
+std::optional<int> start_command(const std::vector<std::string>& argv, const char* usage, std::string& sub,
+                                 std::optional<Args>& args, const std::set<std::string>& flags = {});
+
 // Parses a time: unix seconds, "now", "now+90s/+10m/+2h/+3d", or ISO "YYYY-MM-DDTHH:MM:SSZ".
 std::uint64_t parse_time(const std::string& text);
 std::uint64_t unix_now();

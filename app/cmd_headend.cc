@@ -28,16 +28,11 @@ constexpr const char* kUsage = R"(usher headend: the scrambler
 }  // namespace
 
 int cmd_headend(const std::vector<std::string>& argv) {
-  if (argv.empty() || argv[0] == "--help" || argv[0] == "-h") {
-    std::fputs(kUsage, stdout);
-    return argv.empty() ? 2 : 0;
-  }
-  const Args a({argv.begin() + 1, argv.end()}, {});
-  if (a.help()) {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
-  if (argv[0] != "run") throw UsageError("unknown subcommand '" + argv[0] + "' (run)");
+  std::string sub;
+  std::optional<Args> parsed;
+  if (auto code = start_command(argv, kUsage, sub, parsed)) return *code;
+  const Args& a = *parsed;
+  if (sub != "run") throw UsageError("unknown subcommand '" + sub + "' (run)");
   Logger log("headend");
   headend::ScramblerConfig config;
   if (a.has("services")) {

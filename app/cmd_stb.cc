@@ -78,16 +78,11 @@ int run(const Args& a) {
 }  // namespace
 
 int cmd_stb(const std::vector<std::string>& argv) {
-  if (argv.empty() || argv[0] == "--help" || argv[0] == "-h") {
-    std::fputs(kUsage, stdout);
-    return argv.empty() ? 2 : 0;
-  }
-  const Args a({argv.begin() + 1, argv.end()}, {});
-  if (a.help()) {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
-  if (argv[0] == "init") {
+  std::string sub;
+  std::optional<Args> parsed;
+  if (auto code = start_command(argv, kUsage, sub, parsed)) return *code;
+  const Args& a = *parsed;
+  if (sub == "init") {
     const auto id = a.require_number("id");
     if (id <= 0 || id > 0xFFFFFFFFLL) throw UsageError("--id must be from 1 to 4294967295");
     auto op = entitlement::OperatorPublicFile::read(a.require("operator"));
@@ -98,8 +93,8 @@ int cmd_stb(const std::vector<std::string>& argv) {
                 static_cast<long long>(id), home(a).c_str(), home(a).c_str());
     return 0;
   }
-  if (argv[0] == "run") return run(a);
-  if (argv[0] == "entitlements") {
+  if (sub == "run") return run(a);
+  if (sub == "entitlements") {
     auto se = stb::SecureElement::open(home(a));
     if (!se) throw std::runtime_error(se.error().message);
     std::printf("STB %u\n", se->stb_id());
@@ -109,7 +104,7 @@ int cmd_stb(const std::vector<std::string>& argv) {
     }
     return 0;
   }
-  throw UsageError("unknown subcommand '" + argv[0] + "' (init, run, entitlements)");
+  throw UsageError("unknown subcommand '" + sub + "' (init, run, entitlements)");
 }
 
 }  // namespace usher::cli

@@ -111,18 +111,13 @@ int info(const Args& a) {
 }  // namespace
 
 int cmd_streams(const std::vector<std::string>& argv) {
-  if (argv.empty() || argv[0] == "--help" || argv[0] == "-h") {
-    std::fputs(kUsage, stdout);
-    return argv.empty() ? 2 : 0;
-  }
-  const Args a({argv.begin() + 1, argv.end()}, {});
-  if (a.help()) {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
-  if (argv[0] == "generate") return generate(a);
-  if (argv[0] == "info") return info(a);
-  throw UsageError("unknown subcommand '" + argv[0] + "' (generate, info)");
+  std::string sub;
+  std::optional<Args> parsed;
+  if (auto code = start_command(argv, kUsage, sub, parsed)) return *code;
+  const Args& a = *parsed;
+  if (sub == "generate") return generate(a);
+  if (sub == "info") return info(a);
+  throw UsageError("unknown subcommand '" + sub + "' (generate, info)");
 }
 
 }  // namespace usher::cli

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <string>
 
+#include "packets.h"
 #include "usher/core/crypto.h"
 #include "usher/stb/descrambler.h"
 
@@ -28,10 +29,7 @@ usher::stb::SecureElement& secure_element() {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace usher;
-  std::vector<streams::TsPacket> in;
-  for (std::size_t i = 0; i + streams::kPacketSize <= size; i += streams::kPacketSize) {
-    std::memcpy(in.emplace_back().bytes.data(), data + i, streams::kPacketSize);
-  }
+  const auto in = fuzz_packets(data, size);
   std::vector<streams::TsPacket> out;
   stb::Descrambler d(&secure_element(), {});
   d.process(in, out);

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "packets.h"
 #include "usher/headend/scrambler.h"
 
 namespace {
@@ -21,10 +22,7 @@ class FixedKeys final : public usher::headend::KeySource {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace usher;
-  std::vector<streams::TsPacket> in;
-  for (std::size_t i = 0; i + streams::kPacketSize <= size; i += streams::kPacketSize) {
-    std::memcpy(in.emplace_back().bytes.data(), data + i, streams::kPacketSize);
-  }
+  const auto in = fuzz_packets(data, size);
   FixedKeys keys;
   headend::ScramblerConfig config;
   config.start_unix = 1'900'000'000;
