@@ -90,18 +90,22 @@ std::vector<std::uint8_t> Statement::column_blob(int c) const {
 }
 bool Statement::column_is_null(int c) const { return sqlite3_column_type(stmt_.get(), c) == SQLITE_NULL; }
 
-Transaction::Transaction(Database& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
+Transaction::Transaction(Database& db) : db_(db), nested_(db.in_transaction()) {
+  db_.exec(nested_ ? "SAVEPOINT nested" : "BEGIN IMMEDIATE");
+}
 Transaction::~Transaction() {
   if (!done_) {
     try {
-      db_.exec("ROLLBACK");
+      db_.exec(nested_ ? "ROLLBACK TO nested; RELEASE nested" : "ROLLBACK");
     } catch (...) {
     }
   }
 }
 void Transaction::commit() {
-  db_.exec("COMMIT");
+  db_.exec(nested_ ? "RELEASE nested" : "COMMIT");
   done_ = true;
 }
+
+bool Database::in_transaction() const { return sqlite3_get_autocommit(db_.get()) == 0; }
 
 }  // namespace usher::sql

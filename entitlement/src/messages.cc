@@ -10,7 +10,8 @@ namespace {
 
 constexpr std::uint8_t kItemGrant = 1;
 constexpr std::uint8_t kItemRevoke = 2;
-constexpr std::size_t kEcmHeaderSize = 1 + 2 + 2;      // version, service_id, key_version
+constexpr std::uint8_t kItemTicket = 3;
+constexpr std::size_t kEcmHeaderSize = 1 + 2 + 2 + 4;  // version, service_id, key_version, event_id
 constexpr std::size_t kEmmHeaderSize = 1 + 4 + 8;      // version, stb_id, sequence
 constexpr std::size_t kMaxBody = 1021;                 // short private section limit we keep to
 
@@ -75,8 +76,8 @@ std::vector<std::uint8_t> encode_ecm(const EcmContent& ecm, const Key256& servic
   header.u8(kMessageVersion);
   header.u16(ecm.service_id);
   header.u16(ecm.key_version);
+  header.u32(ecm.event_id);
   ByteWriter plain;
-  plain.u32(ecm.event_id);
   plain.u32(ecm.crypto_period);
   plain.u64(ecm.time_unix);
   plain.u32(ecm.access.tier_mask);
@@ -100,7 +101,9 @@ Result<EcmHeader> peek_ecm(std::span<const std::uint8_t> section) {
   std::uint8_t version = 0;
   EcmHeader h;
   h.table_id = t;
-  if (!r.u8(version) || !r.u16(h.service_id) || !r.u16(h.key_version)) return make_error(Errc::malformed, "ECM: truncated header");
+  if (!r.u8(version) || !r.u16(h.service_id) || !r.u16(h.key_version) || !r.u32(h.event_id)) {
+    return make_error(Errc::malformed, "ECM: truncated header");
+  }
   if (version != kMessageVersion) return make_error(Errc::malformed, "ECM: unsupported version " + std::to_string(version));
   return h;
 }
@@ -114,7 +117,7 @@ Result<EcmContent> decode_ecm(std::span<const std::uint8_t> section, const Key25
   EcmContent ecm;
   ecm.service_id = header->service_id;
   ecm.key_version = header->key_version;
-  r.u32(ecm.event_id);
+  ecm.event_id = header->event_id;
   r.u32(ecm.crypto_period);
   r.u64(ecm.time_unix);
   r.u32(ecm.access.tier_mask);
@@ -164,6 +167,11 @@ std::vector<std::uint8_t> encode_emm(const EmmContent& emm, const Key256& emm_ke
       plain.u8(kItemRevoke);
       plain.u16(2);
       plain.u16(v->service_id);
+    } else if (const auto* t = std::get_if<EmmTicket>(&item)) {
+      plain.u8(kItemTicket);
+      plain.u16(static_cast<std::uint16_t>(t->ticket.size() + 32));
+      plain.bytes(t->ticket);
+      plain.bytes(t->event_key.bytes());
     }
   }
   auto p = plain.take();
@@ -217,6 +225,12 @@ Result<EmmContent> decode_emm(std::span<const std::uint8_t> section, const Key25
       item.u16(v.service_id);
       if (item.failed() || item.remaining() != 0) return make_error(Errc::malformed, "EMM: revoke item has the wrong length");
       emm.items.emplace_back(v);
+    } else if (type == kItemTicket) {
+      if (data.size() < 32) return make_error(Errc::malformed, "EMM: ticket item too short");
+      EmmTicket t;
+      t.ticket.assign(data.begin(), data.end() - 32);
+      std::copy(data.end() - 32, data.end(), t.event_key.mutable_bytes().begin());
+      emm.items.emplace_back(std::move(t));
     }  // unknown item types are skipped: a newer engine may add some
   }
   const bool failed = r.failed() || r.remaining() != 0;

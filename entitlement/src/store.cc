@@ -85,6 +85,7 @@ Result<OperatorPublicFile> OperatorPublicFile::read(const std::string& path) {
     return make_error(Errc::malformed, path + ": missing or bad ca_system_id");
   }
   if (!hex_key(kv["x25519"], f.x25519_public)) return make_error(Errc::malformed, path + ": bad x25519 key");
+  if (!hex_key(kv["ed25519"], f.ed25519_public)) return make_error(Errc::malformed, path + ": bad ed25519 key");
   return f;
 }
 
@@ -114,6 +115,52 @@ void EntitlementStore::create_schema(sql::Database& db) {
       not_after INTEGER NOT NULL,
       revoked INTEGER NOT NULL DEFAULT 0,
       PRIMARY KEY (stb_id, service_id));
+    CREATE TABLE IF NOT EXISTS signing (
+      id INTEGER PRIMARY KEY CHECK (id = 1),
+      ed25519_private BLOB NOT NULL,
+      ed25519_public BLOB NOT NULL);
+    CREATE TABLE IF NOT EXISTS events (
+      event_id INTEGER PRIMARY KEY,
+      service_id INTEGER NOT NULL REFERENCES services(service_id),
+      start INTEGER NOT NULL,
+      duration INTEGER NOT NULL,
+      title TEXT NOT NULL,
+      min_age INTEGER NOT NULL,
+      price_minor INTEGER NOT NULL CHECK (price_minor >= 0),
+      currency TEXT NOT NULL,
+      event_key BLOB NOT NULL);
+    CREATE TABLE IF NOT EXISTS cards (
+      card_id INTEGER PRIMARY KEY AUTOINCREMENT,
+      account TEXT NOT NULL,
+      handset_public BLOB NOT NULL UNIQUE,
+      currency TEXT NOT NULL,
+      issued INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS journal (
+      tx_id INTEGER PRIMARY KEY AUTOINCREMENT,
+      kind TEXT NOT NULL,
+      reference TEXT NOT NULL,
+      created INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS postings (
+      tx_id INTEGER NOT NULL REFERENCES journal(tx_id),
+      account TEXT NOT NULL,
+      amount INTEGER NOT NULL,
+      currency TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS postings_by_account ON postings(account);
+    CREATE TABLE IF NOT EXISTS spend_nonces (
+      card_id INTEGER NOT NULL,
+      nonce BLOB NOT NULL,
+      PRIMARY KEY (card_id, nonce));
+    CREATE TABLE IF NOT EXISTS tickets (
+      ticket_id INTEGER PRIMARY KEY AUTOINCREMENT,
+      event_id INTEGER NOT NULL,
+      stb_id INTEGER NOT NULL,
+      card_id INTEGER NOT NULL,
+      status TEXT NOT NULL,
+      ticket BLOB);
+    CREATE TABLE IF NOT EXISTS requests (
+      request_id BLOB PRIMARY KEY,
+      reply BLOB NOT NULL,
+      created INTEGER NOT NULL);
     CREATE TABLE IF NOT EXISTS emm_queue (
       id INTEGER PRIMARY KEY AUTOINCREMENT,
       stb_id INTEGER NOT NULL,
@@ -139,13 +186,15 @@ Result<EntitlementStore> EntitlementStore::create(const std::string& home, std::
   auto st = db->prepare("INSERT INTO operator VALUES (1, ?, ?, ?, ?)");
   st.bind(1, ca_system_id).bind(2, pair.private_key.bytes()).bind(3, pair.public_key).bind(4, static_cast<std::int64_t>(unix_now()));
   st.run();
+  EntitlementStore store(std::move(*db), ca_system_id, pair.public_key);
   std::ofstream pub(fs::path(home) / kOperatorPublicName, std::ios::trunc);
   char id[8];
   std::snprintf(id, sizeof(id), "%04x", ca_system_id);
   pub << "# Usher operator public identity: STBs are initialised with this file\n"
-      << "ca_system_id=" << id << "\nx25519=" << to_hex(pair.public_key) << "\n";
+      << "ca_system_id=" << id << "\nx25519=" << to_hex(pair.public_key) << "\ned25519=" << to_hex(store.signing_public())
+      << "\n";
   if (!pub) return make_error(Errc::io, "cannot write operator.pub in " + home);
-  return EntitlementStore(std::move(*db), ca_system_id, pair.public_key);
+  return store;
 }
 
 Result<EntitlementStore> EntitlementStore::open(const std::string& home) {

@@ -24,6 +24,7 @@ struct Scrambler::Service {
   std::optional<entitlement::ServiceKey> key;
   std::vector<std::uint8_t> ecm_section;
   std::uint64_t next_ecm = 0;
+  std::uint32_t event_id = 0;  // PPV event on air, 0 = none
 };
 
 Scrambler::Scrambler(ScramblerConfig config, KeySource& keys)
@@ -154,7 +155,18 @@ void Scrambler::start_period(Service& s, std::uint64_t period) {
   ecm.access = config_.access;
   ecm.even = s.cw[0].clone();
   ecm.odd = s.cw[1].clone();
-  s.ecm_section = entitlement::encode_ecm(ecm, s.key->key);
+  auto event = keys_.current_event(s.service_id, ecm.time_unix);
+  if (event) {
+    ecm.event_id = event->event_id;
+    s.ecm_section = entitlement::encode_ecm(ecm, event->key);
+  } else {
+    s.ecm_section = entitlement::encode_ecm(ecm, s.key->key);
+  }
+  if (ecm.event_id != s.event_id) {
+    if (ecm.event_id != 0) log_.info("service ", s.service_id, ": PPV event ", ecm.event_id, " on air");
+    if (ecm.event_id == 0) log_.info("service ", s.service_id, ": PPV event ", s.event_id, " over");
+    s.event_id = ecm.event_id;
+  }
   emit_ecm(s, true);
 }
 

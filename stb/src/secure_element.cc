@@ -42,6 +42,7 @@ void SecureElement::create_schema(sql::Database& db) {
       stb_id INTEGER NOT NULL,
       ca_system_id INTEGER NOT NULL,
       operator_x25519 BLOB NOT NULL,
+      operator_ed25519 BLOB NOT NULL,
       x25519_private BLOB NOT NULL,
       x25519_public BLOB NOT NULL,
       ed25519_private BLOB NOT NULL,
@@ -55,6 +56,13 @@ void SecureElement::create_schema(sql::Database& db) {
       not_after INTEGER NOT NULL,
       revoked INTEGER NOT NULL,
       sequence INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS tickets (
+      ticket_id INTEGER PRIMARY KEY,
+      event_id INTEGER NOT NULL,
+      ticket BLOB NOT NULL,
+      event_key BLOB NOT NULL,
+      status TEXT NOT NULL,
+      received INTEGER NOT NULL);
     CREATE TABLE IF NOT EXISTS emm_applied (
       sequence INTEGER PRIMARY KEY,
       applied INTEGER NOT NULL);
@@ -78,13 +86,14 @@ Result<SecureElement> SecureElement::init(const std::string& home, std::uint32_t
   auto emm_key = entitlement::derive_emm_key(x.private_key, op.x25519_public, op.ca_system_id, stb_id);
   if (!emm_key) return make_error(Errc::invalid_argument, "operator key unusable: " + emm_key.error().message);
   const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-  auto st = db->prepare("INSERT INTO identity VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)");
-  st.bind(1, stb_id).bind(2, op.ca_system_id).bind(3, op.x25519_public).bind(4, x.private_key.bytes())
-      .bind(5, x.public_key).bind(6, ed.private_key.bytes()).bind(7, ed.public_key).bind(8, now);
+  auto st = db->prepare("INSERT INTO identity VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  st.bind(1, stb_id).bind(2, op.ca_system_id).bind(3, op.x25519_public).bind(4, op.ed25519_public)
+      .bind(5, x.private_key.bytes()).bind(6, x.public_key).bind(7, ed.private_key.bytes()).bind(8, ed.public_key).bind(9, now);
   st.run();
   entitlement::StbPublicFile pub{stb_id, x.public_key, ed.public_key};
   if (auto s = pub.write((fs::path(home) / kPublicName).string()); !s) return s.error();
   SecureElement se(std::move(*db), stb_id, op.ca_system_id, std::move(*emm_key), pub);
+  se.issuer_public_ = op.ed25519_public;
   return se;
 }
 
@@ -97,7 +106,8 @@ Result<SecureElement> SecureElement::open(const std::string& home) {
   if (!db) return db.error();
   create_schema(*db);
   auto st = db->prepare(
-      "SELECT stb_id, ca_system_id, operator_x25519, x25519_private, x25519_public, ed25519_public FROM identity WHERE id = 1");
+      "SELECT stb_id, ca_system_id, operator_x25519, x25519_private, x25519_public, ed25519_public, operator_ed25519 "
+      "FROM identity WHERE id = 1");
   if (!st.step()) return make_error(Errc::storage, path + " has no identity");
   const auto stb_id = static_cast<std::uint32_t>(st.column_int(0));
   const auto ca = static_cast<std::uint16_t>(st.column_int(1));
@@ -107,6 +117,7 @@ Result<SecureElement> SecureElement::open(const std::string& home) {
   auto emm_key = entitlement::derive_emm_key(priv, op, ca, stb_id);
   if (!emm_key) return emm_key.error();
   SecureElement se(std::move(*db), stb_id, ca, std::move(*emm_key), pub);
+  se.issuer_public_ = blob_public(st.column_blob(6));
   se.load();
   return se;
 }
@@ -120,6 +131,13 @@ void SecureElement::load() {
             st.column_int(5) != 0, static_cast<std::uint64_t>(st.column_int(6))},
            blob_secret(st.column_blob(2))};
     held_.emplace(h.info.service_id, std::move(h));
+  }
+  tickets_.clear();
+  auto t = db_.prepare("SELECT ticket, event_key, status FROM tickets");
+  while (t.step()) {
+    auto ticket = entitlement::Ticket::decode(t.column_blob(0));
+    if (!ticket) continue;
+    tickets_.push_back({std::move(ticket.value()), blob_secret(t.column_blob(1)), t.column_text(2)});
   }
   applied_.clear();
   auto a = db_.prepare("SELECT sequence FROM emm_applied");
@@ -138,7 +156,18 @@ Result<EmmOutcome> SecureElement::apply_emm(std::span<const std::uint8_t> sectio
   std::string stale;
   sql::Transaction tx(db_);
   for (auto& item : emm->items) {
-    const std::uint16_t service = std::visit([](const auto& i) { return i.service_id; }, item);
+    if (auto* t = std::get_if<entitlement::EmmTicket>(&item)) {
+      auto stored = store_ticket(t->ticket, t->event_key);
+      if (!stored) return stored.error();
+      ++applied_items;
+      continue;
+    }
+    const std::uint16_t service = std::visit(
+        [](const auto& i) -> std::uint16_t {
+          if constexpr (requires { i.service_id; }) return i.service_id;
+          return 0;
+        },
+        item);
     if (auto it = held_.find(service); it != held_.end() && it->second.info.sequence >= seq) {
       stale = "EMM " + std::to_string(seq) + " is older than EMM " + std::to_string(it->second.info.sequence) +
               " already applied for service " + std::to_string(service) + " (reordered or replayed)";
@@ -168,9 +197,48 @@ Result<EmmOutcome> SecureElement::apply_emm(std::span<const std::uint8_t> sectio
   return EmmOutcome::applied;
 }
 
+Status SecureElement::store_ticket(std::span<const std::uint8_t> bytes, const Key256& event_key) {
+  auto ticket = entitlement::Ticket::decode(bytes);
+  if (!ticket) return ticket.error();
+  if (!ticket->verify(issuer_public_)) return make_error(Errc::auth_failed, "ticket not signed by this STB's operator");
+  if (ticket->stb_id != stb_id_) {
+    return make_error(Errc::not_entitled, "ticket " + std::to_string(ticket->ticket_id) + " is bound to STB " +
+                                              std::to_string(ticket->stb_id) + ", not this one");
+  }
+  auto st = db_.prepare("INSERT OR IGNORE INTO tickets VALUES (?, ?, ?, ?, 'valid', ?)");
+  st.bind(1, static_cast<std::int64_t>(ticket->ticket_id)).bind(2, ticket->event_id).bind(3, bytes)
+      .bind(4, event_key.bytes()).bind(5, static_cast<std::int64_t>(ticket->issued));
+  st.run();
+  return ok_status();
+}
+
+Result<entitlement::EcmContent> SecureElement::open_ppv_ecm(std::span<const std::uint8_t> section,
+                                                            const entitlement::EcmHeader& header) const {
+  const std::string ev = "PPV event " + std::to_string(header.event_id);
+  const HeldTicket* found = nullptr;
+  for (const auto& t : tickets_) {
+    if (t.ticket.event_id == header.event_id && t.status == "valid") found = &t;
+  }
+  if (found == nullptr) return make_error(Errc::not_entitled, ev + ": no ticket on this STB");
+  auto ecm = entitlement::decode_ecm(section, found->event_key);
+  if (!ecm) return ecm.error();
+  if (ecm->time_unix < found->ticket.valid_from || ecm->time_unix >= found->ticket.valid_until) {
+    return make_error(Errc::not_entitled, ev + ": ticket valid " + utc(found->ticket.valid_from) + " to " +
+                                              utc(found->ticket.valid_until) + ", broadcast time is " + utc(ecm->time_unix));
+  }
+  return ecm;
+}
+
+std::vector<entitlement::Ticket> SecureElement::tickets() const {
+  std::vector<entitlement::Ticket> out;
+  for (const auto& t : tickets_) out.push_back(t.ticket);
+  return out;
+}
+
 Result<entitlement::EcmContent> SecureElement::open_ecm(std::span<const std::uint8_t> section) const {
   auto header = entitlement::peek_ecm(section);
   if (!header) return header.error();
+  if (header->event_id != 0) return open_ppv_ecm(section, *header);
   const auto it = held_.find(header->service_id);
   const std::string svc = "service " + std::to_string(header->service_id);
   if (it == held_.end()) return make_error(Errc::not_entitled, svc + ": no entitlement on this STB");

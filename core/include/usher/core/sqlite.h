@@ -69,6 +69,7 @@ class Database {
   Statement prepare(const std::string& sql);
   [[nodiscard]] std::int64_t last_insert_rowid() const;
   [[nodiscard]] int changes() const;
+  [[nodiscard]] bool in_transaction() const;
 
  private:
   struct Close {
@@ -78,7 +79,8 @@ class Database {
   std::unique_ptr<sqlite3, Close> db_;
 };
 
-// BEGIN IMMEDIATE ... COMMIT, rolled back if not committed before destruction.
+// BEGIN IMMEDIATE ... COMMIT, rolled back if not committed before destruction. Inside another
+// transaction it becomes a SAVEPOINT, so that operations compose.
 class Transaction {
  public:
   explicit Transaction(Database& db);
@@ -89,6 +91,7 @@ class Transaction {
 
  private:
   Database& db_;
+  bool nested_;
   bool done_ = false;
 };
 

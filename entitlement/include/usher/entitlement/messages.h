@@ -48,10 +48,12 @@ struct EcmHeader {
   std::uint8_t table_id = 0;
   std::uint16_t service_id = 0;
   std::uint16_t key_version = 0;
+  std::uint32_t event_id = 0;  // non-zero: sealed under that PPV event's key, not the service key
 };
 
-// Returns the complete section (table_id .. end).
-std::vector<std::uint8_t> encode_ecm(const EcmContent& ecm, const Key256& service_key);
+// Returns the complete section (table_id .. end). `key` is the service key, or the event key when
+// ecm.event_id is not 0.
+std::vector<std::uint8_t> encode_ecm(const EcmContent& ecm, const Key256& key);
 Result<EcmHeader> peek_ecm(std::span<const std::uint8_t> section);
 // Errc::malformed or Errc::auth_failed (tampered, forged or wrong key).
 Result<EcmContent> decode_ecm(std::span<const std::uint8_t> section, const Key256& service_key);
@@ -66,7 +68,12 @@ struct EmmGrant {
 struct EmmRevoke {
   std::uint16_t service_id = 0;
 };
-using EmmItem = std::variant<EmmGrant, EmmRevoke>;
+// A PPV ticket (signed by the engine, see assets.h) and the key of its event's ECMs.
+struct EmmTicket {
+  std::vector<std::uint8_t> ticket;
+  Key256 event_key;
+};
+using EmmItem = std::variant<EmmGrant, EmmRevoke, EmmTicket>;
 
 struct EmmContent {
   std::uint32_t stb_id = 0;

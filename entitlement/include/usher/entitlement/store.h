@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "usher/core/crypto.h"
 #include "usher/core/result.h"
 #include "usher/core/sqlite.h"
+#include "usher/entitlement/assets.h"
 #include "usher/entitlement/messages.h"
 
 namespace usher::entitlement {
@@ -54,6 +56,51 @@ struct StbPublicFile {
   Status write(const std::string& path) const;
 };
 
+struct EventInfo {
+  std::uint32_t event_id = 0;
+  std::uint16_t service_id = 0;
+  std::uint64_t start = 0;       // unix seconds
+  std::uint32_t duration = 0;    // seconds
+  std::string title;
+  std::uint8_t min_age = 0;
+  Money price;
+  [[nodiscard]] std::uint64_t end() const { return start + duration; }
+};
+
+struct EventKey {
+  std::uint32_t event_id = 0;
+  Key256 key;
+};
+
+struct CardInfo {
+  std::uint64_t card_id = 0;
+  std::string account;
+  crypto::PublicKey handset_public{};
+  Currency currency{};
+};
+
+struct Purchase {
+  Ticket ticket;
+  std::vector<std::uint8_t> emm_section;  // the ticket's EMM, for the handset to pass to the STB
+  Money balance;                          // the card's balance after paying
+};
+
+// Where top-ups come from (a card acquirer, a bank). The engine credits a prepaid card only after
+// the funding source has approved the charge.
+class FundingSource {
+ public:
+  virtual ~FundingSource() = default;
+  // Charges `amount` against `funding_reference`; returns the acquirer's authorisation reference.
+  virtual Result<std::string> charge(const Money& amount, const std::string& funding_reference) = 0;
+};
+
+// TestAcquirer: a funding source for tests and the demo, named as such. Approves any reference
+// except those starting with "decline", up to 1000.00 per charge.
+class TestAcquirer final : public FundingSource {
+ public:
+  Result<std::string> charge(const Money& amount, const std::string& funding_reference) override;
+};
+
 class EntitlementStore {
  public:
   static constexpr const char* kDatabaseName = "entitlement.db";
@@ -81,9 +128,41 @@ class EntitlementStore {
   // EMM sections to carousel at `now` (unix seconds), oldest first.
   std::vector<std::vector<std::uint8_t>> emm_sections(std::uint64_t now);
 
+  // --- Pay-per-view catalogue ---
+  [[nodiscard]] const crypto::PublicKey& signing_public() const { return signing_public_; }
+  Result<EventInfo> add_event(const EventInfo& event);
+  std::vector<EventInfo> events();
+  Result<EventInfo> event(std::uint32_t event_id);
+  // The PPV event on air on `service_id` at `time`, with the key its ECMs are sealed under.
+  std::optional<EventKey> current_event(std::uint16_t service_id, std::uint64_t time);
+
+  // --- Handsets, prepaid cards, ledger ---
+  // Registers a handset's signing key for an account and issues it a prepaid card (balance 0).
+  Result<CardInfo> register_handset(const std::string& account, const crypto::PublicKey& handset_public,
+                                    const Currency& currency);
+  Result<CardInfo> card(std::uint64_t card_id);
+  Result<Money> balance(std::uint64_t card_id);
+  Result<Money> top_up(std::uint64_t card_id, std::int64_t amount_minor, const std::string& funding_reference,
+                       FundingSource& funding);
+  // Pays for event `event_id` for STB `stb_id` with a spend authorization signed by the card's
+  // handset, issues the ticket bound to that STB and queues its EMM. Refused with no change: a bad
+  // signature, a reused nonce, the wrong amount or payee, a balance too small, an event that is over.
+  Result<Purchase> buy_ticket(std::uint32_t event_id, std::uint32_t stb_id, const SpendAuthorization& spend,
+                              std::uint64_t now);
+  // Sum of every posting in the ledger (0 when every transaction balances) and the number of postings.
+  std::pair<std::int64_t, std::int64_t> ledger_check();
+
+  // Runs `work` once per request id: a retry with the same id gets the stored reply, no second effect.
+  Result<std::vector<std::uint8_t>> once(std::span<const std::uint8_t> request_id,
+                                         const std::function<Result<std::vector<std::uint8_t>>()>& work);
+
  private:
   EntitlementStore(sql::Database db, std::uint16_t ca_system_id, crypto::PublicKey op_public)
-      : db_(std::move(db)), ca_system_id_(ca_system_id), operator_public_(op_public) {}
+      : db_(std::move(db)), ca_system_id_(ca_system_id), operator_public_(op_public) {
+    load_signing_key();
+  }
+  void load_signing_key();
+  Secret<32> signing_private();
   static void create_schema(sql::Database& db);
   Status queue_emm(std::uint32_t stb_id, std::vector<EmmItem> items, std::uint64_t carousel_until);
   Secret<32> operator_private();
@@ -91,12 +170,14 @@ class EntitlementStore {
   sql::Database db_;
   std::uint16_t ca_system_id_;
   crypto::PublicKey operator_public_;
+  crypto::PublicKey signing_public_{};
 };
 
 // Reads an operator.pub file (hex X25519 public key and CA_system_id).
 struct OperatorPublicFile {
   std::uint16_t ca_system_id = 0;
   crypto::PublicKey x25519_public{};
+  crypto::PublicKey ed25519_public{};  // verifies tickets
   static Result<OperatorPublicFile> read(const std::string& path);
 };
 

@@ -6,7 +6,8 @@
 //    clear;
 //  - control words from the CSPRNG, odd/even rotation every crypto period of stream time, the next
 //    CW announced in the ECM of the current period;
-//  - one ECM PID per scrambled service, its ECM repeated every ecm_interval;
+//  - one ECM PID per scrambled service, its ECM repeated every ecm_interval; while a PPV event is
+//    on air the ECM names the event and is sealed under the event's key (only ticket holders open it);
 //  - the PMT of each scrambled service rewritten with a CA_descriptor (version + 1, new CRC), a CAT
 //    whose CA_descriptor points at the EMM PID, and the EMM carousel on that PID.
 //
@@ -45,6 +46,8 @@ class KeySource {
   virtual ~KeySource() = default;
   virtual Result<entitlement::ServiceKey> service_key(std::uint16_t service_id) = 0;
   virtual std::vector<std::vector<std::uint8_t>> emm_sections(std::uint64_t now_unix) = 0;
+  // The PPV event on air on a service at a broadcast time, whose key seals the ECMs meanwhile.
+  virtual std::optional<entitlement::EventKey> current_event(std::uint16_t service_id, std::uint64_t time) = 0;
 };
 
 class StoreKeySource final : public KeySource {
@@ -52,6 +55,9 @@ class StoreKeySource final : public KeySource {
   explicit StoreKeySource(entitlement::EntitlementStore& store) : store_(store) {}
   Result<entitlement::ServiceKey> service_key(std::uint16_t id) override { return store_.service_key(id); }
   std::vector<std::vector<std::uint8_t>> emm_sections(std::uint64_t now) override { return store_.emm_sections(now); }
+  std::optional<entitlement::EventKey> current_event(std::uint16_t service_id, std::uint64_t time) override {
+    return store_.current_event(service_id, time);
+  }
 
  private:
   entitlement::EntitlementStore& store_;

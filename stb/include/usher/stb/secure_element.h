@@ -1,7 +1,7 @@
 // SecureElement: what a set-top box's secure chip would hold, kept in SQLite (stb.db under the STB's
 // home, mode 0600): its identity and key pairs (X25519 for receiving keys, Ed25519 for signing), the
 // operator's public key, its entitlements with their service keys, and the EMM sequence numbers it
-// has applied. ECMs are opened here and checked against the entitlements; control words come out
+// has applied, and its PPV tickets with their event keys. ECMs are opened here and checked against the entitlements; control words come out
 // only to the descrambler.
 //
 //   auto se = SecureElement::open("usher-data/stb-1001").value();
@@ -58,6 +58,7 @@ class SecureElement {
   Result<entitlement::EcmContent> open_ecm(std::span<const std::uint8_t> section) const;
 
   [[nodiscard]] std::vector<Entitlement> entitlements() const;
+  [[nodiscard]] std::vector<entitlement::Ticket> tickets() const;
 
  private:
   struct Held {
@@ -66,15 +67,25 @@ class SecureElement {
   };
   SecureElement(sql::Database db, std::uint32_t stb_id, std::uint16_t ca_system_id, Key256 emm_key,
                 entitlement::StbPublicFile pub);
+  struct HeldTicket {
+    entitlement::Ticket ticket;
+    Key256 event_key;
+    std::string status;
+  };
   static void create_schema(sql::Database& db);
   void load();
+  Status store_ticket(std::span<const std::uint8_t> ticket, const Key256& event_key);
+  Result<entitlement::EcmContent> open_ppv_ecm(std::span<const std::uint8_t> section,
+                                               const entitlement::EcmHeader& header) const;
 
   sql::Database db_;
   std::uint32_t stb_id_;
   std::uint16_t ca_system_id_;
   Key256 emm_key_;
   entitlement::StbPublicFile public_;
+  crypto::PublicKey issuer_public_{};  // the operator's ticket-signing key
   std::map<std::uint16_t, Held> held_;
+  std::vector<HeldTicket> tickets_;
   std::set<std::uint64_t> applied_;
 };
 

@@ -1,0 +1,281 @@
+// The engine's commerce: PPV events, handsets and prepaid cards, the double-entry ledger, ticket
+// purchase, and once-only request handling.
+#include <chrono>
+#include <string>
+
+#include "usher/entitlement/store.h"
+
+namespace usher::entitlement {
+namespace {
+
+constexpr const char* kRevenueAccount = "revenue:ppv";
+constexpr const char* kAcquirerAccount = "funding:test-acquirer";
+
+std::string card_account(std::uint64_t card_id) { return "card:" + std::to_string(card_id); }
+
+std::int64_t now_unix() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+crypto::PublicKey blob32(const std::vector<std::uint8_t>& b) {
+  crypto::PublicKey k{};
+  if (b.size() == 32) std::copy(b.begin(), b.end(), k.begin());
+  return k;
+}
+
+}  // namespace
+
+std::string payee_for(std::uint32_t event_id, std::uint32_t stb_id) {
+  return "ppv:event=" + std::to_string(event_id) + ":stb=" + std::to_string(stb_id);
+}
+
+Result<std::string> TestAcquirer::charge(const Money& amount, const std::string& reference) {
+  if (amount.minor <= 0) return make_error(Errc::invalid_argument, "top-up amount must be positive");
+  if (amount.minor > 100'000) return make_error(Errc::not_entitled, "test acquirer: over the 1000.00 limit per charge");
+  if (reference.rfind("decline", 0) == 0) return make_error(Errc::not_entitled, "test acquirer: declined");
+  return "test-auth-" + std::to_string(now_unix());
+}
+
+void EntitlementStore::load_signing_key() {
+  auto st = db_.prepare("SELECT ed25519_public FROM signing WHERE id = 1");
+  if (st.step()) {
+    signing_public_ = blob32(st.column_blob(0));
+    return;
+  }
+  auto pair = crypto::Ed25519KeyPair::generate();
+  auto ins = db_.prepare("INSERT INTO signing VALUES (1, ?, ?)");
+  ins.bind(1, pair.private_key.bytes()).bind(2, pair.public_key);
+  ins.run();
+  signing_public_ = pair.public_key;
+}
+
+Secret<32> EntitlementStore::signing_private() {
+  auto st = db_.prepare("SELECT ed25519_private FROM signing WHERE id = 1");
+  st.step();
+  auto b = st.column_blob(0);
+  Secret<32> k(std::span<const std::uint8_t, 32>(b.data(), 32));
+  secure_zero(b.data(), b.size());
+  return k;
+}
+
+Result<EventInfo> EntitlementStore::add_event(const EventInfo& e) {
+  if (e.event_id == 0) return make_error(Errc::invalid_argument, "event id 0 means 'no event' in ECMs");
+  if (e.duration == 0) return make_error(Errc::invalid_argument, "an event needs a duration");
+  if (e.price.minor < 0) return make_error(Errc::invalid_argument, "a price cannot be negative");
+  if (!service_key(e.service_id)) return make_error(Errc::not_found, "no service " + std::to_string(e.service_id));
+  auto overlap = db_.prepare("SELECT event_id FROM events WHERE service_id = ? AND start < ? AND start + duration > ?");
+  overlap.bind(1, e.service_id).bind(2, static_cast<std::int64_t>(e.end())).bind(3, static_cast<std::int64_t>(e.start));
+  if (overlap.step()) {
+    return make_error(Errc::already_exists, "service " + std::to_string(e.service_id) + " already has event " +
+                                                std::to_string(overlap.column_int(0)) + " at that time");
+  }
+  Key256 key;
+  crypto::random_bytes(key.mutable_bytes());
+  auto st = db_.prepare("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  st.bind(1, e.event_id).bind(2, e.service_id).bind(3, static_cast<std::int64_t>(e.start)).bind(4, e.duration)
+      .bind(5, e.title).bind(6, e.min_age).bind(7, e.price.minor).bind(8, to_string(e.price.currency)).bind(9, key.bytes());
+  try {
+    st.run();
+  } catch (const std::exception&) {
+    return make_error(Errc::already_exists, "event " + std::to_string(e.event_id) + " already exists");
+  }
+  return e;
+}
+
+namespace {
+EventInfo event_from(sql::Statement& st) {
+  EventInfo e;
+  e.event_id = static_cast<std::uint32_t>(st.column_int(0));
+  e.service_id = static_cast<std::uint16_t>(st.column_int(1));
+  e.start = static_cast<std::uint64_t>(st.column_int(2));
+  e.duration = static_cast<std::uint32_t>(st.column_int(3));
+  e.title = st.column_text(4);
+  e.min_age = static_cast<std::uint8_t>(st.column_int(5));
+  e.price.minor = st.column_int(6);
+  const auto c = st.column_text(7);
+  if (c.size() == 3) e.price.currency = {c[0], c[1], c[2]};
+  return e;
+}
+constexpr const char* kEventColumns = "event_id, service_id, start, duration, title, min_age, price_minor, currency";
+}  // namespace
+
+std::vector<EventInfo> EntitlementStore::events() {
+  std::vector<EventInfo> out;
+  auto st = db_.prepare(std::string("SELECT ") + kEventColumns + " FROM events ORDER BY start, event_id");
+  while (st.step()) out.push_back(event_from(st));
+  return out;
+}
+
+Result<EventInfo> EntitlementStore::event(std::uint32_t event_id) {
+  auto st = db_.prepare(std::string("SELECT ") + kEventColumns + " FROM events WHERE event_id = ?");
+  st.bind(1, event_id);
+  if (!st.step()) return make_error(Errc::not_found, "no event " + std::to_string(event_id));
+  return event_from(st);
+}
+
+std::optional<EventKey> EntitlementStore::current_event(std::uint16_t service_id, std::uint64_t time) {
+  auto st = db_.prepare("SELECT event_id, event_key FROM events WHERE service_id = ? AND start <= ? AND start + duration > ?");
+  st.bind(1, service_id).bind(2, static_cast<std::int64_t>(time)).bind(3, static_cast<std::int64_t>(time));
+  if (!st.step()) return std::nullopt;
+  auto b = st.column_blob(1);
+  EventKey k{static_cast<std::uint32_t>(st.column_int(0)), Key256(std::span<const std::uint8_t, 32>(b.data(), 32))};
+  secure_zero(b.data(), b.size());
+  return k;
+}
+
+Result<CardInfo> EntitlementStore::register_handset(const std::string& account, const crypto::PublicKey& handset_public,
+                                                    const Currency& currency) {
+  if (account.empty() || account.size() > 64) return make_error(Errc::invalid_argument, "account name must be 1 to 64 characters");
+  auto exists = db_.prepare("SELECT card_id FROM cards WHERE handset_public = ?");
+  exists.bind(1, handset_public);
+  if (exists.step()) {
+    return make_error(Errc::already_exists, "this handset already holds card " + std::to_string(exists.column_int(0)));
+  }
+  auto st = db_.prepare("INSERT INTO cards (account, handset_public, currency, issued) VALUES (?, ?, ?, ?)");
+  st.bind(1, account).bind(2, handset_public).bind(3, to_string(currency)).bind(4, now_unix());
+  st.run();
+  return CardInfo{static_cast<std::uint64_t>(db_.last_insert_rowid()), account, handset_public, currency};
+}
+
+Result<CardInfo> EntitlementStore::card(std::uint64_t card_id) {
+  auto st = db_.prepare("SELECT account, handset_public, currency FROM cards WHERE card_id = ?");
+  st.bind(1, static_cast<std::int64_t>(card_id));
+  if (!st.step()) return make_error(Errc::not_found, "no prepaid card " + std::to_string(card_id));
+  const auto c = st.column_text(2);
+  return CardInfo{card_id, st.column_text(0), blob32(st.column_blob(1)), Currency{c[0], c[1], c[2]}};
+}
+
+Result<Money> EntitlementStore::balance(std::uint64_t card_id) {
+  auto c = card(card_id);
+  if (!c) return c.error();
+  auto st = db_.prepare("SELECT COALESCE(SUM(amount), 0) FROM postings WHERE account = ?");
+  st.bind(1, card_account(card_id));
+  st.step();
+  return Money{st.column_int(0), c->currency};
+}
+
+namespace {
+// One balanced journal entry: `amount` moves from `from` to `to`.
+void post(sql::Database& db, const std::string& kind, const std::string& reference, const std::string& from,
+          const std::string& to, const Money& amount) {
+  auto j = db.prepare("INSERT INTO journal (kind, reference, created) VALUES (?, ?, ?)");
+  j.bind(1, kind).bind(2, reference).bind(3, now_unix());
+  j.run();
+  const auto tx = db.last_insert_rowid();
+  auto p = db.prepare("INSERT INTO postings VALUES (?, ?, ?, ?)");
+  p.bind(1, tx).bind(2, from).bind(3, -amount.minor).bind(4, to_string(amount.currency));
+  p.run();
+  p.reset();
+  p.bind(1, tx).bind(2, to).bind(3, amount.minor).bind(4, to_string(amount.currency));
+  p.run();
+}
+}  // namespace
+
+Result<Money> EntitlementStore::top_up(std::uint64_t card_id, std::int64_t amount_minor, const std::string& reference,
+                                       FundingSource& funding) {
+  auto c = card(card_id);
+  if (!c) return c.error();
+  const Money amount{amount_minor, c->currency};
+  auto auth = funding.charge(amount, reference);
+  if (!auth) return auth.error();
+  sql::Transaction tx(db_);
+  post(db_, "top-up", *auth, kAcquirerAccount, card_account(card_id), amount);
+  tx.commit();
+  return balance(card_id);
+}
+
+Result<Purchase> EntitlementStore::buy_ticket(std::uint32_t event_id, std::uint32_t stb_id,
+                                              const SpendAuthorization& spend, std::uint64_t now) {
+  auto ev = event(event_id);
+  if (!ev) return ev.error();
+  if (now >= ev->end()) return make_error(Errc::not_entitled, "event " + std::to_string(event_id) + " is over");
+  auto c = card(spend.card_id);
+  if (!c) return c.error();
+  if (!spend.verify(c->handset_public)) {
+    return make_error(Errc::auth_failed, "spend authorization is not signed by the handset holding card " +
+                                             std::to_string(spend.card_id));
+  }
+  if (spend.amount.currency != ev->price.currency || spend.amount.minor != ev->price.minor) {
+    return make_error(Errc::invalid_argument, "event " + std::to_string(event_id) + " costs " + format_money(ev->price) +
+                                                  ", the authorization is for " + format_money(spend.amount));
+  }
+  if (spend.payee != payee_for(event_id, stb_id)) {
+    return make_error(Errc::invalid_argument, "authorization is for '" + spend.payee + "', not for this purchase");
+  }
+  {
+    // Scoped: a statement left open would hold a read snapshot into the write transaction below,
+    // and SQLite then refuses the upgrade instead of waiting for the lock.
+    auto stb = db_.prepare("SELECT 1 FROM stbs WHERE stb_id = ?");
+    stb.bind(1, stb_id);
+    if (!stb.step()) return make_error(Errc::not_found, "no STB " + std::to_string(stb_id));
+  }
+
+  // Everything below happens in one IMMEDIATE transaction: purchases are serialised, so the balance
+  // check and the debit cannot interleave with another purchase from the same card.
+  sql::Transaction tx(db_);
+  auto nonce = db_.prepare("INSERT OR IGNORE INTO spend_nonces VALUES (?, ?)");
+  nonce.bind(1, static_cast<std::int64_t>(spend.card_id)).bind(2, spend.nonce);
+  nonce.run();
+  if (db_.changes() == 0) return make_error(Errc::replayed, "spend authorization already used (nonce seen before)");
+  auto bal = balance(spend.card_id);
+  if (!bal) return bal.error();
+  if (bal->minor < spend.amount.minor) {
+    return make_error(Errc::not_entitled, "balance " + format_money(*bal) + " is less than the price " + format_money(spend.amount));
+  }
+  auto ins = db_.prepare("INSERT INTO tickets (event_id, stb_id, card_id, status) VALUES (?, ?, ?, 'valid')");
+  ins.bind(1, event_id).bind(2, stb_id).bind(3, static_cast<std::int64_t>(spend.card_id));
+  ins.run();
+  Ticket t;
+  t.ticket_id = static_cast<std::uint64_t>(db_.last_insert_rowid());
+  t.event_id = event_id;
+  t.service_id = ev->service_id;
+  t.stb_id = stb_id;
+  t.valid_from = ev->start;
+  t.valid_until = ev->end();
+  t.issued = now;
+  t.title = ev->title;
+  t.issuer_id = 1;
+  t.provider_id = ca_system_id_;
+  t.sign(signing_private());
+  const auto encoded = t.encode();
+  auto upd = db_.prepare("UPDATE tickets SET ticket = ? WHERE ticket_id = ?");
+  upd.bind(1, encoded).bind(2, static_cast<std::int64_t>(t.ticket_id));
+  upd.run();
+  post(db_, "ppv", "ticket:" + std::to_string(t.ticket_id), card_account(spend.card_id), kRevenueAccount, spend.amount);
+
+  auto key = current_event(ev->service_id, ev->start);
+  if (!key) return make_error(Errc::storage, "event key missing for event " + std::to_string(event_id));
+  std::vector<EmmItem> items;
+  items.emplace_back(EmmTicket{encoded, key->key.clone()});
+  if (auto s = queue_emm(stb_id, std::move(items), ev->end()); !s) return s.error();
+  auto emm = db_.prepare("SELECT section FROM emm_queue WHERE stb_id = ? ORDER BY id DESC LIMIT 1");
+  emm.bind(1, stb_id);
+  emm.step();
+  Purchase p{std::move(t), emm.column_blob(0), {}};
+  tx.commit();
+  p.balance = *balance(spend.card_id);
+  return p;
+}
+
+std::pair<std::int64_t, std::int64_t> EntitlementStore::ledger_check() {
+  auto st = db_.prepare("SELECT COALESCE(SUM(amount), 0), COUNT(*) FROM postings");
+  st.step();
+  return {st.column_int(0), st.column_int(1)};
+}
+
+Result<std::vector<std::uint8_t>> EntitlementStore::once(std::span<const std::uint8_t> request_id,
+                                                         const std::function<Result<std::vector<std::uint8_t>>()>& work) {
+  sql::Transaction tx(db_);
+  auto seen = db_.prepare("SELECT reply FROM requests WHERE request_id = ?");
+  seen.bind(1, request_id);
+  if (seen.step()) return seen.column_blob(0);
+  auto reply = work();
+  if (!reply) return reply;  // failures change nothing and are not remembered: a retry re-evaluates
+  auto st = db_.prepare("INSERT INTO requests VALUES (?, ?, ?)");
+  st.bind(1, request_id).bind(2, *reply).bind(3, now_unix());
+  st.run();
+  tx.commit();
+  return reply;
+}
+
+}  // namespace usher::entitlement

@@ -1,0 +1,195 @@
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "broadcast_fixture.h"
+#include "usher/entitlement/store.h"
+
+namespace usher::entitlement {
+namespace {
+
+constexpr std::uint64_t kT0 = 1'900'000'000;
+const Currency kEur{'E', 'U', 'R'};
+
+class CommerceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    world.add_service(1);
+    world.add_stb(1001);
+    world.add_stb(1002);
+    EventInfo e;
+    e.event_id = 7;
+    e.service_id = 1;
+    e.start = kT0;
+    e.duration = 3600;
+    e.title = "Final";
+    e.price = {1250, kEur};
+    ASSERT_TRUE(store().add_event(e).ok());
+    card = store().register_handset("alice", handset.public_key, kEur).value();
+  }
+  EntitlementStore& store() { return world.store(); }
+  SpendAuthorization spend(std::uint32_t event, std::uint32_t stb, std::int64_t amount = 1250) {
+    SpendAuthorization a;
+    a.card_id = card.card_id;
+    a.amount = {amount, kEur};
+    a.payee = payee_for(event, stb);
+    crypto::random_bytes(a.nonce);
+    a.sign(handset.private_key);
+    return a;
+  }
+  void expect_unchanged(std::int64_t balance, std::int64_t tickets_emms) {
+    EXPECT_EQ(store().balance(card.card_id)->minor, balance);
+    EXPECT_EQ(static_cast<std::int64_t>(store().emm_sections(0).size()), tickets_emms);
+    EXPECT_EQ(store().ledger_check().first, 0);
+  }
+
+  testing::BroadcastWorld world;
+  crypto::Ed25519KeyPair handset = crypto::Ed25519KeyPair::generate();
+  CardInfo card;
+  TestAcquirer acquirer;
+};
+
+TEST_F(CommerceTest, TopUpThroughTheFundingSource) {
+  EXPECT_EQ(store().balance(card.card_id)->minor, 0);
+  EXPECT_EQ(store().top_up(card.card_id, 2000, "visa-test", acquirer)->minor, 2000);
+  EXPECT_EQ(store().top_up(card.card_id, 500, "decline-me", acquirer).error().code, Errc::not_entitled);
+  EXPECT_FALSE(store().top_up(card.card_id, 0, "x", acquirer).ok());
+  EXPECT_FALSE(store().top_up(card.card_id, 100'001, "x", acquirer).ok());
+  EXPECT_EQ(store().balance(card.card_id)->minor, 2000);
+  EXPECT_EQ(store().ledger_check().first, 0);
+  EXPECT_EQ(store().register_handset("bob", handset.public_key, kEur).error().code, Errc::already_exists);
+  EXPECT_EQ(format_money({-5, kEur}), "-0.05 EUR");
+  EXPECT_EQ(format_money({123456, kEur}), "1234.56 EUR");
+}
+
+TEST_F(CommerceTest, PurchaseIssuesASignedTicketBoundToTheStbAndAnEmm) {
+  ASSERT_TRUE(store().top_up(card.card_id, 2000, "visa-test", acquirer).ok());
+  auto p = store().buy_ticket(7, 1001, spend(7, 1001), kT0 - 60);
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  EXPECT_EQ(p->balance.minor, 750);
+  EXPECT_TRUE(p->ticket.verify(store().signing_public()));
+  EXPECT_EQ(p->ticket.stb_id, 1001u);
+  EXPECT_EQ(p->ticket.valid_from, kT0);
+  EXPECT_EQ(p->ticket.valid_until, kT0 + 3600);
+  auto decoded = Ticket::decode(p->ticket.encode());
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_TRUE(decoded->verify(store().signing_public()));
+  auto altered = p->ticket;
+  altered.stb_id = 1002;  // moving a ticket to another box breaks the signature
+  EXPECT_FALSE(altered.verify(store().signing_public()));
+  auto bytes = p->ticket.encode();
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    auto t = bytes;
+    t[i] ^= 0x01;
+    auto d = Ticket::decode(t);
+    EXPECT_TRUE(!d.ok() || !d->verify(store().signing_public())) << i;
+  }
+  EXPECT_EQ(store().ledger_check().first, 0);
+  // The EMM the handset received is the one on the carousel.
+  const auto carousel = store().emm_sections(kT0);
+  ASSERT_EQ(carousel.size(), 1u);
+  EXPECT_EQ(carousel[0], p->emm_section);
+}
+
+TEST_F(CommerceTest, RefusalsChangeNothing) {
+  ASSERT_TRUE(store().top_up(card.card_id, 2000, "visa-test", acquirer).ok());
+  auto forged = spend(7, 1001);
+  forged.sign(crypto::Ed25519KeyPair::generate().private_key);
+  EXPECT_EQ(store().buy_ticket(7, 1001, forged, kT0).error().code, Errc::auth_failed);
+  auto altered = spend(7, 1001);
+  altered.amount.minor = 1;
+  EXPECT_EQ(store().buy_ticket(7, 1001, altered, kT0).error().code, Errc::auth_failed);
+  EXPECT_EQ(store().buy_ticket(7, 1001, spend(7, 1001, 999), kT0).error().code, Errc::invalid_argument);
+  EXPECT_EQ(store().buy_ticket(7, 1002, spend(7, 1001), kT0).error().code, Errc::invalid_argument);  // payee
+  EXPECT_EQ(store().buy_ticket(7, 4242, spend(7, 4242), kT0).error().code, Errc::not_found);
+  EXPECT_EQ(store().buy_ticket(8, 1001, spend(8, 1001), kT0).error().code, Errc::not_found);
+  EXPECT_EQ(store().buy_ticket(7, 1001, spend(7, 1001), kT0 + 3600).error().code, Errc::not_entitled);  // over
+  expect_unchanged(2000, 0);
+
+  const auto once = spend(7, 1001);
+  ASSERT_TRUE(store().buy_ticket(7, 1001, once, kT0).ok());
+  EXPECT_EQ(store().buy_ticket(7, 1001, once, kT0).error().code, Errc::replayed);
+  expect_unchanged(750, 1);
+  auto poor = store().buy_ticket(7, 1001, spend(7, 1001), kT0);
+  ASSERT_FALSE(poor.ok());
+  EXPECT_NE(poor.error().message.find("7.50 EUR"), std::string::npos) << poor.error().message;
+  expect_unchanged(750, 1);
+}
+
+TEST_F(CommerceTest, ParallelPurchasesNeverOverdrawTheCard) {
+  ASSERT_TRUE(store().top_up(card.card_id, 1250 * 5 + 100, "visa-test", acquirer).ok());
+  constexpr int kClients = 12;
+  std::vector<SpendAuthorization> auths;
+  for (int i = 0; i < kClients; ++i) auths.push_back(spend(7, 1001));
+  std::atomic<int> ok{0}, refused{0};
+  std::vector<std::thread> threads;
+  const std::string home = world.dir().file("operator");
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] {
+      auto s = EntitlementStore::open(home);  // each client its own connection, as separate processes would
+      auto r = s->buy_ticket(7, 1001, auths[i], kT0);
+      (r.ok() ? ok : refused)++;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 5);
+  EXPECT_EQ(refused.load(), kClients - 5);
+  EXPECT_EQ(store().balance(card.card_id)->minor, 100);
+  EXPECT_EQ(store().ledger_check().first, 0);
+}
+
+TEST_F(CommerceTest, OnceGivesTheSameReplyWithoutASecondEffect) {
+  ASSERT_TRUE(store().top_up(card.card_id, 5000, "visa-test", acquirer).ok());
+  const std::vector<std::uint8_t> id(16, 0xAB);
+  int runs = 0;
+  auto work = [&]() -> Result<std::vector<std::uint8_t>> {
+    ++runs;
+    auto p = store().buy_ticket(7, 1001, spend(7, 1001), kT0);
+    if (!p) return p.error();
+    return p->ticket.encode();
+  };
+  auto first = store().once(id, work);
+  auto second = store().once(id, work);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(*first, *second);
+  EXPECT_EQ(runs, 1);
+  EXPECT_EQ(store().balance(card.card_id)->minor, 3750);
+}
+
+TEST_F(CommerceTest, StbWatchesTheEventOnlyInsideItsWindowAndOnlyWithATicket) {
+  ASSERT_TRUE(store().top_up(card.card_id, 5000, "visa-test", acquirer).ok());
+  auto p = store().buy_ticket(7, 1001, spend(7, 1001), kT0 - 600);
+  ASSERT_TRUE(p.ok());
+  auto& owner = world.stb(1001);
+  auto& other = world.stb(1002);
+  ASSERT_EQ(*owner.apply_emm(p->emm_section), stb::EmmOutcome::applied);
+  EXPECT_EQ(*owner.apply_emm(p->emm_section), stb::EmmOutcome::duplicate);  // broadcast and local link both deliver
+  EXPECT_EQ(*other.apply_emm(p->emm_section), stb::EmmOutcome::not_addressed);
+  ASSERT_EQ(owner.tickets().size(), 1u);
+
+  auto key = store().current_event(1, kT0 + 10).value();
+  auto ecm_at = [&](std::uint64_t t) {
+    EcmContent e;
+    e.service_id = 1;
+    e.key_version = 1;
+    e.event_id = 7;
+    e.time_unix = t;
+    e.even = ControlWord::random();
+    e.odd = ControlWord::random();
+    return encode_ecm(e, key.key);
+  };
+  EXPECT_TRUE(owner.open_ecm(ecm_at(kT0 + 10)).ok());
+  auto before = owner.open_ecm(ecm_at(kT0 - 1));
+  ASSERT_FALSE(before.ok());
+  EXPECT_NE(before.error().message.find("ticket valid"), std::string::npos);
+  EXPECT_FALSE(owner.open_ecm(ecm_at(kT0 + 3600)).ok());
+  auto none = other.open_ecm(ecm_at(kT0 + 10));
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.error().message.find("no ticket"), std::string::npos);
+  // After a restart the ticket is still there.
+  EXPECT_TRUE(world.reopen(1001).open_ecm(ecm_at(kT0 + 10)).ok());
+}
+
+}  // namespace
+}  // namespace usher::entitlement
