@@ -1,6 +1,7 @@
 #include "cli.h"
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <ctime>
 
@@ -72,6 +73,33 @@ std::optional<int> start_command(const std::vector<std::string>& argv, const cha
     return 0;
   }
   return std::nullopt;
+}
+
+namespace {
+std::atomic<bool> g_stop{false};
+extern "C" void on_stop_signal(int) { g_stop = true; }
+}  // namespace
+
+void install_stop_handlers() {
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+}
+const std::atomic<bool>& stop_requested() { return g_stop; }
+
+std::uint64_t parse_duration(const std::string& text) {
+  if (text.empty()) throw UsageError("empty duration");
+  std::uint64_t mult = 1;
+  std::string digits = text;
+  switch (text.back()) {
+    case 's': digits.pop_back(); break;
+    case 'm': mult = 60; digits.pop_back(); break;
+    case 'h': mult = 3600; digits.pop_back(); break;
+    default: break;
+  }
+  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) {
+    throw UsageError("bad duration '" + text + "': use seconds, 90s, 45m or 2h");
+  }
+  return std::stoull(digits) * mult;
 }
 
 std::uint64_t unix_now() {

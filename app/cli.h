@@ -2,6 +2,7 @@
 // packets from a source through a transform into a sink, and time parsing.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -45,6 +46,11 @@ std::optional<int> start_command(const std::vector<std::string>& argv, const cha
 // Parses a time: unix seconds, "now", "now+90s/+10m/+2h/+3d", or ISO "YYYY-MM-DDTHH:MM:SSZ".
 std::uint64_t parse_time(const std::string& text);
 std::uint64_t unix_now();
+// Parses a duration: seconds, or 90s, 45m, 2h.
+std::uint64_t parse_duration(const std::string& text);
+// SIGINT/SIGTERM set the flag that long-running services poll.
+void install_stop_handlers();
+const std::atomic<bool>& stop_requested();
 std::string format_utc(std::uint64_t t);
 
 // Reads packets from `in`, passes them through `transform`, writes to `out` until the source ends.
@@ -58,5 +64,6 @@ int cmd_entitlement(const std::vector<std::string>& args);
 int cmd_headend(const std::vector<std::string>& args);
 int cmd_stb(const std::vector<std::string>& args);
 int cmd_demo(const std::vector<std::string>& args);
+int cmd_wallet(const std::vector<std::string>& args);
 
 }  // namespace usher::cli

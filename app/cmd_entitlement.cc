@@ -2,6 +2,9 @@
 #include <cstdio>
 
 #include "cli.h"
+#include "usher/core/log.h"
+#include "usher/core/zmq.h"
+#include "usher/entitlement/protocol.h"
 #include "usher/entitlement/store.h"
 
 namespace usher::cli {
@@ -18,6 +21,12 @@ constexpr const char* kUsage = R"(usher entitlement: the operator
   usher entitlement grant --stb ID --service N [--from TIME] [--until TIME | --days 30] [--home DIR]
   usher entitlement revoke --stb ID --service N [--home DIR]
   usher entitlement grants [--home DIR]
+  usher entitlement event add --id E --service N --start TIME --duration 90m --title T
+                              --price 12.50 --currency EUR [--min-age 0] [--home DIR]
+  usher entitlement event list [--home DIR]
+  usher entitlement serve [--bind tcp://127.0.0.1:7700] [--home DIR]
+      The engine as a ZeroMQ service for handsets (docs/protocol.md). Top-ups go to a test
+      acquirer (declines references starting with "decline"). Stops on Ctrl-C / SIGTERM.
 
   DIR defaults to ./usher-data/entitlement. TIME: unix seconds, now, now+2h, 2026-12-01T20:00:00Z.
   Grants and revocations reach the STB as EMMs, carouselled by `usher headend run`.
@@ -43,7 +52,7 @@ int cmd_entitlement(const std::vector<std::string>& argv) {
   const std::string sub = argv[0];
   std::vector<std::string> rest(argv.begin() + 1, argv.end());
   std::string object;
-  if ((sub == "service" || sub == "device") && !rest.empty() && rest[0].rfind("--", 0) != 0) {
+  if ((sub == "service" || sub == "device" || sub == "event") && !rest.empty() && rest[0].rfind("--", 0) != 0) {
     object = rest[0];
     rest.erase(rest.begin());
   }
@@ -101,6 +110,43 @@ int cmd_entitlement(const std::vector<std::string>& argv) {
     const auto service = static_cast<std::uint16_t>(a.require_number("service"));
     if (auto s = store.revoke(stb, service); !s) throw std::runtime_error(s.error().message);
     std::printf("STB %u: service %u revoked; EMM queued\n", stb, service);
+    return 0;
+  }
+  if (sub == "event" && object == "add") {
+    auto store = open(a);
+    entitlement::EventInfo e;
+    const auto id = a.require_number("id");
+    if (id <= 0 || id > 0xFFFFFFFFLL) throw UsageError("--id must be from 1 to 4294967295");
+    e.event_id = static_cast<std::uint32_t>(id);
+    e.service_id = static_cast<std::uint16_t>(a.require_number("service"));
+    e.start = parse_time(a.require("start"));
+    e.duration = static_cast<std::uint32_t>(parse_duration(a.require("duration")));
+    e.title = a.require("title");
+    e.min_age = static_cast<std::uint8_t>(a.number("min-age", 0));
+    e.price.minor = need(entitlement::parse_amount(a.require("price")));
+    e.price.currency = need(entitlement::parse_currency(a.require("currency")));
+    auto added = need(store.add_event(e));
+    std::printf("event %u '%s' on service %u, %s for %u s, %s\n", added.event_id, added.title.c_str(), added.service_id,
+                format_utc(added.start).c_str(), added.duration, entitlement::format_money(added.price).c_str());
+    return 0;
+  }
+  if (sub == "event" && object == "list") {
+    auto store = open(a);
+    for (const auto& e : store.events()) {
+      std::printf("%6u  service %-5u %s  %6u s  %-12s %s\n", e.event_id, e.service_id, format_utc(e.start).c_str(),
+                  e.duration, entitlement::format_money(e.price).c_str(), e.title.c_str());
+    }
+    return 0;
+  }
+  if (sub == "serve") {
+    auto store = open(a);
+    entitlement::TestAcquirer acquirer;
+    entitlement::EngineService service(store, acquirer);
+    net::ReplyServer server(a.get("bind", "tcp://127.0.0.1:7700"), [&](auto request) { return service.handle(request); });
+    Logger("entitlement").info("serving on ", server.endpoint(), " (test acquirer for top-ups)");
+    install_stop_handlers();
+    server.run(stop_requested());
+    Logger("entitlement").info("stopped after ", server.requests_served(), " requests");
     return 0;
   }
   if (sub == "grants") {

@@ -4,7 +4,10 @@
 #include "cli.h"
 #include "usher/core/log.h"
 #include "usher/stb/descrambler.h"
+#include "usher/core/zmq.h"
+#include "usher/entitlement/protocol.h"
 #include "usher/stb/player.h"
+#include "usher/wallet_bridge/wallet.h"
 
 namespace usher::cli {
 namespace {
@@ -19,6 +22,9 @@ constexpr const char* kUsage = R"(usher stb: a set-top box
       DST: file, -, udp://host:port, or `play` to watch it through GStreamer.
       Ends with a JSON line of counters on stderr.
   usher stb entitlements [--home DIR]
+  usher stb tickets [--home DIR]
+  usher stb link [--bind tcp://127.0.0.1:7801] [--home DIR]
+      The local link a handset uses to hand over tickets (Bluetooth or NFC in a product).
 
   DIR defaults to ./usher-data/stb.
 )";
@@ -104,7 +110,42 @@ int cmd_stb(const std::vector<std::string>& argv) {
     }
     return 0;
   }
-  throw UsageError("unknown subcommand '" + sub + "' (init, run, entitlements)");
+  if (sub == "tickets") {
+    auto se = stb::SecureElement::open(home(a));
+    if (!se) throw std::runtime_error(se.error().message);
+    for (const auto& t : se->tickets()) {
+      std::printf("ticket %llu: event %u '%s' %s to %s\n", static_cast<unsigned long long>(t.ticket_id), t.event_id,
+                  t.title.c_str(), format_utc(t.valid_from).c_str(), format_utc(t.valid_until).c_str());
+    }
+    return 0;
+  }
+  if (sub == "link") {
+    auto se = stb::SecureElement::open(home(a));
+    if (!se) throw std::runtime_error(se.error().message);
+    Logger log("stb");
+    net::ReplyServer server(a.get("bind", "tcp://127.0.0.1:7801"), [&](std::span<const std::uint8_t> request) {
+      auto frame = entitlement::decode_frame(request);
+      if (!frame) return entitlement::encode_error(entitlement::RequestId{}, frame.error());
+      if (frame->type_or_status != wallet::kLinkDeliverEmm) {
+        return entitlement::encode_error(frame->id, make_error(Errc::invalid_argument, "unknown local-link message"));
+      }
+      auto outcome = se->apply_emm(frame->body);
+      if (!outcome) {
+        log.warn("local link: EMM refused: ", outcome.error().message);
+        return entitlement::encode_error(frame->id, outcome.error());
+      }
+      if (*outcome == stb::EmmOutcome::not_addressed) {
+        return entitlement::encode_error(frame->id, make_error(Errc::not_entitled, "that ticket is for another STB"));
+      }
+      log.info("local link: ticket EMM ", *outcome == stb::EmmOutcome::applied ? "stored" : "already held");
+      return entitlement::encode_ok(frame->id, {});
+    });
+    log.info("STB ", se->stb_id(), " local link on ", server.endpoint());
+    install_stop_handlers();
+    server.run(stop_requested());
+    return 0;
+  }
+  throw UsageError("unknown subcommand '" + sub + "' (init, run, entitlements, tickets, link)");
 }
 
 }  // namespace usher::cli

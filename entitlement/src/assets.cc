@@ -45,6 +45,19 @@ std::string format_money(const Money& m) {
   return buf;
 }
 
+Result<std::int64_t> parse_amount(const std::string& text) {
+  const auto dot = text.find('.');
+  const std::string whole = text.substr(0, dot);
+  std::string frac = dot == std::string::npos ? "" : text.substr(dot + 1);
+  auto digits = [](const std::string& s) { return s.find_first_not_of("0123456789") == std::string::npos; };
+  if (whole.empty() || whole.size() > 12 || !digits(whole) || frac.size() > 2 || !digits(frac) ||
+      (dot != std::string::npos && frac.empty())) {
+    return make_error(Errc::invalid_argument, "amount must look like 12.50 (at most two decimals), got '" + text + "'");
+  }
+  while (frac.size() < 2) frac += '0';
+  return std::stoll(whole) * 100 + std::stoll(frac);
+}
+
 std::vector<std::uint8_t> Ticket::signed_part() const {
   ByteWriter w;
   w.u8(kAssetVersion);

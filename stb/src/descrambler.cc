@@ -100,6 +100,10 @@ void Descrambler::on_ecm(Service& s, std::span<const std::uint8_t> section) {
   if (section.size() == s.last_ecm.size() && std::equal(section.begin(), section.end(), s.last_ecm.begin())) return;
   s.last_ecm.assign(section.begin(), section.end());
   auto ecm = se_->open_ecm(section);
+  if (!ecm && ecm.error().code == Errc::not_entitled) {
+    se_->reload();  // a ticket may have arrived over the local link, stored by `usher stb link`
+    ecm = se_->open_ecm(section);
+  }
   if (!ecm) {
     deny(s, ecm.error().message);
     return;

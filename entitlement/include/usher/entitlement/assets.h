@@ -31,6 +31,8 @@ struct Money {
   Currency currency{'X', 'X', 'X'};
 };
 std::string format_money(const Money& m);  // "12.50 EUR" (two decimals: all currencies we price in)
+// Parses "12", "12.5" or "12.50" into minor units (1250); refuses negatives and more than 2 decimals.
+Result<std::int64_t> parse_amount(const std::string& text);
 
 inline constexpr std::uint8_t kAssetVersion = 1;
 inline constexpr std::uint8_t kAssetTypePpvTicket = 1;

@@ -57,6 +57,8 @@ class SecureElement {
   // Decrypts an ECM if this STB is entitled to its service at the ECM's broadcast time.
   Result<entitlement::EcmContent> open_ecm(std::span<const std::uint8_t> section) const;
 
+  // Re-reads entitlements and tickets stored by another process (the local link).
+  void reload() { load(); }
   [[nodiscard]] std::vector<Entitlement> entitlements() const;
   [[nodiscard]] std::vector<entitlement::Ticket> tickets() const;
 

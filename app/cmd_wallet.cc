@@ -1,0 +1,99 @@
+// usher wallet: a viewer's handset.
+#include <cstdio>
+
+#include "cli.h"
+#include "usher/wallet_bridge/wallet.h"
+
+namespace usher::cli {
+namespace {
+
+constexpr const char* kUsage = R"(usher wallet: a viewer's handset
+
+  usher wallet init --account NAME --currency EUR --operator ENT_HOME/operator.pub
+                    [--engine tcp://127.0.0.1:7700] [--home DIR]
+      Makes the handset's key pair and registers it with the engine, which issues a prepaid card.
+  usher wallet topup --amount 20.00 [--funding test-visa] [--home DIR]
+  usher wallet balance [--home DIR]
+  usher wallet events [--home DIR]
+  usher wallet buy --event E --stb S [--link ENDPOINT] [--home DIR]
+      Pays for event E for your STB S. The ticket reaches S on the broadcast (as an EMM); with
+      --link it is also handed to S at once over its local link (`usher stb link`).
+  usher wallet gift --event E --stb S [--link ENDPOINT] [--home DIR]
+      The same for a friend's STB; with --link the friend's STB confirms delivery.
+  usher wallet tickets [--home DIR]
+
+  DIR defaults to ./usher-data/wallet.
+)";
+
+template <typename T>
+T need(Result<T> r) {
+  if (!r) throw std::runtime_error(r.error().message);
+  return std::move(r.value());
+}
+
+std::string home(const Args& a) { return a.get("home", "usher-data/wallet"); }
+
+void print_ticket(const wallet::OwnedTicket& t) {
+  std::printf("ticket %llu: event %u '%s' for STB %u, %s to %s%s%s\n", static_cast<unsigned long long>(t.ticket.ticket_id),
+              t.ticket.event_id, t.ticket.title.c_str(), t.ticket.stb_id, format_utc(t.ticket.valid_from).c_str(),
+              format_utc(t.ticket.valid_until).c_str(), t.gift ? " (gift)" : "", t.delivered ? ", delivered" : "");
+}
+
+}  // namespace
+
+int cmd_wallet(const std::vector<std::string>& argv) {
+  std::string sub;
+  std::optional<Args> parsed;
+  if (auto code = start_command(argv, kUsage, sub, parsed)) return *code;
+  const Args& a = *parsed;
+  if (sub == "init") {
+    auto op = need(entitlement::OperatorPublicFile::read(a.require("operator")));
+    auto currency = need(entitlement::parse_currency(a.require("currency")));
+    auto w = need(wallet::Wallet::init(home(a), a.require("account"), currency, a.get("engine", "tcp://127.0.0.1:7700"), op));
+    std::printf("wallet for '%s' in %s: prepaid card %llu (%s)\n", w.account().c_str(), home(a).c_str(),
+                static_cast<unsigned long long>(w.card_id()), a.get("currency").c_str());
+    return 0;
+  }
+  auto w = need(wallet::Wallet::open(home(a)));
+  if (sub == "topup") {
+    const auto amount = need(entitlement::parse_amount(a.require("amount")));
+    auto balance = need(w.top_up(amount, a.get("funding", "test-visa")));
+    std::printf("card %llu topped up; balance %s\n", static_cast<unsigned long long>(w.card_id()),
+                entitlement::format_money(balance).c_str());
+    return 0;
+  }
+  if (sub == "balance") {
+    std::printf("card %llu: %s\n", static_cast<unsigned long long>(w.card_id()), entitlement::format_money(need(w.balance())).c_str());
+    return 0;
+  }
+  if (sub == "events") {
+    for (const auto& e : need(w.events())) {
+      std::printf("%6u  service %-5u %s  %6u s  %-12s %s\n", e.event_id, e.service_id, format_utc(e.start).c_str(),
+                  e.duration, entitlement::format_money(e.price).c_str(), e.title.c_str());
+    }
+    return 0;
+  }
+  if (sub == "buy" || sub == "gift") {
+    const auto event = static_cast<std::uint32_t>(a.require_number("event"));
+    const auto stb = static_cast<std::uint32_t>(a.require_number("stb"));
+    auto t = need(w.buy(event, stb, sub == "gift"));
+    print_ticket(t);
+    std::printf("balance %s\n", entitlement::format_money(need(w.balance())).c_str());
+    if (a.has("link")) {
+      if (auto s = w.deliver(t.ticket.ticket_id, a.get("link")); !s) {
+        std::printf("not delivered over the local link (%s); the STB will receive it on the broadcast\n",
+                    s.error().message.c_str());
+      } else {
+        std::printf("delivered to STB %u over the local link: the STB has stored it\n", stb);
+      }
+    }
+    return 0;
+  }
+  if (sub == "tickets") {
+    for (const auto& t : w.tickets()) print_ticket(t);
+    return 0;
+  }
+  throw UsageError("unknown subcommand '" + sub + "' (see --help)");
+}
+
+}  // namespace usher::cli

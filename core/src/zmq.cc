@@ -1,0 +1,96 @@
+#include "usher/core/zmq.h"
+
+#include <zmq.hpp>
+
+#include <stdexcept>
+
+namespace usher::net {
+
+struct ReplyServer::Impl {
+  zmq::context_t context{1};
+  zmq::socket_t socket{context, zmq::socket_type::router};
+};
+
+ReplyServer::ReplyServer(const std::string& endpoint, Handler handler)
+    : impl_(std::make_unique<Impl>()), handler_(std::move(handler)) {
+  impl_->socket.set(zmq::sockopt::linger, 0);
+  try {
+    impl_->socket.bind(endpoint);
+  } catch (const zmq::error_t& e) {
+    throw std::runtime_error("cannot bind " + endpoint + ": " + e.what());
+  }
+}
+
+ReplyServer::~ReplyServer() = default;
+
+std::string ReplyServer::endpoint() const { return impl_->socket.get(zmq::sockopt::last_endpoint); }
+
+void ReplyServer::run(const std::atomic<bool>& stop) {
+  auto& socket = impl_->socket;
+  while (!stop) {
+    zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+    try {
+      zmq::poll(&item, 1, std::chrono::milliseconds(100));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      throw;
+    }
+    if ((item.revents & ZMQ_POLLIN) == 0) continue;
+    // A REQ client's request arrives as [identity][empty][payload]; anything else is dropped.
+    std::vector<zmq::message_t> frames;
+    do {
+      zmq::message_t frame;
+      if (!socket.recv(frame, zmq::recv_flags::none)) break;
+      frames.push_back(std::move(frame));
+    } while (socket.get(zmq::sockopt::rcvmore));
+    if (frames.size() != 3 || frames[1].size() != 0) continue;
+    const auto* data = static_cast<const std::uint8_t*>(frames[2].data());
+    const Bytes reply = handler_({data, frames[2].size()});
+    ++served_;
+    socket.send(frames[0], zmq::send_flags::sndmore);
+    socket.send(zmq::message_t(), zmq::send_flags::sndmore);
+    socket.send(zmq::buffer(reply), zmq::send_flags::none);
+  }
+}
+
+struct RequestClient::Impl {
+  zmq::context_t context{1};
+  std::unique_ptr<zmq::socket_t> socket;
+};
+
+RequestClient::RequestClient(std::string endpoint, ClientOptions options)
+    : impl_(std::make_unique<Impl>()), endpoint_(std::move(endpoint)), options_(options) {
+  connect();
+}
+
+RequestClient::~RequestClient() = default;
+
+void RequestClient::connect() {
+  impl_->socket = std::make_unique<zmq::socket_t>(impl_->context, zmq::socket_type::req);
+  impl_->socket->set(zmq::sockopt::linger, 0);
+  try {
+    impl_->socket->connect(endpoint_);
+  } catch (const zmq::error_t& e) {
+    throw std::runtime_error("cannot connect to " + endpoint_ + ": " + e.what());
+  }
+}
+
+Result<Bytes> RequestClient::call(std::span<const std::uint8_t> request) {
+  for (int attempt = 0; attempt < options_.attempts; ++attempt) {
+    impl_->socket->send(zmq::buffer(request.data(), request.size()), zmq::send_flags::none);
+    zmq::pollitem_t item{impl_->socket->handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, options_.timeout);
+    if ((item.revents & ZMQ_POLLIN) != 0) {
+      zmq::message_t reply;
+      if (impl_->socket->recv(reply, zmq::recv_flags::none)) {
+        const auto* d = static_cast<const std::uint8_t*>(reply.data());
+        return Bytes(d, d + reply.size());
+      }
+    }
+    connect();  // a REQ socket that lost its reply cannot send again: start a fresh one
+  }
+  return make_error(Errc::io, "no reply from " + endpoint_ + " after " + std::to_string(options_.attempts) +
+                                  " attempts (is the service running?)");
+}
+
+}  // namespace usher::net

@@ -1,0 +1,90 @@
+// The entitlement engine's network protocol (docs/protocol.md): versioned binary request/reply
+// frames, each request with a 16-byte id. A retried request (same id) gets the same reply and has
+// no second effect. EngineService turns request bytes into reply bytes over an EntitlementStore;
+// the ZeroMQ server in `usher entitlement serve` only carries them.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "usher/core/result.h"
+#include "usher/entitlement/store.h"
+
+namespace usher::entitlement {
+
+inline constexpr std::uint8_t kProtocolVersion = 1;
+using RequestId = std::array<std::uint8_t, 16>;
+RequestId new_request_id();
+
+enum class MessageType : std::uint8_t {
+  list_events = 1,
+  register_handset = 2,
+  top_up = 3,
+  balance = 4,
+  buy_ticket = 5,
+};
+
+struct Frame {
+  std::uint8_t type_or_status = 0;  // request: MessageType; reply: 0 ok, else 1 + Errc
+  RequestId id{};
+  std::vector<std::uint8_t> body;
+};
+
+std::vector<std::uint8_t> encode_request(MessageType type, const RequestId& id, std::span<const std::uint8_t> body);
+Result<Frame> decode_frame(std::span<const std::uint8_t> bytes);
+std::vector<std::uint8_t> encode_ok(const RequestId& id, std::span<const std::uint8_t> body);
+std::vector<std::uint8_t> encode_error(const RequestId& id, const Error& error);
+// Reads a reply: the body when ok, the server's error otherwise.
+Result<std::vector<std::uint8_t>> reply_body(std::span<const std::uint8_t> reply, const RequestId& expected_id);
+
+// Bodies.
+struct BuyTicketRequest {
+  std::uint32_t event_id = 0;
+  std::uint32_t stb_id = 0;
+  SpendAuthorization spend;
+};
+struct BuyTicketReply {
+  std::vector<std::uint8_t> ticket;       // Ticket::encode()
+  std::vector<std::uint8_t> emm_section;  // for the STB, over the local link
+  Money balance;
+};
+struct RegisterHandsetRequest {
+  crypto::PublicKey handset_public{};
+  std::string account;
+  Currency currency{};
+};
+struct TopUpRequest {
+  std::uint64_t card_id = 0;
+  std::int64_t amount_minor = 0;
+  std::string funding_reference;
+};
+
+std::vector<std::uint8_t> encode(const BuyTicketRequest& r);
+Result<BuyTicketRequest> decode_buy_ticket(std::span<const std::uint8_t> body);
+std::vector<std::uint8_t> encode(const BuyTicketReply& r);
+Result<BuyTicketReply> decode_buy_ticket_reply(std::span<const std::uint8_t> body);
+std::vector<std::uint8_t> encode(const RegisterHandsetRequest& r);
+Result<RegisterHandsetRequest> decode_register_handset(std::span<const std::uint8_t> body);
+std::vector<std::uint8_t> encode(const TopUpRequest& r);
+Result<TopUpRequest> decode_top_up(std::span<const std::uint8_t> body);
+std::vector<std::uint8_t> encode_card(std::uint64_t card_id, const Money& balance);
+Result<std::pair<std::uint64_t, Money>> decode_card(std::span<const std::uint8_t> body);
+std::vector<std::uint8_t> encode_events(const std::vector<EventInfo>& events);
+Result<std::vector<EventInfo>> decode_events(std::span<const std::uint8_t> body);
+
+class EngineService {
+ public:
+  EngineService(EntitlementStore& store, FundingSource& funding) : store_(store), funding_(funding) {}
+  // Never throws for bad input: every failure becomes an error reply.
+  std::vector<std::uint8_t> handle(std::span<const std::uint8_t> request);
+
+ private:
+  Result<std::vector<std::uint8_t>> dispatch(const Frame& frame);
+  EntitlementStore& store_;
+  FundingSource& funding_;
+};
+
+}  // namespace usher::entitlement

@@ -1,0 +1,282 @@
+#include "usher/entitlement/protocol.h"
+
+#include <chrono>
+
+#include "usher/core/bytes.h"
+#include "usher/core/log.h"
+
+namespace usher::entitlement {
+namespace {
+
+void put_text(ByteWriter& w, const std::string& s) {
+  const auto n = std::min<std::size_t>(s.size(), 0xFFFF);
+  w.u16(static_cast<std::uint16_t>(n));
+  w.bytes({reinterpret_cast<const std::uint8_t*>(s.data()), n});
+}
+bool get_text(ByteReader& r, std::string& s) {
+  std::uint16_t n = 0;
+  std::span<const std::uint8_t> v;
+  if (!r.u16(n) || !r.view(n, v)) return false;
+  s.assign(v.begin(), v.end());
+  return true;
+}
+void put_blob(ByteWriter& w, std::span<const std::uint8_t> b) {
+  w.u16(static_cast<std::uint16_t>(b.size()));
+  w.bytes(b);
+}
+bool get_blob(ByteReader& r, std::vector<std::uint8_t>& b) {
+  std::uint16_t n = 0;
+  std::span<const std::uint8_t> v;
+  if (!r.u16(n) || !r.view(n, v)) return false;
+  b.assign(v.begin(), v.end());
+  return true;
+}
+void put_money(ByteWriter& w, const Money& m) {
+  w.u64(static_cast<std::uint64_t>(m.minor));
+  w.bytes({reinterpret_cast<const std::uint8_t*>(m.currency.data()), 3});
+}
+bool get_money(ByteReader& r, Money& m) {
+  std::uint64_t v = 0;
+  std::array<std::uint8_t, 3> c{};
+  if (!r.u64(v) || !r.bytes(c)) return false;
+  auto cur = parse_currency(std::string(c.begin(), c.end()));
+  if (!cur) return false;
+  m = {static_cast<std::int64_t>(v), *cur};
+  return true;
+}
+Error bad(const char* what) { return make_error(Errc::malformed, std::string(what) + ": malformed body"); }
+bool finished(const ByteReader& r) { return !r.failed() && r.remaining() == 0; }
+
+std::uint64_t now_unix() {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+}  // namespace
+
+RequestId new_request_id() {
+  RequestId id{};
+  crypto::random_bytes(id);
+  return id;
+}
+
+std::vector<std::uint8_t> encode_request(MessageType type, const RequestId& id, std::span<const std::uint8_t> body) {
+  ByteWriter w;
+  w.u8(kProtocolVersion);
+  w.u8(static_cast<std::uint8_t>(type));
+  w.bytes(id);
+  w.bytes(body);
+  return w.take();
+}
+
+Result<Frame> decode_frame(std::span<const std::uint8_t> bytes) {
+  ByteReader r(bytes);
+  std::uint8_t version = 0;
+  Frame f;
+  if (!r.u8(version) || !r.u8(f.type_or_status) || !r.bytes(f.id)) return make_error(Errc::malformed, "frame shorter than its header");
+  if (version != kProtocolVersion) {
+    return make_error(Errc::malformed, "unsupported protocol version " + std::to_string(version) + " (this engine speaks 1)");
+  }
+  const auto rest = r.rest();
+  f.body.assign(rest.begin(), rest.end());
+  return f;
+}
+
+std::vector<std::uint8_t> encode_ok(const RequestId& id, std::span<const std::uint8_t> body) {
+  ByteWriter w;
+  w.u8(kProtocolVersion);
+  w.u8(0);
+  w.bytes(id);
+  w.bytes(body);
+  return w.take();
+}
+
+std::vector<std::uint8_t> encode_error(const RequestId& id, const Error& error) {
+  ByteWriter w;
+  w.u8(kProtocolVersion);
+  w.u8(static_cast<std::uint8_t>(1 + static_cast<int>(error.code)));
+  w.bytes(id);
+  put_text(w, error.message);
+  return w.take();
+}
+
+Result<std::vector<std::uint8_t>> reply_body(std::span<const std::uint8_t> reply, const RequestId& expected_id) {
+  auto f = decode_frame(reply);
+  if (!f) return f.error();
+  if (f->id != expected_id) return make_error(Errc::malformed, "reply is for another request");
+  if (f->type_or_status == 0) return std::move(f->body);
+  ByteReader r(f->body);
+  std::string message;
+  if (!get_text(r, message)) message = "(no message)";
+  const int code = f->type_or_status - 1;
+  if (code < 0 || code > static_cast<int>(Errc::io)) return make_error(Errc::malformed, "unknown error status: " + message);
+  return make_error(static_cast<Errc>(code), message);
+}
+
+std::vector<std::uint8_t> encode(const BuyTicketRequest& q) {
+  ByteWriter w;
+  w.u32(q.event_id);
+  w.u32(q.stb_id);
+  put_blob(w, q.spend.encode());
+  return w.take();
+}
+Result<BuyTicketRequest> decode_buy_ticket(std::span<const std::uint8_t> body) {
+  ByteReader r(body);
+  BuyTicketRequest q;
+  std::vector<std::uint8_t> spend;
+  r.u32(q.event_id);
+  r.u32(q.stb_id);
+  if (!get_blob(r, spend) || !finished(r)) return bad("buy_ticket");
+  auto s = SpendAuthorization::decode(spend);
+  if (!s) return s.error();
+  q.spend = std::move(s.value());
+  return q;
+}
+std::vector<std::uint8_t> encode(const BuyTicketReply& a) {
+  ByteWriter w;
+  put_blob(w, a.ticket);
+  put_blob(w, a.emm_section);
+  put_money(w, a.balance);
+  return w.take();
+}
+Result<BuyTicketReply> decode_buy_ticket_reply(std::span<const std::uint8_t> body) {
+  ByteReader r(body);
+  BuyTicketReply a;
+  if (!get_blob(r, a.ticket) || !get_blob(r, a.emm_section) || !get_money(r, a.balance) || !finished(r)) {
+    return bad("buy_ticket reply");
+  }
+  return a;
+}
+std::vector<std::uint8_t> encode(const RegisterHandsetRequest& q) {
+  ByteWriter w;
+  w.bytes(q.handset_public);
+  put_text(w, q.account);
+  w.bytes({reinterpret_cast<const std::uint8_t*>(q.currency.data()), 3});
+  return w.take();
+}
+Result<RegisterHandsetRequest> decode_register_handset(std::span<const std::uint8_t> body) {
+  ByteReader r(body);
+  RegisterHandsetRequest q;
+  std::array<std::uint8_t, 3> c{};
+  if (!r.bytes(q.handset_public) || !get_text(r, q.account) || !r.bytes(c) || !finished(r)) return bad("register_handset");
+  auto cur = parse_currency(std::string(c.begin(), c.end()));
+  if (!cur) return cur.error();
+  q.currency = *cur;
+  return q;
+}
+std::vector<std::uint8_t> encode(const TopUpRequest& q) {
+  ByteWriter w;
+  w.u64(q.card_id);
+  w.u64(static_cast<std::uint64_t>(q.amount_minor));
+  put_text(w, q.funding_reference);
+  return w.take();
+}
+Result<TopUpRequest> decode_top_up(std::span<const std::uint8_t> body) {
+  ByteReader r(body);
+  TopUpRequest q;
+  std::uint64_t amount = 0;
+  if (!r.u64(q.card_id) || !r.u64(amount) || !get_text(r, q.funding_reference) || !finished(r)) return bad("top_up");
+  q.amount_minor = static_cast<std::int64_t>(amount);
+  return q;
+}
+std::vector<std::uint8_t> encode_card(std::uint64_t card_id, const Money& balance) {
+  ByteWriter w;
+  w.u64(card_id);
+  put_money(w, balance);
+  return w.take();
+}
+Result<std::pair<std::uint64_t, Money>> decode_card(std::span<const std::uint8_t> body) {
+  ByteReader r(body);
+  std::uint64_t id = 0;
+  Money m;
+  if (!r.u64(id) || !get_money(r, m) || !finished(r)) return bad("card");
+  return std::make_pair(id, m);
+}
+std::vector<std::uint8_t> encode_events(const std::vector<EventInfo>& events) {
+  ByteWriter w;
+  w.u16(static_cast<std::uint16_t>(events.size()));
+  for (const auto& e : events) {
+    w.u32(e.event_id);
+    w.u16(e.service_id);
+    w.u64(e.start);
+    w.u32(e.duration);
+    put_text(w, e.title);
+    w.u8(e.min_age);
+    put_money(w, e.price);
+  }
+  return w.take();
+}
+Result<std::vector<EventInfo>> decode_events(std::span<const std::uint8_t> body) {
+  ByteReader r(body);
+  std::uint16_t n = 0;
+  std::vector<EventInfo> out;
+  if (!r.u16(n)) return bad("events");
+  for (int i = 0; i < n; ++i) {
+    EventInfo e;
+    if (!r.u32(e.event_id) || !r.u16(e.service_id) || !r.u64(e.start) || !r.u32(e.duration) || !get_text(r, e.title) ||
+        !r.u8(e.min_age) || !get_money(r, e.price)) {
+      return bad("events");
+    }
+    out.push_back(std::move(e));
+  }
+  if (!finished(r)) return bad("events");
+  return out;
+}
+
+std::vector<std::uint8_t> EngineService::handle(std::span<const std::uint8_t> request) {
+  auto frame = decode_frame(request);
+  if (!frame) return encode_error(RequestId{}, frame.error());
+  try {
+    auto reply = dispatch(*frame);
+    if (!reply) return encode_error(frame->id, reply.error());
+    return encode_ok(frame->id, *reply);
+  } catch (const std::exception& e) {
+    Logger("entitlement").error("request failed: ", e.what());
+    return encode_error(frame->id, make_error(Errc::storage, "internal error; the request had no effect"));
+  }
+}
+
+Result<std::vector<std::uint8_t>> EngineService::dispatch(const Frame& f) {
+  switch (static_cast<MessageType>(f.type_or_status)) {
+    case MessageType::list_events:
+      return encode_events(store_.events());
+    case MessageType::balance: {
+      ByteReader r(f.body);
+      std::uint64_t card_id = 0;
+      if (!r.u64(card_id) || !finished(r)) return bad("balance");
+      auto b = store_.balance(card_id);
+      if (!b) return b.error();
+      return encode_card(card_id, *b);
+    }
+    case MessageType::register_handset: {
+      auto q = decode_register_handset(f.body);
+      if (!q) return q.error();
+      return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
+        auto c = store_.register_handset(q->account, q->handset_public, q->currency);
+        if (!c) return c.error();
+        return encode_card(c->card_id, {0, c->currency});
+      });
+    }
+    case MessageType::top_up: {
+      auto q = decode_top_up(f.body);
+      if (!q) return q.error();
+      return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
+        auto b = store_.top_up(q->card_id, q->amount_minor, q->funding_reference, funding_);
+        if (!b) return b.error();
+        return encode_card(q->card_id, *b);
+      });
+    }
+    case MessageType::buy_ticket: {
+      auto q = decode_buy_ticket(f.body);
+      if (!q) return q.error();
+      return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
+        auto p = store_.buy_ticket(q->event_id, q->stb_id, q->spend, now_unix());
+        if (!p) return p.error();
+        return encode(BuyTicketReply{p->ticket.encode(), p->emm_section, p->balance});
+      });
+    }
+  }
+  return make_error(Errc::invalid_argument, "unknown message type " + std::to_string(f.type_or_status));
+}
+
+}  // namespace usher::entitlement

@@ -1,0 +1,86 @@
+// Wallet: a viewer's handset. It holds an Ed25519 key pair (its prepaid card is bound to it), talks
+// to the entitlement engine over ZeroMQ, buys PPV tickets for its own STB or as gifts, and hands a
+// ticket's EMM to an STB over the local link (`usher stb link`) so the STB need not wait for the
+// broadcast. State lives in wallet.db under the wallet's home.
+//
+//   auto w = Wallet::init(home, "alice", eur, "tcp://127.0.0.1:7700", operator_pub).value();
+//   w.top_up(2000, "test-visa");
+//   auto bought = w.buy(7, 1001, /*gift=*/false);
+//   w.deliver(bought->ticket_id, "tcp://127.0.0.1:7801");
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "usher/core/bytes.h"
+#include "usher/core/result.h"
+#include "usher/core/sqlite.h"
+#include "usher/core/zmq.h"
+#include "usher/entitlement/assets.h"
+#include "usher/entitlement/protocol.h"
+#include "usher/entitlement/store.h"
+
+namespace usher::wallet {
+
+// Typed calls to the engine. Each call has a fresh request id that its retries reuse.
+class EngineClient {
+ public:
+  explicit EngineClient(const std::string& endpoint, net::ClientOptions options = {});
+  Result<std::vector<entitlement::EventInfo>> events();
+  Result<std::pair<std::uint64_t, entitlement::Money>> register_handset(const entitlement::RegisterHandsetRequest& r);
+  Result<entitlement::Money> top_up(const entitlement::TopUpRequest& r);
+  Result<entitlement::Money> balance(std::uint64_t card_id);
+  Result<entitlement::BuyTicketReply> buy_ticket(const entitlement::BuyTicketRequest& r);
+
+ private:
+  Result<std::vector<std::uint8_t>> call(entitlement::MessageType type, std::span<const std::uint8_t> body);
+  net::RequestClient client_;
+};
+
+struct OwnedTicket {
+  entitlement::Ticket ticket;
+  std::vector<std::uint8_t> emm_section;
+  bool gift = false;
+  bool delivered = false;  // the STB confirmed it over the local link
+};
+
+class Wallet {
+ public:
+  static constexpr const char* kDatabaseName = "wallet.db";
+
+  static Result<Wallet> init(const std::string& home, const std::string& account, const entitlement::Currency& currency,
+                             const std::string& engine, const entitlement::OperatorPublicFile& operator_identity);
+  static Result<Wallet> open(const std::string& home);
+
+  [[nodiscard]] std::uint64_t card_id() const { return card_id_; }
+  [[nodiscard]] const std::string& account() const { return account_; }
+  Result<entitlement::Money> balance();
+  Result<entitlement::Money> top_up(std::int64_t amount_minor, const std::string& funding_reference);
+  Result<std::vector<entitlement::EventInfo>> events();
+  // Pays for `event_id` for STB `stb_id` and keeps the ticket (verified against the operator's key).
+  Result<OwnedTicket> buy(std::uint32_t event_id, std::uint32_t stb_id, bool gift);
+  // Hands the ticket's EMM to an STB's local link; marks it delivered when the STB has stored it.
+  Status deliver(std::uint64_t ticket_id, const std::string& link_endpoint);
+  std::vector<OwnedTicket> tickets();
+
+ private:
+  Wallet(sql::Database db, std::string engine, std::uint64_t card_id, std::string account,
+         entitlement::Currency currency, crypto::PublicKey issuer);
+  Secret<32> handset_private();
+
+  sql::Database db_;
+  std::string engine_;
+  std::uint64_t card_id_;
+  std::string account_;
+  entitlement::Currency currency_;
+  crypto::PublicKey issuer_;
+  std::unique_ptr<EngineClient> client_;
+};
+
+// The STB side of the local link: request type 1 carries an EMM section for the STB to apply.
+inline constexpr std::uint8_t kLinkDeliverEmm = 1;
+
+}  // namespace usher::wallet

@@ -1,0 +1,208 @@
+#include "usher/wallet_bridge/wallet.h"
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <filesystem>
+
+namespace usher::wallet {
+namespace fs = std::filesystem;
+using entitlement::MessageType;
+
+EngineClient::EngineClient(const std::string& endpoint, net::ClientOptions options) : client_(endpoint, options) {}
+
+Result<std::vector<std::uint8_t>> EngineClient::call(MessageType type, std::span<const std::uint8_t> body) {
+  const auto id = entitlement::new_request_id();
+  auto reply = client_.call(entitlement::encode_request(type, id, body));
+  if (!reply) return reply.error();
+  return entitlement::reply_body(*reply, id);
+}
+
+Result<std::vector<entitlement::EventInfo>> EngineClient::events() {
+  auto body = call(MessageType::list_events, {});
+  if (!body) return body.error();
+  return entitlement::decode_events(*body);
+}
+
+Result<std::pair<std::uint64_t, entitlement::Money>> EngineClient::register_handset(const entitlement::RegisterHandsetRequest& r) {
+  auto body = call(MessageType::register_handset, entitlement::encode(r));
+  if (!body) return body.error();
+  return entitlement::decode_card(*body);
+}
+
+Result<entitlement::Money> EngineClient::top_up(const entitlement::TopUpRequest& r) {
+  auto body = call(MessageType::top_up, entitlement::encode(r));
+  if (!body) return body.error();
+  auto card = entitlement::decode_card(*body);
+  if (!card) return card.error();
+  return card->second;
+}
+
+Result<entitlement::Money> EngineClient::balance(std::uint64_t card_id) {
+  std::vector<std::uint8_t> b(8);
+  for (int i = 0; i < 8; ++i) b[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(card_id >> (56 - 8 * i));
+  auto body = call(MessageType::balance, b);
+  if (!body) return body.error();
+  auto card = entitlement::decode_card(*body);
+  if (!card) return card.error();
+  return card->second;
+}
+
+Result<entitlement::BuyTicketReply> EngineClient::buy_ticket(const entitlement::BuyTicketRequest& r) {
+  auto body = call(MessageType::buy_ticket, entitlement::encode(r));
+  if (!body) return body.error();
+  return entitlement::decode_buy_ticket_reply(*body);
+}
+
+namespace {
+void create_schema(sql::Database& db) {
+  db.exec(R"(
+    CREATE TABLE IF NOT EXISTS identity (
+      id INTEGER PRIMARY KEY CHECK (id = 1),
+      account TEXT NOT NULL,
+      currency TEXT NOT NULL,
+      engine TEXT NOT NULL,
+      card_id INTEGER NOT NULL,
+      ed25519_private BLOB NOT NULL,
+      ed25519_public BLOB NOT NULL,
+      issuer_ed25519 BLOB NOT NULL);
+    CREATE TABLE IF NOT EXISTS tickets (
+      ticket_id INTEGER PRIMARY KEY,
+      ticket BLOB NOT NULL,
+      emm_section BLOB NOT NULL,
+      gift INTEGER NOT NULL,
+      delivered INTEGER NOT NULL DEFAULT 0);
+  )");
+}
+crypto::PublicKey blob32(const std::vector<std::uint8_t>& b) {
+  crypto::PublicKey k{};
+  if (b.size() == 32) std::copy(b.begin(), b.end(), k.begin());
+  return k;
+}
+}  // namespace
+
+Wallet::Wallet(sql::Database db, std::string engine, std::uint64_t card_id, std::string account,
+               entitlement::Currency currency, crypto::PublicKey issuer)
+    : db_(std::move(db)), engine_(std::move(engine)), card_id_(card_id), account_(std::move(account)),
+      currency_(currency), issuer_(issuer), client_(std::make_unique<EngineClient>(engine_)) {}
+
+Result<Wallet> Wallet::init(const std::string& home, const std::string& account, const entitlement::Currency& currency,
+                            const std::string& engine, const entitlement::OperatorPublicFile& op) {
+  const auto path = (fs::path(home) / kDatabaseName).string();
+  if (fs::exists(path)) return make_error(Errc::already_exists, "a wallet already exists in " + home);
+  auto keys = crypto::Ed25519KeyPair::generate();
+  EngineClient client(engine);
+  auto card = client.register_handset({keys.public_key, account, currency});
+  if (!card) return make_error(card.error().code, "registering with the engine at " + engine + ": " + card.error().message);
+  std::error_code ec;
+  fs::create_directories(home, ec);
+  if (ec) return make_error(Errc::storage, "cannot create " + home + ": " + ec.message());
+  const auto old_mask = ::umask(077);
+  auto db = sql::Database::open(path);
+  ::umask(old_mask);
+  if (!db) return db.error();
+  create_schema(*db);
+  auto st = db->prepare("INSERT INTO identity VALUES (1, ?, ?, ?, ?, ?, ?, ?)");
+  st.bind(1, account).bind(2, entitlement::to_string(currency)).bind(3, engine).bind(4, static_cast<std::int64_t>(card->first))
+      .bind(5, keys.private_key.bytes()).bind(6, keys.public_key).bind(7, op.ed25519_public);
+  st.run();
+  return Wallet(std::move(*db), engine, card->first, account, currency, op.ed25519_public);
+}
+
+Result<Wallet> Wallet::open(const std::string& home) {
+  const auto path = (fs::path(home) / kDatabaseName).string();
+  if (!fs::exists(path)) return make_error(Errc::not_found, "no wallet in " + home + " (run `usher wallet init` first)");
+  auto db = sql::Database::open(path, false);
+  if (!db) return db.error();
+  create_schema(*db);
+  auto st = db->prepare("SELECT account, currency, engine, card_id, issuer_ed25519 FROM identity WHERE id = 1");
+  if (!st.step()) return make_error(Errc::storage, path + " has no identity");
+  const auto cur = st.column_text(1);
+  auto currency = entitlement::parse_currency(cur);
+  if (!currency) return currency.error();
+  Wallet w(std::move(*db), st.column_text(2), static_cast<std::uint64_t>(st.column_int(3)), st.column_text(0), *currency,
+           blob32(st.column_blob(4)));
+  return w;
+}
+
+Secret<32> Wallet::handset_private() {
+  auto st = db_.prepare("SELECT ed25519_private FROM identity WHERE id = 1");
+  st.step();
+  auto b = st.column_blob(0);
+  Secret<32> k(std::span<const std::uint8_t, 32>(b.data(), 32));
+  secure_zero(b.data(), b.size());
+  return k;
+}
+
+Result<entitlement::Money> Wallet::balance() { return client_->balance(card_id_); }
+
+Result<entitlement::Money> Wallet::top_up(std::int64_t amount_minor, const std::string& reference) {
+  return client_->top_up({card_id_, amount_minor, reference});
+}
+
+Result<std::vector<entitlement::EventInfo>> Wallet::events() { return client_->events(); }
+
+Result<OwnedTicket> Wallet::buy(std::uint32_t event_id, std::uint32_t stb_id, bool gift) {
+  auto events = client_->events();
+  if (!events) return events.error();
+  const entitlement::EventInfo* ev = nullptr;
+  for (const auto& e : *events) {
+    if (e.event_id == event_id) ev = &e;
+  }
+  if (ev == nullptr) return make_error(Errc::not_found, "the engine has no event " + std::to_string(event_id));
+  entitlement::SpendAuthorization spend;
+  spend.card_id = card_id_;
+  spend.amount = ev->price;
+  spend.payee = entitlement::payee_for(event_id, stb_id);
+  crypto::random_bytes(spend.nonce);
+  spend.sign(handset_private());
+  auto reply = client_->buy_ticket({event_id, stb_id, spend});
+  if (!reply) return reply.error();
+  auto ticket = entitlement::Ticket::decode(reply->ticket);
+  if (!ticket) return ticket.error();
+  if (!ticket->verify(issuer_) || ticket->stb_id != stb_id || ticket->event_id != event_id) {
+    return make_error(Errc::auth_failed, "the engine's ticket does not verify against the operator's key");
+  }
+  auto st = db_.prepare("INSERT OR REPLACE INTO tickets VALUES (?, ?, ?, ?, 0)");
+  st.bind(1, static_cast<std::int64_t>(ticket->ticket_id)).bind(2, reply->ticket).bind(3, reply->emm_section).bind(4, gift ? 1 : 0);
+  st.run();
+  return OwnedTicket{std::move(ticket.value()), reply->emm_section, gift, false};
+}
+
+Status Wallet::deliver(std::uint64_t ticket_id, const std::string& link_endpoint) {
+  std::vector<std::uint8_t> section;
+  {
+    auto st = db_.prepare("SELECT emm_section FROM tickets WHERE ticket_id = ?");
+    st.bind(1, static_cast<std::int64_t>(ticket_id));
+    if (!st.step()) return make_error(Errc::not_found, "this wallet has no ticket " + std::to_string(ticket_id));
+    section = st.column_blob(0);
+  }
+  net::RequestClient link(link_endpoint, {std::chrono::milliseconds(2000), 2});
+  const auto id = entitlement::new_request_id();
+  ByteWriter w;
+  w.u8(entitlement::kProtocolVersion);
+  w.u8(kLinkDeliverEmm);
+  w.bytes(id);
+  w.bytes(section);
+  auto reply = link.call(w.data());
+  if (!reply) return reply.error();
+  auto body = entitlement::reply_body(*reply, id);
+  if (!body) return body.error();
+  auto up = db_.prepare("UPDATE tickets SET delivered = 1 WHERE ticket_id = ?");
+  up.bind(1, static_cast<std::int64_t>(ticket_id));
+  up.run();
+  return ok_status();
+}
+
+std::vector<OwnedTicket> Wallet::tickets() {
+  std::vector<OwnedTicket> out;
+  auto st = db_.prepare("SELECT ticket, emm_section, gift, delivered FROM tickets ORDER BY ticket_id");
+  while (st.step()) {
+    auto t = entitlement::Ticket::decode(st.column_blob(0));
+    if (!t) continue;
+    out.push_back({std::move(t.value()), st.column_blob(1), st.column_int(2) != 0, st.column_int(3) != 0});
+  }
+  return out;
+}
+
+}  // namespace usher::wallet
