@@ -225,7 +225,11 @@ Result<std::vector<EventInfo>> decode_events(std::span<const std::uint8_t> body)
 
 std::vector<std::uint8_t> EngineService::handle(std::span<const std::uint8_t> request) {
   auto frame = decode_frame(request);
-  if (!frame) return encode_error(RequestId{}, frame.error());
+  if (!frame) {
+    RequestId id{};  // echo the id when there is one, so that even a version mismatch reaches its caller
+    if (request.size() >= 2 + id.size()) std::copy_n(request.begin() + 2, id.size(), id.begin());
+    return encode_error(id, frame.error());
+  }
   try {
     auto reply = dispatch(*frame);
     if (!reply) return encode_error(frame->id, reply.error());

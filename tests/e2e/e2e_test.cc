@@ -1,7 +1,11 @@
 // End-to-end: the real `usher` processes, real files and UDP on loopback, judged by ffprobe/ffmpeg.
 #include <gtest/gtest.h>
 
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <ctime>
 
 #include <array>
 #include <cstdio>
@@ -189,6 +193,81 @@ TEST_F(CliWorld, PlaybackThroughGStreamer) {
                usher("stb run --home " + dir.file("stb-1001") + " --in " + scrambled + " --out play"));
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("\"packets_left_scrambled\":0"), std::string::npos) << r.output;
+}
+
+// A process started in the background, stopped with SIGTERM when the test ends.
+class Background {
+ public:
+  explicit Background(const std::string& command) {
+    pid_ = fork();
+    if (pid_ == 0) {
+      setpgid(0, 0);
+      execl("/bin/sh", "sh", "-c", ("exec " + command).c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+  }
+  ~Background() {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      int st = 0;
+      waitpid(pid_, &st, 0);
+    }
+  }
+  Background(const Background&) = delete;
+  Background& operator=(const Background&) = delete;
+
+ private:
+  pid_t pid_ = -1;
+};
+
+TEST_F(CliWorld, PayPerViewBoughtOnTheHandsetForOwnStbAndAsAGift) {
+  const auto start = std::to_string(std::time(nullptr) + 3600);
+  const auto t = std::stoll(start);
+  must("entitlement event add --home " + ent() + " --id 7 --service 1 --start " + start +
+       " --duration 60 --title Final --price 12.50 --currency EUR");
+  const int base = 20000 + (getpid() % 5000) * 3;
+  const std::string engine = "tcp://127.0.0.1:" + std::to_string(base);
+  const std::string link1001 = "tcp://127.0.0.1:" + std::to_string(base + 1);
+  const std::string link1002 = "tcp://127.0.0.1:" + std::to_string(base + 2);
+  Background serve(usher("entitlement serve --home " + ent() + " --bind " + engine) + " 2>" + dir.file("serve.log"));
+  Background l1(usher("stb link --home " + dir.file("stb-1001") + " --bind " + link1001) + " 2>" + dir.file("l1.log"));
+  Background l2(usher("stb link --home " + dir.file("stb-1002") + " --bind " + link1002) + " 2>" + dir.file("l2.log"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const std::string w = " --home " + dir.file("wallet");
+  must("wallet init" + w + " --account alice --currency EUR --engine " + engine + " --operator " + ent() + "/operator.pub");
+  EXPECT_NE(must("wallet topup" + w + " --amount 30.00").find("30.00 EUR"), std::string::npos);
+  EXPECT_NE(must("wallet events" + w).find("12.50 EUR"), std::string::npos);
+
+  // F1: for the viewer's own STB, handed over the local link at once.
+  auto own = must("wallet buy" + w + " --event 7 --stb 1001 --link " + link1001);
+  EXPECT_NE(own.find("delivered to STB 1001"), std::string::npos) << own;
+  // F2: a gift to a friend's STB; its link confirms delivery.
+  auto gift = must("wallet gift" + w + " --event 7 --stb 1002 --link " + link1002);
+  EXPECT_NE(gift.find("(gift)"), std::string::npos) << gift;
+  EXPECT_NE(gift.find("delivered to STB 1002"), std::string::npos) << gift;
+  EXPECT_NE(must("wallet balance" + w).find("5.00 EUR"), std::string::npos);
+  // Not enough left: refused, nothing charged.
+  auto poor = run(usher("wallet buy" + w + " --event 7 --stb 1001"));
+  EXPECT_EQ(poor.status, 1);
+  EXPECT_NE(poor.output.find("less than the price"), std::string::npos) << poor.output;
+  EXPECT_NE(must("wallet balance" + w).find("5.00 EUR"), std::string::npos);
+  // The wallet records both tickets as delivered; each STB holds its own.
+  EXPECT_NE(must("wallet tickets" + w).find("(gift), delivered"), std::string::npos);
+  EXPECT_NE(must("stb tickets --home " + dir.file("stb-1002")).find("Final"), std::string::npos);
+
+  // The friend's STB (no subscription) watches exactly the event's window, judged by ECM time.
+  const auto scrambled = dir.file("ppv.ts");
+  for (auto [offset, expect_all] : {std::pair{10, true}, {-100, false}, {100, false}}) {
+    SCOPED_TRACE(offset);
+    must("headend run --entitlement-home " + ent() + " --in " + source() + " --out " + scrambled +
+         " --crypto-period 1 --start-time " + std::to_string(t + offset));
+    auto out = must("stb run --home " + dir.file("stb-1002") + " --in " + scrambled + " --out " + dir.file("ppv-1002.ts"));
+    if (expect_all) {
+      EXPECT_EQ(frames(dir.file("ppv-1002.ts")), source_frames_) << out;
+    } else {
+      EXPECT_LT(frames(dir.file("ppv-1002.ts")), source_frames_ / 10) << out;
+    }
+  }
 }
 
 TEST(Demo, EndsWithJsonSummaryAndTheExpectedOutcome) {
