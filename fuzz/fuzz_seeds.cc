@@ -6,6 +6,7 @@
 #include <string>
 
 #include "usher/entitlement/messages.h"
+#include "usher/entitlement/protocol.h"
 #include "usher/streams/psi.h"
 
 namespace fs = std::filesystem;
@@ -76,6 +77,23 @@ int main(int argc, char** argv) {
     write(root / target, "mux", as_bytes(mux));
   }
   write(root / "fuzz_sections", "pmt", pmt.serialize());
+
+  // Engine requests: one of each kind, well formed.
+  const entitlement::RequestId id{};
+  const entitlement::Currency eur{'E', 'U', 'R'};
+  auto handset = crypto::Ed25519KeyPair::generate();
+  entitlement::BuyTicketRequest buy{7, 1001, {}};
+  buy.spend.card_id = 1;
+  buy.spend.amount = {100, eur};
+  buy.spend.payee = entitlement::payee_for(7, 1001);
+  buy.spend.sign(handset.private_key);
+  const auto engine = root / "fuzz_engine";
+  write(engine, "events", entitlement::encode_request(entitlement::MessageType::list_events, id, {}));
+  write(engine, "register", entitlement::encode_request(entitlement::MessageType::register_handset, id,
+                                                        entitlement::encode(entitlement::RegisterHandsetRequest{handset.public_key, "a", eur})));
+  write(engine, "topup", entitlement::encode_request(entitlement::MessageType::top_up, id,
+                                                     entitlement::encode(entitlement::TopUpRequest{1, 500, "visa"})));
+  write(engine, "buy", entitlement::encode_request(entitlement::MessageType::buy_ticket, id, entitlement::encode(buy)));
   write(root / "fuzz_sections", "pat", pat.serialize());
   return 0;
 }

@@ -1,0 +1,49 @@
+// The entitlement engine's request handler on arbitrary bytes (every message a handset can send),
+// over a real store in a temporary directory; and the asset decoders a handset and an STB use.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "usher/entitlement/protocol.h"
+
+namespace {
+struct Engine {
+  usher::entitlement::EntitlementStore store;
+  usher::entitlement::TestAcquirer acquirer;
+  usher::entitlement::EngineService service{store, acquirer};
+  explicit Engine(usher::entitlement::EntitlementStore s) : store(std::move(s)) {}
+};
+Engine& engine() {
+  static Engine* e = [] {
+    char templ[] = "/tmp/usher-fuzz-engine-XXXXXX";
+    std::string dir = mkdtemp(templ);
+    auto s = usher::entitlement::EntitlementStore::create(dir + "/ops", 0x4AFF);
+    if (!s) std::abort();
+    (void)s->add_service(1, "one");
+    usher::entitlement::EventInfo ev;
+    ev.event_id = 7;
+    ev.service_id = 1;
+    ev.start = 4'000'000'000;
+    ev.duration = 60;
+    ev.price = {100, {'E', 'U', 'R'}};
+    (void)s->add_event(ev);
+    return new Engine(std::move(s.value()));
+  }();
+  return *e;
+}
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  using namespace usher::entitlement;
+  const std::span<const std::uint8_t> in(data, size);
+  const auto reply = engine().service.handle(in);
+  if (reply.size() < 18) __builtin_trap();  // every request gets a framed reply
+  (void)reply_body(reply, RequestId{});
+  (void)Ticket::decode(in);
+  (void)SpendAuthorization::decode(in);
+  (void)decode_events(in);
+  (void)decode_buy_ticket_reply(in);
+  (void)decode_card(in);
+  return 0;
+}
