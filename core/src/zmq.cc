@@ -12,6 +12,14 @@ struct ReplyServer::Impl {
 };
 
 ReplyServer::ReplyServer(const std::string& endpoint, Handler handler)
+    : ReplyServer(endpoint, BatchHandler([h = std::move(handler)](const auto& requests) {
+        std::vector<Bytes> replies;
+        replies.reserve(requests.size());
+        for (const auto& r : requests) replies.push_back(h(r));
+        return replies;
+      })) {}
+
+ReplyServer::ReplyServer(const std::string& endpoint, BatchHandler handler)
     : impl_(std::make_unique<Impl>()), handler_(std::move(handler)) {
   impl_->socket.set(zmq::sockopt::linger, 0);
   try {
@@ -36,20 +44,29 @@ void ReplyServer::run(const std::atomic<bool>& stop) {
       throw;
     }
     if ((item.revents & ZMQ_POLLIN) == 0) continue;
-    // A REQ client's request arrives as [identity][empty][payload]; anything else is dropped.
-    std::vector<zmq::message_t> frames;
-    do {
-      zmq::message_t frame;
-      if (!socket.recv(frame, zmq::recv_flags::none)) break;
-      frames.push_back(std::move(frame));
-    } while (socket.get(zmq::sockopt::rcvmore));
-    if (frames.size() != 3 || frames[1].size() != 0) continue;
-    const auto* data = static_cast<const std::uint8_t*>(frames[2].data());
-    const Bytes reply = handler_({data, frames[2].size()});
-    ++served_;
-    socket.send(frames[0], zmq::send_flags::sndmore);
-    socket.send(zmq::message_t(), zmq::send_flags::sndmore);
-    socket.send(zmq::buffer(reply), zmq::send_flags::none);
+    // Take every request already waiting. A REQ client's request arrives as
+    // [identity][empty][payload]; anything else is dropped.
+    std::vector<std::vector<zmq::message_t>> pending;
+    while (pending.size() < kMaxBatch) {
+      std::vector<zmq::message_t> frames;
+      do {
+        zmq::message_t frame;
+        if (!socket.recv(frame, zmq::recv_flags::dontwait)) break;
+        frames.push_back(std::move(frame));
+      } while (socket.get(zmq::sockopt::rcvmore));
+      if (frames.empty()) break;
+      if (frames.size() == 3 && frames[1].size() == 0) pending.push_back(std::move(frames));
+    }
+    if (pending.empty()) continue;
+    std::vector<std::span<const std::uint8_t>> requests;
+    for (auto& f : pending) requests.emplace_back(static_cast<const std::uint8_t*>(f[2].data()), f[2].size());
+    const auto replies = handler_(requests);
+    for (std::size_t i = 0; i < pending.size() && i < replies.size(); ++i) {
+      socket.send(pending[i][0], zmq::send_flags::sndmore);
+      socket.send(zmq::message_t(), zmq::send_flags::sndmore);
+      socket.send(zmq::buffer(replies[i]), zmq::send_flags::none);
+      ++served_;
+    }
   }
 }
 

@@ -49,7 +49,19 @@ void EntitlementStore::load_signing_key() {
   signing_public_ = pair.public_key;
 }
 
+Status EntitlementStore::batch(const std::function<void()>& work) {
+  try {
+    sql::Transaction tx(db_);
+    work();
+    tx.commit();
+  } catch (const std::exception& e) {
+    return make_error(Errc::storage, std::string("the engine could not store the change: ") + e.what());
+  }
+  return ok_status();
+}
+
 Secret<32> EntitlementStore::signing_private() {
+  if (signing_private_) return signing_private_->clone();
   auto st = db_.prepare("SELECT ed25519_private FROM signing WHERE id = 1");
   st.step();
   auto b = st.column_blob(0);
@@ -148,8 +160,10 @@ Result<CardInfo> EntitlementStore::card(std::uint64_t card_id) {
 Result<Money> EntitlementStore::balance(std::uint64_t card_id) {
   auto c = card(card_id);
   if (!c) return c.error();
-  auto st = db_.prepare("SELECT COALESCE(SUM(amount), 0) FROM postings WHERE account = ?");
-  st.bind(1, card_account(card_id));
+  // The running balance, kept with each posting in the same transaction (balances_match_ledger()
+  // checks it against the postings).
+  auto st = db_.prepare("SELECT balance FROM cards WHERE card_id = ?");
+  st.bind(1, static_cast<std::int64_t>(card_id));
   st.step();
   return Money{st.column_int(0), c->currency};
 }
@@ -168,6 +182,14 @@ void post(sql::Database& db, const std::string& kind, const std::string& referen
   p.reset();
   p.bind(1, tx).bind(2, to).bind(3, amount.minor).bind(4, to_string(amount.currency));
   p.run();
+  auto card_delta = [&](const std::string& account, std::int64_t delta) {
+    if (account.rfind("card:", 0) != 0) return;
+    auto u = db.prepare("UPDATE cards SET balance = balance + ? WHERE card_id = ?");
+    u.bind(1, delta).bind(2, std::stoll(account.substr(5)));
+    u.run();
+  };
+  card_delta(from, -amount.minor);
+  card_delta(to, amount.minor);
 }
 }  // namespace
 
@@ -247,14 +269,20 @@ Result<Purchase> EntitlementStore::buy_ticket(std::uint32_t event_id, std::uint3
   if (!key) return make_error(Errc::storage, "event key missing for event " + std::to_string(event_id));
   std::vector<EmmItem> items;
   items.emplace_back(EmmTicket{encoded, key->key.clone()});
-  if (auto s = queue_emm(stb_id, std::move(items), ev->end()); !s) return s.error();
-  auto emm = db_.prepare("SELECT section FROM emm_queue WHERE stb_id = ? ORDER BY id DESC LIMIT 1");
-  emm.bind(1, stb_id);
-  emm.step();
-  Purchase p{std::move(t), emm.column_blob(0), {}};
+  auto emm = queue_emm(stb_id, std::move(items), ev->end());
+  if (!emm) return emm.error();
+  Purchase p{std::move(t), std::move(emm.value()), {}};
   tx.commit();
   p.balance = *balance(spend.card_id);
   return p;
+}
+
+bool EntitlementStore::balances_match_ledger() {
+  auto st = db_.prepare(
+      "SELECT COUNT(*) FROM cards c WHERE c.balance != "
+      "(SELECT COALESCE(SUM(amount), 0) FROM postings p WHERE p.account = 'card:' || c.card_id)");
+  st.step();
+  return st.column_int(0) == 0;
 }
 
 std::pair<std::int64_t, std::int64_t> EntitlementStore::ledger_check() {

@@ -240,6 +240,23 @@ std::vector<std::uint8_t> EngineService::handle(std::span<const std::uint8_t> re
   }
 }
 
+std::vector<std::vector<std::uint8_t>> EngineService::handle_batch(const std::vector<std::span<const std::uint8_t>>& requests) {
+  std::vector<std::vector<std::uint8_t>> replies;
+  replies.reserve(requests.size());
+  auto committed = store_.batch([&] {
+    for (const auto& r : requests) replies.push_back(handle(r));
+  });
+  if (!committed) {
+    // Nothing of the group is durable: every request is answered with the failure.
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      RequestId id{};
+      if (requests[i].size() >= 2 + id.size()) std::copy_n(requests[i].begin() + 2, id.size(), id.begin());
+      replies[i] = encode_error(id, committed.error());
+    }
+  }
+  return replies;
+}
+
 Result<std::vector<std::uint8_t>> EngineService::dispatch(const Frame& f) {
   switch (static_cast<MessageType>(f.type_or_status)) {
     case MessageType::list_events:

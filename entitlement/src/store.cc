@@ -134,7 +134,8 @@ void EntitlementStore::create_schema(sql::Database& db) {
       account TEXT NOT NULL,
       handset_public BLOB NOT NULL UNIQUE,
       currency TEXT NOT NULL,
-      issued INTEGER NOT NULL);
+      issued INTEGER NOT NULL,
+      balance INTEGER NOT NULL DEFAULT 0 CHECK (balance >= 0));
     CREATE TABLE IF NOT EXISTS journal (
       tx_id INTEGER PRIMARY KEY AUTOINCREMENT,
       kind TEXT NOT NULL,
@@ -277,23 +278,28 @@ std::vector<StbInfo> EntitlementStore::stbs() {
   return out;
 }
 
-Status EntitlementStore::queue_emm(std::uint32_t stb_id, std::vector<EmmItem> items, std::uint64_t carousel_until) {
+Result<std::vector<std::uint8_t>> EntitlementStore::queue_emm(std::uint32_t stb_id, std::vector<EmmItem> items,
+                                                             std::uint64_t carousel_until) {
   auto st = db_.prepare("SELECT x25519_public, next_emm_sequence FROM stbs WHERE stb_id = ?");
   st.bind(1, stb_id);
   if (!st.step()) return make_error(Errc::not_found, "no STB " + std::to_string(stb_id) + " (register it first)");
   const auto pub = blob_key(st.column_blob(0));
   const auto sequence = static_cast<std::uint64_t>(st.column_int(1));
-  auto key = derive_emm_key(operator_private(), pub, ca_system_id_, stb_id);
-  if (!key) return key.error();
+  auto cached = emm_keys_.find(stb_id);
+  if (cached == emm_keys_.end()) {
+    auto key = derive_emm_key(operator_private(), pub, ca_system_id_, stb_id);
+    if (!key) return key.error();
+    cached = emm_keys_.emplace(stb_id, std::move(key.value())).first;
+  }
   EmmContent emm{stb_id, sequence, unix_now(), std::move(items)};
-  const auto section = encode_emm(emm, *key);
+  const auto section = encode_emm(emm, cached->second);
   auto ins = db_.prepare("INSERT INTO emm_queue (stb_id, sequence, carousel_until, section) VALUES (?, ?, ?, ?)");
   ins.bind(1, stb_id).bind(2, static_cast<std::int64_t>(sequence)).bind(3, static_cast<std::int64_t>(carousel_until)).bind(4, section);
   ins.run();
   auto up = db_.prepare("UPDATE stbs SET next_emm_sequence = next_emm_sequence + 1 WHERE stb_id = ?");
   up.bind(1, stb_id);
   up.run();
-  return ok_status();
+  return section;
 }
 
 Status EntitlementStore::grant(std::uint32_t stb_id, std::uint16_t service_id, std::uint64_t not_before,
@@ -314,7 +320,7 @@ Status EntitlementStore::grant(std::uint32_t stb_id, std::uint16_t service_id, s
   }
   std::vector<EmmItem> items;
   items.emplace_back(EmmGrant{service_id, key->key_version, key->key.clone(), not_before, not_after});
-  if (auto s = queue_emm(stb_id, std::move(items), not_after); !s) return s;
+  if (auto s = queue_emm(stb_id, std::move(items), not_after); !s) return s.error();
   tx.commit();
   return ok_status();
 }
@@ -333,7 +339,7 @@ Status EntitlementStore::revoke(std::uint32_t stb_id, std::uint16_t service_id) 
   del.run();
   std::vector<EmmItem> items;
   items.emplace_back(EmmRevoke{service_id});
-  if (auto s = queue_emm(stb_id, std::move(items), unix_now() + kRevokeCarouselSeconds); !s) return s;
+  if (auto s = queue_emm(stb_id, std::move(items), unix_now() + kRevokeCarouselSeconds); !s) return s.error();
   // Other live grants of this STB go back on the carousel under new sequence numbers.
   auto live = db_.prepare("SELECT service_id, not_before, not_after FROM grants WHERE stb_id = ? AND revoked = 0");
   live.bind(1, stb_id);
@@ -347,7 +353,7 @@ Status EntitlementStore::revoke(std::uint32_t stb_id, std::uint16_t service_id) 
     if (!key) return key.error();
     std::vector<EmmItem> items2;
     items2.emplace_back(EmmGrant{g.service_id, key->key_version, key->key.clone(), g.not_before, g.not_after});
-    if (auto s = queue_emm(stb_id, std::move(items2), g.not_after); !s) return s;
+    if (auto s = queue_emm(stb_id, std::move(items2), g.not_after); !s) return s.error();
   }
   tx.commit();
   return ok_status();

@@ -42,6 +42,7 @@ class CommerceTest : public ::testing::Test {
     EXPECT_EQ(store().balance(card.card_id)->minor, balance);
     EXPECT_EQ(static_cast<std::int64_t>(store().emm_sections(0).size()), tickets_emms);
     EXPECT_EQ(store().ledger_check().first, 0);
+    EXPECT_TRUE(store().balances_match_ledger());
   }
 
   testing::BroadcastWorld world;

@@ -101,7 +101,7 @@ TEST_F(ProtocolTest, ClientRetriesAfterALostReplyWithoutASecondCharge) {
   const auto card = register_card();
   ASSERT_TRUE(world.store().top_up(card, 5000, "visa", acquirer).ok());
   std::atomic<int> calls{0};
-  net::ReplyServer server("tcp://127.0.0.1:*", [&](auto req) {
+  net::ReplyServer server("tcp://127.0.0.1:*", [&](std::span<const std::uint8_t> req) {
     // The first reply comes too late: the client has given up on it and resent the request.
     if (calls++ == 0) std::this_thread::sleep_for(std::chrono::milliseconds(400));
     return service.handle(req);
@@ -117,6 +117,7 @@ TEST_F(ProtocolTest, ClientRetriesAfterALostReplyWithoutASecondCharge) {
   EXPECT_EQ(reply->balance.minor, 3750);
   EXPECT_EQ(world.store().balance(card)->minor, 3750);
   EXPECT_EQ(world.store().ledger_check().first, 0);
+  EXPECT_TRUE(world.store().balances_match_ledger());
 }
 
 TEST_F(ProtocolTest, NoServiceMeansAClearErrorNotAHang) {
@@ -130,7 +131,7 @@ TEST_F(ProtocolTest, NoServiceMeansAClearErrorNotAHang) {
 TEST_F(ProtocolTest, ManyParallelClientsNeverOverdrawACard) {
   const auto card = register_card();
   ASSERT_TRUE(world.store().top_up(card, 1250 * 10, "visa", acquirer).ok());
-  net::ReplyServer server("tcp://127.0.0.1:*", [&](auto req) { return service.handle(req); });
+  net::ReplyServer server("tcp://127.0.0.1:*", [&](std::span<const std::uint8_t> req) { return service.handle(req); });
   std::atomic<bool> stop{false};
   std::thread t([&] { server.run(stop); });
   constexpr int kClients = 32;
@@ -151,6 +152,7 @@ TEST_F(ProtocolTest, ManyParallelClientsNeverOverdrawACard) {
   EXPECT_EQ(poor.load(), kClients - 10);
   EXPECT_EQ(world.store().balance(card)->minor, 0);
   EXPECT_EQ(world.store().ledger_check().first, 0);
+  EXPECT_TRUE(world.store().balances_match_ledger());
 }
 
 TEST(Money, ParseAmount) {

@@ -30,8 +30,13 @@ using Bytes = std::vector<std::uint8_t>;
 class ReplyServer {
  public:
   using Handler = std::function<Bytes(std::span<const std::uint8_t> request)>;
+  // Gets every request waiting at once (up to kMaxBatch) and returns one reply each, in order: lets
+  // a service commit a group of requests together before it answers any of them.
+  using BatchHandler = std::function<std::vector<Bytes>(const std::vector<std::span<const std::uint8_t>>& requests)>;
+  static constexpr std::size_t kMaxBatch = 64;
   // Binds at once; throws std::runtime_error naming the endpoint if it cannot.
   ReplyServer(const std::string& endpoint, Handler handler);
+  ReplyServer(const std::string& endpoint, BatchHandler handler);
   ReplyServer(const ReplyServer&) = delete;
   ReplyServer& operator=(const ReplyServer&) = delete;
   ~ReplyServer();
@@ -44,7 +49,7 @@ class ReplyServer {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
-  Handler handler_;
+  BatchHandler handler_;
   std::uint64_t served_ = 0;
 };
 

@@ -80,6 +80,10 @@ class EngineService {
   EngineService(EntitlementStore& store, FundingSource& funding) : store_(store), funding_(funding) {}
   // Never throws for bad input: every failure becomes an error reply.
   std::vector<std::uint8_t> handle(std::span<const std::uint8_t> request);
+  // Handles a group in one database transaction (each request in its own savepoint, so a refused
+  // one changes nothing) and returns the replies only after the commit: one disk sync for the group,
+  // and no reply for a change that is not yet durable.
+  std::vector<std::vector<std::uint8_t>> handle_batch(const std::vector<std::span<const std::uint8_t>>& requests);
 
  private:
   Result<std::vector<std::uint8_t>> dispatch(const Frame& frame);

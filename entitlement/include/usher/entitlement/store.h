@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -151,6 +152,11 @@ class EntitlementStore {
                               std::uint64_t now);
   // Sum of every posting in the ledger (0 when every transaction balances) and the number of postings.
   std::pair<std::int64_t, std::int64_t> ledger_check();
+  // True when every card's running balance equals the sum of its postings.
+  bool balances_match_ledger();
+
+  // Runs `work` inside one transaction and commits it; Errc::storage if the commit fails.
+  Status batch(const std::function<void()>& work);
 
   // Runs `work` once per request id: a retry with the same id gets the stored reply, no second effect.
   Result<std::vector<std::uint8_t>> once(std::span<const std::uint8_t> request_id,
@@ -164,13 +170,16 @@ class EntitlementStore {
   void load_signing_key();
   Secret<32> signing_private();
   static void create_schema(sql::Database& db);
-  Status queue_emm(std::uint32_t stb_id, std::vector<EmmItem> items, std::uint64_t carousel_until);
+  // Seals and queues an EMM for the carousel; returns its section.
+  Result<std::vector<std::uint8_t>> queue_emm(std::uint32_t stb_id, std::vector<EmmItem> items, std::uint64_t carousel_until);
   Secret<32> operator_private();
 
   sql::Database db_;
   std::uint16_t ca_system_id_;
   crypto::PublicKey operator_public_;
   crypto::PublicKey signing_public_{};
+  std::map<std::uint32_t, Key256> emm_keys_;   // per STB: X25519 + HKDF done once
+  std::optional<Secret<32>> signing_private_;  // cached after first use
 };
 
 // Reads an operator.pub file (hex X25519 public key and CA_system_id).
