@@ -33,7 +33,7 @@ asan: deps
 
 # Benchmarks: figures in Mbit/s of TS and as ratios to raw libdvbcsa measured in the same run.
 bench: build
-	./$(BUILD)/bench/usher_bench
+	./$(BUILD)/bench/usher_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 
 # libFuzzer targets (clang), each run for FUZZ_SECONDS.
 FUZZ_SECONDS ?= 30
