@@ -6,6 +6,7 @@
 #include "usher/core/zmq.h"
 #include "usher/entitlement/protocol.h"
 #include "usher/entitlement/store.h"
+#include "usher/headend/engine_link.h"
 
 namespace usher::cli {
 namespace {
@@ -24,6 +25,7 @@ constexpr const char* kUsage = R"(usher entitlement: the operator
   usher entitlement event add --id E --service N --start TIME --duration 90m --title T
                               --price 12.50 --currency EUR [--min-age 0] [--home DIR]
   usher entitlement event list [--home DIR]
+  usher entitlement headend add --file HEADEND_HOME/headend.pub [--home DIR]
   usher entitlement serve [--bind tcp://127.0.0.1:7700] [--home DIR]
       The engine as a ZeroMQ service for handsets (docs/protocol.md). Top-ups go to a test
       acquirer (declines references starting with "decline"). Stops on Ctrl-C / SIGTERM.
@@ -52,7 +54,7 @@ int cmd_entitlement(const std::vector<std::string>& argv) {
   const std::string sub = argv[0];
   std::vector<std::string> rest(argv.begin() + 1, argv.end());
   std::string object;
-  if ((sub == "service" || sub == "device" || sub == "event") && !rest.empty() && rest[0].rfind("--", 0) != 0) {
+  if ((sub == "service" || sub == "device" || sub == "event" || sub == "headend") && !rest.empty() && rest[0].rfind("--", 0) != 0) {
     object = rest[0];
     rest.erase(rest.begin());
   }
@@ -136,6 +138,13 @@ int cmd_entitlement(const std::vector<std::string>& argv) {
       std::printf("%6u  service %-5u %s  %6u s  %-12s %s\n", e.event_id, e.service_id, format_utc(e.start).c_str(),
                   e.duration, entitlement::format_money(e.price).c_str(), e.title.c_str());
     }
+    return 0;
+  }
+  if (sub == "headend" && object == "add") {
+    auto store = open(a);
+    auto f = need(headend::HeadendPublicFile::read(a.require("file")));
+    if (auto s = store.register_headend(f.headend_id, f.x25519_public); !s) throw std::runtime_error(s.error().message);
+    std::printf("headend %u registered\n", f.headend_id);
     return 0;
   }
   if (sub == "serve") {

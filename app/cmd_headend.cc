@@ -4,6 +4,7 @@
 
 #include "cli.h"
 #include "usher/core/log.h"
+#include "usher/headend/engine_link.h"
 #include "usher/headend/scrambler.h"
 
 namespace usher::cli {
@@ -11,10 +12,16 @@ namespace {
 
 constexpr const char* kUsage = R"(usher headend: the scrambler
 
+  usher headend init --id N --operator ENT_HOME/operator.pub [--home DIR]
+      Makes the headend's key pair (DIR defaults to usher-data/headend); register DIR/headend.pub
+      with `usher entitlement headend add --file DIR/headend.pub`.
   usher headend run --in SRC --out DST [options]
       SRC, DST: a file, - (stdin/stdout), or udp://host:port (multicast joined; UDP output is
       paced by the stream's PCRs).
-    --entitlement-home DIR   operator store with service keys and EMMs (default usher-data/entitlement)
+    --engine ENDPOINT        take keys, PPV events and EMMs from a running engine (ZeroMQ), with
+                             this headend's identity (--home DIR); keeps scrambling if it goes away
+    --entitlement-home DIR   or read them from the operator's store directly
+                             (default usher-data/entitlement)
     --services 1,2           service_ids (program_numbers) to scramble (default: all in the PAT)
     --crypto-period SECONDS  control word lifetime in stream time (default 10)
     --ecm-interval MS        ECM repetition (default 100)
@@ -32,7 +39,19 @@ int cmd_headend(const std::vector<std::string>& argv) {
   std::optional<Args> parsed;
   if (auto code = start_command(argv, kUsage, sub, parsed)) return *code;
   const Args& a = *parsed;
-  if (sub != "run") throw UsageError("unknown subcommand '" + sub + "' (run)");
+  if (sub == "init") {
+    const auto id = a.require_number("id");
+    if (id <= 0 || id > 0x7FFFFFFF) throw UsageError("--id must be from 1 to 2147483647");
+    auto op = entitlement::OperatorPublicFile::read(a.require("operator"));
+    if (!op) throw std::runtime_error(op.error().message);
+    const auto home = a.get("home", "usher-data/headend");
+    auto identity = headend::HeadendIdentity::init(home, static_cast<std::uint32_t>(id), *op);
+    if (!identity) throw std::runtime_error(identity.error().message);
+    std::printf("headend %lld initialised in %s; register it with: usher entitlement headend add --file %s/headend.pub\n",
+                static_cast<long long>(id), home.c_str(), home.c_str());
+    return 0;
+  }
+  if (sub != "run") throw UsageError("unknown subcommand '" + sub + "' (init, run)");
   Logger log("headend");
   headend::ScramblerConfig config;
   if (a.has("services")) {
@@ -60,15 +79,30 @@ int cmd_headend(const std::vector<std::string>& argv) {
     config.fixed_cws = std::move(cws.value());
     log.warn("fixed control words from ", a.get("cw-file"), ": test mode, not for broadcast");
   }
-  auto store_result = entitlement::EntitlementStore::open(a.get("entitlement-home", "usher-data/entitlement"));
-  if (!store_result) throw std::runtime_error(store_result.error().message);
-  auto& store = store_result.value();
-  headend::StoreKeySource keys(store);
-
-  config.ca_system_id = store.ca_system_id();
+  std::optional<entitlement::EntitlementStore> store;
+  std::unique_ptr<headend::KeySource> keys;
+  headend::EngineKeySource* engine = nullptr;
+  if (a.has("engine")) {
+    auto identity = headend::HeadendIdentity::open(a.get("home", "usher-data/headend"));
+    if (!identity) throw std::runtime_error(identity.error().message);
+    auto source = std::make_unique<headend::EngineKeySource>(a.get("engine"), *identity);
+    if (auto s = source->fetch(); !s) {
+      throw std::runtime_error("cannot get keys from the engine at " + a.get("engine") + ": " + s.error().message);
+    }
+    source->start();
+    engine = source.get();
+    config.ca_system_id = identity->ca_system_id();
+    keys = std::move(source);
+  } else {
+    auto opened = entitlement::EntitlementStore::open(a.get("entitlement-home", "usher-data/entitlement"));
+    if (!opened) throw std::runtime_error(opened.error().message);
+    store.emplace(std::move(opened.value()));
+    config.ca_system_id = store->ca_system_id();
+    keys = std::make_unique<headend::StoreKeySource>(*store);
+  }
   auto in = streams::open_source(a.require("in"), {std::chrono::milliseconds(a.number("idle-timeout", 0))});
   auto out = streams::open_sink(a.require("out"));
-  headend::Scrambler scrambler(std::move(config), keys);
+  headend::Scrambler scrambler(std::move(config), *keys);
   pump(
       *in, *out, [&](auto input, auto& output) { scrambler.process(input, output); },
       [&](auto& output) { scrambler.finish(output); },
@@ -93,6 +127,7 @@ int cmd_headend(const std::vector<std::string>& argv) {
                static_cast<unsigned long long>(s.csa_full_batches), static_cast<unsigned long long>(s.csa_partial_batches),
                static_cast<unsigned long long>(clock.bitrate()), clock.seconds(),
                static_cast<unsigned long long>(in->discarded_bytes()));
+  if (engine != nullptr && !engine->engine_reachable()) log.warn("finished while the engine was unreachable");
   if (s.services_scrambled == 0) {
     log.error("no service was scrambled (no PAT/PMT found, or --services matched nothing)");
     return 1;

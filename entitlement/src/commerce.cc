@@ -3,6 +3,7 @@
 #include <chrono>
 #include <string>
 
+#include "usher/core/bytes.h"
 #include "usher/entitlement/store.h"
 
 namespace usher::entitlement {
@@ -47,6 +48,129 @@ void EntitlementStore::load_signing_key() {
   ins.bind(1, pair.private_key.bytes()).bind(2, pair.public_key);
   ins.run();
   signing_public_ = pair.public_key;
+}
+
+namespace {
+std::vector<std::uint8_t> bundle_aad(std::uint32_t headend_id) {
+  ByteWriter w;
+  static constexpr std::uint8_t kDomain[] = {'u', 's', 'h', 'e', 'r', '-', 'k', 'e', 'y', 's', '-', 'v', '1'};
+  w.bytes(kDomain);
+  w.u32(headend_id);
+  return w.take();
+}
+}  // namespace
+
+std::vector<std::uint8_t> seal_key_bundle(const KeyBundle& b, const Key256& key, std::uint32_t headend_id) {
+  ByteWriter w;
+  w.u64(b.generated);
+  w.u16(static_cast<std::uint16_t>(b.services.size()));
+  for (const auto& s : b.services) {
+    w.u16(s.service_id);
+    w.u16(s.key_version);
+    w.bytes(s.key.bytes());
+  }
+  w.u16(static_cast<std::uint16_t>(b.events.size()));
+  for (const auto& e : b.events) {
+    w.u32(e.event_id);
+    w.u16(e.service_id);
+    w.u64(e.start);
+    w.u32(e.duration);
+    w.u8(e.min_age);
+    w.bytes(e.key.bytes());
+  }
+  auto plain = w.take();
+  std::array<std::uint8_t, crypto::kGcmNonceSize> nonce{};
+  crypto::random_bytes(nonce);
+  auto sealed = crypto::aead_seal(key, nonce, bundle_aad(headend_id), plain);
+  secure_zero(plain.data(), plain.size());
+  ByteWriter out;
+  out.bytes(nonce);
+  out.bytes(sealed);
+  return out.take();
+}
+
+Result<KeyBundle> open_key_bundle(std::span<const std::uint8_t> sealed, const Key256& key, std::uint32_t headend_id) {
+  if (sealed.size() < crypto::kGcmNonceSize + crypto::kGcmTagSize) return make_error(Errc::malformed, "key bundle too short");
+  std::span<const std::uint8_t, crypto::kGcmNonceSize> nonce(sealed.data(), crypto::kGcmNonceSize);
+  auto plain = crypto::aead_open(key, nonce, bundle_aad(headend_id), sealed.subspan(crypto::kGcmNonceSize));
+  if (!plain) return make_error(plain.error().code, "key bundle: " + plain.error().message);
+  ByteReader r(*plain);
+  KeyBundle b;
+  std::uint16_t n = 0;
+  r.u64(b.generated);
+  r.u16(n);
+  for (int i = 0; i < n && !r.failed(); ++i) {
+    KeyBundle::ServiceEntry s;
+    r.u16(s.service_id);
+    r.u16(s.key_version);
+    r.bytes(s.key.mutable_bytes());
+    b.services.push_back(std::move(s));
+  }
+  r.u16(n);
+  for (int i = 0; i < n && !r.failed(); ++i) {
+    KeyBundle::EventEntry e;
+    r.u32(e.event_id);
+    r.u16(e.service_id);
+    r.u64(e.start);
+    r.u32(e.duration);
+    r.u8(e.min_age);
+    r.bytes(e.key.mutable_bytes());
+    b.events.push_back(std::move(e));
+  }
+  const bool bad = r.failed() || r.remaining() != 0;
+  secure_zero(plain->data(), plain->size());
+  if (bad) return make_error(Errc::malformed, "key bundle has the wrong length");
+  return b;
+}
+
+Status EntitlementStore::register_headend(std::uint32_t headend_id, const crypto::PublicKey& pub) {
+  if (!crypto::x25519(operator_private(), pub)) return make_error(Errc::invalid_argument, "unusable headend key");
+  auto st = db_.prepare("INSERT INTO headends VALUES (?, ?, ?)");
+  st.bind(1, headend_id).bind(2, pub).bind(3, now_unix());
+  try {
+    st.run();
+  } catch (const std::exception&) {
+    return make_error(Errc::already_exists, "headend " + std::to_string(headend_id) + " is already registered");
+  }
+  return ok_status();
+}
+
+Result<std::vector<std::uint8_t>> EntitlementStore::sealed_key_bundle(std::uint32_t headend_id, std::uint64_t now,
+                                                                      std::uint64_t horizon) {
+  crypto::PublicKey pub{};
+  {
+    auto st = db_.prepare("SELECT x25519_public FROM headends WHERE headend_id = ?");
+    st.bind(1, headend_id);
+    if (!st.step()) return make_error(Errc::not_entitled, "headend " + std::to_string(headend_id) + " is not registered");
+    pub = blob32(st.column_blob(0));
+  }
+  auto key = derive_emm_key(operator_private(), pub, ca_system_id_, headend_id | 0x80000000u);
+  if (!key) return key.error();
+  KeyBundle b;
+  b.generated = now;
+  {
+    auto st = db_.prepare("SELECT service_id, key_version, service_key FROM services ORDER BY service_id");
+    while (st.step()) {
+      auto k = st.column_blob(2);
+      b.services.push_back({static_cast<std::uint16_t>(st.column_int(0)), static_cast<std::uint16_t>(st.column_int(1)),
+                            Key256(std::span<const std::uint8_t, 32>(k.data(), 32))});
+      secure_zero(k.data(), k.size());
+    }
+  }
+  {
+    auto st = db_.prepare(
+        "SELECT event_id, service_id, start, duration, min_age, event_key FROM events "
+        "WHERE start + duration > ? AND start < ? ORDER BY start");
+    st.bind(1, static_cast<std::int64_t>(now)).bind(2, static_cast<std::int64_t>(now + horizon));
+    while (st.step()) {
+      auto k = st.column_blob(5);
+      b.events.push_back({static_cast<std::uint32_t>(st.column_int(0)), static_cast<std::uint16_t>(st.column_int(1)),
+                          static_cast<std::uint64_t>(st.column_int(2)), static_cast<std::uint32_t>(st.column_int(3)),
+                          static_cast<std::uint8_t>(st.column_int(4)), Key256(std::span<const std::uint8_t, 32>(k.data(), 32))});
+      secure_zero(k.data(), k.size());
+    }
+  }
+  return seal_key_bundle(b, *key, headend_id);
 }
 
 Status EntitlementStore::batch(const std::function<void()>& work) {

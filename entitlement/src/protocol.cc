@@ -223,6 +223,24 @@ Result<std::vector<EventInfo>> decode_events(std::span<const std::uint8_t> body)
   return out;
 }
 
+std::vector<std::uint8_t> encode_sections(const std::vector<std::vector<std::uint8_t>>& sections) {
+  ByteWriter w;
+  w.u32(static_cast<std::uint32_t>(sections.size()));
+  for (const auto& s : sections) put_blob(w, s);
+  return w.take();
+}
+Result<std::vector<std::vector<std::uint8_t>>> decode_sections(std::span<const std::uint8_t> body) {
+  ByteReader r(body);
+  std::uint32_t n = 0;
+  std::vector<std::vector<std::uint8_t>> out;
+  if (!r.u32(n)) return bad("sections");
+  for (std::uint32_t i = 0; i < n; ++i) {
+    if (!get_blob(r, out.emplace_back())) return bad("sections");
+  }
+  if (!finished(r)) return bad("sections");
+  return out;
+}
+
 std::vector<std::uint8_t> EngineService::handle(std::span<const std::uint8_t> request) {
   auto frame = decode_frame(request);
   if (!frame) {
@@ -296,6 +314,18 @@ Result<std::vector<std::uint8_t>> EngineService::dispatch(const Frame& f) {
         return encode(BuyTicketReply{p->ticket.encode(), p->emm_section, p->balance});
       });
     }
+    case MessageType::headend_keys: {
+      ByteReader r(f.body);
+      std::uint32_t headend_id = 0;
+      if (!r.u32(headend_id) || !finished(r)) return bad("headend_keys");
+      auto sealed = store_.sealed_key_bundle(headend_id, now_unix());
+      if (!sealed) return sealed.error();
+      ByteWriter w;
+      put_blob(w, *sealed);
+      return w.take();
+    }
+    case MessageType::emm_carousel:
+      return encode_sections(store_.emm_sections(now_unix()));
   }
   return make_error(Errc::invalid_argument, "unknown message type " + std::to_string(f.type_or_status));
 }

@@ -158,6 +158,10 @@ void EntitlementStore::create_schema(sql::Database& db) {
       card_id INTEGER NOT NULL,
       status TEXT NOT NULL,
       ticket BLOB);
+    CREATE TABLE IF NOT EXISTS headends (
+      headend_id INTEGER PRIMARY KEY,
+      x25519_public BLOB NOT NULL,
+      registered INTEGER NOT NULL);
     CREATE TABLE IF NOT EXISTS requests (
       request_id BLOB PRIMARY KEY,
       reply BLOB NOT NULL,

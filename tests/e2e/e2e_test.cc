@@ -255,11 +255,14 @@ TEST_F(CliWorld, PayPerViewBoughtOnTheHandsetForOwnStbAndAsAGift) {
   EXPECT_NE(must("wallet tickets" + w).find("(gift), delivered"), std::string::npos);
   EXPECT_NE(must("stb tickets --home " + dir.file("stb-1002")).find("Final"), std::string::npos);
 
-  // The friend's STB (no subscription) watches exactly the event's window, judged by ECM time.
+  // The friend's STB (no subscription) watches exactly the event's window, judged by ECM time. The
+  // headend takes its keys, the event schedule and the EMMs from the running engine.
+  must("headend init --home " + dir.file("headend") + " --id 1 --operator " + ent() + "/operator.pub");
+  must("entitlement headend add --home " + ent() + " --file " + dir.file("headend") + "/headend.pub");
   const auto scrambled = dir.file("ppv.ts");
   for (auto [offset, expect_all] : {std::pair{10, true}, {-100, false}, {100, false}}) {
     SCOPED_TRACE(offset);
-    must("headend run --entitlement-home " + ent() + " --in " + source() + " --out " + scrambled +
+    must("headend run --engine " + engine + " --home " + dir.file("headend") + " --in " + source() + " --out " + scrambled +
          " --crypto-period 1 --start-time " + std::to_string(t + offset));
     auto out = must("stb run --home " + dir.file("stb-1002") + " --in " + scrambled + " --out " + dir.file("ppv-1002.ts"));
     if (expect_all) {

@@ -25,6 +25,8 @@ enum class MessageType : std::uint8_t {
   top_up = 3,
   balance = 4,
   buy_ticket = 5,
+  headend_keys = 6,   // u32 headend_id -> blob sealed key bundle
+  emm_carousel = 7,   // (empty) -> u32 count, blob section each
 };
 
 struct Frame {
@@ -73,6 +75,8 @@ Result<TopUpRequest> decode_top_up(std::span<const std::uint8_t> body);
 std::vector<std::uint8_t> encode_card(std::uint64_t card_id, const Money& balance);
 Result<std::pair<std::uint64_t, Money>> decode_card(std::span<const std::uint8_t> body);
 std::vector<std::uint8_t> encode_events(const std::vector<EventInfo>& events);
+std::vector<std::uint8_t> encode_sections(const std::vector<std::vector<std::uint8_t>>& sections);
+Result<std::vector<std::vector<std::uint8_t>>> decode_sections(std::span<const std::uint8_t> body);
 Result<std::vector<EventInfo>> decode_events(std::span<const std::uint8_t> body);
 
 class EngineService {

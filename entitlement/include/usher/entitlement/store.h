@@ -73,6 +73,29 @@ struct EventKey {
   Key256 key;
 };
 
+// What a headend needs to scramble: every service key and the PPV events of the coming days with
+// their keys. Sealed for one registered headend (seal_key_bundle) before it leaves the engine.
+struct KeyBundle {
+  struct ServiceEntry {
+    std::uint16_t service_id = 0;
+    std::uint16_t key_version = 0;
+    Key256 key;
+  };
+  struct EventEntry {
+    std::uint32_t event_id = 0;
+    std::uint16_t service_id = 0;
+    std::uint64_t start = 0;
+    std::uint32_t duration = 0;
+    std::uint8_t min_age = 0;
+    Key256 key;
+  };
+  std::uint64_t generated = 0;
+  std::vector<ServiceEntry> services;
+  std::vector<EventEntry> events;
+};
+std::vector<std::uint8_t> seal_key_bundle(const KeyBundle& bundle, const Key256& headend_key, std::uint32_t headend_id);
+Result<KeyBundle> open_key_bundle(std::span<const std::uint8_t> sealed, const Key256& headend_key, std::uint32_t headend_id);
+
 struct CardInfo {
   std::uint64_t card_id = 0;
   std::string account;
@@ -136,6 +159,13 @@ class EntitlementStore {
   Result<EventInfo> event(std::uint32_t event_id);
   // The PPV event on air on `service_id` at `time`, with the key its ECMs are sealed under.
   std::optional<EventKey> current_event(std::uint16_t service_id, std::uint64_t time);
+
+  // --- Headends ---
+  Status register_headend(std::uint32_t headend_id, const crypto::PublicKey& x25519_public);
+  // The key bundle for a registered headend, sealed for it (events ending after `now`, starting
+  // within `horizon` seconds).
+  Result<std::vector<std::uint8_t>> sealed_key_bundle(std::uint32_t headend_id, std::uint64_t now,
+                                                      std::uint64_t horizon = 7 * 86400);
 
   // --- Handsets, prepaid cards, ledger ---
   // Registers a handset's signing key for an account and issues it a prepaid card (balance 0).

@@ -1,0 +1,172 @@
+#include "usher/headend/engine_link.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "usher/core/hex.h"
+#include "usher/core/zmq.h"
+#include "usher/entitlement/protocol.h"
+
+namespace usher::headend {
+namespace fs = std::filesystem;
+
+Result<HeadendPublicFile> HeadendPublicFile::read(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return make_error(Errc::io, "cannot read headend identity file " + path);
+  std::map<std::string, std::string> kv;
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto eq = line.find('=');
+    if (eq != std::string::npos) kv[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  HeadendPublicFile f;
+  try {
+    f.headend_id = static_cast<std::uint32_t>(std::stoul(kv.at("headend_id")));
+  } catch (...) {
+    return make_error(Errc::malformed, path + ": missing or bad headend_id");
+  }
+  auto key = from_hex(kv["x25519"]);
+  if (!key || key->size() != 32) return make_error(Errc::malformed, path + ": x25519 must be 64 hex digits");
+  std::copy(key->begin(), key->end(), f.x25519_public.begin());
+  return f;
+}
+
+Result<HeadendIdentity> HeadendIdentity::init(const std::string& home, std::uint32_t headend_id,
+                                              const entitlement::OperatorPublicFile& op) {
+  std::error_code ec;
+  fs::create_directories(home, ec);
+  if (ec) return make_error(Errc::storage, "cannot create " + home + ": " + ec.message());
+  const auto path = (fs::path(home) / kDatabaseName).string();
+  if (fs::exists(path)) return make_error(Errc::already_exists, "a headend is already initialised in " + home);
+  const auto old_mask = ::umask(077);
+  auto db = sql::Database::open(path);
+  ::umask(old_mask);
+  if (!db) return db.error();
+  db->exec(
+      "CREATE TABLE identity (id INTEGER PRIMARY KEY CHECK (id = 1), headend_id INTEGER NOT NULL, "
+      "ca_system_id INTEGER NOT NULL, operator_x25519 BLOB NOT NULL, x25519_private BLOB NOT NULL)");
+  auto pair = crypto::X25519KeyPair::generate();
+  auto st = db->prepare("INSERT INTO identity VALUES (1, ?, ?, ?, ?)");
+  st.bind(1, headend_id).bind(2, op.ca_system_id).bind(3, op.x25519_public).bind(4, pair.private_key.bytes());
+  st.run();
+  std::ofstream pub(fs::path(home) / kPublicName, std::ios::trunc);
+  pub << "# Usher headend public identity: register it with `usher entitlement headend add`\n"
+      << "headend_id=" << headend_id << "\nx25519=" << to_hex(pair.public_key) << "\n";
+  if (!pub) return make_error(Errc::io, "cannot write headend.pub in " + home);
+  return open(home);
+}
+
+Result<HeadendIdentity> HeadendIdentity::open(const std::string& home) {
+  const auto path = (fs::path(home) / kDatabaseName).string();
+  if (!fs::exists(path)) {
+    return make_error(Errc::not_found, "no headend identity in " + home + " (run `usher headend init --home " + home + "`)");
+  }
+  auto db = sql::Database::open(path, false);
+  if (!db) return db.error();
+  auto st = db->prepare("SELECT headend_id, ca_system_id, operator_x25519, x25519_private FROM identity WHERE id = 1");
+  if (!st.step()) return make_error(Errc::storage, path + " has no identity");
+  const auto id = static_cast<std::uint32_t>(st.column_int(0));
+  const auto ca = static_cast<std::uint16_t>(st.column_int(1));
+  auto op_b = st.column_blob(2);
+  auto priv_b = st.column_blob(3);
+  if (op_b.size() != 32 || priv_b.size() != 32) return make_error(Errc::storage, path + " is corrupt");
+  crypto::PublicKey op{};
+  std::copy(op_b.begin(), op_b.end(), op.begin());
+  Secret<32> priv(std::span<const std::uint8_t, 32>(priv_b.data(), 32));
+  secure_zero(priv_b.data(), priv_b.size());
+  auto key = entitlement::derive_emm_key(priv, op, ca, id | 0x80000000u);
+  if (!key) return key.error();
+  return HeadendIdentity(id, ca, std::move(key.value()));
+}
+
+EngineKeySource::EngineKeySource(std::string endpoint, const HeadendIdentity& identity, std::chrono::milliseconds refresh,
+                                 std::chrono::milliseconds timeout)
+    : endpoint_(std::move(endpoint)), headend_id_(identity.headend_id()), bundle_key_(identity.bundle_key().clone()),
+      refresh_(refresh), timeout_(timeout) {}
+
+EngineKeySource::~EngineKeySource() {
+  stop_ = true;
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+Status EngineKeySource::fetch() {
+  net::RequestClient client(endpoint_, {timeout_, 1});
+  auto call = [&](entitlement::MessageType type, std::span<const std::uint8_t> body) -> Result<std::vector<std::uint8_t>> {
+    const auto id = entitlement::new_request_id();
+    auto reply = client.call(entitlement::encode_request(type, id, body));
+    if (!reply) return reply.error();
+    return entitlement::reply_body(*reply, id);
+  };
+  ByteWriter w;
+  w.u32(headend_id_);
+  auto keys = call(entitlement::MessageType::headend_keys, w.data());
+  if (!keys) return keys.error();
+  ByteReader r(*keys);
+  std::uint16_t n = 0;
+  std::span<const std::uint8_t> sealed;
+  if (!r.u16(n) || !r.view(n, sealed)) return make_error(Errc::malformed, "headend_keys reply: malformed");
+  auto bundle = entitlement::open_key_bundle(sealed, bundle_key_, headend_id_);
+  if (!bundle) return bundle.error();
+  auto emm_body = call(entitlement::MessageType::emm_carousel, {});
+  if (!emm_body) return emm_body.error();
+  auto emms = entitlement::decode_sections(*emm_body);
+  if (!emms) return emms.error();
+  std::lock_guard lock(mutex_);
+  bundle_ = std::move(bundle.value());
+  emms_ = std::move(emms.value());
+  ++refreshes_;
+  return ok_status();
+}
+
+void EngineKeySource::start() {
+  thread_ = std::thread([this] { loop(); });
+}
+
+void EngineKeySource::loop() {
+  reachable_ = true;
+  while (!stop_) {
+    {
+      std::unique_lock lock(wake_mutex_);
+      wake_.wait_for(lock, refresh_, [this] { return stop_.load(); });
+    }
+    if (stop_) break;
+    auto s = fetch();
+    if (!s && reachable_) {
+      std::lock_guard lock(mutex_);
+      log_.warn("engine at ", endpoint_, " unreachable (", s.error().message, "); scrambling on with ",
+                bundle_.services.size(), " service keys and ", bundle_.events.size(), " PPV events held");
+    } else if (s && !reachable_) {
+      log_.info("engine at ", endpoint_, " reachable again");
+    }
+    reachable_ = s.ok();
+  }
+}
+
+Result<entitlement::ServiceKey> EngineKeySource::service_key(std::uint16_t service_id) {
+  std::lock_guard lock(mutex_);
+  for (const auto& s : bundle_.services) {
+    if (s.service_id == service_id) return entitlement::ServiceKey{s.key_version, s.key.clone()};
+  }
+  return make_error(Errc::not_found, "the engine has no service " + std::to_string(service_id));
+}
+
+std::vector<std::vector<std::uint8_t>> EngineKeySource::emm_sections(std::uint64_t) {
+  std::lock_guard lock(mutex_);
+  return emms_;
+}
+
+std::optional<entitlement::EventKey> EngineKeySource::current_event(std::uint16_t service_id, std::uint64_t time) {
+  std::lock_guard lock(mutex_);
+  for (const auto& e : bundle_.events) {
+    if (e.service_id == service_id && e.start <= time && time < e.start + e.duration) {
+      return entitlement::EventKey{e.event_id, e.key.clone()};
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace usher::headend
