@@ -26,6 +26,9 @@ constexpr const char* kUsage = R"(usher entitlement: the operator
                               --price 12.50 --currency EUR [--min-age 0] [--home DIR]
   usher entitlement event list [--home DIR]
   usher entitlement headend add --file HEADEND_HOME/headend.pub [--home DIR]
+  usher entitlement tickets [--home DIR]
+  usher entitlement ticket revoke --ticket N [--refund] [--home DIR]
+      Withdraws a PPV ticket (refund, fraud) by EMM; --refund moves the price back to the card.
   usher entitlement serve [--bind tcp://127.0.0.1:7700] [--home DIR]
       The engine as a ZeroMQ service for handsets (docs/protocol.md). Top-ups go to a test
       acquirer (declines references starting with "decline"). Stops on Ctrl-C / SIGTERM.
@@ -54,11 +57,11 @@ int cmd_entitlement(const std::vector<std::string>& argv) {
   const std::string sub = argv[0];
   std::vector<std::string> rest(argv.begin() + 1, argv.end());
   std::string object;
-  if ((sub == "service" || sub == "device" || sub == "event" || sub == "headend") && !rest.empty() && rest[0].rfind("--", 0) != 0) {
+  if ((sub == "service" || sub == "device" || sub == "event" || sub == "headend" || sub == "ticket") && !rest.empty() && rest[0].rfind("--", 0) != 0) {
     object = rest[0];
     rest.erase(rest.begin());
   }
-  const Args a(rest, {});
+  const Args a(rest, {"refund"});
   if (a.help()) {
     std::fputs(kUsage, stdout);
     return 0;
@@ -145,6 +148,21 @@ int cmd_entitlement(const std::vector<std::string>& argv) {
     auto f = need(headend::HeadendPublicFile::read(a.require("file")));
     if (auto s = store.register_headend(f.headend_id, f.x25519_public); !s) throw std::runtime_error(s.error().message);
     std::printf("headend %u registered\n", f.headend_id);
+    return 0;
+  }
+  if (sub == "tickets") {
+    auto store = open(a);
+    for (const auto& t : store.tickets()) {
+      std::printf("ticket %llu: event %u, STB %u, card %llu, %s\n", static_cast<unsigned long long>(t.ticket_id), t.event_id,
+                  t.stb_id, static_cast<unsigned long long>(t.card_id), t.status.c_str());
+    }
+    return 0;
+  }
+  if (sub == "ticket" && object == "revoke") {
+    auto store = open(a);
+    const auto id = static_cast<std::uint64_t>(a.require_number("ticket"));
+    if (auto s = store.revoke_ticket(id, a.has("refund")); !s) throw std::runtime_error(s.error().message);
+    std::printf("ticket %llu revoked%s; EMM queued\n", static_cast<unsigned long long>(id), a.has("refund") ? " and refunded" : "");
     return 0;
   }
   if (sub == "serve") {

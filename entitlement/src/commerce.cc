@@ -401,6 +401,47 @@ Result<Purchase> EntitlementStore::buy_ticket(std::uint32_t event_id, std::uint3
   return p;
 }
 
+Status EntitlementStore::revoke_ticket(std::uint64_t ticket_id, bool refund) {
+  sql::Transaction tx(db_);
+  std::uint32_t stb_id = 0;
+  std::uint32_t event_id = 0;
+  std::uint64_t card_id = 0;
+  {
+    auto st = db_.prepare("SELECT stb_id, event_id, card_id, status FROM tickets WHERE ticket_id = ?");
+    st.bind(1, static_cast<std::int64_t>(ticket_id));
+    if (!st.step()) return make_error(Errc::not_found, "no ticket " + std::to_string(ticket_id));
+    if (st.column_text(3) == "revoked") return make_error(Errc::already_exists, "ticket " + std::to_string(ticket_id) + " is already revoked");
+    stb_id = static_cast<std::uint32_t>(st.column_int(0));
+    event_id = static_cast<std::uint32_t>(st.column_int(1));
+    card_id = static_cast<std::uint64_t>(st.column_int(2));
+  }
+  auto up = db_.prepare("UPDATE tickets SET status = 'revoked' WHERE ticket_id = ?");
+  up.bind(1, static_cast<std::int64_t>(ticket_id));
+  up.run();
+  if (refund) {
+    auto ev = event(event_id);
+    if (!ev) return ev.error();
+    post(db_, "refund", "ticket:" + std::to_string(ticket_id), kRevenueAccount, card_account(card_id), ev->price);
+  }
+  std::vector<EmmItem> items;
+  items.emplace_back(EmmTicketRevoke{ticket_id});
+  auto ev = event(event_id);
+  const std::uint64_t until = ev ? std::max<std::uint64_t>(ev->end(), static_cast<std::uint64_t>(now_unix())) + 86400 : 0;
+  if (auto s = queue_emm(stb_id, std::move(items), until); !s) return s.error();
+  tx.commit();
+  return ok_status();
+}
+
+std::vector<EntitlementStore::TicketRecord> EntitlementStore::tickets() {
+  std::vector<TicketRecord> out;
+  auto st = db_.prepare("SELECT ticket_id, event_id, stb_id, card_id, status FROM tickets ORDER BY ticket_id");
+  while (st.step()) {
+    out.push_back({static_cast<std::uint64_t>(st.column_int(0)), static_cast<std::uint32_t>(st.column_int(1)),
+                   static_cast<std::uint32_t>(st.column_int(2)), static_cast<std::uint64_t>(st.column_int(3)), st.column_text(4)});
+  }
+  return out;
+}
+
 bool EntitlementStore::balances_match_ledger() {
   auto st = db_.prepare(
       "SELECT COUNT(*) FROM cards c WHERE c.balance != "

@@ -11,6 +11,7 @@ namespace {
 constexpr std::uint8_t kItemGrant = 1;
 constexpr std::uint8_t kItemRevoke = 2;
 constexpr std::uint8_t kItemTicket = 3;
+constexpr std::uint8_t kItemTicketRevoke = 4;
 constexpr std::size_t kEcmHeaderSize = 1 + 2 + 2 + 4;  // version, service_id, key_version, event_id
 constexpr std::size_t kEmmHeaderSize = 1 + 4 + 8;      // version, stb_id, sequence
 constexpr std::size_t kMaxBody = 1021;                 // short private section limit we keep to
@@ -172,6 +173,10 @@ std::vector<std::uint8_t> encode_emm(const EmmContent& emm, const Key256& emm_ke
       plain.u16(static_cast<std::uint16_t>(t->ticket.size() + 32));
       plain.bytes(t->ticket);
       plain.bytes(t->event_key.bytes());
+    } else if (const auto* r = std::get_if<EmmTicketRevoke>(&item)) {
+      plain.u8(kItemTicketRevoke);
+      plain.u16(8);
+      plain.u64(r->ticket_id);
     }
   }
   auto p = plain.take();
@@ -231,6 +236,11 @@ Result<EmmContent> decode_emm(std::span<const std::uint8_t> section, const Key25
       t.ticket.assign(data.begin(), data.end() - 32);
       std::copy(data.end() - 32, data.end(), t.event_key.mutable_bytes().begin());
       emm.items.emplace_back(std::move(t));
+    } else if (type == kItemTicketRevoke) {
+      EmmTicketRevoke v;
+      item.u64(v.ticket_id);
+      if (item.failed() || item.remaining() != 0) return make_error(Errc::malformed, "EMM: ticket revoke item has the wrong length");
+      emm.items.emplace_back(v);
     }  // unknown item types are skipped: a newer engine may add some
   }
   const bool failed = r.failed() || r.remaining() != 0;

@@ -63,6 +63,8 @@ void SecureElement::create_schema(sql::Database& db) {
       event_key BLOB NOT NULL,
       status TEXT NOT NULL,
       received INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS revoked_tickets (
+      ticket_id INTEGER PRIMARY KEY);
     CREATE TABLE IF NOT EXISTS emm_applied (
       sequence INTEGER PRIMARY KEY,
       applied INTEGER NOT NULL);
@@ -162,6 +164,17 @@ Result<EmmOutcome> SecureElement::apply_emm(std::span<const std::uint8_t> sectio
       ++applied_items;
       continue;
     }
+    if (auto* r = std::get_if<entitlement::EmmTicketRevoke>(&item)) {
+      // Remembered even before the ticket itself arrives, so a late ticket is born revoked.
+      auto ins = db_.prepare("INSERT OR IGNORE INTO revoked_tickets VALUES (?)");
+      ins.bind(1, static_cast<std::int64_t>(r->ticket_id));
+      ins.run();
+      auto up = db_.prepare("UPDATE tickets SET status = 'revoked' WHERE ticket_id = ?");
+      up.bind(1, static_cast<std::int64_t>(r->ticket_id));
+      up.run();
+      ++applied_items;
+      continue;
+    }
     const std::uint16_t service = std::visit(
         [](const auto& i) -> std::uint16_t {
           if constexpr (requires { i.service_id; }) return i.service_id;
@@ -205,7 +218,9 @@ Status SecureElement::store_ticket(std::span<const std::uint8_t> bytes, const Ke
     return make_error(Errc::not_entitled, "ticket " + std::to_string(ticket->ticket_id) + " is bound to STB " +
                                               std::to_string(ticket->stb_id) + ", not this one");
   }
-  auto st = db_.prepare("INSERT OR IGNORE INTO tickets VALUES (?, ?, ?, ?, 'valid', ?)");
+  auto st = db_.prepare(
+      "INSERT OR IGNORE INTO tickets VALUES (?, ?, ?, ?, "
+      "CASE WHEN EXISTS (SELECT 1 FROM revoked_tickets WHERE ticket_id = ?1) THEN 'revoked' ELSE 'valid' END, ?)");
   st.bind(1, static_cast<std::int64_t>(ticket->ticket_id)).bind(2, ticket->event_id).bind(3, bytes)
       .bind(4, event_key.bytes()).bind(5, static_cast<std::int64_t>(ticket->issued));
   st.run();
@@ -216,10 +231,13 @@ Result<entitlement::EcmContent> SecureElement::open_ppv_ecm(std::span<const std:
                                                             const entitlement::EcmHeader& header) const {
   const std::string ev = "PPV event " + std::to_string(header.event_id);
   const HeldTicket* found = nullptr;
+  bool revoked = false;
   for (const auto& t : tickets_) {
-    if (t.ticket.event_id == header.event_id && t.status == "valid") found = &t;
+    if (t.ticket.event_id != header.event_id) continue;
+    if (t.status == "valid") found = &t;
+    if (t.status == "revoked") revoked = true;
   }
-  if (found == nullptr) return make_error(Errc::not_entitled, ev + ": no ticket on this STB");
+  if (found == nullptr) return make_error(Errc::not_entitled, ev + (revoked ? ": ticket revoked" : ": no ticket on this STB"));
   auto ecm = entitlement::decode_ecm(section, found->event_key);
   if (!ecm) return ecm.error();
   if (ecm->time_unix < found->ticket.valid_from || ecm->time_unix >= found->ticket.valid_until) {

@@ -194,3 +194,40 @@ TEST_F(CommerceTest, StbWatchesTheEventOnlyInsideItsWindowAndOnlyWithATicket) {
 
 }  // namespace
 }  // namespace usher::entitlement
+
+namespace usher::entitlement {
+namespace {
+
+TEST_F(CommerceTest, RevokedTicketIsRefundedAndRefusedByTheStbEvenIfTheRevokeComesFirst) {
+  ASSERT_TRUE(store().top_up(card.card_id, 5000, "visa-test", acquirer).ok());
+  auto p = store().buy_ticket(7, 1001, spend(7, 1001), kT0 - 600);
+  ASSERT_TRUE(p.ok());
+  ASSERT_TRUE(store().revoke_ticket(p->ticket.ticket_id, /*refund=*/true).ok());
+  EXPECT_EQ(store().revoke_ticket(p->ticket.ticket_id, true).error().code, Errc::already_exists);
+  EXPECT_EQ(store().revoke_ticket(999, true).error().code, Errc::not_found);
+  EXPECT_EQ(store().balance(card.card_id)->minor, 5000);
+  EXPECT_EQ(store().ledger_check().first, 0);
+  EXPECT_TRUE(store().balances_match_ledger());
+  EXPECT_EQ(store().tickets().at(0).status, "revoked");
+
+  // The revoke EMM reaches the STB before the ticket EMM (the carousel order is not guaranteed).
+  const auto carousel = store().emm_sections(kT0);
+  ASSERT_EQ(carousel.size(), 2u);
+  auto& se = world.stb(1001);
+  ASSERT_EQ(*se.apply_emm(carousel[1]), stb::EmmOutcome::applied);
+  ASSERT_EQ(*se.apply_emm(carousel[0]), stb::EmmOutcome::applied);
+  auto key = store().current_event(1, kT0 + 10).value();
+  EcmContent e;
+  e.service_id = 1;
+  e.key_version = 1;
+  e.event_id = 7;
+  e.time_unix = kT0 + 10;
+  e.even = ControlWord::random();
+  e.odd = ControlWord::random();
+  auto denied = se.open_ecm(encode_ecm(e, key.key));
+  ASSERT_FALSE(denied.ok());
+  EXPECT_NE(denied.error().message.find("ticket revoked"), std::string::npos) << denied.error().message;
+}
+
+}  // namespace
+}  // namespace usher::entitlement

@@ -73,7 +73,11 @@ struct EmmTicket {
   std::vector<std::uint8_t> ticket;
   Key256 event_key;
 };
-using EmmItem = std::variant<EmmGrant, EmmRevoke, EmmTicket>;
+// Withdraws a ticket (refund, fraud): the STB stops honouring it, even if it arrives later.
+struct EmmTicketRevoke {
+  std::uint64_t ticket_id = 0;
+};
+using EmmItem = std::variant<EmmGrant, EmmRevoke, EmmTicket, EmmTicketRevoke>;
 
 struct EmmContent {
   std::uint32_t stb_id = 0;

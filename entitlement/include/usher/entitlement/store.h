@@ -180,6 +180,18 @@ class EntitlementStore {
   // signature, a reused nonce, the wrong amount or payee, a balance too small, an event that is over.
   Result<Purchase> buy_ticket(std::uint32_t event_id, std::uint32_t stb_id, const SpendAuthorization& spend,
                               std::uint64_t now);
+  // Withdraws a ticket: marks it revoked, sends the STB an EMM saying so and, with `refund`, moves
+  // the price back to the card. Errc::not_found / Errc::already_exists (already revoked).
+  Status revoke_ticket(std::uint64_t ticket_id, bool refund);
+  struct TicketRecord {
+    std::uint64_t ticket_id = 0;
+    std::uint32_t event_id = 0;
+    std::uint32_t stb_id = 0;
+    std::uint64_t card_id = 0;
+    std::string status;
+  };
+  std::vector<TicketRecord> tickets();
+
   // Sum of every posting in the ledger (0 when every transaction balances) and the number of postings.
   std::pair<std::int64_t, std::int64_t> ledger_check();
   // True when every card's running balance equals the sum of its postings.
