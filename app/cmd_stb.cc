@@ -17,12 +17,14 @@ constexpr const char* kUsage = R"(usher stb: a set-top box
   usher stb init --id N --operator ENT_HOME/operator.pub [--home DIR]
       Makes the STB's identity and keys; writes DIR/stb.pub for the operator
       (`usher entitlement device add --stb-file DIR/stb.pub`).
-  usher stb run --in SRC --out DST [--home DIR] [--cw-file FILE] [--idle-timeout MS]
+  usher stb run --in SRC --out DST [--home DIR] [--cw-file FILE] [--idle-timeout MS] [--pin PIN]
       Descrambles what this STB is entitled to. SRC: file, - or udp://host:port.
       DST: file, -, udp://host:port, or `play` to watch it through GStreamer.
       Ends with a JSON line of counters on stderr.
   usher stb entitlements [--home DIR]
   usher stb tickets [--home DIR]
+  usher stb parental --pin NEW --max-age 12 [--current-pin OLD] [--home DIR]
+      Events rated above the limit play only after `stb run --pin`.
   usher stb link [--bind tcp://127.0.0.1:7801] [--home DIR]
       The local link a handset uses to hand over tickets (Bluetooth or NFC in a product).
 
@@ -44,6 +46,10 @@ int run(const Args& a) {
     auto opened = stb::SecureElement::open(home(a));
     if (!opened) throw std::runtime_error(opened.error().message);
     se.emplace(std::move(opened.value()));
+    if (a.has("pin")) {
+      if (!se->verify_pin(a.get("pin"))) throw std::runtime_error("wrong PIN: rated events stay locked");
+      config.parental_unlocked = true;
+    }
   }
   auto in = streams::open_source(a.require("in"), {std::chrono::milliseconds(a.number("idle-timeout", 0))});
   const std::string out_name = a.require("out");
@@ -110,6 +116,17 @@ int cmd_stb(const std::vector<std::string>& argv) {
     }
     return 0;
   }
+  if (sub == "parental") {
+    auto se = stb::SecureElement::open(home(a));
+    if (!se) throw std::runtime_error(se.error().message);
+    const auto age = a.require_number("max-age");
+    if (age < 0 || age > 255) throw UsageError("--max-age must be from 0 to 255");
+    if (auto s = se->set_parental(a.require("pin"), static_cast<std::uint8_t>(age), a.get("current-pin")); !s) {
+      throw std::runtime_error(s.error().message);
+    }
+    std::printf("parental limit %lld; rated events above it need the PIN\n", static_cast<long long>(age));
+    return 0;
+  }
   if (sub == "tickets") {
     auto se = stb::SecureElement::open(home(a));
     if (!se) throw std::runtime_error(se.error().message);
@@ -145,7 +162,7 @@ int cmd_stb(const std::vector<std::string>& argv) {
     server.run(stop_requested());
     return 0;
   }
-  throw UsageError("unknown subcommand '" + sub + "' (init, run, entitlements, tickets, link)");
+  throw UsageError("unknown subcommand '" + sub + "' (init, run, entitlements, tickets, link, parental)");
 }
 
 }  // namespace usher::cli

@@ -167,6 +167,15 @@ bool ed25519_verify(const PublicKey& public_key, std::span<const std::uint8_t> m
          EVP_DigestVerify(ctx.get(), sig.data(), sig.size(), message.data(), message.size()) == 1;
 }
 
+Key256 pbkdf2_sha256(std::string_view password, std::span<const std::uint8_t> salt, int iterations) {
+  Key256 out;
+  if (PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()), salt.data(), static_cast<int>(salt.size()),
+                        iterations, EVP_sha256(), 32, out.mutable_bytes().data()) != 1) {
+    die("PBKDF2");
+  }
+  return out;
+}
+
 Key256 hkdf_sha256(std::span<const std::uint8_t> ikm, std::span<const std::uint8_t> salt,
                    std::span<const std::uint8_t> info) {
   PkeyCtx ctx(EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, nullptr));

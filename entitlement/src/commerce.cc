@@ -250,11 +250,13 @@ Result<EventInfo> EntitlementStore::event(std::uint32_t event_id) {
 }
 
 std::optional<EventKey> EntitlementStore::current_event(std::uint16_t service_id, std::uint64_t time) {
-  auto st = db_.prepare("SELECT event_id, event_key FROM events WHERE service_id = ? AND start <= ? AND start + duration > ?");
+  auto st = db_.prepare(
+      "SELECT event_id, event_key, min_age FROM events WHERE service_id = ? AND start <= ? AND start + duration > ?");
   st.bind(1, service_id).bind(2, static_cast<std::int64_t>(time)).bind(3, static_cast<std::int64_t>(time));
   if (!st.step()) return std::nullopt;
   auto b = st.column_blob(1);
-  EventKey k{static_cast<std::uint32_t>(st.column_int(0)), Key256(std::span<const std::uint8_t, 32>(b.data(), 32))};
+  EventKey k{static_cast<std::uint32_t>(st.column_int(0)), Key256(std::span<const std::uint8_t, 32>(b.data(), 32)),
+             static_cast<std::uint8_t>(st.column_int(2))};
   secure_zero(b.data(), b.size());
   return k;
 }

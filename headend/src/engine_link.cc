@@ -163,7 +163,7 @@ std::optional<entitlement::EventKey> EngineKeySource::current_event(std::uint16_
   std::lock_guard lock(mutex_);
   for (const auto& e : bundle_.events) {
     if (e.service_id == service_id && e.start <= time && time < e.start + e.duration) {
-      return entitlement::EventKey{e.event_id, e.key.clone()};
+      return entitlement::EventKey{e.event_id, e.key.clone(), e.min_age};
     }
   }
   return std::nullopt;

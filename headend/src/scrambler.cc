@@ -158,6 +158,7 @@ void Scrambler::start_period(Service& s, std::uint64_t period) {
   auto event = keys_.current_event(s.service_id, ecm.time_unix);
   if (event) {
     ecm.event_id = event->event_id;
+    ecm.access.min_age = std::max(ecm.access.min_age, event->min_age);
     s.ecm_section = entitlement::encode_ecm(ecm, event->key);
   } else {
     s.ecm_section = entitlement::encode_ecm(ecm, s.key->key);

@@ -112,6 +112,12 @@ void Descrambler::on_ecm(Service& s, std::span<const std::uint8_t> section) {
     deny(s, "service " + std::to_string(s.service_id) + ": ECM is for service " + std::to_string(ecm->service_id));
     return;
   }
+  if (ecm->access.min_age > se_->parental_max_age() && !config_.parental_unlocked) {
+    deny(s, "service " + std::to_string(s.service_id) + ": rated " + std::to_string(ecm->access.min_age) +
+                "+, above this STB's parental limit of " + std::to_string(se_->parental_max_age()) +
+                "; enter the PIN (usher stb run --pin)");
+    return;
+  }
   if (!ecm->even.checksums_ok() || !ecm->odd.checksums_ok()) log_.debug("service ", s.service_id, ": CW checksum bytes differ from DVB practice");
   pipeline_.set_key(s.slot[0], ecm->even);
   pipeline_.set_key(s.slot[1], ecm->odd);

@@ -6,6 +6,8 @@
 #include <ctime>
 #include <filesystem>
 
+#include "usher/core/crypto.h"
+
 namespace usher::stb {
 namespace fs = std::filesystem;
 
@@ -63,6 +65,11 @@ void SecureElement::create_schema(sql::Database& db) {
       event_key BLOB NOT NULL,
       status TEXT NOT NULL,
       received INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS parental (
+      id INTEGER PRIMARY KEY CHECK (id = 1),
+      max_age INTEGER NOT NULL,
+      pin_salt BLOB NOT NULL,
+      pin_hash BLOB NOT NULL);
     CREATE TABLE IF NOT EXISTS revoked_tickets (
       ticket_id INTEGER PRIMARY KEY);
     CREATE TABLE IF NOT EXISTS emm_applied (
@@ -141,6 +148,10 @@ void SecureElement::load() {
     if (!ticket) continue;
     tickets_.push_back({std::move(ticket.value()), blob_secret(t.column_blob(1)), t.column_text(2)});
   }
+  {
+    auto p = db_.prepare("SELECT max_age FROM parental WHERE id = 1");
+    parental_max_age_ = p.step() ? static_cast<std::uint8_t>(p.column_int(0)) : 255;
+  }
   applied_.clear();
   auto a = db_.prepare("SELECT sequence FROM emm_applied");
   while (a.step()) applied_.insert(static_cast<std::uint64_t>(a.column_int(0)));
@@ -208,6 +219,34 @@ Result<EmmOutcome> SecureElement::apply_emm(std::span<const std::uint8_t> sectio
   tx.commit();
   load();
   return EmmOutcome::applied;
+}
+
+namespace {
+constexpr int kPinIterations = 20'000;
+}  // namespace
+
+bool SecureElement::verify_pin(const std::string& pin) {
+  auto st = db_.prepare("SELECT pin_salt, pin_hash FROM parental WHERE id = 1");
+  if (!st.step()) return true;  // no PIN set: nothing is locked
+  const auto salt = st.column_blob(0);
+  const auto hash = st.column_blob(1);
+  const auto computed = crypto::pbkdf2_sha256(pin, salt, kPinIterations);
+  return constant_time_equal(computed.bytes(), hash);
+}
+
+Status SecureElement::set_parental(const std::string& new_pin, std::uint8_t max_age, const std::string& current_pin) {
+  if (new_pin.size() < 4 || new_pin.size() > 12 || new_pin.find_first_not_of("0123456789") != std::string::npos) {
+    return make_error(Errc::invalid_argument, "the PIN must be 4 to 12 digits");
+  }
+  if (!verify_pin(current_pin)) return make_error(Errc::auth_failed, "wrong current PIN");
+  std::array<std::uint8_t, 16> salt{};
+  crypto::random_bytes(salt);
+  const auto hash = crypto::pbkdf2_sha256(new_pin, salt, kPinIterations);
+  auto st = db_.prepare("INSERT OR REPLACE INTO parental VALUES (1, ?, ?, ?)");
+  st.bind(1, max_age).bind(2, std::span<const std::uint8_t>(salt)).bind(3, hash.bytes());
+  st.run();
+  parental_max_age_ = max_age;
+  return ok_status();
 }
 
 Status SecureElement::store_ticket(std::span<const std::uint8_t> bytes, const Key256& event_key) {

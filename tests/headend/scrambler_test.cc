@@ -337,3 +337,57 @@ TEST(HostileSignalling, PidCollisionsAreIgnored) {
 
 }  // namespace
 }  // namespace usher
+
+namespace usher {
+namespace {
+
+TEST_F(BroadcastTest, RatedPpvEventNeedsTheParentalPin) {
+  world.add_service(1);
+  auto& kid = world.add_stb(1001);
+  entitlement::EventInfo e;
+  e.event_id = 9;
+  e.service_id = 1;
+  e.start = kStart - 60;
+  e.duration = 3600;
+  e.title = "Late Film";
+  e.min_age = 16;
+  e.price = {300, {'E', 'U', 'R'}};
+  ASSERT_TRUE(world.store().add_event(e).ok());
+  auto handset = crypto::Ed25519KeyPair::generate();
+  auto card = world.store().register_handset("parent", handset.public_key, {'E', 'U', 'R'}).value();
+  entitlement::TestAcquirer acquirer;
+  ASSERT_TRUE(world.store().top_up(card.card_id, 1000, "visa", acquirer).ok());
+  entitlement::SpendAuthorization spend;
+  spend.card_id = card.card_id;
+  spend.amount = e.price;
+  spend.payee = entitlement::payee_for(9, 1001);
+  crypto::random_bytes(spend.nonce);
+  spend.sign(handset.private_key);
+  ASSERT_TRUE(world.store().buy_ticket(9, 1001, spend, kStart - 120).ok());
+  EXPECT_EQ(kid.set_parental("123", 12, "").error().code, Errc::invalid_argument);
+  ASSERT_TRUE(kid.set_parental("4321", 12, "").ok());
+  EXPECT_EQ(kid.set_parental("9999", 18, "0000").error().code, Errc::auth_failed);
+  EXPECT_FALSE(kid.verify_pin("0000"));
+  EXPECT_TRUE(kid.verify_pin("4321"));
+
+  testing::SyntheticMuxOptions o;
+  o.seconds = 1.5;
+  const auto clear = testing::make_synthetic_mux(o);
+  headend::StoreKeySource keys(world.store());
+  headend::Scrambler scrambler(config(), keys);
+  const auto scrambled = scramble(scrambler, clear);
+  {
+    stb::Descrambler locked(&kid, {});
+    descramble(locked, scrambled);
+    EXPECT_EQ(locked.stats().packets_descrambled, 0u);
+    EXPECT_NE(locked.services().at(0).reason.find("parental limit of 12"), std::string::npos) << locked.services().at(0).reason;
+  }
+  stb::DescramblerConfig unlocked;
+  unlocked.parental_unlocked = true;
+  stb::Descrambler d(&kid, std::move(unlocked));
+  descramble(d, scrambled);
+  EXPECT_EQ(d.stats().packets_left_scrambled, 0u);
+}
+
+}  // namespace
+}  // namespace usher

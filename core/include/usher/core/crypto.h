@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "usher/core/result.h"
@@ -46,6 +47,9 @@ struct Ed25519KeyPair {
 };
 Signature ed25519_sign(const Secret<32>& private_key, std::span<const std::uint8_t> message);
 bool ed25519_verify(const PublicKey& public_key, std::span<const std::uint8_t> message, const Signature& sig);
+
+// PBKDF2-HMAC-SHA256 producing 32 bytes: for short secrets such as a parental PIN.
+Key256 pbkdf2_sha256(std::string_view password, std::span<const std::uint8_t> salt, int iterations);
 
 // HKDF-SHA256 producing a 32-byte key.
 Key256 hkdf_sha256(std::span<const std::uint8_t> ikm, std::span<const std::uint8_t> salt,

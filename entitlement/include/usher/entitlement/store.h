@@ -71,6 +71,7 @@ struct EventInfo {
 struct EventKey {
   std::uint32_t event_id = 0;
   Key256 key;
+  std::uint8_t min_age = 0;  // parental rating, carried in the ECM's access criteria
 };
 
 // What a headend needs to scramble: every service key and the PPV events of the coming days with

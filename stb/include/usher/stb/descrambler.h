@@ -26,6 +26,7 @@ namespace usher::stb {
 
 struct DescramblerConfig {
   std::optional<FixedControlWords> fixed_cws;  // test mode (--cw-file): no ECMs needed
+  bool parental_unlocked = false;              // the viewer entered the PIN for this session
 };
 
 struct DescramblerStats {

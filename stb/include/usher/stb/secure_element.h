@@ -57,6 +57,12 @@ class SecureElement {
   // Decrypts an ECM if this STB is entitled to its service at the ECM's broadcast time.
   Result<entitlement::EcmContent> open_ecm(std::span<const std::uint8_t> section) const;
 
+  // Parental control: events rated above `max_age` need the PIN. Changing it needs the current PIN
+  // once one is set. Errc::auth_failed for a wrong PIN.
+  Status set_parental(const std::string& new_pin, std::uint8_t max_age, const std::string& current_pin);
+  [[nodiscard]] bool verify_pin(const std::string& pin);
+  [[nodiscard]] std::uint8_t parental_max_age() const { return parental_max_age_; }
+
   // Re-reads entitlements and tickets stored by another process (the local link).
   void reload() { load(); }
   [[nodiscard]] std::vector<Entitlement> entitlements() const;
@@ -88,6 +94,7 @@ class SecureElement {
   crypto::PublicKey issuer_public_{};  // the operator's ticket-signing key
   std::map<std::uint16_t, Held> held_;
   std::vector<HeldTicket> tickets_;
+  std::uint8_t parental_max_age_ = 255;  // no limit until one is set
   std::set<std::uint64_t> applied_;
 };
 
