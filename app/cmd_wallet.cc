@@ -15,10 +15,11 @@ constexpr const char* kUsage = R"(usher wallet: a viewer's handset
   usher wallet topup --amount 20.00 [--funding test-visa] [--home DIR]
   usher wallet balance [--home DIR]
   usher wallet events [--home DIR]
-  usher wallet buy --event E --stb S [--link ENDPOINT] [--home DIR]
+  usher wallet buy --event E --stb S [--link ENDPOINT] [--deliver-at TIME] [--home DIR]
       Pays for event E for your STB S. The ticket reaches S on the broadcast (as an EMM); with
-      --link it is also handed to S at once over its local link (`usher stb link`).
-  usher wallet gift --event E --stb S [--link ENDPOINT] [--home DIR]
+      --link it is also handed to S at once over its local link (`usher stb link`). With
+      --deliver-at (F5) the ticket is bought now and reaches S at that time.
+  usher wallet gift --event E --stb S [--link ENDPOINT] [--deliver-at TIME] [--home DIR]
       The same for a friend's STB; with --link the friend's STB confirms delivery.
   usher wallet tickets [--home DIR]
 
@@ -76,11 +77,13 @@ int cmd_wallet(const std::vector<std::string>& argv) {
   if (sub == "buy" || sub == "gift") {
     const auto event = static_cast<std::uint32_t>(a.require_number("event"));
     const auto stb = static_cast<std::uint32_t>(a.require_number("stb"));
-    auto t = need(w.buy(event, stb, sub == "gift"));
+    const std::uint64_t deliver_at = a.has("deliver-at") ? parse_time(a.get("deliver-at")) : 0;
+    auto t = need(w.buy(event, stb, sub == "gift", deliver_at));
     print_ticket(t);
     std::printf("balance %s\n", entitlement::format_money(need(w.balance())).c_str());
+    if (deliver_at > unix_now()) std::printf("scheduled: delivered to STB %u at %s\n", stb, format_utc(deliver_at).c_str());
     if (a.has("link")) {
-      if (auto s = w.deliver(t.ticket.ticket_id, a.get("link")); !s) {
+      if (auto s = w.deliver(t.ticket.ticket_id, a.get("link"), unix_now()); !s) {
         std::printf("not delivered over the local link (%s); the STB will receive it on the broadcast\n",
                     s.error().message.c_str());
       } else {

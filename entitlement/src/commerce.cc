@@ -333,10 +333,13 @@ Result<Money> EntitlementStore::top_up(std::uint64_t card_id, std::int64_t amoun
 }
 
 Result<Purchase> EntitlementStore::buy_ticket(std::uint32_t event_id, std::uint32_t stb_id,
-                                              const SpendAuthorization& spend, std::uint64_t now) {
+                                              const SpendAuthorization& spend, std::uint64_t now, std::uint64_t deliver_at) {
   auto ev = event(event_id);
   if (!ev) return ev.error();
   if (now >= ev->end()) return make_error(Errc::not_entitled, "event " + std::to_string(event_id) + " is over");
+  if (deliver_at >= ev->end()) {
+    return make_error(Errc::invalid_argument, "delivery would come after event " + std::to_string(event_id) + " has ended");
+  }
   auto c = card(spend.card_id);
   if (!c) return c.error();
   if (!spend.verify(c->handset_public)) {
@@ -395,7 +398,7 @@ Result<Purchase> EntitlementStore::buy_ticket(std::uint32_t event_id, std::uint3
   if (!key) return make_error(Errc::storage, "event key missing for event " + std::to_string(event_id));
   std::vector<EmmItem> items;
   items.emplace_back(EmmTicket{encoded, key->key.clone()});
-  auto emm = queue_emm(stb_id, std::move(items), ev->end());
+  auto emm = queue_emm(stb_id, std::move(items), ev->end(), deliver_at);
   if (!emm) return emm.error();
   Purchase p{std::move(t), std::move(emm.value()), {}};
   tx.commit();

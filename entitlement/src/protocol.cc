@@ -118,6 +118,7 @@ std::vector<std::uint8_t> encode(const BuyTicketRequest& q) {
   w.u32(q.event_id);
   w.u32(q.stb_id);
   put_blob(w, q.spend.encode());
+  w.u64(q.deliver_at);
   return w.take();
 }
 Result<BuyTicketRequest> decode_buy_ticket(std::span<const std::uint8_t> body) {
@@ -126,7 +127,7 @@ Result<BuyTicketRequest> decode_buy_ticket(std::span<const std::uint8_t> body) {
   std::vector<std::uint8_t> spend;
   r.u32(q.event_id);
   r.u32(q.stb_id);
-  if (!get_blob(r, spend) || !finished(r)) return bad("buy_ticket");
+  if (!get_blob(r, spend) || !r.u64(q.deliver_at) || !finished(r)) return bad("buy_ticket");
   auto s = SpendAuthorization::decode(spend);
   if (!s) return s.error();
   q.spend = std::move(s.value());
@@ -309,7 +310,7 @@ Result<std::vector<std::uint8_t>> EngineService::dispatch(const Frame& f) {
       auto q = decode_buy_ticket(f.body);
       if (!q) return q.error();
       return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
-        auto p = store_.buy_ticket(q->event_id, q->stb_id, q->spend, now_unix());
+        auto p = store_.buy_ticket(q->event_id, q->stb_id, q->spend, now_unix(), q->deliver_at);
         if (!p) return p.error();
         return encode(BuyTicketReply{p->ticket.encode(), p->emm_section, p->balance});
       });

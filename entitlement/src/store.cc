@@ -171,6 +171,7 @@ void EntitlementStore::create_schema(sql::Database& db) {
       stb_id INTEGER NOT NULL,
       sequence INTEGER NOT NULL,
       carousel_until INTEGER NOT NULL,
+      carousel_from INTEGER NOT NULL DEFAULT 0,
       section BLOB NOT NULL,
       UNIQUE (stb_id, sequence));
   )");
@@ -283,7 +284,7 @@ std::vector<StbInfo> EntitlementStore::stbs() {
 }
 
 Result<std::vector<std::uint8_t>> EntitlementStore::queue_emm(std::uint32_t stb_id, std::vector<EmmItem> items,
-                                                             std::uint64_t carousel_until) {
+                                                             std::uint64_t carousel_until, std::uint64_t carousel_from) {
   auto st = db_.prepare("SELECT x25519_public, next_emm_sequence FROM stbs WHERE stb_id = ?");
   st.bind(1, stb_id);
   if (!st.step()) return make_error(Errc::not_found, "no STB " + std::to_string(stb_id) + " (register it first)");
@@ -297,8 +298,10 @@ Result<std::vector<std::uint8_t>> EntitlementStore::queue_emm(std::uint32_t stb_
   }
   EmmContent emm{stb_id, sequence, unix_now(), std::move(items)};
   const auto section = encode_emm(emm, cached->second);
-  auto ins = db_.prepare("INSERT INTO emm_queue (stb_id, sequence, carousel_until, section) VALUES (?, ?, ?, ?)");
-  ins.bind(1, stb_id).bind(2, static_cast<std::int64_t>(sequence)).bind(3, static_cast<std::int64_t>(carousel_until)).bind(4, section);
+  auto ins = db_.prepare(
+      "INSERT INTO emm_queue (stb_id, sequence, carousel_until, carousel_from, section) VALUES (?, ?, ?, ?, ?)");
+  ins.bind(1, stb_id).bind(2, static_cast<std::int64_t>(sequence)).bind(3, static_cast<std::int64_t>(carousel_until))
+      .bind(4, static_cast<std::int64_t>(carousel_from)).bind(5, section);
   ins.run();
   auto up = db_.prepare("UPDATE stbs SET next_emm_sequence = next_emm_sequence + 1 WHERE stb_id = ?");
   up.bind(1, stb_id);
@@ -375,7 +378,7 @@ std::vector<GrantInfo> EntitlementStore::grants() {
 
 std::vector<std::vector<std::uint8_t>> EntitlementStore::emm_sections(std::uint64_t now) {
   std::vector<std::vector<std::uint8_t>> out;
-  auto st = db_.prepare("SELECT section FROM emm_queue WHERE carousel_until >= ? ORDER BY id");
+  auto st = db_.prepare("SELECT section FROM emm_queue WHERE carousel_until >= ?1 AND carousel_from <= ?1 ORDER BY id");
   st.bind(1, static_cast<std::int64_t>(now));
   while (st.step()) out.push_back(st.column_blob(0));
   return out;

@@ -231,3 +231,20 @@ TEST_F(CommerceTest, RevokedTicketIsRefundedAndRefusedByTheStbEvenIfTheRevokeCom
 
 }  // namespace
 }  // namespace usher::entitlement
+
+namespace usher::entitlement {
+namespace {
+
+TEST_F(CommerceTest, ScheduledDeliveryJoinsTheCarouselAtItsTime) {
+  ASSERT_TRUE(store().top_up(card.card_id, 5000, "visa-test", acquirer).ok());
+  EXPECT_EQ(store().buy_ticket(7, 1001, spend(7, 1001), kT0 - 600, kT0 + 3600).error().code, Errc::invalid_argument);
+  auto p = store().buy_ticket(7, 1001, spend(7, 1001), kT0 - 600, kT0 - 100);
+  ASSERT_TRUE(p.ok());
+  EXPECT_TRUE(store().emm_sections(kT0 - 600).empty());
+  EXPECT_TRUE(store().emm_sections(kT0 - 101).empty());
+  ASSERT_EQ(store().emm_sections(kT0 - 100).size(), 1u);
+  EXPECT_EQ(store().emm_sections(kT0 - 100)[0], p->emm_section);
+}
+
+}  // namespace
+}  // namespace usher::entitlement

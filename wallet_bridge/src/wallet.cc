@@ -71,7 +71,8 @@ void create_schema(sql::Database& db) {
       ticket BLOB NOT NULL,
       emm_section BLOB NOT NULL,
       gift INTEGER NOT NULL,
-      delivered INTEGER NOT NULL DEFAULT 0);
+      delivered INTEGER NOT NULL DEFAULT 0,
+      deliver_at INTEGER NOT NULL DEFAULT 0);
   )");
 }
 crypto::PublicKey blob32(const std::vector<std::uint8_t>& b) {
@@ -142,7 +143,7 @@ Result<entitlement::Money> Wallet::top_up(std::int64_t amount_minor, const std::
 
 Result<std::vector<entitlement::EventInfo>> Wallet::events() { return client_->events(); }
 
-Result<OwnedTicket> Wallet::buy(std::uint32_t event_id, std::uint32_t stb_id, bool gift) {
+Result<OwnedTicket> Wallet::buy(std::uint32_t event_id, std::uint32_t stb_id, bool gift, std::uint64_t deliver_at) {
   auto events = client_->events();
   if (!events) return events.error();
   const entitlement::EventInfo* ev = nullptr;
@@ -156,25 +157,30 @@ Result<OwnedTicket> Wallet::buy(std::uint32_t event_id, std::uint32_t stb_id, bo
   spend.payee = entitlement::payee_for(event_id, stb_id);
   crypto::random_bytes(spend.nonce);
   spend.sign(handset_private());
-  auto reply = client_->buy_ticket({event_id, stb_id, spend});
+  auto reply = client_->buy_ticket({event_id, stb_id, spend, deliver_at});
   if (!reply) return reply.error();
   auto ticket = entitlement::Ticket::decode(reply->ticket);
   if (!ticket) return ticket.error();
   if (!ticket->verify(issuer_) || ticket->stb_id != stb_id || ticket->event_id != event_id) {
     return make_error(Errc::auth_failed, "the engine's ticket does not verify against the operator's key");
   }
-  auto st = db_.prepare("INSERT OR REPLACE INTO tickets VALUES (?, ?, ?, ?, 0)");
-  st.bind(1, static_cast<std::int64_t>(ticket->ticket_id)).bind(2, reply->ticket).bind(3, reply->emm_section).bind(4, gift ? 1 : 0);
+  auto st = db_.prepare("INSERT OR REPLACE INTO tickets VALUES (?, ?, ?, ?, 0, ?)");
+  st.bind(1, static_cast<std::int64_t>(ticket->ticket_id)).bind(2, reply->ticket).bind(3, reply->emm_section)
+      .bind(4, gift ? 1 : 0).bind(5, static_cast<std::int64_t>(deliver_at));
   st.run();
-  return OwnedTicket{std::move(ticket.value()), reply->emm_section, gift, false};
+  return OwnedTicket{std::move(ticket.value()), reply->emm_section, gift, false, deliver_at};
 }
 
-Status Wallet::deliver(std::uint64_t ticket_id, const std::string& link_endpoint) {
+Status Wallet::deliver(std::uint64_t ticket_id, const std::string& link_endpoint, std::uint64_t now) {
   std::vector<std::uint8_t> section;
   {
-    auto st = db_.prepare("SELECT emm_section FROM tickets WHERE ticket_id = ?");
+    auto st = db_.prepare("SELECT emm_section, deliver_at FROM tickets WHERE ticket_id = ?");
     st.bind(1, static_cast<std::int64_t>(ticket_id));
     if (!st.step()) return make_error(Errc::not_found, "this wallet has no ticket " + std::to_string(ticket_id));
+    if (static_cast<std::uint64_t>(st.column_int(1)) > now) {
+      return make_error(Errc::not_entitled, "ticket " + std::to_string(ticket_id) + " is scheduled for delivery at unix time " +
+                                                std::to_string(st.column_int(1)));
+    }
     section = st.column_blob(0);
   }
   net::RequestClient link(link_endpoint, {std::chrono::milliseconds(2000), 2});
@@ -196,11 +202,12 @@ Status Wallet::deliver(std::uint64_t ticket_id, const std::string& link_endpoint
 
 std::vector<OwnedTicket> Wallet::tickets() {
   std::vector<OwnedTicket> out;
-  auto st = db_.prepare("SELECT ticket, emm_section, gift, delivered FROM tickets ORDER BY ticket_id");
+  auto st = db_.prepare("SELECT ticket, emm_section, gift, delivered, deliver_at FROM tickets ORDER BY ticket_id");
   while (st.step()) {
     auto t = entitlement::Ticket::decode(st.column_blob(0));
     if (!t) continue;
-    out.push_back({std::move(t.value()), st.column_blob(1), st.column_int(2) != 0, st.column_int(3) != 0});
+    out.push_back({std::move(t.value()), st.column_blob(1), st.column_int(2) != 0, st.column_int(3) != 0,
+                   static_cast<std::uint64_t>(st.column_int(4))});
   }
   return out;
 }

@@ -47,6 +47,7 @@ struct BuyTicketRequest {
   std::uint32_t event_id = 0;
   std::uint32_t stb_id = 0;
   SpendAuthorization spend;
+  std::uint64_t deliver_at = 0;  // F5: broadcast delivery from this time (0 = at once)
 };
 struct BuyTicketReply {
   std::vector<std::uint8_t> ticket;       // Ticket::encode()

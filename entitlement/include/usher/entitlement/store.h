@@ -179,8 +179,9 @@ class EntitlementStore {
   // Pays for event `event_id` for STB `stb_id` with a spend authorization signed by the card's
   // handset, issues the ticket bound to that STB and queues its EMM. Refused with no change: a bad
   // signature, a reused nonce, the wrong amount or payee, a balance too small, an event that is over.
+  // With `deliver_at` (F5) the ticket's EMM joins the broadcast carousel only from that time.
   Result<Purchase> buy_ticket(std::uint32_t event_id, std::uint32_t stb_id, const SpendAuthorization& spend,
-                              std::uint64_t now);
+                              std::uint64_t now, std::uint64_t deliver_at = 0);
   // Withdraws a ticket: marks it revoked, sends the STB an EMM saying so and, with `refund`, moves
   // the price back to the card. Errc::not_found / Errc::already_exists (already revoked).
   Status revoke_ticket(std::uint64_t ticket_id, bool refund);
@@ -214,7 +215,8 @@ class EntitlementStore {
   Secret<32> signing_private();
   static void create_schema(sql::Database& db);
   // Seals and queues an EMM for the carousel; returns its section.
-  Result<std::vector<std::uint8_t>> queue_emm(std::uint32_t stb_id, std::vector<EmmItem> items, std::uint64_t carousel_until);
+  Result<std::vector<std::uint8_t>> queue_emm(std::uint32_t stb_id, std::vector<EmmItem> items, std::uint64_t carousel_until,
+                                              std::uint64_t carousel_from = 0);
   Secret<32> operator_private();
 
   sql::Database db_;

@@ -45,6 +45,7 @@ struct OwnedTicket {
   std::vector<std::uint8_t> emm_section;
   bool gift = false;
   bool delivered = false;  // the STB confirmed it over the local link
+  std::uint64_t deliver_at = 0;  // F5: not handed over before this time
 };
 
 class Wallet {
@@ -61,9 +62,11 @@ class Wallet {
   Result<entitlement::Money> top_up(std::int64_t amount_minor, const std::string& funding_reference);
   Result<std::vector<entitlement::EventInfo>> events();
   // Pays for `event_id` for STB `stb_id` and keeps the ticket (verified against the operator's key).
-  Result<OwnedTicket> buy(std::uint32_t event_id, std::uint32_t stb_id, bool gift);
+  // With `deliver_at`, the ticket reaches the STB at that time (broadcast from then; the wallet holds
+  // it back until then too).
+  Result<OwnedTicket> buy(std::uint32_t event_id, std::uint32_t stb_id, bool gift, std::uint64_t deliver_at = 0);
   // Hands the ticket's EMM to an STB's local link; marks it delivered when the STB has stored it.
-  Status deliver(std::uint64_t ticket_id, const std::string& link_endpoint);
+  Status deliver(std::uint64_t ticket_id, const std::string& link_endpoint, std::uint64_t now);
   std::vector<OwnedTicket> tickets();
 
  private:
