@@ -14,7 +14,8 @@ constexpr const char* kUsage = R"(usher streams: MPEG-TS tools
   usher streams generate --out FILE [--seconds 10] [--width 640 --height 360 --fps 25 --kbps 1500]
       Makes a real H.264 + AAC transport stream with GStreamer.
   usher streams info IN
-      Packets, PIDs, scrambled packets, PAT/PMT/CAT with CA descriptors, continuity errors.
+      Packets, PIDs, scrambled packets, PAT/PMT/CAT with CA descriptors, EIT present/following,
+      continuity errors.
       IN is a file, - (stdin) or udp://host:port.
 )";
 
@@ -81,6 +82,17 @@ int info(const Args& a) {
     if (auto* cat = std::get_if<streams::Cat>(&c)) {
       note("CAT version " + std::to_string(cat->version));
       describe_ca(cat->descriptors, "CAT");
+    }
+  });
+  asm_[streams::kEitPid] = std::make_unique<streams::SectionAssembler>([&](auto sec) {
+    auto e = streams::Eit::parse(sec);
+    if (auto* eit = std::get_if<streams::Eit>(&e)) {
+      for (const auto& ev : eit->events) {
+        note("EIT " + std::string(eit->section_number == 0 ? "present" : "following") + " service " +
+             std::to_string(eit->service_id) + ": event " + std::to_string(ev.event_id) + " '" +
+             streams::short_event_name(ev.descriptors) + "' " + format_utc(ev.start) + " for " + std::to_string(ev.duration) +
+             " s" + (ev.free_ca_mode ? ", scrambled" : ""));
+      }
     }
   });
   std::uint64_t total = 0;

@@ -19,7 +19,16 @@ class FixedKeys final : public usher::headend::KeySource {
   }
   std::optional<usher::entitlement::EventKey> current_event(std::uint16_t service_id, std::uint64_t time) override {
     if ((service_id + time) % 5 != 0) return std::nullopt;
-    return usher::entitlement::EventKey{7, usher::Key256{}};
+    return usher::entitlement::EventKey{7, usher::Key256{}, 12};
+  }
+  std::vector<usher::entitlement::EventInfo> schedule(std::uint16_t service_id, std::uint64_t time, std::size_t) override {
+    usher::entitlement::EventInfo e;
+    e.event_id = 7;
+    e.service_id = service_id;
+    e.start = time - time % 5;
+    e.duration = 5;
+    e.title = "fuzz";
+    return {e};
   }
 };
 }  // namespace

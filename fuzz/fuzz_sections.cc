@@ -19,6 +19,10 @@ void parse_all(std::span<const std::uint8_t> s) {
   if (auto pat = Pat::parse(s); auto* p = std::get_if<Pat>(&pat)) (void)p->serialize();
   if (auto cat = Cat::parse(s); auto* c = std::get_if<Cat>(&cat)) (void)find_ca_descriptors(c->descriptors);
   if (auto sdt = Sdt::parse(s); auto* d = std::get_if<Sdt>(&sdt)) (void)d->serialize();
+  if (auto eit = Eit::parse(s); auto* e = std::get_if<Eit>(&eit)) {
+    for (const auto& ev : e->events) (void)short_event_name(ev.descriptors);
+    (void)e->serialize();
+  }
 }
 }  // namespace
 

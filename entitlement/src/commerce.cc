@@ -77,6 +77,11 @@ std::vector<std::uint8_t> seal_key_bundle(const KeyBundle& b, const Key256& key,
     w.u32(e.duration);
     w.u8(e.min_age);
     w.bytes(e.key.bytes());
+    const auto n = std::min<std::size_t>(e.title.size(), 255);
+    w.u8(static_cast<std::uint8_t>(n));
+    w.bytes({reinterpret_cast<const std::uint8_t*>(e.title.data()), n});
+    w.u64(static_cast<std::uint64_t>(e.price.minor));
+    w.bytes({reinterpret_cast<const std::uint8_t*>(e.price.currency.data()), 3});
   }
   auto plain = w.take();
   std::array<std::uint8_t, crypto::kGcmNonceSize> nonce{};
@@ -115,6 +120,16 @@ Result<KeyBundle> open_key_bundle(std::span<const std::uint8_t> sealed, const Ke
     r.u32(e.duration);
     r.u8(e.min_age);
     r.bytes(e.key.mutable_bytes());
+    std::uint8_t n_title = 0;
+    std::span<const std::uint8_t> title;
+    std::uint64_t price = 0;
+    std::array<std::uint8_t, 3> cur{};
+    r.u8(n_title);
+    r.view(n_title, title);
+    r.u64(price);
+    r.bytes(cur);
+    e.title.assign(title.begin(), title.end());
+    e.price = {static_cast<std::int64_t>(price), {static_cast<char>(cur[0]), static_cast<char>(cur[1]), static_cast<char>(cur[2])}};
     b.events.push_back(std::move(e));
   }
   const bool bad = r.failed() || r.remaining() != 0;
@@ -159,14 +174,17 @@ Result<std::vector<std::uint8_t>> EntitlementStore::sealed_key_bundle(std::uint3
   }
   {
     auto st = db_.prepare(
-        "SELECT event_id, service_id, start, duration, min_age, event_key FROM events "
+        "SELECT event_id, service_id, start, duration, min_age, event_key, title, price_minor, currency FROM events "
         "WHERE start + duration > ? AND start < ? ORDER BY start");
     st.bind(1, static_cast<std::int64_t>(now)).bind(2, static_cast<std::int64_t>(now + horizon));
     while (st.step()) {
       auto k = st.column_blob(5);
-      b.events.push_back({static_cast<std::uint32_t>(st.column_int(0)), static_cast<std::uint16_t>(st.column_int(1)),
-                          static_cast<std::uint64_t>(st.column_int(2)), static_cast<std::uint32_t>(st.column_int(3)),
-                          static_cast<std::uint8_t>(st.column_int(4)), Key256(std::span<const std::uint8_t, 32>(k.data(), 32))});
+      const auto cur = st.column_text(8);
+      KeyBundle::EventEntry e{static_cast<std::uint32_t>(st.column_int(0)), static_cast<std::uint16_t>(st.column_int(1)),
+                              static_cast<std::uint64_t>(st.column_int(2)), static_cast<std::uint32_t>(st.column_int(3)),
+                              static_cast<std::uint8_t>(st.column_int(4)), Key256(std::span<const std::uint8_t, 32>(k.data(), 32)),
+                              st.column_text(6), Money{st.column_int(7), Currency{cur[0], cur[1], cur[2]}}};
+      b.events.push_back(std::move(e));
       secure_zero(k.data(), k.size());
     }
   }
@@ -196,6 +214,7 @@ Secret<32> EntitlementStore::signing_private() {
 
 Result<EventInfo> EntitlementStore::add_event(const EventInfo& e) {
   if (e.event_id == 0) return make_error(Errc::invalid_argument, "event id 0 means 'no event' in ECMs");
+  if (e.event_id > 0xFFFF) return make_error(Errc::invalid_argument, "event ids are 1 to 65535 (the EIT's event_id is 16 bits)");
   if (e.duration == 0) return make_error(Errc::invalid_argument, "an event needs a duration");
   if (e.price.minor < 0) return make_error(Errc::invalid_argument, "a price cannot be negative");
   if (!service_key(e.service_id)) return make_error(Errc::not_found, "no service " + std::to_string(e.service_id));

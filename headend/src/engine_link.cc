@@ -169,4 +169,22 @@ std::optional<entitlement::EventKey> EngineKeySource::current_event(std::uint16_
   return std::nullopt;
 }
 
+std::vector<entitlement::EventInfo> EngineKeySource::schedule(std::uint16_t service_id, std::uint64_t time, std::size_t count) {
+  std::lock_guard lock(mutex_);
+  std::vector<entitlement::EventInfo> out;
+  for (const auto& e : bundle_.events) {  // the bundle is ordered by start
+    if (e.service_id != service_id || e.start + e.duration <= time || out.size() >= count) continue;
+    entitlement::EventInfo info;
+    info.event_id = e.event_id;
+    info.service_id = e.service_id;
+    info.start = e.start;
+    info.duration = e.duration;
+    info.min_age = e.min_age;
+    info.title = e.title;
+    info.price = e.price;
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
 }  // namespace usher::headend

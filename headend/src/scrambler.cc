@@ -25,6 +25,8 @@ struct Scrambler::Service {
   std::vector<std::uint8_t> ecm_section;
   std::uint64_t next_ecm = 0;
   std::uint32_t event_id = 0;  // PPV event on air, 0 = none
+  std::vector<std::uint8_t> eit_content[2];  // last EIT p/f bodies sent, to bump the version on change
+  std::uint8_t eit_version = 0;
 };
 
 Scrambler::Scrambler(ScramblerConfig config, KeySource& keys)
@@ -94,6 +96,49 @@ void Scrambler::emit_cat() {
   cat.descriptors = input_cat_descriptors_;
   streams::append_ca_descriptor(cat.descriptors, {config_.ca_system_id, emm_pid_, {}});
   queue_section(cat_packetizer_, cat.serialize(), false);
+}
+
+void Scrambler::emit_eit(Service& s) {
+  const std::uint64_t now = broadcast_time();
+  const auto events = keys_.schedule(s.service_id, now, 2);
+  streams::Eit eit[2];
+  std::size_t next = 0;
+  for (int section = 0; section < 2; ++section) {
+    eit[section].service_id = s.service_id;
+    eit[section].section_number = static_cast<std::uint8_t>(section);
+    // Section 0: the event on air (if any); section 1: the one after it.
+    const bool on_air = next < events.size() && events[next].start <= now;
+    if (next < events.size() && (section == 1 || on_air)) {
+      const auto& e = events[next++];
+      streams::Eit::Event ev;
+      ev.event_id = static_cast<std::uint16_t>(e.event_id);
+      ev.start = e.start;
+      ev.duration = e.duration;
+      ev.running_status = section == 0 ? 4 : 1;
+      ev.free_ca_mode = true;
+      streams::append_short_event_descriptor(ev.descriptors, "eng", e.title, "Pay-per-view " + entitlement::format_money(e.price));
+      if (e.min_age > 0) streams::append_parental_rating_descriptor(ev.descriptors, "FRA", e.min_age);
+      eit[section].events.push_back(std::move(ev));
+    }
+  }
+  bool changed = false;
+  for (int section = 0; section < 2; ++section) {
+    eit[section].version = s.eit_version;
+    auto body = eit[section].serialize();
+    if (body != s.eit_content[section]) changed = true;
+  }
+  if (changed) {
+    s.eit_version = static_cast<std::uint8_t>((s.eit_version + 1) & 0x1F);
+    for (int section = 0; section < 2; ++section) {
+      eit[section].version = s.eit_version;
+      s.eit_content[section] = eit[section].serialize();
+    }
+  }
+  for (int section = 0; section < 2; ++section) {
+    eit[section].version = s.eit_version;
+    queue_section(eit_packetizer_, eit[section].serialize(), false);
+    ++stats_.eit_sections;
+  }
 }
 
 void Scrambler::on_cat(std::span<const std::uint8_t> section) {
@@ -235,6 +280,12 @@ void Scrambler::schedule(bool) {
     emit_cat();
     next_cat_ = now + ms_to_ticks(config_.cat_interval_ms);
   }
+  if (!input_has_eit_ && now >= next_eit_) {
+    for (auto& [pid, s] : services_by_pmt_pid_) {
+      if (s->active && !keys_.schedule(s->service_id, broadcast_time(), 1).empty()) emit_eit(*s);
+    }
+    next_eit_ = now + ms_to_ticks(config_.eit_interval_ms);
+  }
   if (!emm_carousel_.empty() && now >= next_emm_) {
     queue_section(*emm_packetizer_, emm_carousel_[emm_next_], false);
     emm_next_ = (emm_next_ + 1) % emm_carousel_.size();
@@ -263,6 +314,10 @@ void Scrambler::handle(const TsPacket& packet) {
   schedule(false);
 
   const std::uint16_t pid = packet.pid();
+  if (pid == streams::kEitPid && !input_has_eit_) {
+    input_has_eit_ = true;  // the input's own EIT wins; ours would clash on the PID
+    log_.info("the input carries an EIT: PPV events are not added to it");
+  }
   if (pid == streams::kPatPid) {
     pat_assembler_->feed(packet);
     emit_now(packet);

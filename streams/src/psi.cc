@@ -1,5 +1,7 @@
 #include "usher/streams/psi.h"
 
+#include <algorithm>
+
 namespace usher::streams {
 namespace {
 
@@ -170,6 +172,125 @@ std::vector<std::uint8_t> Sdt::serialize() const {
   h.table_id_extension = transport_stream_id;
   h.version = version;
   return build_long_section(h, body);
+}
+
+namespace {
+
+// Modified Julian Date and BCD time, as EN 300 468 Annex C encodes start_time.
+void put_mjd_utc(std::vector<std::uint8_t>& v, std::uint64_t unix_seconds) {
+  const std::uint64_t days = unix_seconds / 86400;
+  const std::uint64_t secs = unix_seconds % 86400;
+  put16(v, static_cast<std::uint16_t>(days + 40587));  // MJD of 1970-01-01
+  auto bcd = [](std::uint64_t x) { return static_cast<std::uint8_t>(((x / 10) << 4) | (x % 10)); };
+  v.push_back(bcd(secs / 3600));
+  v.push_back(bcd(secs / 60 % 60));
+  v.push_back(bcd(secs % 60));
+}
+bool bcd_ok(std::uint8_t b) { return (b >> 4) <= 9 && (b & 0x0F) <= 9; }
+std::uint32_t from_bcd(std::uint8_t b) { return static_cast<std::uint32_t>((b >> 4) * 10 + (b & 0x0F)); }
+void put_bcd_duration(std::vector<std::uint8_t>& v, std::uint32_t seconds) {
+  seconds = std::min<std::uint32_t>(seconds, 99 * 3600 + 59 * 60 + 59);
+  auto bcd = [](std::uint32_t x) { return static_cast<std::uint8_t>(((x / 10) << 4) | (x % 10)); };
+  v.push_back(bcd(seconds / 3600));
+  v.push_back(bcd(seconds / 60 % 60));
+  v.push_back(bcd(seconds % 60));
+}
+
+}  // namespace
+
+Parsed<Eit> Eit::parse(std::span<const std::uint8_t> section) {
+  auto s = long_section(section, kTableEitPfActual);
+  if (auto* e = std::get_if<ParseError>(&s)) return *e;
+  const auto& v = std::get<SectionView>(s);
+  const auto b = v.body;
+  if (b.size() < 6) return ParseError::truncated;
+  Eit eit;
+  eit.service_id = v.header.table_id_extension;
+  eit.version = v.header.version;
+  eit.section_number = v.header.section_number;
+  eit.transport_stream_id = get16(b, 0);
+  eit.original_network_id = get16(b, 2);
+  std::size_t pos = 6;
+  while (pos < b.size()) {
+    if (b.size() - pos < 12) return ParseError::truncated;
+    Event e;
+    e.event_id = get16(b, pos);
+    const std::uint64_t mjd = get16(b, pos + 2);
+    for (std::size_t i = 4; i < 10; ++i) {
+      if (!bcd_ok(b[pos + i])) return ParseError::bad_syntax;
+    }
+    if (mjd < 40587) return ParseError::bad_syntax;
+    e.start = (mjd - 40587) * 86400 + from_bcd(b[pos + 4]) * 3600 + from_bcd(b[pos + 5]) * 60 + from_bcd(b[pos + 6]);
+    e.duration = from_bcd(b[pos + 7]) * 3600 + from_bcd(b[pos + 8]) * 60 + from_bcd(b[pos + 9]);
+    e.running_status = static_cast<std::uint8_t>(b[pos + 10] >> 5);
+    e.free_ca_mode = (b[pos + 10] & 0x10) != 0;
+    const std::size_t len = get16(b, pos + 10) & 0x0FFF;
+    if (pos + 12 + len > b.size()) return ParseError::truncated;
+    const auto d = b.subspan(pos + 12, len);
+    if (!descriptor_loop_ok(d)) return ParseError::bad_syntax;
+    e.descriptors.assign(d.begin(), d.end());
+    eit.events.push_back(std::move(e));
+    pos += 12 + len;
+  }
+  return eit;
+}
+
+std::vector<std::uint8_t> Eit::serialize() const {
+  std::vector<std::uint8_t> body;
+  put16(body, transport_stream_id);
+  put16(body, original_network_id);
+  body.push_back(1);                  // segment_last_section_number
+  body.push_back(kTableEitPfActual);  // last_table_id
+  for (const auto& e : events) {
+    put16(body, e.event_id);
+    put_mjd_utc(body, e.start);
+    put_bcd_duration(body, e.duration);
+    put16(body, static_cast<std::uint16_t>((e.running_status & 0x07) << 13 | (e.free_ca_mode ? 0x1000 : 0) |
+                                           (e.descriptors.size() & 0x0FFF)));
+    body.insert(body.end(), e.descriptors.begin(), e.descriptors.end());
+  }
+  SectionHeader h;
+  h.table_id = kTableEitPfActual;
+  h.table_id_extension = service_id;
+  h.version = version;
+  h.section_number = section_number;
+  h.last_section_number = 1;
+  return build_long_section(h, body);
+}
+
+void append_short_event_descriptor(std::vector<std::uint8_t>& loop, const std::string& language, const std::string& name,
+                                   const std::string& text) {
+  const std::size_t n = std::min<std::size_t>(name.size(), 120);
+  const std::size_t t = std::min<std::size_t>(text.size(), 250 - 5 - n);
+  loop.push_back(kTagShortEventDescriptor);
+  loop.push_back(static_cast<std::uint8_t>(3 + 1 + n + 1 + t));
+  for (int i = 0; i < 3; ++i) loop.push_back(static_cast<std::uint8_t>(i < static_cast<int>(language.size()) ? language[static_cast<std::size_t>(i)] : ' '));
+  loop.push_back(static_cast<std::uint8_t>(n));
+  loop.insert(loop.end(), name.begin(), name.begin() + static_cast<std::ptrdiff_t>(n));
+  loop.push_back(static_cast<std::uint8_t>(t));
+  loop.insert(loop.end(), text.begin(), text.begin() + static_cast<std::ptrdiff_t>(t));
+}
+
+std::string short_event_name(std::span<const std::uint8_t> loop) {
+  std::size_t pos = 0;
+  while (pos + 2 <= loop.size()) {
+    const std::size_t len = loop[pos + 1];
+    if (pos + 2 + len > loop.size()) break;
+    if (loop[pos] == kTagShortEventDescriptor && len >= 5) {
+      const std::size_t n = loop[pos + 5];
+      if (6 + n <= 2 + len) return std::string(loop.begin() + static_cast<std::ptrdiff_t>(pos + 6),
+                                               loop.begin() + static_cast<std::ptrdiff_t>(pos + 6 + n));
+    }
+    pos += 2 + len;
+  }
+  return {};
+}
+
+void append_parental_rating_descriptor(std::vector<std::uint8_t>& loop, const std::string& country, std::uint8_t min_age) {
+  loop.push_back(kTagParentalRatingDescriptor);
+  loop.push_back(4);
+  for (int i = 0; i < 3; ++i) loop.push_back(static_cast<std::uint8_t>(i < static_cast<int>(country.size()) ? country[static_cast<std::size_t>(i)] : ' '));
+  loop.push_back(static_cast<std::uint8_t>(min_age >= 4 && min_age <= 18 ? min_age - 3 : 0));
 }
 
 std::vector<CaDescriptor> find_ca_descriptors(std::span<const std::uint8_t> loop) {

@@ -391,3 +391,50 @@ TEST_F(BroadcastTest, RatedPpvEventNeedsTheParentalPin) {
 
 }  // namespace
 }  // namespace usher
+
+namespace usher {
+namespace {
+
+TEST_F(BroadcastTest, EitSignalsThePpvEventWithTheEcmsEventId) {
+  world.add_service(1);
+  entitlement::EventInfo e;
+  e.event_id = 4242;
+  e.service_id = 1;
+  e.start = kStart - 30;
+  e.duration = 600;
+  e.title = "Derby";
+  e.price = {499, {'E', 'U', 'R'}};
+  ASSERT_TRUE(world.store().add_event(e).ok());
+  e.event_id = 70000;
+  e.start = kStart + 3600;
+  EXPECT_EQ(world.store().add_event(e).error().code, Errc::invalid_argument);  // EIT ids are 16 bits
+  e.event_id = 4243;
+  e.title = "Late Show";
+  ASSERT_TRUE(world.store().add_event(e).ok());
+  testing::SyntheticMuxOptions o;
+  o.seconds = 2.5;
+  const auto clear = testing::make_synthetic_mux(o);
+  headend::StoreKeySource keys(world.store());
+  headend::Scrambler scrambler(config(), keys);
+  const auto scrambled = scramble(scrambler, clear);
+  const auto eits = sections_on(scrambled, streams::kEitPid);
+  ASSERT_GE(eits.size(), 2u);
+  auto present = std::get<streams::Eit>(streams::Eit::parse(eits[0]));
+  auto following = std::get<streams::Eit>(streams::Eit::parse(eits[1]));
+  ASSERT_EQ(present.events.size(), 1u);
+  EXPECT_EQ(present.events[0].event_id, 4242);
+  EXPECT_EQ(present.events[0].running_status, 4);
+  EXPECT_EQ(streams::short_event_name(present.events[0].descriptors), "Derby");
+  ASSERT_EQ(following.events.size(), 1u);
+  EXPECT_EQ(following.events[0].event_id, 4243);
+  const auto ecms = sections_on(scrambled, 0x1FE0);
+  ASSERT_FALSE(ecms.empty());
+  EXPECT_EQ(entitlement::peek_ecm(ecms[0])->event_id, 4242u);
+  // ffmpeg's demuxer still reads the multiplex.
+  streams::ContinuityChecker cc;
+  for (const auto& p : scrambled) cc.check(p);
+  EXPECT_EQ(cc.errors(), 0u);
+}
+
+}  // namespace
+}  // namespace usher

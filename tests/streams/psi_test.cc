@@ -98,3 +98,48 @@ TEST(Sdt, RoundTrip) {
 
 }  // namespace
 }  // namespace usher::streams
+
+namespace usher::streams {
+namespace {
+
+TEST(Eit, PresentFollowingRoundTripWithMjdAndBcd) {
+  Eit eit;
+  eit.service_id = 3;
+  eit.version = 5;
+  Eit::Event e;
+  e.event_id = 0xBEEF;
+  e.start = 1'795'000'000;  // 2026-11-18T11:06:40Z, MJD 61362
+  e.duration = 2 * 3600 + 5 * 60 + 9;
+  e.running_status = 4;
+  e.free_ca_mode = true;
+  append_short_event_descriptor(e.descriptors, "eng", "Cup Final", "Pay-per-view");
+  append_parental_rating_descriptor(e.descriptors, "FRA", 12);
+  eit.events.push_back(e);
+  const auto bytes = eit.serialize();
+  // start_time: MJD then BCD hh mm ss, as EN 300 468 Annex C gives it.
+  EXPECT_EQ(bytes[16], 0xEF);
+  EXPECT_EQ(bytes[17], 0xB2);
+  EXPECT_EQ(bytes[18], 0x11);
+  EXPECT_EQ(bytes[19], 0x06);
+  EXPECT_EQ(bytes[20], 0x40);
+  auto parsed = Eit::parse(bytes);
+  ASSERT_TRUE(std::holds_alternative<Eit>(parsed));
+  const auto& back = std::get<Eit>(parsed);
+  ASSERT_EQ(back.events.size(), 1u);
+  EXPECT_EQ(back.events[0].event_id, 0xBEEF);
+  EXPECT_EQ(back.events[0].start, e.start);
+  EXPECT_EQ(back.events[0].duration, e.duration);
+  EXPECT_TRUE(back.events[0].free_ca_mode);
+  EXPECT_EQ(short_event_name(back.events[0].descriptors), "Cup Final");
+  auto bad = bytes;
+  bad[19] = 0x4A;  // not BCD (the CRC is recomputed so that only the BCD check can refuse it)
+  SectionHeader h;
+  h.table_id = kTableEitPfActual;
+  h.table_id_extension = 3;
+  h.last_section_number = 1;
+  parsed = Eit::parse(build_long_section(h, std::span(bad).subspan(8, bad.size() - 12)));
+  EXPECT_EQ(std::get<ParseError>(parsed), ParseError::bad_syntax);
+}
+
+}  // namespace
+}  // namespace usher::streams

@@ -89,6 +89,8 @@ struct KeyBundle {
     std::uint32_t duration = 0;
     std::uint8_t min_age = 0;
     Key256 key;
+    std::string title;
+    Money price;
   };
   std::uint64_t generated = 0;
   std::vector<ServiceEntry> services;

@@ -65,6 +65,7 @@ class EngineKeySource final : public KeySource {
   Result<entitlement::ServiceKey> service_key(std::uint16_t service_id) override;
   std::vector<std::vector<std::uint8_t>> emm_sections(std::uint64_t now_unix) override;
   std::optional<entitlement::EventKey> current_event(std::uint16_t service_id, std::uint64_t time) override;
+  std::vector<entitlement::EventInfo> schedule(std::uint16_t service_id, std::uint64_t time, std::size_t count) override;
 
   [[nodiscard]] bool engine_reachable() const { return reachable_; }
   [[nodiscard]] std::uint64_t refreshes() const { return refreshes_; }

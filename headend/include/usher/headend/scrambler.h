@@ -8,6 +8,8 @@
 //    CW announced in the ECM of the current period;
 //  - one ECM PID per scrambled service, its ECM repeated every ecm_interval; while a PPV event is
 //    on air the ECM names the event and is sealed under the event's key (only ticket holders open it);
+//  - EIT present/following on PID 0x12 for the scrambled services with PPV events (same event ids
+//    as their ECMs), unless the input carries its own EIT;
 //  - the PMT of each scrambled service rewritten with a CA_descriptor (version + 1, new CRC), a CAT
 //    whose CA_descriptor points at the EMM PID, and the EMM carousel on that PID.
 //
@@ -48,6 +50,8 @@ class KeySource {
   virtual std::vector<std::vector<std::uint8_t>> emm_sections(std::uint64_t now_unix) = 0;
   // The PPV event on air on a service at a broadcast time, whose key seals the ECMs meanwhile.
   virtual std::optional<entitlement::EventKey> current_event(std::uint16_t service_id, std::uint64_t time) = 0;
+  // The PPV events of a service that end after `time`, earliest first, at most `count` (for the EIT).
+  virtual std::vector<entitlement::EventInfo> schedule(std::uint16_t service_id, std::uint64_t time, std::size_t count) = 0;
 };
 
 class StoreKeySource final : public KeySource {
@@ -57,6 +61,13 @@ class StoreKeySource final : public KeySource {
   std::vector<std::vector<std::uint8_t>> emm_sections(std::uint64_t now) override { return store_.emm_sections(now); }
   std::optional<entitlement::EventKey> current_event(std::uint16_t service_id, std::uint64_t time) override {
     return store_.current_event(service_id, time);
+  }
+  std::vector<entitlement::EventInfo> schedule(std::uint16_t service_id, std::uint64_t time, std::size_t count) override {
+    std::vector<entitlement::EventInfo> out;
+    for (auto& e : store_.events()) {
+      if (e.service_id == service_id && e.end() > time && out.size() < count) out.push_back(std::move(e));
+    }
+    return out;
   }
 
  private:
@@ -70,6 +81,7 @@ struct ScramblerConfig {
   std::uint32_t ecm_interval_ms = 100;
   std::uint32_t cat_interval_ms = 500;
   std::uint32_t emm_interval_ms = 50;      // one EMM section per interval from the carousel
+  std::uint32_t eit_interval_ms = 2000;    // EIT present/following repetition
   std::uint16_t emm_pid = 0x1FF0;          // moved down to a free PID if the input uses it
   std::uint16_t ecm_pid_base = 0x1FE0;     // first ECM PID; one per service, downwards
   std::optional<FixedControlWords> fixed_cws;  // test mode (--cw-file)
@@ -89,6 +101,7 @@ struct ScramblerStats {
   std::uint64_t nulls_replaced = 0;
   std::uint64_t packets_added = 0;
   std::uint64_t crypto_periods = 0;
+  std::uint64_t eit_sections = 0;
   std::uint64_t services_scrambled = 0;
   std::uint64_t csa_full_batches = 0;
   std::uint64_t csa_partial_batches = 0;
@@ -128,6 +141,7 @@ class Scrambler {
   void on_cat(std::span<const std::uint8_t> section);
   void schedule(bool force);
   void emit_cat();
+  void emit_eit(Service& s);
   void emit_ecm(Service& s, bool now);
   void start_period(Service& s, std::uint64_t period);
   void queue_section(streams::SectionPacketizer& pz, std::span<const std::uint8_t> section, bool now);
@@ -158,6 +172,9 @@ class Scrambler {
   std::size_t emm_next_ = 0;
   std::uint64_t next_cat_ = 0;
   std::uint64_t next_emm_ = 0;
+  std::uint64_t next_eit_ = 0;
+  bool input_has_eit_ = false;
+  streams::SectionPacketizer eit_packetizer_{streams::kEitPid};
   bool started_ = false;
   bool warned_no_pcr_ = false;
   std::deque<Pending> inserts_;

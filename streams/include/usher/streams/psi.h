@@ -21,6 +21,10 @@ inline constexpr std::uint8_t kTagCaDescriptor = 0x09;
 inline constexpr std::uint8_t kTagServiceDescriptor = 0x48;
 inline constexpr std::uint8_t kTagScramblingDescriptor = 0x65;
 inline constexpr std::uint16_t kSdtPid = 0x0011;
+inline constexpr std::uint16_t kEitPid = 0x0012;
+inline constexpr std::uint8_t kTableEitPfActual = 0x4E;
+inline constexpr std::uint8_t kTagShortEventDescriptor = 0x4D;
+inline constexpr std::uint8_t kTagParentalRatingDescriptor = 0x55;
 
 template <typename T>
 using Parsed = std::variant<T, ParseError>;
@@ -77,6 +81,35 @@ struct Sdt {
   static Parsed<Sdt> parse(std::span<const std::uint8_t> section);
   [[nodiscard]] std::vector<std::uint8_t> serialize() const;
 };
+
+// EIT present/following, actual transport stream (EN 300 468, 5.2.4): section 0 carries the present
+// event, section 1 the following one. Times are UTC unix seconds here, MJD + BCD on the wire.
+struct Eit {
+  struct Event {
+    std::uint16_t event_id = 0;
+    std::uint64_t start = 0;
+    std::uint32_t duration = 0;      // seconds (at most 99:59:59)
+    std::uint8_t running_status = 0; // 1 not running, 2 starts in a few seconds, 4 running
+    bool free_ca_mode = false;       // true: scrambled
+    std::vector<std::uint8_t> descriptors;
+  };
+  std::uint16_t service_id = 0;
+  std::uint16_t transport_stream_id = 0;
+  std::uint16_t original_network_id = 0;
+  std::uint8_t version = 0;
+  std::uint8_t section_number = 0;  // 0 present, 1 following
+  std::vector<Event> events;        // at most one per section in p/f
+
+  static Parsed<Eit> parse(std::span<const std::uint8_t> section);
+  [[nodiscard]] std::vector<std::uint8_t> serialize() const;
+};
+// short_event_descriptor (0x4D): language, event name, text.
+void append_short_event_descriptor(std::vector<std::uint8_t>& loop, const std::string& language, const std::string& name,
+                                   const std::string& text);
+// The event name of the first short_event_descriptor, if any.
+std::string short_event_name(std::span<const std::uint8_t> loop);
+// parental_rating_descriptor (0x55): minimum age (4..18) for one country ("FRA", ...).
+void append_parental_rating_descriptor(std::vector<std::uint8_t>& loop, const std::string& country, std::uint8_t min_age);
 
 // CA_descriptor (tag 0x09): CA_system_ID, CA_PID, private data.
 struct CaDescriptor {
