@@ -23,6 +23,9 @@ constexpr const char* kUsage = R"(usher stb: a set-top box
       Ends with a JSON line of counters on stderr.
   usher stb entitlements [--home DIR]
   usher stb tickets [--home DIR]
+  usher stb buy --event E --pay-by-handset [--valid 10m] [--home DIR]
+      Shows a request code and a QR code for event E; the viewer's handset pays for it with
+      `usher wallet approve CODE` and the ticket comes to this STB. Codes expire and work once.
   usher stb parental --pin NEW --max-age 12 [--current-pin OLD] [--home DIR]
       Events rated above the limit play only after `stb run --pin`.
   usher stb link [--bind tcp://127.0.0.1:7801] [--home DIR]
@@ -92,7 +95,7 @@ int run(const Args& a) {
 int cmd_stb(const std::vector<std::string>& argv) {
   std::string sub;
   std::optional<Args> parsed;
-  if (auto code = start_command(argv, kUsage, sub, parsed)) return *code;
+  if (auto code = start_command(argv, kUsage, sub, parsed, {"pay-by-handset"})) return *code;
   const Args& a = *parsed;
   if (sub == "init") {
     const auto id = a.require_number("id");
@@ -114,6 +117,21 @@ int cmd_stb(const std::vector<std::string>& argv) {
       std::printf("  service %u: %s .. %s%s (EMM %llu)\n", e.service_id, format_utc(e.not_before).c_str(),
                   format_utc(e.not_after).c_str(), e.revoked ? " revoked" : "", static_cast<unsigned long long>(e.sequence));
     }
+    return 0;
+  }
+  if (sub == "buy") {
+    auto se = stb::SecureElement::open(home(a));
+    if (!se) throw std::runtime_error(se.error().message);
+    const auto event = a.require_number("event");
+    if (event <= 0 || event > 0xFFFF) throw UsageError("--event must be an event id from 1 to 65535");
+    if (!a.has("pay-by-handset")) {
+      throw UsageError("impulse purchase on the STB's own credit is not available yet: add --pay-by-handset");
+    }
+    const auto expires = unix_now() + parse_duration(a.get("valid", "10m"));
+    const auto code = se->request_code(static_cast<std::uint16_t>(event), expires);
+    std::printf("%s\nPay for event %lld on your handset: usher wallet approve %s\n(code valid until %s)\n",
+                stb::render_qr("usher:buy:" + code).c_str(), static_cast<long long>(event), code.c_str(),
+                format_utc(expires).c_str());
     return 0;
   }
   if (sub == "parental") {
@@ -162,7 +180,7 @@ int cmd_stb(const std::vector<std::string>& argv) {
     server.run(stop_requested());
     return 0;
   }
-  throw UsageError("unknown subcommand '" + sub + "' (init, run, entitlements, tickets, link, parental)");
+  throw UsageError("unknown subcommand '" + sub + "' (init, run, buy, entitlements, tickets, link, parental)");
 }
 
 }  // namespace usher::cli

@@ -21,6 +21,9 @@ constexpr const char* kUsage = R"(usher wallet: a viewer's handset
       --deliver-at (F5) the ticket is bought now and reaches S at that time.
   usher wallet gift --event E --stb S [--link ENDPOINT] [--deliver-at TIME] [--home DIR]
       The same for a friend's STB; with --link the friend's STB confirms delivery.
+  usher wallet approve CODE [--yes] [--link ENDPOINT] [--home DIR]
+      Pays for what an STB's request code asks (`usher stb buy --pay-by-handset`): shows the
+      event and price, asks to confirm (or --yes), pays; the ticket goes to that STB.
   usher wallet tickets [--home DIR]
 
   DIR defaults to ./usher-data/wallet.
@@ -45,7 +48,7 @@ void print_ticket(const wallet::OwnedTicket& t) {
 int cmd_wallet(const std::vector<std::string>& argv) {
   std::string sub;
   std::optional<Args> parsed;
-  if (auto code = start_command(argv, kUsage, sub, parsed)) return *code;
+  if (auto code = start_command(argv, kUsage, sub, parsed, {"yes"})) return *code;
   const Args& a = *parsed;
   if (sub == "init") {
     auto op = need(entitlement::OperatorPublicFile::read(a.require("operator")));
@@ -88,6 +91,35 @@ int cmd_wallet(const std::vector<std::string>& argv) {
                     s.error().message.c_str());
       } else {
         std::printf("delivered to STB %u over the local link: the STB has stored it\n", stb);
+      }
+    }
+    return 0;
+  }
+  if (sub == "approve") {
+    if (a.positional().empty()) throw UsageError("which code? usher wallet approve CODE");
+    const auto code = a.positional()[0];
+    auto [request, ev] = need(w.describe_code(code));
+    std::printf("STB %u asks for event %u '%s' (%s, %u s): %s\n", request.stb_id, ev.event_id, ev.title.c_str(),
+                format_utc(ev.start).c_str(), ev.duration, entitlement::format_money(ev.price).c_str());
+    if (!a.has("yes")) {
+      std::printf("Pay %s from card %llu? [y/N] ", entitlement::format_money(ev.price).c_str(),
+                  static_cast<unsigned long long>(w.card_id()));
+      std::fflush(stdout);
+      char answer[8] = {};
+      if (std::fgets(answer, sizeof(answer), stdin) == nullptr || (answer[0] != 'y' && answer[0] != 'Y')) {
+        std::printf("not paid\n");
+        return 1;
+      }
+    }
+    auto t = need(w.approve(code));
+    print_ticket(t);
+    std::printf("balance %s\n", entitlement::format_money(need(w.balance())).c_str());
+    if (a.has("link")) {
+      if (auto s = w.deliver(t.ticket.ticket_id, a.get("link"), unix_now()); !s) {
+        std::printf("not delivered over the local link (%s); the STB will receive it on the broadcast\n",
+                    s.error().message.c_str());
+      } else {
+        std::printf("delivered to STB %u over the local link: the STB has stored it\n", t.ticket.stb_id);
       }
     }
     return 0;

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "usher/core/bytes.h"
+#include "usher/entitlement/request_code.h"
 #include "usher/entitlement/store.h"
 
 namespace usher::entitlement {
@@ -422,6 +423,31 @@ Result<Purchase> EntitlementStore::buy_ticket(std::uint32_t event_id, std::uint3
   Purchase p{std::move(t), std::move(emm.value()), {}};
   tx.commit();
   p.balance = *balance(spend.card_id);
+  return p;
+}
+
+Result<Purchase> EntitlementStore::buy_by_code(const std::string& code, const SpendAuthorization& spend, std::uint64_t now) {
+  auto request = read_request_code(code);
+  if (!request) return request.error();
+  auto key = emm_key_for(request->stb_id);
+  if (!key) return key.error();
+  if (auto ok = verify_request_code(code, request_code_key(*key)); !ok) return ok.error();
+  if (now > request->expires) return make_error(Errc::stale, "request code expired; ask the STB for a new one");
+  const auto canonical = canonical_request_code(code);
+  sql::Transaction tx(db_);
+  {
+    auto used = db_.prepare("SELECT ticket_id FROM used_codes WHERE code = ?");
+    used.bind(1, canonical);
+    if (used.step()) {
+      return make_error(Errc::replayed, "request code already used (ticket " + std::to_string(used.column_int(0)) + ")");
+    }
+  }
+  auto p = buy_ticket(request->event_id, request->stb_id, spend, now);
+  if (!p) return p.error();
+  auto mark = db_.prepare("INSERT INTO used_codes VALUES (?, ?)");
+  mark.bind(1, canonical).bind(2, static_cast<std::int64_t>(p->ticket.ticket_id));
+  mark.run();
+  tx.commit();
   return p;
 }
 

@@ -133,6 +133,23 @@ Result<BuyTicketRequest> decode_buy_ticket(std::span<const std::uint8_t> body) {
   q.spend = std::move(s.value());
   return q;
 }
+std::vector<std::uint8_t> encode(const BuyByCodeRequest& q) {
+  ByteWriter w;
+  put_text(w, q.code);
+  put_blob(w, q.spend.encode());
+  return w.take();
+}
+Result<BuyByCodeRequest> decode_buy_by_code(std::span<const std::uint8_t> body) {
+  ByteReader r(body);
+  BuyByCodeRequest q;
+  std::vector<std::uint8_t> spend;
+  if (!get_text(r, q.code) || !get_blob(r, spend) || !finished(r)) return bad("buy_by_code");
+  auto s = SpendAuthorization::decode(spend);
+  if (!s) return s.error();
+  q.spend = std::move(s.value());
+  return q;
+}
+
 std::vector<std::uint8_t> encode(const BuyTicketReply& a) {
   ByteWriter w;
   put_blob(w, a.ticket);
@@ -311,6 +328,15 @@ Result<std::vector<std::uint8_t>> EngineService::dispatch(const Frame& f) {
       if (!q) return q.error();
       return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
         auto p = store_.buy_ticket(q->event_id, q->stb_id, q->spend, now_unix(), q->deliver_at);
+        if (!p) return p.error();
+        return encode(BuyTicketReply{p->ticket.encode(), p->emm_section, p->balance});
+      });
+    }
+    case MessageType::buy_by_code: {
+      auto q = decode_buy_by_code(f.body);
+      if (!q) return q.error();
+      return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
+        auto p = store_.buy_by_code(q->code, q->spend, now_unix());
         if (!p) return p.error();
         return encode(BuyTicketReply{p->ticket.encode(), p->emm_section, p->balance});
       });

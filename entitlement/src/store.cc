@@ -158,6 +158,9 @@ void EntitlementStore::create_schema(sql::Database& db) {
       card_id INTEGER NOT NULL,
       status TEXT NOT NULL,
       ticket BLOB);
+    CREATE TABLE IF NOT EXISTS used_codes (
+      code TEXT PRIMARY KEY,
+      ticket_id INTEGER NOT NULL);
     CREATE TABLE IF NOT EXISTS headends (
       headend_id INTEGER PRIMARY KEY,
       x25519_public BLOB NOT NULL,
@@ -288,16 +291,11 @@ Result<std::vector<std::uint8_t>> EntitlementStore::queue_emm(std::uint32_t stb_
   auto st = db_.prepare("SELECT x25519_public, next_emm_sequence FROM stbs WHERE stb_id = ?");
   st.bind(1, stb_id);
   if (!st.step()) return make_error(Errc::not_found, "no STB " + std::to_string(stb_id) + " (register it first)");
-  const auto pub = blob_key(st.column_blob(0));
   const auto sequence = static_cast<std::uint64_t>(st.column_int(1));
-  auto cached = emm_keys_.find(stb_id);
-  if (cached == emm_keys_.end()) {
-    auto key = derive_emm_key(operator_private(), pub, ca_system_id_, stb_id);
-    if (!key) return key.error();
-    cached = emm_keys_.emplace(stb_id, std::move(key.value())).first;
-  }
+  auto key = emm_key_for(stb_id);
+  if (!key) return key.error();
   EmmContent emm{stb_id, sequence, unix_now(), std::move(items)};
-  const auto section = encode_emm(emm, cached->second);
+  const auto section = encode_emm(emm, *key);
   auto ins = db_.prepare(
       "INSERT INTO emm_queue (stb_id, sequence, carousel_until, carousel_from, section) VALUES (?, ?, ?, ?, ?)");
   ins.bind(1, stb_id).bind(2, static_cast<std::int64_t>(sequence)).bind(3, static_cast<std::int64_t>(carousel_until))
@@ -307,6 +305,17 @@ Result<std::vector<std::uint8_t>> EntitlementStore::queue_emm(std::uint32_t stb_
   up.bind(1, stb_id);
   up.run();
   return section;
+}
+
+Result<Key256> EntitlementStore::emm_key_for(std::uint32_t stb_id) {
+  auto cached = emm_keys_.find(stb_id);
+  if (cached != emm_keys_.end()) return cached->second.clone();
+  auto st = db_.prepare("SELECT x25519_public FROM stbs WHERE stb_id = ?");
+  st.bind(1, stb_id);
+  if (!st.step()) return make_error(Errc::not_found, "no STB " + std::to_string(stb_id));
+  auto key = derive_emm_key(operator_private(), blob_key(st.column_blob(0)), ca_system_id_, stb_id);
+  if (!key) return key.error();
+  return emm_keys_.emplace(stb_id, std::move(key.value())).first->second.clone();
 }
 
 Status EntitlementStore::grant(std::uint32_t stb_id, std::uint16_t service_id, std::uint64_t not_before,

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "usher/core/crypto.h"
+#include "usher/entitlement/request_code.h"
 
 namespace usher::stb {
 namespace fs = std::filesystem;
@@ -247,6 +248,13 @@ Status SecureElement::set_parental(const std::string& new_pin, std::uint8_t max_
   st.run();
   parental_max_age_ = max_age;
   return ok_status();
+}
+
+std::string SecureElement::request_code(std::uint16_t event_id, std::uint64_t expires) const {
+  std::array<std::uint8_t, 2> nonce{};
+  crypto::random_bytes(nonce);
+  entitlement::RequestCode code{stb_id_, event_id, expires, static_cast<std::uint16_t>(nonce[0] << 8 | nonce[1])};
+  return entitlement::make_request_code(code, entitlement::request_code_key(emm_key_));
 }
 
 Status SecureElement::store_ticket(std::span<const std::uint8_t> bytes, const Key256& event_key) {

@@ -255,6 +255,19 @@ TEST_F(CliWorld, PayPerViewBoughtOnTheHandsetForOwnStbAndAsAGift) {
   EXPECT_NE(must("wallet tickets" + w).find("(gift), delivered"), std::string::npos);
   EXPECT_NE(must("stb tickets --home " + dir.file("stb-1002")).find("Final"), std::string::npos);
 
+  // F3: ordered on the STB, paid on the handset with the STB's request code.
+  auto shown = must("stb buy --home " + dir.file("stb-1001") + " --event 7 --pay-by-handset");
+  const auto at = shown.find("usher wallet approve ");
+  ASSERT_NE(at, std::string::npos) << shown;
+  const auto code = shown.substr(at + 21, 29);
+  must("wallet topup" + w + " --amount 20.00");
+  auto approved = must("wallet approve" + w + " " + code + " --yes --link " + link1001);
+  EXPECT_NE(approved.find("12.50 EUR"), std::string::npos) << approved;
+  EXPECT_NE(approved.find("delivered to STB 1001"), std::string::npos) << approved;
+  auto again = run(usher("wallet approve" + w + " " + code + " --yes"));
+  EXPECT_EQ(again.status, 1);
+  EXPECT_NE(again.output.find("already used"), std::string::npos) << again.output;
+
   // The friend's STB (no subscription) watches exactly the event's window, judged by ECM time. The
   // headend takes its keys, the event schedule and the EMMs from the running engine.
   must("headend init --home " + dir.file("headend") + " --id 1 --operator " + ent() + "/operator.pub");

@@ -248,3 +248,42 @@ TEST_F(CommerceTest, ScheduledDeliveryJoinsTheCarouselAtItsTime) {
 
 }  // namespace
 }  // namespace usher::entitlement
+
+#include "usher/entitlement/request_code.h"
+
+namespace usher::entitlement {
+namespace {
+
+TEST_F(CommerceTest, RequestCodeFromTheStbIsPaidOnceBeforeItExpires) {
+  ASSERT_TRUE(store().top_up(card.card_id, 5000, "visa-test", acquirer).ok());
+  const auto code = world.stb(1001).request_code(7, kT0 - 60);
+  EXPECT_EQ(code.size(), 29u);  // 24 characters in groups of four
+  auto read = read_request_code(code);
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(read->stb_id, 1001u);
+  EXPECT_EQ(read->event_id, 7);
+
+  auto lower = code;
+  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  auto p = store().buy_by_code(lower, spend(7, 1001), kT0 - 600);  // typed in lower case: fine
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  EXPECT_EQ(p->ticket.stb_id, 1001u);
+  EXPECT_EQ(store().buy_by_code(code, spend(7, 1001), kT0 - 600).error().code, Errc::replayed);
+  EXPECT_EQ(store().balance(card.card_id)->minor, 3750);
+
+  const auto late = world.stb(1001).request_code(7, kT0 - 600);
+  EXPECT_EQ(store().buy_by_code(late, spend(7, 1001), kT0 - 500).error().code, Errc::stale);
+  // A code altered to point at another STB, or typed wrong, does not check out.
+  auto code2 = world.stb(1001).request_code(7, kT0);
+  code2[20] = code2[20] == 'Z' ? 'Y' : 'Z';  // in the event / expiry / nonce / tag part
+  EXPECT_EQ(store().buy_by_code(code2, spend(7, 1001), kT0 - 600).error().code, Errc::auth_failed);
+  auto code3 = world.stb(1001).request_code(7, kT0);
+  code3[6] = code3[6] == '1' ? '2' : '1';  // the STB id part: no such STB, or a key that does not fit
+  EXPECT_FALSE(store().buy_by_code(code3, spend(7, 1001), kT0 - 600).ok());
+  EXPECT_EQ(store().buy_by_code("0000-0000", spend(7, 1001), kT0 - 600).error().code, Errc::malformed);
+  EXPECT_EQ(store().balance(card.card_id)->minor, 3750);
+  EXPECT_TRUE(store().balances_match_ledger());
+}
+
+}  // namespace
+}  // namespace usher::entitlement

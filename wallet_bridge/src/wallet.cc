@@ -48,6 +48,12 @@ Result<entitlement::Money> EngineClient::balance(std::uint64_t card_id) {
   return card->second;
 }
 
+Result<entitlement::BuyTicketReply> EngineClient::buy_by_code(const entitlement::BuyByCodeRequest& r) {
+  auto body = call(MessageType::buy_by_code, entitlement::encode(r));
+  if (!body) return body.error();
+  return entitlement::decode_buy_ticket_reply(*body);
+}
+
 Result<entitlement::BuyTicketReply> EngineClient::buy_ticket(const entitlement::BuyTicketRequest& r) {
   auto body = call(MessageType::buy_ticket, entitlement::encode(r));
   if (!body) return body.error();
@@ -159,6 +165,38 @@ Result<OwnedTicket> Wallet::buy(std::uint32_t event_id, std::uint32_t stb_id, bo
   spend.sign(handset_private());
   auto reply = client_->buy_ticket({event_id, stb_id, spend, deliver_at});
   if (!reply) return reply.error();
+  return keep(*reply, event_id, stb_id, gift, deliver_at);
+}
+
+Result<std::pair<entitlement::RequestCode, entitlement::EventInfo>> Wallet::describe_code(const std::string& code) {
+  auto request = entitlement::read_request_code(code);
+  if (!request) return request.error();
+  auto events = client_->events();
+  if (!events) return events.error();
+  for (const auto& e : *events) {
+    if (e.event_id == request->event_id) return std::make_pair(*request, e);
+  }
+  return make_error(Errc::not_found, "the engine has no event " + std::to_string(request->event_id));
+}
+
+Result<OwnedTicket> Wallet::approve(const std::string& code) {
+  auto described = describe_code(code);
+  if (!described) return described.error();
+  const auto& [request, ev] = *described;
+  entitlement::SpendAuthorization spend;
+  spend.card_id = card_id_;
+  spend.amount = ev.price;
+  spend.payee = entitlement::payee_for(ev.event_id, request.stb_id);
+  crypto::random_bytes(spend.nonce);
+  spend.sign(handset_private());
+  auto reply = client_->buy_by_code({code, spend});
+  if (!reply) return reply.error();
+  return keep(*reply, ev.event_id, request.stb_id, false, 0);
+}
+
+Result<OwnedTicket> Wallet::keep(const entitlement::BuyTicketReply& reply_value, std::uint32_t event_id, std::uint32_t stb_id,
+                                 bool gift, std::uint64_t deliver_at) {
+  const auto* reply = &reply_value;
   auto ticket = entitlement::Ticket::decode(reply->ticket);
   if (!ticket) return ticket.error();
   if (!ticket->verify(issuer_) || ticket->stb_id != stb_id || ticket->event_id != event_id) {

@@ -27,6 +27,7 @@ enum class MessageType : std::uint8_t {
   buy_ticket = 5,
   headend_keys = 6,   // u32 headend_id -> blob sealed key bundle
   emm_carousel = 7,   // (empty) -> u32 count, blob section each
+  buy_by_code = 8,    // text request code, blob spend authorization -> as buy_ticket
 };
 
 struct Frame {
@@ -49,6 +50,13 @@ struct BuyTicketRequest {
   SpendAuthorization spend;
   std::uint64_t deliver_at = 0;  // F5: broadcast delivery from this time (0 = at once)
 };
+struct BuyByCodeRequest {
+  std::string code;
+  SpendAuthorization spend;
+};
+std::vector<std::uint8_t> encode(const BuyByCodeRequest& r);
+Result<BuyByCodeRequest> decode_buy_by_code(std::span<const std::uint8_t> body);
+
 struct BuyTicketReply {
   std::vector<std::uint8_t> ticket;       // Ticket::encode()
   std::vector<std::uint8_t> emm_section;  // for the STB, over the local link

@@ -184,6 +184,10 @@ class EntitlementStore {
   // With `deliver_at` (F5) the ticket's EMM joins the broadcast carousel only from that time.
   Result<Purchase> buy_ticket(std::uint32_t event_id, std::uint32_t stb_id, const SpendAuthorization& spend,
                               std::uint64_t now, std::uint64_t deliver_at = 0);
+  // F3: pays for the event an STB asked for with a request code (see request_code.h). The code
+  // must check out for its STB, be unexpired and unused; it is used up by a successful purchase.
+  Result<Purchase> buy_by_code(const std::string& code, const SpendAuthorization& spend, std::uint64_t now);
+
   // Withdraws a ticket: marks it revoked, sends the STB an EMM saying so and, with `refund`, moves
   // the price back to the card. Errc::not_found / Errc::already_exists (already revoked).
   Status revoke_ticket(std::uint64_t ticket_id, bool refund);
@@ -225,6 +229,7 @@ class EntitlementStore {
   std::uint16_t ca_system_id_;
   crypto::PublicKey operator_public_;
   crypto::PublicKey signing_public_{};
+  Result<Key256> emm_key_for(std::uint32_t stb_id);
   std::map<std::uint32_t, Key256> emm_keys_;   // per STB: X25519 + HKDF done once
   std::optional<Secret<32>> signing_private_;  // cached after first use
 };

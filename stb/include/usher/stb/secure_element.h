@@ -63,6 +63,9 @@ class SecureElement {
   [[nodiscard]] bool verify_pin(const std::string& pin);
   [[nodiscard]] std::uint8_t parental_max_age() const { return parental_max_age_; }
 
+  // F3: a code the viewer's handset can pay for event `event_id` with (see request_code.h).
+  [[nodiscard]] std::string request_code(std::uint16_t event_id, std::uint64_t expires) const;
+
   // Re-reads entitlements and tickets stored by another process (the local link).
   void reload() { load(); }
   [[nodiscard]] std::vector<Entitlement> entitlements() const;

@@ -21,6 +21,7 @@
 #include "usher/core/zmq.h"
 #include "usher/entitlement/assets.h"
 #include "usher/entitlement/protocol.h"
+#include "usher/entitlement/request_code.h"
 #include "usher/entitlement/store.h"
 
 namespace usher::wallet {
@@ -34,6 +35,7 @@ class EngineClient {
   Result<entitlement::Money> top_up(const entitlement::TopUpRequest& r);
   Result<entitlement::Money> balance(std::uint64_t card_id);
   Result<entitlement::BuyTicketReply> buy_ticket(const entitlement::BuyTicketRequest& r);
+  Result<entitlement::BuyTicketReply> buy_by_code(const entitlement::BuyByCodeRequest& r);
 
  private:
   Result<std::vector<std::uint8_t>> call(entitlement::MessageType type, std::span<const std::uint8_t> body);
@@ -65,6 +67,10 @@ class Wallet {
   // With `deliver_at`, the ticket reaches the STB at that time (broadcast from then; the wallet holds
   // it back until then too).
   Result<OwnedTicket> buy(std::uint32_t event_id, std::uint32_t stb_id, bool gift, std::uint64_t deliver_at = 0);
+  // F3: what an STB's request code asks for (its event, with the price), to show before paying.
+  Result<std::pair<entitlement::RequestCode, entitlement::EventInfo>> describe_code(const std::string& code);
+  // Pays for an STB's request code; the ticket goes to that STB.
+  Result<OwnedTicket> approve(const std::string& code);
   // Hands the ticket's EMM to an STB's local link; marks it delivered when the STB has stored it.
   Status deliver(std::uint64_t ticket_id, const std::string& link_endpoint, std::uint64_t now);
   std::vector<OwnedTicket> tickets();
@@ -73,6 +79,8 @@ class Wallet {
   Wallet(sql::Database db, std::string engine, std::uint64_t card_id, std::string account,
          entitlement::Currency currency, crypto::PublicKey issuer);
   Secret<32> handset_private();
+  Result<OwnedTicket> keep(const entitlement::BuyTicketReply& reply, std::uint32_t event_id, std::uint32_t stb_id, bool gift,
+                           std::uint64_t deliver_at);
 
   sql::Database db_;
   std::string engine_;
