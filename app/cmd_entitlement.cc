@@ -17,7 +17,8 @@ constexpr const char* kUsage = R"(usher entitlement: the operator
       Creates the operator: its key pair and store, and DIR/operator.pub for STBs.
   usher entitlement service add --id N --name NAME [--home DIR]
   usher entitlement service list [--home DIR]
-  usher entitlement device add --stb-file STB_HOME/stb.pub [--home DIR]
+  usher entitlement device add --stb-file STB_HOME/stb.pub [--account NAME] [--home DIR]
+  usher entitlement device assign --stb ID --account NAME [--home DIR]
   usher entitlement device list [--home DIR]
   usher entitlement grant --stb ID --service N [--from TIME] [--until TIME | --days 30] [--home DIR]
   usher entitlement revoke --stb ID --service N [--home DIR]
@@ -90,7 +91,17 @@ int cmd_entitlement(const std::vector<std::string>& argv) {
     auto store = open(a);
     auto f = need(entitlement::StbPublicFile::read(a.require("stb-file")));
     if (auto s = store.register_stb({f.stb_id, f.x25519_public, f.ed25519_public}); !s) throw std::runtime_error(s.error().message);
-    std::printf("STB %u registered\n", f.stb_id);
+    if (a.has("account")) {
+      if (auto s = store.set_stb_account(f.stb_id, a.get("account")); !s) throw std::runtime_error(s.error().message);
+    }
+    std::printf("STB %u registered%s\n", f.stb_id, a.has("account") ? (" for account " + a.get("account")).c_str() : "");
+    return 0;
+  }
+  if (sub == "device" && object == "assign") {
+    auto store = open(a);
+    const auto stb = static_cast<std::uint32_t>(a.require_number("stb"));
+    if (auto s = store.set_stb_account(stb, a.require("account")); !s) throw std::runtime_error(s.error().message);
+    std::printf("STB %u belongs to account %s\n", stb, a.get("account").c_str());
     return 0;
   }
   if (sub == "device" && object == "list") {

@@ -7,7 +7,7 @@
 #include "usher/core/zmq.h"
 #include "usher/entitlement/protocol.h"
 #include "usher/stb/player.h"
-#include "usher/wallet_bridge/wallet.h"
+#include "usher/stb/local_link.h"
 
 namespace usher::cli {
 namespace {
@@ -158,23 +158,8 @@ int cmd_stb(const std::vector<std::string>& argv) {
     auto se = stb::SecureElement::open(home(a));
     if (!se) throw std::runtime_error(se.error().message);
     Logger log("stb");
-    net::ReplyServer server(a.get("bind", "tcp://127.0.0.1:7801"), [&](std::span<const std::uint8_t> request) {
-      auto frame = entitlement::decode_frame(request);
-      if (!frame) return entitlement::encode_error(entitlement::RequestId{}, frame.error());
-      if (frame->type_or_status != wallet::kLinkDeliverEmm) {
-        return entitlement::encode_error(frame->id, make_error(Errc::invalid_argument, "unknown local-link message"));
-      }
-      auto outcome = se->apply_emm(frame->body);
-      if (!outcome) {
-        log.warn("local link: EMM refused: ", outcome.error().message);
-        return entitlement::encode_error(frame->id, outcome.error());
-      }
-      if (*outcome == stb::EmmOutcome::not_addressed) {
-        return entitlement::encode_error(frame->id, make_error(Errc::not_entitled, "that ticket is for another STB"));
-      }
-      log.info("local link: ticket EMM ", *outcome == stb::EmmOutcome::applied ? "stored" : "already held");
-      return entitlement::encode_ok(frame->id, {});
-    });
+    stb::LocalLink link(*se);
+    net::ReplyServer server(a.get("bind", "tcp://127.0.0.1:7801"), [&](std::span<const std::uint8_t> r) { return link.handle(r); });
     log.info("STB ", se->stb_id(), " local link on ", server.endpoint());
     install_stop_handlers();
     server.run(stop_requested());

@@ -19,8 +19,11 @@ constexpr const char* kUsage = R"(usher wallet: a viewer's handset
       Pays for event E for your STB S. The ticket reaches S on the broadcast (as an EMM); with
       --link it is also handed to S at once over its local link (`usher stb link`). With
       --deliver-at (F5) the ticket is bought now and reaches S at that time.
-  usher wallet gift --event E --stb S [--link ENDPOINT] [--deliver-at TIME] [--home DIR]
-      The same for a friend's STB; with --link the friend's STB confirms delivery.
+  usher wallet gift --event E (--stb S | --to-account NAME) [--link ENDPOINT] [--deliver-at TIME] [--home DIR]
+      The same for a friend's STB, by its id or the friend's account. The friend's handset
+      relays the STB's signed acknowledgement (relay-acks); `tickets` then shows it delivered.
+  usher wallet relay-acks --link ENDPOINT [--home DIR]
+      Collects the delivery acknowledgements of your STB and passes them to the engine.
   usher wallet approve CODE [--yes] [--link ENDPOINT] [--home DIR]
       Pays for what an STB's request code asks (`usher stb buy --pay-by-handset`): shows the
       event and price, asks to confirm (or --yes), pays; the ticket goes to that STB.
@@ -79,7 +82,19 @@ int cmd_wallet(const std::vector<std::string>& argv) {
   }
   if (sub == "buy" || sub == "gift") {
     const auto event = static_cast<std::uint32_t>(a.require_number("event"));
-    const auto stb = static_cast<std::uint32_t>(a.require_number("stb"));
+    std::uint32_t stb = 0;
+    if (a.has("to-account")) {
+      const auto stbs = need(w.account_stbs(a.get("to-account")));
+      if (stbs.empty()) throw std::runtime_error("account '" + a.get("to-account") + "' has no STB");
+      if (stbs.size() > 1) {
+        std::string list;
+        for (auto id : stbs) list += (list.empty() ? "" : ", ") + std::to_string(id);
+        throw UsageError("account '" + a.get("to-account") + "' has STBs " + list + ": choose one with --stb");
+      }
+      stb = stbs[0];
+    } else {
+      stb = static_cast<std::uint32_t>(a.require_number("stb"));
+    }
     const std::uint64_t deliver_at = a.has("deliver-at") ? parse_time(a.get("deliver-at")) : 0;
     auto t = need(w.buy(event, stb, sub == "gift", deliver_at));
     print_ticket(t);
@@ -124,8 +139,21 @@ int cmd_wallet(const std::vector<std::string>& argv) {
     }
     return 0;
   }
+  if (sub == "relay-acks") {
+    const auto n = need(w.relay_acks(a.require("link")));
+    std::printf("relayed %zu delivery acknowledgement%s to the engine\n", n, n == 1 ? "" : "s");
+    return 0;
+  }
   if (sub == "tickets") {
-    for (const auto& t : w.tickets()) print_ticket(t);
+    auto confirmed = w.confirmed_deliveries();  // best effort: the list is local, confirmations come from the engine
+    for (const auto& t : w.tickets()) {
+      print_ticket(t);
+      if (!confirmed) continue;
+      for (const auto& [id, when] : *confirmed) {
+        if (id == t.ticket.ticket_id) std::printf("  delivery confirmed by STB %u at %s\n", t.ticket.stb_id, format_utc(when).c_str());
+      }
+    }
+    if (!confirmed) std::printf("(engine unreachable: delivery confirmations not shown: %s)\n", confirmed.error().message.c_str());
     return 0;
   }
   throw UsageError("unknown subcommand '" + sub + "' (see --help)");

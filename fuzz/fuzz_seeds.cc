@@ -93,6 +93,8 @@ int main(int argc, char** argv) {
                                                         entitlement::encode(entitlement::RegisterHandsetRequest{handset.public_key, "a", eur})));
   write(engine, "topup", entitlement::encode_request(entitlement::MessageType::top_up, id,
                                                      entitlement::encode(entitlement::TopUpRequest{1, 500, "visa"})));
+ write(root / "fuzz_local_link", "deliver", entitlement::encode_request(static_cast<entitlement::MessageType>(1), id, emm_section));
+  write(root / "fuzz_local_link", "acks", entitlement::encode_request(static_cast<entitlement::MessageType>(2), id, {}));
   write(engine, "buy", entitlement::encode_request(entitlement::MessageType::buy_ticket, id, entitlement::encode(buy)));
   write(root / "fuzz_sections", "pat", pat.serialize());
   return 0;

@@ -164,4 +164,37 @@ bool SpendAuthorization::verify(const crypto::PublicKey& handset_public) const {
   return crypto::ed25519_verify(handset_public, signed_part(), signature);
 }
 
+std::vector<std::uint8_t> DeliveryAck::signed_part() const {
+  ByteWriter w;
+  static constexpr std::uint8_t kDomain[] = {'u', 's', 'h', 'e', 'r', '-', 'a', 'c', 'k', '-', 'v', '1'};
+  w.bytes(kDomain);
+  w.u64(ticket_id);
+  w.u32(stb_id);
+  w.u64(stored);
+  return w.take();
+}
+std::vector<std::uint8_t> DeliveryAck::encode() const {
+  auto b = signed_part();
+  b.insert(b.end(), signature.begin(), signature.end());
+  return b;
+}
+Result<DeliveryAck> DeliveryAck::decode(std::span<const std::uint8_t> bytes) {
+  ByteReader r(bytes);
+  std::array<std::uint8_t, 12> domain{};
+  DeliveryAck a;
+  r.bytes(domain);
+  r.u64(a.ticket_id);
+  r.u32(a.stb_id);
+  r.u64(a.stored);
+  r.bytes(a.signature);
+  if (r.failed() || r.remaining() != 0) return make_error(Errc::malformed, "delivery ack: wrong length");
+  static constexpr std::array<std::uint8_t, 12> kDomain = {'u', 's', 'h', 'e', 'r', '-', 'a', 'c', 'k', '-', 'v', '1'};
+  if (domain != kDomain) return make_error(Errc::malformed, "delivery ack: not a delivery ack");
+  return a;
+}
+void DeliveryAck::sign(const Secret<32>& stb_private) { signature = crypto::ed25519_sign(stb_private, signed_part()); }
+bool DeliveryAck::verify(const crypto::PublicKey& stb_public) const {
+  return crypto::ed25519_verify(stb_public, signed_part(), signature);
+}
+
 }  // namespace usher::entitlement

@@ -492,6 +492,51 @@ std::vector<EntitlementStore::TicketRecord> EntitlementStore::tickets() {
   return out;
 }
 
+Result<EntitlementStore::TicketState> EntitlementStore::ticket_state(std::uint64_t ticket_id) {
+  auto st = db_.prepare("SELECT status, delivered FROM tickets WHERE ticket_id = ?");
+  st.bind(1, static_cast<std::int64_t>(ticket_id));
+  if (!st.step()) return make_error(Errc::not_found, "no ticket " + std::to_string(ticket_id));
+  return TicketState{st.column_text(0), static_cast<std::uint64_t>(st.column_int(1))};
+}
+
+Result<std::vector<std::uint64_t>> EntitlementStore::record_delivery_acks(const std::vector<DeliveryAck>& acks) {
+  std::vector<std::uint64_t> confirmed;
+  sql::Transaction tx(db_);
+  for (const auto& ack : acks) {
+    crypto::PublicKey stb_key{};
+    {
+      auto k = db_.prepare("SELECT s.ed25519_public FROM tickets t JOIN stbs s ON s.stb_id = t.stb_id "
+                           "WHERE t.ticket_id = ? AND t.stb_id = ?");
+      k.bind(1, static_cast<std::int64_t>(ack.ticket_id)).bind(2, ack.stb_id);
+      if (!k.step()) continue;
+      stb_key = blob32(k.column_blob(0));
+    }
+    if (!ack.verify(stb_key)) continue;
+    auto up = db_.prepare("UPDATE tickets SET delivered = ? WHERE ticket_id = ? AND delivered = 0");
+    up.bind(1, static_cast<std::int64_t>(std::max<std::uint64_t>(ack.stored, 1))).bind(2, static_cast<std::int64_t>(ack.ticket_id));
+    up.run();
+    confirmed.push_back(ack.ticket_id);
+  }
+  tx.commit();
+  return confirmed;
+}
+
+Status EntitlementStore::set_stb_account(std::uint32_t stb_id, const std::string& account) {
+  auto st = db_.prepare("UPDATE stbs SET account = ? WHERE stb_id = ?");
+  st.bind(1, account).bind(2, stb_id);
+  st.run();
+  if (db_.changes() == 0) return make_error(Errc::not_found, "no STB " + std::to_string(stb_id));
+  return ok_status();
+}
+
+std::vector<std::uint32_t> EntitlementStore::account_stbs(const std::string& account) {
+  std::vector<std::uint32_t> out;
+  auto st = db_.prepare("SELECT stb_id FROM stbs WHERE account = ? ORDER BY stb_id");
+  st.bind(1, account);
+  while (st.step()) out.push_back(static_cast<std::uint32_t>(st.column_int(0)));
+  return out;
+}
+
 bool EntitlementStore::balances_match_ledger() {
   auto st = db_.prepare(
       "SELECT COUNT(*) FROM cards c WHERE c.balance != "

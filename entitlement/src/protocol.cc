@@ -241,6 +241,41 @@ Result<std::vector<EventInfo>> decode_events(std::span<const std::uint8_t> body)
   return out;
 }
 
+std::vector<std::uint8_t> encode_blobs(const std::vector<std::vector<std::uint8_t>>& blobs) {
+  ByteWriter w;
+  w.u16(static_cast<std::uint16_t>(blobs.size()));
+  for (const auto& b : blobs) put_blob(w, b);
+  return w.take();
+}
+Result<std::vector<std::vector<std::uint8_t>>> decode_blobs(std::span<const std::uint8_t> body) {
+  ByteReader r(body);
+  std::uint16_t n = 0;
+  std::vector<std::vector<std::uint8_t>> out;
+  if (!r.u16(n)) return bad("blobs");
+  for (int i = 0; i < n; ++i) {
+    if (!get_blob(r, out.emplace_back())) return bad("blobs");
+  }
+  if (!finished(r)) return bad("blobs");
+  return out;
+}
+std::vector<std::uint8_t> encode_ids(const std::vector<std::uint64_t>& ids) {
+  ByteWriter w;
+  w.u16(static_cast<std::uint16_t>(ids.size()));
+  for (auto id : ids) w.u64(id);
+  return w.take();
+}
+Result<std::vector<std::uint64_t>> decode_ids(std::span<const std::uint8_t> body) {
+  ByteReader r(body);
+  std::uint16_t n = 0;
+  std::vector<std::uint64_t> out;
+  if (!r.u16(n)) return bad("ids");
+  for (int i = 0; i < n; ++i) {
+    if (!r.u64(out.emplace_back())) return bad("ids");
+  }
+  if (!finished(r)) return bad("ids");
+  return out;
+}
+
 std::vector<std::uint8_t> encode_sections(const std::vector<std::vector<std::uint8_t>>& sections) {
   ByteWriter w;
   w.u32(static_cast<std::uint32_t>(sections.size()));
@@ -340,6 +375,43 @@ Result<std::vector<std::uint8_t>> EngineService::dispatch(const Frame& f) {
         if (!p) return p.error();
         return encode(BuyTicketReply{p->ticket.encode(), p->emm_section, p->balance});
       });
+    }
+    case MessageType::delivery_acks: {
+      auto blobs = decode_blobs(f.body);
+      if (!blobs) return blobs.error();
+      std::vector<DeliveryAck> acks;
+      for (const auto& b : *blobs) {
+        auto a = DeliveryAck::decode(b);
+        if (!a) return a.error();
+        acks.push_back(*a);
+      }
+      return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
+        auto confirmed = store_.record_delivery_acks(acks);
+        if (!confirmed) return confirmed.error();
+        return encode_ids(*confirmed);
+      });
+    }
+    case MessageType::ticket_status: {
+      auto ids = decode_ids(f.body);
+      if (!ids) return ids.error();
+      ByteWriter w;
+      w.u16(static_cast<std::uint16_t>(ids->size()));
+      for (auto id : *ids) {
+        auto st = store_.ticket_state(id);
+        w.u8(!st ? 2 : st->status == "revoked" ? 1 : 0);
+        w.u64(st ? st->delivered : 0);
+      }
+      return w.take();
+    }
+    case MessageType::account_stbs: {
+      ByteReader r(f.body);
+      std::string account;
+      if (!get_text(r, account) || !finished(r)) return bad("account_stbs");
+      ByteWriter w;
+      const auto ids = store_.account_stbs(account);
+      w.u16(static_cast<std::uint16_t>(ids.size()));
+      for (auto id : ids) w.u32(id);
+      return w.take();
     }
     case MessageType::headend_keys: {
       ByteReader r(f.body);

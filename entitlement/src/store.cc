@@ -107,7 +107,8 @@ void EntitlementStore::create_schema(sql::Database& db) {
       x25519_public BLOB NOT NULL,
       ed25519_public BLOB NOT NULL,
       next_emm_sequence INTEGER NOT NULL DEFAULT 1,
-      registered INTEGER NOT NULL);
+      registered INTEGER NOT NULL,
+      account TEXT);
     CREATE TABLE IF NOT EXISTS grants (
       stb_id INTEGER NOT NULL REFERENCES stbs(stb_id),
       service_id INTEGER NOT NULL REFERENCES services(service_id),
@@ -157,7 +158,8 @@ void EntitlementStore::create_schema(sql::Database& db) {
       stb_id INTEGER NOT NULL,
       card_id INTEGER NOT NULL,
       status TEXT NOT NULL,
-      ticket BLOB);
+      ticket BLOB,
+      delivered INTEGER NOT NULL DEFAULT 0);
     CREATE TABLE IF NOT EXISTS used_codes (
       code TEXT PRIMARY KEY,
       ticket_id INTEGER NOT NULL);

@@ -65,7 +65,8 @@ void SecureElement::create_schema(sql::Database& db) {
       ticket BLOB NOT NULL,
       event_key BLOB NOT NULL,
       status TEXT NOT NULL,
-      received INTEGER NOT NULL);
+      received INTEGER NOT NULL,
+      ack_relayed INTEGER NOT NULL DEFAULT 0);
     CREATE TABLE IF NOT EXISTS parental (
       id INTEGER PRIMARY KEY CHECK (id = 1),
       max_age INTEGER NOT NULL,
@@ -267,11 +268,43 @@ Status SecureElement::store_ticket(std::span<const std::uint8_t> bytes, const Ke
   }
   auto st = db_.prepare(
       "INSERT OR IGNORE INTO tickets VALUES (?, ?, ?, ?, "
-      "CASE WHEN EXISTS (SELECT 1 FROM revoked_tickets WHERE ticket_id = ?1) THEN 'revoked' ELSE 'valid' END, ?)");
+      "CASE WHEN EXISTS (SELECT 1 FROM revoked_tickets WHERE ticket_id = ?1) THEN 'revoked' ELSE 'valid' END, ?, 0)");
+  const auto stored = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   st.bind(1, static_cast<std::int64_t>(ticket->ticket_id)).bind(2, ticket->event_id).bind(3, bytes)
-      .bind(4, event_key.bytes()).bind(5, static_cast<std::int64_t>(ticket->issued));
+      .bind(4, event_key.bytes()).bind(5, stored);
   st.run();
   return ok_status();
+}
+
+std::vector<entitlement::DeliveryAck> SecureElement::pending_acks() {
+  std::vector<entitlement::DeliveryAck> out;
+  Secret<32> key;
+  {
+    auto k = db_.prepare("SELECT ed25519_private FROM identity WHERE id = 1");
+    k.step();
+    key = blob_secret(k.column_blob(0));
+  }
+  auto st = db_.prepare("SELECT ticket_id, received FROM tickets WHERE ack_relayed = 0 ORDER BY ticket_id");
+  while (st.step()) {
+    entitlement::DeliveryAck ack;
+    ack.ticket_id = static_cast<std::uint64_t>(st.column_int(0));
+    ack.stb_id = stb_id_;
+    ack.stored = static_cast<std::uint64_t>(st.column_int(1));
+    ack.sign(key);
+    out.push_back(ack);
+  }
+  return out;
+}
+
+void SecureElement::acks_relayed(const std::vector<std::uint64_t>& ticket_ids) {
+  sql::Transaction tx(db_);
+  auto st = db_.prepare("UPDATE tickets SET ack_relayed = 1 WHERE ticket_id = ?");
+  for (auto id : ticket_ids) {
+    st.reset();
+    st.bind(1, static_cast<std::int64_t>(id));
+    st.run();
+  }
+  tx.commit();
 }
 
 Result<entitlement::EcmContent> SecureElement::open_ppv_ecm(std::span<const std::uint8_t> section,

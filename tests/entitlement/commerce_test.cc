@@ -287,3 +287,44 @@ TEST_F(CommerceTest, RequestCodeFromTheStbIsPaidOnceBeforeItExpires) {
 
 }  // namespace
 }  // namespace usher::entitlement
+
+#include "usher/stb/local_link.h"
+#include "usher/entitlement/protocol.h"
+
+namespace usher::entitlement {
+namespace {
+
+TEST_F(CommerceTest, DeliveryAcksCountOnlyWhenSignedByTheTicketsStb) {
+  ASSERT_TRUE(store().top_up(card.card_id, 5000, "visa-test", acquirer).ok());
+  auto p = store().buy_ticket(7, 1002, spend(7, 1002), kT0 - 600);
+  ASSERT_TRUE(p.ok());
+  auto& friend_stb = world.stb(1002);
+  stb::LocalLink link(friend_stb);
+  // The buyer's handset could also hand the ticket over the link: same frames the wallet sends.
+  const auto id = new_request_id();
+  auto reply = link.handle(encode_request(static_cast<MessageType>(LinkMessage::deliver_emm), id, p->emm_section));
+  ASSERT_TRUE(reply_body(reply, id).ok());
+  const auto acks = friend_stb.pending_acks();
+  ASSERT_EQ(acks.size(), 1u);
+  EXPECT_EQ(acks[0].ticket_id, p->ticket.ticket_id);
+
+  auto forged = acks[0];
+  forged.sign(crypto::Ed25519KeyPair::generate().private_key);
+  auto other = acks[0];
+  other.stb_id = 1001;  // claims another STB
+  EXPECT_TRUE(store().record_delivery_acks({forged, other})->empty());
+  EXPECT_EQ(store().ticket_state(p->ticket.ticket_id)->delivered, 0u);
+  auto confirmed = store().record_delivery_acks(acks);
+  ASSERT_EQ(confirmed->size(), 1u);
+  EXPECT_NE(store().ticket_state(p->ticket.ticket_id)->delivered, 0u);
+
+  const auto id2 = new_request_id();
+  auto done = link.handle(encode_request(static_cast<MessageType>(LinkMessage::acks_relayed), id2, encode_ids(*confirmed)));
+  ASSERT_TRUE(reply_body(done, id2).ok());
+  EXPECT_TRUE(friend_stb.pending_acks().empty());
+  // Junk on the link gets an error reply, not a crash.
+  EXPECT_FALSE(reply_body(link.handle(std::vector<std::uint8_t>{1, 9}), RequestId{}).ok());
+}
+
+}  // namespace
+}  // namespace usher::entitlement

@@ -54,6 +54,46 @@ Result<entitlement::BuyTicketReply> EngineClient::buy_by_code(const entitlement:
   return entitlement::decode_buy_ticket_reply(*body);
 }
 
+Result<std::vector<std::uint64_t>> EngineClient::delivery_acks(const std::vector<entitlement::DeliveryAck>& acks) {
+  std::vector<std::vector<std::uint8_t>> blobs;
+  for (const auto& a : acks) blobs.push_back(a.encode());
+  auto body = call(MessageType::delivery_acks, entitlement::encode_blobs(blobs));
+  if (!body) return body.error();
+  return entitlement::decode_ids(*body);
+}
+
+Result<std::vector<std::optional<std::uint64_t>>> EngineClient::delivered(const std::vector<std::uint64_t>& ids) {
+  auto body = call(MessageType::ticket_status, entitlement::encode_ids(ids));
+  if (!body) return body.error();
+  ByteReader r(*body);
+  std::uint16_t n = 0;
+  std::vector<std::optional<std::uint64_t>> out;
+  if (!r.u16(n) || n != ids.size()) return make_error(Errc::malformed, "ticket_status reply: malformed");
+  for (int i = 0; i < n; ++i) {
+    std::uint8_t status = 0;
+    std::uint64_t when = 0;
+    if (!r.u8(status) || !r.u64(when)) return make_error(Errc::malformed, "ticket_status reply: malformed");
+    out.push_back(status == 2 ? std::nullopt : std::optional<std::uint64_t>(when));
+  }
+  return out;
+}
+
+Result<std::vector<std::uint32_t>> EngineClient::account_stbs(const std::string& account) {
+  ByteWriter w;
+  w.u16(static_cast<std::uint16_t>(account.size()));
+  w.bytes({reinterpret_cast<const std::uint8_t*>(account.data()), account.size()});
+  auto body = call(MessageType::account_stbs, w.data());
+  if (!body) return body.error();
+  ByteReader r(*body);
+  std::uint16_t n = 0;
+  std::vector<std::uint32_t> out;
+  if (!r.u16(n)) return make_error(Errc::malformed, "account_stbs reply: malformed");
+  for (int i = 0; i < n; ++i) {
+    if (!r.u32(out.emplace_back())) return make_error(Errc::malformed, "account_stbs reply: malformed");
+  }
+  return out;
+}
+
 Result<entitlement::BuyTicketReply> EngineClient::buy_ticket(const entitlement::BuyTicketRequest& r) {
   auto body = call(MessageType::buy_ticket, entitlement::encode(r));
   if (!body) return body.error();
@@ -223,12 +263,7 @@ Status Wallet::deliver(std::uint64_t ticket_id, const std::string& link_endpoint
   }
   net::RequestClient link(link_endpoint, {std::chrono::milliseconds(2000), 2});
   const auto id = entitlement::new_request_id();
-  ByteWriter w;
-  w.u8(entitlement::kProtocolVersion);
-  w.u8(kLinkDeliverEmm);
-  w.bytes(id);
-  w.bytes(section);
-  auto reply = link.call(w.data());
+  auto reply = link.call(entitlement::encode_request(static_cast<entitlement::MessageType>(entitlement::LinkMessage::deliver_emm), id, section));
   if (!reply) return reply.error();
   auto body = entitlement::reply_body(*reply, id);
   if (!body) return body.error();
@@ -236,6 +271,44 @@ Status Wallet::deliver(std::uint64_t ticket_id, const std::string& link_endpoint
   up.bind(1, static_cast<std::int64_t>(ticket_id));
   up.run();
   return ok_status();
+}
+
+Result<std::vector<std::pair<std::uint64_t, std::uint64_t>>> Wallet::confirmed_deliveries() {
+  std::vector<std::uint64_t> ids;
+  for (const auto& t : tickets()) ids.push_back(t.ticket.ticket_id);
+  auto states = client_->delivered(ids);
+  if (!states) return states.error();
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if ((*states)[i] && *(*states)[i] != 0) out.emplace_back(ids[i], *(*states)[i]);
+  }
+  return out;
+}
+
+Result<std::size_t> Wallet::relay_acks(const std::string& link_endpoint) {
+  net::RequestClient link(link_endpoint, {std::chrono::milliseconds(2000), 2});
+  auto link_call = [&](entitlement::LinkMessage type, std::span<const std::uint8_t> body) -> Result<std::vector<std::uint8_t>> {
+    const auto id = entitlement::new_request_id();
+    auto reply = link.call(entitlement::encode_request(static_cast<entitlement::MessageType>(type), id, body));
+    if (!reply) return reply.error();
+    return entitlement::reply_body(*reply, id);
+  };
+  auto body = link_call(entitlement::LinkMessage::collect_acks, {});
+  if (!body) return body.error();
+  auto blobs = entitlement::decode_blobs(*body);
+  if (!blobs) return blobs.error();
+  std::vector<entitlement::DeliveryAck> acks;
+  for (const auto& b : *blobs) {
+    auto a = entitlement::DeliveryAck::decode(b);
+    if (a) acks.push_back(*a);  // the handset cannot check the STB's signature; the engine does
+  }
+  if (acks.empty()) return std::size_t{0};
+  auto confirmed = client_->delivery_acks(acks);
+  if (!confirmed) return confirmed.error();
+  if (auto done = link_call(entitlement::LinkMessage::acks_relayed, entitlement::encode_ids(*confirmed)); !done) {
+    return done.error();
+  }
+  return confirmed->size();
 }
 
 std::vector<OwnedTicket> Wallet::tickets() {

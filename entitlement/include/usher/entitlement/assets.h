@@ -76,4 +76,19 @@ struct SpendAuthorization {
   [[nodiscard]] bool verify(const crypto::PublicKey& handset_public) const;
 };
 
+// What an STB signs (Ed25519, its own key) when it has stored a ticket. The STB's owner's handset
+// relays it to the engine, so that the buyer of a gift sees it delivered ([0190]).
+struct DeliveryAck {
+  std::uint64_t ticket_id = 0;
+  std::uint32_t stb_id = 0;
+  std::uint64_t stored = 0;  // unix seconds
+  crypto::Signature signature{};
+
+  [[nodiscard]] std::vector<std::uint8_t> signed_part() const;
+  [[nodiscard]] std::vector<std::uint8_t> encode() const;
+  static Result<DeliveryAck> decode(std::span<const std::uint8_t> bytes);
+  void sign(const Secret<32>& stb_private);
+  [[nodiscard]] bool verify(const crypto::PublicKey& stb_public) const;
+};
+
 }  // namespace usher::entitlement

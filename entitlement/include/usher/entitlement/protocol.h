@@ -28,6 +28,16 @@ enum class MessageType : std::uint8_t {
   headend_keys = 6,   // u32 headend_id -> blob sealed key bundle
   emm_carousel = 7,   // (empty) -> u32 count, blob section each
   buy_by_code = 8,    // text request code, blob spend authorization -> as buy_ticket
+  delivery_acks = 9,  // u16 count, blob DeliveryAck each -> u16 count, u64 ticket id each (now confirmed)
+  ticket_status = 10, // u16 count, u64 ticket id each -> per id: u8 status (0 valid, 1 revoked, 2 unknown), u64 delivered
+  account_stbs = 11,  // text account -> u16 count, u32 stb_id each
+};
+
+// The local link between a handset and an STB uses the same frames with these types.
+enum class LinkMessage : std::uint8_t {
+  deliver_emm = 1,   // body: an EMM section (a ticket) -> ok once stored
+  collect_acks = 2,  // (empty) -> u16 count, blob DeliveryAck each
+  acks_relayed = 3,  // u16 count, u64 ticket id each -> ok
 };
 
 struct Frame {
@@ -84,6 +94,10 @@ Result<TopUpRequest> decode_top_up(std::span<const std::uint8_t> body);
 std::vector<std::uint8_t> encode_card(std::uint64_t card_id, const Money& balance);
 Result<std::pair<std::uint64_t, Money>> decode_card(std::span<const std::uint8_t> body);
 std::vector<std::uint8_t> encode_events(const std::vector<EventInfo>& events);
+std::vector<std::uint8_t> encode_blobs(const std::vector<std::vector<std::uint8_t>>& blobs);
+Result<std::vector<std::vector<std::uint8_t>>> decode_blobs(std::span<const std::uint8_t> body);
+std::vector<std::uint8_t> encode_ids(const std::vector<std::uint64_t>& ids);
+Result<std::vector<std::uint64_t>> decode_ids(std::span<const std::uint8_t> body);
 std::vector<std::uint8_t> encode_sections(const std::vector<std::vector<std::uint8_t>>& sections);
 Result<std::vector<std::vector<std::uint8_t>>> decode_sections(std::span<const std::uint8_t> body);
 Result<std::vector<EventInfo>> decode_events(std::span<const std::uint8_t> body);

@@ -199,6 +199,17 @@ class EntitlementStore {
     std::string status;
   };
   std::vector<TicketRecord> tickets();
+  struct TicketState {
+    std::string status;
+    std::uint64_t delivered = 0;  // when the STB stored it, by its signed ack (0 = not confirmed)
+  };
+  Result<TicketState> ticket_state(std::uint64_t ticket_id);
+  // Records acks signed by the STBs that stored their tickets; returns the tickets now confirmed.
+  // Acks that do not verify against the STB's key, or name a ticket of another STB, are ignored.
+  Result<std::vector<std::uint64_t>> record_delivery_acks(const std::vector<DeliveryAck>& acks);
+  // Accounts own devices: an STB can be registered for an account, and a gift sent to it.
+  Status set_stb_account(std::uint32_t stb_id, const std::string& account);
+  std::vector<std::uint32_t> account_stbs(const std::string& account);
 
   // Sum of every posting in the ledger (0 when every transaction balances) and the number of postings.
   std::pair<std::int64_t, std::int64_t> ledger_check();

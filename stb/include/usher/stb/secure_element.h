@@ -63,6 +63,11 @@ class SecureElement {
   [[nodiscard]] bool verify_pin(const std::string& pin);
   [[nodiscard]] std::uint8_t parental_max_age() const { return parental_max_age_; }
 
+  // Delivery acknowledgements for tickets stored and not yet relayed, signed by this STB; and
+  // marking them relayed once the handset has passed them on.
+  std::vector<entitlement::DeliveryAck> pending_acks();
+  void acks_relayed(const std::vector<std::uint64_t>& ticket_ids);
+
   // F3: a code the viewer's handset can pay for event `event_id` with (see request_code.h).
   [[nodiscard]] std::string request_code(std::uint16_t event_id, std::uint64_t expires) const;
 

@@ -36,6 +36,10 @@ class EngineClient {
   Result<entitlement::Money> balance(std::uint64_t card_id);
   Result<entitlement::BuyTicketReply> buy_ticket(const entitlement::BuyTicketRequest& r);
   Result<entitlement::BuyTicketReply> buy_by_code(const entitlement::BuyByCodeRequest& r);
+  Result<std::vector<std::uint64_t>> delivery_acks(const std::vector<entitlement::DeliveryAck>& acks);
+  // Per ticket: confirmed delivery time (0 = not yet), or nullopt when the engine does not know it.
+  Result<std::vector<std::optional<std::uint64_t>>> delivered(const std::vector<std::uint64_t>& ticket_ids);
+  Result<std::vector<std::uint32_t>> account_stbs(const std::string& account);
 
  private:
   Result<std::vector<std::uint8_t>> call(entitlement::MessageType type, std::span<const std::uint8_t> body);
@@ -74,6 +78,13 @@ class Wallet {
   // Hands the ticket's EMM to an STB's local link; marks it delivered when the STB has stored it.
   Status deliver(std::uint64_t ticket_id, const std::string& link_endpoint, std::uint64_t now);
   std::vector<OwnedTicket> tickets();
+  // The tickets this wallet bought whose delivery the recipient STB has confirmed (through its
+  // owner's handset relaying its signed ack), with the time it stored them.
+  Result<std::vector<std::pair<std::uint64_t, std::uint64_t>>> confirmed_deliveries();
+  // Collects the signed delivery acks of the STB at `link_endpoint` and relays them to the engine.
+  Result<std::size_t> relay_acks(const std::string& link_endpoint);
+  // The STBs of an account (for a gift to a friend by account).
+  Result<std::vector<std::uint32_t>> account_stbs(const std::string& account) { return client_->account_stbs(account); }
 
  private:
   Wallet(sql::Database db, std::string engine, std::uint64_t card_id, std::string account,
@@ -91,7 +102,5 @@ class Wallet {
   std::unique_ptr<EngineClient> client_;
 };
 
-// The STB side of the local link: request type 1 carries an EMM section for the STB to apply.
-inline constexpr std::uint8_t kLinkDeliverEmm = 1;
 
 }  // namespace usher::wallet
