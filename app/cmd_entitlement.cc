@@ -1,5 +1,6 @@
 // usher entitlement: the operator's catalogue, set-top boxes, grants and revocations.
 #include <cstdio>
+#include <sstream>
 
 #include "cli.h"
 #include "usher/core/log.h"
@@ -17,11 +18,13 @@ constexpr const char* kUsage = R"(usher entitlement: the operator
       Creates the operator: its key pair and store, and DIR/operator.pub for STBs.
   usher entitlement service add --id N --name NAME [--home DIR]
   usher entitlement service list [--home DIR]
+  usher entitlement package add --id P --name NAME --services 1,2,3 [--home DIR]
+  usher entitlement package list [--home DIR]
   usher entitlement device add --stb-file STB_HOME/stb.pub [--account NAME] [--home DIR]
   usher entitlement device assign --stb ID --account NAME [--home DIR]
   usher entitlement device list [--home DIR]
-  usher entitlement grant --stb ID --service N [--from TIME] [--until TIME | --days 30] [--home DIR]
-  usher entitlement revoke --stb ID --service N [--home DIR]
+  usher entitlement grant --stb ID (--service N | --package P) [--from TIME] [--until TIME | --days 30] [--home DIR]
+  usher entitlement revoke --stb ID (--service N | --package P) [--home DIR]
   usher entitlement grants [--home DIR]
   usher entitlement event add --id E --service N --start TIME --duration 90m --title T
                               --price 12.50 --currency EUR [--min-age 0] [--home DIR]
@@ -58,7 +61,8 @@ int cmd_entitlement(const std::vector<std::string>& argv) {
   const std::string sub = argv[0];
   std::vector<std::string> rest(argv.begin() + 1, argv.end());
   std::string object;
-  if ((sub == "service" || sub == "device" || sub == "event" || sub == "headend" || sub == "ticket") && !rest.empty() && rest[0].rfind("--", 0) != 0) {
+  if ((sub == "service" || sub == "device" || sub == "event" || sub == "headend" || sub == "ticket" ||
+       sub == "package") && !rest.empty() && rest[0].rfind("--", 0) != 0) {
     object = rest[0];
     rest.erase(rest.begin());
   }
@@ -87,6 +91,32 @@ int cmd_entitlement(const std::vector<std::string>& argv) {
     for (const auto& s : store.services()) std::printf("%5u  %-24s key version %u\n", s.service_id, s.name.c_str(), s.key_version);
     return 0;
   }
+  if (sub == "package" && object == "add") {
+    auto store = open(a);
+    std::vector<std::uint16_t> services;
+    std::stringstream ss(a.require("services"));
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      try {
+        services.push_back(static_cast<std::uint16_t>(std::stoul(item)));
+      } catch (const std::exception&) {
+        throw UsageError("--services expects comma-separated service ids");
+      }
+    }
+    const auto id = static_cast<std::uint16_t>(a.require_number("id"));
+    if (auto s = store.add_package(id, a.require("name"), services); !s) throw std::runtime_error(s.error().message);
+    std::printf("package %u '%s' with %zu services\n", id, a.get("name").c_str(), services.size());
+    return 0;
+  }
+  if (sub == "package" && object == "list") {
+    auto store = open(a);
+    for (const auto& [id, name] : store.packages()) {
+      std::string list;
+      for (auto s : need(store.package_services(id))) list += (list.empty() ? "" : ",") + std::to_string(s);
+      std::printf("%5u  %-20s services %s\n", id, name.c_str(), list.c_str());
+    }
+    return 0;
+  }
   if (sub == "device" && object == "add") {
     auto store = open(a);
     auto f = need(entitlement::StbPublicFile::read(a.require("stb-file")));
@@ -112,20 +142,24 @@ int cmd_entitlement(const std::vector<std::string>& argv) {
   if (sub == "grant") {
     auto store = open(a);
     const auto stb = static_cast<std::uint32_t>(a.require_number("stb"));
-    const auto service = static_cast<std::uint16_t>(a.require_number("service"));
     const auto from = parse_time(a.get("from", "now"));
     const auto until = a.has("until") ? parse_time(a.get("until")) : from + static_cast<std::uint64_t>(a.number("days", 30)) * 86400;
-    if (auto s = store.grant(stb, service, from, until); !s) throw std::runtime_error(s.error().message);
-    std::printf("STB %u granted service %u from %s until %s; EMM queued\n", stb, service, format_utc(from).c_str(),
-                format_utc(until).c_str());
+    const bool package = a.has("package");
+    const auto id = static_cast<std::uint16_t>(a.require_number(package ? "package" : "service"));
+    auto s = package ? store.grant_package(stb, id, from, until) : store.grant(stb, id, from, until);
+    if (!s) throw std::runtime_error(s.error().message);
+    std::printf("STB %u granted %s %u from %s until %s; EMM queued\n", stb, package ? "package" : "service", id,
+                format_utc(from).c_str(), format_utc(until).c_str());
     return 0;
   }
   if (sub == "revoke") {
     auto store = open(a);
     const auto stb = static_cast<std::uint32_t>(a.require_number("stb"));
-    const auto service = static_cast<std::uint16_t>(a.require_number("service"));
-    if (auto s = store.revoke(stb, service); !s) throw std::runtime_error(s.error().message);
-    std::printf("STB %u: service %u revoked; EMM queued\n", stb, service);
+    const bool package = a.has("package");
+    const auto id = static_cast<std::uint16_t>(a.require_number(package ? "package" : "service"));
+    auto s = package ? store.revoke_package(stb, id) : store.revoke(stb, id);
+    if (!s) throw std::runtime_error(s.error().message);
+    std::printf("STB %u: %s %u revoked; EMM queued\n", stb, package ? "package" : "service", id);
     return 0;
   }
   if (sub == "event" && object == "add") {

@@ -160,6 +160,13 @@ void EntitlementStore::create_schema(sql::Database& db) {
       status TEXT NOT NULL,
       ticket BLOB,
       delivered INTEGER NOT NULL DEFAULT 0);
+    CREATE TABLE IF NOT EXISTS packages (
+      package_id INTEGER PRIMARY KEY,
+      name TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS package_services (
+      package_id INTEGER NOT NULL REFERENCES packages(package_id),
+      service_id INTEGER NOT NULL REFERENCES services(service_id),
+      PRIMARY KEY (package_id, service_id));
     CREATE TABLE IF NOT EXISTS used_codes (
       code TEXT PRIMARY KEY,
       ticket_id INTEGER NOT NULL);
@@ -264,6 +271,67 @@ Result<ServiceKey> EntitlementStore::service_key(std::uint16_t service_id) {
   ServiceKey k{static_cast<std::uint16_t>(st.column_int(0)), Key256(std::span<const std::uint8_t, 32>(b.data(), 32))};
   secure_zero(b.data(), b.size());
   return k;
+}
+
+Status EntitlementStore::add_package(std::uint16_t package_id, const std::string& name,
+                                     const std::vector<std::uint16_t>& services) {
+  if (services.empty()) return make_error(Errc::invalid_argument, "a package needs at least one service");
+  sql::Transaction tx(db_);
+  {
+    auto exists = db_.prepare("SELECT 1 FROM packages WHERE package_id = ?");
+    exists.bind(1, package_id);
+    if (exists.step()) return make_error(Errc::already_exists, "package " + std::to_string(package_id) + " already exists");
+  }
+  auto ins = db_.prepare("INSERT INTO packages VALUES (?, ?)");
+  ins.bind(1, package_id).bind(2, name);
+  ins.run();
+  for (auto service : services) {
+    if (!service_key(service)) return make_error(Errc::not_found, "no service " + std::to_string(service));
+    auto member = db_.prepare("INSERT OR IGNORE INTO package_services VALUES (?, ?)");
+    member.bind(1, package_id).bind(2, service);
+    member.run();
+  }
+  tx.commit();
+  return ok_status();
+}
+
+std::vector<std::pair<std::uint16_t, std::string>> EntitlementStore::packages() {
+  std::vector<std::pair<std::uint16_t, std::string>> out;
+  auto st = db_.prepare("SELECT package_id, name FROM packages ORDER BY package_id");
+  while (st.step()) out.emplace_back(static_cast<std::uint16_t>(st.column_int(0)), st.column_text(1));
+  return out;
+}
+
+Result<std::vector<std::uint16_t>> EntitlementStore::package_services(std::uint16_t package_id) {
+  std::vector<std::uint16_t> out;
+  auto st = db_.prepare("SELECT service_id FROM package_services WHERE package_id = ? ORDER BY service_id");
+  st.bind(1, package_id);
+  while (st.step()) out.push_back(static_cast<std::uint16_t>(st.column_int(0)));
+  if (out.empty()) return make_error(Errc::not_found, "no package " + std::to_string(package_id));
+  return out;
+}
+
+Status EntitlementStore::grant_package(std::uint32_t stb_id, std::uint16_t package_id, std::uint64_t not_before,
+                                       std::uint64_t not_after) {
+  auto services = package_services(package_id);
+  if (!services) return services.error();
+  sql::Transaction tx(db_);
+  for (auto service : *services) {
+    if (auto s = grant(stb_id, service, not_before, not_after); !s) return s;
+  }
+  tx.commit();
+  return ok_status();
+}
+
+Status EntitlementStore::revoke_package(std::uint32_t stb_id, std::uint16_t package_id) {
+  auto services = package_services(package_id);
+  if (!services) return services.error();
+  sql::Transaction tx(db_);
+  for (auto service : *services) {
+    if (auto s = revoke(stb_id, service); !s) return s;
+  }
+  tx.commit();
+  return ok_status();
 }
 
 Status EntitlementStore::register_stb(const StbInfo& stb) {

@@ -322,6 +322,13 @@ TEST_F(CommerceTest, DeliveryAcksCountOnlyWhenSignedByTheTicketsStb) {
   auto done = link.handle(encode_request(static_cast<MessageType>(LinkMessage::acks_relayed), id2, encode_ids(*confirmed)));
   ASSERT_TRUE(reply_body(done, id2).ok());
   EXPECT_TRUE(friend_stb.pending_acks().empty());
+  // Someone else's ticket: STB 1001's link refuses the EMM of 1002's ticket.
+  stb::LocalLink other_link(world.stb(1001));
+  const auto id3 = new_request_id();
+  auto refused = reply_body(other_link.handle(encode_request(static_cast<MessageType>(LinkMessage::deliver_emm), id3, p->emm_section)), id3);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("another STB"), std::string::npos);
+  EXPECT_TRUE(world.stb(1001).tickets().empty());
   // Junk on the link gets an error reply, not a crash.
   EXPECT_FALSE(reply_body(link.handle(std::vector<std::uint8_t>{1, 9}), RequestId{}).ok());
 }

@@ -84,3 +84,30 @@ TEST(EntitlementStore, RevokeReplacesTheCarouselAndKeepsOtherGrants) {
 
 }  // namespace
 }  // namespace usher::entitlement
+
+namespace usher::entitlement {
+namespace {
+
+TEST(EntitlementStore, PackageGrantsAndRevokesEachOfItsServices) {
+  testing::TempDir dir;
+  auto store = EntitlementStore::create(dir.path(), 0x4AFF).value();
+  for (int s : {1, 2, 3}) ASSERT_TRUE(store.add_service(static_cast<std::uint16_t>(s), "svc").ok());
+  ASSERT_TRUE(store.add_package(10, "Sports", {1, 2}).ok());
+  EXPECT_EQ(store.add_package(10, "Again", {3}).error().code, Errc::already_exists);
+  EXPECT_EQ(store.add_package(11, "Bad", {9}).error().code, Errc::not_found);
+  EXPECT_TRUE(store.packages().size() == 1);  // the failed one left nothing behind
+  StbKeys k;
+  ASSERT_TRUE(store.register_stb({7, k.x.public_key, k.ed.public_key}).ok());
+  ASSERT_TRUE(store.grant_package(7, 10, 0, 2'000'000'000).ok());
+  auto grants = store.grants();
+  ASSERT_EQ(grants.size(), 2u);
+  EXPECT_EQ(grants[0].service_id, 1);
+  EXPECT_EQ(grants[1].service_id, 2);
+  EXPECT_EQ(store.emm_sections(1000).size(), 2u);
+  ASSERT_TRUE(store.revoke_package(7, 10).ok());
+  for (const auto& g : store.grants()) EXPECT_TRUE(g.revoked);
+  EXPECT_EQ(store.grant_package(7, 99, 0, 10).error().code, Errc::not_found);
+}
+
+}  // namespace
+}  // namespace usher::entitlement

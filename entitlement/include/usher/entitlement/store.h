@@ -144,6 +144,14 @@ class EntitlementStore {
   std::vector<ServiceInfo> services();
   Result<ServiceKey> service_key(std::uint16_t service_id);
 
+  // Packages: named groups of services sold together (a tier). Granting or revoking a package
+  // grants or revokes each of its services, with one EMM each.
+  Status add_package(std::uint16_t package_id, const std::string& name, const std::vector<std::uint16_t>& services);
+  std::vector<std::pair<std::uint16_t, std::string>> packages();
+  Result<std::vector<std::uint16_t>> package_services(std::uint16_t package_id);
+  Status grant_package(std::uint32_t stb_id, std::uint16_t package_id, std::uint64_t not_before, std::uint64_t not_after);
+  Status revoke_package(std::uint32_t stb_id, std::uint16_t package_id);
+
   Status register_stb(const StbInfo& stb);
   std::vector<StbInfo> stbs();
 
