@@ -1,6 +1,7 @@
 // usher demo: the broadcast path end to end on this machine, each step a real `usher` process.
 #include <fcntl.h>
 #include <spawn.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,11 +18,16 @@ namespace usher::cli {
 namespace {
 namespace fs = std::filesystem;
 
-constexpr const char* kUsage = R"(usher demo: the scrambled broadcast path end to end
+constexpr const char* kUsage = R"(usher demo: the broadcast path and pay-per-view end to end
 
   usher demo [--dir DIR] [--seconds 10] [--crypto-period 2]
-      Generates a stream, creates an operator with one service and two STBs (1001 entitled,
-      1002 not), scrambles, runs both STBs and checks with ffprobe what a viewer would see.
+      Act 1, subscription: generates a stream, creates an operator with one service and two STBs
+      (1001 subscribed, 1002 not), scrambles, runs both STBs and checks with ffprobe what a
+      viewer would see.
+      Act 2, pay-per-view: a PPV event on the service; the engine runs as a ZeroMQ service; a
+      viewer's handset tops up its prepaid card, buys the event for STB 1002 and hands the ticket
+      over the STB's local link; the headend takes its keys and schedule from the engine; during
+      the event STB 1002 watches and STB 1001 (a subscriber without a ticket) does not.
       Files stay in DIR (default usher-data/demo, emptied first). Each step is printed as the
       command that runs it; their logs are in DIR/log.txt. The last line is a JSON summary.
 )";
@@ -62,6 +68,42 @@ void step(const std::string& log_path, const std::vector<std::string>& args) {
     throw std::runtime_error("step failed: " + shown + " (see " + log_path + ")");
   }
 }
+
+// A service started for the demo's second act, stopped (SIGTERM) when the demo ends.
+class Background {
+ public:
+  Background(const std::string& log_path, const std::vector<std::string>& args) {
+    std::string shown = "$ usher";
+    for (const auto& a : args) shown += " " + a;
+    std::printf("%s &\n", shown.c_str());
+    std::fflush(stdout);
+    const std::string exe = self_exe();
+    std::vector<std::string> all{exe};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> cargv;
+    for (auto& x : all) cargv.push_back(x.data());
+    cargv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_APPEND | O_CREAT, 0644);
+    posix_spawn_file_actions_addopen(&actions, 2, log_path.c_str(), O_WRONLY | O_APPEND | O_CREAT, 0644);
+    if (posix_spawn(&pid_, exe.c_str(), &actions, nullptr, cargv.data(), environ) != 0) pid_ = -1;
+    posix_spawn_file_actions_destroy(&actions);
+    if (pid_ < 0) throw std::runtime_error("cannot start " + shown);
+  }
+  Background(const Background&) = delete;
+  Background& operator=(const Background&) = delete;
+  ~Background() {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      int status = 0;
+      waitpid(pid_, &status, 0);
+    }
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
 
 std::string json_escape(const std::string& s) {
   std::string o;
@@ -107,22 +149,61 @@ int cmd_demo(const std::vector<std::string>& argv) {
   step(log, {"stb", "run", "--home", (dir / "stb-1001").string(), "--in", scrambled, "--out", out1001});
   step(log, {"stb", "run", "--home", (dir / "stb-1002").string(), "--in", scrambled, "--out", out1002});
 
+  // Act 2: pay-per-view bought on a handset, through the running engine.
+  const std::uint64_t event_start = unix_now() + 600;
+  const std::string ppv_scrambled = (dir / "ppv-scrambled.ts").string();
+  const std::string ppv1001 = (dir / "ppv-stb-1001.ts").string();
+  const std::string ppv1002 = (dir / "ppv-stb-1002.ts").string();
+  const std::string engine = "ipc://" + (dir / "engine.sock").string();
+  const std::string link1002 = "ipc://" + (dir / "stb-1002-link.sock").string();
+  const std::string headend_home = (dir / "headend").string();
+  const std::string wallet_home = (dir / "wallet-alice").string();
+  std::printf("\n-- pay-per-view --\n");
+  step(log, {"entitlement", "event", "add", "--home", ent, "--id", "7", "--service", "1", "--start",
+             std::to_string(event_start), "--duration", "2h", "--title", "Usher Cup Final", "--price", "12.50",
+             "--currency", "EUR"});
+  step(log, {"headend", "init", "--home", headend_home, "--id", "1", "--operator", ent + "/operator.pub"});
+  step(log, {"entitlement", "headend", "add", "--home", ent, "--file", headend_home + "/headend.pub"});
+  {
+    Background serve(log, {"entitlement", "serve", "--home", ent, "--bind", engine});
+    Background link(log, {"stb", "link", "--home", (dir / "stb-1002").string(), "--bind", link1002});
+    step(log, {"wallet", "init", "--home", wallet_home, "--account", "alice", "--currency", "EUR", "--engine", engine,
+               "--operator", ent + "/operator.pub"});
+    step(log, {"wallet", "topup", "--home", wallet_home, "--amount", "20.00"});
+    step(log, {"wallet", "buy", "--home", wallet_home, "--event", "7", "--stb", "1002", "--link", link1002});
+    step(log, {"headend", "run", "--engine", engine, "--home", headend_home, "--in", source, "--out", ppv_scrambled,
+               "--crypto-period", period, "--start-time", std::to_string(event_start + 60)});
+  }
+  step(log, {"stb", "run", "--home", (dir / "stb-1002").string(), "--in", ppv_scrambled, "--out", ppv1002});
+  step(log, {"stb", "run", "--home", (dir / "stb-1001").string(), "--in", ppv_scrambled, "--out", ppv1001});
+
   struct Row {
     const char* name;
     std::string path;
     DecodeReport r;
   };
-  std::vector<Row> rows{{"source", source, {}}, {"scrambled", scrambled, {}}, {"stb_1001_entitled", out1001, {}},
-                        {"stb_1002_not_entitled", out1002, {}}};
-  std::printf("\n%-24s %8s %14s  %s\n", "file", "frames", "decode errors", "path");
+  std::vector<Row> rows{{"source", source, {}},
+                        {"scrambled", scrambled, {}},
+                        {"stb_1001_entitled", out1001, {}},
+                        {"stb_1002_not_entitled", out1002, {}},
+                        {"ppv_scrambled", ppv_scrambled, {}},
+                        {"ppv_stb_1002_with_ticket", ppv1002, {}},
+                        {"ppv_stb_1001_without_ticket", ppv1001, {}}};
+  std::printf("\n%-28s %8s %14s  %s\n", "file", "frames", "decode errors", "path");
   for (auto& row : rows) {
     row.r = probe_decode(row.path);
-    std::printf("%-24s %8ld %14ld  %s\n", row.name, row.r.frames, row.r.decode_errors, row.path.c_str());
+    std::printf("%-28s %8ld %14ld  %s\n", row.name, row.r.frames, row.r.decode_errors, row.path.c_str());
   }
-  const bool ok = rows[0].r.frames > 0 && rows[2].r.frames == rows[0].r.frames && rows[2].r.decode_errors == 0 &&
-                  rows[1].r.frames < rows[0].r.frames && rows[3].r.frames < rows[0].r.frames;
-  std::printf("\n%s\n", ok ? "outcome: the entitled STB decodes every frame; the scrambled stream and the other STB do not"
-                           : "outcome: NOT as expected (see log.txt)");
+  const long all = rows[0].r.frames;
+  const bool subscription_ok = all > 0 && rows[2].r.frames == all && rows[2].r.decode_errors == 0 && rows[1].r.frames < all &&
+                               rows[3].r.frames < all;
+  const bool ppv_ok = rows[5].r.frames == all && rows[5].r.decode_errors == 0 && rows[4].r.frames < all && rows[6].r.frames < all;
+  const bool ok = subscription_ok && ppv_ok;
+  std::printf("\n%s\n%s\n",
+              subscription_ok ? "subscription: the subscribed STB decodes every frame; the scrambled stream and the other STB do not"
+                              : "subscription: NOT as expected (see log.txt)",
+              ppv_ok ? "pay-per-view: the STB with the ticket bought on the handset decodes every frame; the one without does not"
+                     : "pay-per-view: NOT as expected (see log.txt)");
   std::string json = "{\"dir\":\"" + json_escape(dir.string()) + "\"";
   for (const auto& row : rows) {
     json += ",\"" + std::string(row.name) + "\":{\"path\":\"" + json_escape(row.path) + "\",\"frames\":" +
