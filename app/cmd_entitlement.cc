@@ -18,6 +18,8 @@ constexpr const char* kUsage = R"(usher entitlement: the operator
       Creates the operator: its key pair and store, and DIR/operator.pub for STBs.
   usher entitlement service add --id N --name NAME [--home DIR]
   usher entitlement service list [--home DIR]
+  usher entitlement service price --id N --per-day 2.00 --currency EUR [--home DIR]
+      Sells the service by the day (passes bought with `usher wallet buy --service`).
   usher entitlement package add --id P --name NAME --services 1,2,3 [--home DIR]
   usher entitlement package list [--home DIR]
   usher entitlement device add --stb-file STB_HOME/stb.pub [--account NAME] [--home DIR]
@@ -84,6 +86,15 @@ int cmd_entitlement(const std::vector<std::string>& argv) {
     if (id <= 0 || id > 0xFFFF) throw UsageError("--id must be a service_id (program_number) from 1 to 65535");
     auto s = need(store.add_service(static_cast<std::uint16_t>(id), a.require("name")));
     std::printf("service %u '%s' added (key version %u)\n", s.service_id, s.name.c_str(), s.key_version);
+    return 0;
+  }
+  if (sub == "service" && object == "price") {
+    auto store = open(a);
+    const auto id = static_cast<std::uint16_t>(a.require_number("id"));
+    const entitlement::Money per_day{need(entitlement::parse_amount(a.require("per-day"))),
+                                     need(entitlement::parse_currency(a.require("currency")))};
+    if (auto s = store.set_pass_price(id, per_day); !s) throw std::runtime_error(s.error().message);
+    std::printf("service %u sold by the day at %s\n", id, entitlement::format_money(per_day).c_str());
     return 0;
   }
   if (sub == "service" && object == "list") {

@@ -16,6 +16,8 @@ constexpr const char* kUsage = R"(usher wallet: a viewer's handset
   usher wallet balance [--home DIR]
   usher wallet events [--home DIR]
   usher wallet buy --event E --stb S [--link ENDPOINT] [--deliver-at TIME] [--home DIR]
+  usher wallet buy --service N --days D --stb S [--link ENDPOINT] [--home DIR]
+      A pass: service N for D days from now (a ticket for a period).
       Pays for event E for your STB S. The ticket reaches S on the broadcast (as an EMM); with
       --link it is also handed to S at once over its local link (`usher stb link`). With
       --deliver-at (F5) the ticket is bought now and reaches S at that time.
@@ -41,9 +43,12 @@ T need(Result<T> r) {
 std::string home(const Args& a) { return a.get("home", "usher-data/wallet"); }
 
 void print_ticket(const wallet::OwnedTicket& t) {
-  std::printf("ticket %llu: event %u '%s' for STB %u, %s to %s%s%s\n", static_cast<unsigned long long>(t.ticket.ticket_id),
-              t.ticket.event_id, t.ticket.title.c_str(), t.ticket.stb_id, format_utc(t.ticket.valid_from).c_str(),
-              format_utc(t.ticket.valid_until).c_str(), t.gift ? " (gift)" : "", t.delivered ? ", delivered" : "");
+  const std::string what = t.ticket.type == entitlement::kAssetTypeServicePass
+                               ? "service " + std::to_string(t.ticket.service_id) + " " + t.ticket.title
+                               : "event " + std::to_string(t.ticket.event_id) + " '" + t.ticket.title + "'";
+  std::printf("ticket %llu: %s for STB %u, %s to %s%s%s\n", static_cast<unsigned long long>(t.ticket.ticket_id), what.c_str(),
+              t.ticket.stb_id, format_utc(t.ticket.valid_from).c_str(), format_utc(t.ticket.valid_until).c_str(),
+              t.gift ? " (gift)" : "", t.delivered ? ", delivered" : "");
 }
 
 }  // namespace
@@ -81,7 +86,6 @@ int cmd_wallet(const std::vector<std::string>& argv) {
     return 0;
   }
   if (sub == "buy" || sub == "gift") {
-    const auto event = static_cast<std::uint32_t>(a.require_number("event"));
     std::uint32_t stb = 0;
     if (a.has("to-account")) {
       const auto stbs = need(w.account_stbs(a.get("to-account")));
@@ -96,7 +100,15 @@ int cmd_wallet(const std::vector<std::string>& argv) {
       stb = static_cast<std::uint32_t>(a.require_number("stb"));
     }
     const std::uint64_t deliver_at = a.has("deliver-at") ? parse_time(a.get("deliver-at")) : 0;
-    auto t = need(w.buy(event, stb, sub == "gift", deliver_at));
+    wallet::OwnedTicket t;
+    if (a.has("service")) {
+      const auto days = a.require_number("days");
+      if (days <= 0 || days > 366) throw UsageError("--days must be from 1 to 366");
+      t = need(w.buy_pass(static_cast<std::uint16_t>(a.require_number("service")), static_cast<std::uint16_t>(days), stb,
+                          sub == "gift"));
+    } else {
+      t = need(w.buy(static_cast<std::uint32_t>(a.require_number("event")), stb, sub == "gift", deliver_at));
+    }
     print_ticket(t);
     std::printf("balance %s\n", entitlement::format_money(need(w.balance())).c_str());
     if (deliver_at > unix_now()) std::printf("scheduled: delivered to STB %u at %s\n", stb, format_utc(deliver_at).c_str());

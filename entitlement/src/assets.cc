@@ -61,7 +61,7 @@ Result<std::int64_t> parse_amount(const std::string& text) {
 std::vector<std::uint8_t> Ticket::signed_part() const {
   ByteWriter w;
   w.u8(kAssetVersion);
-  w.u8(kAssetTypePpvTicket);
+  w.u8(type);
   w.u64(ticket_id);
   w.u32(event_id);
   w.u16(service_id);
@@ -90,7 +90,10 @@ Result<Ticket> Ticket::decode(std::span<const std::uint8_t> bytes) {
   r.u8(type);
   if (r.failed()) return make_error(Errc::malformed, "ticket: truncated");
   if (version != kAssetVersion) return make_error(Errc::malformed, "ticket: unsupported version " + std::to_string(version));
-  if (type != kAssetTypePpvTicket) return make_error(Errc::malformed, "ticket: not a PPV ticket (type " + std::to_string(type) + ")");
+  if (type != kAssetTypePpvTicket && type != kAssetTypeServicePass) {
+    return make_error(Errc::malformed, "ticket: unknown type " + std::to_string(type));
+  }
+  t.type = type;
   r.u64(t.ticket_id);
   r.u32(t.event_id);
   r.u16(t.service_id);

@@ -31,6 +31,10 @@ std::string payee_for(std::uint32_t event_id, std::uint32_t stb_id) {
   return "ppv:event=" + std::to_string(event_id) + ":stb=" + std::to_string(stb_id);
 }
 
+std::string pass_payee_for(std::uint16_t service_id, std::uint16_t days, std::uint32_t stb_id) {
+  return "pass:service=" + std::to_string(service_id) + ":days=" + std::to_string(days) + ":stb=" + std::to_string(stb_id);
+}
+
 Result<std::string> TestAcquirer::charge(const Money& amount, const std::string& reference) {
   if (amount.minor <= 0) return make_error(Errc::invalid_argument, "top-up amount must be positive");
   if (amount.minor > 100'000) return make_error(Errc::not_entitled, "test acquirer: over the 1000.00 limit per charge");
@@ -421,6 +425,90 @@ Result<Purchase> EntitlementStore::buy_ticket(std::uint32_t event_id, std::uint3
   auto emm = queue_emm(stb_id, std::move(items), ev->end(), deliver_at);
   if (!emm) return emm.error();
   Purchase p{std::move(t), std::move(emm.value()), {}};
+  tx.commit();
+  p.balance = *balance(spend.card_id);
+  return p;
+}
+
+Status EntitlementStore::set_pass_price(std::uint16_t service_id, const Money& per_day) {
+  if (per_day.minor <= 0) return make_error(Errc::invalid_argument, "a pass price must be positive");
+  auto st = db_.prepare("UPDATE services SET pass_day_price = ?, pass_currency = ? WHERE service_id = ?");
+  st.bind(1, per_day.minor).bind(2, to_string(per_day.currency)).bind(3, service_id);
+  st.run();
+  if (db_.changes() == 0) return make_error(Errc::not_found, "no service " + std::to_string(service_id));
+  return ok_status();
+}
+
+Result<Money> EntitlementStore::pass_price(std::uint16_t service_id) {
+  auto st = db_.prepare("SELECT pass_day_price, pass_currency FROM services WHERE service_id = ?");
+  st.bind(1, service_id);
+  if (!st.step()) return make_error(Errc::not_found, "no service " + std::to_string(service_id));
+  if (st.column_is_null(0)) return make_error(Errc::not_found, "service " + std::to_string(service_id) + " is not sold by the day");
+  const auto c = st.column_text(1);
+  return Money{st.column_int(0), Currency{c[0], c[1], c[2]}};
+}
+
+Result<Purchase> EntitlementStore::buy_pass(std::uint16_t service_id, std::uint16_t days, std::uint32_t stb_id,
+                                            const SpendAuthorization& spend, std::uint64_t now) {
+  if (days == 0 || days > 366) return make_error(Errc::invalid_argument, "a pass lasts 1 to 366 days");
+  auto per_day = pass_price(service_id);
+  if (!per_day) return per_day.error();
+  const Money price{per_day->minor * days, per_day->currency};
+  auto c = card(spend.card_id);
+  if (!c) return c.error();
+  if (!spend.verify(c->handset_public)) {
+    return make_error(Errc::auth_failed, "spend authorization is not signed by the handset holding card " +
+                                             std::to_string(spend.card_id));
+  }
+  if (spend.amount.currency != price.currency || spend.amount.minor != price.minor) {
+    return make_error(Errc::invalid_argument, "a " + std::to_string(days) + "-day pass costs " + format_money(price) +
+                                                  ", the authorization is for " + format_money(spend.amount));
+  }
+  if (spend.payee != pass_payee_for(service_id, days, stb_id)) {
+    return make_error(Errc::invalid_argument, "authorization is for '" + spend.payee + "', not for this purchase");
+  }
+  {
+    auto stb = db_.prepare("SELECT 1 FROM stbs WHERE stb_id = ?");
+    stb.bind(1, stb_id);
+    if (!stb.step()) return make_error(Errc::not_found, "no STB " + std::to_string(stb_id));
+  }
+  sql::Transaction tx(db_);
+  auto nonce = db_.prepare("INSERT OR IGNORE INTO spend_nonces VALUES (?, ?)");
+  nonce.bind(1, static_cast<std::int64_t>(spend.card_id)).bind(2, spend.nonce);
+  nonce.run();
+  if (db_.changes() == 0) return make_error(Errc::replayed, "spend authorization already used (nonce seen before)");
+  auto bal = balance(spend.card_id);
+  if (!bal) return bal.error();
+  if (bal->minor < price.minor) {
+    return make_error(Errc::not_entitled, "balance " + format_money(*bal) + " is less than the price " + format_money(price));
+  }
+  auto ins = db_.prepare("INSERT INTO tickets (event_id, stb_id, card_id, status) VALUES (0, ?, ?, 'valid')");
+  ins.bind(1, stb_id).bind(2, static_cast<std::int64_t>(spend.card_id));
+  ins.run();
+  Ticket t;
+  t.type = kAssetTypeServicePass;
+  t.ticket_id = static_cast<std::uint64_t>(db_.last_insert_rowid());
+  t.service_id = service_id;
+  t.stb_id = stb_id;
+  t.valid_from = now;
+  t.valid_until = now + std::uint64_t{days} * 86400;
+  t.issued = now;
+  t.title = std::to_string(days) + "-day pass";
+  t.issuer_id = 1;
+  t.provider_id = ca_system_id_;
+  t.sign(signing_private());
+  const auto encoded = t.encode();
+  auto upd = db_.prepare("UPDATE tickets SET ticket = ? WHERE ticket_id = ?");
+  upd.bind(1, encoded).bind(2, static_cast<std::int64_t>(t.ticket_id));
+  upd.run();
+  post(db_, "pass", "ticket:" + std::to_string(t.ticket_id), card_account(spend.card_id), kRevenueAccount, price);
+  // The pass reaches the STB as a grant of the service for its window.
+  if (auto g = grant(stb_id, service_id, t.valid_from, t.valid_until); !g) return g.error();
+  auto emm = db_.prepare("SELECT section FROM emm_queue WHERE stb_id = ? AND sequence = "
+                         "(SELECT next_emm_sequence - 1 FROM stbs WHERE stb_id = ?)");
+  emm.bind(1, stb_id).bind(2, stb_id);
+  if (!emm.step()) return make_error(Errc::storage, "the pass's EMM is missing");
+  Purchase p{std::move(t), emm.column_blob(0), {}};
   tx.commit();
   p.balance = *balance(spend.card_id);
   return p;

@@ -150,6 +150,39 @@ Result<BuyByCodeRequest> decode_buy_by_code(std::span<const std::uint8_t> body) 
   return q;
 }
 
+std::vector<std::uint8_t> encode(const BuyPassRequest& q) {
+  ByteWriter w;
+  w.u16(q.service_id);
+  w.u16(q.days);
+  w.u32(q.stb_id);
+  put_blob(w, q.spend.encode());
+  return w.take();
+}
+Result<BuyPassRequest> decode_buy_pass(std::span<const std::uint8_t> body) {
+  ByteReader r(body);
+  BuyPassRequest q;
+  std::vector<std::uint8_t> spend;
+  r.u16(q.service_id);
+  r.u16(q.days);
+  r.u32(q.stb_id);
+  if (!get_blob(r, spend) || !finished(r)) return bad("buy_pass");
+  auto s = SpendAuthorization::decode(spend);
+  if (!s) return s.error();
+  q.spend = std::move(s.value());
+  return q;
+}
+std::vector<std::uint8_t> encode_money(const Money& m) {
+  ByteWriter w;
+  put_money(w, m);
+  return w.take();
+}
+Result<Money> decode_money(std::span<const std::uint8_t> body) {
+  ByteReader r(body);
+  Money m;
+  if (!get_money(r, m) || !finished(r)) return bad("money");
+  return m;
+}
+
 std::vector<std::uint8_t> encode(const BuyTicketReply& a) {
   ByteWriter w;
   put_blob(w, a.ticket);
@@ -412,6 +445,23 @@ Result<std::vector<std::uint8_t>> EngineService::dispatch(const Frame& f) {
       w.u16(static_cast<std::uint16_t>(ids.size()));
       for (auto id : ids) w.u32(id);
       return w.take();
+    }
+    case MessageType::buy_pass: {
+      auto q = decode_buy_pass(f.body);
+      if (!q) return q.error();
+      return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
+        auto p = store_.buy_pass(q->service_id, q->days, q->stb_id, q->spend, now_unix());
+        if (!p) return p.error();
+        return encode(BuyTicketReply{p->ticket.encode(), p->emm_section, p->balance});
+      });
+    }
+    case MessageType::pass_price: {
+      ByteReader r(f.body);
+      std::uint16_t service = 0;
+      if (!r.u16(service) || !finished(r)) return bad("pass_price");
+      auto price = store_.pass_price(service);
+      if (!price) return price.error();
+      return encode_money(*price);
     }
     case MessageType::headend_keys: {
       ByteReader r(f.body);

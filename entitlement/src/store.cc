@@ -101,7 +101,9 @@ void EntitlementStore::create_schema(sql::Database& db) {
       service_id INTEGER PRIMARY KEY,
       name TEXT NOT NULL,
       key_version INTEGER NOT NULL,
-      service_key BLOB NOT NULL);
+      service_key BLOB NOT NULL,
+      pass_day_price INTEGER,
+      pass_currency TEXT);
     CREATE TABLE IF NOT EXISTS stbs (
       stb_id INTEGER PRIMARY KEY,
       x25519_public BLOB NOT NULL,
@@ -247,7 +249,7 @@ Result<ServiceInfo> EntitlementStore::add_service(std::uint16_t service_id, cons
   if (exists.step()) return make_error(Errc::already_exists, "service " + std::to_string(service_id) + " already exists");
   Key256 key;
   crypto::random_bytes(key.mutable_bytes());
-  auto st = db_.prepare("INSERT INTO services VALUES (?, ?, 1, ?)");
+  auto st = db_.prepare("INSERT INTO services (service_id, name, key_version, service_key) VALUES (?, ?, 1, ?)");
   st.bind(1, service_id).bind(2, name).bind(3, key.bytes());
   st.run();
   return ServiceInfo{service_id, name, 1};

@@ -335,3 +335,40 @@ TEST_F(CommerceTest, DeliveryAcksCountOnlyWhenSignedByTheTicketsStb) {
 
 }  // namespace
 }  // namespace usher::entitlement
+
+namespace usher::entitlement {
+namespace {
+
+TEST_F(CommerceTest, ServicePassIsATicketForAPeriodDeliveredAsAGrant) {
+  ASSERT_TRUE(store().top_up(card.card_id, 5000, "visa-test", acquirer).ok());
+  EXPECT_EQ(store().pass_price(1).error().code, Errc::not_found);
+  ASSERT_TRUE(store().set_pass_price(1, {200, kEur}).ok());
+  SpendAuthorization a;
+  a.card_id = card.card_id;
+  a.amount = {600, kEur};
+  a.payee = pass_payee_for(1, 3, 1001);
+  crypto::random_bytes(a.nonce);
+  a.sign(handset.private_key);
+  auto p = store().buy_pass(1, 3, 1001, a, kT0);
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  EXPECT_EQ(p->ticket.type, kAssetTypeServicePass);
+  EXPECT_TRUE(p->ticket.verify(store().signing_public()));
+  EXPECT_EQ(p->ticket.valid_until, kT0 + 3 * 86400);
+  EXPECT_EQ(p->balance.minor, 4400);
+  // The pass is a grant on the STB for exactly its window.
+  ASSERT_EQ(*world.stb(1001).apply_emm(p->emm_section), stb::EmmOutcome::applied);
+  const auto ents = world.stb(1001).entitlements();
+  ASSERT_EQ(ents.size(), 1u);
+  EXPECT_EQ(ents[0].not_before, kT0);
+  EXPECT_EQ(ents[0].not_after, kT0 + 3 * 86400);
+  // Wrong amount (2 days' price for 3 days) is refused without charge.
+  a.amount.minor = 400;
+  crypto::random_bytes(a.nonce);
+  a.sign(handset.private_key);
+  EXPECT_EQ(store().buy_pass(1, 3, 1001, a, kT0).error().code, Errc::invalid_argument);
+  EXPECT_EQ(store().balance(card.card_id)->minor, 4400);
+  EXPECT_TRUE(store().balances_match_ledger());
+}
+
+}  // namespace
+}  // namespace usher::entitlement

@@ -94,6 +94,19 @@ Result<std::vector<std::uint32_t>> EngineClient::account_stbs(const std::string&
   return out;
 }
 
+Result<entitlement::BuyTicketReply> EngineClient::buy_pass(const entitlement::BuyPassRequest& r) {
+  auto body = call(MessageType::buy_pass, entitlement::encode(r));
+  if (!body) return body.error();
+  return entitlement::decode_buy_ticket_reply(*body);
+}
+
+Result<entitlement::Money> EngineClient::pass_price(std::uint16_t service_id) {
+  const std::vector<std::uint8_t> b{static_cast<std::uint8_t>(service_id >> 8), static_cast<std::uint8_t>(service_id & 0xFF)};
+  auto body = call(MessageType::pass_price, b);
+  if (!body) return body.error();
+  return entitlement::decode_money(*body);
+}
+
 Result<entitlement::BuyTicketReply> EngineClient::buy_ticket(const entitlement::BuyTicketRequest& r) {
   auto body = call(MessageType::buy_ticket, entitlement::encode(r));
   if (!body) return body.error();
@@ -206,6 +219,20 @@ Result<OwnedTicket> Wallet::buy(std::uint32_t event_id, std::uint32_t stb_id, bo
   auto reply = client_->buy_ticket({event_id, stb_id, spend, deliver_at});
   if (!reply) return reply.error();
   return keep(*reply, event_id, stb_id, gift, deliver_at);
+}
+
+Result<OwnedTicket> Wallet::buy_pass(std::uint16_t service_id, std::uint16_t days, std::uint32_t stb_id, bool gift) {
+  auto per_day = client_->pass_price(service_id);
+  if (!per_day) return per_day.error();
+  entitlement::SpendAuthorization spend;
+  spend.card_id = card_id_;
+  spend.amount = {per_day->minor * days, per_day->currency};
+  spend.payee = entitlement::pass_payee_for(service_id, days, stb_id);
+  crypto::random_bytes(spend.nonce);
+  spend.sign(handset_private());
+  auto reply = client_->buy_pass({service_id, days, stb_id, spend});
+  if (!reply) return reply.error();
+  return keep(*reply, 0, stb_id, gift, 0);
 }
 
 Result<std::pair<entitlement::RequestCode, entitlement::EventInfo>> Wallet::describe_code(const std::string& code) {

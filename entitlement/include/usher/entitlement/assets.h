@@ -35,9 +35,11 @@ std::string format_money(const Money& m);  // "12.50 EUR" (two decimals: all cur
 Result<std::int64_t> parse_amount(const std::string& text);
 
 inline constexpr std::uint8_t kAssetVersion = 1;
-inline constexpr std::uint8_t kAssetTypePpvTicket = 1;
+inline constexpr std::uint8_t kAssetTypePpvTicket = 1;    // one PPV event
+inline constexpr std::uint8_t kAssetTypeServicePass = 2;  // a service for a period (event_id 0)
 
 struct Ticket {
+  std::uint8_t type = kAssetTypePpvTicket;
   std::uint64_t ticket_id = 0;
   std::uint32_t event_id = 0;
   std::uint16_t service_id = 0;
@@ -61,6 +63,8 @@ struct Ticket {
 
 // The payee string a handset signs for buying event `event_id` for STB `stb_id`.
 std::string payee_for(std::uint32_t event_id, std::uint32_t stb_id);
+// ... and for a pass to `service_id` for `days` days.
+std::string pass_payee_for(std::uint16_t service_id, std::uint16_t days, std::uint32_t stb_id);
 
 struct SpendAuthorization {
   std::uint64_t card_id = 0;

@@ -31,6 +31,8 @@ enum class MessageType : std::uint8_t {
   delivery_acks = 9,  // u16 count, blob DeliveryAck each -> u16 count, u64 ticket id each (now confirmed)
   ticket_status = 10, // u16 count, u64 ticket id each -> per id: u8 status (0 valid, 1 revoked, 2 unknown), u64 delivered
   account_stbs = 11,  // text account -> u16 count, u32 stb_id each
+  buy_pass = 12,      // u16 service_id, u16 days, u32 stb_id, blob spend authorization -> as buy_ticket
+  pass_price = 13,    // u16 service_id -> money per day
 };
 
 // The local link between a handset and an STB uses the same frames with these types.
@@ -67,6 +69,15 @@ struct BuyByCodeRequest {
 std::vector<std::uint8_t> encode(const BuyByCodeRequest& r);
 Result<BuyByCodeRequest> decode_buy_by_code(std::span<const std::uint8_t> body);
 
+struct BuyPassRequest {
+  std::uint16_t service_id = 0;
+  std::uint16_t days = 0;
+  std::uint32_t stb_id = 0;
+  SpendAuthorization spend;
+};
+std::vector<std::uint8_t> encode(const BuyPassRequest& r);
+Result<BuyPassRequest> decode_buy_pass(std::span<const std::uint8_t> body);
+
 struct BuyTicketReply {
   std::vector<std::uint8_t> ticket;       // Ticket::encode()
   std::vector<std::uint8_t> emm_section;  // for the STB, over the local link
@@ -91,6 +102,8 @@ std::vector<std::uint8_t> encode(const RegisterHandsetRequest& r);
 Result<RegisterHandsetRequest> decode_register_handset(std::span<const std::uint8_t> body);
 std::vector<std::uint8_t> encode(const TopUpRequest& r);
 Result<TopUpRequest> decode_top_up(std::span<const std::uint8_t> body);
+std::vector<std::uint8_t> encode_money(const Money& m);
+Result<Money> decode_money(std::span<const std::uint8_t> body);
 std::vector<std::uint8_t> encode_card(std::uint64_t card_id, const Money& balance);
 Result<std::pair<std::uint64_t, Money>> decode_card(std::span<const std::uint8_t> body);
 std::vector<std::uint8_t> encode_events(const std::vector<EventInfo>& events);

@@ -192,6 +192,13 @@ class EntitlementStore {
   // With `deliver_at` (F5) the ticket's EMM joins the broadcast carousel only from that time.
   Result<Purchase> buy_ticket(std::uint32_t event_id, std::uint32_t stb_id, const SpendAuthorization& spend,
                               std::uint64_t now, std::uint64_t deliver_at = 0);
+  // Service passes (a ticket for a period): a service sold by the day. The pass reaches the STB as a
+  // grant of the service for the pass's window; the signed ticket is the buyer's proof.
+  Status set_pass_price(std::uint16_t service_id, const Money& per_day);
+  Result<Money> pass_price(std::uint16_t service_id);
+  Result<Purchase> buy_pass(std::uint16_t service_id, std::uint16_t days, std::uint32_t stb_id,
+                            const SpendAuthorization& spend, std::uint64_t now);
+
   // F3: pays for the event an STB asked for with a request code (see request_code.h). The code
   // must check out for its STB, be unexpired and unused; it is used up by a successful purchase.
   Result<Purchase> buy_by_code(const std::string& code, const SpendAuthorization& spend, std::uint64_t now);

@@ -40,6 +40,8 @@ class EngineClient {
   // Per ticket: confirmed delivery time (0 = not yet), or nullopt when the engine does not know it.
   Result<std::vector<std::optional<std::uint64_t>>> delivered(const std::vector<std::uint64_t>& ticket_ids);
   Result<std::vector<std::uint32_t>> account_stbs(const std::string& account);
+  Result<entitlement::BuyTicketReply> buy_pass(const entitlement::BuyPassRequest& r);
+  Result<entitlement::Money> pass_price(std::uint16_t service_id);
 
  private:
   Result<std::vector<std::uint8_t>> call(entitlement::MessageType type, std::span<const std::uint8_t> body);
@@ -71,6 +73,8 @@ class Wallet {
   // With `deliver_at`, the ticket reaches the STB at that time (broadcast from then; the wallet holds
   // it back until then too).
   Result<OwnedTicket> buy(std::uint32_t event_id, std::uint32_t stb_id, bool gift, std::uint64_t deliver_at = 0);
+  // A pass to `service_id` for `days` days for STB `stb_id` (a ticket for a period).
+  Result<OwnedTicket> buy_pass(std::uint16_t service_id, std::uint16_t days, std::uint32_t stb_id, bool gift);
   // F3: what an STB's request code asks for (its event, with the price), to show before paying.
   Result<std::pair<entitlement::RequestCode, entitlement::EventInfo>> describe_code(const std::string& code);
   // Pays for an STB's request code; the ticket goes to that STB.
