@@ -28,6 +28,8 @@ constexpr const char* kUsage = R"(usher entitlement: the operator
   usher entitlement grant --stb ID (--service N | --package P) [--from TIME] [--until TIME | --days 30] [--home DIR]
   usher entitlement revoke --stb ID (--service N | --package P) [--home DIR]
   usher entitlement grants [--home DIR]
+  usher entitlement config --emm-repeat 72h [--home DIR]
+      How long the headends repeat each EMM after it is first sent (0: while it lasts).
   usher entitlement event add --id E --service N --start TIME --duration 90m --title T
                               --price 12.50 --currency EUR [--min-age 0] [--home DIR]
   usher entitlement event list [--home DIR]
@@ -231,6 +233,16 @@ int cmd_entitlement(const std::vector<std::string>& argv) {
     install_stop_handlers();
     server.run(stop_requested());
     Logger("entitlement").info("stopped after ", server.requests_served(), " requests");
+    return 0;
+  }
+  if (sub == "config") {
+    auto store = open(a);
+    if (a.has("emm-repeat")) {
+      const auto seconds = a.get("emm-repeat") == "0" ? 0 : parse_duration(a.get("emm-repeat"));
+      if (auto s = store.set_emm_repeat_seconds(seconds); !s) throw std::runtime_error(s.error().message);
+    }
+    const auto repeat = store.emm_repeat_seconds();
+    std::printf("EMM repetition: %s\n", repeat == 0 ? "while each entitlement lasts" : (std::to_string(repeat) + " s after first sending").c_str());
     return 0;
   }
   if (sub == "grants") {

@@ -149,8 +149,9 @@ int cmd_stb(const std::vector<std::string>& argv) {
     auto se = stb::SecureElement::open(home(a));
     if (!se) throw std::runtime_error(se.error().message);
     for (const auto& t : se->tickets()) {
-      std::printf("ticket %llu: event %u '%s' %s to %s\n", static_cast<unsigned long long>(t.ticket_id), t.event_id,
-                  t.title.c_str(), format_utc(t.valid_from).c_str(), format_utc(t.valid_until).c_str());
+      std::printf("ticket %llu: event %u '%s' %s to %s, %s\n", static_cast<unsigned long long>(t.ticket_id), t.event_id,
+                  t.title.c_str(), format_utc(t.valid_from).c_str(), format_utc(t.valid_until).c_str(),
+                  se->ticket_status(t.ticket_id).c_str());
     }
     return 0;
   }

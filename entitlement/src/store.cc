@@ -162,6 +162,9 @@ void EntitlementStore::create_schema(sql::Database& db) {
       status TEXT NOT NULL,
       ticket BLOB,
       delivered INTEGER NOT NULL DEFAULT 0);
+    CREATE TABLE IF NOT EXISTS settings (
+      name TEXT PRIMARY KEY,
+      value INTEGER NOT NULL);
     CREATE TABLE IF NOT EXISTS packages (
       package_id INTEGER PRIMARY KEY,
       name TEXT NOT NULL);
@@ -186,6 +189,7 @@ void EntitlementStore::create_schema(sql::Database& db) {
       sequence INTEGER NOT NULL,
       carousel_until INTEGER NOT NULL,
       carousel_from INTEGER NOT NULL DEFAULT 0,
+      created INTEGER NOT NULL DEFAULT 0,
       section BLOB NOT NULL,
       UNIQUE (stb_id, sequence));
   )");
@@ -369,9 +373,9 @@ Result<std::vector<std::uint8_t>> EntitlementStore::queue_emm(std::uint32_t stb_
   EmmContent emm{stb_id, sequence, unix_now(), std::move(items)};
   const auto section = encode_emm(emm, *key);
   auto ins = db_.prepare(
-      "INSERT INTO emm_queue (stb_id, sequence, carousel_until, carousel_from, section) VALUES (?, ?, ?, ?, ?)");
+      "INSERT INTO emm_queue (stb_id, sequence, carousel_until, carousel_from, created, section) VALUES (?, ?, ?, ?, ?, ?)");
   ins.bind(1, stb_id).bind(2, static_cast<std::int64_t>(sequence)).bind(3, static_cast<std::int64_t>(carousel_until))
-      .bind(4, static_cast<std::int64_t>(carousel_from)).bind(5, section);
+      .bind(4, static_cast<std::int64_t>(carousel_from)).bind(5, static_cast<std::int64_t>(unix_now())).bind(6, section);
   ins.run();
   auto up = db_.prepare("UPDATE stbs SET next_emm_sequence = next_emm_sequence + 1 WHERE stb_id = ?");
   up.bind(1, stb_id);
@@ -457,10 +461,27 @@ std::vector<GrantInfo> EntitlementStore::grants() {
   return out;
 }
 
+Status EntitlementStore::set_emm_repeat_seconds(std::uint64_t seconds) {
+  auto st = db_.prepare("INSERT OR REPLACE INTO settings VALUES ('emm_repeat_seconds', ?)");
+  st.bind(1, static_cast<std::int64_t>(seconds));
+  st.run();
+  return ok_status();
+}
+
+std::uint64_t EntitlementStore::emm_repeat_seconds() {
+  auto st = db_.prepare("SELECT value FROM settings WHERE name = 'emm_repeat_seconds'");
+  return st.step() ? static_cast<std::uint64_t>(st.column_int(0)) : 0;
+}
+
 std::vector<std::vector<std::uint8_t>> EntitlementStore::emm_sections(std::uint64_t now) {
   std::vector<std::vector<std::uint8_t>> out;
-  auto st = db_.prepare("SELECT section FROM emm_queue WHERE carousel_until >= ?1 AND carousel_from <= ?1 ORDER BY id");
-  st.bind(1, static_cast<std::int64_t>(now));
+  // An EMM is repeated while what it carries lasts, and at most for the configured repeat time (if
+  // any) from when it was first sent.
+  const auto repeat = emm_repeat_seconds();
+  auto st = db_.prepare(
+      "SELECT section FROM emm_queue WHERE carousel_until >= ?1 AND carousel_from <= ?1 "
+      "AND (?2 = 0 OR MAX(created, carousel_from) + ?2 >= ?1) ORDER BY id");
+  st.bind(1, static_cast<std::int64_t>(now)).bind(2, static_cast<std::int64_t>(repeat));
   while (st.step()) out.push_back(st.column_blob(0));
   return out;
 }

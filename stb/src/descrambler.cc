@@ -119,6 +119,7 @@ void Descrambler::on_ecm(Service& s, std::span<const std::uint8_t> section) {
     return;
   }
   if (!ecm->even.checksums_ok() || !ecm->odd.checksums_ok()) log_.debug("service ", s.service_id, ": CW checksum bytes differ from DVB practice");
+  if (ecm->event_id != 0) se_->mark_watched(ecm->event_id);
   pipeline_.set_key(s.slot[0], ecm->even);
   pipeline_.set_key(s.slot[1], ecm->odd);
   if (!s.descrambling) log_.info("service ", s.service_id, ": descrambling (crypto period ", ecm->crypto_period, ")");

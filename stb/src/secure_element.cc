@@ -276,6 +276,20 @@ Status SecureElement::store_ticket(std::span<const std::uint8_t> bytes, const Ke
   return ok_status();
 }
 
+void SecureElement::mark_watched(std::uint32_t event_id) {
+  bool changed = false;
+  for (auto& t : tickets_) {
+    if (t.ticket.event_id == event_id && t.status == "valid") {
+      t.status = "used";
+      changed = true;
+    }
+  }
+  if (!changed) return;
+  auto st = db_.prepare("UPDATE tickets SET status = 'used' WHERE event_id = ? AND status = 'valid'");
+  st.bind(1, event_id);
+  st.run();
+}
+
 std::vector<entitlement::DeliveryAck> SecureElement::pending_acks() {
   std::vector<entitlement::DeliveryAck> out;
   Secret<32> key;
@@ -314,7 +328,7 @@ Result<entitlement::EcmContent> SecureElement::open_ppv_ecm(std::span<const std:
   bool revoked = false;
   for (const auto& t : tickets_) {
     if (t.ticket.event_id != header.event_id) continue;
-    if (t.status == "valid") found = &t;
+    if (t.status == "valid" || t.status == "used") found = &t;
     if (t.status == "revoked") revoked = true;
   }
   if (found == nullptr) return make_error(Errc::not_entitled, ev + (revoked ? ": ticket revoked" : ": no ticket on this STB"));
@@ -331,6 +345,13 @@ std::vector<entitlement::Ticket> SecureElement::tickets() const {
   std::vector<entitlement::Ticket> out;
   for (const auto& t : tickets_) out.push_back(t.ticket);
   return out;
+}
+
+std::string SecureElement::ticket_status(std::uint64_t ticket_id) const {
+  for (const auto& t : tickets_) {
+    if (t.ticket.ticket_id == ticket_id) return t.status;
+  }
+  return "unknown";
 }
 
 Result<entitlement::EcmContent> SecureElement::open_ecm(std::span<const std::uint8_t> section) const {

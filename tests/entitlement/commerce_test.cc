@@ -181,6 +181,11 @@ TEST_F(CommerceTest, StbWatchesTheEventOnlyInsideItsWindowAndOnlyWithATicket) {
     return encode_ecm(e, key.key);
   };
   EXPECT_TRUE(owner.open_ecm(ecm_at(kT0 + 10)).ok());
+  const auto id = owner.tickets().at(0).ticket_id;
+  EXPECT_EQ(owner.ticket_status(id), "valid");
+  owner.mark_watched(7);
+  EXPECT_EQ(owner.ticket_status(id), "used");
+  EXPECT_TRUE(owner.open_ecm(ecm_at(kT0 + 20)).ok());  // used tickets stay good for their event
   auto before = owner.open_ecm(ecm_at(kT0 - 1));
   ASSERT_FALSE(before.ok());
   EXPECT_NE(before.error().message.find("ticket valid"), std::string::npos);
@@ -244,6 +249,10 @@ TEST_F(CommerceTest, ScheduledDeliveryJoinsTheCarouselAtItsTime) {
   EXPECT_TRUE(store().emm_sections(kT0 - 101).empty());
   ASSERT_EQ(store().emm_sections(kT0 - 100).size(), 1u);
   EXPECT_EQ(store().emm_sections(kT0 - 100)[0], p->emm_section);
+  // With a repeat time, an EMM leaves the carousel that long after it was first sent.
+  ASSERT_TRUE(store().set_emm_repeat_seconds(600).ok());
+  EXPECT_EQ(store().emm_sections(kT0 - 100 + 600).size(), 1u);
+  EXPECT_TRUE(store().emm_sections(kT0 - 100 + 601).empty());
 }
 
 }  // namespace

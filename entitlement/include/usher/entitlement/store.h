@@ -162,6 +162,10 @@ class EntitlementStore {
 
   // EMM sections to carousel at `now` (unix seconds), oldest first.
   std::vector<std::vector<std::uint8_t>> emm_sections(std::uint64_t now);
+  // How long each EMM is repeated on the carousel after it is first sent (0: as long as what it
+  // carries lasts, the default).
+  Status set_emm_repeat_seconds(std::uint64_t seconds);
+  std::uint64_t emm_repeat_seconds();
 
   // --- Pay-per-view catalogue ---
   [[nodiscard]] const crypto::PublicKey& signing_public() const { return signing_public_; }

@@ -71,10 +71,15 @@ class SecureElement {
   // F3: a code the viewer's handset can pay for event `event_id` with (see request_code.h).
   [[nodiscard]] std::string request_code(std::uint16_t event_id, std::uint64_t expires) const;
 
+  // Marks the tickets for a PPV event as used once it has been watched (they stay valid for it).
+  void mark_watched(std::uint32_t event_id);
+
   // Re-reads entitlements and tickets stored by another process (the local link).
   void reload() { load(); }
   [[nodiscard]] std::vector<Entitlement> entitlements() const;
   [[nodiscard]] std::vector<entitlement::Ticket> tickets() const;
+  // "valid", "used" (watched at least once; still honoured), "revoked", or "unknown".
+  [[nodiscard]] std::string ticket_status(std::uint64_t ticket_id) const;
 
  private:
   struct Held {
