@@ -356,38 +356,32 @@ Result<Money> EntitlementStore::top_up(std::uint64_t card_id, std::int64_t amoun
   return balance(card_id);
 }
 
-Result<Purchase> EntitlementStore::buy_ticket(std::uint32_t event_id, std::uint32_t stb_id,
-                                              const SpendAuthorization& spend, std::uint64_t now, std::uint64_t deliver_at) {
-  auto ev = event(event_id);
-  if (!ev) return ev.error();
-  if (now >= ev->end()) return make_error(Errc::not_entitled, "event " + std::to_string(event_id) + " is over");
-  if (deliver_at >= ev->end()) {
-    return make_error(Errc::invalid_argument, "delivery would come after event " + std::to_string(event_id) + " has ended");
-  }
+Status EntitlementStore::check_spend(const SpendAuthorization& spend, const Money& price, const std::string& payee,
+                                     std::uint32_t stb_id) {
   auto c = card(spend.card_id);
   if (!c) return c.error();
   if (!spend.verify(c->handset_public)) {
     return make_error(Errc::auth_failed, "spend authorization is not signed by the handset holding card " +
                                              std::to_string(spend.card_id));
   }
-  if (spend.amount.currency != ev->price.currency || spend.amount.minor != ev->price.minor) {
-    return make_error(Errc::invalid_argument, "event " + std::to_string(event_id) + " costs " + format_money(ev->price) +
-                                                  ", the authorization is for " + format_money(spend.amount));
+  if (spend.amount.currency != price.currency || spend.amount.minor != price.minor) {
+    return make_error(Errc::invalid_argument,
+                      "the price is " + format_money(price) + ", the authorization is for " + format_money(spend.amount));
   }
-  if (spend.payee != payee_for(event_id, stb_id)) {
+  if (spend.payee != payee) {
     return make_error(Errc::invalid_argument, "authorization is for '" + spend.payee + "', not for this purchase");
   }
-  {
-    // Scoped: a statement left open would hold a read snapshot into the write transaction below,
-    // and SQLite then refuses the upgrade instead of waiting for the lock.
-    auto stb = db_.prepare("SELECT 1 FROM stbs WHERE stb_id = ?");
-    stb.bind(1, stb_id);
-    if (!stb.step()) return make_error(Errc::not_found, "no STB " + std::to_string(stb_id));
-  }
+  // Scoped: a statement left open would hold a read snapshot into the caller's write transaction,
+  // and SQLite then refuses the upgrade instead of waiting for the lock.
+  auto stb = db_.prepare("SELECT 1 FROM stbs WHERE stb_id = ?");
+  stb.bind(1, stb_id);
+  if (!stb.step()) return make_error(Errc::not_found, "no STB " + std::to_string(stb_id));
+  return ok_status();
+}
 
-  // Everything below happens in one IMMEDIATE transaction: purchases are serialised, so the balance
+Result<Ticket> EntitlementStore::pay_and_issue(const SpendAuthorization& spend, Ticket draft, const char* kind) {
+  // Called inside the purchase's IMMEDIATE transaction: purchases are serialised, so the balance
   // check and the debit cannot interleave with another purchase from the same card.
-  sql::Transaction tx(db_);
   auto nonce = db_.prepare("INSERT OR IGNORE INTO spend_nonces VALUES (?, ?)");
   nonce.bind(1, static_cast<std::int64_t>(spend.card_id)).bind(2, spend.nonce);
   nonce.run();
@@ -398,33 +392,46 @@ Result<Purchase> EntitlementStore::buy_ticket(std::uint32_t event_id, std::uint3
     return make_error(Errc::not_entitled, "balance " + format_money(*bal) + " is less than the price " + format_money(spend.amount));
   }
   auto ins = db_.prepare("INSERT INTO tickets (event_id, stb_id, card_id, status) VALUES (?, ?, ?, 'valid')");
-  ins.bind(1, event_id).bind(2, stb_id).bind(3, static_cast<std::int64_t>(spend.card_id));
+  ins.bind(1, draft.event_id).bind(2, draft.stb_id).bind(3, static_cast<std::int64_t>(spend.card_id));
   ins.run();
-  Ticket t;
-  t.ticket_id = static_cast<std::uint64_t>(db_.last_insert_rowid());
-  t.event_id = event_id;
-  t.service_id = ev->service_id;
-  t.stb_id = stb_id;
-  t.valid_from = ev->start;
-  t.valid_until = ev->end();
-  t.issued = now;
-  t.title = ev->title;
-  t.issuer_id = 1;
-  t.provider_id = ca_system_id_;
-  t.sign(signing_private());
-  const auto encoded = t.encode();
+  draft.ticket_id = static_cast<std::uint64_t>(db_.last_insert_rowid());
+  draft.issuer_id = 1;
+  draft.provider_id = ca_system_id_;
+  draft.sign(signing_private());
   auto upd = db_.prepare("UPDATE tickets SET ticket = ? WHERE ticket_id = ?");
-  upd.bind(1, encoded).bind(2, static_cast<std::int64_t>(t.ticket_id));
+  upd.bind(1, draft.encode()).bind(2, static_cast<std::int64_t>(draft.ticket_id));
   upd.run();
-  post(db_, "ppv", "ticket:" + std::to_string(t.ticket_id), card_account(spend.card_id), kRevenueAccount, spend.amount);
+  post(db_, kind, "ticket:" + std::to_string(draft.ticket_id), card_account(spend.card_id), kRevenueAccount, spend.amount);
+  return draft;
+}
 
+Result<Purchase> EntitlementStore::buy_ticket(std::uint32_t event_id, std::uint32_t stb_id,
+                                              const SpendAuthorization& spend, std::uint64_t now, std::uint64_t deliver_at) {
+  auto ev = event(event_id);
+  if (!ev) return ev.error();
+  if (now >= ev->end()) return make_error(Errc::not_entitled, "event " + std::to_string(event_id) + " is over");
+  if (deliver_at >= ev->end()) {
+    return make_error(Errc::invalid_argument, "delivery would come after event " + std::to_string(event_id) + " has ended");
+  }
+  if (auto ok = check_spend(spend, ev->price, payee_for(event_id, stb_id), stb_id); !ok) return ok.error();
+  sql::Transaction tx(db_);
+  Ticket draft;
+  draft.event_id = event_id;
+  draft.service_id = ev->service_id;
+  draft.stb_id = stb_id;
+  draft.valid_from = ev->start;
+  draft.valid_until = ev->end();
+  draft.issued = now;
+  draft.title = ev->title;
+  auto t = pay_and_issue(spend, std::move(draft), "ppv");
+  if (!t) return t.error();
   auto key = current_event(ev->service_id, ev->start);
   if (!key) return make_error(Errc::storage, "event key missing for event " + std::to_string(event_id));
   std::vector<EmmItem> items;
-  items.emplace_back(EmmTicket{encoded, key->key.clone()});
+  items.emplace_back(EmmTicket{t->encode(), key->key.clone()});
   auto emm = queue_emm(stb_id, std::move(items), ev->end(), deliver_at);
   if (!emm) return emm.error();
-  Purchase p{std::move(t), std::move(emm.value()), {}};
+  Purchase p{std::move(t.value()), std::move(emm.value()), {}};
   tx.commit();
   p.balance = *balance(spend.card_id);
   return p;
@@ -454,61 +461,25 @@ Result<Purchase> EntitlementStore::buy_pass(std::uint16_t service_id, std::uint1
   auto per_day = pass_price(service_id);
   if (!per_day) return per_day.error();
   const Money price{per_day->minor * days, per_day->currency};
-  auto c = card(spend.card_id);
-  if (!c) return c.error();
-  if (!spend.verify(c->handset_public)) {
-    return make_error(Errc::auth_failed, "spend authorization is not signed by the handset holding card " +
-                                             std::to_string(spend.card_id));
-  }
-  if (spend.amount.currency != price.currency || spend.amount.minor != price.minor) {
-    return make_error(Errc::invalid_argument, "a " + std::to_string(days) + "-day pass costs " + format_money(price) +
-                                                  ", the authorization is for " + format_money(spend.amount));
-  }
-  if (spend.payee != pass_payee_for(service_id, days, stb_id)) {
-    return make_error(Errc::invalid_argument, "authorization is for '" + spend.payee + "', not for this purchase");
-  }
-  {
-    auto stb = db_.prepare("SELECT 1 FROM stbs WHERE stb_id = ?");
-    stb.bind(1, stb_id);
-    if (!stb.step()) return make_error(Errc::not_found, "no STB " + std::to_string(stb_id));
-  }
+  if (auto ok = check_spend(spend, price, pass_payee_for(service_id, days, stb_id), stb_id); !ok) return ok.error();
   sql::Transaction tx(db_);
-  auto nonce = db_.prepare("INSERT OR IGNORE INTO spend_nonces VALUES (?, ?)");
-  nonce.bind(1, static_cast<std::int64_t>(spend.card_id)).bind(2, spend.nonce);
-  nonce.run();
-  if (db_.changes() == 0) return make_error(Errc::replayed, "spend authorization already used (nonce seen before)");
-  auto bal = balance(spend.card_id);
-  if (!bal) return bal.error();
-  if (bal->minor < price.minor) {
-    return make_error(Errc::not_entitled, "balance " + format_money(*bal) + " is less than the price " + format_money(price));
-  }
-  auto ins = db_.prepare("INSERT INTO tickets (event_id, stb_id, card_id, status) VALUES (0, ?, ?, 'valid')");
-  ins.bind(1, stb_id).bind(2, static_cast<std::int64_t>(spend.card_id));
-  ins.run();
-  Ticket t;
-  t.type = kAssetTypeServicePass;
-  t.ticket_id = static_cast<std::uint64_t>(db_.last_insert_rowid());
-  t.service_id = service_id;
-  t.stb_id = stb_id;
-  t.valid_from = now;
-  t.valid_until = now + std::uint64_t{days} * 86400;
-  t.issued = now;
-  t.title = std::to_string(days) + "-day pass";
-  t.issuer_id = 1;
-  t.provider_id = ca_system_id_;
-  t.sign(signing_private());
-  const auto encoded = t.encode();
-  auto upd = db_.prepare("UPDATE tickets SET ticket = ? WHERE ticket_id = ?");
-  upd.bind(1, encoded).bind(2, static_cast<std::int64_t>(t.ticket_id));
-  upd.run();
-  post(db_, "pass", "ticket:" + std::to_string(t.ticket_id), card_account(spend.card_id), kRevenueAccount, price);
+  Ticket draft;
+  draft.type = kAssetTypeServicePass;
+  draft.service_id = service_id;
+  draft.stb_id = stb_id;
+  draft.valid_from = now;
+  draft.valid_until = now + std::uint64_t{days} * 86400;
+  draft.issued = now;
+  draft.title = std::to_string(days) + "-day pass";
+  auto t = pay_and_issue(spend, std::move(draft), "pass");
+  if (!t) return t.error();
   // The pass reaches the STB as a grant of the service for its window.
-  if (auto g = grant(stb_id, service_id, t.valid_from, t.valid_until); !g) return g.error();
+  if (auto g = grant(stb_id, service_id, t->valid_from, t->valid_until); !g) return g.error();
   auto emm = db_.prepare("SELECT section FROM emm_queue WHERE stb_id = ? AND sequence = "
                          "(SELECT next_emm_sequence - 1 FROM stbs WHERE stb_id = ?)");
   emm.bind(1, stb_id).bind(2, stb_id);
   if (!emm.step()) return make_error(Errc::storage, "the pass's EMM is missing");
-  Purchase p{std::move(t), emm.column_blob(0), {}};
+  Purchase p{std::move(t.value()), emm.column_blob(0), {}};
   tx.commit();
   p.balance = *balance(spend.card_id);
   return p;

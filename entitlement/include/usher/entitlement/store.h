@@ -260,6 +260,9 @@ class EntitlementStore {
   crypto::PublicKey operator_public_;
   crypto::PublicKey signing_public_{};
   Result<Key256> emm_key_for(std::uint32_t stb_id);
+  // Purchases: the checks before the transaction, then (inside it) nonce, balance, ticket, posting.
+  Status check_spend(const SpendAuthorization& spend, const Money& price, const std::string& payee, std::uint32_t stb_id);
+  Result<Ticket> pay_and_issue(const SpendAuthorization& spend, Ticket draft, const char* kind);
   std::map<std::uint32_t, Key256> emm_keys_;   // per STB: X25519 + HKDF done once
   std::optional<Secret<32>> signing_private_;  // cached after first use
 };
