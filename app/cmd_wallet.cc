@@ -14,6 +14,8 @@ constexpr const char* kUsage = R"(usher wallet: a viewer's handset
       Makes the handset's key pair and registers it with the engine, which issues a prepaid card.
   usher wallet topup --amount 20.00 [--funding test-visa] [--home DIR]
   usher wallet balance [--home DIR]
+  usher wallet card [--home DIR]
+      The prepaid card's certificate (issuer-signed holder binding), verified.
   usher wallet events [--home DIR]
   usher wallet buy --event E --stb S [--link ENDPOINT] [--deliver-at TIME] [--home DIR]
   usher wallet buy --service N --days D --stb S [--link ENDPOINT] [--home DIR]
@@ -72,6 +74,13 @@ int cmd_wallet(const std::vector<std::string>& argv) {
     auto balance = need(w.top_up(amount, a.get("funding", "test-visa")));
     std::printf("card %llu topped up; balance %s\n", static_cast<unsigned long long>(w.card_id()),
                 entitlement::format_money(balance).c_str());
+    return 0;
+  }
+  if (sub == "card") {
+    auto cert = need(w.card_certificate());
+    std::printf("prepaid card %llu (%s) issued %s by issuer %u of provider 0x%04x to this handset; certificate verified\n",
+                static_cast<unsigned long long>(cert.card_id), entitlement::to_string(cert.currency).c_str(),
+                format_utc(cert.issued).c_str(), cert.issuer_id, cert.provider_id);
     return 0;
   }
   if (sub == "balance") {

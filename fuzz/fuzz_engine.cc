@@ -45,5 +45,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)decode_events(in);
   (void)decode_buy_ticket_reply(in);
   (void)decode_card(in);
+  (void)decode_register_handset_reply(in);
+  (void)PrepaidCardCertificate::decode(in);
+  (void)DeliveryAck::decode(in);
   return 0;
 }

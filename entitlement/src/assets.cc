@@ -167,6 +167,51 @@ bool SpendAuthorization::verify(const crypto::PublicKey& handset_public) const {
   return crypto::ed25519_verify(handset_public, signed_part(), signature);
 }
 
+std::vector<std::uint8_t> PrepaidCardCertificate::signed_part() const {
+  ByteWriter w;
+  w.u8(kAssetVersion);
+  w.u8(kAssetTypePrepaidCard);
+  w.u64(card_id);
+  w.bytes(holder_public);
+  w.bytes({reinterpret_cast<const std::uint8_t*>(currency.data()), 3});
+  w.u64(issued);
+  w.u32(issuer_id);
+  w.u32(provider_id);
+  return w.take();
+}
+std::vector<std::uint8_t> PrepaidCardCertificate::encode() const {
+  auto b = signed_part();
+  b.insert(b.end(), signature.begin(), signature.end());
+  return b;
+}
+Result<PrepaidCardCertificate> PrepaidCardCertificate::decode(std::span<const std::uint8_t> bytes) {
+  ByteReader r(bytes);
+  std::uint8_t version = 0, type = 0;
+  std::array<std::uint8_t, 3> cur{};
+  PrepaidCardCertificate c;
+  r.u8(version);
+  r.u8(type);
+  r.u64(c.card_id);
+  r.bytes(c.holder_public);
+  r.bytes(cur);
+  r.u64(c.issued);
+  r.u32(c.issuer_id);
+  r.u32(c.provider_id);
+  r.bytes(c.signature);
+  if (r.failed() || r.remaining() != 0) return make_error(Errc::malformed, "card certificate: wrong length");
+  if (version != kAssetVersion || type != kAssetTypePrepaidCard) return make_error(Errc::malformed, "not a prepaid card certificate");
+  auto parsed = parse_currency(std::string(cur.begin(), cur.end()));
+  if (!parsed) return make_error(Errc::malformed, "card certificate: " + parsed.error().message);
+  c.currency = *parsed;
+  return c;
+}
+void PrepaidCardCertificate::sign(const Secret<32>& issuer_private) {
+  signature = crypto::ed25519_sign(issuer_private, signed_part());
+}
+bool PrepaidCardCertificate::verify(const crypto::PublicKey& issuer_public) const {
+  return crypto::ed25519_verify(issuer_public, signed_part(), signature);
+}
+
 std::vector<std::uint8_t> DeliveryAck::signed_part() const {
   ByteWriter w;
   static constexpr std::uint8_t kDomain[] = {'u', 's', 'h', 'e', 'r', '-', 'a', 'c', 'k', '-', 'v', '1'};

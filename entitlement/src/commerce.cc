@@ -293,10 +293,14 @@ Result<CardInfo> EntitlementStore::register_handset(const std::string& account, 
   if (exists.step()) {
     return make_error(Errc::already_exists, "this handset already holds card " + std::to_string(exists.column_int(0)));
   }
+  const auto issued = now_unix();
   auto st = db_.prepare("INSERT INTO cards (account, handset_public, currency, issued) VALUES (?, ?, ?, ?)");
-  st.bind(1, account).bind(2, handset_public).bind(3, to_string(currency)).bind(4, now_unix());
+  st.bind(1, account).bind(2, handset_public).bind(3, to_string(currency)).bind(4, issued);
   st.run();
-  return CardInfo{static_cast<std::uint64_t>(db_.last_insert_rowid()), account, handset_public, currency};
+  CardInfo info{static_cast<std::uint64_t>(db_.last_insert_rowid()), account, handset_public, currency, {}};
+  info.certificate = {info.card_id, handset_public, currency, static_cast<std::uint64_t>(issued), 1, ca_system_id_, {}};
+  info.certificate.sign(signing_private());
+  return info;
 }
 
 Result<CardInfo> EntitlementStore::card(std::uint64_t card_id) {
@@ -304,7 +308,7 @@ Result<CardInfo> EntitlementStore::card(std::uint64_t card_id) {
   st.bind(1, static_cast<std::int64_t>(card_id));
   if (!st.step()) return make_error(Errc::not_found, "no prepaid card " + std::to_string(card_id));
   const auto c = st.column_text(2);
-  return CardInfo{card_id, st.column_text(0), blob32(st.column_blob(1)), Currency{c[0], c[1], c[2]}};
+  return CardInfo{card_id, st.column_text(0), blob32(st.column_blob(1)), Currency{c[0], c[1], c[2]}, {}};
 }
 
 Result<Money> EntitlementStore::balance(std::uint64_t card_id) {

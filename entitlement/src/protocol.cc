@@ -215,6 +215,24 @@ Result<RegisterHandsetRequest> decode_register_handset(std::span<const std::uint
   q.currency = *cur;
   return q;
 }
+std::vector<std::uint8_t> encode(const RegisterHandsetReply& a) {
+  ByteWriter w;
+  w.u64(a.card_id);
+  put_money(w, a.balance);
+  put_blob(w, a.certificate.encode());
+  return w.take();
+}
+Result<RegisterHandsetReply> decode_register_handset_reply(std::span<const std::uint8_t> body) {
+  ByteReader r(body);
+  RegisterHandsetReply a;
+  std::vector<std::uint8_t> cert;
+  if (!r.u64(a.card_id) || !get_money(r, a.balance) || !get_blob(r, cert) || !finished(r)) return bad("register_handset reply");
+  auto c = PrepaidCardCertificate::decode(cert);
+  if (!c) return c.error();
+  a.certificate = *c;
+  return a;
+}
+
 std::vector<std::uint8_t> encode(const TopUpRequest& q) {
   ByteWriter w;
   w.u64(q.card_id);
@@ -379,7 +397,7 @@ Result<std::vector<std::uint8_t>> EngineService::dispatch(const Frame& f) {
       return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
         auto c = store_.register_handset(q->account, q->handset_public, q->currency);
         if (!c) return c.error();
-        return encode_card(c->card_id, {0, c->currency});
+        return encode(RegisterHandsetReply{c->card_id, {0, c->currency}, c->certificate});
       });
     }
     case MessageType::top_up: {

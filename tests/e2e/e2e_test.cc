@@ -235,6 +235,7 @@ TEST_F(CliWorld, PayPerViewBoughtOnTheHandsetForOwnStbAndAsAGift) {
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   const std::string w = " --home " + dir.file("wallet");
   must("wallet init" + w + " --account alice --currency EUR --engine " + engine + " --operator " + ent() + "/operator.pub");
+  EXPECT_NE(must("wallet card" + w).find("certificate verified"), std::string::npos);
   EXPECT_NE(must("wallet topup" + w + " --amount 30.00").find("30.00 EUR"), std::string::npos);
   EXPECT_NE(must("wallet events" + w).find("12.50 EUR"), std::string::npos);
 

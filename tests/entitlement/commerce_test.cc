@@ -60,6 +60,13 @@ TEST_F(CommerceTest, TopUpThroughTheFundingSource) {
   EXPECT_EQ(store().balance(card.card_id)->minor, 2000);
   EXPECT_EQ(store().ledger_check().first, 0);
   EXPECT_EQ(store().register_handset("bob", handset.public_key, kEur).error().code, Errc::already_exists);
+  // The card's certificate binds it to this handset, signed by the engine as issuer.
+  EXPECT_TRUE(card.certificate.verify(store().signing_public()));
+  EXPECT_EQ(card.certificate.holder_public, handset.public_key);
+  auto decoded = PrepaidCardCertificate::decode(card.certificate.encode());
+  ASSERT_TRUE(decoded.ok());
+  decoded->card_id += 1;
+  EXPECT_FALSE(decoded->verify(store().signing_public()));
   EXPECT_EQ(format_money({-5, kEur}), "-0.05 EUR");
   EXPECT_EQ(format_money({123456, kEur}), "1234.56 EUR");
 }

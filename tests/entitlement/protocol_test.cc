@@ -35,7 +35,7 @@ class ProtocolTest : public ::testing::Test {
   std::uint64_t register_card() {
     auto reply = service.handle(request(MessageType::register_handset, encode(RegisterHandsetRequest{handset.public_key, "alice", kEur})));
     auto frame = decode_frame(reply).value();
-    return decode_card(frame.body).value().first;
+    return decode_register_handset_reply(frame.body).value().card_id;
   }
   BuyTicketRequest buy(std::uint64_t card) {
     BuyTicketRequest q{7, 1001, {}};

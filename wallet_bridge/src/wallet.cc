@@ -24,10 +24,13 @@ Result<std::vector<entitlement::EventInfo>> EngineClient::events() {
   return entitlement::decode_events(*body);
 }
 
-Result<std::pair<std::uint64_t, entitlement::Money>> EngineClient::register_handset(const entitlement::RegisterHandsetRequest& r) {
+Result<entitlement::PrepaidCardCertificate> EngineClient::register_handset(const entitlement::RegisterHandsetRequest& r) {
   auto body = call(MessageType::register_handset, entitlement::encode(r));
   if (!body) return body.error();
-  return entitlement::decode_card(*body);
+  auto reply = entitlement::decode_register_handset_reply(*body);
+  if (!reply) return reply.error();
+  if (reply->certificate.card_id != reply->card_id) return make_error(Errc::malformed, "card certificate names another card");
+  return reply->certificate;
 }
 
 Result<entitlement::Money> EngineClient::top_up(const entitlement::TopUpRequest& r) {
@@ -124,7 +127,8 @@ void create_schema(sql::Database& db) {
       card_id INTEGER NOT NULL,
       ed25519_private BLOB NOT NULL,
       ed25519_public BLOB NOT NULL,
-      issuer_ed25519 BLOB NOT NULL);
+      issuer_ed25519 BLOB NOT NULL,
+      card_certificate BLOB NOT NULL);
     CREATE TABLE IF NOT EXISTS tickets (
       ticket_id INTEGER PRIMARY KEY,
       ticket BLOB NOT NULL,
@@ -154,6 +158,9 @@ Result<Wallet> Wallet::init(const std::string& home, const std::string& account,
   EngineClient client(engine);
   auto card = client.register_handset({keys.public_key, account, currency});
   if (!card) return make_error(card.error().code, "registering with the engine at " + engine + ": " + card.error().message);
+  if (!card->verify(op.ed25519_public) || card->holder_public != keys.public_key || card->currency != currency) {
+    return make_error(Errc::auth_failed, "the engine's card certificate does not verify against the operator's key");
+  }
   std::error_code ec;
   fs::create_directories(home, ec);
   if (ec) return make_error(Errc::storage, "cannot create " + home + ": " + ec.message());
@@ -162,11 +169,11 @@ Result<Wallet> Wallet::init(const std::string& home, const std::string& account,
   ::umask(old_mask);
   if (!db) return db.error();
   create_schema(*db);
-  auto st = db->prepare("INSERT INTO identity VALUES (1, ?, ?, ?, ?, ?, ?, ?)");
-  st.bind(1, account).bind(2, entitlement::to_string(currency)).bind(3, engine).bind(4, static_cast<std::int64_t>(card->first))
-      .bind(5, keys.private_key.bytes()).bind(6, keys.public_key).bind(7, op.ed25519_public);
+  auto st = db->prepare("INSERT INTO identity VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)");
+  st.bind(1, account).bind(2, entitlement::to_string(currency)).bind(3, engine).bind(4, static_cast<std::int64_t>(card->card_id))
+      .bind(5, keys.private_key.bytes()).bind(6, keys.public_key).bind(7, op.ed25519_public).bind(8, card->encode());
   st.run();
-  return Wallet(std::move(*db), engine, card->first, account, currency, op.ed25519_public);
+  return Wallet(std::move(*db), engine, card->card_id, account, currency, op.ed25519_public);
 }
 
 Result<Wallet> Wallet::open(const std::string& home) {
@@ -183,6 +190,17 @@ Result<Wallet> Wallet::open(const std::string& home) {
   Wallet w(std::move(*db), st.column_text(2), static_cast<std::uint64_t>(st.column_int(3)), st.column_text(0), *currency,
            blob32(st.column_blob(4)));
   return w;
+}
+
+Result<entitlement::PrepaidCardCertificate> Wallet::card_certificate() {
+  auto st = db_.prepare("SELECT card_certificate, ed25519_public FROM identity WHERE id = 1");
+  if (!st.step()) return make_error(Errc::storage, "wallet has no identity");
+  auto cert = entitlement::PrepaidCardCertificate::decode(st.column_blob(0));
+  if (!cert) return cert.error();
+  if (!cert->verify(issuer_) || cert->holder_public != blob32(st.column_blob(1))) {
+    return make_error(Errc::auth_failed, "the card certificate does not verify");
+  }
+  return cert;
 }
 
 Secret<32> Wallet::handset_private() {

@@ -37,6 +37,7 @@ Result<std::int64_t> parse_amount(const std::string& text);
 inline constexpr std::uint8_t kAssetVersion = 1;
 inline constexpr std::uint8_t kAssetTypePpvTicket = 1;    // one PPV event
 inline constexpr std::uint8_t kAssetTypeServicePass = 2;  // a service for a period (event_id 0)
+inline constexpr std::uint8_t kAssetTypePrepaidCard = 3;
 
 struct Ticket {
   std::uint8_t type = kAssetTypePpvTicket;
@@ -78,6 +79,25 @@ struct SpendAuthorization {
   static Result<SpendAuthorization> decode(std::span<const std::uint8_t> bytes);
   void sign(const Secret<32>& handset_private);
   [[nodiscard]] bool verify(const crypto::PublicKey& handset_public) const;
+};
+
+// A prepaid card's certificate, signed by the engine as issuer when it issues the card: which card,
+// held by which handset key, in which currency. The balance is not in it: the engine's ledger is
+// authoritative for money; the certificate proves the holder binding offline.
+struct PrepaidCardCertificate {
+  std::uint64_t card_id = 0;
+  crypto::PublicKey holder_public{};
+  Currency currency{'X', 'X', 'X'};
+  std::uint64_t issued = 0;
+  std::uint32_t issuer_id = 0;
+  std::uint32_t provider_id = 0;
+  crypto::Signature signature{};
+
+  [[nodiscard]] std::vector<std::uint8_t> signed_part() const;
+  [[nodiscard]] std::vector<std::uint8_t> encode() const;
+  static Result<PrepaidCardCertificate> decode(std::span<const std::uint8_t> bytes);
+  void sign(const Secret<32>& issuer_private);
+  [[nodiscard]] bool verify(const crypto::PublicKey& issuer_public) const;
 };
 
 // What an STB signs (Ed25519, its own key) when it has stored a ticket. The STB's owner's handset

@@ -88,6 +88,14 @@ struct RegisterHandsetRequest {
   std::string account;
   Currency currency{};
 };
+struct RegisterHandsetReply {
+  std::uint64_t card_id = 0;
+  Money balance;
+  PrepaidCardCertificate certificate;
+};
+std::vector<std::uint8_t> encode(const RegisterHandsetReply& r);
+Result<RegisterHandsetReply> decode_register_handset_reply(std::span<const std::uint8_t> body);
+
 struct TopUpRequest {
   std::uint64_t card_id = 0;
   std::int64_t amount_minor = 0;

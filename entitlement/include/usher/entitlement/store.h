@@ -104,6 +104,7 @@ struct CardInfo {
   std::string account;
   crypto::PublicKey handset_public{};
   Currency currency{};
+  PrepaidCardCertificate certificate;  // signed by the engine as issuer
 };
 
 struct Purchase {

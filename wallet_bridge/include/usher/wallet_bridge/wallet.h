@@ -31,7 +31,8 @@ class EngineClient {
  public:
   explicit EngineClient(const std::string& endpoint, net::ClientOptions options = {});
   Result<std::vector<entitlement::EventInfo>> events();
-  Result<std::pair<std::uint64_t, entitlement::Money>> register_handset(const entitlement::RegisterHandsetRequest& r);
+  // The new card's id and its certificate, signed by the engine.
+  Result<entitlement::PrepaidCardCertificate> register_handset(const entitlement::RegisterHandsetRequest& r);
   Result<entitlement::Money> top_up(const entitlement::TopUpRequest& r);
   Result<entitlement::Money> balance(std::uint64_t card_id);
   Result<entitlement::BuyTicketReply> buy_ticket(const entitlement::BuyTicketRequest& r);
@@ -66,6 +67,8 @@ class Wallet {
 
   [[nodiscard]] std::uint64_t card_id() const { return card_id_; }
   [[nodiscard]] const std::string& account() const { return account_; }
+  // The card's certificate as issued, checked against the operator's key and this handset's key.
+  Result<entitlement::PrepaidCardCertificate> card_certificate();
   Result<entitlement::Money> balance();
   Result<entitlement::Money> top_up(std::int64_t amount_minor, const std::string& funding_reference);
   Result<std::vector<entitlement::EventInfo>> events();
