@@ -34,6 +34,8 @@ constexpr const char* kUsage = R"(usher entitlement: the operator
                               --price 12.50 --currency EUR [--min-age 0] [--home DIR]
   usher entitlement event list [--home DIR]
   usher entitlement headend add --file HEADEND_HOME/headend.pub [--home DIR]
+  usher entitlement credit --stb ID --limit 20.00 --currency EUR [--home DIR]
+      A credit line for impulse purchases on the STB (sent by EMM with offers for coming events).
   usher entitlement tickets [--home DIR]
   usher entitlement ticket revoke --ticket N [--refund] [--home DIR]
       Withdraws a PPV ticket (refund, fraud) by EMM; --refund moves the price back to the card.
@@ -206,6 +208,15 @@ int cmd_entitlement(const std::vector<std::string>& argv) {
     auto f = need(headend::HeadendPublicFile::read(a.require("file")));
     if (auto s = store.register_headend(f.headend_id, f.x25519_public); !s) throw std::runtime_error(s.error().message);
     std::printf("headend %u registered\n", f.headend_id);
+    return 0;
+  }
+  if (sub == "credit") {
+    auto store = open(a);
+    const auto stb = static_cast<std::uint32_t>(a.require_number("stb"));
+    const entitlement::Money limit{need(entitlement::parse_amount(a.require("limit"))),
+                                   need(entitlement::parse_currency(a.require("currency")))};
+    if (auto s = store.set_credit(stb, limit, unix_now()); !s) throw std::runtime_error(s.error().message);
+    std::printf("STB %u: credit line %s; EMM queued\n", stb, entitlement::format_money(limit).c_str());
     return 0;
   }
   if (sub == "tickets") {

@@ -1,4 +1,5 @@
 // usher stb: a set-top box.
+#include <algorithm>
 #include <cstdio>
 
 #include "cli.h"
@@ -23,9 +24,14 @@ constexpr const char* kUsage = R"(usher stb: a set-top box
       Ends with a JSON line of counters on stderr.
   usher stb entitlements [--home DIR]
   usher stb tickets [--home DIR]
+  usher stb buy --event E [--home DIR]
+      Impulse purchase with the remote: recorded in the STB's signed viewing history and allowed
+      while the credit line (set by the operator) covers what is not yet settled.
   usher stb buy --event E --pay-by-handset [--valid 10m] [--home DIR]
       Shows a request code and a QR code for event E; the viewer's handset pays for it with
       `usher wallet approve CODE` and the ticket comes to this STB. Codes expire and work once.
+  usher stb history [--home DIR]
+      The viewing history: each purchase, signed and hash-chained; credit used and left.
   usher stb parental --pin NEW --max-age 12 [--current-pin OLD] [--home DIR]
       Events rated above the limit play only after `stb run --pin`.
   usher stb link [--bind tcp://127.0.0.1:7801] [--home DIR]
@@ -125,13 +131,37 @@ int cmd_stb(const std::vector<std::string>& argv) {
     const auto event = a.require_number("event");
     if (event <= 0 || event > 0xFFFF) throw UsageError("--event must be an event id from 1 to 65535");
     if (!a.has("pay-by-handset")) {
-      throw UsageError("impulse purchase on the STB's own credit is not available yet: add --pay-by-handset");
+      auto rec = se->impulse_buy(static_cast<std::uint32_t>(event), unix_now());
+      if (!rec) throw std::runtime_error(rec.error().message);
+      std::printf("bought event %lld for %s on this STB's credit (history record %llu)\n", static_cast<long long>(event),
+                  entitlement::format_money(rec->price).c_str(), static_cast<unsigned long long>(rec->sequence));
+      return 0;
     }
     const auto expires = unix_now() + parse_duration(a.get("valid", "10m"));
     const auto code = se->request_code(static_cast<std::uint16_t>(event), expires);
     std::printf("%s\nPay for event %lld on your handset: usher wallet approve %s\n(code valid until %s)\n",
                 stb::render_qr("usher:buy:" + code).c_str(), static_cast<long long>(event), code.c_str(),
                 format_utc(expires).c_str());
+    return 0;
+  }
+  if (sub == "history") {
+    auto se = stb::SecureElement::open(home(a));
+    if (!se) throw std::runtime_error(se.error().message);
+    std::int64_t used = 0;
+    const auto unsettled = se->history(true);
+    for (const auto& r : se->history()) {
+      const bool open_record = std::any_of(unsettled.begin(), unsettled.end(), [&](const auto& u) { return u.sequence == r.sequence; });
+      if (open_record) used += r.price.minor;
+      std::printf("%4llu  %s  event %u on service %u  %s%s\n", static_cast<unsigned long long>(r.sequence),
+                  format_utc(r.time).c_str(), r.event_id, r.service_id, entitlement::format_money(r.price).c_str(),
+                  open_record ? "  (not yet settled)" : "");
+    }
+    if (auto limit = se->credit_limit()) {
+      std::printf("credit: %s used of %s\n", entitlement::format_money({used, limit->currency}).c_str(),
+                  entitlement::format_money(*limit).c_str());
+    } else {
+      std::printf("no credit line for impulse purchases\n");
+    }
     return 0;
   }
   if (sub == "parental") {
@@ -166,7 +196,7 @@ int cmd_stb(const std::vector<std::string>& argv) {
     server.run(stop_requested());
     return 0;
   }
-  throw UsageError("unknown subcommand '" + sub + "' (init, run, buy, entitlements, tickets, link, parental)");
+  throw UsageError("unknown subcommand '" + sub + "' (init, run, buy, history, entitlements, tickets, link, parental)");
 }
 
 }  // namespace usher::cli

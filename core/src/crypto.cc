@@ -167,6 +167,13 @@ bool ed25519_verify(const PublicKey& public_key, std::span<const std::uint8_t> m
          EVP_DigestVerify(ctx.get(), sig.data(), sig.size(), message.data(), message.size()) == 1;
 }
 
+Digest sha256(std::span<const std::uint8_t> data) {
+  Digest d{};
+  unsigned int len = 0;
+  if (EVP_Digest(data.data(), data.size(), d.data(), &len, EVP_sha256(), nullptr) != 1 || len != d.size()) die("SHA-256");
+  return d;
+}
+
 Key256 pbkdf2_sha256(std::string_view password, std::span<const std::uint8_t> salt, int iterations) {
   Key256 out;
   if (PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()), salt.data(), static_cast<int>(salt.size()),

@@ -234,11 +234,26 @@ Result<EventInfo> EntitlementStore::add_event(const EventInfo& e) {
   auto st = db_.prepare("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
   st.bind(1, e.event_id).bind(2, e.service_id).bind(3, static_cast<std::int64_t>(e.start)).bind(4, e.duration)
       .bind(5, e.title).bind(6, e.min_age).bind(7, e.price.minor).bind(8, to_string(e.price.currency)).bind(9, key.bytes());
+  sql::Transaction tx(db_);
   try {
     st.run();
   } catch (const std::exception&) {
     return make_error(Errc::already_exists, "event " + std::to_string(e.event_id) + " already exists");
   }
+  // STBs with a credit line learn of it at once (F4 impulse purchase).
+  std::vector<std::uint32_t> credit_stbs;
+  {
+    auto c = db_.prepare("SELECT stb_id FROM stbs WHERE credit_limit IS NOT NULL");
+    while (c.step()) credit_stbs.push_back(static_cast<std::uint32_t>(c.column_int(0)));
+  }
+  for (auto stb : credit_stbs) {
+    auto offer = offer_for(e.event_id);
+    if (!offer) return offer.error();
+    std::vector<EmmItem> items;
+    items.emplace_back(std::move(offer.value()));
+    if (auto q = queue_emm(stb, std::move(items), e.end()); !q) return q.error();
+  }
+  tx.commit();
   return e;
 }
 
@@ -512,6 +527,46 @@ Result<Purchase> EntitlementStore::buy_by_code(const std::string& code, const Sp
   mark.run();
   tx.commit();
   return p;
+}
+
+Result<EmmOffer> EntitlementStore::offer_for(std::uint32_t event_id) {
+  auto ev = event(event_id);
+  if (!ev) return ev.error();
+  auto key = current_event(ev->service_id, ev->start);
+  if (!key) return make_error(Errc::storage, "event key missing for event " + std::to_string(event_id));
+  EmmOffer o;
+  o.event_id = ev->event_id;
+  o.service_id = ev->service_id;
+  o.start = ev->start;
+  o.duration = ev->duration;
+  o.price_minor = ev->price.minor;
+  o.currency = ev->price.currency;
+  o.min_age = ev->min_age;
+  o.event_key = key->key.clone();
+  o.title = ev->title;
+  return o;
+}
+
+Status EntitlementStore::set_credit(std::uint32_t stb_id, const Money& limit, std::uint64_t now) {
+  if (limit.minor < 0) return make_error(Errc::invalid_argument, "a credit limit cannot be negative");
+  sql::Transaction tx(db_);
+  auto st = db_.prepare("UPDATE stbs SET credit_limit = ?, credit_currency = ? WHERE stb_id = ?");
+  st.bind(1, limit.minor).bind(2, to_string(limit.currency)).bind(3, stb_id);
+  st.run();
+  if (db_.changes() == 0) return make_error(Errc::not_found, "no STB " + std::to_string(stb_id));
+  std::vector<EmmItem> items;
+  items.emplace_back(EmmCredit{limit.minor, limit.currency});
+  std::uint64_t until = now + 30 * 86400;
+  for (const auto& e : events()) {
+    if (e.end() <= now || items.size() >= 12) continue;  // one EMM section holds about a dozen offers
+    auto offer = offer_for(e.event_id);
+    if (!offer) return offer.error();
+    until = std::max(until, e.end());
+    items.emplace_back(std::move(offer.value()));
+  }
+  if (auto s = queue_emm(stb_id, std::move(items), until); !s) return s.error();
+  tx.commit();
+  return ok_status();
 }
 
 Status EntitlementStore::revoke_ticket(std::uint64_t ticket_id, bool refund) {

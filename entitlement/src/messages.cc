@@ -12,6 +12,8 @@ constexpr std::uint8_t kItemGrant = 1;
 constexpr std::uint8_t kItemRevoke = 2;
 constexpr std::uint8_t kItemTicket = 3;
 constexpr std::uint8_t kItemTicketRevoke = 4;
+constexpr std::uint8_t kItemCredit = 5;
+constexpr std::uint8_t kItemOffer = 6;
 constexpr std::size_t kEcmHeaderSize = 1 + 2 + 2 + 4;  // version, service_id, key_version, event_id
 constexpr std::size_t kEmmHeaderSize = 1 + 4 + 8;      // version, stb_id, sequence
 constexpr std::size_t kMaxBody = 1021;                 // short private section limit we keep to
@@ -177,6 +179,25 @@ std::vector<std::uint8_t> encode_emm(const EmmContent& emm, const Key256& emm_ke
       plain.u8(kItemTicketRevoke);
       plain.u16(8);
       plain.u64(r->ticket_id);
+    } else if (const auto* c = std::get_if<EmmCredit>(&item)) {
+      plain.u8(kItemCredit);
+      plain.u16(11);
+      plain.u64(static_cast<std::uint64_t>(c->limit_minor));
+      plain.bytes({reinterpret_cast<const std::uint8_t*>(c->currency.data()), 3});
+    } else if (const auto* o = std::get_if<EmmOffer>(&item)) {
+      const auto n = std::min<std::size_t>(o->title.size(), 200);
+      plain.u8(kItemOffer);
+      plain.u16(static_cast<std::uint16_t>(4 + 2 + 8 + 4 + 8 + 3 + 1 + 32 + 1 + n));
+      plain.u32(o->event_id);
+      plain.u16(o->service_id);
+      plain.u64(o->start);
+      plain.u32(o->duration);
+      plain.u64(static_cast<std::uint64_t>(o->price_minor));
+      plain.bytes({reinterpret_cast<const std::uint8_t*>(o->currency.data()), 3});
+      plain.u8(o->min_age);
+      plain.bytes(o->event_key.bytes());
+      plain.u8(static_cast<std::uint8_t>(n));
+      plain.bytes({reinterpret_cast<const std::uint8_t*>(o->title.data()), n});
     }
   }
   auto p = plain.take();
@@ -236,6 +257,37 @@ Result<EmmContent> decode_emm(std::span<const std::uint8_t> section, const Key25
       t.ticket.assign(data.begin(), data.end() - 32);
       std::copy(data.end() - 32, data.end(), t.event_key.mutable_bytes().begin());
       emm.items.emplace_back(std::move(t));
+    } else if (type == kItemCredit) {
+      EmmCredit c;
+      std::uint64_t limit = 0;
+      std::array<std::uint8_t, 3> cur{};
+      item.u64(limit);
+      item.bytes(cur);
+      if (item.failed() || item.remaining() != 0) return make_error(Errc::malformed, "EMM: credit item has the wrong length");
+      c.limit_minor = static_cast<std::int64_t>(limit);
+      std::copy(cur.begin(), cur.end(), c.currency.begin());
+      emm.items.emplace_back(c);
+    } else if (type == kItemOffer) {
+      EmmOffer o;
+      std::uint64_t price = 0;
+      std::array<std::uint8_t, 3> cur{};
+      std::uint8_t n = 0;
+      std::span<const std::uint8_t> title;
+      item.u32(o.event_id);
+      item.u16(o.service_id);
+      item.u64(o.start);
+      item.u32(o.duration);
+      item.u64(price);
+      item.bytes(cur);
+      item.u8(o.min_age);
+      item.bytes(o.event_key.mutable_bytes());
+      item.u8(n);
+      item.view(n, title);
+      if (item.failed() || item.remaining() != 0) return make_error(Errc::malformed, "EMM: offer item has the wrong length");
+      o.price_minor = static_cast<std::int64_t>(price);
+      std::copy(cur.begin(), cur.end(), o.currency.begin());
+      o.title.assign(title.begin(), title.end());
+      emm.items.emplace_back(std::move(o));
     } else if (type == kItemTicketRevoke) {
       EmmTicketRevoke v;
       item.u64(v.ticket_id);

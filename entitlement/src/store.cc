@@ -110,7 +110,9 @@ void EntitlementStore::create_schema(sql::Database& db) {
       ed25519_public BLOB NOT NULL,
       next_emm_sequence INTEGER NOT NULL DEFAULT 1,
       registered INTEGER NOT NULL,
-      account TEXT);
+      account TEXT,
+      credit_limit INTEGER,
+      credit_currency TEXT);
     CREATE TABLE IF NOT EXISTS grants (
       stb_id INTEGER NOT NULL REFERENCES stbs(stb_id),
       service_id INTEGER NOT NULL REFERENCES services(service_id),

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "usher/core/crypto.h"
+#include "usher/entitlement/history.h"
 #include "usher/entitlement/request_code.h"
 
 namespace usher::stb {
@@ -67,6 +68,28 @@ void SecureElement::create_schema(sql::Database& db) {
       status TEXT NOT NULL,
       received INTEGER NOT NULL,
       ack_relayed INTEGER NOT NULL DEFAULT 0);
+    CREATE TABLE IF NOT EXISTS credit (
+      id INTEGER PRIMARY KEY CHECK (id = 1),
+      limit_minor INTEGER NOT NULL,
+      currency TEXT NOT NULL,
+      sequence INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS offers (
+      event_id INTEGER PRIMARY KEY,
+      service_id INTEGER NOT NULL,
+      start INTEGER NOT NULL,
+      duration INTEGER NOT NULL,
+      price_minor INTEGER NOT NULL,
+      currency TEXT NOT NULL,
+      min_age INTEGER NOT NULL,
+      event_key BLOB NOT NULL,
+      title TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS history (
+      sequence INTEGER PRIMARY KEY,
+      event_id INTEGER NOT NULL UNIQUE,
+      price_minor INTEGER NOT NULL,
+      record BLOB NOT NULL,
+      hash BLOB NOT NULL,
+      settled INTEGER NOT NULL DEFAULT 0);
     CREATE TABLE IF NOT EXISTS parental (
       id INTEGER PRIMARY KEY CHECK (id = 1),
       max_age INTEGER NOT NULL,
@@ -177,6 +200,25 @@ Result<EmmOutcome> SecureElement::apply_emm(std::span<const std::uint8_t> sectio
       ++applied_items;
       continue;
     }
+    if (auto* c = std::get_if<entitlement::EmmCredit>(&item)) {
+      // Only a newer credit EMM changes the limit (a replayed older one is ignored).
+      auto st = db_.prepare(
+          "INSERT INTO credit VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET limit_minor = excluded.limit_minor, "
+          "currency = excluded.currency, sequence = excluded.sequence WHERE excluded.sequence > credit.sequence");
+      st.bind(1, c->limit_minor).bind(2, std::string(c->currency.begin(), c->currency.end())).bind(3, static_cast<std::int64_t>(seq));
+      st.run();
+      ++applied_items;
+      continue;
+    }
+    if (auto* o = std::get_if<entitlement::EmmOffer>(&item)) {
+      auto st = db_.prepare("INSERT OR REPLACE INTO offers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      st.bind(1, o->event_id).bind(2, o->service_id).bind(3, static_cast<std::int64_t>(o->start)).bind(4, o->duration)
+          .bind(5, o->price_minor).bind(6, std::string(o->currency.begin(), o->currency.end())).bind(7, o->min_age)
+          .bind(8, o->event_key.bytes()).bind(9, o->title);
+      st.run();
+      ++applied_items;
+      continue;
+    }
     if (auto* r = std::get_if<entitlement::EmmTicketRevoke>(&item)) {
       // Remembered even before the ticket itself arrives, so a late ticket is born revoked.
       auto ins = db_.prepare("INSERT OR IGNORE INTO revoked_tickets VALUES (?)");
@@ -274,6 +316,105 @@ Status SecureElement::store_ticket(std::span<const std::uint8_t> bytes, const Ke
       .bind(4, event_key.bytes()).bind(5, stored);
   st.run();
   return ok_status();
+}
+
+namespace {
+constexpr std::uint64_t kImpulseTicketBase = std::uint64_t{1} << 62;  // local ticket ids, apart from the engine's
+}  // namespace
+
+Result<entitlement::HistoryRecord> SecureElement::impulse_buy(std::uint32_t event_id, std::uint64_t now) {
+  sql::Transaction tx(db_);
+  {
+    auto already = db_.prepare("SELECT record FROM history WHERE event_id = ?");
+    already.bind(1, event_id);
+    if (already.step()) return make_error(Errc::already_exists, "event " + std::to_string(event_id) + " is already bought on this STB");
+  }
+  auto offer = db_.prepare(
+      "SELECT service_id, start, duration, price_minor, currency, event_key, title FROM offers WHERE event_id = ?");
+  offer.bind(1, event_id);
+  if (!offer.step()) {
+    return make_error(Errc::not_found, "event " + std::to_string(event_id) +
+                                           " is not offered for impulse purchase on this STB (buy it with your handset)");
+  }
+  const auto start = static_cast<std::uint64_t>(offer.column_int(1));
+  const auto end = start + static_cast<std::uint64_t>(offer.column_int(2));
+  if (now >= end) return make_error(Errc::not_entitled, "event " + std::to_string(event_id) + " is over");
+  const auto cur = offer.column_text(4);
+  const entitlement::Money price{offer.column_int(3), {cur[0], cur[1], cur[2]}};
+  auto credit = db_.prepare("SELECT limit_minor, currency FROM credit WHERE id = 1");
+  if (!credit.step()) return make_error(Errc::not_entitled, "this STB has no credit line: pay with your handset (--pay-by-handset)");
+  const auto credit_cur = credit.column_text(1);
+  const entitlement::Money limit{credit.column_int(0), {credit_cur[0], credit_cur[1], credit_cur[2]}};
+  if (limit.currency != price.currency) return make_error(Errc::not_entitled, "the event is priced in another currency than the credit line");
+  auto used_q = db_.prepare("SELECT COALESCE(SUM(price_minor), 0) FROM history WHERE settled = 0");
+  used_q.step();
+  const entitlement::Money used{used_q.column_int(0), limit.currency};
+  if (used.minor + price.minor > limit.minor) {
+    return make_error(Errc::not_entitled, "credit limit " + entitlement::format_money(limit) + " reached (" +
+                                              entitlement::format_money(used) +
+                                              " of purchases not yet settled): relay your history with your handset");
+  }
+  // The next record in the chain.
+  entitlement::HistoryRecord rec;
+  rec.stb_id = stb_id_;
+  rec.sequence = 1;
+  rec.time = now;
+  rec.event_id = event_id;
+  rec.service_id = static_cast<std::uint16_t>(offer.column_int(0));
+  rec.price = price;
+  {
+    auto last = db_.prepare("SELECT sequence, hash FROM history ORDER BY sequence DESC LIMIT 1");
+    if (last.step()) {
+      rec.sequence = static_cast<std::uint64_t>(last.column_int(0)) + 1;
+      const auto h = last.column_blob(1);
+      std::copy(h.begin(), h.end(), rec.previous.begin());
+    }
+  }
+  {
+    auto k = db_.prepare("SELECT ed25519_private FROM identity WHERE id = 1");
+    k.step();
+    rec.sign(blob_secret(k.column_blob(0)));
+  }
+  const auto hash = rec.hash();
+  auto ins = db_.prepare("INSERT INTO history (sequence, event_id, price_minor, record, hash) VALUES (?, ?, ?, ?, ?)");
+  ins.bind(1, static_cast<std::int64_t>(rec.sequence)).bind(2, event_id).bind(3, price.minor).bind(4, rec.encode())
+      .bind(5, std::span<const std::uint8_t>(hash));
+  ins.run();
+  // A local ticket for the event, with the offered key, so the ECMs open as for a bought ticket.
+  entitlement::Ticket t;
+  t.ticket_id = kImpulseTicketBase + rec.sequence;
+  t.event_id = event_id;
+  t.service_id = rec.service_id;
+  t.stb_id = stb_id_;
+  t.valid_from = start;
+  t.valid_until = end;
+  t.issued = now;
+  t.title = offer.column_text(6);
+  auto tk = db_.prepare("INSERT OR IGNORE INTO tickets VALUES (?, ?, ?, ?, 'valid', ?, 1)");
+  tk.bind(1, static_cast<std::int64_t>(t.ticket_id)).bind(2, event_id).bind(3, t.encode()).bind(4, offer.column_blob(5))
+      .bind(5, static_cast<std::int64_t>(now));
+  tk.run();
+  tx.commit();
+  load();
+  return rec;
+}
+
+std::vector<entitlement::HistoryRecord> SecureElement::history(bool unsettled_only) {
+  std::vector<entitlement::HistoryRecord> out;
+  auto st = db_.prepare(std::string("SELECT record FROM history ") + (unsettled_only ? "WHERE settled = 0 " : "") +
+                        "ORDER BY sequence");
+  while (st.step()) {
+    auto r = entitlement::HistoryRecord::decode(st.column_blob(0));
+    if (r) out.push_back(*r);
+  }
+  return out;
+}
+
+Result<entitlement::Money> SecureElement::credit_limit() {
+  auto st = db_.prepare("SELECT limit_minor, currency FROM credit WHERE id = 1");
+  if (!st.step()) return make_error(Errc::not_found, "no credit line");
+  const auto c = st.column_text(1);
+  return entitlement::Money{st.column_int(0), {c[0], c[1], c[2]}};
 }
 
 void SecureElement::mark_watched(std::uint32_t event_id) {

@@ -48,6 +48,9 @@ struct Ed25519KeyPair {
 Signature ed25519_sign(const Secret<32>& private_key, std::span<const std::uint8_t> message);
 bool ed25519_verify(const PublicKey& public_key, std::span<const std::uint8_t> message, const Signature& sig);
 
+using Digest = std::array<std::uint8_t, 32>;
+Digest sha256(std::span<const std::uint8_t> data);
+
 // PBKDF2-HMAC-SHA256 producing 32 bytes: for short secrets such as a parental PIN.
 Key256 pbkdf2_sha256(std::string_view password, std::span<const std::uint8_t> salt, int iterations);
 

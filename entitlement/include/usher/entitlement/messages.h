@@ -9,6 +9,8 @@
 
 #include <cstdint>
 #include <span>
+#include <array>
+#include <string>
 #include <variant>
 #include <vector>
 
@@ -77,7 +79,24 @@ struct EmmTicket {
 struct EmmTicketRevoke {
   std::uint64_t ticket_id = 0;
 };
-using EmmItem = std::variant<EmmGrant, EmmRevoke, EmmTicket, EmmTicketRevoke>;
+// F4: how much the STB may buy on impulse before its history is settled through the handset.
+struct EmmCredit {
+  std::int64_t limit_minor = 0;
+  std::array<char, 3> currency{'X', 'X', 'X'};
+};
+// F4: a PPV event the STB may buy on impulse, with its key (used only once a purchase is recorded).
+struct EmmOffer {
+  std::uint32_t event_id = 0;
+  std::uint16_t service_id = 0;
+  std::uint64_t start = 0;
+  std::uint32_t duration = 0;
+  std::int64_t price_minor = 0;
+  std::array<char, 3> currency{'X', 'X', 'X'};
+  std::uint8_t min_age = 0;
+  Key256 event_key;
+  std::string title;
+};
+using EmmItem = std::variant<EmmGrant, EmmRevoke, EmmTicket, EmmTicketRevoke, EmmCredit, EmmOffer>;
 
 struct EmmContent {
   std::uint32_t stb_id = 0;

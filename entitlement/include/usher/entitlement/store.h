@@ -208,6 +208,10 @@ class EntitlementStore {
   // must check out for its STB, be unexpired and unused; it is used up by a successful purchase.
   Result<Purchase> buy_by_code(const std::string& code, const SpendAuthorization& spend, std::uint64_t now);
 
+  // F4: gives an STB a credit line for impulse purchases (by EMM), with offers (event keys and
+  // prices) for the PPV events to come; events added later are offered to it as they come.
+  Status set_credit(std::uint32_t stb_id, const Money& limit, std::uint64_t now);
+
   // Withdraws a ticket: marks it revoked, sends the STB an EMM saying so and, with `refund`, moves
   // the price back to the card. Errc::not_found / Errc::already_exists (already revoked).
   Status revoke_ticket(std::uint64_t ticket_id, bool refund);
@@ -264,6 +268,7 @@ class EntitlementStore {
   // Purchases: the checks before the transaction, then (inside it) nonce, balance, ticket, posting.
   Status check_spend(const SpendAuthorization& spend, const Money& price, const std::string& payee, std::uint32_t stb_id);
   Result<Ticket> pay_and_issue(const SpendAuthorization& spend, Ticket draft, const char* kind);
+  Result<EmmOffer> offer_for(std::uint32_t event_id);
   std::map<std::uint32_t, Key256> emm_keys_;   // per STB: X25519 + HKDF done once
   std::optional<Secret<32>> signing_private_;  // cached after first use
 };

@@ -17,6 +17,7 @@
 
 #include "usher/core/result.h"
 #include "usher/core/sqlite.h"
+#include "usher/entitlement/history.h"
 #include "usher/entitlement/messages.h"
 #include "usher/entitlement/store.h"
 
@@ -70,6 +71,13 @@ class SecureElement {
 
   // F3: a code the viewer's handset can pay for event `event_id` with (see request_code.h).
   [[nodiscard]] std::string request_code(std::uint16_t event_id, std::uint64_t expires) const;
+
+  // F4 impulse purchase with the remote: records the purchase in the signed, hash-chained history
+  // and allows the event while the credit line (set by EMM) covers the unsettled purchases. One
+  // SQLite transaction: a power cut leaves either the whole record or none.
+  Result<entitlement::HistoryRecord> impulse_buy(std::uint32_t event_id, std::uint64_t now);
+  std::vector<entitlement::HistoryRecord> history(bool unsettled_only = false);
+  Result<entitlement::Money> credit_limit();
 
   // Marks the tickets for a PPV event as used once it has been watched (they stay valid for it).
   void mark_watched(std::uint32_t event_id);
