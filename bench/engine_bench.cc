@@ -31,14 +31,7 @@ struct Engine {
   Engine() {
     world.add_service(1);
     world.add_stb(1001);
-    entitlement::EventInfo e;
-    e.event_id = 7;
-    e.service_id = 1;
-    e.start = kT0;
-    e.duration = 3600;
-    e.title = "Bench";
-    e.price = {1, kEur};
-    (void)world.store().add_event(e);
+    world.add_event(7, 1, kT0, 3600, 1, "Bench");
     card = world.store().register_handset("bench", handset.public_key, kEur)->card_id;
     for (int i = 0; i < 20; ++i) (void)world.store().top_up(card, 100'000, "visa", acquirer);
   }

@@ -18,14 +18,7 @@ class CommerceTest : public ::testing::Test {
     world.add_service(1);
     world.add_stb(1001);
     world.add_stb(1002);
-    EventInfo e;
-    e.event_id = 7;
-    e.service_id = 1;
-    e.start = kT0;
-    e.duration = 3600;
-    e.title = "Final";
-    e.price = {1250, kEur};
-    ASSERT_TRUE(store().add_event(e).ok());
+    world.add_event(7, 1, kT0, 3600, 1250, "Final");
     card = store().register_handset("alice", handset.public_key, kEur).value();
   }
   EntitlementStore& store() { return world.store(); }

@@ -20,14 +20,7 @@ class ProtocolTest : public ::testing::Test {
   void SetUp() override {
     world.add_service(1);
     world.add_stb(1001);
-    EventInfo e;
-    e.event_id = 7;
-    e.service_id = 1;
-    e.start = kFuture;
-    e.duration = 3600;
-    e.title = "Final";
-    e.price = {1250, kEur};
-    ASSERT_TRUE(world.store().add_event(e).ok());
+    world.add_event(7, 1, kFuture, 3600, 1250, "Final");
   }
   std::vector<std::uint8_t> request(MessageType type, const std::vector<std::uint8_t>& body, RequestId id = new_request_id()) {
     return encode_request(type, id, body);

@@ -22,22 +22,21 @@ using streams::TsPacket;
 
 constexpr std::uint64_t kStart = 1'900'000'000;
 
-std::vector<TsPacket> scramble(headend::Scrambler& s, const std::vector<TsPacket>& in, std::size_t chunk = 1000) {
+// Feeds a transform (Scrambler or Descrambler) in chunks, as a reader would, then finishes it.
+template <typename Transform>
+std::vector<TsPacket> run_chunked(Transform& t, const std::vector<TsPacket>& in, std::size_t chunk) {
   std::vector<TsPacket> out;
   for (std::size_t i = 0; i < in.size(); i += chunk) {
-    s.process(std::span(in).subspan(i, std::min(chunk, in.size() - i)), out);
+    t.process(std::span(in).subspan(i, std::min(chunk, in.size() - i)), out);
   }
-  s.finish(out);
+  t.finish(out);
   return out;
 }
-
+std::vector<TsPacket> scramble(headend::Scrambler& s, const std::vector<TsPacket>& in, std::size_t chunk = 1000) {
+  return run_chunked(s, in, chunk);
+}
 std::vector<TsPacket> descramble(stb::Descrambler& d, const std::vector<TsPacket>& in, std::size_t chunk = 777) {
-  std::vector<TsPacket> out;
-  for (std::size_t i = 0; i < in.size(); i += chunk) {
-    d.process(std::span(in).subspan(i, std::min(chunk, in.size() - i)), out);
-  }
-  d.finish(out);
-  return out;
+  return run_chunked(d, in, chunk);  // a chunk size unlike the scrambler's, to cross batch boundaries differently
 }
 
 // Packets of one PID, in order.
@@ -344,15 +343,7 @@ namespace {
 TEST_F(BroadcastTest, RatedPpvEventNeedsTheParentalPin) {
   world.add_service(1);
   auto& kid = world.add_stb(1001);
-  entitlement::EventInfo e;
-  e.event_id = 9;
-  e.service_id = 1;
-  e.start = kStart - 60;
-  e.duration = 3600;
-  e.title = "Late Film";
-  e.min_age = 16;
-  e.price = {300, {'E', 'U', 'R'}};
-  ASSERT_TRUE(world.store().add_event(e).ok());
+  const auto e = world.add_event(9, 1, kStart - 60, 3600, 300, "Late Film", 16);
   auto handset = crypto::Ed25519KeyPair::generate();
   auto card = world.store().register_handset("parent", handset.public_key, {'E', 'U', 'R'}).value();
   entitlement::TestAcquirer acquirer;
@@ -397,14 +388,7 @@ namespace {
 
 TEST_F(BroadcastTest, EitSignalsThePpvEventWithTheEcmsEventId) {
   world.add_service(1);
-  entitlement::EventInfo e;
-  e.event_id = 4242;
-  e.service_id = 1;
-  e.start = kStart - 30;
-  e.duration = 600;
-  e.title = "Derby";
-  e.price = {499, {'E', 'U', 'R'}};
-  ASSERT_TRUE(world.store().add_event(e).ok());
+  auto e = world.add_event(4242, 1, kStart - 30, 600, 499, "Derby");
   e.event_id = 70000;
   e.start = kStart + 3600;
   EXPECT_EQ(world.store().add_event(e).error().code, Errc::invalid_argument);  // EIT ids are 16 bits

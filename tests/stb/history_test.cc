@@ -27,14 +27,7 @@ class ImpulseTest : public ::testing::Test {
     for (std::uint32_t id = 1; id <= 3; ++id) add_event(id, 1250);
   }
   void add_event(std::uint32_t id, std::int64_t price) {
-    entitlement::EventInfo e;
-    e.event_id = id;
-    e.service_id = 1;
-    e.start = kT0 + id * 7200;
-    e.duration = 3600;
-    e.title = "Event " + std::to_string(id);
-    e.price = {price, kEur};
-    ASSERT_TRUE(world.store().add_event(e).ok());
+    world.add_event(id, 1, kT0 + id * 7200, 3600, price, "Event " + std::to_string(id));
   }
   void deliver_emms() {
     for (const auto& emm : world.store().emm_sections(0)) (void)world.stb(1001).apply_emm(emm);
@@ -129,14 +122,7 @@ TEST(ImpulseDurability, KillNineNeverLosesOrDuplicatesARecord) {
   world.add_service(1);
   world.add_stb(1001);
   for (std::uint32_t id = 1; id <= 24; ++id) {
-    entitlement::EventInfo e;
-    e.event_id = id;
-    e.service_id = 1;
-    e.start = 4'000'000'000 + id * 7200;
-    e.duration = 3600;
-    e.title = "E";
-    e.price = {100, kEur};
-    ASSERT_TRUE(world.store().add_event(e).ok());
+    world.add_event(id, 1, 4'000'000'000 + id * 7200, 3600, 100);
   }
   ASSERT_TRUE(world.store().set_credit(1001, {100'000, kEur}, 0).ok());
   for (const auto& emm : world.store().emm_sections(0)) (void)world.stb(1001).apply_emm(emm);

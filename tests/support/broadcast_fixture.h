@@ -22,6 +22,21 @@ class BroadcastWorld {
 
   void add_service(std::uint16_t id) { check(store_.add_service(id, "svc" + std::to_string(id))); }
 
+  // A PPV event priced in EUR.
+  entitlement::EventInfo add_event(std::uint32_t id, std::uint16_t service, std::uint64_t start, std::uint32_t duration,
+                                   std::int64_t price_minor, const std::string& title = "Event", std::uint8_t min_age = 0) {
+    entitlement::EventInfo e;
+    e.event_id = id;
+    e.service_id = service;
+    e.start = start;
+    e.duration = duration;
+    e.title = title;
+    e.min_age = min_age;
+    e.price = {price_minor, {'E', 'U', 'R'}};
+    check(store_.add_event(e));
+    return e;
+  }
+
   // Initialises an STB and registers it with the operator.
   stb::SecureElement& add_stb(std::uint32_t id) {
     auto op = entitlement::OperatorPublicFile::read(dir_.file("operator/operator.pub")).value();
