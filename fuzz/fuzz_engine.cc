@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "usher/entitlement/history.h"
 #include "usher/entitlement/protocol.h"
 
 namespace {
@@ -48,5 +49,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)decode_register_handset_reply(in);
   (void)PrepaidCardCertificate::decode(in);
   (void)DeliveryAck::decode(in);
+  (void)HistoryRecord::decode(in);
   return 0;
 }
