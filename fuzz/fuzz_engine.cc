@@ -50,5 +50,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)PrepaidCardCertificate::decode(in);
   (void)DeliveryAck::decode(in);
   (void)HistoryRecord::decode(in);
+  (void)sealed_history_stb(in);
+  (void)open_history(in, usher::Key256{});
   return 0;
 }

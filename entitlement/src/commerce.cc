@@ -569,6 +569,26 @@ Status EntitlementStore::set_credit(std::uint32_t stb_id, const Money& limit, st
   return ok_status();
 }
 
+Result<std::vector<HistoryRecord>> EntitlementStore::open_relayed_history(std::span<const std::uint8_t> sealed,
+                                                                          std::uint64_t after_sequence,
+                                                                          const crypto::Digest& after_hash) {
+  auto stb_id = sealed_history_stb(sealed);
+  if (!stb_id) return stb_id.error();
+  auto key = emm_key_for(*stb_id);
+  if (!key) return make_error(Errc::not_entitled, "history from an unknown STB " + std::to_string(*stb_id));
+  auto records = open_history(sealed, history_key(*key));
+  if (!records) return records.error();
+  crypto::PublicKey stb_public{};
+  {
+    auto st = db_.prepare("SELECT ed25519_public FROM stbs WHERE stb_id = ?");
+    st.bind(1, *stb_id);
+    if (!st.step()) return make_error(Errc::not_found, "no STB " + std::to_string(*stb_id));
+    stb_public = blob32(st.column_blob(0));
+  }
+  if (auto ok = verify_history(*records, stb_public, after_sequence, after_hash); !ok) return ok.error();
+  return records;
+}
+
 Status EntitlementStore::revoke_ticket(std::uint64_t ticket_id, bool refund) {
   sql::Transaction tx(db_);
   std::uint32_t stb_id = 0;

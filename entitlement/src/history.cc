@@ -77,4 +77,71 @@ Status verify_history(std::span<const HistoryRecord> records, const crypto::Publ
   return ok_status();
 }
 
+Key256 history_key(const Key256& emm_key) {
+  static constexpr std::uint8_t kSalt[] = {'u', 's', 'h', 'e', 'r', '-', 'h', 'i', 's', 't', 'o', 'r', 'y', '-', 'v', '1'};
+  return crypto::hkdf_sha256(emm_key.bytes(), kSalt, {});
+}
+
+namespace {
+constexpr std::uint8_t kSealedVersion = 1;
+std::vector<std::uint8_t> sealed_aad(std::uint32_t stb_id) {
+  ByteWriter w;
+  w.u8(kSealedVersion);
+  w.u32(stb_id);
+  return w.take();
+}
+}  // namespace
+
+std::vector<std::uint8_t> seal_history(std::span<const HistoryRecord> records, std::uint32_t stb_id, const Key256& key) {
+  ByteWriter plain;
+  plain.u16(static_cast<std::uint16_t>(records.size()));
+  for (const auto& r : records) {
+    const auto b = r.encode();
+    plain.u16(static_cast<std::uint16_t>(b.size()));
+    plain.bytes(b);
+  }
+  std::array<std::uint8_t, crypto::kGcmNonceSize> nonce{};
+  crypto::random_bytes(nonce);
+  const auto aad = sealed_aad(stb_id);
+  const auto sealed = crypto::aead_seal(key, nonce, aad, plain.data());
+  ByteWriter out;
+  out.bytes(aad);
+  out.bytes(nonce);
+  out.bytes(sealed);
+  return out.take();
+}
+
+Result<std::uint32_t> sealed_history_stb(std::span<const std::uint8_t> sealed) {
+  ByteReader r(sealed);
+  std::uint8_t version = 0;
+  std::uint32_t stb_id = 0;
+  if (!r.u8(version) || !r.u32(stb_id)) return make_error(Errc::malformed, "sealed history: truncated");
+  if (version != kSealedVersion) return make_error(Errc::malformed, "sealed history: unsupported version " + std::to_string(version));
+  return stb_id;
+}
+
+Result<std::vector<HistoryRecord>> open_history(std::span<const std::uint8_t> sealed, const Key256& key) {
+  auto stb_id = sealed_history_stb(sealed);
+  if (!stb_id) return stb_id.error();
+  if (sealed.size() < 5 + crypto::kGcmNonceSize + crypto::kGcmTagSize) return make_error(Errc::malformed, "sealed history: truncated");
+  std::span<const std::uint8_t, crypto::kGcmNonceSize> nonce(sealed.data() + 5, crypto::kGcmNonceSize);
+  auto plain = crypto::aead_open(key, nonce, sealed_aad(*stb_id), sealed.subspan(5 + crypto::kGcmNonceSize));
+  if (!plain) return make_error(plain.error().code, "sealed history: " + plain.error().message);
+  ByteReader r(*plain);
+  std::uint16_t n = 0;
+  std::vector<HistoryRecord> out;
+  if (!r.u16(n)) return make_error(Errc::malformed, "sealed history: no record count");
+  for (int i = 0; i < n; ++i) {
+    std::uint16_t len = 0;
+    std::span<const std::uint8_t> b;
+    if (!r.u16(len) || !r.view(len, b)) return make_error(Errc::malformed, "sealed history: truncated record");
+    auto rec = HistoryRecord::decode(b);
+    if (!rec) return rec.error();
+    if (rec->stb_id != *stb_id) return make_error(Errc::auth_failed, "sealed history: a record of another STB");
+    out.push_back(*rec);
+  }
+  if (r.remaining() != 0) return make_error(Errc::malformed, "sealed history: trailing bytes");
+  return out;
+}
+
 }  // namespace usher::entitlement

@@ -27,6 +27,8 @@ std::vector<std::uint8_t> LocalLink::handle(std::span<const std::uint8_t> reques
         for (const auto& a : se_.pending_acks()) acks.push_back(a.encode());
         return entitlement::encode_ok(frame->id, entitlement::encode_blobs(acks));
       }
+      case LinkMessage::collect_history:
+        return entitlement::encode_ok(frame->id, se_.sealed_unsettled_history());
       case LinkMessage::acks_relayed: {
         auto ids = entitlement::decode_ids(frame->body);
         if (!ids) return entitlement::encode_error(frame->id, ids.error());

@@ -410,6 +410,11 @@ std::vector<entitlement::HistoryRecord> SecureElement::history(bool unsettled_on
   return out;
 }
 
+std::vector<std::uint8_t> SecureElement::sealed_unsettled_history() {
+  const auto records = history(true);
+  return entitlement::seal_history(records, stb_id_, entitlement::history_key(emm_key_));
+}
+
 Result<entitlement::Money> SecureElement::credit_limit() {
   auto st = db_.prepare("SELECT limit_minor, currency FROM credit WHERE id = 1");
   if (!st.step()) return make_error(Errc::not_found, "no credit line");

@@ -155,3 +155,50 @@ TEST(ImpulseDurability, KillNineNeverLosesOrDuplicatesARecord) {
 
 }  // namespace
 }  // namespace usher::stb
+
+#include "usher/entitlement/protocol.h"
+#include "usher/stb/local_link.h"
+
+namespace usher::stb {
+namespace {
+
+TEST_F(ImpulseTest, HistoryLeavesOverTheLocalLinkSealedForBillingOnly) {
+  ASSERT_TRUE(world.store().set_credit(1001, {5000, kEur}, kT0).ok());
+  deliver_emms();
+  auto& se = world.stb(1001);
+  ASSERT_TRUE(se.impulse_buy(1, kT0).ok());
+  ASSERT_TRUE(se.impulse_buy(2, kT0).ok());
+
+  // The handset asks over the local link, as the wallet will.
+  LocalLink link(se);
+  const auto id = entitlement::new_request_id();
+  auto reply = link.handle(entitlement::encode_request(
+      static_cast<entitlement::MessageType>(entitlement::LinkMessage::collect_history), id, {}));
+  auto sealed = entitlement::reply_body(reply, id);
+  ASSERT_TRUE(sealed.ok()) << sealed.error().message;
+  EXPECT_EQ(*entitlement::sealed_history_stb(*sealed), 1001u);
+
+  // Billing (the operator) opens it and checks the chain from the start.
+  auto records = world.store().open_relayed_history(*sealed, 0, {});
+  ASSERT_TRUE(records.ok()) << records.error().message;
+  ASSERT_EQ(records->size(), 2u);
+  EXPECT_EQ((*records)[1].price.minor, 1250);
+  // Resuming after record 1 is refused (a replay of a settled part would start at 1 again).
+  EXPECT_EQ(world.store().open_relayed_history(*sealed, 1, (*records)[0].hash()).error().code, Errc::stale);
+
+  // The handset cannot change a byte of it without billing noticing.
+  for (std::size_t i = 5; i < sealed->size(); i += 7) {
+    auto t = *sealed;
+    t[i] ^= 0x01;
+    EXPECT_FALSE(world.store().open_relayed_history(t, 0, {}).ok()) << i;
+  }
+  // Relabelled as another STB's: the key does not fit.
+  world.add_stb(1002);
+  auto relabelled = *sealed;
+  relabelled[4] = static_cast<std::uint8_t>(1002 & 0xFF);
+  relabelled[3] = static_cast<std::uint8_t>(1002 >> 8);
+  EXPECT_EQ(world.store().open_relayed_history(relabelled, 0, {}).error().code, Errc::auth_failed);
+}
+
+}  // namespace
+}  // namespace usher::stb

@@ -40,4 +40,13 @@ struct HistoryRecord {
 Status verify_history(std::span<const HistoryRecord> records, const crypto::PublicKey& stb_public,
                       std::uint64_t after_sequence, const crypto::Digest& after_hash);
 
+// The STB's unsettled history as the handset carries it to billing: sealed (AES-256-GCM) under a
+// key only that STB and the operator share, so the handset can neither read nor alter it.
+//   u8 version 1 | u32 stb_id | 12 nonce | sealed(u16 count, then u16 length + record each) | tag
+Key256 history_key(const Key256& emm_key);
+std::vector<std::uint8_t> seal_history(std::span<const HistoryRecord> records, std::uint32_t stb_id, const Key256& key);
+// The STB a sealed history comes from (clear, authenticated), to pick the key.
+Result<std::uint32_t> sealed_history_stb(std::span<const std::uint8_t> sealed);
+Result<std::vector<HistoryRecord>> open_history(std::span<const std::uint8_t> sealed, const Key256& key);
+
 }  // namespace usher::entitlement

@@ -40,6 +40,7 @@ enum class LinkMessage : std::uint8_t {
   deliver_emm = 1,   // body: an EMM section (a ticket) -> ok once stored
   collect_acks = 2,  // (empty) -> u16 count, blob DeliveryAck each
   acks_relayed = 3,  // u16 count, u64 ticket id each -> ok
+  collect_history = 4,  // (empty) -> the unsettled viewing history, sealed for billing (history.h)
 };
 
 struct Frame {

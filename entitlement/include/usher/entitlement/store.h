@@ -19,6 +19,7 @@
 #include "usher/core/result.h"
 #include "usher/core/sqlite.h"
 #include "usher/entitlement/assets.h"
+#include "usher/entitlement/history.h"
 #include "usher/entitlement/messages.h"
 
 namespace usher::entitlement {
@@ -211,6 +212,11 @@ class EntitlementStore {
   // F4: gives an STB a credit line for impulse purchases (by EMM), with offers (event keys and
   // prices) for the PPV events to come; events added later are offered to it as they come.
   Status set_credit(std::uint32_t stb_id, const Money& limit, std::uint64_t now);
+
+  // Billing's first step for a relayed history (F4): opens it with the STB's key and checks the
+  // STB's signatures and the hash chain from the record after `after_sequence` / `after_hash`.
+  Result<std::vector<HistoryRecord>> open_relayed_history(std::span<const std::uint8_t> sealed, std::uint64_t after_sequence,
+                                                          const crypto::Digest& after_hash);
 
   // Withdraws a ticket: marks it revoked, sends the STB an EMM saying so and, with `refund`, moves
   // the price back to the card. Errc::not_found / Errc::already_exists (already revoked).

@@ -78,6 +78,8 @@ class SecureElement {
   Result<entitlement::HistoryRecord> impulse_buy(std::uint32_t event_id, std::uint64_t now);
   std::vector<entitlement::HistoryRecord> history(bool unsettled_only = false);
   Result<entitlement::Money> credit_limit();
+  // The unsettled records, sealed for billing (the handset relays them without reading them).
+  std::vector<std::uint8_t> sealed_unsettled_history();
 
   // Marks the tickets for a PPV event as used once it has been watched (they stay valid for it).
   void mark_watched(std::uint32_t event_id);
