@@ -65,6 +65,17 @@ class BroadcastTest : public ::testing::Test {
     c.crypto_period_ms = 1000;
     return c;
   }
+  // A synthetic one-service multiplex of `seconds`, scrambled with the store's keys.
+  std::vector<TsPacket> scrambled_mux(double seconds, std::vector<TsPacket>* clear_out = nullptr) {
+    testing::SyntheticMuxOptions o;
+    o.seconds = seconds;
+    const auto clear = testing::make_synthetic_mux(o);
+    headend::StoreKeySource keys(world.store());
+    headend::Scrambler scrambler(config(), keys);
+    auto scrambled = scramble(scrambler, clear);
+    if (clear_out != nullptr) *clear_out = clear;
+    return scrambled;
+  }
   testing::BroadcastWorld world;
 };
 
@@ -154,12 +165,7 @@ TEST_F(BroadcastTest, UnentitledExpiredAndRevokedStbsCannotDescrambleAndSayWhy) 
   ASSERT_TRUE(world.store().grant(2002, 1, kStart - 7200, kStart - 3600).ok());
   // It received the EMM while the grant was current; the headend no longer carousels it.
   ASSERT_EQ(*expired.apply_emm(world.store().emm_sections(kStart - 7200).at(0)), stb::EmmOutcome::applied);
-  testing::SyntheticMuxOptions o;
-  o.seconds = 1.5;
-  const auto clear = testing::make_synthetic_mux(o);
-  headend::StoreKeySource keys(world.store());
-  headend::Scrambler scrambler(config(), keys);
-  const auto scrambled = scramble(scrambler, clear);
+  const auto scrambled = scrambled_mux(1.5);
   for (auto* se : {&stranger, &expired}) {
     stb::Descrambler d(se, {});
     const auto out = descramble(d, scrambled);
@@ -248,12 +254,8 @@ TEST_F(BroadcastTest, TamperedEcmsAreDeniedAndKeysKept) {
   world.add_service(1);
   auto& viewer = world.add_stb(1001);
   ASSERT_TRUE(world.store().grant(1001, 1, kStart - 10, kStart + 3600).ok());
-  testing::SyntheticMuxOptions o;
-  o.seconds = 1;
-  const auto clear = testing::make_synthetic_mux(o);
-  headend::StoreKeySource keys(world.store());
-  headend::Scrambler scrambler(config(), keys);
-  auto scrambled = scramble(scrambler, clear);
+  std::vector<TsPacket> clear;
+  auto scrambled = scrambled_mux(1, &clear);
   const std::uint16_t ecm_pid = 0x1FE0;
   int flipped = 0;
   for (auto& p : scrambled) {
@@ -362,12 +364,7 @@ TEST_F(BroadcastTest, RatedPpvEventNeedsTheParentalPin) {
   EXPECT_FALSE(kid.verify_pin("0000"));
   EXPECT_TRUE(kid.verify_pin("4321"));
 
-  testing::SyntheticMuxOptions o;
-  o.seconds = 1.5;
-  const auto clear = testing::make_synthetic_mux(o);
-  headend::StoreKeySource keys(world.store());
-  headend::Scrambler scrambler(config(), keys);
-  const auto scrambled = scramble(scrambler, clear);
+  const auto scrambled = scrambled_mux(1.5);
   {
     stb::Descrambler locked(&kid, {});
     descramble(locked, scrambled);
@@ -396,12 +393,7 @@ TEST_F(BroadcastTest, EitSignalsThePpvEventWithTheEcmsEventId) {
   e.event_id = 4243;
   e.title = "Late Show";
   ASSERT_TRUE(world.store().add_event(e).ok());
-  testing::SyntheticMuxOptions o;
-  o.seconds = 2.5;
-  const auto clear = testing::make_synthetic_mux(o);
-  headend::StoreKeySource keys(world.store());
-  headend::Scrambler scrambler(config(), keys);
-  const auto scrambled = scramble(scrambler, clear);
+  const auto scrambled = scrambled_mux(2.5);
   const auto eits = sections_on(scrambled, streams::kEitPid);
   ASSERT_GE(eits.size(), 2u);
   auto present = std::get<streams::Eit>(streams::Eit::parse(eits[0]));
