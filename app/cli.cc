@@ -1,4 +1,5 @@
 #include "cli.h"
+#include "usher/core/clock.h"
 
 #include <chrono>
 #include <csignal>
@@ -100,11 +101,6 @@ std::uint64_t parse_duration(const std::string& text) {
     throw UsageError("bad duration '" + text + "': use seconds, 90s, 45m or 2h");
   }
   return std::stoull(digits) * mult;
-}
-
-std::uint64_t unix_now() {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
 std::string format_utc(std::uint64_t t) {

@@ -11,6 +11,10 @@
 #include <string>
 #include <vector>
 
+#include <stdexcept>
+
+#include "usher/core/clock.h"
+#include "usher/core/result.h"
 #include "usher/streams/io.h"
 
 namespace usher::cli {
@@ -43,9 +47,16 @@ class Args {
 std::optional<int> start_command(const std::vector<std::string>& argv, const char* usage, std::string& sub,
                                  std::optional<Args>& args, const std::set<std::string>& flags = {});
 
+// The value, or the error's message thrown for main() to print.
+template <typename T>
+T need(Result<T> r) {
+  if (!r) throw std::runtime_error(r.error().message);
+  return std::move(r.value());
+}
+
 // Parses a time: unix seconds, "now", "now+90s/+10m/+2h/+3d", or ISO "YYYY-MM-DDTHH:MM:SSZ".
 std::uint64_t parse_time(const std::string& text);
-std::uint64_t unix_now();
+using usher::unix_now;
 // Parses a duration: seconds, or 90s, 45m, 2h.
 std::uint64_t parse_duration(const std::string& text);
 // SIGINT/SIGTERM set the flag that long-running services poll.
@@ -65,5 +76,6 @@ int cmd_headend(const std::vector<std::string>& args);
 int cmd_stb(const std::vector<std::string>& args);
 int cmd_demo(const std::vector<std::string>& args);
 int cmd_wallet(const std::vector<std::string>& args);
+int cmd_billing(const std::vector<std::string>& args);
 
 }  // namespace usher::cli

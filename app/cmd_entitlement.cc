@@ -49,12 +49,6 @@ constexpr const char* kUsage = R"(usher entitlement: the operator
 
 std::string home(const Args& a) { return a.get("home", "usher-data/entitlement"); }
 
-template <typename T>
-T need(Result<T> r) {
-  if (!r) throw std::runtime_error(r.error().message);
-  return std::move(r.value());
-}
-
 entitlement::EntitlementStore open(const Args& a) { return need(entitlement::EntitlementStore::open(home(a))); }
 
 }  // namespace

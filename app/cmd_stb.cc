@@ -9,6 +9,7 @@
 #include "usher/entitlement/protocol.h"
 #include "usher/stb/player.h"
 #include "usher/stb/local_link.h"
+#include "usher/stb/room_report.h"
 
 namespace usher::cli {
 namespace {
@@ -31,11 +32,15 @@ constexpr const char* kUsage = R"(usher stb: a set-top box
       Shows a request code and a QR code for event E; the viewer's handset pays for it with
       `usher wallet approve CODE` and the ticket comes to this STB. Codes expire and work once.
   usher stb history [--home DIR]
-      The viewing history: each purchase, signed and hash-chained; credit used and left.
+      The viewing history: each purchase, signed and hash-chained; credit used and left, what is
+      not yet collected and when the last relay was. A hotel room STB reports each purchase to
+      the hotel's billing by itself.
   usher stb parental --pin NEW --max-age 12 [--current-pin OLD] [--home DIR]
       Events rated above the limit play only after `stb run --pin`.
   usher stb link [--bind tcp://127.0.0.1:7801] [--home DIR]
-      The local link a handset uses to hand over tickets (Bluetooth or NFC in a product).
+      The local link a handset uses to hand over tickets, collect the history and bring back
+      billing's receipts (Bluetooth or NFC in a product). A hotel room STB serves it on the hotel
+      network for billing's front desk.
 
   DIR defaults to ./usher-data/stb.
 )";
@@ -133,8 +138,18 @@ int cmd_stb(const std::vector<std::string>& argv) {
     if (!a.has("pay-by-handset")) {
       auto rec = se->impulse_buy(static_cast<std::uint32_t>(event), unix_now());
       if (!rec) throw std::runtime_error(rec.error().message);
-      std::printf("bought event %lld for %s on this STB's credit (history record %llu)\n", static_cast<long long>(event),
-                  entitlement::format_money(rec->price).c_str(), static_cast<unsigned long long>(rec->sequence));
+      std::printf("bought event %lld for %s %s (history record %llu)\n", static_cast<long long>(event),
+                  entitlement::format_money(rec->price).c_str(),
+                  rec->payment == entitlement::kPaymentPrepaid ? "from prepaid credit"
+                  : rec->stay_id != 0                          ? "on the room's bill"
+                                                               : "on this STB's credit",
+                  static_cast<unsigned long long>(rec->sequence));
+      // A hotel room STB reports at once; if billing is away the purchase goes with the next report.
+      if (const auto billing = se->billing_endpoint(); !billing.empty()) {
+        auto reported = stb::report_to_billing(*se, billing);
+        if (reported) std::printf("reported to the hotel's billing: posted to the guest's folio\n");
+        else std::printf("not reported yet (%s): it will be with the next report or at check-out\n", reported.error().message.c_str());
+      }
       return 0;
     }
     const auto expires = unix_now() + parse_duration(a.get("valid", "10m"));
@@ -147,21 +162,25 @@ int cmd_stb(const std::vector<std::string>& argv) {
   if (sub == "history") {
     auto se = stb::SecureElement::open(home(a));
     if (!se) throw std::runtime_error(se.error().message);
-    std::int64_t used = 0;
     const auto unsettled = se->history(true);
     for (const auto& r : se->history()) {
       const bool open_record = std::any_of(unsettled.begin(), unsettled.end(), [&](const auto& u) { return u.sequence == r.sequence; });
-      if (open_record) used += r.price.minor;
-      std::printf("%4llu  %s  event %u on service %u  %s%s\n", static_cast<unsigned long long>(r.sequence),
+      std::printf("%4llu  %s  event %u on service %u  %s%s%s\n", static_cast<unsigned long long>(r.sequence),
                   format_utc(r.time).c_str(), r.event_id, r.service_id, entitlement::format_money(r.price).c_str(),
-                  open_record ? "  (not yet settled)" : "");
+                  r.payment == entitlement::kPaymentPrepaid ? "  prepaid" : "", open_record ? "  (not yet settled)" : "");
     }
-    if (auto limit = se->credit_limit()) {
-      std::printf("credit: %s used of %s\n", entitlement::format_money({used, limit->currency}).c_str(),
-                  entitlement::format_money(*limit).c_str());
-    } else {
+    const auto st = se->settlement_status();
+    if (st.hotel_room) {
+      std::printf("hotel room: %s\n", st.stay_id == 0 ? "vacant (no purchases)" : ("stay " + std::to_string(st.stay_id)).c_str());
+    }
+    if (st.credit_limit) {
+      std::printf("credit: %s used of %s\n", entitlement::format_money(st.unsettled).c_str(), entitlement::format_money(*st.credit_limit).c_str());
+    } else if (!st.hotel_room) {
       std::printf("no credit line for impulse purchases\n");
     }
+    if (st.prepaid) std::printf("prepaid credit: %s\n", entitlement::format_money(*st.prepaid).c_str());
+    std::printf("%llu purchase%s not yet collected, last relay %s\n", static_cast<unsigned long long>(st.unsettled_records),
+                st.unsettled_records == 1 ? "" : "s", st.last_settled == 0 ? "never" : ("on " + format_utc(st.last_settled)).c_str());
     return 0;
   }
   if (sub == "parental") {

@@ -32,15 +32,18 @@ constexpr const char* kUsage = R"(usher wallet: a viewer's handset
       Pays for what an STB's request code asks (`usher stb buy --pay-by-handset`): shows the
       event and price, asks to confirm (or --yes), pays; the ticket goes to that STB.
   usher wallet tickets [--home DIR]
+  usher wallet relay --link ENDPOINT [--billing tcp://127.0.0.1:7720] [--home DIR]
+      F4: collects your STB's unsettled impulse purchases (sealed: the handset cannot read them),
+      relays them to billing, pays what billing asks with your prepaid card, and gives the signed
+      receipt back to the STB, which frees its credit. Run it again after any failure: billing
+      charges once and hands back the same receipt.
+  usher wallet prepay --stb S --amount 20.00 [--link ENDPOINT] [--billing ENDPOINT] [--home DIR]
+      Prepayment: buys credit for STB S ahead of its purchases; loaded into S over --link (or at
+      your next relay).
+  usher wallet receipts [--home DIR]
 
   DIR defaults to ./usher-data/wallet.
 )";
-
-template <typename T>
-T need(Result<T> r) {
-  if (!r) throw std::runtime_error(r.error().message);
-  return std::move(r.value());
-}
 
 std::string home(const Args& a) { return a.get("home", "usher-data/wallet"); }
 
@@ -157,6 +160,37 @@ int cmd_wallet(const std::vector<std::string>& argv) {
       } else {
         std::printf("delivered to STB %u over the local link: the STB has stored it\n", t.ticket.stb_id);
       }
+    }
+    return 0;
+  }
+  if (sub == "relay") {
+    const auto out = need(w.relay_history(a.require("link"), a.get("billing", "tcp://127.0.0.1:7720")));
+    for (const auto& rc : out.receipts) {
+      std::printf("receipt %llu (%s): records %llu-%llu of STB %u, %s\n", static_cast<unsigned long long>(rc.receipt_id),
+                  entitlement::to_string(rc.kind), static_cast<unsigned long long>(rc.first_sequence),
+                  static_cast<unsigned long long>(rc.last_sequence), rc.stb_id, entitlement::format_money(rc.amount).c_str());
+    }
+    std::printf("STB %u: %llu purchase%s settled, paid %s now; card balance %s\n", out.stb_id,
+                static_cast<unsigned long long>(out.records_settled), out.records_settled == 1 ? "" : "s",
+                entitlement::format_money(out.paid).c_str(), entitlement::format_money(need(w.balance())).c_str());
+    return 0;
+  }
+  if (sub == "prepay") {
+    const auto stb = static_cast<std::uint32_t>(a.require_number("stb"));
+    const auto amount = need(entitlement::parse_amount(a.require("amount")));
+    const auto out = need(w.prepay(stb, amount, a.get("billing", "tcp://127.0.0.1:7720"), a.get("link", "")));
+    std::printf("prepaid %s for STB %u (receipt %llu)%s; card balance %s\n", entitlement::format_money(out.receipt.amount).c_str(), stb,
+                static_cast<unsigned long long>(out.receipt.receipt_id), out.delivered ? ", loaded into the STB" : ", to load at the next relay",
+                entitlement::format_money(need(w.balance())).c_str());
+    return 0;
+  }
+  if (sub == "receipts") {
+    for (const auto& r : w.receipts()) {
+      const auto& rc = r.receipt;
+      std::printf("receipt %llu: %s, STB %u, records %llu-%llu, %s, %s%s\n", static_cast<unsigned long long>(rc.receipt_id),
+                  entitlement::to_string(rc.kind), rc.stb_id, static_cast<unsigned long long>(rc.first_sequence),
+                  static_cast<unsigned long long>(rc.last_sequence), entitlement::format_money(rc.amount).c_str(),
+                  format_utc(rc.issued).c_str(), r.delivered ? ", given to the STB" : ", not yet given to the STB");
     }
     return 0;
   }

@@ -18,7 +18,8 @@ commands:
   entitlement   the operator: init, services, set-top boxes, grants and revocations
   headend       scramble services with DVB-CSA2 and insert ECMs, EMMs, CA descriptors
   stb           a set-top box: init, descramble what it is entitled to, local link, tickets
-  wallet        a viewer's handset: prepaid card, buy pay-per-view for an STB or as a gift
+  wallet        a viewer's handset: prepaid card, buy pay-per-view for an STB or as a gift, relay history
+  billing       settles STB viewing histories relayed by handsets, prepayments, hotel folios and the PMS link
 
 global options:
   --log-level debug|info|warn|error|off   (or USHER_LOG)
@@ -53,6 +54,7 @@ int main(int argc, char** argv) {
     if (command == "headend") return usher::cli::cmd_headend(rest);
     if (command == "stb") return usher::cli::cmd_stb(rest);
     if (command == "wallet") return usher::cli::cmd_wallet(rest);
+    if (command == "billing") return usher::cli::cmd_billing(rest);
     std::fprintf(stderr, "usher: unknown command '%s'\n\n%s", command.c_str(), kUsage);
     return 2;
   } catch (const usher::cli::UsageError& e) {

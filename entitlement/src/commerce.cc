@@ -6,18 +6,18 @@
 #include "usher/core/bytes.h"
 #include "usher/entitlement/request_code.h"
 #include "usher/entitlement/store.h"
+#include "usher/core/clock.h"
 
 namespace usher::entitlement {
 namespace {
 
 constexpr const char* kRevenueAccount = "revenue:ppv";
 constexpr const char* kAcquirerAccount = "funding:test-acquirer";
+constexpr const char* kSettlementAccount = "revenue:settlements";
 
 std::string card_account(std::uint64_t card_id) { return "card:" + std::to_string(card_id); }
 
-std::int64_t now_unix() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
+std::int64_t now_unix() { return static_cast<std::int64_t>(unix_now()); }
 
 crypto::PublicKey blob32(const std::vector<std::uint8_t>& b) {
   crypto::PublicKey k{};
@@ -569,24 +569,70 @@ Status EntitlementStore::set_credit(std::uint32_t stb_id, const Money& limit, st
   return ok_status();
 }
 
-Result<std::vector<HistoryRecord>> EntitlementStore::open_relayed_history(std::span<const std::uint8_t> sealed,
-                                                                          std::uint64_t after_sequence,
-                                                                          const crypto::Digest& after_hash) {
+Result<EntitlementStore::OpenedHistory> EntitlementStore::open_sealed_history(std::span<const std::uint8_t> sealed) {
   auto stb_id = sealed_history_stb(sealed);
   if (!stb_id) return stb_id.error();
-  auto key = emm_key_for(*stb_id);
-  if (!key) return make_error(Errc::not_entitled, "history from an unknown STB " + std::to_string(*stb_id));
-  auto records = open_history(sealed, history_key(*key));
-  if (!records) return records.error();
-  crypto::PublicKey stb_public{};
+  OpenedHistory out;
+  out.stb_id = *stb_id;
   {
     auto st = db_.prepare("SELECT ed25519_public FROM stbs WHERE stb_id = ?");
     st.bind(1, *stb_id);
-    if (!st.step()) return make_error(Errc::not_found, "no STB " + std::to_string(*stb_id));
-    stb_public = blob32(st.column_blob(0));
+    if (!st.step()) return make_error(Errc::not_entitled, "history from an unknown STB " + std::to_string(*stb_id));
+    out.stb_public = blob32(st.column_blob(0));
   }
-  if (auto ok = verify_history(*records, stb_public, after_sequence, after_hash); !ok) return ok.error();
-  return records;
+  auto key = emm_key_for(*stb_id);
+  if (!key) return key.error();
+  auto records = open_history(sealed, history_key(*key));
+  if (!records) return records.error();
+  out.records = std::move(records.value());
+  return out;
+}
+
+Result<std::vector<HistoryRecord>> EntitlementStore::open_relayed_history(std::span<const std::uint8_t> sealed,
+                                                                          std::uint64_t after_sequence,
+                                                                          const crypto::Digest& after_hash) {
+  auto opened = open_sealed_history(sealed);
+  if (!opened) return opened.error();
+  if (auto ok = verify_history(opened->records, opened->stb_public, after_sequence, after_hash); !ok) return ok.error();
+  return std::move(opened->records);
+}
+
+BillingCertificate EntitlementStore::certify_billing(std::uint32_t billing_id, const crypto::PublicKey& billing_public,
+                                                     std::uint64_t now) {
+  BillingCertificate c;
+  c.billing_id = billing_id;
+  c.billing_public = billing_public;
+  c.issued = now;
+  c.sign(signing_private());
+  return c;
+}
+
+Result<Money> EntitlementStore::charge_settlement(const SpendAuthorization& spend, const Money& amount, const std::string& payee) {
+  auto c = card(spend.card_id);
+  if (!c) return c.error();
+  if (!spend.verify(c->handset_public)) {
+    return make_error(Errc::auth_failed, "spend authorization is not signed by the handset holding card " + std::to_string(spend.card_id));
+  }
+  if (spend.amount.currency != amount.currency || spend.amount.minor != amount.minor) {
+    return make_error(Errc::invalid_argument, "the amount due is " + format_money(amount) + ", the authorization is for " +
+                                                  format_money(spend.amount));
+  }
+  if (spend.payee != payee) return make_error(Errc::invalid_argument, "authorization is for '" + spend.payee + "', not for '" + payee + "'");
+  sql::Transaction tx(db_);
+  {
+    auto nonce = db_.prepare("INSERT OR IGNORE INTO spend_nonces VALUES (?, ?)");
+    nonce.bind(1, static_cast<std::int64_t>(spend.card_id)).bind(2, spend.nonce);
+    nonce.run();
+  }
+  if (db_.changes() == 0) return make_error(Errc::replayed, "spend authorization already used (nonce seen before)");
+  auto bal = balance(spend.card_id);
+  if (!bal) return bal.error();
+  if (bal->minor < amount.minor) {
+    return make_error(Errc::not_entitled, "balance " + format_money(*bal) + " is less than the " + format_money(amount) + " due");
+  }
+  post(db_, "settlement", payee, card_account(spend.card_id), kSettlementAccount, amount);
+  tx.commit();
+  return balance(spend.card_id);
 }
 
 Status EntitlementStore::revoke_ticket(std::uint64_t ticket_id, bool refund) {

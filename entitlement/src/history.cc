@@ -17,6 +17,8 @@ std::vector<std::uint8_t> HistoryRecord::signed_part() const {
   w.u16(service_id);
   w.u64(static_cast<std::uint64_t>(price.minor));
   w.bytes({reinterpret_cast<const std::uint8_t*>(price.currency.data()), 3});
+  w.u8(payment);
+  w.u64(stay_id);
   w.bytes(previous);
   return w.take();
 }
@@ -41,10 +43,14 @@ Result<HistoryRecord> HistoryRecord::decode(std::span<const std::uint8_t> bytes)
   r.u16(h.service_id);
   r.u64(price);
   r.bytes(cur);
+  r.u8(h.payment);
+  r.u64(h.stay_id);
   r.bytes(h.previous);
   r.bytes(h.signature);
   if (r.failed() || r.remaining() != 0) return make_error(Errc::malformed, "history record: wrong length");
   if (domain != kDomain) return make_error(Errc::malformed, "not a history record");
+  if (h.payment > kPaymentPrepaid) return make_error(Errc::malformed, "history record: unknown payment kind");
+  if (price > static_cast<std::uint64_t>(INT64_MAX)) return make_error(Errc::malformed, "history record: price out of range");
   auto c = parse_currency(std::string(cur.begin(), cur.end()));
   if (!c) return make_error(Errc::malformed, "history record: " + c.error().message);
   h.price = {static_cast<std::int64_t>(price), *c};

@@ -1,58 +1,24 @@
 #include "usher/entitlement/protocol.h"
+#include "usher/core/clock.h"
 
 #include <chrono>
 
 #include "usher/core/bytes.h"
 #include "usher/core/log.h"
+#include "wire.h"
 
 namespace usher::entitlement {
 namespace {
-
-void put_text(ByteWriter& w, const std::string& s) {
-  const auto n = std::min<std::size_t>(s.size(), 0xFFFF);
-  w.u16(static_cast<std::uint16_t>(n));
-  w.bytes({reinterpret_cast<const std::uint8_t*>(s.data()), n});
-}
-bool get_text(ByteReader& r, std::string& s) {
-  std::uint16_t n = 0;
-  std::span<const std::uint8_t> v;
-  if (!r.u16(n) || !r.view(n, v)) return false;
-  s.assign(v.begin(), v.end());
-  return true;
-}
-void put_blob(ByteWriter& w, std::span<const std::uint8_t> b) {
-  w.u16(static_cast<std::uint16_t>(b.size()));
-  w.bytes(b);
-}
-bool get_blob(ByteReader& r, std::vector<std::uint8_t>& b) {
-  std::uint16_t n = 0;
-  std::span<const std::uint8_t> v;
-  if (!r.u16(n) || !r.view(n, v)) return false;
-  b.assign(v.begin(), v.end());
-  return true;
-}
-void put_money(ByteWriter& w, const Money& m) {
-  w.u64(static_cast<std::uint64_t>(m.minor));
-  w.bytes({reinterpret_cast<const std::uint8_t*>(m.currency.data()), 3});
-}
-bool get_money(ByteReader& r, Money& m) {
-  std::uint64_t v = 0;
-  std::array<std::uint8_t, 3> c{};
-  if (!r.u64(v) || !r.bytes(c)) return false;
-  auto cur = parse_currency(std::string(c.begin(), c.end()));
-  if (!cur) return false;
-  m = {static_cast<std::int64_t>(v), *cur};
-  return true;
-}
-Error bad(const char* what) { return make_error(Errc::malformed, std::string(what) + ": malformed body"); }
-bool finished(const ByteReader& r) { return !r.failed() && r.remaining() == 0; }
-
-std::uint64_t now_unix() {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
-}
+using namespace wire;
 
 }  // namespace
+
+Result<std::vector<std::uint8_t>> call_framed(net::RequestClient& client, std::uint8_t type, std::span<const std::uint8_t> body) {
+  const auto id = new_request_id();
+  auto reply = client.call(encode_request(static_cast<MessageType>(type), id, body));
+  if (!reply) return reply.error();
+  return reply_body(*reply, id);
+}
 
 RequestId new_request_id() {
   RequestId id{};
@@ -413,7 +379,7 @@ Result<std::vector<std::uint8_t>> EngineService::dispatch(const Frame& f) {
       auto q = decode_buy_ticket(f.body);
       if (!q) return q.error();
       return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
-        auto p = store_.buy_ticket(q->event_id, q->stb_id, q->spend, now_unix(), q->deliver_at);
+        auto p = store_.buy_ticket(q->event_id, q->stb_id, q->spend, unix_now(), q->deliver_at);
         if (!p) return p.error();
         return encode(BuyTicketReply{p->ticket.encode(), p->emm_section, p->balance});
       });
@@ -422,7 +388,7 @@ Result<std::vector<std::uint8_t>> EngineService::dispatch(const Frame& f) {
       auto q = decode_buy_by_code(f.body);
       if (!q) return q.error();
       return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
-        auto p = store_.buy_by_code(q->code, q->spend, now_unix());
+        auto p = store_.buy_by_code(q->code, q->spend, unix_now());
         if (!p) return p.error();
         return encode(BuyTicketReply{p->ticket.encode(), p->emm_section, p->balance});
       });
@@ -468,7 +434,7 @@ Result<std::vector<std::uint8_t>> EngineService::dispatch(const Frame& f) {
       auto q = decode_buy_pass(f.body);
       if (!q) return q.error();
       return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
-        auto p = store_.buy_pass(q->service_id, q->days, q->stb_id, q->spend, now_unix());
+        auto p = store_.buy_pass(q->service_id, q->days, q->stb_id, q->spend, unix_now());
         if (!p) return p.error();
         return encode(BuyTicketReply{p->ticket.encode(), p->emm_section, p->balance});
       });
@@ -485,14 +451,14 @@ Result<std::vector<std::uint8_t>> EngineService::dispatch(const Frame& f) {
       ByteReader r(f.body);
       std::uint32_t headend_id = 0;
       if (!r.u32(headend_id) || !finished(r)) return bad("headend_keys");
-      auto sealed = store_.sealed_key_bundle(headend_id, now_unix());
+      auto sealed = store_.sealed_key_bundle(headend_id, unix_now());
       if (!sealed) return sealed.error();
       ByteWriter w;
       put_blob(w, *sealed);
       return w.take();
     }
     case MessageType::emm_carousel:
-      return encode_sections(store_.emm_sections(now_unix()));
+      return encode_sections(store_.emm_sections(unix_now()));
   }
   return make_error(Errc::invalid_argument, "unknown message type " + std::to_string(f.type_or_status));
 }

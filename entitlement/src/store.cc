@@ -1,4 +1,5 @@
 #include "usher/entitlement/store.h"
+#include "usher/core/clock.h"
 
 #include <sys/stat.h>
 
@@ -16,11 +17,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr std::uint64_t kRevokeCarouselSeconds = 7 * 86400;
-
-std::uint64_t unix_now() {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
-}
 
 // key=value lines, the format of the small public identity files.
 std::map<std::string, std::string> read_kv(const std::string& path, bool& ok) {

@@ -1,5 +1,9 @@
 #include "usher/stb/local_link.h"
+#include "usher/core/clock.h"
 
+#include <chrono>
+
+#include "usher/core/bytes.h"
 #include "usher/entitlement/protocol.h"
 
 namespace usher::stb {
@@ -29,6 +33,26 @@ std::vector<std::uint8_t> LocalLink::handle(std::span<const std::uint8_t> reques
       }
       case LinkMessage::collect_history:
         return entitlement::encode_ok(frame->id, se_.sealed_unsettled_history());
+      case LinkMessage::apply_receipt: {
+        auto applied = se_.apply_receipt(frame->body, unix_now());
+        if (!applied) {
+          log_.warn("local link: receipt refused: ", applied.error().message);
+          return entitlement::encode_error(frame->id, applied.error());
+        }
+        log_.info("local link: receipt ", applied->receipt.receipt_id, " (", entitlement::to_string(applied->receipt.kind), ", ",
+                  entitlement::format_money(applied->receipt.amount), ") applied, ", applied->records_settled, " records settled");
+        ByteWriter w;
+        w.u64(applied->records_settled);
+        return entitlement::encode_ok(frame->id, w.data());
+      }
+      case LinkMessage::room_state: {
+        if (auto ok = se_.apply_room_state(frame->body); !ok) {
+          log_.warn("local link: room state refused: ", ok.error().message);
+          return entitlement::encode_error(frame->id, ok.error());
+        }
+        log_.info("local link: room state applied");
+        return entitlement::encode_ok(frame->id, {});
+      }
       case LinkMessage::acks_relayed: {
         auto ids = entitlement::decode_ids(frame->body);
         if (!ids) return entitlement::encode_error(frame->id, ids.error());

@@ -87,9 +87,35 @@ void SecureElement::create_schema(sql::Database& db) {
       sequence INTEGER PRIMARY KEY,
       event_id INTEGER NOT NULL UNIQUE,
       price_minor INTEGER NOT NULL,
+      payment INTEGER NOT NULL,
       record BLOB NOT NULL,
       hash BLOB NOT NULL,
-      settled INTEGER NOT NULL DEFAULT 0);
+      settled INTEGER NOT NULL DEFAULT 0,
+      receipt_id INTEGER);
+    -- The end of the hash chain, kept when a hotel room's history is cleared so that the sequence
+    -- goes on (billing would take a restart from 1 for a replay).
+    CREATE TABLE IF NOT EXISTS chain (
+      id INTEGER PRIMARY KEY CHECK (id = 1),
+      last_sequence INTEGER NOT NULL,
+      last_hash BLOB NOT NULL,
+      last_settled INTEGER NOT NULL DEFAULT 0);
+    CREATE TABLE IF NOT EXISTS receipts (
+      receipt_id INTEGER PRIMARY KEY,
+      kind INTEGER NOT NULL,
+      amount_minor INTEGER NOT NULL,
+      currency TEXT NOT NULL,
+      applied INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS prepaid (
+      id INTEGER PRIMARY KEY CHECK (id = 1),
+      balance_minor INTEGER NOT NULL CHECK (balance_minor >= 0),
+      currency TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS room (
+      id INTEGER PRIMARY KEY CHECK (id = 1),
+      counter INTEGER NOT NULL,
+      stay_id INTEGER NOT NULL,
+      limit_minor INTEGER NOT NULL,
+      currency TEXT NOT NULL,
+      billing_endpoint TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS parental (
       id INTEGER PRIMARY KEY CHECK (id = 1),
       max_age INTEGER NOT NULL,
@@ -322,6 +348,15 @@ namespace {
 constexpr std::uint64_t kImpulseTicketBase = std::uint64_t{1} << 62;  // local ticket ids, apart from the engine's
 }  // namespace
 
+namespace {
+entitlement::Money money_of(const sql::Statement& st, int minor_col, int currency_col) {
+  const auto c = st.column_text(currency_col);
+  entitlement::Money m{st.column_int(minor_col), {'X', 'X', 'X'}};
+  if (c.size() == 3) m.currency = {c[0], c[1], c[2]};
+  return m;
+}
+}  // namespace
+
 Result<entitlement::HistoryRecord> SecureElement::impulse_buy(std::uint32_t event_id, std::uint64_t now) {
   sql::Transaction tx(db_);
   {
@@ -339,20 +374,48 @@ Result<entitlement::HistoryRecord> SecureElement::impulse_buy(std::uint32_t even
   const auto start = static_cast<std::uint64_t>(offer.column_int(1));
   const auto end = start + static_cast<std::uint64_t>(offer.column_int(2));
   if (now >= end) return make_error(Errc::not_entitled, "event " + std::to_string(event_id) + " is over");
-  const auto cur = offer.column_text(4);
-  const entitlement::Money price{offer.column_int(3), {cur[0], cur[1], cur[2]}};
-  auto credit = db_.prepare("SELECT limit_minor, currency FROM credit WHERE id = 1");
-  if (!credit.step()) return make_error(Errc::not_entitled, "this STB has no credit line: pay with your handset (--pay-by-handset)");
-  const auto credit_cur = credit.column_text(1);
-  const entitlement::Money limit{credit.column_int(0), {credit_cur[0], credit_cur[1], credit_cur[2]}};
-  if (limit.currency != price.currency) return make_error(Errc::not_entitled, "the event is priced in another currency than the credit line");
-  auto used_q = db_.prepare("SELECT COALESCE(SUM(price_minor), 0) FROM history WHERE settled = 0");
-  used_q.step();
-  const entitlement::Money used{used_q.column_int(0), limit.currency};
-  if (used.minor + price.minor > limit.minor) {
-    return make_error(Errc::not_entitled, "credit limit " + entitlement::format_money(limit) + " reached (" +
-                                              entitlement::format_money(used) +
-                                              " of purchases not yet settled): relay your history with your handset");
+  const auto price = money_of(offer, 3, 4);
+
+  // The credit line: a hotel room's comes with the guest's stay (none while vacant); at home it
+  // is set by EMM.
+  std::optional<entitlement::Money> limit;
+  std::uint64_t stay_id = 0;
+  {
+    auto room = db_.prepare("SELECT stay_id, limit_minor, currency FROM room WHERE id = 1");
+    if (room.step()) {
+      stay_id = static_cast<std::uint64_t>(room.column_int(0));
+      if (stay_id == 0) return make_error(Errc::not_entitled, "this room is vacant: no purchases until a guest checks in");
+      limit = money_of(room, 1, 2);
+    }
+  }
+  if (!limit) {
+    auto credit = db_.prepare("SELECT limit_minor, currency FROM credit WHERE id = 1");
+    if (credit.step()) limit = money_of(credit, 0, 1);
+  }
+  // Prepaid credit ([0269] prepayment) is spent first; the rest goes on the credit line.
+  std::uint8_t payment = entitlement::kPaymentCredit;
+  {
+    auto pre = db_.prepare("SELECT balance_minor, currency FROM prepaid WHERE id = 1");
+    if (stay_id == 0 && pre.step()) {
+      const auto balance = money_of(pre, 0, 1);
+      if (balance.currency == price.currency && balance.minor >= price.minor) payment = entitlement::kPaymentPrepaid;
+    }
+  }
+  if (payment == entitlement::kPaymentCredit) {
+    if (!limit) return make_error(Errc::not_entitled, "this STB has no credit line: pay with your handset (--pay-by-handset)");
+    if (limit->currency != price.currency) return make_error(Errc::not_entitled, "the event is priced in another currency than the credit line");
+    auto used_q = db_.prepare("SELECT COALESCE(SUM(price_minor), 0) FROM history WHERE settled = 0 AND payment = 0");
+    used_q.step();
+    const entitlement::Money used{used_q.column_int(0), limit->currency};
+    if (used.minor + price.minor > limit->minor) {
+      return make_error(Errc::not_entitled, "credit limit " + entitlement::format_money(*limit) + " reached (" +
+                                                entitlement::format_money(used) + " of purchases not yet settled): " +
+                                                (stay_id != 0 ? "ask the front desk" : "relay your history with your handset"));
+    }
+  } else {
+    auto spend = db_.prepare("UPDATE prepaid SET balance_minor = balance_minor - ? WHERE id = 1");
+    spend.bind(1, price.minor);
+    spend.run();
   }
   // The next record in the chain.
   entitlement::HistoryRecord rec;
@@ -362,8 +425,10 @@ Result<entitlement::HistoryRecord> SecureElement::impulse_buy(std::uint32_t even
   rec.event_id = event_id;
   rec.service_id = static_cast<std::uint16_t>(offer.column_int(0));
   rec.price = price;
+  rec.payment = payment;
+  rec.stay_id = stay_id;
   {
-    auto last = db_.prepare("SELECT sequence, hash FROM history ORDER BY sequence DESC LIMIT 1");
+    auto last = db_.prepare("SELECT last_sequence, last_hash FROM chain WHERE id = 1");
     if (last.step()) {
       rec.sequence = static_cast<std::uint64_t>(last.column_int(0)) + 1;
       const auto h = last.column_blob(1);
@@ -376,10 +441,16 @@ Result<entitlement::HistoryRecord> SecureElement::impulse_buy(std::uint32_t even
     rec.sign(blob_secret(k.column_blob(0)));
   }
   const auto hash = rec.hash();
-  auto ins = db_.prepare("INSERT INTO history (sequence, event_id, price_minor, record, hash) VALUES (?, ?, ?, ?, ?)");
-  ins.bind(1, static_cast<std::int64_t>(rec.sequence)).bind(2, event_id).bind(3, price.minor).bind(4, rec.encode())
-      .bind(5, std::span<const std::uint8_t>(hash));
-  ins.run();
+  {
+    auto ins = db_.prepare("INSERT INTO history (sequence, event_id, price_minor, payment, record, hash) VALUES (?, ?, ?, ?, ?, ?)");
+    ins.bind(1, static_cast<std::int64_t>(rec.sequence)).bind(2, event_id).bind(3, price.minor).bind(4, payment)
+        .bind(5, rec.encode()).bind(6, std::span<const std::uint8_t>(hash));
+    ins.run();
+    auto chain = db_.prepare("INSERT INTO chain (id, last_sequence, last_hash) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                             "last_sequence = excluded.last_sequence, last_hash = excluded.last_hash");
+    chain.bind(1, static_cast<std::int64_t>(rec.sequence)).bind(2, std::span<const std::uint8_t>(hash));
+    chain.run();
+  }
   // A local ticket for the event, with the offered key, so the ECMs open as for a bought ticket.
   entitlement::Ticket t;
   t.ticket_id = kImpulseTicketBase + rec.sequence;
@@ -410,16 +481,154 @@ std::vector<entitlement::HistoryRecord> SecureElement::history(bool unsettled_on
   return out;
 }
 
-std::vector<std::uint8_t> SecureElement::sealed_unsettled_history() {
-  const auto records = history(true);
+std::vector<std::uint8_t> SecureElement::sealed_unsettled_history() { return seal_for_billing(history(true)); }
+
+std::vector<std::uint8_t> SecureElement::seal_for_billing(std::span<const entitlement::HistoryRecord> records) const {
   return entitlement::seal_history(records, stb_id_, entitlement::history_key(emm_key_));
 }
 
 Result<entitlement::Money> SecureElement::credit_limit() {
+  {
+    auto room = db_.prepare("SELECT limit_minor, currency, stay_id FROM room WHERE id = 1");
+    if (room.step()) {
+      if (room.column_int(2) == 0) return make_error(Errc::not_found, "vacant room: no credit");
+      return money_of(room, 0, 1);
+    }
+  }
   auto st = db_.prepare("SELECT limit_minor, currency FROM credit WHERE id = 1");
   if (!st.step()) return make_error(Errc::not_found, "no credit line");
-  const auto c = st.column_text(1);
-  return entitlement::Money{st.column_int(0), {c[0], c[1], c[2]}};
+  return money_of(st, 0, 1);
+}
+
+SecureElement::SettlementStatus SecureElement::settlement_status() {
+  SettlementStatus out;
+  {
+    auto st = db_.prepare("SELECT COUNT(*), COALESCE(SUM(price_minor), 0) FROM history WHERE settled = 0 AND payment = 0");
+    st.step();
+    out.unsettled_records = static_cast<std::uint64_t>(st.column_int(0));
+    out.unsettled.minor = st.column_int(1);
+  }
+  if (auto limit = credit_limit(); limit) {
+    out.unsettled.currency = limit->currency;
+    out.credit_limit = *limit;
+  }
+  {
+    auto st = db_.prepare("SELECT balance_minor, currency FROM prepaid WHERE id = 1");
+    if (st.step()) out.prepaid = money_of(st, 0, 1);
+  }
+  {
+    auto st = db_.prepare("SELECT last_settled FROM chain WHERE id = 1");
+    if (st.step()) out.last_settled = static_cast<std::uint64_t>(st.column_int(0));
+  }
+  {
+    auto st = db_.prepare("SELECT stay_id FROM room WHERE id = 1");
+    if (st.step()) {
+      out.hotel_room = true;
+      out.stay_id = static_cast<std::uint64_t>(st.column_int(0));
+    }
+  }
+  return out;
+}
+
+Result<SecureElement::ReceiptOutcome> SecureElement::apply_receipt(std::span<const std::uint8_t> bytes, std::uint64_t now) {
+  auto rc = entitlement::Receipt::decode(bytes);
+  if (!rc) return rc.error();
+  if (!rc->verify(issuer_public_)) {
+    return make_error(Errc::auth_failed, "receipt " + std::to_string(rc->receipt_id) + " is not signed by a billing service the operator certified");
+  }
+  if (rc->stb_id != stb_id_) {
+    return make_error(Errc::not_entitled, "receipt " + std::to_string(rc->receipt_id) + " is for STB " + std::to_string(rc->stb_id) +
+                                              ", this is STB " + std::to_string(stb_id_));
+  }
+  sql::Transaction tx(db_);
+  {
+    auto seen = db_.prepare("SELECT 1 FROM receipts WHERE receipt_id = ?");
+    seen.bind(1, static_cast<std::int64_t>(rc->receipt_id));
+    if (seen.step()) return make_error(Errc::replayed, "receipt " + std::to_string(rc->receipt_id) + " was already applied");
+  }
+  ReceiptOutcome out;
+  out.receipt = *rc;
+  if (rc->kind == entitlement::SettlementKind::prepayment) {
+    auto cur = db_.prepare("SELECT currency FROM prepaid WHERE id = 1");
+    if (cur.step() && cur.column_text(0) != entitlement::to_string(rc->amount.currency)) {
+      return make_error(Errc::invalid_argument, "prepaid credit is held in " + cur.column_text(0));
+    }
+    auto st = db_.prepare("INSERT INTO prepaid VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET balance_minor = balance_minor + excluded.balance_minor");
+    st.bind(1, rc->amount.minor).bind(2, entitlement::to_string(rc->amount.currency));
+    st.run();
+  } else {
+    // Exactly the records first..last, the last one with the hash billing signed, all unsettled.
+    auto last = db_.prepare("SELECT hash FROM history WHERE sequence = ?");
+    last.bind(1, static_cast<std::int64_t>(rc->last_sequence));
+    if (!last.step()) return make_error(Errc::not_found, "receipt " + std::to_string(rc->receipt_id) + " names records this STB does not hold");
+    const auto h = last.column_blob(0);
+    if (!std::equal(h.begin(), h.end(), rc->last_hash.begin(), rc->last_hash.end())) {
+      return make_error(Errc::auth_failed, "receipt " + std::to_string(rc->receipt_id) + " does not match this STB's history");
+    }
+    auto count = db_.prepare("SELECT COUNT(*), COALESCE(SUM(settled), 0) FROM history WHERE sequence BETWEEN ? AND ?");
+    count.bind(1, static_cast<std::int64_t>(rc->first_sequence)).bind(2, static_cast<std::int64_t>(rc->last_sequence));
+    count.step();
+    const auto expected = static_cast<std::int64_t>(rc->last_sequence - rc->first_sequence + 1);
+    const auto held = count.column_int(0);
+    const auto settled = count.column_int(1);
+    if (held != expected) return make_error(Errc::not_found, "receipt " + std::to_string(rc->receipt_id) + " covers records this STB does not hold");
+    if (settled == held) return make_error(Errc::replayed, "the records of receipt " + std::to_string(rc->receipt_id) + " are already settled");
+    if (settled != 0) return make_error(Errc::stale, "receipt " + std::to_string(rc->receipt_id) + " overlaps records settled by another receipt");
+    auto upd = db_.prepare("UPDATE history SET settled = 1, receipt_id = ? WHERE sequence BETWEEN ? AND ?");
+    upd.bind(1, static_cast<std::int64_t>(rc->receipt_id)).bind(2, static_cast<std::int64_t>(rc->first_sequence))
+        .bind(3, static_cast<std::int64_t>(rc->last_sequence));
+    upd.run();
+    out.records_settled = static_cast<std::uint64_t>(db_.changes());
+    auto ch = db_.prepare("UPDATE chain SET last_settled = ? WHERE id = 1");
+    ch.bind(1, static_cast<std::int64_t>(now));
+    ch.run();
+  }
+  auto ins = db_.prepare("INSERT INTO receipts VALUES (?, ?, ?, ?, ?)");
+  ins.bind(1, static_cast<std::int64_t>(rc->receipt_id)).bind(2, static_cast<std::int64_t>(rc->kind)).bind(3, rc->amount.minor)
+      .bind(4, entitlement::to_string(rc->amount.currency)).bind(5, static_cast<std::int64_t>(now));
+  ins.run();
+  tx.commit();
+  return out;
+}
+
+Status SecureElement::apply_room_state(std::span<const std::uint8_t> bytes) {
+  auto state = entitlement::RoomState::decode(bytes);
+  if (!state) return state.error();
+  if (!state->verify(issuer_public_)) return make_error(Errc::auth_failed, "room state is not signed by a billing service the operator certified");
+  if (state->stb_id != stb_id_) return make_error(Errc::not_entitled, "room state is for STB " + std::to_string(state->stb_id));
+  sql::Transaction tx(db_);
+  {
+    auto cur = db_.prepare("SELECT counter FROM room WHERE id = 1");
+    if (cur.step() && static_cast<std::uint64_t>(cur.column_int(0)) >= state->counter) {
+      return make_error(Errc::replayed, "room state " + std::to_string(state->counter) + " is not newer than the one applied");
+    }
+  }
+  if (state->clear) {
+    // The last guest's purchases must have reached billing before they are wiped.
+    {
+      auto open = db_.prepare("SELECT COUNT(*) FROM history WHERE settled = 0");
+      open.step();
+      if (open.column_int(0) != 0) {
+        return make_error(Errc::not_entitled, std::to_string(open.column_int(0)) + " purchases in this room are not collected yet");
+      }
+    }
+    db_.exec("DELETE FROM history; DELETE FROM tickets; DELETE FROM revoked_tickets; DELETE FROM prepaid;");
+  }
+  auto st = db_.prepare("INSERT INTO room VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET counter = excluded.counter, "
+                        "stay_id = excluded.stay_id, limit_minor = excluded.limit_minor, currency = excluded.currency, "
+                        "billing_endpoint = excluded.billing_endpoint");
+  st.bind(1, static_cast<std::int64_t>(state->counter)).bind(2, static_cast<std::int64_t>(state->stay_id))
+      .bind(3, state->credit_limit.minor).bind(4, entitlement::to_string(state->credit_limit.currency)).bind(5, state->billing_endpoint);
+  st.run();
+  tx.commit();
+  load();
+  return ok_status();
+}
+
+std::string SecureElement::billing_endpoint() {
+  auto st = db_.prepare("SELECT billing_endpoint FROM room WHERE id = 1");
+  if (!st.step()) return {};
+  return st.column_text(0);
 }
 
 void SecureElement::mark_watched(std::uint32_t event_id) {

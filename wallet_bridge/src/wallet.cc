@@ -12,10 +12,7 @@ using entitlement::MessageType;
 EngineClient::EngineClient(const std::string& endpoint, net::ClientOptions options) : client_(endpoint, options) {}
 
 Result<std::vector<std::uint8_t>> EngineClient::call(MessageType type, std::span<const std::uint8_t> body) {
-  const auto id = entitlement::new_request_id();
-  auto reply = client_.call(entitlement::encode_request(type, id, body));
-  if (!reply) return reply.error();
-  return entitlement::reply_body(*reply, id);
+  return entitlement::call_framed(client_, static_cast<std::uint8_t>(type), body);
 }
 
 Result<std::vector<entitlement::EventInfo>> EngineClient::events() {
@@ -117,6 +114,8 @@ Result<entitlement::BuyTicketReply> EngineClient::buy_ticket(const entitlement::
 }
 
 namespace {
+const net::ClientOptions kLinkOptions{std::chrono::milliseconds(2000), 2};
+
 void create_schema(sql::Database& db) {
   db.exec(R"(
     CREATE TABLE IF NOT EXISTS identity (
@@ -136,6 +135,15 @@ void create_schema(sql::Database& db) {
       gift INTEGER NOT NULL,
       delivered INTEGER NOT NULL DEFAULT 0,
       deliver_at INTEGER NOT NULL DEFAULT 0);
+    -- Billing's receipts (F4 settlements, prepayments), kept until the STB has taken them.
+    CREATE TABLE IF NOT EXISTS receipts (
+      receipt_id INTEGER PRIMARY KEY,
+      stb_id INTEGER NOT NULL,
+      kind INTEGER NOT NULL,
+      amount_minor INTEGER NOT NULL,
+      currency TEXT NOT NULL,
+      receipt BLOB NOT NULL,
+      delivered INTEGER NOT NULL DEFAULT 0);
   )");
 }
 crypto::PublicKey blob32(const std::vector<std::uint8_t>& b) {
@@ -306,11 +314,8 @@ Status Wallet::deliver(std::uint64_t ticket_id, const std::string& link_endpoint
     }
     section = st.column_blob(0);
   }
-  net::RequestClient link(link_endpoint, {std::chrono::milliseconds(2000), 2});
-  const auto id = entitlement::new_request_id();
-  auto reply = link.call(entitlement::encode_request(static_cast<entitlement::MessageType>(entitlement::LinkMessage::deliver_emm), id, section));
-  if (!reply) return reply.error();
-  auto body = entitlement::reply_body(*reply, id);
+  net::RequestClient link(link_endpoint, kLinkOptions);
+  auto body = entitlement::call_framed(link, static_cast<std::uint8_t>(entitlement::LinkMessage::deliver_emm), section);
   if (!body) return body.error();
   auto up = db_.prepare("UPDATE tickets SET delivered = 1 WHERE ticket_id = ?");
   up.bind(1, static_cast<std::int64_t>(ticket_id));
@@ -331,12 +336,9 @@ Result<std::vector<std::pair<std::uint64_t, std::uint64_t>>> Wallet::confirmed_d
 }
 
 Result<std::size_t> Wallet::relay_acks(const std::string& link_endpoint) {
-  net::RequestClient link(link_endpoint, {std::chrono::milliseconds(2000), 2});
-  auto link_call = [&](entitlement::LinkMessage type, std::span<const std::uint8_t> body) -> Result<std::vector<std::uint8_t>> {
-    const auto id = entitlement::new_request_id();
-    auto reply = link.call(entitlement::encode_request(static_cast<entitlement::MessageType>(type), id, body));
-    if (!reply) return reply.error();
-    return entitlement::reply_body(*reply, id);
+  net::RequestClient link(link_endpoint, kLinkOptions);
+  auto link_call = [&](entitlement::LinkMessage type, std::span<const std::uint8_t> body) {
+    return entitlement::call_framed(link, static_cast<std::uint8_t>(type), body);
   };
   auto body = link_call(entitlement::LinkMessage::collect_acks, {});
   if (!body) return body.error();
@@ -364,6 +366,144 @@ std::vector<OwnedTicket> Wallet::tickets() {
     if (!t) continue;
     out.push_back({std::move(t.value()), st.column_blob(1), st.column_int(2) != 0, st.column_int(3) != 0,
                    static_cast<std::uint64_t>(st.column_int(4))});
+  }
+  return out;
+}
+
+BillingClient::BillingClient(const std::string& endpoint, net::ClientOptions options) : client_(endpoint, options) {}
+
+Result<entitlement::RelayReply> BillingClient::relay(const entitlement::RelayRequest& r) {
+  auto body = entitlement::call_framed(client_, static_cast<std::uint8_t>(entitlement::BillingMessage::relay), entitlement::encode(r));
+  if (!body) return body.error();
+  return entitlement::decode_relay_reply(*body);
+}
+
+Result<std::vector<std::uint8_t>> BillingClient::pay(const entitlement::PayRequest& r) {
+  return entitlement::call_framed(client_, static_cast<std::uint8_t>(entitlement::BillingMessage::pay), entitlement::encode(r));
+}
+
+Result<entitlement::RelayReply> BillingClient::prepay(const entitlement::PrepayRequest& r) {
+  auto body = entitlement::call_framed(client_, static_cast<std::uint8_t>(entitlement::BillingMessage::prepay), entitlement::encode(r));
+  if (!body) return body.error();
+  return entitlement::decode_relay_reply(*body);
+}
+
+Status Wallet::keep_receipt(const entitlement::Receipt& r, std::span<const std::uint8_t> bytes) {
+  if (!r.verify(issuer_)) return make_error(Errc::auth_failed, "billing's receipt does not verify against the operator's key");
+  auto st = db_.prepare("INSERT OR IGNORE INTO receipts (receipt_id, stb_id, kind, amount_minor, currency, receipt) VALUES (?, ?, ?, ?, ?, ?)");
+  st.bind(1, static_cast<std::int64_t>(r.receipt_id)).bind(2, r.stb_id).bind(3, static_cast<std::int64_t>(r.kind)).bind(4, r.amount.minor)
+      .bind(5, entitlement::to_string(r.amount.currency)).bind(6, bytes);
+  st.run();
+  return ok_status();
+}
+
+Result<entitlement::Receipt> Wallet::pay_quote(BillingClient& billing, const entitlement::Quote& quote) {
+  if (quote.payee != entitlement::settlement_payee(quote.settlement_id, quote.stb_id)) {
+    return make_error(Errc::auth_failed, "billing's quote names an unexpected payee '" + quote.payee + "'");
+  }
+  entitlement::SpendAuthorization spend;
+  spend.card_id = card_id_;
+  spend.amount = quote.amount;
+  spend.payee = quote.payee;
+  crypto::random_bytes(spend.nonce);
+  spend.sign(handset_private());
+  auto bytes = billing.pay({quote.settlement_id, spend});
+  if (!bytes) return bytes.error();
+  auto rc = entitlement::Receipt::decode(*bytes);
+  if (!rc) return rc.error();
+  if (rc->receipt_id != quote.settlement_id || rc->stb_id != quote.stb_id || rc->first_sequence != quote.first_sequence ||
+      rc->last_sequence != quote.last_sequence) {
+    return make_error(Errc::auth_failed, "billing's receipt does not cover what was quoted");
+  }
+  if (auto kept = keep_receipt(*rc, *bytes); !kept) return kept.error();
+  return rc;
+}
+
+Result<std::uint64_t> Wallet::deliver_receipts(net::RequestClient& link, std::uint32_t stb_id, std::vector<entitlement::Receipt>& delivered) {
+  std::vector<std::pair<std::uint64_t, std::vector<std::uint8_t>>> pending;
+  {
+    auto st = db_.prepare("SELECT receipt_id, receipt FROM receipts WHERE stb_id = ? AND delivered = 0 ORDER BY receipt_id");
+    st.bind(1, stb_id);
+    while (st.step()) pending.emplace_back(static_cast<std::uint64_t>(st.column_int(0)), st.column_blob(1));
+  }
+  std::uint64_t settled = 0;
+  for (const auto& [id, bytes] : pending) {
+    auto body = entitlement::call_framed(link, static_cast<std::uint8_t>(entitlement::LinkMessage::apply_receipt), bytes);
+    if (!body && body.error().code != Errc::replayed) return body.error();
+    if (body) {
+      ByteReader r(*body);
+      std::uint64_t n = 0;
+      r.u64(n);
+      settled += n;
+      if (auto rc = entitlement::Receipt::decode(bytes); rc) delivered.push_back(*rc);
+    }
+    auto up = db_.prepare("UPDATE receipts SET delivered = 1 WHERE receipt_id = ?");
+    up.bind(1, static_cast<std::int64_t>(id));
+    up.run();
+  }
+  return settled;
+}
+
+Result<RelayOutcome> Wallet::relay_history(const std::string& link_endpoint, const std::string& billing_endpoint) {
+  net::RequestClient link(link_endpoint, kLinkOptions);
+  BillingClient billing(billing_endpoint);
+  RelayOutcome out;
+  out.paid.currency = currency_;
+  auto collect = [&]() { return entitlement::call_framed(link, static_cast<std::uint8_t>(entitlement::LinkMessage::collect_history), {}); };
+  auto sealed = collect();
+  if (!sealed) return make_error(sealed.error().code, "collecting the STB's history: " + sealed.error().message);
+  auto stb = entitlement::sealed_history_stb(*sealed);
+  if (!stb) return stb.error();
+  out.stb_id = *stb;
+  // Receipts this wallet holds from an earlier round that did not reach the STB go first.
+  auto earlier = deliver_receipts(link, *stb, out.receipts);
+  if (!earlier) return earlier.error();
+  out.records_settled += *earlier;
+  if (*earlier > 0) {
+    sealed = collect();
+    if (!sealed) return sealed.error();
+  }
+  auto reply = billing.relay({*sealed, card_id_});
+  if (!reply) return make_error(reply.error().code, "billing: " + reply.error().message);
+  for (const auto& bytes : reply->receipts) {
+    auto rc = entitlement::Receipt::decode(bytes);
+    if (!rc) return rc.error();
+    if (auto kept = keep_receipt(*rc, bytes); !kept) return kept.error();
+  }
+  if (reply->has_quote) {
+    auto rc = pay_quote(billing, reply->quote);
+    if (!rc) return make_error(rc.error().code, "paying " + entitlement::format_money(reply->quote.amount) + ": " + rc.error().message);
+    out.paid.minor += rc->amount.minor;
+  }
+  auto settled = deliver_receipts(link, *stb, out.receipts);
+  if (!settled) return settled.error();
+  out.records_settled += *settled;
+  return out;
+}
+
+Result<StoredReceipt> Wallet::prepay(std::uint32_t stb_id, std::int64_t amount_minor, const std::string& billing_endpoint,
+                                     const std::string& link_endpoint) {
+  BillingClient billing(billing_endpoint);
+  auto reply = billing.prepay({stb_id, {amount_minor, currency_}, card_id_});
+  if (!reply) return make_error(reply.error().code, "billing: " + reply.error().message);
+  if (!reply->has_quote) return make_error(Errc::malformed, "billing sent no quote for the prepayment");
+  auto rc = pay_quote(billing, reply->quote);
+  if (!rc) return rc.error();
+  StoredReceipt out{*rc, false};
+  if (!link_endpoint.empty()) {
+    net::RequestClient link(link_endpoint, kLinkOptions);
+    std::vector<entitlement::Receipt> delivered;
+    if (auto d = deliver_receipts(link, stb_id, delivered); d) out.delivered = true;
+  }
+  return out;
+}
+
+std::vector<StoredReceipt> Wallet::receipts() {
+  std::vector<StoredReceipt> out;
+  auto st = db_.prepare("SELECT receipt, delivered FROM receipts ORDER BY receipt_id");
+  while (st.step()) {
+    auto rc = entitlement::Receipt::decode(st.column_blob(0));
+    if (rc) out.push_back({*rc, st.column_int(1) != 0});
   }
   return out;
 }

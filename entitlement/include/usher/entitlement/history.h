@@ -3,7 +3,11 @@
 // record before it, so that billing can tell a gap, a reordering, a replay or an alteration.
 //
 //   record  = "usher-hist-v1" | u32 stb_id | u64 sequence (from 1) | u64 time | u32 event_id |
-//             u16 service_id | u64 price (minor units) | 3 currency | 32 previous hash
+//             u16 service_id | u64 price (minor units) | 3 currency | u8 payment | u64 stay_id |
+//             32 previous hash
+//   payment = 0 on the STB's credit line (settled later, deferred or to a hotel folio),
+//             1 from credit prepaid into the STB ([0269] prepayment)
+//   stay_id = the hotel stay the room was occupied by (0 outside hotels)
 //   hash    = SHA-256(record | signature); the first record's previous hash is 32 zero bytes.
 #pragma once
 
@@ -17,6 +21,9 @@
 
 namespace usher::entitlement {
 
+inline constexpr std::uint8_t kPaymentCredit = 0;
+inline constexpr std::uint8_t kPaymentPrepaid = 1;
+
 struct HistoryRecord {
   std::uint32_t stb_id = 0;
   std::uint64_t sequence = 0;
@@ -24,6 +31,8 @@ struct HistoryRecord {
   std::uint32_t event_id = 0;
   std::uint16_t service_id = 0;
   Money price;
+  std::uint8_t payment = 0;  // kPaymentCredit or kPaymentPrepaid
+  std::uint64_t stay_id = 0;
   crypto::Digest previous{};
   crypto::Signature signature{};
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "usher/core/result.h"
+#include "usher/core/zmq.h"
 #include "usher/entitlement/store.h"
 
 namespace usher::entitlement {
@@ -41,6 +42,8 @@ enum class LinkMessage : std::uint8_t {
   collect_acks = 2,  // (empty) -> u16 count, blob DeliveryAck each
   acks_relayed = 3,  // u16 count, u64 ticket id each -> ok
   collect_history = 4,  // (empty) -> the unsettled viewing history, sealed for billing (history.h)
+  apply_receipt = 5,    // blob Receipt (settlement.h) -> u64 records settled
+  room_state = 6,       // blob RoomState (settlement.h) -> ok
 };
 
 struct Frame {
@@ -55,6 +58,10 @@ std::vector<std::uint8_t> encode_ok(const RequestId& id, std::span<const std::ui
 std::vector<std::uint8_t> encode_error(const RequestId& id, const Error& error);
 // Reads a reply: the body when ok, the server's error otherwise.
 Result<std::vector<std::uint8_t>> reply_body(std::span<const std::uint8_t> reply, const RequestId& expected_id);
+
+// Sends one framed request (`type`: a MessageType, LinkMessage or BillingMessage value) with a fresh
+// id, which the client's retries reuse, and returns the reply's body or the server's error.
+Result<std::vector<std::uint8_t>> call_framed(net::RequestClient& client, std::uint8_t type, std::span<const std::uint8_t> body);
 
 // Bodies.
 struct BuyTicketRequest {

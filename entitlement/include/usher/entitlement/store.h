@@ -21,6 +21,7 @@
 #include "usher/entitlement/assets.h"
 #include "usher/entitlement/history.h"
 #include "usher/entitlement/messages.h"
+#include "usher/entitlement/settlement.h"
 
 namespace usher::entitlement {
 
@@ -213,10 +214,28 @@ class EntitlementStore {
   // prices) for the PPV events to come; events added later are offered to it as they come.
   Status set_credit(std::uint32_t stb_id, const Money& limit, std::uint64_t now);
 
+  // A relayed history opened with its STB's key (records decrypted, not yet checked against a chain).
+  struct OpenedHistory {
+    std::uint32_t stb_id = 0;
+    crypto::PublicKey stb_public{};
+    std::vector<HistoryRecord> records;
+  };
+  // Errc::not_entitled for an STB the operator does not know; Errc::auth_failed when it was altered.
+  Result<OpenedHistory> open_sealed_history(std::span<const std::uint8_t> sealed);
+
   // Billing's first step for a relayed history (F4): opens it with the STB's key and checks the
   // STB's signatures and the hash chain from the record after `after_sequence` / `after_hash`.
   Result<std::vector<HistoryRecord>> open_relayed_history(std::span<const std::uint8_t> sealed, std::uint64_t after_sequence,
                                                           const crypto::Digest& after_hash);
+
+  // Billing: certifies a billing service's signing key with the operator's issuing key, so that
+  // STBs trust its receipts.
+  BillingCertificate certify_billing(std::uint32_t billing_id, const crypto::PublicKey& billing_public, std::uint64_t now);
+  // Billing's charge for a settlement: `spend` must be signed by the card's handset, for exactly
+  // `amount` and `payee`; its nonce is used up. Moves the amount from the card to settlement revenue
+  // in one transaction and returns the card's new balance. Run it under once() so that a retry by
+  // billing after a crash gets the same answer and no second debit.
+  Result<Money> charge_settlement(const SpendAuthorization& spend, const Money& amount, const std::string& payee);
 
   // Withdraws a ticket: marks it revoked, sends the STB an EMM saying so and, with `refund`, moves
   // the price back to the card. Errc::not_found / Errc::already_exists (already revoked).

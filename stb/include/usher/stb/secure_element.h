@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "usher/core/sqlite.h"
 #include "usher/entitlement/history.h"
 #include "usher/entitlement/messages.h"
+#include "usher/entitlement/settlement.h"
 #include "usher/entitlement/store.h"
 
 namespace usher::stb {
@@ -80,6 +82,35 @@ class SecureElement {
   Result<entitlement::Money> credit_limit();
   // The unsettled records, sealed for billing (the handset relays them without reading them).
   std::vector<std::uint8_t> sealed_unsettled_history();
+  // Any run of records sealed the same way (tests use it to present billing with gaps and replays).
+  std::vector<std::uint8_t> seal_for_billing(std::span<const entitlement::HistoryRecord> records) const;
+
+  // A receipt from billing (brought by the handset, or by billing itself in a hotel): checked
+  // against the operator's key, this STB and its history; marks exactly the records it covers
+  // settled (freeing credit) or, for a prepayment, adds to the prepaid credit. Errc::auth_failed
+  // for a forged or altered receipt, Errc::not_entitled for another STB's, Errc::replayed when
+  // it was applied before. Nothing changes unless it is accepted.
+  struct ReceiptOutcome {
+    entitlement::Receipt receipt;
+    std::uint64_t records_settled = 0;
+  };
+  Result<ReceiptOutcome> apply_receipt(std::span<const std::uint8_t> receipt, std::uint64_t now);
+  // What the viewer sees about settlement: "purchases not yet collected, last relay on ...".
+  struct SettlementStatus {
+    std::uint64_t unsettled_records = 0;
+    entitlement::Money unsettled;
+    std::optional<entitlement::Money> credit_limit;
+    std::optional<entitlement::Money> prepaid;
+    std::uint64_t last_settled = 0;  // unix seconds of the last receipt applied (0 = never)
+    bool hotel_room = false;
+    std::uint64_t stay_id = 0;       // 0: vacant
+  };
+  SettlementStatus settlement_status();
+  // Hotel: billing's signed room state (occupied by a stay with a credit limit, or vacant; and
+  // whether to clear the last guest's tickets and history, refused while any is uncollected).
+  Status apply_room_state(std::span<const std::uint8_t> state);
+  // Where a hotel room STB reports its purchases ("" at home).
+  std::string billing_endpoint();
 
   // Marks the tickets for a PPV event as used once it has been watched (they stay valid for it).
   void mark_watched(std::uint32_t event_id);

@@ -22,6 +22,7 @@
 #include "usher/entitlement/assets.h"
 #include "usher/entitlement/protocol.h"
 #include "usher/entitlement/request_code.h"
+#include "usher/entitlement/settlement.h"
 #include "usher/entitlement/store.h"
 
 namespace usher::wallet {
@@ -47,6 +48,31 @@ class EngineClient {
  private:
   Result<std::vector<std::uint8_t>> call(entitlement::MessageType type, std::span<const std::uint8_t> body);
   net::RequestClient client_;
+};
+
+// Typed calls to the billing service (`usher billing serve`).
+class BillingClient {
+ public:
+  explicit BillingClient(const std::string& endpoint, net::ClientOptions options = {});
+  Result<entitlement::RelayReply> relay(const entitlement::RelayRequest& r);
+  Result<std::vector<std::uint8_t>> pay(const entitlement::PayRequest& r);  // the receipt's bytes
+  Result<entitlement::RelayReply> prepay(const entitlement::PrepayRequest& r);
+
+ private:
+  net::RequestClient client_;
+};
+
+// What one relay round (F4) did.
+struct RelayOutcome {
+  std::uint32_t stb_id = 0;
+  std::uint64_t records_settled = 0;   // records the STB marked settled
+  entitlement::Money paid;             // charged to this wallet's card in this round
+  std::vector<entitlement::Receipt> receipts;  // delivered to the STB in this round
+};
+
+struct StoredReceipt {
+  entitlement::Receipt receipt;
+  bool delivered = false;
 };
 
 struct OwnedTicket {
@@ -90,6 +116,17 @@ class Wallet {
   Result<std::vector<std::pair<std::uint64_t, std::uint64_t>>> confirmed_deliveries();
   // Collects the signed delivery acks of the STB at `link_endpoint` and relays them to the engine.
   Result<std::size_t> relay_acks(const std::string& link_endpoint);
+  // F4: collects the STB's unsettled viewing history over its local link (sealed: the handset cannot
+  // read or change it), relays it to billing, pays what billing asks with the prepaid card, and
+  // hands the signed receipt back to the STB, which frees its credit. Safe to run again after any
+  // failure: billing charges once and hands back the same receipt.
+  Result<RelayOutcome> relay_history(const std::string& link_endpoint, const std::string& billing_endpoint);
+  // [0269] prepayment: buys `amount_minor` of credit for STB `stb_id` from billing; the receipt is
+  // loaded into the STB over `link_endpoint` now, or at the next relay when it is "" or away.
+  Result<StoredReceipt> prepay(std::uint32_t stb_id, std::int64_t amount_minor, const std::string& billing_endpoint,
+                               const std::string& link_endpoint);
+  std::vector<StoredReceipt> receipts();
+
   // The STBs of an account (for a gift to a friend by account).
   Result<std::vector<std::uint32_t>> account_stbs(const std::string& account) { return client_->account_stbs(account); }
 
@@ -97,6 +134,10 @@ class Wallet {
   Wallet(sql::Database db, std::string engine, std::uint64_t card_id, std::string account,
          entitlement::Currency currency, crypto::PublicKey issuer);
   Secret<32> handset_private();
+  Result<entitlement::Receipt> pay_quote(BillingClient& billing, const entitlement::Quote& quote);
+  Status keep_receipt(const entitlement::Receipt& r, std::span<const std::uint8_t> bytes);
+  // Hands this wallet's undelivered receipts for `stb_id` to the STB; returns the records settled.
+  Result<std::uint64_t> deliver_receipts(net::RequestClient& link, std::uint32_t stb_id, std::vector<entitlement::Receipt>& delivered);
   Result<OwnedTicket> keep(const entitlement::BuyTicketReply& reply, std::uint32_t event_id, std::uint32_t stb_id, bool gift,
                            std::uint64_t deliver_at);
 

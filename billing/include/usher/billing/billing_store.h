@@ -1,0 +1,164 @@
+// BillingStore: the billing service's books (billing.db under its home, mode 0600: it holds
+// billing's signing key). It settles STBs' viewing histories (flow F4) and hotel folios (F6):
+//
+//  - relay(): a history the handset relayed, opened and checked with the STB's key through the
+//    operator's EntitlementStore (signatures, chain, no gap or replay), priced from the engine's
+//    catalogue, and answered with a quote (or, for records already paid, the receipts again).
+//  - pay(): the handset's spend authorization for a quote, charged once through the engine's
+//    ledger, answered with a receipt signed by billing covering exactly the records paid.
+//    A settlement goes quoted -> charging -> paid; one found "charging" after a crash is driven to
+//    the end with the same engine request id, so the card is charged once.
+//  - prepay(): credit bought ahead for an STB ([0269] prepayment), loaded into it by receipt.
+//  - room_report(): a hotel room STB's purchases, posted to the folio of the stay each names.
+//  - rooms, stays (check-in/check-out), folios, statements, and the outbox of charge postings for
+//    the hotel's property-management system.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "usher/core/result.h"
+#include "usher/core/sqlite.h"
+#include "usher/entitlement/settlement.h"
+#include "usher/entitlement/store.h"
+
+namespace usher::billing {
+
+using entitlement::Money;
+
+struct StatementLine {
+  std::uint64_t time = 0;
+  std::uint32_t stb_id = 0;
+  std::string kind;         // cash, deferred, prepayment, prepaid, folio
+  std::string description;  // event title or what was bought
+  std::uint32_t event_id = 0;
+  std::uint64_t sequence = 0;  // history record (0 when none)
+  std::uint64_t settlement_id = 0;
+  Money amount;
+};
+
+struct Statement {
+  std::string title;  // "Account alice", "STB 1001", "Folio 3: Koehler, Andreas, room 102"
+  std::vector<StatementLine> lines;
+  std::vector<Money> totals;  // one per currency
+  [[nodiscard]] std::string text() const;
+  [[nodiscard]] std::string csv() const;
+};
+
+struct Room {
+  std::string room;
+  std::uint32_t stb_id = 0;
+  std::string link_endpoint;  // the room STB's link on the hotel network
+  std::uint64_t stay_id = 0;  // 0: vacant
+  bool state_pending = false; // a room state not yet acknowledged by the STB
+};
+
+struct Stay {
+  std::uint64_t stay_id = 0;
+  std::string room;
+  std::string guest_id;
+  std::string guest_name;
+  std::uint64_t checkin = 0;
+  std::uint64_t checkout = 0;  // 0 while the guest is in
+};
+
+struct PmsPosting {
+  std::uint64_t posting_id = 0;
+  std::uint64_t stay_id = 0;
+  std::string room;
+  std::string guest_id;
+  Money amount;
+  std::string description;
+  std::uint64_t time = 0;
+  std::string state;  // pending, ok, refused (kept for the front desk after the retries)
+  int attempts = 0;
+  std::string answer;
+};
+
+class BillingStore {
+ public:
+  static constexpr const char* kDatabaseName = "billing.db";
+
+  // Makes billing's key pair and has the operator certify it (the STBs trust receipts through the
+  // operator's issuing key). `engine_home`: the entitlement engine's home, for STB keys, the
+  // catalogue and the card ledger.
+  static Result<BillingStore> create(const std::string& home, const std::string& engine_home, std::uint32_t billing_id);
+  static Result<BillingStore> open(const std::string& home);
+
+  [[nodiscard]] const entitlement::BillingCertificate& certificate() const { return certificate_; }
+  entitlement::EntitlementStore& engine() { return engine_; }
+
+  // --- F4 and prepayment ---
+  Result<entitlement::RelayReply> relay(std::span<const std::uint8_t> sealed_history, std::uint64_t card_id, std::uint64_t now);
+  Result<entitlement::Receipt> pay(std::uint64_t settlement_id, const entitlement::SpendAuthorization& spend, std::uint64_t now);
+  Result<entitlement::RelayReply> prepay(std::uint32_t stb_id, const Money& amount, std::uint64_t card_id, std::uint64_t now);
+  // Drives every settlement left "charging" by a crash to its end; returns how many.
+  std::size_t recover(std::uint64_t now);
+
+  // --- F6 hotel ---
+  Status set_hotel_credit(const Money& limit);
+  Result<Money> hotel_credit();
+  Status add_room(const std::string& room, std::uint32_t stb_id, const std::string& link_endpoint);
+  std::vector<Room> rooms();
+  Result<Room> room(const std::string& room);
+  Result<Room> room_of_stb(std::uint32_t stb_id);
+  // Opens a stay (refused while the room is occupied) and makes the signed room state that lets
+  // the room STB buy, kept pending until the STB has it (mark_state_delivered).
+  Result<Stay> check_in(const std::string& room, const std::string& guest_id, const std::string& guest_name, std::uint64_t now);
+  // The room's current state for its STB, signed (vacant and/or clear as asked); becomes pending.
+  Result<std::vector<std::uint8_t>> room_state(const std::string& room, bool clear, const std::string& billing_endpoint);
+  std::optional<std::vector<std::uint8_t>> pending_room_state(const std::string& room);
+  void mark_state_delivered(const std::string& room);
+  // Closes the stay in `room` (vacant from now on) and returns it.
+  Result<Stay> close_stay(const std::string& room, std::uint64_t now);
+  Result<Stay> stay(std::uint64_t stay_id);
+  std::vector<Stay> stays();
+  // A room STB's purchases, each run of records of one stay posted to that stay's folio (and to the
+  // PMS outbox); returns the receipts for the STB.
+  Result<entitlement::RelayReply> room_report(std::span<const std::uint8_t> sealed_history, std::uint64_t now);
+
+  // --- Statements ---
+  Result<Statement> account_statement(const std::string& account);
+  Result<Statement> stb_statement(std::uint32_t stb_id);
+  Result<Statement> folio(std::uint64_t stay_id);
+
+  // --- PMS outbox (F6) ---
+  std::vector<PmsPosting> pms_postings(bool open_only);
+  void pms_attempted(std::uint64_t posting_id);
+  void pms_answered(std::uint64_t posting_id, bool accepted, const std::string& answer, bool final);
+
+  // Sums for checks: money charged to cards for settlements, and records settled per STB.
+  std::int64_t settled_minor(std::uint32_t stb_id);
+  std::uint64_t settled_sequence(std::uint32_t stb_id);
+
+ private:
+  BillingStore(sql::Database db, entitlement::EntitlementStore engine, entitlement::BillingCertificate cert);
+  static void create_schema(sql::Database& db);
+  Secret<32> signing_private();
+  struct Cursor {
+    std::uint64_t sequence = 0;
+    crypto::Digest hash{};
+  };
+  Cursor cursor(std::uint32_t stb_id);
+  struct Checked {
+    std::uint32_t stb_id = 0;
+    std::vector<std::vector<std::uint8_t>> receipts;  // for records already settled
+    std::vector<entitlement::HistoryRecord> fresh;    // verified, after the cursor
+  };
+  Result<Checked> check_history(std::span<const std::uint8_t> sealed);
+  Result<entitlement::Receipt> finish(std::uint64_t settlement_id, std::uint64_t now);
+  Result<entitlement::Receipt> settle_records(entitlement::SettlementKind kind, std::uint32_t stb_id,
+                                              const std::vector<entitlement::HistoryRecord>& records,
+                                              const std::vector<Money>& prices, const Money& amount, std::uint64_t card_id,
+                                              std::uint64_t stay_id, std::uint64_t settlement_id, std::uint64_t now);
+  Result<Money> price_of(const entitlement::HistoryRecord& r);
+
+  sql::Database db_;
+  entitlement::EntitlementStore engine_;
+  entitlement::BillingCertificate certificate_;
+  std::optional<Secret<32>> signing_private_;
+};
+
+}  // namespace usher::billing

@@ -1,0 +1,88 @@
+#include "usher/billing/hotel_desk.h"
+
+#include "usher/entitlement/protocol.h"
+
+namespace usher::billing {
+namespace ent = entitlement;
+
+namespace {
+Result<std::vector<std::uint8_t>> link_call(const std::string& endpoint, const net::ClientOptions& options, ent::LinkMessage type,
+                                            std::span<const std::uint8_t> body) {
+  net::RequestClient client(endpoint, options);
+  auto reply = ent::call_framed(client, static_cast<std::uint8_t>(type), body);
+  if (!reply && reply.error().code == Errc::io) return make_error(Errc::io, "the room STB at " + endpoint + " does not answer");
+  return reply;
+}
+}  // namespace
+
+Result<HotelDesk::CheckIn> HotelDesk::check_in(const std::string& room, const std::string& guest_id, const std::string& guest_name,
+                                               std::uint64_t now) {
+  auto stay = store_.check_in(room, guest_id, guest_name, now);
+  if (!stay) return stay.error();
+  if (auto state = store_.room_state(room, false, billing_endpoint_); !state) return state.error();
+  CheckIn out{*stay, false};
+  out.stb_told = static_cast<bool>(push_pending(room, now));
+  return out;
+}
+
+Status HotelDesk::collect(const Room& room, std::uint64_t now) {
+  auto sealed = link_call(room.link_endpoint, link_options_, ent::LinkMessage::collect_history, {});
+  if (!sealed) return sealed.error();
+  auto reply = store_.room_report(*sealed, now);
+  if (!reply) return reply.error();
+  for (const auto& rc : reply->receipts) {
+    auto applied = link_call(room.link_endpoint, link_options_, ent::LinkMessage::apply_receipt, rc);
+    // A receipt the STB already has is fine; it answers "replayed".
+    if (!applied && applied.error().code != Errc::replayed) return applied.error();
+  }
+  return ok_status();
+}
+
+Status HotelDesk::push_pending(const std::string& room_name, std::uint64_t now) {
+  auto room = store_.room(room_name);
+  if (!room) return room.error();
+  auto state = store_.pending_room_state(room_name);
+  if (!state) return ok_status();
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto r = link_call(room->link_endpoint, link_options_, ent::LinkMessage::room_state, *state);
+    if (r || r.error().code == Errc::replayed) {
+      store_.mark_state_delivered(room_name);
+      return ok_status();
+    }
+    if (r.error().code != Errc::not_entitled) return r.error();
+    // The STB will not clear a room with purchases not yet collected: collect them, then again.
+    if (auto c = collect(*room, now); !c) return c.error();
+  }
+  return make_error(Errc::not_entitled, "room " + room_name + ": the STB keeps buying while being cleared");
+}
+
+Result<HotelDesk::CheckOut> HotelDesk::check_out(const std::string& room_name, std::uint64_t now, bool force) {
+  auto room = store_.room(room_name);
+  if (!room) return room.error();
+  if (room->stay_id == 0) return make_error(Errc::not_found, "room " + room_name + " is vacant: nobody to check out");
+  if (auto c = collect(*room, now); !c) {
+    if (!force || c.error().code != Errc::io) {
+      return make_error(c.error().code, c.error().message + ": the room's last purchases are not collected (retry, or --force to close the "
+                                                            "folio now and post them as late charges)");
+    }
+  }
+  auto stay = store_.close_stay(room_name, now);
+  if (!stay) return stay.error();
+  if (auto state = store_.room_state(room_name, true, billing_endpoint_); !state) return state.error();
+  CheckOut out;
+  out.stb_cleared = static_cast<bool>(push_pending(room_name, now));
+  out.stay = *store_.stay(stay->stay_id);
+  auto folio = store_.folio(stay->stay_id);
+  if (!folio) return folio.error();
+  out.folio = *folio;
+  return out;
+}
+
+Status HotelDesk::sync(const std::string& room_name, std::uint64_t now) {
+  auto room = store_.room(room_name);
+  if (!room) return room.error();
+  if (auto c = collect(*room, now); !c) return c.error();
+  return push_pending(room_name, now);
+}
+
+}  // namespace usher::billing

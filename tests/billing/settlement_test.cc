@@ -1,0 +1,238 @@
+// F4 settlement and [0269] prepayment through BillingStore, with the real engine store, secure
+// elements and SQLite files (the network is left to the end-to-end tests).
+#include <gtest/gtest.h>
+
+#include "broadcast_fixture.h"
+#include "usher/billing/billing_store.h"
+
+namespace usher::billing {
+namespace {
+
+constexpr std::uint64_t kT0 = 1'900'000'000;
+const entitlement::Currency kEur{'E', 'U', 'R'};
+
+class SettlementTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    world.add_service(1);
+    world.add_stb(1001);
+    world.add_stb(1002);
+    for (std::uint32_t id = 1; id <= 4; ++id) world.add_event(id, 1, kT0 + id * 7200, 3600, 1250, "Match " + std::to_string(id));
+    ASSERT_TRUE(world.store().set_credit(1001, {3000, kEur}, kT0).ok());
+    ASSERT_TRUE(world.store().set_credit(1002, {3000, kEur}, kT0).ok());
+    deliver_emms();
+    auto b = BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1);
+    ASSERT_TRUE(b.ok()) << b.error().message;
+    billing.emplace(std::move(b.value()));
+    card = world.store().register_handset("alice", handset.public_key, kEur).value().card_id;
+    entitlement::TestAcquirer acquirer;
+    ASSERT_TRUE(world.store().top_up(card, 10000, "test-visa", acquirer).ok());
+  }
+  void deliver_emms() {
+    for (const auto& emm : world.store().emm_sections(0)) {
+      (void)world.stb(1001).apply_emm(emm);
+      (void)world.stb(1002).apply_emm(emm);
+    }
+  }
+  entitlement::SpendAuthorization spend_for(const entitlement::Quote& q) {
+    entitlement::SpendAuthorization s;
+    s.card_id = card;
+    s.amount = q.amount;
+    s.payee = q.payee;
+    crypto::random_bytes(s.nonce);
+    s.sign(handset.private_key);
+    return s;
+  }
+  std::int64_t balance() { return world.store().balance(card).value().minor; }
+
+  testing::BroadcastWorld world;
+  std::optional<BillingStore> billing;
+  crypto::Ed25519KeyPair handset = crypto::Ed25519KeyPair::generate();
+  std::uint64_t card = 0;
+};
+
+TEST_F(SettlementTest, RelayPaysOnceAndTheReceiptFreesTheCredit) {
+  auto& se = world.stb(1001);
+  ASSERT_TRUE(se.impulse_buy(1, kT0).ok());
+  ASSERT_TRUE(se.impulse_buy(2, kT0).ok());
+  EXPECT_EQ(se.impulse_buy(3, kT0).error().code, Errc::not_entitled);  // 25.00 of 30.00 used
+
+  const auto sealed = se.sealed_unsettled_history();
+  auto reply = billing->relay(sealed, card, kT0);
+  ASSERT_TRUE(reply.ok()) << reply.error().message;
+  ASSERT_TRUE(reply->has_quote);
+  EXPECT_TRUE(reply->receipts.empty());
+  EXPECT_EQ(reply->quote.amount.minor, 2500);
+  EXPECT_EQ(reply->quote.first_sequence, 1u);
+  EXPECT_EQ(reply->quote.last_sequence, 2u);
+  // Relaying the same history again before paying gives the same quote.
+  EXPECT_EQ(billing->relay(sealed, card, kT0)->quote.settlement_id, reply->quote.settlement_id);
+
+  const auto spend = spend_for(reply->quote);
+  auto receipt = billing->pay(reply->quote.settlement_id, spend, kT0);
+  ASSERT_TRUE(receipt.ok()) << receipt.error().message;
+  EXPECT_EQ(balance(), 10000 - 2500);
+  EXPECT_TRUE(receipt->verify(world.store().signing_public()));
+  // A retry (lost reply), even with a fresh authorization, charges nothing more: the same receipt.
+  auto again = billing->pay(reply->quote.settlement_id, spend_for(reply->quote), kT0);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->encode(), receipt->encode());
+  EXPECT_EQ(balance(), 10000 - 2500);
+
+  // The STB takes it: both records settled, credit free again; the same receipt twice is refused.
+  auto applied = se.apply_receipt(receipt->encode(), kT0);
+  ASSERT_TRUE(applied.ok()) << applied.error().message;
+  EXPECT_EQ(applied->records_settled, 2u);
+  EXPECT_EQ(se.apply_receipt(receipt->encode(), kT0).error().code, Errc::replayed);
+  EXPECT_EQ(se.settlement_status().unsettled_records, 0u);
+  EXPECT_TRUE(se.impulse_buy(3, kT0).ok());
+
+  // Relaying the old (already settled) history again: the receipt comes back, nothing is charged.
+  auto replay = billing->relay(sealed, card, kT0);
+  ASSERT_TRUE(replay.ok()) << replay.error().message;
+  EXPECT_FALSE(replay->has_quote);
+  ASSERT_EQ(replay->receipts.size(), 1u);
+  EXPECT_EQ(replay->receipts[0], receipt->encode());
+  EXPECT_EQ(balance(), 10000 - 2500);
+  EXPECT_EQ(billing->settled_minor(1001), 2500);
+  EXPECT_TRUE(world.store().balances_match_ledger());
+  EXPECT_EQ(world.store().ledger_check().first, 0);
+}
+
+TEST_F(SettlementTest, ALostReceiptIsHandedBackWithTheNextQuote) {
+  auto& se = world.stb(1001);
+  ASSERT_TRUE(se.impulse_buy(1, kT0).ok());
+  auto q1 = billing->relay(se.sealed_unsettled_history(), card, kT0).value().quote;
+  auto r1 = billing->pay(q1.settlement_id, spend_for(q1), kT0).value();
+  // The handset died before giving r1 to the STB; the viewer buys again.
+  ASSERT_TRUE(se.impulse_buy(2, kT0).ok());
+  auto reply = billing->relay(se.sealed_unsettled_history(), card, kT0).value();
+  ASSERT_EQ(reply.receipts.size(), 1u);
+  EXPECT_EQ(reply.receipts[0], r1.encode());
+  ASSERT_TRUE(reply.has_quote);
+  EXPECT_EQ(reply.quote.first_sequence, 2u);
+  EXPECT_EQ(reply.quote.amount.minor, 1250);
+  auto r2 = billing->pay(reply.quote.settlement_id, spend_for(reply.quote), kT0).value();
+  ASSERT_TRUE(se.apply_receipt(reply.receipts[0], kT0).ok());
+  ASSERT_TRUE(se.apply_receipt(r2.encode(), kT0).ok());
+  EXPECT_EQ(se.settlement_status().unsettled_records, 0u);
+  EXPECT_EQ(balance(), 10000 - 2500);
+}
+
+TEST_F(SettlementTest, BadHistoriesAreRefusedAndChangeNothing) {
+  auto& se = world.stb(1001);
+  for (std::uint32_t e = 1; e <= 2; ++e) ASSERT_TRUE(se.impulse_buy(e, kT0).ok());
+  const auto records = se.history();
+  const auto before = balance();
+
+  auto tampered = se.sealed_unsettled_history();
+  tampered[tampered.size() / 2] ^= 1;
+  EXPECT_EQ(billing->relay(tampered, card, kT0).error().code, Errc::auth_failed);
+
+  // A gap (record 2 without 1) and a reordering.
+  EXPECT_EQ(billing->relay(se.seal_for_billing({records.begin() + 1, records.end()}), card, kT0).error().code, Errc::stale);
+  std::vector<entitlement::HistoryRecord> reordered{records[1], records[0]};
+  EXPECT_EQ(billing->relay(se.seal_for_billing(reordered), card, kT0).error().code, Errc::stale);
+
+  // A record altered and re-signed by someone else is caught by the signature.
+  auto forged = records;
+  forged[1].price.minor = 1;
+  forged[1].sign(crypto::Ed25519KeyPair::generate().private_key);
+  EXPECT_EQ(billing->relay(se.seal_for_billing(forged), card, kT0).error().code, Errc::auth_failed);
+
+  // An STB the operator does not know.
+  entitlement::HistoryRecord stray = records[0];
+  stray.stb_id = 4242;
+  const auto unknown = entitlement::seal_history(std::vector{stray}, 4242, Key256{});
+  auto refused = billing->relay(unknown, card, kT0);
+  EXPECT_EQ(refused.error().code, Errc::not_entitled);
+  EXPECT_NE(refused.error().message.find("unknown STB 4242"), std::string::npos);
+
+  EXPECT_EQ(balance(), before);
+  EXPECT_EQ(billing->settled_sequence(1001), 0u);
+}
+
+TEST_F(SettlementTest, ForgedAlteredAndMisdirectedReceiptsAreRefused) {
+  auto& se = world.stb(1001);
+  ASSERT_TRUE(se.impulse_buy(1, kT0).ok());
+  auto q = billing->relay(se.sealed_unsettled_history(), card, kT0).value().quote;
+  auto rc = billing->pay(q.settlement_id, spend_for(q), kT0).value();
+
+  auto altered = rc.encode();
+  altered[40] ^= 1;  // inside the last record's hash
+  EXPECT_EQ(se.apply_receipt(altered, kT0).error().code, Errc::auth_failed);
+  // Signed by a billing key the operator never certified.
+  auto rogue = rc;
+  auto rogue_key = crypto::Ed25519KeyPair::generate();
+  rogue.certificate.billing_public = rogue_key.public_key;
+  rogue.sign(rogue_key.private_key);
+  EXPECT_EQ(se.apply_receipt(rogue.encode(), kT0).error().code, Errc::auth_failed);
+  // For another STB.
+  EXPECT_EQ(world.stb(1002).apply_receipt(rc.encode(), kT0).error().code, Errc::not_entitled);
+  EXPECT_EQ(se.settlement_status().unsettled_records, 1u);
+  ASSERT_TRUE(se.apply_receipt(rc.encode(), kT0).ok());
+  EXPECT_EQ(se.apply_receipt(rc.encode(), kT0).error().code, Errc::replayed);
+}
+
+TEST_F(SettlementTest, RefusedPaymentsChargeNothingAndLeaveTheQuoteOpen) {
+  auto& se = world.stb(1001);
+  ASSERT_TRUE(se.impulse_buy(1, kT0).ok());
+  auto q = billing->relay(se.sealed_unsettled_history(), card, kT0).value().quote;
+  auto wrong = spend_for(q);
+  wrong.amount.minor = 1;
+  wrong.sign(handset.private_key);
+  EXPECT_EQ(billing->pay(q.settlement_id, wrong, kT0).error().code, Errc::invalid_argument);
+  auto other = spend_for(q);
+  other.sign(crypto::Ed25519KeyPair::generate().private_key);
+  EXPECT_EQ(billing->pay(q.settlement_id, other, kT0).error().code, Errc::auth_failed);
+  EXPECT_EQ(balance(), 10000);
+  EXPECT_TRUE(billing->pay(q.settlement_id, spend_for(q), kT0).ok());
+  EXPECT_EQ(balance(), 10000 - 1250);
+}
+
+TEST_F(SettlementTest, PrepaidCreditIsSpentFirstAndSettledWithoutACharge) {
+  auto& se = world.stb(1002);
+  auto quote = billing->prepay(1002, {2500, kEur}, card, kT0).value().quote;
+  EXPECT_EQ(quote.kind, entitlement::SettlementKind::prepayment);
+  auto voucher = billing->pay(quote.settlement_id, spend_for(quote), kT0).value();
+  EXPECT_EQ(balance(), 10000 - 2500);
+  ASSERT_TRUE(se.apply_receipt(voucher.encode(), kT0).ok());
+  EXPECT_EQ(se.apply_receipt(voucher.encode(), kT0).error().code, Errc::replayed);  // loaded once
+  EXPECT_EQ(se.settlement_status().prepaid->minor, 2500);
+
+  auto r1 = se.impulse_buy(1, kT0).value();
+  auto r2 = se.impulse_buy(2, kT0).value();
+  auto r3 = se.impulse_buy(3, kT0).value();  // prepaid credit used up: on the credit line
+  EXPECT_EQ(r1.payment, entitlement::kPaymentPrepaid);
+  EXPECT_EQ(r2.payment, entitlement::kPaymentPrepaid);
+  EXPECT_EQ(r3.payment, entitlement::kPaymentCredit);
+  EXPECT_EQ(se.settlement_status().prepaid->minor, 0);
+
+  auto reply = billing->relay(se.sealed_unsettled_history(), card, kT0).value();
+  ASSERT_TRUE(reply.has_quote);
+  EXPECT_EQ(reply.quote.amount.minor, 1250);  // only the record on credit is charged
+  auto rc = billing->pay(reply.quote.settlement_id, spend_for(reply.quote), kT0).value();
+  ASSERT_TRUE(se.apply_receipt(rc.encode(), kT0).ok());
+  EXPECT_EQ(balance(), 10000 - 2500 - 1250);
+
+  const auto statement = billing->stb_statement(1002).value();
+  ASSERT_EQ(statement.totals.size(), 1u);
+  EXPECT_EQ(statement.totals[0].minor, 2500 + 1250);  // prepaid lines shown, counted once
+  EXPECT_NE(statement.csv().find(",prepaid,Match 1,"), std::string::npos) << statement.csv();
+}
+
+TEST_F(SettlementTest, AHistoryAllPrepaidSettlesAtOnce) {
+  auto& se = world.stb(1002);
+  auto quote = billing->prepay(1002, {1250, kEur}, card, kT0).value().quote;
+  auto voucher = billing->pay(quote.settlement_id, spend_for(quote), kT0).value();
+  ASSERT_TRUE(se.apply_receipt(voucher.encode(), kT0).ok());
+  ASSERT_TRUE(se.impulse_buy(1, kT0).ok());
+  auto reply = billing->relay(se.sealed_unsettled_history(), card, kT0).value();
+  EXPECT_FALSE(reply.has_quote);
+  ASSERT_EQ(reply.receipts.size(), 1u);
+  ASSERT_TRUE(se.apply_receipt(reply.receipts[0], kT0).ok());
+  EXPECT_EQ(balance(), 10000 - 1250);
+}
+
+}  // namespace
+}  // namespace usher::billing
