@@ -77,8 +77,9 @@ int hotel(const std::string& what, const std::string& object, const Args& a) {
   }
   if (what == "room" && object == "add") {
     const auto stb = static_cast<std::uint32_t>(a.require_number("stb"));
-    need(store.add_room(a.require("room"), stb, a.require("link")));
-    std::printf("room %s: STB %u on %s (vacant)\n", a.get("room").c_str(), stb, a.get("link").c_str());
+    const bool told = need(desk.add_room(a.require("room"), stb, a.require("link")));
+    std::printf("room %s: STB %u on %s (vacant)%s\n", a.get("room").c_str(), stb, a.get("link").c_str(),
+                told ? "" : "; the STB did not answer and is told when it does (billing serve)");
     return 0;
   }
   if (what == "rooms") {

@@ -15,6 +15,13 @@ Result<std::vector<std::uint8_t>> link_call(const std::string& endpoint, const n
 }
 }  // namespace
 
+Result<bool> HotelDesk::add_room(const std::string& room, std::uint32_t stb_id, const std::string& link_endpoint) {
+  if (auto limit = store_.hotel_credit(); !limit) return limit.error();
+  if (auto added = store_.add_room(room, stb_id, link_endpoint); !added) return added.error();
+  if (auto state = store_.room_state(room, false, billing_endpoint_); !state) return state.error();
+  return static_cast<bool>(push_pending(room, 0));
+}
+
 Result<HotelDesk::CheckIn> HotelDesk::check_in(const std::string& room, const std::string& guest_id, const std::string& guest_name,
                                                std::uint64_t now) {
   auto stay = store_.check_in(room, guest_id, guest_name, now);

@@ -24,6 +24,10 @@ class HotelDesk {
             net::ClientOptions link_options = {std::chrono::milliseconds(700), 2})
       : store_(store), billing_endpoint_(std::move(billing_endpoint)), link_options_(link_options) {}
 
+  // Sets up a room and its STB, and tells the STB it is a vacant hotel room (no purchases until a
+  // check-in). Returns whether the STB took it (else it is told later, by sync).
+  Result<bool> add_room(const std::string& room, std::uint32_t stb_id, const std::string& link_endpoint);
+
   struct CheckIn {
     Stay stay;
     bool stb_told = false;  // false: the STB did not answer; it is told when it does (sync)

@@ -1,0 +1,200 @@
+// F6 hotels: rooms, stays, folios, check-out clearing the room STB, and the PMS link against a PMS
+// simulator. The room STB's link is a real ZeroMQ server on loopback, as `usher stb link` runs it.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "broadcast_fixture.h"
+#include "pms_simulator.h"
+#include "usher/billing/fias.h"
+#include "usher/billing/hotel_desk.h"
+#include "usher/core/zmq.h"
+#include "usher/stb/local_link.h"
+
+namespace usher::billing {
+namespace {
+
+constexpr std::uint64_t kT0 = 1'900'000'000;
+const entitlement::Currency kEur{'E', 'U', 'R'};
+
+// An STB's local link served from its own secure-element connection in a thread.
+class RoomStbLink {
+ public:
+  explicit RoomStbLink(const std::string& stb_home, const std::string& bind = "tcp://127.0.0.1:*")
+      : se_(stb::SecureElement::open(stb_home).value()), link_(se_),
+        server_(bind, [this](std::span<const std::uint8_t> r) { return link_.handle(r); }),
+        thread_([this] { server_.run(stop_); }) {}
+  ~RoomStbLink() {
+    stop_ = true;
+    thread_.join();
+  }
+  [[nodiscard]] std::string endpoint() const { return server_.endpoint(); }
+
+ private:
+  std::atomic<bool> stop_{false};
+  stb::SecureElement se_;
+  stb::LocalLink link_;
+  net::ReplyServer server_;
+  std::thread thread_;
+};
+
+class HotelTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    world.add_service(1);
+    world.add_stb(1003);
+    for (std::uint32_t id = 1; id <= 5; ++id) world.add_event(id, 1, kT0 + id * 7200, 3600, 1250, "Film " + std::to_string(id));
+    // The room STB gets the offers (event keys and prices) by EMM, with no credit line of its own.
+    ASSERT_TRUE(world.store().set_credit(1003, {0, kEur}, kT0).ok());
+    for (const auto& emm : world.store().emm_sections(0)) (void)se().apply_emm(emm);
+    billing.emplace(BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1).value());
+    ASSERT_TRUE(billing->set_hotel_credit({5000, kEur}).ok());
+    link = std::make_unique<RoomStbLink>(world.stb_home(1003));
+    desk.emplace(*billing, "tcp://127.0.0.1:1");  // the room STB does not report by itself in these tests
+    auto told = desk->add_room("102", 1003, link->endpoint());
+    ASSERT_TRUE(told.ok()) << told.error().message;
+    EXPECT_TRUE(*told);
+  }
+  stb::SecureElement& se() { return world.stb(1003); }
+  // What the STB does after a purchase on the hotel network: report, apply the folio receipts.
+  void report() {
+    auto reply = billing->room_report(se().sealed_unsettled_history(), kT0);
+    ASSERT_TRUE(reply.ok()) << reply.error().message;
+    for (const auto& rc : reply->receipts) ASSERT_TRUE(se().apply_receipt(rc, kT0).ok());
+  }
+
+  testing::BroadcastWorld world;
+  std::optional<BillingStore> billing;
+  std::unique_ptr<RoomStbLink> link;
+  std::optional<HotelDesk> desk;
+};
+
+TEST_F(HotelTest, TwoGuestsInTurnGetTwoBillsAndTheRoomIsClearedBetween) {
+  auto vacant = se().impulse_buy(1, kT0);
+  ASSERT_FALSE(vacant.ok());
+  EXPECT_NE(vacant.error().message.find("vacant"), std::string::npos) << vacant.error().message;
+
+  auto in = desk->check_in("102", "12345", "Koehler, Andreas", kT0);
+  ASSERT_TRUE(in.ok()) << in.error().message;
+  EXPECT_TRUE(in->stb_told);
+  EXPECT_EQ(desk->check_in("102", "999", "Someone Else", kT0).error().code, Errc::already_exists);
+  auto r1 = se().impulse_buy(1, kT0);
+  ASSERT_TRUE(r1.ok()) << r1.error().message;
+  EXPECT_EQ(r1->stay_id, in->stay.stay_id);
+  report();
+  ASSERT_TRUE(se().impulse_buy(2, kT0).ok());  // not reported: collected at check-out
+
+  auto out = desk->check_out("102", kT0 + 100, false);
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  EXPECT_TRUE(out->stb_cleared);
+  ASSERT_EQ(out->folio.lines.size(), 2u);
+  ASSERT_EQ(out->folio.totals.size(), 1u);
+  EXPECT_EQ(out->folio.totals[0].minor, 2500);
+  EXPECT_NE(out->folio.text().find("Koehler, Andreas"), std::string::npos);
+  EXPECT_NE(out->folio.csv().find(",folio,Film 2,"), std::string::npos) << out->folio.csv();
+
+  // The next guest sees nothing of the last, and the vacant room cannot buy.
+  world.reopen(1003);
+  EXPECT_TRUE(se().tickets().empty());
+  EXPECT_TRUE(se().history().empty());
+  EXPECT_EQ(se().impulse_buy(3, kT0).error().code, Errc::not_entitled);
+
+  auto second = desk->check_in("102", "777", "Rossi, Maria", kT0 + 200);
+  ASSERT_TRUE(second.ok());
+  auto r3 = se().impulse_buy(3, kT0 + 200);
+  ASSERT_TRUE(r3.ok());
+  EXPECT_EQ(r3->sequence, 3u);  // the chain goes on after clearing
+  auto out2 = desk->check_out("102", kT0 + 300, false);
+  ASSERT_TRUE(out2.ok()) << out2.error().message;
+  ASSERT_EQ(out2->folio.lines.size(), 1u);
+  EXPECT_EQ(out2->folio.totals[0].minor, 1250);
+  EXPECT_EQ(billing->folio(in->stay.stay_id)->totals[0].minor, 2500);  // the first bill is unchanged
+
+  const auto postings = billing->pms_postings(false);
+  ASSERT_EQ(postings.size(), 3u);
+  EXPECT_EQ(postings[0].guest_id, "12345");
+  EXPECT_EQ(postings[2].guest_id, "777");
+}
+
+TEST_F(HotelTest, CheckOutWaitsForAnUnreachableStbUnlessForced) {
+  ASSERT_TRUE(desk->check_in("102", "12345", "Koehler, Andreas", kT0).ok());
+  ASSERT_TRUE(se().impulse_buy(1, kT0).ok());
+  const auto endpoint = link->endpoint();
+  link.reset();  // the room STB is off the network
+  auto refused = desk->check_out("102", kT0, false);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("does not answer"), std::string::npos) << refused.error().message;
+  auto forced = desk->check_out("102", kT0, true);
+  ASSERT_TRUE(forced.ok()) << forced.error().message;
+  EXPECT_FALSE(forced->stb_cleared);
+  EXPECT_TRUE(forced->folio.lines.empty());
+  // Back on the network: the purchases are collected as late charges on that folio, then the room is cleared.
+  // Cut off, the STB still believes the guest is in: what it sells meanwhile is that guest's too.
+  ASSERT_TRUE(se().impulse_buy(2, kT0).ok());
+  link = std::make_unique<RoomStbLink>(world.stb_home(1003), endpoint);
+  auto synced = desk->sync("102", kT0 + 10);
+  ASSERT_TRUE(synced.ok()) << synced.error().message;
+  EXPECT_EQ(billing->folio(forced->stay.stay_id)->totals.at(0).minor, 2500);
+  EXPECT_FALSE(billing->room("102")->state_pending);
+  world.reopen(1003);
+  EXPECT_TRUE(se().history().empty());
+}
+
+TEST_F(HotelTest, PmsLinkChecksGuestsInAndOutAndPostsEachChargeOnce) {
+  testing::PmsSimulator pms;
+  PmsLink::Options options;
+  options.port = pms.port();
+  options.answer_timeout = std::chrono::milliseconds(300);
+  options.retry_after = std::chrono::milliseconds(50);
+  options.max_attempts = 3;
+  std::atomic<bool> stop{false};
+  // The link runs with its own store connection, as in `usher billing pms`.
+  auto store = BillingStore::open(world.dir().file("billing")).value();
+  HotelDesk link_desk(store, "tcp://127.0.0.1:1");
+  PmsLink pms_link(store, link_desk, options);
+  std::thread runner([&] { pms_link.run(stop); });
+  auto wait_for = [](auto done) {
+    for (int i = 0; i < 200 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    return done();
+  };
+
+  ASSERT_TRUE(wait_for([&] { return pms.linked(); }));
+  pms.guest_in("102", "12345", "Koehler, Andreas");
+  ASSERT_TRUE(wait_for([&] { return billing->room("102")->stay_id != 0; }));
+  ASSERT_TRUE(se().impulse_buy(1, kT0).ok());
+  pms.ignore_next_postings(1);  // the first answer is lost: the posting is sent again, posted once
+  report();
+  ASSERT_TRUE(wait_for([&] { return billing->pms_postings(true).empty(); }));
+  EXPECT_EQ(pms.charges().size(), 1u);
+  EXPECT_GE(pms.postings_received(), 2);
+  EXPECT_EQ(pms.charges().begin()->second.amount_minor, 1250);
+
+  // Refused twice, then taken; and the link dropping in between loses nothing.
+  ASSERT_TRUE(se().impulse_buy(2, kT0).ok());
+  pms.refuse_next_postings(2);
+  report();
+  pms.drop_link();
+  ASSERT_TRUE(wait_for([&] { return billing->pms_postings(true).empty(); }));
+  EXPECT_EQ(pms.charges().size(), 2u);
+  EXPECT_EQ(billing->pms_postings(false)[1].state, "ok");
+
+  // A charge for a guest the PMS never had is refused for good after the retries, kept for the desk.
+  pms.refuse_next_postings(100);
+  ASSERT_TRUE(se().impulse_buy(3, kT0).ok());
+  report();
+  ASSERT_TRUE(wait_for([&] { return billing->pms_postings(true).empty(); }));
+  EXPECT_EQ(billing->pms_postings(false)[2].state, "refused");
+  EXPECT_EQ(pms.charges().size(), 2u);
+
+  pms.guest_out("102", "12345");
+  ASSERT_TRUE(wait_for([&] { return billing->room("102")->stay_id == 0; }));
+  stop = true;
+  runner.join();
+  EXPECT_EQ(pms_link.counters().guests_in, 1u);
+  EXPECT_EQ(pms_link.counters().guests_out, 1u);
+  world.reopen(1003);
+  EXPECT_TRUE(se().history().empty());  // cleared at the PMS's check-out
+}
+
+}  // namespace
+}  // namespace usher::billing
