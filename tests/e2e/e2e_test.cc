@@ -14,28 +14,15 @@
 #include <string>
 #include <thread>
 
+#include "cli_process.h"
 #include "temp_dir.h"
 
 namespace usher {
 namespace {
 
-struct Run {
-  int status = -1;
-  std::string output;
-};
-
-Run run(const std::string& command) {
-  Run r;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return r;
-  std::array<char, 4096> buf{};
-  while (std::fgets(buf.data(), buf.size(), pipe) != nullptr) r.output += buf.data();
-  const int st = pclose(pipe);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
-
-std::string usher(const std::string& args) { return std::string(USHER_BINARY) + " " + args; }
+using testing::Background;
+using testing::run;
+using testing::usher;
 
 long frames(const std::string& path) {
   auto r = run("ffprobe -v quiet -select_streams v:0 -count_frames -show_entries stream=nb_read_frames -of csv=p=0 " + path);
@@ -196,30 +183,6 @@ TEST_F(CliWorld, PlaybackThroughGStreamer) {
 }
 
 // A process started in the background, stopped with SIGTERM when the test ends.
-class Background {
- public:
-  explicit Background(const std::string& command) {
-    pid_ = fork();
-    if (pid_ == 0) {
-      setpgid(0, 0);
-      execl("/bin/sh", "sh", "-c", ("exec " + command).c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
-  }
-  ~Background() {
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      int st = 0;
-      waitpid(pid_, &st, 0);
-    }
-  }
-  Background(const Background&) = delete;
-  Background& operator=(const Background&) = delete;
-
- private:
-  pid_t pid_ = -1;
-};
-
 TEST_F(CliWorld, PayPerViewBoughtOnTheHandsetForOwnStbAndAsAGift) {
   const auto start = std::to_string(std::time(nullptr) + 3600);
   const auto t = std::stoll(start);

@@ -1,0 +1,189 @@
+// End-to-end F4 with the real processes: `usher entitlement serve`, `usher billing serve`, the
+// STB's `usher stb link` and the handset's `usher wallet relay`, over ZeroMQ on loopback, with the
+// credit line and offers reaching the STB by EMM through a real headend pass. Then kill -9 at random
+// points of the relay, over and over: every purchase is charged exactly once and the STB and
+// billing agree.
+#include <gtest/gtest.h>
+
+#include <ctime>
+#include <random>
+#include <regex>
+#include <thread>
+
+#include "cli_process.h"
+#include "temp_dir.h"
+
+namespace usher {
+namespace {
+using testing::Background;
+using testing::run;
+using testing::usher;
+
+std::int64_t cents(const std::string& text, const std::string& after) {
+  // The first amount after `after`: "... <after> ... 12.50 EUR" -> 1250
+  const auto at = text.find(after);
+  if (at == std::string::npos) return -1;
+  std::smatch m;
+  const std::string rest = text.substr(at + after.size());
+  if (!std::regex_search(rest, m, std::regex(R"((\d+)\.(\d\d) EUR)"))) return -1;
+  return std::stoll(m[1]) * 100 + std::stoll(m[2]);
+}
+
+class SettlementE2e : public ::testing::Test {
+ protected:
+  static constexpr int kEvents = 60;
+
+  void SetUp() override {
+    const int base = 30000 + (getpid() % 3000) * 4;
+    engine = "tcp://127.0.0.1:" + std::to_string(base);
+    billing = "tcp://127.0.0.1:" + std::to_string(base + 1);
+    link = "tcp://127.0.0.1:" + std::to_string(base + 2);
+    must("streams generate --seconds 3 --out " + dir.file("source.ts"));
+    must("entitlement init --home " + ent());
+    must("entitlement service add --home " + ent() + " --id 1 --name Sport");
+    must("stb init --home " + stb() + " --id 1001 --operator " + ent() + "/operator.pub");
+    must("entitlement device add --home " + ent() + " --stb-file " + stb() + "/stb.pub --account alice");
+    must("entitlement credit --home " + ent() + " --stb 1001 --limit 20.00 --currency EUR");
+    // Events added after the credit line are offered to the STB one EMM each, as they come.
+    const auto start = std::time(nullptr) + 3600;
+    for (int e = 1; e <= kEvents; ++e) {
+      const auto price = "12." + std::to_string(10 + e % 90);
+      price_[e] = 1200 + 10 + e % 90;
+      must("entitlement event add --home " + ent() + " --id " + std::to_string(e) + " --service 1 --start " +
+           std::to_string(start + e * 7200) + " --duration 3600 --title Match" + std::to_string(e) + " --price " + price + " --currency EUR");
+    }
+    must("headend init --home " + dir.file("headend") + " --id 1 --operator " + ent() + "/operator.pub");
+    must("entitlement headend add --home " + ent() + " --file " + dir.file("headend") + "/headend.pub");
+    engine_proc = std::make_unique<Background>(usher("entitlement serve --home " + ent() + " --bind " + engine) + " 2>>" + dir.file("engine.log"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    must("headend run --engine " + engine + " --home " + dir.file("headend") + " --in " + dir.file("source.ts") + " --out " +
+         dir.file("air.ts") + " --crypto-period 1");
+    must("stb run --home " + stb() + " --in " + dir.file("air.ts") + " --out " + dir.file("watched.ts"));
+    must("billing init --home " + bil() + " --engine-home " + ent());
+    billing_proc = std::make_unique<Background>(usher("billing serve --home " + bil() + " --bind " + billing) + " 2>>" + dir.file("billing.log"));
+    link_proc = std::make_unique<Background>(usher("stb link --home " + stb() + " --bind " + link) + " 2>>" + dir.file("link.log"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    must("wallet init" + w() + " --account alice --currency EUR --engine " + engine + " --operator " + ent() + "/operator.pub");
+    must("wallet topup" + w() + " --amount 900.00");
+  }
+
+  std::string must(const std::string& args) {
+    auto r = run(usher(args));
+    EXPECT_EQ(r.status, 0) << "usher " << args << "\n" << r.output;
+    return r.output;
+  }
+  std::int64_t balance() { return cents(must("wallet balance" + w()), ": "); }
+  std::string ent() const { return dir.file("ent"); }
+  std::string stb() const { return dir.file("stb-1001"); }
+  std::string bil() const { return dir.file("billing"); }
+  std::string w() const { return " --home " + dir.file("wallet"); }
+  std::string relay() const { return "wallet relay" + w() + " --link " + link + " --billing " + billing; }
+
+  testing::TempDir dir;
+  std::string engine, billing, link;
+  std::map<int, std::int64_t> price_;
+  std::unique_ptr<Background> engine_proc, billing_proc, link_proc;
+};
+
+TEST_F(SettlementE2e, ImpulseBuysSettledThroughTheHandsetWithEverySettlementKind) {
+  const auto start_balance = balance();
+  ASSERT_EQ(start_balance, 90000);
+  auto bought = must("stb buy --home " + stb() + " --event 1");
+  EXPECT_NE(bought.find("on this STB's credit"), std::string::npos) << bought;
+  auto refused = run(usher("stb buy --home " + stb() + " --event 2"));
+  EXPECT_EQ(refused.status, 1);
+  EXPECT_NE(refused.output.find("credit limit 20.00 EUR reached"), std::string::npos) << refused.output;
+  EXPECT_NE(must("stb history --home " + stb()).find("1 purchase not yet collected, last relay never"), std::string::npos);
+
+  // Deferred: the handset relays, pays exactly the price, and the receipt frees the credit.
+  auto relayed = must(relay());
+  EXPECT_NE(relayed.find("1 purchase settled"), std::string::npos) << relayed;
+  EXPECT_EQ(cents(relayed, "paid "), price_[1]) << relayed;
+  EXPECT_EQ(balance(), start_balance - price_[1]);
+  auto twice = must(relay());  // nothing new: nothing charged
+  EXPECT_NE(twice.find("0 purchases settled"), std::string::npos) << twice;
+  EXPECT_EQ(balance(), start_balance - price_[1]);
+  EXPECT_NE(must("stb history --home " + stb()).find("0 purchases not yet collected, last relay on"), std::string::npos);
+  must("stb buy --home " + stb() + " --event 2");
+
+  // Prepayment: credit bought ahead, loaded into the STB, spent first.
+  auto prepaid = must("wallet prepay" + w() + " --stb 1001 --amount 15.00 --link " + link + " --billing " + billing);
+  EXPECT_NE(prepaid.find("loaded into the STB"), std::string::npos) << prepaid;
+  EXPECT_NE(must("stb buy --home " + stb() + " --event 3").find("from prepaid credit"), std::string::npos);
+  auto second = must(relay());
+  EXPECT_NE(second.find("2 purchases settled"), std::string::npos) << second;
+  EXPECT_EQ(cents(second, "paid "), price_[2]) << second;  // event 3 was prepaid
+  EXPECT_EQ(balance(), start_balance - price_[1] - price_[2] - 1500);
+
+  // Cash: bought on the handset and paid at once (F1), for the same STB.
+  must("wallet buy" + w() + " --event 4 --stb 1001 --link " + link);
+  EXPECT_EQ(balance(), start_balance - price_[1] - price_[2] - 1500 - price_[4]);
+
+  const auto statement = must("billing statement --home " + bil() + " --stb 1001");
+  for (const char* kind : {"deferred", "prepaid", "prepayment", "cash"}) EXPECT_NE(statement.find(kind), std::string::npos) << statement;
+  const auto total = price_[1] + price_[2] + 1500 + price_[4];
+  EXPECT_EQ(cents(statement, "Total"), total) << statement;
+  EXPECT_EQ(cents(must("billing statement --home " + bil() + " --account alice"), "Total"), total);
+  const auto csv = must("billing statement --home " + bil() + " --stb 1001 --csv");
+  EXPECT_NE(csv.find("time_utc,stb_id,kind,description"), std::string::npos) << csv;
+  EXPECT_NE(csv.find(",1001,deferred,Match1,1,1,"), std::string::npos) << csv;
+}
+
+TEST_F(SettlementE2e, KillNineAnywhereInTheRelayChargesEachPurchaseExactlyOnce) {
+  const auto start_balance = balance();
+  std::mt19937 rng(static_cast<unsigned>(std::time(nullptr)));
+  RecordProperty("seed", static_cast<int>(rng()));
+  std::int64_t bought = 0;
+  int next_event = 1;
+  const int trials = 50;
+  int killed[3] = {0, 0, 0};
+  int landed = 0;  // kills while the handset's relay round was still running
+  // Kills are spread over the length of one relay round, measured here.
+  const auto t0 = std::chrono::steady_clock::now();
+  must(relay());
+  const auto round_ms = std::max<long>(
+      5, static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count()));
+  RecordProperty("relay_round_ms", static_cast<int>(round_ms));
+  for (int trial = 0; trial < trials; ++trial) {
+    SCOPED_TRACE("trial " + std::to_string(trial));
+    // One purchase, sometimes none, within the credit line.
+    if (rng() % 4 != 0 && next_event <= kEvents) {
+      auto r = run(usher("stb buy --home " + stb() + " --event " + std::to_string(next_event)));
+      if (r.status == 0) bought += price_[next_event];
+      ++next_event;
+    }
+    Background handset(usher(relay()) + " >/dev/null 2>>" + dir.file("relay.log"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % static_cast<unsigned>(round_ms + round_ms / 4)));
+    const int victim = static_cast<int>(rng() % 3);
+    ++killed[victim];
+    landed += handset.running() ? 1 : 0;
+    if (victim == 0) {
+      handset.stop(SIGKILL);
+    } else {
+      auto& proc = victim == 1 ? *billing_proc : *link_proc;
+      proc.stop(SIGKILL);
+      proc.start();  // back at once: the handset's retries reach the new process
+      handset.wait();
+    }
+    // Afterwards a plain relay settles whatever is left, and the books agree to the cent.
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    auto r = run(usher(relay()));
+    ASSERT_EQ(r.status, 0) << r.output;
+    ASSERT_EQ(balance(), start_balance - bought);
+    auto history = must("stb history --home " + stb());
+    ASSERT_NE(history.find("0 purchases not yet collected"), std::string::npos) << history;
+  }
+  RecordProperty("kills_inside_a_round", landed);
+  std::printf("kill -9: handset %d, billing %d, STB %d times; %d inside a relay round of ~%ld ms\n", killed[0], killed[1], killed[2],
+              landed, round_ms);
+  EXPECT_GE(landed, trials / 2);
+  RecordProperty("handset_killed", killed[0]);
+  RecordProperty("billing_killed", killed[1]);
+  RecordProperty("stb_killed", killed[2]);
+  EXPECT_GT(next_event, 30);
+  const auto statement = must("billing statement --home " + bil() + " --stb 1001");
+  EXPECT_EQ(cents(statement, "Total"), bought) << statement;
+}
+
+}  // namespace
+}  // namespace usher

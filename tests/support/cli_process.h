@@ -1,0 +1,84 @@
+// Running the real `usher` binary from end-to-end tests: one-shot commands with their output, and
+// background services that can be stopped politely (SIGTERM) or killed (SIGKILL) and started again.
+#pragma once
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <string>
+
+namespace usher::testing {
+
+struct Run {
+  int status = -1;
+  std::string output;
+};
+
+// Runs a shell command; its exit status and what it wrote on stdout and stderr.
+inline Run run(const std::string& command) {
+  Run r;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return r;
+  std::array<char, 4096> buf{};
+  while (std::fgets(buf.data(), buf.size(), pipe) != nullptr) r.output += buf.data();
+  const int st = pclose(pipe);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+inline std::string usher(const std::string& args) { return std::string(USHER_BINARY) + " " + args; }
+
+class Background {
+ public:
+  explicit Background(std::string command) : command_(std::move(command)) { start(); }
+  ~Background() { stop(SIGTERM); }
+  Background(const Background&) = delete;
+  Background& operator=(const Background&) = delete;
+
+  void start() {
+    pid_ = fork();
+    if (pid_ == 0) {
+      setpgid(0, 0);
+      execl("/bin/sh", "sh", "-c", ("exec " + command_).c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+  }
+  // Stops it with `sig` and waits for it; returns its wait status.
+  int stop(int sig) {
+    int st = 0;
+    if (pid_ > 0) {
+      kill(pid_, sig);
+      waitpid(pid_, &st, 0);
+    }
+    pid_ = -1;
+    return st;
+  }
+  // Waits for it to end by itself; its exit code (-1 when killed).
+  int wait() {
+    if (pid_ <= 0) return exit_;
+    int st = 0;
+    waitpid(pid_, &st, 0);
+    pid_ = -1;
+    exit_ = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return exit_;
+  }
+  // True while it runs (reaps it when it has ended; wait() then returns -1).
+  bool running() {
+    if (pid_ <= 0) return false;
+    int st = 0;
+    if (waitpid(pid_, &st, WNOHANG) == 0) return true;
+    exit_ = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    pid_ = -1;
+    return false;
+  }
+
+ private:
+  std::string command_;
+  pid_t pid_ = -1;
+  int exit_ = -1;
+};
+
+}  // namespace usher::testing
