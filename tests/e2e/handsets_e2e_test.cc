@@ -1,0 +1,113 @@
+// 100 handsets relaying at the same time: 100 `usher wallet relay` processes against one real
+// `usher billing serve` and `usher entitlement serve`, each relaying its own STB's history from that
+// STB's local link (served on loopback from this test process). Every card is charged exactly its
+// STB's purchases, every STB ends settled, and billing's books agree.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <thread>
+
+#include "broadcast_fixture.h"
+#include "cli_process.h"
+#include "usher/billing/billing_store.h"
+#include "usher/core/clock.h"
+#include "usher/core/zmq.h"
+#include "usher/stb/local_link.h"
+#include "usher/wallet_bridge/wallet.h"
+
+namespace usher {
+namespace {
+using testing::Background;
+using testing::run;
+using testing::usher;
+
+constexpr int kHandsets = 100;
+const entitlement::Currency kEur{'E', 'U', 'R'};
+
+class LinkServer {
+ public:
+  explicit LinkServer(stb::SecureElement& se)
+      : link_(se), server_("tcp://127.0.0.1:*", [this](std::span<const std::uint8_t> r) { return link_.handle(r); }),
+        thread_([this] { server_.run(stop_); }) {}
+  ~LinkServer() {
+    stop_ = true;
+    thread_.join();
+  }
+  [[nodiscard]] std::string endpoint() const { return server_.endpoint(); }
+
+ private:
+  std::atomic<bool> stop_{false};
+  stb::LocalLink link_;
+  net::ReplyServer server_;
+  std::thread thread_;
+};
+
+TEST(ManyHandsets, HundredRelaysAtOnceEachChargedExactlyOnce) {
+  testing::BroadcastWorld world;
+  world.add_service(1);
+  const auto now = unix_now();
+  for (std::uint32_t e = 1; e <= 3; ++e) world.add_event(e, 1, now + e * 7200, 3600, 1000 + e * 25, "Fight " + std::to_string(e));
+  for (int i = 0; i < kHandsets; ++i) {
+    const auto id = static_cast<std::uint32_t>(5000 + i);
+    world.add_stb(id);
+    ASSERT_TRUE(world.store().set_credit(id, {10000, kEur}, now).ok());
+  }
+  const auto emms = world.store().emm_sections(0);
+  std::map<std::uint32_t, std::int64_t> owed;
+  for (int i = 0; i < kHandsets; ++i) {
+    const auto id = static_cast<std::uint32_t>(5000 + i);
+    auto& se = world.stb(id);
+    for (const auto& emm : emms) (void)se.apply_emm(emm);
+    for (std::uint32_t e = 1; e <= static_cast<std::uint32_t>(1 + i % 3); ++e) {
+      auto r = se.impulse_buy(e, now);
+      ASSERT_TRUE(r.ok()) << r.error().message;
+      owed[id] += r->price.minor;
+    }
+  }
+
+  const int base = 40000 + (getpid() % 3000) * 2;
+  const std::string engine = "tcp://127.0.0.1:" + std::to_string(base);
+  const std::string billing = "tcp://127.0.0.1:" + std::to_string(base + 1);
+  const auto ent = world.dir().file("operator");
+  const auto bil = world.dir().file("billing");
+  ASSERT_EQ(run(usher("billing init --home " + bil + " --engine-home " + ent)).status, 0);
+  Background engine_proc(usher("entitlement serve --home " + ent + " --bind " + engine) + " 2>" + world.dir().file("engine.log"));
+  Background billing_proc(usher("billing serve --home " + bil + " --bind " + billing) + " 2>" + world.dir().file("billing.log"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+
+  auto op = entitlement::OperatorPublicFile::read(ent + "/operator.pub").value();
+  std::vector<std::unique_ptr<LinkServer>> links;
+  for (int i = 0; i < kHandsets; ++i) {
+    links.push_back(std::make_unique<LinkServer>(world.stb(static_cast<std::uint32_t>(5000 + i))));
+    auto w = wallet::Wallet::init(world.dir().file("wallet-" + std::to_string(i)), "viewer" + std::to_string(i), kEur, engine, op);
+    ASSERT_TRUE(w.ok()) << w.error().message;
+    ASSERT_TRUE(w->top_up(5000, "test-visa").ok());
+  }
+
+  std::vector<std::unique_ptr<Background>> handsets;
+  for (int i = 0; i < kHandsets; ++i) {
+    handsets.push_back(std::make_unique<Background>(usher("wallet relay --home " + world.dir().file("wallet-" + std::to_string(i)) +
+                                                          " --link " + links[static_cast<std::size_t>(i)]->endpoint() + " --billing " +
+                                                          billing) +
+                                                    " >" + world.dir().file("relay-" + std::to_string(i) + ".log") + " 2>&1"));
+  }
+  int failed = 0;
+  for (auto& h : handsets) failed += h->wait() != 0 ? 1 : 0;
+  EXPECT_EQ(failed, 0);
+  links.clear();
+
+  auto books = billing::BillingStore::open(bil).value();
+  for (int i = 0; i < kHandsets; ++i) {
+    const auto id = static_cast<std::uint32_t>(5000 + i);
+    SCOPED_TRACE("STB " + std::to_string(id));
+    auto w = wallet::Wallet::open(world.dir().file("wallet-" + std::to_string(i))).value();
+    EXPECT_EQ(world.store().balance(w.card_id())->minor, 5000 - owed[id]);
+    EXPECT_EQ(world.reopen(id).settlement_status().unsettled_records, 0u);
+    EXPECT_EQ(books.settled_minor(id), owed[id]);
+  }
+  EXPECT_TRUE(world.store().balances_match_ledger());
+  EXPECT_EQ(world.store().ledger_check().first, 0);
+}
+
+}  // namespace
+}  // namespace usher
