@@ -1,0 +1,188 @@
+// Billing (flow F4):
+//  - history_signature_check: the baseline, records per second through verify_history alone
+//    (Ed25519 verification and the hash chain), the work no settlement can skip;
+//  - history_settled: records settled per second through BillingStore: open the sealed history,
+//    verify, price from the catalogue, quote, charge the card through the engine's ledger once,
+//    sign the receipt; SQLite WAL with synchronous=FULL in both the engine's and billing's files.
+//    100 records per relay (a month of impulse purchases is far fewer; this is the busy case);
+//  - relay_round_trip: one whole round as `usher wallet relay` runs it: the STB's link and billing
+//    on ZeroMQ loopback, collect, relay, pay, receipt back to the STB; against zmq_echo_round_trip,
+//    one empty ZeroMQ request/reply.
+#include <benchmark/benchmark.h>
+
+#include <atomic>
+#include <thread>
+
+#include "broadcast_fixture.h"
+#include "usher/billing/billing_service.h"
+#include "usher/billing/billing_store.h"
+#include "usher/core/zmq.h"
+#include "usher/stb/local_link.h"
+#include "usher/wallet_bridge/wallet.h"
+
+namespace {
+
+using namespace usher;
+const entitlement::Currency kEur{'E', 'U', 'R'};
+constexpr std::uint64_t kT0 = 4'000'000'000;
+constexpr int kRecordsPerRelay = 100;
+
+// An STB made of bare keys (registered with the operator like any other), so that a benchmark can
+// write histories of any length without buying through a secure element.
+struct SyntheticStb {
+  std::uint32_t stb_id = 0;
+  crypto::Ed25519KeyPair signing = crypto::Ed25519KeyPair::generate();
+  Key256 history_key;
+  entitlement::HistoryRecord last;
+
+  SyntheticStb(testing::BroadcastWorld& world, std::uint32_t id) : stb_id(id) {
+    auto x = crypto::X25519KeyPair::generate();
+    (void)world.store().register_stb({id, x.public_key, signing.public_key});
+    auto op = entitlement::OperatorPublicFile::read(world.dir().file("operator/operator.pub")).value();
+    history_key = entitlement::history_key(entitlement::derive_emm_key(x.private_key, op.x25519_public, op.ca_system_id, id).value());
+  }
+  std::vector<entitlement::HistoryRecord> next(int n) {
+    std::vector<entitlement::HistoryRecord> out;
+    for (int i = 0; i < n; ++i) {
+      entitlement::HistoryRecord r;
+      r.stb_id = stb_id;
+      r.sequence = last.sequence + 1;
+      r.previous = last.sequence == 0 ? crypto::Digest{} : last.hash();
+      r.time = kT0;
+      r.event_id = 7;
+      r.service_id = 1;
+      r.price = {1, kEur};
+      r.sign(signing.private_key);
+      out.push_back(r);
+      last = r;
+    }
+    return out;
+  }
+};
+
+struct Books {
+  testing::BroadcastWorld world;
+  crypto::Ed25519KeyPair handset = crypto::Ed25519KeyPair::generate();
+  std::uint64_t card = 0;
+  std::optional<billing::BillingStore> billing;
+  Books() {
+    world.add_service(1);
+    world.add_event(7, 1, kT0, 3600, 1, "Bench");
+    card = world.store().register_handset("bench", handset.public_key, kEur)->card_id;
+    entitlement::TestAcquirer acquirer;
+    for (int i = 0; i < 20; ++i) (void)world.store().top_up(card, 100'000, "visa", acquirer);
+    billing.emplace(billing::BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1).value());
+  }
+  entitlement::SpendAuthorization spend(const entitlement::Quote& q) {
+    entitlement::SpendAuthorization s;
+    s.card_id = card;
+    s.amount = q.amount;
+    s.payee = q.payee;
+    crypto::random_bytes(s.nonce);
+    s.sign(handset.private_key);
+    return s;
+  }
+};
+
+void set_records(benchmark::State& state, std::int64_t records) {
+  state.counters["records_per_s"] = benchmark::Counter(static_cast<double>(records), benchmark::Counter::kIsRate);
+}
+
+void BM_HistorySignatureCheck(benchmark::State& state) {
+  Books books;
+  SyntheticStb stb(books.world, 2001);
+  const auto records = stb.next(kRecordsPerRelay);
+  const auto pub = stb.signing.public_key;
+  for (auto _ : state) {
+    if (!entitlement::verify_history(records, pub, 0, {})) state.SkipWithError("chain does not verify");
+  }
+  set_records(state, static_cast<std::int64_t>(state.iterations()) * kRecordsPerRelay);
+}
+BENCHMARK(BM_HistorySignatureCheck)->Name("history_signature_check")->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_HistorySettled(benchmark::State& state) {
+  Books books;
+  SyntheticStb stb(books.world, 2001);
+  std::int64_t settled = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    const auto sealed = entitlement::seal_history(stb.next(kRecordsPerRelay), stb.stb_id, stb.history_key);
+    state.ResumeTiming();
+    auto reply = books.billing->relay(sealed, books.card, kT0);
+    if (!reply || !reply->has_quote) {
+      state.SkipWithError(reply ? "no quote" : reply.error().message.c_str());
+      break;
+    }
+    auto receipt = books.billing->pay(reply->quote.settlement_id, books.spend(reply->quote), kT0);
+    if (!receipt) {
+      state.SkipWithError(receipt.error().message.c_str());
+      break;
+    }
+    settled += static_cast<std::int64_t>(receipt->last_sequence - receipt->first_sequence + 1);
+  }
+  set_records(state, settled);
+}
+BENCHMARK(BM_HistorySettled)->Name("history_settled")->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_ZmqEcho(benchmark::State& state) {
+  net::ReplyServer server("tcp://127.0.0.1:*", [](std::span<const std::uint8_t> r) { return std::vector<std::uint8_t>(r.begin(), r.end()); });
+  std::atomic<bool> stop{false};
+  std::thread t([&] { server.run(stop); });
+  net::RequestClient client(server.endpoint());
+  const std::vector<std::uint8_t> ping(32, 1);
+  for (auto _ : state) {
+    if (!client.call(ping)) state.SkipWithError("no echo");
+  }
+  stop = true;
+  t.join();
+}
+BENCHMARK(BM_ZmqEcho)->Name("zmq_echo_round_trip")->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+void BM_RelayRoundTrip(benchmark::State& state) {
+  Books books;
+  const int rounds = 300;
+  auto& se = books.world.add_stb(1001);
+  // Events added after the credit line are offered to the STB one EMM each.
+  (void)books.world.store().set_credit(1001, {1'000'000, kEur}, kT0);
+  (void)books.world.store().batch([&] {
+    for (int e = 100; e < 100 + rounds + 10; ++e) books.world.add_event(static_cast<std::uint32_t>(e), 1, kT0 + 3600 * static_cast<std::uint64_t>(e), 3600, 1, "E");
+  });
+  for (const auto& emm : books.world.store().emm_sections(0)) (void)se.apply_emm(emm);
+  billing::BillingService service(*books.billing);
+  net::ReplyServer billing_server("tcp://127.0.0.1:*", [&](std::span<const std::uint8_t> r) { return service.handle(r); });
+  // The link serves its own connection to the STB's files, as `usher stb link` does.
+  auto link_se = stb::SecureElement::open(books.world.stb_home(1001)).value();
+  stb::LocalLink link(link_se);
+  net::ReplyServer link_server("tcp://127.0.0.1:*", [&](std::span<const std::uint8_t> r) { return link.handle(r); });
+  entitlement::TestAcquirer acquirer;
+  entitlement::EngineService engine(books.world.store(), acquirer);
+  net::ReplyServer engine_server("tcp://127.0.0.1:*", net::ReplyServer::BatchHandler([&](const auto& r) { return engine.handle_batch(r); }));
+  std::atomic<bool> stop{false};
+  std::thread t1([&] { billing_server.run(stop); });
+  std::thread t2([&] { link_server.run(stop); });
+  std::thread t3([&] { engine_server.run(stop); });
+  auto op = entitlement::OperatorPublicFile::read(books.world.dir().file("operator/operator.pub")).value();
+  auto w = wallet::Wallet::init(books.world.dir().file("wallet"), "bench", kEur, engine_server.endpoint(), op).value();
+  (void)w.top_up(100'000, "visa");
+  std::uint32_t event = 100;
+  for (auto _ : state) {
+    state.PauseTiming();
+    if (auto bought = se.impulse_buy(event++, kT0); !bought) {
+      state.SkipWithError(bought.error().message.c_str());
+      break;
+    }
+    state.ResumeTiming();
+    auto out = w.relay_history(link_server.endpoint(), billing_server.endpoint());
+    if (!out || out->records_settled != 1) {
+      state.SkipWithError(out ? "nothing settled" : out.error().message.c_str());
+      break;
+    }
+  }
+  stop = true;
+  t1.join();
+  t2.join();
+  t3.join();
+}
+BENCHMARK(BM_RelayRoundTrip)->Name("relay_round_trip")->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(200);
+
+}  // namespace
