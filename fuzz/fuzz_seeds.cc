@@ -6,7 +6,9 @@
 #include <string>
 
 #include "usher/entitlement/messages.h"
+#include "usher/billing/fias.h"
 #include "usher/entitlement/protocol.h"
+#include "usher/entitlement/settlement.h"
 #include "usher/streams/psi.h"
 
 namespace fs = std::filesystem;
@@ -97,5 +99,53 @@ int main(int argc, char** argv) {
   write(root / "fuzz_local_link", "acks", entitlement::encode_request(static_cast<entitlement::MessageType>(2), id, {}));
   write(engine, "buy", entitlement::encode_request(entitlement::MessageType::buy_ticket, id, entitlement::encode(buy)));
   write(root / "fuzz_sections", "pat", pat.serialize());
+
+  // Billing: a sealed history (of an STB billing does not know), a payment, a prepayment, a
+  // receipt and a room state.
+  entitlement::HistoryRecord rec;
+  rec.stb_id = 1001;
+  rec.sequence = 1;
+  rec.event_id = 7;
+  rec.service_id = 1;
+  rec.price = {1250, eur};
+  rec.sign(handset.private_key);
+  const auto sealed = entitlement::seal_history(std::vector{rec}, 1001, Key256{});
+  const auto bill = root / "fuzz_billing";
+  write(bill, "relay", entitlement::encode_request(static_cast<entitlement::MessageType>(entitlement::BillingMessage::relay), id,
+                                                   entitlement::encode(entitlement::RelayRequest{sealed, 1})));
+  write(bill, "report", entitlement::encode_request(static_cast<entitlement::MessageType>(entitlement::BillingMessage::room_report), id, sealed));
+  write(bill, "pay", entitlement::encode_request(static_cast<entitlement::MessageType>(entitlement::BillingMessage::pay), id,
+                                                 entitlement::encode(entitlement::PayRequest{1, buy.spend})));
+  write(bill, "prepay", entitlement::encode_request(static_cast<entitlement::MessageType>(entitlement::BillingMessage::prepay), id,
+                                                    entitlement::encode(entitlement::PrepayRequest{1001, {1500, eur}, 1})));
+  entitlement::Receipt receipt;
+  receipt.receipt_id = 1;
+  receipt.stb_id = 1001;
+  receipt.first_sequence = 1;
+  receipt.last_sequence = 1;
+  receipt.amount = {1250, eur};
+  receipt.sign(handset.private_key);
+  write(bill, "receipt", receipt.encode());
+  write(root / "fuzz_local_link", "receipt",
+        entitlement::encode_request(static_cast<entitlement::MessageType>(entitlement::LinkMessage::apply_receipt), id, receipt.encode()));
+  entitlement::RoomState room;
+  room.stb_id = 1001;
+  room.counter = 1;
+  room.stay_id = 3;
+  room.credit_limit = {5000, eur};
+  room.billing_endpoint = "tcp://127.0.0.1:7720";
+  room.sign(handset.private_key);
+  write(bill, "room", room.encode());
+  write(root / "fuzz_local_link", "room",
+        entitlement::encode_request(static_cast<entitlement::MessageType>(entitlement::LinkMessage::room_state), id, room.encode()));
+  std::string pms;
+  for (const auto& r : {billing::FiasRecord{"LS", {{"DA", "261124"}, {"TI", "101500"}}},
+                        billing::FiasRecord{"GI", {{"RN", "102"}, {"G#", "12345"}, {"GN", "Koehler, Andreas"}}},
+                        billing::FiasRecord{"PA", {{"AS", "OK"}, {"RN", "102"}, {"P#", "17"}}},
+                        billing::FiasRecord{"GO", {{"RN", "102"}, {"G#", "12345"}}}}) {
+    const auto f = r.frame();
+    pms.append(f.begin(), f.end());
+  }
+  write(root / "fuzz_pms", "session", {reinterpret_cast<const std::uint8_t*>(pms.data()), pms.size()});
   return 0;
 }
