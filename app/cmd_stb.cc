@@ -25,7 +25,7 @@ constexpr const char* kUsage = R"(usher stb: a set-top box
       Ends with a JSON line of counters on stderr.
   usher stb entitlements [--home DIR]
   usher stb tickets [--home DIR]
-  usher stb buy --event E [--home DIR]
+  usher stb buy E [--home DIR]       (or --event E)
       Impulse purchase with the remote: recorded in the STB's signed viewing history and allowed
       while the credit line (set by the operator) covers what is not yet settled.
   usher stb buy --event E --pay-by-handset [--valid 10m] [--home DIR]
@@ -133,7 +133,17 @@ int cmd_stb(const std::vector<std::string>& argv) {
   if (sub == "buy") {
     auto se = stb::SecureElement::open(home(a));
     if (!se) throw std::runtime_error(se.error().message);
-    const auto event = a.require_number("event");
+    // `usher stb buy 7` or `usher stb buy --event 7`.
+    std::int64_t event = 0;
+    if (!a.has("event") && a.positional().size() == 1) {
+      try {
+        event = std::stoll(a.positional()[0]);
+      } catch (const std::exception&) {
+        throw UsageError("not an event id: '" + a.positional()[0] + "'");
+      }
+    } else {
+      event = a.require_number("event");
+    }
     if (event <= 0 || event > 0xFFFF) throw UsageError("--event must be an event id from 1 to 65535");
     if (!a.has("pay-by-handset")) {
       auto rec = se->impulse_buy(static_cast<std::uint32_t>(event), unix_now());

@@ -1,0 +1,142 @@
+// End-to-end F6 with the real processes: `usher billing serve` with its PMS link to a PMS simulator
+// (FIAS-style records on loopback TCP), the room STB's `usher stb link` on the "hotel network",
+// `usher stb buy` reporting each purchase to billing, check-in from the PMS and from the front desk's
+// CLI, check-out by CLI and by the PMS, statements as text and CSV. Amounts to the cent.
+#include <gtest/gtest.h>
+
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "cli_process.h"
+#include "pms_simulator.h"
+#include "temp_dir.h"
+
+namespace usher {
+namespace {
+using testing::Background;
+using testing::run;
+using testing::usher;
+
+class HotelE2e : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const int base = 36000 + (getpid() % 3000) * 3;
+    engine = "tcp://127.0.0.1:" + std::to_string(base);
+    billing = "tcp://127.0.0.1:" + std::to_string(base + 1);
+    link = "tcp://127.0.0.1:" + std::to_string(base + 2);
+    must("streams generate --seconds 2 --out " + dir.file("source.ts"));
+    must("entitlement init --home " + ent());
+    must("entitlement service add --home " + ent() + " --id 1 --name Films");
+    must("stb init --home " + stb() + " --id 1003 --operator " + ent() + "/operator.pub");
+    must("entitlement device add --home " + ent() + " --stb-file " + stb() + "/stb.pub");
+    // A room STB has no credit line of its own (the guest's comes with the stay); it gets the offers.
+    must("entitlement credit --home " + ent() + " --stb 1003 --limit 0 --currency EUR");
+    const auto start = std::time(nullptr) + 3600;
+    for (int e = 1; e <= 4; ++e) {
+      must("entitlement event add --home " + ent() + " --id " + std::to_string(e) + " --service 1 --start " +
+           std::to_string(start + e * 7200) + " --duration 3600 --title Film" + std::to_string(e) + " --price 9.9" + std::to_string(e) +
+           " --currency EUR");
+    }
+    must("headend init --home " + dir.file("headend") + " --id 1 --operator " + ent() + "/operator.pub");
+    must("entitlement headend add --home " + ent() + " --file " + dir.file("headend") + "/headend.pub");
+    engine_proc = std::make_unique<Background>(usher("entitlement serve --home " + ent() + " --bind " + engine) + " 2>>" + dir.file("engine.log"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    must("headend run --engine " + engine + " --home " + dir.file("headend") + " --in " + dir.file("source.ts") + " --out " +
+         dir.file("air.ts") + " --crypto-period 1");
+    must("stb run --home " + stb() + " --in " + dir.file("air.ts") + " --out " + dir.file("watched.ts"));
+    must("billing init --home " + bil() + " --engine-home " + ent());
+    must("billing hotel config --home " + bil() + " --credit 50.00 --currency EUR");
+    link_proc = std::make_unique<Background>(usher("stb link --home " + stb() + " --bind " + link) + " 2>>" + dir.file("link.log"));
+    start_billing();
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  void start_billing() {
+    billing_proc = std::make_unique<Background>(usher("billing serve --home " + bil() + " --bind " + billing + " --sync 1s --pms 127.0.0.1:" +
+                                                      std::to_string(pms.port())) +
+                                                " 2>>" + dir.file("billing.log"));
+  }
+  std::string must(const std::string& args) {
+    auto r = run(usher(args));
+    EXPECT_EQ(r.status, 0) << "usher " << args << "\n" << r.output;
+    return r.output;
+  }
+  template <typename F>
+  bool eventually(F done) {
+    for (int i = 0; i < 200 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return done();
+  }
+  static std::string slurp(const std::string& path) {
+    std::ifstream f(path);
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str();
+  }
+  std::string ent() const { return dir.file("ent"); }
+  std::string stb() const { return dir.file("room-102"); }
+  std::string bil() const { return dir.file("billing"); }
+
+  testing::TempDir dir;
+  testing::PmsSimulator pms;
+  std::string engine, billing, link;
+  std::unique_ptr<Background> engine_proc, billing_proc, link_proc;
+};
+
+TEST_F(HotelE2e, GuestsInTurnAreBilledSeparatelyAndThePmsGetsEachChargeOnce) {
+  must("billing hotel room add --home " + bil() + " --room 102 --stb 1003 --link " + link);
+  auto vacant = run(usher("stb buy 1 --home " + stb()));
+  EXPECT_EQ(vacant.status, 1);
+  EXPECT_NE(vacant.output.find("this room is vacant"), std::string::npos) << vacant.output;
+
+  // Guest in from the PMS.
+  ASSERT_TRUE(eventually([&] { return pms.linked(); }));
+  pms.guest_in("102", "12345", "Koehler, Andreas");
+  ASSERT_TRUE(eventually([&] { return run(usher("billing hotel rooms --home " + bil())).output.find("stay 1") != std::string::npos; }));
+  auto first = must("stb buy 1 --home " + stb());
+  EXPECT_NE(first.find("on the room's bill"), std::string::npos) << first;
+  EXPECT_NE(first.find("posted to the guest's folio"), std::string::npos) << first;
+  // Billing down: the purchase waits in the STB's history and is collected at check-out.
+  billing_proc->stop(SIGKILL);
+  auto second = must("stb buy 2 --home " + stb());
+  EXPECT_NE(second.find("not reported yet"), std::string::npos) << second;
+  start_billing();
+
+  // Check-out at the front desk: folio with both, to the cent; room cleared.
+  auto out = must("billing hotel checkout --home " + bil() + " --room 102 --out " + dir.file("folios"));
+  EXPECT_NE(out.find("Koehler, Andreas"), std::string::npos) << out;
+  EXPECT_NE(out.find("19.83 EUR"), std::string::npos) << out;  // 9.91 + 9.92
+  EXPECT_NE(out.find("room STB cleared"), std::string::npos) << out;
+  const auto csv = slurp(dir.file("folios/folio-1.csv"));
+  EXPECT_NE(csv.find(",1003,folio,Film1,1,1,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find(",9.92,EUR"), std::string::npos) << csv;
+  EXPECT_NE(slurp(dir.file("folios/folio-1.txt")).find("Total"), std::string::npos);
+  auto history = must("stb history --home " + stb());
+  EXPECT_NE(history.find("vacant"), std::string::npos) << history;
+  EXPECT_EQ(history.find("event 1"), std::string::npos) << history;
+  EXPECT_EQ(must("stb tickets --home " + stb()), "");
+
+  // The second guest checks in at the desk and out through the PMS: a bill of their own.
+  must("billing hotel checkin --home " + bil() + " --room 102 --guest-id 777 --name \"Rossi, Maria\" --report-to " + billing);
+  must("stb buy 3 --home " + stb());
+  pms.guest_in("102", "777", "Rossi, Maria");  // the PMS knows her too (she is already in: ignored)
+  pms.guest_out("102", "777");
+  ASSERT_TRUE(eventually([&] { return run(usher("billing hotel rooms --home " + bil())).output.find("vacant") != std::string::npos; }));
+  auto folio2 = must("billing hotel folio --home " + bil() + " --stay 2");
+  EXPECT_NE(folio2.find("Rossi, Maria"), std::string::npos) << folio2;
+  EXPECT_NE(folio2.find("9.93 EUR"), std::string::npos) << folio2;
+  EXPECT_EQ(folio2.find("Film1"), std::string::npos) << folio2;
+  EXPECT_NE(must("billing hotel folio --home " + bil() + " --stay 1").find("19.83 EUR"), std::string::npos);
+
+  // The PMS has each charge once, with the amounts in minor units.
+  ASSERT_TRUE(eventually([&] { return pms.charges().size() == 3; }));
+  std::int64_t posted = 0;
+  for (const auto& [id, c] : pms.charges()) posted += c.amount_minor;
+  EXPECT_EQ(posted, 991 + 992 + 993);
+  auto postings = must("billing hotel postings --home " + bil());
+  EXPECT_EQ(postings.find("pending"), std::string::npos) << postings;
+}
+
+}  // namespace
+}  // namespace usher
