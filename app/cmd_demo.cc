@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "cli.h"
 #include "media_probe.h"
@@ -28,6 +29,12 @@ constexpr const char* kUsage = R"(usher demo: the broadcast path and pay-per-vie
       viewer's handset tops up its prepaid card, buys the event for STB 1002 and hands the ticket
       over the STB's local link; the headend takes its keys and schedule from the engine; during
       the event STB 1002 watches and STB 1001 (a subscriber without a ticket) does not.
+      Act 3, impulse purchase settled through the handset: STB 1001 has a credit line (by EMM);
+      the viewer buys with the remote until it is used up; the handset relays the STB's history
+      to the billing service, pays with its prepaid card and brings the receipt back, which frees
+      the credit; billing's statement for the STB.
+      Act 4, hotel: STB 1003 is room 102's; a guest checks in, buys a film on the room (the STB
+      reports it to billing), checks out: a folio statement, and the room STB is cleared.
       Files stay in DIR (default usher-data/demo, emptied first). Each step is printed as the
       command that runs it; their logs are in DIR/log.txt. The last line is a JSON summary.
 )";
@@ -38,16 +45,19 @@ std::string self_exe() {
   return ec ? "usher" : p.string();
 }
 
-// Runs `usher <args>` as a child process, its output appended to the log. Throws if it fails.
-void step(const std::string& log_path, const std::vector<std::string>& args) {
+struct StepResult {
+  bool ok = false;
+  std::string output;
+};
+
+// Runs `usher <args>` as a child process; its output goes to the log (and, with `show`, to the
+// screen, indented). Throws if it fails, unless `may_fail` (a refusal the demo means to show).
+StepResult step(const std::string& log_path, const std::vector<std::string>& args, bool show = false, bool may_fail = false) {
   std::string shown = "$ usher";
   for (const auto& a : args) shown += " " + (a.find(' ') != std::string::npos ? "'" + a + "'" : a);
   std::printf("%s\n", shown.c_str());
   std::fflush(stdout);
-  {
-    std::ofstream log(log_path, std::ios::app);
-    log << shown << "\n";
-  }
+  const std::string out_path = log_path + ".step";
   const std::string exe = self_exe();
   std::vector<std::string> all{exe};
   all.insert(all.end(), args.begin(), args.end());
@@ -56,17 +66,29 @@ void step(const std::string& log_path, const std::vector<std::string>& args) {
   cargv.push_back(nullptr);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_APPEND | O_CREAT, 0644);
-  posix_spawn_file_actions_addopen(&actions, 2, log_path.c_str(), O_WRONLY | O_APPEND | O_CREAT, 0644);
+  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_TRUNC | O_CREAT, 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
   pid_t pid = 0;
   const int rc = posix_spawn(&pid, exe.c_str(), &actions, nullptr, cargv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) throw std::runtime_error("cannot start " + exe);
   int status = 0;
   waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    throw std::runtime_error("step failed: " + shown + " (see " + log_path + ")");
+  StepResult r;
+  r.ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  {
+    std::ifstream in(out_path);
+    std::stringstream text;
+    text << in.rdbuf();
+    r.output = text.str();
   }
+  std::ofstream(log_path, std::ios::app) << shown << "\n" << r.output;
+  if (show) {
+    std::istringstream lines(r.output);
+    for (std::string line; std::getline(lines, line);) std::printf("    %s\n", line.c_str());
+  }
+  if (!r.ok && !may_fail) throw std::runtime_error("step failed: " + shown + " (see " + log_path + ")");
+  return r;
 }
 
 // A service started for the demo's second act, stopped (SIGTERM) when the demo ends.
@@ -158,9 +180,19 @@ int cmd_demo(const std::vector<std::string>& argv) {
   const std::string link1002 = "ipc://" + (dir / "stb-1002-link.sock").string();
   const std::string headend_home = (dir / "headend").string();
   const std::string wallet_home = (dir / "wallet-alice").string();
+  const std::string room_stb = (dir / "stb-1003").string();
   std::printf("\n-- pay-per-view --\n");
   step(log, {"entitlement", "event", "add", "--home", ent, "--id", "7", "--service", "1", "--start",
              std::to_string(event_start), "--duration", "2h", "--title", "Usher Cup Final", "--price", "12.50",
+             "--currency", "EUR"});
+  // For acts 3 and 4: a credit line for STB 1001, a room STB 1003 (offers only: its guest's credit
+  // comes with the stay), and a second event; the EMMs go out with the act 2 broadcast.
+  step(log, {"stb", "init", "--home", room_stb, "--id", "1003", "--operator", ent + "/operator.pub"});
+  step(log, {"entitlement", "device", "add", "--home", ent, "--stb-file", room_stb + "/stb.pub"});
+  step(log, {"entitlement", "credit", "--home", ent, "--stb", "1001", "--limit", "20.00", "--currency", "EUR"});
+  step(log, {"entitlement", "credit", "--home", ent, "--stb", "1003", "--limit", "0", "--currency", "EUR"});
+  step(log, {"entitlement", "event", "add", "--home", ent, "--id", "8", "--service", "1", "--start",
+             std::to_string(event_start + 3 * 3600), "--duration", "2h", "--title", "Usher Cup Replay", "--price", "9.90",
              "--currency", "EUR"});
   step(log, {"headend", "init", "--home", headend_home, "--id", "1", "--operator", ent + "/operator.pub"});
   step(log, {"entitlement", "headend", "add", "--home", ent, "--file", headend_home + "/headend.pub"});
@@ -176,6 +208,46 @@ int cmd_demo(const std::vector<std::string>& argv) {
   }
   step(log, {"stb", "run", "--home", (dir / "stb-1002").string(), "--in", ppv_scrambled, "--out", ppv1002});
   step(log, {"stb", "run", "--home", (dir / "stb-1001").string(), "--in", ppv_scrambled, "--out", ppv1001});
+  step(log, {"stb", "run", "--home", room_stb, "--in", ppv_scrambled, "--out", (dir / "ppv-stb-1003.ts").string()});
+
+  // Act 3: impulse purchases on STB 1001's credit, settled through the handset (F4).
+  std::printf("\n-- impulse purchase, settled through the handset --\n");
+  const std::string billing_home = (dir / "billing").string();
+  const std::string billing = "ipc://" + (dir / "billing.sock").string();
+  const std::string link1001 = "ipc://" + (dir / "stb-1001-link.sock").string();
+  const std::string link1003 = "ipc://" + (dir / "stb-1003-link.sock").string();
+  const std::string stb1001 = (dir / "stb-1001").string();
+  bool settlement_ok = false;
+  bool hotel_ok = false;
+  step(log, {"billing", "init", "--home", billing_home, "--engine-home", ent});
+  {
+    Background serve(log, {"entitlement", "serve", "--home", ent, "--bind", engine});
+    Background bill(log, {"billing", "serve", "--home", billing_home, "--bind", billing});
+    Background link(log, {"stb", "link", "--home", stb1001, "--bind", link1001});
+    Background room_link(log, {"stb", "link", "--home", room_stb, "--bind", link1003});
+    step(log, {"stb", "buy", "7", "--home", stb1001}, true);
+    const auto refused = step(log, {"stb", "buy", "8", "--home", stb1001}, true, true);
+    step(log, {"wallet", "topup", "--home", wallet_home, "--amount", "30.00"});
+    const auto relayed = step(log, {"wallet", "relay", "--home", wallet_home, "--link", link1001, "--billing", billing}, true);
+    const auto bought = step(log, {"stb", "buy", "8", "--home", stb1001}, true, true);
+    step(log, {"stb", "history", "--home", stb1001}, true);
+    step(log, {"billing", "statement", "--home", billing_home, "--stb", "1001"}, true);
+    settlement_ok = !refused.ok && relayed.output.find("1 purchase settled, paid 12.50 EUR") != std::string::npos && bought.ok;
+
+    // Act 4: a hotel room (F6).
+    std::printf("\n-- hotel --\n");
+    step(log, {"billing", "hotel", "config", "--home", billing_home, "--credit", "50.00", "--currency", "EUR"});
+    step(log, {"billing", "hotel", "room", "add", "--home", billing_home, "--room", "102", "--stb", "1003", "--link", link1003});
+    const auto vacant = step(log, {"stb", "buy", "7", "--home", room_stb}, true, true);
+    step(log, {"billing", "hotel", "checkin", "--home", billing_home, "--room", "102", "--guest-id", "12345", "--name",
+               "Koehler, Andreas", "--report-to", billing},
+         true);
+    step(log, {"stb", "buy", "7", "--home", room_stb}, true);
+    const auto out = step(log, {"billing", "hotel", "checkout", "--home", billing_home, "--room", "102"}, true);
+    const auto after = step(log, {"stb", "history", "--home", room_stb}, true);
+    hotel_ok = !vacant.ok && out.output.find("12.50 EUR") != std::string::npos && out.output.find("room STB cleared") != std::string::npos &&
+               after.output.find("vacant") != std::string::npos;
+  }
 
   struct Row {
     const char* name;
@@ -198,17 +270,22 @@ int cmd_demo(const std::vector<std::string>& argv) {
   const bool subscription_ok = all > 0 && rows[2].r.frames == all && rows[2].r.decode_errors == 0 && rows[1].r.frames < all &&
                                rows[3].r.frames < all;
   const bool ppv_ok = rows[5].r.frames == all && rows[5].r.decode_errors == 0 && rows[4].r.frames < all && rows[6].r.frames < all;
-  const bool ok = subscription_ok && ppv_ok;
-  std::printf("\n%s\n%s\n",
+  const bool ok = subscription_ok && ppv_ok && settlement_ok && hotel_ok;
+  std::printf("\n%s\n%s\n%s\n%s\n",
               subscription_ok ? "subscription: the subscribed STB decodes every frame; the scrambled stream and the other STB do not"
                               : "subscription: NOT as expected (see log.txt)",
               ppv_ok ? "pay-per-view: the STB with the ticket bought on the handset decodes every frame; the one without does not"
-                     : "pay-per-view: NOT as expected (see log.txt)");
+                     : "pay-per-view: NOT as expected (see log.txt)",
+              settlement_ok ? "impulse purchase: refused beyond the credit line, settled once through the handset, credit freed"
+                            : "impulse purchase: NOT as expected (see log.txt)",
+              hotel_ok ? "hotel: vacant room refused, the guest's purchase on the folio, room cleared at check-out"
+                       : "hotel: NOT as expected (see log.txt)");
   std::string json = "{\"dir\":\"" + json_escape(dir.string()) + "\"";
   for (const auto& row : rows) {
     json += ",\"" + std::string(row.name) + "\":{\"path\":\"" + json_escape(row.path) + "\",\"frames\":" +
             std::to_string(row.r.frames) + ",\"decode_errors\":" + std::to_string(row.r.decode_errors) + "}";
   }
+  json += std::string(",\"impulse_settled\":") + (settlement_ok ? "true" : "false") + ",\"hotel_folio\":" + (hotel_ok ? "true" : "false");
   json += std::string(",\"ok\":") + (ok ? "true" : "false") + "}";
   std::printf("%s\n", json.c_str());
   return ok ? 0 : 1;
