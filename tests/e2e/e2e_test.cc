@@ -188,14 +188,15 @@ TEST_F(CliWorld, PayPerViewBoughtOnTheHandsetForOwnStbAndAsAGift) {
   const auto t = std::stoll(start);
   must("entitlement event add --home " + ent() + " --id 7 --service 1 --start " + start +
        " --duration 60 --title Final --price 12.50 --currency EUR");
-  const int base = 20000 + (getpid() % 5000) * 3;
-  const std::string engine = "tcp://127.0.0.1:" + std::to_string(base);
-  const std::string link1001 = "tcp://127.0.0.1:" + std::to_string(base + 1);
-  const std::string link1002 = "tcp://127.0.0.1:" + std::to_string(base + 2);
+  const auto ports = testing::free_ports(3);
+  ASSERT_EQ(ports.size(), 3u);
+  const std::string engine = "tcp://127.0.0.1:" + std::to_string(ports[0]);
+  const std::string link1001 = "tcp://127.0.0.1:" + std::to_string(ports[1]);
+  const std::string link1002 = "tcp://127.0.0.1:" + std::to_string(ports[2]);
   Background serve(usher("entitlement serve --home " + ent() + " --bind " + engine) + " 2>" + dir.file("serve.log"));
   Background l1(usher("stb link --home " + dir.file("stb-1001") + " --bind " + link1001) + " 2>" + dir.file("l1.log"));
   Background l2(usher("stb link --home " + dir.file("stb-1002") + " --bind " + link1002) + " 2>" + dir.file("l2.log"));
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  for (auto port : ports) ASSERT_TRUE(testing::wait_listening(port));
   const std::string w = " --home " + dir.file("wallet");
   must("wallet init" + w + " --account alice --currency EUR --engine " + engine + " --operator " + ent() + "/operator.pub");
   EXPECT_NE(must("wallet card" + w).find("certificate verified"), std::string::npos);

@@ -65,15 +65,19 @@ TEST(ManyHandsets, HundredRelaysAtOnceEachChargedExactlyOnce) {
     }
   }
 
-  const int base = 40000 + (getpid() % 3000) * 2;
-  const std::string engine = "tcp://127.0.0.1:" + std::to_string(base);
-  const std::string billing = "tcp://127.0.0.1:" + std::to_string(base + 1);
+  const auto ports = testing::free_ports(2);
+  ASSERT_EQ(ports.size(), 2u);
+  const auto engine_port = ports[0];
+  const auto billing_port = ports[1];
+  const std::string engine = "tcp://127.0.0.1:" + std::to_string(engine_port);
+  const std::string billing = "tcp://127.0.0.1:" + std::to_string(billing_port);
   const auto ent = world.dir().file("operator");
   const auto bil = world.dir().file("billing");
   ASSERT_EQ(run(usher("billing init --home " + bil + " --engine-home " + ent)).status, 0);
   Background engine_proc(usher("entitlement serve --home " + ent + " --bind " + engine) + " 2>" + world.dir().file("engine.log"));
   Background billing_proc(usher("billing serve --home " + bil + " --bind " + billing) + " 2>" + world.dir().file("billing.log"));
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_TRUE(testing::wait_listening(engine_port));
+  ASSERT_TRUE(testing::wait_listening(billing_port));
 
   auto op = entitlement::OperatorPublicFile::read(ent + "/operator.pub").value();
   std::vector<std::unique_ptr<LinkServer>> links;

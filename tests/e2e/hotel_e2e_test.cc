@@ -23,10 +23,14 @@ using testing::usher;
 class HotelE2e : public ::testing::Test {
  protected:
   void SetUp() override {
-    const int base = 36000 + (getpid() % 3000) * 3;
-    engine = "tcp://127.0.0.1:" + std::to_string(base);
-    billing = "tcp://127.0.0.1:" + std::to_string(base + 1);
-    link = "tcp://127.0.0.1:" + std::to_string(base + 2);
+    const auto ports = testing::free_ports(3);
+    ASSERT_EQ(ports.size(), 3u);
+    engine_port = ports[0];
+    billing_port = ports[1];
+    link_port = ports[2];
+    engine = "tcp://127.0.0.1:" + std::to_string(engine_port);
+    billing = "tcp://127.0.0.1:" + std::to_string(billing_port);
+    link = "tcp://127.0.0.1:" + std::to_string(link_port);
     must("streams generate --seconds 2 --out " + dir.file("source.ts"));
     must("entitlement init --home " + ent());
     must("entitlement service add --home " + ent() + " --id 1 --name Films");
@@ -43,7 +47,7 @@ class HotelE2e : public ::testing::Test {
     must("headend init --home " + dir.file("headend") + " --id 1 --operator " + ent() + "/operator.pub");
     must("entitlement headend add --home " + ent() + " --file " + dir.file("headend") + "/headend.pub");
     engine_proc = std::make_unique<Background>(usher("entitlement serve --home " + ent() + " --bind " + engine) + " 2>>" + dir.file("engine.log"));
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ASSERT_TRUE(testing::wait_listening(engine_port));
     must("headend run --engine " + engine + " --home " + dir.file("headend") + " --in " + dir.file("source.ts") + " --out " +
          dir.file("air.ts") + " --crypto-period 1");
     must("stb run --home " + stb() + " --in " + dir.file("air.ts") + " --out " + dir.file("watched.ts"));
@@ -51,7 +55,8 @@ class HotelE2e : public ::testing::Test {
     must("billing hotel config --home " + bil() + " --credit 50.00 --currency EUR");
     link_proc = std::make_unique<Background>(usher("stb link --home " + stb() + " --bind " + link) + " 2>>" + dir.file("link.log"));
     start_billing();
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ASSERT_TRUE(testing::wait_listening(billing_port));
+    ASSERT_TRUE(testing::wait_listening(link_port));
   }
   void start_billing() {
     billing_proc = std::make_unique<Background>(usher("billing serve --home " + bil() + " --bind " + billing + " --sync 1s --pms 127.0.0.1:" +
@@ -80,6 +85,7 @@ class HotelE2e : public ::testing::Test {
 
   testing::TempDir dir;
   testing::PmsSimulator pms;
+  std::uint16_t engine_port = 0, billing_port = 0, link_port = 0;
   std::string engine, billing, link;
   std::unique_ptr<Background> engine_proc, billing_proc, link_proc;
 };
@@ -102,6 +108,7 @@ TEST_F(HotelE2e, GuestsInTurnAreBilledSeparatelyAndThePmsGetsEachChargeOnce) {
   auto second = must("stb buy 2 --home " + stb());
   EXPECT_NE(second.find("not reported yet"), std::string::npos) << second;
   start_billing();
+  ASSERT_TRUE(testing::wait_listening(billing_port));
 
   // Check-out at the front desk: folio with both, to the cent; room cleared.
   auto out = must("billing hotel checkout --home " + bil() + " --room 102 --out " + dir.file("folios"));

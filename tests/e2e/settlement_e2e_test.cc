@@ -34,10 +34,14 @@ class SettlementE2e : public ::testing::Test {
   static constexpr int kEvents = 60;
 
   void SetUp() override {
-    const int base = 30000 + (getpid() % 3000) * 4;
-    engine = "tcp://127.0.0.1:" + std::to_string(base);
-    billing = "tcp://127.0.0.1:" + std::to_string(base + 1);
-    link = "tcp://127.0.0.1:" + std::to_string(base + 2);
+    const auto ports = testing::free_ports(3);
+    ASSERT_EQ(ports.size(), 3u);
+    engine_port = ports[0];
+    billing_port = ports[1];
+    link_port = ports[2];
+    engine = "tcp://127.0.0.1:" + std::to_string(engine_port);
+    billing = "tcp://127.0.0.1:" + std::to_string(billing_port);
+    link = "tcp://127.0.0.1:" + std::to_string(link_port);
     must("streams generate --seconds 3 --out " + dir.file("source.ts"));
     must("entitlement init --home " + ent());
     must("entitlement service add --home " + ent() + " --id 1 --name Sport");
@@ -55,14 +59,15 @@ class SettlementE2e : public ::testing::Test {
     must("headend init --home " + dir.file("headend") + " --id 1 --operator " + ent() + "/operator.pub");
     must("entitlement headend add --home " + ent() + " --file " + dir.file("headend") + "/headend.pub");
     engine_proc = std::make_unique<Background>(usher("entitlement serve --home " + ent() + " --bind " + engine) + " 2>>" + dir.file("engine.log"));
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ASSERT_TRUE(testing::wait_listening(engine_port));
     must("headend run --engine " + engine + " --home " + dir.file("headend") + " --in " + dir.file("source.ts") + " --out " +
          dir.file("air.ts") + " --crypto-period 1");
     must("stb run --home " + stb() + " --in " + dir.file("air.ts") + " --out " + dir.file("watched.ts"));
     must("billing init --home " + bil() + " --engine-home " + ent());
     billing_proc = std::make_unique<Background>(usher("billing serve --home " + bil() + " --bind " + billing) + " 2>>" + dir.file("billing.log"));
     link_proc = std::make_unique<Background>(usher("stb link --home " + stb() + " --bind " + link) + " 2>>" + dir.file("link.log"));
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ASSERT_TRUE(testing::wait_listening(billing_port));
+    ASSERT_TRUE(testing::wait_listening(link_port));
     must("wallet init" + w() + " --account alice --currency EUR --engine " + engine + " --operator " + ent() + "/operator.pub");
     must("wallet topup" + w() + " --amount 900.00");
   }
@@ -80,6 +85,7 @@ class SettlementE2e : public ::testing::Test {
   std::string relay() const { return "wallet relay" + w() + " --link " + link + " --billing " + billing; }
 
   testing::TempDir dir;
+  std::uint16_t engine_port = 0, billing_port = 0, link_port = 0;
   std::string engine, billing, link;
   std::map<int, std::int64_t> price_;
   std::unique_ptr<Background> engine_proc, billing_proc, link_proc;

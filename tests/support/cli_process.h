@@ -7,8 +7,13 @@
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <string>
+#include <thread>
+#include <vector>
+
+#include "usher/core/tcp.h"
 
 namespace usher::testing {
 
@@ -30,6 +35,30 @@ inline Run run(const std::string& command) {
 }
 
 inline std::string usher(const std::string& args) { return std::string(USHER_BINARY) + " " + args; }
+
+// `n` different loopback TCP ports free right now (the kernel's picks), for services the test is
+// about to start.
+inline std::vector<std::uint16_t> free_ports(std::size_t n) {
+  std::vector<net::TcpListener> held;
+  std::vector<std::uint16_t> ports;
+  while (ports.size() < n) {
+    auto l = net::TcpListener::bind("127.0.0.1", 0);
+    if (!l) break;
+    ports.push_back(l->port());
+    held.push_back(std::move(l.value()));
+  }
+  return ports;
+}
+
+// Waits until something listens on `port` (a service started in the background is ready).
+inline bool wait_listening(std::uint16_t port, std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    if (net::TcpStream::connect("127.0.0.1", port, std::chrono::milliseconds(200))) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
 
 class Background {
  public:
