@@ -103,15 +103,6 @@ std::uint64_t parse_duration(const std::string& text) {
   return std::stoull(digits) * mult;
 }
 
-std::string format_utc(std::uint64_t t) {
-  const auto tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 std::uint64_t parse_time(const std::string& text) {
   if (text.rfind("now", 0) == 0) {
     std::uint64_t t = unix_now();

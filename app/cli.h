@@ -62,7 +62,7 @@ std::uint64_t parse_duration(const std::string& text);
 // SIGINT/SIGTERM set the flag that long-running services poll.
 void install_stop_handlers();
 const std::atomic<bool>& stop_requested();
-std::string format_utc(std::uint64_t t);
+using usher::format_utc;
 
 // Reads packets from `in`, passes them through `transform`, writes to `out` until the source ends.
 // `tick` runs about every second of wall time (progress, refreshes).

@@ -62,26 +62,17 @@ struct SyntheticStb {
 
 struct Books {
   testing::BroadcastWorld world;
-  crypto::Ed25519KeyPair handset = crypto::Ed25519KeyPair::generate();
+  std::optional<testing::TestCard> handset;
   std::uint64_t card = 0;
   std::optional<billing::BillingStore> billing;
   Books() {
     world.add_service(1);
     world.add_event(7, 1, kT0, 3600, 1, "Bench");
-    card = world.store().register_handset("bench", handset.public_key, kEur)->card_id;
-    entitlement::TestAcquirer acquirer;
-    for (int i = 0; i < 20; ++i) (void)world.store().top_up(card, 100'000, "visa", acquirer);
+    handset.emplace(world.store(), "bench", 2'000'000);
+    card = handset->card_id();
     billing.emplace(billing::BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1).value());
   }
-  entitlement::SpendAuthorization spend(const entitlement::Quote& q) {
-    entitlement::SpendAuthorization s;
-    s.card_id = card;
-    s.amount = q.amount;
-    s.payee = q.payee;
-    crypto::random_bytes(s.nonce);
-    s.sign(handset.private_key);
-    return s;
-  }
+  entitlement::SpendAuthorization spend(const entitlement::Quote& q) { return handset->spend(q.amount, q.payee); }
 };
 
 void set_records(benchmark::State& state, std::int64_t records) {

@@ -66,14 +66,7 @@ std::string csv_field(const std::string& s) {
   return out + "\"";
 }
 
-std::string utc(std::uint64_t t) {
-  const auto tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M UTC", &tm);
-  return buf;
-}
+constexpr const char* kStatementTime = "%Y-%m-%d %H:%M UTC";
 
 std::string amount_only(const Money& m) {
   auto s = entitlement::format_money(m);
@@ -87,7 +80,7 @@ std::string Statement::text() const {
   if (lines.empty()) out += "(nothing)\n";
   for (const auto& l : lines) {
     char buf[256];
-    std::snprintf(buf, sizeof(buf), "%-20s  STB %-6u  %-10s  %-28.28s  %14s\n", utc(l.time).c_str(), l.stb_id, l.kind.c_str(),
+    std::snprintf(buf, sizeof(buf), "%-20s  STB %-6u  %-10s  %-28.28s  %14s\n", format_utc(l.time, kStatementTime).c_str(), l.stb_id, l.kind.c_str(),
                   l.description.c_str(), entitlement::format_money(l.amount).c_str());
     out += buf;
   }
@@ -102,7 +95,7 @@ std::string Statement::text() const {
 std::string Statement::csv() const {
   std::string out = "time_utc,stb_id,kind,description,event_id,record,settlement,amount,currency\n";
   for (const auto& l : lines) {
-    out += csv_field(utc(l.time)) + "," + std::to_string(l.stb_id) + "," + l.kind + "," + csv_field(l.description) + "," +
+    out += csv_field(format_utc(l.time, kStatementTime)) + "," + std::to_string(l.stb_id) + "," + l.kind + "," + csv_field(l.description) + "," +
            std::to_string(l.event_id) + "," + std::to_string(l.sequence) + "," + std::to_string(l.settlement_id) + "," +
            amount_only(l.amount) + "," + entitlement::to_string(l.amount.currency) + "\n";
   }
@@ -873,8 +866,8 @@ Result<Statement> BillingStore::folio(std::uint64_t stay_id) {
   if (!stay_info) return stay_info.error();
   Statement s;
   s.title = "Folio " + std::to_string(stay_id) + ": " + stay_info->guest_name + " (guest " + stay_info->guest_id + "), room " +
-            stay_info->room + ", in " + utc(stay_info->checkin) +
-            (stay_info->checkout != 0 ? ", out " + utc(stay_info->checkout) : std::string(", checked in"));
+            stay_info->room + ", in " + format_utc(stay_info->checkin, kStatementTime) +
+            (stay_info->checkout != 0 ? ", out " + format_utc(stay_info->checkout, kStatementTime) : std::string(", checked in"));
   auto st = db_.prepare(std::string(kLineQuery) + "WHERE s.kind = 3 AND s.stay_id = ? ORDER BY r.time, r.sequence");
   st.bind(1, static_cast<std::int64_t>(stay_id));
   while (st.step()) s.lines.push_back(line_from(st));

@@ -12,18 +12,10 @@ namespace {
 constexpr std::uint8_t kStx = 0x02;
 constexpr std::uint8_t kEtx = 0x03;
 bool upper_or_digit(char c) { return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
-std::string strf(std::uint64_t t, const char* fmt) {
-  const auto tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[16];
-  std::strftime(buf, sizeof(buf), fmt, &tm);
-  return buf;
-}
 }  // namespace
 
-std::string fias_date(std::uint64_t t) { return strf(t, "%y%m%d"); }
-std::string fias_time(std::uint64_t t) { return strf(t, "%H%M%S"); }
+std::string fias_date(std::uint64_t t) { return format_utc(t, "%y%m%d"); }
+std::string fias_time(std::uint64_t t) { return format_utc(t, "%H%M%S"); }
 
 std::string FiasRecord::field(std::string_view id) const {
   for (const auto& [k, v] : fields) {

@@ -390,6 +390,7 @@ Status EntitlementStore::check_spend(const SpendAuthorization& spend, const Mone
   if (spend.payee != payee) {
     return make_error(Errc::invalid_argument, "authorization is for '" + spend.payee + "', not for this purchase");
   }
+  if (stb_id == 0) return ok_status();  // not for an STB (a settlement)
   // Scoped: a statement left open would hold a read snapshot into the caller's write transaction,
   // and SQLite then refuses the upgrade instead of waiting for the lock.
   auto stb = db_.prepare("SELECT 1 FROM stbs WHERE stb_id = ?");
@@ -398,18 +399,25 @@ Status EntitlementStore::check_spend(const SpendAuthorization& spend, const Mone
   return ok_status();
 }
 
-Result<Ticket> EntitlementStore::pay_and_issue(const SpendAuthorization& spend, Ticket draft, const char* kind) {
+Status EntitlementStore::claim_spend(const SpendAuthorization& spend) {
   // Called inside the purchase's IMMEDIATE transaction: purchases are serialised, so the balance
   // check and the debit cannot interleave with another purchase from the same card.
-  auto nonce = db_.prepare("INSERT OR IGNORE INTO spend_nonces VALUES (?, ?)");
-  nonce.bind(1, static_cast<std::int64_t>(spend.card_id)).bind(2, spend.nonce);
-  nonce.run();
+  {
+    auto nonce = db_.prepare("INSERT OR IGNORE INTO spend_nonces VALUES (?, ?)");
+    nonce.bind(1, static_cast<std::int64_t>(spend.card_id)).bind(2, spend.nonce);
+    nonce.run();
+  }
   if (db_.changes() == 0) return make_error(Errc::replayed, "spend authorization already used (nonce seen before)");
   auto bal = balance(spend.card_id);
   if (!bal) return bal.error();
   if (bal->minor < spend.amount.minor) {
     return make_error(Errc::not_entitled, "balance " + format_money(*bal) + " is less than the price " + format_money(spend.amount));
   }
+  return ok_status();
+}
+
+Result<Ticket> EntitlementStore::pay_and_issue(const SpendAuthorization& spend, Ticket draft, const char* kind) {
+  if (auto claimed = claim_spend(spend); !claimed) return claimed.error();
   auto ins = db_.prepare("INSERT INTO tickets (event_id, stb_id, card_id, status) VALUES (?, ?, ?, 'valid')");
   ins.bind(1, draft.event_id).bind(2, draft.stb_id).bind(3, static_cast<std::int64_t>(spend.card_id));
   ins.run();
@@ -608,28 +616,9 @@ BillingCertificate EntitlementStore::certify_billing(std::uint32_t billing_id, c
 }
 
 Result<Money> EntitlementStore::charge_settlement(const SpendAuthorization& spend, const Money& amount, const std::string& payee) {
-  auto c = card(spend.card_id);
-  if (!c) return c.error();
-  if (!spend.verify(c->handset_public)) {
-    return make_error(Errc::auth_failed, "spend authorization is not signed by the handset holding card " + std::to_string(spend.card_id));
-  }
-  if (spend.amount.currency != amount.currency || spend.amount.minor != amount.minor) {
-    return make_error(Errc::invalid_argument, "the amount due is " + format_money(amount) + ", the authorization is for " +
-                                                  format_money(spend.amount));
-  }
-  if (spend.payee != payee) return make_error(Errc::invalid_argument, "authorization is for '" + spend.payee + "', not for '" + payee + "'");
+  if (auto ok = check_spend(spend, amount, payee, 0); !ok) return ok.error();
   sql::Transaction tx(db_);
-  {
-    auto nonce = db_.prepare("INSERT OR IGNORE INTO spend_nonces VALUES (?, ?)");
-    nonce.bind(1, static_cast<std::int64_t>(spend.card_id)).bind(2, spend.nonce);
-    nonce.run();
-  }
-  if (db_.changes() == 0) return make_error(Errc::replayed, "spend authorization already used (nonce seen before)");
-  auto bal = balance(spend.card_id);
-  if (!bal) return bal.error();
-  if (bal->minor < amount.minor) {
-    return make_error(Errc::not_entitled, "balance " + format_money(*bal) + " is less than the " + format_money(amount) + " due");
-  }
+  if (auto claimed = claim_spend(spend); !claimed) return claimed.error();
   post(db_, "settlement", payee, card_account(spend.card_id), kSettlementAccount, amount);
   tx.commit();
   return balance(spend.card_id);

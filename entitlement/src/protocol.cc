@@ -94,10 +94,7 @@ Result<BuyTicketRequest> decode_buy_ticket(std::span<const std::uint8_t> body) {
   r.u32(q.event_id);
   r.u32(q.stb_id);
   if (!get_blob(r, spend) || !r.u64(q.deliver_at) || !finished(r)) return bad("buy_ticket");
-  auto s = SpendAuthorization::decode(spend);
-  if (!s) return s.error();
-  q.spend = std::move(s.value());
-  return q;
+  return with_spend(std::move(q), spend);
 }
 std::vector<std::uint8_t> encode(const BuyByCodeRequest& q) {
   ByteWriter w;
@@ -110,10 +107,7 @@ Result<BuyByCodeRequest> decode_buy_by_code(std::span<const std::uint8_t> body) 
   BuyByCodeRequest q;
   std::vector<std::uint8_t> spend;
   if (!get_text(r, q.code) || !get_blob(r, spend) || !finished(r)) return bad("buy_by_code");
-  auto s = SpendAuthorization::decode(spend);
-  if (!s) return s.error();
-  q.spend = std::move(s.value());
-  return q;
+  return with_spend(std::move(q), spend);
 }
 
 std::vector<std::uint8_t> encode(const BuyPassRequest& q) {
@@ -132,10 +126,7 @@ Result<BuyPassRequest> decode_buy_pass(std::span<const std::uint8_t> body) {
   r.u16(q.days);
   r.u32(q.stb_id);
   if (!get_blob(r, spend) || !finished(r)) return bad("buy_pass");
-  auto s = SpendAuthorization::decode(spend);
-  if (!s) return s.error();
-  q.spend = std::move(s.value());
-  return q;
+  return with_spend(std::move(q), spend);
 }
 std::vector<std::uint8_t> encode_money(const Money& m) {
   ByteWriter w;

@@ -235,10 +235,7 @@ Result<PayRequest> decode_pay_request(std::span<const std::uint8_t> body) {
   PayRequest q;
   std::vector<std::uint8_t> spend;
   if (!r.u64(q.settlement_id) || !get_blob(r, spend) || !finished(r)) return bad("pay");
-  auto s = SpendAuthorization::decode(spend);
-  if (!s) return s.error();
-  q.spend = std::move(s.value());
-  return q;
+  return with_spend(std::move(q), spend);
 }
 
 std::vector<std::uint8_t> encode(const PrepayRequest& q) {

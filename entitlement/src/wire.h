@@ -48,6 +48,15 @@ inline bool get_money(ByteReader& r, Money& m) {
   m = {static_cast<std::int64_t>(v), *cur};
   return true;
 }
+// Finishes decoding a request that carries a spend authorization as a blob: its own error when the
+// authorization does not decode.
+template <typename Request>
+Result<Request> with_spend(Request q, std::span<const std::uint8_t> spend) {
+  auto s = SpendAuthorization::decode(spend);
+  if (!s) return s.error();
+  q.spend = std::move(s.value());
+  return q;
+}
 inline Error bad(const char* what) { return make_error(Errc::malformed, std::string(what) + ": malformed body"); }
 inline bool finished(const ByteReader& r) { return !r.failed() && r.remaining() == 0; }
 

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "usher/core/crypto.h"
+#include "usher/core/clock.h"
 #include "usher/entitlement/history.h"
 #include "usher/entitlement/request_code.h"
 
@@ -14,14 +15,6 @@ namespace usher::stb {
 namespace fs = std::filesystem;
 
 namespace {
-std::string utc(std::uint64_t t) {
-  const auto tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S UTC", &tm);
-  return buf;
-}
 Secret<32> blob_secret(std::vector<std::uint8_t> b) {
   Secret<32> s;
   if (b.size() == 32) s = Secret<32>(std::span<const std::uint8_t, 32>(b.data(), 32));
@@ -690,8 +683,8 @@ Result<entitlement::EcmContent> SecureElement::open_ppv_ecm(std::span<const std:
   auto ecm = entitlement::decode_ecm(section, found->event_key);
   if (!ecm) return ecm.error();
   if (ecm->time_unix < found->ticket.valid_from || ecm->time_unix >= found->ticket.valid_until) {
-    return make_error(Errc::not_entitled, ev + ": ticket valid " + utc(found->ticket.valid_from) + " to " +
-                                              utc(found->ticket.valid_until) + ", broadcast time is " + utc(ecm->time_unix));
+    return make_error(Errc::not_entitled, ev + ": ticket valid " + format_utc(found->ticket.valid_from) + " to " +
+                                              format_utc(found->ticket.valid_until) + ", broadcast time is " + format_utc(ecm->time_unix));
   }
   return ecm;
 }
@@ -725,12 +718,12 @@ Result<entitlement::EcmContent> SecureElement::open_ecm(std::span<const std::uin
   auto ecm = entitlement::decode_ecm(section, h.key);
   if (!ecm) return ecm.error();
   if (ecm->time_unix < h.info.not_before) {
-    return make_error(Errc::not_entitled, svc + ": entitlement starts at " + utc(h.info.not_before) +
-                                              ", broadcast time is " + utc(ecm->time_unix));
+    return make_error(Errc::not_entitled, svc + ": entitlement starts at " + format_utc(h.info.not_before) +
+                                              ", broadcast time is " + format_utc(ecm->time_unix));
   }
   if (ecm->time_unix > h.info.not_after) {
-    return make_error(Errc::not_entitled, svc + ": entitlement ended at " + utc(h.info.not_after) +
-                                              ", broadcast time is " + utc(ecm->time_unix));
+    return make_error(Errc::not_entitled, svc + ": entitlement ended at " + format_utc(h.info.not_after) +
+                                              ", broadcast time is " + format_utc(ecm->time_unix));
   }
   return ecm;
 }

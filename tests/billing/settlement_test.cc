@@ -24,9 +24,8 @@ class SettlementTest : public ::testing::Test {
     auto b = BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1);
     ASSERT_TRUE(b.ok()) << b.error().message;
     billing.emplace(std::move(b.value()));
-    card = world.store().register_handset("alice", handset.public_key, kEur).value().card_id;
-    entitlement::TestAcquirer acquirer;
-    ASSERT_TRUE(world.store().top_up(card, 10000, "test-visa", acquirer).ok());
+    handset.emplace(world.store(), "alice", 10000);
+    card = handset->card_id();
   }
   void deliver_emms() {
     for (const auto& emm : world.store().emm_sections(0)) {
@@ -34,20 +33,12 @@ class SettlementTest : public ::testing::Test {
       (void)world.stb(1002).apply_emm(emm);
     }
   }
-  entitlement::SpendAuthorization spend_for(const entitlement::Quote& q) {
-    entitlement::SpendAuthorization s;
-    s.card_id = card;
-    s.amount = q.amount;
-    s.payee = q.payee;
-    crypto::random_bytes(s.nonce);
-    s.sign(handset.private_key);
-    return s;
-  }
+  entitlement::SpendAuthorization spend_for(const entitlement::Quote& q) { return handset->spend(q.amount, q.payee); }
   std::int64_t balance() { return world.store().balance(card).value().minor; }
 
   testing::BroadcastWorld world;
   std::optional<BillingStore> billing;
-  crypto::Ed25519KeyPair handset = crypto::Ed25519KeyPair::generate();
+  std::optional<testing::TestCard> handset;
   std::uint64_t card = 0;
 };
 
@@ -180,7 +171,7 @@ TEST_F(SettlementTest, RefusedPaymentsChargeNothingAndLeaveTheQuoteOpen) {
   auto q = billing->relay(se.sealed_unsettled_history(), card, kT0).value().quote;
   auto wrong = spend_for(q);
   wrong.amount.minor = 1;
-  wrong.sign(handset.private_key);
+  wrong.sign(handset->keys().private_key);
   EXPECT_EQ(billing->pay(q.settlement_id, wrong, kT0).error().code, Errc::invalid_argument);
   auto other = spend_for(q);
   other.sign(crypto::Ed25519KeyPair::generate().private_key);

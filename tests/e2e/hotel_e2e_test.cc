@@ -10,9 +10,8 @@
 #include <sstream>
 #include <thread>
 
-#include "cli_process.h"
+#include "operator_fixture.h"
 #include "pms_simulator.h"
-#include "temp_dir.h"
 
 namespace usher {
 namespace {
@@ -20,53 +19,25 @@ using testing::Background;
 using testing::run;
 using testing::usher;
 
-class HotelE2e : public ::testing::Test {
+class HotelE2e : public testing::OperatorFixture {
  protected:
+  static std::string price(int e) { return "9.9" + std::to_string(e); }
+
   void SetUp() override {
-    const auto ports = testing::free_ports(3);
-    ASSERT_EQ(ports.size(), 3u);
-    engine_port = ports[0];
-    billing_port = ports[1];
-    link_port = ports[2];
-    engine = "tcp://127.0.0.1:" + std::to_string(engine_port);
-    billing = "tcp://127.0.0.1:" + std::to_string(billing_port);
-    link = "tcp://127.0.0.1:" + std::to_string(link_port);
-    must("streams generate --seconds 2 --out " + dir.file("source.ts"));
-    must("entitlement init --home " + ent());
-    must("entitlement service add --home " + ent() + " --id 1 --name Films");
-    must("stb init --home " + stb() + " --id 1003 --operator " + ent() + "/operator.pub");
-    must("entitlement device add --home " + ent() + " --stb-file " + stb() + "/stb.pub");
     // A room STB has no credit line of its own (the guest's comes with the stay); it gets the offers.
-    must("entitlement credit --home " + ent() + " --stb 1003 --limit 0 --currency EUR");
-    const auto start = std::time(nullptr) + 3600;
-    for (int e = 1; e <= 4; ++e) {
-      must("entitlement event add --home " + ent() + " --id " + std::to_string(e) + " --service 1 --start " +
-           std::to_string(start + e * 7200) + " --duration 3600 --title Film" + std::to_string(e) + " --price 9.9" + std::to_string(e) +
-           " --currency EUR");
-    }
-    must("headend init --home " + dir.file("headend") + " --id 1 --operator " + ent() + "/operator.pub");
-    must("entitlement headend add --home " + ent() + " --file " + dir.file("headend") + "/headend.pub");
-    engine_proc = std::make_unique<Background>(usher("entitlement serve --home " + ent() + " --bind " + engine) + " 2>>" + dir.file("engine.log"));
-    ASSERT_TRUE(testing::wait_listening(engine_port));
-    must("headend run --engine " + engine + " --home " + dir.file("headend") + " --in " + dir.file("source.ts") + " --out " +
-         dir.file("air.ts") + " --crypto-period 1");
-    must("stb run --home " + stb() + " --in " + dir.file("air.ts") + " --out " + dir.file("watched.ts"));
-    must("billing init --home " + bil() + " --engine-home " + ent());
+    start({"1003", "", "0", 4, &price}, 2);
+    billing = endpoint(1);
+    link = endpoint(2);
     must("billing hotel config --home " + bil() + " --credit 50.00 --currency EUR");
     link_proc = std::make_unique<Background>(usher("stb link --home " + stb() + " --bind " + link) + " 2>>" + dir.file("link.log"));
     start_billing();
-    ASSERT_TRUE(testing::wait_listening(billing_port));
-    ASSERT_TRUE(testing::wait_listening(link_port));
+    ASSERT_TRUE(testing::wait_listening(ports[1]));
+    ASSERT_TRUE(testing::wait_listening(ports[2]));
   }
   void start_billing() {
     billing_proc = std::make_unique<Background>(usher("billing serve --home " + bil() + " --bind " + billing + " --sync 1s --pms 127.0.0.1:" +
                                                       std::to_string(pms.port())) +
                                                 " 2>>" + dir.file("billing.log"));
-  }
-  std::string must(const std::string& args) {
-    auto r = run(usher(args));
-    EXPECT_EQ(r.status, 0) << "usher " << args << "\n" << r.output;
-    return r.output;
   }
   template <typename F>
   bool eventually(F done) {
@@ -79,15 +50,9 @@ class HotelE2e : public ::testing::Test {
     s << f.rdbuf();
     return s.str();
   }
-  std::string ent() const { return dir.file("ent"); }
-  std::string stb() const { return dir.file("room-102"); }
-  std::string bil() const { return dir.file("billing"); }
-
-  testing::TempDir dir;
   testing::PmsSimulator pms;
-  std::uint16_t engine_port = 0, billing_port = 0, link_port = 0;
-  std::string engine, billing, link;
-  std::unique_ptr<Background> engine_proc, billing_proc, link_proc;
+  std::string billing, link;
+  std::unique_ptr<Background> billing_proc, link_proc;
 };
 
 TEST_F(HotelE2e, GuestsInTurnAreBilledSeparatelyAndThePmsGetsEachChargeOnce) {
@@ -108,7 +73,7 @@ TEST_F(HotelE2e, GuestsInTurnAreBilledSeparatelyAndThePmsGetsEachChargeOnce) {
   auto second = must("stb buy 2 --home " + stb());
   EXPECT_NE(second.find("not reported yet"), std::string::npos) << second;
   start_billing();
-  ASSERT_TRUE(testing::wait_listening(billing_port));
+  ASSERT_TRUE(testing::wait_listening(ports[1]));
 
   // Check-out at the front desk: folio with both, to the cent; room cleared.
   auto out = must("billing hotel checkout --home " + bil() + " --room 102 --out " + dir.file("folios"));
@@ -116,7 +81,7 @@ TEST_F(HotelE2e, GuestsInTurnAreBilledSeparatelyAndThePmsGetsEachChargeOnce) {
   EXPECT_NE(out.find("19.83 EUR"), std::string::npos) << out;  // 9.91 + 9.92
   EXPECT_NE(out.find("room STB cleared"), std::string::npos) << out;
   const auto csv = slurp(dir.file("folios/folio-1.csv"));
-  EXPECT_NE(csv.find(",1003,folio,Film1,1,1,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find(",1003,folio,Match1,1,1,"), std::string::npos) << csv;
   EXPECT_NE(csv.find(",9.92,EUR"), std::string::npos) << csv;
   EXPECT_NE(slurp(dir.file("folios/folio-1.txt")).find("Total"), std::string::npos);
   auto history = must("stb history --home " + stb());
@@ -133,7 +98,7 @@ TEST_F(HotelE2e, GuestsInTurnAreBilledSeparatelyAndThePmsGetsEachChargeOnce) {
   auto folio2 = must("billing hotel folio --home " + bil() + " --stay 2");
   EXPECT_NE(folio2.find("Rossi, Maria"), std::string::npos) << folio2;
   EXPECT_NE(folio2.find("9.93 EUR"), std::string::npos) << folio2;
-  EXPECT_EQ(folio2.find("Film1"), std::string::npos) << folio2;
+  EXPECT_EQ(folio2.find("Match1"), std::string::npos) << folio2;
   EXPECT_NE(must("billing hotel folio --home " + bil() + " --stay 1").find("19.83 EUR"), std::string::npos);
 
   // The PMS has each charge once, with the amounts in minor units.

@@ -10,8 +10,7 @@
 #include <regex>
 #include <thread>
 
-#include "cli_process.h"
-#include "temp_dir.h"
+#include "operator_fixture.h"
 
 namespace usher {
 namespace {
@@ -29,66 +28,31 @@ std::int64_t cents(const std::string& text, const std::string& after) {
   return std::stoll(m[1]) * 100 + std::stoll(m[2]);
 }
 
-class SettlementE2e : public ::testing::Test {
+class SettlementE2e : public testing::OperatorFixture {
  protected:
   static constexpr int kEvents = 60;
+  static std::string price(int e) { return "12." + std::to_string(10 + e % 90); }
 
   void SetUp() override {
-    const auto ports = testing::free_ports(3);
-    ASSERT_EQ(ports.size(), 3u);
-    engine_port = ports[0];
-    billing_port = ports[1];
-    link_port = ports[2];
-    engine = "tcp://127.0.0.1:" + std::to_string(engine_port);
-    billing = "tcp://127.0.0.1:" + std::to_string(billing_port);
-    link = "tcp://127.0.0.1:" + std::to_string(link_port);
-    must("streams generate --seconds 3 --out " + dir.file("source.ts"));
-    must("entitlement init --home " + ent());
-    must("entitlement service add --home " + ent() + " --id 1 --name Sport");
-    must("stb init --home " + stb() + " --id 1001 --operator " + ent() + "/operator.pub");
-    must("entitlement device add --home " + ent() + " --stb-file " + stb() + "/stb.pub --account alice");
-    must("entitlement credit --home " + ent() + " --stb 1001 --limit 20.00 --currency EUR");
-    // Events added after the credit line are offered to the STB one EMM each, as they come.
-    const auto start = std::time(nullptr) + 3600;
-    for (int e = 1; e <= kEvents; ++e) {
-      const auto price = "12." + std::to_string(10 + e % 90);
-      price_[e] = 1200 + 10 + e % 90;
-      must("entitlement event add --home " + ent() + " --id " + std::to_string(e) + " --service 1 --start " +
-           std::to_string(start + e * 7200) + " --duration 3600 --title Match" + std::to_string(e) + " --price " + price + " --currency EUR");
-    }
-    must("headend init --home " + dir.file("headend") + " --id 1 --operator " + ent() + "/operator.pub");
-    must("entitlement headend add --home " + ent() + " --file " + dir.file("headend") + "/headend.pub");
-    engine_proc = std::make_unique<Background>(usher("entitlement serve --home " + ent() + " --bind " + engine) + " 2>>" + dir.file("engine.log"));
-    ASSERT_TRUE(testing::wait_listening(engine_port));
-    must("headend run --engine " + engine + " --home " + dir.file("headend") + " --in " + dir.file("source.ts") + " --out " +
-         dir.file("air.ts") + " --crypto-period 1");
-    must("stb run --home " + stb() + " --in " + dir.file("air.ts") + " --out " + dir.file("watched.ts"));
-    must("billing init --home " + bil() + " --engine-home " + ent());
+    start({"1001", "alice", "20.00", kEvents, &price}, 2);
+    for (int e = 1; e <= kEvents; ++e) price_[e] = 1200 + 10 + e % 90;
+    billing = endpoint(1);
+    link = endpoint(2);
     billing_proc = std::make_unique<Background>(usher("billing serve --home " + bil() + " --bind " + billing) + " 2>>" + dir.file("billing.log"));
     link_proc = std::make_unique<Background>(usher("stb link --home " + stb() + " --bind " + link) + " 2>>" + dir.file("link.log"));
-    ASSERT_TRUE(testing::wait_listening(billing_port));
-    ASSERT_TRUE(testing::wait_listening(link_port));
+    ASSERT_TRUE(testing::wait_listening(ports[1]));
+    ASSERT_TRUE(testing::wait_listening(ports[2]));
     must("wallet init" + w() + " --account alice --currency EUR --engine " + engine + " --operator " + ent() + "/operator.pub");
     must("wallet topup" + w() + " --amount 900.00");
   }
 
-  std::string must(const std::string& args) {
-    auto r = run(usher(args));
-    EXPECT_EQ(r.status, 0) << "usher " << args << "\n" << r.output;
-    return r.output;
-  }
   std::int64_t balance() { return cents(must("wallet balance" + w()), ": "); }
-  std::string ent() const { return dir.file("ent"); }
-  std::string stb() const { return dir.file("stb-1001"); }
-  std::string bil() const { return dir.file("billing"); }
   std::string w() const { return " --home " + dir.file("wallet"); }
   std::string relay() const { return "wallet relay" + w() + " --link " + link + " --billing " + billing; }
 
-  testing::TempDir dir;
-  std::uint16_t engine_port = 0, billing_port = 0, link_port = 0;
-  std::string engine, billing, link;
+  std::string billing, link;
   std::map<int, std::int64_t> price_;
-  std::unique_ptr<Background> engine_proc, billing_proc, link_proc;
+  std::unique_ptr<Background> billing_proc, link_proc;
 };
 
 TEST_F(SettlementE2e, ImpulseBuysSettledThroughTheHandsetWithEverySettlementKind) {

@@ -2,6 +2,7 @@
 // the real entitlement store and secure elements (tests and benchmarks). Failures throw.
 #pragma once
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -12,6 +13,35 @@
 #include "usher/stb/secure_element.h"
 
 namespace usher::testing {
+
+// A handset's prepaid card registered straight in the engine's store and topped up through the test
+// acquirer; it signs spend authorizations as the wallet does.
+class TestCard {
+ public:
+  TestCard(entitlement::EntitlementStore& store, const std::string& account, std::int64_t top_up_minor) {
+    card_id_ = store.register_handset(account, keys_.public_key, {'E', 'U', 'R'}).value().card_id;
+    entitlement::TestAcquirer acquirer;
+    // The test acquirer approves at most 1000.00 a charge.
+    for (std::int64_t left = top_up_minor; left > 0; left -= 100'000) {
+      if (!store.top_up(card_id_, std::min<std::int64_t>(left, 100'000), "test-visa", acquirer)) throw std::runtime_error("top-up refused");
+    }
+  }
+  [[nodiscard]] std::uint64_t card_id() const { return card_id_; }
+  [[nodiscard]] const crypto::Ed25519KeyPair& keys() const { return keys_; }
+  [[nodiscard]] entitlement::SpendAuthorization spend(const entitlement::Money& amount, const std::string& payee) const {
+    entitlement::SpendAuthorization s;
+    s.card_id = card_id_;
+    s.amount = amount;
+    s.payee = payee;
+    crypto::random_bytes(s.nonce);
+    s.sign(keys_.private_key);
+    return s;
+  }
+
+ private:
+  crypto::Ed25519KeyPair keys_ = crypto::Ed25519KeyPair::generate();
+  std::uint64_t card_id_ = 0;
+};
 
 class BroadcastWorld {
  public:

@@ -292,6 +292,8 @@ class EntitlementStore {
   Result<Key256> emm_key_for(std::uint32_t stb_id);
   // Purchases: the checks before the transaction, then (inside it) nonce, balance, ticket, posting.
   Status check_spend(const SpendAuthorization& spend, const Money& price, const std::string& payee, std::uint32_t stb_id);
+  // Inside the transaction: uses up the spend's nonce and checks the balance covers it.
+  Status claim_spend(const SpendAuthorization& spend);
   Result<Ticket> pay_and_issue(const SpendAuthorization& spend, Ticket draft, const char* kind);
   Result<EmmOffer> offer_for(std::uint32_t event_id);
   std::map<std::uint32_t, Key256> emm_keys_;   // per STB: X25519 + HKDF done once
