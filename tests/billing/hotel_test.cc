@@ -6,10 +6,9 @@
 
 #include "broadcast_fixture.h"
 #include "pms_simulator.h"
+#include "stb_link_server.h"
 #include "usher/billing/fias.h"
 #include "usher/billing/hotel_desk.h"
-#include "usher/core/zmq.h"
-#include "usher/stb/local_link.h"
 
 namespace usher::billing {
 namespace {
@@ -17,26 +16,7 @@ namespace {
 constexpr std::uint64_t kT0 = 1'900'000'000;
 const entitlement::Currency kEur{'E', 'U', 'R'};
 
-// An STB's local link served from its own secure-element connection in a thread.
-class RoomStbLink {
- public:
-  explicit RoomStbLink(const std::string& stb_home, const std::string& bind = "tcp://127.0.0.1:*")
-      : se_(stb::SecureElement::open(stb_home).value()), link_(se_),
-        server_(bind, [this](std::span<const std::uint8_t> r) { return link_.handle(r); }),
-        thread_([this] { server_.run(stop_); }) {}
-  ~RoomStbLink() {
-    stop_ = true;
-    thread_.join();
-  }
-  [[nodiscard]] std::string endpoint() const { return server_.endpoint(); }
-
- private:
-  std::atomic<bool> stop_{false};
-  stb::SecureElement se_;
-  stb::LocalLink link_;
-  net::ReplyServer server_;
-  std::thread thread_;
-};
+using RoomStbLink = testing::StbLinkServer;
 
 class HotelTest : public ::testing::Test {
  protected:

@@ -9,10 +9,9 @@
 
 #include "broadcast_fixture.h"
 #include "cli_process.h"
+#include "stb_link_server.h"
 #include "usher/billing/billing_store.h"
 #include "usher/core/clock.h"
-#include "usher/core/zmq.h"
-#include "usher/stb/local_link.h"
 #include "usher/wallet_bridge/wallet.h"
 
 namespace usher {
@@ -23,24 +22,6 @@ using testing::usher;
 
 constexpr int kHandsets = 100;
 const entitlement::Currency kEur{'E', 'U', 'R'};
-
-class LinkServer {
- public:
-  explicit LinkServer(stb::SecureElement& se)
-      : link_(se), server_("tcp://127.0.0.1:*", [this](std::span<const std::uint8_t> r) { return link_.handle(r); }),
-        thread_([this] { server_.run(stop_); }) {}
-  ~LinkServer() {
-    stop_ = true;
-    thread_.join();
-  }
-  [[nodiscard]] std::string endpoint() const { return server_.endpoint(); }
-
- private:
-  std::atomic<bool> stop_{false};
-  stb::LocalLink link_;
-  net::ReplyServer server_;
-  std::thread thread_;
-};
 
 TEST(ManyHandsets, HundredRelaysAtOnceEachChargedExactlyOnce) {
   testing::BroadcastWorld world;
@@ -80,9 +61,9 @@ TEST(ManyHandsets, HundredRelaysAtOnceEachChargedExactlyOnce) {
   ASSERT_TRUE(testing::wait_listening(billing_port));
 
   auto op = entitlement::OperatorPublicFile::read(ent + "/operator.pub").value();
-  std::vector<std::unique_ptr<LinkServer>> links;
+  std::vector<std::unique_ptr<testing::StbLinkServer>> links;
   for (int i = 0; i < kHandsets; ++i) {
-    links.push_back(std::make_unique<LinkServer>(world.stb(static_cast<std::uint32_t>(5000 + i))));
+    links.push_back(std::make_unique<testing::StbLinkServer>(world.stb_home(static_cast<std::uint32_t>(5000 + i))));
     auto w = wallet::Wallet::init(world.dir().file("wallet-" + std::to_string(i)), "viewer" + std::to_string(i), kEur, engine, op);
     ASSERT_TRUE(w.ok()) << w.error().message;
     ASSERT_TRUE(w->top_up(5000, "test-visa").ok());
