@@ -228,7 +228,7 @@ int cmd_demo(const std::vector<std::string>& argv) {
     step(log, {"stb", "buy", "7", "--home", stb1001}, true);
     const auto refused = step(log, {"stb", "buy", "8", "--home", stb1001}, true, true);
     step(log, {"wallet", "topup", "--home", wallet_home, "--amount", "30.00"});
-    const auto relayed = step(log, {"wallet", "relay", "--home", wallet_home, "--link", link1001, "--billing", billing}, true);
+    const auto relayed = step(log, {"wallet", "relay", "--home", wallet_home, "--stb", "1001", "--link", link1001, "--billing", billing}, true);
     const auto bought = step(log, {"stb", "buy", "8", "--home", stb1001}, true, true);
     step(log, {"stb", "history", "--home", stb1001}, true);
     step(log, {"billing", "statement", "--home", billing_home, "--stb", "1001"}, true);

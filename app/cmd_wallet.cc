@@ -32,13 +32,14 @@ constexpr const char* kUsage = R"(usher wallet: a viewer's handset
       Pays for what an STB's request code asks (`usher stb buy --pay-by-handset`): shows the
       event and price, asks to confirm (or --yes), pays; the ticket goes to that STB.
   usher wallet tickets [--home DIR]
-  usher wallet relay --link ENDPOINT [--billing tcp://127.0.0.1:7720] [--home DIR]
-      F4: collects your STB's unsettled impulse purchases (sealed: the handset cannot read them),
+  usher wallet relay --stb S [--link ENDPOINT] [--billing tcp://127.0.0.1:7720] [--home DIR]
+      F4: collects STB S's unsettled impulse purchases (sealed: the handset cannot read them),
       relays them to billing, pays what billing asks with your prepaid card, and gives the signed
       receipt back to the STB, which frees its credit. Run it again after any failure: billing
-      charges once and hands back the same receipt.
+      charges once and hands back the same receipt. The STB's local link (`usher stb link`) is
+      remembered from the first --link given for S; --link alone relays whatever STB is there.
   usher wallet prepay --stb S --amount 20.00 [--link ENDPOINT] [--billing ENDPOINT] [--home DIR]
-      Prepayment: buys credit for STB S ahead of its purchases; loaded into S over --link (or at
+      Prepayment: buys credit for STB S ahead of its purchases; loaded into S over its link (or at
       your next relay).
   usher wallet receipts [--home DIR]
 
@@ -164,7 +165,16 @@ int cmd_wallet(const std::vector<std::string>& argv) {
     return 0;
   }
   if (sub == "relay") {
-    const auto out = need(w.relay_history(a.require("link"), a.get("billing", "tcp://127.0.0.1:7720")));
+    std::uint32_t stb = 0;
+    std::string link = a.get("link");
+    if (a.has("stb")) {
+      stb = static_cast<std::uint32_t>(a.require_number("stb"));
+      if (link.empty()) link = need(w.link_of(stb));
+    } else if (link.empty()) {
+      throw UsageError("say which STB: --stb S (its link remembered) or --link ENDPOINT");
+    }
+    const auto out = need(w.relay_history(link, a.get("billing", "tcp://127.0.0.1:7720"), stb));
+    if (stb != 0) need(w.remember_link(stb, link));
     for (const auto& rc : out.receipts) {
       std::printf("receipt %llu (%s): records %llu-%llu of STB %u, %s\n", static_cast<unsigned long long>(rc.receipt_id),
                   entitlement::to_string(rc.kind), static_cast<unsigned long long>(rc.first_sequence),
@@ -178,7 +188,13 @@ int cmd_wallet(const std::vector<std::string>& argv) {
   if (sub == "prepay") {
     const auto stb = static_cast<std::uint32_t>(a.require_number("stb"));
     const auto amount = need(entitlement::parse_amount(a.require("amount")));
-    const auto out = need(w.prepay(stb, amount, a.get("billing", "tcp://127.0.0.1:7720"), a.get("link", "")));
+    std::string link = a.get("link");
+    if (link.empty()) {
+      if (auto known = w.link_of(stb)) link = *known;
+    } else {
+      need(w.remember_link(stb, link));
+    }
+    const auto out = need(w.prepay(stb, amount, a.get("billing", "tcp://127.0.0.1:7720"), link));
     std::printf("prepaid %s for STB %u (receipt %llu)%s; card balance %s\n", entitlement::format_money(out.receipt.amount).c_str(), stb,
                 static_cast<unsigned long long>(out.receipt.receipt_id), out.delivered ? ", loaded into the STB" : ", to load at the next relay",
                 entitlement::format_money(need(w.balance())).c_str());

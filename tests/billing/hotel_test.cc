@@ -96,6 +96,24 @@ TEST_F(HotelTest, TwoGuestsInTurnGetTwoBillsAndTheRoomIsClearedBetween) {
   EXPECT_EQ(postings[2].guest_id, "777");
 }
 
+TEST_F(HotelTest, AGuestMayPayWithTheirOwnHandsetInstead) {
+  ASSERT_TRUE(desk->check_in("102", "12345", "Koehler, Andreas", kT0).ok());
+  ASSERT_TRUE(se().impulse_buy(1, kT0).ok());
+  // Before the room reports it, the guest's handset relays the room STB's history and pays.
+  testing::TestCard guest(world.store(), "guest-12345", 5000);
+  auto reply = billing->relay(se().sealed_unsettled_history(), guest.card_id(), kT0);
+  ASSERT_TRUE(reply.ok()) << reply.error().message;
+  ASSERT_TRUE(reply->has_quote);
+  auto rc = billing->pay(reply->quote.settlement_id, guest.spend(reply->quote.amount, reply->quote.payee), kT0);
+  ASSERT_TRUE(rc.ok()) << rc.error().message;
+  ASSERT_TRUE(se().apply_receipt(rc->encode(), kT0).ok());
+  EXPECT_EQ(world.store().balance(guest.card_id())->minor, 5000 - 1250);
+  auto out = desk->check_out("102", kT0, false);
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  EXPECT_TRUE(out->folio.lines.empty());  // nothing on the room's bill
+  EXPECT_TRUE(billing->pms_postings(false).empty());
+}
+
 TEST_F(HotelTest, CheckOutWaitsForAnUnreachableStbUnlessForced) {
   ASSERT_TRUE(desk->check_in("102", "12345", "Koehler, Andreas", kT0).ok());
   ASSERT_TRUE(se().impulse_buy(1, kT0).ok());

@@ -72,7 +72,7 @@ TEST(ManyHandsets, HundredRelaysAtOnceEachChargedExactlyOnce) {
   std::vector<std::unique_ptr<Background>> handsets;
   for (int i = 0; i < kHandsets; ++i) {
     handsets.push_back(std::make_unique<Background>(usher("wallet relay --home " + world.dir().file("wallet-" + std::to_string(i)) +
-                                                          " --link " + links[static_cast<std::size_t>(i)]->endpoint() + " --billing " +
+                                                          " --stb " + std::to_string(5000 + i) + " --link " + links[static_cast<std::size_t>(i)]->endpoint() + " --billing " +
                                                           billing) +
                                                     " >" + world.dir().file("relay-" + std::to_string(i) + ".log") + " 2>&1"));
   }

@@ -44,11 +44,14 @@ class SettlementE2e : public testing::OperatorFixture {
     ASSERT_TRUE(testing::wait_listening(ports[2]));
     must("wallet init" + w() + " --account alice --currency EUR --engine " + engine + " --operator " + ent() + "/operator.pub");
     must("wallet topup" + w() + " --amount 900.00");
+    // The first relay pairs the handset with the STB's link; later ones name the STB only.
+    EXPECT_NE(must("wallet relay" + w() + " --stb 1001 --link " + link + " --billing " + billing).find("0 purchases settled"),
+              std::string::npos);
   }
 
   std::int64_t balance() { return cents(must("wallet balance" + w()), ": "); }
   std::string w() const { return " --home " + dir.file("wallet"); }
-  std::string relay() const { return "wallet relay" + w() + " --link " + link + " --billing " + billing; }
+  std::string relay() const { return "wallet relay" + w() + " --stb 1001 --billing " + billing; }
 
   std::string billing, link;
   std::map<int, std::int64_t> price_;
@@ -70,6 +73,9 @@ TEST_F(SettlementE2e, ImpulseBuysSettledThroughTheHandsetWithEverySettlementKind
   EXPECT_NE(relayed.find("1 purchase settled"), std::string::npos) << relayed;
   EXPECT_EQ(cents(relayed, "paid "), price_[1]) << relayed;
   EXPECT_EQ(balance(), start_balance - price_[1]);
+  auto wrong = run(usher("wallet relay" + w() + " --stb 1002 --link " + link + " --billing " + billing));
+  EXPECT_EQ(wrong.status, 1);
+  EXPECT_NE(wrong.output.find("is STB 1001, not STB 1002"), std::string::npos) << wrong.output;
   auto twice = must(relay());  // nothing new: nothing charged
   EXPECT_NE(twice.find("0 purchases settled"), std::string::npos) << twice;
   EXPECT_EQ(balance(), start_balance - price_[1]);

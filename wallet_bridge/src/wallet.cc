@@ -135,6 +135,10 @@ void create_schema(sql::Database& db) {
       gift INTEGER NOT NULL,
       delivered INTEGER NOT NULL DEFAULT 0,
       deliver_at INTEGER NOT NULL DEFAULT 0);
+    -- The local links of the viewer's STBs (paired once).
+    CREATE TABLE IF NOT EXISTS stb_links (
+      stb_id INTEGER PRIMARY KEY,
+      link TEXT NOT NULL);
     -- Billing's receipts (F4 settlements, prepayments), kept until the STB has taken them.
     CREATE TABLE IF NOT EXISTS receipts (
       receipt_id INTEGER PRIMARY KEY,
@@ -444,7 +448,24 @@ Result<std::uint64_t> Wallet::deliver_receipts(net::RequestClient& link, std::ui
   return settled;
 }
 
-Result<RelayOutcome> Wallet::relay_history(const std::string& link_endpoint, const std::string& billing_endpoint) {
+Status Wallet::remember_link(std::uint32_t stb_id, const std::string& link_endpoint) {
+  auto st = db_.prepare("INSERT OR REPLACE INTO stb_links VALUES (?, ?)");
+  st.bind(1, stb_id).bind(2, link_endpoint);
+  st.run();
+  return ok_status();
+}
+
+Result<std::string> Wallet::link_of(std::uint32_t stb_id) {
+  auto st = db_.prepare("SELECT link FROM stb_links WHERE stb_id = ?");
+  st.bind(1, stb_id);
+  if (!st.step()) {
+    return make_error(Errc::not_found, "this handset has no link to STB " + std::to_string(stb_id) + " yet: give --link ENDPOINT once");
+  }
+  return st.column_text(0);
+}
+
+Result<RelayOutcome> Wallet::relay_history(const std::string& link_endpoint, const std::string& billing_endpoint,
+                                           std::uint32_t expected_stb) {
   net::RequestClient link(link_endpoint, kLinkOptions);
   BillingClient billing(billing_endpoint);
   RelayOutcome out;
@@ -454,6 +475,10 @@ Result<RelayOutcome> Wallet::relay_history(const std::string& link_endpoint, con
   if (!sealed) return make_error(sealed.error().code, "collecting the STB's history: " + sealed.error().message);
   auto stb = entitlement::sealed_history_stb(*sealed);
   if (!stb) return stb.error();
+  if (expected_stb != 0 && *stb != expected_stb) {
+    return make_error(Errc::invalid_argument, "the STB at " + link_endpoint + " is STB " + std::to_string(*stb) + ", not STB " +
+                                                  std::to_string(expected_stb));
+  }
   out.stb_id = *stb;
   // Receipts this wallet holds from an earlier round that did not reach the STB go first.
   auto earlier = deliver_receipts(link, *stb, out.receipts);

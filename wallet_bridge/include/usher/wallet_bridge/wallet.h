@@ -120,7 +120,12 @@ class Wallet {
   // read or change it), relays it to billing, pays what billing asks with the prepaid card, and
   // hands the signed receipt back to the STB, which frees its credit. Safe to run again after any
   // failure: billing charges once and hands back the same receipt.
-  Result<RelayOutcome> relay_history(const std::string& link_endpoint, const std::string& billing_endpoint);
+  // With `expected_stb`, refused unless the STB at that link is that one.
+  Result<RelayOutcome> relay_history(const std::string& link_endpoint, const std::string& billing_endpoint,
+                                     std::uint32_t expected_stb = 0);
+  // The local links of the viewer's STBs, remembered from the first time one is given (pairing).
+  Status remember_link(std::uint32_t stb_id, const std::string& link_endpoint);
+  Result<std::string> link_of(std::uint32_t stb_id);
   // [0269] prepayment: buys `amount_minor` of credit for STB `stb_id` from billing; the receipt is
   // loaded into the STB over `link_endpoint` now, or at the next relay when it is "" or away.
   Result<StoredReceipt> prepay(std::uint32_t stb_id, std::int64_t amount_minor, const std::string& billing_endpoint,
