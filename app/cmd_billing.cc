@@ -38,9 +38,9 @@ constexpr const char* kUsage = R"(usher billing: settles viewing histories and h
       Opens the guest's folio; the room STB may buy from now on and reports to --report-to.
   usher billing hotel checkout --room 102 [--force] [--out DIR] [--home DIR]
       Collects the room STB's last purchases, closes the folio, clears the STB's tickets and
-      history, prints the statement and writes DIR/folio-N.txt and .csv (DIR: HOME/folios).
+      history, prints the statement and writes DIR/folio-N.txt, .csv and .pdf (DIR: HOME/folios).
       Refused while the room STB does not answer, unless --force.
-  usher billing hotel folio --stay N [--csv] [--home DIR]
+  usher billing hotel folio --stay N [--csv | --pdf FILE] [--home DIR]
   usher billing hotel stays [--home DIR]
   usher billing hotel postings [--home DIR]
       Charges sent to the PMS: ok, pending (to send or resend) or refused (for the front desk).
@@ -104,12 +104,19 @@ int hotel(const std::string& what, const std::string& object, const Args& a) {
     const auto base = dir / ("folio-" + std::to_string(out.stay.stay_id));
     std::ofstream(base.string() + ".txt") << out.folio.text();
     std::ofstream(base.string() + ".csv") << out.folio.csv();
-    std::printf("folio %llu closed; statement in %s.txt and .csv; room STB %s\n", static_cast<unsigned long long>(out.stay.stay_id),
+    std::ofstream(base.string() + ".pdf", std::ios::binary) << out.folio.pdf();
+    std::printf("folio %llu closed; statement in %s.txt, .csv and .pdf; room STB %s\n", static_cast<unsigned long long>(out.stay.stay_id),
                 base.string().c_str(), out.stb_cleared ? "cleared" : "not answering: cleared when it does");
     return 0;
   }
   if (what == "folio") {
-    print_statement(need(store.folio(static_cast<std::uint64_t>(a.require_number("stay")))), a.has("csv"));
+    const auto folio = need(store.folio(static_cast<std::uint64_t>(a.require_number("stay"))));
+    if (a.has("pdf")) {
+      std::ofstream(a.get("pdf"), std::ios::binary) << folio.pdf();
+      std::printf("folio written to %s\n", a.get("pdf").c_str());
+    } else {
+      print_statement(folio, a.has("csv"));
+    }
     return 0;
   }
   if (what == "stays") {

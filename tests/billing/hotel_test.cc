@@ -72,6 +72,17 @@ TEST_F(HotelTest, TwoGuestsInTurnGetTwoBillsAndTheRoomIsClearedBetween) {
   EXPECT_EQ(out->folio.totals[0].minor, 2500);
   EXPECT_NE(out->folio.text().find("Koehler, Andreas"), std::string::npos);
   EXPECT_NE(out->folio.csv().find(",folio,Film 2,"), std::string::npos) << out->folio.csv();
+  // The PDF: a header, the lines as text, and a cross-reference table whose offsets point at the objects.
+  const auto pdf = out->folio.pdf();
+  EXPECT_EQ(pdf.rfind("%PDF-1.4\n", 0), 0u);
+  EXPECT_NE(pdf.find("(Total"), std::string::npos);
+  EXPECT_NE(pdf.find("Koehler, Andreas"), std::string::npos);
+  const auto xref = std::stoul(pdf.substr(pdf.rfind("startxref\n") + 10));
+  ASSERT_EQ(pdf.compare(xref, 5, "xref\n"), 0);
+  for (int obj = 1; obj <= 5; ++obj) {
+    const auto entry = pdf.substr(xref + 5 + 4 + 20 * static_cast<std::size_t>(obj), 10);  // "xref\n0 6\n" then 20-byte entries
+    EXPECT_EQ(pdf.compare(std::stoul(entry), std::to_string(obj).size() + 6, std::to_string(obj) + " 0 obj"), 0) << obj;
+  }
 
   // The next guest sees nothing of the last, and the vacant room cannot buy.
   world.reopen(1003);

@@ -45,6 +45,8 @@ struct Statement {
   std::vector<Money> totals;  // one per currency
   [[nodiscard]] std::string text() const;
   [[nodiscard]] std::string csv() const;
+  // The text statement as a one-page-per-60-lines PDF (PDF 1.4, Courier; the bytes of a file).
+  [[nodiscard]] std::string pdf() const;
 };
 
 struct Room {
