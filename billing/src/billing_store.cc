@@ -748,6 +748,11 @@ Result<std::vector<std::uint8_t>> BillingStore::room_state(const std::string& ro
   state.stay_id = r->stay_id;
   state.credit_limit = *limit;
   state.clear = clear;
+  // A clear the STB has not taken yet (it was away at check-out) still has to happen: the next
+  // guest must not see the last one's tickets.
+  if (auto pending = pending_room_state(room_name)) {
+    if (auto old = entitlement::RoomState::decode(*pending); old && old->clear) state.clear = true;
+  }
   state.billing_endpoint = billing_endpoint;
   state.certificate = certificate_;
   {

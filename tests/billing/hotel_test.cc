@@ -140,13 +140,22 @@ TEST_F(HotelTest, CheckOutWaitsForAnUnreachableStbUnlessForced) {
   // Back on the network: the purchases are collected as late charges on that folio, then the room is cleared.
   // Cut off, the STB still believes the guest is in: what it sells meanwhile is that guest's too.
   ASSERT_TRUE(se().impulse_buy(2, kT0).ok());
+  // The next guest checks in while the STB is still away.
+  auto next = desk->check_in("102", "777", "Rossi, Maria", kT0 + 5);
+  ASSERT_TRUE(next.ok()) << next.error().message;
+  EXPECT_FALSE(next->stb_told);
   link = std::make_unique<RoomStbLink>(world.stb_home(1003), endpoint);
   auto synced = desk->sync("102", kT0 + 10);
   ASSERT_TRUE(synced.ok()) << synced.error().message;
   EXPECT_EQ(billing->folio(forced->stay.stay_id)->totals.at(0).minor, 2500);
   EXPECT_FALSE(billing->room("102")->state_pending);
   world.reopen(1003);
-  EXPECT_TRUE(se().history().empty());
+  EXPECT_TRUE(se().history().empty());  // the first guest's purchases are gone from the room
+  EXPECT_TRUE(se().tickets().empty());
+  EXPECT_EQ(se().settlement_status().stay_id, next->stay.stay_id);
+  auto bought = se().impulse_buy(3, kT0 + 20);
+  ASSERT_TRUE(bought.ok()) << bought.error().message;
+  EXPECT_EQ(bought->stay_id, next->stay.stay_id);
 }
 
 TEST_F(HotelTest, PmsLinkChecksGuestsInAndOutAndPostsEachChargeOnce) {
