@@ -92,6 +92,16 @@ TEST_F(HotelE2e, GuestsInTurnAreBilledSeparatelyAndThePmsGetsEachChargeOnce) {
   // The second guest checks in at the desk and out through the PMS: a bill of their own.
   must("billing hotel checkin --home " + bil() + " --room 102 --guest-id 777 --name \"Rossi, Maria\" --report-to " + billing);
   must("stb buy 3 --home " + stb());
+  // She pays for another film with her own handset instead of the room (F3): not on the folio.
+  const std::string phone = " --home " + dir.file("phone-maria");
+  must("wallet init" + phone + " --account maria --currency EUR --engine " + engine + " --operator " + ent() + "/operator.pub");
+  must("wallet topup" + phone + " --amount 20.00");
+  const auto shown = must("stb buy 4 --pay-by-handset --home " + stb());
+  const auto at = shown.find("usher wallet approve ");
+  ASSERT_NE(at, std::string::npos) << shown;
+  auto paid = must("wallet approve" + phone + " " + shown.substr(at + 21, 29) + " --yes --link " + link);
+  EXPECT_NE(paid.find("9.94 EUR"), std::string::npos) << paid;
+  EXPECT_NE(must("wallet balance" + phone).find("10.06 EUR"), std::string::npos);
   pms.guest_in("102", "777", "Rossi, Maria");  // the PMS knows her too (she is already in: ignored)
   pms.guest_out("102", "777");
   ASSERT_TRUE(eventually([&] { return run(usher("billing hotel rooms --home " + bil())).output.find("vacant") != std::string::npos; }));
@@ -99,6 +109,7 @@ TEST_F(HotelE2e, GuestsInTurnAreBilledSeparatelyAndThePmsGetsEachChargeOnce) {
   EXPECT_NE(folio2.find("Rossi, Maria"), std::string::npos) << folio2;
   EXPECT_NE(folio2.find("9.93 EUR"), std::string::npos) << folio2;
   EXPECT_EQ(folio2.find("Match1"), std::string::npos) << folio2;
+  EXPECT_EQ(folio2.find("Match4"), std::string::npos) << folio2;  // paid with her handset
   EXPECT_NE(must("billing hotel folio --home " + bil() + " --stay 1").find("19.83 EUR"), std::string::npos);
 
   // The PMS has each charge once, with the amounts in minor units.
