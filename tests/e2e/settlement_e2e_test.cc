@@ -156,7 +156,7 @@ TEST_F(SettlementE2e, KillNineAnywhereInTheRelayChargesEachPurchaseExactlyOnce) 
   RecordProperty("handset_killed", killed[0]);
   RecordProperty("billing_killed", killed[1]);
   RecordProperty("stb_killed", killed[2]);
-  EXPECT_GT(next_event, 30);
+  EXPECT_GT(next_event, 20);  // about 37 purchases expected in 50 trials
   const auto statement = must("billing statement --home " + bil() + " --stb 1001");
   EXPECT_EQ(cents(statement, "Total"), bought) << statement;
 }
