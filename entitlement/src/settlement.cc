@@ -149,6 +149,7 @@ Result<RoomState> RoomState::decode(std::span<const std::uint8_t> bytes) {
   r.u64(s.stay_id);
   if (!get_money(r, s.credit_limit)) return make_error(Errc::malformed, "room state: bad credit limit");
   r.u8(clear);
+  if (clear > 1) return make_error(Errc::malformed, "room state: clear must be 0 or 1");  // one encoding per state
   s.clear = clear != 0;
   if (!get_text(r, s.billing_endpoint) || !get_certificate(r, s.certificate) || !finished(r)) {
     return make_error(Errc::malformed, "room state: wrong length");

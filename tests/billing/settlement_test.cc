@@ -227,3 +227,41 @@ TEST_F(SettlementTest, AHistoryAllPrepaidSettlesAtOnce) {
 
 }  // namespace
 }  // namespace usher::billing
+
+namespace usher::billing {
+namespace {
+
+// Found by fuzz_billing: a room state whose clear byte was neither 0 nor 1 decoded, and encoded back
+// differently. Each signed object has exactly one encoding.
+TEST(SignedObjects, RoundTripAndRefuseNonCanonicalBytes) {
+  auto key = crypto::Ed25519KeyPair::generate();
+  entitlement::RoomState state;
+  state.stb_id = 1003;
+  state.counter = 7;
+  state.stay_id = 2;
+  state.credit_limit = {5000, kEur};
+  state.billing_endpoint = "tcp://127.0.0.1:7720";
+  state.sign(key.private_key);
+  auto bytes = state.encode();
+  auto back = entitlement::RoomState::decode(bytes);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(back->encode(), bytes);
+  // version 1, stb 4, counter 8, stay 8, money 11: the clear byte is at offset 32.
+  bytes[32] = 10;
+  EXPECT_EQ(entitlement::RoomState::decode(bytes).error().code, Errc::malformed);
+
+  entitlement::Receipt rc;
+  rc.receipt_id = 9;
+  rc.stb_id = 1001;
+  rc.first_sequence = 3;
+  rc.last_sequence = 5;
+  rc.amount = {3750, kEur};
+  rc.sign(key.private_key);
+  const auto rc_bytes = rc.encode();
+  EXPECT_EQ(entitlement::Receipt::decode(rc_bytes)->encode(), rc_bytes);
+  rc.first_sequence = 6;  // first after last
+  EXPECT_EQ(entitlement::Receipt::decode(rc.encode()).error().code, Errc::malformed);
+}
+
+}  // namespace
+}  // namespace usher::billing
