@@ -1,0 +1,218 @@
+// Statements: what an account, an STB or a hotel stay was charged, as text, CSV and PDF.
+#include <algorithm>
+#include <cstdio>
+
+#include "columns.h"
+#include "usher/billing/billing_store.h"
+#include "usher/core/clock.h"
+
+namespace usher::billing {
+
+namespace {
+
+void add_total(std::vector<Money>& totals, const Money& m) {
+  for (auto& t : totals) {
+    if (t.currency == m.currency) {
+      t.minor += m.minor;
+      return;
+    }
+  }
+  totals.push_back(m);
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+constexpr const char* kStatementTime = "%Y-%m-%d %H:%M UTC";
+
+std::string amount_only(const Money& m) {
+  auto s = entitlement::format_money(m);
+  return s.substr(0, s.size() - 4);
+}
+
+}  // namespace
+
+std::string Statement::text() const {
+  std::string out = title + "\n" + std::string(title.size(), '=') + "\n";
+  if (lines.empty()) out += "(nothing)\n";
+  for (const auto& l : lines) {
+    char buf[256];
+    std::snprintf(buf, sizeof(buf), "%-20s  STB %-6u  %-10s  %-28.28s  %14s\n", format_utc(l.time, kStatementTime).c_str(), l.stb_id, l.kind.c_str(),
+                  l.description.c_str(), entitlement::format_money(l.amount).c_str());
+    out += buf;
+  }
+  for (const auto& t : totals) {
+    char buf[128];
+    std::snprintf(buf, sizeof(buf), "%-76s  %14s\n", "Total", entitlement::format_money(t).c_str());
+    out += buf;
+  }
+  return out;
+}
+
+std::string Statement::csv() const {
+  std::string out = "time_utc,stb_id,kind,description,event_id,record,settlement,amount,currency\n";
+  for (const auto& l : lines) {
+    out += csv_field(format_utc(l.time, kStatementTime)) + "," + std::to_string(l.stb_id) + "," + l.kind + "," + csv_field(l.description) + "," +
+           std::to_string(l.event_id) + "," + std::to_string(l.sequence) + "," + std::to_string(l.settlement_id) + "," +
+           amount_only(l.amount) + "," + entitlement::to_string(l.amount.currency) + "\n";
+  }
+  return out;
+}
+
+namespace {
+// PDF string literal: backslash, parentheses escaped; only printable ASCII kept (Courier, WinAnsi).
+std::string pdf_literal(const std::string& line) {
+  std::string out = "(";
+  for (unsigned char c : line) {
+    if (c == '\\' || c == '(' || c == ')') out += '\\';
+    out += (c >= 0x20 && c < 0x7F) ? static_cast<char>(c) : '?';
+  }
+  return out + ")";
+}
+}  // namespace
+
+std::string Statement::pdf() const {
+  std::vector<std::string> rows;
+  {
+    const auto t = text();
+    std::size_t start = 0;
+    while (start < t.size()) {
+      const auto end = t.find('\n', start);
+      rows.push_back(t.substr(start, end == std::string::npos ? std::string::npos : end - start));
+      if (end == std::string::npos) break;
+      start = end + 1;
+    }
+  }
+  constexpr std::size_t kLinesPerPage = 60;
+  const std::size_t pages = std::max<std::size_t>(1, (rows.size() + kLinesPerPage - 1) / kLinesPerPage);
+  // Objects: 1 catalog, 2 pages, 3 font, then per page a page object and its content stream.
+  std::vector<std::string> objects(3 + 2 * pages);
+  objects[0] = "<< /Type /Catalog /Pages 2 0 R >>";
+  std::string kids;
+  for (std::size_t p = 0; p < pages; ++p) kids += std::to_string(4 + 2 * p) + " 0 R ";
+  objects[1] = "<< /Type /Pages /Kids [" + kids + "] /Count " + std::to_string(pages) + " >>";
+  objects[2] = "<< /Type /Font /Subtype /Type1 /BaseFont /Courier /Encoding /WinAnsiEncoding >>";
+  for (std::size_t p = 0; p < pages; ++p) {
+    // A4 landscape, 8-point Courier: 110 columns fit the statement's lines.
+    std::string content = "BT /F1 8 Tf 10 TL 36 560 Td\n";
+    for (std::size_t i = p * kLinesPerPage; i < std::min(rows.size(), (p + 1) * kLinesPerPage); ++i) {
+      content += pdf_literal(rows[i]) + " Tj T*\n";
+    }
+    content += "ET";
+    objects[3 + 2 * p] = "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 842 595] /Resources << /Font << /F1 3 0 R >> >> /Contents " +
+                         std::to_string(5 + 2 * p) + " 0 R >>";
+    objects[4 + 2 * p] = "<< /Length " + std::to_string(content.size()) + " >>\nstream\n" + content + "\nendstream";
+  }
+  std::string out = "%PDF-1.4\n";
+  std::vector<std::size_t> offsets;
+  for (std::size_t i = 0; i < objects.size(); ++i) {
+    offsets.push_back(out.size());
+    out += std::to_string(i + 1) + " 0 obj\n" + objects[i] + "\nendobj\n";
+  }
+  const auto xref = out.size();
+  out += "xref\n0 " + std::to_string(objects.size() + 1) + "\n0000000000 65535 f \n";
+  for (auto off : offsets) {
+    char entry[32];
+    std::snprintf(entry, sizeof(entry), "%010zu 00000 n \n", off);
+    out += entry;
+  }
+  out += "trailer\n<< /Size " + std::to_string(objects.size() + 1) + " /Root 1 0 R >>\nstartxref\n" + std::to_string(xref) + "\n%%EOF\n";
+  return out;
+}
+
+namespace {
+constexpr const char* kLineQuery =
+    "SELECT r.time, r.stb_id, CASE WHEN r.payment = 1 THEN 'prepaid' WHEN s.kind = 3 THEN 'folio' ELSE 'deferred' END, r.title, "
+    "r.event_id, r.sequence, r.settlement_id, r.price_minor, r.currency FROM records r JOIN settlements s USING (settlement_id) ";
+StatementLine line_from(const sql::Statement& st) {
+  StatementLine l;
+  l.time = static_cast<std::uint64_t>(st.column_int(0));
+  l.stb_id = static_cast<std::uint32_t>(st.column_int(1));
+  l.kind = st.column_text(2);
+  l.description = st.column_text(3);
+  l.event_id = static_cast<std::uint32_t>(st.column_int(4));
+  l.sequence = static_cast<std::uint64_t>(st.column_int(5));
+  l.settlement_id = static_cast<std::uint64_t>(st.column_int(6));
+  l.amount = money_of(st, 7, 8);
+  return l;
+}
+void finish_statement(Statement& s) {
+  std::stable_sort(s.lines.begin(), s.lines.end(), [](const auto& a, const auto& b) { return a.time < b.time; });
+  for (const auto& l : s.lines) {
+    // Prepaid purchases were paid when the credit was bought: shown, not counted twice.
+    if (l.kind != "prepaid") add_total(s.totals, l.amount);
+  }
+}
+}  // namespace
+
+Result<Statement> BillingStore::stb_statement(std::uint32_t stb_id) {
+  Statement s;
+  s.title = "STB " + std::to_string(stb_id);
+  {
+    auto st = db_.prepare(std::string(kLineQuery) + "WHERE r.stb_id = ? ORDER BY r.sequence");
+    st.bind(1, stb_id);
+    while (st.step()) s.lines.push_back(line_from(st));
+  }
+  {
+    auto st = db_.prepare("SELECT paid, settlement_id, amount_minor, currency FROM settlements WHERE stb_id = ? AND kind = 2 AND state = 'paid'");
+    st.bind(1, stb_id);
+    while (st.step()) {
+      StatementLine l;
+      l.time = static_cast<std::uint64_t>(st.column_int(0));
+      l.stb_id = stb_id;
+      l.kind = "prepayment";
+      l.description = "credit loaded into the STB";
+      l.settlement_id = static_cast<std::uint64_t>(st.column_int(1));
+      l.amount = money_of(st, 2, 3);
+      s.lines.push_back(l);
+    }
+  }
+  for (const auto& t : engine_.tickets()) {
+    if (t.stb_id != stb_id) continue;
+    auto ev = engine_.event(t.event_id);
+    StatementLine l;
+    l.stb_id = stb_id;
+    l.kind = "cash";
+    l.event_id = t.event_id;
+    l.description = ev ? ev->title : "pass";
+    if (ev) l.amount = ev->price;
+    if (ev) l.time = ev->start;
+    if (ev) s.lines.push_back(l);
+  }
+  finish_statement(s);
+  return s;
+}
+
+Result<Statement> BillingStore::account_statement(const std::string& account) {
+  Statement s;
+  s.title = "Account " + account;
+  for (auto stb : engine_.account_stbs(account)) {
+    auto part = stb_statement(stb);
+    if (part) s.lines.insert(s.lines.end(), part->lines.begin(), part->lines.end());
+  }
+  finish_statement(s);
+  return s;
+}
+
+Result<Statement> BillingStore::folio(std::uint64_t stay_id) {
+  auto stay_info = stay(stay_id);
+  if (!stay_info) return stay_info.error();
+  Statement s;
+  s.title = "Folio " + std::to_string(stay_id) + ": " + stay_info->guest_name + " (guest " + stay_info->guest_id + "), room " +
+            stay_info->room + ", in " + format_utc(stay_info->checkin, kStatementTime) +
+            (stay_info->checkout != 0 ? ", out " + format_utc(stay_info->checkout, kStatementTime) : std::string(", checked in"));
+  auto st = db_.prepare(std::string(kLineQuery) + "WHERE s.kind = 3 AND s.stay_id = ? ORDER BY r.time, r.sequence");
+  st.bind(1, static_cast<std::int64_t>(stay_id));
+  while (st.step()) s.lines.push_back(line_from(st));
+  finish_statement(s);
+  return s;
+}
+
+}  // namespace usher::billing
