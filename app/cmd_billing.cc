@@ -42,8 +42,9 @@ constexpr const char* kUsage = R"(usher billing: settles viewing histories and h
       Refused while the room STB does not answer, unless --force.
   usher billing hotel folio --stay N [--csv | --pdf FILE] [--home DIR]
   usher billing hotel stays [--home DIR]
-  usher billing hotel postings [--home DIR]
-      Charges sent to the PMS: ok, pending (to send or resend) or refused (for the front desk).
+  usher billing hotel postings [--retry N] [--home DIR]
+      Charges sent to the PMS: ok, pending (to send or resend) or refused (for the front desk);
+      --retry N sends refused posting N again.
   usher billing pms --pms HOST:PORT [--report-to ENDPOINT] [--home DIR]
       The PMS link (FIAS-style records over TCP): guest in/out from the PMS become check-in and
       check-out; each folio charge is posted and resent until the PMS answers it.
@@ -128,6 +129,11 @@ int hotel(const std::string& what, const std::string& object, const Args& a) {
     return 0;
   }
   if (what == "postings") {
+    if (a.has("retry")) {
+      need(store.pms_retry(static_cast<std::uint64_t>(a.require_number("retry"))));
+      std::printf("posting %s will be sent to the PMS again\n", a.get("retry").c_str());
+      return 0;
+    }
     for (const auto& p : store.pms_postings(false)) {
       std::printf("posting %llu: room %s guest %s %s '%s' %s (%d attempt%s%s%s)\n", static_cast<unsigned long long>(p.posting_id),
                   p.room.c_str(), p.guest_id.c_str(), entitlement::format_money(p.amount).c_str(), p.description.c_str(), p.state.c_str(),

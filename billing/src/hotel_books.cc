@@ -246,4 +246,12 @@ void BillingStore::pms_answered(std::uint64_t posting_id, bool accepted, const s
   st.run();
 }
 
+Status BillingStore::pms_retry(std::uint64_t posting_id) {
+  auto st = db_.prepare("UPDATE pms_postings SET state = 'pending', attempts = 0 WHERE posting_id = ? AND state = 'refused'");
+  st.bind(1, static_cast<std::int64_t>(posting_id));
+  st.run();
+  if (db_.changes() == 0) return make_error(Errc::not_found, "no refused posting " + std::to_string(posting_id));
+  return ok_status();
+}
+
 }  // namespace usher::billing

@@ -174,17 +174,16 @@ Result<Statement> BillingStore::stb_statement(std::uint32_t stb_id) {
       s.lines.push_back(l);
     }
   }
-  for (const auto& t : engine_.tickets()) {
-    if (t.stb_id != stb_id) continue;
-    auto ev = engine_.event(t.event_id);
+  // Cash: tickets bought with a handset and paid at once (F1-F3, passes), and their refunds.
+  for (const auto& pay : engine_.ticket_payments(stb_id)) {
     StatementLine l;
+    l.time = pay.time;
     l.stb_id = stb_id;
-    l.kind = "cash";
-    l.event_id = t.event_id;
-    l.description = ev ? ev->title : "pass";
-    if (ev) l.amount = ev->price;
-    if (ev) l.time = ev->start;
-    if (ev) s.lines.push_back(l);
+    l.kind = pay.kind == "refund" ? "refund" : "cash";
+    l.event_id = pay.event_id;
+    l.description = pay.title.empty() ? "ticket " + std::to_string(pay.ticket_id) : pay.title;
+    l.amount = pay.amount;
+    s.lines.push_back(l);
   }
   finish_statement(s);
   return s;

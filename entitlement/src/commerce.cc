@@ -655,6 +655,31 @@ Status EntitlementStore::revoke_ticket(std::uint64_t ticket_id, bool refund) {
   return ok_status();
 }
 
+std::vector<EntitlementStore::TicketPayment> EntitlementStore::ticket_payments(std::uint32_t stb_id) {
+  std::vector<TicketPayment> out;
+  auto st = db_.prepare(
+      "SELECT t.ticket_id, j.kind, t.ticket, t.event_id, j.created, p.amount, p.currency FROM tickets t "
+      "JOIN journal j ON j.reference = 'ticket:' || t.ticket_id "
+      "JOIN postings p ON p.tx_id = j.tx_id AND p.account = 'card:' || t.card_id "
+      "WHERE t.stb_id = ? ORDER BY j.tx_id");
+  st.bind(1, stb_id);
+  while (st.step()) {
+    TicketPayment pay;
+    pay.ticket_id = static_cast<std::uint64_t>(st.column_int(0));
+    pay.kind = st.column_text(1);
+    if (!st.column_is_null(2)) {
+      if (auto t = Ticket::decode(st.column_blob(2)); t) pay.title = t->title;
+    }
+    pay.event_id = static_cast<std::uint32_t>(st.column_int(3));
+    pay.time = static_cast<std::uint64_t>(st.column_int(4));
+    const auto c = st.column_text(6);
+    // The card's posting is negative for a purchase: the statement shows what the viewer paid.
+    pay.amount = {-st.column_int(5), {c[0], c[1], c[2]}};
+    out.push_back(pay);
+  }
+  return out;
+}
+
 std::vector<EntitlementStore::TicketRecord> EntitlementStore::tickets() {
   std::vector<TicketRecord> out;
   auto st = db_.prepare("SELECT ticket_id, event_id, stb_id, card_id, status FROM tickets ORDER BY ticket_id");

@@ -203,6 +203,12 @@ TEST_F(HotelTest, PmsLinkChecksGuestsInAndOutAndPostsEachChargeOnce) {
   ASSERT_TRUE(wait_for([&] { return billing->pms_postings(true).empty(); }));
   EXPECT_EQ(billing->pms_postings(false)[2].state, "refused");
   EXPECT_EQ(pms.charges().size(), 2u);
+  // The front desk fixes it in the PMS and sends it again.
+  pms.accept_postings();
+  ASSERT_TRUE(billing->pms_retry(billing->pms_postings(false)[2].posting_id).ok());
+  EXPECT_EQ(billing->pms_retry(billing->pms_postings(false)[2].posting_id).error().code, Errc::not_found);
+  ASSERT_TRUE(wait_for([&] { return pms.charges().size() == 3; }));
+  ASSERT_TRUE(wait_for([&] { return billing->pms_postings(false)[2].state == "ok"; }));
 
   pms.guest_out("102", "12345");
   ASSERT_TRUE(wait_for([&] { return billing->room("102")->stay_id == 0; }));

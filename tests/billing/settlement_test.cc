@@ -212,6 +212,29 @@ TEST_F(SettlementTest, PrepaidCreditIsSpentFirstAndSettledWithoutACharge) {
   EXPECT_NE(statement.csv().find(",prepaid,Match 1,"), std::string::npos) << statement.csv();
 }
 
+TEST_F(SettlementTest, StatementsShowCashPurchasesPassesAndRefundsFromTheLedger) {
+  ASSERT_TRUE(world.store().set_stb_account(1001, "alice").ok());
+  ASSERT_TRUE(world.store().set_pass_price(1, {300, kEur}).ok());
+  auto ticket = world.store().buy_ticket(4, 1001, handset->spend({1250, kEur}, entitlement::payee_for(4, 1001)), kT0);
+  ASSERT_TRUE(ticket.ok()) << ticket.error().message;
+  auto pass = world.store().buy_pass(1, 2, 1001, handset->spend({600, kEur}, entitlement::pass_payee_for(1, 2, 1001)), kT0);
+  ASSERT_TRUE(pass.ok()) << pass.error().message;
+  ASSERT_TRUE(world.store().revoke_ticket(ticket->ticket.ticket_id, true).ok());
+  ASSERT_TRUE(world.stb(1001).impulse_buy(1, kT0).ok());
+  auto q = billing->relay(world.stb(1001).sealed_unsettled_history(), card, kT0).value().quote;
+  ASSERT_TRUE(billing->pay(q.settlement_id, spend_for(q), kT0).ok());
+
+  const auto statement = billing->account_statement("alice").value();
+  ASSERT_EQ(statement.lines.size(), 4u) << statement.text();
+  ASSERT_EQ(statement.totals.size(), 1u);
+  EXPECT_EQ(statement.totals[0].minor, 1250 + 600 - 1250 + 1250);  // ticket, pass, its refund, deferred
+  EXPECT_EQ(statement.totals[0].minor, 10000 - balance());         // exactly what left the card
+  const auto csv = statement.csv();
+  EXPECT_NE(csv.find(",cash,Match 4,4,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find(",cash,2-day pass,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find(",refund,Match 4,4,0,0,-12.50,EUR"), std::string::npos) << csv;
+}
+
 TEST_F(SettlementTest, AHistoryAllPrepaidSettlesAtOnce) {
   auto& se = world.stb(1002);
   auto quote = billing->prepay(1002, {1250, kEur}, card, kT0).value().quote;

@@ -34,6 +34,7 @@ class PmsSimulator {
   void guest_out(const std::string& room, const std::string& guest_id);
   void ignore_next_postings(int n) { ignore_ += n; }
   void refuse_next_postings(int n) { refuse_ += n; }
+  void accept_postings() { refuse_ = 0; }
   void drop_link() { drop_ = true; }
 
   // Charges posted, once each, by P#.

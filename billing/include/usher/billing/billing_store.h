@@ -31,7 +31,7 @@ using entitlement::Money;
 struct StatementLine {
   std::uint64_t time = 0;
   std::uint32_t stb_id = 0;
-  std::string kind;         // cash, deferred, prepayment, prepaid, folio
+  std::string kind;         // cash, refund, deferred, prepayment, prepaid, folio
   std::string description;  // event title or what was bought
   std::uint32_t event_id = 0;
   std::uint64_t sequence = 0;  // history record (0 when none)
@@ -130,6 +130,8 @@ class BillingStore {
   std::vector<PmsPosting> pms_postings(bool open_only);
   void pms_attempted(std::uint64_t posting_id);
   void pms_answered(std::uint64_t posting_id, bool accepted, const std::string& answer, bool final);
+  // The front desk sends a refused posting again (after fixing the guest's record in the PMS).
+  Status pms_retry(std::uint64_t posting_id);
 
   // Sums for checks: money charged to cards for settlements, and records settled per STB.
   std::int64_t settled_minor(std::uint32_t stb_id);

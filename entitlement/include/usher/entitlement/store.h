@@ -253,6 +253,17 @@ class EntitlementStore {
     std::uint64_t delivered = 0;  // when the STB stored it, by its signed ack (0 = not confirmed)
   };
   Result<TicketState> ticket_state(std::uint64_t ticket_id);
+  // Cash settlement ([0269]): what was paid for each ticket of an STB (a PPV event or a pass), and
+  // what was refunded, from the ledger, as the card saw it.
+  struct TicketPayment {
+    std::uint64_t ticket_id = 0;
+    std::string kind;        // "ppv", "pass" or "refund"
+    std::string title;       // the ticket's
+    std::uint32_t event_id = 0;
+    std::uint64_t time = 0;  // when the ledger recorded it
+    Money amount;            // paid (positive) or refunded (negative)
+  };
+  std::vector<TicketPayment> ticket_payments(std::uint32_t stb_id);
   // Records acks signed by the STBs that stored their tickets; returns the tickets now confirmed.
   // Acks that do not verify against the STB's key, or name a ticket of another STB, are ignored.
   Result<std::vector<std::uint64_t>> record_delivery_acks(const std::vector<DeliveryAck>& acks);
