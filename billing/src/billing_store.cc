@@ -150,13 +150,18 @@ Result<BillingStore> BillingStore::open(const std::string& home) {
   auto db = sql::Database::open(path, false);
   if (!db) return db.error();
   create_schema(*db);
-  auto st = db->prepare("SELECT engine_home, certificate FROM identity WHERE id = 1");
-  if (!st.step()) return make_error(Errc::storage, path + " has no billing identity");
-  auto engine = entitlement::EntitlementStore::open(st.column_text(0));
+  std::string engine_home;
+  std::vector<std::uint8_t> cert_bytes;
+  {
+    auto st = db->prepare("SELECT engine_home, certificate FROM identity WHERE id = 1");
+    if (!st.step()) return make_error(Errc::storage, path + " has no billing identity");
+    engine_home = st.column_text(0);
+    cert_bytes = st.column_blob(1);
+  }
+  auto engine = entitlement::EntitlementStore::open(engine_home);
   if (!engine) return engine.error();
-  auto cert = entitlement::BillingCertificate::decode(st.column_blob(1));
+  auto cert = entitlement::BillingCertificate::decode(cert_bytes);
   if (!cert) return cert.error();
-  st = db->prepare("SELECT 1");
   return BillingStore(std::move(*db), std::move(*engine), *cert);
 }
 
@@ -214,17 +219,18 @@ Result<BillingStore::Checked> BillingStore::check_history(std::span<const std::u
   std::size_t i = 0;
   // Records billing has settled already but the STB still holds as unsettled: its receipt was lost
   // on the way back. They must be the very records billing settled; their receipts go back again.
+  auto settled = db_.prepare("SELECT r.hash, s.receipt FROM records r JOIN settlements s USING (settlement_id) "
+                             "WHERE r.stb_id = ? AND r.sequence = ?");
   for (; i < opened->records.size() && opened->records[i].sequence <= cur.sequence; ++i) {
     const auto& r = opened->records[i];
-    auto st = db_.prepare("SELECT r.hash, s.receipt FROM records r JOIN settlements s USING (settlement_id) "
-                          "WHERE r.stb_id = ? AND r.sequence = ?");
-    st.bind(1, out.stb_id).bind(2, static_cast<std::int64_t>(r.sequence));
-    if (!st.step()) return make_error(Errc::stale, "history record " + std::to_string(r.sequence) + " of STB " + std::to_string(out.stb_id) +
+    settled.reset();
+    settled.bind(1, out.stb_id).bind(2, static_cast<std::int64_t>(r.sequence));
+    if (!settled.step()) return make_error(Errc::stale, "history record " + std::to_string(r.sequence) + " of STB " + std::to_string(out.stb_id) +
                                                        " was settled elsewhere or never seen: a replay or a reordering");
-    if (digest_of(st.column_blob(0)) != r.hash()) {
+    if (digest_of(settled.column_blob(0)) != r.hash()) {
       return make_error(Errc::auth_failed, "history record " + std::to_string(r.sequence) + " differs from the one billing settled");
     }
-    auto receipt = st.column_blob(1);
+    auto receipt = settled.column_blob(1);
     if (std::find(out.receipts.begin(), out.receipts.end(), receipt) == out.receipts.end()) out.receipts.push_back(std::move(receipt));
   }
   out.fresh.assign(opened->records.begin() + static_cast<std::ptrdiff_t>(i), opened->records.end());
@@ -267,7 +273,7 @@ Result<RelayReply> BillingStore::relay(std::span<const std::uint8_t> sealed, std
   const auto last_hash = last.hash();
   if (amount.minor == 0) {
     // All paid from prepaid credit: settled at once, nothing to charge.
-    auto rc = settle_records(SettlementKind::deferred, checked->stb_id, checked->fresh, {}, amount, card_id, 0, 0, now);
+    auto rc = settle_records(SettlementKind::deferred, checked->stb_id, checked->fresh, amount, card_id, 0, 0, now);
     if (!rc) return rc.error();
     tx.commit();
     reply.receipts.push_back(rc->encode());
@@ -304,12 +310,7 @@ Result<RelayReply> BillingStore::relay(std::span<const std::uint8_t> sealed, std
 
 Result<RelayReply> BillingStore::prepay(std::uint32_t stb_id, const Money& amount, std::uint64_t card_id, std::uint64_t now) {
   if (amount.minor <= 0) return make_error(Errc::invalid_argument, "a prepayment must be positive");
-  {
-    auto known = engine_.stbs();
-    if (std::none_of(known.begin(), known.end(), [&](const auto& s) { return s.stb_id == stb_id; })) {
-      return make_error(Errc::not_entitled, "no STB " + std::to_string(stb_id));
-    }
-  }
+  if (!engine_.has_stb(stb_id)) return make_error(Errc::not_entitled, "no STB " + std::to_string(stb_id));
   auto ins = db_.prepare("INSERT INTO settlements (kind, stb_id, first_sequence, last_sequence, last_hash, amount_minor, currency, "
                          "card_id, state, created) VALUES (2, ?, 0, 0, zeroblob(32), ?, ?, ?, 'quoted', ?)");
   ins.bind(1, stb_id).bind(2, amount.minor).bind(3, entitlement::to_string(amount.currency)).bind(4, static_cast<std::int64_t>(card_id))
@@ -366,13 +367,13 @@ Result<Receipt> BillingStore::finish(std::uint64_t settlement_id, std::uint64_t 
   std::vector<std::uint8_t> sealed;
   std::uint64_t first = 0;
   std::uint64_t last = 0;
-  std::uint64_t card_id = 0;
   {
-    auto st = db_.prepare("SELECT state, spend, amount_minor, currency, stb_id, kind, history, first_sequence, last_sequence, card_id, "
+    // The receipt names the card that paid (it may be another than the relaying handset's: a gift).
+    auto st = db_.prepare("SELECT state, spend, amount_minor, currency, stb_id, kind, history, first_sequence, last_sequence, "
                           "receipt FROM settlements WHERE settlement_id = ?");
     st.bind(1, static_cast<std::int64_t>(settlement_id));
     if (!st.step()) return make_error(Errc::not_found, "no settlement " + std::to_string(settlement_id));
-    if (st.column_text(0) == "paid") return Receipt::decode(st.column_blob(10));
+    if (st.column_text(0) == "paid") return Receipt::decode(st.column_blob(9));
     if (st.column_text(0) != "charging") return make_error(Errc::invalid_argument, "settlement " + std::to_string(settlement_id) + " is not being paid");
     auto s = entitlement::SpendAuthorization::decode(st.column_blob(1));
     if (!s) return s.error();
@@ -383,7 +384,6 @@ Result<Receipt> BillingStore::finish(std::uint64_t settlement_id, std::uint64_t 
     if (!st.column_is_null(6)) sealed = st.column_blob(6);
     first = static_cast<std::uint64_t>(st.column_int(7));
     last = static_cast<std::uint64_t>(st.column_int(8));
-    card_id = static_cast<std::uint64_t>(st.column_int(9));
   }
   // The charge, through the engine's ledger, once per settlement and spend.
   const auto rid = charge_request_id(settlement_id, spend);
@@ -402,10 +402,6 @@ Result<Receipt> BillingStore::finish(std::uint64_t settlement_id, std::uint64_t 
     }
     return charged.error();
   }
-  if (spend.card_id != card_id && card_id != 0) {
-    // Paid by another card than the relaying handset's: fine (a gift), but the receipt names the payer.
-    card_id = spend.card_id;
-  }
   sql::Transaction tx(db_);
   Result<Receipt> rc = make_error(Errc::storage, "settlement not finished");
   if (kind == SettlementKind::prepayment) {
@@ -420,14 +416,7 @@ Result<Receipt> BillingStore::finish(std::uint64_t settlement_id, std::uint64_t 
     r.stb_id = stb_id;
     r.amount = amount;
     r.card_id = spend.card_id;
-    r.issued = now;
-    r.certificate = certificate_;
-    r.sign(signing_private());
-    auto upd = db_.prepare("UPDATE settlements SET state = 'paid', receipt = ?, paid = ?, card_id = ? WHERE settlement_id = ?");
-    upd.bind(1, r.encode()).bind(2, static_cast<std::int64_t>(now)).bind(3, static_cast<std::int64_t>(spend.card_id))
-        .bind(4, static_cast<std::int64_t>(settlement_id));
-    upd.run();
-    rc = r;
+    rc = issue_receipt(r, now);
   } else {
     auto opened = engine_.open_sealed_history(sealed);
     if (!opened) return opened.error();
@@ -435,7 +424,7 @@ Result<Receipt> BillingStore::finish(std::uint64_t settlement_id, std::uint64_t 
     for (const auto& r : opened->records) {
       if (r.sequence >= first && r.sequence <= last) records.push_back(r);
     }
-    rc = settle_records(kind, stb_id, records, {}, amount, spend.card_id, 0, settlement_id, now);
+    rc = settle_records(kind, stb_id, records, amount, spend.card_id, 0, settlement_id, now);
   }
   if (!rc) return rc;
   tx.commit();
@@ -443,8 +432,8 @@ Result<Receipt> BillingStore::finish(std::uint64_t settlement_id, std::uint64_t 
 }
 
 Result<Receipt> BillingStore::settle_records(SettlementKind kind, std::uint32_t stb_id, const std::vector<HistoryRecord>& records,
-                                             const std::vector<Money>& /*prices*/, const Money& amount, std::uint64_t card_id,
-                                             std::uint64_t stay_id, std::uint64_t settlement_id, std::uint64_t now) {
+                                             const Money& amount, std::uint64_t card_id, std::uint64_t stay_id,
+                                             std::uint64_t settlement_id, std::uint64_t now) {
   // Called inside a transaction. The records follow the STB's cursor (checked by check_history).
   if (records.empty()) return make_error(Errc::invalid_argument, "nothing to settle");
   const auto& last = records.back();
@@ -461,13 +450,19 @@ Result<Receipt> BillingStore::settle_records(SettlementKind kind, std::uint32_t 
   }
   std::int64_t prepaid_used = 0;
   {
+    std::map<std::uint32_t, std::string> titles;  // a history is mostly a few events: one lookup each
+    auto title_of = [&](std::uint32_t event_id) -> const std::string& {
+      auto it = titles.find(event_id);
+      if (it != titles.end()) return it->second;
+      auto ev = engine_.event(event_id);
+      return titles.emplace(event_id, ev ? ev->title : "event " + std::to_string(event_id)).first->second;
+    };
     auto ins = db_.prepare("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     for (const auto& r : records) {
-      auto ev = engine_.event(r.event_id);
       const auto h = r.hash();
       ins.reset();
       ins.bind(1, stb_id).bind(2, static_cast<std::int64_t>(r.sequence)).bind(3, bytes_of(h)).bind(4, static_cast<std::int64_t>(r.time))
-          .bind(5, r.event_id).bind(6, ev ? ev->title : "event " + std::to_string(r.event_id)).bind(7, r.payment)
+          .bind(5, r.event_id).bind(6, title_of(r.event_id)).bind(7, r.payment)
           .bind(8, static_cast<std::int64_t>(r.stay_id)).bind(9, r.price.minor).bind(10, entitlement::to_string(r.price.currency))
           .bind(11, static_cast<std::int64_t>(settlement_id));
       ins.run();
@@ -501,14 +496,18 @@ Result<Receipt> BillingStore::settle_records(SettlementKind kind, std::uint32_t 
   r.amount = amount;
   r.card_id = card_id;
   r.stay_id = stay_id;
-  r.issued = now;
-  r.certificate = certificate_;
-  r.sign(signing_private());
+  return issue_receipt(r, now);
+}
+
+Receipt BillingStore::issue_receipt(Receipt draft, std::uint64_t now) {
+  draft.issued = now;
+  draft.certificate = certificate_;
+  draft.sign(signing_private());
   auto upd = db_.prepare("UPDATE settlements SET state = 'paid', receipt = ?, paid = ?, card_id = ? WHERE settlement_id = ?");
-  upd.bind(1, r.encode()).bind(2, static_cast<std::int64_t>(now)).bind(3, static_cast<std::int64_t>(card_id))
-      .bind(4, static_cast<std::int64_t>(settlement_id));
+  upd.bind(1, draft.encode()).bind(2, static_cast<std::int64_t>(now)).bind(3, static_cast<std::int64_t>(draft.card_id))
+      .bind(4, static_cast<std::int64_t>(draft.receipt_id));
   upd.run();
-  return r;
+  return draft;
 }
 
 std::size_t BillingStore::recover(std::uint64_t now) {

@@ -133,11 +133,7 @@ void PmsLink::on_record(const FiasRecord& r, net::TcpStream& s) {
       ++counters_.postings_accepted;
       next_try_ = {};
     } else {
-      int attempts = 0;
-      for (const auto& p : store_.pms_postings(false)) {
-        if (p.posting_id == in_flight_->posting_id) attempts = p.attempts;
-      }
-      const bool final = attempts >= options_.max_attempts;
+      const bool final = in_flight_->attempt >= options_.max_attempts;
       store_.pms_answered(in_flight_->posting_id, false, status + " " + r.field("CT"), final);
       if (final) ++counters_.postings_refused;
       log_.warn("PMS refused posting ", in_flight_->posting_id, " (", status, " ", r.field("CT"), ")", final ? ": left to the front desk" : ": will retry");
@@ -181,7 +177,7 @@ void PmsLink::run(const std::atomic<bool>& stop) {
           store_.pms_attempted(p.posting_id);
           if (!s->send_all(ps.frame())) break;
           ++counters_.postings_sent;
-          in_flight_ = InFlight{p.posting_id, now};
+          in_flight_ = InFlight{p.posting_id, p.attempts + 1, now};
         }
       }
       auto n = s->receive(buf, std::chrono::milliseconds(50));

@@ -28,10 +28,7 @@ Result<Money> BillingStore::hotel_credit() {
 }
 
 Status BillingStore::add_room(const std::string& room, std::uint32_t stb_id, const std::string& link_endpoint) {
-  auto known = engine_.stbs();
-  if (std::none_of(known.begin(), known.end(), [&](const auto& s) { return s.stb_id == stb_id; })) {
-    return make_error(Errc::not_found, "no STB " + std::to_string(stb_id) + " registered with the operator");
-  }
+  if (!engine_.has_stb(stb_id)) return make_error(Errc::not_found, "no STB " + std::to_string(stb_id) + " registered with the operator");
   try {
     auto st = db_.prepare("INSERT INTO rooms (room, stb_id, link_endpoint) VALUES (?, ?, ?)");
     st.bind(1, room).bind(2, stb_id).bind(3, link_endpoint);
@@ -191,7 +188,7 @@ Result<RelayReply> BillingStore::room_report(std::span<const std::uint8_t> seale
       if (!price) return price.error();
       amount.minor += price->minor;
     }
-    auto rc = settle_records(SettlementKind::folio, checked->stb_id, run, {}, amount, 0, stay_id, 0, now);
+    auto rc = settle_records(SettlementKind::folio, checked->stb_id, run, amount, 0, stay_id, 0, now);
     if (!rc) return rc.error();
     // Each charge also goes to the hotel's PMS (a late charge if the guest has left).
     auto post = db_.prepare("INSERT INTO pms_postings (stay_id, room, guest_id, amount_minor, currency, description, time, stb_id, sequence) "

@@ -6,9 +6,9 @@ namespace usher::billing {
 namespace ent = entitlement;
 
 namespace {
-Result<std::vector<std::uint8_t>> link_call(const std::string& endpoint, const net::ClientOptions& options, ent::LinkMessage type,
+// One call to a room STB's link; one client serves all the calls of a desk operation.
+Result<std::vector<std::uint8_t>> link_call(net::RequestClient& client, const std::string& endpoint, ent::LinkMessage type,
                                             std::span<const std::uint8_t> body) {
-  net::RequestClient client(endpoint, options);
   auto reply = ent::call_framed(client, static_cast<std::uint8_t>(type), body);
   if (!reply && reply.error().code == Errc::io) return make_error(Errc::io, "the room STB at " + endpoint + " does not answer");
   return reply;
@@ -33,12 +33,13 @@ Result<HotelDesk::CheckIn> HotelDesk::check_in(const std::string& room, const st
 }
 
 Status HotelDesk::collect(const Room& room, std::uint64_t now) {
-  auto sealed = link_call(room.link_endpoint, link_options_, ent::LinkMessage::collect_history, {});
+  net::RequestClient link(room.link_endpoint, link_options_);
+  auto sealed = link_call(link, room.link_endpoint, ent::LinkMessage::collect_history, {});
   if (!sealed) return sealed.error();
   auto reply = store_.room_report(*sealed, now);
   if (!reply) return reply.error();
   for (const auto& rc : reply->receipts) {
-    auto applied = link_call(room.link_endpoint, link_options_, ent::LinkMessage::apply_receipt, rc);
+    auto applied = link_call(link, room.link_endpoint, ent::LinkMessage::apply_receipt, rc);
     // A receipt the STB already has is fine; it answers "replayed".
     if (!applied && applied.error().code != Errc::replayed) return applied.error();
   }
@@ -50,8 +51,9 @@ Status HotelDesk::push_pending(const std::string& room_name, std::uint64_t now) 
   if (!room) return room.error();
   auto state = store_.pending_room_state(room_name);
   if (!state) return ok_status();
+  net::RequestClient link(room->link_endpoint, link_options_);
   for (int attempt = 0; attempt < 3; ++attempt) {
-    auto r = link_call(room->link_endpoint, link_options_, ent::LinkMessage::room_state, *state);
+    auto r = link_call(link, room->link_endpoint, ent::LinkMessage::room_state, *state);
     if (r || r.error().code == Errc::replayed) {
       store_.mark_state_delivered(room_name);
       return ok_status();

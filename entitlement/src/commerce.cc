@@ -596,15 +596,6 @@ Result<EntitlementStore::OpenedHistory> EntitlementStore::open_sealed_history(st
   return out;
 }
 
-Result<std::vector<HistoryRecord>> EntitlementStore::open_relayed_history(std::span<const std::uint8_t> sealed,
-                                                                          std::uint64_t after_sequence,
-                                                                          const crypto::Digest& after_hash) {
-  auto opened = open_sealed_history(sealed);
-  if (!opened) return opened.error();
-  if (auto ok = verify_history(opened->records, opened->stb_public, after_sequence, after_hash); !ok) return ok.error();
-  return std::move(opened->records);
-}
-
 BillingCertificate EntitlementStore::certify_billing(std::uint32_t billing_id, const crypto::PublicKey& billing_public,
                                                      std::uint64_t now) {
   BillingCertificate c;

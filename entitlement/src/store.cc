@@ -351,6 +351,12 @@ Status EntitlementStore::register_stb(const StbInfo& stb) {
   return ok_status();
 }
 
+bool EntitlementStore::has_stb(std::uint32_t stb_id) {
+  auto st = db_.prepare("SELECT 1 FROM stbs WHERE stb_id = ?");
+  st.bind(1, stb_id);
+  return st.step();
+}
+
 std::vector<StbInfo> EntitlementStore::stbs() {
   std::vector<StbInfo> out;
   auto st = db_.prepare("SELECT stb_id, x25519_public, ed25519_public FROM stbs ORDER BY stb_id");

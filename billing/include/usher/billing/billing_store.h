@@ -154,9 +154,11 @@ class BillingStore {
   Result<Checked> check_history(std::span<const std::uint8_t> sealed);
   Result<entitlement::Receipt> finish(std::uint64_t settlement_id, std::uint64_t now);
   Result<entitlement::Receipt> settle_records(entitlement::SettlementKind kind, std::uint32_t stb_id,
-                                              const std::vector<entitlement::HistoryRecord>& records,
-                                              const std::vector<Money>& prices, const Money& amount, std::uint64_t card_id,
-                                              std::uint64_t stay_id, std::uint64_t settlement_id, std::uint64_t now);
+                                              const std::vector<entitlement::HistoryRecord>& records, const Money& amount,
+                                              std::uint64_t card_id, std::uint64_t stay_id, std::uint64_t settlement_id,
+                                              std::uint64_t now);
+  // Signs `draft` (settlement `draft.receipt_id`) and marks that settlement paid with it.
+  entitlement::Receipt issue_receipt(entitlement::Receipt draft, std::uint64_t now);
   Result<Money> price_of(const entitlement::HistoryRecord& r);
 
   sql::Database db_;

@@ -90,6 +90,7 @@ class PmsLink {
   Logger log_{"pms"};
   struct InFlight {
     std::uint64_t posting_id = 0;
+    int attempt = 0;  // counting this one
     std::chrono::steady_clock::time_point sent;
   };
   std::optional<InFlight> in_flight_;

@@ -157,6 +157,7 @@ class EntitlementStore {
 
   Status register_stb(const StbInfo& stb);
   std::vector<StbInfo> stbs();
+  [[nodiscard]] bool has_stb(std::uint32_t stb_id);
 
   // Grants a service to an STB for [not_before, not_after] and queues the EMM that carries it.
   Status grant(std::uint32_t stb_id, std::uint16_t service_id, std::uint64_t not_before, std::uint64_t not_after);
@@ -214,7 +215,8 @@ class EntitlementStore {
   // prices) for the PPV events to come; events added later are offered to it as they come.
   Status set_credit(std::uint32_t stb_id, const Money& limit, std::uint64_t now);
 
-  // A relayed history opened with its STB's key (records decrypted, not yet checked against a chain).
+  // F4, billing's first step: a relayed history opened with its STB's key (records decrypted; the
+  // chain is checked by the caller with verify_history from where it last settled).
   struct OpenedHistory {
     std::uint32_t stb_id = 0;
     crypto::PublicKey stb_public{};
@@ -222,11 +224,6 @@ class EntitlementStore {
   };
   // Errc::not_entitled for an STB the operator does not know; Errc::auth_failed when it was altered.
   Result<OpenedHistory> open_sealed_history(std::span<const std::uint8_t> sealed);
-
-  // Billing's first step for a relayed history (F4): opens it with the STB's key and checks the
-  // STB's signatures and the hash chain from the record after `after_sequence` / `after_hash`.
-  Result<std::vector<HistoryRecord>> open_relayed_history(std::span<const std::uint8_t> sealed, std::uint64_t after_sequence,
-                                                          const crypto::Digest& after_hash);
 
   // Billing: certifies a billing service's signing key with the operator's issuing key, so that
   // STBs trust its receipts.
