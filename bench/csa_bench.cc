@@ -10,13 +10,9 @@ extern "C" {
 #include <dvbcsa/dvbcsa.h>
 }
 
-#include <cstdio>
-#include <map>
-#include <set>
 #include <string>
 
 #include "broadcast_fixture.h"
-#include "usher/core/log.h"
 #include "usher/headend/scrambler.h"
 #include "usher/stb/descrambler.h"
 #include "usher/streams/generator.h"
@@ -134,62 +130,4 @@ void BM_StbPipeline(benchmark::State& state) {
 }
 BENCHMARK(BM_StbPipeline)->Name("stb_pipeline")->Unit(benchmark::kMillisecond);
 
-// Prints the usual table, then the ratios.
-class RatioReporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const auto& r : runs) {
-      if (r.error_occurred) continue;
-      auto it = r.counters.find("TS_Mbps");
-      if (it == r.counters.end()) it = r.counters.find("records_per_s");
-      const bool rate = it != r.counters.end();
-      // Round trips compare by time per iteration (lower is better).
-      const double value = rate ? it->second.value : r.GetAdjustedRealTime();
-      // With --benchmark_repetitions the median stands for the benchmark; otherwise the single run.
-      std::string name = r.benchmark_name();
-      const bool median = name.size() > 7 && name.ends_with("_median");
-      if (median) name.resize(name.size() - 7);
-      name = name.substr(0, name.find('/'));  // "relay_round_trip/iterations:200/real_time" and the like
-      if (median || !medians_.contains(name)) rates_[name] = value;
-      if (median) medians_.insert(name);
-    }
-  }
-  void Finalize() override {
-    ConsoleReporter::Finalize();
-    auto ratio = [&](const char* name, const char* base) {
-      if (!rates_.contains(name) || !rates_.contains(base)) return;
-      std::printf("%-18s %8.1f Mbit/s of TS = %.2f x %s (%.1f Mbit/s)\n", name, rates_[name],
-                  rates_[name] / rates_[base], base, rates_[base]);
-    };
-    std::printf("\nRatios (same run):\n");
-    ratio("headend_pipeline", "raw_libdvbcsa_encrypt");
-    ratio("stb_pipeline", "raw_libdvbcsa_decrypt");
-    if (rates_.contains("history_settled") && rates_.contains("history_signature_check")) {
-      std::printf("%-18s %8.0f records/s settled = %.2f x history_signature_check (%.0f records/s)\n", "history_settled",
-                  rates_["history_settled"], rates_["history_settled"] / rates_["history_signature_check"],
-                  rates_["history_signature_check"]);
-    }
-    if (rates_.contains("relay_round_trip") && rates_.contains("zmq_echo_round_trip")) {
-      // Both in their own unit: relay in ms, echo in us.
-      std::printf("%-18s %8.2f ms per round = %.0f x zmq_echo_round_trip (%.0f us)\n", "relay_round_trip", rates_["relay_round_trip"],
-                  rates_["relay_round_trip"] * 1000.0 / rates_["zmq_echo_round_trip"], rates_["zmq_echo_round_trip"]);
-    }
-  }
-
- private:
-  std::map<std::string, double> rates_;
-  std::set<std::string> medians_;
-};
-
 }  // namespace
-
-int main(int argc, char** argv) {
-  usher::set_log_level(usher::LogLevel::warn);
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  RatioReporter reporter;
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  benchmark::Shutdown();
-  return 0;
-}
