@@ -7,10 +7,14 @@
 //    100 records per relay (a month of impulse purchases is far fewer; this is the busy case);
 //  - relay_round_trip: one whole round as `usher wallet relay` runs it: the STB's link and billing
 //    on ZeroMQ loopback, collect, relay, pay, receipt back to the STB; against zmq_echo_round_trip,
-//    one empty ZeroMQ request/reply.
+//    one empty ZeroMQ request/reply;
+//  - settlements_concurrent/N: N handsets at once, each relaying and paying one-record histories
+//    of its own STB to one billing service over ZeroMQ loopback; settlements per second, against
+//    the same with one handset (billing's group commit shares disk syncs between handsets).
 #include <benchmark/benchmark.h>
 
 #include <atomic>
+#include <memory>
 #include <thread>
 
 #include "broadcast_fixture.h"
@@ -140,7 +144,7 @@ void BM_RelayRoundTrip(benchmark::State& state) {
   });
   for (const auto& emm : books.world.store().emm_sections(0)) (void)se.apply_emm(emm);
   billing::BillingService service(*books.billing);
-  net::ReplyServer billing_server("tcp://127.0.0.1:*", [&](std::span<const std::uint8_t> r) { return service.handle(r); });
+  net::ReplyServer billing_server("tcp://127.0.0.1:*", net::ReplyServer::BatchHandler([&](const auto& r) { return service.handle_batch(r); }));
   // The link serves its own connection to the STB's files, as `usher stb link` does.
   auto link_se = stb::SecureElement::open(books.world.stb_home(1001)).value();
   stb::LocalLink link(link_se);
@@ -175,5 +179,47 @@ void BM_RelayRoundTrip(benchmark::State& state) {
   t3.join();
 }
 BENCHMARK(BM_RelayRoundTrip)->Name("relay_round_trip")->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(200);
+
+void BM_SettlementsConcurrent(benchmark::State& state) {
+  const auto clients = static_cast<int>(state.range(0));
+  constexpr int kPerClient = 10;  // settlements in a row per handset per iteration
+  Books books;
+  std::vector<std::unique_ptr<SyntheticStb>> stbs;
+  for (int i = 0; i < clients; ++i) stbs.push_back(std::make_unique<SyntheticStb>(books.world, static_cast<std::uint32_t>(3000 + i)));
+  billing::BillingService service(*books.billing);
+  net::ReplyServer server("tcp://127.0.0.1:*", net::ReplyServer::BatchHandler([&](const auto& r) { return service.handle_batch(r); }));
+  std::atomic<bool> stop{false};
+  std::thread serving([&] { server.run(stop); });
+  std::vector<std::unique_ptr<wallet::BillingClient>> handsets;
+  for (int i = 0; i < clients; ++i) handsets.push_back(std::make_unique<wallet::BillingClient>(server.endpoint()));
+  std::atomic<int> failures{0};
+  std::int64_t settled = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::vector<std::vector<std::vector<std::uint8_t>>> sealed(static_cast<std::size_t>(clients));
+    for (int i = 0; i < clients; ++i) {
+      auto& stb = *stbs[static_cast<std::size_t>(i)];
+      for (int k = 0; k < kPerClient; ++k) sealed[static_cast<std::size_t>(i)].push_back(entitlement::seal_history(stb.next(1), stb.stb_id, stb.history_key));
+    }
+    state.ResumeTiming();
+    std::vector<std::thread> threads;
+    for (int i = 0; i < clients; ++i) {
+      threads.emplace_back([&, i] {
+        auto& billing = *handsets[static_cast<std::size_t>(i)];
+        for (const auto& history : sealed[static_cast<std::size_t>(i)]) {
+          auto reply = billing.relay({history, books.card});
+          if (!reply || !reply->has_quote || !billing.pay({reply->quote.settlement_id, books.spend(reply->quote)})) ++failures;
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    settled += static_cast<std::int64_t>(clients) * kPerClient;
+  }
+  stop = true;
+  serving.join();
+  if (failures > 0) state.SkipWithError("a settlement failed");
+  state.counters["settlements_per_s"] = benchmark::Counter(static_cast<double>(settled), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_SettlementsConcurrent)->Name("settlements_concurrent")->Arg(1)->Arg(8)->Arg(32)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace

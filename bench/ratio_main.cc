@@ -11,6 +11,19 @@
 
 namespace {
 
+// "relay_round_trip/iterations:200/real_time" -> "relay_round_trip"; a numeric argument stays:
+// "settlements_concurrent/8/real_time" -> "settlements_concurrent/8".
+std::string short_name(const std::string& full) {
+  std::string out = full.substr(0, full.find('/'));
+  for (auto at = full.find('/'); at != std::string::npos;) {
+    const auto next = full.find('/', at + 1);
+    const auto part = full.substr(at + 1, next == std::string::npos ? std::string::npos : next - at - 1);
+    if (!part.empty() && part.find_first_not_of("0123456789") == std::string::npos) out += "/" + part;
+    at = next;
+  }
+  return out;
+}
+
 // Prints the usual table, then the ratios.
 class RatioReporter : public benchmark::ConsoleReporter {
  public:
@@ -20,6 +33,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
       if (r.error_occurred) continue;
       auto it = r.counters.find("TS_Mbps");
       if (it == r.counters.end()) it = r.counters.find("records_per_s");
+      if (it == r.counters.end()) it = r.counters.find("settlements_per_s");
       const bool rate = it != r.counters.end();
       // Round trips compare by time per iteration (lower is better).
       const double value = rate ? it->second.value : r.GetAdjustedRealTime();
@@ -27,7 +41,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
       std::string name = r.benchmark_name();
       const bool median = name.size() > 7 && name.ends_with("_median");
       if (median) name.resize(name.size() - 7);
-      name = name.substr(0, name.find('/'));  // "relay_round_trip/iterations:200/real_time" and the like
+      name = short_name(name);
       if (median || !medians_.contains(name)) rates_[name] = value;
       if (median) medians_.insert(name);
     }
@@ -51,6 +65,11 @@ class RatioReporter : public benchmark::ConsoleReporter {
       // Both in their own unit: relay in ms, echo in us.
       std::printf("%-18s %8.2f ms per round = %.0f x zmq_echo_round_trip (%.0f us)\n", "relay_round_trip", rates_["relay_round_trip"],
                   rates_["relay_round_trip"] * 1000.0 / rates_["zmq_echo_round_trip"], rates_["zmq_echo_round_trip"]);
+    }
+    for (const char* n : {"settlements_concurrent/8", "settlements_concurrent/32"}) {
+      const char* base = "settlements_concurrent/1";
+      if (!rates_.contains(n) || !rates_.contains(base)) continue;
+      std::printf("%-26s %6.0f settlements/s = %.2f x %s (%.0f/s)\n", n, rates_[n], rates_[n] / rates_[base], base, rates_[base]);
     }
   }
 

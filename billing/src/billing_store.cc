@@ -244,13 +244,11 @@ Result<BillingStore::Checked> BillingStore::check_history(std::span<const std::u
 }
 
 Result<RelayReply> BillingStore::relay(std::span<const std::uint8_t> sealed, std::uint64_t card_id, std::uint64_t now) {
-  if (auto stb = entitlement::sealed_history_stb(sealed); stb) {
-    // A settlement of this STB left half done by a crash is finished first, so the cursor is right.
-    auto st = db_.prepare("SELECT settlement_id FROM settlements WHERE stb_id = ? AND state = 'charging'");
-    st.bind(1, *stb);
-    std::vector<std::uint64_t> open;
-    while (st.step()) open.push_back(static_cast<std::uint64_t>(st.column_int(0)));
-    for (auto id : open) (void)finish(id, now);
+  // A settlement of this STB left half done is finished first, so the cursor is right. Inside a
+  // group the caller did that before the group began: a settlement marked "charging" within the
+  // group is not durable yet, so it must not be charged.
+  if (!db_.in_transaction()) {
+    if (auto stb = entitlement::sealed_history_stb(sealed); stb) finish_interrupted(*stb, now);
   }
   sql::Transaction tx(db_);
   auto checked = check_history(sealed);
@@ -323,73 +321,97 @@ Result<RelayReply> BillingStore::prepay(std::uint32_t stb_id, const Money& amoun
   return reply;
 }
 
-Result<Receipt> BillingStore::pay(std::uint64_t settlement_id, const entitlement::SpendAuthorization& spend, std::uint64_t now) {
-  {
+Status BillingStore::batch(const std::function<void()>& work) {
+  try {
     sql::Transaction tx(db_);
-    std::string state;
-    std::uint32_t stb_id = 0;
-    std::uint64_t first = 0;
-    int kind = 0;
-    {
-      auto st = db_.prepare("SELECT state, receipt, stb_id, first_sequence, kind FROM settlements WHERE settlement_id = ?");
-      st.bind(1, static_cast<std::int64_t>(settlement_id));
-      if (!st.step()) return make_error(Errc::not_found, "no settlement " + std::to_string(settlement_id) + " (relay the history again)");
-      state = st.column_text(0);
-      if (state == "paid") return Receipt::decode(st.column_blob(1));  // a retry: the same receipt
-      stb_id = static_cast<std::uint32_t>(st.column_int(2));
-      first = static_cast<std::uint64_t>(st.column_int(3));
-      kind = static_cast<int>(st.column_int(4));
-    }
-    if (state == "quoted") {
-      if (kind == 1 && cursor(stb_id).sequence + 1 != first) {
-        return make_error(Errc::stale, "settlement " + std::to_string(settlement_id) + " is out of date: relay the history again");
-      }
-      if (kind == 1) {
-        // One payment at a time for an STB's history: two quotes for the same records must not both be charged.
-        auto busy = db_.prepare("SELECT 1 FROM settlements WHERE stb_id = ? AND kind = 1 AND state = 'charging'");
-        busy.bind(1, stb_id);
-        if (busy.step()) return make_error(Errc::stale, "another payment for STB " + std::to_string(stb_id) + "'s history is in progress: relay again");
-      }
-      auto upd = db_.prepare("UPDATE settlements SET state = 'charging', spend = ? WHERE settlement_id = ?");
-      upd.bind(1, spend.encode()).bind(2, static_cast<std::int64_t>(settlement_id));
-      upd.run();
-      tx.commit();
-    }
+    work();
+    tx.commit();
+  } catch (const std::exception& e) {
+    return make_error(Errc::storage, std::string("billing could not store the change: ") + e.what());
   }
+  return ok_status();
+}
+
+void BillingStore::finish_interrupted(std::uint32_t stb_id, std::uint64_t now) {
+  std::vector<std::uint64_t> open;
+  {
+    auto st = db_.prepare("SELECT settlement_id FROM settlements WHERE stb_id = ? AND state = 'charging'");
+    st.bind(1, stb_id);
+    while (st.step()) open.push_back(static_cast<std::uint64_t>(st.column_int(0)));
+  }
+  for (auto id : open) (void)finish(id, now);
+}
+
+Result<Receipt> BillingStore::pay(std::uint64_t settlement_id, const entitlement::SpendAuthorization& spend, std::uint64_t now) {
+  auto started = start_payment(settlement_id, spend);
+  if (!started) return started.error();
+  if (*started) return **started;
   return finish(settlement_id, now);
 }
 
-Result<Receipt> BillingStore::finish(std::uint64_t settlement_id, std::uint64_t now) {
-  entitlement::SpendAuthorization spend;
-  Money amount;
-  std::uint32_t stb_id = 0;
-  SettlementKind kind = SettlementKind::deferred;
-  std::vector<std::uint8_t> sealed;
-  std::uint64_t first = 0;
-  std::uint64_t last = 0;
-  {
-    // The receipt names the card that paid (it may be another than the relaying handset's: a gift).
-    auto st = db_.prepare("SELECT state, spend, amount_minor, currency, stb_id, kind, history, first_sequence, last_sequence, "
-                          "receipt FROM settlements WHERE settlement_id = ?");
-    st.bind(1, static_cast<std::int64_t>(settlement_id));
-    if (!st.step()) return make_error(Errc::not_found, "no settlement " + std::to_string(settlement_id));
-    if (st.column_text(0) == "paid") return Receipt::decode(st.column_blob(9));
-    if (st.column_text(0) != "charging") return make_error(Errc::invalid_argument, "settlement " + std::to_string(settlement_id) + " is not being paid");
-    auto s = entitlement::SpendAuthorization::decode(st.column_blob(1));
-    if (!s) return s.error();
-    spend = *s;
-    amount = money_of(st, 2, 3);
-    stb_id = static_cast<std::uint32_t>(st.column_int(4));
-    kind = static_cast<SettlementKind>(st.column_int(5));
-    if (!st.column_is_null(6)) sealed = st.column_blob(6);
-    first = static_cast<std::uint64_t>(st.column_int(7));
-    last = static_cast<std::uint64_t>(st.column_int(8));
+Result<std::optional<Receipt>> BillingStore::start_payment(std::uint64_t settlement_id, const entitlement::SpendAuthorization& spend) {
+  sql::Transaction tx(db_);
+  auto s = settlement(settlement_id);
+  if (!s) return make_error(s.error().code, s.error().message + " (relay the history again)");
+  if (s->state == "paid") {  // a retry: the same receipt
+    auto rc = Receipt::decode(s->receipt);
+    if (!rc) return rc.error();
+    return std::optional<Receipt>(*rc);
   }
+  if (s->state == "charging") return std::optional<Receipt>();  // a retry while the charge is under way
+  if (s->kind == SettlementKind::deferred) {
+    if (cursor(s->stb_id).sequence + 1 != s->first) {
+      return make_error(Errc::stale, "settlement " + std::to_string(settlement_id) + " is out of date: relay the history again");
+    }
+    // One payment at a time for an STB's history: two quotes for the same records must not both be charged.
+    auto busy = db_.prepare("SELECT 1 FROM settlements WHERE stb_id = ? AND kind = 1 AND state = 'charging'");
+    busy.bind(1, s->stb_id);
+    if (busy.step()) return make_error(Errc::stale, "another payment for STB " + std::to_string(s->stb_id) + "'s history is in progress: relay again");
+  }
+  auto upd = db_.prepare("UPDATE settlements SET state = 'charging', spend = ? WHERE settlement_id = ?");
+  upd.bind(1, spend.encode()).bind(2, static_cast<std::int64_t>(settlement_id));
+  upd.run();
+  tx.commit();
+  return std::optional<Receipt>();
+}
+
+Result<BillingStore::OpenSettlement> BillingStore::settlement(std::uint64_t settlement_id) {
+  auto st = db_.prepare("SELECT state, spend, amount_minor, currency, stb_id, kind, history, first_sequence, last_sequence, "
+                        "receipt FROM settlements WHERE settlement_id = ?");
+  st.bind(1, static_cast<std::int64_t>(settlement_id));
+  if (!st.step()) return make_error(Errc::not_found, "no settlement " + std::to_string(settlement_id));
+  OpenSettlement s;
+  s.state = st.column_text(0);
+  if (s.state == "charging") {
+    auto spend = entitlement::SpendAuthorization::decode(st.column_blob(1));
+    if (!spend) return spend.error();
+    s.spend = *spend;
+  }
+  s.amount = money_of(st, 2, 3);
+  s.stb_id = static_cast<std::uint32_t>(st.column_int(4));
+  s.kind = static_cast<SettlementKind>(st.column_int(5));
+  if (!st.column_is_null(6)) s.sealed = st.column_blob(6);
+  s.first = static_cast<std::uint64_t>(st.column_int(7));
+  s.last = static_cast<std::uint64_t>(st.column_int(8));
+  if (!st.column_is_null(9)) s.receipt = st.column_blob(9);
+  return s;
+}
+
+Result<Receipt> BillingStore::finish(std::uint64_t settlement_id, std::uint64_t now) {
+  if (auto charged = charge(settlement_id); !charged) return charged.error();
+  return complete_payment(settlement_id, now);
+}
+
+Status BillingStore::charge(std::uint64_t settlement_id) {
+  auto s = settlement(settlement_id);
+  if (!s) return s.error();
+  if (s->state == "paid") return ok_status();
+  if (s->state != "charging") return make_error(Errc::invalid_argument, "settlement " + std::to_string(settlement_id) + " is not being paid");
   // The charge, through the engine's ledger, once per settlement and spend.
-  const auto rid = charge_request_id(settlement_id, spend);
-  const auto payee = entitlement::settlement_payee(settlement_id, stb_id);
+  const auto rid = charge_request_id(settlement_id, s->spend);
+  const auto payee = entitlement::settlement_payee(settlement_id, s->stb_id);
   auto charged = engine_.once(rid, [&]() -> Result<std::vector<std::uint8_t>> {
-    auto bal = engine_.charge_settlement(spend, amount, payee);
+    auto bal = engine_.charge_settlement(s->spend, s->amount, payee);
     if (!bal) return bal.error();
     return entitlement::encode_money(*bal);
   });
@@ -402,29 +424,38 @@ Result<Receipt> BillingStore::finish(std::uint64_t settlement_id, std::uint64_t 
     }
     return charged.error();
   }
+  return ok_status();
+}
+
+Result<Receipt> BillingStore::complete_payment(std::uint64_t settlement_id, std::uint64_t now) {
   sql::Transaction tx(db_);
+  auto s = settlement(settlement_id);
+  if (!s) return s.error();
+  if (s->state == "paid") return Receipt::decode(s->receipt);
+  if (s->state != "charging") return make_error(Errc::invalid_argument, "settlement " + std::to_string(settlement_id) + " is not being paid");
+  // The receipt names the card that paid (it may be another than the relaying handset's: a gift).
   Result<Receipt> rc = make_error(Errc::storage, "settlement not finished");
-  if (kind == SettlementKind::prepayment) {
+  if (s->kind == SettlementKind::prepayment) {
     auto st = db_.prepare("INSERT INTO stbs (stb_id, settled_hash, prepaid_minor, prepaid_currency) VALUES (?, zeroblob(32), ?, ?) "
                           "ON CONFLICT (stb_id) DO UPDATE SET prepaid_minor = prepaid_minor + excluded.prepaid_minor, "
                           "prepaid_currency = excluded.prepaid_currency");
-    st.bind(1, stb_id).bind(2, amount.minor).bind(3, entitlement::to_string(amount.currency));
+    st.bind(1, s->stb_id).bind(2, s->amount.minor).bind(3, entitlement::to_string(s->amount.currency));
     st.run();
     Receipt r;
-    r.kind = kind;
+    r.kind = s->kind;
     r.receipt_id = settlement_id;
-    r.stb_id = stb_id;
-    r.amount = amount;
-    r.card_id = spend.card_id;
+    r.stb_id = s->stb_id;
+    r.amount = s->amount;
+    r.card_id = s->spend.card_id;
     rc = issue_receipt(r, now);
   } else {
-    auto opened = engine_.open_sealed_history(sealed);
+    auto opened = engine_.open_sealed_history(s->sealed);
     if (!opened) return opened.error();
     std::vector<HistoryRecord> records;
     for (const auto& r : opened->records) {
-      if (r.sequence >= first && r.sequence <= last) records.push_back(r);
+      if (r.sequence >= s->first && r.sequence <= s->last) records.push_back(r);
     }
-    rc = settle_records(kind, stb_id, records, amount, spend.card_id, 0, settlement_id, now);
+    rc = settle_records(s->kind, s->stb_id, records, s->amount, s->spend.card_id, 0, settlement_id, now);
   }
   if (!rc) return rc;
   tx.commit();

@@ -93,10 +93,11 @@ void RequestClient::connect() {
 }
 
 Result<Bytes> RequestClient::call(std::span<const std::uint8_t> request) {
-  for (int attempt = 0; attempt < options_.attempts; ++attempt) {
+  auto timeout = options_.timeout;
+  for (int attempt = 0; attempt < options_.attempts; ++attempt, timeout *= options_.growth) {
     impl_->socket->send(zmq::buffer(request.data(), request.size()), zmq::send_flags::none);
     zmq::pollitem_t item{impl_->socket->handle(), 0, ZMQ_POLLIN, 0};
-    zmq::poll(&item, 1, options_.timeout);
+    zmq::poll(&item, 1, timeout);
     if ((item.revents & ZMQ_POLLIN) != 0) {
       zmq::message_t reply;
       if (impl_->socket->recv(reply, zmq::recv_flags::none)) {

@@ -7,7 +7,7 @@
 namespace usher::stb {
 
 Result<std::uint64_t> report_to_billing(SecureElement& se, const std::string& billing_endpoint) {
-  net::RequestClient client(billing_endpoint, {std::chrono::milliseconds(1500), 2});
+  net::RequestClient client(billing_endpoint, {std::chrono::milliseconds(1500), 2, 1});
   auto body = entitlement::call_framed(client, static_cast<std::uint8_t>(entitlement::BillingMessage::room_report),
                                        se.sealed_unsettled_history());
   if (!body) return body.error();

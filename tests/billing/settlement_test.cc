@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include "broadcast_fixture.h"
+#include "usher/billing/billing_service.h"
 #include "usher/billing/billing_store.h"
+#include "usher/entitlement/protocol.h"
 
 namespace usher::billing {
 namespace {
@@ -246,6 +248,68 @@ TEST_F(SettlementTest, AHistoryAllPrepaidSettlesAtOnce) {
   ASSERT_EQ(reply.receipts.size(), 1u);
   ASSERT_TRUE(se.apply_receipt(reply.receipts[0], kT0).ok());
   EXPECT_EQ(balance(), 10000 - 1250);
+}
+
+// Requests that arrive together are answered as one group sharing its disk syncs, each as it would
+// have been alone: a payment sent twice in the group is charged once, a refused one charges nothing.
+TEST_F(SettlementTest, AGroupOfRequestsIsAnsweredAsEachWouldBeAlone) {
+  using entitlement::BillingMessage;
+  BillingService service(*billing);
+  testing::TestCard poor(world.store(), "bob", 1000);  // less than one event
+  ASSERT_TRUE(world.stb(1001).impulse_buy(1, kT0).ok());
+  ASSERT_TRUE(world.stb(1002).impulse_buy(1, kT0).ok());
+  ASSERT_TRUE(world.stb(1002).impulse_buy(2, kT0).ok());
+  struct Sent {
+    entitlement::RequestId id;
+    std::vector<std::uint8_t> bytes;
+  };
+  auto frame = [](BillingMessage type, const std::vector<std::uint8_t>& body) {
+    Sent s{entitlement::new_request_id(), {}};
+    s.bytes = entitlement::encode_request(static_cast<entitlement::MessageType>(type), s.id, body);
+    return s;
+  };
+  auto group = [&](const std::vector<Sent>& sent) {
+    std::vector<std::span<const std::uint8_t>> requests;
+    for (const auto& s : sent) requests.emplace_back(s.bytes);
+    auto replies = service.handle_batch(requests);
+    std::vector<Result<std::vector<std::uint8_t>>> out;
+    for (std::size_t i = 0; i < sent.size(); ++i) out.push_back(entitlement::reply_body(replies.at(i), sent[i].id));
+    return out;
+  };
+
+  // Two relays and a malformed request in one group.
+  auto relays = group({frame(BillingMessage::relay, entitlement::encode(entitlement::RelayRequest{world.stb(1001).sealed_unsettled_history(), card})),
+                       frame(BillingMessage::relay, {1, 2, 3}),
+                       frame(BillingMessage::relay, entitlement::encode(entitlement::RelayRequest{world.stb(1002).sealed_unsettled_history(), poor.card_id()}))});
+  ASSERT_TRUE(relays[0].ok()) << relays[0].error().message;
+  EXPECT_EQ(relays[1].error().code, Errc::malformed);
+  ASSERT_TRUE(relays[2].ok()) << relays[2].error().message;
+  const auto q1 = entitlement::decode_relay_reply(*relays[0]).value().quote;
+  const auto q2 = entitlement::decode_relay_reply(*relays[2]).value().quote;
+  EXPECT_EQ(q1.amount.minor, 1250);
+  EXPECT_EQ(q2.amount.minor, 2500);
+
+  // Alice pays STB 1001's quote, and the same request comes twice (a client's retry); Bob's card
+  // cannot pay STB 1002's.
+  const auto pay1 = frame(BillingMessage::pay, entitlement::encode(entitlement::PayRequest{q1.settlement_id, spend_for(q1)}));
+  auto pays = group({pay1, frame(BillingMessage::pay, entitlement::encode(entitlement::PayRequest{q2.settlement_id, poor.spend(q2.amount, q2.payee)})),
+                     pay1});
+  ASSERT_TRUE(pays[0].ok()) << pays[0].error().message;
+  EXPECT_EQ(pays[1].error().code, Errc::not_entitled);
+  ASSERT_TRUE(pays[2].ok()) << pays[2].error().message;
+  EXPECT_EQ(*pays[0], *pays[2]);
+  EXPECT_EQ(balance(), 10000 - 1250);
+  EXPECT_EQ(world.store().balance(poor.card_id())->minor, 1000);
+  ASSERT_TRUE(world.stb(1001).apply_receipt(*pays[0], kT0).ok());
+  EXPECT_EQ(world.stb(1001).settlement_status().unsettled_records, 0u);
+
+  // The refused quote is open again: alice pays it (a gift), alone this time.
+  auto gift = group({frame(BillingMessage::pay, entitlement::encode(entitlement::PayRequest{q2.settlement_id, spend_for(q2)}))});
+  ASSERT_TRUE(gift[0].ok()) << gift[0].error().message;
+  EXPECT_EQ(balance(), 10000 - 1250 - 2500);
+  EXPECT_EQ(billing->settled_minor(1001), 1250);
+  EXPECT_EQ(billing->settled_minor(1002), 2500);
+  EXPECT_TRUE(world.store().balances_match_ledger());
 }
 
 }  // namespace

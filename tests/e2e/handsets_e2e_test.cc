@@ -4,6 +4,8 @@
 // STB's purchases, every STB ends settled, and billing's books agree.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <thread>
 
@@ -77,7 +79,12 @@ TEST(ManyHandsets, HundredRelaysAtOnceEachChargedExactlyOnce) {
                                                     " >" + world.dir().file("relay-" + std::to_string(i) + ".log") + " 2>&1"));
   }
   int failed = 0;
-  for (auto& h : handsets) failed += h->wait() != 0 ? 1 : 0;
+  for (std::size_t i = 0; i < handsets.size(); ++i) {
+    if (handsets[i]->wait() == 0) continue;
+    ++failed;
+    std::ifstream log(world.dir().file("relay-" + std::to_string(i) + ".log"));
+    ADD_FAILURE() << "handset " << i << " failed: " << std::string(std::istreambuf_iterator<char>(log), {});
+  }
   EXPECT_EQ(failed, 0);
   links.clear();
 

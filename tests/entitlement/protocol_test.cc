@@ -101,7 +101,7 @@ TEST_F(ProtocolTest, ClientRetriesAfterALostReplyWithoutASecondCharge) {
   });
   std::atomic<bool> stop{false};
   std::thread t([&] { server.run(stop); });
-  wallet::EngineClient client(server.endpoint(), {std::chrono::milliseconds(200), 4});
+  wallet::EngineClient client(server.endpoint(), {std::chrono::milliseconds(200), 4, 1});
   auto reply = client.buy_ticket(buy(card));
   stop = true;
   t.join();
@@ -114,7 +114,7 @@ TEST_F(ProtocolTest, ClientRetriesAfterALostReplyWithoutASecondCharge) {
 }
 
 TEST_F(ProtocolTest, NoServiceMeansAClearErrorNotAHang) {
-  wallet::EngineClient client("tcp://127.0.0.1:1", {std::chrono::milliseconds(50), 2});
+  wallet::EngineClient client("tcp://127.0.0.1:1", {std::chrono::milliseconds(50), 2, 1});
   auto r = client.events();
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, Errc::io);

@@ -139,9 +139,10 @@ TEST(ImpulseDurability, KillNineNeverLosesOrDuplicatesARecord) {
   std::mt19937 rng(42);
   int killed = 0;
   for (std::uint32_t id = 1; id <= 24; ++id) {
+    const std::string event = std::to_string(id);  // not in the child: nothing but exec after fork
     const pid_t pid = fork();
     if (pid == 0) {
-      execl(USHER_BINARY, USHER_BINARY, "stb", "buy", "--home", home.c_str(), "--event", std::to_string(id).c_str(),
+      execl(USHER_BINARY, USHER_BINARY, "stb", "buy", "--home", home.c_str(), "--event", event.c_str(),
             "--log-level", "off", static_cast<char*>(nullptr));
       _exit(127);
     }

@@ -68,10 +68,14 @@ class Background {
   Background& operator=(const Background&) = delete;
 
   void start() {
+    // Built before fork: the child of a process with threads (link servers, say) may only make
+    // async-signal-safe calls until exec; allocating there can wait forever on a lock another
+    // thread held at the fork (it did, under ASan, with a hundred link threads).
+    const std::string shell_command = "exec " + command_;
     pid_ = fork();
     if (pid_ == 0) {
       setpgid(0, 0);
-      execl("/bin/sh", "sh", "-c", ("exec " + command_).c_str(), static_cast<char*>(nullptr));
+      execl("/bin/sh", "sh", "-c", shell_command.c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }
   }

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -98,6 +99,24 @@ class BillingStore {
   Result<entitlement::RelayReply> prepay(std::uint32_t stb_id, const Money& amount, std::uint64_t card_id, std::uint64_t now);
   // Drives every settlement left "charging" by a crash to its end; returns how many.
   std::size_t recover(std::uint64_t now);
+  // The same for one STB's settlements (relay() does it first when it is not inside a group).
+  void finish_interrupted(std::uint32_t stb_id, std::uint64_t now);
+
+  // --- Group commit (BillingService) ---
+  // Runs `work` in one transaction of billing's database, so that every request of a group shares
+  // one disk sync; each request keeps its own savepoint. Errc::storage, and nothing of the group
+  // kept, when it cannot be committed.
+  Status batch(const std::function<void()>& work);
+  // pay() in its three durable steps, each of which a group of payments can share:
+  //   start_payment    quoted -> charging, with the spend (billing's database; nullopt), or the
+  //                    receipt of a settlement already paid;
+  //   charge           the card charged once through the engine's ledger (the engine's database);
+  //   complete_payment records settled, receipt signed, paid (billing's database).
+  // A step may start only once the previous step's group is committed: a settlement is durably
+  // "charging" before its charge, and the charge is durable before the settlement is "paid".
+  Result<std::optional<entitlement::Receipt>> start_payment(std::uint64_t settlement_id, const entitlement::SpendAuthorization& spend);
+  Status charge(std::uint64_t settlement_id);
+  Result<entitlement::Receipt> complete_payment(std::uint64_t settlement_id, std::uint64_t now);
 
   // --- F6 hotel ---
   Status set_hotel_credit(const Money& limit);
@@ -152,7 +171,20 @@ class BillingStore {
     std::vector<entitlement::HistoryRecord> fresh;    // verified, after the cursor
   };
   Result<Checked> check_history(std::span<const std::uint8_t> sealed);
+  // charge() then complete_payment(), each durable before the next.
   Result<entitlement::Receipt> finish(std::uint64_t settlement_id, std::uint64_t now);
+  struct OpenSettlement {
+    std::string state;
+    entitlement::SpendAuthorization spend;  // when charging
+    Money amount;
+    std::uint32_t stb_id = 0;
+    entitlement::SettlementKind kind = entitlement::SettlementKind::deferred;
+    std::vector<std::uint8_t> sealed;  // the history relayed (deferred)
+    std::uint64_t first = 0;
+    std::uint64_t last = 0;
+    std::vector<std::uint8_t> receipt;  // when paid
+  };
+  Result<OpenSettlement> settlement(std::uint64_t settlement_id);
   Result<entitlement::Receipt> settle_records(entitlement::SettlementKind kind, std::uint32_t stb_id,
                                               const std::vector<entitlement::HistoryRecord>& records, const Money& amount,
                                               std::uint64_t card_id, std::uint64_t stay_id, std::uint64_t settlement_id,

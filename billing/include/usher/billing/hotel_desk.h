@@ -21,7 +21,7 @@ class HotelDesk {
  public:
   // `billing_endpoint`: where room STBs report their purchases (told to them in the room state).
   HotelDesk(BillingStore& store, std::string billing_endpoint,
-            net::ClientOptions link_options = {std::chrono::milliseconds(700), 2})
+            net::ClientOptions link_options = {std::chrono::milliseconds(700), 2, 1})
       : store_(store), billing_endpoint_(std::move(billing_endpoint)), link_options_(link_options) {}
 
   // Sets up a room and its STB, and tells the STB it is a vacant hotel room (no purchases until a

@@ -54,8 +54,11 @@ class ReplyServer {
 };
 
 struct ClientOptions {
-  std::chrono::milliseconds timeout{2000};
+  std::chrono::milliseconds timeout{2000};  // for the first attempt
   int attempts = 3;
+  // Each retry waits this many times longer than the attempt before: a client of a service that
+  // is merely busy should not give up (or add its retries to the queue) as soon as one that is down.
+  int growth = 1;
 };
 
 class RequestClient {

@@ -53,7 +53,10 @@ class EngineClient {
 // Typed calls to the billing service (`usher billing serve`).
 class BillingClient {
  public:
-  explicit BillingClient(const std::string& endpoint, net::ClientOptions options = {});
+  // A busy billing (a hundred handsets at once) gets 2 s, then 4 s, then 8 s before the handset
+  // gives up. Retries are safe: a relay or a payment sent twice is answered as the first was.
+  static constexpr net::ClientOptions kOptions{std::chrono::milliseconds(2000), 3, 2};
+  explicit BillingClient(const std::string& endpoint, net::ClientOptions options = kOptions);
   Result<entitlement::RelayReply> relay(const entitlement::RelayRequest& r);
   Result<std::vector<std::uint8_t>> pay(const entitlement::PayRequest& r);  // the receipt's bytes
   Result<entitlement::RelayReply> prepay(const entitlement::PrepayRequest& r);
