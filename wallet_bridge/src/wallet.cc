@@ -114,8 +114,8 @@ Result<entitlement::BuyTicketReply> EngineClient::buy_ticket(const entitlement::
 }
 
 namespace {
-// The STB's link on the home network: 2 s, then 4 s (a box busy decoding answers slowly).
-const net::ClientOptions kLinkOptions{std::chrono::milliseconds(2000), 2, 2};
+// The STB's link on the home network: 2 s, 4 s, then 8 s (a box busy decoding answers slowly).
+const net::ClientOptions kLinkOptions{std::chrono::milliseconds(2000), 3, 2};
 
 void create_schema(sql::Database& db) {
   db.exec(R"(
