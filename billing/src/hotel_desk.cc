@@ -22,11 +22,27 @@ Result<bool> HotelDesk::add_room(const std::string& room, std::uint32_t stb_id, 
   return static_cast<bool>(push_pending(room, 0));
 }
 
+Result<Stay> HotelDesk::with_room_state(const std::string& room, bool clear, const std::function<Result<Stay>()>& change) {
+  // One transaction: a crash between the two would leave a guest the room STB never hears of, or
+  // one gone whom it still sells to.
+  Result<Stay> stay = make_error(Errc::storage, "room " + room + ": nothing stored");
+  auto stored = store_.batch([&] {
+    stay = change();
+    if (!stay) return;
+    if (auto state = store_.room_state(room, clear, billing_endpoint_); !state) {
+      stay = state.error();
+      throw std::runtime_error(state.error().message);  // undoes the change
+    }
+  });
+  if (!stay) return stay.error();
+  if (!stored) return stored.error();
+  return stay;
+}
+
 Result<HotelDesk::CheckIn> HotelDesk::check_in(const std::string& room, const std::string& guest_id, const std::string& guest_name,
                                                std::uint64_t now) {
-  auto stay = store_.check_in(room, guest_id, guest_name, now);
+  auto stay = with_room_state(room, false, [&] { return store_.check_in(room, guest_id, guest_name, now); });
   if (!stay) return stay.error();
-  if (auto state = store_.room_state(room, false, billing_endpoint_); !state) return state.error();
   CheckIn out{*stay, false};
   out.stb_told = static_cast<bool>(push_pending(room, now));
   return out;
@@ -75,9 +91,8 @@ Result<HotelDesk::CheckOut> HotelDesk::check_out(const std::string& room_name, s
                                                             "folio now and post them as late charges)");
     }
   }
-  auto stay = store_.close_stay(room_name, now);
+  auto stay = with_room_state(room_name, true, [&] { return store_.close_stay(room_name, now); });
   if (!stay) return stay.error();
-  if (auto state = store_.room_state(room_name, true, billing_endpoint_); !state) return state.error();
   CheckOut out;
   out.stb_cleared = static_cast<bool>(push_pending(room_name, now));
   out.stay = *store_.stay(stay->stay_id);

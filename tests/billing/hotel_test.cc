@@ -171,6 +171,14 @@ TEST_F(HotelTest, PmsLinkChecksGuestsInAndOutAndPostsEachChargeOnce) {
   HotelDesk link_desk(store, "tcp://127.0.0.1:1");
   PmsLink pms_link(store, link_desk, options);
   std::thread runner([&] { pms_link.run(stop); });
+  struct StopAtEnd {  // also when an assertion ends the test early
+    std::atomic<bool>& stop;
+    std::thread& runner;
+    ~StopAtEnd() {
+      stop = true;
+      if (runner.joinable()) runner.join();
+    }
+  } stop_at_end{stop, runner};
   auto wait_for = [](auto done) {
     for (int i = 0; i < 200 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(25));
     return done();
@@ -178,7 +186,8 @@ TEST_F(HotelTest, PmsLinkChecksGuestsInAndOutAndPostsEachChargeOnce) {
 
   ASSERT_TRUE(wait_for([&] { return pms.linked(); }));
   pms.guest_in("102", "12345", "Koehler, Andreas");
-  ASSERT_TRUE(wait_for([&] { return billing->room("102")->stay_id != 0; }));
+  // Billing has the stay, then the room STB hears of it over its link.
+  ASSERT_TRUE(wait_for([&] { return billing->room("102")->stay_id != 0 && se().settlement_status().stay_id != 0; }));
   ASSERT_TRUE(se().impulse_buy(1, kT0).ok());
   pms.ignore_next_postings(1);  // the first answer is lost: the posting is sent again, posted once
   report();
@@ -211,7 +220,8 @@ TEST_F(HotelTest, PmsLinkChecksGuestsInAndOutAndPostsEachChargeOnce) {
   ASSERT_TRUE(wait_for([&] { return billing->pms_postings(false)[2].state == "ok"; }));
 
   pms.guest_out("102", "12345");
-  ASSERT_TRUE(wait_for([&] { return billing->room("102")->stay_id == 0; }));
+  // The folio closed, then the room STB cleared over its link.
+  ASSERT_TRUE(wait_for([&] { return billing->room("102")->stay_id == 0 && !billing->room("102")->state_pending; }));
   stop = true;
   runner.join();
   EXPECT_EQ(pms_link.counters().guests_in, 1u);

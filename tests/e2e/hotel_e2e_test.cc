@@ -64,7 +64,11 @@ TEST_F(HotelE2e, GuestsInTurnAreBilledSeparatelyAndThePmsGetsEachChargeOnce) {
   // Guest in from the PMS.
   ASSERT_TRUE(eventually([&] { return pms.linked(); }));
   pms.guest_in("102", "12345", "Koehler, Andreas");
-  ASSERT_TRUE(eventually([&] { return run(usher("billing hotel rooms --home " + bil())).output.find("stay 1") != std::string::npos; }));
+  // Billing has the stay, and the room STB has been told (it may buy from then on).
+  ASSERT_TRUE(eventually([&] {
+    const auto rooms = run(usher("billing hotel rooms --home " + bil())).output;
+    return rooms.find("stay 1") != std::string::npos && rooms.find("not told") == std::string::npos;
+  }));
   auto first = must("stb buy 1 --home " + stb());
   EXPECT_NE(first.find("on the room's bill"), std::string::npos) << first;
   EXPECT_NE(first.find("posted to the guest's folio"), std::string::npos) << first;

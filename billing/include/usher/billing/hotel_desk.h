@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "usher/billing/billing_store.h"
@@ -51,6 +52,8 @@ class HotelDesk {
  private:
   Status collect(const Room& room, std::uint64_t now);
   Status push_pending(const std::string& room, std::uint64_t now);
+  // `change` (a check-in or check-out) and the room state it makes for the STB, stored together.
+  Result<Stay> with_room_state(const std::string& room, bool clear, const std::function<Result<Stay>()>& change);
   BillingStore& store_;
   std::string billing_endpoint_;
   net::ClientOptions link_options_;
