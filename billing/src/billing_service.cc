@@ -38,7 +38,7 @@ Result<std::vector<std::uint8_t>> BillingService::dispatch(std::uint8_t type, st
       if (!started) return started.error();
       if (*started) return (*started)->encode();  // paid before: the same receipt
       payments.push_back({index, q->settlement_id, false, std::nullopt});
-      return std::vector<std::uint8_t>{};  // answered once charged
+      return std::vector<std::uint8_t>{};  // not answered here: once charged (step 3)
     }
     case ent::BillingMessage::prepay: {
       auto q = ent::decode_prepay_request(body);
@@ -97,7 +97,9 @@ std::vector<std::vector<std::uint8_t>> BillingService::handle_batch(const std::v
     for (std::size_t i = 0; i < requests.size(); ++i) {
       if (!frames[i]) continue;
       try {
-        answer(i, dispatch(frames[i]->type_or_status, frames[i]->body, now, payments, i));
+        auto reply = dispatch(frames[i]->type_or_status, frames[i]->body, now, payments, i);
+        const bool charge_pending = !payments.empty() && payments.back().index == i;
+        if (!charge_pending) answer(i, reply);
       } catch (const std::exception& e) {
         log_.error("billing: ", e.what());
         replies[i] = ent::encode_error(frames[i]->id, retry);
@@ -112,7 +114,6 @@ std::vector<std::vector<std::uint8_t>> BillingService::handle_batch(const std::v
     return replies;
   }
   if (payments.empty()) return replies;
-  for (const auto& p : payments) replies[p.index] = ent::encode_error(frames[p.index]->id, retry);
 
   // Step 2, one transaction of the engine's: the charges (each once per settlement and spend).
   auto charged = store_.engine().batch([&] {

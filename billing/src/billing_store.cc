@@ -169,11 +169,8 @@ Secret<32> BillingStore::signing_private() {
   if (signing_private_) return signing_private_->clone();
   auto st = db_.prepare("SELECT ed25519_private FROM identity WHERE id = 1");
   st.step();
-  auto b = st.column_blob(0);
-  Secret<32> k(std::span<const std::uint8_t, 32>(b.data(), 32));
-  secure_zero(b.data(), b.size());
-  signing_private_ = k.clone();
-  return k;
+  signing_private_ = st.column_key(0);
+  return signing_private_->clone();
 }
 
 BillingStore::Cursor BillingStore::cursor(std::uint32_t stb_id) {
@@ -321,16 +318,7 @@ Result<RelayReply> BillingStore::prepay(std::uint32_t stb_id, const Money& amoun
   return reply;
 }
 
-Status BillingStore::batch(const std::function<void()>& work) {
-  try {
-    sql::Transaction tx(db_);
-    work();
-    tx.commit();
-  } catch (const std::exception& e) {
-    return make_error(Errc::storage, std::string("billing could not store the change: ") + e.what());
-  }
-  return ok_status();
-}
+Status BillingStore::batch(const std::function<void()>& work) { return db_.atomically(work, "billing could not store the change"); }
 
 void BillingStore::finish_interrupted(std::uint32_t stb_id, std::uint64_t now) {
   std::vector<std::uint64_t> open;

@@ -88,6 +88,13 @@ std::vector<std::uint8_t> Statement::column_blob(int c) const {
   const int n = sqlite3_column_bytes(stmt_.get(), c);
   return b != nullptr ? std::vector<std::uint8_t>(b, b + n) : std::vector<std::uint8_t>();
 }
+Key256 Statement::column_key(int c) const {
+  const auto* b = static_cast<const std::uint8_t*>(sqlite3_column_blob(stmt_.get(), c));
+  if (b == nullptr || sqlite3_column_bytes(stmt_.get(), c) != 32) {
+    throw std::runtime_error("SQLite: column " + std::to_string(c) + " is not a 32-byte key: the database file is damaged");
+  }
+  return Key256(std::span<const std::uint8_t, 32>(b, 32));
+}
 bool Statement::column_is_null(int c) const { return sqlite3_column_type(stmt_.get(), c) == SQLITE_NULL; }
 
 Transaction::Transaction(Database& db) : db_(db), nested_(db.in_transaction()) {
@@ -104,6 +111,17 @@ Transaction::~Transaction() {
 void Transaction::commit() {
   db_.exec(nested_ ? "RELEASE nested" : "COMMIT");
   done_ = true;
+}
+
+Status Database::atomically(const std::function<void()>& work, const std::string& what) {
+  try {
+    Transaction tx(*this);
+    work();
+    tx.commit();
+  } catch (const std::exception& e) {
+    return make_error(Errc::storage, what + ": " + e.what());
+  }
+  return ok_status();
 }
 
 bool Database::in_transaction() const { return sqlite3_get_autocommit(db_.get()) == 0; }

@@ -171,10 +171,7 @@ Result<std::vector<std::uint8_t>> EntitlementStore::sealed_key_bundle(std::uint3
   {
     auto st = db_.prepare("SELECT service_id, key_version, service_key FROM services ORDER BY service_id");
     while (st.step()) {
-      auto k = st.column_blob(2);
-      b.services.push_back({static_cast<std::uint16_t>(st.column_int(0)), static_cast<std::uint16_t>(st.column_int(1)),
-                            Key256(std::span<const std::uint8_t, 32>(k.data(), 32))});
-      secure_zero(k.data(), k.size());
+      b.services.push_back({static_cast<std::uint16_t>(st.column_int(0)), static_cast<std::uint16_t>(st.column_int(1)), st.column_key(2)});
     }
   }
   {
@@ -183,38 +180,24 @@ Result<std::vector<std::uint8_t>> EntitlementStore::sealed_key_bundle(std::uint3
         "WHERE start + duration > ? AND start < ? ORDER BY start");
     st.bind(1, static_cast<std::int64_t>(now)).bind(2, static_cast<std::int64_t>(now + horizon));
     while (st.step()) {
-      auto k = st.column_blob(5);
       const auto cur = st.column_text(8);
       KeyBundle::EventEntry e{static_cast<std::uint32_t>(st.column_int(0)), static_cast<std::uint16_t>(st.column_int(1)),
                               static_cast<std::uint64_t>(st.column_int(2)), static_cast<std::uint32_t>(st.column_int(3)),
-                              static_cast<std::uint8_t>(st.column_int(4)), Key256(std::span<const std::uint8_t, 32>(k.data(), 32)),
+                              static_cast<std::uint8_t>(st.column_int(4)), st.column_key(5),
                               st.column_text(6), Money{st.column_int(7), Currency{cur[0], cur[1], cur[2]}}};
       b.events.push_back(std::move(e));
-      secure_zero(k.data(), k.size());
     }
   }
   return seal_key_bundle(b, *key, headend_id);
 }
 
-Status EntitlementStore::batch(const std::function<void()>& work) {
-  try {
-    sql::Transaction tx(db_);
-    work();
-    tx.commit();
-  } catch (const std::exception& e) {
-    return make_error(Errc::storage, std::string("the engine could not store the change: ") + e.what());
-  }
-  return ok_status();
-}
+Status EntitlementStore::batch(const std::function<void()>& work) { return db_.atomically(work, "the engine could not store the change"); }
 
 Secret<32> EntitlementStore::signing_private() {
   if (signing_private_) return signing_private_->clone();
   auto st = db_.prepare("SELECT ed25519_private FROM signing WHERE id = 1");
   st.step();
-  auto b = st.column_blob(0);
-  Secret<32> k(std::span<const std::uint8_t, 32>(b.data(), 32));
-  secure_zero(b.data(), b.size());
-  return k;
+  return st.column_key(0);
 }
 
 Result<EventInfo> EntitlementStore::add_event(const EventInfo& e) {
@@ -293,11 +276,7 @@ std::optional<EventKey> EntitlementStore::current_event(std::uint16_t service_id
       "SELECT event_id, event_key, min_age FROM events WHERE service_id = ? AND start <= ? AND start + duration > ?");
   st.bind(1, service_id).bind(2, static_cast<std::int64_t>(time)).bind(3, static_cast<std::int64_t>(time));
   if (!st.step()) return std::nullopt;
-  auto b = st.column_blob(1);
-  EventKey k{static_cast<std::uint32_t>(st.column_int(0)), Key256(std::span<const std::uint8_t, 32>(b.data(), 32)),
-             static_cast<std::uint8_t>(st.column_int(2))};
-  secure_zero(b.data(), b.size());
-  return k;
+  return EventKey{static_cast<std::uint32_t>(st.column_int(0)), st.column_key(1), static_cast<std::uint8_t>(st.column_int(2))};
 }
 
 Result<CardInfo> EntitlementStore::register_handset(const std::string& account, const crypto::PublicKey& handset_public,

@@ -237,11 +237,7 @@ Result<EntitlementStore> EntitlementStore::open(const std::string& home) {
 Secret<32> EntitlementStore::operator_private() {
   auto st = db_.prepare("SELECT x25519_private FROM operator WHERE id = 1");
   st.step();
-  auto b = st.column_blob(0);
-  Secret<32> k;
-  if (b.size() == 32) k = Secret<32>(std::span<const std::uint8_t, 32>(b.data(), 32));
-  secure_zero(b.data(), b.size());
-  return k;
+  return st.column_key(0);
 }
 
 Result<ServiceInfo> EntitlementStore::add_service(std::uint16_t service_id, const std::string& name) {
@@ -270,11 +266,7 @@ Result<ServiceKey> EntitlementStore::service_key(std::uint16_t service_id) {
   auto st = db_.prepare("SELECT key_version, service_key FROM services WHERE service_id = ?");
   st.bind(1, service_id);
   if (!st.step()) return make_error(Errc::not_found, "no service " + std::to_string(service_id) + " in the catalogue");
-  auto b = st.column_blob(1);
-  if (b.size() != 32) return make_error(Errc::storage, "service key of " + std::to_string(service_id) + " is corrupt");
-  ServiceKey k{static_cast<std::uint16_t>(st.column_int(0)), Key256(std::span<const std::uint8_t, 32>(b.data(), 32))};
-  secure_zero(b.data(), b.size());
-  return k;
+  return ServiceKey{static_cast<std::uint16_t>(st.column_int(0)), st.column_key(1)};
 }
 
 Status EntitlementStore::add_package(std::uint16_t package_id, const std::string& name,

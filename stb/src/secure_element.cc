@@ -15,12 +15,6 @@ namespace usher::stb {
 namespace fs = std::filesystem;
 
 namespace {
-Secret<32> blob_secret(std::vector<std::uint8_t> b) {
-  Secret<32> s;
-  if (b.size() == 32) s = Secret<32>(std::span<const std::uint8_t, 32>(b.data(), 32));
-  secure_zero(b.data(), b.size());
-  return s;
-}
 crypto::PublicKey blob_public(const std::vector<std::uint8_t>& b) {
   crypto::PublicKey k{};
   if (b.size() == 32) std::copy(b.begin(), b.end(), k.begin());
@@ -165,7 +159,7 @@ Result<SecureElement> SecureElement::open(const std::string& home) {
   const auto stb_id = static_cast<std::uint32_t>(st.column_int(0));
   const auto ca = static_cast<std::uint16_t>(st.column_int(1));
   const auto op = blob_public(st.column_blob(2));
-  auto priv = blob_secret(st.column_blob(3));
+  auto priv = st.column_key(3);
   entitlement::StbPublicFile pub{stb_id, blob_public(st.column_blob(4)), blob_public(st.column_blob(5))};
   auto emm_key = entitlement::derive_emm_key(priv, op, ca, stb_id);
   if (!emm_key) return emm_key.error();
@@ -182,7 +176,7 @@ void SecureElement::load() {
     Held h{{static_cast<std::uint16_t>(st.column_int(0)), static_cast<std::uint16_t>(st.column_int(1)),
             static_cast<std::uint64_t>(st.column_int(3)), static_cast<std::uint64_t>(st.column_int(4)),
             st.column_int(5) != 0, static_cast<std::uint64_t>(st.column_int(6))},
-           blob_secret(st.column_blob(2))};
+           st.column_key(2)};
     held_.emplace(h.info.service_id, std::move(h));
   }
   tickets_.clear();
@@ -190,7 +184,7 @@ void SecureElement::load() {
   while (t.step()) {
     auto ticket = entitlement::Ticket::decode(t.column_blob(0));
     if (!ticket) continue;
-    tickets_.push_back({std::move(ticket.value()), blob_secret(t.column_blob(1)), t.column_text(2)});
+    tickets_.push_back({std::move(ticket.value()), t.column_key(1), t.column_text(2)});
   }
   {
     auto p = db_.prepare("SELECT max_age FROM parental WHERE id = 1");
@@ -431,7 +425,7 @@ Result<entitlement::HistoryRecord> SecureElement::impulse_buy(std::uint32_t even
   {
     auto k = db_.prepare("SELECT ed25519_private FROM identity WHERE id = 1");
     k.step();
-    rec.sign(blob_secret(k.column_blob(0)));
+    rec.sign(k.column_key(0));
   }
   const auto hash = rec.hash();
   {
@@ -644,7 +638,7 @@ std::vector<entitlement::DeliveryAck> SecureElement::pending_acks() {
   {
     auto k = db_.prepare("SELECT ed25519_private FROM identity WHERE id = 1");
     k.step();
-    key = blob_secret(k.column_blob(0));
+    key = k.column_key(0);
   }
   auto st = db_.prepare("SELECT ticket_id, received FROM tickets WHERE ack_relayed = 0 ORDER BY ticket_id");
   while (st.step()) {

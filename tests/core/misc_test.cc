@@ -69,5 +69,35 @@ TEST(Sqlite, TransactionRollsBackUnlessCommitted) {
   EXPECT_FALSE(sql::Database::open(dir.file("missing/t.db"), false).ok());
 }
 
+TEST(Sqlite, AtomicallyKeepsAllOrNothingAndKeysMustBe32Bytes) {
+  testing::TempDir dir;
+  auto db = sql::Database::open(dir.file("t.db"));
+  ASSERT_TRUE(db.ok());
+  db->exec("CREATE TABLE k (id INTEGER PRIMARY KEY, key BLOB NOT NULL)");
+  const std::vector<std::uint8_t> good(32, 7);
+  const std::vector<std::uint8_t> short_key(31, 7);
+  ASSERT_TRUE(db->atomically([&] { db->prepare("INSERT INTO k VALUES (1, ?)").bind(1, good).run(); }, "store").ok());
+  const auto failed = db->atomically([&] {
+    db->prepare("INSERT INTO k VALUES (2, ?)").bind(1, short_key).run();
+    db->prepare("INSERT INTO k VALUES (1, ?)").bind(1, good).run();  // a duplicate key: throws
+  }, "store");
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.error().code, Errc::storage);
+  EXPECT_EQ(failed.error().message.rfind("store: ", 0), 0u);
+  auto count = db->prepare("SELECT COUNT(*) FROM k");
+  ASSERT_TRUE(count.step());
+  EXPECT_EQ(count.column_int(0), 1);  // row 2 went with the failure
+
+  db->exec("INSERT INTO k VALUES (3, x'0102')");
+  auto st = db->prepare("SELECT key FROM k WHERE id = ?");
+  st.bind(1, 1);
+  ASSERT_TRUE(st.step());
+  EXPECT_EQ(st.column_key(0), Key256(std::span<const std::uint8_t, 32>(good.data(), 32)));
+  st.reset();
+  st.bind(1, 3);
+  ASSERT_TRUE(st.step());
+  EXPECT_THROW((void)st.column_key(0), std::runtime_error);
+}
+
 }  // namespace
 }  // namespace usher

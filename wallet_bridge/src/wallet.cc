@@ -219,10 +219,7 @@ Result<entitlement::PrepaidCardCertificate> Wallet::card_certificate() {
 Secret<32> Wallet::handset_private() {
   auto st = db_.prepare("SELECT ed25519_private FROM identity WHERE id = 1");
   st.step();
-  auto b = st.column_blob(0);
-  Secret<32> k(std::span<const std::uint8_t, 32>(b.data(), 32));
-  secure_zero(b.data(), b.size());
-  return k;
+  return st.column_key(0);
 }
 
 Result<entitlement::Money> Wallet::balance() { return client_->balance(card_id_); }

@@ -11,6 +11,7 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "usher/core/result.h"
+#include "usher/core/secret.h"
 
 namespace usher::sql {
 
@@ -43,6 +45,9 @@ class Statement {
   [[nodiscard]] std::string column_text(int col) const;
   [[nodiscard]] std::vector<std::uint8_t> column_blob(int col) const;
   [[nodiscard]] bool column_is_null(int col) const;
+  // A 32-byte key column, copied straight into a Secret (no copy left behind to wipe). Throws
+  // std::runtime_error when the column holds anything else: the file is damaged.
+  [[nodiscard]] Key256 column_key(int col) const;
 
  private:
   friend class Database;
@@ -70,6 +75,10 @@ class Database {
   [[nodiscard]] std::int64_t last_insert_rowid() const;
   [[nodiscard]] int changes() const;
   [[nodiscard]] bool in_transaction() const;
+  // Runs `work` in one transaction (a savepoint inside another) and commits it; anything `work`
+  // throws undoes all of it and comes back as Errc::storage, prefixed with `what`. For a group of
+  // requests that share one disk sync.
+  Status atomically(const std::function<void()>& work, const std::string& what);
 
  private:
   struct Close {
