@@ -114,21 +114,29 @@ void BM_EcmToControlWord(benchmark::State& state) {
     entitlement::EcmContent e;
     e.service_id = 1;
     e.key_version = key.key_version;
-    e.crypto_period = p;
-    e.time_unix = kT0;
-    e.even = ControlWord::random();
-    e.odd = ControlWord::random();
-    ecms.push_back(entitlement::encode_ecm(e, key.key));
+    e.current.crypto_period = p;
+    e.next.crypto_period = p + 1;
+    e.current.time_unix = kT0;
+    e.next.time_unix = kT0;
+    e.current.cw = ControlWord::random();
+    e.next.cw = ControlWord::random();
+    ecms.push_back(entitlement::encode_ecm(e, key.key, key.key));
   }
   CsaPipeline pipeline(CsaDirection::decrypt);
   const auto even = pipeline.add_slot();
   const auto odd = pipeline.add_slot();
   std::size_t i = 0;
   for (auto _ : state) {
-    auto ecm = se.open_ecm(ecms[i++ % ecms.size()]);
-    if (!ecm) state.SkipWithError("ECM refused");
-    pipeline.set_key(even, ecm->even);
-    pipeline.set_key(odd, ecm->odd);
+    // Both control words, each opened on its own as the descrambler does.
+    const auto& section = ecms[i++ % ecms.size()];
+    auto current = se.open_ecm(section, entitlement::EcmPart::current);
+    auto next = se.open_ecm(section, entitlement::EcmPart::next);
+    if (!current || !next) {
+      state.SkipWithError("ECM refused");
+      break;
+    }
+    pipeline.set_key(current->crypto_period % 2 == 0 ? even : odd, current->cw);
+    pipeline.set_key(next->crypto_period % 2 == 0 ? even : odd, next->cw);
   }
 }
 BENCHMARK(BM_EcmToControlWord)->Name("ecm_to_control_word")->Unit(benchmark::kMicrosecond);

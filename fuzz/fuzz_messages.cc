@@ -14,7 +14,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return k;
   }();
   const std::span<const std::uint8_t> in(data, size);
-  if (auto h = entitlement::peek_ecm(in)) (void)entitlement::decode_ecm(in, key);
+  if (auto h = entitlement::peek_ecm(in)) {
+    (void)entitlement::decode_ecm_part(in, entitlement::EcmPart::current, key);
+    (void)entitlement::decode_ecm_part(in, entitlement::EcmPart::next, key);
+    (void)entitlement::decode_ecm(in, key, key);
+  }
   if (auto h = entitlement::peek_emm(in)) (void)entitlement::decode_emm(in, key);
   return 0;
 }

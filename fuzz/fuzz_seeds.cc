@@ -45,12 +45,13 @@ int main(int argc, char** argv) {
   entitlement::EcmContent ecm;
   ecm.service_id = 1;
   ecm.key_version = 1;
-  ecm.time_unix = 1'900'000'000;
-  ecm.even = ControlWord::random();
-  ecm.odd = ControlWord::random();
+  ecm.current.time_unix = 1'900'000'000;
+  ecm.next.time_unix = 1'900'000'000;
+  ecm.current.cw = ControlWord::random();
+  ecm.next.cw = ControlWord::random();
   entitlement::EmmContent emm{1001, 1, 1'900'000'000, {}};
   emm.items.emplace_back(entitlement::EmmGrant{1, 1, key.clone(), 0, 2'000'000'000});
-  const auto ecm_section = entitlement::encode_ecm(ecm, key);
+  const auto ecm_section = entitlement::encode_ecm(ecm, key, key);
   const auto emm_section = entitlement::encode_emm(emm, key);
   write(root / "fuzz_messages", "ecm", ecm_section);
   write(root / "fuzz_messages", "emm", emm_section);

@@ -109,6 +109,13 @@ void CsaPipeline::set_key(Slot slot, const ControlWord& cw) {
   s.cw = cw.clone();
 }
 
+void CsaPipeline::clear_key(Slot slot) {
+  KeySlot& s = *slots_.at(slot);
+  if (!s.cw) return;
+  run(s);
+  s.cw.reset();
+}
+
 bool CsaPipeline::has_key(Slot slot) const { return slots_.at(slot)->cw.has_value(); }
 bool CsaPipeline::key_equals(Slot slot, const ControlWord& cw) const {
   const auto& s = *slots_.at(slot);

@@ -14,7 +14,10 @@ constexpr std::uint8_t kItemTicket = 3;
 constexpr std::uint8_t kItemTicketRevoke = 4;
 constexpr std::uint8_t kItemCredit = 5;
 constexpr std::uint8_t kItemOffer = 6;
-constexpr std::size_t kEcmHeaderSize = 1 + 2 + 2 + 4;  // version, service_id, key_version, event_id
+// version, service_id, key_version, current event_id, next event_id, then the two blocks' nonces
+constexpr std::size_t kEcmHeaderSize = 1 + 2 + 2 + 4 + 4 + 2 * crypto::kGcmNonceSize;
+constexpr std::size_t kEcmPlainSize = 4 + 8 + 4 + 1 + 2 + 8;  // period, time, access criteria, control word
+constexpr std::size_t kEcmBlockSize = kEcmPlainSize + crypto::kGcmTagSize;
 constexpr std::size_t kEmmHeaderSize = 1 + 4 + 8;      // version, stb_id, sequence
 constexpr std::size_t kMaxBody = 1021;                 // short private section limit we keep to
 
@@ -46,14 +49,14 @@ struct OpenedSection {
 };
 
 Result<OpenedSection> open_section(std::span<const std::uint8_t> section, std::size_t header_size,
-                                   const Key256& key, const char* what) {
+                                   const Key256& key, const char* what, std::uint8_t version) {
   const auto parsed = streams::parse_section(section);
   if (!parsed.ok()) return make_error(Errc::malformed, std::string(what) + ": section " + streams::to_string(parsed.error));
   const auto body = parsed.section->body;
   if (body.size() < header_size + crypto::kGcmNonceSize + crypto::kGcmTagSize) {
     return make_error(Errc::malformed, std::string(what) + ": too short (" + std::to_string(body.size()) + " bytes)");
   }
-  if (body[0] != kMessageVersion) {
+  if (body[0] != version) {
     return make_error(Errc::malformed, std::string(what) + ": unsupported version " + std::to_string(body[0]));
   }
   const auto header = body.first(header_size);
@@ -74,24 +77,55 @@ ControlWord read_cw(ByteReader& r) {
 
 }  // namespace
 
-std::vector<std::uint8_t> encode_ecm(const EcmContent& ecm, const Key256& service_key) {
+namespace {
+
+std::vector<std::uint8_t> ecm_part_aad(std::span<const std::uint8_t> section_prefix, EcmPart part) {
+  // The section header and the whole clear header, both nonces included, then the block's role: a
+  // block cannot be moved to the other place or spliced into another ECM.
+  std::vector<std::uint8_t> aad(section_prefix.begin(), section_prefix.end());
+  aad.push_back(static_cast<std::uint8_t>(part));
+  return aad;
+}
+
+std::vector<std::uint8_t> ecm_plaintext(const EcmPeriod& p) {
+  ByteWriter plain;
+  plain.u32(p.crypto_period);
+  plain.u64(p.time_unix);
+  plain.u32(p.access.tier_mask);
+  plain.u8(p.access.min_age);
+  plain.u16(p.access.region);
+  plain.bytes(p.cw.bytes());
+  return plain.take();
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> encode_ecm(const EcmContent& ecm, const Key256& current_key, const Key256& next_key) {
+  std::array<std::uint8_t, crypto::kGcmNonceSize> nonces[2]{};
+  crypto::random_bytes(nonces[0]);
+  crypto::random_bytes(nonces[1]);
   ByteWriter header;
-  header.u8(kMessageVersion);
+  header.u8(kEcmVersion);
   header.u16(ecm.service_id);
   header.u16(ecm.key_version);
-  header.u32(ecm.event_id);
-  ByteWriter plain;
-  plain.u32(ecm.crypto_period);
-  plain.u64(ecm.time_unix);
-  plain.u32(ecm.access.tier_mask);
-  plain.u8(ecm.access.min_age);
-  plain.u16(ecm.access.region);
-  plain.bytes(ecm.even.bytes());
-  plain.bytes(ecm.odd.bytes());
-  auto p = plain.take();
-  const std::uint8_t table = (ecm.crypto_period % 2 == 0) ? kTableEcmEven : kTableEcmOdd;
-  auto section = seal_into_section(table, header.data(), p, service_key);
-  secure_zero(p.data(), p.size());
+  header.u32(ecm.current.event_id);
+  header.u32(ecm.next.event_id);
+  header.bytes(nonces[0]);
+  header.bytes(nonces[1]);
+  const std::uint8_t table = (ecm.current.crypto_period % 2 == 0) ? kTableEcmEven : kTableEcmOdd;
+  // The section's first bytes are known before sealing: its length is fixed.
+  auto section = streams::build_short_section(table, std::vector<std::uint8_t>(kEcmHeaderSize + 2 * kEcmBlockSize));
+  std::copy(header.data().begin(), header.data().end(), section.begin() + 3);
+  const std::span<const std::uint8_t> prefix = std::span(section).first(3 + kEcmHeaderSize);
+  std::size_t at = prefix.size();
+  for (const auto part : {EcmPart::current, EcmPart::next}) {
+    const bool current = part == EcmPart::current;
+    auto plain = ecm_plaintext(current ? ecm.current : ecm.next);
+    const auto sealed = crypto::aead_seal(current ? current_key : next_key, nonces[current ? 0 : 1], ecm_part_aad(prefix, part), plain);
+    secure_zero(plain.data(), plain.size());
+    std::copy(sealed.begin(), sealed.end(), section.begin() + static_cast<std::ptrdiff_t>(at));
+    at += sealed.size();
+  }
   return section;
 }
 
@@ -104,37 +138,65 @@ Result<EcmHeader> peek_ecm(std::span<const std::uint8_t> section) {
   std::uint8_t version = 0;
   EcmHeader h;
   h.table_id = t;
-  if (!r.u8(version) || !r.u16(h.service_id) || !r.u16(h.key_version) || !r.u32(h.event_id)) {
+  if (!r.u8(version)) return make_error(Errc::malformed, "ECM: truncated header");
+  if (version != kEcmVersion) return make_error(Errc::malformed, "ECM: unsupported version " + std::to_string(version));
+  if (!r.u16(h.service_id) || !r.u16(h.key_version) || !r.u32(h.event_id) || !r.u32(h.next_event_id)) {
     return make_error(Errc::malformed, "ECM: truncated header");
   }
-  if (version != kMessageVersion) return make_error(Errc::malformed, "ECM: unsupported version " + std::to_string(version));
+  if (parsed.section->body.size() != kEcmHeaderSize + 2 * kEcmBlockSize) {
+    return make_error(Errc::malformed, "ECM: " + std::to_string(parsed.section->body.size()) + " bytes, expected " +
+                                           std::to_string(kEcmHeaderSize + 2 * kEcmBlockSize));
+  }
   return h;
 }
 
-Result<EcmContent> decode_ecm(std::span<const std::uint8_t> section, const Key256& service_key) {
+Result<EcmPeriod> decode_ecm_part(std::span<const std::uint8_t> section, EcmPart part, const Key256& key) {
   auto header = peek_ecm(section);
   if (!header) return header.error();
-  auto opened = open_section(section, kEcmHeaderSize, service_key, "ECM");
-  if (!opened) return opened.error();
-  ByteReader r(opened->plaintext);
+  const bool current = part == EcmPart::current;
+  const char* what = current ? "ECM (current control word)" : "ECM (next control word)";
+  // peek_ecm checked the length: the section is 3 + kEcmHeaderSize + 2 blocks.
+  const auto prefix = section.first(3 + kEcmHeaderSize);
+  const std::size_t nonce_at = 3 + kEcmHeaderSize - 2 * crypto::kGcmNonceSize + (current ? 0 : crypto::kGcmNonceSize);
+  std::span<const std::uint8_t, crypto::kGcmNonceSize> nonce(section.data() + nonce_at, crypto::kGcmNonceSize);
+  const auto block = section.subspan(prefix.size() + (current ? 0 : kEcmBlockSize), kEcmBlockSize);
+  auto plain = crypto::aead_open(key, nonce, ecm_part_aad(prefix, part), block);
+  if (!plain) return make_error(plain.error().code, std::string(what) + ": " + plain.error().message);
+  ByteReader r(plain.value());
+  EcmPeriod p;
+  p.event_id = header->audience(part);
+  r.u32(p.crypto_period);
+  r.u64(p.time_unix);
+  r.u32(p.access.tier_mask);
+  r.u8(p.access.min_age);
+  r.u16(p.access.region);
+  p.cw = read_cw(r);
+  const bool failed = r.failed() || r.remaining() != 0;
+  secure_zero(plain->data(), plain->size());
+  if (failed) return make_error(Errc::malformed, std::string(what) + ": payload has the wrong length");
+  // The table_id's parity is the current period's; the next period has the other.
+  const bool even_table = header->table_id == kTableEcmEven;
+  if (even_table != (p.crypto_period % 2 == (current ? 0u : 1u))) {
+    return make_error(Errc::malformed, std::string(what) + ": table_id parity does not match the crypto period");
+  }
+  return p;
+}
+
+Result<EcmContent> decode_ecm(std::span<const std::uint8_t> section, const Key256& current_key, const Key256& next_key) {
+  auto header = peek_ecm(section);
+  if (!header) return header.error();
+  auto current = decode_ecm_part(section, EcmPart::current, current_key);
+  if (!current) return current.error();
+  auto next = decode_ecm_part(section, EcmPart::next, next_key);
+  if (!next) return next.error();
+  if (next->crypto_period != current->crypto_period + 1 || next->time_unix < current->time_unix) {
+    return make_error(Errc::malformed, "ECM: the next control word's period does not follow the current one");
+  }
   EcmContent ecm;
   ecm.service_id = header->service_id;
   ecm.key_version = header->key_version;
-  ecm.event_id = header->event_id;
-  r.u32(ecm.crypto_period);
-  r.u64(ecm.time_unix);
-  r.u32(ecm.access.tier_mask);
-  r.u8(ecm.access.min_age);
-  r.u16(ecm.access.region);
-  ecm.even = read_cw(r);
-  ecm.odd = read_cw(r);
-  const bool failed = r.failed() || r.remaining() != 0;
-  secure_zero(opened->plaintext.data(), opened->plaintext.size());
-  if (failed) return make_error(Errc::malformed, "ECM: payload has the wrong length");
-  const bool even_table = header->table_id == kTableEcmEven;
-  if (even_table != (ecm.crypto_period % 2 == 0)) {
-    return make_error(Errc::malformed, "ECM: table_id parity does not match the crypto period");
-  }
+  ecm.current = std::move(current.value());
+  ecm.next = std::move(next.value());
   return ecm;
 }
 
@@ -151,7 +213,7 @@ Result<Key256> derive_emm_key(const Secret<32>& own_private, const crypto::Publi
 
 std::vector<std::uint8_t> encode_emm(const EmmContent& emm, const Key256& emm_key) {
   ByteWriter header;
-  header.u8(kMessageVersion);
+  header.u8(kEmmVersion);
   header.u32(emm.stb_id);
   header.u64(emm.sequence);
   ByteWriter plain;
@@ -215,14 +277,14 @@ Result<EmmHeader> peek_emm(std::span<const std::uint8_t> section) {
   std::uint8_t version = 0;
   EmmHeader h;
   if (!r.u8(version) || !r.u32(h.stb_id) || !r.u64(h.sequence)) return make_error(Errc::malformed, "EMM: truncated header");
-  if (version != kMessageVersion) return make_error(Errc::malformed, "EMM: unsupported version " + std::to_string(version));
+  if (version != kEmmVersion) return make_error(Errc::malformed, "EMM: unsupported version " + std::to_string(version));
   return h;
 }
 
 Result<EmmContent> decode_emm(std::span<const std::uint8_t> section, const Key256& emm_key) {
   auto header = peek_emm(section);
   if (!header) return header.error();
-  auto opened = open_section(section, kEmmHeaderSize, emm_key, "EMM");
+  auto opened = open_section(section, kEmmHeaderSize, emm_key, "EMM", kEmmVersion);
   if (!opened) return opened.error();
   EmmContent emm;
   emm.stb_id = header->stb_id;

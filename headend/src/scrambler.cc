@@ -7,6 +7,14 @@ namespace usher::headend {
 using streams::Scrambling;
 using streams::TsPacket;
 
+// Who may watch a crypto period: the service's subscribers (event_id 0, the service key) or the
+// ticket holders of the PPV event on air (that event's key).
+struct Scrambler::Audience {
+  std::uint32_t event_id = 0;
+  std::uint8_t min_age = 0;
+  Key256 key;
+};
+
 struct Scrambler::Service {
   std::uint16_t service_id = 0;
   std::uint16_t pmt_pid = 0;
@@ -20,11 +28,19 @@ struct Scrambler::Service {
   std::set<std::uint16_t> es_pids;
   CsaPipeline::Slot slot[2] = {CsaPipeline::kNoSlot, CsaPipeline::kNoSlot};  // by parity
   ControlWord cw[2];                                                          // by parity
+  // Crypto periods are counted from 0 and cut every crypto_period_ms and at every PPV event's start
+  // and end, so that each lies wholly within one audience: its control word is sealed for that
+  // audience only, in the ECM of its own period and in the ECM of the period before.
   std::uint64_t period = 0;
+  std::uint64_t period_start = 0;  // stream time (27 MHz)
+  std::uint64_t period_end = 0;    // stream time at which the next period starts
+  std::uint64_t period_time = 0;   // broadcast time at the period's start
+  std::uint64_t next_replan = 0;   // stream time of the next look at the schedule (it may change)
+  Audience audience;               // of the current period
+  Audience next_audience;          // of the next one, whose control word the ECM announces
   std::optional<entitlement::ServiceKey> key;
   std::vector<std::uint8_t> ecm_section;
   std::uint64_t next_ecm = 0;
-  std::uint32_t event_id = 0;  // PPV event on air, 0 = none
   std::vector<std::uint8_t> eit_content[2];  // last EIT p/f bodies sent, to bump the version on change
   std::uint8_t eit_version = 0;
 };
@@ -52,7 +68,10 @@ std::uint16_t Scrambler::allocate_pid(std::uint16_t preferred) {
   return pid;
 }
 
-std::uint64_t Scrambler::broadcast_time() const { return config_.start_unix + clock_.now() / streams::kPcrHz; }
+std::uint64_t Scrambler::broadcast_time_at(std::uint64_t stream_time) const {
+  return config_.start_unix + stream_time / streams::kPcrHz;
+}
+std::uint64_t Scrambler::broadcast_time() const { return broadcast_time_at(clock_.now()); }
 
 void Scrambler::refresh_emms() {
   auto fresh = keys_.emm_sections(broadcast_time());
@@ -178,42 +197,102 @@ void Scrambler::on_pat(std::span<const std::uint8_t> section) {
   }
 }
 
-void Scrambler::start_period(Service& s, std::uint64_t period) {
-  auto next_cw = [this](std::uint64_t k) {
-    if (config_.fixed_cws) return (k % 2 == 0 ? config_.fixed_cws->even : config_.fixed_cws->odd).clone();
-    return ControlWord::random();
-  };
-  const bool consecutive = s.active && period == s.period + 1;
-  if (!consecutive) {  // first period, or a jump: both control words are new
-    s.cw[period % 2] = next_cw(period);
+Scrambler::Audience Scrambler::audience_at(const Service& s, std::uint64_t time) {
+  if (auto event = keys_.current_event(s.service_id, time)) return Audience{event->event_id, event->min_age, event->key.clone()};
+  return Audience{0, 0, s.key->key.clone()};
+}
+
+std::uint64_t Scrambler::period_end_after(const Service& s, std::uint64_t start) {
+  const std::uint64_t length = ms_to_ticks(config_.crypto_period_ms);
+  std::uint64_t end = (start / length + 1) * length;
+  // The next event boundary (the end of the event on air, or the start of the next one) cuts the period.
+  const std::uint64_t time = broadcast_time_at(start);
+  const auto events = keys_.schedule(s.service_id, time, 1);
+  if (!events.empty()) {
+    const auto& e = events.front();
+    const std::uint64_t boundary = e.start <= time ? e.end() : e.start;  // > time, so after `start`
+    end = std::min(end, (boundary - config_.start_unix) * streams::kPcrHz);
+  }
+  return end;
+}
+
+void Scrambler::start_period(Service& s) {
+  const std::uint64_t now = clock_.now();
+  const bool consecutive = s.active;
+  const std::uint64_t period = consecutive ? s.period + 1 : 0;
+  auto audience = audience_at(s, broadcast_time());
+  // The control word announced for this period was sealed for the audience planned then; if the
+  // schedule changed since, it may have reached others: this period gets one nobody has seen.
+  if (!consecutive || audience.event_id != s.next_audience.event_id) {
+    if (consecutive) log_.info("service ", s.service_id, ": audience changed since the last ECM (schedule changed); new control word");
+    s.cw[period % 2] = next_control_word(period);
     pipeline_.set_key(s.slot[period % 2], s.cw[period % 2]);
   }
-  s.cw[(period + 1) % 2] = next_cw(period + 1);
-  pipeline_.set_key(s.slot[(period + 1) % 2], s.cw[(period + 1) % 2]);
+  if (audience.event_id != s.audience.event_id || !consecutive) {
+    if (audience.event_id != 0) log_.info("service ", s.service_id, ": PPV event ", audience.event_id, " on air");
+    if (audience.event_id == 0 && consecutive) log_.info("service ", s.service_id, ": PPV event ", s.audience.event_id, " over");
+  }
   s.period = period;
+  s.period_start = now;
+  s.period_time = broadcast_time();
+  s.audience = std::move(audience);
   ++stats_.crypto_periods;
+  plan_next_period(s);
+  emit_ecm(s, true);
+}
+
+void Scrambler::plan_next_period(Service& s) {
+  s.period_end = period_end_after(s, s.period_start);
+  s.next_audience = audience_at(s, broadcast_time_at(s.period_end));
+  s.next_replan = clock_.now() + ms_to_ticks(kReplanIntervalMs);
+  const std::uint64_t next = s.period + 1;
+  s.cw[next % 2] = next_control_word(next);
+  pipeline_.set_key(s.slot[next % 2], s.cw[next % 2]);
+  seal_ecm(s);
+}
+
+void Scrambler::replan(Service& s) {
+  // An event added, moved or removed since the period started: a new end or a new audience for the
+  // next period means a new next control word, announced to the right audience only.
+  s.next_replan = clock_.now() + ms_to_ticks(kReplanIntervalMs);
+  const std::uint64_t end = period_end_after(s, s.period_start);
+  const auto next_audience = audience_at(s, broadcast_time_at(end));
+  if (end == s.period_end && next_audience.event_id == s.next_audience.event_id) return;
+  log_.info("service ", s.service_id, ": PPV schedule changed; crypto period ", s.period, " replanned");
+  if (end <= clock_.now()) {
+    s.period_end = end;  // the boundary has passed already: the next period starts with the next packet
+    s.next_audience.event_id = ~std::uint32_t{0};  // announced for nobody: it gets a fresh control word
+    return;
+  }
+  plan_next_period(s);
+  emit_ecm(s, true);
+}
+
+void Scrambler::seal_ecm(Service& s) {
+  auto access_for = [this](const Audience& a) {
+    auto access = config_.access;
+    access.min_age = std::max(access.min_age, a.min_age);
+    return access;
+  };
   entitlement::EcmContent ecm;
   ecm.service_id = s.service_id;
   ecm.key_version = s.key->key_version;
-  ecm.crypto_period = static_cast<std::uint32_t>(period);
-  ecm.time_unix = broadcast_time();
-  ecm.access = config_.access;
-  ecm.even = s.cw[0].clone();
-  ecm.odd = s.cw[1].clone();
-  auto event = keys_.current_event(s.service_id, ecm.time_unix);
-  if (event) {
-    ecm.event_id = event->event_id;
-    ecm.access.min_age = std::max(ecm.access.min_age, event->min_age);
-    s.ecm_section = entitlement::encode_ecm(ecm, event->key);
-  } else {
-    s.ecm_section = entitlement::encode_ecm(ecm, s.key->key);
-  }
-  if (ecm.event_id != s.event_id) {
-    if (ecm.event_id != 0) log_.info("service ", s.service_id, ": PPV event ", ecm.event_id, " on air");
-    if (ecm.event_id == 0) log_.info("service ", s.service_id, ": PPV event ", s.event_id, " over");
-    s.event_id = ecm.event_id;
-  }
-  emit_ecm(s, true);
+  ecm.current.event_id = s.audience.event_id;
+  ecm.current.crypto_period = static_cast<std::uint32_t>(s.period);
+  ecm.current.time_unix = s.period_time;
+  ecm.current.access = access_for(s.audience);
+  ecm.current.cw = s.cw[s.period % 2].clone();
+  ecm.next.event_id = s.next_audience.event_id;
+  ecm.next.crypto_period = static_cast<std::uint32_t>(s.period + 1);
+  ecm.next.time_unix = std::max(s.period_time, broadcast_time_at(s.period_end));
+  ecm.next.access = access_for(s.next_audience);
+  ecm.next.cw = s.cw[(s.period + 1) % 2].clone();
+  s.ecm_section = entitlement::encode_ecm(ecm, s.audience.key, s.next_audience.key);
+}
+
+ControlWord Scrambler::next_control_word(std::uint64_t period) const {
+  if (config_.fixed_cws) return (period % 2 == 0 ? config_.fixed_cws->even : config_.fixed_cws->odd).clone();
+  return ControlWord::random();
 }
 
 void Scrambler::emit_ecm(Service& s, bool now) {
@@ -259,7 +338,7 @@ void Scrambler::on_pmt(std::uint16_t pid, std::span<const std::uint8_t> section)
       return;
     }
     s.key = std::move(key.value());
-    start_period(s, current_period());
+    start_period(s);
     s.active = true;
     ++stats_.services_scrambled;
   }
@@ -267,13 +346,17 @@ void Scrambler::on_pmt(std::uint16_t pid, std::span<const std::uint8_t> section)
 
 void Scrambler::schedule(bool) {
   const std::uint64_t now = clock_.now();
-  const std::uint64_t period = current_period();
   for (auto& [pid, s] : services_by_pmt_pid_) {
     if (!s->active) continue;
-    if (period != s->period) {
-      start_period(*s, period);
+    if (now >= s->period_end) {
+      start_period(*s);
     } else if (now >= s->next_ecm) {
-      emit_ecm(*s, false);  // a repetition may wait for a null packet
+      if (now >= s->next_replan) replan(*s);
+      if (now >= s->period_end) {
+        start_period(*s);
+      } else if (now >= s->next_ecm) {
+        emit_ecm(*s, false);  // a repetition may wait for a null packet
+      }
     }
   }
   if (now >= next_cat_) {

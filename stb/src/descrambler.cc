@@ -12,6 +12,9 @@ struct Descrambler::Service {
   std::set<std::uint16_t> es_pids;
   CsaPipeline::Slot slot[2] = {CsaPipeline::kNoSlot, CsaPipeline::kNoSlot};
   std::vector<std::uint8_t> last_ecm;
+  // Broadcast time and crypto period of the newest current control word taken: an ECM that is not
+  // newer is a replay (or a reordering) and changes nothing.
+  std::optional<std::pair<std::uint64_t, std::uint32_t>> freshest;
   bool descrambling = false;
   std::string reason = "no ECM yet";
 };
@@ -95,34 +98,83 @@ void Descrambler::deny(Service& s, const std::string& reason) {
   ++stats_.ecm_denied;
 }
 
+namespace {
+
+// Whether a control word from an ECM moves forward from the newest current one taken: its broadcast
+// time later, or the same second and a later crypto period (`or_same`: or that very period). Time
+// first, so that a restarted headend, whose periods count from 0 again, is still followed.
+bool moves_forward(const entitlement::EcmPeriod& p, const std::optional<std::pair<std::uint64_t, std::uint32_t>>& freshest,
+                   bool or_same) {
+  if (!freshest) return true;
+  if (p.time_unix != freshest->first) return p.time_unix > freshest->first;
+  return or_same ? p.crypto_period >= freshest->second : p.crypto_period > freshest->second;
+}
+
+}  // namespace
+
 void Descrambler::on_ecm(Service& s, std::span<const std::uint8_t> section) {
+  using entitlement::EcmPart;
   // The same ECM repeats every ~100 ms: open it once.
   if (section.size() == s.last_ecm.size() && std::equal(section.begin(), section.end(), s.last_ecm.begin())) return;
   s.last_ecm.assign(section.begin(), section.end());
-  auto ecm = se_->open_ecm(section);
-  if (!ecm && ecm.error().code == Errc::not_entitled) {
+  const auto header = entitlement::peek_ecm(section);
+  if (!header) {
+    deny(s, header.error().message);
+    return;
+  }
+  if (header->service_id != s.service_id) {
+    deny(s, "service " + std::to_string(s.service_id) + ": ECM is for service " + std::to_string(header->service_id));
+    return;
+  }
+  // Each control word is sealed for its own period's audience (the service's subscribers, or one PPV
+  // event's ticket holders): open each on its own.
+  auto current = se_->open_ecm(section, EcmPart::current);
+  auto next = se_->open_ecm(section, EcmPart::next);
+  if ((!current && current.error().code == Errc::not_entitled) || (!next && next.error().code == Errc::not_entitled)) {
     se_->reload();  // a ticket may have arrived over the local link, stored by `usher stb link`
-    ecm = se_->open_ecm(section);
+    if (!current && current.error().code == Errc::not_entitled) current = se_->open_ecm(section, EcmPart::current);
+    if (!next && next.error().code == Errc::not_entitled) next = se_->open_ecm(section, EcmPart::next);
   }
-  if (!ecm) {
-    deny(s, ecm.error().message);
+  const int current_parity = header->table_id == entitlement::kTableEcmEven ? 0 : 1;
+  if (current && !moves_forward(*current, s.freshest, true)) {
+    // A replayed or reordered ECM: the keys in use stay.
+    ++stats_.ecm_stale;
+    log_.warn("service ", s.service_id, ": ECM of crypto period ", current->crypto_period, " (broadcast time ",
+              current->time_unix, ") is older than the one in use; refused");
     return;
   }
-  if (ecm->service_id != s.service_id) {
-    deny(s, "service " + std::to_string(s.service_id) + ": ECM is for service " + std::to_string(ecm->service_id));
+  // The parental limit applies to each control word by its own period's rating.
+  auto rated_above_limit = [&](const entitlement::EcmPeriod& p) {
+    return p.access.min_age > se_->parental_max_age() && !config_.parental_unlocked;
+  };
+  if (next && !moves_forward(*next, s.freshest, false)) {
+    ++stats_.ecm_stale;
+    log_.warn("service ", s.service_id, ": ECM announces crypto period ", next->crypto_period, " older than the one in use; refused");
     return;
   }
-  if (ecm->access.min_age > se_->parental_max_age() && !config_.parental_unlocked) {
-    deny(s, "service " + std::to_string(s.service_id) + ": rated " + std::to_string(ecm->access.min_age) +
+  if (next && !rated_above_limit(*next)) {
+    pipeline_.set_key(s.slot[1 - current_parity], next->cw);
+  } else if (next || next.error().code == Errc::not_entitled) {
+    pipeline_.clear_key(s.slot[1 - current_parity]);  // the next period is not ours: no old key left to try
+  }
+  if (!current) {
+    // Not entitled: the key of this parity is no longer ours to use. Forged or damaged: keep what we hold.
+    if (current.error().code == Errc::not_entitled) pipeline_.clear_key(s.slot[current_parity]);
+    deny(s, current.error().message);
+    return;
+  }
+  if (rated_above_limit(*current)) {
+    pipeline_.clear_key(s.slot[current_parity]);
+    deny(s, "service " + std::to_string(s.service_id) + ": rated " + std::to_string(current->access.min_age) +
                 "+, above this STB's parental limit of " + std::to_string(se_->parental_max_age()) +
                 "; enter the PIN (usher stb run --pin)");
     return;
   }
-  if (!ecm->even.checksums_ok() || !ecm->odd.checksums_ok()) log_.debug("service ", s.service_id, ": CW checksum bytes differ from DVB practice");
-  if (ecm->event_id != 0) se_->mark_watched(ecm->event_id);
-  pipeline_.set_key(s.slot[0], ecm->even);
-  pipeline_.set_key(s.slot[1], ecm->odd);
-  if (!s.descrambling) log_.info("service ", s.service_id, ": descrambling (crypto period ", ecm->crypto_period, ")");
+  if (!current->cw.checksums_ok()) log_.debug("service ", s.service_id, ": CW checksum bytes differ from DVB practice");
+  if (current->event_id != 0) se_->mark_watched(current->event_id);
+  s.freshest = std::pair{current->time_unix, current->crypto_period};
+  pipeline_.set_key(s.slot[current_parity], current->cw);
+  if (!s.descrambling) log_.info("service ", s.service_id, ": descrambling (crypto period ", current->crypto_period, ")");
   s.descrambling = true;
   s.reason.clear();
   ++stats_.ecm_accepted;

@@ -663,18 +663,20 @@ void SecureElement::acks_relayed(const std::vector<std::uint64_t>& ticket_ids) {
   tx.commit();
 }
 
-Result<entitlement::EcmContent> SecureElement::open_ppv_ecm(std::span<const std::uint8_t> section,
-                                                            const entitlement::EcmHeader& header) const {
-  const std::string ev = "PPV event " + std::to_string(header.event_id);
+Result<entitlement::EcmPeriod> SecureElement::open_ppv_ecm(std::span<const std::uint8_t> section,
+                                                           const entitlement::EcmHeader& header,
+                                                           entitlement::EcmPart part) const {
+  const auto event_id = header.audience(part);
+  const std::string ev = "PPV event " + std::to_string(event_id);
   const HeldTicket* found = nullptr;
   bool revoked = false;
   for (const auto& t : tickets_) {
-    if (t.ticket.event_id != header.event_id) continue;
+    if (t.ticket.event_id != event_id) continue;
     if (t.status == "valid" || t.status == "used") found = &t;
     if (t.status == "revoked") revoked = true;
   }
   if (found == nullptr) return make_error(Errc::not_entitled, ev + (revoked ? ": ticket revoked" : ": no ticket on this STB"));
-  auto ecm = entitlement::decode_ecm(section, found->event_key);
+  auto ecm = entitlement::decode_ecm_part(section, part, found->event_key);
   if (!ecm) return ecm.error();
   if (ecm->time_unix < found->ticket.valid_from || ecm->time_unix >= found->ticket.valid_until) {
     return make_error(Errc::not_entitled, ev + ": ticket valid " + format_utc(found->ticket.valid_from) + " to " +
@@ -696,10 +698,10 @@ std::string SecureElement::ticket_status(std::uint64_t ticket_id) const {
   return "unknown";
 }
 
-Result<entitlement::EcmContent> SecureElement::open_ecm(std::span<const std::uint8_t> section) const {
+Result<entitlement::EcmPeriod> SecureElement::open_ecm(std::span<const std::uint8_t> section, entitlement::EcmPart part) const {
   auto header = entitlement::peek_ecm(section);
   if (!header) return header.error();
-  if (header->event_id != 0) return open_ppv_ecm(section, *header);
+  if (header->audience(part) != 0) return open_ppv_ecm(section, *header, part);
   const auto it = held_.find(header->service_id);
   const std::string svc = "service " + std::to_string(header->service_id);
   if (it == held_.end()) return make_error(Errc::not_entitled, svc + ": no entitlement on this STB");
@@ -709,7 +711,7 @@ Result<entitlement::EcmContent> SecureElement::open_ecm(std::span<const std::uin
     return make_error(Errc::not_entitled, svc + ": ECM uses key version " + std::to_string(header->key_version) +
                                               ", this STB holds version " + std::to_string(h.info.key_version));
   }
-  auto ecm = entitlement::decode_ecm(section, h.key);
+  auto ecm = entitlement::decode_ecm_part(section, part, h.key);
   if (!ecm) return ecm.error();
   if (ecm->time_unix < h.info.not_before) {
     return make_error(Errc::not_entitled, svc + ": entitlement starts at " + format_utc(h.info.not_before) +

@@ -174,11 +174,13 @@ TEST_F(CommerceTest, StbWatchesTheEventOnlyInsideItsWindowAndOnlyWithATicket) {
     EcmContent e;
     e.service_id = 1;
     e.key_version = 1;
-    e.event_id = 7;
-    e.time_unix = t;
-    e.even = ControlWord::random();
-    e.odd = ControlWord::random();
-    return encode_ecm(e, key.key);
+    e.current.event_id = 7;
+    e.next.event_id = 7;
+    e.current.time_unix = t;
+    e.next.time_unix = t;
+    e.current.cw = ControlWord::random();
+    e.next.cw = ControlWord::random();
+    return encode_ecm(e, key.key, key.key);
   };
   EXPECT_TRUE(owner.open_ecm(ecm_at(kT0 + 10)).ok());
   const auto id = owner.tickets().at(0).ticket_id;
@@ -225,11 +227,13 @@ TEST_F(CommerceTest, RevokedTicketIsRefundedAndRefusedByTheStbEvenIfTheRevokeCom
   EcmContent e;
   e.service_id = 1;
   e.key_version = 1;
-  e.event_id = 7;
-  e.time_unix = kT0 + 10;
-  e.even = ControlWord::random();
-  e.odd = ControlWord::random();
-  auto denied = se.open_ecm(encode_ecm(e, key.key));
+  e.current.event_id = 7;
+  e.next.event_id = 7;
+  e.current.time_unix = kT0 + 10;
+  e.next.time_unix = kT0 + 10;
+  e.current.cw = ControlWord::random();
+  e.next.cw = ControlWord::random();
+  auto denied = se.open_ecm(encode_ecm(e, key.key, key.key));
   ASSERT_FALSE(denied.ok());
   EXPECT_NE(denied.error().message.find("ticket revoked"), std::string::npos) << denied.error().message;
 }

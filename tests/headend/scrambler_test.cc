@@ -415,3 +415,84 @@ TEST_F(BroadcastTest, EitSignalsThePpvEventWithTheEcmsEventId) {
 
 }  // namespace
 }  // namespace usher
+
+namespace usher {
+namespace {
+
+// Issue 8: the ECM before a PPV event carried the event's first control word under the service key,
+// so every subscriber watched the event's first crypto period without a ticket (and the symmetric
+// leaks at its end and between events back to back). Two events back to back between free
+// programmes; four boxes; with crypto periods that fall on the events' edges (1 s) and that do not
+// (0.7 s, and 2.5 s: longer than an event). Every elementary-stream packet is checked: a box
+// restores it bit for bit exactly when it may watch it at that packet's stream time.
+TEST(PpvBoundaries, NoControlWordOfAnEventReachesItsNonBuyersAndTicketHoldersMissNothing) {
+  constexpr std::uint64_t kEventA_start = kStart + 2, kEventB_start = kStart + 4, kEventB_end = kStart + 6;
+  for (const std::uint32_t period_ms : {1000u, 700u, 2500u}) {
+    SCOPED_TRACE("crypto period " + std::to_string(period_ms) + " ms");
+    testing::BroadcastWorld world;
+    world.add_service(1);
+    const auto a = world.add_event(41, 1, kEventA_start, 2, 500, "A");
+    const auto b = world.add_event(42, 1, kEventB_start, 2, 500, "B");
+    testing::TestCard card(world.store(), "buyer", 10'000);
+    enum Box : std::uint32_t { kSubscriber = 1001, kBuyerA = 1002, kBuyerB = 1003, kTicketOnlyA = 1004 };
+    for (auto id : {kSubscriber, kBuyerA, kBuyerB, kTicketOnlyA}) world.add_stb(id);
+    for (auto id : {kSubscriber, kBuyerA, kBuyerB}) ASSERT_TRUE(world.store().grant(id, 1, kStart - 10, kStart + 3600).ok());
+    for (auto [event, box] : {std::pair{&a, kBuyerA}, {&b, kBuyerB}, {&a, kTicketOnlyA}}) {
+      ASSERT_TRUE(world.store().buy_ticket(event->event_id, box, card.spend(event->price, entitlement::payee_for(event->event_id, box)), kStart - 60).ok());
+    }
+    auto may_watch = [&](std::uint32_t box, std::uint64_t time) {
+      if (time >= kEventA_start && time < kEventB_start) return box == kBuyerA || box == kTicketOnlyA;
+      if (time >= kEventB_start && time < kEventB_end) return box == kBuyerB;
+      return box != kTicketOnlyA;
+    };
+
+    testing::SyntheticMuxOptions o;
+    o.seconds = 8;
+    const auto clear = testing::make_synthetic_mux(o);
+    headend::StoreKeySource keys(world.store());
+    headend::ScramblerConfig cfg;
+    cfg.start_unix = kStart;
+    cfg.crypto_period_ms = period_ms;
+    headend::Scrambler scrambler(std::move(cfg), keys);
+    const auto scrambled = scramble(scrambler, clear);
+    EXPECT_GE(scrambler.stats().crypto_periods, 8000u / period_ms);
+
+    // Each packet's broadcast time, as the scrambler reckons it: stream time from the PCRs.
+    std::vector<std::uint64_t> time_of;
+    streams::StreamClock clock;
+    for (const auto& p : clear) {
+      clock.observe(p);
+      time_of.push_back(kStart + clock.now() / streams::kPcrHz);
+    }
+
+    for (auto box : {kSubscriber, kBuyerA, kBuyerB, kTicketOnlyA}) {
+      SCOPED_TRACE("STB " + std::to_string(box));
+      stb::Descrambler d(&world.stb(box), {});
+      const auto restored = descramble(d, scrambled);
+      for (auto pid : {testing::synthetic_video_pid(0), testing::synthetic_audio_pid(0)}) {
+        std::size_t i = 0;
+        std::map<std::uint64_t, std::pair<int, int>> watched;  // second -> (restored, may watch)
+        std::vector<TsPacket> out = on_pid(restored, pid);
+        for (std::size_t n = 0; n < clear.size(); ++n) {
+          if (clear[n].pid() != pid) continue;
+          ASSERT_LT(i, out.size());
+          const auto& got = out[i++];
+          if (clear[n].payload().empty()) continue;
+          const bool allowed = may_watch(box, time_of[n]);
+          const bool descrambled = got.bytes == clear[n].bytes;
+          auto& w = watched[time_of[n] - kStart];
+          w.first += descrambled ? 1 : 0;
+          w.second += allowed ? 1 : 0;
+          if (descrambled != allowed) {
+            ADD_FAILURE() << "pid " << pid << " packet " << n << " at " << clock.seconds() << " s, broadcast second +"
+                          << time_of[n] - kStart << ": " << (descrambled ? "descrambled without the right" : "not descrambled");
+            break;
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace usher

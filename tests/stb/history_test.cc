@@ -65,11 +65,13 @@ TEST_F(ImpulseTest, BuysOnCreditUntilTheLimitAndKeepsASignedChain) {
   entitlement::EcmContent e;
   e.service_id = 1;
   e.key_version = 1;
-  e.event_id = 1;
-  e.time_unix = kT0 + 7200 + 10;
-  e.even = ControlWord::random();
-  e.odd = ControlWord::random();
-  EXPECT_TRUE(se.open_ecm(entitlement::encode_ecm(e, key.key)).ok());
+  e.current.event_id = 1;
+  e.next.event_id = 1;
+  e.current.time_unix = kT0 + 7200 + 10;
+  e.next.time_unix = kT0 + 7200 + 10;
+  e.current.cw = ControlWord::random();
+  e.next.cw = ControlWord::random();
+  EXPECT_TRUE(se.open_ecm(entitlement::encode_ecm(e, key.key, key.key)).ok());
 
   // An event added later is offered to the STB by EMM, and a bigger credit line lets it through.
   add_event(4, 500);

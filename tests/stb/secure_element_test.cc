@@ -13,10 +13,12 @@ entitlement::EcmContent ecm_at(std::uint16_t service, std::uint64_t time) {
   entitlement::EcmContent e;
   e.service_id = service;
   e.key_version = 1;
-  e.crypto_period = 2;
-  e.time_unix = time;
-  e.even = ControlWord::random();
-  e.odd = ControlWord::random();
+  e.current.crypto_period = 2;
+  e.next.crypto_period = 3;
+  e.current.time_unix = time;
+  e.next.time_unix = time;
+  e.current.cw = ControlWord::random();
+  e.next.cw = ControlWord::random();
   return e;
 }
 
@@ -29,7 +31,8 @@ class SecureElementTest : public ::testing::Test {
     world.add_stb(1002);
   }
   std::vector<std::uint8_t> ecm(std::uint16_t service, std::uint64_t time) {
-    return entitlement::encode_ecm(ecm_at(service, time), world.store().service_key(service)->key);
+    const auto key = world.store().service_key(service).value();
+    return entitlement::encode_ecm(ecm_at(service, time), key.key, key.key);
   }
   testing::BroadcastWorld world;
 };

@@ -111,6 +111,8 @@ class CsaPipeline {
   Slot add_slot();
   // Runs the slot's queued packets with the old key, then installs the new one.
   void set_key(Slot slot, const ControlWord& cw);
+  // Runs the slot's queued packets with the old key, then leaves the slot without a key.
+  void clear_key(Slot slot);
   [[nodiscard]] bool has_key(Slot slot) const;
   [[nodiscard]] bool key_equals(Slot slot, const ControlWord& cw) const;
 

@@ -2,7 +2,10 @@
 // docs/messages.md). Both are AES-256-GCM sealed, versioned, and bound to their section header.
 //
 // ECM (table_id 0x80 for an even crypto period, 0x81 for an odd one): the service's current and next
-// control words and its access criteria, sealed under the service key.
+// control words, each with its access criteria and sealed under the key of its own period's audience
+// (the service key, or the key of the PPV event on air in that period): the ECM before an event does
+// not hand the event's first control word to the service's subscribers, nor the event's last ECM the
+// control word after it to the event's ticket holders only.
 // EMM (table_id 0x82, unique address): entitlements and service keys for one STB, sealed under a key
 // derived from X25519 between the operator and that STB, with a per-STB sequence number.
 #pragma once
@@ -23,7 +26,8 @@ namespace usher::entitlement {
 inline constexpr std::uint8_t kTableEcmEven = 0x80;
 inline constexpr std::uint8_t kTableEcmOdd = 0x81;
 inline constexpr std::uint8_t kTableEmmUnique = 0x82;
-inline constexpr std::uint8_t kMessageVersion = 1;
+inline constexpr std::uint8_t kEcmVersion = 2;  // 2: one sealed block per control word
+inline constexpr std::uint8_t kEmmVersion = 1;
 // Not registered with DVB: 0x4AFF sits in a range the ETSI TS 101 162 allocation leaves unassigned to
 // public systems. Operators set their own with `usher entitlement init --ca-system-id`.
 inline constexpr std::uint16_t kDefaultCaSystemId = 0x4AFF;
@@ -34,31 +38,44 @@ struct AccessCriteria {
   std::uint16_t region = 0;      // 0 = everywhere
 };
 
-struct EcmContent {
-  std::uint16_t service_id = 0;
-  std::uint16_t key_version = 0;
-  std::uint32_t event_id = 0;          // 0 = not a PPV event
-  std::uint32_t crypto_period = 0;     // parity selects the table_id
-  std::uint64_t time_unix = 0;         // authenticated broadcast time, seconds
+// One crypto period's control word and who may use it.
+struct EcmPeriod {
+  std::uint32_t event_id = 0;       // 0: the service's subscribers (service key); else that PPV event's ticket holders
+  std::uint32_t crypto_period = 0;  // its parity is the control word's parity
+  std::uint64_t time_unix = 0;      // authenticated broadcast time, seconds: of the ECM for the current
+                                    // period, of the period's start for the next one
   AccessCriteria access;
-  ControlWord even;
-  ControlWord odd;
+  ControlWord cw;
 };
 
-// The clear part of an ECM, enough to pick the key.
+// The two sealed blocks of an ECM.
+enum class EcmPart : std::uint8_t { current = 0, next = 1 };
+
+struct EcmContent {
+  std::uint16_t service_id = 0;
+  std::uint16_t key_version = 0;  // of the service key (used by the blocks whose event_id is 0)
+  EcmPeriod current;              // crypto period k (its parity selects the table_id)
+  EcmPeriod next;                 // crypto period k + 1
+};
+
+// The clear part of an ECM, enough to pick the keys.
 struct EcmHeader {
   std::uint8_t table_id = 0;
   std::uint16_t service_id = 0;
   std::uint16_t key_version = 0;
-  std::uint32_t event_id = 0;  // non-zero: sealed under that PPV event's key, not the service key
+  std::uint32_t event_id = 0;       // audience of the current control word (0: service key, else that event's key)
+  std::uint32_t next_event_id = 0;  // audience of the next control word
+  [[nodiscard]] std::uint32_t audience(EcmPart part) const { return part == EcmPart::current ? event_id : next_event_id; }
 };
 
-// Returns the complete section (table_id .. end). `key` is the service key, or the event key when
-// ecm.event_id is not 0.
-std::vector<std::uint8_t> encode_ecm(const EcmContent& ecm, const Key256& key);
+// Returns the complete section (table_id .. end). Each block is sealed under the key of its period's
+// audience: the service key when its event_id is 0, otherwise that event's key.
+std::vector<std::uint8_t> encode_ecm(const EcmContent& ecm, const Key256& current_key, const Key256& next_key);
 Result<EcmHeader> peek_ecm(std::span<const std::uint8_t> section);
-// Errc::malformed or Errc::auth_failed (tampered, forged or wrong key).
-Result<EcmContent> decode_ecm(std::span<const std::uint8_t> section, const Key256& service_key);
+// Opens one block. Errc::malformed or Errc::auth_failed (tampered, forged, spliced or wrong key).
+Result<EcmPeriod> decode_ecm_part(std::span<const std::uint8_t> section, EcmPart part, const Key256& key);
+// Opens both blocks (for a holder of both keys) and checks that the next period follows the current.
+Result<EcmContent> decode_ecm(std::span<const std::uint8_t> section, const Key256& current_key, const Key256& next_key);
 
 struct EmmGrant {
   std::uint16_t service_id = 0;

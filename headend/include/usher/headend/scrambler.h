@@ -4,10 +4,12 @@
 //  - the elementary streams of the chosen services (default: all) scrambled with DVB-CSA2 through
 //    libdvbcsa's bitslice batches; PSI/SI, PCR-only packets, null packets and adaptation fields stay
 //    clear;
-//  - control words from the CSPRNG, odd/even rotation every crypto period of stream time, the next
-//    CW announced in the ECM of the current period;
-//  - one ECM PID per scrambled service, its ECM repeated every ecm_interval; while a PPV event is
-//    on air the ECM names the event and is sealed under the event's key (only ticket holders open it);
+//  - control words from the CSPRNG, odd/even rotation every crypto period of stream time and at
+//    every PPV event's start and end, the next CW announced in the ECM of the current period;
+//  - one ECM PID per scrambled service, its ECM repeated every ecm_interval; each control word in it
+//    is sealed for its own period's audience: the service key, or while a PPV event is on air that
+//    event's key (only ticket holders open it). No event's control word is sealed under a key its
+//    non-buyers hold, before, during or after it;
 //  - EIT present/following on PID 0x12 for the scrambled services with PPV events (same event ids
 //    as their ECMs), unless the input carries its own EIT;
 //  - the PMT of each scrambled service rewritten with a CA_descriptor (version + 1, new CRC), a CAT
@@ -110,6 +112,8 @@ struct ScramblerStats {
 class Scrambler {
  public:
   static constexpr std::uint32_t kInsertionWindowMs = 20;
+  // How often the PPV schedule is looked at again within a crypto period (events can be added late).
+  static constexpr std::uint32_t kReplanIntervalMs = 1000;
 
   Scrambler(ScramblerConfig config, KeySource& keys);
   Scrambler(const Scrambler&) = delete;
@@ -143,14 +147,21 @@ class Scrambler {
   void emit_cat();
   void emit_eit(Service& s);
   void emit_ecm(Service& s, bool now);
-  void start_period(Service& s, std::uint64_t period);
+  struct Audience;
+  void start_period(Service& s);
+  void plan_next_period(Service& s);
+  void replan(Service& s);
+  void seal_ecm(Service& s);
+  Audience audience_at(const Service& s, std::uint64_t time);
+  std::uint64_t period_end_after(const Service& s, std::uint64_t start);
+  [[nodiscard]] ControlWord next_control_word(std::uint64_t period) const;
   void queue_section(streams::SectionPacketizer& pz, std::span<const std::uint8_t> section, bool now);
   void emit_now(const streams::TsPacket& packet);
   void flush_inserts();
   std::uint16_t allocate_pid(std::uint16_t preferred);
   [[nodiscard]] std::uint64_t ms_to_ticks(std::uint32_t ms) const { return std::uint64_t{ms} * 27'000; }
-  [[nodiscard]] std::uint64_t current_period() const { return clock_.now() / ms_to_ticks(config_.crypto_period_ms); }
   [[nodiscard]] std::uint64_t broadcast_time() const;
+  [[nodiscard]] std::uint64_t broadcast_time_at(std::uint64_t stream_time) const;
 
   ScramblerConfig config_;
   KeySource& keys_;

@@ -36,6 +36,7 @@ struct DescramblerStats {
   std::uint64_t packets_left_scrambled = 0;  // no key for them (not entitled, or before the first ECM)
   std::uint64_t ecm_accepted = 0;            // distinct ECMs opened
   std::uint64_t ecm_denied = 0;              // distinct ECMs refused (not entitled, forged, malformed)
+  std::uint64_t ecm_stale = 0;               // distinct ECMs refused as older than the one in use (replayed, reordered)
   std::uint64_t emm_taken = 0;
   std::uint64_t emm_duplicate = 0;
   std::uint64_t emm_refused = 0;

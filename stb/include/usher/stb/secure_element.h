@@ -57,8 +57,11 @@ class SecureElement {
   // Errc::auth_failed (forged, tampered, wrong key), Errc::stale (older than what was applied for
   // the same service: reordered), Errc::malformed.
   Result<EmmOutcome> apply_emm(std::span<const std::uint8_t> section);
-  // Decrypts an ECM if this STB is entitled to its service at the ECM's broadcast time.
-  Result<entitlement::EcmContent> open_ecm(std::span<const std::uint8_t> section) const;
+  // Opens one control word of an ECM (the current period's or the next's) if this STB belongs to that
+  // period's audience at its broadcast time: entitled to the service, or holding a ticket for the PPV
+  // event the block is sealed for.
+  Result<entitlement::EcmPeriod> open_ecm(std::span<const std::uint8_t> section,
+                                          entitlement::EcmPart part = entitlement::EcmPart::current) const;
 
   // Parental control: events rated above `max_age` need the PIN. Changing it needs the current PIN
   // once one is set. Errc::auth_failed for a wrong PIN.
@@ -137,8 +140,8 @@ class SecureElement {
   static void create_schema(sql::Database& db);
   void load();
   Status store_ticket(std::span<const std::uint8_t> ticket, const Key256& event_key);
-  Result<entitlement::EcmContent> open_ppv_ecm(std::span<const std::uint8_t> section,
-                                               const entitlement::EcmHeader& header) const;
+  Result<entitlement::EcmPeriod> open_ppv_ecm(std::span<const std::uint8_t> section, const entitlement::EcmHeader& header,
+                                              entitlement::EcmPart part) const;
 
   sql::Database db_;
   std::uint32_t stb_id_;
