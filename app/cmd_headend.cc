@@ -25,7 +25,10 @@ constexpr const char* kUsage = R"(usher headend: the scrambler
     --services 1,2           service_ids (program_numbers) to scramble (default: all in the PAT)
     --crypto-period SECONDS  control word lifetime in stream time (default 10)
     --ecm-interval MS        ECM repetition (default 100)
-    --emm-pid PID --ecm-pid PID   CA PIDs (defaults 0x1FF0, 0x1FE0 downwards; moved if in use)
+    --emm-pid PID --ecm-pid PID   CA PIDs (defaults 0x1FF0, 0x1FE0 downwards; moved if the input
+                             uses them; 0x0000-0x001F, 0x1FFF and the input's PSI PIDs refused)
+    --pass-scrambled         pass packets of a chosen service that arrive already scrambled as
+                             they are (otherwise such an input is refused)
     --start-time TIME        broadcast time of the first packet, carried in ECMs (default now)
     --cw-file FILE           test mode: fixed control words (16 hex digits per line: even, odd)
     --bitrate BPS            rate assumed until PCRs are seen
@@ -37,7 +40,7 @@ constexpr const char* kUsage = R"(usher headend: the scrambler
 int cmd_headend(const std::vector<std::string>& argv) {
   std::string sub;
   std::optional<Args> parsed;
-  if (auto code = start_command(argv, kUsage, sub, parsed)) return *code;
+  if (auto code = start_command(argv, kUsage, sub, parsed, {"pass-scrambled"})) return *code;
   const Args& a = *parsed;
   if (sub == "init") {
     const auto id = a.require_number("id");
@@ -72,6 +75,7 @@ int cmd_headend(const std::vector<std::string>& argv) {
   config.emm_pid = static_cast<std::uint16_t>(a.number("emm-pid", 0x1FF0));
   config.ecm_pid_base = static_cast<std::uint16_t>(a.number("ecm-pid", 0x1FE0));
   config.assumed_bitrate = static_cast<std::uint64_t>(a.number("bitrate", 10'000'000));
+  config.pass_scrambled = a.has("pass-scrambled");
   if (a.has("start-time")) config.start_unix = parse_time(a.get("start-time"));
   if (a.has("cw-file")) {
     auto cws = read_cw_file(a.get("cw-file"));
@@ -100,12 +104,27 @@ int cmd_headend(const std::vector<std::string>& argv) {
     config.ca_system_id = store->ca_system_id();
     keys = std::make_unique<headend::StoreKeySource>(*store);
   }
+  // Refusals come before anything is written: the output is created at the first packet out.
+  streams::check_output_is_not_input(a.require("in"), a.require("out"));
   auto in = streams::open_source(a.require("in"), {std::chrono::milliseconds(a.number("idle-timeout", 0))});
-  auto out = streams::open_sink(a.require("out"));
   headend::Scrambler scrambler(std::move(config), *keys);
+  auto refused = [&] {
+    if (scrambler.refusal()) throw std::runtime_error(scrambler.refusal()->message);
+  };
+  refused();
+  streams::SinkOptions sink_options;
+  sink_options.open_on_first_write = true;
+  auto out = streams::open_sink(a.require("out"), sink_options);
   pump(
-      *in, *out, [&](auto input, auto& output) { scrambler.process(input, output); },
-      [&](auto& output) { scrambler.finish(output); },
+      *in, *out,
+      [&](auto input, auto& output) {
+        scrambler.process(input, output);
+        refused();
+      },
+      [&](auto& output) {
+        scrambler.finish(output);
+        refused();
+      },
       [&] {
         scrambler.refresh_emms();
         const auto s = scrambler.stats();
@@ -117,13 +136,14 @@ int cmd_headend(const std::vector<std::string>& argv) {
   std::fprintf(stderr,
                "{\"packets_in\":%llu,\"packets_out\":%llu,\"packets_scrambled\":%llu,\"services_scrambled\":%llu,"
                "\"crypto_periods\":%llu,\"ecm_sections\":%llu,\"emm_sections\":%llu,\"pmts_rewritten\":%llu,"
-               "\"nulls_replaced\":%llu,\"packets_added\":%llu,\"csa_full_batches\":%llu,\"csa_partial_batches\":%llu,"
+               "\"nulls_replaced\":%llu,\"packets_added\":%llu,\"packets_dropped\":%llu,\"already_scrambled\":%llu,\"csa_full_batches\":%llu,\"csa_partial_batches\":%llu,"
                "\"bitrate\":%llu,\"stream_seconds\":%.3f,\"input_bytes_skipped\":%llu}\n",
                static_cast<unsigned long long>(s.packets_in), static_cast<unsigned long long>(s.packets_out),
                static_cast<unsigned long long>(s.packets_scrambled), static_cast<unsigned long long>(s.services_scrambled),
                static_cast<unsigned long long>(s.crypto_periods), static_cast<unsigned long long>(s.ecm_sections),
                static_cast<unsigned long long>(s.emm_sections), static_cast<unsigned long long>(s.pmts_rewritten),
                static_cast<unsigned long long>(s.nulls_replaced), static_cast<unsigned long long>(s.packets_added),
+               static_cast<unsigned long long>(s.packets_dropped), static_cast<unsigned long long>(s.already_scrambled),
                static_cast<unsigned long long>(s.csa_full_batches), static_cast<unsigned long long>(s.csa_partial_batches),
                static_cast<unsigned long long>(clock.bitrate()), clock.seconds(),
                static_cast<unsigned long long>(in->discarded_bytes()));

@@ -87,13 +87,14 @@ int run(const Args& a) {
   }
   std::fprintf(stderr,
                "{\"stb_id\":%u,\"packets_in\":%llu,\"packets_out\":%llu,\"packets_descrambled\":%llu,"
-               "\"packets_left_scrambled\":%llu,\"ecm_accepted\":%llu,\"ecm_denied\":%llu,\"emm_taken\":%llu,"
+               "\"packets_left_scrambled\":%llu,\"ecm_accepted\":%llu,\"ecm_denied\":%llu,\"ecm_stale\":%llu,\"emm_taken\":%llu,"
                "\"emm_duplicate\":%llu,\"emm_refused\":%llu,\"emm_other_stb\":%llu,\"cc_errors\":%llu,"
                "\"sections_dropped\":%llu,\"input_bytes_skipped\":%llu,\"services\":[%s]}\n",
                se ? se->stb_id() : 0, static_cast<unsigned long long>(s.packets_in),
                static_cast<unsigned long long>(s.packets_out), static_cast<unsigned long long>(s.packets_descrambled),
                static_cast<unsigned long long>(s.packets_left_scrambled), static_cast<unsigned long long>(s.ecm_accepted),
-               static_cast<unsigned long long>(s.ecm_denied), static_cast<unsigned long long>(s.emm_taken),
+               static_cast<unsigned long long>(s.ecm_denied), static_cast<unsigned long long>(s.ecm_stale),
+               static_cast<unsigned long long>(s.emm_taken),
                static_cast<unsigned long long>(s.emm_duplicate), static_cast<unsigned long long>(s.emm_refused),
                static_cast<unsigned long long>(s.emm_other_stb), static_cast<unsigned long long>(s.cc_errors),
                static_cast<unsigned long long>(s.sections_dropped), static_cast<unsigned long long>(in->discarded_bytes()),

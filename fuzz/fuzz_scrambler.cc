@@ -40,9 +40,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   headend::ScramblerConfig config;
   config.start_unix = 1'900'000'000;
   config.crypto_period_ms = 200;
+  config.pass_scrambled = size > 0 && (data[0] & 1) != 0;
   headend::Scrambler s(std::move(config), keys);
   std::vector<streams::TsPacket> out;
   s.process(in, out);
   s.finish(out);
+  // A refusal comes before anything is output, or stops the output there.
+  if (s.refusal() && s.stats().packets_in == 0 && !out.empty()) __builtin_trap();
   return 0;
 }

@@ -1,6 +1,11 @@
 #include "usher/headend/scrambler.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "input_survey.h"
 
 namespace usher::headend {
 
@@ -21,6 +26,7 @@ struct Scrambler::Service {
   std::uint16_t ecm_pid = 0;
   bool active = false;   // rewritten PMT and first ECM are out: its packets are scrambled
   bool blocked = false;  // no key: its packets are dropped rather than sent in clear
+  bool vanished = false;  // no longer in the PAT: its packets are dropped until it returns
   std::unique_ptr<streams::SectionPacketizer> pmt_packetizer;
   std::unique_ptr<streams::SectionPacketizer> ecm_packetizer;
   std::vector<std::uint8_t> last_input_pmt;
@@ -45,6 +51,39 @@ struct Scrambler::Service {
   std::uint8_t eit_version = 0;
 };
 
+namespace {
+
+constexpr std::uint16_t kFirstFreePid = 0x0020;  // 0x0000-0x001F: PAT, CAT, TSDT, SI
+constexpr std::uint16_t kLastFreePid = 0x1FFE;   // 0x1FFF: null packets
+constexpr std::size_t kMaxSurveyPackets = 200'000;  // about 37 MB held back at most
+constexpr std::uint64_t kMinSurveyMs = 500;          // to see the PIDs the input uses before placing ours
+
+std::string pid_text(std::uint16_t pid) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "0x%04X", static_cast<unsigned>(pid));
+  return buf;
+}
+
+}  // namespace
+
+Status validate(const ScramblerConfig& config, KeySource& keys) {
+  for (const auto& [pid, option] : {std::pair{config.emm_pid, "--emm-pid"}, {config.ecm_pid_base, "--ecm-pid"}}) {
+    if (pid < kFirstFreePid || pid > kLastFreePid) {
+      return make_error(Errc::invalid_argument, std::string(option) + " " + pid_text(pid) +
+                                                    " is reserved (0x0000-0x001F carry the PAT, CAT and SI, 0x1FFF null "
+                                                    "packets); choose one from 0x0020 to 0x1FFE");
+    }
+  }
+  for (const auto id : config.services) {
+    if (id == 0) return make_error(Errc::invalid_argument, "service 0 is not a service (program 0 names the network PID)");
+    if (auto key = keys.service_key(id); !key) {
+      return make_error(Errc::not_found, "service " + std::to_string(id) + " cannot be scrambled: " + key.error().message +
+                                             " (add it with `usher entitlement service add`); nothing is sent");
+    }
+  }
+  return ok_status();
+}
+
 Scrambler::Scrambler(ScramblerConfig config, KeySource& keys)
     : config_(std::move(config)), keys_(keys), clock_(config_.assumed_bitrate) {
   if (config_.crypto_period_ms < 100) config_.crypto_period_ms = 100;
@@ -52,20 +91,166 @@ Scrambler::Scrambler(ScramblerConfig config, KeySource& keys)
     config_.start_unix = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
   }
-  used_pids_.set(streams::kPatPid).set(streams::kCatPid).set(streams::kNullPid).set(streams::kSdtPid);
-  emm_pid_ = allocate_pid(config_.emm_pid);
-  emm_packetizer_ = std::make_unique<streams::SectionPacketizer>(emm_pid_);
+  for (std::uint16_t pid = 0; pid < kFirstFreePid; ++pid) used_pids_.set(pid);
+  used_pids_.set(streams::kNullPid);
   pat_assembler_ = std::make_unique<streams::SectionAssembler>([this](auto s) { on_pat(s); });
   cat_assembler_ = std::make_unique<streams::SectionAssembler>([this](auto s) { on_cat(s); });
+  survey_ = std::make_unique<InputSurvey>();
+  if (auto valid = validate(config_, keys_); !valid) refuse(valid.error().code, valid.error().message);
 }
 
 Scrambler::~Scrambler() = default;
 
-std::uint16_t Scrambler::allocate_pid(std::uint16_t preferred) {
-  std::uint16_t pid = preferred;
-  while (pid > 0x20 && used_pids_.test(pid)) --pid;
-  used_pids_.set(pid);
-  return pid;
+void Scrambler::refuse(Errc code, const std::string& message) {
+  log_.error(message);
+  refusal_ = make_error(code, message);
+  survey_.reset();
+  surveyed_.clear();
+}
+
+std::optional<std::uint16_t> Scrambler::allocate_pid(std::uint16_t preferred) {
+  // The nearest free PID below the preferred one, else above it: never one in use.
+  for (std::uint32_t pid = preferred; pid >= kFirstFreePid; --pid) {
+    if (!used_pids_.test(pid)) {
+      used_pids_.set(pid);
+      return static_cast<std::uint16_t>(pid);
+    }
+  }
+  for (std::uint32_t pid = preferred + 1u; pid <= kLastFreePid; ++pid) {
+    if (!used_pids_.test(pid)) {
+      used_pids_.set(pid);
+      return static_cast<std::uint16_t>(pid);
+    }
+  }
+  return std::nullopt;
+}
+
+void Scrambler::survey(bool at_end) {
+  const InputSurvey& sv = *survey_;
+  const bool out_of_time = at_end || sv.stream_ms() >= config_.survey_ms || surveyed_.size() >= kMaxSurveyPackets;
+  const std::string within = at_end ? "in the whole input" : "in the first " + std::to_string(sv.stream_ms()) + " ms of the input";
+  if (!sv.pat_complete()) {
+    if (out_of_time) refuse(Errc::malformed, "no complete PAT " + within + ": nothing is sent");
+    return;
+  }
+  const auto programs = sv.programs();
+  std::vector<std::uint16_t> chosen;
+  if (config_.services.empty()) {
+    for (const auto& [number, pid] : programs) {
+      if (number != 0) chosen.push_back(number);
+    }
+    if (chosen.empty()) return refuse(Errc::not_found, "the input's PAT lists no service: nothing is sent");
+  } else {
+    for (const auto id : config_.services) {
+      if (programs.contains(id)) {
+        chosen.push_back(id);
+        continue;
+      }
+      std::string listed;
+      for (const auto& [number, pid] : programs) {
+        if (number != 0) listed += (listed.empty() ? "" : ", ") + std::to_string(number);
+      }
+      return refuse(Errc::not_found, "service " + std::to_string(id) + " is not in the input (its PAT lists " +
+                                         (listed.empty() ? "no service" : listed) + "): nothing is sent");
+    }
+  }
+  bool payload_seen = false;
+  for (const auto id : chosen) {
+    const auto* pmt = sv.pmt(id);
+    if (pmt == nullptr) {
+      if (out_of_time) {
+        refuse(Errc::not_found, "no PMT for service " + std::to_string(id) + " (PID " + pid_text(programs.at(id)) + ") " + within +
+                                    ": nothing is sent");
+      }
+      return;
+    }
+    for (const auto& st : pmt->streams) payload_seen = payload_seen || sv.payload_packets(st.pid) > 0;
+  }
+  // Wait for the first payloads (are they scrambled already?) and long enough to see the PIDs in use.
+  if ((!payload_seen || sv.stream_ms() < kMinSurveyMs) && !out_of_time) return;
+  if (!config_.pass_scrambled) {
+    for (const auto id : chosen) {
+      for (const auto& st : sv.pmt(id)->streams) {
+        if (sv.scrambled_packets(st.pid) == 0) continue;
+        return refuse(Errc::invalid_argument,
+                      "service " + std::to_string(id) + ": PID " + pid_text(st.pid) + " of the input is already scrambled (" +
+                          std::to_string(sv.scrambled_packets(st.pid)) + " of " + std::to_string(sv.payload_packets(st.pid)) +
+                          " packets); give the clear input, or pass such packets through as they are (--pass-scrambled)");
+      }
+    }
+  }
+  std::vector<std::uint16_t> with_key;
+  for (const auto id : chosen) {
+    if (auto key = keys_.service_key(id)) {
+      with_key.push_back(id);
+    } else if (!config_.services.empty()) {
+      return refuse(Errc::not_found, "service " + std::to_string(id) + " cannot be scrambled: " + key.error().message + ": nothing is sent");
+    }
+  }
+  if (with_key.empty()) {
+    return refuse(Errc::not_found, "no service of the input has a key (add them with `usher entitlement service add`): nothing is sent");
+  }
+  // CA PIDs go where nothing of the input is; the input's PSI PIDs are never taken over.
+  std::bitset<8192> psi;
+  for (std::uint16_t pid = 0; pid < kFirstFreePid; ++pid) psi.set(pid);
+  for (const auto& [number, pid] : programs) psi.set(pid);
+  used_pids_ |= sv.pids_seen() | psi;
+  for (const auto& [number, pid] : programs) {
+    if (const auto* pmt = sv.pmt(number)) {
+      used_pids_.set(pmt->pcr_pid);
+      for (const auto& st : pmt->streams) used_pids_.set(st.pid);
+    }
+  }
+  for (const auto& [pid, option] : {std::pair{config_.emm_pid, "--emm-pid"}, {config_.ecm_pid_base, "--ecm-pid"}}) {
+    if (psi.test(pid)) {
+      return refuse(Errc::invalid_argument, std::string(option) + " " + pid_text(pid) +
+                                                " is a PSI PID of the input (its PAT names it for a PMT or the network): nothing is sent");
+    }
+  }
+  const auto emm = allocate_pid(config_.emm_pid);
+  if (!emm) return refuse(Errc::invalid_argument, "no free PID left for the EMMs: nothing is sent");
+  if (*emm != config_.emm_pid) log_.info("EMM PID ", *emm, " (", config_.emm_pid, " is in use in the input)");
+  for (const auto id : with_key) {
+    const auto ecm = allocate_pid(config_.ecm_pid_base);
+    if (!ecm) {
+      return refuse(Errc::invalid_argument, "no free PID left for the ECMs of service " + std::to_string(id) +
+                                                " (the input uses every other one): nothing is sent");
+    }
+    planned_ecm_pids_[id] = *ecm;
+    ca_pids_.set(*ecm);
+  }
+  emm_pid_ = *emm;
+  ca_pids_.set(emm_pid_);
+  emm_packetizer_ = std::make_unique<streams::SectionPacketizer>(emm_pid_);
+
+  // Go. The services and their elementary PIDs are known before the packets held back go through:
+  // a packet that comes before its service's first PMT (which no receiver could descramble yet)
+  // is dropped rather than sent in clear; from that PMT on, the service is scrambled.
+  auto survey = std::move(survey_);
+  auto held = std::move(surveyed_);
+  start();
+  for (const auto& section : survey->pat_sections()) on_pat(section);
+  for (const auto id : chosen) {
+    const auto it = services_by_pmt_pid_.find(programs.at(id));
+    if (it == services_by_pmt_pid_.end()) continue;
+    for (const auto& st : survey->pmt(id)->streams) {
+      if (!streams::is_elementary_stream_type(st.stream_type)) continue;
+      it->second->es_pids.insert(st.pid);
+      services_by_es_pid_[st.pid] = it->second.get();
+    }
+  }
+  for (const auto& p : held) handle(p);
+}
+
+void Scrambler::start() {
+  // CAT and every EMM go out before anything else, so a receiver that starts with the stream
+  // has its entitlements before the first ECM.
+  started_ = true;
+  refresh_emms();
+  emit_cat();
+  for (const auto& emm : emm_carousel_) queue_section(*emm_packetizer_, emm, true);
+  next_cat_ = clock_.now() + ms_to_ticks(config_.cat_interval_ms);
+  next_emm_ = clock_.now() + ms_to_ticks(config_.emm_interval_ms);
 }
 
 std::uint64_t Scrambler::broadcast_time_at(std::uint64_t stream_time) const {
@@ -185,7 +370,19 @@ void Scrambler::on_pat(std::span<const std::uint8_t> section) {
     auto s = std::make_unique<Service>();
     s->service_id = prog.program_number;
     s->pmt_pid = prog.pid;
-    s->ecm_pid = allocate_pid(static_cast<std::uint16_t>(config_.ecm_pid_base));
+    std::optional<std::uint16_t> ecm_pid;
+    if (auto planned = planned_ecm_pids_.find(prog.program_number); planned != planned_ecm_pids_.end()) {
+      ecm_pid = planned->second;
+    } else {
+      ecm_pid = allocate_pid(config_.ecm_pid_base);
+    }
+    if (!ecm_pid) {
+      log_.error("service ", s->service_id, ": no free PID left for its ECMs; its packets are dropped rather than sent in clear");
+      s->blocked = true;
+      ecm_pid = 0;
+    }
+    s->ecm_pid = *ecm_pid;
+    if (s->ecm_pid != 0) ca_pids_.set(s->ecm_pid);
     s->pmt_packetizer = std::make_unique<streams::SectionPacketizer>(prog.pid);
     s->ecm_packetizer = std::make_unique<streams::SectionPacketizer>(s->ecm_pid);
     s->slot[0] = pipeline_.add_slot();
@@ -194,6 +391,20 @@ void Scrambler::on_pat(std::span<const std::uint8_t> section) {
     pmt_assemblers_[pid] = std::make_unique<streams::SectionAssembler>([this, pid](auto sec) { on_pmt(pid, sec); });
     log_.info("service ", s->service_id, ": PMT PID ", pid, ", ECM PID ", s->ecm_pid);
     services_by_pmt_pid_[pid] = std::move(s);
+  }
+  // A PAT in one section lists every service: one that is not in it any more has left the input.
+  const auto view = streams::parse_section(section);
+  if (!view.ok() || view.section->header.last_section_number != 0) return;
+  for (auto& [pid, s] : services_by_pmt_pid_) {
+    const bool listed = std::any_of(pat->programs.begin(), pat->programs.end(), [&](const auto& prog) {
+      return prog.program_number == s->service_id && prog.pid == s->pmt_pid;
+    });
+    if (!listed && !s->vanished) {
+      log_.error("service ", s->service_id, ": no longer in the input's PAT; its packets are dropped until it returns");
+    } else if (listed && s->vanished) {
+      log_.info("service ", s->service_id, ": back in the input's PAT");
+    }
+    s->vanished = !listed;
   }
 }
 
@@ -210,8 +421,8 @@ std::uint64_t Scrambler::period_end_after(const Service& s, std::uint64_t start)
   const auto events = keys_.schedule(s.service_id, time, 1);
   if (!events.empty()) {
     const auto& e = events.front();
-    const std::uint64_t boundary = e.start <= time ? e.end() : e.start;  // > time, so after `start`
-    end = std::min(end, (boundary - config_.start_unix) * streams::kPcrHz);
+    const std::uint64_t boundary = e.start <= time ? e.end() : e.start;
+    if (boundary > time) end = std::min(end, (boundary - config_.start_unix) * streams::kPcrHz);  // after `start`
   }
   return end;
 }
@@ -328,6 +539,7 @@ void Scrambler::on_pmt(std::uint16_t pid, std::span<const std::uint8_t> section)
     s.last_input_pmt.assign(section.begin(), section.end());
     ++stats_.pmts_rewritten;
   }
+  if (s.vanished) return;
   queue_section(*s.pmt_packetizer, s.rewritten_pmt, true);
   if (!s.active && !s.blocked) {
     auto key = keys_.service_key(s.service_id);
@@ -347,7 +559,7 @@ void Scrambler::on_pmt(std::uint16_t pid, std::span<const std::uint8_t> section)
 void Scrambler::schedule(bool) {
   const std::uint64_t now = clock_.now();
   for (auto& [pid, s] : services_by_pmt_pid_) {
-    if (!s->active) continue;
+    if (!s->active || s->vanished) continue;
     if (now >= s->period_end) {
       start_period(*s);
     } else if (now >= s->next_ecm) {
@@ -379,16 +591,6 @@ void Scrambler::schedule(bool) {
 void Scrambler::handle(const TsPacket& packet) {
   ++stats_.packets_in;
   clock_.observe(packet);
-  if (!started_) {
-    // CAT and every EMM go out before anything else, so a receiver that starts with the stream
-    // has its entitlements before the first ECM.
-    started_ = true;
-    refresh_emms();
-    emit_cat();
-    for (const auto& emm : emm_carousel_) queue_section(*emm_packetizer_, emm, true);
-    next_cat_ = clock_.now() + ms_to_ticks(config_.cat_interval_ms);
-    next_emm_ = clock_.now() + ms_to_ticks(config_.emm_interval_ms);
-  }
   if (!warned_no_pcr_ && stats_.packets_in == 20'000 && !clock_.pcr_seen()) {
     warned_no_pcr_ = true;
     log_.warn("no PCR in the first 20000 packets: crypto periods and ECM repetition are timed at an assumed ",
@@ -397,6 +599,14 @@ void Scrambler::handle(const TsPacket& packet) {
   schedule(false);
 
   const std::uint16_t pid = packet.pid();
+  used_pids_.set(pid);  // later allocations keep away from it
+  if (ca_pids_.test(pid)) {
+    // The input started using one of our CA PIDs: sending both would corrupt the CA stream.
+    ++stats_.packets_dropped;
+    if (!warned_collision_) log_.error("the input now uses PID ", pid, ", one of the CA PIDs: those input packets are dropped");
+    warned_collision_ = true;
+    return;
+  }
   if (pid == streams::kEitPid && !input_has_eit_) {
     input_has_eit_ = true;  // the input's own EIT wins; ours would clash on the PID
     log_.info("the input carries an EIT: PPV events are not added to it");
@@ -408,12 +618,19 @@ void Scrambler::handle(const TsPacket& packet) {
     cat_assembler_->feed(packet);  // replaced by our CAT, which carries its descriptors
   } else if (auto a = pmt_assemblers_.find(pid); a != pmt_assemblers_.end()) {
     a->second->feed(packet);  // replaced by the rewritten PMT
-  } else if (auto it = services_by_es_pid_.find(pid); it != services_by_es_pid_.end() && (it->second->active || it->second->blocked)) {
+  } else if (auto it = services_by_es_pid_.find(pid); it != services_by_es_pid_.end()) {
     Service& s = *it->second;
-    if (s.blocked) return;
-    if (packet.scrambling() != Scrambling::clear) {
+    if (s.blocked || s.vanished || !s.active) {
+      ++stats_.packets_dropped;
+    } else if (packet.scrambling() != Scrambling::clear) {
       ++stats_.already_scrambled;
-      emit_now(packet);
+      if (config_.pass_scrambled) {
+        emit_now(packet);
+      } else {
+        ++stats_.packets_dropped;
+        if (!warned_scrambled_) log_.error("service ", s.service_id, ": PID ", pid, " arrives scrambled already; dropped (--pass-scrambled passes it)");
+        warned_scrambled_ = true;
+      }
     } else if (packet.payload().empty()) {
       emit_now(packet);
     } else {
@@ -439,12 +656,26 @@ void Scrambler::handle(const TsPacket& packet) {
 
 void Scrambler::process(std::span<const TsPacket> in, std::vector<TsPacket>& out) {
   const std::size_t before = out.size();
-  for (const auto& p : in) handle(p);
+  for (const auto& p : in) {
+    if (refusal_) return;
+    if (survey_) {
+      // Held back until the PSI is known; looked at again every so often (and at each PAT/PMT
+      // packet) rather than at every packet.
+      survey_->feed(p);
+      surveyed_.push_back(p);
+      if (surveyed_.size() % 256 == 0 || p.pid() == streams::kPatPid) survey(false);
+    } else {
+      handle(p);
+    }
+  }
+  if (refusal_ || survey_) return;
   pipeline_.take_ready(out);
   stats_.packets_out += out.size() - before;
 }
 
 void Scrambler::finish(std::vector<TsPacket>& out) {
+  if (survey_ && !refusal_) survey(true);
+  if (refusal_) return;
   const std::size_t before = out.size();
   flush_inserts();
   pipeline_.flush(out);

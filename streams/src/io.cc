@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -168,6 +169,25 @@ class FdSink final : public PacketSink {
   std::string name_;
 };
 
+// A file sink that creates (truncates) its file at the first write.
+class DeferredFileSink final : public PacketSink {
+ public:
+  explicit DeferredFileSink(std::string path) : path_(std::move(path)) {}
+  void write(std::span<const TsPacket> packets) override {
+    if (packets.empty()) return;
+    if (!sink_) {
+      Fd fd(::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+      if (fd.get() < 0) fail("cannot open output " + path_);
+      sink_ = std::make_unique<FdSink>(std::move(fd), path_);
+    }
+    sink_->write(packets);
+  }
+
+ private:
+  std::string path_;
+  std::unique_ptr<FdSink> sink_;
+};
+
 class UdpSink final : public PacketSink {
  public:
   static constexpr std::size_t kPacketsPerDatagram = 7;
@@ -239,9 +259,26 @@ std::unique_ptr<PacketSource> open_source(const std::string& locator, const Sour
 std::unique_ptr<PacketSink> open_sink(const std::string& locator, const SinkOptions& options) {
   if (auto udp = parse_udp(locator)) return std::make_unique<UdpSink>(*udp, locator, options);
   if (locator == "-") return std::make_unique<FdSink>(Fd(1), "stdout");
+  if (options.open_on_first_write) return std::make_unique<DeferredFileSink>(locator);
   Fd fd(::open(locator.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (fd.get() < 0) fail("cannot open output " + locator);
   return std::make_unique<FdSink>(std::move(fd), locator);
+}
+
+void check_output_is_not_input(const std::string& input, const std::string& output) {
+  // stdin/stdout are looked at through their descriptors; a path that does not exist yet is new.
+  auto identity = [](const std::string& locator, int std_fd, struct stat& st) {
+    if (locator.rfind("udp://", 0) == 0) return false;
+    if (locator == "-") return ::fstat(std_fd, &st) == 0;
+    return ::stat(locator.c_str(), &st) == 0;
+  };
+  struct stat in_st {};
+  struct stat out_st {};
+  if (!identity(input, 0, in_st) || !identity(output, 1, out_st)) return;
+  if (S_ISREG(in_st.st_mode) && in_st.st_dev == out_st.st_dev && in_st.st_ino == out_st.st_ino) {
+    throw std::runtime_error("the output " + output + " is the input " + input +
+                             " (the same file): writing it would destroy the input before it is read");
+  }
 }
 
 std::vector<TsPacket> read_ts_file(const std::string& path) {

@@ -143,9 +143,12 @@ TEST_F(CliWorld, GarbageInputAndMistakesGetClearMessages) {
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("input_bytes_skipped"), std::string::npos);
 
+  // Refused before anything is written (it used to write the junk through, then say "no service
+  // was scrambled").
   r = run(usher("headend run --entitlement-home " + ent() + " --in " + dir.file("junk.ts") + " --out " + dir.file("j2.ts")));
   EXPECT_EQ(r.status, 1);
-  EXPECT_NE(r.output.find("no service was scrambled"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("no complete PAT in the whole input: nothing is sent"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::ifstream(dir.file("j2.ts")).good());
 
   r = run(usher("headend run --entitlement-home " + ent() + " --in " + dir.file("missing.ts") + " --out x.ts"));
   EXPECT_EQ(r.status, 1);
@@ -170,6 +173,64 @@ TEST_F(CliWorld, GarbageInputAndMistakesGetClearMessages) {
     EXPECT_EQ(r.status, 0) << part;
     EXPECT_NE(r.output.find("usher " + std::string(part)), std::string::npos) << part;
   }
+}
+
+// Issue 8: `--services 99` sent the programme in clear (a whole clear copy on a file, then exit 1);
+// `--out` naming the input truncated it to 0 bytes; `--emm-pid 0` sent EMMs on the PAT's PID; an
+// input scrambled already went through again. Each is refused with nothing written.
+TEST_F(CliWorld, HeadendRefusesBeforeWritingAnything) {
+  const auto in = source();
+  const auto size = [](const std::string& path) {
+    std::ifstream f(path, std::ios::binary | std::ios::ate);
+    return f.good() ? static_cast<long>(f.tellg()) : -1L;
+  };
+  const long source_size = size(in);
+  struct Case {
+    std::string args;
+    std::string says;
+  };
+  const Case cases[] = {
+      {"--services 99", "service 99 cannot be scrambled"},
+      {"--services 1,99", "service 99 cannot be scrambled"},
+      {"--emm-pid 0", "--emm-pid 0x0000 is reserved"},
+      {"--ecm-pid 0x1FFF", "--ecm-pid 0x1FFF is reserved"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.args);
+    const auto out = dir.file("refused.ts");
+    auto r = run(usher("headend run --entitlement-home " + ent() + " " + c.args + " --in " + in + " --out " + out));
+    EXPECT_EQ(r.status, 1) << r.output;
+    EXPECT_NE(r.output.find(c.says), std::string::npos) << r.output;
+    EXPECT_EQ(size(out), -1) << "the output was created";
+  }
+  // The service is in the catalogue but not in the input.
+  must("entitlement service add --home " + ent() + " --id 7 --name Elsewhere");
+  auto r = run(usher("headend run --entitlement-home " + ent() + " --services 7 --in " + in + " --out " + dir.file("x.ts")));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("service 7 is not in the input (its PAT lists 1)"), std::string::npos) << r.output;
+  EXPECT_EQ(size(dir.file("x.ts")), -1);
+
+  // The output is the input, by its own name, through a hard link, or through stdout.
+  const auto copy = dir.file("copy.ts");
+  ASSERT_EQ(run("cp " + in + " " + copy + " && ln " + copy + " " + dir.file("link.ts")).status, 0);
+  for (const auto& out : {copy, dir.file("link.ts")}) {
+    r = run(usher("headend run --entitlement-home " + ent() + " --in " + copy + " --out " + out));
+    EXPECT_EQ(r.status, 1) << r.output;
+    EXPECT_NE(r.output.find("is the input"), std::string::npos) << r.output;
+    EXPECT_EQ(size(copy), source_size);
+  }
+  r = run("(" + usher("headend run --entitlement-home " + ent() + " --in " + copy + " --out - >> " + copy + " 2>" + dir.file("err.txt")) + ")");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_EQ(size(copy), source_size);
+
+  // Scrambled once, then refused as input unless passing it through is asked for.
+  const auto once = dir.file("once.ts");
+  must("headend run --entitlement-home " + ent() + " --in " + in + " --out " + once);
+  r = run(usher("headend run --entitlement-home " + ent() + " --in " + once + " --out " + dir.file("twice.ts")));
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("already scrambled"), std::string::npos) << r.output;
+  EXPECT_EQ(size(dir.file("twice.ts")), -1);
+  must("headend run --entitlement-home " + ent() + " --pass-scrambled --in " + once + " --out " + dir.file("twice.ts"));
 }
 
 TEST_F(CliWorld, PlaybackThroughGStreamer) {

@@ -18,6 +18,13 @@
 // Inserted packets take the place of null packets when the input has them within
 // kInsertionWindowMs of stream time; otherwise they are added to the rate (see docs/headend.md).
 //
+// A chosen service is never sent in clear. The scrambler first holds the input back (at most
+// survey_ms of stream time) until it has the whole PAT and the PMT of every chosen service, and
+// refuses the run, having output nothing, if a requested service is missing or has no key, if the
+// input is already scrambled (unless pass_scrambled), if a CA PID given is one of the input's PSI
+// PIDs, or if no PID is left for the CA streams. CA PIDs are placed where nothing of the input is.
+// A service that leaves the PAT later has its packets dropped until it returns.
+//
 //   Scrambler scrambler(config, keys);
 //   while (source->read(in, 4096)) { scrambler.process(in, out); sink->write(out); ... }
 //   scrambler.finish(out);
@@ -84,8 +91,13 @@ struct ScramblerConfig {
   std::uint32_t cat_interval_ms = 500;
   std::uint32_t emm_interval_ms = 50;      // one EMM section per interval from the carousel
   std::uint32_t eit_interval_ms = 2000;    // EIT present/following repetition
-  std::uint16_t emm_pid = 0x1FF0;          // moved down to a free PID if the input uses it
+  // CA PIDs: 0x0020..0x1FFE and not one of the input's PSI PIDs (PAT, CAT, SI, PMTs), else refused;
+  // moved to the nearest free PID (downwards, then upwards) if the input uses them.
+  std::uint16_t emm_pid = 0x1FF0;
   std::uint16_t ecm_pid_base = 0x1FE0;     // first ECM PID; one per service, downwards
+  bool pass_scrambled = false;             // input packets of a chosen service already scrambled pass as
+                                           // they are; otherwise the run is refused (or, later, they are dropped)
+  std::uint32_t survey_ms = 5000;          // input held back, at most, to find its PAT and PMTs
   std::optional<FixedControlWords> fixed_cws;  // test mode (--cw-file)
   entitlement::AccessCriteria access;
   std::uint64_t start_unix = 0;            // broadcast time of the first packet (0 = now)
@@ -96,7 +108,8 @@ struct ScramblerStats {
   std::uint64_t packets_in = 0;
   std::uint64_t packets_out = 0;
   std::uint64_t packets_scrambled = 0;
-  std::uint64_t already_scrambled = 0;
+  std::uint64_t already_scrambled = 0;    // input packets of a chosen service found scrambled
+  std::uint64_t packets_dropped = 0;      // of keyless or vanished services, scrambled input, colliding PIDs
   std::uint64_t ecm_sections = 0;
   std::uint64_t emm_sections = 0;
   std::uint64_t pmts_rewritten = 0;
@@ -108,6 +121,13 @@ struct ScramblerStats {
   std::uint64_t csa_full_batches = 0;
   std::uint64_t csa_partial_batches = 0;
 };
+
+// What can be refused before reading the input: a CA PID out of range or reserved (0x0000-0x001F,
+// 0x1FFF), a requested service without a key (it would go out in clear). Errc::invalid_argument or
+// Errc::not_found, with a message naming the option or service.
+Status validate(const ScramblerConfig& config, KeySource& keys);
+
+class InputSurvey;
 
 class Scrambler {
  public:
@@ -128,6 +148,11 @@ class Scrambler {
   // Re-reads the EMM carousel from the key source; new EMMs go out at once.
   void refresh_emms();
 
+  // Set when the scrambler refuses to go on; it outputs nothing from then on. A refusal while the
+  // input is surveyed (see above) means that nothing at all was output: report it and stop.
+  [[nodiscard]] const std::optional<Error>& refusal() const { return refusal_; }
+  [[nodiscard]] bool surveying() const { return survey_ != nullptr; }
+
   [[nodiscard]] ScramblerStats stats() const;
   [[nodiscard]] const streams::StreamClock& clock() const { return clock_; }
   [[nodiscard]] std::uint16_t emm_pid() const { return emm_pid_; }
@@ -140,6 +165,9 @@ class Scrambler {
   };
 
   void handle(const streams::TsPacket& packet);
+  void survey(bool at_end);
+  void refuse(Errc code, const std::string& message);
+  void start();
   void on_pat(std::span<const std::uint8_t> section);
   void on_pmt(std::uint16_t pid, std::span<const std::uint8_t> section);
   void on_cat(std::span<const std::uint8_t> section);
@@ -158,7 +186,7 @@ class Scrambler {
   void queue_section(streams::SectionPacketizer& pz, std::span<const std::uint8_t> section, bool now);
   void emit_now(const streams::TsPacket& packet);
   void flush_inserts();
-  std::uint16_t allocate_pid(std::uint16_t preferred);
+  std::optional<std::uint16_t> allocate_pid(std::uint16_t preferred);
   [[nodiscard]] std::uint64_t ms_to_ticks(std::uint32_t ms) const { return std::uint64_t{ms} * 27'000; }
   [[nodiscard]] std::uint64_t broadcast_time() const;
   [[nodiscard]] std::uint64_t broadcast_time_at(std::uint64_t stream_time) const;
@@ -169,6 +197,13 @@ class Scrambler {
   streams::StreamClock clock_;
   CsaPipeline pipeline_{CsaDirection::encrypt};
   std::bitset<8192> used_pids_;
+  std::bitset<8192> ca_pids_;  // ours: input packets on them are dropped
+  std::unique_ptr<InputSurvey> survey_;
+  std::vector<streams::TsPacket> surveyed_;  // input held back while surveying
+  std::map<std::uint16_t, std::uint16_t> planned_ecm_pids_;  // by service id
+  std::optional<Error> refusal_;
+  bool warned_collision_ = false;
+  bool warned_scrambled_ = false;
   std::map<std::uint16_t, std::unique_ptr<Service>> services_by_pmt_pid_;
   std::map<std::uint16_t, Service*> services_by_es_pid_;
   std::unique_ptr<streams::SectionAssembler> pat_assembler_;

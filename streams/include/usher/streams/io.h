@@ -41,12 +41,20 @@ struct SourceOptions {
 };
 struct SinkOptions {
   bool pace_by_pcr = true;  // UDP only: send at the stream's rate, taken from its PCRs
+  // Files only: created (or truncated) when the first packets are written, so that a run refused
+  // before it writes anything leaves the output as it was.
+  bool open_on_first_write = false;
 };
 
 // Opens a source or sink from a locator: a path, "-" for stdin/stdout, or udp://host:port
 // (multicast groups are joined). Throws std::runtime_error with a message saying what failed.
 std::unique_ptr<PacketSource> open_source(const std::string& locator, const SourceOptions& options = {});
 std::unique_ptr<PacketSink> open_sink(const std::string& locator, const SinkOptions& options = {});
+
+// Throws std::runtime_error if writing to `output` would overwrite `input`: the same regular file (by
+// device and inode), named by a path or reached through stdin/stdout ("-"). Opening it for writing
+// would truncate the input before a packet of it is read. UDP locators never clash.
+void check_output_is_not_input(const std::string& input, const std::string& output);
 
 // Paces live output by PCR: maps the first PCR seen to now and, before a packet with a later PCR
 // goes out, sleeps until its time. Discontinuities (a jump of more than a second) re-anchor.

@@ -1,0 +1,87 @@
+#include "input_survey.h"
+
+namespace usher::headend {
+
+InputSurvey::InputSurvey()
+    : pat_assembler_(std::make_unique<streams::SectionAssembler>([this](auto s) { on_pat(s); })) {}
+
+void InputSurvey::feed(const streams::TsPacket& packet) {
+  clock_.observe(packet);
+  const auto pid = packet.pid();
+  pids_seen_.set(pid);
+  if (pid == streams::kPatPid) {
+    pat_assembler_->feed(packet);
+  } else if (auto a = pmt_assemblers_.find(pid); a != pmt_assemblers_.end()) {
+    a->second->feed(packet);
+  }
+  if (!packet.payload().empty() && pid != streams::kNullPid) {
+    auto& [payload, scrambled] = payloads_[pid];
+    ++payload;
+    if (packet.scrambling() != streams::Scrambling::clear) ++scrambled;
+  }
+}
+
+void InputSurvey::on_pat(std::span<const std::uint8_t> section) {
+  const auto view = streams::parse_section(section);
+  if (!view.ok()) return;
+  auto parsed = streams::Pat::parse(section);
+  auto* pat = std::get_if<streams::Pat>(&parsed);
+  if (pat == nullptr) return;
+  const auto& h = view.section->header;
+  if (pat_version_ != h.version) {  // a new PAT: start again
+    pat_version_ = h.version;
+    pat_sections_.clear();
+    pat_raw_.clear();
+  }
+  pat_last_section_ = h.last_section_number;
+  pat_sections_[h.section_number] = pat->programs;
+  pat_raw_[h.section_number].assign(section.begin(), section.end());
+  for (const auto& prog : pat->programs) {
+    if (prog.program_number == 0 || pmt_assemblers_.contains(prog.pid) || prog.pid == streams::kPatPid) continue;
+    pmt_assemblers_[prog.pid] = std::make_unique<streams::SectionAssembler>([this](auto s) { on_pmt(s); });
+  }
+}
+
+void InputSurvey::on_pmt(std::span<const std::uint8_t> section) {
+  auto parsed = streams::Pmt::parse(section);
+  if (auto* pmt = std::get_if<streams::Pmt>(&parsed)) pmts_[pmt->program_number] = std::move(*pmt);
+}
+
+bool InputSurvey::pat_complete() const {
+  if (!pat_version_) return false;
+  for (unsigned n = 0; n <= pat_last_section_; ++n) {
+    if (!pat_sections_.contains(static_cast<std::uint8_t>(n))) return false;
+  }
+  return true;
+}
+
+std::map<std::uint16_t, std::uint16_t> InputSurvey::programs() const {
+  std::map<std::uint16_t, std::uint16_t> out;
+  for (const auto& [n, programs] : pat_sections_) {
+    for (const auto& prog : programs) out[prog.program_number] = prog.pid;
+  }
+  return out;
+}
+
+const streams::Pmt* InputSurvey::pmt(std::uint16_t program_number) const {
+  const auto it = pmts_.find(program_number);
+  return it == pmts_.end() ? nullptr : &it->second;
+}
+
+std::vector<std::vector<std::uint8_t>> InputSurvey::pat_sections() const {
+  std::vector<std::vector<std::uint8_t>> out;
+  for (const auto& [n, bytes] : pat_raw_) out.push_back(bytes);
+  return out;
+}
+
+std::uint64_t InputSurvey::payload_packets(std::uint16_t pid) const {
+  const auto it = payloads_.find(pid);
+  return it == payloads_.end() ? 0 : it->second.first;
+}
+
+std::uint64_t InputSurvey::scrambled_packets(std::uint16_t pid) const {
+  const auto it = payloads_.find(pid);
+  return it == payloads_.end() ? 0 : it->second.second;
+}
+
+}  // namespace usher::headend
