@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstring>
 #include <thread>
 
@@ -20,6 +22,40 @@ TEST(Io, FileRoundTrip) {
   const auto back = read_ts_file(dir.file("a.ts"));
   ASSERT_EQ(back.size(), packets.size());
   EXPECT_EQ(std::memcmp(back.data(), packets.data(), packets.size() * sizeof(TsPacket)), 0);
+}
+
+// Issue 8: `--out` naming the input truncated it to 0 bytes before a packet was read.
+TEST(Io, OutputThatIsTheInputIsRefusedByInodeNotByName) {
+  testing::TempDir dir;
+  testing::SyntheticMuxOptions o;
+  o.seconds = 0.2;
+  write_ts_file(dir.file("in.ts"), testing::make_synthetic_mux(o));
+  ASSERT_EQ(::link(dir.file("in.ts").c_str(), dir.file("same.ts").c_str()), 0);
+  for (const auto& out : {dir.file("in.ts"), dir.file("same.ts"), dir.file("./in.ts")}) {
+    EXPECT_THROW(check_output_is_not_input(dir.file("in.ts"), out), std::runtime_error) << out;
+  }
+  write_ts_file(dir.file("other.ts"), testing::make_synthetic_mux(o));
+  EXPECT_NO_THROW(check_output_is_not_input(dir.file("in.ts"), dir.file("other.ts")));
+  EXPECT_NO_THROW(check_output_is_not_input(dir.file("in.ts"), dir.file("new.ts")));
+  EXPECT_NO_THROW(check_output_is_not_input(dir.file("in.ts"), "udp://127.0.0.1:5000"));
+  EXPECT_NO_THROW(check_output_is_not_input("-", "-"));  // a terminal or pipes, not one regular file
+}
+
+TEST(Io, DeferredFileSinkCreatesItsFileAtTheFirstPacket) {
+  testing::TempDir dir;
+  SinkOptions options;
+  options.open_on_first_write = true;
+  {
+    auto sink = open_sink(dir.file("never.ts"), options);
+    sink->write({});
+    sink->close();
+  }
+  EXPECT_NE(::access(dir.file("never.ts").c_str(), F_OK), 0);
+  auto sink = open_sink(dir.file("written.ts"), options);
+  const TsPacket packet = TsPacket::null_packet();
+  sink->write(std::span(&packet, 1));
+  sink->close();
+  EXPECT_EQ(read_ts_file(dir.file("written.ts")).size(), 1u);
 }
 
 TEST(Io, MissingFileSaysWhich) {
