@@ -577,3 +577,65 @@ TEST_F(BroadcastTest, RestartedHeadendIsFollowedThoughItsPeriodsCountFromZero) {
 
 }  // namespace
 }  // namespace usher
+
+namespace usher {
+namespace {
+
+// An event added while the headend runs, starting inside a crypto period already announced: the
+// period is cut at the event's start and the next control word replaced, sealed for its buyers.
+TEST(PpvBoundaries, EventAddedWhileOnAirIsKeptFromNonBuyersToo) {
+  testing::BroadcastWorld world;
+  world.add_service(1);
+  testing::TestCard card(world.store(), "buyer", 10'000);
+  constexpr std::uint32_t kSubscriber = 1001, kBuyer = 1002;
+  for (auto id : {kSubscriber, kBuyer}) {
+    world.add_stb(id);
+    ASSERT_TRUE(world.store().grant(id, 1, kStart - 10, kStart + 3600).ok());
+  }
+  testing::SyntheticMuxOptions o;
+  o.seconds = 7;
+  const auto clear = testing::make_synthetic_mux(o);
+  headend::StoreKeySource keys(world.store());
+  headend::ScramblerConfig cfg;
+  cfg.start_unix = kStart;
+  cfg.crypto_period_ms = 10'000;  // one period would cover the whole event
+  headend::Scrambler scrambler(std::move(cfg), keys);
+  std::vector<TsPacket> scrambled;
+  const std::size_t first_second = clear.size() / 7;
+  scrambler.process(std::span(clear).first(first_second), scrambled);
+  const auto e = world.add_event(43, 1, kStart + 3, 2, 500, "Late addition");
+  ASSERT_TRUE(world.store().buy_ticket(43, kBuyer, card.spend(e.price, entitlement::payee_for(43, kBuyer)), kStart).ok());
+  scrambler.refresh_emms();
+  scrambler.process(std::span(clear).subspan(first_second), scrambled);
+  scrambler.finish(scrambled);
+
+  std::vector<std::uint64_t> time_of;
+  streams::StreamClock clock;
+  for (const auto& p : clear) {
+    clock.observe(p);
+    time_of.push_back(kStart + clock.now() / streams::kPcrHz);
+  }
+  for (auto box : {kSubscriber, kBuyer}) {
+    SCOPED_TRACE("STB " + std::to_string(box));
+    stb::Descrambler d(&world.stb(box), {});
+    const auto restored = descramble(d, scrambled);
+    const auto pid = testing::synthetic_video_pid(0);
+    const auto out = on_pid(restored, pid);
+    std::size_t i = 0, leaked = 0, missed = 0;
+    for (std::size_t n = 0; n < clear.size(); ++n) {
+      if (clear[n].pid() != pid) continue;
+      const auto& got = out.at(i++);
+      if (clear[n].payload().empty()) continue;
+      const bool in_event = time_of[n] >= kStart + 3 && time_of[n] < kStart + 5;
+      const bool allowed = box == kBuyer || !in_event;
+      const bool descrambled = got.bytes == clear[n].bytes;
+      if (descrambled && !allowed) ++leaked;
+      if (!descrambled && allowed) ++missed;
+    }
+    EXPECT_EQ(leaked, 0u);
+    EXPECT_EQ(missed, 0u);
+  }
+}
+
+}  // namespace
+}  // namespace usher
