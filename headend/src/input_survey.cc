@@ -15,9 +15,8 @@ void InputSurvey::feed(const streams::TsPacket& packet) {
     a->second->feed(packet);
   }
   if (!packet.payload().empty() && pid != streams::kNullPid) {
-    auto& [payload, scrambled] = payloads_[pid];
-    ++payload;
-    if (packet.scrambling() != streams::Scrambling::clear) ++scrambled;
+    ++payloads_[pid];
+    if (packet.scrambling() != streams::Scrambling::clear) ++scrambled_[pid];
   }
 }
 
@@ -74,14 +73,8 @@ std::vector<std::vector<std::uint8_t>> InputSurvey::pat_sections() const {
   return out;
 }
 
-std::uint64_t InputSurvey::payload_packets(std::uint16_t pid) const {
-  const auto it = payloads_.find(pid);
-  return it == payloads_.end() ? 0 : it->second.first;
-}
+std::uint64_t InputSurvey::payload_packets(std::uint16_t pid) const { return pid < payloads_.size() ? payloads_[pid] : 0; }
 
-std::uint64_t InputSurvey::scrambled_packets(std::uint16_t pid) const {
-  const auto it = payloads_.find(pid);
-  return it == payloads_.end() ? 0 : it->second.second;
-}
+std::uint64_t InputSurvey::scrambled_packets(std::uint16_t pid) const { return pid < scrambled_.size() ? scrambled_[pid] : 0; }
 
 }  // namespace usher::headend

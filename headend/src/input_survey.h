@@ -48,7 +48,8 @@ class InputSurvey {
   std::map<std::uint8_t, std::vector<std::uint8_t>> pat_raw_;                // by section_number
   std::map<std::uint16_t, streams::Pmt> pmts_;                                 // by program_number
   std::bitset<8192> pids_seen_;
-  std::map<std::uint16_t, std::pair<std::uint64_t, std::uint64_t>> payloads_;  // PID -> (payload, scrambled)
+  std::vector<std::uint32_t> payloads_ = std::vector<std::uint32_t>(8192);   // payload packets by PID
+  std::vector<std::uint32_t> scrambled_ = std::vector<std::uint32_t>(8192);  // of which flagged scrambled
 };
 
 }  // namespace usher::headend
