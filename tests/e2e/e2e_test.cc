@@ -14,8 +14,15 @@
 #include <string>
 #include <thread>
 
+#include <map>
+#include <set>
+
 #include "cli_process.h"
 #include "temp_dir.h"
+#include "usher/streams/io.h"
+#include "usher/streams/psi.h"
+#include "usher/streams/section.h"
+#include "usher/streams/stream_clock.h"
 
 namespace usher {
 namespace {
@@ -231,6 +238,77 @@ TEST_F(CliWorld, HeadendRefusesBeforeWritingAnything) {
   EXPECT_NE(r.output.find("already scrambled"), std::string::npos) << r.output;
   EXPECT_EQ(size(dir.file("twice.ts")), -1);
   must("headend run --entitlement-home " + ent() + " --pass-scrambled --in " + once + " --out " + dir.file("twice.ts"));
+}
+
+// Issue 8 with the real processes: 1 s crypto periods and a PPV event in the middle of the 4 s
+// source. STB 1001 subscribes to the service and holds no ticket: not one packet of the event comes
+// out descrambled (the event's first crypto period did), and every packet around it does.
+TEST_F(CliWorld, SubscriberWithoutTicketDescramblesNotOnePacketOfTheEvent) {
+  const auto t = static_cast<std::uint64_t>(std::time(nullptr)) + 7200;
+  must("entitlement event add --home " + ent() + " --id 9 --service 1 --start " + std::to_string(t + 1) +
+       " --duration 2 --title Match --price 5.00 --currency EUR");
+  const auto scrambled = dir.file("event.ts");
+  must("headend run --entitlement-home " + ent() + " --in " + source() + " --out " + scrambled +
+       " --crypto-period 1 --start-time " + std::to_string(t));
+  must("stb run --home " + dir.file("stb-1001") + " --in " + scrambled + " --out " + dir.file("event-1001.ts"));
+  const auto clear = streams::read_ts_file(source());
+  const auto out = streams::read_ts_file(dir.file("event-1001.ts"));
+  // The elementary PIDs, from the source's PMTs.
+  std::set<std::uint16_t> pmt_pids, es_pids;
+  streams::SectionAssembler pat([&](auto s) {
+    auto parsed = streams::Pat::parse(s);
+    if (auto* p = std::get_if<streams::Pat>(&parsed)) {
+      for (const auto& prog : p->programs) {
+        if (prog.program_number != 0) pmt_pids.insert(prog.pid);
+      }
+    }
+  });
+  for (const auto& p : clear) {
+    if (p.pid() == streams::kPatPid) pat.feed(p);
+  }
+  std::map<std::uint16_t, std::unique_ptr<streams::SectionAssembler>> pmts;
+  for (auto pid : pmt_pids) {
+    pmts[pid] = std::make_unique<streams::SectionAssembler>([&](auto s) {
+      auto parsed = streams::Pmt::parse(s);
+      if (auto* pmt = std::get_if<streams::Pmt>(&parsed)) {
+        for (const auto& st : pmt->streams) es_pids.insert(st.pid);
+      }
+    });
+  }
+  for (const auto& p : clear) {
+    if (auto it = pmts.find(p.pid()); it != pmts.end()) it->second->feed(p);
+  }
+  ASSERT_FALSE(es_pids.empty());
+  streams::StreamClock clock;  // stream time as the headend reckons it
+  std::map<std::uint16_t, std::vector<std::pair<std::uint64_t, const streams::TsPacket*>>> in_by_pid;
+  for (const auto& p : clear) {
+    clock.observe(p);
+    if (es_pids.contains(p.pid())) in_by_pid[p.pid()].emplace_back(t + clock.now() / streams::kPcrHz, &p);
+  }
+  std::map<std::uint16_t, std::vector<const streams::TsPacket*>> out_by_pid;
+  for (const auto& p : out) {
+    if (es_pids.contains(p.pid())) out_by_pid[p.pid()].push_back(&p);
+  }
+  std::size_t in_event = 0, leaked = 0, around = 0, missed = 0;
+  for (const auto& [pid, packets] : in_by_pid) {
+    ASSERT_EQ(packets.size(), out_by_pid[pid].size()) << "pid " << pid;
+    for (std::size_t i = 0; i < packets.size(); ++i) {
+      const auto& [time, in] = packets[i];
+      if (in->payload().empty()) continue;
+      const bool same = in->bytes == out_by_pid[pid][i]->bytes;
+      if (time >= t + 1 && time < t + 3) {
+        ++in_event;
+        leaked += same ? 1 : 0;
+      } else {
+        ++around;
+        missed += same ? 0 : 1;
+      }
+    }
+  }
+  EXPECT_GT(in_event, 500u);
+  EXPECT_GT(around, 500u);
+  EXPECT_EQ(leaked, 0u) << "of " << in_event << " packets of the event";
+  EXPECT_EQ(missed, 0u) << "of " << around << " packets around it";
 }
 
 TEST_F(CliWorld, PlaybackThroughGStreamer) {
