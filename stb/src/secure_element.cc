@@ -351,6 +351,15 @@ Result<entitlement::HistoryRecord> SecureElement::impulse_buy(std::uint32_t even
     already.bind(1, event_id);
     if (already.step()) return make_error(Errc::already_exists, "event " + std::to_string(event_id) + " is already bought on this STB");
   }
+  {
+    // One sale per entitlement: a ticket bought with a handset (F1, F2, F3, F5) already covers it.
+    auto held = db_.prepare("SELECT ticket_id FROM tickets WHERE event_id = ? AND status = 'valid' AND ticket_id < ? ORDER BY ticket_id");
+    held.bind(1, event_id).bind(2, static_cast<std::int64_t>(kImpulseTicketBase));
+    if (held.step()) {
+      return make_error(Errc::already_exists, "this STB already holds ticket " + std::to_string(held.column_int(0)) + " for event " +
+                                                  std::to_string(event_id) + ": nothing charged");
+    }
+  }
   auto offer = db_.prepare(
       "SELECT service_id, start, duration, price_minor, currency, event_key, title FROM offers WHERE event_id = ?");
   offer.bind(1, event_id);
