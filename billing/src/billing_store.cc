@@ -365,6 +365,13 @@ Result<RelayReply> BillingStore::relay(std::span<const std::uint8_t> sealed, std
 Result<RelayReply> BillingStore::prepay(std::uint32_t stb_id, const Money& amount, std::uint64_t card_id, std::uint64_t now) {
   if (amount.minor <= 0) return make_error(Errc::invalid_argument, "a prepayment must be positive");
   if (!engine_.has_stb(stb_id)) return make_error(Errc::not_entitled, "no STB " + std::to_string(stb_id));
+  {
+    // Prepayment quotes nobody paid go when they expire.
+    const auto ttl = quote_ttl();
+    auto drop = db_.prepare("DELETE FROM settlements WHERE stb_id = ? AND kind = 2 AND state = 'quoted' AND created <= ?");
+    drop.bind(1, stb_id).bind(2, static_cast<std::int64_t>(now > ttl ? now - ttl : 0));
+    drop.run();
+  }
   auto ins = db_.prepare("INSERT INTO settlements (kind, stb_id, first_sequence, last_sequence, last_hash, amount_minor, currency, "
                          "card_id, state, created) VALUES (2, ?, 0, 0, zeroblob(32), ?, ?, ?, 'quoted', ?)");
   ins.bind(1, stb_id).bind(2, amount.minor).bind(3, entitlement::to_string(amount.currency)).bind(4, static_cast<std::int64_t>(card_id))

@@ -396,6 +396,13 @@ TEST_F(SettlementTest, QuotesExpire) {
   EXPECT_EQ(billing->pay(old.settlement_id, spend_for(old), kT0 + 61).error().code, Errc::not_found);
   ASSERT_TRUE(billing->pay(fresh.settlement_id, spend_for(fresh), kT0 + 62).ok());
   EXPECT_EQ(balance(), 10000 - 1250);
+  // Prepayment quotes expire too, and the next prepayment drops the expired ones.
+  const auto prepay = billing->prepay(1001, {500, kEur}, card, kT0).value().quote;
+  EXPECT_EQ(billing->pay(prepay.settlement_id, spend_for(prepay), kT0 + 61).error().code, Errc::stale);
+  const auto next = billing->prepay(1001, {500, kEur}, card, kT0 + 61).value().quote;
+  EXPECT_EQ(billing->pay(prepay.settlement_id, spend_for(prepay), kT0 + 61).error().code, Errc::not_found);
+  ASSERT_TRUE(billing->pay(next.settlement_id, spend_for(next), kT0 + 62).ok());
+  EXPECT_EQ(balance(), 10000 - 1250 - 500);
 }
 
 }  // namespace
