@@ -387,5 +387,30 @@ TEST_F(CommerceTest, ServicePassIsATicketForAPeriodDeliveredAsAGrant) {
   EXPECT_TRUE(store().balances_match_ledger());
 }
 
+// A store written before the rule may hold two valid tickets for one event: it still opens (the
+// unique index waits until they are revoked), and the purchase check refuses a third.
+TEST_F(CommerceTest, AStoreWithDuplicateTicketsFromBeforeStillOpensAndSellsNoMore) {
+  ASSERT_TRUE(store().top_up(card.card_id, 5000, "visa-test", acquirer).ok());
+  ASSERT_TRUE(store().buy_ticket(7, 1001, spend(7, 1001), kT0).ok());
+  {
+    auto db = sql::Database::open(world.dir().file("operator/entitlement.db"), false).value();
+    db.exec("DROP INDEX one_valid_ticket_per_event");
+    db.exec("INSERT INTO tickets (event_id, stb_id, card_id, status) SELECT event_id, stb_id, card_id, status FROM tickets");
+  }
+  auto reopened = EntitlementStore::open(world.dir().file("operator"));
+  ASSERT_TRUE(reopened.ok()) << reopened.error().message;
+  SpendAuthorization third;
+  third.card_id = card.card_id;
+  third.amount = {1250, kEur};
+  third.payee = payee_for(7, 1001);
+  crypto::random_bytes(third.nonce);
+  third.sign(handset.private_key);
+  auto refused = reopened->buy_ticket(7, 1001, third, kT0);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::already_exists);
+  EXPECT_NE(refused.error().message.find("already holds ticket 1 for event 7 (Final)"), std::string::npos) << refused.error().message;
+  EXPECT_EQ(reopened->balance(card.card_id)->minor, 5000 - 1250);
+}
+
 }  // namespace
 }  // namespace usher::entitlement
