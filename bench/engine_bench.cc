@@ -24,22 +24,36 @@ const entitlement::Currency kEur{'E', 'U', 'R'};
 constexpr std::uint64_t kT0 = 4'000'000'000;
 
 struct Engine {
+  // One sale per entitlement: every purchase is of another (event, STB) pair, so the bench has
+  // kStbs boxes and kEvents one-minute events to sell (kStbs * kEvents purchases in all).
+  static constexpr std::uint32_t kStbs = 16;
+  static constexpr std::uint32_t kEvents = 4000;
   testing::BroadcastWorld world;
   entitlement::TestAcquirer acquirer;
   crypto::Ed25519KeyPair handset = crypto::Ed25519KeyPair::generate();
   std::uint64_t card = 0;
+  std::atomic<std::uint32_t> sold{0};
   Engine() {
     world.add_service(1);
     world.add_stb(1001);
-    world.add_event(7, 1, kT0, 3600, 1, "Bench");
+    for (std::uint32_t s = 1; s < kStbs; ++s) {
+      (void)world.store().register_stb({1001 + s, crypto::X25519KeyPair::generate().public_key,
+                                        crypto::Ed25519KeyPair::generate().public_key});
+    }
+    (void)world.store().batch([&] {
+      for (std::uint32_t e = 1; e <= kEvents; ++e) world.add_event(e, 1, kT0 + 60 * std::uint64_t{e}, 60, 1, "Bench");
+    });
     card = world.store().register_handset("bench", handset.public_key, kEur)->card_id;
     for (int i = 0; i < 20; ++i) (void)world.store().top_up(card, 100'000, "visa", acquirer);
   }
   entitlement::BuyTicketRequest buy() {
-    entitlement::BuyTicketRequest q{7, 1001, {}};
+    const auto n = sold++;
+    const auto event = 1 + (n / kStbs) % kEvents;
+    const auto stb = 1001 + n % kStbs;
+    entitlement::BuyTicketRequest q{event, stb, {}};
     q.spend.card_id = card;
     q.spend.amount = {1, kEur};
-    q.spend.payee = entitlement::payee_for(7, 1001);
+    q.spend.payee = entitlement::payee_for(event, stb);
     crypto::random_bytes(q.spend.nonce);
     q.spend.sign(handset.private_key);
     return q;

@@ -34,7 +34,7 @@ Result<std::vector<std::uint8_t>> BillingService::dispatch(std::uint8_t type, st
     case ent::BillingMessage::pay: {
       auto q = ent::decode_pay_request(body);
       if (!q) return q.error();
-      auto started = store_.start_payment(q->settlement_id, q->spend);
+      auto started = store_.start_payment(q->settlement_id, q->spend, now);
       if (!started) return started.error();
       if (*started) return (*started)->encode();  // paid before: the same receipt
       payments.push_back({index, q->settlement_id, false, std::nullopt});

@@ -36,6 +36,17 @@ std::vector<std::uint8_t> charge_request_id(std::uint64_t settlement_id, const e
   return {d.begin(), d.begin() + 16};
 }
 
+// ... and the one its refund runs under, when the records it paid for were settled by another path.
+std::vector<std::uint8_t> refund_request_id(std::uint64_t settlement_id, const entitlement::SpendAuthorization& spend) {
+  ByteWriter w;
+  static constexpr std::uint8_t kDomain[] = {'u', 's', 'h', 'e', 'r', '-', 'r', 'e', 'f', 'u', 'n', 'd'};
+  w.bytes(kDomain);
+  w.u64(settlement_id);
+  w.bytes(spend.nonce);
+  const auto d = crypto::sha256(w.data());
+  return {d.begin(), d.begin() + 16};
+}
+
 }  // namespace
 
 BillingStore::BillingStore(sql::Database db, entitlement::EntitlementStore engine, entitlement::BillingCertificate cert)
@@ -193,7 +204,7 @@ std::int64_t BillingStore::settled_minor(std::uint32_t stb_id) {
   return st.column_int(0);
 }
 
-Result<Money> BillingStore::price_of(const HistoryRecord& r) {
+Result<Money> BillingStore::price_of(std::uint32_t stb_id, const HistoryRecord& r, std::string* reason) {
   // The engine's catalogue is the price list; the price the STB recorded is what it showed the
   // viewer and must agree with it.
   auto ev = engine_.event(r.event_id);
@@ -204,7 +215,43 @@ Result<Money> BillingStore::price_of(const HistoryRecord& r) {
                                               " costs " + entitlement::format_money(ev->price) + ", the STB recorded " +
                                               entitlement::format_money(r.price));
   }
+  // One sale per entitlement: a ticket the engine sold the STB for the event (before the impulse
+  // purchase reached billing) was paid already. A prepaid record was paid when the credit was sold.
+  if (r.payment != entitlement::kPaymentPrepaid) {
+    if (auto held = engine_.holding(stb_id, r.event_id); held && held->ticket_id != 0) {
+      if (reason) *reason = "already paid with ticket " + std::to_string(held->ticket_id);
+      return Money{0, ev->price.currency};
+    }
+  }
   return ev->price;
+}
+
+Status BillingStore::check_no_payment_under_way(std::uint32_t stb_id) {
+  auto busy = db_.prepare("SELECT settlement_id FROM settlements WHERE stb_id = ? AND kind = 1 AND state = 'charging'");
+  busy.bind(1, stb_id);
+  if (busy.step()) {
+    return make_error(Errc::stale, "STB " + std::to_string(stb_id) + "'s history is being paid by handset (settlement " +
+                                       std::to_string(busy.column_int(0)) + "): report again once it is done");
+  }
+  return ok_status();
+}
+
+Status BillingStore::set_quote_ttl(std::uint64_t seconds) {
+  if (seconds == 0 || seconds > 7 * 86400) return make_error(Errc::invalid_argument, "a quote lasts 1 second to 7 days");
+  auto st = db_.prepare("INSERT OR REPLACE INTO config VALUES ('quote_ttl', ?)");
+  st.bind(1, std::to_string(seconds));
+  st.run();
+  return ok_status();
+}
+
+std::uint64_t BillingStore::quote_ttl() {
+  auto st = db_.prepare("SELECT value FROM config WHERE key = 'quote_ttl'");
+  if (!st.step()) return kDefaultQuoteTtlSeconds;
+  try {
+    return std::stoull(st.column_text(0));
+  } catch (const std::exception&) {
+    return kDefaultQuoteTtlSeconds;
+  }
 }
 
 Result<BillingStore::Checked> BillingStore::check_history(std::span<const std::uint8_t> sealed) {
@@ -237,6 +284,13 @@ Result<BillingStore::Checked> BillingStore::check_history(std::span<const std::u
                                        std::to_string(cur.sequence + 1) + ": records are missing");
   }
   if (auto ok = entitlement::verify_history(out.fresh, opened->stb_public, cur.sequence, cur.hash); !ok) return ok.error();
+  // The engine learns what the STB bought on impulse, so that no handset sells it the event again.
+  // A hotel room's purchases belong to the stay (the next guest may buy the same event).
+  std::vector<HistoryRecord> at_home;
+  for (const auto& r : out.fresh) {
+    if (r.stay_id == 0) at_home.push_back(r);
+  }
+  engine_.record_impulse_purchases(out.stb_id, at_home);
   return out;
 }
 
@@ -259,7 +313,7 @@ Result<RelayReply> BillingStore::relay(std::span<const std::uint8_t> sealed, std
   Money amount{0, checked->fresh.front().price.currency};
   Money prepaid_used{0, amount.currency};
   for (const auto& r : checked->fresh) {
-    auto price = price_of(r);
+    auto price = price_of(checked->stb_id, r);
     if (!price) return price.error();
     if (price->currency != amount.currency) return make_error(Errc::invalid_argument, "a history in more than one currency");
     (r.payment == entitlement::kPaymentPrepaid ? prepaid_used : amount).minor += price->minor;
@@ -275,17 +329,22 @@ Result<RelayReply> BillingStore::relay(std::span<const std::uint8_t> sealed, std
     return reply;
   }
   std::uint64_t id = 0;
+  // Quotes created at or before this time have expired.
+  const auto ttl = quote_ttl();
+  const auto expired = static_cast<std::int64_t>(now > ttl ? now - ttl : 0);
   {
     auto same = db_.prepare("SELECT settlement_id FROM settlements WHERE stb_id = ? AND kind = 1 AND state = 'quoted' AND "
-                            "first_sequence = ? AND last_sequence = ? AND last_hash = ? AND card_id = ?");
+                            "first_sequence = ? AND last_sequence = ? AND last_hash = ? AND card_id = ? AND created > ?");
     same.bind(1, checked->stb_id).bind(2, static_cast<std::int64_t>(checked->fresh.front().sequence))
-        .bind(3, static_cast<std::int64_t>(last.sequence)).bind(4, bytes_of(last_hash)).bind(5, static_cast<std::int64_t>(card_id));
+        .bind(3, static_cast<std::int64_t>(last.sequence)).bind(4, bytes_of(last_hash)).bind(5, static_cast<std::int64_t>(card_id))
+        .bind(6, expired);
     if (same.step()) id = static_cast<std::uint64_t>(same.column_int(0));
   }
   if (id == 0) {
-    // A quote for fewer records (the history grew since) or another card is superseded.
-    auto drop = db_.prepare("DELETE FROM settlements WHERE stb_id = ? AND kind = 1 AND state = 'quoted'");
-    drop.bind(1, checked->stb_id);
+    // This card's quote for fewer records (the history grew since) is superseded, and expired
+    // quotes go; another card's live quote stays: it is that card's until it expires.
+    auto drop = db_.prepare("DELETE FROM settlements WHERE stb_id = ? AND kind = 1 AND state = 'quoted' AND (card_id = ? OR created <= ?)");
+    drop.bind(1, checked->stb_id).bind(2, static_cast<std::int64_t>(card_id)).bind(3, expired);
     drop.run();
     auto ins = db_.prepare("INSERT INTO settlements (kind, stb_id, first_sequence, last_sequence, last_hash, amount_minor, currency, "
                            "card_id, state, history, created) VALUES (1, ?, ?, ?, ?, ?, ?, ?, 'quoted', ?, ?)");
@@ -306,6 +365,13 @@ Result<RelayReply> BillingStore::relay(std::span<const std::uint8_t> sealed, std
 Result<RelayReply> BillingStore::prepay(std::uint32_t stb_id, const Money& amount, std::uint64_t card_id, std::uint64_t now) {
   if (amount.minor <= 0) return make_error(Errc::invalid_argument, "a prepayment must be positive");
   if (!engine_.has_stb(stb_id)) return make_error(Errc::not_entitled, "no STB " + std::to_string(stb_id));
+  {
+    // Prepayment quotes nobody paid go when they expire.
+    const auto ttl = quote_ttl();
+    auto drop = db_.prepare("DELETE FROM settlements WHERE stb_id = ? AND kind = 2 AND state = 'quoted' AND created <= ?");
+    drop.bind(1, stb_id).bind(2, static_cast<std::int64_t>(now > ttl ? now - ttl : 0));
+    drop.run();
+  }
   auto ins = db_.prepare("INSERT INTO settlements (kind, stb_id, first_sequence, last_sequence, last_hash, amount_minor, currency, "
                          "card_id, state, created) VALUES (2, ?, 0, 0, zeroblob(32), ?, ?, ?, 'quoted', ?)");
   ins.bind(1, stb_id).bind(2, amount.minor).bind(3, entitlement::to_string(amount.currency)).bind(4, static_cast<std::int64_t>(card_id))
@@ -327,17 +393,24 @@ void BillingStore::finish_interrupted(std::uint32_t stb_id, std::uint64_t now) {
     st.bind(1, stb_id);
     while (st.step()) open.push_back(static_cast<std::uint64_t>(st.column_int(0)));
   }
-  for (auto id : open) (void)finish(id, now);
+  for (auto id : open) {
+    try {
+      (void)finish(id, now);
+    } catch (const std::exception&) {
+      // Left as it is for the next attempt: one settlement must not stop the others.
+    }
+  }
 }
 
 Result<Receipt> BillingStore::pay(std::uint64_t settlement_id, const entitlement::SpendAuthorization& spend, std::uint64_t now) {
-  auto started = start_payment(settlement_id, spend);
+  auto started = start_payment(settlement_id, spend, now);
   if (!started) return started.error();
   if (*started) return **started;
   return finish(settlement_id, now);
 }
 
-Result<std::optional<Receipt>> BillingStore::start_payment(std::uint64_t settlement_id, const entitlement::SpendAuthorization& spend) {
+Result<std::optional<Receipt>> BillingStore::start_payment(std::uint64_t settlement_id, const entitlement::SpendAuthorization& spend,
+                                                          std::uint64_t now) {
   sql::Transaction tx(db_);
   auto s = settlement(settlement_id);
   if (!s) return make_error(s.error().code, s.error().message + " (relay the history again)");
@@ -347,6 +420,9 @@ Result<std::optional<Receipt>> BillingStore::start_payment(std::uint64_t settlem
     return std::optional<Receipt>(*rc);
   }
   if (s->state == "charging") return std::optional<Receipt>();  // a retry while the charge is under way
+  if (s->created + quote_ttl() < now) {
+    return make_error(Errc::stale, "quote " + std::to_string(settlement_id) + " has expired: relay the history again");
+  }
   if (s->kind == SettlementKind::deferred) {
     if (cursor(s->stb_id).sequence + 1 != s->first) {
       return make_error(Errc::stale, "settlement " + std::to_string(settlement_id) + " is out of date: relay the history again");
@@ -365,7 +441,7 @@ Result<std::optional<Receipt>> BillingStore::start_payment(std::uint64_t settlem
 
 Result<BillingStore::OpenSettlement> BillingStore::settlement(std::uint64_t settlement_id) {
   auto st = db_.prepare("SELECT state, spend, amount_minor, currency, stb_id, kind, history, first_sequence, last_sequence, "
-                        "receipt FROM settlements WHERE settlement_id = ?");
+                        "receipt, created FROM settlements WHERE settlement_id = ?");
   st.bind(1, static_cast<std::int64_t>(settlement_id));
   if (!st.step()) return make_error(Errc::not_found, "no settlement " + std::to_string(settlement_id));
   OpenSettlement s;
@@ -382,6 +458,7 @@ Result<BillingStore::OpenSettlement> BillingStore::settlement(std::uint64_t sett
   s.first = static_cast<std::uint64_t>(st.column_int(7));
   s.last = static_cast<std::uint64_t>(st.column_int(8));
   if (!st.column_is_null(9)) s.receipt = st.column_blob(9);
+  s.created = static_cast<std::uint64_t>(st.column_int(10));
   return s;
 }
 
@@ -437,6 +514,24 @@ Result<Receipt> BillingStore::complete_payment(std::uint64_t settlement_id, std:
     r.card_id = s->spend.card_id;
     rc = issue_receipt(r, now);
   } else {
+    if (cursor(s->stb_id).sequence + 1 != s->first) {
+      // The records were settled by another path after this payment started (a room report let
+      // through by a store from before that was refused): the card gets its money back, once, and
+      // the settlement becomes a quote that can no longer be paid.
+      const auto payee = entitlement::settlement_payee(settlement_id, s->stb_id);
+      auto refunded = engine_.once(refund_request_id(settlement_id, s->spend), [&]() -> Result<std::vector<std::uint8_t>> {
+        auto bal = engine_.refund_settlement(s->spend.card_id, s->amount, payee);
+        if (!bal) return bal.error();
+        return entitlement::encode_money(*bal);
+      });
+      if (!refunded) return refunded.error();
+      auto upd = db_.prepare("UPDATE settlements SET state = 'quoted', spend = NULL WHERE settlement_id = ?");
+      upd.bind(1, static_cast<std::int64_t>(settlement_id));
+      upd.run();
+      tx.commit();
+      return make_error(Errc::stale, "the records of settlement " + std::to_string(settlement_id) + " were settled otherwise meanwhile: " +
+                                         entitlement::format_money(s->amount) + " refunded to card " + std::to_string(s->spend.card_id));
+    }
     auto opened = engine_.open_sealed_history(s->sealed);
     if (!opened) return opened.error();
     std::vector<HistoryRecord> records;
@@ -479,10 +574,14 @@ Result<Receipt> BillingStore::settle_records(SettlementKind kind, std::uint32_t 
     auto ins = db_.prepare("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     for (const auto& r : records) {
       const auto h = r.hash();
+      // What billing charged for it: the statement shows a record already paid with a ticket at 0.
+      std::string reason;
+      auto priced = price_of(stb_id, r, &reason);
+      const auto charged = priced ? *priced : r.price;
       ins.reset();
       ins.bind(1, stb_id).bind(2, static_cast<std::int64_t>(r.sequence)).bind(3, bytes_of(h)).bind(4, static_cast<std::int64_t>(r.time))
-          .bind(5, r.event_id).bind(6, title_of(r.event_id)).bind(7, r.payment)
-          .bind(8, static_cast<std::int64_t>(r.stay_id)).bind(9, r.price.minor).bind(10, entitlement::to_string(r.price.currency))
+          .bind(5, r.event_id).bind(6, reason.empty() ? title_of(r.event_id) : title_of(r.event_id) + " (" + reason + ")").bind(7, r.payment)
+          .bind(8, static_cast<std::int64_t>(r.stay_id)).bind(9, charged.minor).bind(10, entitlement::to_string(charged.currency))
           .bind(11, static_cast<std::int64_t>(settlement_id));
       ins.run();
       if (r.payment == entitlement::kPaymentPrepaid) prepaid_used += r.price.minor;
@@ -537,7 +636,11 @@ std::size_t BillingStore::recover(std::uint64_t now) {
   }
   std::size_t done = 0;
   for (auto id : open) {
-    if (finish(id, now)) ++done;
+    // A settlement that cannot be finished stays for a later attempt; it never stops the service.
+    try {
+      if (finish(id, now)) ++done;
+    } catch (const std::exception&) {
+    }
   }
   return done;
 }

@@ -171,6 +171,10 @@ Result<RelayReply> BillingStore::room_report(std::span<const std::uint8_t> seale
   if (!room) return room.error();
   RelayReply reply;
   reply.receipts = std::move(checked->receipts);
+  // One path settles each record: not while a guest's handset is paying for the same records.
+  if (!checked->fresh.empty()) {
+    if (auto free = check_no_payment_under_way(checked->stb_id); !free) return free.error();
+  }
   // One folio settlement per run of records of one stay.
   std::size_t i = 0;
   while (i < checked->fresh.size()) {
@@ -183,21 +187,25 @@ Result<RelayReply> BillingStore::room_report(std::span<const std::uint8_t> seale
                                                 std::to_string(stay_id) + ", not a stay in room " + room->room);
     }
     Money amount{0, run.front().price.currency};
+    std::vector<Money> prices;
     for (const auto& r : run) {
-      auto price = price_of(r);
+      auto price = price_of(checked->stb_id, r);
       if (!price) return price.error();
       amount.minor += price->minor;
+      prices.push_back(*price);
     }
     auto rc = settle_records(SettlementKind::folio, checked->stb_id, run, amount, 0, stay_id, 0, now);
     if (!rc) return rc.error();
     // Each charge also goes to the hotel's PMS (a late charge if the guest has left).
     auto post = db_.prepare("INSERT INTO pms_postings (stay_id, room, guest_id, amount_minor, currency, description, time, stb_id, sequence) "
                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    for (const auto& r : run) {
+    for (std::size_t k = 0; k < run.size(); ++k) {
+      const auto& r = run[k];
+      if (prices[k].minor == 0) continue;  // nothing to charge (already paid with a ticket)
       auto ev = engine_.event(r.event_id);
       post.reset();
-      post.bind(1, static_cast<std::int64_t>(stay_id)).bind(2, s->room).bind(3, s->guest_id).bind(4, r.price.minor)
-          .bind(5, entitlement::to_string(r.price.currency)).bind(6, "PPV " + (ev ? ev->title : std::to_string(r.event_id)))
+      post.bind(1, static_cast<std::int64_t>(stay_id)).bind(2, s->room).bind(3, s->guest_id).bind(4, prices[k].minor)
+          .bind(5, entitlement::to_string(prices[k].currency)).bind(6, "PPV " + (ev ? ev->title : std::to_string(r.event_id)))
           .bind(7, static_cast<std::int64_t>(r.time)).bind(8, checked->stb_id).bind(9, static_cast<std::int64_t>(r.sequence));
       post.run();
     }

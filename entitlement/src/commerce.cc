@@ -395,7 +395,76 @@ Status EntitlementStore::claim_spend(const SpendAuthorization& spend) {
   return ok_status();
 }
 
+std::optional<EntitlementStore::Holding> EntitlementStore::holding(std::uint32_t stb_id, std::uint32_t event_id) {
+  {
+    auto st = db_.prepare("SELECT ticket_id FROM tickets WHERE stb_id = ? AND event_id = ? AND status = 'valid' ORDER BY ticket_id");
+    st.bind(1, stb_id).bind(2, event_id);
+    if (st.step()) return Holding{static_cast<std::uint64_t>(st.column_int(0)), 0};
+  }
+  auto st = db_.prepare("SELECT sequence FROM impulse_purchases WHERE stb_id = ? AND event_id = ?");
+  st.bind(1, stb_id).bind(2, event_id);
+  if (st.step()) return Holding{0, static_cast<std::uint64_t>(st.column_int(0))};
+  return std::nullopt;
+}
+
+void EntitlementStore::record_impulse_purchases(std::uint32_t stb_id, const std::vector<HistoryRecord>& records) {
+  if (records.empty()) return;
+  // Most relays repeat records already seen (a quote, then its payment): write only what is new,
+  // so that a relay costs the engine no disk sync.
+  std::vector<const HistoryRecord*> fresh;
+  {
+    auto seen = db_.prepare("SELECT 1 FROM impulse_purchases WHERE stb_id = ? AND event_id = ?");
+    for (const auto& r : records) {
+      seen.reset();
+      seen.bind(1, stb_id).bind(2, r.event_id);
+      if (!seen.step()) fresh.push_back(&r);
+    }
+  }
+  if (fresh.empty()) return;
+  sql::Transaction tx(db_);
+  auto ins = db_.prepare("INSERT OR IGNORE INTO impulse_purchases VALUES (?, ?, ?)");
+  for (const auto* r : fresh) {
+    ins.reset();
+    ins.bind(1, stb_id).bind(2, r->event_id).bind(3, static_cast<std::int64_t>(r->sequence));
+    ins.run();
+  }
+  tx.commit();
+}
+
+Status EntitlementStore::check_not_held(const Ticket& draft) {
+  const auto stb = "STB " + std::to_string(draft.stb_id);
+  if (draft.type == kAssetTypeServicePass) {
+    // One valid pass per service and period: a pass whose window overlaps one the STB holds is
+    // refused (buy the next one when the current one ends).
+    auto st = db_.prepare("SELECT ticket_id, ticket FROM tickets WHERE stb_id = ? AND event_id = 0 AND status = 'valid' "
+                          "AND ticket IS NOT NULL ORDER BY ticket_id");
+    st.bind(1, draft.stb_id);
+    while (st.step()) {
+      auto held = Ticket::decode(st.column_blob(1));
+      if (!held || held->type != kAssetTypeServicePass || held->service_id != draft.service_id) continue;
+      if (held->valid_from < draft.valid_until && draft.valid_from < held->valid_until) {
+        return make_error(Errc::already_exists, stb + " already holds ticket " + std::to_string(st.column_int(0)) + ", a pass for service " +
+                                                    std::to_string(draft.service_id) + " until " + format_utc(held->valid_until) +
+                                                    ": nothing charged");
+      }
+    }
+    return ok_status();
+  }
+  auto held = holding(draft.stb_id, draft.event_id);
+  if (!held) return ok_status();
+  const auto event = "event " + std::to_string(draft.event_id) + (draft.title.empty() ? "" : " (" + draft.title + ")");
+  if (held->ticket_id != 0) {
+    return make_error(Errc::already_exists,
+                      stb + " already holds ticket " + std::to_string(held->ticket_id) + " for " + event + ": nothing charged");
+  }
+  return make_error(Errc::already_exists, stb + " already bought " + event + " on impulse (its history record " +
+                                              std::to_string(held->impulse_sequence) + "): nothing charged");
+}
+
 Result<Ticket> EntitlementStore::pay_and_issue(const SpendAuthorization& spend, Ticket draft, const char* kind) {
+  // Checked inside the purchase's IMMEDIATE transaction (purchases are serialised), and the
+  // unique index on valid tickets stands behind it.
+  if (auto free = check_not_held(draft); !free) return free.error();
   if (auto claimed = claim_spend(spend); !claimed) return claimed.error();
   auto ins = db_.prepare("INSERT INTO tickets (event_id, stb_id, card_id, status) VALUES (?, ?, ?, 'valid')");
   ins.bind(1, draft.event_id).bind(2, draft.stb_id).bind(3, static_cast<std::int64_t>(spend.card_id));
@@ -592,6 +661,14 @@ Result<Money> EntitlementStore::charge_settlement(const SpendAuthorization& spen
   post(db_, "settlement", payee, card_account(spend.card_id), kSettlementAccount, amount);
   tx.commit();
   return balance(spend.card_id);
+}
+
+Result<Money> EntitlementStore::refund_settlement(std::uint64_t card_id, const Money& amount, const std::string& payee) {
+  if (auto c = card(card_id); !c) return c.error();
+  sql::Transaction tx(db_);
+  post(db_, "settlement-refund", payee, kSettlementAccount, card_account(card_id), amount);
+  tx.commit();
+  return balance(card_id);
 }
 
 Status EntitlementStore::revoke_ticket(std::uint64_t ticket_id, bool refund) {

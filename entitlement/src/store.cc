@@ -190,7 +190,22 @@ void EntitlementStore::create_schema(sql::Database& db) {
       created INTEGER NOT NULL DEFAULT 0,
       section BLOB NOT NULL,
       UNIQUE (stb_id, sequence));
+    -- Events an STB bought on impulse (F4), as billing learns of them from relayed histories: they
+    -- count as held, so a handset cannot sell the box the same event again.
+    CREATE TABLE IF NOT EXISTS impulse_purchases (
+      stb_id INTEGER NOT NULL,
+      event_id INTEGER NOT NULL,
+      sequence INTEGER NOT NULL,
+      PRIMARY KEY (stb_id, event_id));
   )");
+  // One valid ticket per event and STB, whatever the path that sold it. A store written before
+  // this rule may hold duplicates: it still opens (the purchase checks the rule inside its
+  // transaction either way), and gets the index once they are revoked.
+  try {
+    db.exec("CREATE UNIQUE INDEX IF NOT EXISTS one_valid_ticket_per_event ON tickets(stb_id, event_id) "
+            "WHERE status = 'valid' AND event_id != 0");
+  } catch (const std::exception&) {
+  }
 }
 
 Result<EntitlementStore> EntitlementStore::create(const std::string& home, std::uint16_t ca_system_id) {

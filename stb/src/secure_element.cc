@@ -347,9 +347,21 @@ entitlement::Money money_of(const sql::Statement& st, int minor_col, int currenc
 Result<entitlement::HistoryRecord> SecureElement::impulse_buy(std::uint32_t event_id, std::uint64_t now) {
   sql::Transaction tx(db_);
   {
-    auto already = db_.prepare("SELECT record FROM history WHERE event_id = ?");
+    auto already = db_.prepare("SELECT sequence FROM history WHERE event_id = ?");
     already.bind(1, event_id);
-    if (already.step()) return make_error(Errc::already_exists, "event " + std::to_string(event_id) + " is already bought on this STB");
+    if (already.step()) {
+      return make_error(Errc::already_exists, "event " + std::to_string(event_id) + " is already bought on this STB (history record " +
+                                                  std::to_string(already.column_int(0)) + "): nothing charged");
+    }
+  }
+  {
+    // One sale per entitlement: a ticket bought with a handset (F1, F2, F3, F5) already covers it.
+    auto held = db_.prepare("SELECT ticket_id FROM tickets WHERE event_id = ? AND status = 'valid' AND ticket_id < ? ORDER BY ticket_id");
+    held.bind(1, event_id).bind(2, static_cast<std::int64_t>(kImpulseTicketBase));
+    if (held.step()) {
+      return make_error(Errc::already_exists, "this STB already holds ticket " + std::to_string(held.column_int(0)) + " for event " +
+                                                  std::to_string(event_id) + ": nothing charged");
+    }
   }
   auto offer = db_.prepare(
       "SELECT service_id, start, duration, price_minor, currency, event_key, title FROM offers WHERE event_id = ?");

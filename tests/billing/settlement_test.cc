@@ -350,5 +350,60 @@ TEST(SignedObjects, RoundTripAndRefuseNonCanonicalBytes) {
   EXPECT_EQ(entitlement::Receipt::decode(rc.encode()).error().code, Errc::malformed);
 }
 
+// Anyone who fetched a sealed history could relay it with another card id: that used to delete the
+// owner's quote each time. A quote is its card's until it expires; other relays leave it alone.
+TEST_F(SettlementTest, SomeoneElsesRelayLeavesTheOwnersQuoteAlone) {
+  auto& se = world.stb(1001);
+  ASSERT_TRUE(se.impulse_buy(1, kT0).ok());
+  const auto sealed = se.sealed_unsettled_history();
+  const auto mine = billing->relay(sealed, card, kT0).value().quote;
+  testing::TestCard mallory(world.store(), "mallory", 10000);
+  entitlement::Quote theirs;
+  for (int i = 0; i < 3; ++i) {
+    auto r = billing->relay(sealed, mallory.card_id(), kT0 + i);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_NE(r->quote.settlement_id, mine.settlement_id);
+    theirs = r->quote;
+  }
+  // The owner's relay finds its own quote, and paying it works.
+  EXPECT_EQ(billing->relay(sealed, card, kT0 + 5).value().quote.settlement_id, mine.settlement_id);
+  auto rc = billing->pay(mine.settlement_id, spend_for(mine), kT0 + 6);
+  ASSERT_TRUE(rc.ok()) << rc.error().message;
+  EXPECT_EQ(balance(), 10000 - 1250);
+  // The other card's quote for the same records can no longer be paid: nothing charged twice.
+  EXPECT_EQ(billing->pay(theirs.settlement_id, mallory.spend(theirs.amount, theirs.payee), kT0 + 7).error().code, Errc::stale);
+  EXPECT_EQ(world.store().balance(mallory.card_id())->minor, 10000);
+  EXPECT_EQ(billing->settled_minor(1001), 1250);
+}
+
+TEST_F(SettlementTest, QuotesExpire) {
+  EXPECT_EQ(billing->quote_ttl(), BillingStore::kDefaultQuoteTtlSeconds);
+  EXPECT_EQ(billing->set_quote_ttl(0).error().code, Errc::invalid_argument);
+  ASSERT_TRUE(billing->set_quote_ttl(60).ok());
+  EXPECT_EQ(billing->quote_ttl(), 60u);
+  auto& se = world.stb(1001);
+  ASSERT_TRUE(se.impulse_buy(1, kT0).ok());
+  const auto sealed = se.sealed_unsettled_history();
+  const auto old = billing->relay(sealed, card, kT0).value().quote;
+  auto late = billing->pay(old.settlement_id, spend_for(old), kT0 + 61);
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.error().code, Errc::stale);
+  EXPECT_NE(late.error().message.find("expired"), std::string::npos) << late.error().message;
+  EXPECT_EQ(balance(), 10000);
+  // Relaying again gives a new quote (the expired one is dropped), which can be paid.
+  const auto fresh = billing->relay(sealed, card, kT0 + 61).value().quote;
+  EXPECT_NE(fresh.settlement_id, old.settlement_id);
+  EXPECT_EQ(billing->pay(old.settlement_id, spend_for(old), kT0 + 61).error().code, Errc::not_found);
+  ASSERT_TRUE(billing->pay(fresh.settlement_id, spend_for(fresh), kT0 + 62).ok());
+  EXPECT_EQ(balance(), 10000 - 1250);
+  // Prepayment quotes expire too, and the next prepayment drops the expired ones.
+  const auto prepay = billing->prepay(1001, {500, kEur}, card, kT0).value().quote;
+  EXPECT_EQ(billing->pay(prepay.settlement_id, spend_for(prepay), kT0 + 61).error().code, Errc::stale);
+  const auto next = billing->prepay(1001, {500, kEur}, card, kT0 + 61).value().quote;
+  EXPECT_EQ(billing->pay(prepay.settlement_id, spend_for(prepay), kT0 + 61).error().code, Errc::not_found);
+  ASSERT_TRUE(billing->pay(next.settlement_id, spend_for(next), kT0 + 62).ok());
+  EXPECT_EQ(balance(), 10000 - 1250 - 500);
+}
+
 }  // namespace
 }  // namespace usher::billing

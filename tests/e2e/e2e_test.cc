@@ -327,6 +327,8 @@ TEST_F(CliWorld, PayPerViewBoughtOnTheHandsetForOwnStbAndAsAGift) {
   const auto t = std::stoll(start);
   must("entitlement event add --home " + ent() + " --id 7 --service 1 --start " + start +
        " --duration 60 --title Final --price 12.50 --currency EUR");
+  must("entitlement event add --home " + ent() + " --id 8 --service 1 --start " + std::to_string(t + 7200) +
+       " --duration 60 --title Rematch --price 12.50 --currency EUR");
   const auto ports = testing::free_ports(3);
   ASSERT_EQ(ports.size(), 3u);
   const std::string engine = "tcp://127.0.0.1:" + std::to_string(ports[0]);
@@ -351,14 +353,19 @@ TEST_F(CliWorld, PayPerViewBoughtOnTheHandsetForOwnStbAndAsAGift) {
   EXPECT_NE(gift.find("(gift)"), std::string::npos) << gift;
   EXPECT_NE(gift.find("for STB 1002"), std::string::npos) << gift;
   EXPECT_NE(must("wallet balance" + w).find("5.00 EUR"), std::string::npos);
+  // The same event again for the same STB: refused, naming the ticket it holds; nothing charged.
+  auto twice = run(usher("wallet buy" + w + " --event 7 --stb 1001"));
+  EXPECT_EQ(twice.status, 1);
+  EXPECT_NE(twice.output.find("STB 1001 already holds ticket"), std::string::npos) << twice.output;
+  EXPECT_NE(must("wallet balance" + w).find("5.00 EUR"), std::string::npos);
   // Not enough left: refused, nothing charged.
-  auto poor = run(usher("wallet buy" + w + " --event 7 --stb 1001"));
+  auto poor = run(usher("wallet buy" + w + " --event 8 --stb 1001"));
   EXPECT_EQ(poor.status, 1);
   EXPECT_NE(poor.output.find("less than the price"), std::string::npos) << poor.output;
   EXPECT_NE(must("wallet balance" + w).find("5.00 EUR"), std::string::npos);
 
   // F3: ordered on the STB, paid on the handset with the STB's request code.
-  auto shown = must("stb buy --home " + dir.file("stb-1001") + " --event 7 --pay-by-handset");
+  auto shown = must("stb buy --home " + dir.file("stb-1001") + " --event 8 --pay-by-handset");
   const auto at = shown.find("usher wallet approve ");
   ASSERT_NE(at, std::string::npos) << shown;
   const auto code = shown.substr(at + 21, 29);
@@ -369,6 +376,17 @@ TEST_F(CliWorld, PayPerViewBoughtOnTheHandsetForOwnStbAndAsAGift) {
   auto again = run(usher("wallet approve" + w + " " + code + " --yes"));
   EXPECT_EQ(again.status, 1);
   EXPECT_NE(again.output.find("already used"), std::string::npos) << again.output;
+  // Approving a code for the event the STB already holds, or buying it on impulse: refused too.
+  auto held = must("stb buy --home " + dir.file("stb-1001") + " --event 7 --pay-by-handset");
+  const auto held_at = held.find("usher wallet approve ");
+  ASSERT_NE(held_at, std::string::npos) << held;
+  auto approve_held = run(usher("wallet approve" + w + " " + held.substr(held_at + 21, 29) + " --yes"));
+  EXPECT_EQ(approve_held.status, 1);
+  EXPECT_NE(approve_held.output.find("already holds ticket"), std::string::npos) << approve_held.output;
+  auto impulse_held = run(usher("stb buy 7 --home " + dir.file("stb-1001")));
+  EXPECT_EQ(impulse_held.status, 1);
+  EXPECT_NE(impulse_held.output.find("already holds ticket"), std::string::npos) << impulse_held.output;
+  EXPECT_NE(must("wallet balance" + w).find("12.50 EUR"), std::string::npos);  // 5.00 + 20.00 - 12.50
 
   // The friend's STB (no subscription) watches exactly the event's window, judged by ECM time. The
   // headend takes its keys, the event schedule and the EMMs from the running engine.

@@ -94,6 +94,18 @@ TEST_F(SettlementE2e, ImpulseBuysSettledThroughTheHandsetWithEverySettlementKind
   // Cash: bought on the handset and paid at once (F1), for the same STB.
   must("wallet buy" + w() + " --event 4 --stb 1001 --link " + link);
   EXPECT_EQ(balance(), start_balance - price_[1] - price_[2] - 1500 - price_[4]);
+  // One sale per entitlement: the same event again on the handset, on impulse on the STB, or an
+  // event the STB bought on impulse (relayed above) is refused, naming what it holds.
+  auto again = run(usher("wallet buy" + w() + " --event 4 --stb 1001"));
+  EXPECT_EQ(again.status, 1);
+  EXPECT_NE(again.output.find("already holds ticket"), std::string::npos) << again.output;
+  auto impulse = run(usher("stb buy --home " + stb() + " --event 4"));
+  EXPECT_EQ(impulse.status, 1);
+  EXPECT_NE(impulse.output.find("already holds ticket"), std::string::npos) << impulse.output;
+  auto bought_on_impulse = run(usher("wallet buy" + w() + " --event 1 --stb 1001"));
+  EXPECT_EQ(bought_on_impulse.status, 1);
+  EXPECT_NE(bought_on_impulse.output.find("already bought event 1"), std::string::npos) << bought_on_impulse.output;
+  EXPECT_EQ(balance(), start_balance - price_[1] - price_[2] - 1500 - price_[4]);
 
   const auto statement = must("billing statement --home " + bil() + " --stb 1001");
   for (const char* kind : {"deferred", "prepaid", "prepayment", "cash"}) EXPECT_NE(statement.find(kind), std::string::npos) << statement;

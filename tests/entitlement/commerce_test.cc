@@ -110,9 +110,15 @@ TEST_F(CommerceTest, RefusalsChangeNothing) {
 
   const auto once = spend(7, 1001);
   ASSERT_TRUE(store().buy_ticket(7, 1001, once, kT0).ok());
-  EXPECT_EQ(store().buy_ticket(7, 1001, once, kT0).error().code, Errc::replayed);
+  // The same purchase again: the STB holds the ticket (one sale per entitlement, checked first).
+  EXPECT_EQ(store().buy_ticket(7, 1001, once, kT0).error().code, Errc::already_exists);
+  // The nonce is used up for any other purchase.
+  auto reused = spend(7, 1002);
+  reused.nonce = once.nonce;
+  reused.sign(handset.private_key);
+  EXPECT_EQ(store().buy_ticket(7, 1002, reused, kT0).error().code, Errc::replayed);
   expect_unchanged(750, 1);
-  auto poor = store().buy_ticket(7, 1001, spend(7, 1001), kT0);
+  auto poor = store().buy_ticket(7, 1002, spend(7, 1002), kT0);
   ASSERT_FALSE(poor.ok());
   EXPECT_NE(poor.error().message.find("7.50 EUR"), std::string::npos) << poor.error().message;
   expect_unchanged(750, 1);
@@ -121,15 +127,17 @@ TEST_F(CommerceTest, RefusalsChangeNothing) {
 TEST_F(CommerceTest, ParallelPurchasesNeverOverdrawTheCard) {
   ASSERT_TRUE(store().top_up(card.card_id, 1250 * 5 + 100, "visa-test", acquirer).ok());
   constexpr int kClients = 12;
+  // Each client buys another event (the same one twice is refused: one sale per entitlement).
+  for (int i = 0; i < kClients; ++i) world.add_event(100 + i, 1, kT0 + 7200 * (i + 1), 3600, 1250);
   std::vector<SpendAuthorization> auths;
-  for (int i = 0; i < kClients; ++i) auths.push_back(spend(7, 1001));
+  for (int i = 0; i < kClients; ++i) auths.push_back(spend(100 + i, 1001));
   std::atomic<int> ok{0}, refused{0};
   std::vector<std::thread> threads;
   const std::string home = world.dir().file("operator");
   for (int i = 0; i < kClients; ++i) {
     threads.emplace_back([&, i] {
       auto s = EntitlementStore::open(home);  // each client its own connection, as separate processes would
-      auto r = s->buy_ticket(7, 1001, auths[i], kT0);
+      auto r = s->buy_ticket(100 + i, 1001, auths[i], kT0);
       (r.ok() ? ok : refused)++;
     });
   }
@@ -381,6 +389,31 @@ TEST_F(CommerceTest, ServicePassIsATicketForAPeriodDeliveredAsAGrant) {
   EXPECT_EQ(store().buy_pass(1, 3, 1001, a, kT0).error().code, Errc::invalid_argument);
   EXPECT_EQ(store().balance(card.card_id)->minor, 4400);
   EXPECT_TRUE(store().balances_match_ledger());
+}
+
+// A store written before the rule may hold two valid tickets for one event: it still opens (the
+// unique index waits until they are revoked), and the purchase check refuses a third.
+TEST_F(CommerceTest, AStoreWithDuplicateTicketsFromBeforeStillOpensAndSellsNoMore) {
+  ASSERT_TRUE(store().top_up(card.card_id, 5000, "visa-test", acquirer).ok());
+  ASSERT_TRUE(store().buy_ticket(7, 1001, spend(7, 1001), kT0).ok());
+  {
+    auto db = sql::Database::open(world.dir().file("operator/entitlement.db"), false).value();
+    db.exec("DROP INDEX one_valid_ticket_per_event");
+    db.exec("INSERT INTO tickets (event_id, stb_id, card_id, status) SELECT event_id, stb_id, card_id, status FROM tickets");
+  }
+  auto reopened = EntitlementStore::open(world.dir().file("operator"));
+  ASSERT_TRUE(reopened.ok()) << reopened.error().message;
+  SpendAuthorization third;
+  third.card_id = card.card_id;
+  third.amount = {1250, kEur};
+  third.payee = payee_for(7, 1001);
+  crypto::random_bytes(third.nonce);
+  third.sign(handset.private_key);
+  auto refused = reopened->buy_ticket(7, 1001, third, kT0);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::already_exists);
+  EXPECT_NE(refused.error().message.find("already holds ticket 1 for event 7 (Final)"), std::string::npos) << refused.error().message;
+  EXPECT_EQ(reopened->balance(card.card_id)->minor, 5000 - 1250);
 }
 
 }  // namespace

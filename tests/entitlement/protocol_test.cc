@@ -30,11 +30,11 @@ class ProtocolTest : public ::testing::Test {
     auto frame = decode_frame(reply).value();
     return decode_register_handset_reply(frame.body).value().card_id;
   }
-  BuyTicketRequest buy(std::uint64_t card) {
-    BuyTicketRequest q{7, 1001, {}};
+  BuyTicketRequest buy(std::uint64_t card, std::uint32_t event = 7) {
+    BuyTicketRequest q{event, 1001, {}};
     q.spend.card_id = card;
     q.spend.amount = {1250, kEur};
-    q.spend.payee = payee_for(7, 1001);
+    q.spend.payee = payee_for(event, 1001);
     crypto::random_bytes(q.spend.nonce);
     q.spend.sign(handset.private_key);
     return q;
@@ -81,9 +81,15 @@ TEST_F(ProtocolTest, RetriedPurchaseGetsTheSameReplyAndChargesOnce) {
   const auto again = service.handle(bytes);  // the client lost the reply and sent the same bytes
   EXPECT_EQ(first, again);
   EXPECT_EQ(world.store().balance(card)->minor, 3750);
-  // The same authorization under a new request id is a replayed nonce.
-  auto nonce = buy(card);
+  // The same authorization under a new request id is a replayed nonce (once the ticket it bought is
+  // revoked: while the STB holds it, the purchase is refused as held first).
+  world.add_event(8, 1, kFuture + 7200, 3600, 1250, "Rematch");
+  auto nonce = buy(card, 8);
   ASSERT_TRUE(reply_body(service.handle(request(MessageType::buy_ticket, encode(nonce))), RequestId{}).error().code != Errc::replayed);
+  const auto held_id = new_request_id();
+  EXPECT_EQ(reply_body(service.handle(request(MessageType::buy_ticket, encode(nonce), held_id)), held_id).error().code,
+            Errc::already_exists);
+  ASSERT_TRUE(world.store().revoke_ticket(world.store().tickets().back().ticket_id, false).ok());
   const auto id = new_request_id();
   auto replay = reply_body(service.handle(request(MessageType::buy_ticket, encode(nonce), id)), id);
   ASSERT_FALSE(replay.ok());
@@ -128,12 +134,14 @@ TEST_F(ProtocolTest, ManyParallelClientsNeverOverdrawACard) {
   std::atomic<bool> stop{false};
   std::thread t([&] { server.run(stop); });
   constexpr int kClients = 32;
+  // Each client buys another event (the same one twice is refused: one sale per entitlement).
+  for (int i = 0; i < kClients; ++i) world.add_event(100 + i, 1, kFuture + 7200 * (i + 1), 3600, 1250);
   std::atomic<int> ok{0}, poor{0};
   std::vector<std::thread> clients;
   for (int i = 0; i < kClients; ++i) {
-    clients.emplace_back([&] {
+    clients.emplace_back([&, i] {
       wallet::EngineClient c(server.endpoint());
-      auto r = c.buy_ticket(buy(card));
+      auto r = c.buy_ticket(buy(card, 100 + i));
       if (r.ok()) ++ok;
       if (!r.ok() && r.error().code == Errc::not_entitled) ++poor;
     });

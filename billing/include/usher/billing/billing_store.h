@@ -114,9 +114,22 @@ class BillingStore {
   //   complete_payment records settled, receipt signed, paid (billing's database).
   // A step may start only once the previous step's group is committed: a settlement is durably
   // "charging" before its charge, and the charge is durable before the settlement is "paid".
-  Result<std::optional<entitlement::Receipt>> start_payment(std::uint64_t settlement_id, const entitlement::SpendAuthorization& spend);
+  // A quote older than quote_ttl() is refused (Errc::stale: relay again).
+  Result<std::optional<entitlement::Receipt>> start_payment(std::uint64_t settlement_id, const entitlement::SpendAuthorization& spend,
+                                                            std::uint64_t now);
   Status charge(std::uint64_t settlement_id);
+  // Re-checks that the records are still unsettled: when another path (a room report) settled
+  // them meanwhile, the charge is refunded to the card (once) and the settlement goes back to a
+  // quote that can no longer be paid; Errc::stale says so.
   Result<entitlement::Receipt> complete_payment(std::uint64_t settlement_id, std::uint64_t now);
+
+  // Quotes: a quote belongs to the card that relayed for it until it expires. Another card's relay
+  // of the same history gets a quote of its own and leaves it alone; the first payment wins and
+  // the other quote is then out of date. Expired quotes cannot be paid and are dropped by the next
+  // relay. Default 15 minutes.
+  static constexpr std::uint64_t kDefaultQuoteTtlSeconds = 15 * 60;
+  Status set_quote_ttl(std::uint64_t seconds);
+  std::uint64_t quote_ttl();
 
   // --- F6 hotel ---
   Status set_hotel_credit(const Money& limit);
@@ -183,6 +196,7 @@ class BillingStore {
     std::uint64_t first = 0;
     std::uint64_t last = 0;
     std::vector<std::uint8_t> receipt;  // when paid
+    std::uint64_t created = 0;
   };
   Result<OpenSettlement> settlement(std::uint64_t settlement_id);
   Result<entitlement::Receipt> settle_records(entitlement::SettlementKind kind, std::uint32_t stb_id,
@@ -191,7 +205,12 @@ class BillingStore {
                                               std::uint64_t now);
   // Signs `draft` (settlement `draft.receipt_id`) and marks that settlement paid with it.
   entitlement::Receipt issue_receipt(entitlement::Receipt draft, std::uint64_t now);
-  Result<Money> price_of(const entitlement::HistoryRecord& r);
+  // What billing charges for a record: the catalogue's price, or nothing for a record bought on
+  // the credit line or a room's folio when the engine already sold the STB a ticket for that event
+  // (one sale per entitlement; `reason` then says which ticket).
+  Result<Money> price_of(std::uint32_t stb_id, const entitlement::HistoryRecord& r, std::string* reason = nullptr);
+  // Errc::stale when a payment by handset for the STB's history is under way (room reports wait).
+  Status check_no_payment_under_way(std::uint32_t stb_id);
 
   sql::Database db_;
   entitlement::EntitlementStore engine_;

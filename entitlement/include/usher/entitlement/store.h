@@ -234,6 +234,23 @@ class EntitlementStore {
   // billing after a crash gets the same answer and no second debit.
   Result<Money> charge_settlement(const SpendAuthorization& spend, const Money& amount, const std::string& payee);
 
+  // Undoes a settlement's charge that billing could not complete (the records it paid for were
+  // settled by another path): `amount` goes back from settlement revenue to the card. Run it under
+  // once() with an id of its own, so that a retry refunds once.
+  Result<Money> refund_settlement(std::uint64_t card_id, const Money& amount, const std::string& payee);
+
+  // One sale per entitlement: what an STB already holds for an event. A valid ticket the engine
+  // sold (ticket_id), or an impulse purchase billing has seen in the STB's history (its record's
+  // sequence). Every purchase path refuses a second one and names it; billing prices an impulse
+  // record of an event the engine already sold the STB at zero.
+  struct Holding {
+    std::uint64_t ticket_id = 0;         // the engine's ticket (0: an impulse purchase)
+    std::uint64_t impulse_sequence = 0;  // the STB's history record of the impulse purchase
+  };
+  std::optional<Holding> holding(std::uint32_t stb_id, std::uint32_t event_id);
+  // Billing: the events an STB bought on impulse, from its verified history (idempotent).
+  void record_impulse_purchases(std::uint32_t stb_id, const std::vector<HistoryRecord>& records);
+
   // Withdraws a ticket: marks it revoked, sends the STB an EMM saying so and, with `refund`, moves
   // the price back to the card. Errc::not_found / Errc::already_exists (already revoked).
   Status revoke_ticket(std::uint64_t ticket_id, bool refund);
@@ -302,6 +319,9 @@ class EntitlementStore {
   Status check_spend(const SpendAuthorization& spend, const Money& price, const std::string& payee, std::uint32_t stb_id);
   // Inside the transaction: uses up the spend's nonce and checks the balance covers it.
   Status claim_spend(const SpendAuthorization& spend);
+  // Inside the transaction: refused (Errc::already_exists, naming what it holds) when the STB
+  // already holds this event or an overlapping pass for the service.
+  Status check_not_held(const Ticket& draft);
   Result<Ticket> pay_and_issue(const SpendAuthorization& spend, Ticket draft, const char* kind);
   Result<EmmOffer> offer_for(std::uint32_t event_id);
   std::map<std::uint32_t, Key256> emm_keys_;   // per STB: X25519 + HKDF done once
