@@ -117,19 +117,19 @@ Result<std::uint64_t> parse_time(std::string_view text, std::uint64_t now) {
 
 namespace {
 
+// Edits between two words, a swap of neighbours counting as one ("--hoem" is one from "--home"):
+// the optimal string alignment distance.
 std::size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+  for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
   for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
     for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
     }
   }
-  return row[b.size()];
+  return d[a.size()][b.size()];
 }
 
 }  // namespace
@@ -332,14 +332,11 @@ int run_command_line(int argc, const char* const* argv) {
   } catch (const CLI::CallForVersion& e) {
     std::printf("%s\n", e.what());
     return 0;
-  } catch (const CLI::ExtrasError&) {
-    CLI::App* leaf = selected_leaf(root);
-    std::fprintf(stderr, "%s: %s\nsee: %s --help\n", command_path(leaf).c_str(), explain_extras(root, leaf).c_str(),
-                 command_path(leaf).c_str());
-    return 2;
   } catch (const CLI::ParseError& e) {
+    // A misspelt option is the cause of the "--x is required" that follows it: name the typo.
     CLI::App* leaf = selected_leaf(root);
-    std::fprintf(stderr, "%s: %s\nsee: %s --help\n", command_path(leaf).c_str(), e.what(), command_path(leaf).c_str());
+    const std::string what = root.remaining(true).empty() ? std::string(e.what()) : explain_extras(root, leaf);
+    std::fprintf(stderr, "%s: %s\nsee: %s --help\n", command_path(leaf).c_str(), what.c_str(), command_path(leaf).c_str());
     return 2;
   }
   if (verbose) set_log_level(LogLevel::debug);
