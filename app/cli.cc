@@ -295,6 +295,42 @@ std::string explain_extras(CLI::App& root, CLI::App* leaf) {
   return text.empty() ? "unexpected arguments" : text;
 }
 
+// Wraps each paragraph of `text` at `width` columns (CLI11 2.1 prints descriptions on one line).
+std::string wrap(const std::string& text, std::size_t width) {
+  std::string out;
+  std::istringstream paragraphs(text);
+  for (std::string paragraph; std::getline(paragraphs, paragraph);) {
+    std::istringstream words(paragraph);
+    std::size_t column = 0;
+    for (std::string word; words >> word;) {
+      if (column > 0 && column + 1 + word.size() > width) {
+        out += "\n";
+        column = 0;
+      } else if (column > 0) {
+        out += " ";
+        ++column;
+      }
+      out += word;
+      column += word.size();
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+// CLI11's help with the command's description and footer wrapped to a terminal's width.
+class WrappingFormatter : public CLI::Formatter {
+ public:
+  std::string make_description(const CLI::App* app) const override {
+    const auto text = app->get_description();
+    return text.empty() ? "" : wrap(text, 100) + "\n";
+  }
+  std::string make_footer(const CLI::App* app) const override {
+    const auto text = app->get_footer();
+    return text.empty() ? "" : "\n" + wrap(text, 100);
+  }
+};
+
 std::atomic<bool> g_stop{false};
 extern "C" void on_stop_signal(int) { g_stop = true; }
 
@@ -311,7 +347,7 @@ int run_command_line(int argc, const char* const* argv) {
       ->type_name("LEVEL")
       ->check(CLI::IsMember({"debug", "info", "warn", "error", "off"}));
   root.add_flag("-v,--verbose", verbose, "the same as --log-level debug");
-  root.footer("usher <command> --help shows a command's options.");
+  root.formatter(std::make_shared<WrappingFormatter>());
   Commands commands;
   add_demo(root, commands);
   add_streams(root, commands);
@@ -320,6 +356,7 @@ int run_command_line(int argc, const char* const* argv) {
   add_stb(root, commands);
   add_wallet(root, commands);
   add_billing(root, commands);
+  root.footer("usher <command> --help shows a command's options.");  // after the subcommands: not theirs
 
   try {
     root.parse(argc, argv);
