@@ -327,9 +327,24 @@ class WrappingFormatter : public CLI::Formatter {
   }
   std::string make_footer(const CLI::App* app) const override {
     const auto text = app->get_footer();
-    return text.empty() ? "" : "\n" + wrap(text, 100);
+    return text.empty() ? "" : wrap(text, 100);
   }
 };
+
+// CLI11 gives an option its value whatever the next word is, so "--home --verbose" would make a
+// directory named --verbose. No value of ours starts with "--": such a word is an option, and the
+// value before it is missing.
+void refuse_options_as_values(CLI::App& app) {
+  const CLI::Validator not_an_option(
+      [](std::string& value) {
+        return value.starts_with("--") ? "needs a value before " + value.substr(0, value.find('=')) : std::string();
+      },
+      "");
+  for (auto* opt : app.get_options()) {
+    if (opt->get_expected_min() > 0 && !opt->get_positional()) opt->check(not_an_option);
+  }
+  for (auto* sub : app.get_subcommands([](CLI::App*) { return true; })) refuse_options_as_values(*sub);
+}
 
 std::atomic<bool> g_stop{false};
 extern "C" void on_stop_signal(int) { g_stop = true; }
@@ -357,6 +372,7 @@ int run_command_line(int argc, const char* const* argv) {
   add_wallet(root, commands);
   add_billing(root, commands);
   root.footer("usher <command> --help shows a command's options.");  // after the subcommands: not theirs
+  refuse_options_as_values(root);
 
   try {
     root.parse(argc, argv);
@@ -372,7 +388,9 @@ int run_command_line(int argc, const char* const* argv) {
   } catch (const CLI::ParseError& e) {
     // A misspelt option is the cause of the "--x is required" that follows it: name the typo.
     CLI::App* leaf = selected_leaf(root);
-    const std::string what = root.remaining(true).empty() ? std::string(e.what()) : explain_extras(root, leaf);
+    const bool typo_first = dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr ||
+                            (dynamic_cast<const CLI::RequiredError*>(&e) != nullptr && !root.remaining(true).empty());
+    const std::string what = typo_first ? explain_extras(root, leaf) : std::string(e.what());
     std::fprintf(stderr, "%s: %s\nsee: %s --help\n", command_path(leaf).c_str(), what.c_str(), command_path(leaf).c_str());
     return 2;
   }

@@ -19,7 +19,7 @@ struct HeadendOptions {
   std::string entitlement_home = "usher-data/entitlement";
   std::vector<std::uint16_t> services;
   std::uint64_t crypto_period_s = 10;
-  std::uint32_t ecm_interval_ms = 100;
+  std::uint64_t ecm_interval_ms = 100;
   std::uint16_t emm_pid = 0x1FF0;
   std::uint16_t ecm_pid = 0x1FE0;
   std::uint64_t start_time = 0;
@@ -33,7 +33,7 @@ int run(const HeadendOptions& a, bool start_time_given) {
   headend::ScramblerConfig config;
   config.services.insert(a.services.begin(), a.services.end());
   config.crypto_period_ms = static_cast<std::uint32_t>(a.crypto_period_s * 1000);
-  config.ecm_interval_ms = a.ecm_interval_ms;
+  config.ecm_interval_ms = static_cast<std::uint32_t>(a.ecm_interval_ms);
   config.emm_pid = a.emm_pid;
   config.ecm_pid_base = a.ecm_pid;
   config.assumed_bitrate = a.bitrate;
@@ -137,16 +137,19 @@ void add_headend(CLI::App& root, Commands& commands) {
       ->capture_default_str();
   add_id_list(*run_cmd, "--services", o->services, "service_ids (program_numbers) to scramble (default: all in the PAT)");
   auto* period = add_duration(*run_cmd, "--crypto-period", o->crypto_period_s, "control word lifetime in stream time (default 10)");
-  add_integer<std::uint32_t>(*run_cmd, "--ecm-interval", o->ecm_interval_ms, "ECM repetition in ms (default 100)", 10, 60'000);
+  auto* interval = add_duration_ms(*run_cmd, "--ecm-interval", o->ecm_interval_ms, "ECM repetition (default 100ms)");
   add_integer<std::uint16_t>(*run_cmd, "--emm-pid", o->emm_pid, "EMM PID (default 0x1FF0; moved if in use)", 0x20, 0x1FFE, true);
   add_integer<std::uint16_t>(*run_cmd, "--ecm-pid", o->ecm_pid, "first ECM PID, then downwards (default 0x1FE0)", 0x20, 0x1FFE, true);
   auto* start = add_time(*run_cmd, "--start-time", o->start_time, "broadcast time of the first packet, carried in ECMs (default now)");
   run_cmd->add_option("--cw-file", o->cw_file, "test mode: fixed control words (16 hex digits per line: even, odd)")->type_name("FILE");
   add_integer<std::uint64_t>(*run_cmd, "--bitrate", o->bitrate, "rate in bit/s assumed until PCRs are seen", 10'000, 10'000'000'000);
   add_duration_ms(*run_cmd, "--idle-timeout", o->idle_timeout_ms, "a UDP input ends after this much silence (default: never)");
-  commands.on(run_cmd, [o, period, start] {
+  commands.on(run_cmd, [o, period, interval, start] {
     if (period->count() > 0 && (o->crypto_period_s == 0 || o->crypto_period_s > 3600)) {
       throw UsageError("--crypto-period must be from 1 s to 1 h");
+    }
+    if (interval->count() > 0 && (o->ecm_interval_ms < 10 || o->ecm_interval_ms > 60'000)) {
+      throw UsageError("--ecm-interval must be from 10ms to 60s");
     }
     return run(*o, start->count() > 0);
   });

@@ -123,6 +123,11 @@ TEST_F(CliCommands, TyposRangesAndFormatsForEveryCommand) {
                      {"stb biy 7", "(did you mean buy?)"},
                      {"entitlement servce list", "(did you mean service?)"},
                      {"--log-level loud stb history", "loud"},
+                     // An option's value is never the next option, and an option is given once.
+                     {"stb history --home --verbose", "--home: needs a value before --verbose"},
+                     {"entitlement grant --home ent --stb 1001 --service --days 3", "--service: needs a value before --days"},
+                     {"entitlement grant --home ent --stb 1001 --service 1 --days 2 --days 3", "--days"},
+                     {"entitlement grant --home ent --stb 1001 --service 1 --days", "--days"},
                      // streams
                      {"streams generate --out a.ts --secnds 5", "(did you mean --seconds?)"},
                      {"streams generate --out a.ts --seconds 0", "'0' is out of range"},
@@ -190,7 +195,9 @@ TEST_F(CliCommands, TyposRangesAndFormatsForEveryCommand) {
                      {"headend run --entitlement-home ent --in a --out b --emm-pid 0", "out of range"},
                      {"headend run --entitlement-home ent --in a --out b --emm-pid 8192", "out of range"},
                      {"headend run --entitlement-home ent --in a --out b --ecm-pid 0x2000", "out of range"},
-                     {"headend run --entitlement-home ent --in a --out b --ecm-interval 5", "'5' is out of range"},
+                     {"headend run --entitlement-home ent --in a --out b --ecm-interval 5", "--ecm-interval must be"},
+                     {"headend run --entitlement-home ent --in a --out b --ecm-interval 2m", "--ecm-interval must be"},
+                     {"headend run --entitlement-home ent --in a --out b --ecm-interval 1x", "bad duration"},
                      {"headend run --entitlement-home ent --in a --out b --services 1,70000", "'70000' is out of range"},
                      {"headend run --entitlement-home ent --in a --out b --idle-timeout 5x", "bad duration"},
                      {"headend run --entitlement-home ent --in a --out b --start-time yesterday", "bad time"},
