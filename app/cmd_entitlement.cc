@@ -214,7 +214,7 @@ void add_entitlement(CLI::App& root, Commands& commands) {
 
   auto* event = add_group(*ent, "event", "pay-per-view events");
   auto* event_add = leaf(event, "add", "Adds a PPV event to the schedule.");
-  add_integer<std::uint32_t>(*event_add, "--id", o->event_id, "the event id", 1, 0xFFFFFFFF)->required();
+  add_integer<std::uint32_t>(*event_add, "--id", o->event_id, "the event id (the EIT event_id)", 1, 0xFFFF)->required();
   add_integer<std::uint16_t>(*event_add, "--service", o->service_id, "the service it is on", 1, 0xFFFF)->required();
   add_time(*event_add, "--start", o->start, "when it starts")->required();
   add_duration(*event_add, "--duration", o->duration, "how long")->required();

@@ -127,7 +127,7 @@ void add_wallet(CLI::App& root, Commands& commands) {
                           : "Pays for event E for your STB S (or a pass: service N for D days from now). The ticket reaches S on "
                             "the broadcast (as an EMM); with --link it is also handed to S at once over its local link (`usher "
                             "stb link`). With --deliver-at (F5) the ticket is bought now and reaches S at that time.");
-    auto* event = add_integer<std::uint32_t>(*cmd, "--event", o->event, "the event", 1, 0xFFFFFFFF);
+    auto* event = add_integer<std::uint32_t>(*cmd, "--event", o->event, "the event", 1, 0xFFFF);
     auto* service = add_integer<std::uint16_t>(*cmd, "--service", o->service, "a pass for this service", 1, 0xFFFF);
     auto* days = add_integer<std::uint16_t>(*cmd, "--days", o->days, "the pass's length in days", 1, 366);
     service->needs(days);
