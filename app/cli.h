@@ -1,17 +1,27 @@
-// Command-line plumbing shared by the subcommands: argument parsing, the run loop that pumps
-// packets from a source through a transform into a sink, and time parsing.
+// Command-line plumbing shared by the subcommands: the CLI11 command tree and its strict value
+// parsers (decimal numbers checked against their field's range, durations, times, money), the run
+// loop that pumps packets from a source through a transform into a sink, and stop signals.
+//
+// Each part (cmd_*.cc) adds its subcommands to the tree with the add_* helpers below and registers
+// what each leaf does; main() parses, then runs the one leaf the command line selected. Help and
+// errors come from the same definitions, so they cannot drift from the parser.
 #pragma once
 
 #include <atomic>
+#include <charconv>
+#include <chrono>
+#include <concepts>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <map>
-#include <optional>
-#include <set>
+#include <memory>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
-#include <stdexcept>
+#include <CLI/CLI.hpp>
 
 #include "usher/core/clock.h"
 #include "usher/core/result.h"
@@ -19,50 +29,119 @@
 
 namespace usher::cli {
 
-// Thrown for a user error: printed as "usher: <message>" with exit code 2.
+// Thrown for a user error found after parsing (two options that contradict each other, say):
+// printed as "usher <command>: <message>" with exit code 2.
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// --name value, --name=value and --flag options; everything else is positional.
-class Args {
- public:
-  Args(const std::vector<std::string>& argv, const std::set<std::string>& flags);
-  [[nodiscard]] bool has(const std::string& name) const { return options_.contains(name); }
-  [[nodiscard]] std::string get(const std::string& name, const std::string& fallback = "") const;
-  [[nodiscard]] std::string require(const std::string& name) const;
-  [[nodiscard]] std::int64_t number(const std::string& name, std::int64_t fallback) const;
-  [[nodiscard]] std::int64_t require_number(const std::string& name) const;
-  [[nodiscard]] const std::vector<std::string>& positional() const { return positional_; }
-  [[nodiscard]] bool help() const { return has("help"); }
-
- private:
-  std::map<std::string, std::string> options_;
-  std::vector<std::string> positional_;
-};
-
-// The usual start of a part's command: with no subcommand, or --help anywhere, prints `usage` and
-// returns the exit code (2 when nothing was asked, 0 for help). Otherwise returns nullopt and
-// sets `sub` and `args` (the options after the subcommand).
-std::optional<int> start_command(const std::vector<std::string>& argv, const char* usage, std::string& sub,
-                                 std::optional<Args>& args, const std::set<std::string>& flags = {});
-
-// The value, or the error's message thrown for main() to print.
+// The value, or the error's message thrown for main() to print (exit code 1).
 template <typename T>
 T need(Result<T> r) {
   if (!r) throw std::runtime_error(r.error().message);
   return std::move(r.value());
 }
 
-// Parses a time: unix seconds, "now", "now+90s/+10m/+2h/+3d", or ISO "YYYY-MM-DDTHH:MM:SSZ".
-std::uint64_t parse_time(const std::string& text);
+// ---- Value parsers: pure functions, unit-tested; the CLI binds them to options below. ----
+
+// A whole number in [min, max], decimal only ("010" is ten, never eight; no sign on a field that
+// cannot be negative, no spaces, no suffix). With `allow_hex`, "0x1FF0" is read as hexadecimal too
+// (PIDs and CA system ids are written that way in every DVB document).
+Result<std::int64_t> parse_integer_in(std::string_view text, std::int64_t min, std::uint64_t max, bool allow_hex);
+template <std::integral T>
+Result<T> parse_integer(std::string_view text, T min = std::numeric_limits<T>::min(), T max = std::numeric_limits<T>::max(),
+                        bool allow_hex = false) {
+  if constexpr (std::is_unsigned_v<T> && sizeof(T) == 8) {
+    // The whole u64 range: parsed apart, since it does not fit the signed helper.
+    if (text.empty() || text.find_first_not_of("0123456789") != std::string_view::npos) {
+      return make_error(Errc::invalid_argument, "expects a decimal number, got '" + std::string(text) + "'");
+    }
+    std::uint64_t v = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v, 10);
+    if (ec != std::errc() || end != text.data() + text.size() || v < min || v > max) {
+      return make_error(Errc::invalid_argument, "'" + std::string(text) + "' is out of range: from " + std::to_string(min) +
+                                                    " to " + std::to_string(max));
+    }
+    return static_cast<T>(v);
+  } else {
+    auto v = parse_integer_in(text, static_cast<std::int64_t>(min), static_cast<std::uint64_t>(max), allow_hex);
+    if (!v) return v.error();
+    return static_cast<T>(*v);
+  }
+}
+
+// A duration: a number with an optional unit, ms, s, m, h or d ("90m", "2h", "3d"); a plain
+// number is in `plain_unit` (seconds for most options, milliseconds where the option has always
+// been in milliseconds). At most 100 years, so that adding it to a time cannot overflow.
+Result<std::chrono::milliseconds> parse_duration(std::string_view text,
+                                                 std::chrono::milliseconds plain_unit = std::chrono::seconds(1));
+// The same in whole seconds ("1500ms" is refused: the field cannot hold it).
+Result<std::uint64_t> parse_duration_seconds(std::string_view text);
+
+// A time: unix seconds, "now", "now+2h", "now-90m" (any duration above), or ISO
+// "2026-12-01T20:00:00Z". Years 1970 to 9999: beyond that a field cannot hold it.
+Result<std::uint64_t> parse_time(std::string_view text, std::uint64_t now);
+inline constexpr std::uint64_t kLatestTime = 253402300799;  // 9999-12-31T23:59:59Z
+
+// The closest of `candidates` to `word` by edit distance, if it is close enough to be a typo.
+std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);
+
+// ---- Binding the parsers to CLI11 options. Each stores into `target` after the line parsed. ----
+
+// Tells a CLI11 option what its value means in --help ("N", "1..65535", "DURATION", ...).
+template <std::integral T>
+CLI::Option* add_integer(CLI::App& app, const std::string& names, T& target, const std::string& help, T min, T max,
+                         bool allow_hex = false) {
+  const std::string range = std::to_string(min) + ".." + std::to_string(max);
+  return app
+      .add_option_function<std::string>(
+          names,
+          [&target, min, max, allow_hex, names](const std::string& text) {
+            auto v = parse_integer<T>(text, min, max, allow_hex);
+            if (!v) throw CLI::ValidationError(names, v.error().message);
+            target = *v;
+          },
+          help)
+      ->type_name(allow_hex ? "N|0xN" : "N")
+      ->description(help + " (" + range + ")");
+}
+CLI::Option* add_duration(CLI::App& app, const std::string& names, std::uint64_t& seconds, const std::string& help);
+CLI::Option* add_duration_ms(CLI::App& app, const std::string& names, std::uint64_t& ms, const std::string& help);
+CLI::Option* add_time(CLI::App& app, const std::string& names, std::uint64_t& unix_seconds, const std::string& help);
+// A money amount "12.50" into minor units (entitlement::parse_amount).
+CLI::Option* add_amount(CLI::App& app, const std::string& names, std::int64_t& minor, const std::string& help);
+// A comma-separated list of 16-bit ids ("1,2,3").
+CLI::Option* add_id_list(CLI::App& app, const std::string& names, std::vector<std::uint16_t>& ids, const std::string& help);
+// --home DIR with its default shown in --help.
+CLI::Option* add_home(CLI::App& app, std::string& home, const std::string& fallback);
+
+// What each leaf command does, run after the whole line parsed (so a bad option anywhere changes
+// nothing).
+class Commands {
+ public:
+  void on(CLI::App* leaf, std::function<int()> action) { actions_[leaf] = std::move(action); }
+  [[nodiscard]] const std::function<int()>* find(const CLI::App* leaf) const {
+    auto it = actions_.find(leaf);
+    return it == actions_.end() ? nullptr : &it->second;
+  }
+
+ private:
+  std::map<const CLI::App*, std::function<int()>> actions_;
+};
+
+// A subcommand group ("entitlement", "entitlement service"): one subcommand at most, its help
+// printed when none is given.
+CLI::App* add_group(CLI::App& parent, const std::string& name, const std::string& description);
+
+// The whole `usher` command line: parses argv, runs the selected command, returns the exit code
+// (0 done, 1 the command failed, 2 the command line is wrong).
+int run_command_line(int argc, const char* const* argv);
+
+using usher::format_utc;
 using usher::unix_now;
-// Parses a duration: seconds, or 90s, 45m, 2h.
-std::uint64_t parse_duration(const std::string& text);
 // SIGINT/SIGTERM set the flag that long-running services poll.
 void install_stop_handlers();
 const std::atomic<bool>& stop_requested();
-using usher::format_utc;
 
 // Reads packets from `in`, passes them through `transform`, writes to `out` until the source ends.
 // `tick` runs about every second of wall time (progress, refreshes).
@@ -70,12 +149,12 @@ void pump(streams::PacketSource& in, streams::PacketSink& out,
           const std::function<void(std::span<const streams::TsPacket>, std::vector<streams::TsPacket>&)>& transform,
           const std::function<void(std::vector<streams::TsPacket>&)>& finish, const std::function<void()>& tick);
 
-int cmd_streams(const std::vector<std::string>& args);
-int cmd_entitlement(const std::vector<std::string>& args);
-int cmd_headend(const std::vector<std::string>& args);
-int cmd_stb(const std::vector<std::string>& args);
-int cmd_demo(const std::vector<std::string>& args);
-int cmd_wallet(const std::vector<std::string>& args);
-int cmd_billing(const std::vector<std::string>& args);
+void add_streams(CLI::App& root, Commands& commands);
+void add_entitlement(CLI::App& root, Commands& commands);
+void add_headend(CLI::App& root, Commands& commands);
+void add_stb(CLI::App& root, Commands& commands);
+void add_demo(CLI::App& root, Commands& commands);
+void add_wallet(CLI::App& root, Commands& commands);
+void add_billing(CLI::App& root, Commands& commands);
 
 }  // namespace usher::cli

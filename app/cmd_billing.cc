@@ -14,135 +14,44 @@
 namespace usher::cli {
 namespace {
 
-constexpr const char* kUsage = R"(usher billing: settles viewing histories and hotel folios
+struct BillingOptions {
+  std::string home;
+  std::string engine_home;
+  std::uint32_t id = 1;
+  std::string bind = "tcp://127.0.0.1:7720";
+  std::string pms;
+  std::uint64_t sync_s = 5;
+  std::string report_to;
+  std::string account;
+  std::uint32_t stb = 0;
+  bool csv = false;
+  std::int64_t credit = 0;
+  std::string currency;
+  std::string room;
+  std::string link;
+  std::string guest_id;
+  std::string name;
+  bool force = false;
+  std::string out;
+  std::uint64_t stay = 0;
+  std::string pdf;
+  std::uint64_t retry = 0;
+};
 
-  usher billing init --engine-home ENT_HOME [--id 1] [--home DIR]
-      Makes billing's signing key; the operator (ENT_HOME) certifies it, so STBs trust its receipts.
-  usher billing serve [--bind tcp://127.0.0.1:7720] [--pms HOST:PORT] [--sync 5s] [--home DIR]
-      Billing as a ZeroMQ service: handsets relay STB histories and pay (`usher wallet relay`),
-      buy prepaid credit (`usher wallet prepay`); hotel room STBs report their purchases. Finishes
-      any settlement a crash left half done before serving. Every --sync period it delivers room
-      states the room STBs have not taken yet. With --pms it also runs the hotel PMS link (as
-      `usher billing pms`). Stops on Ctrl-C / SIGTERM.
-  usher billing statement (--account NAME | --stb S) [--csv] [--home DIR]
-      What an account or an STB bought and how it was paid: cash (bought with the handset),
-      deferred (impulse purchases settled through the handset), prepayment, prepaid, folio.
-
-  Hotels (F6):
-  usher billing hotel config --credit 100.00 --currency EUR [--home DIR]
-      What a guest may buy on the room between two collections.
-  usher billing hotel room add --room 102 --stb S --link tcp://ROOM-STB:7801 [--home DIR]
-  usher billing hotel rooms [--home DIR]
-  usher billing hotel checkin --room 102 --guest-id 12345 --name "Koehler, Andreas"
-                              [--report-to tcp://127.0.0.1:7720] [--home DIR]
-      Opens the guest's folio; the room STB may buy from now on and reports to --report-to.
-  usher billing hotel checkout --room 102 [--force] [--out DIR] [--home DIR]
-      Collects the room STB's last purchases, closes the folio, clears the STB's tickets and
-      history, prints the statement and writes DIR/folio-N.txt, .csv and .pdf (DIR: HOME/folios).
-      Refused while the room STB does not answer, unless --force.
-  usher billing hotel folio --stay N [--csv | --pdf FILE] [--home DIR]
-  usher billing hotel stays [--home DIR]
-  usher billing hotel postings [--retry N] [--home DIR]
-      Charges sent to the PMS: ok, pending (to send or resend) or refused (for the front desk);
-      --retry N sends refused posting N again.
-  usher billing pms --pms HOST:PORT [--report-to ENDPOINT] [--home DIR]
-      The PMS link (FIAS-style records over TCP): guest in/out from the PMS become check-in and
-      check-out; each folio charge is posted and resent until the PMS answers it.
-
-  DIR defaults to ./usher-data/billing.
-)";
-
-std::string home(const Args& a) { return a.get("home", "usher-data/billing"); }
-billing::BillingStore open(const Args& a) { return need(billing::BillingStore::open(home(a))); }
+billing::BillingStore open(const BillingOptions& a) { return need(billing::BillingStore::open(a.home)); }
 
 billing::PmsLink::Options pms_options(const std::string& spec) {
   const auto colon = spec.rfind(':');
-  if (colon == std::string::npos) throw UsageError("--pms must be HOST:PORT, got '" + spec + "'");
+  if (colon == std::string::npos || colon == 0) throw UsageError("--pms must be HOST:PORT, got '" + spec + "'");
   billing::PmsLink::Options o;
   o.host = spec.substr(0, colon);
-  o.port = static_cast<std::uint16_t>(std::stoi(spec.substr(colon + 1)));
+  auto port = parse_integer<std::uint16_t>(spec.substr(colon + 1), 1, 65535);
+  if (!port) throw UsageError("--pms port: " + port.error().message);
+  o.port = *port;
   return o;
 }
 
 void print_statement(const billing::Statement& s, bool csv) { std::fputs(csv ? s.csv().c_str() : s.text().c_str(), stdout); }
-
-int hotel(const std::string& what, const std::string& object, const Args& a) {
-  auto store = open(a);
-  billing::HotelDesk desk(store, a.get("report-to", "tcp://127.0.0.1:7720"));
-  if (what == "config") {
-    const auto limit = need(entitlement::parse_amount(a.require("credit")));
-    const auto cur = need(entitlement::parse_currency(a.require("currency")));
-    need(store.set_hotel_credit({limit, cur}));
-    std::printf("guests may buy up to %s on the room\n", entitlement::format_money({limit, cur}).c_str());
-    return 0;
-  }
-  if (what == "room" && object == "add") {
-    const auto stb = static_cast<std::uint32_t>(a.require_number("stb"));
-    const bool told = need(desk.add_room(a.require("room"), stb, a.require("link")));
-    std::printf("room %s: STB %u on %s (vacant)%s\n", a.get("room").c_str(), stb, a.get("link").c_str(),
-                told ? "" : "; the STB did not answer and is told when it does (billing serve)");
-    return 0;
-  }
-  if (what == "rooms") {
-    for (const auto& r : store.rooms()) {
-      std::printf("room %s: STB %u on %s, %s%s\n", r.room.c_str(), r.stb_id, r.link_endpoint.c_str(),
-                  r.stay_id == 0 ? "vacant" : ("stay " + std::to_string(r.stay_id)).c_str(), r.state_pending ? " (STB not told yet)" : "");
-    }
-    return 0;
-  }
-  if (what == "checkin") {
-    const auto in = need(desk.check_in(a.require("room"), a.require("guest-id"), a.require("name"), unix_now()));
-    std::printf("%s checked in to room %s: folio %llu open%s\n", in.stay.guest_name.c_str(), in.stay.room.c_str(),
-                static_cast<unsigned long long>(in.stay.stay_id),
-                in.stb_told ? "" : "; the room STB did not answer and is told when it does (billing serve)");
-    return 0;
-  }
-  if (what == "checkout") {
-    const auto out = need(desk.check_out(a.require("room"), unix_now(), a.has("force")));
-    print_statement(out.folio, false);
-    const std::filesystem::path dir = a.get("out", (std::filesystem::path(home(a)) / "folios").string());
-    std::filesystem::create_directories(dir);
-    const auto base = dir / ("folio-" + std::to_string(out.stay.stay_id));
-    std::ofstream(base.string() + ".txt") << out.folio.text();
-    std::ofstream(base.string() + ".csv") << out.folio.csv();
-    std::ofstream(base.string() + ".pdf", std::ios::binary) << out.folio.pdf();
-    std::printf("folio %llu closed; statement in %s.txt, .csv and .pdf; room STB %s\n", static_cast<unsigned long long>(out.stay.stay_id),
-                base.string().c_str(), out.stb_cleared ? "cleared" : "not answering: cleared when it does");
-    return 0;
-  }
-  if (what == "folio") {
-    const auto folio = need(store.folio(static_cast<std::uint64_t>(a.require_number("stay"))));
-    if (a.has("pdf")) {
-      std::ofstream(a.get("pdf"), std::ios::binary) << folio.pdf();
-      std::printf("folio written to %s\n", a.get("pdf").c_str());
-    } else {
-      print_statement(folio, a.has("csv"));
-    }
-    return 0;
-  }
-  if (what == "stays") {
-    for (const auto& s : store.stays()) {
-      std::printf("stay %llu: %s (guest %s), room %s, in %s%s\n", static_cast<unsigned long long>(s.stay_id), s.guest_name.c_str(),
-                  s.guest_id.c_str(), s.room.c_str(), format_utc(s.checkin).c_str(),
-                  s.checkout == 0 ? ", checked in" : (", out " + format_utc(s.checkout)).c_str());
-    }
-    return 0;
-  }
-  if (what == "postings") {
-    if (a.has("retry")) {
-      need(store.pms_retry(static_cast<std::uint64_t>(a.require_number("retry"))));
-      std::printf("posting %s will be sent to the PMS again\n", a.get("retry").c_str());
-      return 0;
-    }
-    for (const auto& p : store.pms_postings(false)) {
-      std::printf("posting %llu: room %s guest %s %s '%s' %s (%d attempt%s%s%s)\n", static_cast<unsigned long long>(p.posting_id),
-                  p.room.c_str(), p.guest_id.c_str(), entitlement::format_money(p.amount).c_str(), p.description.c_str(), p.state.c_str(),
-                  p.attempts, p.attempts == 1 ? "" : "s", p.answer.empty() ? "" : ", last answer ", p.answer.c_str());
-    }
-    return 0;
-  }
-  throw UsageError("unknown hotel subcommand '" + what + "' (config, room add, rooms, checkin, checkout, folio, stays, postings)");
-}
 
 // The background round of `billing serve`: settlements a crash left half done, and room states the
 // room STBs have not taken yet. Its own connections: the stores are not shared between threads.
@@ -173,66 +82,205 @@ void run_pms(const std::string& home_dir, const std::string& report_to, const bi
 
 }  // namespace
 
-int cmd_billing(const std::vector<std::string>& argv) {
-  if (argv.empty() || argv[0] == "--help" || argv[0] == "-h") {
-    std::fputs(kUsage, stdout);
-    return argv.empty() ? 2 : 0;
-  }
-  const std::string sub = argv[0];
-  std::vector<std::string> rest(argv.begin() + 1, argv.end());
-  std::string what;
-  std::string object;
-  if (sub == "hotel" && !rest.empty() && rest[0].rfind("--", 0) != 0) {
-    what = rest[0];
-    rest.erase(rest.begin());
-    if (what == "room" && !rest.empty() && rest[0].rfind("--", 0) != 0) {
-      object = rest[0];
-      rest.erase(rest.begin());
-    }
-  }
-  const Args a(rest, {"csv", "force"});
-  if (a.help()) {
-    std::fputs(kUsage, stdout);
+void add_billing(CLI::App& root, Commands& commands) {
+  auto o = std::make_shared<BillingOptions>();
+  auto* billing_group = add_group(root, "billing", "settles STB viewing histories relayed by handsets, prepayments, hotel folios and the PMS link");
+  billing_group->footer("DIR defaults to ./usher-data/billing.");
+  auto leaf = [&](CLI::App* parent, const std::string& name, const std::string& description) {
+    auto* app = parent->add_subcommand(name, description);
+    add_home(*app, o->home, "usher-data/billing");
+    return app;
+  };
+  auto report_to = [&](CLI::App* app, const std::string& help) {
+    return app->add_option("--report-to", o->report_to, help)->type_name("ENDPOINT");
+  };
+
+  auto* init = leaf(billing_group, "init", "Makes billing's signing key; the operator (ENT_HOME) certifies it, so STBs trust its receipts.");
+  init->add_option("--engine-home", o->engine_home, "the operator's directory")->type_name("ENT_HOME")->required();
+  add_integer<std::uint32_t>(*init, "--id", o->id, "billing's id (default 1)", 1, 0xFFFFFFFF);
+  commands.on(init, [o] {
+    auto store = need(billing::BillingStore::create(o->home, o->engine_home, o->id));
+    std::printf("billing %u initialised in %s, certified by the operator in %s\n", store.certificate().billing_id, o->home.c_str(),
+                o->engine_home.c_str());
     return 0;
-  }
-  if (sub == "init") {
-    auto store = need(billing::BillingStore::create(home(a), a.require("engine-home"), static_cast<std::uint32_t>(a.number("id", 1))));
-    std::printf("billing %u initialised in %s, certified by the operator in %s\n", store.certificate().billing_id, home(a).c_str(),
-                a.get("engine-home").c_str());
-    return 0;
-  }
-  if (sub == "serve") {
-    auto store = open(a);
+  });
+
+  auto* serve = leaf(billing_group, "serve",
+                     "Billing as a ZeroMQ service: handsets relay STB histories and pay (`usher wallet relay`), buy prepaid "
+                     "credit (`usher wallet prepay`); hotel room STBs report their purchases. Finishes any settlement a crash "
+                     "left half done before serving. Every --sync period it delivers room states the room STBs have not taken "
+                     "yet. With --pms it also runs the hotel PMS link (as `usher billing pms`). Stops on Ctrl-C / SIGTERM.");
+  serve->add_option("--bind", o->bind, "the ZeroMQ endpoint")->type_name("ENDPOINT")->capture_default_str();
+  serve->add_option("--pms", o->pms, "also run the PMS link")->type_name("HOST:PORT");
+  add_duration(*serve, "--sync", o->sync_s, "how often room states are delivered (default 5s)");
+  report_to(serve, "where room STBs report (default: --bind)");
+  commands.on(serve, [o] {
+    std::optional<billing::PmsLink::Options> pms;
+    if (!o->pms.empty()) pms = pms_options(o->pms);
+    if (o->sync_s == 0) throw UsageError("--sync must be at least 1 s");
+    auto store = open(*o);
     Logger log("billing");
     if (const auto n = store.recover(unix_now()); n > 0) log.info("finished ", n, " settlements a stop left half done");
     billing::BillingService service(store);
-    net::ReplyServer server(a.get("bind", "tcp://127.0.0.1:7720"),
-                            net::ReplyServer::BatchHandler([&](const auto& requests) { return service.handle_batch(requests); }));
+    net::ReplyServer server(o->bind, net::ReplyServer::BatchHandler([&](const auto& requests) { return service.handle_batch(requests); }));
     log.info("serving on ", server.endpoint());
     install_stop_handlers();
-    const auto report_to = a.get("report-to", server.endpoint());
-    std::thread rooms(sync_rooms, home(a), report_to, std::chrono::seconds(parse_duration(a.get("sync", "5s"))));
-    std::thread pms;
-    if (a.has("pms")) pms = std::thread(run_pms, home(a), report_to, pms_options(a.get("pms")));
+    const auto reports = o->report_to.empty() ? server.endpoint() : o->report_to;
+    std::thread rooms(sync_rooms, o->home, reports, std::chrono::seconds(o->sync_s));
+    std::thread pms_thread;
+    if (pms) pms_thread = std::thread(run_pms, o->home, reports, *pms);
     server.run(stop_requested());
     rooms.join();
-    if (pms.joinable()) pms.join();
+    if (pms_thread.joinable()) pms_thread.join();
     log.info("stopped after ", server.requests_served(), " requests");
     return 0;
-  }
-  if (sub == "pms") {
+  });
+
+  auto* pms = leaf(billing_group, "pms",
+                   "The PMS link (FIAS-style records over TCP): guest in/out from the PMS become check-in and check-out; each "
+                   "folio charge is posted and resent until the PMS answers it.");
+  pms->add_option("--pms", o->pms, "the PMS")->type_name("HOST:PORT")->required();
+  report_to(pms, "where room STBs report (default tcp://127.0.0.1:7720)");
+  commands.on(pms, [o] {
+    const auto options = pms_options(o->pms);
     install_stop_handlers();
-    run_pms(home(a), a.get("report-to", "tcp://127.0.0.1:7720"), pms_options(a.require("pms")));
+    run_pms(o->home, o->report_to.empty() ? "tcp://127.0.0.1:7720" : o->report_to, options);
     return 0;
-  }
-  if (sub == "statement") {
-    auto store = open(a);
-    if (a.has("account")) print_statement(need(store.account_statement(a.get("account"))), a.has("csv"));
-    else print_statement(need(store.stb_statement(static_cast<std::uint32_t>(a.require_number("stb")))), a.has("csv"));
+  });
+
+  auto* statement = leaf(billing_group, "statement",
+                         "What an account or an STB bought and how it was paid: cash (bought with the handset), deferred (impulse "
+                         "purchases settled through the handset), prepayment, prepaid, folio.");
+  auto* account = statement->add_option("--account", o->account, "the account")->type_name("NAME");
+  auto* stb = add_integer<std::uint32_t>(*statement, "--stb", o->stb, "the STB", 1, 0xFFFFFFFF);
+  account->excludes(stb);
+  statement->add_flag("--csv", o->csv, "as CSV");
+  commands.on(statement, [o, account, stb] {
+    if (account->count() + stb->count() == 0) throw UsageError("whose statement? --account NAME or --stb S");
+    auto store = open(*o);
+    if (account->count() > 0) print_statement(need(store.account_statement(o->account)), o->csv);
+    else print_statement(need(store.stb_statement(o->stb)), o->csv);
     return 0;
-  }
-  if (sub == "hotel") return hotel(what, object, a);
-  throw UsageError("unknown subcommand '" + sub + "' (init, serve, statement, hotel, pms)");
+  });
+
+  auto* hotel = add_group(*billing_group, "hotel", "Hotels (F6): rooms, guests' stays, folios and the PMS postings");
+  auto desk_for = [](const BillingOptions& a, billing::BillingStore& store) {
+    return billing::HotelDesk(store, a.report_to.empty() ? "tcp://127.0.0.1:7720" : a.report_to);
+  };
+  auto* config = leaf(hotel, "config", "What a guest may buy on the room between two collections.");
+  add_amount(*config, "--credit", o->credit, "the limit, as 100.00")->required();
+  config->add_option("--currency", o->currency, "ISO 4217 code, as EUR")->type_name("CODE")->required();
+  commands.on(config, [o] {
+    auto store = open(*o);
+    const entitlement::Money limit{o->credit, need(entitlement::parse_currency(o->currency))};
+    need(store.set_hotel_credit(limit));
+    std::printf("guests may buy up to %s on the room\n", entitlement::format_money(limit).c_str());
+    return 0;
+  });
+  auto* room = add_group(*hotel, "room", "the hotel's rooms");
+  auto* room_add = leaf(room, "add", "Adds a room with its STB and the STB's local link.");
+  room_add->add_option("--room", o->room, "the room's number")->required();
+  add_integer<std::uint32_t>(*room_add, "--stb", o->stb, "the room's STB", 1, 0xFFFFFFFF)->required();
+  room_add->add_option("--link", o->link, "the room STB's link, as tcp://ROOM-STB:7801")->type_name("ENDPOINT")->required();
+  report_to(room_add, "where the room STB reports");
+  commands.on(room_add, [o, desk_for] {
+    auto store = open(*o);
+    auto desk = desk_for(*o, store);
+    const bool told = need(desk.add_room(o->room, o->stb, o->link));
+    std::printf("room %s: STB %u on %s (vacant)%s\n", o->room.c_str(), o->stb, o->link.c_str(),
+                told ? "" : "; the STB did not answer and is told when it does (billing serve)");
+    return 0;
+  });
+  auto* rooms = leaf(hotel, "rooms", "Lists the rooms.");
+  commands.on(rooms, [o] {
+    auto store = open(*o);
+    for (const auto& r : store.rooms()) {
+      std::printf("room %s: STB %u on %s, %s%s\n", r.room.c_str(), r.stb_id, r.link_endpoint.c_str(),
+                  r.stay_id == 0 ? "vacant" : ("stay " + std::to_string(r.stay_id)).c_str(), r.state_pending ? " (STB not told yet)" : "");
+    }
+    return 0;
+  });
+  auto* checkin = leaf(hotel, "checkin", "Opens the guest's folio; the room STB may buy from now on and reports to --report-to.");
+  checkin->add_option("--room", o->room, "the room")->required();
+  checkin->add_option("--guest-id", o->guest_id, "the PMS's guest id")->required();
+  checkin->add_option("--name", o->name, "the guest's name, as \"Koehler, Andreas\"")->required();
+  report_to(checkin, "billing's endpoint for the room STB's reports (default tcp://127.0.0.1:7720)");
+  commands.on(checkin, [o, desk_for] {
+    auto store = open(*o);
+    auto desk = desk_for(*o, store);
+    const auto in = need(desk.check_in(o->room, o->guest_id, o->name, unix_now()));
+    std::printf("%s checked in to room %s: folio %llu open%s\n", in.stay.guest_name.c_str(), in.stay.room.c_str(),
+                static_cast<unsigned long long>(in.stay.stay_id),
+                in.stb_told ? "" : "; the room STB did not answer and is told when it does (billing serve)");
+    return 0;
+  });
+  auto* checkout = leaf(hotel, "checkout",
+                        "Collects the room STB's last purchases, closes the folio, clears the STB's tickets and history, prints "
+                        "the statement and writes DIR/folio-N.txt, .csv and .pdf (DIR: HOME/folios). Refused while the room "
+                        "STB does not answer, unless --force.");
+  checkout->add_option("--room", o->room, "the room")->required();
+  checkout->add_flag("--force", o->force, "close the folio even if the room STB does not answer");
+  checkout->add_option("--out", o->out, "where the folio files go (default HOME/folios)")->type_name("DIR");
+  report_to(checkout, "billing's endpoint for the room STB's reports");
+  commands.on(checkout, [o, desk_for] {
+    auto store = open(*o);
+    auto desk = desk_for(*o, store);
+    const auto out = need(desk.check_out(o->room, unix_now(), o->force));
+    print_statement(out.folio, false);
+    const std::filesystem::path dir = o->out.empty() ? std::filesystem::path(o->home) / "folios" : std::filesystem::path(o->out);
+    std::filesystem::create_directories(dir);
+    const auto base = dir / ("folio-" + std::to_string(out.stay.stay_id));
+    std::ofstream(base.string() + ".txt") << out.folio.text();
+    std::ofstream(base.string() + ".csv") << out.folio.csv();
+    std::ofstream(base.string() + ".pdf", std::ios::binary) << out.folio.pdf();
+    std::printf("folio %llu closed; statement in %s.txt, .csv and .pdf; room STB %s\n", static_cast<unsigned long long>(out.stay.stay_id),
+                base.string().c_str(), out.stb_cleared ? "cleared" : "not answering: cleared when it does");
+    return 0;
+  });
+  auto* folio = leaf(hotel, "folio", "A stay's folio: text, CSV or PDF.");
+  add_integer<std::uint64_t>(*folio, "--stay", o->stay, "the stay", 1, std::numeric_limits<std::int64_t>::max())->required();
+  auto* csv = folio->add_flag("--csv", o->csv, "as CSV");
+  folio->add_option("--pdf", o->pdf, "write it as PDF to FILE")->type_name("FILE")->excludes(csv);
+  commands.on(folio, [o] {
+    auto store = open(*o);
+    const auto statement_of_stay = need(store.folio(o->stay));
+    if (!o->pdf.empty()) {
+      std::ofstream(o->pdf, std::ios::binary) << statement_of_stay.pdf();
+      std::printf("folio written to %s\n", o->pdf.c_str());
+    } else {
+      print_statement(statement_of_stay, o->csv);
+    }
+    return 0;
+  });
+  auto* stays = leaf(hotel, "stays", "Lists the stays.");
+  commands.on(stays, [o] {
+    auto store = open(*o);
+    for (const auto& s : store.stays()) {
+      std::printf("stay %llu: %s (guest %s), room %s, in %s%s\n", static_cast<unsigned long long>(s.stay_id), s.guest_name.c_str(),
+                  s.guest_id.c_str(), s.room.c_str(), format_utc(s.checkin).c_str(),
+                  s.checkout == 0 ? ", checked in" : (", out " + format_utc(s.checkout)).c_str());
+    }
+    return 0;
+  });
+  auto* postings = leaf(hotel, "postings",
+                        "Charges sent to the PMS: ok, pending (to send or resend) or refused (for the front desk); --retry N "
+                        "sends refused posting N again.");
+  auto* retry = add_integer<std::uint64_t>(*postings, "--retry", o->retry, "a refused posting to send again", 1,
+                                           std::numeric_limits<std::int64_t>::max());
+  commands.on(postings, [o, retry] {
+    auto store = open(*o);
+    if (retry->count() > 0) {
+      need(store.pms_retry(o->retry));
+      std::printf("posting %llu will be sent to the PMS again\n", static_cast<unsigned long long>(o->retry));
+      return 0;
+    }
+    for (const auto& p : store.pms_postings(false)) {
+      std::printf("posting %llu: room %s guest %s %s '%s' %s (%d attempt%s%s%s)\n", static_cast<unsigned long long>(p.posting_id),
+                  p.room.c_str(), p.guest_id.c_str(), entitlement::format_money(p.amount).c_str(), p.description.c_str(), p.state.c_str(),
+                  p.attempts, p.attempts == 1 ? "" : "s", p.answer.empty() ? "" : ", last answer ", p.answer.c_str());
+    }
+    return 0;
+  });
 }
 
 }  // namespace usher::cli

@@ -19,25 +19,26 @@ namespace usher::cli {
 namespace {
 namespace fs = std::filesystem;
 
-constexpr const char* kUsage = R"(usher demo: the broadcast path and pay-per-view end to end
+constexpr const char* kDescription =
+    "Everything end to end on this machine with a generated stream, each step a real `usher` process.\n"
+    "Act 1, subscription: generates a stream, creates an operator with one service and two STBs (1001 subscribed, 1002 not), "
+    "scrambles, runs both STBs and checks with ffprobe what a viewer would see.\n"
+    "Act 2, pay-per-view: a PPV event on the service; the engine runs as a ZeroMQ service; a viewer's handset tops up its "
+    "prepaid card, buys the event for STB 1002 and hands the ticket over the STB's local link; the headend takes its keys and "
+    "schedule from the engine; during the event STB 1002 watches and STB 1001 (a subscriber without a ticket) does not.\n"
+    "Act 3, impulse purchase settled through the handset: STB 1001 has a credit line (by EMM); the viewer buys with the remote "
+    "until it is used up; the handset relays the STB's history to the billing service, pays with its prepaid card and brings the "
+    "receipt back, which frees the credit; billing's statement for the STB.\n"
+    "Act 4, hotel: STB 1003 is room 102's; a guest checks in, buys a film on the room (the STB reports it to billing), checks "
+    "out: a folio statement, and the room STB is cleared.\n"
+    "Files stay in DIR (emptied first). Each step is printed as the command that runs it; their logs are in DIR/log.txt. The "
+    "last line is a JSON summary.";
 
-  usher demo [--dir DIR] [--seconds 10] [--crypto-period 2]
-      Act 1, subscription: generates a stream, creates an operator with one service and two STBs
-      (1001 subscribed, 1002 not), scrambles, runs both STBs and checks with ffprobe what a
-      viewer would see.
-      Act 2, pay-per-view: a PPV event on the service; the engine runs as a ZeroMQ service; a
-      viewer's handset tops up its prepaid card, buys the event for STB 1002 and hands the ticket
-      over the STB's local link; the headend takes its keys and schedule from the engine; during
-      the event STB 1002 watches and STB 1001 (a subscriber without a ticket) does not.
-      Act 3, impulse purchase settled through the handset: STB 1001 has a credit line (by EMM);
-      the viewer buys with the remote until it is used up; the handset relays the STB's history
-      to the billing service, pays with its prepaid card and brings the receipt back, which frees
-      the credit; billing's statement for the STB.
-      Act 4, hotel: STB 1003 is room 102's; a guest checks in, buys a film on the room (the STB
-      reports it to billing), checks out: a folio statement, and the room STB is cleared.
-      Files stay in DIR (default usher-data/demo, emptied first). Each step is printed as the
-      command that runs it; their logs are in DIR/log.txt. The last line is a JSON summary.
-)";
+struct DemoOptions {
+  std::string dir = "usher-data/demo";
+  int seconds = 10;
+  std::uint64_t crypto_period_s = 2;
+};
 
 std::string self_exe() {
   std::error_code ec;
@@ -136,17 +137,10 @@ std::string json_escape(const std::string& s) {
   return o;
 }
 
-}  // namespace
-
-int cmd_demo(const std::vector<std::string>& argv) {
-  const Args a(argv, {});
-  if (a.help()) {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
-  const fs::path dir = fs::absolute(a.get("dir", "usher-data/demo"));
-  const std::string seconds = std::to_string(a.number("seconds", 10));
-  const std::string period = std::to_string(a.number("crypto-period", 2));
+int demo(const DemoOptions& a) {
+  const fs::path dir = fs::absolute(a.dir);
+  const std::string seconds = std::to_string(a.seconds);
+  const std::string period = std::to_string(a.crypto_period_s);
   std::error_code ec;
   fs::remove_all(dir, ec);
   fs::create_directories(dir);
@@ -289,6 +283,21 @@ int cmd_demo(const std::vector<std::string>& argv) {
   json += std::string(",\"ok\":") + (ok ? "true" : "false") + "}";
   std::printf("%s\n", json.c_str());
   return ok ? 0 : 1;
+}
+
+}  // namespace
+
+void add_demo(CLI::App& root, Commands& commands) {
+  auto o = std::make_shared<DemoOptions>();
+  auto* demo_cmd = root.add_subcommand("demo", "everything end to end on this machine with a generated stream");
+  demo_cmd->footer(kDescription);
+  demo_cmd->add_option("--dir", o->dir, "where its files go")->type_name("DIR")->capture_default_str();
+  add_integer(*demo_cmd, "--seconds", o->seconds, "length of the generated stream (default 10)", 1, 3600);
+  add_duration(*demo_cmd, "--crypto-period", o->crypto_period_s, "control word lifetime (default 2)");
+  commands.on(demo_cmd, [o] {
+    if (o->crypto_period_s == 0 || o->crypto_period_s > 3600) throw UsageError("--crypto-period must be from 1 s to 1 h");
+    return demo(*o);
+  });
 }
 
 }  // namespace usher::cli

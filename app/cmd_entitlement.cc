@@ -1,6 +1,5 @@
 // usher entitlement: the operator's catalogue, set-top boxes, grants and revocations.
 #include <cstdio>
-#include <sstream>
 
 #include "cli.h"
 #include "usher/core/log.h"
@@ -12,253 +11,301 @@
 namespace usher::cli {
 namespace {
 
-constexpr const char* kUsage = R"(usher entitlement: the operator
+struct EntitlementOptions {
+  std::string home;
+  std::uint16_t ca_system_id = entitlement::kDefaultCaSystemId;
+  std::uint16_t service_id = 0;
+  std::uint16_t package_id = 0;
+  std::string name;
+  std::int64_t per_day = 0;
+  std::int64_t price = 0;
+  std::int64_t limit = 0;
+  std::string currency;
+  std::vector<std::uint16_t> services;
+  std::string stb_file;
+  std::string account;
+  std::uint32_t stb = 0;
+  std::uint64_t from = 0;
+  std::uint64_t until = 0;
+  std::uint32_t days = 30;
+  std::uint64_t emm_repeat = 0;
+  std::uint32_t event_id = 0;
+  std::uint64_t start = 0;
+  std::uint64_t duration = 0;
+  std::string title;
+  std::uint8_t min_age = 0;
+  std::string file;
+  std::uint64_t ticket = 0;
+  bool refund = false;
+  std::string bind = "tcp://127.0.0.1:7700";
+};
 
-  usher entitlement init [--home DIR] [--ca-system-id 0x4AFF]
-      Creates the operator: its key pair and store, and DIR/operator.pub for STBs.
-  usher entitlement service add --id N --name NAME [--home DIR]
-  usher entitlement service list [--home DIR]
-  usher entitlement service price --id N --per-day 2.00 --currency EUR [--home DIR]
-      Sells the service by the day (passes bought with `usher wallet buy --service`).
-  usher entitlement package add --id P --name NAME --services 1,2,3 [--home DIR]
-  usher entitlement package list [--home DIR]
-  usher entitlement device add --stb-file STB_HOME/stb.pub [--account NAME] [--home DIR]
-  usher entitlement device assign --stb ID --account NAME [--home DIR]
-  usher entitlement device list [--home DIR]
-  usher entitlement grant --stb ID (--service N | --package P) [--from TIME] [--until TIME | --days 30] [--home DIR]
-  usher entitlement revoke --stb ID (--service N | --package P) [--home DIR]
-  usher entitlement grants [--home DIR]
-  usher entitlement config --emm-repeat 72h [--home DIR]
-      How long the headends repeat each EMM after it is first sent (0: while it lasts).
-  usher entitlement event add --id E --service N --start TIME --duration 90m --title T
-                              --price 12.50 --currency EUR [--min-age 0] [--home DIR]
-  usher entitlement event list [--home DIR]
-  usher entitlement headend add --file HEADEND_HOME/headend.pub [--home DIR]
-  usher entitlement credit --stb ID --limit 20.00 --currency EUR [--home DIR]
-      A credit line for impulse purchases on the STB (sent by EMM with offers for coming events).
-  usher entitlement tickets [--home DIR]
-  usher entitlement ticket revoke --ticket N [--refund] [--home DIR]
-      Withdraws a PPV ticket (refund, fraud) by EMM; --refund moves the price back to the card.
-  usher entitlement serve [--bind tcp://127.0.0.1:7700] [--home DIR]
-      The engine as a ZeroMQ service for handsets (docs/protocol.md). Top-ups go to a test
-      acquirer (declines references starting with "decline"). Stops on Ctrl-C / SIGTERM.
+constexpr const char* kHomeDefault = "usher-data/entitlement";
 
-  DIR defaults to ./usher-data/entitlement. TIME: unix seconds, now, now+2h, 2026-12-01T20:00:00Z.
-  Grants and revocations reach the STB as EMMs, carouselled by `usher headend run`.
-)";
+entitlement::EntitlementStore open(const EntitlementOptions& a) { return need(entitlement::EntitlementStore::open(a.home)); }
 
-std::string home(const Args& a) { return a.get("home", "usher-data/entitlement"); }
+entitlement::Currency currency(const EntitlementOptions& a) { return need(entitlement::parse_currency(a.currency)); }
 
-entitlement::EntitlementStore open(const Args& a) { return need(entitlement::EntitlementStore::open(home(a))); }
+void fail_on(const Status& s) {
+  if (!s) throw std::runtime_error(s.error().message);
+}
 
 }  // namespace
 
-int cmd_entitlement(const std::vector<std::string>& argv) {
-  if (argv.empty() || argv[0] == "--help" || argv[0] == "-h") {
-    std::fputs(kUsage, stdout);
-    return argv.empty() ? 2 : 0;
-  }
-  const std::string sub = argv[0];
-  std::vector<std::string> rest(argv.begin() + 1, argv.end());
-  std::string object;
-  if ((sub == "service" || sub == "device" || sub == "event" || sub == "headend" || sub == "ticket" ||
-       sub == "package") && !rest.empty() && rest[0].rfind("--", 0) != 0) {
-    object = rest[0];
-    rest.erase(rest.begin());
-  }
-  const Args a(rest, {"refund"});
-  if (a.help()) {
-    std::fputs(kUsage, stdout);
+void add_entitlement(CLI::App& root, Commands& commands) {
+  auto o = std::make_shared<EntitlementOptions>();
+  auto* ent = add_group(root, "entitlement", "the operator: init, services, set-top boxes, grants and revocations");
+  ent->footer(
+      "DIR defaults to ./usher-data/entitlement. TIME: unix seconds, now, now+2h, 2026-12-01T20:00:00Z.\n"
+      "Grants and revocations reach the STB as EMMs, carouselled by `usher headend run`.");
+  auto leaf = [&](CLI::App* parent, const std::string& name, const std::string& description) {
+    auto* app = parent->add_subcommand(name, description);
+    add_home(*app, o->home, kHomeDefault);
+    return app;
+  };
+  auto service_id = [&](CLI::App* app, const std::string& help) {
+    return add_integer<std::uint16_t>(*app, "--id", o->service_id, help, 1, 0xFFFF)->required();
+  };
+  auto stb_id = [&](CLI::App* app) { return add_integer<std::uint32_t>(*app, "--stb", o->stb, "the STB's id", 1, 0xFFFFFFFF); };
+  auto currency_option = [&](CLI::App* app) {
+    return app->add_option("--currency", o->currency, "ISO 4217 code, as EUR")->type_name("CODE")->required();
+  };
+
+  auto* init = leaf(ent, "init", "Creates the operator: its key pair and store, and DIR/operator.pub for STBs.");
+  add_integer<std::uint16_t>(*init, "--ca-system-id", o->ca_system_id, "the CA_system_id in CA descriptors", 1, 0xFFFF, true)
+      ->default_str("0x4AFF");
+  commands.on(init, [o] {
+    auto store = need(entitlement::EntitlementStore::create(o->home, o->ca_system_id));
+    std::printf("operator created in %s (CA_system_id 0x%04x); STBs are initialised with %s/operator.pub\n", o->home.c_str(),
+                o->ca_system_id, o->home.c_str());
     return 0;
-  }
-  if (sub == "init") {
-    const auto ca = static_cast<std::uint16_t>(a.number("ca-system-id", entitlement::kDefaultCaSystemId));
-    auto store = need(entitlement::EntitlementStore::create(home(a), ca));
-    std::printf("operator created in %s (CA_system_id 0x%04x); STBs are initialised with %s/operator.pub\n",
-                home(a).c_str(), ca, home(a).c_str());
-    return 0;
-  }
-  if (sub == "service" && object == "add") {
-    auto store = open(a);
-    const auto id = a.require_number("id");
-    if (id <= 0 || id > 0xFFFF) throw UsageError("--id must be a service_id (program_number) from 1 to 65535");
-    auto s = need(store.add_service(static_cast<std::uint16_t>(id), a.require("name")));
+  });
+
+  auto* service = add_group(*ent, "service", "the services (programs) the operator scrambles");
+  auto* service_add = leaf(service, "add", "Adds a service with its first key.");
+  service_id(service_add, "the service_id (program_number)");
+  service_add->add_option("--name", o->name, "its name")->required();
+  commands.on(service_add, [o] {
+    auto store = open(*o);
+    auto s = need(store.add_service(o->service_id, o->name));
     std::printf("service %u '%s' added (key version %u)\n", s.service_id, s.name.c_str(), s.key_version);
     return 0;
-  }
-  if (sub == "service" && object == "price") {
-    auto store = open(a);
-    const auto id = static_cast<std::uint16_t>(a.require_number("id"));
-    const entitlement::Money per_day{need(entitlement::parse_amount(a.require("per-day"))),
-                                     need(entitlement::parse_currency(a.require("currency")))};
-    if (auto s = store.set_pass_price(id, per_day); !s) throw std::runtime_error(s.error().message);
-    std::printf("service %u sold by the day at %s\n", id, entitlement::format_money(per_day).c_str());
+  });
+  auto* service_price = leaf(service, "price", "Sells the service by the day (passes bought with `usher wallet buy --service`).");
+  service_id(service_price, "the service_id");
+  add_amount(*service_price, "--per-day", o->per_day, "the price of a day, as 2.00")->required();
+  currency_option(service_price);
+  commands.on(service_price, [o] {
+    auto store = open(*o);
+    const entitlement::Money per_day{o->per_day, currency(*o)};
+    fail_on(store.set_pass_price(o->service_id, per_day));
+    std::printf("service %u sold by the day at %s\n", o->service_id, entitlement::format_money(per_day).c_str());
     return 0;
-  }
-  if (sub == "service" && object == "list") {
-    auto store = open(a);
+  });
+  auto* service_list = leaf(service, "list", "Lists the services.");
+  commands.on(service_list, [o] {
+    auto store = open(*o);
     for (const auto& s : store.services()) std::printf("%5u  %-24s key version %u\n", s.service_id, s.name.c_str(), s.key_version);
     return 0;
-  }
-  if (sub == "package" && object == "add") {
-    auto store = open(a);
-    std::vector<std::uint16_t> services;
-    std::stringstream ss(a.require("services"));
-    std::string item;
-    while (std::getline(ss, item, ',')) {
-      try {
-        services.push_back(static_cast<std::uint16_t>(std::stoul(item)));
-      } catch (const std::exception&) {
-        throw UsageError("--services expects comma-separated service ids");
-      }
-    }
-    const auto id = static_cast<std::uint16_t>(a.require_number("id"));
-    if (auto s = store.add_package(id, a.require("name"), services); !s) throw std::runtime_error(s.error().message);
-    std::printf("package %u '%s' with %zu services\n", id, a.get("name").c_str(), services.size());
+  });
+
+  auto* package = add_group(*ent, "package", "packages: services granted together");
+  auto* package_add = leaf(package, "add", "Adds a package of services.");
+  add_integer<std::uint16_t>(*package_add, "--id", o->package_id, "the package id", 1, 0xFFFF)->required();
+  package_add->add_option("--name", o->name, "its name")->required();
+  add_id_list(*package_add, "--services", o->services, "its services, as 1,2,3")->required();
+  commands.on(package_add, [o] {
+    auto store = open(*o);
+    fail_on(store.add_package(o->package_id, o->name, o->services));
+    std::printf("package %u '%s' with %zu services\n", o->package_id, o->name.c_str(), o->services.size());
     return 0;
-  }
-  if (sub == "package" && object == "list") {
-    auto store = open(a);
+  });
+  auto* package_list = leaf(package, "list", "Lists the packages.");
+  commands.on(package_list, [o] {
+    auto store = open(*o);
     for (const auto& [id, name] : store.packages()) {
       std::string list;
       for (auto s : need(store.package_services(id))) list += (list.empty() ? "" : ",") + std::to_string(s);
       std::printf("%5u  %-20s services %s\n", id, name.c_str(), list.c_str());
     }
     return 0;
-  }
-  if (sub == "device" && object == "add") {
-    auto store = open(a);
-    auto f = need(entitlement::StbPublicFile::read(a.require("stb-file")));
-    if (auto s = store.register_stb({f.stb_id, f.x25519_public, f.ed25519_public}); !s) throw std::runtime_error(s.error().message);
-    if (a.has("account")) {
-      if (auto s = store.set_stb_account(f.stb_id, a.get("account")); !s) throw std::runtime_error(s.error().message);
-    }
-    std::printf("STB %u registered%s\n", f.stb_id, a.has("account") ? (" for account " + a.get("account")).c_str() : "");
+  });
+
+  auto* device = add_group(*ent, "device", "the set-top boxes");
+  auto* device_add = leaf(device, "add", "Registers an STB from the file `usher stb init` wrote.");
+  device_add->add_option("--stb-file", o->stb_file, "STB_HOME/stb.pub")->type_name("FILE")->required();
+  device_add->add_option("--account", o->account, "the account it belongs to")->type_name("NAME");
+  commands.on(device_add, [o] {
+    auto store = open(*o);
+    auto f = need(entitlement::StbPublicFile::read(o->stb_file));
+    fail_on(store.register_stb({f.stb_id, f.x25519_public, f.ed25519_public}));
+    if (!o->account.empty()) fail_on(store.set_stb_account(f.stb_id, o->account));
+    std::printf("STB %u registered%s\n", f.stb_id, o->account.empty() ? "" : (" for account " + o->account).c_str());
     return 0;
-  }
-  if (sub == "device" && object == "assign") {
-    auto store = open(a);
-    const auto stb = static_cast<std::uint32_t>(a.require_number("stb"));
-    if (auto s = store.set_stb_account(stb, a.require("account")); !s) throw std::runtime_error(s.error().message);
-    std::printf("STB %u belongs to account %s\n", stb, a.get("account").c_str());
+  });
+  auto* device_assign = leaf(device, "assign", "Gives an STB to an account.");
+  stb_id(device_assign)->required();
+  device_assign->add_option("--account", o->account, "the account")->type_name("NAME")->required();
+  commands.on(device_assign, [o] {
+    auto store = open(*o);
+    fail_on(store.set_stb_account(o->stb, o->account));
+    std::printf("STB %u belongs to account %s\n", o->stb, o->account.c_str());
     return 0;
-  }
-  if (sub == "device" && object == "list") {
-    auto store = open(a);
+  });
+  auto* device_list = leaf(device, "list", "Lists the STBs.");
+  commands.on(device_list, [o] {
+    auto store = open(*o);
     for (const auto& s : store.stbs()) std::printf("STB %u\n", s.stb_id);
     return 0;
-  }
-  if (sub == "grant") {
-    auto store = open(a);
-    const auto stb = static_cast<std::uint32_t>(a.require_number("stb"));
-    const auto from = parse_time(a.get("from", "now"));
-    const auto until = a.has("until") ? parse_time(a.get("until")) : from + static_cast<std::uint64_t>(a.number("days", 30)) * 86400;
-    const bool package = a.has("package");
-    const auto id = static_cast<std::uint16_t>(a.require_number(package ? "package" : "service"));
-    auto s = package ? store.grant_package(stb, id, from, until) : store.grant(stb, id, from, until);
-    if (!s) throw std::runtime_error(s.error().message);
-    std::printf("STB %u granted %s %u from %s until %s; EMM queued\n", stb, package ? "package" : "service", id,
-                format_utc(from).c_str(), format_utc(until).c_str());
-    return 0;
-  }
-  if (sub == "revoke") {
-    auto store = open(a);
-    const auto stb = static_cast<std::uint32_t>(a.require_number("stb"));
-    const bool package = a.has("package");
-    const auto id = static_cast<std::uint16_t>(a.require_number(package ? "package" : "service"));
-    auto s = package ? store.revoke_package(stb, id) : store.revoke(stb, id);
-    if (!s) throw std::runtime_error(s.error().message);
-    std::printf("STB %u: %s %u revoked; EMM queued\n", stb, package ? "package" : "service", id);
-    return 0;
-  }
-  if (sub == "event" && object == "add") {
-    auto store = open(a);
-    entitlement::EventInfo e;
-    const auto id = a.require_number("id");
-    if (id <= 0 || id > 0xFFFFFFFFLL) throw UsageError("--id must be from 1 to 4294967295");
-    e.event_id = static_cast<std::uint32_t>(id);
-    e.service_id = static_cast<std::uint16_t>(a.require_number("service"));
-    e.start = parse_time(a.require("start"));
-    e.duration = static_cast<std::uint32_t>(parse_duration(a.require("duration")));
-    e.title = a.require("title");
-    e.min_age = static_cast<std::uint8_t>(a.number("min-age", 0));
-    e.price.minor = need(entitlement::parse_amount(a.require("price")));
-    e.price.currency = need(entitlement::parse_currency(a.require("currency")));
-    auto added = need(store.add_event(e));
-    std::printf("event %u '%s' on service %u, %s for %u s, %s\n", added.event_id, added.title.c_str(), added.service_id,
-                format_utc(added.start).c_str(), added.duration, entitlement::format_money(added.price).c_str());
-    return 0;
-  }
-  if (sub == "event" && object == "list") {
-    auto store = open(a);
-    for (const auto& e : store.events()) {
-      std::printf("%6u  service %-5u %s  %6u s  %-12s %s\n", e.event_id, e.service_id, format_utc(e.start).c_str(),
-                  e.duration, entitlement::format_money(e.price).c_str(), e.title.c_str());
+  });
+
+  for (const bool granting : {true, false}) {
+    auto* cmd = leaf(ent, granting ? "grant" : "revoke",
+                     granting ? "Grants a service or package to an STB (sent as an EMM)." : "Withdraws a service or package from an STB (by EMM).");
+    stb_id(cmd)->required();
+    auto* by_service = add_integer<std::uint16_t>(*cmd, "--service", o->service_id, "the service_id", 1, 0xFFFF);
+    auto* by_package = add_integer<std::uint16_t>(*cmd, "--package", o->package_id, "the package id", 1, 0xFFFF);
+    by_service->excludes(by_package);
+    CLI::Option* from = nullptr;
+    CLI::Option* until = nullptr;
+    if (granting) {
+      from = add_time(*cmd, "--from", o->from, "start (default now)");
+      until = add_time(*cmd, "--until", o->until, "end");
+      add_integer<std::uint32_t>(*cmd, "--days", o->days, "length instead of --until (default 30)", 1, 36500)->excludes(until);
     }
-    return 0;
+    commands.on(cmd, [o, granting, by_service, by_package, from, until] {
+      if (by_service->count() + by_package->count() != 1) throw UsageError("say what: --service N or --package P");
+      const bool is_package = by_package->count() == 1;
+      const auto id = is_package ? o->package_id : o->service_id;
+      auto store = open(*o);
+      if (!granting) {
+        fail_on(is_package ? store.revoke_package(o->stb, id) : store.revoke(o->stb, id));
+        std::printf("STB %u: %s %u revoked; EMM queued\n", o->stb, is_package ? "package" : "service", id);
+        return 0;
+      }
+      const auto not_before = from->count() > 0 ? o->from : unix_now();
+      const auto not_after = until->count() > 0 ? o->until : not_before + std::uint64_t{o->days} * 86400;
+      fail_on(is_package ? store.grant_package(o->stb, id, not_before, not_after) : store.grant(o->stb, id, not_before, not_after));
+      std::printf("STB %u granted %s %u from %s until %s; EMM queued\n", o->stb, is_package ? "package" : "service", id,
+                  format_utc(not_before).c_str(), format_utc(not_after).c_str());
+      return 0;
+    });
   }
-  if (sub == "headend" && object == "add") {
-    auto store = open(a);
-    auto f = need(headend::HeadendPublicFile::read(a.require("file")));
-    if (auto s = store.register_headend(f.headend_id, f.x25519_public); !s) throw std::runtime_error(s.error().message);
-    std::printf("headend %u registered\n", f.headend_id);
-    return 0;
-  }
-  if (sub == "credit") {
-    auto store = open(a);
-    const auto stb = static_cast<std::uint32_t>(a.require_number("stb"));
-    const entitlement::Money limit{need(entitlement::parse_amount(a.require("limit"))),
-                                   need(entitlement::parse_currency(a.require("currency")))};
-    if (auto s = store.set_credit(stb, limit, unix_now()); !s) throw std::runtime_error(s.error().message);
-    std::printf("STB %u: credit line %s; EMM queued\n", stb, entitlement::format_money(limit).c_str());
-    return 0;
-  }
-  if (sub == "tickets") {
-    auto store = open(a);
-    for (const auto& t : store.tickets()) {
-      std::printf("ticket %llu: event %u, STB %u, card %llu, %s\n", static_cast<unsigned long long>(t.ticket_id), t.event_id,
-                  t.stb_id, static_cast<unsigned long long>(t.card_id), t.status.c_str());
-    }
-    return 0;
-  }
-  if (sub == "ticket" && object == "revoke") {
-    auto store = open(a);
-    const auto id = static_cast<std::uint64_t>(a.require_number("ticket"));
-    if (auto s = store.revoke_ticket(id, a.has("refund")); !s) throw std::runtime_error(s.error().message);
-    std::printf("ticket %llu revoked%s; EMM queued\n", static_cast<unsigned long long>(id), a.has("refund") ? " and refunded" : "");
-    return 0;
-  }
-  if (sub == "serve") {
-    auto store = open(a);
-    entitlement::TestAcquirer acquirer;
-    entitlement::EngineService service(store, acquirer);
-    net::ReplyServer server(a.get("bind", "tcp://127.0.0.1:7700"),
-                            net::ReplyServer::BatchHandler([&](const auto& requests) { return service.handle_batch(requests); }));
-    Logger("entitlement").info("serving on ", server.endpoint(), " (test acquirer for top-ups)");
-    install_stop_handlers();
-    server.run(stop_requested());
-    Logger("entitlement").info("stopped after ", server.requests_served(), " requests");
-    return 0;
-  }
-  if (sub == "config") {
-    auto store = open(a);
-    if (a.has("emm-repeat")) {
-      const auto seconds = a.get("emm-repeat") == "0" ? 0 : parse_duration(a.get("emm-repeat"));
-      if (auto s = store.set_emm_repeat_seconds(seconds); !s) throw std::runtime_error(s.error().message);
-    }
-    const auto repeat = store.emm_repeat_seconds();
-    std::printf("EMM repetition: %s\n", repeat == 0 ? "while each entitlement lasts" : (std::to_string(repeat) + " s after first sending").c_str());
-    return 0;
-  }
-  if (sub == "grants") {
-    auto store = open(a);
+  auto* grants = leaf(ent, "grants", "Lists the grants.");
+  commands.on(grants, [o] {
+    auto store = open(*o);
     for (const auto& g : store.grants()) {
       std::printf("STB %u service %u %s .. %s%s\n", g.stb_id, g.service_id, format_utc(g.not_before).c_str(),
                   format_utc(g.not_after).c_str(), g.revoked ? " (revoked)" : "");
     }
     return 0;
-  }
-  throw UsageError("unknown subcommand '" + sub + (object.empty() ? "" : " " + object) + "' (see --help)");
+  });
+
+  auto* config = leaf(ent, "config", "Shows (or sets) how long the headends repeat each EMM after it is first sent.");
+  auto* repeat = add_duration(*config, "--emm-repeat", o->emm_repeat, "repetition after first sending, 0: while it lasts");
+  commands.on(config, [o, repeat] {
+    auto store = open(*o);
+    if (repeat->count() > 0) fail_on(store.set_emm_repeat_seconds(o->emm_repeat));
+    const auto seconds = store.emm_repeat_seconds();
+    std::printf("EMM repetition: %s\n",
+                seconds == 0 ? "while each entitlement lasts" : (std::to_string(seconds) + " s after first sending").c_str());
+    return 0;
+  });
+
+  auto* event = add_group(*ent, "event", "pay-per-view events");
+  auto* event_add = leaf(event, "add", "Adds a PPV event to the schedule.");
+  add_integer<std::uint32_t>(*event_add, "--id", o->event_id, "the event id (the EIT event_id)", 1, 0xFFFF)->required();
+  add_integer<std::uint16_t>(*event_add, "--service", o->service_id, "the service it is on", 1, 0xFFFF)->required();
+  add_time(*event_add, "--start", o->start, "when it starts")->required();
+  add_duration(*event_add, "--duration", o->duration, "how long")->required();
+  event_add->add_option("--title", o->title, "its title")->required();
+  add_amount(*event_add, "--price", o->price, "its price, as 12.50")->required();
+  currency_option(event_add);
+  add_integer<std::uint8_t>(*event_add, "--min-age", o->min_age, "parental rating (0: none)", 0, 255);
+  commands.on(event_add, [o] {
+    auto store = open(*o);
+    if (o->duration == 0 || o->duration > 0xFFFFFFFFULL) throw UsageError("--duration must be from 1 s to 136 years");
+    entitlement::EventInfo e;
+    e.event_id = o->event_id;
+    e.service_id = o->service_id;
+    e.start = o->start;
+    e.duration = static_cast<std::uint32_t>(o->duration);
+    e.title = o->title;
+    e.min_age = o->min_age;
+    e.price = {o->price, currency(*o)};
+    auto added = need(store.add_event(e));
+    std::printf("event %u '%s' on service %u, %s for %u s, %s\n", added.event_id, added.title.c_str(), added.service_id,
+                format_utc(added.start).c_str(), added.duration, entitlement::format_money(added.price).c_str());
+    return 0;
+  });
+  auto* event_list = leaf(event, "list", "Lists the events.");
+  commands.on(event_list, [o] {
+    auto store = open(*o);
+    for (const auto& e : store.events()) {
+      std::printf("%6u  service %-5u %s  %6u s  %-12s %s\n", e.event_id, e.service_id, format_utc(e.start).c_str(), e.duration,
+                  entitlement::format_money(e.price).c_str(), e.title.c_str());
+    }
+    return 0;
+  });
+
+  auto* headend = add_group(*ent, "headend", "the headends allowed to take keys from the engine");
+  auto* headend_add = leaf(headend, "add", "Registers a headend from the file `usher headend init` wrote.");
+  headend_add->add_option("--file", o->file, "HEADEND_HOME/headend.pub")->type_name("FILE")->required();
+  commands.on(headend_add, [o] {
+    auto store = open(*o);
+    auto f = need(headend::HeadendPublicFile::read(o->file));
+    fail_on(store.register_headend(f.headend_id, f.x25519_public));
+    std::printf("headend %u registered\n", f.headend_id);
+    return 0;
+  });
+
+  auto* credit = leaf(ent, "credit", "A credit line for impulse purchases on the STB (sent by EMM with offers for coming events).");
+  stb_id(credit)->required();
+  add_amount(*credit, "--limit", o->limit, "the limit, as 20.00")->required();
+  currency_option(credit);
+  commands.on(credit, [o] {
+    auto store = open(*o);
+    const entitlement::Money limit{o->limit, currency(*o)};
+    fail_on(store.set_credit(o->stb, limit, unix_now()));
+    std::printf("STB %u: credit line %s; EMM queued\n", o->stb, entitlement::format_money(limit).c_str());
+    return 0;
+  });
+
+  auto* tickets = leaf(ent, "tickets", "Lists the PPV tickets sold.");
+  commands.on(tickets, [o] {
+    auto store = open(*o);
+    for (const auto& t : store.tickets()) {
+      std::printf("ticket %llu: event %u, STB %u, card %llu, %s\n", static_cast<unsigned long long>(t.ticket_id), t.event_id, t.stb_id,
+                  static_cast<unsigned long long>(t.card_id), t.status.c_str());
+    }
+    return 0;
+  });
+  auto* ticket = add_group(*ent, "ticket", "one PPV ticket");
+  auto* ticket_revoke = leaf(ticket, "revoke", "Withdraws a PPV ticket (refund, fraud) by EMM; --refund moves the price back to the card.");
+  add_integer<std::uint64_t>(*ticket_revoke, "--ticket", o->ticket, "the ticket id", 1, std::numeric_limits<std::int64_t>::max())->required();
+  ticket_revoke->add_flag("--refund", o->refund, "move the price back to the card");
+  commands.on(ticket_revoke, [o] {
+    auto store = open(*o);
+    fail_on(store.revoke_ticket(o->ticket, o->refund));
+    std::printf("ticket %llu revoked%s; EMM queued\n", static_cast<unsigned long long>(o->ticket), o->refund ? " and refunded" : "");
+    return 0;
+  });
+
+  auto* serve = leaf(ent, "serve",
+                     "The engine as a ZeroMQ service for handsets (docs/protocol.md). Top-ups go to a test acquirer (declines "
+                     "references starting with \"decline\"). Stops on Ctrl-C / SIGTERM.");
+  serve->add_option("--bind", o->bind, "the ZeroMQ endpoint")->type_name("ENDPOINT")->capture_default_str();
+  commands.on(serve, [o] {
+    auto store = open(*o);
+    entitlement::TestAcquirer acquirer;
+    entitlement::EngineService engine(store, acquirer);
+    net::ReplyServer server(o->bind, net::ReplyServer::BatchHandler([&](const auto& requests) { return engine.handle_batch(requests); }));
+    Logger("entitlement").info("serving on ", server.endpoint(), " (test acquirer for top-ups)");
+    install_stop_handlers();
+    server.run(stop_requested());
+    Logger("entitlement").info("stopped after ", server.requests_served(), " requests");
+    return 0;
+  });
 }
 
 }  // namespace usher::cli

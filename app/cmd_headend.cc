@@ -1,6 +1,5 @@
 // usher headend run: scramble a transport stream.
 #include <cstdio>
-#include <sstream>
 
 #include "cli.h"
 #include "usher/core/log.h"
@@ -10,103 +9,67 @@
 namespace usher::cli {
 namespace {
 
-constexpr const char* kUsage = R"(usher headend: the scrambler
+struct HeadendOptions {
+  std::string home;
+  std::uint32_t id = 0;
+  std::string operator_file;
+  std::string in;
+  std::string out;
+  std::string engine;
+  std::string entitlement_home = "usher-data/entitlement";
+  std::vector<std::uint16_t> services;
+  std::uint64_t crypto_period_s = 10;
+  std::uint64_t ecm_interval_ms = 100;
+  std::uint16_t emm_pid = 0x1FF0;
+  std::uint16_t ecm_pid = 0x1FE0;
+  std::uint64_t start_time = 0;
+  std::string cw_file;
+  std::uint64_t bitrate = 10'000'000;
+  std::uint64_t idle_timeout_ms = 0;
+  bool pass_scrambled = false;
+};
 
-  usher headend init --id N --operator ENT_HOME/operator.pub [--home DIR]
-      Makes the headend's key pair (DIR defaults to usher-data/headend); register DIR/headend.pub
-      with `usher entitlement headend add --file DIR/headend.pub`.
-  usher headend run --in SRC --out DST [options]
-      SRC, DST: a file, - (stdin/stdout), or udp://host:port (multicast joined; UDP output is
-      paced by the stream's PCRs).
-    --engine ENDPOINT        take keys, PPV events and EMMs from a running engine (ZeroMQ), with
-                             this headend's identity (--home DIR); keeps scrambling if it goes away
-    --entitlement-home DIR   or read them from the operator's store directly
-                             (default usher-data/entitlement)
-    --services 1,2           service_ids (program_numbers) to scramble (default: all in the PAT)
-    --crypto-period SECONDS  control word lifetime in stream time (default 10)
-    --ecm-interval MS        ECM repetition (default 100)
-    --emm-pid PID --ecm-pid PID   CA PIDs (defaults 0x1FF0, 0x1FE0 downwards; moved if the input
-                             uses them; 0x0000-0x001F, 0x1FFF and the input's PSI PIDs refused)
-    --pass-scrambled         pass packets of a chosen service that arrive already scrambled as
-                             they are (otherwise such an input is refused)
-    --start-time TIME        broadcast time of the first packet, carried in ECMs (default now)
-    --cw-file FILE           test mode: fixed control words (16 hex digits per line: even, odd)
-    --bitrate BPS            rate assumed until PCRs are seen
-    --idle-timeout MS        a UDP input ends after this much silence (default: never)
-)";
-
-}  // namespace
-
-int cmd_headend(const std::vector<std::string>& argv) {
-  std::string sub;
-  std::optional<Args> parsed;
-  if (auto code = start_command(argv, kUsage, sub, parsed, {"pass-scrambled"})) return *code;
-  const Args& a = *parsed;
-  if (sub == "init") {
-    const auto id = a.require_number("id");
-    if (id <= 0 || id > 0x7FFFFFFF) throw UsageError("--id must be from 1 to 2147483647");
-    auto op = entitlement::OperatorPublicFile::read(a.require("operator"));
-    if (!op) throw std::runtime_error(op.error().message);
-    const auto home = a.get("home", "usher-data/headend");
-    auto identity = headend::HeadendIdentity::init(home, static_cast<std::uint32_t>(id), *op);
-    if (!identity) throw std::runtime_error(identity.error().message);
-    std::printf("headend %lld initialised in %s; register it with: usher entitlement headend add --file %s/headend.pub\n",
-                static_cast<long long>(id), home.c_str(), home.c_str());
-    return 0;
-  }
-  if (sub != "run") throw UsageError("unknown subcommand '" + sub + "' (init, run)");
+int run(const HeadendOptions& a, bool start_time_given) {
   Logger log("headend");
   headend::ScramblerConfig config;
-  if (a.has("services")) {
-    std::stringstream ss(a.get("services"));
-    std::string item;
-    while (std::getline(ss, item, ',')) {
-      try {
-        config.services.insert(static_cast<std::uint16_t>(std::stoul(item, nullptr, 0)));
-      } catch (const std::exception&) {
-        throw UsageError("--services expects comma-separated service ids, got '" + a.get("services") + "'");
-      }
-    }
-  }
-  const auto period = a.number("crypto-period", 10);
-  if (period <= 0) throw UsageError("--crypto-period must be positive");
-  config.crypto_period_ms = static_cast<std::uint32_t>(period * 1000);
-  config.ecm_interval_ms = static_cast<std::uint32_t>(a.number("ecm-interval", 100));
-  config.emm_pid = static_cast<std::uint16_t>(a.number("emm-pid", 0x1FF0));
-  config.ecm_pid_base = static_cast<std::uint16_t>(a.number("ecm-pid", 0x1FE0));
-  config.assumed_bitrate = static_cast<std::uint64_t>(a.number("bitrate", 10'000'000));
-  config.pass_scrambled = a.has("pass-scrambled");
-  if (a.has("start-time")) config.start_unix = parse_time(a.get("start-time"));
-  if (a.has("cw-file")) {
-    auto cws = read_cw_file(a.get("cw-file"));
+  config.services.insert(a.services.begin(), a.services.end());
+  config.crypto_period_ms = static_cast<std::uint32_t>(a.crypto_period_s * 1000);
+  config.ecm_interval_ms = static_cast<std::uint32_t>(a.ecm_interval_ms);
+  config.emm_pid = a.emm_pid;
+  config.ecm_pid_base = a.ecm_pid;
+  config.assumed_bitrate = a.bitrate;
+  config.pass_scrambled = a.pass_scrambled;
+  if (start_time_given) config.start_unix = a.start_time;
+  if (!a.cw_file.empty()) {
+    auto cws = read_cw_file(a.cw_file);
     if (!cws) throw std::runtime_error(cws.error().message);
     config.fixed_cws = std::move(cws.value());
-    log.warn("fixed control words from ", a.get("cw-file"), ": test mode, not for broadcast");
+    log.warn("fixed control words from ", a.cw_file, ": test mode, not for broadcast");
   }
   std::optional<entitlement::EntitlementStore> store;
   std::unique_ptr<headend::KeySource> keys;
   headend::EngineKeySource* engine = nullptr;
-  if (a.has("engine")) {
-    auto identity = headend::HeadendIdentity::open(a.get("home", "usher-data/headend"));
+  if (!a.engine.empty()) {
+    auto identity = headend::HeadendIdentity::open(a.home);
     if (!identity) throw std::runtime_error(identity.error().message);
-    auto source = std::make_unique<headend::EngineKeySource>(a.get("engine"), *identity);
+    auto source = std::make_unique<headend::EngineKeySource>(a.engine, *identity);
     if (auto s = source->fetch(); !s) {
-      throw std::runtime_error("cannot get keys from the engine at " + a.get("engine") + ": " + s.error().message);
+      throw std::runtime_error("cannot get keys from the engine at " + a.engine + ": " + s.error().message);
     }
     source->start();
     engine = source.get();
     config.ca_system_id = identity->ca_system_id();
     keys = std::move(source);
   } else {
-    auto opened = entitlement::EntitlementStore::open(a.get("entitlement-home", "usher-data/entitlement"));
+    auto opened = entitlement::EntitlementStore::open(a.entitlement_home);
     if (!opened) throw std::runtime_error(opened.error().message);
     store.emplace(std::move(opened.value()));
     config.ca_system_id = store->ca_system_id();
     keys = std::make_unique<headend::StoreKeySource>(*store);
   }
   // Refusals come before anything is written: the output is created at the first packet out.
-  streams::check_output_is_not_input(a.require("in"), a.require("out"));
-  auto in = streams::open_source(a.require("in"), {std::chrono::milliseconds(a.number("idle-timeout", 0))});
+  streams::check_output_is_not_input(a.in, a.out);
+  auto in = streams::open_source(a.in, {std::chrono::milliseconds(a.idle_timeout_ms)});
   headend::Scrambler scrambler(std::move(config), *keys);
   auto refused = [&] {
     if (scrambler.refusal()) throw std::runtime_error(scrambler.refusal()->message);
@@ -114,7 +77,7 @@ int cmd_headend(const std::vector<std::string>& argv) {
   refused();
   streams::SinkOptions sink_options;
   sink_options.open_on_first_write = true;
-  auto out = streams::open_sink(a.require("out"), sink_options);
+  auto out = streams::open_sink(a.out, sink_options);
   pump(
       *in, *out,
       [&](auto input, auto& output) {
@@ -153,6 +116,64 @@ int cmd_headend(const std::vector<std::string>& argv) {
     return 1;
   }
   return 0;
+}
+
+}  // namespace
+
+void add_headend(CLI::App& root, Commands& commands) {
+  auto o = std::make_shared<HeadendOptions>();
+  auto* headend = add_group(root, "headend", "scramble services with DVB-CSA2 and insert ECMs, EMMs, CA descriptors");
+
+  auto* init = headend->add_subcommand("init",
+                                       "Makes the headend's key pair; register DIR/headend.pub with `usher entitlement "
+                                       "headend add --file DIR/headend.pub`.");
+  add_home(*init, o->home, "usher-data/headend");
+  add_integer<std::uint32_t>(*init, "--id", o->id, "the headend's id", 1, 0x7FFFFFFF)->required();
+  init->add_option("--operator", o->operator_file, "ENT_HOME/operator.pub")->type_name("FILE")->required();
+  commands.on(init, [o] {
+    auto op = entitlement::OperatorPublicFile::read(o->operator_file);
+    if (!op) throw std::runtime_error(op.error().message);
+    auto identity = headend::HeadendIdentity::init(o->home, o->id, *op);
+    if (!identity) throw std::runtime_error(identity.error().message);
+    std::printf("headend %u initialised in %s; register it with: usher entitlement headend add --file %s/headend.pub\n", o->id,
+                o->home.c_str(), o->home.c_str());
+    return 0;
+  });
+
+  auto* run_cmd = headend->add_subcommand(
+      "run", "Scrambles a transport stream. SRC, DST: a file, - (stdin/stdout), or udp://host:port (multicast joined; UDP "
+             "output is paced by the stream's PCRs).");
+  run_cmd->add_option("--in", o->in, "the clear stream")->type_name("SRC")->required();
+  run_cmd->add_option("--out", o->out, "the scrambled stream")->type_name("DST")->required();
+  run_cmd->add_option("--engine", o->engine,
+                      "take keys, PPV events and EMMs from a running engine (ZeroMQ), with this headend's identity "
+                      "(--home DIR); keeps scrambling if it goes away")
+      ->type_name("ENDPOINT");
+  add_home(*run_cmd, o->home, "usher-data/headend");
+  run_cmd->add_option("--entitlement-home", o->entitlement_home, "or read them from the operator's store directly")
+      ->type_name("DIR")
+      ->capture_default_str();
+  add_id_list(*run_cmd, "--services", o->services, "service_ids (program_numbers) to scramble (default: all in the PAT)");
+  auto* period = add_duration(*run_cmd, "--crypto-period", o->crypto_period_s, "control word lifetime in stream time (default 10)");
+  auto* interval = add_duration_ms(*run_cmd, "--ecm-interval", o->ecm_interval_ms, "ECM repetition (default 100ms)");
+  add_integer<std::uint16_t>(*run_cmd, "--emm-pid", o->emm_pid, "EMM PID (default 0x1FF0; moved if the input uses it; the input's PSI PIDs refused)", 0x20, 0x1FFE, true);
+  add_integer<std::uint16_t>(*run_cmd, "--ecm-pid", o->ecm_pid, "first ECM PID, then downwards (default 0x1FE0; moved off PIDs the input uses)", 0x20, 0x1FFE, true);
+  auto* start = add_time(*run_cmd, "--start-time", o->start_time, "broadcast time of the first packet, carried in ECMs (default now)");
+  run_cmd->add_option("--cw-file", o->cw_file, "test mode: fixed control words (16 hex digits per line: even, odd)")->type_name("FILE");
+  add_integer<std::uint64_t>(*run_cmd, "--bitrate", o->bitrate, "rate in bit/s assumed until PCRs are seen", 10'000, 10'000'000'000);
+  run_cmd->add_flag("--pass-scrambled", o->pass_scrambled,
+                    "pass packets of a chosen service that arrive already scrambled as they are (otherwise such an "
+                    "input is refused)");
+  add_duration_ms(*run_cmd, "--idle-timeout", o->idle_timeout_ms, "a UDP input ends after this much silence (default: never)");
+  commands.on(run_cmd, [o, period, interval, start] {
+    if (period->count() > 0 && (o->crypto_period_s == 0 || o->crypto_period_s > 3600)) {
+      throw UsageError("--crypto-period must be from 1 s to 1 h");
+    }
+    if (interval->count() > 0 && (o->ecm_interval_ms < 10 || o->ecm_interval_ms > 60'000)) {
+      throw UsageError("--ecm-interval must be from 10ms to 60s");
+    }
+    return run(*o, start->count() > 0);
+  });
 }
 
 }  // namespace usher::cli

@@ -14,59 +14,43 @@
 namespace usher::cli {
 namespace {
 
-constexpr const char* kUsage = R"(usher stb: a set-top box
+struct StbOptions {
+  std::string home;
+  std::uint32_t id = 0;
+  std::string operator_file;
+  std::string in;
+  std::string out;
+  std::string cw_file;
+  std::uint64_t idle_timeout_ms = 0;
+  std::string pin;
+  std::uint32_t event = 0;
+  bool pay_by_handset = false;
+  std::uint64_t valid = 600;
+  std::string current_pin;
+  std::uint8_t max_age = 0;
+  std::string bind = "tcp://127.0.0.1:7801";
+};
 
-  usher stb init --id N --operator ENT_HOME/operator.pub [--home DIR]
-      Makes the STB's identity and keys; writes DIR/stb.pub for the operator
-      (`usher entitlement device add --stb-file DIR/stb.pub`).
-  usher stb run --in SRC --out DST [--home DIR] [--cw-file FILE] [--idle-timeout MS] [--pin PIN]
-      Descrambles what this STB is entitled to. SRC: file, - or udp://host:port.
-      DST: file, -, udp://host:port, or `play` to watch it through GStreamer.
-      Ends with a JSON line of counters on stderr.
-  usher stb entitlements [--home DIR]
-  usher stb tickets [--home DIR]
-  usher stb buy E [--home DIR]       (or --event E)
-      Impulse purchase with the remote: recorded in the STB's signed viewing history and allowed
-      while the credit line (set by the operator) covers what is not yet settled.
-  usher stb buy --event E --pay-by-handset [--valid 10m] [--home DIR]
-      Shows a request code and a QR code for event E; the viewer's handset pays for it with
-      `usher wallet approve CODE` and the ticket comes to this STB. Codes expire and work once.
-  usher stb history [--home DIR]
-      The viewing history: each purchase, signed and hash-chained; credit used and left, what is
-      not yet collected and when the last relay was. A hotel room STB reports each purchase to
-      the hotel's billing by itself.
-  usher stb parental --pin NEW --max-age 12 [--current-pin OLD] [--home DIR]
-      Events rated above the limit play only after `stb run --pin`.
-  usher stb link [--bind tcp://127.0.0.1:7801] [--home DIR]
-      The local link a handset uses to hand over tickets, collect the history and bring back
-      billing's receipts (Bluetooth or NFC in a product). A hotel room STB serves it on the hotel
-      network for billing's front desk.
-
-  DIR defaults to ./usher-data/stb.
-)";
-
-std::string home(const Args& a) { return a.get("home", "usher-data/stb"); }
-
-int run(const Args& a) {
+int run(const StbOptions& a) {
   Logger log("stb");
   std::optional<stb::SecureElement> se;
   stb::DescramblerConfig config;
-  if (a.has("cw-file")) {
-    auto cws = read_cw_file(a.get("cw-file"));
+  if (!a.cw_file.empty()) {
+    auto cws = read_cw_file(a.cw_file);
     if (!cws) throw std::runtime_error(cws.error().message);
     config.fixed_cws = std::move(cws.value());
-    log.warn("fixed control words from ", a.get("cw-file"), ": test mode");
+    log.warn("fixed control words from ", a.cw_file, ": test mode");
   } else {
-    auto opened = stb::SecureElement::open(home(a));
+    auto opened = stb::SecureElement::open(a.home);
     if (!opened) throw std::runtime_error(opened.error().message);
     se.emplace(std::move(opened.value()));
-    if (a.has("pin")) {
-      if (!se->verify_pin(a.get("pin"))) throw std::runtime_error("wrong PIN: rated events stay locked");
+    if (!a.pin.empty()) {
+      if (!se->verify_pin(a.pin)) throw std::runtime_error("wrong PIN: rated events stay locked");
       config.parental_unlocked = true;
     }
   }
-  auto in = streams::open_source(a.require("in"), {std::chrono::milliseconds(a.number("idle-timeout", 0))});
-  const std::string out_name = a.require("out");
+  auto in = streams::open_source(a.in, {std::chrono::milliseconds(a.idle_timeout_ms)});
+  const std::string& out_name = a.out;
   auto out = out_name == "play" ? stb::open_player() : streams::open_sink(out_name);
   stb::Descrambler d(se ? &*se : nullptr, std::move(config));
   pump(
@@ -104,83 +88,106 @@ int run(const Args& a) {
 
 }  // namespace
 
-int cmd_stb(const std::vector<std::string>& argv) {
-  std::string sub;
-  std::optional<Args> parsed;
-  if (auto code = start_command(argv, kUsage, sub, parsed, {"pay-by-handset"})) return *code;
-  const Args& a = *parsed;
-  if (sub == "init") {
-    const auto id = a.require_number("id");
-    if (id <= 0 || id > 0xFFFFFFFFLL) throw UsageError("--id must be from 1 to 4294967295");
-    auto op = entitlement::OperatorPublicFile::read(a.require("operator"));
+void add_stb(CLI::App& root, Commands& commands) {
+  auto o = std::make_shared<StbOptions>();
+  auto* stb = add_group(root, "stb", "a set-top box: init, descramble what it is entitled to, local link, tickets");
+  stb->footer("DIR defaults to ./usher-data/stb.");
+  auto leaf = [&](const std::string& name, const std::string& description) {
+    auto* app = stb->add_subcommand(name, description);
+    add_home(*app, o->home, "usher-data/stb");
+    return app;
+  };
+  auto open = [](const StbOptions& a) {
+    auto se = stb::SecureElement::open(a.home);
+    if (!se) throw std::runtime_error(se.error().message);
+    return std::move(se.value());
+  };
+
+  auto* init = leaf("init",
+                    "Makes the STB's identity and keys; writes DIR/stb.pub for the operator (`usher entitlement device add "
+                    "--stb-file DIR/stb.pub`).");
+  add_integer<std::uint32_t>(*init, "--id", o->id, "the STB's id", 1, 0xFFFFFFFF)->required();
+  init->add_option("--operator", o->operator_file, "ENT_HOME/operator.pub")->type_name("FILE")->required();
+  commands.on(init, [o] {
+    auto op = entitlement::OperatorPublicFile::read(o->operator_file);
     if (!op) throw std::runtime_error(op.error().message);
-    auto se = stb::SecureElement::init(home(a), static_cast<std::uint32_t>(id), *op);
+    auto se = stb::SecureElement::init(o->home, o->id, *op);
     if (!se) throw std::runtime_error(se.error().message);
-    std::printf("STB %lld initialised in %s; register it with: usher entitlement device add --stb-file %s/stb.pub\n",
-                static_cast<long long>(id), home(a).c_str(), home(a).c_str());
+    std::printf("STB %u initialised in %s; register it with: usher entitlement device add --stb-file %s/stb.pub\n", o->id,
+                o->home.c_str(), o->home.c_str());
     return 0;
-  }
-  if (sub == "run") return run(a);
-  if (sub == "entitlements") {
-    auto se = stb::SecureElement::open(home(a));
-    if (!se) throw std::runtime_error(se.error().message);
-    std::printf("STB %u\n", se->stb_id());
-    for (const auto& e : se->entitlements()) {
+  });
+
+  auto* run_cmd = leaf("run",
+                       "Descrambles what this STB is entitled to. Ends with a JSON line of counters on stderr.");
+  run_cmd->add_option("--in", o->in, "file, - or udp://host:port")->type_name("SRC")->required();
+  run_cmd->add_option("--out", o->out, "file, -, udp://host:port, or `play` to watch it through GStreamer")->type_name("DST")->required();
+  run_cmd->add_option("--cw-file", o->cw_file, "test mode: fixed control words")->type_name("FILE");
+  add_duration_ms(*run_cmd, "--idle-timeout", o->idle_timeout_ms, "a UDP input ends after this much silence");
+  run_cmd->add_option("--pin", o->pin, "the parental PIN: rated events play");
+  commands.on(run_cmd, [o] { return run(*o); });
+
+  auto* entitlements = leaf("entitlements", "The services this STB holds, from the EMMs it took.");
+  commands.on(entitlements, [o, open] {
+    auto se = open(*o);
+    std::printf("STB %u\n", se.stb_id());
+    for (const auto& e : se.entitlements()) {
       std::printf("  service %u: %s .. %s%s (EMM %llu)\n", e.service_id, format_utc(e.not_before).c_str(),
                   format_utc(e.not_after).c_str(), e.revoked ? " revoked" : "", static_cast<unsigned long long>(e.sequence));
     }
     return 0;
-  }
-  if (sub == "buy") {
-    auto se = stb::SecureElement::open(home(a));
-    if (!se) throw std::runtime_error(se.error().message);
-    // `usher stb buy 7` or `usher stb buy --event 7`.
-    std::int64_t event = 0;
-    if (!a.has("event") && a.positional().size() == 1) {
-      try {
-        event = std::stoll(a.positional()[0]);
-      } catch (const std::exception&) {
-        throw UsageError("not an event id: '" + a.positional()[0] + "'");
-      }
-    } else {
-      event = a.require_number("event");
-    }
-    if (event <= 0 || event > 0xFFFF) throw UsageError("--event must be an event id from 1 to 65535");
-    if (!a.has("pay-by-handset")) {
-      auto rec = se->impulse_buy(static_cast<std::uint32_t>(event), unix_now());
+  });
+
+  auto* buy = leaf("buy",
+                   "Impulse purchase of event E with the remote: recorded in the STB's signed viewing history and allowed "
+                   "while the credit line (set by the operator) covers what is not yet settled. With --pay-by-handset: "
+                   "shows a request code and a QR code; the viewer's handset pays with `usher wallet approve CODE` and the "
+                   "ticket comes to this STB. Codes expire and work once.");
+  auto* event_at = add_integer<std::uint32_t>(*buy, "E", o->event, "the event id", 1, 0xFFFF);
+  auto* event_named = add_integer<std::uint32_t>(*buy, "--event", o->event, "the event id (or as the argument E)", 1, 0xFFFF);
+  event_at->excludes(event_named);
+  buy->add_flag("--pay-by-handset", o->pay_by_handset, "pay on the handset instead of the STB's credit");
+  add_duration(*buy, "--valid", o->valid, "how long the request code is valid (default 10m)");
+  commands.on(buy, [o, open, event_at, event_named] {
+    if (event_at->count() + event_named->count() == 0) throw UsageError("which event? usher stb buy E (or --event E)");
+    auto se = open(*o);
+    const auto event = o->event;
+    if (!o->pay_by_handset) {
+      auto rec = se.impulse_buy(event, unix_now());
       if (!rec) throw std::runtime_error(rec.error().message);
-      std::printf("bought event %lld for %s %s (history record %llu)\n", static_cast<long long>(event),
-                  entitlement::format_money(rec->price).c_str(),
+      std::printf("bought event %u for %s %s (history record %llu)\n", event, entitlement::format_money(rec->price).c_str(),
                   rec->payment == entitlement::kPaymentPrepaid ? "from prepaid credit"
                   : rec->stay_id != 0                          ? "on the room's bill"
                                                                : "on this STB's credit",
                   static_cast<unsigned long long>(rec->sequence));
       // A hotel room STB reports at once; if billing is away the purchase goes with the next report.
-      if (const auto billing = se->billing_endpoint(); !billing.empty()) {
-        auto reported = stb::report_to_billing(*se, billing);
+      if (const auto billing = se.billing_endpoint(); !billing.empty()) {
+        auto reported = stb::report_to_billing(se, billing);
         if (reported) std::printf("reported to the hotel's billing: posted to the guest's folio\n");
         else std::printf("not reported yet (%s): it will be with the next report or at check-out\n", reported.error().message.c_str());
       }
       return 0;
     }
-    const auto expires = unix_now() + parse_duration(a.get("valid", "10m"));
-    const auto code = se->request_code(static_cast<std::uint16_t>(event), expires);
-    std::printf("%s\nPay for event %lld on your handset: usher wallet approve %s\n(code valid until %s)\n",
-                stb::render_qr("usher:buy:" + code).c_str(), static_cast<long long>(event), code.c_str(),
-                format_utc(expires).c_str());
+    const auto expires = unix_now() + o->valid;
+    const auto code = se.request_code(static_cast<std::uint16_t>(event), expires);
+    std::printf("%s\nPay for event %u on your handset: usher wallet approve %s\n(code valid until %s)\n",
+                stb::render_qr("usher:buy:" + code).c_str(), event, code.c_str(), format_utc(expires).c_str());
     return 0;
-  }
-  if (sub == "history") {
-    auto se = stb::SecureElement::open(home(a));
-    if (!se) throw std::runtime_error(se.error().message);
-    const auto unsettled = se->history(true);
-    for (const auto& r : se->history()) {
+  });
+
+  auto* history = leaf("history",
+                       "The viewing history: each purchase, signed and hash-chained; credit used and left, what is not yet "
+                       "collected and when the last relay was. A hotel room STB reports each purchase to the hotel's billing by itself.");
+  commands.on(history, [o, open] {
+    auto se = open(*o);
+    const auto unsettled = se.history(true);
+    for (const auto& r : se.history()) {
       const bool open_record = std::any_of(unsettled.begin(), unsettled.end(), [&](const auto& u) { return u.sequence == r.sequence; });
       std::printf("%4llu  %s  event %u on service %u  %s%s%s\n", static_cast<unsigned long long>(r.sequence),
                   format_utc(r.time).c_str(), r.event_id, r.service_id, entitlement::format_money(r.price).c_str(),
                   r.payment == entitlement::kPaymentPrepaid ? "  prepaid" : "", open_record ? "  (not yet settled)" : "");
     }
-    const auto st = se->settlement_status();
+    const auto st = se.settlement_status();
     if (st.hotel_room) {
       std::printf("hotel room: %s\n", st.stay_id == 0 ? "vacant (no purchases)" : ("stay " + std::to_string(st.stay_id)).c_str());
     }
@@ -193,40 +200,44 @@ int cmd_stb(const std::vector<std::string>& argv) {
     std::printf("%llu purchase%s not yet collected, last relay %s\n", static_cast<unsigned long long>(st.unsettled_records),
                 st.unsettled_records == 1 ? "" : "s", st.last_settled == 0 ? "never" : ("on " + format_utc(st.last_settled)).c_str());
     return 0;
-  }
-  if (sub == "parental") {
-    auto se = stb::SecureElement::open(home(a));
-    if (!se) throw std::runtime_error(se.error().message);
-    const auto age = a.require_number("max-age");
-    if (age < 0 || age > 255) throw UsageError("--max-age must be from 0 to 255");
-    if (auto s = se->set_parental(a.require("pin"), static_cast<std::uint8_t>(age), a.get("current-pin")); !s) {
-      throw std::runtime_error(s.error().message);
-    }
-    std::printf("parental limit %lld; rated events above it need the PIN\n", static_cast<long long>(age));
+  });
+
+  auto* parental = leaf("parental", "Events rated above the limit play only after `stb run --pin`.");
+  parental->add_option("--pin", o->pin, "the new PIN")->required();
+  add_integer<std::uint8_t>(*parental, "--max-age", o->max_age, "the age limit", 0, 255)->required();
+  parental->add_option("--current-pin", o->current_pin, "the PIN set before, if any");
+  commands.on(parental, [o, open] {
+    auto se = open(*o);
+    if (auto s = se.set_parental(o->pin, o->max_age, o->current_pin); !s) throw std::runtime_error(s.error().message);
+    std::printf("parental limit %u; rated events above it need the PIN\n", unsigned{o->max_age});
     return 0;
-  }
-  if (sub == "tickets") {
-    auto se = stb::SecureElement::open(home(a));
-    if (!se) throw std::runtime_error(se.error().message);
-    for (const auto& t : se->tickets()) {
+  });
+
+  auto* tickets = leaf("tickets", "The PPV tickets this STB holds.");
+  commands.on(tickets, [o, open] {
+    auto se = open(*o);
+    for (const auto& t : se.tickets()) {
       std::printf("ticket %llu: event %u '%s' %s to %s, %s\n", static_cast<unsigned long long>(t.ticket_id), t.event_id,
                   t.title.c_str(), format_utc(t.valid_from).c_str(), format_utc(t.valid_until).c_str(),
-                  se->ticket_status(t.ticket_id).c_str());
+                  se.ticket_status(t.ticket_id).c_str());
     }
     return 0;
-  }
-  if (sub == "link") {
-    auto se = stb::SecureElement::open(home(a));
-    if (!se) throw std::runtime_error(se.error().message);
+  });
+
+  auto* link = leaf("link",
+                    "The local link a handset uses to hand over tickets, collect the history and bring back billing's "
+                    "receipts (Bluetooth or NFC in a product). A hotel room STB serves it on the hotel network for billing's front desk.");
+  link->add_option("--bind", o->bind, "the ZeroMQ endpoint")->type_name("ENDPOINT")->capture_default_str();
+  commands.on(link, [o, open] {
+    auto se = open(*o);
     Logger log("stb");
-    stb::LocalLink link(*se);
-    net::ReplyServer server(a.get("bind", "tcp://127.0.0.1:7801"), [&](std::span<const std::uint8_t> r) { return link.handle(r); });
-    log.info("STB ", se->stb_id(), " local link on ", server.endpoint());
+    stb::LocalLink local(se);
+    net::ReplyServer server(o->bind, [&](std::span<const std::uint8_t> r) { return local.handle(r); });
+    log.info("STB ", se.stb_id(), " local link on ", server.endpoint());
     install_stop_handlers();
     server.run(stop_requested());
     return 0;
-  }
-  throw UsageError("unknown subcommand '" + sub + "' (init, run, buy, history, entitlements, tickets, link, parental)");
+  });
 }
 
 }  // namespace usher::cli

@@ -9,33 +9,30 @@
 namespace usher::cli {
 namespace {
 
-constexpr const char* kUsage = R"(usher streams: MPEG-TS tools
+struct StreamsOptions {
+  std::string out;
+  int seconds = 10;
+  int width = 640;
+  int height = 360;
+  int fps = 25;
+  int kbps = 1500;
+  std::string in;
+};
 
-  usher streams generate --out FILE [--seconds 10] [--width 640 --height 360 --fps 25 --kbps 1500]
-      Makes a real H.264 + AAC transport stream with GStreamer.
-  usher streams info IN
-      Packets, PIDs, scrambled packets, PAT/PMT/CAT with CA descriptors, EIT present/following,
-      continuity errors.
-      IN is a file, - (stdin) or udp://host:port.
-)";
-
-int generate(const Args& a) {
+int generate(const StreamsOptions& a) {
   streams::GeneratorOptions o;
-  o.seconds = static_cast<int>(a.number("seconds", 10));
-  o.width = static_cast<int>(a.number("width", 640));
-  o.height = static_cast<int>(a.number("height", 360));
-  o.fps = static_cast<int>(a.number("fps", 25));
-  o.video_kbps = static_cast<int>(a.number("kbps", 1500));
-  if (o.seconds <= 0 || o.fps <= 0) throw UsageError("--seconds and --fps must be positive");
-  const std::string out = a.require("out");
-  streams::generate_test_stream(out, o);
-  std::printf("wrote %s: %d s of H.264 %dx%d@%d + AAC\n", out.c_str(), o.seconds, o.width, o.height, o.fps);
+  o.seconds = a.seconds;
+  o.width = a.width;
+  o.height = a.height;
+  o.fps = a.fps;
+  o.video_kbps = a.kbps;
+  streams::generate_test_stream(a.out, o);
+  std::printf("wrote %s: %d s of H.264 %dx%d@%d + AAC\n", a.out.c_str(), o.seconds, o.width, o.height, o.fps);
   return 0;
 }
 
-int info(const Args& a) {
-  if (a.positional().empty()) throw UsageError("which stream? usher streams info FILE");
-  auto src = streams::open_source(a.positional()[0], {std::chrono::milliseconds(2000)});
+int info(const StreamsOptions& a) {
+  auto src = streams::open_source(a.in, {std::chrono::milliseconds(2000)});
   std::vector<streams::TsPacket> packets;
   std::map<std::uint16_t, std::uint64_t> per_pid;
   std::map<std::uint16_t, std::uint64_t> scrambled;
@@ -122,14 +119,23 @@ int info(const Args& a) {
 
 }  // namespace
 
-int cmd_streams(const std::vector<std::string>& argv) {
-  std::string sub;
-  std::optional<Args> parsed;
-  if (auto code = start_command(argv, kUsage, sub, parsed)) return *code;
-  const Args& a = *parsed;
-  if (sub == "generate") return generate(a);
-  if (sub == "info") return info(a);
-  throw UsageError("unknown subcommand '" + sub + "' (generate, info)");
+void add_streams(CLI::App& root, Commands& commands) {
+  auto o = std::make_shared<StreamsOptions>();
+  auto* streams = add_group(root, "streams", "MPEG-TS tools: generate a test stream, show a stream's PSI and CA signalling");
+
+  auto* gen = streams->add_subcommand("generate", "Makes a real H.264 + AAC transport stream with GStreamer.");
+  gen->add_option("--out", o->out, "the file to write")->type_name("FILE")->required();
+  add_integer(*gen, "--seconds", o->seconds, "length", 1, 86400);
+  add_integer(*gen, "--width", o->width, "picture width", 16, 7680);
+  add_integer(*gen, "--height", o->height, "picture height", 16, 4320);
+  add_integer(*gen, "--fps", o->fps, "frames per second", 1, 120);
+  add_integer(*gen, "--kbps", o->kbps, "video bit rate", 50, 100000);
+  commands.on(gen, [o] { return generate(*o); });
+
+  auto* inf = streams->add_subcommand(
+      "info", "Packets, PIDs, scrambled packets, PAT/PMT/CAT with CA descriptors, EIT present/following, continuity errors.");
+  inf->add_option("IN", o->in, "a file, - (stdin) or udp://host:port")->required();
+  commands.on(inf, [o] { return info(*o); });
 }
 
 }  // namespace usher::cli

@@ -148,5 +148,10 @@ int main(int argc, char** argv) {
     pms.append(f.begin(), f.end());
   }
   write(root / "fuzz_pms", "session", {reinterpret_cast<const std::uint8_t*>(pms.data()), pms.size()});
+  int n = 0;
+  for (const std::string text : {"010", "70001", "0x1FF0", "-12", "90m", "3d", "500ms", "now+2h", "now-90m", "2026-12-01T20:00:00Z",
+                                 "999999999999999", "--hoem"}) {
+    write(root / "fuzz_cli", "value" + std::to_string(n++), {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()});
+  }
   return 0;
 }

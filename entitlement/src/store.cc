@@ -408,6 +408,11 @@ Result<Key256> EntitlementStore::emm_key_for(std::uint32_t stb_id) {
 Status EntitlementStore::grant(std::uint32_t stb_id, std::uint16_t service_id, std::uint64_t not_before,
                                std::uint64_t not_after) {
   if (not_after <= not_before) return make_error(Errc::invalid_argument, "a grant must end after it starts");
+  // Times are stored as SQLite's signed 64-bit integers and carried in EMMs: a later end would
+  // come back negative (issue 8: `--days 999999999999999` queued an EMM with a negative expiry).
+  if (not_after > kLatestGrantEnd) {
+    return make_error(Errc::invalid_argument, "a grant cannot end after 9999-12-31 (got unix time " + std::to_string(not_after) + ")");
+  }
   auto key = service_key(service_id);
   if (!key) return key.error();
   sql::Transaction tx(db_);

@@ -44,18 +44,34 @@ struct UdpAddress {
   bool multicast = false;
 };
 
+// udp://HOST:PORT and nothing else: HOST an IPv4 address or a name (0.0.0.0 to listen on every
+// interface), PORT decimal from 1 to 65535. No parameters are defined, so "?ttl=4" or a path is a
+// mistake to report, not something to ignore.
 std::optional<UdpAddress> parse_udp(const std::string& locator) {
   const std::string prefix = "udp://";
   if (locator.rfind(prefix, 0) != 0) return std::nullopt;
   const std::string rest = locator.substr(prefix.size());
+  auto refuse = [&](const std::string& why) -> std::runtime_error {
+    return std::runtime_error("bad UDP locator '" + locator + "': " + why + " (use udp://HOST:PORT, e.g. udp://239.1.1.1:1234)");
+  };
+  if (const auto extra = rest.find_first_of("?/#@"); extra != std::string::npos) {
+    throw refuse("unexpected '" + rest.substr(extra) + "' (no parameters are supported)");
+  }
   const auto colon = rest.rfind(':');
-  if (colon == std::string::npos) throw std::runtime_error("UDP locator needs host:port: " + locator);
-  std::string host = rest.substr(0, colon);
+  if (colon == std::string::npos) throw refuse("no port");
+  const std::string host = rest.substr(0, colon);
   const std::string port = rest.substr(colon + 1);
-  if (host.empty()) host = "0.0.0.0";
+  if (host.empty()) throw refuse("no host");
+  if (host.find(':') != std::string::npos) throw refuse("IPv6 is not supported");
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) {
+    throw refuse("the port must be a decimal number");
+  }
+  const long port_number = std::stol(port);
+  if (port_number < 1 || port_number > 65535) throw refuse("port " + port + " is out of range (1 to 65535)");
   addrinfo hints{};
   hints.ai_family = AF_INET;
   hints.ai_socktype = SOCK_DGRAM;
+  hints.ai_flags = AI_NUMERICSERV;
   addrinfo* res = nullptr;
   if (getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0 || res == nullptr) {
     throw std::runtime_error("cannot resolve UDP address " + locator);

@@ -109,5 +109,26 @@ TEST(EntitlementStore, PackageGrantsAndRevokesEachOfItsServices) {
   EXPECT_EQ(store.grant_package(7, 99, 0, 10).error().code, Errc::not_found);
 }
 
+// Issue 8: `grant --days 999999999999999` queued an EMM whose expiry came back negative. The store
+// refuses an end its signed 64-bit columns and EMMs cannot carry, and queues nothing.
+TEST(EntitlementStore, GrantEndingAfterTheLatestTimeIsRefusedAndQueuesNothing) {
+  testing::TempDir dir;
+  auto store = EntitlementStore::create(dir.path(), kDefaultCaSystemId).value();
+  ASSERT_TRUE(store.add_service(1, "svc").ok());
+  ASSERT_TRUE(store.add_package(10, "Both", {1}).ok());
+  StbKeys k;
+  ASSERT_TRUE(store.register_stb({7, k.x.public_key, k.ed.public_key}).ok());
+  const std::uint64_t overflowing = 1'000'000 + 999'999'999'999'999ULL * 86'400;
+  for (const std::uint64_t not_after : {kLatestGrantEnd + 1, overflowing, std::uint64_t{1} << 63}) {
+    EXPECT_EQ(store.grant(7, 1, 1'000'000, not_after).error().code, Errc::invalid_argument) << not_after;
+    EXPECT_EQ(store.grant_package(7, 10, 1'000'000, not_after).error().code, Errc::invalid_argument) << not_after;
+  }
+  EXPECT_TRUE(store.grants().empty());
+  EXPECT_TRUE(store.emm_sections(1'000'000).empty());
+  ASSERT_TRUE(store.grant(7, 1, 1'000'000, kLatestGrantEnd).ok());
+  ASSERT_EQ(store.grants().size(), 1u);
+  EXPECT_EQ(store.grants()[0].not_after, kLatestGrantEnd);
+}
+
 }  // namespace
 }  // namespace usher::entitlement

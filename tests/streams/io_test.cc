@@ -92,5 +92,33 @@ TEST(Io, BadUdpLocatorIsExplained) {
   EXPECT_THROW(open_sink("udp://127.0.0.1"), std::runtime_error);
 }
 
+// Issue 8: udp://...:99999 was accepted (the port went to getaddrinfo, which wrapped it). Each of
+// these is refused before any socket is opened, and the message says what is wrong.
+TEST(Io, UdpLocatorsAreStrict) {
+  struct Row {
+    const char* locator;
+    const char* says;
+  };
+  for (const Row& row : {Row{"udp://127.0.0.1:99999", "out of range"}, Row{"udp://127.0.0.1:65536", "out of range"},
+                         Row{"udp://127.0.0.1:0", "out of range"}, Row{"udp://127.0.0.1:", "decimal"},
+                         Row{"udp://127.0.0.1:12a4", "decimal"}, Row{"udp://127.0.0.1:0x10", "decimal"},
+                         Row{"udp://127.0.0.1:-5", "decimal"}, Row{"udp://:5000", "no host"},
+                         Row{"udp://239.1.1.1:5000?ttl=4", "no parameters"}, Row{"udp://239.1.1.1:5000/x", "no parameters"},
+                         Row{"udp://127.0.0.1", "no port"}}) {
+    for (const bool as_source : {true, false}) {
+      try {
+        if (as_source) (void)open_source(row.locator, {std::chrono::milliseconds(10)});
+        else (void)open_sink(row.locator, {false});
+        ADD_FAILURE() << row.locator << " was accepted";
+      } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find(row.says), std::string::npos) << row.locator << ": " << e.what();
+      }
+    }
+  }
+  // The edges of the range are fine.
+  EXPECT_NO_THROW((void)open_sink("udp://127.0.0.1:65535", {false}));
+  EXPECT_NO_THROW((void)open_sink("udp://127.0.0.1:1", {false}));
+}
+
 }  // namespace
 }  // namespace usher::streams

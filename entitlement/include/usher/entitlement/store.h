@@ -131,6 +131,9 @@ class TestAcquirer final : public FundingSource {
   Result<std::string> charge(const Money& amount, const std::string& funding_reference) override;
 };
 
+// The latest end a grant may have: 9999-12-31T23:59:59Z. Stored and carried as a signed 64-bit time.
+inline constexpr std::uint64_t kLatestGrantEnd = 253402300799;
+
 class EntitlementStore {
  public:
   static constexpr const char* kDatabaseName = "entitlement.db";
@@ -160,6 +163,7 @@ class EntitlementStore {
   [[nodiscard]] bool has_stb(std::uint32_t stb_id);
 
   // Grants a service to an STB for [not_before, not_after] and queues the EMM that carries it.
+  // not_after is at most kLatestGrantEnd.
   Status grant(std::uint32_t stb_id, std::uint16_t service_id, std::uint64_t not_before, std::uint64_t not_after);
   Status revoke(std::uint32_t stb_id, std::uint16_t service_id);
   std::vector<GrantInfo> grants();
