@@ -207,7 +207,8 @@ int cmd_billing(const std::vector<std::string>& argv) {
     if (const auto n = store.recover(unix_now()); n > 0) log.info("finished ", n, " settlements a stop left half done");
     billing::BillingService service(store);
     net::ReplyServer server(a.get("bind", "tcp://127.0.0.1:7720"),
-                            net::ReplyServer::BatchHandler([&](const auto& requests) { return service.handle_batch(requests); }));
+                            net::ReplyServer::BatchHandler([&](const auto& requests) { return service.handle_batch(requests); }),
+                            billing::kBillingServerLimits);
     log.info("serving on ", server.endpoint());
     install_stop_handlers();
     const auto report_to = a.get("report-to", server.endpoint());

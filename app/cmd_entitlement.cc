@@ -233,7 +233,8 @@ int cmd_entitlement(const std::vector<std::string>& argv) {
     entitlement::TestAcquirer acquirer;
     entitlement::EngineService service(store, acquirer);
     net::ReplyServer server(a.get("bind", "tcp://127.0.0.1:7700"),
-                            net::ReplyServer::BatchHandler([&](const auto& requests) { return service.handle_batch(requests); }));
+                            net::ReplyServer::BatchHandler([&](const auto& requests) { return service.handle_batch(requests); }),
+                            entitlement::kEngineServerLimits);
     Logger("entitlement").info("serving on ", server.endpoint(), " (test acquirer for top-ups)");
     install_stop_handlers();
     server.run(stop_requested());

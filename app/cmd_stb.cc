@@ -219,7 +219,8 @@ int cmd_stb(const std::vector<std::string>& argv) {
     if (!se) throw std::runtime_error(se.error().message);
     Logger log("stb");
     stb::LocalLink link(*se);
-    net::ReplyServer server(a.get("bind", "tcp://127.0.0.1:7801"), [&](std::span<const std::uint8_t> r) { return link.handle(r); });
+    net::ReplyServer server(a.get("bind", "tcp://127.0.0.1:7801"), [&](std::span<const std::uint8_t> r) { return link.handle(r); },
+                            entitlement::kLinkServerLimits);
     log.info("STB ", se->stb_id(), " local link on ", server.endpoint());
     install_stop_handlers();
     server.run(stop_requested());

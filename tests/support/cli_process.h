@@ -98,6 +98,7 @@ class Background {
     exit_ = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     return exit_;
   }
+  [[nodiscard]] pid_t pid() const { return pid_; }
   // True while it runs (reaps it when it has ended; wait() then returns -1).
   bool running() {
     if (pid_ <= 0) return false;

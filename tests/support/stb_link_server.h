@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "usher/core/zmq.h"
+#include "usher/entitlement/protocol.h"
 #include "usher/stb/local_link.h"
 
 namespace usher::testing {
@@ -15,7 +16,7 @@ class StbLinkServer {
  public:
   explicit StbLinkServer(const std::string& stb_home, const std::string& bind = "tcp://127.0.0.1:*")
       : se_(stb::SecureElement::open(stb_home).value()), link_(se_),
-        server_(bind, [this](std::span<const std::uint8_t> r) { return link_.handle(r); }),
+        server_(bind, [this](std::span<const std::uint8_t> r) { return link_.handle(r); }, entitlement::kLinkServerLimits),
         thread_([this] { server_.run(stop_); }) {}
   ~StbLinkServer() {
     stop_ = true;

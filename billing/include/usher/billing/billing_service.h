@@ -13,8 +13,13 @@
 
 #include "usher/billing/billing_store.h"
 #include "usher/core/log.h"
+#include "usher/core/zmq.h"
 
 namespace usher::billing {
+
+// What billing accepts per request: its largest is a sealed history (a u16 count of ~160-byte
+// records, so at most about 10.3 MB). Few wait per connection, each being that large.
+inline constexpr net::ServerLimits kBillingServerLimits{12 * 1024 * 1024, 4};
 
 class BillingService {
  public:

@@ -17,6 +17,13 @@
 namespace usher::entitlement {
 
 inline constexpr std::uint8_t kProtocolVersion = 1;
+
+// What each service accepts per request (docs/protocol.md, "Limits"). The engine's largest request
+// is a relay of delivery acks (98 bytes each: 2,600 fit); the local link's is an EMM section (at
+// most 4 KiB). Billing's is in billing_service.h. A larger frame is refused by ZeroMQ before
+// anything is allocated for it.
+inline constexpr net::ServerLimits kEngineServerLimits{256 * 1024, 64};
+inline constexpr net::ServerLimits kLinkServerLimits{64 * 1024, 16};
 using RequestId = std::array<std::uint8_t, 16>;
 RequestId new_request_id();
 
