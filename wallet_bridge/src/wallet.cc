@@ -15,14 +15,20 @@ Result<std::vector<std::uint8_t>> EngineClient::call(MessageType type, std::span
   return entitlement::call_framed(client_, static_cast<std::uint8_t>(type), body);
 }
 
+Result<std::vector<std::uint8_t>> EngineClient::call(MessageType type, std::span<const std::uint8_t> body,
+                                                     const entitlement::RequestSigner& signer) {
+  return entitlement::call_signed(client_, static_cast<std::uint8_t>(type), body, signer);
+}
+
 Result<std::vector<entitlement::EventInfo>> EngineClient::events() {
   auto body = call(MessageType::list_events, {});
   if (!body) return body.error();
   return entitlement::decode_events(*body);
 }
 
-Result<entitlement::PrepaidCardCertificate> EngineClient::register_handset(const entitlement::RegisterHandsetRequest& r) {
-  auto body = call(MessageType::register_handset, entitlement::encode(r));
+Result<entitlement::PrepaidCardCertificate> EngineClient::register_handset(const entitlement::RegisterHandsetRequest& r,
+                                                                                     const Secret<32>& handset_private) {
+  auto body = call(MessageType::register_handset, entitlement::encode(r), {0, &handset_private});
   if (!body) return body.error();
   auto reply = entitlement::decode_register_handset_reply(*body);
   if (!reply) return reply.error();
@@ -30,18 +36,18 @@ Result<entitlement::PrepaidCardCertificate> EngineClient::register_handset(const
   return reply->certificate;
 }
 
-Result<entitlement::Money> EngineClient::top_up(const entitlement::TopUpRequest& r) {
-  auto body = call(MessageType::top_up, entitlement::encode(r));
+Result<entitlement::Money> EngineClient::top_up(const entitlement::TopUpRequest& r, const entitlement::RequestSigner& signer) {
+  auto body = call(MessageType::top_up, entitlement::encode(r), signer);
   if (!body) return body.error();
   auto card = entitlement::decode_card(*body);
   if (!card) return card.error();
   return card->second;
 }
 
-Result<entitlement::Money> EngineClient::balance(std::uint64_t card_id) {
-  std::vector<std::uint8_t> b(8);
-  for (int i = 0; i < 8; ++i) b[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(card_id >> (56 - 8 * i));
-  auto body = call(MessageType::balance, b);
+Result<entitlement::Money> EngineClient::balance(const entitlement::RequestSigner& signer) {
+  ByteWriter b;
+  b.u64(signer.card_id);
+  auto body = call(MessageType::balance, b.data(), signer);
   if (!body) return body.error();
   auto card = entitlement::decode_card(*body);
   if (!card) return card.error();
@@ -62,8 +68,9 @@ Result<std::vector<std::uint64_t>> EngineClient::delivery_acks(const std::vector
   return entitlement::decode_ids(*body);
 }
 
-Result<std::vector<std::optional<std::uint64_t>>> EngineClient::delivered(const std::vector<std::uint64_t>& ids) {
-  auto body = call(MessageType::ticket_status, entitlement::encode_ids(ids));
+Result<std::vector<std::optional<std::uint64_t>>> EngineClient::delivered(const std::vector<std::uint64_t>& ids,
+                                                                          const entitlement::RequestSigner& signer) {
+  auto body = call(MessageType::ticket_status, entitlement::encode_ids(ids), signer);
   if (!body) return body.error();
   ByteReader r(*body);
   std::uint16_t n = 0;
@@ -78,11 +85,11 @@ Result<std::vector<std::optional<std::uint64_t>>> EngineClient::delivered(const 
   return out;
 }
 
-Result<std::vector<std::uint32_t>> EngineClient::account_stbs(const std::string& account) {
+Result<std::vector<std::uint32_t>> EngineClient::account_stbs(const std::string& account, const entitlement::RequestSigner& signer) {
   ByteWriter w;
   w.u16(static_cast<std::uint16_t>(account.size()));
   w.bytes({reinterpret_cast<const std::uint8_t*>(account.data()), account.size()});
-  auto body = call(MessageType::account_stbs, w.data());
+  auto body = call(MessageType::account_stbs, w.data(), signer);
   if (!body) return body.error();
   ByteReader r(*body);
   std::uint16_t n = 0;
@@ -169,7 +176,7 @@ Result<Wallet> Wallet::init(const std::string& home, const std::string& account,
   if (fs::exists(path)) return make_error(Errc::already_exists, "a wallet already exists in " + home);
   auto keys = crypto::Ed25519KeyPair::generate();
   EngineClient client(engine);
-  auto card = client.register_handset({keys.public_key, account, currency});
+  auto card = client.register_handset({keys.public_key, account, currency}, keys.private_key);
   if (!card) return make_error(card.error().code, "registering with the engine at " + engine + ": " + card.error().message);
   if (!card->verify(op.ed25519_public) || card->holder_public != keys.public_key || card->currency != currency) {
     return make_error(Errc::auth_failed, "the engine's card certificate does not verify against the operator's key");
@@ -222,10 +229,19 @@ Secret<32> Wallet::handset_private() {
   return st.column_key(0);
 }
 
-Result<entitlement::Money> Wallet::balance() { return client_->balance(card_id_); }
+Result<entitlement::Money> Wallet::balance() {
+  const auto key = handset_private();
+  return client_->balance({card_id_, &key});
+}
 
 Result<entitlement::Money> Wallet::top_up(std::int64_t amount_minor, const std::string& reference) {
-  return client_->top_up({card_id_, amount_minor, reference});
+  const auto key = handset_private();
+  return client_->top_up({card_id_, amount_minor, reference}, {card_id_, &key});
+}
+
+Result<std::vector<std::uint32_t>> Wallet::account_stbs(const std::string& account) {
+  const auto key = handset_private();
+  return client_->account_stbs(account, {card_id_, &key});
 }
 
 Result<std::vector<entitlement::EventInfo>> Wallet::events() { return client_->events(); }
@@ -328,7 +344,8 @@ Status Wallet::deliver(std::uint64_t ticket_id, const std::string& link_endpoint
 Result<std::vector<std::pair<std::uint64_t, std::uint64_t>>> Wallet::confirmed_deliveries() {
   std::vector<std::uint64_t> ids;
   for (const auto& t : tickets()) ids.push_back(t.ticket.ticket_id);
-  auto states = client_->delivered(ids);
+  const auto key = handset_private();
+  auto states = client_->delivered(ids, {card_id_, &key});
   if (!states) return states.error();
   std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
   for (std::size_t i = 0; i < ids.size(); ++i) {

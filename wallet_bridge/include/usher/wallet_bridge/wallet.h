@@ -21,32 +21,38 @@
 #include "usher/core/zmq.h"
 #include "usher/entitlement/assets.h"
 #include "usher/entitlement/protocol.h"
+#include "usher/entitlement/request_auth.h"
 #include "usher/entitlement/request_code.h"
 #include "usher/entitlement/settlement.h"
 #include "usher/entitlement/store.h"
 
 namespace usher::wallet {
 
-// Typed calls to the engine. Each call has a fresh request id that its retries reuse.
+// Typed calls to the engine. Each call has a fresh request id that its retries reuse. Calls about a
+// card, its account or its tickets are signed by the card's handset (request_auth.h).
 class EngineClient {
  public:
   explicit EngineClient(const std::string& endpoint, net::ClientOptions options = {});
   Result<std::vector<entitlement::EventInfo>> events();
-  // The new card's id and its certificate, signed by the engine.
-  Result<entitlement::PrepaidCardCertificate> register_handset(const entitlement::RegisterHandsetRequest& r);
-  Result<entitlement::Money> top_up(const entitlement::TopUpRequest& r);
-  Result<entitlement::Money> balance(std::uint64_t card_id);
+  // The new card's id and its certificate, signed by the engine. Signed by the key registered.
+  Result<entitlement::PrepaidCardCertificate> register_handset(const entitlement::RegisterHandsetRequest& r,
+                                                               const Secret<32>& handset_private);
+  Result<entitlement::Money> top_up(const entitlement::TopUpRequest& r, const entitlement::RequestSigner& signer);
+  Result<entitlement::Money> balance(const entitlement::RequestSigner& signer);
   Result<entitlement::BuyTicketReply> buy_ticket(const entitlement::BuyTicketRequest& r);
   Result<entitlement::BuyTicketReply> buy_by_code(const entitlement::BuyByCodeRequest& r);
   Result<std::vector<std::uint64_t>> delivery_acks(const std::vector<entitlement::DeliveryAck>& acks);
   // Per ticket: confirmed delivery time (0 = not yet), or nullopt when the engine does not know it.
-  Result<std::vector<std::optional<std::uint64_t>>> delivered(const std::vector<std::uint64_t>& ticket_ids);
-  Result<std::vector<std::uint32_t>> account_stbs(const std::string& account);
+  Result<std::vector<std::optional<std::uint64_t>>> delivered(const std::vector<std::uint64_t>& ticket_ids,
+                                                              const entitlement::RequestSigner& signer);
+  Result<std::vector<std::uint32_t>> account_stbs(const std::string& account, const entitlement::RequestSigner& signer);
   Result<entitlement::BuyTicketReply> buy_pass(const entitlement::BuyPassRequest& r);
   Result<entitlement::Money> pass_price(std::uint16_t service_id);
 
  private:
   Result<std::vector<std::uint8_t>> call(entitlement::MessageType type, std::span<const std::uint8_t> body);
+  Result<std::vector<std::uint8_t>> call(entitlement::MessageType type, std::span<const std::uint8_t> body,
+                                         const entitlement::RequestSigner& signer);
   net::RequestClient client_;
 };
 
@@ -136,7 +142,7 @@ class Wallet {
   std::vector<StoredReceipt> receipts();
 
   // The STBs of an account (for a gift to a friend by account).
-  Result<std::vector<std::uint32_t>> account_stbs(const std::string& account) { return client_->account_stbs(account); }
+  Result<std::vector<std::uint32_t>> account_stbs(const std::string& account);
 
  private:
   Wallet(sql::Database db, std::string engine, std::uint64_t card_id, std::string account,
