@@ -218,10 +218,13 @@ int cmd_stb(const std::vector<std::string>& argv) {
     auto se = stb::SecureElement::open(home(a));
     if (!se) throw std::runtime_error(se.error().message);
     Logger log("stb");
-    stb::LocalLink link(*se);
+    stb::LocalLink link(*se, home(a));
     net::ReplyServer server(a.get("bind", "tcp://127.0.0.1:7801"), [&](std::span<const std::uint8_t> r) { return link.handle(r); },
                             entitlement::kLinkServerLimits);
     log.info("STB ", se->stb_id(), " local link on ", server.endpoint());
+    std::printf("pairing code %s (usher wallet pair --link %s --code %s; also in %s/pairing-code)\n", link.pairing_code().c_str(),
+                server.endpoint().c_str(), link.pairing_code().c_str(), home(a).c_str());
+    std::fflush(stdout);
     install_stop_handlers();
     server.run(stop_requested());
     return 0;

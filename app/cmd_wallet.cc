@@ -26,6 +26,9 @@ constexpr const char* kUsage = R"(usher wallet: a viewer's handset
   usher wallet gift --event E (--stb S | --to-account NAME) [--link ENDPOINT] [--deliver-at TIME] [--home DIR]
       The same for a friend's STB, by its id or the friend's account. The friend's handset
       relays the STB's signed acknowledgement (relay-acks); `tickets` then shows it delivered.
+  usher wallet pair --link ENDPOINT --code CODE [--home DIR]
+      Pairs this handset with the STB at ENDPOINT using the code it shows (`usher stb link` prints
+      it). Once paired, relay-acks, relay and prepay can use its link.
   usher wallet relay-acks --link ENDPOINT [--home DIR]
       Collects the delivery acknowledgements of your STB and passes them to the engine.
   usher wallet approve CODE [--yes] [--link ENDPOINT] [--home DIR]
@@ -36,8 +39,8 @@ constexpr const char* kUsage = R"(usher wallet: a viewer's handset
       F4: collects STB S's unsettled impulse purchases (sealed: the handset cannot read them),
       relays them to billing, pays what billing asks with your prepaid card, and gives the signed
       receipt back to the STB, which frees its credit. Run it again after any failure: billing
-      charges once and hands back the same receipt. The STB's local link (`usher stb link`) is
-      remembered from the first --link given for S; --link alone relays whatever STB is there.
+      charges once and hands back the same receipt. The STB's local link is the one paired
+      (`usher wallet pair`); --link alone relays the paired STB there.
   usher wallet prepay --stb S --amount 20.00 [--link ENDPOINT] [--billing ENDPOINT] [--home DIR]
       Prepayment: buys credit for STB S ahead of its purchases; loaded into S over its link (or at
       your next relay).
@@ -208,6 +211,11 @@ int cmd_wallet(const std::vector<std::string>& argv) {
                   static_cast<unsigned long long>(rc.last_sequence), entitlement::format_money(rc.amount).c_str(),
                   format_utc(rc.issued).c_str(), r.delivered ? ", given to the STB" : ", not yet given to the STB");
     }
+    return 0;
+  }
+  if (sub == "pair") {
+    const auto stb = need(w.pair(a.require("link"), a.require("code")));
+    std::printf("paired with STB %u at %s\n", stb, a.get("link").c_str());
     return 0;
   }
   if (sub == "relay-acks") {

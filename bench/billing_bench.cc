@@ -147,7 +147,7 @@ void BM_RelayRoundTrip(benchmark::State& state) {
   net::ReplyServer billing_server("tcp://127.0.0.1:*", net::ReplyServer::BatchHandler([&](const auto& r) { return service.handle_batch(r); }));
   // The link serves its own connection to the STB's files, as `usher stb link` does.
   auto link_se = stb::SecureElement::open(books.world.stb_home(1001)).value();
-  stb::LocalLink link(link_se);
+  stb::LocalLink link(link_se, books.world.stb_home(1001));
   net::ReplyServer link_server("tcp://127.0.0.1:*", [&](std::span<const std::uint8_t> r) { return link.handle(r); });
   entitlement::TestAcquirer acquirer;
   entitlement::EngineService engine(books.world.store(), acquirer);
@@ -159,6 +159,8 @@ void BM_RelayRoundTrip(benchmark::State& state) {
   auto op = entitlement::OperatorPublicFile::read(books.world.dir().file("operator/operator.pub")).value();
   auto w = wallet::Wallet::init(books.world.dir().file("wallet"), "bench", kEur, engine_server.endpoint(), op).value();
   (void)w.top_up(100'000, "visa");
+  const std::string code = link.pairing_code();  // a copy: the link shows a new one once paired
+  (void)w.pair(link_server.endpoint(), code);
   std::uint32_t event = 100;
   for (auto _ : state) {
     state.PauseTiming();

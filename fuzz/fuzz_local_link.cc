@@ -19,7 +19,7 @@ usher::stb::LocalLink& link() {
     op.ed25519_public = usher::crypto::Ed25519KeyPair::generate().public_key;
     auto se = usher::stb::SecureElement::init(dir + "/stb", 1001, op);
     if (!se) std::abort();
-    return new usher::stb::LocalLink(*new usher::stb::SecureElement(std::move(se.value())));
+    return new usher::stb::LocalLink(*new usher::stb::SecureElement(std::move(se.value())), dir + "/stb");
   }();
   return *l;
 }

@@ -253,6 +253,12 @@ TEST_F(CliWorld, PayPerViewBoughtOnTheHandsetForOwnStbAndAsAGift) {
   EXPECT_EQ(must("wallet tickets" + w).find("delivery confirmed by STB 1002"), std::string::npos);
   const std::string bob = " --home " + dir.file("wallet-bob");
   must("wallet init" + bob + " --account bob --currency EUR --engine " + engine + " --operator " + ent() + "/operator.pub");
+  // Only a paired handset collects the acks (and says they were relayed): bob pairs with the code
+  // his STB shows.
+  auto unpaired = run(usher("wallet relay-acks" + bob + " --link " + link1002));
+  EXPECT_NE(unpaired.status, 0);
+  EXPECT_NE(unpaired.output.find("not paired"), std::string::npos) << unpaired.output;
+  must("wallet pair" + bob + " --link " + link1002 + " --code " + testing::pairing_code(dir.file("stb-1002")));
   EXPECT_NE(must("wallet relay-acks" + bob + " --link " + link1002).find("relayed 1 delivery"), std::string::npos);
   EXPECT_NE(must("wallet relay-acks" + bob + " --link " + link1002).find("relayed 0 delivery"), std::string::npos);
   EXPECT_NE(must("wallet tickets" + w).find("delivery confirmed by STB 1002"), std::string::npos);

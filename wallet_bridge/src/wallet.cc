@@ -355,9 +355,12 @@ Result<std::vector<std::pair<std::uint64_t, std::uint64_t>>> Wallet::confirmed_d
 }
 
 Result<std::size_t> Wallet::relay_acks(const std::string& link_endpoint) {
+  const auto key = handset_private();
+  auto signer = link_signer(link_endpoint, key);
+  if (!signer) return signer.error();
   net::RequestClient link(link_endpoint, kLinkOptions);
   auto link_call = [&](entitlement::LinkMessage type, std::span<const std::uint8_t> body) {
-    return entitlement::call_framed(link, static_cast<std::uint8_t>(type), body);
+    return entitlement::call_link_signed(link, type, body, *signer);
   };
   auto body = link_call(entitlement::LinkMessage::collect_acks, {});
   if (!body) return body.error();
@@ -438,7 +441,9 @@ Result<entitlement::Receipt> Wallet::pay_quote(BillingClient& billing, const ent
   return rc;
 }
 
-Result<std::uint64_t> Wallet::deliver_receipts(net::RequestClient& link, std::uint32_t stb_id, std::vector<entitlement::Receipt>& delivered) {
+Result<std::uint64_t> Wallet::deliver_receipts(net::RequestClient& link, const entitlement::LinkSigner& signer,
+                                               std::vector<entitlement::Receipt>& delivered) {
+  const auto stb_id = signer.stb_id;
   std::vector<std::pair<std::uint64_t, std::vector<std::uint8_t>>> pending;
   {
     auto st = db_.prepare("SELECT receipt_id, receipt FROM receipts WHERE stb_id = ? AND delivered = 0 ORDER BY receipt_id");
@@ -447,7 +452,7 @@ Result<std::uint64_t> Wallet::deliver_receipts(net::RequestClient& link, std::ui
   }
   std::uint64_t settled = 0;
   for (const auto& [id, bytes] : pending) {
-    auto body = entitlement::call_framed(link, static_cast<std::uint8_t>(entitlement::LinkMessage::apply_receipt), bytes);
+    auto body = entitlement::call_link_signed(link, entitlement::LinkMessage::apply_receipt, bytes, signer);
     if (!body && body.error().code != Errc::replayed) return body.error();
     if (body) {
       ByteReader r(*body);
@@ -461,6 +466,41 @@ Result<std::uint64_t> Wallet::deliver_receipts(net::RequestClient& link, std::ui
     up.run();
   }
   return settled;
+}
+
+Result<std::uint32_t> Wallet::pair(const std::string& link_endpoint, const std::string& code) {
+  entitlement::PairRequest q;
+  {
+    auto st = db_.prepare("SELECT ed25519_public FROM identity WHERE id = 1");
+    if (!st.step()) return make_error(Errc::storage, "wallet has no identity");
+    q.handset_public = blob32(st.column_blob(0));
+  }
+  crypto::random_bytes(q.nonce);
+  q.tag = entitlement::pairing_tag(code, q.nonce, q.handset_public);
+  net::RequestClient link(link_endpoint, kLinkOptions);
+  auto body = entitlement::call_framed(link, static_cast<std::uint8_t>(entitlement::LinkMessage::pair), entitlement::encode(q));
+  if (!body) return make_error(body.error().code, "pairing with the STB at " + link_endpoint + ": " + body.error().message);
+  ByteReader r(*body);
+  std::uint32_t stb_id = 0;
+  entitlement::PairingTag proof{};
+  r.u32(stb_id);
+  r.bytes(proof);
+  if (r.failed() || r.remaining() != 0) return make_error(Errc::malformed, "pair reply: wrong length");
+  if (!constant_time_equal(proof, entitlement::pairing_proof(code, q.nonce, q.handset_public, stb_id))) {
+    return make_error(Errc::auth_failed, "the device at " + link_endpoint + " does not know that code: not the STB showing it");
+  }
+  if (auto kept = remember_link(stb_id, link_endpoint); !kept) return kept.error();
+  return stb_id;
+}
+
+Result<entitlement::LinkSigner> Wallet::link_signer(const std::string& link_endpoint, const Secret<32>& key) {
+  auto st = db_.prepare("SELECT l.stb_id, i.ed25519_public FROM stb_links l, identity i WHERE l.link = ? AND i.id = 1");
+  st.bind(1, link_endpoint);
+  if (!st.step()) {
+    return make_error(Errc::not_found, "this handset is not paired with the STB at " + link_endpoint + ": run `usher wallet pair --link " +
+                                           link_endpoint + " --code <the code the STB shows>` first");
+  }
+  return entitlement::LinkSigner{static_cast<std::uint32_t>(st.column_int(0)), st.column_blob(1), &key};
 }
 
 Status Wallet::remember_link(std::uint32_t stb_id, const std::string& link_endpoint) {
@@ -481,11 +521,18 @@ Result<std::string> Wallet::link_of(std::uint32_t stb_id) {
 
 Result<RelayOutcome> Wallet::relay_history(const std::string& link_endpoint, const std::string& billing_endpoint,
                                            std::uint32_t expected_stb) {
+  const auto key = handset_private();
+  auto signer = link_signer(link_endpoint, key);
+  if (!signer) return signer.error();
+  if (expected_stb != 0 && signer->stb_id != expected_stb) {
+    return make_error(Errc::invalid_argument, "the STB at " + link_endpoint + " is STB " + std::to_string(signer->stb_id) + ", not STB " +
+                                                  std::to_string(expected_stb));
+  }
   net::RequestClient link(link_endpoint, kLinkOptions);
   BillingClient billing(billing_endpoint);
   RelayOutcome out;
   out.paid.currency = currency_;
-  auto collect = [&]() { return entitlement::call_framed(link, static_cast<std::uint8_t>(entitlement::LinkMessage::collect_history), {}); };
+  auto collect = [&]() { return entitlement::call_link_signed(link, entitlement::LinkMessage::collect_history, {}, *signer); };
   auto sealed = collect();
   if (!sealed) return make_error(sealed.error().code, "collecting the STB's history: " + sealed.error().message);
   auto stb = entitlement::sealed_history_stb(*sealed);
@@ -496,7 +543,7 @@ Result<RelayOutcome> Wallet::relay_history(const std::string& link_endpoint, con
   }
   out.stb_id = *stb;
   // Receipts this wallet holds from an earlier round that did not reach the STB go first.
-  auto earlier = deliver_receipts(link, *stb, out.receipts);
+  auto earlier = deliver_receipts(link, *signer, out.receipts);
   if (!earlier) return earlier.error();
   out.records_settled += *earlier;
   if (*earlier > 0) {
@@ -515,7 +562,7 @@ Result<RelayOutcome> Wallet::relay_history(const std::string& link_endpoint, con
     if (!rc) return make_error(rc.error().code, "paying " + entitlement::format_money(reply->quote.amount) + ": " + rc.error().message);
     out.paid.minor += rc->amount.minor;
   }
-  auto settled = deliver_receipts(link, *stb, out.receipts);
+  auto settled = deliver_receipts(link, *signer, out.receipts);
   if (!settled) return settled.error();
   out.records_settled += *settled;
   return out;
@@ -531,9 +578,13 @@ Result<StoredReceipt> Wallet::prepay(std::uint32_t stb_id, std::int64_t amount_m
   if (!rc) return rc.error();
   StoredReceipt out{*rc, false};
   if (!link_endpoint.empty()) {
-    net::RequestClient link(link_endpoint, kLinkOptions);
-    std::vector<entitlement::Receipt> delivered;
-    if (auto d = deliver_receipts(link, stb_id, delivered); d) out.delivered = true;
+    const auto key = handset_private();
+    auto signer = link_signer(link_endpoint, key);
+    if (signer && signer->stb_id == stb_id) {
+      net::RequestClient link(link_endpoint, kLinkOptions);
+      std::vector<entitlement::Receipt> delivered;
+      if (auto d = deliver_receipts(link, *signer, delivered); d) out.delivered = true;
+    }
   }
   return out;
 }

@@ -53,6 +53,7 @@ enum class LinkMessage : std::uint8_t {
   collect_history = 4,  // (empty) -> the unsettled viewing history, sealed for billing (history.h)
   apply_receipt = 5,    // blob Receipt (settlement.h) -> u64 records settled
   room_state = 6,       // blob RoomState (settlement.h) -> ok
+  pair = 7,             // PairRequest (link_auth.h) -> u32 stb_id, 32 proof
 };
 
 struct Frame {

@@ -20,6 +20,7 @@
 #include "usher/core/sqlite.h"
 #include "usher/core/zmq.h"
 #include "usher/entitlement/assets.h"
+#include "usher/entitlement/link_auth.h"
 #include "usher/entitlement/protocol.h"
 #include "usher/entitlement/request_auth.h"
 #include "usher/entitlement/request_code.h"
@@ -132,7 +133,12 @@ class Wallet {
   // With `expected_stb`, refused unless the STB at that link is that one.
   Result<RelayOutcome> relay_history(const std::string& link_endpoint, const std::string& billing_endpoint,
                                      std::uint32_t expected_stb = 0);
-  // The local links of the viewer's STBs, remembered from the first time one is given (pairing).
+  // Pairs this handset with the STB at `link_endpoint` using the code the STB shows (`usher stb
+  // link` prints it and writes it to pairing-code in its home); checks that the STB knew the code
+  // and remembers its link. Returns the STB's id. Collecting acks or history and handing back
+  // receipts need it; handing over a ticket does not.
+  Result<std::uint32_t> pair(const std::string& link_endpoint, const std::string& code);
+  // The local links of the viewer's STBs, remembered from pairing.
   Status remember_link(std::uint32_t stb_id, const std::string& link_endpoint);
   Result<std::string> link_of(std::uint32_t stb_id);
   // [0269] prepayment: buys `amount_minor` of credit for STB `stb_id` from billing; the receipt is
@@ -151,7 +157,11 @@ class Wallet {
   Result<entitlement::Receipt> pay_quote(BillingClient& billing, const entitlement::Quote& quote);
   Status keep_receipt(const entitlement::Receipt& r, std::span<const std::uint8_t> bytes);
   // Hands this wallet's undelivered receipts for `stb_id` to the STB; returns the records settled.
-  Result<std::uint64_t> deliver_receipts(net::RequestClient& link, std::uint32_t stb_id, std::vector<entitlement::Receipt>& delivered);
+  Result<std::uint64_t> deliver_receipts(net::RequestClient& link, const entitlement::LinkSigner& signer,
+                                         std::vector<entitlement::Receipt>& delivered);
+  // How this handset signs requests to the STB it paired with at `link_endpoint` (with `key`, which
+  // must outlive the signer); Errc::not_found when it has not paired there.
+  Result<entitlement::LinkSigner> link_signer(const std::string& link_endpoint, const Secret<32>& key);
   Result<OwnedTicket> keep(const entitlement::BuyTicketReply& reply, std::uint32_t event_id, std::uint32_t stb_id, bool gift,
                            std::uint64_t deliver_at);
 
