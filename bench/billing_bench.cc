@@ -209,7 +209,7 @@ void BM_SettlementsConcurrent(benchmark::State& state) {
       threads.emplace_back([&, i] {
         auto& billing = *handsets[static_cast<std::size_t>(i)];
         for (const auto& history : sealed[static_cast<std::size_t>(i)]) {
-          auto reply = billing.relay({history, books.card});
+          auto reply = billing.relay({history, books.card}, books.handset->signer());
           if (!reply || !reply->has_quote || !billing.pay({reply->quote.settlement_id, books.spend(reply->quote)})) ++failures;
         }
       });

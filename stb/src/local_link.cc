@@ -81,7 +81,6 @@ std::vector<std::uint8_t> LocalLink::signed_request(const entitlement::Frame& fr
   auto s = entitlement::split_link_signed(frame.body);
   if (!s) return entitlement::encode_error(frame.id, s.error());
   const auto now = unix_now();
-  if (auto fresh = entitlement::check_request_time(s->time, now); !fresh) return entitlement::encode_error(frame.id, fresh.error());
   crypto::PublicKey key{};
   bool known = false;
   if (s->signer.size() == key.size()) {
@@ -97,6 +96,7 @@ std::vector<std::uint8_t> LocalLink::signed_request(const entitlement::Frame& fr
     log_.warn("local link: refused an unpaired or forged request (type ", static_cast<int>(frame.type_or_status), ")");
     return entitlement::encode_error(frame.id, make_error(Errc::auth_failed, "this STB serves that only to a paired handset (usher wallet pair) or to billing"));
   }
+  if (auto fresh = entitlement::check_request_time(s->time, now); !fresh) return entitlement::encode_error(frame.id, fresh.error());
   // Answered once: the same request again gets the same reply (a retry, or a replay that learns
   // nothing new and changes nothing).
   std::erase_if(answered_, [&](const auto& e) { return e.second.first + 2 * entitlement::kRequestWindowSeconds < now; });

@@ -394,8 +394,8 @@ std::vector<OwnedTicket> Wallet::tickets() {
 
 BillingClient::BillingClient(const std::string& endpoint, net::ClientOptions options) : client_(endpoint, options) {}
 
-Result<entitlement::RelayReply> BillingClient::relay(const entitlement::RelayRequest& r) {
-  auto body = entitlement::call_framed(client_, static_cast<std::uint8_t>(entitlement::BillingMessage::relay), entitlement::encode(r));
+Result<entitlement::RelayReply> BillingClient::relay(const entitlement::RelayRequest& r, const entitlement::RequestSigner& signer) {
+  auto body = entitlement::call_signed(client_, static_cast<std::uint8_t>(entitlement::BillingMessage::relay), entitlement::encode(r), signer);
   if (!body) return body.error();
   return entitlement::decode_relay_reply(*body);
 }
@@ -404,8 +404,8 @@ Result<std::vector<std::uint8_t>> BillingClient::pay(const entitlement::PayReque
   return entitlement::call_framed(client_, static_cast<std::uint8_t>(entitlement::BillingMessage::pay), entitlement::encode(r));
 }
 
-Result<entitlement::RelayReply> BillingClient::prepay(const entitlement::PrepayRequest& r) {
-  auto body = entitlement::call_framed(client_, static_cast<std::uint8_t>(entitlement::BillingMessage::prepay), entitlement::encode(r));
+Result<entitlement::RelayReply> BillingClient::prepay(const entitlement::PrepayRequest& r, const entitlement::RequestSigner& signer) {
+  auto body = entitlement::call_signed(client_, static_cast<std::uint8_t>(entitlement::BillingMessage::prepay), entitlement::encode(r), signer);
   if (!body) return body.error();
   return entitlement::decode_relay_reply(*body);
 }
@@ -550,7 +550,7 @@ Result<RelayOutcome> Wallet::relay_history(const std::string& link_endpoint, con
     sealed = collect();
     if (!sealed) return sealed.error();
   }
-  auto reply = billing.relay({*sealed, card_id_});
+  auto reply = billing.relay({*sealed, card_id_}, {card_id_, &key});
   if (!reply) return make_error(reply.error().code, "billing: " + reply.error().message);
   for (const auto& bytes : reply->receipts) {
     auto rc = entitlement::Receipt::decode(bytes);
@@ -571,14 +571,14 @@ Result<RelayOutcome> Wallet::relay_history(const std::string& link_endpoint, con
 Result<StoredReceipt> Wallet::prepay(std::uint32_t stb_id, std::int64_t amount_minor, const std::string& billing_endpoint,
                                      const std::string& link_endpoint) {
   BillingClient billing(billing_endpoint);
-  auto reply = billing.prepay({stb_id, {amount_minor, currency_}, card_id_});
+  const auto key = handset_private();
+  auto reply = billing.prepay({stb_id, {amount_minor, currency_}, card_id_}, {card_id_, &key});
   if (!reply) return make_error(reply.error().code, "billing: " + reply.error().message);
   if (!reply->has_quote) return make_error(Errc::malformed, "billing sent no quote for the prepayment");
   auto rc = pay_quote(billing, reply->quote);
   if (!rc) return rc.error();
   StoredReceipt out{*rc, false};
   if (!link_endpoint.empty()) {
-    const auto key = handset_private();
     auto signer = link_signer(link_endpoint, key);
     if (signer && signer->stb_id == stb_id) {
       net::RequestClient link(link_endpoint, kLinkOptions);

@@ -64,9 +64,10 @@ class BillingClient {
   // gives up. Retries are safe: a relay or a payment sent twice is answered as the first was.
   static constexpr net::ClientOptions kOptions{std::chrono::milliseconds(2000), 3, 2};
   explicit BillingClient(const std::string& endpoint, net::ClientOptions options = kOptions);
-  Result<entitlement::RelayReply> relay(const entitlement::RelayRequest& r);
+  // Relays and prepayments name the card: signed by its handset.
+  Result<entitlement::RelayReply> relay(const entitlement::RelayRequest& r, const entitlement::RequestSigner& signer);
   Result<std::vector<std::uint8_t>> pay(const entitlement::PayRequest& r);  // the receipt's bytes
-  Result<entitlement::RelayReply> prepay(const entitlement::PrepayRequest& r);
+  Result<entitlement::RelayReply> prepay(const entitlement::PrepayRequest& r, const entitlement::RequestSigner& signer);
 
  private:
   net::RequestClient client_;
