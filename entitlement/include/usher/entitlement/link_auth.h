@@ -4,7 +4,7 @@
 // `pairing-code` in the STB's home). The handset sends its Ed25519 public key with a tag that only
 // someone who read the code can make; the STB remembers the key and answers with a proof that it
 // is the box showing that code. A code serves one pairing and three wrong attempts; then the STB
-// shows a new one, so guessing over the link succeeds about once in 300,000 codes shown.
+// shows a new one, so guessing over the link succeeds about once in 330,000 codes shown.
 //
 //   pair request = 32 handset public | 16 nonce | 32 tag
 //   pair reply   = u32 stb_id | 32 proof
