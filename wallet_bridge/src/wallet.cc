@@ -514,7 +514,8 @@ Result<std::string> Wallet::link_of(std::uint32_t stb_id) {
   auto st = db_.prepare("SELECT link FROM stb_links WHERE stb_id = ?");
   st.bind(1, stb_id);
   if (!st.step()) {
-    return make_error(Errc::not_found, "this handset has no link to STB " + std::to_string(stb_id) + " yet: give --link ENDPOINT once");
+    return make_error(Errc::not_found, "this handset has no link to STB " + std::to_string(stb_id) +
+                                           " yet: pair with it first (usher wallet pair --link ENDPOINT --code <the code the STB shows>)");
   }
   return st.column_text(0);
 }
