@@ -25,7 +25,8 @@ sql::Database open_link_db(const std::string& home) {
       ed25519_public BLOB PRIMARY KEY,
       paired INTEGER NOT NULL);
   )");
-  fs::permissions(fs::path(home) / LocalLink::kDatabaseName, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace);
+  std::error_code ec;  // the keys it holds are public; private to the owner all the same
+  fs::permissions(fs::path(home) / LocalLink::kDatabaseName, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace, ec);
   return std::move(*db);
 }
 }  // namespace
