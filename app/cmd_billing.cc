@@ -122,7 +122,8 @@ void add_billing(CLI::App& root, Commands& commands) {
     Logger log("billing");
     if (const auto n = store.recover(unix_now()); n > 0) log.info("finished ", n, " settlements a stop left half done");
     billing::BillingService service(store);
-    net::ReplyServer server(o->bind, net::ReplyServer::BatchHandler([&](const auto& requests) { return service.handle_batch(requests); }));
+    net::ReplyServer server(o->bind, net::ReplyServer::BatchHandler([&](const auto& requests) { return service.handle_batch(requests); }),
+                            billing::kBillingServerLimits);
     log.info("serving on ", server.endpoint());
     install_stop_handlers();
     const auto reports = o->report_to.empty() ? server.endpoint() : o->report_to;

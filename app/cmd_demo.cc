@@ -128,6 +128,19 @@ class Background {
   pid_t pid_ = -1;
 };
 
+// The pairing code a just-started `stb link` shows (it writes it to pairing-code in its home as it
+// starts); waits up to 10 s for it.
+std::string pairing_code_of(const std::string& stb_home) {
+  const auto path = fs::path(stb_home) / "pairing-code";
+  for (int i = 0; i < 200; ++i) {
+    std::ifstream in(path);
+    std::string code;
+    if (in >> code && !code.empty()) return code;
+    usleep(50 * 1000);
+  }
+  throw std::runtime_error("the STB at " + stb_home + " shows no pairing code");
+}
+
 std::string json_escape(const std::string& s) {
   std::string o;
   for (char c : s) {
@@ -222,6 +235,7 @@ int demo(const DemoOptions& a) {
     step(log, {"stb", "buy", "7", "--home", stb1001}, true);
     const auto refused = step(log, {"stb", "buy", "8", "--home", stb1001}, true, true);
     step(log, {"wallet", "topup", "--home", wallet_home, "--amount", "30.00"});
+    step(log, {"wallet", "pair", "--home", wallet_home, "--link", link1001, "--code", pairing_code_of(stb1001)});
     const auto relayed = step(log, {"wallet", "relay", "--home", wallet_home, "--stb", "1001", "--link", link1001, "--billing", billing}, true);
     const auto bought = step(log, {"stb", "buy", "8", "--home", stb1001}, true, true);
     step(log, {"stb", "history", "--home", stb1001}, true);

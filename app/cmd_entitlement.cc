@@ -299,7 +299,8 @@ void add_entitlement(CLI::App& root, Commands& commands) {
     auto store = open(*o);
     entitlement::TestAcquirer acquirer;
     entitlement::EngineService engine(store, acquirer);
-    net::ReplyServer server(o->bind, net::ReplyServer::BatchHandler([&](const auto& requests) { return engine.handle_batch(requests); }));
+    net::ReplyServer server(o->bind, net::ReplyServer::BatchHandler([&](const auto& requests) { return engine.handle_batch(requests); }),
+                            entitlement::kEngineServerLimits);
     Logger("entitlement").info("serving on ", server.endpoint(), " (test acquirer for top-ups)");
     install_stop_handlers();
     server.run(stop_requested());

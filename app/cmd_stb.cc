@@ -231,9 +231,13 @@ void add_stb(CLI::App& root, Commands& commands) {
   commands.on(link, [o, open] {
     auto se = open(*o);
     Logger log("stb");
-    stb::LocalLink local(se);
-    net::ReplyServer server(o->bind, [&](std::span<const std::uint8_t> r) { return local.handle(r); });
+    stb::LocalLink local(se, o->home);
+    net::ReplyServer server(o->bind, [&](std::span<const std::uint8_t> r) { return local.handle(r); },
+                            entitlement::kLinkServerLimits);
     log.info("STB ", se.stb_id(), " local link on ", server.endpoint());
+    std::printf("pairing code %s (usher wallet pair --link %s --code %s; also in %s/pairing-code)\n", local.pairing_code().c_str(),
+                server.endpoint().c_str(), local.pairing_code().c_str(), o->home.c_str());
+    std::fflush(stdout);
     install_stop_handlers();
     server.run(stop_requested());
     return 0;

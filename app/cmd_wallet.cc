@@ -167,6 +167,17 @@ void add_wallet(CLI::App& root, Commands& commands) {
     }));
   }
 
+  auto* pair = leaf("pair",
+                    "Pairs this handset with the STB at ENDPOINT using the code it shows (`usher stb link` prints it). Once "
+                    "paired, relay-acks, relay and prepay can use its link.");
+  link_option(pair, "the STB's local link")->required();
+  pair->add_option("--code", o->code, "the pairing code the STB shows")->type_name("CODE")->required();
+  commands.on(pair, with_wallet(o, [o](wallet::Wallet& w) {
+    const auto stb = need(w.pair(o->link, o->code));
+    std::printf("paired with STB %u at %s\n", stb, o->link.c_str());
+    return 0;
+  }));
+
   auto* relay_acks = leaf("relay-acks", "Collects the delivery acknowledgements of your STB and passes them to the engine.");
   link_option(relay_acks, "the STB's local link")->required();
   commands.on(relay_acks, with_wallet(o, [o](wallet::Wallet& w) {
@@ -219,7 +230,7 @@ void add_wallet(CLI::App& root, Commands& commands) {
                      "F4: collects STB S's unsettled impulse purchases (sealed: the handset cannot read them), relays them to "
                      "billing, pays what billing asks with your prepaid card, and gives the signed receipt back to the STB, which "
                      "frees its credit. Run it again after any failure: billing charges once and hands back the same receipt. The "
-                     "STB's local link is remembered from the first --link given for S; --link alone relays whatever STB is there.");
+                     "STB's local link is the one paired (`usher wallet pair`); --link alone relays the paired STB there.");
   auto* relay_stb = stb_option(relay, "the STB");
   auto* relay_link = link_option(relay, "the STB's local link (`usher stb link`)");
   billing_option(relay);

@@ -143,14 +143,15 @@ void BM_RelayRoundTrip(benchmark::State& state) {
     for (int e = 100; e < 100 + rounds + 10; ++e) books.world.add_event(static_cast<std::uint32_t>(e), 1, kT0 + 3600 * static_cast<std::uint64_t>(e), 3600, 1, "E");
   });
   for (const auto& emm : books.world.store().emm_sections(0)) (void)se.apply_emm(emm);
-  billing::BillingService service(*books.billing);
+  // One card pays for every handset: the benchmark measures billing, not the per-card limit.
+  billing::BillingService service(*books.billing, RateLimiter::Rate{1U << 30, 1U << 30});
   net::ReplyServer billing_server("tcp://127.0.0.1:*", net::ReplyServer::BatchHandler([&](const auto& r) { return service.handle_batch(r); }));
   // The link serves its own connection to the STB's files, as `usher stb link` does.
   auto link_se = stb::SecureElement::open(books.world.stb_home(1001)).value();
-  stb::LocalLink link(link_se);
+  stb::LocalLink link(link_se, books.world.stb_home(1001));
   net::ReplyServer link_server("tcp://127.0.0.1:*", [&](std::span<const std::uint8_t> r) { return link.handle(r); });
   entitlement::TestAcquirer acquirer;
-  entitlement::EngineService engine(books.world.store(), acquirer);
+  entitlement::EngineService engine(books.world.store(), acquirer, {{1U << 30, 1U << 30}, {1U << 30, 1U << 30}});
   net::ReplyServer engine_server("tcp://127.0.0.1:*", net::ReplyServer::BatchHandler([&](const auto& r) { return engine.handle_batch(r); }));
   std::atomic<bool> stop{false};
   std::thread t1([&] { billing_server.run(stop); });
@@ -159,6 +160,8 @@ void BM_RelayRoundTrip(benchmark::State& state) {
   auto op = entitlement::OperatorPublicFile::read(books.world.dir().file("operator/operator.pub")).value();
   auto w = wallet::Wallet::init(books.world.dir().file("wallet"), "bench", kEur, engine_server.endpoint(), op).value();
   (void)w.top_up(100'000, "visa");
+  const std::string code = link.pairing_code();  // a copy: the link shows a new one once paired
+  (void)w.pair(link_server.endpoint(), code);
   std::uint32_t event = 100;
   for (auto _ : state) {
     state.PauseTiming();
@@ -186,7 +189,8 @@ void BM_SettlementsConcurrent(benchmark::State& state) {
   Books books;
   std::vector<std::unique_ptr<SyntheticStb>> stbs;
   for (int i = 0; i < clients; ++i) stbs.push_back(std::make_unique<SyntheticStb>(books.world, static_cast<std::uint32_t>(3000 + i)));
-  billing::BillingService service(*books.billing);
+  // One card pays for every handset: the benchmark measures billing, not the per-card limit.
+  billing::BillingService service(*books.billing, RateLimiter::Rate{1U << 30, 1U << 30});
   net::ReplyServer server("tcp://127.0.0.1:*", net::ReplyServer::BatchHandler([&](const auto& r) { return service.handle_batch(r); }));
   std::atomic<bool> stop{false};
   std::thread serving([&] { server.run(stop); });
@@ -207,7 +211,7 @@ void BM_SettlementsConcurrent(benchmark::State& state) {
       threads.emplace_back([&, i] {
         auto& billing = *handsets[static_cast<std::size_t>(i)];
         for (const auto& history : sealed[static_cast<std::size_t>(i)]) {
-          auto reply = billing.relay({history, books.card});
+          auto reply = billing.relay({history, books.card}, books.handset->signer());
           if (!reply || !reply->has_quote || !billing.pay({reply->quote.settlement_id, books.spend(reply->quote)})) ++failures;
         }
       });

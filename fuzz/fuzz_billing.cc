@@ -8,7 +8,9 @@
 #include <string>
 
 #include "usher/billing/billing_service.h"
+#include "usher/core/clock.h"
 #include "usher/core/log.h"
+#include "usher/entitlement/request_auth.h"
 
 namespace {
 using namespace usher;
@@ -18,6 +20,9 @@ struct World {
   std::optional<EntitlementStore> engine;
   std::optional<billing::BillingStore> books;
   std::optional<billing::BillingService> service;
+  // A card whose handset signs the inputs sent as relays and prepayments.
+  crypto::Ed25519KeyPair handset = crypto::Ed25519KeyPair::generate();
+  std::uint64_t card_id = 0;
   World() {
     set_log_level(LogLevel::off);
     char templ[] = "/tmp/usher-fuzz-billing-XXXXXX";
@@ -30,7 +35,8 @@ struct World {
     books.emplace(std::move(b.value()));
     (void)books->set_hotel_credit({1000, {'E', 'U', 'R'}});
     (void)books->add_room("102", 1001, "tcp://127.0.0.1:1");
-    service.emplace(*books);
+    card_id = books->engine().register_handset("fuzz", handset.public_key, {'E', 'U', 'R'}).value().card_id;
+    service.emplace(*books, RateLimiter::Rate{1U << 30, 1U << 30});
   }
 };
 World& world() {
@@ -43,6 +49,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::span<const std::uint8_t> in(data, size);
   const auto reply = world().service->handle(in);
   if (reply.size() < 18) __builtin_trap();  // every request gets a framed reply
+  // The same bytes as a request of type in[0] signed by the fuzz card's handset now.
+  if (size >= 1) {
+    const auto id = new_request_id();
+    const auto body = sign_request(data[0], id, in.subspan(1), world().card_id, unix_now(), world().handset.private_key);
+    if (world().service->handle(encode_request(static_cast<MessageType>(data[0]), id, body)).size() < 18) __builtin_trap();
+  }
   if (auto rc = Receipt::decode(in); rc && rc->encode() != std::vector<std::uint8_t>(in.begin(), in.end())) __builtin_trap();
   if (auto st = RoomState::decode(in); st && st->encode() != std::vector<std::uint8_t>(in.begin(), in.end())) __builtin_trap();
   (void)BillingCertificate::decode(in);

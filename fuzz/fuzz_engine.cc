@@ -6,14 +6,26 @@
 #include <string>
 
 #include "usher/entitlement/history.h"
+#include "usher/core/clock.h"
 #include "usher/entitlement/protocol.h"
+#include "usher/entitlement/request_auth.h"
 
 namespace {
+// Limits the fuzzer never reaches, so that every input is judged on its content.
+constexpr usher::RateLimiter::Rate kUnlimited{1U << 30, 1U << 30};
+
 struct Engine {
   usher::entitlement::EntitlementStore store;
   usher::entitlement::TestAcquirer acquirer;
-  usher::entitlement::EngineService service{store, acquirer};
-  explicit Engine(usher::entitlement::EntitlementStore s) : store(std::move(s)) {}
+  usher::entitlement::EngineService service{store, acquirer, usher::entitlement::EngineLimits{kUnlimited, kUnlimited}};
+  // A registered handset: inputs are also sent signed by it, to reach past the signature check.
+  usher::crypto::Ed25519KeyPair handset = usher::crypto::Ed25519KeyPair::generate();
+  std::uint64_t card_id = 0;
+  explicit Engine(usher::entitlement::EntitlementStore s) : store(std::move(s)) {
+    auto card = store.register_handset("fuzz", handset.public_key, {'E', 'U', 'R'});
+    if (!card) std::abort();
+    card_id = card->card_id;
+  }
 };
 Engine& engine() {
   static Engine* e = [] {
@@ -40,6 +52,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::span<const std::uint8_t> in(data, size);
   const auto reply = engine().service.handle(in);
   if (reply.size() < 18) __builtin_trap();  // every request gets a framed reply
+  // The same bytes as a signed request of type in[0] (request_auth.h), signed by the fuzz handset
+  // now: the checks after the signature (card named, ticket owner, account) see arbitrary bodies.
+  if (size >= 1) {
+    const auto id = new_request_id();
+    const auto signed_body = sign_request(data[0], id, in.subspan(1), engine().card_id, usher::unix_now(), engine().handset.private_key);
+    const auto signed_reply = engine().service.handle(encode_request(static_cast<MessageType>(data[0]), id, signed_body));
+    if (signed_reply.size() < 18) __builtin_trap();
+  }
+  (void)split_signed(in);
   (void)reply_body(reply, RequestId{});
   (void)Ticket::decode(in);
   (void)SpendAuthorization::decode(in);

@@ -7,7 +7,10 @@
 
 #include "usher/entitlement/messages.h"
 #include "usher/billing/fias.h"
+#include "usher/core/clock.h"
+#include "usher/entitlement/link_auth.h"
 #include "usher/entitlement/protocol.h"
+#include "usher/entitlement/request_auth.h"
 #include "usher/entitlement/settlement.h"
 #include "usher/streams/psi.h"
 
@@ -92,10 +95,24 @@ int main(int argc, char** argv) {
   buy.spend.sign(handset.private_key);
   const auto engine = root / "fuzz_engine";
   write(engine, "events", entitlement::encode_request(entitlement::MessageType::list_events, id, {}));
-  write(engine, "register", entitlement::encode_request(entitlement::MessageType::register_handset, id,
-                                                        entitlement::encode(entitlement::RegisterHandsetRequest{handset.public_key, "a", eur})));
-  write(engine, "topup", entitlement::encode_request(entitlement::MessageType::top_up, id,
-                                                     entitlement::encode(entitlement::TopUpRequest{1, 500, "visa"})));
+  // Signed as the handset does (request_auth.h); the targets also re-sign every input themselves.
+  auto signed_request = [&](std::uint8_t type, const std::vector<std::uint8_t>& body, std::uint64_t card) {
+    return entitlement::encode_request(static_cast<entitlement::MessageType>(type), id,
+                                       entitlement::sign_request(type, id, body, card, unix_now(), handset.private_key));
+  };
+  write(engine, "register", signed_request(static_cast<std::uint8_t>(entitlement::MessageType::register_handset),
+                                           entitlement::encode(entitlement::RegisterHandsetRequest{handset.public_key, "a", eur}), 0));
+  write(engine, "topup", signed_request(static_cast<std::uint8_t>(entitlement::MessageType::top_up),
+                                        entitlement::encode(entitlement::TopUpRequest{1, 500, "visa"}), 1));
+  entitlement::PairRequest pair;
+  pair.handset_public = handset.public_key;
+  pair.tag = entitlement::pairing_tag("123456", pair.nonce, pair.handset_public);
+  write(root / "fuzz_local_link", "pair",
+        entitlement::encode_request(static_cast<entitlement::MessageType>(entitlement::LinkMessage::pair), id, entitlement::encode(pair)));
+  write(root / "fuzz_local_link", "history",
+        entitlement::encode_request(static_cast<entitlement::MessageType>(entitlement::LinkMessage::collect_history), id,
+                                    entitlement::sign_link_request(static_cast<std::uint8_t>(entitlement::LinkMessage::collect_history), id, 1001,
+                                                                   {}, handset.public_key, unix_now(), handset.private_key)));
  write(root / "fuzz_local_link", "deliver", entitlement::encode_request(static_cast<entitlement::MessageType>(1), id, emm_section));
   write(root / "fuzz_local_link", "acks", entitlement::encode_request(static_cast<entitlement::MessageType>(2), id, {}));
   write(engine, "buy", entitlement::encode_request(entitlement::MessageType::buy_ticket, id, entitlement::encode(buy)));
@@ -112,13 +129,13 @@ int main(int argc, char** argv) {
   rec.sign(handset.private_key);
   const auto sealed = entitlement::seal_history(std::vector{rec}, 1001, Key256{});
   const auto bill = root / "fuzz_billing";
-  write(bill, "relay", entitlement::encode_request(static_cast<entitlement::MessageType>(entitlement::BillingMessage::relay), id,
-                                                   entitlement::encode(entitlement::RelayRequest{sealed, 1})));
+  write(bill, "relay", signed_request(static_cast<std::uint8_t>(entitlement::BillingMessage::relay),
+                                      entitlement::encode(entitlement::RelayRequest{sealed, 1}), 1));
   write(bill, "report", entitlement::encode_request(static_cast<entitlement::MessageType>(entitlement::BillingMessage::room_report), id, sealed));
   write(bill, "pay", entitlement::encode_request(static_cast<entitlement::MessageType>(entitlement::BillingMessage::pay), id,
                                                  entitlement::encode(entitlement::PayRequest{1, buy.spend})));
-  write(bill, "prepay", entitlement::encode_request(static_cast<entitlement::MessageType>(entitlement::BillingMessage::prepay), id,
-                                                    entitlement::encode(entitlement::PrepayRequest{1001, {1500, eur}, 1})));
+  write(bill, "prepay", signed_request(static_cast<std::uint8_t>(entitlement::BillingMessage::prepay),
+                                       entitlement::encode(entitlement::PrepayRequest{1001, {1500, eur}, 1}), 1));
   entitlement::Receipt receipt;
   receipt.receipt_id = 1;
   receipt.stb_id = 1001;

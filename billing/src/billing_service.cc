@@ -5,6 +5,7 @@
 
 #include "usher/core/clock.h"
 #include "usher/entitlement/protocol.h"
+#include "usher/entitlement/request_auth.h"
 
 namespace usher::billing {
 namespace ent = entitlement;
@@ -17,16 +18,32 @@ struct BillingService::Payment {
   std::optional<ent::Receipt> receipt;
 };
 
+Result<std::span<const std::uint8_t>> BillingService::authenticate(const ent::Frame& frame, std::uint64_t now) {
+  auto s = ent::split_signed(frame.body);
+  if (!s) return s.error();
+  auto card = store_.engine().card(s->card_id);
+  // One answer whether the card is unknown or the key is wrong: nobody learns which cards exist.
+  if (!card || !s->verify(frame.type_or_status, frame.id, card->handset_public)) {
+    return make_error(Errc::auth_failed, "the request is not signed by the handset holding card " + std::to_string(s->card_id));
+  }
+  if (auto fresh = ent::check_request_time(s->time, now); !fresh) return fresh.error();
+  if (!per_card_.admit(s->card_id, RateLimiter::Clock::now())) {
+    return make_error(Errc::busy, "too many requests from card " + std::to_string(s->card_id) + ": try again in a few seconds");
+  }
+  return s->body;
+}
+
 std::vector<std::uint8_t> BillingService::handle(std::span<const std::uint8_t> request) {
   return std::move(handle_batch({request}).front());
 }
 
 Result<std::vector<std::uint8_t>> BillingService::dispatch(std::uint8_t type, std::span<const std::uint8_t> body, std::uint64_t now,
-                                                           std::vector<Payment>& payments, std::size_t index) {
+                                                           std::vector<Payment>& payments, std::size_t index, std::uint64_t signer_card) {
   switch (static_cast<ent::BillingMessage>(type)) {
     case ent::BillingMessage::relay: {
       auto q = ent::decode_relay_request(body);
       if (!q) return q.error();
+      if (q->card_id != signer_card) return make_error(Errc::auth_failed, "a relay names the card of the handset that signs it");
       auto r = store_.relay(q->sealed_history, q->card_id, now);
       if (!r) return r.error();
       return ent::encode(*r);
@@ -43,6 +60,7 @@ Result<std::vector<std::uint8_t>> BillingService::dispatch(std::uint8_t type, st
     case ent::BillingMessage::prepay: {
       auto q = ent::decode_prepay_request(body);
       if (!q) return q.error();
+      if (q->card_id != signer_card) return make_error(Errc::auth_failed, "a prepayment names the card of the handset that signs it");
       auto r = store_.prepay(q->stb_id, q->amount, q->card_id, now);
       if (!r) return r.error();
       return ent::encode(*r);
@@ -79,11 +97,40 @@ std::vector<std::vector<std::uint8_t>> BillingService::handle_batch(const std::v
     frames[i] = std::move(*f);
     replies[i] = ent::encode_error(frames[i]->id, retry);  // until the group is committed
   }
+  // Signed requests (relay, prepay): checked before the group; a replay is answered from memory.
+  std::erase_if(answered_, [&](const auto& e) { return e.second.first + 2 * ent::kRequestWindowSeconds < now; });
+  std::vector<std::optional<crypto::Digest>> replay_keys(requests.size());
+  std::vector<std::span<const std::uint8_t>> bodies(requests.size());
+  std::vector<std::uint64_t> signer_cards(requests.size(), 0);
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    if (!frames[i]) continue;
+    bodies[i] = frames[i]->body;
+    const auto type = static_cast<ent::BillingMessage>(frames[i]->type_or_status);
+    if (type != ent::BillingMessage::relay && type != ent::BillingMessage::prepay) continue;
+    if (auto s = ent::split_signed(frames[i]->body); s) {
+      if (auto seen = answered_.find(s->replay_key()); seen != answered_.end()) {
+        replies[i] = seen->second.second;
+        frames[i].reset();  // answered
+        continue;
+      }
+      replay_keys[i] = s->replay_key();
+      signer_cards[i] = s->card_id;
+    }
+    auto inner = authenticate(*frames[i], now);
+    if (!inner) {
+      log_.warn("refused: ", inner.error().message);
+      replies[i] = ent::encode_error(frames[i]->id, inner.error());
+      frames[i].reset();
+      continue;
+    }
+    bodies[i] = *inner;
+  }
   try {
     // Settlements a failure left half done are finished before the group begins (see relay()).
     for (const auto& f : frames) {
       if (!f || f->type_or_status != static_cast<std::uint8_t>(ent::BillingMessage::relay)) continue;
-      if (auto q = ent::decode_relay_request(f->body); q) {
+      const auto i = static_cast<std::size_t>(&f - frames.data());
+      if (auto q = ent::decode_relay_request(bodies[i]); q) {
         if (auto stb = ent::sealed_history_stb(q->sealed_history); stb) store_.finish_interrupted(*stb, now);
       }
     }
@@ -97,7 +144,7 @@ std::vector<std::vector<std::uint8_t>> BillingService::handle_batch(const std::v
     for (std::size_t i = 0; i < requests.size(); ++i) {
       if (!frames[i]) continue;
       try {
-        auto reply = dispatch(frames[i]->type_or_status, frames[i]->body, now, payments, i);
+        auto reply = dispatch(frames[i]->type_or_status, bodies[i], now, payments, i, signer_cards[i]);
         const bool charge_pending = !payments.empty() && payments.back().index == i;
         if (!charge_pending) answer(i, reply);
       } catch (const std::exception& e) {
@@ -112,6 +159,10 @@ std::vector<std::vector<std::uint8_t>> BillingService::handle_batch(const std::v
       if (frames[i]) replies[i] = ent::encode_error(frames[i]->id, retry);
     }
     return replies;
+  }
+  // Relays and prepayments are answered in step 1: remembered for their replays.
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    if (replay_keys[i] && replies[i].size() > 1 && replies[i][1] == 0) answered_[*replay_keys[i]] = {now, replies[i]};
   }
   if (payments.empty()) return replies;
 

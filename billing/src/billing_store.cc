@@ -184,6 +184,11 @@ Secret<32> BillingStore::signing_private() {
   return signing_private_->clone();
 }
 
+entitlement::LinkSigner BillingStore::link_signer(std::uint32_t stb_id) {
+  (void)signing_private();  // loads the cached key the signer points to
+  return {stb_id, certificate_.encode(), &*signing_private_};
+}
+
 BillingStore::Cursor BillingStore::cursor(std::uint32_t stb_id) {
   Cursor c;
   auto st = db_.prepare("SELECT settled_sequence, settled_hash FROM stbs WHERE stb_id = ?");

@@ -7,9 +7,11 @@ namespace ent = entitlement;
 
 namespace {
 // One call to a room STB's link; one client serves all the calls of a desk operation.
+// `signer`: billing's, for what the STB serves only to a paired handset or billing.
 Result<std::vector<std::uint8_t>> link_call(net::RequestClient& client, const std::string& endpoint, ent::LinkMessage type,
-                                            std::span<const std::uint8_t> body) {
-  auto reply = ent::call_framed(client, static_cast<std::uint8_t>(type), body);
+                                            std::span<const std::uint8_t> body, const ent::LinkSigner* signer = nullptr) {
+  auto reply = signer != nullptr ? ent::call_link_signed(client, type, body, *signer)
+                                 : ent::call_framed(client, static_cast<std::uint8_t>(type), body);
   if (!reply && reply.error().code == Errc::io) return make_error(Errc::io, "the room STB at " + endpoint + " does not answer");
   return reply;
 }
@@ -50,12 +52,13 @@ Result<HotelDesk::CheckIn> HotelDesk::check_in(const std::string& room, const st
 
 Status HotelDesk::collect(const Room& room, std::uint64_t now) {
   net::RequestClient link(room.link_endpoint, link_options_);
-  auto sealed = link_call(link, room.link_endpoint, ent::LinkMessage::collect_history, {});
+  const auto signer = store_.link_signer(room.stb_id);
+  auto sealed = link_call(link, room.link_endpoint, ent::LinkMessage::collect_history, {}, &signer);
   if (!sealed) return sealed.error();
   auto reply = store_.room_report(*sealed, now);
   if (!reply) return reply.error();
   for (const auto& rc : reply->receipts) {
-    auto applied = link_call(link, room.link_endpoint, ent::LinkMessage::apply_receipt, rc);
+    auto applied = link_call(link, room.link_endpoint, ent::LinkMessage::apply_receipt, rc, &signer);
     // A receipt the STB already has is fine; it answers "replayed".
     if (!applied && applied.error().code != Errc::replayed) return applied.error();
   }

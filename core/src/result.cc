@@ -15,6 +15,7 @@ const char* to_string(Errc code) {
     case Errc::storage: return "storage";
     case Errc::crypto: return "crypto";
     case Errc::io: return "I/O";
+    case Errc::busy: return "busy";
   }
   return "unknown";
 }

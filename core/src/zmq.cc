@@ -11,17 +11,20 @@ struct ReplyServer::Impl {
   zmq::socket_t socket{context, zmq::socket_type::router};
 };
 
-ReplyServer::ReplyServer(const std::string& endpoint, Handler handler)
+ReplyServer::ReplyServer(const std::string& endpoint, Handler handler, ServerLimits limits)
     : ReplyServer(endpoint, BatchHandler([h = std::move(handler)](const auto& requests) {
         std::vector<Bytes> replies;
         replies.reserve(requests.size());
         for (const auto& r : requests) replies.push_back(h(r));
         return replies;
-      })) {}
+      }), limits) {}
 
-ReplyServer::ReplyServer(const std::string& endpoint, BatchHandler handler)
+ReplyServer::ReplyServer(const std::string& endpoint, BatchHandler handler, ServerLimits limits)
     : impl_(std::make_unique<Impl>()), handler_(std::move(handler)) {
   impl_->socket.set(zmq::sockopt::linger, 0);
+  // Set before bind: they apply to the connections accepted from then on.
+  impl_->socket.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(limits.max_message_bytes));
+  impl_->socket.set(zmq::sockopt::rcvhwm, limits.queue_per_caller);
   try {
     impl_->socket.bind(endpoint);
   } catch (const zmq::error_t& e) {
@@ -45,17 +48,19 @@ void ReplyServer::run(const std::atomic<bool>& stop) {
     }
     if ((item.revents & ZMQ_POLLIN) == 0) continue;
     // Take every request already waiting. A REQ client's request arrives as
-    // [identity][empty][payload]; anything else is dropped.
+    // [identity][empty][payload]; anything else is dropped, and frames past the third are read and
+    // let go at once rather than kept (each is within the size cap, but their number is not).
     std::vector<std::vector<zmq::message_t>> pending;
     while (pending.size() < kMaxBatch) {
       std::vector<zmq::message_t> frames;
+      std::size_t parts = 0;
       do {
         zmq::message_t frame;
         if (!socket.recv(frame, zmq::recv_flags::dontwait)) break;
-        frames.push_back(std::move(frame));
+        if (++parts <= 3) frames.push_back(std::move(frame));
       } while (socket.get(zmq::sockopt::rcvmore));
-      if (frames.empty()) break;
-      if (frames.size() == 3 && frames[1].size() == 0) pending.push_back(std::move(frames));
+      if (parts == 0) break;
+      if (parts == 3 && frames[1].size() == 0) pending.push_back(std::move(frames));
     }
     if (pending.empty()) continue;
     std::vector<std::span<const std::uint8_t>> requests;

@@ -5,6 +5,7 @@
 
 #include "usher/core/bytes.h"
 #include "usher/core/log.h"
+#include "usher/entitlement/request_auth.h"
 #include "wire.h"
 
 namespace usher::entitlement {
@@ -75,7 +76,7 @@ Result<std::vector<std::uint8_t>> reply_body(std::span<const std::uint8_t> reply
   std::string message;
   if (!get_text(r, message)) message = "(no message)";
   const int code = f->type_or_status - 1;
-  if (code < 0 || code > static_cast<int>(Errc::io)) return make_error(Errc::malformed, "unknown error status: " + message);
+  if (code < 0 || code > static_cast<int>(Errc::busy)) return make_error(Errc::malformed, "unknown error status: " + message);
   return make_error(static_cast<Errc>(code), message);
 }
 
@@ -336,39 +337,116 @@ std::vector<std::vector<std::uint8_t>> EngineService::handle_batch(const std::ve
   return replies;
 }
 
+Status EngineService::admit_spend(const SpendAuthorization& spend) {
+  // Unverified spends are refused by the store with their reason; they take nothing from a bucket.
+  auto card = store_.card(spend.card_id);
+  if (!card || !spend.verify(card->handset_public)) return ok_status();
+  if (!per_card_.admit(spend.card_id, RateLimiter::Clock::now())) {
+    return make_error(Errc::busy, "too many requests from card " + std::to_string(spend.card_id) + ": try again in a few seconds");
+  }
+  return ok_status();
+}
+
+Result<std::vector<std::uint8_t>> EngineService::dispatch_signed(const Frame& f) {
+  const auto type = static_cast<MessageType>(f.type_or_status);
+  auto s = split_signed(f.body);
+  if (!s) return s.error();
+  const auto now = unix_now();
+  std::optional<CardInfo> signer;
+  if (type == MessageType::register_handset) {
+    auto q = decode_register_handset(s->body);
+    if (!q) return q.error();
+    if (s->card_id != 0 || !s->verify(f.type_or_status, f.id, q->handset_public)) {
+      return make_error(Errc::auth_failed, "register_handset must be signed by the key it registers");
+    }
+    if (!registrations_.admit(0, RateLimiter::Clock::now())) {
+      return make_error(Errc::busy, "too many new handsets at once: try again in a minute");
+    }
+  } else {
+    auto card = store_.card(s->card_id);
+    // One answer whether the card is unknown or the key is wrong: nobody learns which cards exist.
+    if (!card || !s->verify(f.type_or_status, f.id, card->handset_public)) {
+      return make_error(Errc::auth_failed, "the request is not signed by the handset holding card " + std::to_string(s->card_id));
+    }
+    if (!per_card_.admit(s->card_id, RateLimiter::Clock::now())) {
+      return make_error(Errc::busy, "too many requests from card " + std::to_string(s->card_id) + ": try again in a few seconds");
+    }
+    signer = std::move(*card);
+  }
+  // After the signature: only the signer hears about its clock.
+  if (auto fresh = check_request_time(s->time, now); !fresh) return fresh.error();
+  const auto body = s->body;
+  return store_.once_signed(s->replay_key(), s->card_id, s->time, now, [&]() -> Result<std::vector<std::uint8_t>> {
+    switch (type) {
+      case MessageType::register_handset: {
+        auto q = decode_register_handset(body);
+        if (!q) return q.error();
+        auto c = store_.register_handset(q->account, q->handset_public, q->currency);
+        if (!c) return c.error();
+        return encode(RegisterHandsetReply{c->card_id, {0, c->currency}, c->certificate});
+      }
+      case MessageType::balance: {
+        ByteReader r(body);
+        std::uint64_t card_id = 0;
+        if (!r.u64(card_id) || !finished(r)) return bad("balance");
+        if (card_id != signer->card_id) return make_error(Errc::not_entitled, "a handset reads its own card's balance only");
+        auto b = store_.balance(card_id);
+        if (!b) return b.error();
+        return encode_card(card_id, *b);
+      }
+      case MessageType::top_up: {
+        auto q = decode_top_up(body);
+        if (!q) return q.error();
+        if (q->card_id != signer->card_id) return make_error(Errc::not_entitled, "a handset tops up its own card only");
+        auto b = store_.top_up(q->card_id, q->amount_minor, q->funding_reference, funding_);
+        if (!b) return b.error();
+        return encode_card(q->card_id, *b);
+      }
+      case MessageType::ticket_status: {
+        auto ids = decode_ids(body);
+        if (!ids) return ids.error();
+        ByteWriter w;
+        w.u16(static_cast<std::uint16_t>(ids->size()));
+        for (auto id : *ids) {
+          // Another card's ticket is reported as unknown: its state is its buyer's to know.
+          const bool mine = store_.ticket_card(id) == signer->card_id;
+          auto st = mine ? store_.ticket_state(id) : Result<EntitlementStore::TicketState>(make_error(Errc::not_found, ""));
+          w.u8(!st ? 2 : st->status == "revoked" ? 1 : 0);
+          w.u64(st ? st->delivered : 0);
+        }
+        return w.take();
+      }
+      case MessageType::account_stbs: {
+        ByteReader r(body);
+        std::string account;
+        if (!get_text(r, account) || !finished(r)) return bad("account_stbs");
+        ByteWriter w;
+        const auto ids = store_.account_stbs(account);
+        w.u16(static_cast<std::uint16_t>(ids.size()));
+        for (auto id : ids) w.u32(id);
+        return w.take();
+      }
+      default:
+        break;
+    }
+    return make_error(Errc::invalid_argument, "not a signed request type");
+  });
+}
+
 Result<std::vector<std::uint8_t>> EngineService::dispatch(const Frame& f) {
   switch (static_cast<MessageType>(f.type_or_status)) {
     case MessageType::list_events:
       return encode_events(store_.events());
-    case MessageType::balance: {
-      ByteReader r(f.body);
-      std::uint64_t card_id = 0;
-      if (!r.u64(card_id) || !finished(r)) return bad("balance");
-      auto b = store_.balance(card_id);
-      if (!b) return b.error();
-      return encode_card(card_id, *b);
-    }
-    case MessageType::register_handset: {
-      auto q = decode_register_handset(f.body);
-      if (!q) return q.error();
-      return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
-        auto c = store_.register_handset(q->account, q->handset_public, q->currency);
-        if (!c) return c.error();
-        return encode(RegisterHandsetReply{c->card_id, {0, c->currency}, c->certificate});
-      });
-    }
-    case MessageType::top_up: {
-      auto q = decode_top_up(f.body);
-      if (!q) return q.error();
-      return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
-        auto b = store_.top_up(q->card_id, q->amount_minor, q->funding_reference, funding_);
-        if (!b) return b.error();
-        return encode_card(q->card_id, *b);
-      });
-    }
+    case MessageType::balance:
+    case MessageType::register_handset:
+    case MessageType::top_up:
+    case MessageType::ticket_status:
+    case MessageType::account_stbs:
+      return dispatch_signed(f);
     case MessageType::buy_ticket: {
       auto q = decode_buy_ticket(f.body);
       if (!q) return q.error();
+      if (auto admitted = admit_spend(q->spend); !admitted) return admitted.error();
       return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
         auto p = store_.buy_ticket(q->event_id, q->stb_id, q->spend, unix_now(), q->deliver_at);
         if (!p) return p.error();
@@ -378,6 +456,7 @@ Result<std::vector<std::uint8_t>> EngineService::dispatch(const Frame& f) {
     case MessageType::buy_by_code: {
       auto q = decode_buy_by_code(f.body);
       if (!q) return q.error();
+      if (auto admitted = admit_spend(q->spend); !admitted) return admitted.error();
       return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
         auto p = store_.buy_by_code(q->code, q->spend, unix_now());
         if (!p) return p.error();
@@ -399,31 +478,10 @@ Result<std::vector<std::uint8_t>> EngineService::dispatch(const Frame& f) {
         return encode_ids(*confirmed);
       });
     }
-    case MessageType::ticket_status: {
-      auto ids = decode_ids(f.body);
-      if (!ids) return ids.error();
-      ByteWriter w;
-      w.u16(static_cast<std::uint16_t>(ids->size()));
-      for (auto id : *ids) {
-        auto st = store_.ticket_state(id);
-        w.u8(!st ? 2 : st->status == "revoked" ? 1 : 0);
-        w.u64(st ? st->delivered : 0);
-      }
-      return w.take();
-    }
-    case MessageType::account_stbs: {
-      ByteReader r(f.body);
-      std::string account;
-      if (!get_text(r, account) || !finished(r)) return bad("account_stbs");
-      ByteWriter w;
-      const auto ids = store_.account_stbs(account);
-      w.u16(static_cast<std::uint16_t>(ids.size()));
-      for (auto id : ids) w.u32(id);
-      return w.take();
-    }
     case MessageType::buy_pass: {
       auto q = decode_buy_pass(f.body);
       if (!q) return q.error();
+      if (auto admitted = admit_spend(q->spend); !admitted) return admitted.error();
       return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
         auto p = store_.buy_pass(q->service_id, q->days, q->stb_id, q->spend, unix_now());
         if (!p) return p.error();

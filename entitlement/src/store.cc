@@ -177,6 +177,14 @@ void EntitlementStore::create_schema(sql::Database& db) {
       headend_id INTEGER PRIMARY KEY,
       x25519_public BLOB NOT NULL,
       registered INTEGER NOT NULL);
+    -- Signed requests answered (request_auth.h): the reply under the hash of the request's
+    -- signature, kept while the request's time is within the window.
+    CREATE TABLE IF NOT EXISTS signed_requests (
+      replay_key BLOB PRIMARY KEY,
+      card_id INTEGER NOT NULL,
+      time INTEGER NOT NULL,
+      reply BLOB NOT NULL);
+    CREATE INDEX IF NOT EXISTS signed_requests_time ON signed_requests (time);
     CREATE TABLE IF NOT EXISTS requests (
       request_id BLOB PRIMARY KEY,
       reply BLOB NOT NULL,

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "broadcast_fixture.h"
+#include "usher/core/clock.h"
 #include "usher/billing/billing_service.h"
 #include "usher/billing/billing_store.h"
 #include "usher/entitlement/protocol.h"
@@ -268,6 +269,14 @@ TEST_F(SettlementTest, AGroupOfRequestsIsAnsweredAsEachWouldBeAlone) {
     s.bytes = entitlement::encode_request(static_cast<entitlement::MessageType>(type), s.id, body);
     return s;
   };
+  // Relays and prepayments are signed by the handset of the card they name.
+  auto signed_frame = [](BillingMessage type, const std::vector<std::uint8_t>& body, const entitlement::RequestSigner& signer) {
+    Sent s{entitlement::new_request_id(), {}};
+    const auto t = static_cast<std::uint8_t>(type);
+    s.bytes = entitlement::encode_request(static_cast<entitlement::MessageType>(t), s.id,
+                                          entitlement::sign_request(t, s.id, body, signer.card_id, usher::unix_now(), *signer.handset_private));
+    return s;
+  };
   auto group = [&](const std::vector<Sent>& sent) {
     std::vector<std::span<const std::uint8_t>> requests;
     for (const auto& s : sent) requests.emplace_back(s.bytes);
@@ -278,9 +287,11 @@ TEST_F(SettlementTest, AGroupOfRequestsIsAnsweredAsEachWouldBeAlone) {
   };
 
   // Two relays and a malformed request in one group.
-  auto relays = group({frame(BillingMessage::relay, entitlement::encode(entitlement::RelayRequest{world.stb(1001).sealed_unsettled_history(), card})),
-                       frame(BillingMessage::relay, {1, 2, 3}),
-                       frame(BillingMessage::relay, entitlement::encode(entitlement::RelayRequest{world.stb(1002).sealed_unsettled_history(), poor.card_id()}))});
+  auto relays = group({signed_frame(BillingMessage::relay, entitlement::encode(entitlement::RelayRequest{world.stb(1001).sealed_unsettled_history(), card}),
+                                    handset->signer()),
+                       signed_frame(BillingMessage::relay, {1, 2, 3}, handset->signer()),
+                       signed_frame(BillingMessage::relay, entitlement::encode(entitlement::RelayRequest{world.stb(1002).sealed_unsettled_history(), poor.card_id()}),
+                                    poor.signer())});
   ASSERT_TRUE(relays[0].ok()) << relays[0].error().message;
   EXPECT_EQ(relays[1].error().code, Errc::malformed);
   ASSERT_TRUE(relays[2].ok()) << relays[2].error().message;

@@ -101,3 +101,27 @@ TEST(Sqlite, AtomicallyKeepsAllOrNothingAndKeysMustBe32Bytes) {
 
 }  // namespace
 }  // namespace usher
+
+#include "usher/core/rate_limit.h"
+
+namespace usher {
+namespace {
+
+// A burst, then the refill by elapsed time, per caller; no caller takes another's tokens.
+TEST(RateLimiter, BurstThenRefillPerCaller) {
+  RateLimiter limiter({3, 2});
+  const auto t0 = RateLimiter::Clock::time_point{} + std::chrono::hours(1);
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(limiter.admit(7, t0));
+  EXPECT_FALSE(limiter.admit(7, t0));
+  EXPECT_TRUE(limiter.admit(8, t0));  // another caller
+  EXPECT_FALSE(limiter.admit(7, t0 + std::chrono::milliseconds(499)));
+  EXPECT_TRUE(limiter.admit(7, t0 + std::chrono::milliseconds(500)));  // 2 per second: one after 500 ms
+  EXPECT_FALSE(limiter.admit(7, t0 + std::chrono::milliseconds(500)));
+  // Never more than the burst, however long the caller waited.
+  const auto later = t0 + std::chrono::hours(5);
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(limiter.admit(7, later));
+  EXPECT_FALSE(limiter.admit(7, later));
+}
+
+}  // namespace
+}  // namespace usher

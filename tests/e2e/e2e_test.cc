@@ -19,6 +19,8 @@
 
 #include "cli_process.h"
 #include "temp_dir.h"
+#include "usher/core/zmq.h"
+#include "usher/entitlement/protocol.h"
 #include "usher/streams/io.h"
 #include "usher/streams/psi.h"
 #include "usher/streams/section.h"
@@ -413,6 +415,26 @@ TEST_F(CliWorld, PayPerViewBoughtOnTheHandsetForOwnStbAndAsAGift) {
   EXPECT_EQ(must("wallet tickets" + w).find("delivery confirmed by STB 1002"), std::string::npos);
   const std::string bob = " --home " + dir.file("wallet-bob");
   must("wallet init" + bob + " --account bob --currency EUR --engine " + engine + " --operator " + ent() + "/operator.pub");
+  // Only a paired handset collects the acks (and says they were relayed): bob pairs with the code
+  // his STB shows.
+  // A forged acks_relayed from an unpaired caller (it once made the STB drop the ack, so the gift
+  // was never confirmed) is refused; the ack stays for bob's handset.
+  {
+    net::RequestClient stranger(link1002, {std::chrono::milliseconds(2000), 1, 1});
+    std::vector<std::uint64_t> every_ticket;
+    for (std::uint64_t id = 1; id <= 20; ++id) every_ticket.push_back(id);
+    auto forged = entitlement::call_framed(stranger, static_cast<std::uint8_t>(entitlement::LinkMessage::acks_relayed),
+                                           entitlement::encode_ids(every_ticket));
+    ASSERT_FALSE(forged.ok());
+    EXPECT_EQ(forged.error().code, Errc::auth_failed) << forged.error().message;
+    auto collected = entitlement::call_framed(stranger, static_cast<std::uint8_t>(entitlement::LinkMessage::collect_acks), {});
+    ASSERT_FALSE(collected.ok());
+    EXPECT_EQ(collected.error().code, Errc::auth_failed);
+  }
+  auto unpaired = run(usher("wallet relay-acks" + bob + " --link " + link1002));
+  EXPECT_NE(unpaired.status, 0);
+  EXPECT_NE(unpaired.output.find("not paired"), std::string::npos) << unpaired.output;
+  must("wallet pair" + bob + " --link " + link1002 + " --code " + testing::pairing_code(dir.file("stb-1002")));
   EXPECT_NE(must("wallet relay-acks" + bob + " --link " + link1002).find("relayed 1 delivery"), std::string::npos);
   EXPECT_NE(must("wallet relay-acks" + bob + " --link " + link1002).find("relayed 0 delivery"), std::string::npos);
   EXPECT_NE(must("wallet tickets" + w).find("delivery confirmed by STB 1002"), std::string::npos);

@@ -69,6 +69,8 @@ TEST(ManyHandsets, HundredRelaysAtOnceEachChargedExactlyOnce) {
     auto w = wallet::Wallet::init(world.dir().file("wallet-" + std::to_string(i)), "viewer" + std::to_string(i), kEur, engine, op);
     ASSERT_TRUE(w.ok()) << w.error().message;
     ASSERT_TRUE(w->top_up(5000, "test-visa").ok());
+    auto paired = w->pair(links.back()->endpoint(), links.back()->pairing_code());
+    ASSERT_TRUE(paired.ok()) << paired.error().message;
   }
 
   std::vector<std::unique_ptr<Background>> handsets;

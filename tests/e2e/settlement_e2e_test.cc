@@ -44,7 +44,8 @@ class SettlementE2e : public testing::OperatorFixture {
     ASSERT_TRUE(testing::wait_listening(ports[2]));
     must("wallet init" + w() + " --account alice --currency EUR --engine " + engine + " --operator " + ent() + "/operator.pub");
     must("wallet topup" + w() + " --amount 900.00");
-    // The first relay pairs the handset with the STB's link; later ones name the STB only.
+    // The handset pairs with the code the STB shows; relays name the STB only after the first.
+    must("wallet pair" + w() + " --link " + link + " --code " + testing::pairing_code(stb()));
     EXPECT_NE(must("wallet relay" + w() + " --stb 1001 --link " + link + " --billing " + billing).find("0 purchases settled"),
               std::string::npos);
   }

@@ -309,6 +309,7 @@ TEST_F(CommerceTest, RequestCodeFromTheStbIsPaidOnceBeforeItExpires) {
 }  // namespace
 }  // namespace usher::entitlement
 
+#include "link_handset.h"
 #include "usher/stb/local_link.h"
 #include "usher/entitlement/protocol.h"
 
@@ -320,7 +321,7 @@ TEST_F(CommerceTest, DeliveryAcksCountOnlyWhenSignedByTheTicketsStb) {
   auto p = store().buy_ticket(7, 1002, spend(7, 1002), kT0 - 600);
   ASSERT_TRUE(p.ok());
   auto& friend_stb = world.stb(1002);
-  stb::LocalLink link(friend_stb);
+  stb::LocalLink link(friend_stb, world.stb_home(1002));
   // The buyer's handset could also hand the ticket over the link: same frames the wallet sends.
   const auto id = new_request_id();
   auto reply = link.handle(encode_request(static_cast<MessageType>(LinkMessage::deliver_emm), id, p->emm_section));
@@ -339,12 +340,20 @@ TEST_F(CommerceTest, DeliveryAcksCountOnlyWhenSignedByTheTicketsStb) {
   ASSERT_EQ(confirmed->size(), 1u);
   EXPECT_NE(store().ticket_state(p->ticket.ticket_id)->delivered, 0u);
 
+  // Only the STB's paired handset may say the acks were relayed (an unpaired caller's forged
+  // acks_relayed suppressed a gift's delivery confirmation).
   const auto id2 = new_request_id();
-  auto done = link.handle(encode_request(static_cast<MessageType>(LinkMessage::acks_relayed), id2, encode_ids(*confirmed)));
-  ASSERT_TRUE(reply_body(done, id2).ok());
+  auto forged_done = link.handle(encode_request(static_cast<MessageType>(LinkMessage::acks_relayed), id2, encode_ids(*confirmed)));
+  EXPECT_EQ(reply_body(forged_done, id2).error().code, Errc::auth_failed);
+  EXPECT_EQ(friend_stb.pending_acks().size(), 1u);
+  testing::LinkHandset owner;
+  ASSERT_TRUE(owner.pair(link));
+  const auto id4 = new_request_id();
+  auto done = link.handle(owner.request(LinkMessage::acks_relayed, encode_ids(*confirmed), id4));
+  ASSERT_TRUE(reply_body(done, id4).ok());
   EXPECT_TRUE(friend_stb.pending_acks().empty());
   // Someone else's ticket: STB 1001's link refuses the EMM of 1002's ticket.
-  stb::LocalLink other_link(world.stb(1001));
+  stb::LocalLink other_link(world.stb(1001), world.stb_home(1001));
   const auto id3 = new_request_id();
   auto refused = reply_body(other_link.handle(encode_request(static_cast<MessageType>(LinkMessage::deliver_emm), id3, p->emm_section)), id3);
   ASSERT_FALSE(refused.ok());

@@ -169,6 +169,7 @@ TEST(ImpulseDurability, KillNineNeverLosesOrDuplicatesARecord) {
 }  // namespace usher::stb
 
 #include "usher/entitlement/protocol.h"
+#include "link_handset.h"
 #include "usher/stb/local_link.h"
 
 namespace usher::stb {
@@ -182,10 +183,12 @@ TEST_F(ImpulseTest, HistoryLeavesOverTheLocalLinkSealedForBillingOnly) {
   ASSERT_TRUE(se.impulse_buy(2, kT0).ok());
 
   // The handset asks over the local link, as the wallet will.
-  LocalLink link(se);
+  LocalLink link(se, world.stb_home(1001));
+  testing::LinkHandset handset;
+  ASSERT_TRUE(handset.pair(link));
+  EXPECT_EQ(handset.stb_id, 1001u);
   const auto id = entitlement::new_request_id();
-  auto reply = link.handle(entitlement::encode_request(
-      static_cast<entitlement::MessageType>(entitlement::LinkMessage::collect_history), id, {}));
+  auto reply = link.handle(handset.request(entitlement::LinkMessage::collect_history, {}, id));
   auto sealed = entitlement::reply_body(reply, id);
   ASSERT_TRUE(sealed.ok()) << sealed.error().message;
   EXPECT_EQ(*entitlement::sealed_history_stb(*sealed), 1001u);

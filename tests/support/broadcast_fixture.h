@@ -9,6 +9,7 @@
 #include <string>
 
 #include "temp_dir.h"
+#include "usher/entitlement/request_auth.h"
 #include "usher/entitlement/store.h"
 #include "usher/stb/secure_element.h"
 
@@ -27,6 +28,8 @@ class TestCard {
     }
   }
   [[nodiscard]] std::uint64_t card_id() const { return card_id_; }
+  [[nodiscard]] const Secret<32>& private_key() const { return keys_.private_key; }
+  [[nodiscard]] entitlement::RequestSigner signer() const { return {card_id_, &keys_.private_key}; }
   [[nodiscard]] const crypto::Ed25519KeyPair& keys() const { return keys_; }
   [[nodiscard]] entitlement::SpendAuthorization spend(const entitlement::Money& amount, const std::string& payee) const {
     entitlement::SpendAuthorization s;

@@ -36,6 +36,19 @@ inline Run run(const std::string& command) {
 
 inline std::string usher(const std::string& args) { return std::string(USHER_BINARY) + " " + args; }
 
+// The pairing code an STB's running `usher stb link` shows (written to pairing-code in its home
+// before it binds: read it once the link listens).
+inline std::string pairing_code(const std::string& stb_home) {
+  FILE* f = std::fopen((stb_home + "/pairing-code").c_str(), "r");
+  if (f == nullptr) return "";
+  std::array<char, 32> buf{};
+  const bool read = std::fgets(buf.data(), buf.size(), f) != nullptr;
+  std::fclose(f);
+  std::string code = read ? buf.data() : "";
+  while (!code.empty() && (code.back() == '\n' || code.back() == '\r')) code.pop_back();
+  return code;
+}
+
 // `n` different loopback TCP ports free right now (the kernel's picks), for services the test is
 // about to start.
 inline std::vector<std::uint16_t> free_ports(std::size_t n) {
@@ -98,6 +111,7 @@ class Background {
     exit_ = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     return exit_;
   }
+  [[nodiscard]] pid_t pid() const { return pid_; }
   // True while it runs (reaps it when it has ended; wait() then returns -1).
   bool running() {
     if (pid_ <= 0) return false;

@@ -15,14 +15,20 @@ Result<std::vector<std::uint8_t>> EngineClient::call(MessageType type, std::span
   return entitlement::call_framed(client_, static_cast<std::uint8_t>(type), body);
 }
 
+Result<std::vector<std::uint8_t>> EngineClient::call(MessageType type, std::span<const std::uint8_t> body,
+                                                     const entitlement::RequestSigner& signer) {
+  return entitlement::call_signed(client_, static_cast<std::uint8_t>(type), body, signer);
+}
+
 Result<std::vector<entitlement::EventInfo>> EngineClient::events() {
   auto body = call(MessageType::list_events, {});
   if (!body) return body.error();
   return entitlement::decode_events(*body);
 }
 
-Result<entitlement::PrepaidCardCertificate> EngineClient::register_handset(const entitlement::RegisterHandsetRequest& r) {
-  auto body = call(MessageType::register_handset, entitlement::encode(r));
+Result<entitlement::PrepaidCardCertificate> EngineClient::register_handset(const entitlement::RegisterHandsetRequest& r,
+                                                                                     const Secret<32>& handset_private) {
+  auto body = call(MessageType::register_handset, entitlement::encode(r), {0, &handset_private});
   if (!body) return body.error();
   auto reply = entitlement::decode_register_handset_reply(*body);
   if (!reply) return reply.error();
@@ -30,18 +36,18 @@ Result<entitlement::PrepaidCardCertificate> EngineClient::register_handset(const
   return reply->certificate;
 }
 
-Result<entitlement::Money> EngineClient::top_up(const entitlement::TopUpRequest& r) {
-  auto body = call(MessageType::top_up, entitlement::encode(r));
+Result<entitlement::Money> EngineClient::top_up(const entitlement::TopUpRequest& r, const entitlement::RequestSigner& signer) {
+  auto body = call(MessageType::top_up, entitlement::encode(r), signer);
   if (!body) return body.error();
   auto card = entitlement::decode_card(*body);
   if (!card) return card.error();
   return card->second;
 }
 
-Result<entitlement::Money> EngineClient::balance(std::uint64_t card_id) {
-  std::vector<std::uint8_t> b(8);
-  for (int i = 0; i < 8; ++i) b[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(card_id >> (56 - 8 * i));
-  auto body = call(MessageType::balance, b);
+Result<entitlement::Money> EngineClient::balance(const entitlement::RequestSigner& signer) {
+  ByteWriter b;
+  b.u64(signer.card_id);
+  auto body = call(MessageType::balance, b.data(), signer);
   if (!body) return body.error();
   auto card = entitlement::decode_card(*body);
   if (!card) return card.error();
@@ -62,8 +68,9 @@ Result<std::vector<std::uint64_t>> EngineClient::delivery_acks(const std::vector
   return entitlement::decode_ids(*body);
 }
 
-Result<std::vector<std::optional<std::uint64_t>>> EngineClient::delivered(const std::vector<std::uint64_t>& ids) {
-  auto body = call(MessageType::ticket_status, entitlement::encode_ids(ids));
+Result<std::vector<std::optional<std::uint64_t>>> EngineClient::delivered(const std::vector<std::uint64_t>& ids,
+                                                                          const entitlement::RequestSigner& signer) {
+  auto body = call(MessageType::ticket_status, entitlement::encode_ids(ids), signer);
   if (!body) return body.error();
   ByteReader r(*body);
   std::uint16_t n = 0;
@@ -78,11 +85,11 @@ Result<std::vector<std::optional<std::uint64_t>>> EngineClient::delivered(const 
   return out;
 }
 
-Result<std::vector<std::uint32_t>> EngineClient::account_stbs(const std::string& account) {
+Result<std::vector<std::uint32_t>> EngineClient::account_stbs(const std::string& account, const entitlement::RequestSigner& signer) {
   ByteWriter w;
   w.u16(static_cast<std::uint16_t>(account.size()));
   w.bytes({reinterpret_cast<const std::uint8_t*>(account.data()), account.size()});
-  auto body = call(MessageType::account_stbs, w.data());
+  auto body = call(MessageType::account_stbs, w.data(), signer);
   if (!body) return body.error();
   ByteReader r(*body);
   std::uint16_t n = 0;
@@ -169,7 +176,7 @@ Result<Wallet> Wallet::init(const std::string& home, const std::string& account,
   if (fs::exists(path)) return make_error(Errc::already_exists, "a wallet already exists in " + home);
   auto keys = crypto::Ed25519KeyPair::generate();
   EngineClient client(engine);
-  auto card = client.register_handset({keys.public_key, account, currency});
+  auto card = client.register_handset({keys.public_key, account, currency}, keys.private_key);
   if (!card) return make_error(card.error().code, "registering with the engine at " + engine + ": " + card.error().message);
   if (!card->verify(op.ed25519_public) || card->holder_public != keys.public_key || card->currency != currency) {
     return make_error(Errc::auth_failed, "the engine's card certificate does not verify against the operator's key");
@@ -222,10 +229,19 @@ Secret<32> Wallet::handset_private() {
   return st.column_key(0);
 }
 
-Result<entitlement::Money> Wallet::balance() { return client_->balance(card_id_); }
+Result<entitlement::Money> Wallet::balance() {
+  const auto key = handset_private();
+  return client_->balance({card_id_, &key});
+}
 
 Result<entitlement::Money> Wallet::top_up(std::int64_t amount_minor, const std::string& reference) {
-  return client_->top_up({card_id_, amount_minor, reference});
+  const auto key = handset_private();
+  return client_->top_up({card_id_, amount_minor, reference}, {card_id_, &key});
+}
+
+Result<std::vector<std::uint32_t>> Wallet::account_stbs(const std::string& account) {
+  const auto key = handset_private();
+  return client_->account_stbs(account, {card_id_, &key});
 }
 
 Result<std::vector<entitlement::EventInfo>> Wallet::events() { return client_->events(); }
@@ -328,7 +344,8 @@ Status Wallet::deliver(std::uint64_t ticket_id, const std::string& link_endpoint
 Result<std::vector<std::pair<std::uint64_t, std::uint64_t>>> Wallet::confirmed_deliveries() {
   std::vector<std::uint64_t> ids;
   for (const auto& t : tickets()) ids.push_back(t.ticket.ticket_id);
-  auto states = client_->delivered(ids);
+  const auto key = handset_private();
+  auto states = client_->delivered(ids, {card_id_, &key});
   if (!states) return states.error();
   std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
   for (std::size_t i = 0; i < ids.size(); ++i) {
@@ -338,9 +355,12 @@ Result<std::vector<std::pair<std::uint64_t, std::uint64_t>>> Wallet::confirmed_d
 }
 
 Result<std::size_t> Wallet::relay_acks(const std::string& link_endpoint) {
+  const auto key = handset_private();
+  auto signer = link_signer(link_endpoint, key);
+  if (!signer) return signer.error();
   net::RequestClient link(link_endpoint, kLinkOptions);
   auto link_call = [&](entitlement::LinkMessage type, std::span<const std::uint8_t> body) {
-    return entitlement::call_framed(link, static_cast<std::uint8_t>(type), body);
+    return entitlement::call_link_signed(link, type, body, *signer);
   };
   auto body = link_call(entitlement::LinkMessage::collect_acks, {});
   if (!body) return body.error();
@@ -374,8 +394,8 @@ std::vector<OwnedTicket> Wallet::tickets() {
 
 BillingClient::BillingClient(const std::string& endpoint, net::ClientOptions options) : client_(endpoint, options) {}
 
-Result<entitlement::RelayReply> BillingClient::relay(const entitlement::RelayRequest& r) {
-  auto body = entitlement::call_framed(client_, static_cast<std::uint8_t>(entitlement::BillingMessage::relay), entitlement::encode(r));
+Result<entitlement::RelayReply> BillingClient::relay(const entitlement::RelayRequest& r, const entitlement::RequestSigner& signer) {
+  auto body = entitlement::call_signed(client_, static_cast<std::uint8_t>(entitlement::BillingMessage::relay), entitlement::encode(r), signer);
   if (!body) return body.error();
   return entitlement::decode_relay_reply(*body);
 }
@@ -384,8 +404,8 @@ Result<std::vector<std::uint8_t>> BillingClient::pay(const entitlement::PayReque
   return entitlement::call_framed(client_, static_cast<std::uint8_t>(entitlement::BillingMessage::pay), entitlement::encode(r));
 }
 
-Result<entitlement::RelayReply> BillingClient::prepay(const entitlement::PrepayRequest& r) {
-  auto body = entitlement::call_framed(client_, static_cast<std::uint8_t>(entitlement::BillingMessage::prepay), entitlement::encode(r));
+Result<entitlement::RelayReply> BillingClient::prepay(const entitlement::PrepayRequest& r, const entitlement::RequestSigner& signer) {
+  auto body = entitlement::call_signed(client_, static_cast<std::uint8_t>(entitlement::BillingMessage::prepay), entitlement::encode(r), signer);
   if (!body) return body.error();
   return entitlement::decode_relay_reply(*body);
 }
@@ -421,7 +441,9 @@ Result<entitlement::Receipt> Wallet::pay_quote(BillingClient& billing, const ent
   return rc;
 }
 
-Result<std::uint64_t> Wallet::deliver_receipts(net::RequestClient& link, std::uint32_t stb_id, std::vector<entitlement::Receipt>& delivered) {
+Result<std::uint64_t> Wallet::deliver_receipts(net::RequestClient& link, const entitlement::LinkSigner& signer,
+                                               std::vector<entitlement::Receipt>& delivered) {
+  const auto stb_id = signer.stb_id;
   std::vector<std::pair<std::uint64_t, std::vector<std::uint8_t>>> pending;
   {
     auto st = db_.prepare("SELECT receipt_id, receipt FROM receipts WHERE stb_id = ? AND delivered = 0 ORDER BY receipt_id");
@@ -430,7 +452,7 @@ Result<std::uint64_t> Wallet::deliver_receipts(net::RequestClient& link, std::ui
   }
   std::uint64_t settled = 0;
   for (const auto& [id, bytes] : pending) {
-    auto body = entitlement::call_framed(link, static_cast<std::uint8_t>(entitlement::LinkMessage::apply_receipt), bytes);
+    auto body = entitlement::call_link_signed(link, entitlement::LinkMessage::apply_receipt, bytes, signer);
     if (!body && body.error().code != Errc::replayed) return body.error();
     if (body) {
       ByteReader r(*body);
@@ -446,6 +468,41 @@ Result<std::uint64_t> Wallet::deliver_receipts(net::RequestClient& link, std::ui
   return settled;
 }
 
+Result<std::uint32_t> Wallet::pair(const std::string& link_endpoint, const std::string& code) {
+  entitlement::PairRequest q;
+  {
+    auto st = db_.prepare("SELECT ed25519_public FROM identity WHERE id = 1");
+    if (!st.step()) return make_error(Errc::storage, "wallet has no identity");
+    q.handset_public = blob32(st.column_blob(0));
+  }
+  crypto::random_bytes(q.nonce);
+  q.tag = entitlement::pairing_tag(code, q.nonce, q.handset_public);
+  net::RequestClient link(link_endpoint, kLinkOptions);
+  auto body = entitlement::call_framed(link, static_cast<std::uint8_t>(entitlement::LinkMessage::pair), entitlement::encode(q));
+  if (!body) return make_error(body.error().code, "pairing with the STB at " + link_endpoint + ": " + body.error().message);
+  ByteReader r(*body);
+  std::uint32_t stb_id = 0;
+  entitlement::PairingTag proof{};
+  r.u32(stb_id);
+  r.bytes(proof);
+  if (r.failed() || r.remaining() != 0) return make_error(Errc::malformed, "pair reply: wrong length");
+  if (!constant_time_equal(proof, entitlement::pairing_proof(code, q.nonce, q.handset_public, stb_id))) {
+    return make_error(Errc::auth_failed, "the device at " + link_endpoint + " does not know that code: not the STB showing it");
+  }
+  if (auto kept = remember_link(stb_id, link_endpoint); !kept) return kept.error();
+  return stb_id;
+}
+
+Result<entitlement::LinkSigner> Wallet::link_signer(const std::string& link_endpoint, const Secret<32>& key) {
+  auto st = db_.prepare("SELECT l.stb_id, i.ed25519_public FROM stb_links l, identity i WHERE l.link = ? AND i.id = 1");
+  st.bind(1, link_endpoint);
+  if (!st.step()) {
+    return make_error(Errc::not_found, "this handset is not paired with the STB at " + link_endpoint + ": run `usher wallet pair --link " +
+                                           link_endpoint + " --code <the code the STB shows>` first");
+  }
+  return entitlement::LinkSigner{static_cast<std::uint32_t>(st.column_int(0)), st.column_blob(1), &key};
+}
+
 Status Wallet::remember_link(std::uint32_t stb_id, const std::string& link_endpoint) {
   auto st = db_.prepare("INSERT OR REPLACE INTO stb_links VALUES (?, ?)");
   st.bind(1, stb_id).bind(2, link_endpoint);
@@ -457,18 +514,26 @@ Result<std::string> Wallet::link_of(std::uint32_t stb_id) {
   auto st = db_.prepare("SELECT link FROM stb_links WHERE stb_id = ?");
   st.bind(1, stb_id);
   if (!st.step()) {
-    return make_error(Errc::not_found, "this handset has no link to STB " + std::to_string(stb_id) + " yet: give --link ENDPOINT once");
+    return make_error(Errc::not_found, "this handset has no link to STB " + std::to_string(stb_id) +
+                                           " yet: pair with it first (usher wallet pair --link ENDPOINT --code <the code the STB shows>)");
   }
   return st.column_text(0);
 }
 
 Result<RelayOutcome> Wallet::relay_history(const std::string& link_endpoint, const std::string& billing_endpoint,
                                            std::uint32_t expected_stb) {
+  const auto key = handset_private();
+  auto signer = link_signer(link_endpoint, key);
+  if (!signer) return signer.error();
+  if (expected_stb != 0 && signer->stb_id != expected_stb) {
+    return make_error(Errc::invalid_argument, "the STB at " + link_endpoint + " is STB " + std::to_string(signer->stb_id) + ", not STB " +
+                                                  std::to_string(expected_stb));
+  }
   net::RequestClient link(link_endpoint, kLinkOptions);
   BillingClient billing(billing_endpoint);
   RelayOutcome out;
   out.paid.currency = currency_;
-  auto collect = [&]() { return entitlement::call_framed(link, static_cast<std::uint8_t>(entitlement::LinkMessage::collect_history), {}); };
+  auto collect = [&]() { return entitlement::call_link_signed(link, entitlement::LinkMessage::collect_history, {}, *signer); };
   auto sealed = collect();
   if (!sealed) return make_error(sealed.error().code, "collecting the STB's history: " + sealed.error().message);
   auto stb = entitlement::sealed_history_stb(*sealed);
@@ -479,14 +544,14 @@ Result<RelayOutcome> Wallet::relay_history(const std::string& link_endpoint, con
   }
   out.stb_id = *stb;
   // Receipts this wallet holds from an earlier round that did not reach the STB go first.
-  auto earlier = deliver_receipts(link, *stb, out.receipts);
+  auto earlier = deliver_receipts(link, *signer, out.receipts);
   if (!earlier) return earlier.error();
   out.records_settled += *earlier;
   if (*earlier > 0) {
     sealed = collect();
     if (!sealed) return sealed.error();
   }
-  auto reply = billing.relay({*sealed, card_id_});
+  auto reply = billing.relay({*sealed, card_id_}, {card_id_, &key});
   if (!reply) return make_error(reply.error().code, "billing: " + reply.error().message);
   for (const auto& bytes : reply->receipts) {
     auto rc = entitlement::Receipt::decode(bytes);
@@ -498,7 +563,7 @@ Result<RelayOutcome> Wallet::relay_history(const std::string& link_endpoint, con
     if (!rc) return make_error(rc.error().code, "paying " + entitlement::format_money(reply->quote.amount) + ": " + rc.error().message);
     out.paid.minor += rc->amount.minor;
   }
-  auto settled = deliver_receipts(link, *stb, out.receipts);
+  auto settled = deliver_receipts(link, *signer, out.receipts);
   if (!settled) return settled.error();
   out.records_settled += *settled;
   return out;
@@ -507,16 +572,20 @@ Result<RelayOutcome> Wallet::relay_history(const std::string& link_endpoint, con
 Result<StoredReceipt> Wallet::prepay(std::uint32_t stb_id, std::int64_t amount_minor, const std::string& billing_endpoint,
                                      const std::string& link_endpoint) {
   BillingClient billing(billing_endpoint);
-  auto reply = billing.prepay({stb_id, {amount_minor, currency_}, card_id_});
+  const auto key = handset_private();
+  auto reply = billing.prepay({stb_id, {amount_minor, currency_}, card_id_}, {card_id_, &key});
   if (!reply) return make_error(reply.error().code, "billing: " + reply.error().message);
   if (!reply->has_quote) return make_error(Errc::malformed, "billing sent no quote for the prepayment");
   auto rc = pay_quote(billing, reply->quote);
   if (!rc) return rc.error();
   StoredReceipt out{*rc, false};
   if (!link_endpoint.empty()) {
-    net::RequestClient link(link_endpoint, kLinkOptions);
-    std::vector<entitlement::Receipt> delivered;
-    if (auto d = deliver_receipts(link, stb_id, delivered); d) out.delivered = true;
+    auto signer = link_signer(link_endpoint, key);
+    if (signer && signer->stb_id == stb_id) {
+      net::RequestClient link(link_endpoint, kLinkOptions);
+      std::vector<entitlement::Receipt> delivered;
+      if (auto d = deliver_receipts(link, *signer, delivered); d) out.delivered = true;
+    }
   }
   return out;
 }

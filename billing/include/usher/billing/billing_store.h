@@ -22,6 +22,7 @@
 
 #include "usher/core/result.h"
 #include "usher/core/sqlite.h"
+#include "usher/entitlement/link_auth.h"
 #include "usher/entitlement/settlement.h"
 #include "usher/entitlement/store.h"
 
@@ -91,6 +92,10 @@ class BillingStore {
   static Result<BillingStore> open(const std::string& home);
 
   [[nodiscard]] const entitlement::BillingCertificate& certificate() const { return certificate_; }
+  // How billing signs its requests to room STB `stb_id`'s local link (collect history, hand back
+  // receipts): with its key, showing its certificate (entitlement/link_auth.h). Valid while the
+  // store lives.
+  entitlement::LinkSigner link_signer(std::uint32_t stb_id);
   entitlement::EntitlementStore& engine() { return engine_; }
 
   // --- F4 and prepayment ---

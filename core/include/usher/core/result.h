@@ -25,6 +25,7 @@ enum class Errc {
   storage,           // SQLite or file-system failure
   crypto,            // a crypto library failure (not an attacker's doing)
   io,                // network or file I/O
+  busy,              // a caller over its limit (requests that create rows): try again later
 };
 const char* to_string(Errc code);
 

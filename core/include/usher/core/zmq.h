@@ -27,6 +27,16 @@ namespace usher::net {
 
 using Bytes = std::vector<std::uint8_t>;
 
+// How much a ReplyServer accepts from a caller. ZeroMQ refuses a frame larger than
+// `max_message_bytes` as it reads the frame's length, before allocating anything for it, and drops
+// that connection; the server keeps serving everyone else. At most `queue_per_caller` requests wait
+// per connection (ZMQ_RCVHWM), so what one connection can make the server hold is bounded by their
+// product.
+struct ServerLimits {
+  std::size_t max_message_bytes = 64 * 1024;
+  int queue_per_caller = 256;
+};
+
 class ReplyServer {
  public:
   using Handler = std::function<Bytes(std::span<const std::uint8_t> request)>;
@@ -34,9 +44,10 @@ class ReplyServer {
   // a service commit a group of requests together before it answers any of them.
   using BatchHandler = std::function<std::vector<Bytes>(const std::vector<std::span<const std::uint8_t>>& requests)>;
   static constexpr std::size_t kMaxBatch = 64;
-  // Binds at once; throws std::runtime_error naming the endpoint if it cannot.
-  ReplyServer(const std::string& endpoint, Handler handler);
-  ReplyServer(const std::string& endpoint, BatchHandler handler);
+  // Binds at once; throws std::runtime_error naming the endpoint if it cannot. Each service passes
+  // the limit its largest request needs (e.g. entitlement::kMaxEngineRequestBytes).
+  ReplyServer(const std::string& endpoint, Handler handler, ServerLimits limits = {});
+  ReplyServer(const std::string& endpoint, BatchHandler handler, ServerLimits limits = {});
   ReplyServer(const ReplyServer&) = delete;
   ReplyServer& operator=(const ReplyServer&) = delete;
   ~ReplyServer();

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "usher/core/rate_limit.h"
 #include "usher/core/result.h"
 #include "usher/core/zmq.h"
 #include "usher/entitlement/store.h"
@@ -17,21 +18,29 @@
 namespace usher::entitlement {
 
 inline constexpr std::uint8_t kProtocolVersion = 1;
+
+// What each service accepts per request (docs/protocol.md, "Limits"). The engine's largest request
+// is a relay of delivery acks (98 bytes each: 2,600 fit); the local link's is an EMM section (at
+// most 4 KiB). Billing's is in billing_service.h. A larger frame is refused by ZeroMQ before
+// anything is allocated for it.
+inline constexpr net::ServerLimits kEngineServerLimits{256 * 1024, 64};
+inline constexpr net::ServerLimits kLinkServerLimits{64 * 1024, 16};
 using RequestId = std::array<std::uint8_t, 16>;
 RequestId new_request_id();
 
 enum class MessageType : std::uint8_t {
   list_events = 1,
-  register_handset = 2,
-  top_up = 3,
-  balance = 4,
+  register_handset = 2,  // signed by the key it registers (request_auth.h)
+  top_up = 3,            // signed by the card's handset
+  balance = 4,           // signed by the card's handset
   buy_ticket = 5,
   headend_keys = 6,   // u32 headend_id -> blob sealed key bundle
   emm_carousel = 7,   // (empty) -> u32 count, blob section each
   buy_by_code = 8,    // text request code, blob spend authorization -> as buy_ticket
   delivery_acks = 9,  // u16 count, blob DeliveryAck each -> u16 count, u64 ticket id each (now confirmed)
-  ticket_status = 10, // u16 count, u64 ticket id each -> per id: u8 status (0 valid, 1 revoked, 2 unknown), u64 delivered
-  account_stbs = 11,  // text account -> u16 count, u32 stb_id each
+  ticket_status = 10, // signed; u16 count, u64 ticket id each -> per id: u8 status (0 valid, 1 revoked, 2 unknown or
+                      // not the signer's), u64 delivered
+  account_stbs = 11,  // signed; text account -> u16 count, u32 stb_id each
   buy_pass = 12,      // u16 service_id, u16 days, u32 stb_id, blob spend authorization -> as buy_ticket
   pass_price = 13,    // u16 service_id -> money per day
 };
@@ -44,6 +53,7 @@ enum class LinkMessage : std::uint8_t {
   collect_history = 4,  // (empty) -> the unsettled viewing history, sealed for billing (history.h)
   apply_receipt = 5,    // blob Receipt (settlement.h) -> u64 records settled
   room_state = 6,       // blob RoomState (settlement.h) -> ok
+  pair = 7,             // PairRequest (link_auth.h) -> u32 stb_id, 32 proof
 };
 
 struct Frame {
@@ -131,9 +141,18 @@ std::vector<std::uint8_t> encode_sections(const std::vector<std::vector<std::uin
 Result<std::vector<std::vector<std::uint8_t>>> decode_sections(std::span<const std::uint8_t> body);
 Result<std::vector<EventInfo>> decode_events(std::span<const std::uint8_t> body);
 
+// Per-caller limits of the engine (docs/protocol.md, "Limits"): each card's signed requests and
+// purchases, and registrations of new handsets by anyone (one shared bucket: a new key is free to
+// make, so the caller of a registration cannot be told apart).
+struct EngineLimits {
+  RateLimiter::Rate per_card{64, 8};
+  RateLimiter::Rate registrations{256, 4};
+};
+
 class EngineService {
  public:
-  EngineService(EntitlementStore& store, FundingSource& funding) : store_(store), funding_(funding) {}
+  EngineService(EntitlementStore& store, FundingSource& funding, EngineLimits limits = {})
+      : store_(store), funding_(funding), per_card_(limits.per_card), registrations_(limits.registrations) {}
   // Never throws for bad input: every failure becomes an error reply.
   std::vector<std::uint8_t> handle(std::span<const std::uint8_t> request);
   // Handles a group in one database transaction (each request in its own savepoint, so a refused
@@ -143,8 +162,15 @@ class EngineService {
 
  private:
   Result<std::vector<std::uint8_t>> dispatch(const Frame& frame);
+  // register_handset, top_up, balance, ticket_status, account_stbs: checked (signature, time,
+  // limit), then answered once.
+  Result<std::vector<std::uint8_t>> dispatch_signed(const Frame& frame);
+  // A purchase's card pays from its bucket once its spend verifies (so that nobody else empties it).
+  Status admit_spend(const SpendAuthorization& spend);
   EntitlementStore& store_;
   FundingSource& funding_;
+  RateLimiter per_card_;
+  RateLimiter registrations_;
 };
 
 }  // namespace usher::entitlement

@@ -297,6 +297,14 @@ class EntitlementStore {
   // Runs `work` inside one transaction and commits it; Errc::storage if the commit fails.
   Status batch(const std::function<void()>& work);
 
+  // Signed requests (request_auth.h): runs `work` once per `replay_key`; the same request again
+  // gets the stored reply and changes nothing. Replies of requests whose `time` is older than
+  // `now` - 2 windows are forgotten (such a request is refused as stale before it gets here).
+  Result<std::vector<std::uint8_t>> once_signed(std::span<const std::uint8_t> replay_key, std::uint64_t card_id, std::uint64_t time,
+                                                std::uint64_t now, const std::function<Result<std::vector<std::uint8_t>>()>& work);
+  // The card that paid for a ticket (nullopt: no such ticket).
+  std::optional<std::uint64_t> ticket_card(std::uint64_t ticket_id);
+
   // Runs `work` once per request id: a retry with the same id gets the stored reply, no second effect.
   Result<std::vector<std::uint8_t>> once(std::span<const std::uint8_t> request_id,
                                          const std::function<Result<std::vector<std::uint8_t>>()>& work);

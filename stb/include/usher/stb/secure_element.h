@@ -51,6 +51,8 @@ class SecureElement {
   static Result<SecureElement> open(const std::string& home);
 
   [[nodiscard]] std::uint32_t stb_id() const { return stb_id_; }
+  // The operator's issuing key (tickets, billing certificates).
+  [[nodiscard]] const crypto::PublicKey& issuer_public() const { return issuer_public_; }
   [[nodiscard]] std::uint16_t ca_system_id() const { return ca_system_id_; }
   [[nodiscard]] entitlement::StbPublicFile public_identity() const { return public_; }
 

@@ -20,33 +20,40 @@
 #include "usher/core/sqlite.h"
 #include "usher/core/zmq.h"
 #include "usher/entitlement/assets.h"
+#include "usher/entitlement/link_auth.h"
 #include "usher/entitlement/protocol.h"
+#include "usher/entitlement/request_auth.h"
 #include "usher/entitlement/request_code.h"
 #include "usher/entitlement/settlement.h"
 #include "usher/entitlement/store.h"
 
 namespace usher::wallet {
 
-// Typed calls to the engine. Each call has a fresh request id that its retries reuse.
+// Typed calls to the engine. Each call has a fresh request id that its retries reuse. Calls about a
+// card, its account or its tickets are signed by the card's handset (request_auth.h).
 class EngineClient {
  public:
   explicit EngineClient(const std::string& endpoint, net::ClientOptions options = {});
   Result<std::vector<entitlement::EventInfo>> events();
-  // The new card's id and its certificate, signed by the engine.
-  Result<entitlement::PrepaidCardCertificate> register_handset(const entitlement::RegisterHandsetRequest& r);
-  Result<entitlement::Money> top_up(const entitlement::TopUpRequest& r);
-  Result<entitlement::Money> balance(std::uint64_t card_id);
+  // The new card's id and its certificate, signed by the engine. Signed by the key registered.
+  Result<entitlement::PrepaidCardCertificate> register_handset(const entitlement::RegisterHandsetRequest& r,
+                                                               const Secret<32>& handset_private);
+  Result<entitlement::Money> top_up(const entitlement::TopUpRequest& r, const entitlement::RequestSigner& signer);
+  Result<entitlement::Money> balance(const entitlement::RequestSigner& signer);
   Result<entitlement::BuyTicketReply> buy_ticket(const entitlement::BuyTicketRequest& r);
   Result<entitlement::BuyTicketReply> buy_by_code(const entitlement::BuyByCodeRequest& r);
   Result<std::vector<std::uint64_t>> delivery_acks(const std::vector<entitlement::DeliveryAck>& acks);
   // Per ticket: confirmed delivery time (0 = not yet), or nullopt when the engine does not know it.
-  Result<std::vector<std::optional<std::uint64_t>>> delivered(const std::vector<std::uint64_t>& ticket_ids);
-  Result<std::vector<std::uint32_t>> account_stbs(const std::string& account);
+  Result<std::vector<std::optional<std::uint64_t>>> delivered(const std::vector<std::uint64_t>& ticket_ids,
+                                                              const entitlement::RequestSigner& signer);
+  Result<std::vector<std::uint32_t>> account_stbs(const std::string& account, const entitlement::RequestSigner& signer);
   Result<entitlement::BuyTicketReply> buy_pass(const entitlement::BuyPassRequest& r);
   Result<entitlement::Money> pass_price(std::uint16_t service_id);
 
  private:
   Result<std::vector<std::uint8_t>> call(entitlement::MessageType type, std::span<const std::uint8_t> body);
+  Result<std::vector<std::uint8_t>> call(entitlement::MessageType type, std::span<const std::uint8_t> body,
+                                         const entitlement::RequestSigner& signer);
   net::RequestClient client_;
 };
 
@@ -57,9 +64,10 @@ class BillingClient {
   // gives up. Retries are safe: a relay or a payment sent twice is answered as the first was.
   static constexpr net::ClientOptions kOptions{std::chrono::milliseconds(2000), 3, 2};
   explicit BillingClient(const std::string& endpoint, net::ClientOptions options = kOptions);
-  Result<entitlement::RelayReply> relay(const entitlement::RelayRequest& r);
+  // Relays and prepayments name the card: signed by its handset.
+  Result<entitlement::RelayReply> relay(const entitlement::RelayRequest& r, const entitlement::RequestSigner& signer);
   Result<std::vector<std::uint8_t>> pay(const entitlement::PayRequest& r);  // the receipt's bytes
-  Result<entitlement::RelayReply> prepay(const entitlement::PrepayRequest& r);
+  Result<entitlement::RelayReply> prepay(const entitlement::PrepayRequest& r, const entitlement::RequestSigner& signer);
 
  private:
   net::RequestClient client_;
@@ -126,7 +134,12 @@ class Wallet {
   // With `expected_stb`, refused unless the STB at that link is that one.
   Result<RelayOutcome> relay_history(const std::string& link_endpoint, const std::string& billing_endpoint,
                                      std::uint32_t expected_stb = 0);
-  // The local links of the viewer's STBs, remembered from the first time one is given (pairing).
+  // Pairs this handset with the STB at `link_endpoint` using the code the STB shows (`usher stb
+  // link` prints it and writes it to pairing-code in its home); checks that the STB knew the code
+  // and remembers its link. Returns the STB's id. Collecting acks or history and handing back
+  // receipts need it; handing over a ticket does not.
+  Result<std::uint32_t> pair(const std::string& link_endpoint, const std::string& code);
+  // The local links of the viewer's STBs, remembered from pairing.
   Status remember_link(std::uint32_t stb_id, const std::string& link_endpoint);
   Result<std::string> link_of(std::uint32_t stb_id);
   // [0269] prepayment: buys `amount_minor` of credit for STB `stb_id` from billing; the receipt is
@@ -136,7 +149,7 @@ class Wallet {
   std::vector<StoredReceipt> receipts();
 
   // The STBs of an account (for a gift to a friend by account).
-  Result<std::vector<std::uint32_t>> account_stbs(const std::string& account) { return client_->account_stbs(account); }
+  Result<std::vector<std::uint32_t>> account_stbs(const std::string& account);
 
  private:
   Wallet(sql::Database db, std::string engine, std::uint64_t card_id, std::string account,
@@ -145,7 +158,11 @@ class Wallet {
   Result<entitlement::Receipt> pay_quote(BillingClient& billing, const entitlement::Quote& quote);
   Status keep_receipt(const entitlement::Receipt& r, std::span<const std::uint8_t> bytes);
   // Hands this wallet's undelivered receipts for `stb_id` to the STB; returns the records settled.
-  Result<std::uint64_t> deliver_receipts(net::RequestClient& link, std::uint32_t stb_id, std::vector<entitlement::Receipt>& delivered);
+  Result<std::uint64_t> deliver_receipts(net::RequestClient& link, const entitlement::LinkSigner& signer,
+                                         std::vector<entitlement::Receipt>& delivered);
+  // How this handset signs requests to the STB it paired with at `link_endpoint` (with `key`, which
+  // must outlive the signer); Errc::not_found when it has not paired there.
+  Result<entitlement::LinkSigner> link_signer(const std::string& link_endpoint, const Secret<32>& key);
   Result<OwnedTicket> keep(const entitlement::BuyTicketReply& reply, std::uint32_t event_id, std::uint32_t stb_id, bool gift,
                            std::uint64_t deliver_at);
 
