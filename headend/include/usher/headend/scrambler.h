@@ -15,8 +15,13 @@
 //  - the PMT of each scrambled service rewritten with a CA_descriptor (version + 1, new CRC), a CAT
 //    whose CA_descriptor points at the EMM PID, and the EMM carousel on that PID.
 //
-// Inserted packets take the place of null packets when the input has them within
-// kInsertionWindowMs of stream time; otherwise they are added to the rate (see docs/headend.md).
+// Inserted packets (CAT, PMT, ECM, EMM, EIT) and the dropped input packets are handled by the
+// insertion policy (docs/headend.md): with stuffing in the input, each inserted packet takes the
+// place of a null packet (or of a dropped input packet) and every input packet gives exactly one
+// output packet, so the rate between PCRs is the input's; a packet that must go at once (the first
+// ECM, a rewritten PMT) goes ahead and the next null is given back. Without stuffing (or with `add`)
+// they are added to the rate as today. EMMs have a bandwidth share of their own and start after the
+// first CAT; there is no EMM burst at start nor when the engine hands over a batch.
 //
 // A chosen service is never sent in clear. The scrambler first holds the input back (at most
 // survey_ms of stream time) until it has the whole PAT and the PMT of every chosen service, and
@@ -83,13 +88,23 @@ class StoreKeySource final : public KeySource {
   entitlement::EntitlementStore& store_;
 };
 
+// Where inserted packets go. automatic: replace_nulls when the input's stuffing (measured during the
+// survey) carries what is inserted, else add. replace_nulls: never adds to the rate (a packet that
+// must go at once is given back at the next null); with too little stuffing, repetitions wait or
+// are skipped and the shortfall is counted and logged. add: inserted packets wait up to
+// kInsertionWindowMs for a null, else are added.
+enum class InsertPolicy { automatic, replace_nulls, add };
+
 struct ScramblerConfig {
   std::uint16_t ca_system_id = entitlement::kDefaultCaSystemId;
   std::set<std::uint16_t> services;        // empty: every service in the PAT
   std::uint32_t crypto_period_ms = 10'000;
   std::uint32_t ecm_interval_ms = 100;
   std::uint32_t cat_interval_ms = 500;
-  std::uint32_t emm_interval_ms = 50;      // one EMM section per interval from the carousel
+  std::uint32_t emm_interval_ms = 50;      // at most one EMM section per interval from the carousel
+  std::uint64_t emm_bitrate = 64'000;      // EMMs' bandwidth share (bit/s of stream time, packets counted
+                                           // whole); one section may go as a burst, then the share holds
+  InsertPolicy insert_policy = InsertPolicy::automatic;
   std::uint32_t eit_interval_ms = 2000;    // EIT present/following repetition
   // CA PIDs: 0x0020..0x1FFE and not one of the input's PSI PIDs (PAT, CAT, SI, PMTs), else refused;
   // moved to the nearest free PID (downwards, then upwards) if the input uses them.
@@ -114,7 +129,16 @@ struct ScramblerStats {
   std::uint64_t emm_sections = 0;
   std::uint64_t pmts_rewritten = 0;
   std::uint64_t nulls_replaced = 0;
-  std::uint64_t packets_added = 0;
+  std::uint64_t packets_added = 0;        // to the input's rate
+  std::uint64_t packets_borrowed = 0;     // replace_nulls: sent at once ahead of a null given back later
+  std::uint64_t nulls_given_back = 0;     // input nulls left out for a packet borrowed earlier
+  std::uint64_t nulls_inserted = 0;       // replace_nulls: in place of a dropped input packet
+  std::uint64_t inserts_late = 0;         // replace_nulls: waited longer than kInsertionWindowMs for a null
+  std::uint64_t inserts_unsent = 0;       // replace_nulls: still waiting for a null at the end
+  std::uint64_t repetitions_skipped = 0;  // an ECM/CAT/EIT repetition while the last one still waits
+  std::uint64_t emm_packets = 0;
+  std::uint64_t input_nulls = 0;
+  bool replacing_nulls = false;           // the policy in force (automatic decides after the survey)
   std::uint64_t crypto_periods = 0;
   std::uint64_t eit_sections = 0;
   std::uint64_t services_scrambled = 0;
@@ -132,6 +156,8 @@ class InputSurvey;
 class Scrambler {
  public:
   static constexpr std::uint32_t kInsertionWindowMs = 20;
+  // The EMM share's burst: this much of it may go at once (at start, with the CAT), never more.
+  static constexpr std::uint32_t kEmmBurstMs = 100;
   // How often the PPV schedule is looked at again within a crypto period (events can be added late).
   static constexpr std::uint32_t kReplanIntervalMs = 1000;
 
@@ -162,6 +188,7 @@ class Scrambler {
   struct Pending {
     streams::TsPacket packet;
     std::uint64_t deadline;
+    bool urgent;  // must leave before the next input packet
   };
 
   void handle(const streams::TsPacket& packet);
@@ -172,7 +199,7 @@ class Scrambler {
   void on_pmt(std::uint16_t pid, std::span<const std::uint8_t> section);
   void on_cat(std::span<const std::uint8_t> section);
   void schedule(bool force);
-  void emit_cat();
+  void emit_cat(bool now = false);
   void emit_eit(Service& s);
   void emit_ecm(Service& s, bool now);
   struct Audience;
@@ -186,6 +213,12 @@ class Scrambler {
   void queue_section(streams::SectionPacketizer& pz, std::span<const std::uint8_t> section, bool now);
   void emit_now(const streams::TsPacket& packet);
   void flush_inserts();
+  void out_inserted(Pending& p);
+  void free_slot(const streams::TsPacket* input_null);
+  void settle_inserts();
+  void schedule_emm();
+  bool queue_emm(bool now);
+  void choose_policy(std::size_t services, std::uint64_t nulls, std::uint64_t ms);
   std::optional<std::uint16_t> allocate_pid(std::uint16_t preferred);
   [[nodiscard]] std::uint64_t ms_to_ticks(std::uint32_t ms) const { return std::uint64_t{ms} * 27'000; }
   [[nodiscard]] std::uint64_t broadcast_time() const;
@@ -224,6 +257,14 @@ class Scrambler {
   bool started_ = false;
   bool warned_no_pcr_ = false;
   std::deque<Pending> inserts_;
+  std::vector<std::uint32_t> pending_by_pid_ = std::vector<std::uint32_t>(8192);  // packets in inserts_
+  std::size_t urgent_pending_ = 0;
+  bool replace_nulls_ = false;  // the policy in force
+  std::uint64_t debt_ = 0;      // packets borrowed ahead of a null, to give back
+  bool warned_short_ = false;
+  bool cat_out_ = false;
+  std::uint64_t emm_tat_ = 0;  // EMM share: stream time when the packets sent so far are paid for        // the first CAT (which announces the EMM PID) has left
+  std::deque<std::vector<std::uint8_t>> emm_fresh_;  // handed over since the last look: sent first
   std::vector<streams::TsPacket> scratch_;
   ScramblerStats stats_;
 };
