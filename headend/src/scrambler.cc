@@ -224,6 +224,7 @@ void Scrambler::survey(bool at_end) {
   std::uint64_t nulls = 0;
   for (const auto& p : surveyed_) nulls += p.pid() == streams::kNullPid ? 1 : 0;
   choose_policy(with_key.size(), nulls, sv.stream_ms());
+  if (sv.clock().bitrate_measured()) input_bitrate_ = sv.clock().bitrate();
   emm_packetizer_ = std::make_unique<streams::SectionPacketizer>(emm_pid_);
 
   // Go. The services and their elementary PIDs are known before the packets held back go through:
@@ -316,17 +317,27 @@ void Scrambler::out_inserted(Pending& p) {
   const std::uint16_t pid = p.packet.pid();
   --pending_by_pid_[pid];
   if (p.urgent) --urgent_pending_;
+  if (p.priority) --priority_pending_;
   if (pid == streams::kCatPid) cat_out_ = true;
   if (pid == emm_pid_) ++stats_.emm_packets;
-  if (replace_nulls_ && !p.urgent && clock_.now() > p.deadline) {
+  if (replace_nulls_ && !p.urgent && clock_.now() > p.deadline + ms_to_ticks(kLateAfterMs - kInsertionWindowMs)) {
     ++stats_.inserts_late;
     if (!warned_short_) {
-      log_.warn("too little stuffing in the input: an inserted packet waited more than ", kInsertionWindowMs,
+      log_.warn("too little stuffing in the input: an inserted packet waited more than ", kLateAfterMs,
                 " ms for a null packet (counted in inserts_late; --insert add adds them instead)");
     }
     warned_short_ = true;
   }
-  pipeline_.push(p.packet, CsaPipeline::kNoSlot);
+  emit_inserted_now(p.packet);
+}
+
+void Scrambler::emit_inserted_now(TsPacket& packet) {
+  // Continuity counters of inserted PIDs are set as the packets leave, so that a repetition left
+  // out of the queue leaves no gap.
+  auto& cc = out_cc_[packet.pid()];
+  packet.set_cc(cc);
+  cc = static_cast<std::uint8_t>((cc + 1) & 0x0F);
+  pipeline_.push(packet, CsaPipeline::kNoSlot);
 }
 
 void Scrambler::flush_inserts() {
@@ -350,8 +361,14 @@ void Scrambler::free_slot(const TsPacket* input_null) {
     }
     return;
   }
-  // replace_nulls: one packet out for each packet in. A packet sent ahead is given back first.
-  if (debt_ > 0) {
+  // replace_nulls: one packet out for each packet in. The ECM of a new crypto period first (a
+  // receiver needs it within the period), then a packet sent ahead is given back.
+  if (priority_pending_ > 0) {
+    const auto it = std::find_if(inserts_.begin(), inserts_.end(), [](const Pending& p) { return p.priority; });
+    out_inserted(*it);
+    inserts_.erase(it);
+    ++stats_.nulls_replaced;
+  } else if (debt_ > 0) {
     --debt_;
     ++stats_.nulls_given_back;
   } else if (!inserts_.empty()) {
@@ -385,14 +402,29 @@ void Scrambler::settle_inserts() {
   }
 }
 
-void Scrambler::queue_section(streams::SectionPacketizer& pz, std::span<const std::uint8_t> section, bool now) {
+const TsPacket& Scrambler::restamped(const TsPacket& packet) {
+  // While packets sent ahead are not given back yet, every packet is that many places later than in
+  // the input: its PCR is moved on by as much, so PCRs stay true to their place at the input's
+  // constant rate (no jitter) and the rate from PCR to PCR stays the input's.
+  if (debt_ == 0 || !replace_nulls_) return packet;
+  const std::uint64_t bitrate = clock_.bitrate_measured() ? clock_.bitrate() : input_bitrate_;  // the survey's until then
+  const auto pcr = packet.pcr();
+  if (!pcr || bitrate == 0) return packet;
+  constexpr std::uint64_t kPcrWrap = (std::uint64_t{1} << 33) * 300;
+  restamp_ = packet;
+  restamp_.set_pcr((*pcr + debt_ * streams::kPacketSize * 8 * streams::kPcrHz / bitrate) % kPcrWrap);
+  ++stats_.pcrs_restamped;
+  return restamp_;
+}
+
+void Scrambler::queue_section(streams::SectionPacketizer& pz, std::span<const std::uint8_t> section, bool now, bool priority) {
   scratch_.clear();
   pz.packetize(section, scratch_);
   if (now && !replace_nulls_) {
     // add: sections waiting for a null packet go first, so that each CA/PSI PID keeps its order.
     flush_inserts();
-    for (const auto& p : scratch_) {
-      emit_now(p);
+    for (auto& p : scratch_) {
+      emit_inserted_now(p);
       ++stats_.packets_added;
     }
     return;
@@ -400,10 +432,21 @@ void Scrambler::queue_section(streams::SectionPacketizer& pz, std::span<const st
   // replace_nulls: what must go at once waits only for the end of the current input packet, whose
   // place it may take (settle_inserts).
   const std::uint64_t deadline = clock_.now() + (now ? 0 : ms_to_ticks(kInsertionWindowMs));
+  if (priority && !scratch_.empty()) {
+    // A new crypto period's ECM: repetitions of the last one still waiting are stale; they go.
+    const std::uint16_t pid = scratch_.front().pid();
+    const auto stale = std::remove_if(inserts_.begin(), inserts_.end(), [&](const Pending& p) {
+      return p.packet.pid() == pid && !p.urgent && !p.priority;
+    });
+    for (auto it = stale; it != inserts_.end(); ++it) --pending_by_pid_[pid];
+    if (stale != inserts_.end()) ++stats_.repetitions_skipped;
+    inserts_.erase(stale, inserts_.end());
+  }
   for (const auto& p : scratch_) {
-    inserts_.push_back({p, deadline, now});
+    inserts_.push_back({p, deadline, now, priority});
     ++pending_by_pid_[p.pid()];
     if (now) ++urgent_pending_;
+    if (priority) ++priority_pending_;
   }
 }
 
@@ -565,7 +608,7 @@ void Scrambler::start_period(Service& s) {
   plan_next_period(s);
   // A control word announced in the last period's ECMs is in the receivers already: with nulls to
   // replace, this period's ECM may wait for one. A control word nobody has seen goes at once.
-  emit_ecm(s, fresh_cw || !replace_nulls_);
+  emit_ecm(s, fresh_cw || !replace_nulls_, true);
 }
 
 void Scrambler::plan_next_period(Service& s) {
@@ -622,14 +665,14 @@ ControlWord Scrambler::next_control_word(std::uint64_t period) const {
   return ControlWord::random();
 }
 
-void Scrambler::emit_ecm(Service& s, bool now) {
-  if (!now && pending_by_pid_[s.ecm_pid] > 0) {
+void Scrambler::emit_ecm(Service& s, bool now, bool priority) {
+  if (!now && !priority && pending_by_pid_[s.ecm_pid] > 0) {
     // The last repetition still waits for a null: another would only queue up behind it.
     s.next_ecm = clock_.now() + ms_to_ticks(config_.ecm_interval_ms);
     ++stats_.repetitions_skipped;
     return;
   }
-  queue_section(*s.ecm_packetizer, s.ecm_section, now);
+  queue_section(*s.ecm_packetizer, s.ecm_section, now, priority);
   s.next_ecm = clock_.now() + ms_to_ticks(config_.ecm_interval_ms);
   ++stats_.ecm_sections;
 }
@@ -662,7 +705,16 @@ void Scrambler::on_pmt(std::uint16_t pid, std::span<const std::uint8_t> section)
     ++stats_.pmts_rewritten;
   }
   if (s.vanished) return;
-  queue_section(*s.pmt_packetizer, s.rewritten_pmt, true);
+  if (replace_nulls_) {
+    // In the place of the input's PMT (its packet's slot is given back for it right after).
+    scratch_.clear();
+    s.pmt_packetizer->packetize(s.rewritten_pmt, scratch_);
+    for (auto& p : scratch_) emit_inserted_now(p);
+    debt_ += scratch_.size();
+    stats_.packets_borrowed += scratch_.size();
+  } else {
+    queue_section(*s.pmt_packetizer, s.rewritten_pmt, true);
+  }
   if (!s.active && !s.blocked) {
     auto key = keys_.service_key(s.service_id);
     if (!key) {
@@ -778,7 +830,7 @@ void Scrambler::handle(const TsPacket& packet) {
   }
   if (pid == streams::kPatPid) {
     pat_assembler_->feed(packet);
-    emit_now(packet);
+    emit_now(restamped(packet));
   } else if (pid == streams::kCatPid) {
     cat_assembler_->feed(packet);  // replaced by our CAT, which carries its descriptors
     free_slot(nullptr);
@@ -793,7 +845,7 @@ void Scrambler::handle(const TsPacket& packet) {
     } else if (packet.scrambling() != Scrambling::clear) {
       ++stats_.already_scrambled;
       if (config_.pass_scrambled) {
-        emit_now(packet);
+        emit_now(restamped(packet));
       } else {
         ++stats_.packets_dropped;
         free_slot(nullptr);
@@ -801,9 +853,9 @@ void Scrambler::handle(const TsPacket& packet) {
         warned_scrambled_ = true;
       }
     } else if (packet.payload().empty()) {
-      emit_now(packet);
+      emit_now(restamped(packet));
     } else {
-      TsPacket p = packet;
+      TsPacket p = restamped(packet);
       const auto parity = s.period % 2;
       p.set_scrambling(parity == 0 ? Scrambling::even : Scrambling::odd);
       pipeline_.push(p, s.slot[parity]);
@@ -813,7 +865,7 @@ void Scrambler::handle(const TsPacket& packet) {
     ++stats_.input_nulls;
     free_slot(&packet);
   } else {
-    pipeline_.push(packet, CsaPipeline::kNoSlot);
+    pipeline_.push(restamped(packet), CsaPipeline::kNoSlot);
   }
   settle_inserts();
 }

@@ -133,7 +133,8 @@ struct ScramblerStats {
   std::uint64_t packets_borrowed = 0;     // replace_nulls: sent at once ahead of a null given back later
   std::uint64_t nulls_given_back = 0;     // input nulls left out for a packet borrowed earlier
   std::uint64_t nulls_inserted = 0;       // replace_nulls: in place of a dropped input packet
-  std::uint64_t inserts_late = 0;         // replace_nulls: waited longer than kInsertionWindowMs for a null
+  std::uint64_t inserts_late = 0;         // replace_nulls: waited longer than kLateAfterMs for a null
+  std::uint64_t pcrs_restamped = 0;       // replace_nulls: PCRs moved on while packets sent ahead were not given back
   std::uint64_t inserts_unsent = 0;       // replace_nulls: still waiting for a null at the end
   std::uint64_t repetitions_skipped = 0;  // an ECM/CAT/EIT repetition while the last one still waits
   std::uint64_t emm_packets = 0;
@@ -158,6 +159,9 @@ class Scrambler {
   static constexpr std::uint32_t kInsertionWindowMs = 20;
   // The EMM share's burst: this much of it may go at once (at start, with the CAT), never more.
   static constexpr std::uint32_t kEmmBurstMs = 100;
+  // replace_nulls: an inserted packet that waits longer than this for a null is counted late (CBR
+  // muxers put their stuffing in bursts between frames: tens of milliseconds apart).
+  static constexpr std::uint32_t kLateAfterMs = 100;
   // How often the PPV schedule is looked at again within a crypto period (events can be added late).
   static constexpr std::uint32_t kReplanIntervalMs = 1000;
 
@@ -188,7 +192,8 @@ class Scrambler {
   struct Pending {
     streams::TsPacket packet;
     std::uint64_t deadline;
-    bool urgent;  // must leave before the next input packet
+    bool urgent;    // must leave before the next input packet
+    bool priority;  // replace_nulls: takes the first free slot (a new crypto period's ECM)
   };
 
   void handle(const streams::TsPacket& packet);
@@ -201,7 +206,7 @@ class Scrambler {
   void schedule(bool force);
   void emit_cat(bool now = false);
   void emit_eit(Service& s);
-  void emit_ecm(Service& s, bool now);
+  void emit_ecm(Service& s, bool now, bool priority = false);
   struct Audience;
   void start_period(Service& s);
   void plan_next_period(Service& s);
@@ -210,10 +215,12 @@ class Scrambler {
   Audience audience_at(const Service& s, std::uint64_t time);
   std::uint64_t period_end_after(const Service& s, std::uint64_t start);
   [[nodiscard]] ControlWord next_control_word(std::uint64_t period) const;
-  void queue_section(streams::SectionPacketizer& pz, std::span<const std::uint8_t> section, bool now);
+  void queue_section(streams::SectionPacketizer& pz, std::span<const std::uint8_t> section, bool now, bool priority = false);
   void emit_now(const streams::TsPacket& packet);
   void flush_inserts();
+  const streams::TsPacket& restamped(const streams::TsPacket& packet);
   void out_inserted(Pending& p);
+  void emit_inserted_now(streams::TsPacket& packet);
   void free_slot(const streams::TsPacket* input_null);
   void settle_inserts();
   void schedule_emm();
@@ -258,11 +265,15 @@ class Scrambler {
   bool warned_no_pcr_ = false;
   std::deque<Pending> inserts_;
   std::vector<std::uint32_t> pending_by_pid_ = std::vector<std::uint32_t>(8192);  // packets in inserts_
+  std::vector<std::uint8_t> out_cc_ = std::vector<std::uint8_t>(8192);  // continuity of inserted PIDs
   std::size_t urgent_pending_ = 0;
+  std::size_t priority_pending_ = 0;
   bool replace_nulls_ = false;  // the policy in force
   std::uint64_t debt_ = 0;      // packets borrowed ahead of a null, to give back
   bool warned_short_ = false;
   bool cat_out_ = false;
+  streams::TsPacket restamp_;
+  std::uint64_t input_bitrate_ = 0;  // measured during the survey
   std::uint64_t emm_tat_ = 0;  // EMM share: stream time when the packets sent so far are paid for        // the first CAT (which announces the EMM PID) has left
   std::deque<std::vector<std::uint8_t>> emm_fresh_;  // handed over since the last look: sent first
   std::vector<streams::TsPacket> scratch_;
