@@ -32,6 +32,10 @@ constexpr const char* kUsage = R"(usher headend: the scrambler
     --start-time TIME        broadcast time of the first packet, carried in ECMs (default now)
     --cw-file FILE           test mode: fixed control words (16 hex digits per line: even, odd)
     --bitrate BPS            rate assumed until PCRs are seen
+    --insert MODE            inserted packets (CAT, PMT, ECM, EMM, EIT): replace-nulls (never adds:
+                             output rate = input rate), add (added where no null is at hand), or
+                             auto (default: replace-nulls when the input's stuffing is enough)
+    --emm-bitrate BPS        the EMMs' bandwidth share (default 64000)
     --idle-timeout MS        a UDP input ends after this much silence (default: never)
 )";
 
@@ -76,6 +80,14 @@ int cmd_headend(const std::vector<std::string>& argv) {
   config.ecm_pid_base = static_cast<std::uint16_t>(a.number("ecm-pid", 0x1FE0));
   config.assumed_bitrate = static_cast<std::uint64_t>(a.number("bitrate", 10'000'000));
   config.pass_scrambled = a.has("pass-scrambled");
+  if (auto policy = headend::parse_insert_policy(a.get("insert", "auto")); policy) {
+    config.insert_policy = *policy;
+  } else {
+    throw UsageError(policy.error().message);
+  }
+  const auto emm_bitrate = a.number("emm-bitrate", 64'000);
+  if (emm_bitrate < 0) throw UsageError("--emm-bitrate must be 0 (no EMMs) or more");
+  config.emm_bitrate = static_cast<std::uint64_t>(emm_bitrate);
   if (a.has("start-time")) config.start_unix = parse_time(a.get("start-time"));
   if (a.has("cw-file")) {
     auto cws = read_cw_file(a.get("cw-file"));
@@ -137,6 +149,7 @@ int cmd_headend(const std::vector<std::string>& argv) {
                "{\"packets_in\":%llu,\"packets_out\":%llu,\"packets_scrambled\":%llu,\"services_scrambled\":%llu,"
                "\"crypto_periods\":%llu,\"ecm_sections\":%llu,\"emm_sections\":%llu,\"pmts_rewritten\":%llu,"
                "\"nulls_replaced\":%llu,\"packets_added\":%llu,\"packets_dropped\":%llu,\"already_scrambled\":%llu,\"csa_full_batches\":%llu,\"csa_partial_batches\":%llu,"
+               "\"replacing_nulls\":%s,\"packets_borrowed\":%llu,\"inserts_late\":%llu,\"repetitions_skipped\":%llu,\"emm_packets\":%llu,"
                "\"bitrate\":%llu,\"stream_seconds\":%.3f,\"input_bytes_skipped\":%llu}\n",
                static_cast<unsigned long long>(s.packets_in), static_cast<unsigned long long>(s.packets_out),
                static_cast<unsigned long long>(s.packets_scrambled), static_cast<unsigned long long>(s.services_scrambled),
@@ -145,6 +158,9 @@ int cmd_headend(const std::vector<std::string>& argv) {
                static_cast<unsigned long long>(s.nulls_replaced), static_cast<unsigned long long>(s.packets_added),
                static_cast<unsigned long long>(s.packets_dropped), static_cast<unsigned long long>(s.already_scrambled),
                static_cast<unsigned long long>(s.csa_full_batches), static_cast<unsigned long long>(s.csa_partial_batches),
+               s.replacing_nulls ? "true" : "false", static_cast<unsigned long long>(s.packets_borrowed),
+               static_cast<unsigned long long>(s.inserts_late), static_cast<unsigned long long>(s.repetitions_skipped),
+               static_cast<unsigned long long>(s.emm_packets),
                static_cast<unsigned long long>(clock.bitrate()), clock.seconds(),
                static_cast<unsigned long long>(in->discarded_bytes()));
   if (engine != nullptr && !engine->engine_reachable()) log.warn("finished while the engine was unreachable");

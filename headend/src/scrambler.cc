@@ -66,6 +66,13 @@ std::string pid_text(std::uint16_t pid) {
 
 }  // namespace
 
+Result<InsertPolicy> parse_insert_policy(std::string_view text) {
+  if (text == "auto") return InsertPolicy::automatic;
+  if (text == "replace-nulls") return InsertPolicy::replace_nulls;
+  if (text == "add") return InsertPolicy::add;
+  return make_error(Errc::invalid_argument, "--insert expects auto, replace-nulls or add, got '" + std::string(text) + "'");
+}
+
 Status validate(const ScramblerConfig& config, KeySource& keys) {
   for (const auto& [pid, option] : {std::pair{config.emm_pid, "--emm-pid"}, {config.ecm_pid_base, "--ecm-pid"}}) {
     if (pid < kFirstFreePid || pid > kLastFreePid) {

@@ -43,6 +43,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <string_view>
 #include <vector>
 
 #include "usher/core/csa.h"
@@ -94,6 +95,8 @@ class StoreKeySource final : public KeySource {
 // are skipped and the shortfall is counted and logged. add: inserted packets wait up to
 // kInsertionWindowMs for a null, else are added.
 enum class InsertPolicy { automatic, replace_nulls, add };
+// "auto", "replace-nulls", "add" (the spellings of `headend run --insert`).
+Result<InsertPolicy> parse_insert_policy(std::string_view text);
 
 struct ScramblerConfig {
   std::uint16_t ca_system_id = entitlement::kDefaultCaSystemId;
