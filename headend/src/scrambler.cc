@@ -102,6 +102,7 @@ Scrambler::Scrambler(ScramblerConfig config, KeySource& keys)
   used_pids_.set(streams::kNullPid);
   pat_assembler_ = std::make_unique<streams::SectionAssembler>([this](auto s) { on_pat(s); });
   cat_assembler_ = std::make_unique<streams::SectionAssembler>([this](auto s) { on_cat(s); });
+  sdt_assembler_ = std::make_unique<streams::SectionAssembler>([this](auto s) { on_sdt(s); });
   survey_ = std::make_unique<InputSurvey>();
   if (auto valid = validate(config_, keys_); !valid) refuse(valid.error().code, valid.error().message);
 }
@@ -232,6 +233,7 @@ void Scrambler::survey(bool at_end) {
   for (const auto& p : surveyed_) nulls += p.pid() == streams::kNullPid ? 1 : 0;
   choose_policy(with_key.size(), nulls, sv.stream_ms());
   if (sv.clock().bitrate_measured()) input_bitrate_ = sv.clock().bitrate();
+  input_has_sdt_ = sv.pids_seen().test(streams::kSdtPid);  // rewritten in place; else ours
   emm_packetizer_ = std::make_unique<streams::SectionPacketizer>(emm_pid_);
 
   // Go. The services and their elementary PIDs are known before the packets held back go through:
@@ -457,6 +459,78 @@ void Scrambler::queue_section(streams::SectionPacketizer& pz, std::span<const st
   }
 }
 
+void Scrambler::emit_in_place(streams::SectionPacketizer& pz, std::span<const std::uint8_t> section) {
+  // A rewritten input section (PMT, SDT) in the place of the input's: with replace_nulls its
+  // packets go now and the input packet's slot (freed right after) is given back for them.
+  if (!replace_nulls_) return queue_section(pz, section, true);
+  scratch_.clear();
+  pz.packetize(section, scratch_);
+  for (auto& p : scratch_) emit_inserted_now(p);
+  debt_ += scratch_.size();
+  stats_.packets_borrowed += scratch_.size();
+}
+
+std::uint16_t Scrambler::original_network_id() const {
+  if (config_.original_network_id) return *config_.original_network_id;
+  return input_onid_.value_or(kPrivateOriginalNetworkId);
+}
+
+void Scrambler::on_sdt(std::span<const std::uint8_t> section) {
+  // The input's SDT: our scrambled services get free_CA_mode and, where the input names none, the
+  // catalogue's name; other tables on the PID (SDT other, BAT) go out as they came.
+  const auto view = streams::parse_section(section);
+  if (view.ok() && view.section->header.table_id == streams::kTableSdtActual) {
+    auto parsed = streams::Sdt::parse(section);
+    if (auto* sdt = std::get_if<streams::Sdt>(&parsed)) {
+      input_onid_ = sdt->original_network_id;
+      if (config_.original_network_id) sdt->original_network_id = *config_.original_network_id;
+      for (auto& entry : sdt->services) {
+        for (auto& [pid, s] : services_by_pmt_pid_) {
+          if (s->service_id != entry.service_id || s->blocked) continue;
+          entry.free_ca_mode = true;
+          if (!streams::service_descriptor_name(entry.descriptors)) {
+            auto name = keys_.service_name(s->service_id);
+            if (name.empty()) name = "Service " + std::to_string(s->service_id);
+            streams::append_service_descriptor(entry.descriptors, 0x01, config_.provider_name, name);
+          }
+        }
+      }
+      ++stats_.sdt_sections;
+      return emit_in_place(sdt_packetizer_, sdt->serialize());
+    }
+  }
+  emit_in_place(sdt_packetizer_, section);
+}
+
+void Scrambler::emit_sdt() {
+  // Ours, when the input has none: every service we scramble, named from the catalogue.
+  streams::Sdt sdt;
+  sdt.transport_stream_id = transport_stream_id_;
+  sdt.original_network_id = original_network_id();
+  for (const auto& [pid, s] : services_by_pmt_pid_) {
+    if (!s->active || s->blocked || s->vanished) continue;
+    streams::Sdt::Service entry;
+    entry.service_id = s->service_id;
+    entry.free_ca_mode = true;
+    entry.running_status = 4;
+    auto name = keys_.service_name(s->service_id);
+    if (name.empty()) name = "Service " + std::to_string(s->service_id);
+    streams::append_service_descriptor(entry.descriptors, 0x01, config_.provider_name, name);
+    sdt.services.push_back(std::move(entry));
+  }
+  if (sdt.services.empty()) return;
+  sdt.version = sdt_version_;
+  auto body = sdt.serialize();
+  if (body != sdt_body_) {
+    if (!sdt_body_.empty()) sdt_version_ = static_cast<std::uint8_t>((sdt_version_ + 1) & 0x1F);
+    sdt.version = sdt_version_;
+    body = sdt.serialize();
+    sdt_body_ = body;
+  }
+  queue_section(sdt_packetizer_, body, false);
+  ++stats_.sdt_sections;
+}
+
 void Scrambler::emit_cat(bool now) {
   streams::Cat cat;
   cat.version = cat_version_;
@@ -472,6 +546,8 @@ void Scrambler::emit_eit(Service& s) {
   std::size_t next = 0;
   for (int section = 0; section < 2; ++section) {
     eit[section].service_id = s.service_id;
+    eit[section].transport_stream_id = transport_stream_id_;
+    eit[section].original_network_id = original_network_id();
     eit[section].section_number = static_cast<std::uint8_t>(section);
     // Section 0: the event on air (if any); section 1: the one after it.
     const bool on_air = next < events.size() && events[next].start <= now;
@@ -525,6 +601,7 @@ void Scrambler::on_pat(std::span<const std::uint8_t> section) {
   auto parsed = streams::Pat::parse(section);
   auto* pat = std::get_if<streams::Pat>(&parsed);
   if (pat == nullptr) return;
+  transport_stream_id_ = pat->transport_stream_id;
   for (const auto& prog : pat->programs) {
     used_pids_.set(prog.pid);
     if (prog.program_number == 0) continue;
@@ -712,16 +789,7 @@ void Scrambler::on_pmt(std::uint16_t pid, std::span<const std::uint8_t> section)
     ++stats_.pmts_rewritten;
   }
   if (s.vanished) return;
-  if (replace_nulls_) {
-    // In the place of the input's PMT (its packet's slot is given back for it right after).
-    scratch_.clear();
-    s.pmt_packetizer->packetize(s.rewritten_pmt, scratch_);
-    for (auto& p : scratch_) emit_inserted_now(p);
-    debt_ += scratch_.size();
-    stats_.packets_borrowed += scratch_.size();
-  } else {
-    queue_section(*s.pmt_packetizer, s.rewritten_pmt, true);
-  }
+  emit_in_place(*s.pmt_packetizer, s.rewritten_pmt);
   if (!s.active && !s.blocked) {
     auto key = keys_.service_key(s.service_id);
     if (!key) {
@@ -769,6 +837,14 @@ void Scrambler::schedule(bool) {
       if (s->active && !keys_.schedule(s->service_id, broadcast_time(), 1).empty()) emit_eit(*s);
     }
     next_eit_ = now + ms_to_ticks(config_.eit_interval_ms);
+  }
+  if (!input_has_sdt_ && now >= next_sdt_ && stats_.services_scrambled > 0) {
+    if (pending_by_pid_[streams::kSdtPid] > 0) {
+      ++stats_.repetitions_skipped;
+    } else {
+      emit_sdt();
+    }
+    next_sdt_ = now + ms_to_ticks(config_.sdt_interval_ms);
   }
   schedule_emm();
 }
@@ -840,6 +916,11 @@ void Scrambler::handle(const TsPacket& packet) {
     emit_now(restamped(packet));
   } else if (pid == streams::kCatPid) {
     cat_assembler_->feed(packet);  // replaced by our CAT, which carries its descriptors
+    free_slot(nullptr);
+  } else if (pid == streams::kSdtPid) {
+    if (!input_has_sdt_) log_.info("the input carries an SDT: it is rewritten (free_CA_mode) rather than replaced by ours");
+    input_has_sdt_ = true;
+    sdt_assembler_->feed(packet);  // replaced by the rewritten SDT
     free_slot(nullptr);
   } else if (auto a = pmt_assemblers_.find(pid); a != pmt_assemblers_.end()) {
     a->second->feed(packet);  // replaced by the rewritten PMT

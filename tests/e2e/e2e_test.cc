@@ -94,6 +94,9 @@ TEST_F(CliWorld, FileScrambledDoesNotDecodeEntitledStbDecodesEveryFrame) {
   // ffmpeg's demuxer reads the PMT we rewrote (a bad CRC would hide the streams).
   auto programs = run("ffprobe -v quiet -show_programs " + scrambled);
   EXPECT_NE(programs.output.find("nb_streams=2"), std::string::npos) << programs.output;
+  // Our SDT names the service from the catalogue (issue 9: players showed no name).
+  EXPECT_NE(programs.output.find("service_name=News"), std::string::npos) << programs.output;
+  EXPECT_NE(programs.output.find("service_provider=Usher"), std::string::npos) << programs.output;
 
   must("stb run --home " + dir.file("stb-1001") + " --in " + scrambled + " --out " + dir.file("out-1001.ts"));
   EXPECT_EQ(frames(dir.file("out-1001.ts")), source_frames_);

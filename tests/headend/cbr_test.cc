@@ -12,6 +12,8 @@
 #include "usher/headend/scrambler.h"
 #include "usher/stb/descrambler.h"
 #include "usher/streams/io.h"
+#include "usher/streams/psi.h"
+#include "usher/streams/section.h"
 
 namespace usher {
 namespace {
@@ -33,6 +35,15 @@ std::vector<TsPacket> run_chunked(Transform& t, const std::vector<TsPacket>& in,
 std::vector<TsPacket> on_pid(const std::vector<TsPacket>& packets, std::uint16_t pid) {
   std::vector<TsPacket> out;
   std::copy_if(packets.begin(), packets.end(), std::back_inserter(out), [pid](const auto& p) { return p.pid() == pid; });
+  return out;
+}
+
+std::vector<std::vector<std::uint8_t>> sections_on(const std::vector<TsPacket>& packets, std::uint16_t pid) {
+  std::vector<std::vector<std::uint8_t>> out;
+  streams::SectionAssembler a([&](auto s) { out.emplace_back(s.begin(), s.end()); });
+  for (const auto& p : packets) {
+    if (p.pid() == pid) a.feed(p);
+  }
   return out;
 }
 
@@ -146,6 +157,20 @@ TEST(ConstantBitrate, InsertedPacketsReplaceNullsPacketForPacketAndThePcrRateIsK
   streams::ContinuityChecker cc;
   for (const auto& p : scrambled) cc.check(p);
   EXPECT_EQ(cc.errors(), 0u);
+
+  // ffmpeg's own SDT is kept (its names, its network id), in place, with free_CA_mode now set.
+  const auto sdts = sections_on(scrambled, streams::kSdtPid);
+  ASSERT_FALSE(sdts.empty());
+  EXPECT_EQ(sdts.size(), sections_on(clear, streams::kSdtPid).size());
+  const auto input_sdt = std::get<streams::Sdt>(streams::Sdt::parse(sections_on(clear, streams::kSdtPid).front()));
+  for (const auto& section : sdts) {
+    const auto sdt = std::get<streams::Sdt>(streams::Sdt::parse(section));
+    EXPECT_EQ(sdt.original_network_id, input_sdt.original_network_id);
+    ASSERT_EQ(sdt.services.size(), 1u);
+    EXPECT_TRUE(sdt.services[0].free_ca_mode);
+    EXPECT_FALSE(input_sdt.services[0].free_ca_mode);
+    EXPECT_EQ(streams::service_descriptor_name(sdt.services[0].descriptors), "Service01");
+  }
 
   // The entitled box restores every elementary-stream packet bit for bit.
   stb::Descrambler d(&viewer, {});
@@ -276,6 +301,56 @@ TEST(EmmBandwidth, EmmsKeepToTheirShareAtStartAndForAHandedOverBatchAndFollowThe
   // The share is used: the carousel goes round (80 boxes at about 21 packets a second in 8 s).
   EXPECT_GT(emm.size(), 120u);
   EXPECT_LT(emm.size(), 8 * 22u);
+}
+
+// Issue 9: the EIT said transport stream 0, network 0, and there was no SDT, so players showed no
+// service name. Now the SDT names each scrambled service from the catalogue with free_CA_mode set,
+// and the EIT carries the PAT's transport_stream_id and the network id (configurable).
+TEST(ServiceInformation, SdtNamesTheScrambledServicesAndEitCarriesTheTransportStreamAndNetworkIds) {
+  testing::BroadcastWorld world;
+  world.add_service(1);  // named "svc1"
+  world.add_service(2);  // named "svc2"
+  world.add_event(4242, 1, kStart - 60, 3600, 500, "Derby");
+  testing::SyntheticMuxOptions o;
+  o.services = {1, 2};
+  o.seconds = 2.5;
+  o.null_fraction = 0.1;
+  const auto clear = testing::make_synthetic_mux(o);
+  const auto pat = std::get<streams::Pat>(streams::Pat::parse(sections_on(clear, streams::kPatPid).front()));
+  ASSERT_TRUE(sections_on(clear, streams::kSdtPid).empty());
+  for (const std::optional<std::uint16_t> onid : {std::optional<std::uint16_t>{}, std::optional<std::uint16_t>{0x2001}}) {
+    SCOPED_TRACE(onid.value_or(0));
+    auto cfg = config();
+    cfg.original_network_id = onid;
+    headend::StoreKeySource keys(world.store());
+    headend::Scrambler scrambler(std::move(cfg), keys);
+    const auto scrambled = run_chunked(scrambler, clear, 1000);
+    const std::uint16_t expected_onid = onid.value_or(headend::Scrambler::kPrivateOriginalNetworkId);
+
+    const auto sdts = sections_on(scrambled, streams::kSdtPid);
+    ASSERT_GE(sdts.size(), 2u);  // every 2 s
+    const auto sdt = std::get<streams::Sdt>(streams::Sdt::parse(sdts.back()));
+    EXPECT_EQ(sdt.transport_stream_id, pat.transport_stream_id);
+    EXPECT_EQ(sdt.original_network_id, expected_onid);
+    ASSERT_EQ(sdt.services.size(), 2u);
+    for (std::size_t i = 0; i < 2; ++i) {
+      EXPECT_EQ(sdt.services[i].service_id, i + 1);
+      EXPECT_TRUE(sdt.services[i].free_ca_mode);
+      EXPECT_EQ(sdt.services[i].running_status, 4);
+      EXPECT_EQ(streams::service_descriptor_name(sdt.services[i].descriptors), "svc" + std::to_string(i + 1));
+    }
+    const auto eits = sections_on(scrambled, streams::kEitPid);
+    ASSERT_FALSE(eits.empty());
+    for (const auto& section : eits) {
+      const auto eit = std::get<streams::Eit>(streams::Eit::parse(section));
+      EXPECT_EQ(eit.transport_stream_id, pat.transport_stream_id);
+      EXPECT_EQ(eit.original_network_id, expected_onid);
+    }
+    streams::ContinuityChecker cc;
+    for (const auto& p : scrambled) cc.check(p);
+    EXPECT_EQ(cc.errors(), 0u);
+    EXPECT_EQ(scrambled.size(), clear.size());  // the SDT took nulls' places too
+  }
 }
 
 }  // namespace

@@ -67,6 +67,8 @@ class KeySource {
   virtual std::optional<entitlement::EventKey> current_event(std::uint16_t service_id, std::uint64_t time) = 0;
   // The PPV events of a service that end after `time`, earliest first, at most `count` (for the EIT).
   virtual std::vector<entitlement::EventInfo> schedule(std::uint16_t service_id, std::uint64_t time, std::size_t count) = 0;
+  // The service's name in the catalogue, for the SDT ("" when unknown: the SDT says "Service N").
+  virtual std::string service_name(std::uint16_t /*service_id*/) { return {}; }
 };
 
 class StoreKeySource final : public KeySource {
@@ -83,6 +85,12 @@ class StoreKeySource final : public KeySource {
       if (e.service_id == service_id && e.end() > time && out.size() < count) out.push_back(std::move(e));
     }
     return out;
+  }
+  std::string service_name(std::uint16_t service_id) override {
+    for (auto& s : store_.services()) {
+      if (s.service_id == service_id) return std::move(s.name);
+    }
+    return {};
   }
 
  private:
@@ -109,6 +117,11 @@ struct ScramblerConfig {
                                            // whole); one section may go as a burst, then the share holds
   InsertPolicy insert_policy = InsertPolicy::automatic;
   std::uint32_t eit_interval_ms = 2000;    // EIT present/following repetition
+  std::uint32_t sdt_interval_ms = 2000;    // our SDT's repetition, when the input has none
+  // original_network_id of the SDT and EIT: this one if set, else the input SDT's, else
+  // kPrivateOriginalNetworkId (0xFF01, a value for temporary private use).
+  std::optional<std::uint16_t> original_network_id;
+  std::string provider_name = "Usher";    // in the service_descriptors we write
   // CA PIDs: 0x0020..0x1FFE and not one of the input's PSI PIDs (PAT, CAT, SI, PMTs), else refused;
   // moved to the nearest free PID (downwards, then upwards) if the input uses them.
   std::uint16_t emm_pid = 0x1FF0;
@@ -145,6 +158,7 @@ struct ScramblerStats {
   bool replacing_nulls = false;           // the policy in force (automatic decides after the survey)
   std::uint64_t crypto_periods = 0;
   std::uint64_t eit_sections = 0;
+  std::uint64_t sdt_sections = 0;         // written by us or rewritten from the input's
   std::uint64_t services_scrambled = 0;
   std::uint64_t csa_full_batches = 0;
   std::uint64_t csa_partial_batches = 0;
@@ -167,6 +181,7 @@ class Scrambler {
   static constexpr std::uint32_t kLateAfterMs = 100;
   // How often the PPV schedule is looked at again within a crypto period (events can be added late).
   static constexpr std::uint32_t kReplanIntervalMs = 1000;
+  static constexpr std::uint16_t kPrivateOriginalNetworkId = 0xFF01;
 
   Scrambler(ScramblerConfig config, KeySource& keys);
   Scrambler(const Scrambler&) = delete;
@@ -209,6 +224,10 @@ class Scrambler {
   void schedule(bool force);
   void emit_cat(bool now = false);
   void emit_eit(Service& s);
+  void emit_sdt();
+  void on_sdt(std::span<const std::uint8_t> section);
+  void emit_in_place(streams::SectionPacketizer& pz, std::span<const std::uint8_t> section);
+  [[nodiscard]] std::uint16_t original_network_id() const;
   void emit_ecm(Service& s, bool now, bool priority = false);
   struct Audience;
   void start_period(Service& s);
@@ -264,6 +283,14 @@ class Scrambler {
   std::uint64_t next_eit_ = 0;
   bool input_has_eit_ = false;
   streams::SectionPacketizer eit_packetizer_{streams::kEitPid};
+  std::uint16_t transport_stream_id_ = 0;  // the input PAT's
+  std::optional<std::uint16_t> input_onid_;  // the input SDT's original_network_id
+  bool input_has_sdt_ = false;
+  std::unique_ptr<streams::SectionAssembler> sdt_assembler_;
+  streams::SectionPacketizer sdt_packetizer_{streams::kSdtPid};
+  std::vector<std::uint8_t> sdt_body_;  // our last SDT, to bump the version on change
+  std::uint8_t sdt_version_ = 0;
+  std::uint64_t next_sdt_ = 0;
   bool started_ = false;
   bool warned_no_pcr_ = false;
   std::deque<Pending> inserts_;
