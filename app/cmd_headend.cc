@@ -36,6 +36,8 @@ constexpr const char* kUsage = R"(usher headend: the scrambler
                              output rate = input rate), add (added where no null is at hand), or
                              auto (default: replace-nulls when the input's stuffing is enough)
     --emm-bitrate BPS        the EMMs' bandwidth share (default 64000)
+    --network-id N           original_network_id in the SDT and EIT (default: the input SDT's,
+                             else 0xFF01)
     --idle-timeout MS        a UDP input ends after this much silence (default: never)
 )";
 
@@ -88,6 +90,11 @@ int cmd_headend(const std::vector<std::string>& argv) {
   const auto emm_bitrate = a.number("emm-bitrate", 64'000);
   if (emm_bitrate < 0) throw UsageError("--emm-bitrate must be 0 (no EMMs) or more");
   config.emm_bitrate = static_cast<std::uint64_t>(emm_bitrate);
+  if (a.has("network-id")) {
+    const auto onid = a.number("network-id", 0);
+    if (onid < 0 || onid > 0xFFFF) throw UsageError("--network-id must be from 0 to 65535");
+    config.original_network_id = static_cast<std::uint16_t>(onid);
+  }
   if (a.has("start-time")) config.start_unix = parse_time(a.get("start-time"));
   if (a.has("cw-file")) {
     auto cws = read_cw_file(a.get("cw-file"));
