@@ -35,7 +35,7 @@ constexpr const char* kUsage = R"(usher headend: the scrambler
     --insert MODE            inserted packets (CAT, PMT, ECM, EMM, EIT): replace-nulls (never adds:
                              output rate = input rate), add (added where no null is at hand), or
                              auto (default: replace-nulls when the input's stuffing is enough)
-    --emm-bitrate BPS        the EMMs' bandwidth share (default 64000)
+    --emm-bitrate BPS        the EMMs' bandwidth share (default 128000)
     --network-id N           original_network_id in the SDT and EIT (default: the input SDT's,
                              else 0xFF01)
     --idle-timeout MS        a UDP input ends after this much silence (default: never)
@@ -87,7 +87,7 @@ int cmd_headend(const std::vector<std::string>& argv) {
   } else {
     throw UsageError(policy.error().message);
   }
-  const auto emm_bitrate = a.number("emm-bitrate", 64'000);
+  const auto emm_bitrate = a.number("emm-bitrate", 128'000);
   if (emm_bitrate < 0) throw UsageError("--emm-bitrate must be 0 (no EMMs) or more");
   config.emm_bitrate = static_cast<std::uint64_t>(emm_bitrate);
   if (a.has("network-id")) {

@@ -257,11 +257,14 @@ void Scrambler::survey(bool at_end) {
 
 void Scrambler::choose_policy(std::size_t services, std::uint64_t nulls, std::uint64_t ms) {
   // What the inserted streams need (bit/s): ECM and CAT repetitions, the EMM share, the EIT
-  // present/following; against what the input's stuffing carries.
+  // present/following and the SDT; against what the input's stuffing carries.
   const std::uint64_t packet_bits = streams::kPacketSize * 8;
+  // EMMs: their share, or what one (two-packet) section each emm_interval takes if that is less.
+  const std::uint64_t emm = std::min<std::uint64_t>(config_.emm_bitrate, 2 * packet_bits * 1000 / std::max<std::uint32_t>(config_.emm_interval_ms, 1));
   const std::uint64_t needed = services * packet_bits * 1000 / std::max<std::uint32_t>(config_.ecm_interval_ms, 1) +
-                               packet_bits * 1000 / std::max<std::uint32_t>(config_.cat_interval_ms, 1) + config_.emm_bitrate +
-                               services * 2 * packet_bits * 1000 / std::max<std::uint32_t>(config_.eit_interval_ms, 1);
+                               packet_bits * 1000 / std::max<std::uint32_t>(config_.cat_interval_ms, 1) + emm +
+                               services * 2 * packet_bits * 1000 / std::max<std::uint32_t>(config_.eit_interval_ms, 1) +
+                               packet_bits * 1000 / std::max<std::uint32_t>(config_.sdt_interval_ms, 1);
   const std::uint64_t stuffing = nulls * packet_bits * 1000 / std::max<std::uint64_t>(ms, 1);
   const std::string figures = "the input's stuffing carries " + std::to_string(stuffing / 1000) + " kbit/s, inserted packets need about " +
                               std::to_string(needed / 1000) + " kbit/s";
@@ -870,12 +873,14 @@ bool Scrambler::queue_emm(bool now) {
     return false;
   }
   const std::uint64_t t = clock_.now();
-  const std::uint64_t packets = (section->size() + 182) / 183 + 1;  // a bound: the pointer field and stuffing
+  scratch_.clear();
+  emm_packetizer_->packetize(*section, scratch_);  // to count its packets (continuity is set as they leave)
+  const std::uint64_t packets = scratch_.size();
   const std::uint64_t packet_ticks = streams::kPacketSize * 8 * streams::kPcrHz / config_.emm_bitrate;
   const std::uint64_t tat = std::max(emm_tat_, t);
   if (tat + packets * packet_ticks > t + ms_to_ticks(kEmmBurstMs) + packet_ticks) return false;
   queue_section(*emm_packetizer_, *section, now);
-  emm_tat_ = tat + scratch_.size() * packet_ticks;
+  emm_tat_ = tat + packets * packet_ticks;
   if (!emm_fresh_.empty()) {
     emm_fresh_.pop_front();
   } else {
@@ -985,6 +990,9 @@ void Scrambler::finish(std::vector<TsPacket>& out) {
     // Adding them now would change the count; what is left was repeated often enough already.
     stats_.inserts_unsent += inserts_.size();
     inserts_.clear();
+    std::fill(pending_by_pid_.begin(), pending_by_pid_.end(), 0);
+    urgent_pending_ = 0;
+    priority_pending_ = 0;
     if (debt_ > 0 || stats_.inserts_unsent > 0) {
       log_.warn("too little stuffing at the end: ", debt_, " packets sent ahead were not given back, ", stats_.inserts_unsent,
                 " inserted packets left unsent");

@@ -113,7 +113,7 @@ struct ScramblerConfig {
   std::uint32_t ecm_interval_ms = 100;
   std::uint32_t cat_interval_ms = 500;
   std::uint32_t emm_interval_ms = 50;      // at most one EMM section per interval from the carousel
-  std::uint64_t emm_bitrate = 64'000;      // EMMs' bandwidth share (bit/s of stream time, packets counted
+  std::uint64_t emm_bitrate = 128'000;     // EMMs' bandwidth share (bit/s of stream time, packets counted
                                            // whole); one section may go as a burst, then the share holds
   InsertPolicy insert_policy = InsertPolicy::automatic;
   std::uint32_t eit_interval_ms = 2000;    // EIT present/following repetition
@@ -175,7 +175,7 @@ class Scrambler {
  public:
   static constexpr std::uint32_t kInsertionWindowMs = 20;
   // The EMM share's burst: this much of it may go at once (at start, with the CAT), never more.
-  static constexpr std::uint32_t kEmmBurstMs = 100;
+  static constexpr std::uint32_t kEmmBurstMs = 250;
   // replace_nulls: an inserted packet that waits longer than this for a null is counted late (CBR
   // muxers put their stuffing in bursts between frames: tens of milliseconds apart).
   static constexpr std::uint32_t kLateAfterMs = 100;
