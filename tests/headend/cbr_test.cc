@@ -339,6 +339,38 @@ TEST(EmmBandwidth, BoxWhoseEmmComesAfterTheFirstEcmDescramblesFromTheNextRepetit
   EXPECT_GT(late_boxes, 10u);  // most boxes' EMMs came after the first ECM
 }
 
+// Damaged input (garbage, CC jumps, corrupt sections, bad adaptation fields) with stuffing: the
+// count still holds, one packet out per packet in apart from what was sent ahead and given back.
+TEST(ConstantBitrate, DamagedInputKeepsThePacketCountUnderReplaceNulls) {
+  testing::BroadcastWorld world;
+  world.add_service(1);
+  testing::SyntheticMuxOptions o;
+  o.seconds = 2;
+  o.null_fraction = 0.3;
+  auto packets = testing::make_synthetic_mux(o);
+  std::uint32_t seed = 7;
+  auto next = [&seed] { return seed = seed * 1664525u + 1013904223u; };
+  for (std::size_t i = 0; i < packets.size(); i += 29) {
+    auto& p = packets[i];
+    switch (next() % 4) {
+      case 0: for (auto& b : p.bytes) b = static_cast<std::uint8_t>(next() >> 24); p.bytes[0] = 0x47; break;
+      case 1: p.set_cc(static_cast<std::uint8_t>(p.cc() + 5)); break;
+      case 2: p.bytes[4 + next() % 184] ^= 0xFF; break;
+      default: p.set_adaptation_payload(true, true); p.bytes[4] = 0xFF; break;
+    }
+  }
+  auto cfg = config();
+  cfg.insert_policy = headend::InsertPolicy::replace_nulls;
+  headend::StoreKeySource keys(world.store());
+  headend::Scrambler scrambler(std::move(cfg), keys);
+  const auto out = run_chunked(scrambler, packets, 1000);
+  ASSERT_FALSE(scrambler.refusal().has_value());
+  const auto s = scrambler.stats();
+  EXPECT_TRUE(s.replacing_nulls);
+  EXPECT_EQ(out.size() + s.nulls_given_back, s.packets_in + s.packets_borrowed);
+  EXPECT_EQ(s.packets_in, packets.size());
+}
+
 // Issue 9: the EIT said transport stream 0, network 0, and there was no SDT, so players showed no
 // service name. Now the SDT names each scrambled service from the catalogue with free_CA_mode set,
 // and the EIT carries the PAT's transport_stream_id and the network id (configurable).
