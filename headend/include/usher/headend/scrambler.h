@@ -11,7 +11,9 @@
 //    event's key (only ticket holders open it). No event's control word is sealed under a key its
 //    non-buyers hold, before, during or after it;
 //  - EIT present/following on PID 0x12 for the scrambled services with PPV events (same event ids
-//    as their ECMs), unless the input carries its own EIT;
+//    as their ECMs, the PAT's transport_stream_id), unless the input carries its own EIT;
+//  - an SDT naming the scrambled services (catalogue names, free_CA_mode set), or the input's own
+//    SDT rewritten in place with free_CA_mode set for them;
 //  - the PMT of each scrambled service rewritten with a CA_descriptor (version + 1, new CRC), a CAT
 //    whose CA_descriptor points at the EMM PID, and the EMM carousel on that PID.
 //
