@@ -27,6 +27,9 @@ struct HeadendOptions {
   std::uint64_t bitrate = 10'000'000;
   std::uint64_t idle_timeout_ms = 0;
   bool pass_scrambled = false;
+  std::string insert = "auto";
+  std::uint64_t emm_bitrate = 128'000;
+  std::int32_t network_id = -1;  // -1: the input SDT's, else 0xFF01
 };
 
 int run(const HeadendOptions& a, bool start_time_given) {
@@ -39,6 +42,11 @@ int run(const HeadendOptions& a, bool start_time_given) {
   config.ecm_pid_base = a.ecm_pid;
   config.assumed_bitrate = a.bitrate;
   config.pass_scrambled = a.pass_scrambled;
+  auto policy = headend::parse_insert_policy(a.insert);
+  if (!policy) throw UsageError(policy.error().message);
+  config.insert_policy = *policy;
+  config.emm_bitrate = a.emm_bitrate;
+  if (a.network_id >= 0) config.original_network_id = static_cast<std::uint16_t>(a.network_id);
   if (start_time_given) config.start_unix = a.start_time;
   if (!a.cw_file.empty()) {
     auto cws = read_cw_file(a.cw_file);
@@ -100,6 +108,7 @@ int run(const HeadendOptions& a, bool start_time_given) {
                "{\"packets_in\":%llu,\"packets_out\":%llu,\"packets_scrambled\":%llu,\"services_scrambled\":%llu,"
                "\"crypto_periods\":%llu,\"ecm_sections\":%llu,\"emm_sections\":%llu,\"pmts_rewritten\":%llu,"
                "\"nulls_replaced\":%llu,\"packets_added\":%llu,\"packets_dropped\":%llu,\"already_scrambled\":%llu,\"csa_full_batches\":%llu,\"csa_partial_batches\":%llu,"
+               "\"replacing_nulls\":%s,\"packets_borrowed\":%llu,\"inserts_late\":%llu,\"repetitions_skipped\":%llu,\"emm_packets\":%llu,"
                "\"bitrate\":%llu,\"stream_seconds\":%.3f,\"input_bytes_skipped\":%llu}\n",
                static_cast<unsigned long long>(s.packets_in), static_cast<unsigned long long>(s.packets_out),
                static_cast<unsigned long long>(s.packets_scrambled), static_cast<unsigned long long>(s.services_scrambled),
@@ -108,6 +117,9 @@ int run(const HeadendOptions& a, bool start_time_given) {
                static_cast<unsigned long long>(s.nulls_replaced), static_cast<unsigned long long>(s.packets_added),
                static_cast<unsigned long long>(s.packets_dropped), static_cast<unsigned long long>(s.already_scrambled),
                static_cast<unsigned long long>(s.csa_full_batches), static_cast<unsigned long long>(s.csa_partial_batches),
+               s.replacing_nulls ? "true" : "false", static_cast<unsigned long long>(s.packets_borrowed),
+               static_cast<unsigned long long>(s.inserts_late), static_cast<unsigned long long>(s.repetitions_skipped),
+               static_cast<unsigned long long>(s.emm_packets),
                static_cast<unsigned long long>(clock.bitrate()), clock.seconds(),
                static_cast<unsigned long long>(in->discarded_bytes()));
   if (engine != nullptr && !engine->engine_reachable()) log.warn("finished while the engine was unreachable");
@@ -164,6 +176,15 @@ void add_headend(CLI::App& root, Commands& commands) {
   run_cmd->add_flag("--pass-scrambled", o->pass_scrambled,
                     "pass packets of a chosen service that arrive already scrambled as they are (otherwise such an "
                     "input is refused)");
+  run_cmd->add_option("--insert", o->insert,
+                      "inserted packets (CAT, PMT, SDT, ECM, EMM, EIT): replace-nulls (never adds: output rate = input rate), "
+                      "add (added where no null is at hand), or auto (replace-nulls when the input's stuffing is enough)")
+      ->type_name("MODE")
+      ->capture_default_str();
+  add_integer<std::uint64_t>(*run_cmd, "--emm-bitrate", o->emm_bitrate, "the EMMs' bandwidth share in bit/s (0: no EMMs; default 128000)",
+                             0, 100'000'000);
+  add_integer<std::int32_t>(*run_cmd, "--network-id", o->network_id,
+                            "original_network_id in the SDT and EIT (default: the input SDT's, else 0xFF01)", 0, 0xFFFF, true);
   add_duration_ms(*run_cmd, "--idle-timeout", o->idle_timeout_ms, "a UDP input ends after this much silence (default: never)");
   commands.on(run_cmd, [o, period, interval, start] {
     if (period->count() > 0 && (o->crypto_period_s == 0 || o->crypto_period_s > 3600)) {

@@ -56,6 +56,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
     std::printf("\nRatios (same run):\n");
     ratio("headend_pipeline", "raw_libdvbcsa_encrypt");
     ratio("stb_pipeline", "raw_libdvbcsa_decrypt");
+    ratio("headend_cbr_replace", "headend_cbr_add");  // the constant-bitrate path's cost (same CBR input)
     if (rates_.contains("history_settled") && rates_.contains("history_signature_check")) {
       std::printf("%-18s %8.0f records/s settled = %.2f x history_signature_check (%.0f records/s)\n", "history_settled",
                   rates_["history_settled"], rates_["history_settled"] / rates_["history_signature_check"],

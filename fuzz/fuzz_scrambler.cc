@@ -41,11 +41,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   config.start_unix = 1'900'000'000;
   config.crypto_period_ms = 200;
   config.pass_scrambled = size > 0 && (data[0] & 1) != 0;
+  if (size > 0) {
+    const int policy = (data[0] >> 1) % 3;
+    config.insert_policy = policy == 0 ? headend::InsertPolicy::automatic
+                                       : (policy == 1 ? headend::InsertPolicy::replace_nulls : headend::InsertPolicy::add);
+    if ((data[0] & 0x08) != 0) config.original_network_id = 0x2001;
+  }
   headend::Scrambler s(std::move(config), keys);
   std::vector<streams::TsPacket> out;
   s.process(in, out);
   s.finish(out);
   // A refusal comes before anything is output, or stops the output there.
   if (s.refusal() && s.stats().packets_in == 0 && !out.empty()) __builtin_trap();
+  // replace_nulls: one packet out per packet in, apart from packets sent ahead and slots given back.
+  const auto st = s.stats();
+  if (!s.refusal() && st.replacing_nulls && out.size() + st.nulls_given_back != st.packets_in + st.packets_borrowed) __builtin_trap();
   return 0;
 }

@@ -18,7 +18,15 @@ void parse_all(std::span<const std::uint8_t> s) {
   }
   if (auto pat = Pat::parse(s); auto* p = std::get_if<Pat>(&pat)) (void)p->serialize();
   if (auto cat = Cat::parse(s); auto* c = std::get_if<Cat>(&cat)) (void)find_ca_descriptors(c->descriptors);
-  if (auto sdt = Sdt::parse(s); auto* d = std::get_if<Sdt>(&sdt)) (void)d->serialize();
+  if (auto sdt = Sdt::parse(s); auto* d = std::get_if<Sdt>(&sdt)) {
+    for (auto& svc : d->services) {
+      // The headend names a service only where the input's SDT has no service_descriptor.
+      if (!service_descriptor_name(svc.descriptors)) append_service_descriptor(svc.descriptors, 0x01, "Usher", "Service");
+      if (!service_descriptor_name(svc.descriptors)) __builtin_trap();
+    }
+    (void)d->serialize();
+  }
+  (void)service_descriptor_name(s);
   if (auto eit = Eit::parse(s); auto* e = std::get_if<Eit>(&eit)) {
     for (const auto& ev : e->events) (void)short_event_name(ev.descriptors);
     (void)e->serialize();

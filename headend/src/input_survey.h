@@ -34,6 +34,7 @@ class InputSurvey {
   [[nodiscard]] std::uint64_t payload_packets(std::uint16_t pid) const;
   [[nodiscard]] std::uint64_t scrambled_packets(std::uint16_t pid) const;
   [[nodiscard]] std::uint64_t stream_ms() const { return clock_.now() / 27'000; }
+  [[nodiscard]] const streams::StreamClock& clock() const { return clock_; }
 
  private:
   void on_pat(std::span<const std::uint8_t> section);

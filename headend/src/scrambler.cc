@@ -66,6 +66,13 @@ std::string pid_text(std::uint16_t pid) {
 
 }  // namespace
 
+Result<InsertPolicy> parse_insert_policy(std::string_view text) {
+  if (text == "auto") return InsertPolicy::automatic;
+  if (text == "replace-nulls") return InsertPolicy::replace_nulls;
+  if (text == "add") return InsertPolicy::add;
+  return make_error(Errc::invalid_argument, "--insert expects auto, replace-nulls or add, got '" + std::string(text) + "'");
+}
+
 Status validate(const ScramblerConfig& config, KeySource& keys) {
   for (const auto& [pid, option] : {std::pair{config.emm_pid, "--emm-pid"}, {config.ecm_pid_base, "--ecm-pid"}}) {
     if (pid < kFirstFreePid || pid > kLastFreePid) {
@@ -95,6 +102,7 @@ Scrambler::Scrambler(ScramblerConfig config, KeySource& keys)
   used_pids_.set(streams::kNullPid);
   pat_assembler_ = std::make_unique<streams::SectionAssembler>([this](auto s) { on_pat(s); });
   cat_assembler_ = std::make_unique<streams::SectionAssembler>([this](auto s) { on_cat(s); });
+  sdt_assembler_ = std::make_unique<streams::SectionAssembler>([this](auto s) { on_sdt(s); });
   survey_ = std::make_unique<InputSurvey>();
   if (auto valid = validate(config_, keys_); !valid) refuse(valid.error().code, valid.error().message);
 }
@@ -221,6 +229,11 @@ void Scrambler::survey(bool at_end) {
   }
   emm_pid_ = *emm;
   ca_pids_.set(emm_pid_);
+  std::uint64_t nulls = 0;
+  for (const auto& p : surveyed_) nulls += p.pid() == streams::kNullPid ? 1 : 0;
+  choose_policy(with_key.size(), nulls, sv.stream_ms());
+  if (sv.clock().bitrate_measured()) input_bitrate_ = sv.clock().bitrate();
+  input_has_sdt_ = sv.pids_seen().test(streams::kSdtPid);  // rewritten in place; else ours
   emm_packetizer_ = std::make_unique<streams::SectionPacketizer>(emm_pid_);
 
   // Go. The services and their elementary PIDs are known before the packets held back go through:
@@ -242,15 +255,55 @@ void Scrambler::survey(bool at_end) {
   for (const auto& p : held) handle(p);
 }
 
+void Scrambler::choose_policy(std::size_t services, std::uint64_t nulls, std::uint64_t ms) {
+  // What the inserted streams need (bit/s): ECM and CAT repetitions, the EMM share, the EIT
+  // present/following and the SDT; against what the input's stuffing carries.
+  const std::uint64_t packet_bits = streams::kPacketSize * 8;
+  // EMMs: their share, or what one (two-packet) section each emm_interval takes if that is less.
+  const std::uint64_t emm = std::min<std::uint64_t>(config_.emm_bitrate, 2 * packet_bits * 1000 / std::max<std::uint32_t>(config_.emm_interval_ms, 1));
+  const std::uint64_t needed = services * packet_bits * 1000 / std::max<std::uint32_t>(config_.ecm_interval_ms, 1) +
+                               packet_bits * 1000 / std::max<std::uint32_t>(config_.cat_interval_ms, 1) + emm +
+                               services * 2 * packet_bits * 1000 / std::max<std::uint32_t>(config_.eit_interval_ms, 1) +
+                               packet_bits * 1000 / std::max<std::uint32_t>(config_.sdt_interval_ms, 1);
+  const std::uint64_t stuffing = nulls * packet_bits * 1000 / std::max<std::uint64_t>(ms, 1);
+  const std::string figures = "the input's stuffing carries " + std::to_string(stuffing / 1000) + " kbit/s, inserted packets need about " +
+                              std::to_string(needed / 1000) + " kbit/s";
+  switch (config_.insert_policy) {
+    case InsertPolicy::add:
+      replace_nulls_ = false;
+      break;
+    case InsertPolicy::replace_nulls:
+      replace_nulls_ = true;
+      if (stuffing < needed) {
+        log_.warn(figures, " (", (needed - stuffing + 999) / 1000,
+                  " kbit/s missing): inserted packets replace nulls only, so repetitions wait or are skipped");
+      }
+      break;
+    case InsertPolicy::automatic:
+      replace_nulls_ = nulls > 0 && stuffing >= needed;
+      if (replace_nulls_) {
+        log_.info(figures, ": inserted packets replace null packets, the output rate is the input's");
+      } else if (nulls > 0) {
+        log_.warn(figures, " (", (needed - stuffing + 999) / 1000,
+                  " kbit/s missing): inserted packets are added where no null is at hand (--insert replace-nulls never adds)");
+      }
+      break;
+  }
+  stats_.replacing_nulls = replace_nulls_;
+}
+
 void Scrambler::start() {
-  // CAT and every EMM go out before anything else, so a receiver that starts with the stream
-  // has its entitlements before the first ECM.
-  started_ = true;
+  // The CAT goes first; the EMMs follow it (none before the CAT that announces their PID) at their
+  // bandwidth share, never as a burst of the whole carousel.
   refresh_emms();
-  emit_cat();
-  for (const auto& emm : emm_carousel_) queue_section(*emm_packetizer_, emm, true);
+  started_ = true;
+  emit_cat(true);
+  cat_out_ = true;  // nothing can come between it and the EMMs queued after it
   next_cat_ = clock_.now() + ms_to_ticks(config_.cat_interval_ms);
-  next_emm_ = clock_.now() + ms_to_ticks(config_.emm_interval_ms);
+  // As many EMMs as the share's burst allows go with the CAT, ahead of the first ECM, so that boxes
+  // watching from the start have their rights in time; the rest of the carousel follows at the share.
+  while (queue_emm(true)) {
+  }
 }
 
 std::uint64_t Scrambler::broadcast_time_at(std::uint64_t stream_time) const {
@@ -262,8 +315,9 @@ void Scrambler::refresh_emms() {
   auto fresh = keys_.emm_sections(broadcast_time());
   std::set<std::vector<std::uint8_t>> known(emm_carousel_.begin(), emm_carousel_.end());
   for (const auto& s : fresh) {
-    if (!known.contains(s) && started_) queue_section(*emm_packetizer_, s, true);  // new: send at once
-    if (!known.contains(s)) ++stats_.emm_sections;
+    if (known.contains(s)) continue;
+    if (started_) emm_fresh_.push_back(s);  // new: first in line, within the EMM share
+    ++stats_.emm_sections;
   }
   emm_carousel_ = std::move(fresh);
   if (emm_next_ >= emm_carousel_.size()) emm_next_ = 0;
@@ -271,35 +325,221 @@ void Scrambler::refresh_emms() {
 
 void Scrambler::emit_now(const TsPacket& packet) { pipeline_.push(packet, CsaPipeline::kNoSlot); }
 
+void Scrambler::out_inserted(Pending& p) {
+  const std::uint16_t pid = p.packet.pid();
+  --pending_by_pid_[pid];
+  if (p.urgent) --urgent_pending_;
+  if (p.priority) --priority_pending_;
+  if (pid == streams::kCatPid) cat_out_ = true;
+  if (pid == emm_pid_) ++stats_.emm_packets;
+  if (replace_nulls_ && !p.urgent && clock_.now() > p.deadline + ms_to_ticks(kLateAfterMs - kInsertionWindowMs)) {
+    ++stats_.inserts_late;
+    if (!warned_short_) {
+      log_.warn("too little stuffing in the input: an inserted packet waited more than ", kLateAfterMs,
+                " ms for a null packet (counted in inserts_late; --insert add adds them instead)");
+    }
+    warned_short_ = true;
+  }
+  emit_inserted_now(p.packet);
+}
+
+void Scrambler::emit_inserted_now(TsPacket& packet) {
+  // Continuity counters of inserted PIDs are set as the packets leave, so that a repetition left
+  // out of the queue leaves no gap.
+  auto& cc = out_cc_[packet.pid()];
+  packet.set_cc(cc);
+  cc = static_cast<std::uint8_t>((cc + 1) & 0x0F);
+  pipeline_.push(packet, CsaPipeline::kNoSlot);
+}
+
 void Scrambler::flush_inserts() {
   while (!inserts_.empty()) {
-    pipeline_.push(inserts_.front().packet, CsaPipeline::kNoSlot);
+    out_inserted(inserts_.front());
     inserts_.pop_front();
     ++stats_.packets_added;
   }
 }
 
-void Scrambler::queue_section(streams::SectionPacketizer& pz, std::span<const std::uint8_t> section, bool now) {
-  scratch_.clear();
-  pz.packetize(section, scratch_);
-  // Sections waiting for a null packet go first, so that each CA/PSI PID keeps its order.
-  if (now) flush_inserts();
-  for (const auto& p : scratch_) {
-    if (now) {
-      emit_now(p);
-      ++stats_.packets_added;
+void Scrambler::free_slot(const TsPacket* input_null) {
+  if (!replace_nulls_) {
+    // add: a null carries a waiting packet, else passes; a dropped packet leaves no slot.
+    if (input_null == nullptr) return;
+    if (inserts_.empty()) {
+      pipeline_.push(*input_null, CsaPipeline::kNoSlot);
     } else {
-      inserts_.push_back({p, clock_.now() + ms_to_ticks(kInsertionWindowMs)});
+      out_inserted(inserts_.front());
+      inserts_.pop_front();
+      ++stats_.nulls_replaced;
     }
+    return;
+  }
+  // replace_nulls: one packet out for each packet in. The ECM of a new crypto period first (a
+  // receiver needs it within the period), then a packet sent ahead is given back.
+  if (priority_pending_ > 0) {
+    const auto it = std::find_if(inserts_.begin(), inserts_.end(), [](const Pending& p) { return p.priority; });
+    out_inserted(*it);
+    inserts_.erase(it);
+    ++stats_.nulls_replaced;
+  } else if (debt_ > 0) {
+    --debt_;
+    ++stats_.nulls_given_back;
+  } else if (!inserts_.empty()) {
+    out_inserted(inserts_.front());
+    inserts_.pop_front();
+    ++stats_.nulls_replaced;
+  } else if (input_null != nullptr) {
+    pipeline_.push(*input_null, CsaPipeline::kNoSlot);
+  } else {
+    pipeline_.push(TsPacket::null_packet(), CsaPipeline::kNoSlot);
+    ++stats_.nulls_inserted;
   }
 }
 
-void Scrambler::emit_cat() {
+void Scrambler::settle_inserts() {
+  if (replace_nulls_) {
+    // What must go at once goes ahead (with what is queued before it, to keep each PID's order);
+    // the next nulls are given back for it.
+    while (urgent_pending_ > 0) {
+      out_inserted(inserts_.front());
+      inserts_.pop_front();
+      ++debt_;
+      ++stats_.packets_borrowed;
+    }
+    return;
+  }
+  while (!inserts_.empty() && inserts_.front().deadline <= clock_.now()) {
+    out_inserted(inserts_.front());
+    inserts_.pop_front();
+    ++stats_.packets_added;
+  }
+}
+
+const TsPacket& Scrambler::restamped(const TsPacket& packet) {
+  // While packets sent ahead are not given back yet, every packet is that many places later than in
+  // the input: its PCR is moved on by as much, so PCRs stay true to their place at the input's
+  // constant rate (no jitter) and the rate from PCR to PCR stays the input's.
+  if (debt_ == 0 || !replace_nulls_) return packet;
+  const std::uint64_t bitrate = clock_.bitrate_measured() ? clock_.bitrate() : input_bitrate_;  // the survey's until then
+  const auto pcr = packet.pcr();
+  if (!pcr || bitrate == 0) return packet;
+  constexpr std::uint64_t kPcrWrap = (std::uint64_t{1} << 33) * 300;
+  restamp_ = packet;
+  restamp_.set_pcr((*pcr + debt_ * streams::kPacketSize * 8 * streams::kPcrHz / bitrate) % kPcrWrap);
+  ++stats_.pcrs_restamped;
+  return restamp_;
+}
+
+void Scrambler::queue_section(streams::SectionPacketizer& pz, std::span<const std::uint8_t> section, bool now, bool priority) {
+  scratch_.clear();
+  pz.packetize(section, scratch_);
+  if (now && !replace_nulls_) {
+    // add: sections waiting for a null packet go first, so that each CA/PSI PID keeps its order.
+    flush_inserts();
+    for (auto& p : scratch_) {
+      emit_inserted_now(p);
+      ++stats_.packets_added;
+    }
+    return;
+  }
+  // replace_nulls: what must go at once waits only for the end of the current input packet, whose
+  // place it may take (settle_inserts).
+  const std::uint64_t deadline = clock_.now() + (now ? 0 : ms_to_ticks(kInsertionWindowMs));
+  if (priority && !scratch_.empty()) {
+    // A new crypto period's ECM: repetitions of the last one still waiting are stale; they go.
+    const std::uint16_t pid = scratch_.front().pid();
+    const auto stale = std::remove_if(inserts_.begin(), inserts_.end(), [&](const Pending& p) {
+      return p.packet.pid() == pid && !p.urgent && !p.priority;
+    });
+    for (auto it = stale; it != inserts_.end(); ++it) --pending_by_pid_[pid];
+    if (stale != inserts_.end()) ++stats_.repetitions_skipped;
+    inserts_.erase(stale, inserts_.end());
+  }
+  for (const auto& p : scratch_) {
+    inserts_.push_back({p, deadline, now, priority});
+    ++pending_by_pid_[p.pid()];
+    if (now) ++urgent_pending_;
+    if (priority) ++priority_pending_;
+  }
+}
+
+void Scrambler::emit_in_place(streams::SectionPacketizer& pz, std::span<const std::uint8_t> section) {
+  // A rewritten input section (PMT, SDT) in the place of the input's: with replace_nulls its
+  // packets go now and the input packet's slot (freed right after) is given back for them.
+  if (!replace_nulls_) return queue_section(pz, section, true);
+  scratch_.clear();
+  pz.packetize(section, scratch_);
+  for (auto& p : scratch_) emit_inserted_now(p);
+  debt_ += scratch_.size();
+  stats_.packets_borrowed += scratch_.size();
+}
+
+std::uint16_t Scrambler::original_network_id() const {
+  if (config_.original_network_id) return *config_.original_network_id;
+  return input_onid_.value_or(kPrivateOriginalNetworkId);
+}
+
+void Scrambler::on_sdt(std::span<const std::uint8_t> section) {
+  // The input's SDT: our scrambled services get free_CA_mode and, where the input names none, the
+  // catalogue's name; other tables on the PID (SDT other, BAT) go out as they came.
+  const auto view = streams::parse_section(section);
+  if (view.ok() && view.section->header.table_id == streams::kTableSdtActual) {
+    auto parsed = streams::Sdt::parse(section);
+    if (auto* sdt = std::get_if<streams::Sdt>(&parsed)) {
+      input_onid_ = sdt->original_network_id;
+      if (config_.original_network_id) sdt->original_network_id = *config_.original_network_id;
+      for (auto& entry : sdt->services) {
+        for (auto& [pid, s] : services_by_pmt_pid_) {
+          if (s->service_id != entry.service_id || s->blocked) continue;
+          entry.free_ca_mode = true;
+          if (!streams::service_descriptor_name(entry.descriptors)) {
+            auto name = keys_.service_name(s->service_id);
+            if (name.empty()) name = "Service " + std::to_string(s->service_id);
+            streams::append_service_descriptor(entry.descriptors, 0x01, config_.provider_name, name);
+          }
+        }
+      }
+      ++stats_.sdt_sections;
+      return emit_in_place(sdt_packetizer_, sdt->serialize());
+    }
+  }
+  emit_in_place(sdt_packetizer_, section);
+}
+
+void Scrambler::emit_sdt() {
+  // Ours, when the input has none: every service we scramble, named from the catalogue.
+  streams::Sdt sdt;
+  sdt.transport_stream_id = transport_stream_id_;
+  sdt.original_network_id = original_network_id();
+  for (const auto& [pid, s] : services_by_pmt_pid_) {
+    if (!s->active || s->blocked || s->vanished) continue;
+    streams::Sdt::Service entry;
+    entry.service_id = s->service_id;
+    entry.free_ca_mode = true;
+    entry.running_status = 4;
+    auto name = keys_.service_name(s->service_id);
+    if (name.empty()) name = "Service " + std::to_string(s->service_id);
+    streams::append_service_descriptor(entry.descriptors, 0x01, config_.provider_name, name);
+    sdt.services.push_back(std::move(entry));
+  }
+  if (sdt.services.empty()) return;
+  sdt.version = sdt_version_;
+  auto body = sdt.serialize();
+  if (body != sdt_body_) {
+    if (!sdt_body_.empty()) sdt_version_ = static_cast<std::uint8_t>((sdt_version_ + 1) & 0x1F);
+    sdt.version = sdt_version_;
+    body = sdt.serialize();
+    sdt_body_ = body;
+  }
+  queue_section(sdt_packetizer_, body, false);
+  ++stats_.sdt_sections;
+}
+
+void Scrambler::emit_cat(bool now) {
   streams::Cat cat;
   cat.version = cat_version_;
   cat.descriptors = input_cat_descriptors_;
   streams::append_ca_descriptor(cat.descriptors, {config_.ca_system_id, emm_pid_, {}});
-  queue_section(cat_packetizer_, cat.serialize(), false);
+  queue_section(cat_packetizer_, cat.serialize(), now);
 }
 
 void Scrambler::emit_eit(Service& s) {
@@ -309,6 +549,8 @@ void Scrambler::emit_eit(Service& s) {
   std::size_t next = 0;
   for (int section = 0; section < 2; ++section) {
     eit[section].service_id = s.service_id;
+    eit[section].transport_stream_id = transport_stream_id_;
+    eit[section].original_network_id = original_network_id();
     eit[section].section_number = static_cast<std::uint8_t>(section);
     // Section 0: the event on air (if any); section 1: the one after it.
     const bool on_air = next < events.size() && events[next].start <= now;
@@ -362,6 +604,7 @@ void Scrambler::on_pat(std::span<const std::uint8_t> section) {
   auto parsed = streams::Pat::parse(section);
   auto* pat = std::get_if<streams::Pat>(&parsed);
   if (pat == nullptr) return;
+  transport_stream_id_ = pat->transport_stream_id;
   for (const auto& prog : pat->programs) {
     used_pids_.set(prog.pid);
     if (prog.program_number == 0) continue;
@@ -434,7 +677,8 @@ void Scrambler::start_period(Service& s) {
   auto audience = audience_at(s, broadcast_time());
   // The control word announced for this period was sealed for the audience planned then; if the
   // schedule changed since, it may have reached others: this period gets one nobody has seen.
-  if (!consecutive || audience.event_id != s.next_audience.event_id) {
+  const bool fresh_cw = !consecutive || audience.event_id != s.next_audience.event_id;
+  if (fresh_cw) {
     if (consecutive) log_.info("service ", s.service_id, ": audience changed since the last ECM (schedule changed); new control word");
     s.cw[period % 2] = next_control_word(period);
     pipeline_.set_key(s.slot[period % 2], s.cw[period % 2]);
@@ -449,7 +693,9 @@ void Scrambler::start_period(Service& s) {
   s.audience = std::move(audience);
   ++stats_.crypto_periods;
   plan_next_period(s);
-  emit_ecm(s, true);
+  // A control word announced in the last period's ECMs is in the receivers already: with nulls to
+  // replace, this period's ECM may wait for one. A control word nobody has seen goes at once.
+  emit_ecm(s, fresh_cw || !replace_nulls_, true);
 }
 
 void Scrambler::plan_next_period(Service& s) {
@@ -506,8 +752,14 @@ ControlWord Scrambler::next_control_word(std::uint64_t period) const {
   return ControlWord::random();
 }
 
-void Scrambler::emit_ecm(Service& s, bool now) {
-  queue_section(*s.ecm_packetizer, s.ecm_section, now);
+void Scrambler::emit_ecm(Service& s, bool now, bool priority) {
+  if (!now && !priority && pending_by_pid_[s.ecm_pid] > 0) {
+    // The last repetition still waits for a null: another would only queue up behind it.
+    s.next_ecm = clock_.now() + ms_to_ticks(config_.ecm_interval_ms);
+    ++stats_.repetitions_skipped;
+    return;
+  }
+  queue_section(*s.ecm_packetizer, s.ecm_section, now, priority);
   s.next_ecm = clock_.now() + ms_to_ticks(config_.ecm_interval_ms);
   ++stats_.ecm_sections;
 }
@@ -540,7 +792,7 @@ void Scrambler::on_pmt(std::uint16_t pid, std::span<const std::uint8_t> section)
     ++stats_.pmts_rewritten;
   }
   if (s.vanished) return;
-  queue_section(*s.pmt_packetizer, s.rewritten_pmt, true);
+  emit_in_place(*s.pmt_packetizer, s.rewritten_pmt);
   if (!s.active && !s.blocked) {
     auto key = keys_.service_key(s.service_id);
     if (!key) {
@@ -572,8 +824,16 @@ void Scrambler::schedule(bool) {
     }
   }
   if (now >= next_cat_) {
-    emit_cat();
+    if (pending_by_pid_[streams::kCatPid] > 0) {
+      ++stats_.repetitions_skipped;
+    } else {
+      emit_cat();
+    }
     next_cat_ = now + ms_to_ticks(config_.cat_interval_ms);
+  }
+  if (!input_has_eit_ && now >= next_eit_ && pending_by_pid_[streams::kEitPid] > 0) {
+    ++stats_.repetitions_skipped;
+    next_eit_ = now + ms_to_ticks(config_.eit_interval_ms);
   }
   if (!input_has_eit_ && now >= next_eit_) {
     for (auto& [pid, s] : services_by_pmt_pid_) {
@@ -581,11 +841,54 @@ void Scrambler::schedule(bool) {
     }
     next_eit_ = now + ms_to_ticks(config_.eit_interval_ms);
   }
-  if (!emm_carousel_.empty() && now >= next_emm_) {
-    queue_section(*emm_packetizer_, emm_carousel_[emm_next_], false);
-    emm_next_ = (emm_next_ + 1) % emm_carousel_.size();
-    next_emm_ = now + ms_to_ticks(config_.emm_interval_ms);
+  if (!input_has_sdt_ && now >= next_sdt_ && stats_.services_scrambled > 0) {
+    if (pending_by_pid_[streams::kSdtPid] > 0) {
+      ++stats_.repetitions_skipped;
+    } else {
+      emit_sdt();
+    }
+    next_sdt_ = now + ms_to_ticks(config_.sdt_interval_ms);
   }
+  schedule_emm();
+}
+
+void Scrambler::schedule_emm() {
+  // One section at a time, once the last one has left and the interval is over.
+  if (clock_.now() < next_emm_ || pending_by_pid_[emm_pid_] > 0) return;
+  if (queue_emm(false)) next_emm_ = clock_.now() + ms_to_ticks(config_.emm_interval_ms);
+}
+
+bool Scrambler::queue_emm(bool now) {
+  // The share is a token bucket in stream time (the generic cell rate algorithm): each EMM packet
+  // takes its time at emm_bitrate; a section goes if that leaves the schedule no more than
+  // kEmmBurstMs ahead of the clock. So in any window of W ms at most (W + kEmmBurstMs) at the share,
+  // plus one section, go out. Only after the CAT that announces the EMM PID. New EMMs go first.
+  if (!cat_out_ || config_.emm_bitrate == 0) return false;
+  const std::vector<std::uint8_t>* section = nullptr;
+  if (!emm_fresh_.empty()) {
+    section = &emm_fresh_.front();
+  } else if (!emm_carousel_.empty()) {
+    section = &emm_carousel_[emm_next_];
+  } else {
+    return false;
+  }
+  const std::uint64_t t = clock_.now();
+  scratch_.clear();
+  emm_packetizer_->packetize(*section, scratch_);  // to count its packets (continuity is set as they leave)
+  const std::uint64_t packets = scratch_.size();
+  const std::uint64_t packet_ticks = streams::kPacketSize * 8 * streams::kPcrHz / config_.emm_bitrate;
+  const std::uint64_t tat = std::max(emm_tat_, t);
+  if (tat + packets * packet_ticks > t + ms_to_ticks(kEmmBurstMs) + packet_ticks) return false;
+  queue_section(*emm_packetizer_, *section, now);
+  emm_tat_ = tat + packets * packet_ticks;
+  if (!emm_fresh_.empty()) {
+    emm_fresh_.pop_front();
+  } else {
+    emm_next_ = (emm_next_ + 1) % emm_carousel_.size();
+    // A whole pass of a carousel smaller than the burst is enough at start.
+    if (now && emm_next_ == 0) return false;
+  }
+  return true;
 }
 
 void Scrambler::handle(const TsPacket& packet) {
@@ -605,6 +908,8 @@ void Scrambler::handle(const TsPacket& packet) {
     ++stats_.packets_dropped;
     if (!warned_collision_) log_.error("the input now uses PID ", pid, ", one of the CA PIDs: those input packets are dropped");
     warned_collision_ = true;
+    free_slot(nullptr);
+    settle_inserts();
     return;
   }
   if (pid == streams::kEitPid && !input_has_eit_) {
@@ -613,45 +918,49 @@ void Scrambler::handle(const TsPacket& packet) {
   }
   if (pid == streams::kPatPid) {
     pat_assembler_->feed(packet);
-    emit_now(packet);
+    emit_now(restamped(packet));
   } else if (pid == streams::kCatPid) {
     cat_assembler_->feed(packet);  // replaced by our CAT, which carries its descriptors
+    free_slot(nullptr);
+  } else if (pid == streams::kSdtPid) {
+    if (!input_has_sdt_) log_.info("the input carries an SDT: it is rewritten (free_CA_mode) rather than replaced by ours");
+    input_has_sdt_ = true;
+    sdt_assembler_->feed(packet);  // replaced by the rewritten SDT
+    free_slot(nullptr);
   } else if (auto a = pmt_assemblers_.find(pid); a != pmt_assemblers_.end()) {
     a->second->feed(packet);  // replaced by the rewritten PMT
+    free_slot(nullptr);
   } else if (auto it = services_by_es_pid_.find(pid); it != services_by_es_pid_.end()) {
     Service& s = *it->second;
     if (s.blocked || s.vanished || !s.active) {
       ++stats_.packets_dropped;
+      free_slot(nullptr);
     } else if (packet.scrambling() != Scrambling::clear) {
       ++stats_.already_scrambled;
       if (config_.pass_scrambled) {
-        emit_now(packet);
+        emit_now(restamped(packet));
       } else {
         ++stats_.packets_dropped;
+        free_slot(nullptr);
         if (!warned_scrambled_) log_.error("service ", s.service_id, ": PID ", pid, " arrives scrambled already; dropped (--pass-scrambled passes it)");
         warned_scrambled_ = true;
       }
     } else if (packet.payload().empty()) {
-      emit_now(packet);
+      emit_now(restamped(packet));
     } else {
-      TsPacket p = packet;
+      TsPacket p = restamped(packet);
       const auto parity = s.period % 2;
       p.set_scrambling(parity == 0 ? Scrambling::even : Scrambling::odd);
       pipeline_.push(p, s.slot[parity]);
       ++stats_.packets_scrambled;
     }
-  } else if (pid == streams::kNullPid && !inserts_.empty()) {
-    pipeline_.push(inserts_.front().packet, CsaPipeline::kNoSlot);
-    inserts_.pop_front();
-    ++stats_.nulls_replaced;
+  } else if (pid == streams::kNullPid) {
+    ++stats_.input_nulls;
+    free_slot(&packet);
   } else {
-    pipeline_.push(packet, CsaPipeline::kNoSlot);
+    pipeline_.push(restamped(packet), CsaPipeline::kNoSlot);
   }
-  while (!inserts_.empty() && inserts_.front().deadline <= clock_.now()) {
-    pipeline_.push(inserts_.front().packet, CsaPipeline::kNoSlot);
-    inserts_.pop_front();
-    ++stats_.packets_added;
-  }
+  settle_inserts();
 }
 
 void Scrambler::process(std::span<const TsPacket> in, std::vector<TsPacket>& out) {
@@ -677,7 +986,20 @@ void Scrambler::finish(std::vector<TsPacket>& out) {
   if (survey_ && !refusal_) survey(true);
   if (refusal_) return;
   const std::size_t before = out.size();
-  flush_inserts();
+  if (replace_nulls_) {
+    // Adding them now would change the count; what is left was repeated often enough already.
+    stats_.inserts_unsent += inserts_.size();
+    inserts_.clear();
+    std::fill(pending_by_pid_.begin(), pending_by_pid_.end(), 0);
+    urgent_pending_ = 0;
+    priority_pending_ = 0;
+    if (debt_ > 0 || stats_.inserts_unsent > 0) {
+      log_.warn("too little stuffing at the end: ", debt_, " packets sent ahead were not given back, ", stats_.inserts_unsent,
+                " inserted packets left unsent");
+    }
+  } else {
+    flush_inserts();
+  }
   pipeline_.flush(out);
   stats_.packets_out += out.size() - before;
 }

@@ -191,6 +191,9 @@ void Descrambler::on_emm(std::span<const std::uint8_t> section) {
     case EmmOutcome::applied:
       ++stats_.emm_taken;
       log_.info("EMM applied for STB ", se_->stb_id());
+      // New rights: an ECM refused before this EMM may open now; its next repetition is looked at
+      // again rather than skipped as already seen.
+      for (auto& [pid, service] : services_) service->last_ecm.clear();
       break;
     case EmmOutcome::duplicate: ++stats_.emm_duplicate; break;
     case EmmOutcome::not_addressed: ++stats_.emm_other_stb; break;

@@ -286,6 +286,39 @@ std::string short_event_name(std::span<const std::uint8_t> loop) {
   return {};
 }
 
+void append_service_descriptor(std::vector<std::uint8_t>& loop, std::uint8_t service_type, const std::string& provider,
+                               const std::string& name) {
+  const std::size_t p = std::min<std::size_t>(provider.size(), 80);
+  const std::size_t n = std::min<std::size_t>(name.size(), 80);
+  loop.push_back(kTagServiceDescriptor);
+  loop.push_back(static_cast<std::uint8_t>(3 + p + n));
+  loop.push_back(service_type);
+  loop.push_back(static_cast<std::uint8_t>(p));
+  loop.insert(loop.end(), provider.begin(), provider.begin() + static_cast<std::ptrdiff_t>(p));
+  loop.push_back(static_cast<std::uint8_t>(n));
+  loop.insert(loop.end(), name.begin(), name.begin() + static_cast<std::ptrdiff_t>(n));
+}
+
+std::optional<std::string> service_descriptor_name(std::span<const std::uint8_t> loop) {
+  std::size_t pos = 0;
+  while (pos + 2 <= loop.size()) {
+    const std::size_t len = loop[pos + 1];
+    if (pos + 2 + len > loop.size()) break;
+    if (loop[pos] == kTagServiceDescriptor && len >= 3) {
+      const std::size_t p = loop[pos + 3];
+      if (4 + p < 2 + len) {
+        const std::size_t n = loop[pos + 4 + p];
+        const std::size_t at = pos + 5 + p;
+        if (at + n <= pos + 2 + len) {
+          return std::string(loop.begin() + static_cast<std::ptrdiff_t>(at), loop.begin() + static_cast<std::ptrdiff_t>(at + n));
+        }
+      }
+    }
+    pos += 2 + len;
+  }
+  return std::nullopt;
+}
+
 void append_parental_rating_descriptor(std::vector<std::uint8_t>& loop, const std::string& country, std::uint8_t min_age) {
   loop.push_back(kTagParentalRatingDescriptor);
   loop.push_back(4);

@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -95,6 +96,9 @@ TEST_F(CliWorld, FileScrambledDoesNotDecodeEntitledStbDecodesEveryFrame) {
   // ffmpeg's demuxer reads the PMT we rewrote (a bad CRC would hide the streams).
   auto programs = run("ffprobe -v quiet -show_programs " + scrambled);
   EXPECT_NE(programs.output.find("nb_streams=2"), std::string::npos) << programs.output;
+  // Our SDT names the service from the catalogue (issue 9: players showed no name).
+  EXPECT_NE(programs.output.find("service_name=News"), std::string::npos) << programs.output;
+  EXPECT_NE(programs.output.find("service_provider=Usher"), std::string::npos) << programs.output;
 
   must("stb run --home " + dir.file("stb-1001") + " --in " + scrambled + " --out " + dir.file("out-1001.ts"));
   EXPECT_EQ(frames(dir.file("out-1001.ts")), source_frames_);
@@ -103,6 +107,35 @@ TEST_F(CliWorld, FileScrambledDoesNotDecodeEntitledStbDecodesEveryFrame) {
   auto denied = must("stb run --home " + dir.file("stb-1002") + " --in " + scrambled + " --out " + dir.file("out-1002.ts"));
   EXPECT_NE(denied.find("no entitlement on this STB"), std::string::npos) << denied;
   EXPECT_LT(frames(dir.file("out-1002.ts")), source_frames_ / 10);
+}
+
+// Issue 9: a 3 Mbit/s CBR input (about 40 % stuffing, from ffmpeg -muxrate) came out larger, the
+// headend adding packets though nulls were there. Now the file keeps its size to the byte, the
+// entitled box decodes every frame, and `--insert add` still adds, as asked.
+TEST_F(CliWorld, ConstantBitrateInputKeepsItsSizeThroughTheHeadend) {
+  const auto cbr = dir.file("cbr.ts");
+  auto made = run("ffmpeg -nostdin -hide_banner -loglevel error -y -f lavfi -i testsrc2=size=320x240:rate=25 -f lavfi -i "
+                  "sine=frequency=440:sample_rate=48000 -t 4 -c:v mpeg2video -b:v 1500k -minrate 1500k -maxrate 1500k "
+                  "-bufsize 500k -c:a mp2 -b:a 128k -f mpegts -muxrate 3000000 " + cbr);
+  ASSERT_EQ(made.status, 0) << made.output;
+  const auto cbr_frames = frames(cbr);
+  ASSERT_GT(cbr_frames, 90);
+  const auto scrambled = dir.file("cbr-scrambled.ts");
+  auto head = must("headend run --entitlement-home " + ent() + " --in " + cbr + " --out " + scrambled + " --crypto-period 1");
+  EXPECT_NE(head.find("\"replacing_nulls\":true"), std::string::npos) << head;
+  EXPECT_NE(head.find("\"packets_added\":0,"), std::string::npos) << head;
+  EXPECT_EQ(std::filesystem::file_size(scrambled), std::filesystem::file_size(cbr));
+  must("stb run --home " + dir.file("stb-1001") + " --in " + scrambled + " --out " + dir.file("cbr-1001.ts"));
+  EXPECT_EQ(frames(dir.file("cbr-1001.ts")), cbr_frames);
+  EXPECT_EQ(decode_errors(dir.file("cbr-1001.ts")), 0);
+
+  const auto added = dir.file("cbr-added.ts");
+  head = must("headend run --entitlement-home " + ent() + " --in " + cbr + " --out " + added + " --insert add");
+  EXPECT_NE(head.find("\"replacing_nulls\":false"), std::string::npos) << head;
+  auto bad = run(usher("headend run --entitlement-home " + ent() + " --in " + cbr + " --out " + dir.file("x.ts") + " --insert sometimes"));
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.output.find("--insert expects auto, replace-nulls or add"), std::string::npos) << bad.output;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("x.ts")));
 }
 
 TEST_F(CliWorld, LiveUdpOnLoopbackPacedByPcr) {

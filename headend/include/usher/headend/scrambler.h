@@ -11,12 +11,19 @@
 //    event's key (only ticket holders open it). No event's control word is sealed under a key its
 //    non-buyers hold, before, during or after it;
 //  - EIT present/following on PID 0x12 for the scrambled services with PPV events (same event ids
-//    as their ECMs), unless the input carries its own EIT;
+//    as their ECMs, the PAT's transport_stream_id), unless the input carries its own EIT;
+//  - an SDT naming the scrambled services (catalogue names, free_CA_mode set), or the input's own
+//    SDT rewritten in place with free_CA_mode set for them;
 //  - the PMT of each scrambled service rewritten with a CA_descriptor (version + 1, new CRC), a CAT
 //    whose CA_descriptor points at the EMM PID, and the EMM carousel on that PID.
 //
-// Inserted packets take the place of null packets when the input has them within
-// kInsertionWindowMs of stream time; otherwise they are added to the rate (see docs/headend.md).
+// Inserted packets (CAT, PMT, ECM, EMM, EIT) and the dropped input packets are handled by the
+// insertion policy (docs/headend.md): with stuffing in the input, each inserted packet takes the
+// place of a null packet (or of a dropped input packet) and every input packet gives exactly one
+// output packet, so the rate between PCRs is the input's; a packet that must go at once (the first
+// ECM, a rewritten PMT) goes ahead and the next null is given back. Without stuffing (or with `add`)
+// they are added to the rate as today. EMMs have a bandwidth share of their own and start after the
+// first CAT; there is no EMM burst at start nor when the engine hands over a batch.
 //
 // A chosen service is never sent in clear. The scrambler first holds the input back (at most
 // survey_ms of stream time) until it has the whole PAT and the PMT of every chosen service, and
@@ -38,6 +45,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <string_view>
 #include <vector>
 
 #include "usher/core/csa.h"
@@ -61,6 +69,8 @@ class KeySource {
   virtual std::optional<entitlement::EventKey> current_event(std::uint16_t service_id, std::uint64_t time) = 0;
   // The PPV events of a service that end after `time`, earliest first, at most `count` (for the EIT).
   virtual std::vector<entitlement::EventInfo> schedule(std::uint16_t service_id, std::uint64_t time, std::size_t count) = 0;
+  // The service's name in the catalogue, for the SDT ("" when unknown: the SDT says "Service N").
+  virtual std::string service_name(std::uint16_t /*service_id*/) { return {}; }
 };
 
 class StoreKeySource final : public KeySource {
@@ -78,10 +88,25 @@ class StoreKeySource final : public KeySource {
     }
     return out;
   }
+  std::string service_name(std::uint16_t service_id) override {
+    for (auto& s : store_.services()) {
+      if (s.service_id == service_id) return std::move(s.name);
+    }
+    return {};
+  }
 
  private:
   entitlement::EntitlementStore& store_;
 };
+
+// Where inserted packets go. automatic: replace_nulls when the input's stuffing (measured during the
+// survey) carries what is inserted, else add. replace_nulls: never adds to the rate (a packet that
+// must go at once is given back at the next null); with too little stuffing, repetitions wait or
+// are skipped and the shortfall is counted and logged. add: inserted packets wait up to
+// kInsertionWindowMs for a null, else are added.
+enum class InsertPolicy { automatic, replace_nulls, add };
+// "auto", "replace-nulls", "add" (the spellings of `headend run --insert`).
+Result<InsertPolicy> parse_insert_policy(std::string_view text);
 
 struct ScramblerConfig {
   std::uint16_t ca_system_id = entitlement::kDefaultCaSystemId;
@@ -89,8 +114,16 @@ struct ScramblerConfig {
   std::uint32_t crypto_period_ms = 10'000;
   std::uint32_t ecm_interval_ms = 100;
   std::uint32_t cat_interval_ms = 500;
-  std::uint32_t emm_interval_ms = 50;      // one EMM section per interval from the carousel
+  std::uint32_t emm_interval_ms = 50;      // at most one EMM section per interval from the carousel
+  std::uint64_t emm_bitrate = 128'000;     // EMMs' bandwidth share (bit/s of stream time, packets counted
+                                           // whole); one section may go as a burst, then the share holds
+  InsertPolicy insert_policy = InsertPolicy::automatic;
   std::uint32_t eit_interval_ms = 2000;    // EIT present/following repetition
+  std::uint32_t sdt_interval_ms = 2000;    // our SDT's repetition, when the input has none
+  // original_network_id of the SDT and EIT: this one if set, else the input SDT's, else
+  // kPrivateOriginalNetworkId (0xFF01, a value for temporary private use).
+  std::optional<std::uint16_t> original_network_id;
+  std::string provider_name = "Usher";    // in the service_descriptors we write
   // CA PIDs: 0x0020..0x1FFE and not one of the input's PSI PIDs (PAT, CAT, SI, PMTs), else refused;
   // moved to the nearest free PID (downwards, then upwards) if the input uses them.
   std::uint16_t emm_pid = 0x1FF0;
@@ -114,9 +147,20 @@ struct ScramblerStats {
   std::uint64_t emm_sections = 0;
   std::uint64_t pmts_rewritten = 0;
   std::uint64_t nulls_replaced = 0;
-  std::uint64_t packets_added = 0;
+  std::uint64_t packets_added = 0;        // to the input's rate
+  std::uint64_t packets_borrowed = 0;     // replace_nulls: sent at once ahead of a null given back later
+  std::uint64_t nulls_given_back = 0;     // input nulls left out for a packet borrowed earlier
+  std::uint64_t nulls_inserted = 0;       // replace_nulls: in place of a dropped input packet
+  std::uint64_t inserts_late = 0;         // replace_nulls: waited longer than kLateAfterMs for a null
+  std::uint64_t pcrs_restamped = 0;       // replace_nulls: PCRs moved on while packets sent ahead were not given back
+  std::uint64_t inserts_unsent = 0;       // replace_nulls: still waiting for a null at the end
+  std::uint64_t repetitions_skipped = 0;  // an ECM/CAT/EIT repetition while the last one still waits
+  std::uint64_t emm_packets = 0;
+  std::uint64_t input_nulls = 0;
+  bool replacing_nulls = false;           // the policy in force (automatic decides after the survey)
   std::uint64_t crypto_periods = 0;
   std::uint64_t eit_sections = 0;
+  std::uint64_t sdt_sections = 0;         // written by us or rewritten from the input's
   std::uint64_t services_scrambled = 0;
   std::uint64_t csa_full_batches = 0;
   std::uint64_t csa_partial_batches = 0;
@@ -132,8 +176,14 @@ class InputSurvey;
 class Scrambler {
  public:
   static constexpr std::uint32_t kInsertionWindowMs = 20;
+  // The EMM share's burst: this much of it may go at once (at start, with the CAT), never more.
+  static constexpr std::uint32_t kEmmBurstMs = 250;
+  // replace_nulls: an inserted packet that waits longer than this for a null is counted late (CBR
+  // muxers put their stuffing in bursts between frames: tens of milliseconds apart).
+  static constexpr std::uint32_t kLateAfterMs = 100;
   // How often the PPV schedule is looked at again within a crypto period (events can be added late).
   static constexpr std::uint32_t kReplanIntervalMs = 1000;
+  static constexpr std::uint16_t kPrivateOriginalNetworkId = 0xFF01;
 
   Scrambler(ScramblerConfig config, KeySource& keys);
   Scrambler(const Scrambler&) = delete;
@@ -162,6 +212,8 @@ class Scrambler {
   struct Pending {
     streams::TsPacket packet;
     std::uint64_t deadline;
+    bool urgent;    // must leave before the next input packet
+    bool priority;  // replace_nulls: takes the first free slot (a new crypto period's ECM)
   };
 
   void handle(const streams::TsPacket& packet);
@@ -172,9 +224,13 @@ class Scrambler {
   void on_pmt(std::uint16_t pid, std::span<const std::uint8_t> section);
   void on_cat(std::span<const std::uint8_t> section);
   void schedule(bool force);
-  void emit_cat();
+  void emit_cat(bool now = false);
   void emit_eit(Service& s);
-  void emit_ecm(Service& s, bool now);
+  void emit_sdt();
+  void on_sdt(std::span<const std::uint8_t> section);
+  void emit_in_place(streams::SectionPacketizer& pz, std::span<const std::uint8_t> section);
+  [[nodiscard]] std::uint16_t original_network_id() const;
+  void emit_ecm(Service& s, bool now, bool priority = false);
   struct Audience;
   void start_period(Service& s);
   void plan_next_period(Service& s);
@@ -183,9 +239,17 @@ class Scrambler {
   Audience audience_at(const Service& s, std::uint64_t time);
   std::uint64_t period_end_after(const Service& s, std::uint64_t start);
   [[nodiscard]] ControlWord next_control_word(std::uint64_t period) const;
-  void queue_section(streams::SectionPacketizer& pz, std::span<const std::uint8_t> section, bool now);
+  void queue_section(streams::SectionPacketizer& pz, std::span<const std::uint8_t> section, bool now, bool priority = false);
   void emit_now(const streams::TsPacket& packet);
   void flush_inserts();
+  const streams::TsPacket& restamped(const streams::TsPacket& packet);
+  void out_inserted(Pending& p);
+  void emit_inserted_now(streams::TsPacket& packet);
+  void free_slot(const streams::TsPacket* input_null);
+  void settle_inserts();
+  void schedule_emm();
+  bool queue_emm(bool now);
+  void choose_policy(std::size_t services, std::uint64_t nulls, std::uint64_t ms);
   std::optional<std::uint16_t> allocate_pid(std::uint16_t preferred);
   [[nodiscard]] std::uint64_t ms_to_ticks(std::uint32_t ms) const { return std::uint64_t{ms} * 27'000; }
   [[nodiscard]] std::uint64_t broadcast_time() const;
@@ -221,9 +285,29 @@ class Scrambler {
   std::uint64_t next_eit_ = 0;
   bool input_has_eit_ = false;
   streams::SectionPacketizer eit_packetizer_{streams::kEitPid};
+  std::uint16_t transport_stream_id_ = 0;  // the input PAT's
+  std::optional<std::uint16_t> input_onid_;  // the input SDT's original_network_id
+  bool input_has_sdt_ = false;
+  std::unique_ptr<streams::SectionAssembler> sdt_assembler_;
+  streams::SectionPacketizer sdt_packetizer_{streams::kSdtPid};
+  std::vector<std::uint8_t> sdt_body_;  // our last SDT, to bump the version on change
+  std::uint8_t sdt_version_ = 0;
+  std::uint64_t next_sdt_ = 0;
   bool started_ = false;
   bool warned_no_pcr_ = false;
   std::deque<Pending> inserts_;
+  std::vector<std::uint32_t> pending_by_pid_ = std::vector<std::uint32_t>(8192);  // packets in inserts_
+  std::vector<std::uint8_t> out_cc_ = std::vector<std::uint8_t>(8192);  // continuity of inserted PIDs
+  std::size_t urgent_pending_ = 0;
+  std::size_t priority_pending_ = 0;
+  bool replace_nulls_ = false;  // the policy in force
+  std::uint64_t debt_ = 0;      // packets borrowed ahead of a null, to give back
+  bool warned_short_ = false;
+  bool cat_out_ = false;
+  streams::TsPacket restamp_;
+  std::uint64_t input_bitrate_ = 0;  // measured during the survey
+  std::uint64_t emm_tat_ = 0;  // EMM share: stream time when the packets sent so far are paid for        // the first CAT (which announces the EMM PID) has left
+  std::deque<std::vector<std::uint8_t>> emm_fresh_;  // handed over since the last look: sent first
   std::vector<streams::TsPacket> scratch_;
   ScramblerStats stats_;
 };

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <variant>
@@ -108,6 +109,12 @@ void append_short_event_descriptor(std::vector<std::uint8_t>& loop, const std::s
                                    const std::string& text);
 // The event name of the first short_event_descriptor, if any.
 std::string short_event_name(std::span<const std::uint8_t> loop);
+// service_descriptor (0x48): service type (0x01 digital television), provider and service names
+// (each cut to 80 bytes).
+void append_service_descriptor(std::vector<std::uint8_t>& loop, std::uint8_t service_type, const std::string& provider,
+                               const std::string& name);
+// The service name of the first well-formed service_descriptor, if any.
+std::optional<std::string> service_descriptor_name(std::span<const std::uint8_t> loop);
 // parental_rating_descriptor (0x55): minimum age (4..18) for one country ("FRA", ...).
 void append_parental_rating_descriptor(std::vector<std::uint8_t>& loop, const std::string& country, std::uint8_t min_age);
 
