@@ -34,8 +34,10 @@ constexpr const char* kUsage = R"(usher entitlement: the operator
                               --price 12.50 --currency EUR [--min-age 0] [--home DIR]
   usher entitlement event list [--home DIR]
   usher entitlement headend add --file HEADEND_HOME/headend.pub [--home DIR]
-  usher entitlement credit --stb ID --limit 20.00 --currency EUR [--home DIR]
+  usher entitlement credit --stb ID --limit 20.00 --currency EUR [--collect-within 7d] [--home DIR]
       A credit line for impulse purchases on the STB (sent by EMM with offers for coming events).
+      --collect-within: purchases not relayed that long after they were made stop impulse buys
+      on the STB until they are (0 removes the deadline).
   usher entitlement tickets [--home DIR]
   usher entitlement ticket revoke --ticket N [--refund] [--home DIR]
       Withdraws a PPV ticket (refund, fraud) by EMM; --refund moves the price back to the card.
@@ -209,7 +211,9 @@ int cmd_entitlement(const std::vector<std::string>& argv) {
     const auto stb = static_cast<std::uint32_t>(a.require_number("stb"));
     const entitlement::Money limit{need(entitlement::parse_amount(a.require("limit"))),
                                    need(entitlement::parse_currency(a.require("currency")))};
-    if (auto s = store.set_credit(stb, limit, unix_now()); !s) throw std::runtime_error(s.error().message);
+    std::optional<std::uint64_t> collect_within;
+    if (a.has("collect-within")) collect_within = parse_duration(a.get("collect-within"));
+    if (auto s = store.set_credit(stb, limit, unix_now(), collect_within); !s) throw std::runtime_error(s.error().message);
     std::printf("STB %u: credit line %s; EMM queued\n", stb, entitlement::format_money(limit).c_str());
     return 0;
   }

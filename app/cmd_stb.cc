@@ -88,14 +88,15 @@ int run(const Args& a) {
   std::fprintf(stderr,
                "{\"stb_id\":%u,\"packets_in\":%llu,\"packets_out\":%llu,\"packets_descrambled\":%llu,"
                "\"packets_left_scrambled\":%llu,\"ecm_accepted\":%llu,\"ecm_denied\":%llu,\"emm_taken\":%llu,"
-               "\"emm_duplicate\":%llu,\"emm_refused\":%llu,\"emm_other_stb\":%llu,\"cc_errors\":%llu,"
+               "\"emm_duplicate\":%llu,\"emm_refused\":%llu,\"emm_other_stb\":%llu,\"store_failures\":%llu,\"cc_errors\":%llu,"
                "\"sections_dropped\":%llu,\"input_bytes_skipped\":%llu,\"services\":[%s]}\n",
                se ? se->stb_id() : 0, static_cast<unsigned long long>(s.packets_in),
                static_cast<unsigned long long>(s.packets_out), static_cast<unsigned long long>(s.packets_descrambled),
                static_cast<unsigned long long>(s.packets_left_scrambled), static_cast<unsigned long long>(s.ecm_accepted),
                static_cast<unsigned long long>(s.ecm_denied), static_cast<unsigned long long>(s.emm_taken),
                static_cast<unsigned long long>(s.emm_duplicate), static_cast<unsigned long long>(s.emm_refused),
-               static_cast<unsigned long long>(s.emm_other_stb), static_cast<unsigned long long>(s.cc_errors),
+               static_cast<unsigned long long>(s.emm_other_stb), static_cast<unsigned long long>(s.store_failures),
+               static_cast<unsigned long long>(s.cc_errors),
                static_cast<unsigned long long>(s.sections_dropped), static_cast<unsigned long long>(in->discarded_bytes()),
                services.c_str());
   return 0;
@@ -121,7 +122,7 @@ int cmd_stb(const std::vector<std::string>& argv) {
   }
   if (sub == "run") return run(a);
   if (sub == "entitlements") {
-    auto se = stb::SecureElement::open(home(a));
+    auto se = stb::SecureElement::open(home(a), stb::SecureElement::Access::read_only);
     if (!se) throw std::runtime_error(se.error().message);
     std::printf("STB %u\n", se->stb_id());
     for (const auto& e : se->entitlements()) {
@@ -170,7 +171,7 @@ int cmd_stb(const std::vector<std::string>& argv) {
     return 0;
   }
   if (sub == "history") {
-    auto se = stb::SecureElement::open(home(a));
+    auto se = stb::SecureElement::open(home(a), stb::SecureElement::Access::read_only);
     if (!se) throw std::runtime_error(se.error().message);
     const auto unsettled = se->history(true);
     for (const auto& r : se->history()) {
@@ -191,6 +192,7 @@ int cmd_stb(const std::vector<std::string>& argv) {
     if (st.prepaid) std::printf("prepaid credit: %s\n", entitlement::format_money(*st.prepaid).c_str());
     std::printf("%llu purchase%s not yet collected, last relay %s\n", static_cast<unsigned long long>(st.unsettled_records),
                 st.unsettled_records == 1 ? "" : "s", st.last_settled == 0 ? "never" : ("on " + format_utc(st.last_settled)).c_str());
+    if (st.collect_by != 0) std::printf("purchases must be relayed by %s\n", format_utc(st.collect_by).c_str());
     return 0;
   }
   if (sub == "parental") {
@@ -205,7 +207,7 @@ int cmd_stb(const std::vector<std::string>& argv) {
     return 0;
   }
   if (sub == "tickets") {
-    auto se = stb::SecureElement::open(home(a));
+    auto se = stb::SecureElement::open(home(a), stb::SecureElement::Access::read_only);
     if (!se) throw std::runtime_error(se.error().message);
     for (const auto& t : se->tickets()) {
       std::printf("ticket %llu: event %u '%s' %s to %s, %s\n", static_cast<unsigned long long>(t.ticket_id), t.event_id,

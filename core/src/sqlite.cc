@@ -26,6 +26,17 @@ Result<Database> Database::open(const std::string& path, bool create) {
   return db;
 }
 
+Result<Database> Database::open_read_only(const std::string& path) {
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, nullptr);
+  Database db(raw);
+  if (rc != SQLITE_OK) {
+    return make_error(Errc::storage, "cannot open " + path + ": " + (raw != nullptr ? sqlite3_errmsg(raw) : "out of memory"));
+  }
+  sqlite3_busy_timeout(raw, 10000);
+  return db;
+}
+
 void Database::exec(const std::string& sql) {
   char* err = nullptr;
   if (sqlite3_exec(db_.get(), sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {

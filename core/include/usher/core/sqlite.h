@@ -62,6 +62,9 @@ class Database {
  public:
   // Opens (creating if `create`) a database file. Errc::storage with SQLite's message on failure.
   static Result<Database> open(const std::string& path, bool create = true);
+  // Opens an existing file for reading only: nothing is written into it (no journal mode, no
+  // schema), so a command that only shows a store cannot change it. Errc::storage on failure.
+  static Result<Database> open_read_only(const std::string& path);
 
   Database(const Database&) = delete;
   Database& operator=(const Database&) = delete;
