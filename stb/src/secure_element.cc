@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <filesystem>
@@ -298,7 +299,21 @@ Result<SecureElement> SecureElement::open(const std::string& home, Access access
     return make_error(Errc::not_found, "no STB in " + home + " (run `usher stb init --home " + home + "` first)");
   }
   auto db = access == Access::read_only ? sql::Database::open_read_only(path) : sql::Database::open(path, false);
-  if (!db) return db.error();
+  if (db) {
+    try {
+      db->exec("SELECT COUNT(*) FROM sqlite_master");  // the first read is where a missing wal-index shows
+    } catch (const std::exception& e) {
+      db = make_error(Errc::storage, e.what());
+    }
+  }
+  if (!db) {
+    // A full disk has no room for the shared wal-index (stb.db-shm): open the store for this process
+    // alone, with the index in memory, so that what is held still plays.
+    auto alone = sql::Database::open_exclusive(path, access == Access::read_only);
+    if (!alone) return db.error();
+    Logger("stb").warn("opened ", path, " for this process alone (", db.error().message, "): is the disk full?");
+    db = std::move(alone);
+  }
   if (auto checked = check_schema(*db, path, &SecureElement::create_schema); !checked) return checked.error();
   try {
     auto st = db->prepare(
@@ -642,7 +657,10 @@ Status SecureElement::store_ticket(std::span<const std::uint8_t> bytes, const Ke
     revoked.bind(1, static_cast<std::int64_t>(ticket->ticket_id));
     if (revoked.step()) status = "revoked";
   }
-  auto st = db_.prepare("INSERT OR IGNORE INTO tickets VALUES (?, ?, ?, ?, ?, ?, 0, ?)");
+  // A ticket already held (verified) stays as it is; a row with its id that did not verify (edited
+  // or copied in) gives way to it.
+  const bool held = std::any_of(tickets_.begin(), tickets_.end(), [&](const HeldTicket& h) { return h.ticket.ticket_id == ticket->ticket_id; });
+  auto st = db_.prepare(std::string(held ? "INSERT OR IGNORE" : "INSERT OR REPLACE") + " INTO tickets VALUES (?, ?, ?, ?, ?, ?, 0, ?)");
   const auto stored = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   st.bind(1, static_cast<std::int64_t>(ticket->ticket_id)).bind(2, ticket->event_id).bind(3, bytes)
       .bind(4, event_key.bytes()).bind(5, status).bind(6, stored)
@@ -779,7 +797,8 @@ Result<entitlement::HistoryRecord> SecureElement::impulse_buy(std::uint32_t even
   }
   const auto ticket_bytes = t.encode();
   const Key256 event_key(std::span<const std::uint8_t, 32>(offered_key.data(), 32));
-  auto tk = db_.prepare("INSERT OR IGNORE INTO tickets VALUES (?, ?, ?, ?, 'valid', ?, 1, ?)");
+  // A refused row with the same local id (copied from another box) gives way to the real one.
+  auto tk = db_.prepare("INSERT OR REPLACE INTO tickets VALUES (?, ?, ?, ?, 'valid', ?, 1, ?)");
   tk.bind(1, static_cast<std::int64_t>(t.ticket_id)).bind(2, event_id).bind(3, ticket_bytes).bind(4, event_key.bytes())
       .bind(5, static_cast<std::int64_t>(now)).bind(6, ticket_tag(t.ticket_id, event_id, ticket_bytes, event_key, "valid"));
   tk.run();
