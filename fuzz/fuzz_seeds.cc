@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
   ecm.odd = ControlWord::random();
   entitlement::EmmContent emm{1001, 1, 1'900'000'000, {}};
   emm.items.emplace_back(entitlement::EmmGrant{1, 1, key.clone(), 0, 2'000'000'000});
+  emm.items.emplace_back(entitlement::EmmCollection{7 * 86400});
   const auto ecm_section = entitlement::encode_ecm(ecm, key);
   const auto emm_section = entitlement::encode_emm(emm, key);
   write(root / "fuzz_messages", "ecm", ecm_section);
