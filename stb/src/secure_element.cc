@@ -482,6 +482,13 @@ Result<std::optional<std::uint64_t>> SecureElement::collection_overdue(std::uint
   if (!rec || !crypto::ed25519_verify(public_.ed25519_public, rec->signed_part(), rec->signature)) {
     return make_error(Errc::auth_failed, "the stored viewing history does not verify (edited outside the STB): no impulse purchases");
   }
+  // The box's clock can be set back; the issue times of the EMMs it applied cannot (the operator
+  // sealed them), so the later of the two is the time judged.
+  {
+    auto newest = db_.prepare("SELECT COALESCE(MAX(applied), 0) FROM emm_applied");
+    newest.step();
+    now = std::max(now, static_cast<std::uint64_t>(newest.column_int(0)));
+  }
   const auto due = rec->time + (*deadline)->within;
   if (now < due) return std::optional<std::uint64_t>();
   return std::optional<std::uint64_t>(due);

@@ -5,6 +5,7 @@
 #include "broadcast_fixture.h"
 #include "usher/billing/billing_service.h"
 #include "usher/billing/billing_store.h"
+#include "usher/core/clock.h"
 #include "usher/entitlement/protocol.h"
 
 namespace usher::billing {
@@ -78,6 +79,20 @@ TEST_F(SettlementTest, ACollectionDeadlineStopsImpulseBuysUntilTheHistoryIsRelay
   EXPECT_TRUE(se.impulse_buy(4, kT0 + 30000).ok());
   // A deadline past ten years is refused at the operator, before any EMM.
   EXPECT_EQ(world.store().set_credit(1001, {3000, kEur}, kT0, 400ULL * 86400 * 365).error().code, Errc::invalid_argument);
+}
+
+// The box's clock set back does not move the deadline further than the operator's own EMMs allow:
+// their issue time is sealed by the operator.
+TEST_F(SettlementTest, TheCollectionDeadlineIsNotEvadedBySettingTheClockBack) {
+  const auto operator_now = unix_now();
+  ASSERT_TRUE(world.store().set_credit(1001, {3000, kEur}, operator_now, 3600).ok());
+  deliver_emms();
+  auto& se = world.stb(1001);
+  const auto box_clock = operator_now - 7200;  // two hours behind
+  ASSERT_TRUE(se.impulse_buy(1, box_clock).ok());
+  auto late = se.impulse_buy(2, box_clock + 10);
+  ASSERT_FALSE(late.ok());
+  EXPECT_NE(late.error().message.find("due to be relayed by"), std::string::npos) << late.error().message;
 }
 
 TEST_F(SettlementTest, RelayPaysOnceAndTheReceiptFreesTheCredit) {
