@@ -214,6 +214,10 @@ int cmd_stb(const std::vector<std::string>& argv) {
                   t.title.c_str(), format_utc(t.valid_from).c_str(), format_utc(t.valid_until).c_str(),
                   se->ticket_status(t.ticket_id).c_str());
     }
+    if (se->rows_refused() != 0) {
+      std::printf("%llu stored rows refused: they do not verify (edited or added outside this STB)\n",
+                  static_cast<unsigned long long>(se->rows_refused()));
+    }
     return 0;
   }
   if (sub == "link") {

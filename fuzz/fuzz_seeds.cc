@@ -148,5 +148,12 @@ int main(int argc, char** argv) {
     pms.append(f.begin(), f.end());
   }
   write(root / "fuzz_pms", "session", {reinterpret_cast<const std::uint8_t*>(pms.data()), pms.size()});
+  // fuzz_stb_store: byte 0 picks the column, byte 1 how the rest is written (blob, integer, text).
+  for (std::uint8_t column = 0; column < 25; ++column) {
+    for (std::uint8_t how = 0; how < 3; ++how) {
+      const std::vector<std::uint8_t> edit{column, how, 0x00, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff};
+      write(root / "fuzz_stb_store", "edit-" + std::to_string(column) + "-" + std::to_string(how), edit);
+    }
+  }
   return 0;
 }

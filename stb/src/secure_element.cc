@@ -1009,8 +1009,12 @@ std::vector<entitlement::DeliveryAck> SecureElement::pending_acks() {
     k.step();
     key = k.column_key(0);
   }
+  // Acknowledged only for tickets that verified: a row added to the store is not a delivery.
+  std::set<std::uint64_t> held;
+  for (const auto& t : tickets_) held.insert(t.ticket.ticket_id);
   auto st = db_.prepare("SELECT ticket_id, received FROM tickets WHERE ack_relayed = 0 ORDER BY ticket_id");
   while (st.step()) {
+    if (!held.contains(static_cast<std::uint64_t>(st.column_int(0)))) continue;
     entitlement::DeliveryAck ack;
     ack.ticket_id = static_cast<std::uint64_t>(st.column_int(0));
     ack.stb_id = stb_id_;

@@ -100,6 +100,7 @@ TEST_F(StoreTrustTest, AnUnsignedTicketRowAddedToTheStoreDescramblesNothing) {
   auto& se = world.reopen(1001);
   EXPECT_EQ(se.rows_refused(), 2u);
   EXPECT_TRUE(se.tickets().empty());
+  EXPECT_TRUE(se.pending_acks().empty());  // nor does the STB sign a delivery for them
   auto refused = se.open_ecm(event_ecm(7, kT0 + 3700));
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.error().code, Errc::not_entitled);
