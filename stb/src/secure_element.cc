@@ -983,6 +983,9 @@ std::string SecureElement::billing_endpoint() {
 Status SecureElement::mark_watched(std::uint32_t event_id) {
   // Only tickets that verified at load are rewritten (each with its new tag); in memory they are
   // "used" even when the disk cannot take it, and stay honoured either way.
+  const bool unwatched = std::any_of(tickets_.begin(), tickets_.end(),
+                                     [&](const HeldTicket& t) { return t.ticket.event_id == event_id && t.status == "valid"; });
+  if (!unwatched) return ok_status();  // the usual case: every ECM of an event being watched
   try {
     sql::Transaction tx(db_);
     bool changed = false;
