@@ -1012,7 +1012,9 @@ std::vector<entitlement::DeliveryAck> SecureElement::pending_acks() {
     k.step();
     key = k.column_key(0);
   }
-  // Acknowledged only for tickets that verified: a row added to the store is not a delivery.
+  // Acknowledged only for tickets that verify: a row added to the store is not a delivery. Read
+  // afresh, as tickets come in through `stb run` (broadcast) while `stb link` serves the handset.
+  (void)reload();  // if the store cannot be read now, what was loaded before is what verified
   std::set<std::uint64_t> held;
   for (const auto& t : tickets_) held.insert(t.ticket.ticket_id);
   auto st = db_.prepare("SELECT ticket_id, received FROM tickets WHERE ack_relayed = 0 ORDER BY ticket_id");
