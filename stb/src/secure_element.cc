@@ -101,6 +101,10 @@ std::vector<std::uint8_t> parental_tag(const Key256& store_key, std::int64_t max
                                        std::span<const std::uint8_t> hash) {
   return RowTag("parental").num(max_age).blob(salt).blob(hash).under(store_key);
 }
+std::vector<std::uint8_t> history_tag(const Key256& store_key, std::int64_t sequence, std::span<const std::uint8_t> hash, bool settled,
+                                      std::int64_t receipt_id) {
+  return RowTag("history").num(sequence).blob(hash).num(settled ? 1 : 0).num(receipt_id).under(store_key);
+}
 std::vector<std::uint8_t> offer_tag(const Key256& store_key, std::int64_t event_id, std::int64_t service_id, std::int64_t start,
                                     std::int64_t duration, std::int64_t price, const std::string& currency, std::int64_t min_age,
                                     std::span<const std::uint8_t> event_key, const std::string& title) {
@@ -185,7 +189,8 @@ void SecureElement::create_schema(sql::Database& db) {
       record BLOB NOT NULL,
       hash BLOB NOT NULL,
       settled INTEGER NOT NULL DEFAULT 0,
-      receipt_id INTEGER);
+      receipt_id INTEGER,
+      mac BLOB NOT NULL);
     -- The end of the hash chain, kept when a hotel room's history is cleared so that the sequence
     -- goes on (billing would take a restart from 1 for a replay).
     CREATE TABLE chain (
@@ -469,19 +474,53 @@ void SecureElement::write_prepaid(const entitlement::Money& balance) {
   st.run();
 }
 
+SecureElement::StoredHistory SecureElement::stored_history() {
+  StoredHistory out;
+  auto st = db_.prepare("SELECT sequence, record, hash, settled, COALESCE(receipt_id, 0), mac FROM history ORDER BY sequence");
+  while (st.step()) {
+    auto rec = entitlement::HistoryRecord::decode(st.column_blob(1));
+    const auto hash = st.column_blob(2);
+    if (!rec || rec->sequence != static_cast<std::uint64_t>(st.column_int(0)) || rec->stb_id != stb_id_ ||
+        !crypto::ed25519_verify(public_.ed25519_public, rec->signed_part(), rec->signature)) {
+      ++out.refused;
+      continue;
+    }
+    const auto digest = rec->hash();
+    const bool tagged = std::equal(hash.begin(), hash.end(), digest.begin(), digest.end()) &&
+                        tag_ok(history_tag(store_key_, st.column_int(0), hash, st.column_int(3) != 0, st.column_int(4)), st.column_blob(5));
+    if (!tagged) ++out.refused;
+    out.records.push_back({std::move(rec.value()), tagged && st.column_int(3) != 0});
+  }
+  return out;
+}
+
+entitlement::Money SecureElement::StoredHistory::unsettled_credit() const {
+  entitlement::Money sum;
+  for (const auto& r : records) {
+    if (r.settled || r.record.payment != entitlement::kPaymentCredit) continue;
+    sum.minor += r.record.price.minor;
+    sum.currency = r.record.price.currency;
+  }
+  return sum;
+}
+
+const SecureElement::StoredRecord* SecureElement::StoredHistory::oldest_unsettled_credit() const {
+  for (const auto& r : records) {
+    if (!r.settled && r.record.payment == entitlement::kPaymentCredit) return &r;
+  }
+  return nullptr;
+}
+
 Result<std::optional<std::uint64_t>> SecureElement::collection_overdue(std::uint64_t now) {
   auto deadline = stored_collection();
   if (!deadline) return deadline.error();
   if (!*deadline || (*deadline)->within == 0) return std::optional<std::uint64_t>();
   // The oldest purchase on the credit line not yet relayed; its time is in the record this STB
   // signed, so editing the row cannot move it.
-  auto oldest = db_.prepare("SELECT record FROM history WHERE settled = 0 AND payment = ? ORDER BY sequence LIMIT 1");
-  oldest.bind(1, entitlement::kPaymentCredit);
-  if (!oldest.step()) return std::optional<std::uint64_t>();
-  auto rec = entitlement::HistoryRecord::decode(oldest.column_blob(0));
-  if (!rec || !crypto::ed25519_verify(public_.ed25519_public, rec->signed_part(), rec->signature)) {
-    return make_error(Errc::auth_failed, "the stored viewing history does not verify (edited outside the STB): no impulse purchases");
-  }
+  const auto stored = stored_history();
+  const auto* oldest = stored.oldest_unsettled_credit();
+  if (oldest == nullptr) return std::optional<std::uint64_t>();
+  const auto* rec = &oldest->record;
   // The box's clock can be set back; the issue times of the EMMs it applied cannot (the operator
   // sealed them), so the later of the two is the time judged.
   {
@@ -741,9 +780,14 @@ Result<entitlement::HistoryRecord> SecureElement::impulse_buy(std::uint32_t even
                                                 ": relay your history with your handset (usher wallet relay) before buying more");
     }
     if (limit->currency != price.currency) return make_error(Errc::not_entitled, "the event is priced in another currency than the credit line");
-    auto used_q = db_.prepare("SELECT COALESCE(SUM(price_minor), 0) FROM history WHERE settled = 0 AND payment = 0");
-    used_q.step();
-    const entitlement::Money used{used_q.column_int(0), limit->currency};
+    // What is used of the credit line is read from the history itself, signed and tagged: a row
+    // edited to look settled, or damaged, stops purchases on credit instead of freeing credit.
+    const auto stored = stored_history();
+    if (stored.refused != 0) {
+      return make_error(Errc::auth_failed, std::to_string(stored.refused) + " records of the stored viewing history do not verify "
+                                               "(edited outside the STB): no purchases on credit until billing settles them");
+    }
+    const entitlement::Money used{stored.unsettled_credit().minor, limit->currency};
     if (used.minor + price.minor > limit->minor) {
       return make_error(Errc::not_entitled, "credit limit " + entitlement::format_money(*limit) + " reached (" +
                                                 entitlement::format_money(used) + " of purchases not yet settled): " +
@@ -777,9 +821,10 @@ Result<entitlement::HistoryRecord> SecureElement::impulse_buy(std::uint32_t even
   }
   const auto hash = rec.hash();
   {
-    auto ins = db_.prepare("INSERT INTO history (sequence, event_id, price_minor, payment, record, hash) VALUES (?, ?, ?, ?, ?, ?)");
+    auto ins = db_.prepare("INSERT INTO history (sequence, event_id, price_minor, payment, record, hash, mac) VALUES (?, ?, ?, ?, ?, ?, ?)");
     ins.bind(1, static_cast<std::int64_t>(rec.sequence)).bind(2, event_id).bind(3, price.minor).bind(4, payment)
-        .bind(5, rec.encode()).bind(6, std::span<const std::uint8_t>(hash));
+        .bind(5, rec.encode()).bind(6, std::span<const std::uint8_t>(hash))
+        .bind(7, history_tag(store_key_, static_cast<std::int64_t>(rec.sequence), hash, false, 0));
     ins.run();
     auto chain = db_.prepare("INSERT INTO chain (id, last_sequence, last_hash) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET "
                              "last_sequence = excluded.last_sequence, last_hash = excluded.last_hash");
@@ -816,11 +861,8 @@ Result<entitlement::HistoryRecord> SecureElement::impulse_buy(std::uint32_t even
 
 std::vector<entitlement::HistoryRecord> SecureElement::history(bool unsettled_only) {
   std::vector<entitlement::HistoryRecord> out;
-  auto st = db_.prepare(std::string("SELECT record FROM history ") + (unsettled_only ? "WHERE settled = 0 " : "") +
-                        "ORDER BY sequence");
-  while (st.step()) {
-    auto r = entitlement::HistoryRecord::decode(st.column_blob(0));
-    if (r) out.push_back(*r);
+  for (auto& r : stored_history().records) {
+    if (!unsettled_only || !r.settled) out.push_back(std::move(r.record));
   }
   return out;
 }
@@ -848,11 +890,11 @@ Result<entitlement::Money> SecureElement::credit_limit() {
 
 SecureElement::SettlementStatus SecureElement::settlement_status() {
   SettlementStatus out;
-  {
-    auto st = db_.prepare("SELECT COUNT(*), COALESCE(SUM(price_minor), 0) FROM history WHERE settled = 0 AND payment = 0");
-    st.step();
-    out.unsettled_records = static_cast<std::uint64_t>(st.column_int(0));
-    out.unsettled.minor = st.column_int(1);
+  const auto stored = stored_history();
+  for (const auto& r : stored.records) {
+    if (r.settled || r.record.payment != entitlement::kPaymentCredit) continue;
+    ++out.unsettled_records;
+    out.unsettled.minor += r.record.price.minor;
   }
   if (auto limit = credit_limit(); limit) {
     out.unsettled.currency = limit->currency;
@@ -861,11 +903,7 @@ SecureElement::SettlementStatus SecureElement::settlement_status() {
   if (auto pre = stored_prepaid(); pre) out.prepaid = *pre;
   if (auto deadline = stored_collection(); deadline && *deadline && (*deadline)->within != 0) {
     out.collect_within = (*deadline)->within;
-    auto oldest = db_.prepare("SELECT record FROM history WHERE settled = 0 AND payment = ? ORDER BY sequence LIMIT 1");
-    oldest.bind(1, entitlement::kPaymentCredit);
-    if (oldest.step()) {
-      if (auto rec = entitlement::HistoryRecord::decode(oldest.column_blob(0)); rec) out.collect_by = rec->time + out.collect_within;
-    }
+    if (const auto* oldest = stored.oldest_unsettled_credit(); oldest != nullptr) out.collect_by = oldest->record.time + out.collect_within;
   }
   {
     auto st = db_.prepare("SELECT last_settled FROM chain WHERE id = 1");
@@ -904,28 +942,41 @@ Result<SecureElement::ReceiptOutcome> SecureElement::apply_receipt(std::span<con
     }
     write_prepaid({(*cur ? (*cur)->minor : 0) + rc->amount.minor, rc->amount.currency});
   } else {
-    // Exactly the records first..last, the last one with the hash billing signed, all unsettled.
-    auto last = db_.prepare("SELECT hash FROM history WHERE sequence = ?");
-    last.bind(1, static_cast<std::int64_t>(rc->last_sequence));
-    if (!last.step()) return make_error(Errc::not_found, "receipt " + std::to_string(rc->receipt_id) + " names records this STB does not hold");
-    const auto h = last.column_blob(0);
-    if (!std::equal(h.begin(), h.end(), rc->last_hash.begin(), rc->last_hash.end())) {
-      return make_error(Errc::auth_failed, "receipt " + std::to_string(rc->receipt_id) + " does not match this STB's history");
+    // Exactly the records first..last, the last one with the hash billing signed, all unsettled;
+    // judged on the records as signed and tagged (a row that does not verify counts as unsettled,
+    // and billing's receipt settles it).
+    const auto stored = stored_history();
+    std::int64_t held = 0;
+    std::int64_t settled = 0;
+    bool last_found = false;
+    for (const auto& r : stored.records) {
+      if (r.record.sequence < rc->first_sequence || r.record.sequence > rc->last_sequence) continue;
+      ++held;
+      settled += r.settled ? 1 : 0;
+      if (r.record.sequence == rc->last_sequence) {
+        last_found = true;
+        const auto h = r.record.hash();
+        if (!std::equal(h.begin(), h.end(), rc->last_hash.begin(), rc->last_hash.end())) {
+          return make_error(Errc::auth_failed, "receipt " + std::to_string(rc->receipt_id) + " does not match this STB's history");
+        }
+      }
     }
-    auto count = db_.prepare("SELECT COUNT(*), COALESCE(SUM(settled), 0) FROM history WHERE sequence BETWEEN ? AND ?");
-    count.bind(1, static_cast<std::int64_t>(rc->first_sequence)).bind(2, static_cast<std::int64_t>(rc->last_sequence));
-    count.step();
+    if (!last_found) return make_error(Errc::not_found, "receipt " + std::to_string(rc->receipt_id) + " names records this STB does not hold");
     const auto expected = static_cast<std::int64_t>(rc->last_sequence - rc->first_sequence + 1);
-    const auto held = count.column_int(0);
-    const auto settled = count.column_int(1);
     if (held != expected) return make_error(Errc::not_found, "receipt " + std::to_string(rc->receipt_id) + " covers records this STB does not hold");
     if (settled == held) return make_error(Errc::replayed, "the records of receipt " + std::to_string(rc->receipt_id) + " are already settled");
     if (settled != 0) return make_error(Errc::stale, "receipt " + std::to_string(rc->receipt_id) + " overlaps records settled by another receipt");
-    auto upd = db_.prepare("UPDATE history SET settled = 1, receipt_id = ? WHERE sequence BETWEEN ? AND ?");
-    upd.bind(1, static_cast<std::int64_t>(rc->receipt_id)).bind(2, static_cast<std::int64_t>(rc->first_sequence))
-        .bind(3, static_cast<std::int64_t>(rc->last_sequence));
-    upd.run();
-    out.records_settled = static_cast<std::uint64_t>(db_.changes());
+    auto upd = db_.prepare("UPDATE history SET settled = 1, receipt_id = ?, mac = ? WHERE sequence = ?");
+    for (const auto& r : stored.records) {
+      if (r.record.sequence < rc->first_sequence || r.record.sequence > rc->last_sequence) continue;
+      const auto h = r.record.hash();
+      upd.reset();
+      upd.bind(1, static_cast<std::int64_t>(rc->receipt_id))
+          .bind(2, history_tag(store_key_, static_cast<std::int64_t>(r.record.sequence), h, true, static_cast<std::int64_t>(rc->receipt_id)))
+          .bind(3, static_cast<std::int64_t>(r.record.sequence));
+      upd.run();
+      out.records_settled += static_cast<std::uint64_t>(db_.changes());
+    }
     auto ch = db_.prepare("UPDATE chain SET last_settled = ? WHERE id = 1");
     ch.bind(1, static_cast<std::int64_t>(now));
     ch.run();
@@ -954,11 +1005,9 @@ Status SecureElement::apply_room_state(std::span<const std::uint8_t> bytes) {
   if (state->clear) {
     // The last guest's purchases must have reached billing before they are wiped.
     {
-      auto open = db_.prepare("SELECT COUNT(*) FROM history WHERE settled = 0");
-      open.step();
-      if (open.column_int(0) != 0) {
-        return make_error(Errc::not_entitled, std::to_string(open.column_int(0)) + " purchases in this room are not collected yet");
-      }
+      const auto stored = stored_history();
+      const auto open = std::count_if(stored.records.begin(), stored.records.end(), [](const StoredRecord& r) { return !r.settled; });
+      if (open != 0) return make_error(Errc::not_entitled, std::to_string(open) + " purchases in this room are not collected yet");
     }
     db_.exec("DELETE FROM history; DELETE FROM tickets; DELETE FROM revoked_tickets; DELETE FROM prepaid;");
   }

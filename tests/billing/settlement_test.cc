@@ -6,6 +6,7 @@
 #include "usher/billing/billing_service.h"
 #include "usher/billing/billing_store.h"
 #include "usher/core/clock.h"
+#include "usher/core/sqlite.h"
 #include "usher/entitlement/protocol.h"
 
 namespace usher::billing {
@@ -79,6 +80,36 @@ TEST_F(SettlementTest, ACollectionDeadlineStopsImpulseBuysUntilTheHistoryIsRelay
   EXPECT_TRUE(se.impulse_buy(4, kT0 + 30000).ok());
   // A deadline past ten years is refused at the operator, before any EMM.
   EXPECT_EQ(world.store().set_credit(1001, {3000, kEur}, kT0, 400ULL * 86400 * 365).error().code, Errc::invalid_argument);
+}
+
+// stb.db is on the owner's disk: purchases marked settled there by hand free no credit (each row's
+// settled flag is tagged), are still relayed, and billing's receipt settles them for real.
+TEST_F(SettlementTest, PurchasesMarkedSettledByHandFreeNoCreditAndARelaySettlesThem) {
+  auto& se = world.stb(1001);
+  ASSERT_TRUE(se.impulse_buy(1, kT0).ok());
+  ASSERT_TRUE(se.impulse_buy(2, kT0).ok());
+  {
+    auto db = sql::Database::open(world.stb_home(1001) + "/stb.db", false);
+    ASSERT_TRUE(db.ok());
+    db->exec("UPDATE history SET settled = 1");
+  }
+  auto refused = se.impulse_buy(3, kT0);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::auth_failed);
+  EXPECT_NE(refused.error().message.find("do not verify"), std::string::npos) << refused.error().message;
+  EXPECT_EQ(se.settlement_status().unsettled_records, 2u);
+  EXPECT_EQ(se.settlement_status().unsettled.minor, 2500);
+
+  auto reply = billing->relay(se.sealed_unsettled_history(), card, kT0);
+  ASSERT_TRUE(reply.ok()) << reply.error().message;
+  EXPECT_EQ(reply->quote.amount.minor, 2500);
+  auto receipt = billing->pay(reply->quote.settlement_id, spend_for(reply->quote), kT0);
+  ASSERT_TRUE(receipt.ok()) << receipt.error().message;
+  auto applied = se.apply_receipt(receipt->encode(), kT0);
+  ASSERT_TRUE(applied.ok()) << applied.error().message;
+  EXPECT_EQ(applied->records_settled, 2u);
+  EXPECT_EQ(balance(), 10000 - 2500);
+  ASSERT_TRUE(se.impulse_buy(3, kT0).ok());
 }
 
 // The box's clock set back does not move the deadline further than the operator's own EMMs allow:

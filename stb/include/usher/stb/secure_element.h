@@ -7,11 +7,12 @@
 // The file is on a disk the box's owner controls, so nothing in it is trusted because a row exists:
 // every row that grants something (an entitlement and its service key, a ticket and its event key,
 // an offer, the credit line, the collection deadline, prepaid credit, a hotel room's state, the
-// parental limit) carries a tag under a key derived from the STB's secret, and tickets are also
-// checked against their signature and their binding to this STB, each time they are loaded. A row
-// that does not verify is refused and counted (rows_refused), never used. See docs/security.md.
-// A store whose schema is not the one this code writes (a dropped table, another version, a corrupt
-// file) is refused, never recreated; read-only commands open it read-only.
+// parental limit, whether a purchase is settled) carries a tag under a key derived from the STB's
+// secret; tickets and history records are also checked against their signature and their binding
+// to this STB, each time they are loaded. A row that does not verify is refused and counted
+// (rows_refused), never used. See docs/security.md. A store whose schema is not the one this code
+// writes (a dropped table, another version, a corrupt file) is refused, never recreated; read-only
+// commands open it read-only.
 //
 //   auto se = SecureElement::open("usher-data/stb-1001").value();
 //   auto outcome = se.apply_emm(section);   // replayed / stale / forged EMMs are refused
@@ -176,6 +177,20 @@ class SecureElement {
   std::vector<std::uint8_t> ticket_tag(std::uint64_t ticket_id, std::uint32_t event_id, std::span<const std::uint8_t> ticket,
                                        const Key256& event_key, const std::string& status) const;
   Result<EmmOutcome> apply_emm_content(const entitlement::EmmContent& emm);
+  // The viewing history as stored, each record's signature checked and each row's tag (which covers
+  // whether it is settled). A record whose row does not verify counts as not settled (billing knows
+  // better and says so with a receipt); one whose signature does not verify is left out and counted.
+  struct StoredRecord {
+    entitlement::HistoryRecord record;
+    bool settled = false;
+  };
+  struct StoredHistory {
+    std::vector<StoredRecord> records;
+    std::uint64_t refused = 0;  // rows with a bad tag or signature
+    [[nodiscard]] entitlement::Money unsettled_credit() const;  // purchases on the credit line not settled
+    [[nodiscard]] const StoredRecord* oldest_unsettled_credit() const;
+  };
+  StoredHistory stored_history();
   // The oldest credit purchase not yet relayed, when the operator set a deadline and it has passed.
   Result<std::optional<std::uint64_t>> collection_overdue(std::uint64_t now);
   struct HeldTicket {
