@@ -376,7 +376,7 @@ void SecureElement::load() {
     // An engine's ticket is signed by the operator; an impulse purchase's by this STB itself.
     const auto& signer = ticket_id >= kImpulseTicketBase ? public_.ed25519_public : issuer_public_;
     bool ok = ticket && key_bytes.size() == 32 && ticket->ticket_id == ticket_id && ticket->event_id == t.column_int(1) &&
-              ticket->stb_id == stb_id_ && ticket->verify(signer) &&
+              ticket->stb_id == stb_id_ && signature_ok(signer, ticket->signed_part(), ticket->signature) &&
               (status == "valid" || status == "used" || status == "revoked");
     Key256 event_key;
     if (ok) {
@@ -474,6 +474,18 @@ void SecureElement::write_prepaid(const entitlement::Money& balance) {
   st.run();
 }
 
+bool SecureElement::signature_ok(const crypto::PublicKey& signer, std::span<const std::uint8_t> message,
+                                 const crypto::Signature& signature) {
+  std::vector<std::uint8_t> all(signer.begin(), signer.end());
+  all.insert(all.end(), message.begin(), message.end());
+  all.insert(all.end(), signature.begin(), signature.end());
+  const auto digest = crypto::sha256(all);
+  if (verified_signatures_.contains(digest)) return true;
+  if (!crypto::ed25519_verify(signer, message, signature)) return false;
+  verified_signatures_.insert(digest);
+  return true;
+}
+
 SecureElement::StoredHistory SecureElement::stored_history() {
   StoredHistory out;
   auto st = db_.prepare("SELECT sequence, record, hash, settled, COALESCE(receipt_id, 0), mac FROM history ORDER BY sequence");
@@ -481,7 +493,7 @@ SecureElement::StoredHistory SecureElement::stored_history() {
     auto rec = entitlement::HistoryRecord::decode(st.column_blob(1));
     const auto hash = st.column_blob(2);
     if (!rec || rec->sequence != static_cast<std::uint64_t>(st.column_int(0)) || rec->stb_id != stb_id_ ||
-        !crypto::ed25519_verify(public_.ed25519_public, rec->signed_part(), rec->signature)) {
+        !signature_ok(public_.ed25519_public, rec->signed_part(), rec->signature)) {
       ++out.refused;
       continue;
     }

@@ -191,6 +191,9 @@ class SecureElement {
     [[nodiscard]] const StoredRecord* oldest_unsettled_credit() const;
   };
   StoredHistory stored_history();
+  // Ed25519 verification, remembering what verified: a reload re-reads every row, and the same
+  // ticket or record need not be verified again (the row's tag is always recomputed).
+  bool signature_ok(const crypto::PublicKey& signer, std::span<const std::uint8_t> message, const crypto::Signature& signature);
   // The oldest credit purchase not yet relayed, when the operator set a deadline and it has passed.
   Result<std::optional<std::uint64_t>> collection_overdue(std::uint64_t now);
   struct HeldTicket {
@@ -217,6 +220,7 @@ class SecureElement {
   std::uint8_t parental_max_age_ = 255;  // no limit until one is set
   std::set<std::uint64_t> applied_;
   std::uint64_t rows_refused_ = 0;
+  std::set<crypto::Digest> verified_signatures_;  // sha256(signer | message | signature)
 };
 
 }  // namespace usher::stb
