@@ -34,7 +34,7 @@ constexpr const char* kUsage = R"(usher entitlement: the operator
                               --price 12.50 --currency EUR [--min-age 0] [--home DIR]
   usher entitlement event list [--home DIR]
   usher entitlement headend add --file HEADEND_HOME/headend.pub [--home DIR]
-  usher entitlement credit --stb ID --limit 20.00 --currency EUR [--collect-within 7d] [--home DIR]
+  usher entitlement credit --stb ID --limit 20.00 --currency EUR [--collect-within 168h] [--home DIR]
       A credit line for impulse purchases on the STB (sent by EMM with offers for coming events).
       --collect-within: purchases not relayed that long after they were made stop impulse buys
       on the STB until they are (0 removes the deadline).

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -135,6 +136,21 @@ TEST_F(StbStoreE2e, ReadOnlyCommandsWriteNothingAndRefuseADamagedStore) {
   auto st = db->prepare("SELECT COUNT(*) FROM sqlite_master WHERE name = 'history'");
   ASSERT_TRUE(st.step());
   EXPECT_EQ(st.column_int(0), 0);
+}
+
+// The collection deadline through the CLI: set with the credit line, carried by EMM, shown by the STB.
+TEST_F(StbStoreE2e, TheCollectionDeadlineTravelsByEmmAndTheStbShowsIt) {
+  const auto home = dir.file("stb-1001");
+  add_stb(home, "1001");
+  const auto start = std::to_string(std::time(nullptr) + 3600);
+  must("entitlement event add --home " + ent() + " --id 7 --service 1 --start " + start +
+       " --duration 60 --title Final --price 12.50 --currency EUR");
+  must("entitlement credit --home " + ent() + " --stb 1001 --limit 20.00 --currency EUR --collect-within 168h");
+  must("stb run --home " + home + " --in " + scramble("s.ts") + " --out " + dir.file("o.ts"));
+  EXPECT_EQ(must("stb history --home " + home).find("must be relayed by"), std::string::npos);  // nothing bought yet
+  must("stb buy 7 --home " + home);
+  const auto shown = must("stb history --home " + home);
+  EXPECT_NE(shown.find("purchases must be relayed by"), std::string::npos) << shown;
 }
 
 }  // namespace
