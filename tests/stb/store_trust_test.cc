@@ -173,6 +173,16 @@ TEST_F(StoreTrustTest, EditedEntitlementsCreditLinesOffersAndPrepaidCreditAreRef
   EXPECT_FALSE(se.settlement_status().prepaid.has_value());
 }
 
+TEST_F(StoreTrustTest, AParentalLimitLiftedByHandLocksEveryRatedEvent) {
+  ASSERT_TRUE(world.stb(1001).set_parental("1234", 12, "").ok());
+  EXPECT_EQ(world.reopen(1001).parental_max_age(), 12);
+  edit(1001, "UPDATE parental SET max_age = 255");
+  auto& se = world.reopen(1001);
+  EXPECT_EQ(se.rows_refused(), 1u);
+  EXPECT_EQ(se.parental_max_age(), 0);
+  EXPECT_FALSE(se.verify_pin("1234"));
+}
+
 TEST_F(StoreTrustTest, ADroppedTableIsRefusedNeverRecreatedEmpty) {
   ASSERT_TRUE(world.store().set_credit(1001, {5000, kEur}, kT0).ok());
   deliver_emms(1001);
