@@ -14,6 +14,7 @@ namespace {
 struct EntitlementOptions {
   std::string home;
   std::uint16_t ca_system_id = entitlement::kDefaultCaSystemId;
+  std::uint64_t collect_within_s = 0;
   std::uint16_t service_id = 0;
   std::uint16_t package_id = 0;
   std::string name;
@@ -263,10 +264,15 @@ void add_entitlement(CLI::App& root, Commands& commands) {
   stb_id(credit)->required();
   add_amount(*credit, "--limit", o->limit, "the limit, as 20.00")->required();
   currency_option(credit);
-  commands.on(credit, [o] {
+  auto* collect_within = add_duration(*credit, "--collect-within", o->collect_within_s,
+                                      "purchases not relayed that long after they were made stop impulse buys on the STB "
+                                      "until they are (0 removes the deadline; absent: the box keeps its deadline)");
+  commands.on(credit, [o, collect_within] {
     auto store = open(*o);
     const entitlement::Money limit{o->limit, currency(*o)};
-    fail_on(store.set_credit(o->stb, limit, unix_now()));
+    std::optional<std::uint64_t> within;
+    if (collect_within->count() > 0) within = o->collect_within_s;
+    fail_on(store.set_credit(o->stb, limit, unix_now(), within));
     std::printf("STB %u: credit line %s; EMM queued\n", o->stb, entitlement::format_money(limit).c_str());
     return 0;
   });

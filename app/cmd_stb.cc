@@ -72,7 +72,7 @@ int run(const StbOptions& a) {
   std::fprintf(stderr,
                "{\"stb_id\":%u,\"packets_in\":%llu,\"packets_out\":%llu,\"packets_descrambled\":%llu,"
                "\"packets_left_scrambled\":%llu,\"ecm_accepted\":%llu,\"ecm_denied\":%llu,\"ecm_stale\":%llu,\"emm_taken\":%llu,"
-               "\"emm_duplicate\":%llu,\"emm_refused\":%llu,\"emm_other_stb\":%llu,\"cc_errors\":%llu,"
+               "\"emm_duplicate\":%llu,\"emm_refused\":%llu,\"emm_other_stb\":%llu,\"store_failures\":%llu,\"cc_errors\":%llu,"
                "\"sections_dropped\":%llu,\"input_bytes_skipped\":%llu,\"services\":[%s]}\n",
                se ? se->stb_id() : 0, static_cast<unsigned long long>(s.packets_in),
                static_cast<unsigned long long>(s.packets_out), static_cast<unsigned long long>(s.packets_descrambled),
@@ -80,7 +80,8 @@ int run(const StbOptions& a) {
                static_cast<unsigned long long>(s.ecm_denied), static_cast<unsigned long long>(s.ecm_stale),
                static_cast<unsigned long long>(s.emm_taken),
                static_cast<unsigned long long>(s.emm_duplicate), static_cast<unsigned long long>(s.emm_refused),
-               static_cast<unsigned long long>(s.emm_other_stb), static_cast<unsigned long long>(s.cc_errors),
+               static_cast<unsigned long long>(s.emm_other_stb), static_cast<unsigned long long>(s.store_failures),
+               static_cast<unsigned long long>(s.cc_errors),
                static_cast<unsigned long long>(s.sections_dropped), static_cast<unsigned long long>(in->discarded_bytes()),
                services.c_str());
   return 0;
@@ -99,6 +100,12 @@ void add_stb(CLI::App& root, Commands& commands) {
   };
   auto open = [](const StbOptions& a) {
     auto se = stb::SecureElement::open(a.home);
+    if (!se) throw std::runtime_error(se.error().message);
+    return std::move(se.value());
+  };
+  // Commands that only show what the STB holds never write to its store (not even a schema).
+  auto open_read_only = [](const StbOptions& a) {
+    auto se = stb::SecureElement::open(a.home, stb::SecureElement::Access::read_only);
     if (!se) throw std::runtime_error(se.error().message);
     return std::move(se.value());
   };
@@ -128,8 +135,8 @@ void add_stb(CLI::App& root, Commands& commands) {
   commands.on(run_cmd, [o] { return run(*o); });
 
   auto* entitlements = leaf("entitlements", "The services this STB holds, from the EMMs it took.");
-  commands.on(entitlements, [o, open] {
-    auto se = open(*o);
+  commands.on(entitlements, [o, open_read_only] {
+    auto se = open_read_only(*o);
     std::printf("STB %u\n", se.stb_id());
     for (const auto& e : se.entitlements()) {
       std::printf("  service %u: %s .. %s%s (EMM %llu)\n", e.service_id, format_utc(e.not_before).c_str(),
@@ -178,8 +185,8 @@ void add_stb(CLI::App& root, Commands& commands) {
   auto* history = leaf("history",
                        "The viewing history: each purchase, signed and hash-chained; credit used and left, what is not yet "
                        "collected and when the last relay was. A hotel room STB reports each purchase to the hotel's billing by itself.");
-  commands.on(history, [o, open] {
-    auto se = open(*o);
+  commands.on(history, [o, open_read_only] {
+    auto se = open_read_only(*o);
     const auto unsettled = se.history(true);
     for (const auto& r : se.history()) {
       const bool open_record = std::any_of(unsettled.begin(), unsettled.end(), [&](const auto& u) { return u.sequence == r.sequence; });
@@ -199,6 +206,7 @@ void add_stb(CLI::App& root, Commands& commands) {
     if (st.prepaid) std::printf("prepaid credit: %s\n", entitlement::format_money(*st.prepaid).c_str());
     std::printf("%llu purchase%s not yet collected, last relay %s\n", static_cast<unsigned long long>(st.unsettled_records),
                 st.unsettled_records == 1 ? "" : "s", st.last_settled == 0 ? "never" : ("on " + format_utc(st.last_settled)).c_str());
+    if (st.collect_by != 0) std::printf("purchases must be relayed by %s\n", format_utc(st.collect_by).c_str());
     return 0;
   });
 
@@ -214,12 +222,16 @@ void add_stb(CLI::App& root, Commands& commands) {
   });
 
   auto* tickets = leaf("tickets", "The PPV tickets this STB holds.");
-  commands.on(tickets, [o, open] {
-    auto se = open(*o);
+  commands.on(tickets, [o, open_read_only] {
+    auto se = open_read_only(*o);
     for (const auto& t : se.tickets()) {
       std::printf("ticket %llu: event %u '%s' %s to %s, %s\n", static_cast<unsigned long long>(t.ticket_id), t.event_id,
                   t.title.c_str(), format_utc(t.valid_from).c_str(), format_utc(t.valid_until).c_str(),
                   se.ticket_status(t.ticket_id).c_str());
+    }
+    if (se.rows_refused() != 0) {
+      std::printf("%llu stored rows refused: they do not verify (edited or added outside this STB)\n",
+                  static_cast<unsigned long long>(se.rows_refused()));
     }
     return 0;
   });

@@ -54,6 +54,7 @@ int main(int argc, char** argv) {
   ecm.next.cw = ControlWord::random();
   entitlement::EmmContent emm{1001, 1, 1'900'000'000, {}};
   emm.items.emplace_back(entitlement::EmmGrant{1, 1, key.clone(), 0, 2'000'000'000});
+  emm.items.emplace_back(entitlement::EmmCollection{7 * 86400});
   const auto ecm_section = entitlement::encode_ecm(ecm, key, key);
   const auto emm_section = entitlement::encode_emm(emm, key);
   write(root / "fuzz_messages", "ecm", ecm_section);
@@ -169,6 +170,13 @@ int main(int argc, char** argv) {
   for (const std::string text : {"010", "70001", "0x1FF0", "-12", "90m", "3d", "500ms", "now+2h", "now-90m", "2026-12-01T20:00:00Z",
                                  "999999999999999", "--hoem"}) {
     write(root / "fuzz_cli", "value" + std::to_string(n++), {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()});
+  }
+  // fuzz_stb_store: byte 0 picks the column, byte 1 how the rest is written (blob, integer, text).
+  for (std::uint8_t column = 0; column < 25; ++column) {
+    for (std::uint8_t how = 0; how < 3; ++how) {
+      const std::vector<std::uint8_t> edit{column, how, 0x00, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff};
+      write(root / "fuzz_stb_store", "edit-" + std::to_string(column) + "-" + std::to_string(how), edit);
+    }
   }
   return 0;
 }

@@ -26,6 +26,35 @@ Result<Database> Database::open(const std::string& path, bool create) {
   return db;
 }
 
+Result<Database> Database::open_read_only(const std::string& path) {
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, nullptr);
+  Database db(raw);
+  if (rc != SQLITE_OK) {
+    return make_error(Errc::storage, "cannot open " + path + ": " + (raw != nullptr ? sqlite3_errmsg(raw) : "out of memory"));
+  }
+  sqlite3_busy_timeout(raw, 10000);
+  return db;
+}
+
+Result<Database> Database::open_exclusive(const std::string& path, bool read_only) {
+  sqlite3* raw = nullptr;
+  const int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_FULLMUTEX;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  Database db(raw);
+  if (rc != SQLITE_OK) {
+    return make_error(Errc::storage, "cannot open " + path + ": " + (raw != nullptr ? sqlite3_errmsg(raw) : "out of memory"));
+  }
+  sqlite3_busy_timeout(raw, 10000);
+  try {
+    db.exec("PRAGMA locking_mode=EXCLUSIVE;");
+    if (!read_only) db.exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
+  } catch (const std::exception& e) {
+    return make_error(Errc::storage, "cannot use " + path + ": " + e.what());
+  }
+  return db;
+}
+
 void Database::exec(const std::string& sql) {
   char* err = nullptr;
   if (sqlite3_exec(db_.get(), sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {

@@ -603,8 +603,13 @@ Result<EmmOffer> EntitlementStore::offer_for(std::uint32_t event_id) {
   return o;
 }
 
-Status EntitlementStore::set_credit(std::uint32_t stb_id, const Money& limit, std::uint64_t now) {
+Status EntitlementStore::set_credit(std::uint32_t stb_id, const Money& limit, std::uint64_t now,
+                                    std::optional<std::uint64_t> collect_within) {
   if (limit.minor < 0) return make_error(Errc::invalid_argument, "a credit limit cannot be negative");
+  // A deadline beyond ten years is no deadline: refuse it rather than overflow the STB's sum.
+  if (collect_within && *collect_within > 10ULL * 365 * 86400) {
+    return make_error(Errc::invalid_argument, "a collection deadline cannot be more than 10 years");
+  }
   sql::Transaction tx(db_);
   auto st = db_.prepare("UPDATE stbs SET credit_limit = ?, credit_currency = ? WHERE stb_id = ?");
   st.bind(1, limit.minor).bind(2, to_string(limit.currency)).bind(3, stb_id);
@@ -612,6 +617,7 @@ Status EntitlementStore::set_credit(std::uint32_t stb_id, const Money& limit, st
   if (db_.changes() == 0) return make_error(Errc::not_found, "no STB " + std::to_string(stb_id));
   std::vector<EmmItem> items;
   items.emplace_back(EmmCredit{limit.minor, limit.currency});
+  if (collect_within) items.emplace_back(EmmCollection{*collect_within});
   std::uint64_t until = now + 30 * 86400;
   for (const auto& e : events()) {
     if (e.end() <= now || items.size() >= 12) continue;  // one EMM section holds about a dozen offers

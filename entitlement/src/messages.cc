@@ -14,6 +14,7 @@ constexpr std::uint8_t kItemTicket = 3;
 constexpr std::uint8_t kItemTicketRevoke = 4;
 constexpr std::uint8_t kItemCredit = 5;
 constexpr std::uint8_t kItemOffer = 6;
+constexpr std::uint8_t kItemCollection = 7;
 // version, service_id, key_version, current event_id, next event_id, then the two blocks' nonces
 constexpr std::size_t kEcmHeaderSize = 1 + 2 + 2 + 4 + 4 + 2 * crypto::kGcmNonceSize;
 constexpr std::size_t kEcmPlainSize = 4 + 8 + 4 + 1 + 2 + 8;  // period, time, access criteria, control word
@@ -246,6 +247,10 @@ std::vector<std::uint8_t> encode_emm(const EmmContent& emm, const Key256& emm_ke
       plain.u16(11);
       plain.u64(static_cast<std::uint64_t>(c->limit_minor));
       plain.bytes({reinterpret_cast<const std::uint8_t*>(c->currency.data()), 3});
+    } else if (const auto* k = std::get_if<EmmCollection>(&item)) {
+      plain.u8(kItemCollection);
+      plain.u16(8);
+      plain.u64(k->within_seconds);
     } else if (const auto* o = std::get_if<EmmOffer>(&item)) {
       const auto n = std::min<std::size_t>(o->title.size(), 200);
       plain.u8(kItemOffer);
@@ -350,6 +355,11 @@ Result<EmmContent> decode_emm(std::span<const std::uint8_t> section, const Key25
       std::copy(cur.begin(), cur.end(), o.currency.begin());
       o.title.assign(title.begin(), title.end());
       emm.items.emplace_back(std::move(o));
+    } else if (type == kItemCollection) {
+      EmmCollection k;
+      item.u64(k.within_seconds);
+      if (item.failed() || item.remaining() != 0) return make_error(Errc::malformed, "EMM: collection item has the wrong length");
+      emm.items.emplace_back(k);
     } else if (type == kItemTicketRevoke) {
       EmmTicketRevoke v;
       item.u64(v.ticket_id);

@@ -638,7 +638,8 @@ void Scrambler::on_pat(std::span<const std::uint8_t> section) {
   // A PAT in one section lists every service: one that is not in it any more has left the input.
   const auto view = streams::parse_section(section);
   if (!view.ok() || view.section->header.last_section_number != 0) return;
-  for (auto& [pid, s] : services_by_pmt_pid_) {
+  for (auto& entry : services_by_pmt_pid_) {
+    auto& s = entry.second;
     const bool listed = std::any_of(pat->programs.begin(), pat->programs.end(), [&](const auto& prog) {
       return prog.program_number == s->service_id && prog.pid == s->pmt_pid;
     });

@@ -131,7 +131,8 @@ void Descrambler::on_ecm(Service& s, std::span<const std::uint8_t> section) {
   auto current = se_->open_ecm(section, EcmPart::current);
   auto next = se_->open_ecm(section, EcmPart::next);
   if ((!current && current.error().code == Errc::not_entitled) || (!next && next.error().code == Errc::not_entitled)) {
-    se_->reload();  // a ticket may have arrived over the local link, stored by `usher stb link`
+    // A ticket may have arrived over the local link, stored by `usher stb link`.
+    if (auto reloaded = se_->reload(); !reloaded) store_failed(reloaded.error());
     if (!current && current.error().code == Errc::not_entitled) current = se_->open_ecm(section, EcmPart::current);
     if (!next && next.error().code == Errc::not_entitled) next = se_->open_ecm(section, EcmPart::next);
   }
@@ -171,7 +172,9 @@ void Descrambler::on_ecm(Service& s, std::span<const std::uint8_t> section) {
     return;
   }
   if (!current->cw.checksums_ok()) log_.debug("service ", s.service_id, ": CW checksum bytes differ from DVB practice");
-  if (current->event_id != 0) se_->mark_watched(current->event_id);
+  if (current->event_id != 0) {
+    if (auto marked = se_->mark_watched(current->event_id); !marked) store_failed(marked.error());
+  }
   s.freshest = std::pair{current->time_unix, current->crypto_period};
   pipeline_.set_key(s.slot[current_parity], current->cw);
   if (!s.descrambling) log_.info("service ", s.service_id, ": descrambling (crypto period ", current->crypto_period, ")");
@@ -180,8 +183,21 @@ void Descrambler::on_ecm(Service& s, std::span<const std::uint8_t> section) {
   ++stats_.ecm_accepted;
 }
 
+void Descrambler::store_failed(const Error& error) {
+  // The carousel repeats the same EMM every few seconds: say it the first time and then at each
+  // power of two, and count every one.
+  ++stats_.store_failures;
+  if ((stats_.store_failures & (stats_.store_failures - 1)) == 0) {
+    log_.error("cannot store (", stats_.store_failures, " times so far), descrambling with what is held: ", error.message);
+  }
+}
+
 void Descrambler::on_emm(std::span<const std::uint8_t> section) {
   auto outcome = se_->apply_emm(section);
+  if (!outcome && outcome.error().code == Errc::storage) {
+    store_failed(outcome.error());
+    return;
+  }
   if (!outcome) {
     ++stats_.emm_refused;
     log_.warn("EMM refused: ", outcome.error().message);

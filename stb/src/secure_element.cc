@@ -2,12 +2,15 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <filesystem>
 
+#include "usher/core/bytes.h"
 #include "usher/core/crypto.h"
 #include "usher/core/clock.h"
+#include "usher/core/log.h"
 #include "usher/entitlement/history.h"
 #include "usher/entitlement/request_code.h"
 
@@ -20,15 +23,114 @@ crypto::PublicKey blob_public(const std::vector<std::uint8_t>& b) {
   if (b.size() == 32) std::copy(b.begin(), b.end(), k.begin());
   return k;
 }
+
+constexpr std::uint64_t kImpulseTicketBase = std::uint64_t{1} << 62;  // local ticket ids, apart from the engine's
+
+// The key that tags the rows of stb.db: derived from the STB's X25519 secret and bound to its id
+// and to the operator keys it trusts, so that replacing the operator's key in the identity row
+// also makes every row fail to verify.
+Key256 derive_store_key(const Key256& x25519_private, std::uint32_t stb_id, const crypto::PublicKey& operator_x25519,
+                        const crypto::PublicKey& operator_ed25519) {
+  ByteWriter info;
+  const std::string label = "usher stb store v2";
+  info.bytes({reinterpret_cast<const std::uint8_t*>(label.data()), label.size()});
+  info.u32(stb_id);
+  info.bytes(operator_x25519);
+  info.bytes(operator_ed25519);
+  static constexpr std::uint8_t kSalt[] = {'u', 's', 'h', 'e', 'r', ' ', 's', 't', 'o', 'r', 'e'};
+  return crypto::hkdf_sha256(x25519_private.bytes(), kSalt, info.data());
+}
+
+// The tag of one row: the table's name and each field, length-prefixed so that no two rows encode
+// alike, hashed, then HMAC-SHA256 under the store key (HKDF-SHA256 is HMAC inside: extract keyed by
+// a fixed salt over the store key, expand keyed by that over the digest).
+class RowTag {
+ public:
+  explicit RowTag(std::string_view table) { text(std::string(table)); }
+  RowTag& num(std::int64_t v) {
+    w_.u8(8);
+    w_.u64(static_cast<std::uint64_t>(v));
+    return *this;
+  }
+  RowTag& blob(std::span<const std::uint8_t> b) {
+    w_.u32(static_cast<std::uint32_t>(b.size()));
+    w_.bytes(b);
+    return *this;
+  }
+  RowTag& text(const std::string& t) { return blob({reinterpret_cast<const std::uint8_t*>(t.data()), t.size()}); }
+  [[nodiscard]] std::vector<std::uint8_t> under(const Key256& store_key) const {
+    static constexpr std::uint8_t kSalt[] = {'u', 's', 'h', 'e', 'r', ' ', 'r', 'o', 'w'};
+    const auto digest = crypto::sha256(w_.data());
+    const auto tag = crypto::hkdf_sha256(store_key.bytes(), kSalt, digest);
+    return {tag.bytes().begin(), tag.bytes().end()};
+  }
+
+ private:
+  ByteWriter w_;
+};
+
+bool tag_ok(const std::vector<std::uint8_t>& expected, const std::vector<std::uint8_t>& stored) {
+  return stored.size() == expected.size() && constant_time_equal(expected, stored);
+}
+
+entitlement::Money money_of(const sql::Statement& st, int minor_col, int currency_col) {
+  const auto c = st.column_text(currency_col);
+  entitlement::Money m{st.column_int(minor_col), {'X', 'X', 'X'}};
+  if (c.size() == 3) m.currency = {c[0], c[1], c[2]};
+  return m;
+}
+
+std::vector<std::uint8_t> entitlement_tag(const Key256& store_key, const Entitlement& e, std::span<const std::uint8_t> key) {
+  return RowTag("entitlements").num(e.service_id).num(e.key_version).blob(key).num(static_cast<std::int64_t>(e.not_before))
+      .num(static_cast<std::int64_t>(e.not_after)).num(e.revoked ? 1 : 0).num(static_cast<std::int64_t>(e.sequence)).under(store_key);
+}
+std::vector<std::uint8_t> credit_tag(const Key256& store_key, std::int64_t limit_minor, const std::string& currency, std::int64_t sequence) {
+  return RowTag("credit").num(limit_minor).text(currency).num(sequence).under(store_key);
+}
+std::vector<std::uint8_t> collection_tag(const Key256& store_key, std::int64_t within, std::int64_t sequence) {
+  return RowTag("collection").num(within).num(sequence).under(store_key);
+}
+std::vector<std::uint8_t> prepaid_tag(const Key256& store_key, std::int64_t balance, const std::string& currency) {
+  return RowTag("prepaid").num(balance).text(currency).under(store_key);
+}
+std::vector<std::uint8_t> room_tag(const Key256& store_key, std::int64_t counter, std::int64_t stay_id, std::int64_t limit,
+                                   const std::string& currency, const std::string& endpoint) {
+  return RowTag("room").num(counter).num(stay_id).num(limit).text(currency).text(endpoint).under(store_key);
+}
+std::vector<std::uint8_t> parental_tag(const Key256& store_key, std::int64_t max_age, std::span<const std::uint8_t> salt,
+                                       std::span<const std::uint8_t> hash) {
+  return RowTag("parental").num(max_age).blob(salt).blob(hash).under(store_key);
+}
+std::vector<std::uint8_t> history_tag(const Key256& store_key, std::int64_t sequence, std::span<const std::uint8_t> hash, bool settled,
+                                      std::int64_t receipt_id) {
+  return RowTag("history").num(sequence).blob(hash).num(settled ? 1 : 0).num(receipt_id).under(store_key);
+}
+std::vector<std::uint8_t> offer_tag(const Key256& store_key, std::int64_t event_id, std::int64_t service_id, std::int64_t start,
+                                    std::int64_t duration, std::int64_t price, const std::string& currency, std::int64_t min_age,
+                                    std::span<const std::uint8_t> event_key, const std::string& title) {
+  return RowTag("offers").num(event_id).num(service_id).num(start).num(duration).num(price).text(currency).num(min_age)
+      .blob(event_key).text(title).under(store_key);
+}
 }  // namespace
 
 SecureElement::SecureElement(sql::Database db, std::uint32_t stb_id, std::uint16_t ca_system_id, Key256 emm_key,
-                             entitlement::StbPublicFile pub)
-    : db_(std::move(db)), stb_id_(stb_id), ca_system_id_(ca_system_id), emm_key_(std::move(emm_key)), public_(pub) {}
+                             Key256 store_key, entitlement::StbPublicFile pub)
+    : db_(std::move(db)),
+      stb_id_(stb_id),
+      ca_system_id_(ca_system_id),
+      emm_key_(std::move(emm_key)),
+      store_key_(std::move(store_key)),
+      public_(pub) {}
+
+std::vector<std::uint8_t> SecureElement::ticket_tag(std::uint64_t ticket_id, std::uint32_t event_id, std::span<const std::uint8_t> ticket,
+                                                    const Key256& event_key, const std::string& status) const {
+  return RowTag("tickets").num(static_cast<std::int64_t>(ticket_id)).num(event_id).blob(ticket).blob(event_key.bytes()).text(status)
+      .under(store_key_);
+}
 
 void SecureElement::create_schema(sql::Database& db) {
   db.exec(R"(
-    CREATE TABLE IF NOT EXISTS identity (
+    CREATE TABLE identity (
       id INTEGER PRIMARY KEY CHECK (id = 1),
       stb_id INTEGER NOT NULL,
       ca_system_id INTEGER NOT NULL,
@@ -39,28 +141,36 @@ void SecureElement::create_schema(sql::Database& db) {
       ed25519_private BLOB NOT NULL,
       ed25519_public BLOB NOT NULL,
       created INTEGER NOT NULL);
-    CREATE TABLE IF NOT EXISTS entitlements (
+    CREATE TABLE entitlements (
       service_id INTEGER PRIMARY KEY,
       key_version INTEGER NOT NULL,
       service_key BLOB NOT NULL,
       not_before INTEGER NOT NULL,
       not_after INTEGER NOT NULL,
       revoked INTEGER NOT NULL,
-      sequence INTEGER NOT NULL);
-    CREATE TABLE IF NOT EXISTS tickets (
+      sequence INTEGER NOT NULL,
+      mac BLOB NOT NULL);
+    CREATE TABLE tickets (
       ticket_id INTEGER PRIMARY KEY,
       event_id INTEGER NOT NULL,
       ticket BLOB NOT NULL,
       event_key BLOB NOT NULL,
       status TEXT NOT NULL,
       received INTEGER NOT NULL,
-      ack_relayed INTEGER NOT NULL DEFAULT 0);
-    CREATE TABLE IF NOT EXISTS credit (
+      ack_relayed INTEGER NOT NULL DEFAULT 0,
+      mac BLOB NOT NULL);
+    CREATE TABLE credit (
       id INTEGER PRIMARY KEY CHECK (id = 1),
       limit_minor INTEGER NOT NULL,
       currency TEXT NOT NULL,
-      sequence INTEGER NOT NULL);
-    CREATE TABLE IF NOT EXISTS offers (
+      sequence INTEGER NOT NULL,
+      mac BLOB NOT NULL);
+    CREATE TABLE collection (
+      id INTEGER PRIMARY KEY CHECK (id = 1),
+      within INTEGER NOT NULL,
+      sequence INTEGER NOT NULL,
+      mac BLOB NOT NULL);
+    CREATE TABLE offers (
       event_id INTEGER PRIMARY KEY,
       service_id INTEGER NOT NULL,
       start INTEGER NOT NULL,
@@ -69,8 +179,9 @@ void SecureElement::create_schema(sql::Database& db) {
       currency TEXT NOT NULL,
       min_age INTEGER NOT NULL,
       event_key BLOB NOT NULL,
-      title TEXT NOT NULL);
-    CREATE TABLE IF NOT EXISTS history (
+      title TEXT NOT NULL,
+      mac BLOB NOT NULL);
+    CREATE TABLE history (
       sequence INTEGER PRIMARY KEY,
       event_id INTEGER NOT NULL UNIQUE,
       price_minor INTEGER NOT NULL,
@@ -78,43 +189,85 @@ void SecureElement::create_schema(sql::Database& db) {
       record BLOB NOT NULL,
       hash BLOB NOT NULL,
       settled INTEGER NOT NULL DEFAULT 0,
-      receipt_id INTEGER);
+      receipt_id INTEGER,
+      mac BLOB NOT NULL);
     -- The end of the hash chain, kept when a hotel room's history is cleared so that the sequence
     -- goes on (billing would take a restart from 1 for a replay).
-    CREATE TABLE IF NOT EXISTS chain (
+    CREATE TABLE chain (
       id INTEGER PRIMARY KEY CHECK (id = 1),
       last_sequence INTEGER NOT NULL,
       last_hash BLOB NOT NULL,
       last_settled INTEGER NOT NULL DEFAULT 0);
-    CREATE TABLE IF NOT EXISTS receipts (
+    CREATE TABLE receipts (
       receipt_id INTEGER PRIMARY KEY,
       kind INTEGER NOT NULL,
       amount_minor INTEGER NOT NULL,
       currency TEXT NOT NULL,
       applied INTEGER NOT NULL);
-    CREATE TABLE IF NOT EXISTS prepaid (
+    CREATE TABLE prepaid (
       id INTEGER PRIMARY KEY CHECK (id = 1),
       balance_minor INTEGER NOT NULL CHECK (balance_minor >= 0),
-      currency TEXT NOT NULL);
-    CREATE TABLE IF NOT EXISTS room (
+      currency TEXT NOT NULL,
+      mac BLOB NOT NULL);
+    CREATE TABLE room (
       id INTEGER PRIMARY KEY CHECK (id = 1),
       counter INTEGER NOT NULL,
       stay_id INTEGER NOT NULL,
       limit_minor INTEGER NOT NULL,
       currency TEXT NOT NULL,
-      billing_endpoint TEXT NOT NULL);
-    CREATE TABLE IF NOT EXISTS parental (
+      billing_endpoint TEXT NOT NULL,
+      mac BLOB NOT NULL);
+    CREATE TABLE parental (
       id INTEGER PRIMARY KEY CHECK (id = 1),
       max_age INTEGER NOT NULL,
       pin_salt BLOB NOT NULL,
-      pin_hash BLOB NOT NULL);
-    CREATE TABLE IF NOT EXISTS revoked_tickets (
+      pin_hash BLOB NOT NULL,
+      mac BLOB NOT NULL);
+    CREATE TABLE revoked_tickets (
       ticket_id INTEGER PRIMARY KEY);
-    CREATE TABLE IF NOT EXISTS emm_applied (
+    CREATE TABLE emm_applied (
       sequence INTEGER PRIMARY KEY,
       applied INTEGER NOT NULL);
   )");
+  db.exec("PRAGMA user_version = " + std::to_string(kSchemaVersion));
 }
+
+namespace {
+// Refuses a store whose schema is not exactly the one create_schema writes: compared with a fresh
+// schema in memory, table by table (SQLite keeps each CREATE statement's text), then the file's
+// pages are checked. Nothing is written.
+Status check_schema(sql::Database& db, const std::string& path, void (*create)(sql::Database&)) {
+  const std::string damaged = path + " is damaged";
+  const std::string advice = ": refused as it is (restore it from a backup, or make a new STB with `usher stb init`)";
+  try {
+    {
+      auto v = db.prepare("PRAGMA user_version");
+      v.step();
+      if (v.column_int(0) != SecureElement::kSchemaVersion) {
+        return make_error(Errc::storage, path + " has schema version " + std::to_string(v.column_int(0)) + ", this usher reads version " +
+                                             std::to_string(SecureElement::kSchemaVersion) + advice);
+      }
+    }
+    auto fresh = sql::Database::open(":memory:");
+    if (!fresh) return fresh.error();
+    create(*fresh);
+    auto want = fresh->prepare("SELECT name, sql FROM sqlite_master WHERE type = 'table' ORDER BY name");
+    auto have = db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?");
+    while (want.step()) {
+      const auto name = want.column_text(0);
+      have.reset();
+      have.bind(1, name);
+      if (!have.step()) return make_error(Errc::storage, damaged + ": table '" + name + "' is missing" + advice);
+      if (have.column_text(0) != want.column_text(1)) return make_error(Errc::storage, damaged + ": table '" + name + "' was altered" + advice);
+    }
+    auto check = db.prepare("PRAGMA quick_check");
+    if (!check.step() || check.column_text(0) != "ok") return make_error(Errc::storage, damaged + ": " + check.column_text(0) + advice);
+  } catch (const std::exception& e) {
+    return make_error(Errc::storage, damaged + " (" + e.what() + ")" + advice);
+  }
+  return ok_status();
+}
+}  // namespace
 
 Result<SecureElement> SecureElement::init(const std::string& home, std::uint32_t stb_id,
                                           const entitlement::OperatorPublicFile& op) {
@@ -139,60 +292,257 @@ Result<SecureElement> SecureElement::init(const std::string& home, std::uint32_t
   st.run();
   entitlement::StbPublicFile pub{stb_id, x.public_key, ed.public_key};
   if (auto s = pub.write((fs::path(home) / kPublicName).string()); !s) return s.error();
-  SecureElement se(std::move(*db), stb_id, op.ca_system_id, std::move(*emm_key), pub);
+  auto store_key = derive_store_key(x.private_key, stb_id, op.x25519_public, op.ed25519_public);
+  SecureElement se(std::move(*db), stb_id, op.ca_system_id, std::move(*emm_key), std::move(store_key), pub);
   se.issuer_public_ = op.ed25519_public;
   return se;
 }
 
-Result<SecureElement> SecureElement::open(const std::string& home) {
+Result<SecureElement> SecureElement::open(const std::string& home, Access access) {
   const auto path = (fs::path(home) / kDatabaseName).string();
   if (!fs::exists(path)) {
     return make_error(Errc::not_found, "no STB in " + home + " (run `usher stb init --home " + home + "` first)");
   }
-  auto db = sql::Database::open(path, false);
-  if (!db) return db.error();
-  create_schema(*db);
-  auto st = db->prepare(
-      "SELECT stb_id, ca_system_id, operator_x25519, x25519_private, x25519_public, ed25519_public, operator_ed25519 "
-      "FROM identity WHERE id = 1");
-  if (!st.step()) return make_error(Errc::storage, path + " has no identity");
-  const auto stb_id = static_cast<std::uint32_t>(st.column_int(0));
-  const auto ca = static_cast<std::uint16_t>(st.column_int(1));
-  const auto op = blob_public(st.column_blob(2));
-  auto priv = st.column_key(3);
-  entitlement::StbPublicFile pub{stb_id, blob_public(st.column_blob(4)), blob_public(st.column_blob(5))};
-  auto emm_key = entitlement::derive_emm_key(priv, op, ca, stb_id);
-  if (!emm_key) return emm_key.error();
-  SecureElement se(std::move(*db), stb_id, ca, std::move(*emm_key), pub);
-  se.issuer_public_ = blob_public(st.column_blob(6));
-  se.load();
-  return se;
+  auto db = access == Access::read_only ? sql::Database::open_read_only(path) : sql::Database::open(path, false);
+  if (db) {
+    try {
+      db->exec("SELECT COUNT(*) FROM sqlite_master");  // the first read is where a missing wal-index shows
+    } catch (const std::exception& e) {
+      db = make_error(Errc::storage, e.what());
+    }
+  }
+  if (!db) {
+    // A full disk has no room for the shared wal-index (stb.db-shm): open the store for this process
+    // alone, with the index in memory, so that what is held still plays.
+    auto alone = sql::Database::open_exclusive(path, access == Access::read_only);
+    if (!alone) return db.error();
+    Logger("stb").warn("opened ", path, " for this process alone (", db.error().message, "): is the disk full?");
+    db = std::move(alone);
+  }
+  if (auto checked = check_schema(*db, path, &SecureElement::create_schema); !checked) return checked.error();
+  try {
+    auto st = db->prepare(
+        "SELECT stb_id, ca_system_id, operator_x25519, x25519_private, x25519_public, ed25519_public, operator_ed25519 "
+        "FROM identity WHERE id = 1");
+    if (!st.step()) return make_error(Errc::storage, path + " has no identity: refused as it is");
+    const auto stb_id = static_cast<std::uint32_t>(st.column_int(0));
+    const auto ca = static_cast<std::uint16_t>(st.column_int(1));
+    const auto op = blob_public(st.column_blob(2));
+    const auto op_ed = blob_public(st.column_blob(6));
+    auto priv = st.column_key(3);
+    entitlement::StbPublicFile pub{stb_id, blob_public(st.column_blob(4)), blob_public(st.column_blob(5))};
+    auto emm_key = entitlement::derive_emm_key(priv, op, ca, stb_id);
+    if (!emm_key) return emm_key.error();
+    auto store_key = derive_store_key(priv, stb_id, op, op_ed);
+    SecureElement se(std::move(*db), stb_id, ca, std::move(*emm_key), std::move(store_key), pub);
+    se.issuer_public_ = op_ed;
+    se.load();
+    return se;
+  } catch (const std::exception& e) {
+    return make_error(Errc::storage, path + " is damaged (" + e.what() + "): refused as it is");
+  }
 }
 
 void SecureElement::load() {
+  Logger log("stb");
+  std::uint64_t refused = 0;
   held_.clear();
-  auto st = db_.prepare("SELECT service_id, key_version, service_key, not_before, not_after, revoked, sequence FROM entitlements");
+  auto st = db_.prepare("SELECT service_id, key_version, service_key, not_before, not_after, revoked, sequence, mac FROM entitlements");
   while (st.step()) {
-    Held h{{static_cast<std::uint16_t>(st.column_int(0)), static_cast<std::uint16_t>(st.column_int(1)),
-            static_cast<std::uint64_t>(st.column_int(3)), static_cast<std::uint64_t>(st.column_int(4)),
-            st.column_int(5) != 0, static_cast<std::uint64_t>(st.column_int(6))},
-           st.column_key(2)};
-    held_.emplace(h.info.service_id, std::move(h));
+    Entitlement info{static_cast<std::uint16_t>(st.column_int(0)), static_cast<std::uint16_t>(st.column_int(1)),
+                     static_cast<std::uint64_t>(st.column_int(3)), static_cast<std::uint64_t>(st.column_int(4)),
+                     st.column_int(5) != 0, static_cast<std::uint64_t>(st.column_int(6))};
+    const auto key = st.column_blob(2);
+    if (key.size() != 32 || info.service_id != st.column_int(0) || !tag_ok(entitlement_tag(store_key_, info, key), st.column_blob(7))) {
+      ++refused;
+      log.warn("stored entitlement for service ", st.column_int(0), " does not verify: refused");
+      continue;
+    }
+    held_.emplace(info.service_id, Held{info, Key256(std::span<const std::uint8_t, 32>(key.data(), 32))});
   }
   tickets_.clear();
-  auto t = db_.prepare("SELECT ticket, event_key, status FROM tickets");
+  std::set<std::uint64_t> revoked;
+  {
+    auto r = db_.prepare("SELECT ticket_id FROM revoked_tickets");
+    while (r.step()) revoked.insert(static_cast<std::uint64_t>(r.column_int(0)));
+  }
+  auto t = db_.prepare("SELECT ticket_id, event_id, ticket, event_key, status, mac FROM tickets");
   while (t.step()) {
-    auto ticket = entitlement::Ticket::decode(t.column_blob(0));
-    if (!ticket) continue;
-    tickets_.push_back({std::move(ticket.value()), t.column_key(1), t.column_text(2)});
+    const auto ticket_id = static_cast<std::uint64_t>(t.column_int(0));
+    const auto bytes = t.column_blob(2);
+    const auto key_bytes = t.column_blob(3);
+    auto status = t.column_text(4);
+    auto ticket = entitlement::Ticket::decode(bytes);
+    // An engine's ticket is signed by the operator; an impulse purchase's by this STB itself.
+    const auto& signer = ticket_id >= kImpulseTicketBase ? public_.ed25519_public : issuer_public_;
+    bool ok = ticket && key_bytes.size() == 32 && ticket->ticket_id == ticket_id && ticket->event_id == t.column_int(1) &&
+              ticket->stb_id == stb_id_ && signature_ok(signer, ticket->signed_part(), ticket->signature) &&
+              (status == "valid" || status == "used" || status == "revoked");
+    Key256 event_key;
+    if (ok) {
+      event_key = Key256(std::span<const std::uint8_t, 32>(key_bytes.data(), 32));
+      ok = tag_ok(ticket_tag(ticket_id, ticket->event_id, bytes, event_key, status), t.column_blob(5));
+    }
+    if (!ok) {
+      ++refused;
+      log.warn("stored ticket ", ticket_id, " does not verify (signature, binding to STB ", stb_id_, " or tag): refused");
+      continue;
+    }
+    if (revoked.contains(ticket_id)) status = "revoked";
+    tickets_.push_back({std::move(ticket.value()), std::move(event_key), status, bytes});
   }
   {
-    auto p = db_.prepare("SELECT max_age FROM parental WHERE id = 1");
-    parental_max_age_ = p.step() ? static_cast<std::uint8_t>(p.column_int(0)) : 255;
+    parental_max_age_ = 255;
+    auto p = db_.prepare("SELECT max_age, pin_salt, pin_hash, mac FROM parental WHERE id = 1");
+    if (p.step()) {
+      if (tag_ok(parental_tag(store_key_, p.column_int(0), p.column_blob(1), p.column_blob(2)), p.column_blob(3))) {
+        parental_max_age_ = static_cast<std::uint8_t>(p.column_int(0));
+      } else {
+        // Edited to lift the limit: everything rated stays locked.
+        ++refused;
+        parental_max_age_ = 0;
+        log.warn("stored parental limit does not verify: every rated event stays locked");
+      }
+    }
   }
   applied_.clear();
   auto a = db_.prepare("SELECT sequence FROM emm_applied");
   while (a.step()) applied_.insert(static_cast<std::uint64_t>(a.column_int(0)));
+  rows_refused_ = refused;
+}
+
+Status SecureElement::reload() {
+  // load() fills the members as it goes: read into a copy's worth of state only if it all reads.
+  auto held = std::move(held_);
+  auto tickets = std::move(tickets_);
+  auto applied = applied_;
+  const auto age = parental_max_age_;
+  try {
+    load();
+  } catch (const std::exception& e) {
+    held_ = std::move(held);
+    tickets_ = std::move(tickets);
+    applied_ = std::move(applied);
+    parental_max_age_ = age;
+    return make_error(Errc::storage, std::string("store not re-read: ") + e.what());
+  }
+  return ok_status();
+}
+
+Result<std::optional<SecureElement::CreditRow>> SecureElement::stored_credit() {
+  auto st = db_.prepare("SELECT limit_minor, currency, sequence, mac FROM credit WHERE id = 1");
+  if (!st.step()) return std::optional<CreditRow>();
+  if (!tag_ok(credit_tag(store_key_, st.column_int(0), st.column_text(1), st.column_int(2)), st.column_blob(3))) {
+    return make_error(Errc::auth_failed, "the stored credit line does not verify (edited outside the STB): no impulse purchases");
+  }
+  return std::optional<CreditRow>(CreditRow{money_of(st, 0, 1), static_cast<std::uint64_t>(st.column_int(2))});
+}
+
+Result<std::optional<SecureElement::CollectionRow>> SecureElement::stored_collection() {
+  auto st = db_.prepare("SELECT within, sequence, mac FROM collection WHERE id = 1");
+  if (!st.step()) return std::optional<CollectionRow>();
+  if (!tag_ok(collection_tag(store_key_, st.column_int(0), st.column_int(1)), st.column_blob(2))) {
+    return make_error(Errc::auth_failed, "the stored collection deadline does not verify (edited outside the STB): no impulse purchases");
+  }
+  return std::optional<CollectionRow>(CollectionRow{static_cast<std::uint64_t>(st.column_int(0)), static_cast<std::uint64_t>(st.column_int(1))});
+}
+
+Result<std::optional<SecureElement::RoomRow>> SecureElement::stored_room() {
+  auto st = db_.prepare("SELECT counter, stay_id, limit_minor, currency, billing_endpoint, mac FROM room WHERE id = 1");
+  if (!st.step()) return std::optional<RoomRow>();
+  if (!tag_ok(room_tag(store_key_, st.column_int(0), st.column_int(1), st.column_int(2), st.column_text(3), st.column_text(4)),
+              st.column_blob(5))) {
+    return make_error(Errc::auth_failed, "the stored room state does not verify (edited outside the STB): no purchases");
+  }
+  return std::optional<RoomRow>(RoomRow{static_cast<std::uint64_t>(st.column_int(0)), static_cast<std::uint64_t>(st.column_int(1)),
+                                        money_of(st, 2, 3), st.column_text(4)});
+}
+
+Result<std::optional<entitlement::Money>> SecureElement::stored_prepaid() {
+  auto st = db_.prepare("SELECT balance_minor, currency, mac FROM prepaid WHERE id = 1");
+  if (!st.step()) return std::optional<entitlement::Money>();
+  if (!tag_ok(prepaid_tag(store_key_, st.column_int(0), st.column_text(1)), st.column_blob(2))) {
+    return make_error(Errc::auth_failed, "the stored prepaid credit does not verify (edited outside the STB)");
+  }
+  return std::optional<entitlement::Money>(money_of(st, 0, 1));
+}
+
+void SecureElement::write_prepaid(const entitlement::Money& balance) {
+  const auto currency = entitlement::to_string(balance.currency);
+  auto st = db_.prepare("INSERT OR REPLACE INTO prepaid VALUES (1, ?, ?, ?)");
+  st.bind(1, balance.minor).bind(2, currency).bind(3, prepaid_tag(store_key_, balance.minor, currency));
+  st.run();
+}
+
+bool SecureElement::signature_ok(const crypto::PublicKey& signer, std::span<const std::uint8_t> message,
+                                 const crypto::Signature& signature) {
+  std::vector<std::uint8_t> all(signer.begin(), signer.end());
+  all.insert(all.end(), message.begin(), message.end());
+  all.insert(all.end(), signature.begin(), signature.end());
+  const auto digest = crypto::sha256(all);
+  if (verified_signatures_.contains(digest)) return true;
+  if (!crypto::ed25519_verify(signer, message, signature)) return false;
+  verified_signatures_.insert(digest);
+  return true;
+}
+
+SecureElement::StoredHistory SecureElement::stored_history() {
+  StoredHistory out;
+  auto st = db_.prepare("SELECT sequence, record, hash, settled, COALESCE(receipt_id, 0), mac FROM history ORDER BY sequence");
+  while (st.step()) {
+    auto rec = entitlement::HistoryRecord::decode(st.column_blob(1));
+    const auto hash = st.column_blob(2);
+    if (!rec || rec->sequence != static_cast<std::uint64_t>(st.column_int(0)) || rec->stb_id != stb_id_ ||
+        !signature_ok(public_.ed25519_public, rec->signed_part(), rec->signature)) {
+      ++out.refused;
+      continue;
+    }
+    const auto digest = rec->hash();
+    const bool tagged = std::equal(hash.begin(), hash.end(), digest.begin(), digest.end()) &&
+                        tag_ok(history_tag(store_key_, st.column_int(0), hash, st.column_int(3) != 0, st.column_int(4)), st.column_blob(5));
+    if (!tagged) ++out.refused;
+    out.records.push_back({std::move(rec.value()), tagged && st.column_int(3) != 0});
+  }
+  return out;
+}
+
+entitlement::Money SecureElement::StoredHistory::unsettled_credit() const {
+  entitlement::Money sum;
+  for (const auto& r : records) {
+    if (r.settled || r.record.payment != entitlement::kPaymentCredit) continue;
+    sum.minor += r.record.price.minor;
+    sum.currency = r.record.price.currency;
+  }
+  return sum;
+}
+
+const SecureElement::StoredRecord* SecureElement::StoredHistory::oldest_unsettled_credit() const {
+  for (const auto& r : records) {
+    if (!r.settled && r.record.payment == entitlement::kPaymentCredit) return &r;
+  }
+  return nullptr;
+}
+
+Result<std::optional<std::uint64_t>> SecureElement::collection_overdue(std::uint64_t now) {
+  auto deadline = stored_collection();
+  if (!deadline) return deadline.error();
+  if (!*deadline || (*deadline)->within == 0) return std::optional<std::uint64_t>();
+  // The oldest purchase on the credit line not yet relayed; its time is in the record this STB
+  // signed, so editing the row cannot move it.
+  const auto stored = stored_history();
+  const auto* oldest = stored.oldest_unsettled_credit();
+  if (oldest == nullptr) return std::optional<std::uint64_t>();
+  const auto* rec = &oldest->record;
+  // The box's clock can be set back; the issue times of the EMMs it applied cannot (the operator
+  // sealed them), so the later of the two is the time judged.
+  {
+    auto newest = db_.prepare("SELECT COALESCE(MAX(applied), 0) FROM emm_applied");
+    newest.step();
+    now = std::max(now, static_cast<std::uint64_t>(newest.column_int(0)));
+  }
+  const auto due = rec->time + (*deadline)->within;
+  if (now < due) return std::optional<std::uint64_t>();
+  return std::optional<std::uint64_t>(due);
 }
 
 Result<EmmOutcome> SecureElement::apply_emm(std::span<const std::uint8_t> section) {
@@ -202,44 +552,77 @@ Result<EmmOutcome> SecureElement::apply_emm(std::span<const std::uint8_t> sectio
   if (applied_.contains(header->sequence)) return EmmOutcome::duplicate;
   auto emm = entitlement::decode_emm(section, emm_key_);
   if (!emm) return emm.error();
+  // A full disk (or any other storage failure) undoes the whole EMM and leaves what is held as it
+  // was: the STB goes on descrambling with it and the carousel brings the EMM again.
+  try {
+    return apply_emm_content(*emm);
+  } catch (const std::exception& e) {
+    (void)reload();  // a failed re-read keeps what was loaded before: it was verified
+    return make_error(Errc::storage, "EMM " + std::to_string(emm->sequence) + " not stored: " + e.what());
+  }
+}
+
+Result<EmmOutcome> SecureElement::apply_emm_content(const entitlement::EmmContent& emm_content) {
+  const auto* emm = &emm_content;
   const auto seq = emm->sequence;
   int applied_items = 0;
   std::string stale;
   sql::Transaction tx(db_);
-  for (auto& item : emm->items) {
-    if (auto* t = std::get_if<entitlement::EmmTicket>(&item)) {
+  for (const auto& item : emm->items) {
+    if (const auto* t = std::get_if<entitlement::EmmTicket>(&item)) {
       auto stored = store_ticket(t->ticket, t->event_key);
       if (!stored) return stored.error();
       ++applied_items;
       continue;
     }
-    if (auto* c = std::get_if<entitlement::EmmCredit>(&item)) {
-      // Only a newer credit EMM changes the limit (a replayed older one is ignored).
-      auto st = db_.prepare(
-          "INSERT INTO credit VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET limit_minor = excluded.limit_minor, "
-          "currency = excluded.currency, sequence = excluded.sequence WHERE excluded.sequence > credit.sequence");
-      st.bind(1, c->limit_minor).bind(2, std::string(c->currency.begin(), c->currency.end())).bind(3, static_cast<std::int64_t>(seq));
-      st.run();
+    if (const auto* c = std::get_if<entitlement::EmmCredit>(&item)) {
+      // Only a newer credit EMM changes the limit (a replayed older one is ignored). A stored row
+      // that does not verify is replaced by the operator's word.
+      auto current = stored_credit();
+      if (!current || !*current || (*current)->sequence < seq) {
+        const std::string currency(c->currency.begin(), c->currency.end());
+        auto st = db_.prepare("INSERT OR REPLACE INTO credit VALUES (1, ?, ?, ?, ?)");
+        st.bind(1, c->limit_minor).bind(2, currency).bind(3, static_cast<std::int64_t>(seq))
+            .bind(4, credit_tag(store_key_, c->limit_minor, currency, static_cast<std::int64_t>(seq)));
+        st.run();
+      }
       ++applied_items;
       continue;
     }
-    if (auto* o = std::get_if<entitlement::EmmOffer>(&item)) {
-      auto st = db_.prepare("INSERT OR REPLACE INTO offers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    if (const auto* k = std::get_if<entitlement::EmmCollection>(&item)) {
+      auto current = stored_collection();
+      if (!current || !*current || (*current)->sequence < seq) {
+        const auto within = static_cast<std::int64_t>(k->within_seconds);
+        auto st = db_.prepare("INSERT OR REPLACE INTO collection VALUES (1, ?, ?, ?)");
+        st.bind(1, within).bind(2, static_cast<std::int64_t>(seq)).bind(3, collection_tag(store_key_, within, static_cast<std::int64_t>(seq)));
+        st.run();
+      }
+      ++applied_items;
+      continue;
+    }
+    if (const auto* o = std::get_if<entitlement::EmmOffer>(&item)) {
+      const std::string currency(o->currency.begin(), o->currency.end());
+      auto st = db_.prepare("INSERT OR REPLACE INTO offers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
       st.bind(1, o->event_id).bind(2, o->service_id).bind(3, static_cast<std::int64_t>(o->start)).bind(4, o->duration)
-          .bind(5, o->price_minor).bind(6, std::string(o->currency.begin(), o->currency.end())).bind(7, o->min_age)
-          .bind(8, o->event_key.bytes()).bind(9, o->title);
+          .bind(5, o->price_minor).bind(6, currency).bind(7, o->min_age).bind(8, o->event_key.bytes()).bind(9, o->title)
+          .bind(10, offer_tag(store_key_, o->event_id, o->service_id, static_cast<std::int64_t>(o->start), o->duration, o->price_minor,
+                              currency, o->min_age, o->event_key.bytes(), o->title));
       st.run();
       ++applied_items;
       continue;
     }
-    if (auto* r = std::get_if<entitlement::EmmTicketRevoke>(&item)) {
+    if (const auto* r = std::get_if<entitlement::EmmTicketRevoke>(&item)) {
       // Remembered even before the ticket itself arrives, so a late ticket is born revoked.
       auto ins = db_.prepare("INSERT OR IGNORE INTO revoked_tickets VALUES (?)");
       ins.bind(1, static_cast<std::int64_t>(r->ticket_id));
       ins.run();
-      auto up = db_.prepare("UPDATE tickets SET status = 'revoked' WHERE ticket_id = ?");
-      up.bind(1, static_cast<std::int64_t>(r->ticket_id));
-      up.run();
+      for (const auto& held : tickets_) {
+        if (held.ticket.ticket_id != r->ticket_id) continue;
+        auto up = db_.prepare("UPDATE tickets SET status = 'revoked', mac = ? WHERE ticket_id = ?");
+        up.bind(1, ticket_tag(r->ticket_id, held.ticket.event_id, held.bytes, held.event_key, "revoked"))
+            .bind(2, static_cast<std::int64_t>(r->ticket_id));
+        up.run();
+      }
       ++applied_items;
       continue;
     }
@@ -254,17 +637,20 @@ Result<EmmOutcome> SecureElement::apply_emm(std::span<const std::uint8_t> sectio
               " already applied for service " + std::to_string(service) + " (reordered or replayed)";
       continue;
     }
-    if (auto* g = std::get_if<entitlement::EmmGrant>(&item)) {
-      auto st = db_.prepare("INSERT OR REPLACE INTO entitlements VALUES (?, ?, ?, ?, ?, 0, ?)");
+    if (const auto* g = std::get_if<entitlement::EmmGrant>(&item)) {
+      const Entitlement e{g->service_id, g->key_version, g->not_before, g->not_after, false, seq};
+      auto st = db_.prepare("INSERT OR REPLACE INTO entitlements VALUES (?, ?, ?, ?, ?, 0, ?, ?)");
       st.bind(1, g->service_id).bind(2, g->key_version).bind(3, g->service_key.bytes())
           .bind(4, static_cast<std::int64_t>(g->not_before)).bind(5, static_cast<std::int64_t>(g->not_after))
-          .bind(6, static_cast<std::int64_t>(seq));
+          .bind(6, static_cast<std::int64_t>(seq)).bind(7, entitlement_tag(store_key_, e, g->service_key.bytes()));
       st.run();
-    } else if (auto* v = std::get_if<entitlement::EmmRevoke>(&item)) {
+    } else if (const auto* v = std::get_if<entitlement::EmmRevoke>(&item)) {
       // Keep a row (without a usable key) so that an older grant replayed later is recognised as stale.
       const std::array<std::uint8_t, 32> zero{};
-      auto st = db_.prepare("INSERT OR REPLACE INTO entitlements VALUES (?, 0, ?, 0, 0, 1, ?)");
-      st.bind(1, v->service_id).bind(2, std::span<const std::uint8_t>(zero)).bind(3, static_cast<std::int64_t>(seq));
+      const Entitlement e{v->service_id, 0, 0, 0, true, seq};
+      auto st = db_.prepare("INSERT OR REPLACE INTO entitlements VALUES (?, 0, ?, 0, 0, 1, ?, ?)");
+      st.bind(1, v->service_id).bind(2, std::span<const std::uint8_t>(zero)).bind(3, static_cast<std::int64_t>(seq))
+          .bind(4, entitlement_tag(store_key_, e, zero));
       st.run();
     }
     ++applied_items;
@@ -283,10 +669,11 @@ constexpr int kPinIterations = 20'000;
 }  // namespace
 
 bool SecureElement::verify_pin(const std::string& pin) {
-  auto st = db_.prepare("SELECT pin_salt, pin_hash FROM parental WHERE id = 1");
+  auto st = db_.prepare("SELECT pin_salt, pin_hash, max_age, mac FROM parental WHERE id = 1");
   if (!st.step()) return true;  // no PIN set: nothing is locked
   const auto salt = st.column_blob(0);
   const auto hash = st.column_blob(1);
+  if (!tag_ok(parental_tag(store_key_, st.column_int(2), salt, hash), st.column_blob(3))) return false;  // edited: no PIN opens it
   const auto computed = crypto::pbkdf2_sha256(pin, salt, kPinIterations);
   return constant_time_equal(computed.bytes(), hash);
 }
@@ -299,8 +686,9 @@ Status SecureElement::set_parental(const std::string& new_pin, std::uint8_t max_
   std::array<std::uint8_t, 16> salt{};
   crypto::random_bytes(salt);
   const auto hash = crypto::pbkdf2_sha256(new_pin, salt, kPinIterations);
-  auto st = db_.prepare("INSERT OR REPLACE INTO parental VALUES (1, ?, ?, ?)");
-  st.bind(1, max_age).bind(2, std::span<const std::uint8_t>(salt)).bind(3, hash.bytes());
+  auto st = db_.prepare("INSERT OR REPLACE INTO parental VALUES (1, ?, ?, ?, ?)");
+  st.bind(1, max_age).bind(2, std::span<const std::uint8_t>(salt)).bind(3, hash.bytes())
+      .bind(4, parental_tag(store_key_, max_age, salt, hash.bytes()));
   st.run();
   parental_max_age_ = max_age;
   return ok_status();
@@ -321,28 +709,24 @@ Status SecureElement::store_ticket(std::span<const std::uint8_t> bytes, const Ke
     return make_error(Errc::not_entitled, "ticket " + std::to_string(ticket->ticket_id) + " is bound to STB " +
                                               std::to_string(ticket->stb_id) + ", not this one");
   }
-  auto st = db_.prepare(
-      "INSERT OR IGNORE INTO tickets VALUES (?, ?, ?, ?, "
-      "CASE WHEN EXISTS (SELECT 1 FROM revoked_tickets WHERE ticket_id = ?1) THEN 'revoked' ELSE 'valid' END, ?, 0)");
+  std::string status = "valid";
+  {
+    auto revoked = db_.prepare("SELECT 1 FROM revoked_tickets WHERE ticket_id = ?");
+    revoked.bind(1, static_cast<std::int64_t>(ticket->ticket_id));
+    if (revoked.step()) status = "revoked";
+  }
+  // A ticket already held (verified) stays as it is; a row with its id that did not verify (edited
+  // or copied in) gives way to it.
+  const bool held = std::any_of(tickets_.begin(), tickets_.end(), [&](const HeldTicket& h) { return h.ticket.ticket_id == ticket->ticket_id; });
+  auto st = db_.prepare(std::string(held ? "INSERT OR IGNORE" : "INSERT OR REPLACE") + " INTO tickets VALUES (?, ?, ?, ?, ?, ?, 0, ?)");
   const auto stored = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   st.bind(1, static_cast<std::int64_t>(ticket->ticket_id)).bind(2, ticket->event_id).bind(3, bytes)
-      .bind(4, event_key.bytes()).bind(5, stored);
+      .bind(4, event_key.bytes()).bind(5, status).bind(6, stored)
+      .bind(7, ticket_tag(ticket->ticket_id, ticket->event_id, bytes, event_key, status));
   st.run();
   return ok_status();
 }
 
-namespace {
-constexpr std::uint64_t kImpulseTicketBase = std::uint64_t{1} << 62;  // local ticket ids, apart from the engine's
-}  // namespace
-
-namespace {
-entitlement::Money money_of(const sql::Statement& st, int minor_col, int currency_col) {
-  const auto c = st.column_text(currency_col);
-  entitlement::Money m{st.column_int(minor_col), {'X', 'X', 'X'}};
-  if (c.size() == 3) m.currency = {c[0], c[1], c[2]};
-  return m;
-}
-}  // namespace
 
 Result<entitlement::HistoryRecord> SecureElement::impulse_buy(std::uint32_t event_id, std::uint64_t now) {
   sql::Transaction tx(db_);
@@ -364,11 +748,19 @@ Result<entitlement::HistoryRecord> SecureElement::impulse_buy(std::uint32_t even
     }
   }
   auto offer = db_.prepare(
-      "SELECT service_id, start, duration, price_minor, currency, event_key, title FROM offers WHERE event_id = ?");
+      "SELECT service_id, start, duration, price_minor, currency, event_key, title, min_age, mac FROM offers WHERE event_id = ?");
   offer.bind(1, event_id);
   if (!offer.step()) {
     return make_error(Errc::not_found, "event " + std::to_string(event_id) +
                                            " is not offered for impulse purchase on this STB (buy it with your handset)");
+  }
+  const auto offered_key = offer.column_blob(5);
+  if (offered_key.size() != 32 ||
+      !tag_ok(offer_tag(store_key_, event_id, offer.column_int(0), offer.column_int(1), offer.column_int(2), offer.column_int(3),
+                        offer.column_text(4), offer.column_int(7), offered_key, offer.column_text(6)),
+              offer.column_blob(8))) {
+    return make_error(Errc::auth_failed, "the stored offer for event " + std::to_string(event_id) +
+                                             " does not verify (edited outside the STB): not sold");
   }
   const auto start = static_cast<std::uint64_t>(offer.column_int(1));
   const auto end = start + static_cast<std::uint64_t>(offer.column_int(2));
@@ -380,41 +772,53 @@ Result<entitlement::HistoryRecord> SecureElement::impulse_buy(std::uint32_t even
   std::optional<entitlement::Money> limit;
   std::uint64_t stay_id = 0;
   {
-    auto room = db_.prepare("SELECT stay_id, limit_minor, currency FROM room WHERE id = 1");
-    if (room.step()) {
-      stay_id = static_cast<std::uint64_t>(room.column_int(0));
+    auto room = stored_room();
+    if (!room) return room.error();
+    if (*room) {
+      stay_id = (*room)->stay_id;
       if (stay_id == 0) return make_error(Errc::not_entitled, "this room is vacant: no purchases until a guest checks in");
-      limit = money_of(room, 1, 2);
+      limit = (*room)->limit;
     }
   }
   if (!limit) {
-    auto credit = db_.prepare("SELECT limit_minor, currency FROM credit WHERE id = 1");
-    if (credit.step()) limit = money_of(credit, 0, 1);
+    auto credit = stored_credit();
+    if (!credit) return credit.error();
+    if (*credit) limit = (*credit)->limit;
   }
   // Prepaid credit ([0269] prepayment) is spent first; the rest goes on the credit line.
   std::uint8_t payment = entitlement::kPaymentCredit;
-  {
-    auto pre = db_.prepare("SELECT balance_minor, currency FROM prepaid WHERE id = 1");
-    if (stay_id == 0 && pre.step()) {
-      const auto balance = money_of(pre, 0, 1);
-      if (balance.currency == price.currency && balance.minor >= price.minor) payment = entitlement::kPaymentPrepaid;
-    }
+  std::optional<entitlement::Money> prepaid;
+  if (stay_id == 0) {
+    auto pre = stored_prepaid();
+    if (!pre) return pre.error();
+    prepaid = *pre;
+    if (prepaid && prepaid->currency == price.currency && prepaid->minor >= price.minor) payment = entitlement::kPaymentPrepaid;
   }
   if (payment == entitlement::kPaymentCredit) {
     if (!limit) return make_error(Errc::not_entitled, "this STB has no credit line: pay with your handset (--pay-by-handset)");
+    // The collection deadline: purchases on credit not relayed in time stop the next ones.
+    auto overdue = collection_overdue(now);
+    if (!overdue) return overdue.error();
+    if (*overdue) {
+      return make_error(Errc::not_entitled, "purchases on this STB's credit were due to be relayed by " + format_utc(**overdue) +
+                                                ": relay your history with your handset (usher wallet relay) before buying more");
+    }
     if (limit->currency != price.currency) return make_error(Errc::not_entitled, "the event is priced in another currency than the credit line");
-    auto used_q = db_.prepare("SELECT COALESCE(SUM(price_minor), 0) FROM history WHERE settled = 0 AND payment = 0");
-    used_q.step();
-    const entitlement::Money used{used_q.column_int(0), limit->currency};
+    // What is used of the credit line is read from the history itself, signed and tagged: a row
+    // edited to look settled, or damaged, stops purchases on credit instead of freeing credit.
+    const auto stored = stored_history();
+    if (stored.refused != 0) {
+      return make_error(Errc::auth_failed, std::to_string(stored.refused) + " records of the stored viewing history do not verify "
+                                               "(edited outside the STB): no purchases on credit until billing settles them");
+    }
+    const entitlement::Money used{stored.unsettled_credit().minor, limit->currency};
     if (used.minor + price.minor > limit->minor) {
       return make_error(Errc::not_entitled, "credit limit " + entitlement::format_money(*limit) + " reached (" +
                                                 entitlement::format_money(used) + " of purchases not yet settled): " +
                                                 (stay_id != 0 ? "ask the front desk" : "relay your history with your handset"));
     }
   } else {
-    auto spend = db_.prepare("UPDATE prepaid SET balance_minor = balance_minor - ? WHERE id = 1");
-    spend.bind(1, price.minor);
-    spend.run();
+    write_prepaid({prepaid->minor - price.minor, prepaid->currency});
   }
   // The next record in the chain.
   entitlement::HistoryRecord rec;
@@ -441,9 +845,10 @@ Result<entitlement::HistoryRecord> SecureElement::impulse_buy(std::uint32_t even
   }
   const auto hash = rec.hash();
   {
-    auto ins = db_.prepare("INSERT INTO history (sequence, event_id, price_minor, payment, record, hash) VALUES (?, ?, ?, ?, ?, ?)");
+    auto ins = db_.prepare("INSERT INTO history (sequence, event_id, price_minor, payment, record, hash, mac) VALUES (?, ?, ?, ?, ?, ?, ?)");
     ins.bind(1, static_cast<std::int64_t>(rec.sequence)).bind(2, event_id).bind(3, price.minor).bind(4, payment)
-        .bind(5, rec.encode()).bind(6, std::span<const std::uint8_t>(hash));
+        .bind(5, rec.encode()).bind(6, std::span<const std::uint8_t>(hash))
+        .bind(7, history_tag(store_key_, static_cast<std::int64_t>(rec.sequence), hash, false, 0));
     ins.run();
     auto chain = db_.prepare("INSERT INTO chain (id, last_sequence, last_hash) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET "
                              "last_sequence = excluded.last_sequence, last_hash = excluded.last_hash");
@@ -460,9 +865,18 @@ Result<entitlement::HistoryRecord> SecureElement::impulse_buy(std::uint32_t even
   t.valid_until = end;
   t.issued = now;
   t.title = offer.column_text(6);
-  auto tk = db_.prepare("INSERT OR IGNORE INTO tickets VALUES (?, ?, ?, ?, 'valid', ?, 1)");
-  tk.bind(1, static_cast<std::int64_t>(t.ticket_id)).bind(2, event_id).bind(3, t.encode()).bind(4, offer.column_blob(5))
-      .bind(5, static_cast<std::int64_t>(now));
+  {
+    // Signed by this STB (the operator signs the tickets it issues), and tagged like any other row.
+    auto k = db_.prepare("SELECT ed25519_private FROM identity WHERE id = 1");
+    k.step();
+    t.sign(k.column_key(0));
+  }
+  const auto ticket_bytes = t.encode();
+  const Key256 event_key(std::span<const std::uint8_t, 32>(offered_key.data(), 32));
+  // A refused row with the same local id (copied from another box) gives way to the real one.
+  auto tk = db_.prepare("INSERT OR REPLACE INTO tickets VALUES (?, ?, ?, ?, 'valid', ?, 1, ?)");
+  tk.bind(1, static_cast<std::int64_t>(t.ticket_id)).bind(2, event_id).bind(3, ticket_bytes).bind(4, event_key.bytes())
+      .bind(5, static_cast<std::int64_t>(now)).bind(6, ticket_tag(t.ticket_id, event_id, ticket_bytes, event_key, "valid"));
   tk.run();
   tx.commit();
   load();
@@ -471,11 +885,8 @@ Result<entitlement::HistoryRecord> SecureElement::impulse_buy(std::uint32_t even
 
 std::vector<entitlement::HistoryRecord> SecureElement::history(bool unsettled_only) {
   std::vector<entitlement::HistoryRecord> out;
-  auto st = db_.prepare(std::string("SELECT record FROM history ") + (unsettled_only ? "WHERE settled = 0 " : "") +
-                        "ORDER BY sequence");
-  while (st.step()) {
-    auto r = entitlement::HistoryRecord::decode(st.column_blob(0));
-    if (r) out.push_back(*r);
+  for (auto& r : stored_history().records) {
+    if (!unsettled_only || !r.settled) out.push_back(std::move(r.record));
   }
   return out;
 }
@@ -488,43 +899,43 @@ std::vector<std::uint8_t> SecureElement::seal_for_billing(std::span<const entitl
 
 Result<entitlement::Money> SecureElement::credit_limit() {
   {
-    auto room = db_.prepare("SELECT limit_minor, currency, stay_id FROM room WHERE id = 1");
-    if (room.step()) {
-      if (room.column_int(2) == 0) return make_error(Errc::not_found, "vacant room: no credit");
-      return money_of(room, 0, 1);
+    auto room = stored_room();
+    if (!room) return room.error();
+    if (*room) {
+      if ((*room)->stay_id == 0) return make_error(Errc::not_found, "vacant room: no credit");
+      return (*room)->limit;
     }
   }
-  auto st = db_.prepare("SELECT limit_minor, currency FROM credit WHERE id = 1");
-  if (!st.step()) return make_error(Errc::not_found, "no credit line");
-  return money_of(st, 0, 1);
+  auto credit = stored_credit();
+  if (!credit) return credit.error();
+  if (!*credit) return make_error(Errc::not_found, "no credit line");
+  return (*credit)->limit;
 }
 
 SecureElement::SettlementStatus SecureElement::settlement_status() {
   SettlementStatus out;
-  {
-    auto st = db_.prepare("SELECT COUNT(*), COALESCE(SUM(price_minor), 0) FROM history WHERE settled = 0 AND payment = 0");
-    st.step();
-    out.unsettled_records = static_cast<std::uint64_t>(st.column_int(0));
-    out.unsettled.minor = st.column_int(1);
+  const auto stored = stored_history();
+  for (const auto& r : stored.records) {
+    if (r.settled || r.record.payment != entitlement::kPaymentCredit) continue;
+    ++out.unsettled_records;
+    out.unsettled.minor += r.record.price.minor;
   }
   if (auto limit = credit_limit(); limit) {
     out.unsettled.currency = limit->currency;
     out.credit_limit = *limit;
   }
-  {
-    auto st = db_.prepare("SELECT balance_minor, currency FROM prepaid WHERE id = 1");
-    if (st.step()) out.prepaid = money_of(st, 0, 1);
+  if (auto pre = stored_prepaid(); pre) out.prepaid = *pre;
+  if (auto deadline = stored_collection(); deadline && *deadline && (*deadline)->within != 0) {
+    out.collect_within = (*deadline)->within;
+    if (const auto* oldest = stored.oldest_unsettled_credit(); oldest != nullptr) out.collect_by = oldest->record.time + out.collect_within;
   }
   {
     auto st = db_.prepare("SELECT last_settled FROM chain WHERE id = 1");
     if (st.step()) out.last_settled = static_cast<std::uint64_t>(st.column_int(0));
   }
-  {
-    auto st = db_.prepare("SELECT stay_id FROM room WHERE id = 1");
-    if (st.step()) {
-      out.hotel_room = true;
-      out.stay_id = static_cast<std::uint64_t>(st.column_int(0));
-    }
+  if (auto room = stored_room(); room && *room) {
+    out.hotel_room = true;
+    out.stay_id = (*room)->stay_id;
   }
   return out;
 }
@@ -548,36 +959,48 @@ Result<SecureElement::ReceiptOutcome> SecureElement::apply_receipt(std::span<con
   ReceiptOutcome out;
   out.receipt = *rc;
   if (rc->kind == entitlement::SettlementKind::prepayment) {
-    auto cur = db_.prepare("SELECT currency FROM prepaid WHERE id = 1");
-    if (cur.step() && cur.column_text(0) != entitlement::to_string(rc->amount.currency)) {
-      return make_error(Errc::invalid_argument, "prepaid credit is held in " + cur.column_text(0));
+    auto cur = stored_prepaid();
+    if (!cur) return cur.error();
+    if (*cur && (*cur)->currency != rc->amount.currency) {
+      return make_error(Errc::invalid_argument, "prepaid credit is held in " + entitlement::to_string((*cur)->currency));
     }
-    auto st = db_.prepare("INSERT INTO prepaid VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET balance_minor = balance_minor + excluded.balance_minor");
-    st.bind(1, rc->amount.minor).bind(2, entitlement::to_string(rc->amount.currency));
-    st.run();
+    write_prepaid({(*cur ? (*cur)->minor : 0) + rc->amount.minor, rc->amount.currency});
   } else {
-    // Exactly the records first..last, the last one with the hash billing signed, all unsettled.
-    auto last = db_.prepare("SELECT hash FROM history WHERE sequence = ?");
-    last.bind(1, static_cast<std::int64_t>(rc->last_sequence));
-    if (!last.step()) return make_error(Errc::not_found, "receipt " + std::to_string(rc->receipt_id) + " names records this STB does not hold");
-    const auto h = last.column_blob(0);
-    if (!std::equal(h.begin(), h.end(), rc->last_hash.begin(), rc->last_hash.end())) {
-      return make_error(Errc::auth_failed, "receipt " + std::to_string(rc->receipt_id) + " does not match this STB's history");
+    // Exactly the records first..last, the last one with the hash billing signed, all unsettled;
+    // judged on the records as signed and tagged (a row that does not verify counts as unsettled,
+    // and billing's receipt settles it).
+    const auto stored = stored_history();
+    std::int64_t held = 0;
+    std::int64_t settled = 0;
+    bool last_found = false;
+    for (const auto& r : stored.records) {
+      if (r.record.sequence < rc->first_sequence || r.record.sequence > rc->last_sequence) continue;
+      ++held;
+      settled += r.settled ? 1 : 0;
+      if (r.record.sequence == rc->last_sequence) {
+        last_found = true;
+        const auto h = r.record.hash();
+        if (!std::equal(h.begin(), h.end(), rc->last_hash.begin(), rc->last_hash.end())) {
+          return make_error(Errc::auth_failed, "receipt " + std::to_string(rc->receipt_id) + " does not match this STB's history");
+        }
+      }
     }
-    auto count = db_.prepare("SELECT COUNT(*), COALESCE(SUM(settled), 0) FROM history WHERE sequence BETWEEN ? AND ?");
-    count.bind(1, static_cast<std::int64_t>(rc->first_sequence)).bind(2, static_cast<std::int64_t>(rc->last_sequence));
-    count.step();
+    if (!last_found) return make_error(Errc::not_found, "receipt " + std::to_string(rc->receipt_id) + " names records this STB does not hold");
     const auto expected = static_cast<std::int64_t>(rc->last_sequence - rc->first_sequence + 1);
-    const auto held = count.column_int(0);
-    const auto settled = count.column_int(1);
     if (held != expected) return make_error(Errc::not_found, "receipt " + std::to_string(rc->receipt_id) + " covers records this STB does not hold");
     if (settled == held) return make_error(Errc::replayed, "the records of receipt " + std::to_string(rc->receipt_id) + " are already settled");
     if (settled != 0) return make_error(Errc::stale, "receipt " + std::to_string(rc->receipt_id) + " overlaps records settled by another receipt");
-    auto upd = db_.prepare("UPDATE history SET settled = 1, receipt_id = ? WHERE sequence BETWEEN ? AND ?");
-    upd.bind(1, static_cast<std::int64_t>(rc->receipt_id)).bind(2, static_cast<std::int64_t>(rc->first_sequence))
-        .bind(3, static_cast<std::int64_t>(rc->last_sequence));
-    upd.run();
-    out.records_settled = static_cast<std::uint64_t>(db_.changes());
+    auto upd = db_.prepare("UPDATE history SET settled = 1, receipt_id = ?, mac = ? WHERE sequence = ?");
+    for (const auto& r : stored.records) {
+      if (r.record.sequence < rc->first_sequence || r.record.sequence > rc->last_sequence) continue;
+      const auto h = r.record.hash();
+      upd.reset();
+      upd.bind(1, static_cast<std::int64_t>(rc->receipt_id))
+          .bind(2, history_tag(store_key_, static_cast<std::int64_t>(r.record.sequence), h, true, static_cast<std::int64_t>(rc->receipt_id)))
+          .bind(3, static_cast<std::int64_t>(r.record.sequence));
+      upd.run();
+      out.records_settled += static_cast<std::uint64_t>(db_.changes());
+    }
     auto ch = db_.prepare("UPDATE chain SET last_settled = ? WHERE id = 1");
     ch.bind(1, static_cast<std::int64_t>(now));
     ch.run();
@@ -597,27 +1020,27 @@ Status SecureElement::apply_room_state(std::span<const std::uint8_t> bytes) {
   if (state->stb_id != stb_id_) return make_error(Errc::not_entitled, "room state is for STB " + std::to_string(state->stb_id));
   sql::Transaction tx(db_);
   {
-    auto cur = db_.prepare("SELECT counter FROM room WHERE id = 1");
-    if (cur.step() && static_cast<std::uint64_t>(cur.column_int(0)) >= state->counter) {
+    // A stored row that does not verify is replaced by billing's signed word.
+    auto cur = stored_room();
+    if (cur && *cur && (*cur)->counter >= state->counter) {
       return make_error(Errc::replayed, "room state " + std::to_string(state->counter) + " is not newer than the one applied");
     }
   }
   if (state->clear) {
     // The last guest's purchases must have reached billing before they are wiped.
     {
-      auto open = db_.prepare("SELECT COUNT(*) FROM history WHERE settled = 0");
-      open.step();
-      if (open.column_int(0) != 0) {
-        return make_error(Errc::not_entitled, std::to_string(open.column_int(0)) + " purchases in this room are not collected yet");
-      }
+      const auto stored = stored_history();
+      const auto open = std::count_if(stored.records.begin(), stored.records.end(), [](const StoredRecord& r) { return !r.settled; });
+      if (open != 0) return make_error(Errc::not_entitled, std::to_string(open) + " purchases in this room are not collected yet");
     }
     db_.exec("DELETE FROM history; DELETE FROM tickets; DELETE FROM revoked_tickets; DELETE FROM prepaid;");
   }
-  auto st = db_.prepare("INSERT INTO room VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET counter = excluded.counter, "
-                        "stay_id = excluded.stay_id, limit_minor = excluded.limit_minor, currency = excluded.currency, "
-                        "billing_endpoint = excluded.billing_endpoint");
+  const auto currency = entitlement::to_string(state->credit_limit.currency);
+  auto st = db_.prepare("INSERT OR REPLACE INTO room VALUES (1, ?, ?, ?, ?, ?, ?)");
   st.bind(1, static_cast<std::int64_t>(state->counter)).bind(2, static_cast<std::int64_t>(state->stay_id))
-      .bind(3, state->credit_limit.minor).bind(4, entitlement::to_string(state->credit_limit.currency)).bind(5, state->billing_endpoint);
+      .bind(3, state->credit_limit.minor).bind(4, currency).bind(5, state->billing_endpoint)
+      .bind(6, room_tag(store_key_, static_cast<std::int64_t>(state->counter), static_cast<std::int64_t>(state->stay_id),
+                        state->credit_limit.minor, currency, state->billing_endpoint));
   st.run();
   tx.commit();
   load();
@@ -625,23 +1048,33 @@ Status SecureElement::apply_room_state(std::span<const std::uint8_t> bytes) {
 }
 
 std::string SecureElement::billing_endpoint() {
-  auto st = db_.prepare("SELECT billing_endpoint FROM room WHERE id = 1");
-  if (!st.step()) return {};
-  return st.column_text(0);
+  auto room = stored_room();
+  if (!room || !*room) return {};  // an edited room state is not followed to another endpoint
+  return (*room)->billing_endpoint;
 }
 
-void SecureElement::mark_watched(std::uint32_t event_id) {
-  bool changed = false;
-  for (auto& t : tickets_) {
-    if (t.ticket.event_id == event_id && t.status == "valid") {
+Status SecureElement::mark_watched(std::uint32_t event_id) {
+  // Only tickets that verified at load are rewritten (each with its new tag); in memory they are
+  // "used" even when the disk cannot take it, and stay honoured either way.
+  const bool unwatched = std::any_of(tickets_.begin(), tickets_.end(),
+                                     [&](const HeldTicket& t) { return t.ticket.event_id == event_id && t.status == "valid"; });
+  if (!unwatched) return ok_status();  // the usual case: every ECM of an event being watched
+  try {
+    sql::Transaction tx(db_);
+    bool changed = false;
+    for (auto& t : tickets_) {
+      if (t.ticket.event_id != event_id || t.status != "valid") continue;
       t.status = "used";
       changed = true;
+      auto st = db_.prepare("UPDATE tickets SET status = 'used', mac = ? WHERE ticket_id = ? AND status = 'valid'");
+      st.bind(1, ticket_tag(t.ticket.ticket_id, event_id, t.bytes, t.event_key, "used")).bind(2, static_cast<std::int64_t>(t.ticket.ticket_id));
+      st.run();
     }
+    if (changed) tx.commit();
+  } catch (const std::exception& e) {
+    return make_error(Errc::storage, "ticket for event " + std::to_string(event_id) + " not marked watched: " + e.what());
   }
-  if (!changed) return;
-  auto st = db_.prepare("UPDATE tickets SET status = 'used' WHERE event_id = ? AND status = 'valid'");
-  st.bind(1, event_id);
-  st.run();
+  return ok_status();
 }
 
 std::vector<entitlement::DeliveryAck> SecureElement::pending_acks() {
@@ -652,8 +1085,14 @@ std::vector<entitlement::DeliveryAck> SecureElement::pending_acks() {
     k.step();
     key = k.column_key(0);
   }
+  // Acknowledged only for tickets that verify: a row added to the store is not a delivery. Read
+  // afresh, as tickets come in through `stb run` (broadcast) while `stb link` serves the handset.
+  (void)reload();  // if the store cannot be read now, what was loaded before is what verified
+  std::set<std::uint64_t> held;
+  for (const auto& t : tickets_) held.insert(t.ticket.ticket_id);
   auto st = db_.prepare("SELECT ticket_id, received FROM tickets WHERE ack_relayed = 0 ORDER BY ticket_id");
   while (st.step()) {
+    if (!held.contains(static_cast<std::uint64_t>(st.column_int(0)))) continue;
     entitlement::DeliveryAck ack;
     ack.ticket_id = static_cast<std::uint64_t>(st.column_int(0));
     ack.stb_id = stb_id_;

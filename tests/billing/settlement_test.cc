@@ -6,6 +6,8 @@
 #include "usher/core/clock.h"
 #include "usher/billing/billing_service.h"
 #include "usher/billing/billing_store.h"
+#include "usher/core/clock.h"
+#include "usher/core/sqlite.h"
 #include "usher/entitlement/protocol.h"
 
 namespace usher::billing {
@@ -44,6 +46,86 @@ class SettlementTest : public ::testing::Test {
   std::optional<testing::TestCard> handset;
   std::uint64_t card = 0;
 };
+
+// As boxes with a modem callback have: purchases on credit not relayed within the period the
+// operator set by EMM stop the next impulse buy, until a relay settles them.
+TEST_F(SettlementTest, ACollectionDeadlineStopsImpulseBuysUntilTheHistoryIsRelayed) {
+  ASSERT_TRUE(world.store().set_credit(1001, {3000, kEur}, kT0, 3600).ok());
+  deliver_emms();
+  auto& se = world.stb(1001);
+  ASSERT_TRUE(se.impulse_buy(1, kT0).ok());
+  EXPECT_EQ(se.settlement_status().collect_within, 3600u);
+  EXPECT_EQ(se.settlement_status().collect_by, kT0 + 3600);
+  ASSERT_TRUE(se.impulse_buy(2, kT0 + 3599).ok());  // within the period: the credit line decides
+  auto late = se.impulse_buy(3, kT0 + 3600);
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.error().code, Errc::not_entitled);
+  EXPECT_NE(late.error().message.find("due to be relayed by"), std::string::npos) << late.error().message;
+  EXPECT_EQ(se.history().size(), 2u);  // the refusal recorded nothing
+  // The STB of another household (no deadline) is not concerned.
+  ASSERT_TRUE(world.stb(1002).impulse_buy(1, kT0).ok());
+  ASSERT_TRUE(world.stb(1002).impulse_buy(2, kT0 + 7200).ok());
+
+  // The handset relays, pays, brings the receipt back: buying works again.
+  auto reply = billing->relay(se.sealed_unsettled_history(), card, kT0 + 3600);
+  ASSERT_TRUE(reply.ok()) << reply.error().message;
+  auto receipt = billing->pay(reply->quote.settlement_id, spend_for(reply->quote), kT0 + 3600);
+  ASSERT_TRUE(receipt.ok()) << receipt.error().message;
+  ASSERT_TRUE(se.apply_receipt(receipt->encode(), kT0 + 3600).ok());
+  EXPECT_EQ(se.settlement_status().collect_by, 0u);
+  ASSERT_TRUE(se.impulse_buy(3, kT0 + 3600).ok());
+
+  // The operator lifts the deadline (0): a late relay no longer stops buying.
+  ASSERT_TRUE(world.store().set_credit(1001, {3000, kEur}, kT0, 0).ok());
+  deliver_emms();
+  EXPECT_TRUE(se.impulse_buy(4, kT0 + 30000).ok());
+  // A deadline past ten years is refused at the operator, before any EMM.
+  EXPECT_EQ(world.store().set_credit(1001, {3000, kEur}, kT0, 400ULL * 86400 * 365).error().code, Errc::invalid_argument);
+}
+
+// stb.db is on the owner's disk: purchases marked settled there by hand free no credit (each row's
+// settled flag is tagged), are still relayed, and billing's receipt settles them for real.
+TEST_F(SettlementTest, PurchasesMarkedSettledByHandFreeNoCreditAndARelaySettlesThem) {
+  auto& se = world.stb(1001);
+  ASSERT_TRUE(se.impulse_buy(1, kT0).ok());
+  ASSERT_TRUE(se.impulse_buy(2, kT0).ok());
+  {
+    auto db = sql::Database::open(world.stb_home(1001) + "/stb.db", false);
+    ASSERT_TRUE(db.ok());
+    db->exec("UPDATE history SET settled = 1");
+  }
+  auto refused = se.impulse_buy(3, kT0);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::auth_failed);
+  EXPECT_NE(refused.error().message.find("do not verify"), std::string::npos) << refused.error().message;
+  EXPECT_EQ(se.settlement_status().unsettled_records, 2u);
+  EXPECT_EQ(se.settlement_status().unsettled.minor, 2500);
+
+  auto reply = billing->relay(se.sealed_unsettled_history(), card, kT0);
+  ASSERT_TRUE(reply.ok()) << reply.error().message;
+  EXPECT_EQ(reply->quote.amount.minor, 2500);
+  auto receipt = billing->pay(reply->quote.settlement_id, spend_for(reply->quote), kT0);
+  ASSERT_TRUE(receipt.ok()) << receipt.error().message;
+  auto applied = se.apply_receipt(receipt->encode(), kT0);
+  ASSERT_TRUE(applied.ok()) << applied.error().message;
+  EXPECT_EQ(applied->records_settled, 2u);
+  EXPECT_EQ(balance(), 10000 - 2500);
+  ASSERT_TRUE(se.impulse_buy(3, kT0).ok());
+}
+
+// The box's clock set back does not move the deadline further than the operator's own EMMs allow:
+// their issue time is sealed by the operator.
+TEST_F(SettlementTest, TheCollectionDeadlineIsNotEvadedBySettingTheClockBack) {
+  const auto operator_now = unix_now();
+  ASSERT_TRUE(world.store().set_credit(1001, {3000, kEur}, operator_now, 3600).ok());
+  deliver_emms();
+  auto& se = world.stb(1001);
+  const auto box_clock = operator_now - 7200;  // two hours behind
+  ASSERT_TRUE(se.impulse_buy(1, box_clock).ok());
+  auto late = se.impulse_buy(2, box_clock + 10);
+  ASSERT_FALSE(late.ok());
+  EXPECT_NE(late.error().message.find("due to be relayed by"), std::string::npos) << late.error().message;
+}
 
 TEST_F(SettlementTest, RelayPaysOnceAndTheReceiptFreesTheCredit) {
   auto& se = world.stb(1001);

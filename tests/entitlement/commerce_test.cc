@@ -193,7 +193,7 @@ TEST_F(CommerceTest, StbWatchesTheEventOnlyInsideItsWindowAndOnlyWithATicket) {
   EXPECT_TRUE(owner.open_ecm(ecm_at(kT0 + 10)).ok());
   const auto id = owner.tickets().at(0).ticket_id;
   EXPECT_EQ(owner.ticket_status(id), "valid");
-  owner.mark_watched(7);
+  ASSERT_TRUE(owner.mark_watched(7).ok());
   EXPECT_EQ(owner.ticket_status(id), "used");
   EXPECT_TRUE(owner.open_ecm(ecm_at(kT0 + 20)).ok());  // used tickets stay good for their event
   auto before = owner.open_ecm(ecm_at(kT0 - 1));

@@ -180,6 +180,19 @@ TEST(Emm, RoundTripGrantAndRevoke) {
   EXPECT_EQ(std::get<EmmRevoke>(back->items[1]).service_id, 4);
 }
 
+TEST(Emm, RoundTripCollectionDeadline) {
+  const auto key = random_key();
+  EmmContent emm{1001, 7, 1'800'000'000, {}};
+  emm.items.emplace_back(EmmCredit{2000, {'E', 'U', 'R'}});
+  emm.items.emplace_back(EmmCollection{7 * 86400});
+  emm.items.emplace_back(EmmCollection{0});
+  auto back = decode_emm(encode_emm(emm, key), key);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  ASSERT_EQ(back->items.size(), 3u);
+  EXPECT_EQ(std::get<EmmCollection>(back->items[1]).within_seconds, 7u * 86400);
+  EXPECT_EQ(std::get<EmmCollection>(back->items[2]).within_seconds, 0u);
+}
+
 TEST(Emm, TamperWrongKeyAndRelabelledAddressAreRefused) {
   const auto key = random_key();
   EmmContent emm;

@@ -62,6 +62,13 @@ class Database {
  public:
   // Opens (creating if `create`) a database file. Errc::storage with SQLite's message on failure.
   static Result<Database> open(const std::string& path, bool create = true);
+  // Opens an existing file for reading only: nothing is written into it (no journal mode, no
+  // schema), so a command that only shows a store cannot change it. Errc::storage on failure.
+  static Result<Database> open_read_only(const std::string& path);
+  // Opens an existing file for this connection alone (locking_mode EXCLUSIVE before the first
+  // access), so that SQLite keeps the WAL index in memory instead of a -shm file: for when that file
+  // cannot be made (a full disk). Other processes wait for the file until this one closes it.
+  static Result<Database> open_exclusive(const std::string& path, bool read_only);
 
   Database(const Database&) = delete;
   Database& operator=(const Database&) = delete;

@@ -113,7 +113,13 @@ struct EmmOffer {
   Key256 event_key;
   std::string title;
 };
-using EmmItem = std::variant<EmmGrant, EmmRevoke, EmmTicket, EmmTicketRevoke, EmmCredit, EmmOffer>;
+// F4 collection deadline, as boxes with a modem callback have: impulse purchases on the credit line
+// must be relayed within this many seconds of being made, or the STB takes no more until they are
+// (0: no deadline).
+struct EmmCollection {
+  std::uint64_t within_seconds = 0;
+};
+using EmmItem = std::variant<EmmGrant, EmmRevoke, EmmTicket, EmmTicketRevoke, EmmCredit, EmmOffer, EmmCollection>;
 
 struct EmmContent {
   std::uint32_t stb_id = 0;

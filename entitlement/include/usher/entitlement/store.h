@@ -217,7 +217,11 @@ class EntitlementStore {
 
   // F4: gives an STB a credit line for impulse purchases (by EMM), with offers (event keys and
   // prices) for the PPV events to come; events added later are offered to it as they come.
-  Status set_credit(std::uint32_t stb_id, const Money& limit, std::uint64_t now);
+  // `collect_within` (seconds; 0 = none) also sets the collection deadline: purchases on the credit
+  // line not relayed that long after they were made stop the STB's impulse buys until they are.
+  // Unset: the STB keeps the deadline it has.
+  Status set_credit(std::uint32_t stb_id, const Money& limit, std::uint64_t now,
+                    std::optional<std::uint64_t> collect_within = std::nullopt);
 
   // F4, billing's first step: a relayed history opened with its STB's key (records decrypted; the
   // chain is checked by the caller with verify_history from where it last settled).

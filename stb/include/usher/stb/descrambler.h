@@ -41,6 +41,7 @@ struct DescramblerStats {
   std::uint64_t emm_duplicate = 0;
   std::uint64_t emm_refused = 0;
   std::uint64_t emm_other_stb = 0;
+  std::uint64_t store_failures = 0;          // EMMs or ticket updates the store could not keep (full disk): what is held still plays
   std::uint64_t cc_errors = 0;
   std::uint64_t sections_dropped = 0;
 };
@@ -74,6 +75,7 @@ class Descrambler {
   void on_ecm(Service& s, std::span<const std::uint8_t> section);
   void on_emm(std::span<const std::uint8_t> section);
   void deny(Service& s, const std::string& reason);
+  void store_failed(const Error& error);
 
   SecureElement* se_;
   DescramblerConfig config_;

@@ -4,6 +4,16 @@
 // has applied, and its PPV tickets with their event keys. ECMs are opened here and checked against the entitlements; control words come out
 // only to the descrambler.
 //
+// The file is on a disk the box's owner controls, so nothing in it is trusted because a row exists:
+// every row that grants something (an entitlement and its service key, a ticket and its event key,
+// an offer, the credit line, the collection deadline, prepaid credit, a hotel room's state, the
+// parental limit, whether a purchase is settled) carries a tag under a key derived from the STB's
+// secret; tickets and history records are also checked against their signature and their binding
+// to this STB, each time they are loaded. A row that does not verify is refused and counted
+// (rows_refused), never used. See docs/security.md. A store whose schema is not the one this code
+// writes (a dropped table, another version, a corrupt file) is refused, never recreated; read-only
+// commands open it read-only.
+//
 //   auto se = SecureElement::open("usher-data/stb-1001").value();
 //   auto outcome = se.apply_emm(section);   // replayed / stale / forged EMMs are refused
 //   auto ecm = se.open_ecm(section);        // Errc::not_entitled says why
@@ -48,7 +58,13 @@ class SecureElement {
   // Makes the STB's identity and key pairs, trusting `operator_identity` for EMMs.
   static Result<SecureElement> init(const std::string& home, std::uint32_t stb_id,
                                     const entitlement::OperatorPublicFile& operator_identity);
-  static Result<SecureElement> open(const std::string& home);
+  // Errc::storage for a damaged store (missing or altered table, other schema version, corrupt
+  // file): it is refused as it is, never repaired or recreated empty. read_only opens the file
+  // without writing anything into it (for commands that only show what is stored).
+  enum class Access { read_write, read_only };
+  static Result<SecureElement> open(const std::string& home, Access access = Access::read_write);
+  // The schema version this code writes (PRAGMA user_version of stb.db).
+  static constexpr int kSchemaVersion = 2;
 
   [[nodiscard]] std::uint32_t stb_id() const { return stb_id_; }
   // The operator's issuing key (tickets, billing certificates).
@@ -57,7 +73,9 @@ class SecureElement {
   [[nodiscard]] entitlement::StbPublicFile public_identity() const { return public_; }
 
   // Errc::auth_failed (forged, tampered, wrong key), Errc::stale (older than what was applied for
-  // the same service: reordered), Errc::malformed.
+  // the same service: reordered), Errc::malformed; Errc::storage when the store cannot keep it
+  // (a full disk): nothing is applied, what is held stays usable, and the carousel brings the EMM
+  // again.
   Result<EmmOutcome> apply_emm(std::span<const std::uint8_t> section);
   // Opens one control word of an ECM (the current period's or the next's) if this STB belongs to that
   // period's audience at its broadcast time: entitled to the service, or holding a ticket for the PPV
@@ -109,6 +127,8 @@ class SecureElement {
     std::uint64_t last_settled = 0;  // unix seconds of the last receipt applied (0 = never)
     bool hotel_room = false;
     std::uint64_t stay_id = 0;       // 0: vacant
+    std::uint64_t collect_within = 0;  // seconds the operator allows before a purchase is relayed (0: no deadline)
+    std::uint64_t collect_by = 0;      // unix seconds by which the oldest unsettled purchase must be relayed (0: none)
   };
   SettlementStatus settlement_status();
   // Hotel: billing's signed room state (occupied by a stay with a credit limit, or vacant; and
@@ -118,14 +138,19 @@ class SecureElement {
   std::string billing_endpoint();
 
   // Marks the tickets for a PPV event as used once it has been watched (they stay valid for it).
-  void mark_watched(std::uint32_t event_id);
+  // Errc::storage when the disk cannot take it (the ticket stays usable).
+  Status mark_watched(std::uint32_t event_id);
 
-  // Re-reads entitlements and tickets stored by another process (the local link).
-  void reload() { load(); }
+  // Re-reads entitlements and tickets stored by another process (the local link). Errc::storage
+  // when the store cannot be read; what was loaded before stays.
+  Status reload();
   [[nodiscard]] std::vector<Entitlement> entitlements() const;
   [[nodiscard]] std::vector<entitlement::Ticket> tickets() const;
   // "valid", "used" (watched at least once; still honoured), "revoked", or "unknown".
   [[nodiscard]] std::string ticket_status(std::uint64_t ticket_id) const;
+  // Rows of the store refused at the last load because their tag, signature or binding did not
+  // verify (edited or added outside the STB).
+  [[nodiscard]] std::uint64_t rows_refused() const { return rows_refused_; }
 
  private:
   struct Held {
@@ -133,11 +158,54 @@ class SecureElement {
     Key256 key;
   };
   SecureElement(sql::Database db, std::uint32_t stb_id, std::uint16_t ca_system_id, Key256 emm_key,
-                entitlement::StbPublicFile pub);
+                Key256 store_key, entitlement::StbPublicFile pub);
+  struct CreditRow {
+    entitlement::Money limit;
+    std::uint64_t sequence = 0;
+  };
+  struct RoomRow {
+    std::uint64_t counter = 0;
+    std::uint64_t stay_id = 0;
+    entitlement::Money limit;
+    std::string billing_endpoint;
+  };
+  struct CollectionRow {
+    std::uint64_t within = 0;
+    std::uint64_t sequence = 0;
+  };
+  // The single-row settings, read and verified; Errc::auth_failed when the row was edited.
+  Result<std::optional<CreditRow>> stored_credit();
+  Result<std::optional<RoomRow>> stored_room();
+  Result<std::optional<entitlement::Money>> stored_prepaid();
+  Result<std::optional<CollectionRow>> stored_collection();
+  void write_prepaid(const entitlement::Money& balance);
+  std::vector<std::uint8_t> ticket_tag(std::uint64_t ticket_id, std::uint32_t event_id, std::span<const std::uint8_t> ticket,
+                                       const Key256& event_key, const std::string& status) const;
+  Result<EmmOutcome> apply_emm_content(const entitlement::EmmContent& emm);
+  // The viewing history as stored, each record's signature checked and each row's tag (which covers
+  // whether it is settled). A record whose row does not verify counts as not settled (billing knows
+  // better and says so with a receipt); one whose signature does not verify is left out and counted.
+  struct StoredRecord {
+    entitlement::HistoryRecord record;
+    bool settled = false;
+  };
+  struct StoredHistory {
+    std::vector<StoredRecord> records;
+    std::uint64_t refused = 0;  // rows with a bad tag or signature
+    [[nodiscard]] entitlement::Money unsettled_credit() const;  // purchases on the credit line not settled
+    [[nodiscard]] const StoredRecord* oldest_unsettled_credit() const;
+  };
+  StoredHistory stored_history();
+  // Ed25519 verification, remembering what verified: a reload re-reads every row, and the same
+  // ticket or record need not be verified again (the row's tag is always recomputed).
+  bool signature_ok(const crypto::PublicKey& signer, std::span<const std::uint8_t> message, const crypto::Signature& signature);
+  // The oldest credit purchase not yet relayed, when the operator set a deadline and it has passed.
+  Result<std::optional<std::uint64_t>> collection_overdue(std::uint64_t now);
   struct HeldTicket {
     entitlement::Ticket ticket;
     Key256 event_key;
     std::string status;
+    std::vector<std::uint8_t> bytes;  // as stored and tagged
   };
   static void create_schema(sql::Database& db);
   void load();
@@ -149,12 +217,15 @@ class SecureElement {
   std::uint32_t stb_id_;
   std::uint16_t ca_system_id_;
   Key256 emm_key_;
+  Key256 store_key_;  // tags the rows of stb.db (derived from the STB's secret)
   entitlement::StbPublicFile public_;
   crypto::PublicKey issuer_public_{};  // the operator's ticket-signing key
   std::map<std::uint16_t, Held> held_;
   std::vector<HeldTicket> tickets_;
   std::uint8_t parental_max_age_ = 255;  // no limit until one is set
   std::set<std::uint64_t> applied_;
+  std::uint64_t rows_refused_ = 0;
+  std::set<crypto::Digest> verified_signatures_;  // sha256(signer | message | signature)
 };
 
 }  // namespace usher::stb
