@@ -78,12 +78,15 @@ const Template& make_template() {
     entitlement::EcmContent ecm;
     ecm.service_id = 1;
     ecm.key_version = 1;
-    ecm.time_unix = kT0 + 10;
-    ecm.even = ControlWord::random();
-    ecm.odd = ControlWord::random();
-    out->ecm_service = entitlement::encode_ecm(ecm, service_key);
-    ecm.event_id = 7;
-    out->ecm_event = entitlement::encode_ecm(ecm, event_key);
+    for (auto* p : {&ecm.current, &ecm.next}) {
+      p->time_unix = kT0 + 10;
+      p->cw = ControlWord::random();
+    }
+    ecm.next.crypto_period = 1;
+    out->ecm_service = entitlement::encode_ecm(ecm, service_key, service_key);
+    ecm.current.event_id = 7;
+    ecm.next.event_id = 7;
+    out->ecm_event = entitlement::encode_ecm(ecm, event_key, event_key);
     return out;
   }();
   return *t;
