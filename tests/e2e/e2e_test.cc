@@ -359,6 +359,18 @@ TEST_F(CliWorld, PlaybackThroughGStreamer) {
   EXPECT_NE(r.output.find("\"packets_left_scrambled\":0"), std::string::npos) << r.output;
 }
 
+// On a machine without a display, autovideosink fell back to DirectFB and `--out play` died of
+// SIGSEGV in its thread; now it is refused with what to do instead, before any packet is read.
+TEST_F(CliWorld, PlaybackWithoutADisplaySaysWhatToDo) {
+  const auto scrambled = dir.file("scrambled.ts");
+  must("headend run --entitlement-home " + ent() + " --in " + source() + " --out " + scrambled);
+  auto r = run("env -u DISPLAY -u WAYLAND_DISPLAY -u USHER_PLAY_VIDEO_SINK USHER_PLAY_AUDIO_SINK='fakesink sync=false' " +
+               usher("stb run --home " + dir.file("stb-1001") + " --in " + scrambled + " --out play"));
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("--out play needs a display"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("USHER_PLAY_VIDEO_SINK"), std::string::npos) << r.output;
+}
+
 // A process started in the background, stopped with SIGTERM when the test ends.
 TEST_F(CliWorld, PayPerViewBoughtOnTheHandsetForOwnStbAndAsAGift) {
   const auto start = std::to_string(std::time(nullptr) + 3600);
