@@ -176,9 +176,10 @@ void add_stb(CLI::App& root, Commands& commands) {
       return 0;
     }
     const auto expires = unix_now() + o->valid;
-    const auto code = se.request_code(static_cast<std::uint16_t>(event), expires);
+    const auto code = se.handset_purchase_code(static_cast<std::uint16_t>(event), expires);
+    if (!code) throw std::runtime_error(code.error().message);
     std::printf("%s\nPay for event %u on your handset: usher wallet approve %s\n(code valid until %s)\n",
-                stb::render_qr("usher:buy:" + code).c_str(), event, code.c_str(), format_utc(expires).c_str());
+                stb::render_qr("usher:buy:" + *code).c_str(), event, code->c_str(), format_utc(expires).c_str());
     return 0;
   });
 

@@ -11,6 +11,14 @@
 namespace usher::stb {
 namespace {
 
+bool has_display() {
+  for (const char* name : {"DISPLAY", "WAYLAND_DISPLAY"}) {
+    const char* value = std::getenv(name);
+    if (value != nullptr && *value != '\0') return true;
+  }
+  return false;
+}
+
 class GstPlayerSink final : public streams::PacketSink {
  public:
   GstPlayerSink() {
@@ -19,6 +27,13 @@ class GstPlayerSink final : public streams::PacketSink {
     // on a machine without a display or sound card.
     const char* video = std::getenv("USHER_PLAY_VIDEO_SINK");
     const char* audio = std::getenv("USHER_PLAY_AUDIO_SINK");
+    // Without a display, autovideosink falls back to DirectFB, whose thread crashes the whole
+    // process (SIGSEGV) on a server or container: say what to do instead.
+    if (video == nullptr && !has_display()) {
+      throw std::runtime_error(
+          "--out play needs a display (neither DISPLAY nor WAYLAND_DISPLAY is set): write to a file "
+          "or udp://HOST:PORT instead, or choose a GStreamer sink with USHER_PLAY_VIDEO_SINK (e.g. fakesink)");
+    }
     const std::string description =
         std::string("appsrc name=src is-live=false format=bytes block=true max-bytes=4000000 "
                     "caps=video/mpegts,systemstream=true,packetsize=188 ! tsdemux name=demux ") +

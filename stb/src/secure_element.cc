@@ -728,8 +728,7 @@ Status SecureElement::store_ticket(std::span<const std::uint8_t> bytes, const Ke
 }
 
 
-Result<entitlement::HistoryRecord> SecureElement::impulse_buy(std::uint32_t event_id, std::uint64_t now) {
-  sql::Transaction tx(db_);
+Status SecureElement::refuse_if_bought(std::uint32_t event_id) {
   {
     auto already = db_.prepare("SELECT sequence FROM history WHERE event_id = ?");
     already.bind(1, event_id);
@@ -747,6 +746,18 @@ Result<entitlement::HistoryRecord> SecureElement::impulse_buy(std::uint32_t even
                                                   std::to_string(event_id) + ": nothing charged");
     }
   }
+  return ok_status();
+}
+
+Result<std::string> SecureElement::handset_purchase_code(std::uint16_t event_id, std::uint64_t expires) {
+  // The engine refuses a second sale anyway; refusing here spares the viewer a code that can only fail.
+  if (auto bought = refuse_if_bought(event_id); !bought) return bought.error();
+  return request_code(event_id, expires);
+}
+
+Result<entitlement::HistoryRecord> SecureElement::impulse_buy(std::uint32_t event_id, std::uint64_t now) {
+  sql::Transaction tx(db_);
+  if (auto bought = refuse_if_bought(event_id); !bought) return bought.error();
   auto offer = db_.prepare(
       "SELECT service_id, start, duration, price_minor, currency, event_key, title, min_age, mac FROM offers WHERE event_id = ?");
   offer.bind(1, event_id);

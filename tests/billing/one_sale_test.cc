@@ -243,5 +243,26 @@ TEST_F(OneSaleTest, RevokedTicketsAndEndedPassesDoNotCount) {
   EXPECT_TRUE(store.balances_match_ledger());
 }
 
+// `stb buy --pay-by-handset` for an event the STB holds a ticket for, or bought on impulse, used to
+// show a code the engine could only refuse; the STB now says what it holds and shows none.
+TEST_F(OneSaleTest, TheStbShowsNoRequestCodeForAnEventItAlreadyHas) {
+  auto& se = world.stb(kStb);
+  ASSERT_TRUE(se.handset_purchase_code(kEvent, kT0 + 600).ok());
+  ASSERT_TRUE(run(Path::buy).ok());
+  auto held = se.handset_purchase_code(kEvent, kT0 + 600);
+  ASSERT_FALSE(held.ok());
+  EXPECT_EQ(held.error().code, Errc::already_exists);
+  EXPECT_NE(held.error().message.find("already holds ticket"), std::string::npos) << held.error().message;
+
+  world.add_event(kEvent + 1, 1, kT0 + 3 * 3600, 3600, kPrice, "Replay");
+  ASSERT_TRUE(world.store().set_credit(kStb, {3000, kEur}, kT0).ok());  // its offer, with the event's key
+  deliver_emms();
+  ASSERT_TRUE(se.impulse_buy(kEvent + 1, kT0).ok());
+  auto impulse = se.handset_purchase_code(kEvent + 1, kT0 + 600);
+  ASSERT_FALSE(impulse.ok());
+  EXPECT_EQ(impulse.error().code, Errc::already_exists);
+  EXPECT_NE(impulse.error().message.find("already bought on this STB"), std::string::npos) << impulse.error().message;
+}
+
 }  // namespace
 }  // namespace usher::billing

@@ -359,6 +359,18 @@ TEST_F(CliWorld, PlaybackThroughGStreamer) {
   EXPECT_NE(r.output.find("\"packets_left_scrambled\":0"), std::string::npos) << r.output;
 }
 
+// On a machine without a display, autovideosink fell back to DirectFB and `--out play` died of
+// SIGSEGV in its thread; now it is refused with what to do instead, before any packet is read.
+TEST_F(CliWorld, PlaybackWithoutADisplaySaysWhatToDo) {
+  const auto scrambled = dir.file("scrambled.ts");
+  must("headend run --entitlement-home " + ent() + " --in " + source() + " --out " + scrambled);
+  auto r = run("env -u DISPLAY -u WAYLAND_DISPLAY -u USHER_PLAY_VIDEO_SINK USHER_PLAY_AUDIO_SINK='fakesink sync=false' " +
+               usher("stb run --home " + dir.file("stb-1001") + " --in " + scrambled + " --out play"));
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("--out play needs a display"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("USHER_PLAY_VIDEO_SINK"), std::string::npos) << r.output;
+}
+
 // A process started in the background, stopped with SIGTERM when the test ends.
 TEST_F(CliWorld, PayPerViewBoughtOnTheHandsetForOwnStbAndAsAGift) {
   const auto start = std::to_string(std::time(nullptr) + 3600);
@@ -414,13 +426,13 @@ TEST_F(CliWorld, PayPerViewBoughtOnTheHandsetForOwnStbAndAsAGift) {
   auto again = run(usher("wallet approve" + w + " " + code + " --yes"));
   EXPECT_EQ(again.status, 1);
   EXPECT_NE(again.output.find("already used"), std::string::npos) << again.output;
-  // Approving a code for the event the STB already holds, or buying it on impulse: refused too.
-  auto held = must("stb buy --home " + dir.file("stb-1001") + " --event 7 --pay-by-handset");
-  const auto held_at = held.find("usher wallet approve ");
-  ASSERT_NE(held_at, std::string::npos) << held;
-  auto approve_held = run(usher("wallet approve" + w + " " + held.substr(held_at + 21, 29) + " --yes"));
-  EXPECT_EQ(approve_held.status, 1);
-  EXPECT_NE(approve_held.output.find("already holds ticket"), std::string::npos) << approve_held.output;
+  // Asking the handset to pay for the event the STB already holds, or buying it on impulse: the STB
+  // refuses both (it used to show a code the engine could only refuse: OneSalePairs covers that
+  // refusal with a code made by a box that does not check).
+  auto held = run(usher("stb buy --home " + dir.file("stb-1001") + " --event 7 --pay-by-handset"));
+  EXPECT_EQ(held.status, 1) << held.output;
+  EXPECT_NE(held.output.find("already holds ticket"), std::string::npos) << held.output;
+  EXPECT_EQ(held.output.find("usher wallet approve"), std::string::npos) << held.output;
   auto impulse_held = run(usher("stb buy 7 --home " + dir.file("stb-1001")));
   EXPECT_EQ(impulse_held.status, 1);
   EXPECT_NE(impulse_held.output.find("already holds ticket"), std::string::npos) << impulse_held.output;

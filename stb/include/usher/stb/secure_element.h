@@ -96,6 +96,9 @@ class SecureElement {
 
   // F3: a code the viewer's handset can pay for event `event_id` with (see request_code.h).
   [[nodiscard]] std::string request_code(std::uint16_t event_id, std::uint64_t expires) const;
+  // What `stb buy --pay-by-handset` shows: a request code, unless this STB already holds a ticket
+  // for the event or bought it on impulse (Errc::already_exists, naming which; nothing to pay).
+  Result<std::string> handset_purchase_code(std::uint16_t event_id, std::uint64_t expires);
 
   // F4 impulse purchase with the remote: records the purchase in the signed, hash-chained history
   // and allows the event while the credit line (set by EMM) covers the unsettled purchases. One
@@ -153,6 +156,8 @@ class SecureElement {
   [[nodiscard]] std::uint64_t rows_refused() const { return rows_refused_; }
 
  private:
+  // Errc::already_exists when this STB holds a valid ticket for the event or bought it on impulse.
+  Status refuse_if_bought(std::uint32_t event_id);
   struct Held {
     Entitlement info;
     Key256 key;
