@@ -8,6 +8,7 @@
 #include "usher/core/zmq.h"
 #include "usher/entitlement/protocol.h"
 #include "usher/stb/player.h"
+#include "usher/stb/qr.h"
 #include "usher/stb/local_link.h"
 #include "usher/stb/room_report.h"
 
@@ -178,7 +179,7 @@ void add_stb(CLI::App& root, Commands& commands) {
     const auto expires = unix_now() + o->valid;
     const auto code = se.request_code(static_cast<std::uint16_t>(event), expires);
     std::printf("%s\nPay for event %u on your handset: usher wallet approve %s\n(code valid until %s)\n",
-                stb::render_qr("usher:buy:" + code).c_str(), event, code.c_str(), format_utc(expires).c_str());
+                stb::render_qr(stb::purchase_qr_text(code)).c_str(), event, code.c_str(), format_utc(expires).c_str());
     return 0;
   });
 

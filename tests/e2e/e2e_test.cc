@@ -19,6 +19,7 @@
 #include <set>
 
 #include "cli_process.h"
+#include "qr_reader.h"
 #include "temp_dir.h"
 #include "usher/core/zmq.h"
 #include "usher/entitlement/protocol.h"
@@ -31,6 +32,9 @@ namespace usher {
 namespace {
 
 using testing::Background;
+using testing::read_qr_image;
+using testing::terminal_qr_to_pgm;
+using testing::write_file;
 using testing::run;
 using testing::usher;
 
@@ -406,7 +410,13 @@ TEST_F(CliWorld, PayPerViewBoughtOnTheHandsetForOwnStbAndAsAGift) {
   auto shown = must("stb buy --home " + dir.file("stb-1001") + " --event 8 --pay-by-handset");
   const auto at = shown.find("usher wallet approve ");
   ASSERT_NE(at, std::string::npos) << shown;
-  const auto code = shown.substr(at + 21, 29);
+  const auto printed_code = shown.substr(at + 21, 29);
+  // The handset scans the QR code instead: zbar reads the drawing as a terminal shows it, and what
+  // it read is passed to approve unchanged.
+  ASSERT_TRUE(write_file(dir.file("f3-qr.pgm"), terminal_qr_to_pgm(shown))) << shown;
+  std::string why;
+  const auto code = read_qr_image(dir.file("f3-qr.pgm"), &why);
+  ASSERT_EQ(code, printed_code) << why << shown;
   must("wallet topup" + w + " --amount 20.00");
   auto approved = must("wallet approve" + w + " " + code + " --yes --link " + link1001);
   EXPECT_NE(approved.find("12.50 EUR"), std::string::npos) << approved;
