@@ -74,10 +74,4 @@ inline std::string read_qr_image(const std::string& path, std::string* why = nul
   return text;
 }
 
-inline bool write_file(const std::string& path, const std::string& bytes) {
-  std::ofstream f(path, std::ios::binary);
-  f << bytes;
-  return static_cast<bool>(f);
-}
-
 }  // namespace usher::testing
