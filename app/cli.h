@@ -27,6 +27,7 @@
 
 #include "usher/core/clock.h"
 #include "usher/core/result.h"
+#include "usher/core/text.h"
 #include "usher/streams/io.h"
 
 namespace usher::cli {
@@ -144,6 +145,8 @@ int run_command_line(int argc, const char* const* argv);
 void print_json_line(std::FILE* to, const nlohmann::ordered_json& value);
 
 using usher::format_utc;
+using usher::pad_left;
+using usher::pad_right;
 using usher::unix_now;
 // SIGINT/SIGTERM set the flag that long-running services poll.
 void install_stop_handlers();

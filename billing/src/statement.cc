@@ -5,6 +5,7 @@
 #include "columns.h"
 #include "usher/billing/billing_store.h"
 #include "usher/core/clock.h"
+#include "usher/core/text.h"
 
 namespace usher::billing {
 
@@ -40,19 +41,14 @@ std::string amount_only(const Money& m) {
 }  // namespace
 
 std::string Statement::text() const {
-  std::string out = title + "\n" + std::string(title.size(), '=') + "\n";
+  // Columns are counted in display width, not bytes, so UTF-8 kinds and titles line up.
+  std::string out = title + "\n" + std::string(display_width(title), '=') + "\n";
   if (lines.empty()) out += "(nothing)\n";
   for (const auto& l : lines) {
-    char buf[256];
-    std::snprintf(buf, sizeof(buf), "%-20s  STB %-6u  %-10s  %-28.28s  %14s\n", format_utc(l.time, kStatementTime).c_str(), l.stb_id, l.kind.c_str(),
-                  l.description.c_str(), entitlement::format_money(l.amount).c_str());
-    out += buf;
+    out += pad_right(format_utc(l.time, kStatementTime), 20) + "  STB " + pad_right(std::to_string(l.stb_id), 6) + "  " +
+           pad_right(l.kind, 10) + "  " + pad_right(cut_to_width(l.description, 28), 28) + "  " + pad_left(entitlement::format_money(l.amount), 14) + "\n";
   }
-  for (const auto& t : totals) {
-    char buf[128];
-    std::snprintf(buf, sizeof(buf), "%-76s  %14s\n", "Total", entitlement::format_money(t).c_str());
-    out += buf;
-  }
+  for (const auto& t : totals) out += pad_right("Total", 74) + "  " + pad_left(entitlement::format_money(t), 14) + "\n";
   return out;
 }
 

@@ -88,13 +88,15 @@ std::size_t display_width(std::string_view text) {
 }
 
 std::string pad_right(std::string_view text, std::size_t columns) {
-  const auto [part, width] = fit(text, columns);
-  return std::string(part) + std::string(columns - width, ' ');
+  const auto width = display_width(text);
+  return std::string(text) + std::string(width < columns ? columns - width : 0, ' ');
 }
 
 std::string pad_left(std::string_view text, std::size_t columns) {
-  const auto [part, width] = fit(text, columns);
-  return std::string(columns - width, ' ') + std::string(part);
+  const auto width = display_width(text);
+  return std::string(width < columns ? columns - width : 0, ' ') + std::string(text);
 }
+
+std::string cut_to_width(std::string_view text, std::size_t columns) { return std::string(fit(text, columns).first); }
 
 }  // namespace usher

@@ -9,6 +9,7 @@
 #include "cli_process.h"
 #include "temp_dir.h"
 #include "usher/billing/billing_store.h"
+#include "usher/core/text.h"
 
 namespace usher::billing {
 namespace {
@@ -111,6 +112,20 @@ TEST(StatementPdfTest, EveryLineNameHeaderPageNumberAndTotalReadBack) {
   }
   ASSERT_EQ(ends.size(), 151u);  // 150 items and the total
   for (double e : ends) EXPECT_NEAR(e, ends.front(), 0.5);
+}
+
+// The text statement counts columns, not bytes: every item and the total end in the same column
+// though the titles hold "Ç" (two bytes); a long UTF-8 title is cut between characters.
+TEST(StatementPdfTest, TextStatementLinesUpUtf8Titles) {
+  auto folio = folio_of(3);
+  folio.lines[1].description = "Über ein Mädchen, das Köhler hieß und mehr";
+  std::vector<std::size_t> widths;
+  for (const auto& l : lines_of(folio.text())) {
+    if (l.find(" EUR") != std::string::npos) widths.push_back(display_width(l));
+  }
+  ASSERT_EQ(widths.size(), 4u) << folio.text();
+  for (auto w : widths) EXPECT_EQ(w, widths.front()) << folio.text();
+  EXPECT_TRUE(valid_utf8(folio.text()));
 }
 
 TEST(StatementPdfTest, AnEmptyStatementSaysNothingOnOnePage) {

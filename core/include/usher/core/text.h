@@ -1,7 +1,7 @@
 // Text as people read it: UTF-8 checked, and its width on a terminal counted in columns rather
 // than bytes, so tables with names like "Köhler, André" or Japanese titles line up.
 //
-//   std::printf("%s|\n", usher::pad_right("Köhler", 10).c_str());  // 6 columns + 4 spaces
+//   std::printf("%s|\n", usher::pad_right("Köhler", 10).c_str());  // 6 columns and 4 spaces
 #pragma once
 
 #include <cstddef>
@@ -18,9 +18,12 @@ bool valid_utf8(std::string_view text);
 // UTF-8 count one column each.
 std::size_t display_width(std::string_view text);
 
-// `text` cut to at most `columns` columns (whole code points), then padded with spaces to exactly
-// that many: a left-aligned table cell. pad_left aligns right (amounts).
+// `text` followed by spaces up to `columns` columns (as printf's "%-*s" would, counting columns
+// instead of bytes); text already wider is left whole. pad_left puts the spaces first (amounts).
 std::string pad_right(std::string_view text, std::size_t columns);
 std::string pad_left(std::string_view text, std::size_t columns);
+
+// The longest prefix of `text` of whole code points that fits in `columns` columns.
+std::string cut_to_width(std::string_view text, std::size_t columns);
 
 }  // namespace usher
