@@ -418,6 +418,12 @@ int run_command_line(int argc, const char* const* argv) {
   }
 }
 
+void print_json_line(std::FILE* to, const nlohmann::ordered_json& value) {
+  const auto line = value.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+  std::fputs(line.c_str(), to);
+  std::fflush(to);
+}
+
 void install_stop_handlers() {
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);

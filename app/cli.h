@@ -12,6 +12,7 @@
 #include <chrono>
 #include <concepts>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <limits>
 #include <map>
@@ -22,9 +23,11 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include "usher/core/clock.h"
 #include "usher/core/result.h"
+#include "usher/core/text.h"
 #include "usher/streams/io.h"
 
 namespace usher::cli {
@@ -137,7 +140,13 @@ CLI::App* add_group(CLI::App& parent, const std::string& name, const std::string
 // (0 done, 1 the command failed, 2 the command line is wrong).
 int run_command_line(int argc, const char* const* argv);
 
+// Writes `value` as one line of JSON (keys in the order they were set) and flushes: the counters and
+// summaries scripts and tests parse. Text that is not valid UTF-8 is replaced, never a broken line.
+void print_json_line(std::FILE* to, const nlohmann::ordered_json& value);
+
 using usher::format_utc;
+using usher::pad_left;
+using usher::pad_right;
 using usher::unix_now;
 // SIGINT/SIGTERM set the flag that long-running services poll.
 void install_stop_handlers();

@@ -27,6 +27,7 @@ struct BillingOptions {
   bool csv = false;
   std::int64_t credit = 0;
   std::string currency;
+  std::string hotel_name;
   std::string room;
   std::string link;
   std::string guest_id;
@@ -168,14 +169,24 @@ void add_billing(CLI::App& root, Commands& commands) {
   auto desk_for = [](const BillingOptions& a, billing::BillingStore& store) {
     return billing::HotelDesk(store, a.report_to.empty() ? "tcp://127.0.0.1:7720" : a.report_to);
   };
-  auto* config = leaf(hotel, "config", "What a guest may buy on the room between two collections.");
-  add_amount(*config, "--credit", o->credit, "the limit, as 100.00")->required();
-  config->add_option("--currency", o->currency, "ISO 4217 code, as EUR")->type_name("CODE")->required();
-  commands.on(config, [o] {
+  auto* config = leaf(hotel, "config", "What a guest may buy on the room between two collections, and the hotel's name on folios.");
+  auto* credit = add_amount(*config, "--credit", o->credit, "the limit, as 100.00");
+  auto* currency = config->add_option("--currency", o->currency, "ISO 4217 code, as EUR")->type_name("CODE");
+  credit->needs(currency);
+  currency->needs(credit);
+  auto* name = config->add_option("--name", o->hotel_name, "the hotel's name, printed at the head of each folio (UTF-8)")->type_name("NAME");
+  commands.on(config, [o, credit, name] {
+    if (credit->count() == 0 && name->count() == 0) throw UsageError("nothing to set: --credit AMOUNT --currency CODE, or --name NAME");
     auto store = open(*o);
-    const entitlement::Money limit{o->credit, need(entitlement::parse_currency(o->currency))};
-    need(store.set_hotel_credit(limit));
-    std::printf("guests may buy up to %s on the room\n", entitlement::format_money(limit).c_str());
+    if (name->count() > 0) {
+      need(store.set_hotel_name(o->hotel_name));
+      std::printf("folios are headed \"%s\"\n", o->hotel_name.c_str());
+    }
+    if (credit->count() > 0) {
+      const entitlement::Money limit{o->credit, need(entitlement::parse_currency(o->currency))};
+      need(store.set_hotel_credit(limit));
+      std::printf("guests may buy up to %s on the room\n", entitlement::format_money(limit).c_str());
+    }
     return 0;
   });
   auto* room = add_group(*hotel, "room", "the hotel's rooms");

@@ -141,15 +141,6 @@ std::string pairing_code_of(const std::string& stb_home) {
   throw std::runtime_error("the STB at " + stb_home + " shows no pairing code");
 }
 
-std::string json_escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '"' || c == '\\') o += '\\';
-    o += c;
-  }
-  return o;
-}
-
 int demo(const DemoOptions& a) {
   const fs::path dir = fs::absolute(a.dir);
   const std::string seconds = std::to_string(a.seconds);
@@ -288,14 +279,14 @@ int demo(const DemoOptions& a) {
                             : "impulse purchase: NOT as expected (see log.txt)",
               hotel_ok ? "hotel: vacant room refused, the guest's purchase on the folio, room cleared at check-out"
                        : "hotel: NOT as expected (see log.txt)");
-  std::string json = "{\"dir\":\"" + json_escape(dir.string()) + "\"";
+  nlohmann::ordered_json summary{{"dir", dir.string()}};
   for (const auto& row : rows) {
-    json += ",\"" + std::string(row.name) + "\":{\"path\":\"" + json_escape(row.path) + "\",\"frames\":" +
-            std::to_string(row.r.frames) + ",\"decode_errors\":" + std::to_string(row.r.decode_errors) + "}";
+    summary[row.name] = {{"path", row.path}, {"frames", row.r.frames}, {"decode_errors", row.r.decode_errors}};
   }
-  json += std::string(",\"impulse_settled\":") + (settlement_ok ? "true" : "false") + ",\"hotel_folio\":" + (hotel_ok ? "true" : "false");
-  json += std::string(",\"ok\":") + (ok ? "true" : "false") + "}";
-  std::printf("%s\n", json.c_str());
+  summary["impulse_settled"] = settlement_ok;
+  summary["hotel_folio"] = hotel_ok;
+  summary["ok"] = ok;
+  print_json_line(stdout, summary);
   return ok ? 0 : 1;
 }
 

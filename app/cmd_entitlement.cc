@@ -106,7 +106,7 @@ void add_entitlement(CLI::App& root, Commands& commands) {
   auto* service_list = leaf(service, "list", "Lists the services.");
   commands.on(service_list, [o] {
     auto store = open(*o);
-    for (const auto& s : store.services()) std::printf("%5u  %-24s key version %u\n", s.service_id, s.name.c_str(), s.key_version);
+    for (const auto& s : store.services()) std::printf("%5u  %s key version %u\n", s.service_id, pad_right(s.name, 24).c_str(), s.key_version);
     return 0;
   });
 
@@ -127,7 +127,7 @@ void add_entitlement(CLI::App& root, Commands& commands) {
     for (const auto& [id, name] : store.packages()) {
       std::string list;
       for (auto s : need(store.package_services(id))) list += (list.empty() ? "" : ",") + std::to_string(s);
-      std::printf("%5u  %-20s services %s\n", id, name.c_str(), list.c_str());
+      std::printf("%5u  %s services %s\n", id, pad_right(name, 20).c_str(), list.c_str());
     }
     return 0;
   });

@@ -1,6 +1,8 @@
 // usher headend run: scramble a transport stream.
 #include <cstdio>
 
+#include <cmath>
+
 #include "cli.h"
 #include "usher/core/log.h"
 #include "usher/headend/engine_link.h"
@@ -104,24 +106,29 @@ int run(const HeadendOptions& a, bool start_time_given) {
   const auto s = scrambler.stats();
   const auto& clock = scrambler.clock();
   if (!clock.bitrate_measured()) log.warn("no PCR found: stream time was estimated at an assumed bitrate");
-  std::fprintf(stderr,
-               "{\"packets_in\":%llu,\"packets_out\":%llu,\"packets_scrambled\":%llu,\"services_scrambled\":%llu,"
-               "\"crypto_periods\":%llu,\"ecm_sections\":%llu,\"emm_sections\":%llu,\"pmts_rewritten\":%llu,"
-               "\"nulls_replaced\":%llu,\"packets_added\":%llu,\"packets_dropped\":%llu,\"already_scrambled\":%llu,\"csa_full_batches\":%llu,\"csa_partial_batches\":%llu,"
-               "\"replacing_nulls\":%s,\"packets_borrowed\":%llu,\"inserts_late\":%llu,\"repetitions_skipped\":%llu,\"emm_packets\":%llu,"
-               "\"bitrate\":%llu,\"stream_seconds\":%.3f,\"input_bytes_skipped\":%llu}\n",
-               static_cast<unsigned long long>(s.packets_in), static_cast<unsigned long long>(s.packets_out),
-               static_cast<unsigned long long>(s.packets_scrambled), static_cast<unsigned long long>(s.services_scrambled),
-               static_cast<unsigned long long>(s.crypto_periods), static_cast<unsigned long long>(s.ecm_sections),
-               static_cast<unsigned long long>(s.emm_sections), static_cast<unsigned long long>(s.pmts_rewritten),
-               static_cast<unsigned long long>(s.nulls_replaced), static_cast<unsigned long long>(s.packets_added),
-               static_cast<unsigned long long>(s.packets_dropped), static_cast<unsigned long long>(s.already_scrambled),
-               static_cast<unsigned long long>(s.csa_full_batches), static_cast<unsigned long long>(s.csa_partial_batches),
-               s.replacing_nulls ? "true" : "false", static_cast<unsigned long long>(s.packets_borrowed),
-               static_cast<unsigned long long>(s.inserts_late), static_cast<unsigned long long>(s.repetitions_skipped),
-               static_cast<unsigned long long>(s.emm_packets),
-               static_cast<unsigned long long>(clock.bitrate()), clock.seconds(),
-               static_cast<unsigned long long>(in->discarded_bytes()));
+  print_json_line(stderr, {{"packets_in", s.packets_in},
+                           {"packets_out", s.packets_out},
+                           {"packets_scrambled", s.packets_scrambled},
+                           {"services_scrambled", s.services_scrambled},
+                           {"crypto_periods", s.crypto_periods},
+                           {"ecm_sections", s.ecm_sections},
+                           {"emm_sections", s.emm_sections},
+                           {"pmts_rewritten", s.pmts_rewritten},
+                           {"nulls_replaced", s.nulls_replaced},
+                           {"packets_added", s.packets_added},
+                           {"packets_dropped", s.packets_dropped},
+                           {"already_scrambled", s.already_scrambled},
+                           {"csa_full_batches", s.csa_full_batches},
+                           {"csa_partial_batches", s.csa_partial_batches},
+                           {"replacing_nulls", s.replacing_nulls},
+                           {"packets_borrowed", s.packets_borrowed},
+                           {"inserts_late", s.inserts_late},
+                           {"repetitions_skipped", s.repetitions_skipped},
+                           {"emm_packets", s.emm_packets},
+                           {"bitrate", clock.bitrate()},
+                           // Milliseconds are as close as the stream clock's estimate means anything.
+                           {"stream_seconds", std::round(clock.seconds() * 1000.0) / 1000.0},
+                           {"input_bytes_skipped", in->discarded_bytes()}});
   if (engine != nullptr && !engine->engine_reachable()) log.warn("finished while the engine was unreachable");
   if (s.services_scrambled == 0) {
     log.error("no service was scrambled (no PAT/PMT found, or --services matched nothing)");

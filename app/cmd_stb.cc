@@ -8,6 +8,7 @@
 #include "usher/core/zmq.h"
 #include "usher/entitlement/protocol.h"
 #include "usher/stb/player.h"
+#include "usher/stb/qr.h"
 #include "usher/stb/local_link.h"
 #include "usher/stb/room_report.h"
 
@@ -57,33 +58,30 @@ int run(const StbOptions& a) {
       *in, *out, [&](auto input, auto& output) { d.process(input, output); }, [&](auto& output) { d.finish(output); },
       [] {});
   const auto s = d.stats();
-  std::string services;
+  auto services = nlohmann::ordered_json::array();
   for (const auto& svc : d.services()) {
-    if (!services.empty()) services += ",";
-    services += "{\"service_id\":" + std::to_string(svc.service_id) + ",\"descrambling\":" + (svc.descrambling ? "true" : "false");
-    if (!svc.descrambling) {
-      std::string reason;
-      for (char c : svc.reason) reason += (c == '"' || c == '\\') ? '\'' : c;
-      services += ",\"reason\":\"" + reason + "\"";
-    }
-    services += "}";
+    nlohmann::ordered_json service{{"service_id", svc.service_id}, {"descrambling", svc.descrambling}};
+    if (!svc.descrambling) service["reason"] = svc.reason;
+    services.push_back(std::move(service));
     if (!svc.descrambling && !config.fixed_cws) log.warn("service ", svc.service_id, " not descrambled: ", svc.reason);
   }
-  std::fprintf(stderr,
-               "{\"stb_id\":%u,\"packets_in\":%llu,\"packets_out\":%llu,\"packets_descrambled\":%llu,"
-               "\"packets_left_scrambled\":%llu,\"ecm_accepted\":%llu,\"ecm_denied\":%llu,\"ecm_stale\":%llu,\"emm_taken\":%llu,"
-               "\"emm_duplicate\":%llu,\"emm_refused\":%llu,\"emm_other_stb\":%llu,\"store_failures\":%llu,\"cc_errors\":%llu,"
-               "\"sections_dropped\":%llu,\"input_bytes_skipped\":%llu,\"services\":[%s]}\n",
-               se ? se->stb_id() : 0, static_cast<unsigned long long>(s.packets_in),
-               static_cast<unsigned long long>(s.packets_out), static_cast<unsigned long long>(s.packets_descrambled),
-               static_cast<unsigned long long>(s.packets_left_scrambled), static_cast<unsigned long long>(s.ecm_accepted),
-               static_cast<unsigned long long>(s.ecm_denied), static_cast<unsigned long long>(s.ecm_stale),
-               static_cast<unsigned long long>(s.emm_taken),
-               static_cast<unsigned long long>(s.emm_duplicate), static_cast<unsigned long long>(s.emm_refused),
-               static_cast<unsigned long long>(s.emm_other_stb), static_cast<unsigned long long>(s.store_failures),
-               static_cast<unsigned long long>(s.cc_errors),
-               static_cast<unsigned long long>(s.sections_dropped), static_cast<unsigned long long>(in->discarded_bytes()),
-               services.c_str());
+  print_json_line(stderr, {{"stb_id", se ? se->stb_id() : 0},
+                           {"packets_in", s.packets_in},
+                           {"packets_out", s.packets_out},
+                           {"packets_descrambled", s.packets_descrambled},
+                           {"packets_left_scrambled", s.packets_left_scrambled},
+                           {"ecm_accepted", s.ecm_accepted},
+                           {"ecm_denied", s.ecm_denied},
+                           {"ecm_stale", s.ecm_stale},
+                           {"emm_taken", s.emm_taken},
+                           {"emm_duplicate", s.emm_duplicate},
+                           {"emm_refused", s.emm_refused},
+                           {"emm_other_stb", s.emm_other_stb},
+                           {"store_failures", s.store_failures},
+                           {"cc_errors", s.cc_errors},
+                           {"sections_dropped", s.sections_dropped},
+                           {"input_bytes_skipped", in->discarded_bytes()},
+                           {"services", std::move(services)}});
   return 0;
 }
 
@@ -179,7 +177,7 @@ void add_stb(CLI::App& root, Commands& commands) {
     const auto code = se.handset_purchase_code(static_cast<std::uint16_t>(event), expires);
     if (!code) throw std::runtime_error(code.error().message);
     std::printf("%s\nPay for event %u on your handset: usher wallet approve %s\n(code valid until %s)\n",
-                stb::render_qr("usher:buy:" + *code).c_str(), event, code->c_str(), format_utc(expires).c_str());
+                stb::render_qr(stb::purchase_qr_text(*code)).c_str(), event, code->c_str(), format_utc(expires).c_str());
     return 0;
   });
 

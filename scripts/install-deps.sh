@@ -7,7 +7,8 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   clang libclang-rt-14-dev
   libdvbcsa-dev libssl-dev libsqlite3-dev sqlite3 libzmq3-dev cppzmq-dev
-  libqrencode-dev libcli11-dev nlohmann-json3-dev ccache
+  libqrencode-dev zbar-tools libcli11-dev nlohmann-json3-dev ccache
+  libcairo2-dev libpango1.0-dev fonts-dejavu-core poppler-utils
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav

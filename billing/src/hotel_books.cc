@@ -4,6 +4,7 @@
 
 #include "columns.h"
 #include "usher/billing/billing_store.h"
+#include "usher/core/text.h"
 
 namespace usher::billing {
 using entitlement::HistoryRecord;
@@ -25,6 +26,24 @@ Result<Money> BillingStore::hotel_credit() {
   auto cur = entitlement::parse_currency(v.substr(sp + 1));
   if (!cur) return cur.error();
   return Money{std::stoll(v.substr(0, sp)), *cur};
+}
+
+Status BillingStore::set_hotel_name(const std::string& name) {
+  if (name.empty() || name.size() > 200) return make_error(Errc::invalid_argument, "hotel name: 1 to 200 bytes");
+  if (!valid_utf8(name)) return make_error(Errc::invalid_argument, "hotel name: not UTF-8 text");
+  for (unsigned char c : name) {
+    if (c < 0x20 || c == 0x7F) return make_error(Errc::invalid_argument, "hotel name: control characters are not allowed");
+  }
+  auto st = db_.prepare("INSERT OR REPLACE INTO config VALUES ('hotel_name', ?)");
+  st.bind(1, name);
+  st.run();
+  return ok_status();
+}
+
+std::string BillingStore::hotel_name() {
+  auto st = db_.prepare("SELECT value FROM config WHERE key = 'hotel_name'");
+  if (!st.step()) return "Hotel (name not set: usher billing hotel config --name)";
+  return st.column_text(0);
 }
 
 Status BillingStore::add_room(const std::string& room, std::uint32_t stb_id, const std::string& link_endpoint) {

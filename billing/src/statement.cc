@@ -5,6 +5,7 @@
 #include "columns.h"
 #include "usher/billing/billing_store.h"
 #include "usher/core/clock.h"
+#include "usher/core/text.h"
 
 namespace usher::billing {
 
@@ -40,19 +41,14 @@ std::string amount_only(const Money& m) {
 }  // namespace
 
 std::string Statement::text() const {
-  std::string out = title + "\n" + std::string(title.size(), '=') + "\n";
+  // Columns are counted in display width, not bytes, so UTF-8 kinds and titles line up.
+  std::string out = title + "\n" + std::string(display_width(title), '=') + "\n";
   if (lines.empty()) out += "(nothing)\n";
   for (const auto& l : lines) {
-    char buf[256];
-    std::snprintf(buf, sizeof(buf), "%-20s  STB %-6u  %-10s  %-28.28s  %14s\n", format_utc(l.time, kStatementTime).c_str(), l.stb_id, l.kind.c_str(),
-                  l.description.c_str(), entitlement::format_money(l.amount).c_str());
-    out += buf;
+    out += pad_right(format_utc(l.time, kStatementTime), 20) + "  STB " + pad_right(std::to_string(l.stb_id), 6) + "  " +
+           pad_right(l.kind, 10) + "  " + pad_right(cut_to_width(l.description, 28), 28) + "  " + pad_left(entitlement::format_money(l.amount), 14) + "\n";
   }
-  for (const auto& t : totals) {
-    char buf[128];
-    std::snprintf(buf, sizeof(buf), "%-76s  %14s\n", "Total", entitlement::format_money(t).c_str());
-    out += buf;
-  }
+  for (const auto& t : totals) out += pad_right("Total", 74) + "  " + pad_left(entitlement::format_money(t), 14) + "\n";
   return out;
 }
 
@@ -63,67 +59,6 @@ std::string Statement::csv() const {
            std::to_string(l.event_id) + "," + std::to_string(l.sequence) + "," + std::to_string(l.settlement_id) + "," +
            amount_only(l.amount) + "," + entitlement::to_string(l.amount.currency) + "\n";
   }
-  return out;
-}
-
-namespace {
-// PDF string literal: backslash, parentheses escaped; only printable ASCII kept (Courier, WinAnsi).
-std::string pdf_literal(const std::string& line) {
-  std::string out = "(";
-  for (unsigned char c : line) {
-    if (c == '\\' || c == '(' || c == ')') out += '\\';
-    out += (c >= 0x20 && c < 0x7F) ? static_cast<char>(c) : '?';
-  }
-  return out + ")";
-}
-}  // namespace
-
-std::string Statement::pdf() const {
-  std::vector<std::string> rows;
-  {
-    const auto t = text();
-    std::size_t start = 0;
-    while (start < t.size()) {
-      const auto end = t.find('\n', start);
-      rows.push_back(t.substr(start, end == std::string::npos ? std::string::npos : end - start));
-      if (end == std::string::npos) break;
-      start = end + 1;
-    }
-  }
-  constexpr std::size_t kLinesPerPage = 60;
-  const std::size_t pages = std::max<std::size_t>(1, (rows.size() + kLinesPerPage - 1) / kLinesPerPage);
-  // Objects: 1 catalog, 2 pages, 3 font, then per page a page object and its content stream.
-  std::vector<std::string> objects(3 + 2 * pages);
-  objects[0] = "<< /Type /Catalog /Pages 2 0 R >>";
-  std::string kids;
-  for (std::size_t p = 0; p < pages; ++p) kids += std::to_string(4 + 2 * p) + " 0 R ";
-  objects[1] = "<< /Type /Pages /Kids [" + kids + "] /Count " + std::to_string(pages) + " >>";
-  objects[2] = "<< /Type /Font /Subtype /Type1 /BaseFont /Courier /Encoding /WinAnsiEncoding >>";
-  for (std::size_t p = 0; p < pages; ++p) {
-    // A4 landscape, 8-point Courier: 110 columns fit the statement's lines.
-    std::string content = "BT /F1 8 Tf 10 TL 36 560 Td\n";
-    for (std::size_t i = p * kLinesPerPage; i < std::min(rows.size(), (p + 1) * kLinesPerPage); ++i) {
-      content += pdf_literal(rows[i]) + " Tj T*\n";
-    }
-    content += "ET";
-    objects[3 + 2 * p] = "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 842 595] /Resources << /Font << /F1 3 0 R >> >> /Contents " +
-                         std::to_string(5 + 2 * p) + " 0 R >>";
-    objects[4 + 2 * p] = "<< /Length " + std::to_string(content.size()) + " >>\nstream\n" + content + "\nendstream";
-  }
-  std::string out = "%PDF-1.4\n";
-  std::vector<std::size_t> offsets;
-  for (std::size_t i = 0; i < objects.size(); ++i) {
-    offsets.push_back(out.size());
-    out += std::to_string(i + 1) + " 0 obj\n" + objects[i] + "\nendobj\n";
-  }
-  const auto xref = out.size();
-  out += "xref\n0 " + std::to_string(objects.size() + 1) + "\n0000000000 65535 f \n";
-  for (auto off : offsets) {
-    char entry[32];
-    std::snprintf(entry, sizeof(entry), "%010zu 00000 n \n", off);
-    out += entry;
-  }
-  out += "trailer\n<< /Size " + std::to_string(objects.size() + 1) + " /Root 1 0 R >>\nstartxref\n" + std::to_string(xref) + "\n%%EOF\n";
   return out;
 }
 
@@ -204,6 +139,11 @@ Result<Statement> BillingStore::folio(std::uint64_t stay_id) {
   auto stay_info = stay(stay_id);
   if (!stay_info) return stay_info.error();
   Statement s;
+  s.header = {{"Hotel", hotel_name()},
+              {"Guest", stay_info->guest_name + " (guest " + stay_info->guest_id + ")"},
+              {"Room", stay_info->room},
+              {"Stay", std::to_string(stay_id) + ", in " + format_utc(stay_info->checkin, kStatementTime) +
+                           (stay_info->checkout != 0 ? ", out " + format_utc(stay_info->checkout, kStatementTime) : std::string(", checked in"))}};
   s.title = "Folio " + std::to_string(stay_id) + ": " + stay_info->guest_name + " (guest " + stay_info->guest_id + "), room " +
             stay_info->room + ", in " + format_utc(stay_info->checkin, kStatementTime) +
             (stay_info->checkout != 0 ? ", out " + format_utc(stay_info->checkout, kStatementTime) : std::string(", checked in"));

@@ -2,7 +2,6 @@
 
 #include <gst/app/gstappsrc.h>
 #include <gst/gst.h>
-#include <qrencode.h>
 
 #include <cstdlib>
 #include <stdexcept>
@@ -89,30 +88,6 @@ class GstPlayerSink final : public streams::PacketSink {
 };
 
 }  // namespace
-
-std::string render_qr(const std::string& text) {
-  struct Free {
-    void operator()(QRcode* q) const { QRcode_free(q); }
-  };
-  std::unique_ptr<QRcode, Free> qr(QRcode_encodeString(text.c_str(), 0, QR_ECLEVEL_M, QR_MODE_8, 1));
-  if (!qr) return "(QR code unavailable)\n";
-  const int w = qr->width;
-  const int quiet = 2;
-  auto dark = [&](int x, int y) {
-    return x >= 0 && y >= 0 && x < w && y < w && (qr->data[y * w + x] & 1) != 0;
-  };
-  std::string out;
-  for (int y = -quiet; y < w + quiet; y += 2) {
-    for (int x = -quiet; x < w + quiet; ++x) {
-      const bool top = dark(x, y);
-      const bool bottom = dark(x, y + 1);
-      // Light background: print the light parts, so the code reads on dark terminals too.
-      out += !top && !bottom ? "\u2588" : !top ? "\u2580" : !bottom ? "\u2584" : " ";
-    }
-    out += "\n";
-  }
-  return out;
-}
 
 std::unique_ptr<streams::PacketSink> open_player() { return std::make_unique<GstPlayerSink>(); }
 

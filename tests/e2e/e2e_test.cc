@@ -18,7 +18,10 @@
 #include <map>
 #include <set>
 
+#include <nlohmann/json.hpp>
+
 #include "cli_process.h"
+#include "qr_reader.h"
 #include "temp_dir.h"
 #include "usher/core/zmq.h"
 #include "usher/entitlement/protocol.h"
@@ -31,6 +34,9 @@ namespace usher {
 namespace {
 
 using testing::Background;
+using testing::read_qr_image;
+using testing::terminal_qr_to_pgm;
+using testing::write_file;
 using testing::run;
 using testing::usher;
 
@@ -86,10 +92,37 @@ class CliWorld : public ::testing::Test {
 testing::TempDir* CliWorld::source_dir_ = nullptr;
 long CliWorld::source_frames_ = 0;
 
+// The last line of `output` that is a JSON object (the counters `headend run` and `stb run` end
+// with, the demo's summary), parsed; null when there is none or it does not parse.
+nlohmann::json last_json_line(const std::string& output) {
+  std::size_t end = output.size();
+  while (end > 0) {
+    const auto start = output.rfind('\n', end - 1);
+    const auto from = start == std::string::npos ? 0 : start + 1;
+    const auto line = output.substr(from, end - from);
+    if (!line.empty() && line.front() == '{') return nlohmann::json::parse(line, nullptr, false);
+    if (start == std::string::npos) break;
+    end = start;
+  }
+  return nullptr;
+}
+
 TEST_F(CliWorld, FileScrambledDoesNotDecodeEntitledStbDecodesEveryFrame) {
   const auto scrambled = dir.file("scrambled.ts");
   auto head = must("headend run --entitlement-home " + ent() + " --in " + source() + " --out " + scrambled + " --crypto-period 1");
   EXPECT_NE(head.find("\"services_scrambled\":1"), std::string::npos) << head;
+  // The counters are one JSON object, every key as before.
+  const auto counters = last_json_line(head);
+  ASSERT_TRUE(counters.is_object()) << head;
+  for (const char* key : {"packets_in", "packets_out", "packets_scrambled", "services_scrambled", "crypto_periods", "ecm_sections",
+                          "emm_sections", "pmts_rewritten", "nulls_replaced", "packets_added", "packets_dropped",
+                          "already_scrambled", "csa_full_batches", "csa_partial_batches", "packets_borrowed", "inserts_late",
+                          "repetitions_skipped", "emm_packets", "bitrate", "input_bytes_skipped"}) {
+    EXPECT_TRUE(counters.contains(key) && counters[key].is_number_unsigned()) << key << ": " << head;
+  }
+  EXPECT_TRUE(counters["replacing_nulls"].is_boolean());
+  EXPECT_GT(counters["stream_seconds"].get<double>(), 0.0);
+  EXPECT_GT(counters["packets_scrambled"].get<std::uint64_t>(), 0u);
   EXPECT_LT(frames(scrambled), source_frames_ / 10);
   EXPECT_GT(decode_errors(scrambled), 0);
 
@@ -107,6 +140,13 @@ TEST_F(CliWorld, FileScrambledDoesNotDecodeEntitledStbDecodesEveryFrame) {
   auto denied = must("stb run --home " + dir.file("stb-1002") + " --in " + scrambled + " --out " + dir.file("out-1002.ts"));
   EXPECT_NE(denied.find("no entitlement on this STB"), std::string::npos) << denied;
   EXPECT_LT(frames(dir.file("out-1002.ts")), source_frames_ / 10);
+  const auto stb_counters = last_json_line(denied);
+  ASSERT_TRUE(stb_counters.is_object()) << denied;
+  EXPECT_EQ(stb_counters["stb_id"], 1002);
+  EXPECT_GT(stb_counters["ecm_denied"].get<std::uint64_t>(), 0u);
+  ASSERT_EQ(stb_counters["services"].size(), 1u) << denied;
+  EXPECT_EQ(stb_counters["services"][0]["descrambling"], false);
+  EXPECT_NE(stb_counters["services"][0]["reason"].get<std::string>().find("no entitlement on this STB"), std::string::npos);
 }
 
 // Issue 9: a 3 Mbit/s CBR input (about 40 % stuffing, from ffmpeg -muxrate) came out larger, the
@@ -418,7 +458,13 @@ TEST_F(CliWorld, PayPerViewBoughtOnTheHandsetForOwnStbAndAsAGift) {
   auto shown = must("stb buy --home " + dir.file("stb-1001") + " --event 8 --pay-by-handset");
   const auto at = shown.find("usher wallet approve ");
   ASSERT_NE(at, std::string::npos) << shown;
-  const auto code = shown.substr(at + 21, 29);
+  const auto printed_code = shown.substr(at + 21, 29);
+  // The handset scans the QR code instead: zbar reads the drawing as a terminal shows it, and what
+  // it read is passed to approve unchanged.
+  ASSERT_TRUE(write_file(dir.file("f3-qr.pgm"), terminal_qr_to_pgm(shown))) << shown;
+  std::string why;
+  const auto code = read_qr_image(dir.file("f3-qr.pgm"), &why);
+  ASSERT_EQ(code, printed_code) << why << shown;
   must("wallet topup" + w + " --amount 20.00");
   auto approved = must("wallet approve" + w + " " + code + " --yes --link " + link1001);
   EXPECT_NE(approved.find("12.50 EUR"), std::string::npos) << approved;
@@ -487,8 +533,16 @@ TEST_F(CliWorld, PayPerViewBoughtOnTheHandsetForOwnStbAndAsAGift) {
 
 TEST(Demo, EndsWithJsonSummaryAndTheExpectedOutcome) {
   testing::TempDir dir;
-  auto r = run(usher("demo --seconds 3 --dir " + dir.file("demo")));
+  // A directory name with a quote, a tab and UTF-8 in it: the summary is written with a JSON
+  // library, so it still parses and gives the name back (a tab made the hand-written line invalid).
+  const auto demo_dir = dir.file("demo \"K\u00f6hler\"\tand tab");
+  auto r = run(usher("demo --seconds 3 --dir '" + demo_dir + "'"));
   ASSERT_EQ(r.status, 0) << r.output;
+  const auto summary = last_json_line(r.output);
+  ASSERT_TRUE(summary.is_object()) << r.output;
+  EXPECT_EQ(summary["dir"], std::filesystem::absolute(demo_dir).string());
+  EXPECT_EQ(summary["ok"], true);
+  EXPECT_EQ(summary["stb_1001_entitled"]["frames"], 75);
   const auto last = r.output.substr(r.output.rfind("{\"dir\""));
   EXPECT_NE(last.find("\"ok\":true"), std::string::npos) << last;
   EXPECT_NE(last.find("\"stb_1001_entitled\":{\"path\":"), std::string::npos);

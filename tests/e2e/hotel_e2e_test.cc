@@ -29,6 +29,7 @@ class HotelE2e : public testing::OperatorFixture {
     billing = endpoint(1);
     link = endpoint(2);
     must("billing hotel config --home " + bil() + " --credit 50.00 --currency EUR");
+    must("billing hotel config --home " + bil() + " --name 'Hôtel Zürich Süd'");
     link_proc = std::make_unique<Background>(usher("stb link --home " + stb() + " --bind " + link) + " 2>>" + dir.file("link.log"));
     start_billing();
     ASSERT_TRUE(testing::wait_listening(ports[1]));
@@ -88,6 +89,12 @@ TEST_F(HotelE2e, GuestsInTurnAreBilledSeparatelyAndThePmsGetsEachChargeOnce) {
   EXPECT_NE(csv.find(",1003,folio,Match1,1,1,"), std::string::npos) << csv;
   EXPECT_NE(csv.find(",9.92,EUR"), std::string::npos) << csv;
   EXPECT_NE(slurp(dir.file("folios/folio-1.txt")).find("Total"), std::string::npos);
+  // The PDF folio as poppler reads it: the hotel's name as set, the guest, both lines, the total.
+  auto pdf = run("pdftotext -layout -enc UTF-8 " + dir.file("folios/folio-1.pdf") + " -");
+  ASSERT_EQ(pdf.status, 0) << pdf.output;
+  for (const char* expected : {"Hotel: Hôtel Zürich Süd", "Guest: Koehler, Andreas", "Room: 102", "Match1", "Match2", "19.83 EUR", "Page 1 of 1"}) {
+    EXPECT_NE(pdf.output.find(expected), std::string::npos) << expected << "\n" << pdf.output;
+  }
   auto history = must("stb history --home " + stb());
   EXPECT_NE(history.find("vacant"), std::string::npos) << history;
   EXPECT_EQ(history.find("event 1"), std::string::npos) << history;

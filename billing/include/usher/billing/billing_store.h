@@ -18,6 +18,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "usher/core/result.h"
@@ -43,11 +44,15 @@ struct StatementLine {
 
 struct Statement {
   std::string title;  // "Account alice", "STB 1001", "Folio 3: Koehler, Andreas, room 102"
+  // Labelled fields printed under the title of each PDF page: a folio's hotel, guest, room and stay.
+  std::vector<std::pair<std::string, std::string>> header;
   std::vector<StatementLine> lines;
   std::vector<Money> totals;  // one per currency
   [[nodiscard]] std::string text() const;
   [[nodiscard]] std::string csv() const;
-  // The text statement as a one-page-per-60-lines PDF (PDF 1.4, Courier; the bytes of a file).
+  // A4 PDF typeset with Pango on cairo (the bytes of a file): on each page the title, the header,
+  // the column titles and "Page i of N"; every line, UTF-8 as written; totals under the amounts.
+  // Throws std::runtime_error only when cairo itself fails (out of memory).
   [[nodiscard]] std::string pdf() const;
 };
 
@@ -139,6 +144,10 @@ class BillingStore {
   // --- F6 hotel ---
   Status set_hotel_credit(const Money& limit);
   Result<Money> hotel_credit();
+  // The hotel's name, printed at the head of each folio. Refused when empty or not UTF-8 text.
+  Status set_hotel_name(const std::string& name);
+  // The name set, else "Hotel (name not set: usher billing hotel config --name)".
+  std::string hotel_name();
   Status add_room(const std::string& room, std::uint32_t stb_id, const std::string& link_endpoint);
   std::vector<Room> rooms();
   Result<Room> room(const std::string& room);
