@@ -9,46 +9,37 @@ namespace {
 }
 }  // namespace
 
-Result<Database> Database::open(const std::string& path, bool create) {
+// Opens a connection with `flags` (plus FULLMUTEX) that waits up to 10 s for another's lock.
+Result<Database> Database::connect(const std::string& path, int flags) {
   sqlite3* raw = nullptr;
-  const int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_FULLMUTEX;
-  const int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_FULLMUTEX, nullptr);
   Database db(raw);
   if (rc != SQLITE_OK) {
     return make_error(Errc::storage, "cannot open " + path + ": " + (raw != nullptr ? sqlite3_errmsg(raw) : "out of memory"));
   }
   sqlite3_busy_timeout(raw, 10000);
+  return db;
+}
+
+Result<Database> Database::open(const std::string& path, bool create) {
+  auto db = connect(path, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0));
+  if (!db) return db;
   try {
-    db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
+    db->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
   } catch (const std::exception& e) {
     return make_error(Errc::storage, "cannot use " + path + ": " + e.what());
   }
   return db;
 }
 
-Result<Database> Database::open_read_only(const std::string& path) {
-  sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, nullptr);
-  Database db(raw);
-  if (rc != SQLITE_OK) {
-    return make_error(Errc::storage, "cannot open " + path + ": " + (raw != nullptr ? sqlite3_errmsg(raw) : "out of memory"));
-  }
-  sqlite3_busy_timeout(raw, 10000);
-  return db;
-}
+Result<Database> Database::open_read_only(const std::string& path) { return connect(path, SQLITE_OPEN_READONLY); }
 
 Result<Database> Database::open_exclusive(const std::string& path, bool read_only) {
-  sqlite3* raw = nullptr;
-  const int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_FULLMUTEX;
-  const int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
-  Database db(raw);
-  if (rc != SQLITE_OK) {
-    return make_error(Errc::storage, "cannot open " + path + ": " + (raw != nullptr ? sqlite3_errmsg(raw) : "out of memory"));
-  }
-  sqlite3_busy_timeout(raw, 10000);
+  auto db = connect(path, read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE);
+  if (!db) return db;
   try {
-    db.exec("PRAGMA locking_mode=EXCLUSIVE;");
-    if (!read_only) db.exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
+    db->exec("PRAGMA locking_mode=EXCLUSIVE;");
+    if (!read_only) db->exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
   } catch (const std::exception& e) {
     return make_error(Errc::storage, "cannot use " + path + ": " + e.what());
   }

@@ -92,6 +92,7 @@ class Database {
     void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
   };
   explicit Database(sqlite3* db) : db_(db) {}
+  static Result<Database> connect(const std::string& path, int flags);
   std::unique_ptr<sqlite3, Close> db_;
 };
 
