@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <string_view>
 
 #include "usher/core/bytes.h"
 #include "usher/core/clock.h"
@@ -24,27 +25,23 @@ namespace {
 
 std::span<const std::uint8_t> bytes_of(const crypto::Digest& d) { return {d.data(), d.size()}; }
 
-// The engine request id a settlement's charge runs under: the same for every attempt at the same
-// spend, so that a retry after a crash gets the engine's stored answer instead of a second debit.
-std::vector<std::uint8_t> charge_request_id(std::uint64_t settlement_id, const entitlement::SpendAuthorization& spend) {
+// The engine request ids a settlement's charge, and its refund when the records it paid for were
+// settled by another path, run under: the same for every attempt at the same spend, so that a retry
+// after a crash gets the engine's stored answer instead of a second debit (or credit).
+std::vector<std::uint8_t> settlement_request_id(std::string_view domain, std::uint64_t settlement_id,
+                                                const entitlement::SpendAuthorization& spend) {
   ByteWriter w;
-  static constexpr std::uint8_t kDomain[] = {'u', 's', 'h', 'e', 'r', '-', 's', 'e', 't', 't', 'l', 'e'};
-  w.bytes(kDomain);
+  w.bytes({reinterpret_cast<const std::uint8_t*>(domain.data()), domain.size()});
   w.u64(settlement_id);
   w.bytes(spend.nonce);
   const auto d = crypto::sha256(w.data());
   return {d.begin(), d.begin() + 16};
 }
-
-// ... and the one its refund runs under, when the records it paid for were settled by another path.
+std::vector<std::uint8_t> charge_request_id(std::uint64_t settlement_id, const entitlement::SpendAuthorization& spend) {
+  return settlement_request_id("usher-settle", settlement_id, spend);
+}
 std::vector<std::uint8_t> refund_request_id(std::uint64_t settlement_id, const entitlement::SpendAuthorization& spend) {
-  ByteWriter w;
-  static constexpr std::uint8_t kDomain[] = {'u', 's', 'h', 'e', 'r', '-', 'r', 'e', 'f', 'u', 'n', 'd'};
-  w.bytes(kDomain);
-  w.u64(settlement_id);
-  w.bytes(spend.nonce);
-  const auto d = crypto::sha256(w.data());
-  return {d.begin(), d.begin() + 16};
+  return settlement_request_id("usher-refund", settlement_id, spend);
 }
 
 }  // namespace
