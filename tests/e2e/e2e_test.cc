@@ -39,15 +39,8 @@ using testing::terminal_qr_to_pgm;
 using testing::write_file;
 using testing::run;
 using testing::usher;
+using testing::frames;
 
-long frames(const std::string& path) {
-  auto r = run("ffprobe -v quiet -select_streams v:0 -count_frames -show_entries stream=nb_read_frames -of csv=p=0 " + path);
-  try {
-    return std::stol(r.output);
-  } catch (...) {
-    return 0;
-  }
-}
 
 long decode_errors(const std::string& path) {
   auto r = run("ffmpeg -nostdin -v error -i " + path + " -map 0:v -f null -");

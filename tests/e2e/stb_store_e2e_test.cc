@@ -22,15 +22,8 @@ namespace {
 
 using testing::run;
 using testing::usher;
+using testing::frames;
 
-long frames(const std::string& path) {
-  auto r = run("ffprobe -v quiet -select_streams v:0 -count_frames -show_entries stream=nb_read_frames -of csv=p=0 " + path);
-  try {
-    return std::stol(r.output);
-  } catch (...) {
-    return 0;
-  }
-}
 
 std::vector<char> read_all(const std::string& path) {
   std::ifstream f(path, std::ios::binary);

@@ -16,6 +16,8 @@
 #include "usher/streams/section.h"
 
 namespace usher {
+using testing::on_pid;
+using testing::sections_on;
 namespace {
 
 using streams::TsPacket;
@@ -29,21 +31,6 @@ std::vector<TsPacket> run_chunked(Transform& t, const std::vector<TsPacket>& in,
   std::vector<TsPacket> out;
   for (std::size_t i = 0; i < in.size(); i += chunk) t.process(std::span(in).subspan(i, std::min(chunk, in.size() - i)), out);
   t.finish(out);
-  return out;
-}
-
-std::vector<TsPacket> on_pid(const std::vector<TsPacket>& packets, std::uint16_t pid) {
-  std::vector<TsPacket> out;
-  std::copy_if(packets.begin(), packets.end(), std::back_inserter(out), [pid](const auto& p) { return p.pid() == pid; });
-  return out;
-}
-
-std::vector<std::vector<std::uint8_t>> sections_on(const std::vector<TsPacket>& packets, std::uint16_t pid) {
-  std::vector<std::vector<std::uint8_t>> out;
-  streams::SectionAssembler a([&](auto s) { out.emplace_back(s.begin(), s.end()); });
-  for (const auto& p : packets) {
-    if (p.pid() == pid) a.feed(p);
-  }
   return out;
 }
 

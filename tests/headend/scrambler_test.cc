@@ -15,6 +15,8 @@
 #include "usher/streams/io.h"
 
 namespace usher {
+using testing::on_pid;
+using testing::sections_on;
 namespace {
 
 using streams::Scrambling;
@@ -37,24 +39,6 @@ std::vector<TsPacket> scramble(headend::Scrambler& s, const std::vector<TsPacket
 }
 std::vector<TsPacket> descramble(stb::Descrambler& d, const std::vector<TsPacket>& in, std::size_t chunk = 777) {
   return run_chunked(d, in, chunk);  // a chunk size unlike the scrambler's, to cross batch boundaries differently
-}
-
-// Packets of one PID, in order.
-std::vector<TsPacket> on_pid(const std::vector<TsPacket>& packets, std::uint16_t pid) {
-  std::vector<TsPacket> out;
-  for (const auto& p : packets) {
-    if (p.pid() == pid) out.push_back(p);
-  }
-  return out;
-}
-
-std::vector<std::vector<std::uint8_t>> sections_on(const std::vector<TsPacket>& packets, std::uint16_t pid) {
-  std::vector<std::vector<std::uint8_t>> out;
-  streams::SectionAssembler a([&](auto s) { out.emplace_back(s.begin(), s.end()); });
-  for (const auto& p : packets) {
-    if (p.pid() == pid) a.feed(p);
-  }
-  return out;
 }
 
 class BroadcastTest : public ::testing::Test {

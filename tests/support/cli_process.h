@@ -36,6 +36,16 @@ inline Run run(const std::string& command) {
 
 inline std::string usher(const std::string& args) { return std::string(USHER_BINARY) + " " + args; }
 
+// How many video frames ffprobe decodes in a file (0 when it decodes none or cannot read it).
+inline long frames(const std::string& path) {
+  auto r = run("ffprobe -v quiet -select_streams v:0 -count_frames -show_entries stream=nb_read_frames -of csv=p=0 " + path);
+  try {
+    return std::stol(r.output);
+  } catch (...) {
+    return 0;
+  }
+}
+
 // The pairing code an STB's running `usher stb link` shows (written to pairing-code in its home
 // before it binds: read it once the link listens).
 inline std::string pairing_code(const std::string& stb_home) {

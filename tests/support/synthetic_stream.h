@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "usher/streams/section.h"
 #include "usher/streams/ts_packet.h"
 
 namespace usher::testing {
@@ -23,5 +24,24 @@ std::vector<streams::TsPacket> make_synthetic_mux(const SyntheticMuxOptions& opt
 // ES PIDs of service index i in a synthetic mux.
 inline std::uint16_t synthetic_video_pid(std::size_t i) { return static_cast<std::uint16_t>(0x200 + 2 * i); }
 inline std::uint16_t synthetic_audio_pid(std::size_t i) { return static_cast<std::uint16_t>(0x201 + 2 * i); }
+
+// Packets of one PID, in order.
+inline std::vector<streams::TsPacket> on_pid(const std::vector<streams::TsPacket>& packets, std::uint16_t pid) {
+  std::vector<streams::TsPacket> out;
+  for (const auto& p : packets) {
+    if (p.pid() == pid) out.push_back(p);
+  }
+  return out;
+}
+
+// The sections carried on one PID, reassembled, in order.
+inline std::vector<std::vector<std::uint8_t>> sections_on(const std::vector<streams::TsPacket>& packets, std::uint16_t pid) {
+  std::vector<std::vector<std::uint8_t>> out;
+  streams::SectionAssembler a([&](auto s) { out.emplace_back(s.begin(), s.end()); });
+  for (const auto& p : packets) {
+    if (p.pid() == pid) a.feed(p);
+  }
+  return out;
+}
 
 }  // namespace usher::testing
