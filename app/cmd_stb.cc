@@ -24,6 +24,7 @@ struct StbOptions {
   std::string cw_file;
   std::uint64_t idle_timeout_ms = 0;
   std::string pin;
+  std::vector<std::uint16_t> services;  // stb run: what the viewer asked for (empty: every service of the stream)
   std::uint32_t event = 0;
   bool pay_by_handset = false;
   std::uint64_t valid = 600;
@@ -31,6 +32,10 @@ struct StbOptions {
   std::uint8_t max_age = 0;
   std::string bind = "tcp://127.0.0.1:7801";
 };
+
+// `stb run`'s exit status when a service asked for (or, none named, any service of the stream) is
+// neither descrambled nor clear in the stream.
+constexpr int kExitNotDescrambled = 3;
 
 int run(const StbOptions& a) {
   Logger log("stb");
@@ -59,11 +64,21 @@ int run(const StbOptions& a) {
       [] {});
   const auto s = d.stats();
   auto services = nlohmann::ordered_json::array();
-  for (const auto& svc : d.services()) {
-    nlohmann::ordered_json service{{"service_id", svc.service_id}, {"descrambling", svc.descrambling}};
+  // Each service asked for (every one in the stream when none was named): its outcome, and a line
+  // on stderr for each one the viewer does not get.
+  int status = 0;
+  for (const auto& svc : d.services(a.services)) {
+    nlohmann::ordered_json service{{"service_id", svc.service_id}, {"descrambling", svc.descrambling},
+                                   {"outcome", stb::to_string(svc.outcome)}, {"packets_descrambled", svc.packets_descrambled},
+                                   {"packets_left_scrambled", svc.packets_left_scrambled}};
     if (!svc.descrambling) service["reason"] = svc.reason;
     services.push_back(std::move(service));
-    if (!svc.descrambling && !config.fixed_cws) log.warn("service ", svc.service_id, " not descrambled: ", svc.reason);
+    if (svc.outcome == stb::ServiceOutcome::not_scrambled) {
+      log.info(svc.reason);
+    } else if (!stb::watchable(svc.outcome)) {
+      log.error("service ", svc.service_id, " not descrambled (", stb::to_string(svc.outcome), "): ", svc.reason);
+      status = kExitNotDescrambled;
+    }
   }
   print_json_line(stderr, {{"stb_id", se ? se->stb_id() : 0},
                            {"packets_in", s.packets_in},
@@ -82,7 +97,7 @@ int run(const StbOptions& a) {
                            {"sections_dropped", s.sections_dropped},
                            {"input_bytes_skipped", in->discarded_bytes()},
                            {"services", std::move(services)}});
-  return 0;
+  return status;
 }
 
 }  // namespace
@@ -124,12 +139,15 @@ void add_stb(CLI::App& root, Commands& commands) {
   });
 
   auto* run_cmd = leaf("run",
-                       "Descrambles what this STB is entitled to. Ends with a JSON line of counters on stderr.");
+                       "Descrambles what this STB is entitled to. Ends with a JSON line of counters on stderr, with each "
+                       "service's outcome; exits 3 when a service asked for (--services; default: every service of the "
+                       "stream) is neither descrambled nor clear in the stream, saying why on stderr.");
   run_cmd->add_option("--in", o->in, "file, - or udp://host:port")->type_name("SRC")->required();
   run_cmd->add_option("--out", o->out, "file, -, udp://host:port, or `play` to watch it through GStreamer")->type_name("DST")->required();
   run_cmd->add_option("--cw-file", o->cw_file, "test mode: fixed control words")->type_name("FILE");
   add_duration_ms(*run_cmd, "--idle-timeout", o->idle_timeout_ms, "a UDP input ends after this much silence");
   run_cmd->add_option("--pin", o->pin, "the parental PIN: rated events play");
+  add_id_list(*run_cmd, "--services", o->services, "the services to watch, as 1,2 (default: every service of the stream)");
   commands.on(run_cmd, [o] { return run(*o); });
 
   auto* entitlements = leaf("entitlements", "The services this STB holds, from the EMMs it took.");
