@@ -303,7 +303,7 @@ TEST_F(CliCommands, HelpForEveryCommandAndVersion) {
       "wallet relay", "wallet prepay", "wallet receipts", "billing", "billing init", "billing serve", "billing pms",
       "billing statement", "billing hotel", "billing hotel config", "billing hotel room", "billing hotel room add",
       "billing hotel rooms", "billing hotel checkin", "billing hotel checkout", "billing hotel folio", "billing hotel stays",
-      "billing hotel postings"};
+      "billing hotel postings", "billing hotel status"};
   for (const auto& command : commands) {
     const auto before = snapshot(dir.path());
     const auto r = in_dir(command + " --help");
