@@ -290,12 +290,14 @@ void add_billing(CLI::App& root, Commands& commands) {
       const char* condition = link->condition == billing::PmsLinkCondition::up     ? "up"
                               : link->condition == billing::PmsLinkCondition::down ? "down"
                                                                                    : "not running (stopped)";
-      std::printf("PMS link to %s: %s since %s\n", link->pms.c_str(), condition, format_utc(link->since).c_str());
+      std::printf("PMS link to %s: %s since %s", link->pms.c_str(), condition, format_utc(link->since).c_str());
       if (link->condition == billing::PmsLinkCondition::down) {
-        std::printf("failed connects since: %llu\n", static_cast<unsigned long long>(link->failed_attempts));
+        std::printf(" (%llu failed connect%s, retrying)", static_cast<unsigned long long>(link->failed_attempts),
+                    link->failed_attempts == 1 ? "" : "s");
       }
-      if (!link->last_error.empty()) std::printf("last error: %s at %s\n", link->last_error.c_str(), format_utc(link->last_error_at).c_str());
-      std::printf("recorded at %s\n", format_utc(link->recorded).c_str());
+      std::printf("\n");
+      if (!link->last_error.empty()) std::printf("last error at %s: %s\n", format_utc(link->last_error_at).c_str(), link->last_error.c_str());
+      std::printf("state recorded by the link at %s\n", format_utc(link->recorded).c_str());
     }
     std::printf("%llu posting%s waiting for the PMS, %llu refused (billing hotel postings)\n", static_cast<unsigned long long>(waiting),
                 waiting == 1 ? "" : "s", static_cast<unsigned long long>(refused));

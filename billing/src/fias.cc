@@ -196,6 +196,8 @@ void PmsLink::went_down(const std::string& error, bool connect_failed) {
     record(now);
   } else {
     log_.debug(where(), ": connect ", state_.failed_attempts, " failed (", error, "); retrying in ", retry);
+    // Not logged, but recorded (one row, at most once per retry_after): the status stays current.
+    record(now);
   }
 }
 

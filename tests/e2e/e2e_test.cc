@@ -213,6 +213,26 @@ TEST_F(CliWorld, StbRunGivesEachServicesOutcomeAndExits3WhenOneAskedForIsNotDesc
   EXPECT_EQ(counters["services"][0]["outcome"], "descrambled");
   EXPECT_EQ(counters["services"][1]["outcome"], "not in the stream");
 
+  // The ECMs lost on the way (their PID filtered out): scrambled, and no ECM seen.
+  const auto said = one.output.find("service 1: ECM PID ");
+  ASSERT_NE(said, std::string::npos) << one.output;
+  const auto ecm_pid = static_cast<std::uint16_t>(std::stoul(one.output.substr(said + 19)));
+  {
+    std::ifstream in(scrambled, std::ios::binary);
+    std::ofstream out(dir.file("no-ecm.ts"), std::ios::binary);
+    std::array<char, 188> packet{};
+    while (in.read(packet.data(), packet.size())) {
+      const auto pid = static_cast<std::uint16_t>(((static_cast<unsigned char>(packet[1]) & 0x1F) << 8) | static_cast<unsigned char>(packet[2]));
+      if (pid != ecm_pid) out.write(packet.data(), packet.size());
+    }
+  }
+  auto no_ecm = run(usher("stb run --home " + dir.file("stb-1001") + " --services 1 --in " + dir.file("no-ecm.ts") + " --out " +
+                          dir.file("no-ecm-out.ts")));
+  EXPECT_EQ(no_ecm.status, 3) << no_ecm.output;
+  EXPECT_NE(no_ecm.output.find("service 1 not descrambled (no ECM seen): service 1: scrambled, and no ECM seen on PID " +
+                               std::to_string(ecm_pid)),
+            std::string::npos) << no_ecm.output;
+
   // Another operator's ECMs for a service of the same number: they do not open.
   must("entitlement init --home " + dir.file("ent-b"));
   must("entitlement service add --home " + dir.file("ent-b") + " --id 1 --name Other");

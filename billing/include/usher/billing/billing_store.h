@@ -87,7 +87,8 @@ struct PmsPosting {
 };
 
 // The PMS link as the process running it (`billing serve --pms`, `billing pms`) last recorded it,
-// for `billing hotel status`: that process writes it at each change and every minute.
+// for `billing hotel status`: that process writes it at each change, at each failed connect and
+// every minute while up.
 enum class PmsLinkCondition { up, down, stopped };
 struct PmsLinkState {
   std::string pms;  // HOST:PORT

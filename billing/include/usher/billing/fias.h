@@ -71,7 +71,7 @@ class PmsLink {
     std::chrono::milliseconds answer_timeout{2000};  // then the posting is sent again
     std::chrono::milliseconds retry_after{1000};     // after a refusal or a lost connection
     int max_attempts = 5;                            // refusals before a posting is left to the front desk
-    std::chrono::milliseconds remind_every{60000};   // "still down" in the log (and the state recorded) this often
+    std::chrono::milliseconds remind_every{60000};   // "still down" in the log this often (and the up state recorded)
   };
   struct Counters {
     std::uint64_t postings_accepted = 0;
