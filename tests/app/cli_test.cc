@@ -208,6 +208,8 @@ TEST_F(CliCommands, TyposRangesAndFormatsForEveryCommand) {
                      {"stb init --home stb2 --id 5 --operater ent/operator.pub", "(did you mean --operator?)"},
                      {"stb run --home stb --in a --out b --idl-timeout 5", "(did you mean --idle-timeout?)"},
                      {"stb run --home stb --in a --out b --idle-timeout 3q", "bad duration"},
+                     {"stb run --home stb --in a --out b --services 1,0", "'0' is out of range"},
+                     {"stb run --home stb --in a --out b --service 1", "(did you mean --services?)"},
                      {"stb buy --home stb 70000", "'70000' is out of range"},
                      {"stb buy --home stb --event 0", "'0' is out of range"},
                      {"stb buy --home stb --evnt 7", "(did you mean --event?)"},
