@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <exception>
 #include <thread>
 
 #include "usher/core/clock.h"
@@ -156,7 +157,13 @@ void PmsLink::record(std::uint64_t now) {
   state_.pms = options_.host + ":" + std::to_string(options_.port);
   state_.recorded = now;
   last_said_ = std::chrono::steady_clock::now();
-  store_.record_pms_link(state_);
+  // What the status shows is not worth stopping the postings for (a full disk, a store locked too
+  // long): say so and go on.
+  try {
+    store_.record_pms_link(state_);
+  } catch (const std::exception& e) {
+    log_.warn(where(), ": link state not recorded for billing hotel status: ", e.what());
+  }
 }
 
 void PmsLink::came_up() {
