@@ -11,6 +11,7 @@
 #include "usher/stb/qr.h"
 #include "usher/stb/local_link.h"
 #include "usher/stb/room_report.h"
+#include "usher/stb/shown_code.h"
 
 namespace usher::cli {
 namespace {
@@ -176,8 +177,12 @@ void add_stb(CLI::App& root, Commands& commands) {
     const auto expires = unix_now() + o->valid;
     const auto code = se.handset_purchase_code(static_cast<std::uint16_t>(event), expires);
     if (!code) throw std::runtime_error(code.error().message);
-    std::printf("%s\nPay for event %u on your handset: usher wallet approve %s\n(code valid until %s)\n",
-                stb::render_qr(stb::purchase_qr_text(*code)).c_str(), event, code->c_str(), format_utc(expires).c_str());
+    // Also in the STB's home, as the pairing code is: what a script hands the handset.
+    const auto written = stb::write_shown_code(o->home, stb::kPurchaseCodeName, *code);
+    if (!written) throw std::runtime_error(written.error().message);
+    std::printf("%s\nPay for event %u on your handset: usher wallet approve %s\n(code valid until %s; also in %s/%s)\n",
+                stb::render_qr(stb::purchase_qr_text(*code)).c_str(), event, code->c_str(), format_utc(expires).c_str(),
+                o->home.c_str(), stb::kPurchaseCodeName);
     return 0;
   });
 
