@@ -47,6 +47,7 @@ import time
 FENCE = re.compile(r"^```\s*([A-Za-z0-9_+-]*)\s*$")
 SKIP = re.compile(r"^<!--\s*walkthrough:\s*skip\b\s*(.*?)\s*-->\s*$")
 EXPECT = re.compile(r"^<!--\s*expect:\s*(.*?)\s*-->\s*$")
+NAME = "README.md"  # the file walked, as messages name it
 BLOCK_MARK = "__readme_walkthrough_block__"
 FAIL_MARK = "__readme_walkthrough_failed__"
 
@@ -77,7 +78,7 @@ def parse_readme(text):
             while j < len(lines) and not FENCE.match(lines[j]):
                 j += 1
             if j == len(lines):
-                raise SystemExit(f"README.md:{i + 1}: a fenced block is never closed")
+                raise SystemExit(f"{NAME}:{i + 1}: a fenced block is never closed")
             body = lines[start:j]
             if lang == "sh":
                 block = Block(line=start + 1, lines=body, skip=pending_skip)
@@ -88,7 +89,7 @@ def parse_readme(text):
                 # a sample may be followed by expect comments about the same block
             else:
                 if pending_skip is not None:
-                    raise SystemExit(f"README.md:{i + 1}: a walkthrough skip mark before a block that is not ```sh")
+                    raise SystemExit(f"{NAME}:{i + 1}: a walkthrough skip mark before a block that is not ```sh")
                 last_sh = None
             pending_skip = None
             i = j + 1
@@ -99,18 +100,18 @@ def parse_readme(text):
             pending_skip = skip.group(1) or "(no reason given)"
         elif expect:
             if last_sh is None:
-                raise SystemExit(f"README.md:{i + 1}: an expect comment that follows no ```sh block")
+                raise SystemExit(f"{NAME}:{i + 1}: an expect comment that follows no ```sh block")
             try:
                 re.compile(expect.group(1))
             except re.error as e:
-                raise SystemExit(f"README.md:{i + 1}: bad expect regex: {e}")
+                raise SystemExit(f"{NAME}:{i + 1}: bad expect regex: {e}")
             last_sh.expects.append((i + 1, expect.group(1)))
         elif line.strip():
             # prose ends what a block's expectations may be: comments and samples must follow it
             # with only blank lines between, so it is plain which block they are about
             last_sh = None
             if pending_skip is not None and not line.lstrip().startswith("<!--"):
-                raise SystemExit(f"README.md:{i + 1}: a walkthrough skip mark must come right before its block")
+                raise SystemExit(f"{NAME}:{i + 1}: a walkthrough skip mark must come right before its block")
         i += 1
     return blocks
 
@@ -242,6 +243,8 @@ def main():
     parser.add_argument("--keep", help="run in this directory and keep it")
     parser.add_argument("--list", action="store_true", help="print the blocks, run nothing")
     args = parser.parse_args()
+    global NAME
+    NAME = os.path.basename(args.readme)
 
     with open(args.readme, encoding="utf-8") as f:
         blocks = parse_readme(f.read())
@@ -250,9 +253,9 @@ def main():
         return 1
     for n, block in enumerate(blocks):
         if block.skip is not None:
-            print(f"README.md:{block.line}: block skipped: {block.skip}")
+            print(f"{NAME}:{block.line}: block skipped: {block.skip}")
         elif args.list:
-            print(f"README.md:{block.line}: block {n}, {len(block.lines)} lines, "
+            print(f"{NAME}:{block.line}: block {n}, {len(block.lines)} lines, "
                   f"{len(block.expects)} expect comments, {len(block.samples)} output samples")
     if args.list:
         return 0
@@ -300,6 +303,8 @@ def main():
 
     def stop(signum, _frame):
         kill_group(pgid)
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
         sys.exit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
@@ -331,7 +336,7 @@ def main():
         parts = detail.split(" ", 2)
         code, script_line, command = parts[0], int(parts[1]), parts[2] if len(parts) > 2 else ""
         readme_line = where[script_line - 1] if 0 < script_line <= len(where) else "?"
-        problems.append(f"README.md:{readme_line}: command failed with exit code {code}: {command}")
+        problems.append(f"{NAME}:{readme_line}: command failed with exit code {code}: {command}")
     elif status not in (0, None):
         problems.append(f"the shell ended with exit code {status}")
 
@@ -345,11 +350,11 @@ def main():
         text = "\n".join(output)
         for line, regex in block.expects:
             if not re.search(regex, text, re.MULTILINE):
-                problems.append(f"README.md:{line}: expected output not found: {regex}")
+                problems.append(f"{NAME}:{line}: expected output not found: {regex}")
         for line, sample in block.samples:
             missing = sample_matches(sample, output)
             if missing is not None:
-                problems.append(f"README.md:{line}: output sample line not matched: {missing}")
+                problems.append(f"{NAME}:{line}: output sample line not matched: {missing}")
 
     ran = [n for n, b in enumerate(blocks) if b.skip is None and n in outputs]
     if not problems and len(ran) != sum(b.skip is None for b in blocks):
@@ -360,11 +365,11 @@ def main():
         for p in problems:
             print("  " + p)
         shown = failure[0] if failure is not None and failure[0] is not None else (ran[-1] if ran else None)
-        for n in sorted(set([shown] + [n for n in ran if any(f"README.md:{b}" in p for p in problems
+        for n in sorted(set([shown] + [n for n in ran if any(f"{NAME}:{b}" in p for p in problems
                                                             for b, _ in blocks[n].expects + blocks[n].samples)])):
             if n is None:
                 continue
-            print(f"--- output of the block at README.md:{blocks[n].line} ---")
+            print(f"--- output of the block at {NAME}:{blocks[n].line} ---")
             print("\n".join(outputs.get(n, [])[-80:]))
         print(f"--- (the walk's files are in {workdir}) ---" if args.keep else "---")
         if not args.keep:
