@@ -241,6 +241,8 @@ def main():
     parser.add_argument("--usher", required=True, help="the usher binary of this build tree")
     parser.add_argument("--timeout", type=float, default=150.0, help="seconds for the whole walk")
     parser.add_argument("--keep", help="run in this directory and keep it")
+    parser.add_argument("--grace", type=float, default=10.0,
+                        help="seconds the README's own stopped services get to exit before they count as strays")
     parser.add_argument("--list", action="store_true", help="print the blocks, run nothing")
     args = parser.parse_args()
     global NAME
@@ -317,7 +319,7 @@ def main():
             status = None
             problems.append(f"the walk did not end within {args.timeout:.0f} s")
         # the README stops its services itself; give them a moment to exit, then name any left
-        deadline = time.monotonic() + 10.0
+        deadline = time.monotonic() + args.grace
         strays = group_members(pgid)
         while strays and status == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
