@@ -12,6 +12,10 @@ directory, from the repository's root after a build. This test holds it to that:
 - A block preceded by `<!-- walkthrough: skip REASON -->` is not run: the "Two commands" block
   (`make demo`, `make test`: running the tests from a test would recurse) and blocks that need a
   display or root. The reason is printed.
+- An output sample the README shows for a command it does not run in a ```sh block (the demo's
+  table, after `make demo`) is marked `<!-- walkthrough: sample of `COMMAND` (why) -->` right
+  before its fence: COMMAND (`./build/app/usher demo`: what `make demo` runs once built) runs in
+  the walk at that point, as a block of its own, and its output is checked against the sample.
 - What the README tells the reader to expect is checked against the output (stdout and stderr) of
   the block it follows:
     * `<!-- expect: REGEX -->` after a block (invisible when rendered): REGEX (Python syntax) must
@@ -46,6 +50,7 @@ import time
 
 FENCE = re.compile(r"^```\s*([A-Za-z0-9_+-]*)\s*$")
 SKIP = re.compile(r"^<!--\s*walkthrough:\s*skip\b\s*(.*?)\s*-->\s*$")
+SAMPLE_OF = re.compile(r"^<!--\s*walkthrough:\s*sample of\s+`([^`]+)`.*-->\s*$")
 EXPECT = re.compile(r"^<!--\s*expect:\s*(.*?)\s*-->\s*$")
 NAME = "README.md"  # the file walked, as messages name it
 BLOCK_MARK = "__readme_walkthrough_block__"
@@ -67,6 +72,7 @@ def parse_readme(text):
     lines = text.split("\n")
     i = 0
     pending_skip = None  # a skip mark waiting for its fence
+    pending_sample_of = None  # (README line, command) of a sample-of mark waiting for its fence
     last_sh = None  # the ```sh block that expect comments and ```text samples would follow
     while i < len(lines):
         line = lines[i]
@@ -84,6 +90,11 @@ def parse_readme(text):
                 block = Block(line=start + 1, lines=body, skip=pending_skip)
                 blocks.append(block)
                 last_sh = block
+            elif pending_sample_of is not None:
+                # an output sample shown for a command outside the ```sh blocks: run it here
+                block = Block(line=pending_sample_of[0], lines=[pending_sample_of[1]], samples=[(start + 1, body)])
+                blocks.append(block)
+                last_sh = block
             elif lang == "text" and last_sh is not None:
                 last_sh.samples.append((start + 1, body))
                 # a sample may be followed by expect comments about the same block
@@ -92,7 +103,13 @@ def parse_readme(text):
                     raise SystemExit(f"{NAME}:{i + 1}: a walkthrough skip mark before a block that is not ```sh")
                 last_sh = None
             pending_skip = None
+            pending_sample_of = None
             i = j + 1
+            continue
+        sample_of = SAMPLE_OF.match(line)
+        if sample_of:
+            pending_sample_of = (i + 1, sample_of.group(1))
+            i += 1
             continue
         skip = SKIP.match(line)
         expect = EXPECT.match(line)
@@ -112,6 +129,8 @@ def parse_readme(text):
             last_sh = None
             if pending_skip is not None and not line.lstrip().startswith("<!--"):
                 raise SystemExit(f"{NAME}:{i + 1}: a walkthrough skip mark must come right before its block")
+            if pending_sample_of is not None and not line.lstrip().startswith("<!--"):
+                raise SystemExit(f"{NAME}:{i + 1}: a walkthrough sample-of mark must come right before its sample")
         i += 1
     return blocks
 

@@ -102,6 +102,24 @@ class Walk(unittest.TestCase):
         self.assertEqual(status, 1, out)
         self.assertIn("README.md:6: output sample line not matched: Total  36.40 EUR", out)
 
+    def test_a_sample_of_a_command_outside_the_blocks_runs_it_at_that_point(self):
+        text = """\
+            ~~~sh
+            X=3
+            ~~~
+            The demo prints:
+
+            <!-- walkthrough: sample of `echo "frames $((X * 25))"; echo ok` (what make demo runs) -->
+            ~~~
+            frames 75
+            ~~~
+            """
+        status, out = self.walk(text)
+        self.assertEqual(status, 0, out)
+        status, out = self.walk(text.replace("frames 75", "frames 76"))
+        self.assertEqual(status, 1, out)
+        self.assertIn("README.md:8: output sample line not matched: frames 76", out)
+
     def test_a_service_left_running_fails_the_walk_and_is_stopped(self):
         status, out = self.walk("""\
             ~~~sh
