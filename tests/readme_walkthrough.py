@@ -123,6 +123,9 @@ def parse_readme(text):
             except re.error as e:
                 raise SystemExit(f"{NAME}:{i + 1}: bad expect regex: {e}")
             last_sh.expects.append((i + 1, expect.group(1)))
+        elif re.match(r"\s*<!--\s*(walkthrough|expect)", line):
+            # a mark mistyped would otherwise pass for a comment and check nothing
+            raise SystemExit(f"{NAME}:{i + 1}: not a walkthrough mark this test knows: {line.strip()}")
         elif line.strip():
             # prose ends what a block's expectations may be: comments and samples must follow it
             # with only blank lines between, so it is plain which block they are about

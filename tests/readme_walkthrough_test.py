@@ -174,6 +174,14 @@ class Walk(unittest.TestCase):
             """)
         self.assertNotEqual(status, 0, out)
         self.assertIn("README.md:2: a walkthrough skip mark must come right before its block", out)
+        status, out = self.walk("""\
+            ~~~sh
+            true
+            ~~~
+            <!-- expects: x -->
+            """)
+        self.assertNotEqual(status, 0, out)
+        self.assertIn("README.md:4: not a walkthrough mark this test knows: <!-- expects: x -->", out)
 
 
 if __name__ == "__main__":
