@@ -147,7 +147,8 @@ void add_stb(CLI::App& root, Commands& commands) {
   auto* buy = leaf("buy",
                    "Impulse purchase of event E with the remote: recorded in the STB's signed viewing history and allowed "
                    "while the credit line (set by the operator) covers what is not yet settled. With --pay-by-handset: "
-                   "shows a request code and a QR code; the viewer's handset pays with `usher wallet approve CODE` and the "
+                   "shows a request code (also left in purchase-code in its home) and a QR code; the viewer's handset pays "
+                   "with `usher wallet approve CODE` and the "
                    "ticket comes to this STB. Codes expire and work once.");
   auto* event_at = add_integer<std::uint32_t>(*buy, "E", o->event, "the event id", 1, 0xFFFF);
   auto* event_named = add_integer<std::uint32_t>(*buy, "--event", o->event, "the event id (or as the argument E)", 1, 0xFFFF);
