@@ -11,6 +11,7 @@
 #include "usher/stb/qr.h"
 #include "usher/stb/local_link.h"
 #include "usher/stb/room_report.h"
+#include "usher/stb/shown_code.h"
 
 namespace usher::cli {
 namespace {
@@ -164,7 +165,8 @@ void add_stb(CLI::App& root, Commands& commands) {
   auto* buy = leaf("buy",
                    "Impulse purchase of event E with the remote: recorded in the STB's signed viewing history and allowed "
                    "while the credit line (set by the operator) covers what is not yet settled. With --pay-by-handset: "
-                   "shows a request code and a QR code; the viewer's handset pays with `usher wallet approve CODE` and the "
+                   "shows a request code (also left in purchase-code in its home) and a QR code; the viewer's handset pays "
+                   "with `usher wallet approve CODE` and the "
                    "ticket comes to this STB. Codes expire and work once.");
   auto* event_at = add_integer<std::uint32_t>(*buy, "E", o->event, "the event id", 1, 0xFFFF);
   auto* event_named = add_integer<std::uint32_t>(*buy, "--event", o->event, "the event id (or as the argument E)", 1, 0xFFFF);
@@ -194,8 +196,12 @@ void add_stb(CLI::App& root, Commands& commands) {
     const auto expires = unix_now() + o->valid;
     const auto code = se.handset_purchase_code(static_cast<std::uint16_t>(event), expires);
     if (!code) throw std::runtime_error(code.error().message);
-    std::printf("%s\nPay for event %u on your handset: usher wallet approve %s\n(code valid until %s)\n",
-                stb::render_qr(stb::purchase_qr_text(*code)).c_str(), event, code->c_str(), format_utc(expires).c_str());
+    // Also in the STB's home, as the pairing code is: what a script hands the handset.
+    const auto written = stb::write_shown_code(o->home, stb::kPurchaseCodeName, *code);
+    if (!written) throw std::runtime_error(written.error().message);
+    std::printf("%s\nPay for event %u on your handset: usher wallet approve %s\n(code valid until %s; also in %s/%s)\n",
+                stb::render_qr(stb::purchase_qr_text(*code)).c_str(), event, code->c_str(), format_utc(expires).c_str(),
+                o->home.c_str(), stb::kPurchaseCodeName);
     return 0;
   });
 

@@ -557,6 +557,17 @@ TEST_F(CliWorld, PayPerViewBoughtOnTheHandsetForOwnStbAndAsAGift) {
   const auto at = shown.find("usher wallet approve ");
   ASSERT_NE(at, std::string::npos) << shown;
   const auto printed_code = shown.substr(at + 21, 29);
+  // The STB also leaves the code in its home, owner-only, as it does its pairing code: what a script
+  // (and the README's walkthrough) hands the handset. It used to be only on screen.
+  {
+    const auto code_file = std::filesystem::path(dir.file("stb-1001")) / "purchase-code";
+    std::ifstream in(code_file);
+    std::string in_file;
+    in >> in_file;
+    EXPECT_EQ(in_file, printed_code) << shown;
+    EXPECT_EQ(std::filesystem::status(code_file).permissions() & (std::filesystem::perms::group_all | std::filesystem::perms::others_all),
+              std::filesystem::perms::none);
+  }
   // The handset scans the QR code instead: zbar reads the drawing as a terminal shows it, and what
   // it read is passed to approve unchanged.
   ASSERT_TRUE(write_file(dir.file("f3-qr.pgm"), terminal_qr_to_pgm(shown))) << shown;
