@@ -265,7 +265,7 @@ DescramblerStats Descrambler::stats() const {
 
 std::vector<ServiceStatus> Descrambler::services() const {
   std::vector<ServiceStatus> out;
-  for (const auto& [pid, s] : services_) out.push_back({s->service_id, s->descrambling, s->reason});
+  for (const auto& [pid, s] : services_) out.push_back({s->service_id, s->descrambling, s->reason, !s->ecm_pid.has_value()});
   return out;
 }
 

@@ -50,6 +50,7 @@ struct ServiceStatus {
   std::uint16_t service_id = 0;
   bool descrambling = false;
   std::string reason;  // why not, when not
+  bool clear = false;  // its PMT names no ECM PID of ours: nothing to descramble, it plays as it is
 };
 
 class Descrambler {
