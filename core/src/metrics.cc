@@ -184,7 +184,9 @@ struct MetricsServer::Impl {
     }
     if (answer.empty()) return;
     if (answer.find(" 200 OK\r\n") != std::string::npos) ++scrapes;
-    (void)client.send_all(std::span(reinterpret_cast<const std::uint8_t*>(answer.data()), answer.size()));
+    if (client.send_all(std::span(reinterpret_cast<const std::uint8_t*>(answer.data()), answer.size()))) {
+      client.close_after_answer(std::chrono::milliseconds(500), 4 * kMaxRequestBytes);
+    }
   }
 
   void run() {
