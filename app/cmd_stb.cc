@@ -34,18 +34,20 @@ struct StbOptions {
 };
 
 // A service's state in a status line: descrambling, no entitlement (why), no ECM yet, clear.
-std::string service_state(const stb::ServiceStatus& s) {
+std::string service_state(const stb::ServiceStatus& s, bool fixed_cws) {
+  if (fixed_cws) return "fixed control words";  // test mode: no ECMs, every scrambled packet takes them
   if (s.descrambling) return "descrambling";
   if (s.clear) return "clear";
   if (s.reason == "no ECM yet") return s.reason;
   return "not descrambled (" + s.reason + ")";
 }
 
-std::string stb_status(const stb::Descrambler& d, const stb::DescramblerStats& now, const stb::DescramblerStats& before, double seconds) {
+std::string stb_status(const stb::Descrambler& d, bool fixed_cws, const stb::DescramblerStats& now, const stb::DescramblerStats& before,
+                       double seconds) {
   std::string services;
   for (const auto& svc : d.services()) {
     if (!services.empty()) services += ", ";
-    services += std::to_string(svc.service_id) + " " + service_state(svc);
+    services += std::to_string(svc.service_id) + " " + service_state(svc, fixed_cws);
   }
   char buf[200];
   std::snprintf(buf, sizeof(buf), "in %.2f Mbit/s, out %.2f Mbit/s; ECMs %llu accepted, %llu denied; CC errors %llu; services: ",
@@ -55,7 +57,7 @@ std::string stb_status(const stb::Descrambler& d, const stb::DescramblerStats& n
   return buf + (services.empty() ? std::string("none yet (no PAT/PMT)") : services);
 }
 
-std::string stb_metrics(const stb::Descrambler& d, const stb::DescramblerStats& s) {
+std::string stb_metrics(const stb::Descrambler& d, bool fixed_cws, const stb::DescramblerStats& s) {
   PrometheusText m;
   m.counter("usher_stb_packets_in_total", "TS packets read from the input.", static_cast<double>(s.packets_in));
   m.counter("usher_stb_packets_out_total", "TS packets written to the output.", static_cast<double>(s.packets_out));
@@ -69,7 +71,7 @@ std::string stb_metrics(const stb::Descrambler& d, const stb::DescramblerStats& 
   m.counter("usher_stb_continuity_errors_total", "Continuity counter errors in the input.", static_cast<double>(s.cc_errors));
   for (const auto& svc : d.services()) {
     m.gauge("usher_stb_service_descrambling", "1 while the service is descrambled.", svc.descrambling ? 1 : 0,
-            {{"service_id", std::to_string(svc.service_id)}, {"state", service_state(svc)}});
+            {{"service_id", std::to_string(svc.service_id)}, {"state", service_state(svc, fixed_cws)}});
   }
   return m.str();
 }
@@ -99,19 +101,20 @@ int run(const StbOptions& a) {
   auto in = streams::open_source(a.in, live_source_options(std::chrono::milliseconds(a.idle_timeout_ms)));
   const std::string& out_name = a.out;
   auto out = out_name == "play" ? stb::open_player() : streams::open_sink(out_name);
+  const bool fixed_cws = config.fixed_cws.has_value();
   stb::Descrambler d(se ? &*se : nullptr, std::move(config));
   StatusTimer status(a.monitor.status_interval_ms);
   const auto started = std::chrono::steady_clock::now();
   auto last_status = d.stats();
-  snapshot.publish(stb_metrics(d, last_status));
+  snapshot.publish(stb_metrics(d, fixed_cws, last_status));
   pump(
       *in, *out, [&](auto input, auto& output) { d.process(input, output); }, [&](auto& output) { d.finish(output); },
       [&] {
         const auto s = d.stats();
-        if (metrics) snapshot.publish(stb_metrics(d, s));
+        if (metrics) snapshot.publish(stb_metrics(d, fixed_cws, s));
         if (!status.due()) return;
         if (live) {
-          print_status("stb", stb_status(d, s, last_status, status.elapsed_seconds()));
+          print_status("stb", stb_status(d, fixed_cws, s, last_status, status.elapsed_seconds()));
         } else {
           const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
           print_status("stb", progress_text(s.packets_in * 188 + in->discarded_bytes(), in->size_bytes(), 0, wall));
@@ -121,7 +124,7 @@ int run(const StbOptions& a) {
   const bool stopped = stop_requested();
   if (stopped) log.info("stopped by signal ", stop_signals().signal_number(), ": the output ends here, on a whole packet");
   const auto s = d.stats();
-  if (metrics) snapshot.publish(stb_metrics(d, s));
+  if (metrics) snapshot.publish(stb_metrics(d, fixed_cws, s));
   auto services = nlohmann::ordered_json::array();
   for (const auto& svc : d.services()) {
     nlohmann::ordered_json service{{"service_id", svc.service_id}, {"descrambling", svc.descrambling}};
