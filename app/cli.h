@@ -168,7 +168,7 @@ void add_monitor_options(CLI::App& app, MonitorOptions& options, const std::stri
 // Starts the --metrics endpoint (nullptr when not asked for); throws UsageError for a bad HOST:PORT
 // and std::runtime_error when it cannot bind, before the command starts anything else.
 std::unique_ptr<MetricsServer> start_metrics(const MonitorOptions& options, MetricsServer::Render render);
-// A live input is one without an end to measure progress against: UDP, stdin.
+// A live input is one without an end to measure progress against: UDP, stdin (unless it is a file).
 bool is_live_input(const std::string& locator);
 // Reading a stream input so that a stop signal cuts a blocking read short and a silent input still
 // wakes the loop for its status lines.

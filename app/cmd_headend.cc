@@ -126,8 +126,8 @@ int run(const HeadendOptions& a, bool start_time_given) {
   }
   // Refusals come before anything is written: the output is created at the first packet out.
   streams::check_output_is_not_input(a.in, a.out);
-  const bool live = is_live_input(a.in);
   auto in = streams::open_source(a.in, live_source_options(std::chrono::milliseconds(a.idle_timeout_ms)));
+  const bool live = is_live_input(a.in) && in->size_bytes() == 0;  // stdin redirected from a file has a size: progress
   headend::Scrambler scrambler(std::move(config), *keys);
   auto refused = [&] {
     if (scrambler.refusal()) throw std::runtime_error(scrambler.refusal()->message);

@@ -97,8 +97,8 @@ int run(const StbOptions& a) {
       config.parental_unlocked = true;
     }
   }
-  const bool live = is_live_input(a.in);
   auto in = streams::open_source(a.in, live_source_options(std::chrono::milliseconds(a.idle_timeout_ms)));
+  const bool live = is_live_input(a.in) && in->size_bytes() == 0;  // stdin redirected from a file has a size: progress
   const std::string& out_name = a.out;
   auto out = out_name == "play" ? stb::open_player() : streams::open_sink(out_name);
   const bool fixed_cws = config.fixed_cws.has_value();
