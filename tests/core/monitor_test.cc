@@ -7,6 +7,7 @@
 #include <string>
 #include <thread>
 
+#include "cli_process.h"
 #include "usher/core/metrics.h"
 #include "usher/core/stop_signals.h"
 #include "usher/core/tcp.h"
@@ -151,17 +152,22 @@ std::string exchange(std::uint16_t port, const std::string& request, std::chrono
   return answer;
 }
 
+std::unique_ptr<MetricsServer> start_on_a_free_port(const MetricsServer::Render& render) {
+  for (int attempt = 0; attempt < 10; ++attempt) {  // another process may take the port in between
+    const auto ports = testing::free_ports(1);
+    if (ports.empty()) break;
+    auto started = MetricsServer::start("127.0.0.1:" + std::to_string(ports[0]), render);
+    if (started) return std::move(started.value());
+  }
+  return nullptr;
+}
+
 TEST(MetricsServer, ServesTheLatestSnapshotAndRefusesOtherPaths) {
   MetricsSnapshot snapshot;
   snapshot.publish("usher_a_total 1\n");
-  auto server = MetricsServer::start("127.0.0.1:0", [&] { return snapshot.read(); });
-  // Port 0 is refused on the command line, but not by start() itself... it goes through the parser.
-  ASSERT_FALSE(server.ok());
-  std::unique_ptr<MetricsServer> s;
-  for (std::uint16_t port = 39100; port < 39200 && !s; ++port) {
-    auto started = MetricsServer::start("127.0.0.1:" + std::to_string(port), [&] { return snapshot.read(); });
-    if (started) s = std::move(started.value());
-  }
+  // Port 0 (any free one) is refused: whoever scrapes must know the port.
+  ASSERT_FALSE(MetricsServer::start("127.0.0.1:0", [&] { return snapshot.read(); }).ok());
+  auto s = start_on_a_free_port([&] { return snapshot.read(); });
   ASSERT_TRUE(s);
   auto answer = exchange(s->port(), "GET /metrics HTTP/1.0\r\n\r\n");
   EXPECT_EQ(answer.rfind("HTTP/1.0 200 OK\r\n", 0), 0u) << answer;
@@ -180,11 +186,7 @@ TEST(MetricsServer, ServesTheLatestSnapshotAndRefusesOtherPaths) {
 TEST(MetricsServer, ASilentClientIsDroppedAndTheNextIsServed) {
   MetricsSnapshot snapshot;
   snapshot.publish("usher_b_total 7\n");
-  std::unique_ptr<MetricsServer> s;
-  for (std::uint16_t port = 39200; port < 39300 && !s; ++port) {
-    auto started = MetricsServer::start("127.0.0.1:" + std::to_string(port), [&] { return snapshot.read(); });
-    if (started) s = std::move(started.value());
-  }
+  auto s = start_on_a_free_port([&] { return snapshot.read(); });
   ASSERT_TRUE(s);
   // Connects, says nothing: dropped after the client timeout without an answer.
   std::string silent_answer;
