@@ -14,7 +14,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto answer = usher::MetricsServer::respond(bytes, [&] { return page; });
   if (answer.rfind("HTTP/1.0 ", 0) != 0 || answer.find("\r\n\r\n") == std::string::npos) __builtin_trap();
   const auto request = usher::parse_http_request(bytes);
-  const bool scraped = request && request->path == "/metrics" && (request->method == "GET" || request->method == "HEAD");
+  const bool scraped =
+      request && request->path == "/metrics" && (request->method == "GET" || request->method == "HEAD");
   if (scraped != (answer.rfind("HTTP/1.0 200 OK\r\n", 0) == 0)) __builtin_trap();
   if (request && usher::http_head_end(bytes) == 0) __builtin_trap();
   const std::string_view text(reinterpret_cast<const char*>(data), size);

@@ -28,10 +28,14 @@ std::string format_value(double value) {
 std::string escape_label(std::string_view value) {
   std::string out;
   for (const char c : value) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -39,9 +43,12 @@ std::string escape_label(std::string_view value) {
 std::string escape_help(std::string_view help) {
   std::string out;
   for (const char c : help) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -79,7 +86,8 @@ void PrometheusText::gauge(std::string_view name, std::string_view help, double 
 
 Result<HostPort> parse_host_port(std::string_view text) {
   const auto bad = [&](const std::string& why) {
-    return make_error(Errc::invalid_argument, "'" + std::string(text) + "' " + why + " (use HOST:PORT, e.g. 127.0.0.1:9100)");
+    return make_error(Errc::invalid_argument,
+                      "'" + std::string(text) + "' " + why + " (use HOST:PORT, e.g. 127.0.0.1:9100)");
   };
   const auto colon = text.rfind(':');
   if (colon == std::string_view::npos) return bad("has no port");
@@ -89,13 +97,14 @@ Result<HostPort> parse_host_port(std::string_view text) {
   if (host == "localhost") host = "127.0.0.1";
   unsigned a = 0, b = 0, c = 0, d = 0;
   char tail = 0;
-  if (std::sscanf(host.c_str(), "%3u.%3u.%3u.%3u%c", &a, &b, &c, &d, &tail) != 4 || a > 255 || b > 255 || c > 255 || d > 255 ||
-      host.find_first_not_of("0123456789.") != std::string::npos) {
+  if (std::sscanf(host.c_str(), "%3u.%3u.%3u.%3u%c", &a, &b, &c, &d, &tail) != 4 || a > 255 || b > 255 || c > 255 ||
+      d > 255 || host.find_first_not_of("0123456789.") != std::string::npos) {
     return bad("does not start with an IPv4 address or localhost");
   }
   unsigned port = 0;
   const auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (port_text.empty() || ec != std::errc() || end != port_text.data() + port_text.size() || port < 1 || port > 65535) {
+  if (port_text.empty() || ec != std::errc() || end != port_text.data() + port_text.size() || port < 1 ||
+      port > 65535) {
     return bad("has no port from 1 to 65535");
   }
   return HostPort{host, static_cast<std::uint16_t>(port)};
@@ -168,7 +177,8 @@ struct MetricsServer::Impl {
     const auto deadline = std::chrono::steady_clock::now() + kClientTimeout;
     std::string answer;
     while (!stop) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) return;  // too slow: dropped without an answer
       auto got = client.receive(buffer, std::min(left, std::chrono::milliseconds(100)));
       if (!got) return;  // closed before the head ended
@@ -209,8 +219,10 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::start(std::string_view hos
   auto where = parse_host_port(host_port);
   if (!where) return where.error();
   auto listener = net::TcpListener::bind(where->host, where->port);
-  if (!listener) return make_error(listener.error().code, "--metrics " + std::string(host_port) + ": " + listener.error().message);
-  std::unique_ptr<MetricsServer> server(new MetricsServer(std::make_unique<Impl>(std::move(listener.value()), std::move(render))));
+  if (!listener)
+    return make_error(listener.error().code, "--metrics " + std::string(host_port) + ": " + listener.error().message);
+  std::unique_ptr<MetricsServer> server(
+      new MetricsServer(std::make_unique<Impl>(std::move(listener.value()), std::move(render))));
   auto* impl = server->impl_.get();
   impl->thread = std::thread([impl] { impl->run(); });
   return server;

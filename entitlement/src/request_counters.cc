@@ -11,29 +11,46 @@ constexpr std::size_t kFrameHeader = 2 + sizeof(RequestId);
 
 std::string engine_message_kind(std::uint8_t type) {
   switch (static_cast<MessageType>(type)) {
-    case MessageType::list_events: return "list_events";
-    case MessageType::register_handset: return "register_handset";
-    case MessageType::top_up: return "top_up";
-    case MessageType::balance: return "balance";
-    case MessageType::buy_ticket: return "buy_ticket";
-    case MessageType::headend_keys: return "headend_keys";
-    case MessageType::emm_carousel: return "emm_carousel";
-    case MessageType::buy_by_code: return "buy_by_code";
-    case MessageType::delivery_acks: return "delivery_acks";
-    case MessageType::ticket_status: return "ticket_status";
-    case MessageType::account_stbs: return "account_stbs";
-    case MessageType::buy_pass: return "buy_pass";
-    case MessageType::pass_price: return "pass_price";
+    case MessageType::list_events:
+      return "list_events";
+    case MessageType::register_handset:
+      return "register_handset";
+    case MessageType::top_up:
+      return "top_up";
+    case MessageType::balance:
+      return "balance";
+    case MessageType::buy_ticket:
+      return "buy_ticket";
+    case MessageType::headend_keys:
+      return "headend_keys";
+    case MessageType::emm_carousel:
+      return "emm_carousel";
+    case MessageType::buy_by_code:
+      return "buy_by_code";
+    case MessageType::delivery_acks:
+      return "delivery_acks";
+    case MessageType::ticket_status:
+      return "ticket_status";
+    case MessageType::account_stbs:
+      return "account_stbs";
+    case MessageType::buy_pass:
+      return "buy_pass";
+    case MessageType::pass_price:
+      return "pass_price";
   }
   return "unknown";
 }
 
 std::string billing_message_kind(std::uint8_t type) {
   switch (static_cast<BillingMessage>(type)) {
-    case BillingMessage::relay: return "relay";
-    case BillingMessage::pay: return "pay";
-    case BillingMessage::prepay: return "prepay";
-    case BillingMessage::room_report: return "room_report";
+    case BillingMessage::relay:
+      return "relay";
+    case BillingMessage::pay:
+      return "pay";
+    case BillingMessage::prepay:
+      return "prepay";
+    case BillingMessage::room_report:
+      return "room_report";
   }
   return "unknown";
 }

@@ -1,6 +1,5 @@
 // Stop signals and the --metrics endpoint: real signals, a real TCP port, a real client.
 #include <gtest/gtest.h>
-
 #include <poll.h>
 #include <signal.h>
 
@@ -102,17 +101,18 @@ TEST(HttpRequest, RequestLinesParsedStrictly) {
     const char* method;
     const char* path;
   };
-  for (const auto& c : std::initializer_list<Case>{{"GET /metrics HTTP/1.0\r\n\r\n", true, "GET", "/metrics"},
-                                                   {"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n", true, "GET", "/metrics"},
-                                                   {"HEAD / HTTP/1.1\n\n", true, "HEAD", "/"},
-                                                   {"GET /metrics HTTP/1.0\r\n", false, "", ""},  // the head has not ended
-                                                   {"GET /metrics\r\n\r\n", false, "", ""},
-                                                   {"GET  /metrics HTTP/1.0\r\n\r\n", false, "", ""},
-                                                   {"GET /metrics HTTP/2.0\r\n\r\n", false, "", ""},
-                                                   {"GET /met\x01rics HTTP/1.0\r\n\r\n", false, "", ""},
-                                                   {"GET /a b HTTP/1.0\r\n\r\n", false, "", ""},
-                                                   {"\r\n\r\n", false, "", ""},
-                                                   {"", false, "", ""}}) {
+  for (const auto& c :
+       std::initializer_list<Case>{{"GET /metrics HTTP/1.0\r\n\r\n", true, "GET", "/metrics"},
+                                   {"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n", true, "GET", "/metrics"},
+                                   {"HEAD / HTTP/1.1\n\n", true, "HEAD", "/"},
+                                   {"GET /metrics HTTP/1.0\r\n", false, "", ""},  // the head has not ended
+                                   {"GET /metrics\r\n\r\n", false, "", ""},
+                                   {"GET  /metrics HTTP/1.0\r\n\r\n", false, "", ""},
+                                   {"GET /metrics HTTP/2.0\r\n\r\n", false, "", ""},
+                                   {"GET /met\x01rics HTTP/1.0\r\n\r\n", false, "", ""},
+                                   {"GET /a b HTTP/1.0\r\n\r\n", false, "", ""},
+                                   {"\r\n\r\n", false, "", ""},
+                                   {"", false, "", ""}}) {
     SCOPED_TRACE(c.text);
     auto r = parse_http_request(bytes_of(c.text));
     ASSERT_EQ(r.ok(), c.ok);
@@ -174,7 +174,8 @@ TEST(MetricsServer, ServesTheLatestSnapshotAndRefusesOtherPaths) {
   EXPECT_NE(answer.find("Content-Type: text/plain; version=0.0.4"), std::string::npos) << answer;
   EXPECT_NE(answer.find("\r\n\r\nusher_a_total 1\n"), std::string::npos) << answer;
   snapshot.publish("usher_a_total 2\n");
-  EXPECT_NE(exchange(s->port(), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").find("usher_a_total 2\n"), std::string::npos);
+  EXPECT_NE(exchange(s->port(), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").find("usher_a_total 2\n"),
+            std::string::npos);
   EXPECT_EQ(exchange(s->port(), "GET / HTTP/1.0\r\n\r\n").rfind("HTTP/1.0 404", 0), 0u);
   EXPECT_EQ(exchange(s->port(), "POST /metrics HTTP/1.0\r\n\r\n").rfind("HTTP/1.0 405", 0), 0u);
   EXPECT_EQ(exchange(s->port(), "\x16\x03\x01 garbage\r\n\r\n").rfind("HTTP/1.0 400", 0), 0u);
@@ -203,7 +204,8 @@ TEST(MetricsServer, AnAddressInUseIsAClearError) {
   ASSERT_TRUE(held.ok());
   auto r = MetricsServer::start("127.0.0.1:" + std::to_string(held->port()), [] { return std::string(); });
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.error().message.find("--metrics 127.0.0.1:" + std::to_string(held->port())), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("--metrics 127.0.0.1:" + std::to_string(held->port())), std::string::npos)
+      << r.error().message;
   EXPECT_FALSE(MetricsServer::start("nowhere", [] { return std::string(); }).ok());
 }
 

@@ -3,9 +3,8 @@
 // output that decodes); status lines on live runs, progress on file runs; --metrics scraped with a
 // real TCP client while they run, and not hurt by garbage sent to its port. Every wait is for a
 // condition, with a generous deadline.
-#include <gtest/gtest.h>
-
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,11 +12,10 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
-
-#include <nlohmann/json.hpp>
 
 #include "cli_process.h"
 #include "temp_dir.h"
@@ -167,9 +165,9 @@ TEST_F(Monitor, HeadendOnUdpStopsCleanlyOnEitherSignalWithStatusLinesAndMetrics)
     ASSERT_EQ(ports.size(), 2u);
     const auto out = dir.file("live-" + std::to_string(sig) + ".ts");
     const auto err = dir.file("headend-" + std::to_string(sig) + ".log");
-    Background headend(usher("headend run --entitlement-home " + ent() + " --cw-file " + dir.file("cw.txt") + " --in udp://127.0.0.1:" +
-                             std::to_string(ports[0]) + " --out " + out + " --status-interval 1 --metrics 127.0.0.1:" +
-                             std::to_string(ports[1])) +
+    Background headend(usher("headend run --entitlement-home " + ent() + " --cw-file " + dir.file("cw.txt") +
+                             " --in udp://127.0.0.1:" + std::to_string(ports[0]) + " --out " + out +
+                             " --status-interval 1 --metrics 127.0.0.1:" + std::to_string(ports[1])) +
                        " 2>" + err);
     ASSERT_TRUE(testing::wait_listening(ports[1])) << slurp(err);
     auto sink = streams::open_sink("udp://127.0.0.1:" + std::to_string(ports[0]), {false});
@@ -236,8 +234,8 @@ TEST_F(Monitor, StbOnAPipeStopsCleanlyOnEitherSignal) {
     const auto out = dir.file("stb-" + std::to_string(sig) + ".ts");
     const auto err = dir.file("stb-" + std::to_string(sig) + ".log");
     const auto ports = testing::free_ports(1);
-    Background stb(usher("stb run --home " + stb_home + " --in - --out " + out + " --status-interval 1 --metrics 127.0.0.1:" +
-                         std::to_string(ports[0])) +
+    Background stb(usher("stb run --home " + stb_home + " --in - --out " + out +
+                         " --status-interval 1 --metrics 127.0.0.1:" + std::to_string(ports[0])) +
                    " <" + fifo + " 2>" + err);
     // Opening the writing end waits for the reader (the shell opening the FIFO for the stb). It stays
     // open: the stb sees a live input that has not ended.
@@ -265,18 +263,19 @@ TEST_F(Monitor, StbOnAPipeStopsCleanlyOnEitherSignal) {
 TEST_F(Monitor, AFileRunShowsProgressAndEndsAsBefore) {
   // Paced by its PCRs to a UDP output, the file run takes the stream's duration: progress lines come.
   const auto ports = testing::free_ports(1);
-  auto r = run(usher("headend run --entitlement-home " + ent() + " --in " + source() + " --out udp://127.0.0.1:" + std::to_string(ports[0]) +
-                     " --status-interval 1"));
+  auto r = run(usher("headend run --entitlement-home " + ent() + " --in " + source() +
+                     " --out udp://127.0.0.1:" + std::to_string(ports[0]) + " --status-interval 1"));
   ASSERT_EQ(r.status, 0) << r.output;
   const auto at = r.output.find("usher headend: progress ");
   ASSERT_NE(at, std::string::npos) << r.output;
   const auto line = r.output.substr(at, r.output.find('\n', at) - at);
-  for (const char* part : {"% of ", " MB", "x real time", "Mbit/s"}) EXPECT_NE(line.find(part), std::string::npos) << line;
+  for (const char* part : {"% of ", " MB", "x real time", "Mbit/s"})
+    EXPECT_NE(line.find(part), std::string::npos) << line;
   const auto counters = last_json_line(r.output);
   EXPECT_EQ(counters["stopped"], false);
   // --status-interval 0: no lines at all.
-  auto quiet = run(usher("headend run --entitlement-home " + ent() + " --in " + source() + " --out udp://127.0.0.1:" + std::to_string(ports[0]) +
-                         " --status-interval 0"));
+  auto quiet = run(usher("headend run --entitlement-home " + ent() + " --in " + source() +
+                         " --out udp://127.0.0.1:" + std::to_string(ports[0]) + " --status-interval 0"));
   ASSERT_EQ(quiet.status, 0) << quiet.output;
   EXPECT_EQ(quiet.output.find("usher headend: "), std::string::npos) << quiet.output;
 }
@@ -284,7 +283,8 @@ TEST_F(Monitor, AFileRunShowsProgressAndEndsAsBefore) {
 TEST_F(Monitor, BadMetricsAddressIsRefusedBeforeAnythingStarts) {
   for (const std::string bad : {"nowhere", "127.0.0.1:0", "127.0.0.1:70000", "example.com:9100"}) {
     SCOPED_TRACE(bad);
-    auto r = run(usher("headend run --entitlement-home " + ent() + " --in " + source() + " --out " + dir.file("never.ts") + " --metrics " + bad));
+    auto r = run(usher("headend run --entitlement-home " + ent() + " --in " + source() + " --out " +
+                       dir.file("never.ts") + " --metrics " + bad));
     EXPECT_EQ(r.status, 2) << r.output;
     EXPECT_NE(r.output.find("--metrics"), std::string::npos) << r.output;
     EXPECT_FALSE(std::filesystem::exists(dir.file("never.ts")));
@@ -294,8 +294,8 @@ TEST_F(Monitor, BadMetricsAddressIsRefusedBeforeAnythingStarts) {
   // A port already taken: a clear error, exit 1, before the run.
   auto held = net::TcpListener::bind("127.0.0.1", 0);
   ASSERT_TRUE(held.ok());
-  auto r = run(usher("stb run --cw-file " + dir.file("cw.txt") + " --in " + source() + " --out " + dir.file("never.ts") +
-                     " --metrics 127.0.0.1:" + std::to_string(held->port())));
+  auto r = run(usher("stb run --cw-file " + dir.file("cw.txt") + " --in " + source() + " --out " +
+                     dir.file("never.ts") + " --metrics 127.0.0.1:" + std::to_string(held->port())));
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_NE(r.output.find("--metrics 127.0.0.1:" + std::to_string(held->port())), std::string::npos) << r.output;
   EXPECT_FALSE(std::filesystem::exists(dir.file("never.ts")));
@@ -313,8 +313,8 @@ TEST_F(Monitor, EntitlementServeIdleAndBusyStopsWithItsCounters) {
       const auto ports = testing::free_ports(2);
       const auto endpoint = "tcp://127.0.0.1:" + std::to_string(ports[0]);
       const auto err = dir.file("engine-" + std::to_string(sig) + (busy ? "-busy" : "-idle") + ".log");
-      Background serve(usher("entitlement serve --home " + ent() + " --bind " + endpoint + " --status-interval 1 --metrics 127.0.0.1:" +
-                             std::to_string(ports[1])) +
+      Background serve(usher("entitlement serve --home " + ent() + " --bind " + endpoint +
+                             " --status-interval 1 --metrics 127.0.0.1:" + std::to_string(ports[1])) +
                        " 2>" + err);
       ASSERT_TRUE(testing::wait_listening(ports[0])) << slurp(err);
       ASSERT_TRUE(testing::wait_listening(ports[1])) << slurp(err);
@@ -325,8 +325,9 @@ TEST_F(Monitor, EntitlementServeIdleAndBusyStopsWithItsCounters) {
         for (int i = 0; i < 5; ++i) ASSERT_TRUE(client.call(framed(1)).ok());  // list_events
         const std::vector<std::uint8_t> garbage = {0xde, 0xad};
         ASSERT_TRUE(client.call(garbage).ok());  // answered with an error: refused
-        ASSERT_TRUE(eventually([&] { return slurp(err).find("usher entitlement: 5 requests served, 1 refused") != std::string::npos; }))
-            << slurp(err);
+        ASSERT_TRUE(eventually([&] {
+          return slurp(err).find("usher entitlement: 5 requests served, 1 refused") != std::string::npos;
+        })) << slurp(err);
         std::string page;
         ASSERT_TRUE(eventually([&] {
           page = scrape(ports[1]);
@@ -372,8 +373,8 @@ TEST_F(Monitor, BillingServeStopsWithItsCountersOnEitherSignal) {
     const auto ports = testing::free_ports(2);
     const auto endpoint = "tcp://127.0.0.1:" + std::to_string(ports[0]);
     const auto err = dir.file("billing-" + std::to_string(sig) + ".log");
-    Background serve(usher("billing serve --home " + bil + " --bind " + endpoint + " --status-interval 1 --metrics 127.0.0.1:" +
-                           std::to_string(ports[1])) +
+    Background serve(usher("billing serve --home " + bil + " --bind " + endpoint +
+                           " --status-interval 1 --metrics 127.0.0.1:" + std::to_string(ports[1])) +
                      " 2>" + err);
     ASSERT_TRUE(testing::wait_listening(ports[0])) << slurp(err);
     ASSERT_TRUE(testing::wait_listening(ports[1])) << slurp(err);
@@ -386,7 +387,9 @@ TEST_F(Monitor, BillingServeStopsWithItsCountersOnEitherSignal) {
       return metric(page, "usher_billing_requests_total{kind=\"relay\",outcome=\"refused\"}") == 1;
     })) << page;
     expect_exposition_format(page);
-    ASSERT_TRUE(eventually([&] { return slurp(err).find("usher billing: 0 requests served, 1 refused") != std::string::npos; })) << slurp(err);
+    ASSERT_TRUE(eventually([&] {
+      return slurp(err).find("usher billing: 0 requests served, 1 refused") != std::string::npos;
+    })) << slurp(err);
     const int st = serve.stop(sig);
     ASSERT_TRUE(WIFEXITED(st)) << slurp(err);
     EXPECT_EQ(WEXITSTATUS(st), 0) << slurp(err);

@@ -40,7 +40,8 @@ class RequestCounters {
   explicit RequestCounters(std::function<std::string(std::uint8_t)> kind_name) : kind_name_(std::move(kind_name)) {}
   // One request and the reply it got.
   void count(std::span<const std::uint8_t> request, std::span<const std::uint8_t> reply);
-  void count_batch(const std::vector<std::span<const std::uint8_t>>& requests, const std::vector<std::vector<std::uint8_t>>& replies);
+  void count_batch(const std::vector<std::span<const std::uint8_t>>& requests,
+                   const std::vector<std::vector<std::uint8_t>>& replies);
   [[nodiscard]] Snapshot snapshot() const;
 
  private:
