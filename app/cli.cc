@@ -492,11 +492,13 @@ std::string counts_text(const entitlement::RequestCounters::Snapshot& counts) {
 void serve_until_stopped(const std::string& part, net::ReplyServer& server, const entitlement::RequestCounters& counters,
                          const MonitorOptions& options) {
   const auto& stop = stop_requested();
-  // Status lines from their own thread: the serving one is inside ReplyServer::run.
+  // Status lines from their own thread: the serving one is inside ReplyServer::run. Joined on every
+  // way out, a failure of the server included.
+  std::atomic<bool> served{false};
   std::thread status_thread([&] {
     StatusTimer status(options.status_interval_ms);
     auto last = counters.snapshot();
-    while (!stop) {
+    while (!stop && !served) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       if (!status.due()) continue;
       const auto now = counters.snapshot();
@@ -506,8 +508,18 @@ void serve_until_stopped(const std::string& part, net::ReplyServer& server, cons
       last = now;
     }
   });
-  server.run(stop);
-  status_thread.join();
+  struct JoinAtExit {
+    std::atomic<bool>& served;
+    std::thread& thread;
+    ~JoinAtExit() {
+      served = true;
+      thread.join();
+    }
+  };
+  {
+    JoinAtExit join{served, status_thread};
+    server.run(stop);
+  }
   const auto counts = counters.snapshot();
   nlohmann::ordered_json by_kind = nlohmann::ordered_json::object();
   for (const auto& [kind, outcome] : counts.by_kind) by_kind[kind] = {{"served", outcome.served}, {"refused", outcome.refused}};
