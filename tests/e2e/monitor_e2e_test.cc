@@ -274,13 +274,14 @@ TEST_F(Monitor, AFileRunShowsProgressAndEndsAsBefore) {
   const auto counters = last_json_line(r.output);
   EXPECT_EQ(counters["stopped"], false);
   // The STB's file run, paced the same way.
-  auto stb = run(usher("stb run --cw-file " + dir.file("cw.txt") + " --in " + source() + " --out udp://127.0.0.1:" +
-                       std::to_string(ports[0]) + " --status-interval 1"));
+  auto stb = run(usher("stb run --cw-file " + dir.file("cw.txt") + " --in " + source() +
+                       " --out udp://127.0.0.1:" + std::to_string(ports[0]) + " --status-interval 1"));
   ASSERT_EQ(stb.status, 0) << stb.output;
   const auto stb_at = stb.output.find("usher stb: progress ");
   ASSERT_NE(stb_at, std::string::npos) << stb.output;
   const auto stb_line = stb.output.substr(stb_at, stb.output.find('\n', stb_at) - stb_at);
-  for (const char* part : {"% of ", "x real time", "Mbit/s"}) EXPECT_NE(stb_line.find(part), std::string::npos) << stb_line;
+  for (const char* part : {"% of ", "x real time", "Mbit/s"})
+    EXPECT_NE(stb_line.find(part), std::string::npos) << stb_line;
   // --status-interval 0: no lines at all.
   auto quiet = run(usher("headend run --entitlement-home " + ent() + " --in " + source() +
                          " --out udp://127.0.0.1:" + std::to_string(ports[0]) + " --status-interval 0"));
