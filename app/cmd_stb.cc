@@ -12,6 +12,7 @@
 #include "usher/stb/local_link.h"
 #include "usher/stb/room_report.h"
 #include "usher/stb/shown_code.h"
+#include "usher/streams/stream_clock.h"
 
 namespace usher::cli {
 namespace {
@@ -32,14 +33,61 @@ struct StbOptions {
   std::string current_pin;
   std::uint8_t max_age = 0;
   std::string bind = "tcp://127.0.0.1:7801";
+  MonitorOptions monitor;
 };
 
 // `stb run`'s exit status when a service asked for (or, none named, any service of the stream) is
 // neither descrambled nor clear in the stream.
 constexpr int kExitNotDescrambled = 3;
 
+// A service's state in a status line: descrambling, no entitlement (why), no ECM yet, clear.
+std::string service_state(const stb::ServiceStatus& s, bool fixed_cws) {
+  if (fixed_cws) return "fixed control words";  // test mode: no ECMs, every scrambled packet takes them
+  if (s.descrambling) return "descrambling";
+  if (s.outcome == stb::ServiceOutcome::not_scrambled) return "clear";
+  if (s.outcome == stb::ServiceOutcome::no_ecm) return "no ECM yet";
+  return std::string("not descrambled (") + stb::to_string(s.outcome) + ")";
+}
+
+std::string stb_status(const stb::Descrambler& d, bool fixed_cws, const stb::DescramblerStats& now, const stb::DescramblerStats& before,
+                       double seconds) {
+  std::string services;
+  for (const auto& svc : d.services()) {
+    if (!services.empty()) services += ", ";
+    services += std::to_string(svc.service_id) + " " + service_state(svc, fixed_cws);
+  }
+  char buf[200];
+  std::snprintf(buf, sizeof(buf), "in %.2f Mbit/s, out %.2f Mbit/s; ECMs %llu accepted, %llu denied; CC errors %llu; services: ",
+                packet_mbps(now.packets_in - before.packets_in, seconds), packet_mbps(now.packets_out - before.packets_out, seconds),
+                static_cast<unsigned long long>(now.ecm_accepted), static_cast<unsigned long long>(now.ecm_denied),
+                static_cast<unsigned long long>(now.cc_errors));
+  return buf + (services.empty() ? std::string("none yet (no PAT/PMT)") : services);
+}
+
+std::string stb_metrics(const stb::Descrambler& d, bool fixed_cws, const stb::DescramblerStats& s) {
+  PrometheusText m;
+  m.counter("usher_stb_packets_in_total", "TS packets read from the input.", static_cast<double>(s.packets_in));
+  m.counter("usher_stb_packets_out_total", "TS packets written to the output.", static_cast<double>(s.packets_out));
+  m.counter("usher_stb_packets_descrambled_total", "TS packets descrambled.", static_cast<double>(s.packets_descrambled));
+  m.counter("usher_stb_packets_left_scrambled_total", "TS packets left scrambled (no key for them).",
+            static_cast<double>(s.packets_left_scrambled));
+  m.counter("usher_stb_ecm_accepted_total", "Distinct ECMs opened.", static_cast<double>(s.ecm_accepted));
+  m.counter("usher_stb_ecm_denied_total", "Distinct ECMs refused.", static_cast<double>(s.ecm_denied));
+  m.counter("usher_stb_emm_taken_total", "EMMs for this STB taken.", static_cast<double>(s.emm_taken));
+  m.counter("usher_stb_emm_refused_total", "EMMs refused.", static_cast<double>(s.emm_refused));
+  m.counter("usher_stb_continuity_errors_total", "Continuity counter errors in the input.", static_cast<double>(s.cc_errors));
+  for (const auto& svc : d.services()) {
+    m.gauge("usher_stb_service_descrambling", "1 while the service is descrambled.", svc.descrambling ? 1 : 0,
+            {{"service_id", std::to_string(svc.service_id)}, {"state", service_state(svc, fixed_cws)}});
+  }
+  return m.str();
+}
+
 int run(const StbOptions& a) {
   Logger log("stb");
+  install_stop_handlers();  // a stop finishes the run as its input's end would
+  MetricsSnapshot snapshot;
+  const auto metrics = start_metrics(a.monitor, [&snapshot] { return snapshot.read(); });
   std::optional<stb::SecureElement> se;
   stb::DescramblerConfig config;
   if (!a.cw_file.empty()) {
@@ -56,14 +104,43 @@ int run(const StbOptions& a) {
       config.parental_unlocked = true;
     }
   }
-  auto in = streams::open_source(a.in, {std::chrono::milliseconds(a.idle_timeout_ms)});
+  auto in = streams::open_source(a.in, live_source_options(std::chrono::milliseconds(a.idle_timeout_ms)));
+  const bool live = is_live_input(a.in) && in->size_bytes() == 0;  // stdin redirected from a file has a size: progress
   const std::string& out_name = a.out;
   auto out = out_name == "play" ? stb::open_player() : streams::open_sink(out_name);
+  const bool fixed_cws = config.fixed_cws.has_value();
   stb::Descrambler d(se ? &*se : nullptr, std::move(config));
+  StatusTimer status(a.monitor.status_interval_ms);
+  const auto started = std::chrono::steady_clock::now();
+  auto last_status = d.stats();
+  const bool timed_progress = !live && a.monitor.status_interval_ms > 0;
+  streams::StreamClock stream_clock;
+  snapshot.publish(stb_metrics(d, fixed_cws, last_status));
   pump(
-      *in, *out, [&](auto input, auto& output) { d.process(input, output); }, [&](auto& output) { d.finish(output); },
-      [] {});
+      *in, *out,
+      [&](auto input, auto& output) {
+        if (timed_progress) {
+          for (const auto& p : input) stream_clock.observe(p);  // for "x real time"
+        }
+        d.process(input, output);
+      },
+      [&](auto& output) { d.finish(output); },
+      [&] {
+        const auto s = d.stats();
+        if (metrics) snapshot.publish(stb_metrics(d, fixed_cws, s));
+        if (!status.due()) return;
+        if (live) {
+          print_status("stb", stb_status(d, fixed_cws, s, last_status, status.elapsed_seconds()));
+        } else {
+          const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+          print_status("stb", progress_text(s.packets_in * 188 + in->discarded_bytes(), in->size_bytes(), stream_clock.seconds(), wall));
+        }
+        last_status = s;
+      });
+  const bool stopped = stop_requested();
+  if (stopped) log.info("stopped by signal ", stop_signals().signal_number(), ": the output ends here, on a whole packet");
   const auto s = d.stats();
+  if (metrics) snapshot.publish(stb_metrics(d, fixed_cws, s));
   auto services = nlohmann::ordered_json::array();
   // Each service asked for (every one in the stream when none was named): its outcome, and a line
   // on stderr for each one the viewer does not get.
@@ -97,6 +174,7 @@ int run(const StbOptions& a) {
                            {"cc_errors", s.cc_errors},
                            {"sections_dropped", s.sections_dropped},
                            {"input_bytes_skipped", in->discarded_bytes()},
+                           {"stopped", stopped},
                            {"services", std::move(services)}});
   return status;
 }
@@ -149,6 +227,11 @@ void add_stb(CLI::App& root, Commands& commands) {
   add_duration_ms(*run_cmd, "--idle-timeout", o->idle_timeout_ms, "a UDP input ends after this much silence");
   run_cmd->add_option("--pin", o->pin, "the parental PIN: rated events play");
   add_id_list(*run_cmd, "--services", o->services, "the services to watch, as 1,2 (default: every service of the stream)");
+  add_monitor_options(*run_cmd, o->monitor,
+                      "a status line on stderr this often: rates, each service's state, continuity errors (UDP or stdin "
+                      "input); progress on a file");
+  run_cmd->footer("SIGINT (Ctrl-C) or SIGTERM ends the run as the end of its input does: the output is flushed and ends on a "
+                  "whole packet, the JSON counters are printed, exit status 0 (a second signal exits at once).");
   commands.on(run_cmd, [o] { return run(*o); });
 
   auto* entitlements = leaf("entitlements", "The services this STB holds, from the EMMs it took.");

@@ -166,6 +166,11 @@ int main(int argc, char** argv) {
     pms.append(f.begin(), f.end());
   }
   write(root / "fuzz_pms", "session", {reinterpret_cast<const std::uint8_t*>(pms.data()), pms.size()});
+  int request_number = 0;
+  for (const std::string text : {"GET /metrics HTTP/1.0\r\n\r\n", "GET /metrics?a=b HTTP/1.1\r\nHost: x\r\n\r\n", "HEAD / HTTP/1.1\n\n",
+                                 "POST /metrics HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc", "127.0.0.1:9100"}) {
+    write(root / "fuzz_metrics", "request" + std::to_string(request_number++), {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()});
+  }
   int n = 0;
   for (const std::string text : {"010", "70001", "0x1FF0", "-12", "90m", "3d", "500ms", "now+2h", "now-90m", "2026-12-01T20:00:00Z",
                                  "999999999999999", "--hoem"}) {

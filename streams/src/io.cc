@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -84,11 +85,33 @@ std::optional<UdpAddress> parse_udp(const std::string& locator) {
   return a;
 }
 
+// Waits until `fd` is readable, `interrupt_fd` is, or `timeout_ms` passes (-1: no limit).
+// Returns 1 when `fd` is readable, 0 otherwise (interrupted, timed out, EINTR).
+int wait_readable(int fd, int interrupt_fd, int timeout_ms, const std::string& what) {
+  pollfd p[2] = {{fd, POLLIN, 0}, {interrupt_fd, POLLIN, 0}};
+  const int r = ::poll(p, interrupt_fd >= 0 ? 2 : 1, timeout_ms);
+  if (r < 0) {
+    if (errno == EINTR) return 0;
+    fail("poll " + what);
+  }
+  if (interrupt_fd >= 0 && (p[1].revents & POLLIN) != 0) return 0;
+  return r > 0 && p[0].revents != 0 ? 1 : 0;
+}
+
 class FdSource final : public PacketSource {
  public:
-  FdSource(Fd fd, std::string name) : fd_(std::move(fd)), name_(std::move(name)), buffer_(188 * 1024) {}
+  FdSource(Fd fd, std::string name, const SourceOptions& o = {})
+      : fd_(std::move(fd)), name_(std::move(name)), options_(o), buffer_(188 * 1024) {
+    struct stat st {};
+    if (::fstat(fd_.get(), &st) == 0 && S_ISREG(st.st_mode)) size_ = static_cast<std::uint64_t>(st.st_size);
+    else waits_ = options_.interrupt_fd >= 0 || options_.wake_every.count() > 0;
+  }
   bool read(std::vector<TsPacket>& out, std::size_t max_packets) override {
     if (eof_) return false;
+    if (waits_) {  // a pipe or terminal: wait here, where a stop or a status tick can cut in
+      const int timeout = options_.wake_every.count() > 0 ? static_cast<int>(options_.wake_every.count()) : -1;
+      if (wait_readable(fd_.get(), options_.interrupt_fd, timeout, name_) == 0) return true;
+    }
     const std::size_t want = std::min(buffer_.size(), std::max<std::size_t>(1, max_packets) * kPacketSize);
     const ssize_t n = ::read(fd_.get(), buffer_.data(), want);
     if (n < 0) {
@@ -104,13 +127,17 @@ class FdSource final : public PacketSource {
     return true;
   }
   [[nodiscard]] std::uint64_t discarded_bytes() const override { return sync_.discarded_bytes(); }
+  [[nodiscard]] std::uint64_t size_bytes() const override { return size_; }
 
  private:
   Fd fd_;
   std::string name_;
+  SourceOptions options_;
   std::vector<std::uint8_t> buffer_;
   PacketSync sync_;
   bool eof_ = false;
+  bool waits_ = false;
+  std::uint64_t size_ = 0;
 };
 
 class UdpSource final : public PacketSource {
@@ -137,14 +164,19 @@ class UdpSource final : public PacketSource {
     }
   }
   bool read(std::vector<TsPacket>& out, std::size_t) override {
-    pollfd p{fd_.get(), POLLIN, 0};
-    const int timeout = options_.idle_timeout.count() > 0 ? static_cast<int>(options_.idle_timeout.count()) : -1;
-    const int r = ::poll(&p, 1, timeout);
-    if (r < 0) {
-      if (errno == EINTR) return true;
-      fail("poll " + locator_);
+    using namespace std::chrono;
+    const auto now = steady_clock::now();
+    if (last_data_ == steady_clock::time_point{}) last_data_ = now;
+    // The wait ends at the first of: the idle timeout (the sender has stopped), the next wake.
+    milliseconds wait{-1};
+    if (options_.idle_timeout.count() > 0) {
+      wait = std::max(milliseconds(0), duration_cast<milliseconds>(last_data_ + options_.idle_timeout - now));
     }
-    if (r == 0) return false;  // idle: the sender has stopped
+    if (options_.wake_every.count() > 0 && (wait.count() < 0 || options_.wake_every < wait)) wait = options_.wake_every;
+    if (wait_readable(fd_.get(), options_.interrupt_fd, static_cast<int>(wait.count()), locator_) == 0) {
+      return !(options_.idle_timeout.count() > 0 && steady_clock::now() - last_data_ >= options_.idle_timeout);
+    }
+    last_data_ = steady_clock::now();
     const ssize_t n = ::recv(fd_.get(), buffer_.data(), buffer_.size(), 0);
     if (n < 0) {
       if (errno == EINTR) return true;
@@ -161,6 +193,7 @@ class UdpSource final : public PacketSource {
   SourceOptions options_;
   std::vector<std::uint8_t> buffer_;
   PacketSync sync_;
+  std::chrono::steady_clock::time_point last_data_{};
 };
 
 class FdSink final : public PacketSink {
@@ -266,10 +299,10 @@ void PcrPacer::before_send(const TsPacket& packet) {
 
 std::unique_ptr<PacketSource> open_source(const std::string& locator, const SourceOptions& options) {
   if (auto udp = parse_udp(locator)) return std::make_unique<UdpSource>(*udp, locator, options);
-  if (locator == "-") return std::make_unique<FdSource>(Fd(0), "stdin");
+  if (locator == "-") return std::make_unique<FdSource>(Fd(0), "stdin", options);
   Fd fd(::open(locator.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) fail("cannot open input " + locator);
-  return std::make_unique<FdSource>(std::move(fd), locator);
+  return std::make_unique<FdSource>(std::move(fd), locator, options);
 }
 
 std::unique_ptr<PacketSink> open_sink(const std::string& locator, const SinkOptions& options) {

@@ -122,3 +122,78 @@ TEST(Io, UdpLocatorsAreStrict) {
 
 }  // namespace
 }  // namespace usher::streams
+
+namespace usher::streams {
+namespace {
+
+// A pipe whose read end is the interrupt: written to, it makes the source give up waiting.
+struct InterruptPipe {
+  InterruptPipe() { EXPECT_EQ(::pipe(fds), 0); }
+  ~InterruptPipe() {
+    ::close(fds[0]);
+    ::close(fds[1]);
+  }
+  void fire() const { EXPECT_EQ(::write(fds[1], "x", 1), 1); }
+  int fds[2] = {-1, -1};
+};
+
+TEST(Io, ASilentUdpSourceReturnsAtOnceWhenInterrupted) {
+  InterruptPipe stop;
+  SourceOptions o;
+  o.interrupt_fd = stop.fds[0];
+  auto source = open_source("udp://127.0.0.1:47393", o);  // nobody sends; no idle timeout: it would wait for ever
+  std::thread stopper([&] { stop.fire(); });
+  std::vector<TsPacket> got;
+  EXPECT_TRUE(source->read(got, 64));  // returns, with nothing: the caller looks at why
+  stopper.join();
+  EXPECT_TRUE(got.empty());
+}
+
+TEST(Io, APipeSourceIsInterruptedAndWakesButStillEndsAtItsEnd) {
+  InterruptPipe stop;
+  int data[2];
+  ASSERT_EQ(::pipe(data), 0);
+  const int saved_stdin = ::dup(0);
+  ASSERT_EQ(::dup2(data[0], 0), 0);
+  ::close(data[0]);
+  SourceOptions o;
+  o.interrupt_fd = stop.fds[0];
+  o.wake_every = std::chrono::milliseconds(20);
+  auto source = open_source("-", o);
+  std::vector<TsPacket> got;
+  EXPECT_TRUE(source->read(got, 64));  // nothing written yet: woken, not blocked
+  EXPECT_TRUE(got.empty());
+  EXPECT_EQ(source->size_bytes(), 0u);
+  TsPacket p{};
+  p.bytes[0] = 0x47;
+  ASSERT_EQ(::write(data[1], p.bytes.data(), p.bytes.size()), 188);
+  ::close(data[1]);
+  while (source->read(got, 64)) {
+  }
+  EXPECT_EQ(got.size(), 1u);
+  ::dup2(saved_stdin, 0);
+  ::close(saved_stdin);
+}
+
+TEST(Io, AUdpSourceWakesOnSilenceAndStillEndsAtItsIdleTimeout) {
+  SourceOptions o;
+  o.idle_timeout = std::chrono::milliseconds(300);
+  o.wake_every = std::chrono::milliseconds(20);
+  auto source = open_source("udp://127.0.0.1:47394", o);
+  std::vector<TsPacket> got;
+  int wakes = 0;
+  while (source->read(got, 64)) ++wakes;
+  EXPECT_GE(wakes, 2);  // woken on the way, then ended by the idle timeout
+  EXPECT_TRUE(got.empty());
+}
+
+TEST(Io, AFileSourceKnowsItsSize) {
+  testing::TempDir dir;
+  std::vector<TsPacket> packets(10);
+  for (auto& p : packets) p.bytes[0] = 0x47;
+  write_ts_file(dir.file("ten.ts"), packets);
+  EXPECT_EQ(open_source(dir.file("ten.ts"))->size_bytes(), 10u * 188u);
+}
+
+}  // namespace
+}  // namespace usher::streams

@@ -26,6 +26,8 @@ class PacketSource {
   // timeout on a network source); `out` may still have received the last packets.
   virtual bool read(std::vector<TsPacket>& out, std::size_t max_packets) = 0;
   [[nodiscard]] virtual std::uint64_t discarded_bytes() const = 0;
+  // A regular file's size in bytes (what progress is a percentage of); 0 for a stream.
+  [[nodiscard]] virtual std::uint64_t size_bytes() const { return 0; }
 };
 
 class PacketSink {
@@ -38,6 +40,12 @@ class PacketSink {
 struct SourceOptions {
   // A network source ends when nothing arrives for this long (0 = wait for ever).
   std::chrono::milliseconds idle_timeout{0};
+  // A descriptor that becomes readable when the reader should stop waiting (a stop signal's pipe):
+  // read() then returns true at once with nothing, and the caller looks at why. -1: none.
+  int interrupt_fd = -1;
+  // A network or pipe source that has had nothing for this long returns true with nothing, so that
+  // its caller can report on a silent input (status lines). 0: it waits for data (or the above).
+  std::chrono::milliseconds wake_every{0};
 };
 struct SinkOptions {
   bool pace_by_pcr = true;  // UDP only: send at the stream's rate, taken from its PCRs
