@@ -144,7 +144,7 @@ int run(const StbOptions& a) {
   auto services = nlohmann::ordered_json::array();
   // Each service asked for (every one in the stream when none was named): its outcome, and a line
   // on stderr for each one the viewer does not get.
-  int status = 0;
+  int exit_status = 0;
   for (const auto& svc : d.services(a.services)) {
     nlohmann::ordered_json service{{"service_id", svc.service_id}, {"descrambling", svc.descrambling},
                                    {"outcome", stb::to_string(svc.outcome)}, {"packets_descrambled", svc.packets_descrambled},
@@ -155,7 +155,7 @@ int run(const StbOptions& a) {
       log.info(svc.reason);
     } else if (!stb::watchable(svc.outcome)) {
       log.error("service ", svc.service_id, " not descrambled (", stb::to_string(svc.outcome), "): ", svc.reason);
-      status = kExitNotDescrambled;
+      exit_status = kExitNotDescrambled;
     }
   }
   print_json_line(stderr, {{"stb_id", se ? se->stb_id() : 0},
@@ -176,7 +176,7 @@ int run(const StbOptions& a) {
                            {"input_bytes_skipped", in->discarded_bytes()},
                            {"stopped", stopped},
                            {"services", std::move(services)}});
-  return status;
+  return exit_status;
 }
 
 }  // namespace
