@@ -103,7 +103,7 @@ TEST(Io, UdpLocatorsAreStrict) {
                          Row{"udp://127.0.0.1:0", "out of range"}, Row{"udp://127.0.0.1:", "decimal"},
                          Row{"udp://127.0.0.1:12a4", "decimal"}, Row{"udp://127.0.0.1:0x10", "decimal"},
                          Row{"udp://127.0.0.1:-5", "decimal"}, Row{"udp://:5000", "no host"},
-                         Row{"udp://239.1.1.1:5000?ttl=4", "no parameters"}, Row{"udp://239.1.1.1:5000/x", "no parameters"},
+                         Row{"udp://239.1.1.1:5000?tll=4", "unknown option 'tll'"}, Row{"udp://239.1.1.1:5000/x", "no path"},
                          Row{"udp://127.0.0.1", "no port"}}) {
     for (const bool as_source : {true, false}) {
       try {
