@@ -419,6 +419,7 @@ class NetworkSink final : public PacketSink {
     scheduler_.push(packets, [this](const ScheduledDatagram& d) {
       clock_.wait(d);
       send(d.packets, d.due);
+      clock_.departed();
     });
   }
   void close() override {
@@ -428,6 +429,7 @@ class NetworkSink final : public PacketSink {
     scheduler_.finish([this](const ScheduledDatagram& d) {
       clock_.wait(d);
       send(d.packets, d.due);
+      clock_.departed();
     });
   }
 

@@ -145,12 +145,25 @@ void DepartureClock::wait(const ScheduledDatagram& d) {
     due = now;
     ++reanchors_;
   }
-  // Catching up after a stall at most 10 % faster than the stream: no burst.
-  if (d.duration > 0 && last_departure_ != std::chrono::steady_clock::time_point{}) {
-    due = std::max(due, last_departure_ + to_duration(d.duration) * 10 / 11);
+  // No more in any window than the stream's rate allows, plus one: after a stall the sender catches
+  // up without a burst. The departure that many back must be a window (and a margin for the time
+  // between reading the clock and the datagram leaving) ago.
+  if (d.duration > 0) {
+    const auto spacing = to_duration(d.duration);
+    const auto allowed = std::min<std::size_t>(
+        static_cast<std::size_t>((kWindow + spacing - std::chrono::nanoseconds(1)) / spacing) + 1, recent_.size());
+    if (recent_count_ >= allowed) {
+      const auto back = recent_[(recent_next_ + recent_.size() - allowed) % recent_.size()];
+      due = std::max(due, back + kWindow + kWindowMargin);
+    }
   }
   if (due > now) sleep_until(due);
-  last_departure_ = std::chrono::steady_clock::now();
+}
+
+void DepartureClock::departed() {
+  recent_[recent_next_] = std::chrono::steady_clock::now();
+  recent_next_ = (recent_next_ + 1) % recent_.size();
+  recent_count_ = std::min(recent_count_ + 1, recent_.size());
 }
 
 }  // namespace usher::streams

@@ -9,15 +9,17 @@
 // than a second forward) or goes missing is bridged at the last rate, never a stall or a burst.
 //
 // DepartureClock turns those stream times into steady_clock instants and sleeps until each
-// (clock_nanosleep, absolute): the long-term rate is the PCRs' exactly. After a stall it catches up
-// at most 10 % faster than the stream, so a late sender never bursts; more than 200 ms behind, it
-// re-anchors instead of racing.
+// (clock_nanosleep, absolute): the long-term rate is the PCRs' exactly, and a late wake-up delays
+// one datagram, not the ones after it. After a stall it catches up without a burst: never more
+// datagrams in any millisecond than the stream's rate per millisecond rounded up, plus one (5 at
+// 40 Mbit/s, 2 up to 10 Mbit/s). More than 200 ms behind, it re-anchors instead of racing.
 //
 //   DatagramScheduler scheduler;
 //   DepartureClock clock;
-//   scheduler.push(packets, [&](const ScheduledDatagram& d) { clock.wait(d); send(d.packets); });
+//   scheduler.push(packets, [&](const ScheduledDatagram& d) { clock.wait(d); send(d.packets); clock.departed(); });
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -90,14 +92,21 @@ class DatagramScheduler {
 class DepartureClock {
  public:
   static constexpr std::chrono::milliseconds kMaxLateness{200};
+  static constexpr std::chrono::microseconds kWindow{1000};
+  static constexpr std::chrono::microseconds kWindowMargin{100};
   // Sleeps until `datagram` is due (at once when it has no time).
   void wait(const ScheduledDatagram& datagram);
+  // Call once the datagram has been handed to the socket: the window counts departures from the
+  // moment they are certainly gone.
+  void departed();
   [[nodiscard]] std::uint64_t reanchors() const { return reanchors_; }
 
  private:
   std::optional<std::chrono::steady_clock::time_point> anchor_wall_;
   std::uint64_t anchor_time_ = 0;
-  std::chrono::steady_clock::time_point last_departure_{};
+  std::array<std::chrono::steady_clock::time_point, 64> recent_{};  // the last departures, a ring
+  std::size_t recent_next_ = 0;
+  std::size_t recent_count_ = 0;
   std::uint64_t reanchors_ = 0;
 };
 
