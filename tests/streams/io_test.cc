@@ -8,11 +8,15 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <set>
 #include <thread>
@@ -447,5 +451,144 @@ TEST(IoIp, OpeningRefusalsSayWhatIsWrong) {
   }
 }
 
+
+// Runs `body` in a child process inside a network namespace of its own (CLONE_NEWNET): loopback up
+// with multicast on and the IPv4 multicast route through it, a second IPv4 address (127.0.0.2) to
+// send from. Linux does not deliver IPv6 multicast over loopback, so `ipv6` adds a veth pair
+// (usher0, usher1) with fd00::1 and fd00::2 on usher0, whose members get the sender's own copy.
+// The body returns "" when it passed, else what went wrong.
+struct NamespaceRun {
+  std::string skipped;  // why no namespace could be made (not root, no CAP_SYS_ADMIN, no `ip`)
+  std::string failure;
+};
+NamespaceRun in_network_namespace(const std::function<std::string()>& body, bool ipv6 = false) {
+  int fds[2];
+  if (::pipe(fds) != 0) return {"", "pipe failed"};
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[0]);
+    auto report = [&](int code, const std::string& text) {
+      (void)!::write(fds[1], text.data(), text.size());
+      ::_exit(code);
+    };
+    if (::unshare(CLONE_NEWNET) != 0) {
+      report(77, std::string("unshare(CLONE_NEWNET) failed: ") + std::strerror(errno) + " (needs root or CAP_SYS_ADMIN)");
+    }
+    const int rc = std::system(
+        "ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo && "
+        "ip addr add 127.0.0.2/8 dev lo");
+    if (rc != 0) report(77, "`ip` (iproute2) could not set up the namespace's loopback for multicast");
+    if (ipv6 && std::system("ip link add usher0 type veth peer name usher1 && ip link set usher1 up && "
+                            "ip link set usher0 up && ip -6 addr add fd00::1/64 dev usher0 nodad && "
+                            "ip -6 addr add fd00::2/64 dev usher0 nodad") != 0) {
+      report(77, "`ip` could not make a veth pair for IPv6 multicast (no veth in this kernel?)");
+    }
+    std::string failure;
+    try {
+      failure = body();
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+    report(failure.empty() ? 0 : 1, failure);
+  }
+  ::close(fds[1]);
+  std::string text;
+  char buffer[512];
+  for (ssize_t n; (n = ::read(fds[0], buffer, sizeof(buffer))) > 0;) text.append(buffer, static_cast<std::size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 77) return {text, ""};
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return {"", text.empty() ? "the namespace's child died" : text};
+  return {};
+}
+
+#define USHER_RUN_IN_NAMESPACE(...)                                  \
+  do {                                                               \
+    const auto run_ = in_network_namespace(__VA_ARGS__);             \
+    if (!run_.skipped.empty()) GTEST_SKIP() << run_.skipped;         \
+    EXPECT_EQ(run_.failure, "");                                     \
+  } while (false)
+
+// "" when `got` is `want`, packet for packet.
+std::string same_packets(const std::vector<TsPacket>& got, const std::vector<TsPacket>& want, const std::string& what) {
+  if (got.size() != want.size()) {
+    return what + ": " + std::to_string(got.size()) + " packets, expected " + std::to_string(want.size()) + "\n";
+  }
+  if (std::memcmp(got.data(), want.data(), want.size() * sizeof(TsPacket)) != 0) return what + ": different packets\n";
+  return "";
+}
+
+std::vector<TsPacket> small_mux(std::uint32_t seed) {
+  testing::SyntheticMuxOptions o;
+  o.seconds = 0.3;
+  o.seed = seed;
+  return testing::make_synthetic_mux(o);
+}
+
+// Sends `packets` to `locator` (paced), while `sources` read until idle; returns what each read.
+std::vector<std::vector<TsPacket>> multicast_round(const std::vector<std::pair<std::string, std::vector<TsPacket>>>& senders,
+                                                   const std::vector<std::string>& sources) {
+  std::vector<std::unique_ptr<PacketSource>> opened;
+  for (const auto& s : sources) opened.push_back(open_source(s, {std::chrono::milliseconds(700)}));
+  std::vector<std::vector<TsPacket>> got(sources.size());
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < opened.size(); ++i) threads.emplace_back([&, i] { got[i] = read_all(*opened[i]); });
+  for (const auto& [locator, packets] : senders) {
+    threads.emplace_back([&locator, &packets] {
+      auto sink = open_sink(locator);
+      sink->write(packets);
+      sink->close();
+    });
+  }
+  for (auto& t : threads) t.join();
+  return got;
+}
+
+// Issue 9: udp://@GROUP:PORT joins any-source multicast on the interface of ?localaddr=; the old
+// form udp://GROUP:PORT still joins too; the sender chooses its interface and TTL.
+TEST(IoIp, MulticastIpv4AnySource) {
+  USHER_RUN_IN_NAMESPACE([] {
+    const auto packets = small_mux(1);
+    const auto got = multicast_round({{"udp://239.1.2.3:5000?localaddr=127.0.0.1&ttl=1", packets}},
+                                     {"udp://@239.1.2.3:5000?localaddr=127.0.0.1", "udp://239.1.2.3:5000",
+                                      "rtp://@239.1.2.4:5000"});
+    return same_packets(got[0], packets, "udp://@239.1.2.3:5000") + same_packets(got[1], packets, "udp://239.1.2.3:5000") +
+           same_packets(got[2], {}, "another group on the same port");
+  });
+}
+
+// Issue 9: udp://SOURCE@GROUP:PORT (source-specific multicast) takes the group from SOURCE only;
+// an any-source member of the same group sees both senders.
+TEST(IoIp, MulticastIpv4SourceSpecific) {
+  USHER_RUN_IN_NAMESPACE([] {
+    const auto from_one = small_mux(1);
+    const auto from_two = small_mux(2);
+    const auto got = multicast_round({{"udp://232.1.1.1:5001?localaddr=127.0.0.1", from_one},
+                                      {"udp://232.1.1.1:5001?localaddr=127.0.0.2", from_two}},
+                                     {"udp://127.0.0.1@232.1.1.1:5001", "udp://127.0.0.2@232.1.1.1:5001?localaddr=127.0.0.1",
+                                      "udp://@232.1.1.1:5001"});
+    std::string failures = same_packets(got[0], from_one, "127.0.0.1@232.1.1.1") + same_packets(got[1], from_two, "127.0.0.2@232.1.1.1");
+    if (got[2].size() != from_one.size() + from_two.size()) failures += "the any-source member missed a sender\n";
+    return failures;
+  });
+}
+
+// Issue 9: IPv6 multicast, any source and source-specific, over RTP and UDP.
+TEST(IoIp, MulticastIpv6) {
+  USHER_RUN_IN_NAMESPACE(
+      [] {
+        const auto packets = small_mux(3);
+        auto got = multicast_round({{"rtp://[ff15::1]:5002?localaddr=fd00::1&ttl=2", packets}},
+                                   {"rtp://@[ff15::1]:5002?localaddr=fd00::1", "udp://@[ff15::1]:5002?localaddr=[fd00::1]"});
+        std::string failures = same_packets(got[0], packets, "rtp://@[ff15::1]") +
+                               same_packets(got[1], packets, "udp://@[ff15::1] (RTP recognised)");
+        const auto other = small_mux(4);
+        got = multicast_round({{"udp://[ff35::1]:5003?localaddr=fd00::1", packets}, {"udp://[ff35::1]:5003?localaddr=fd00::2", other}},
+                              {"udp://[fd00::1]@[ff35::1]:5003?localaddr=fd00::1", "udp://[fd00::2]@[ff35::1]:5003?localaddr=fd00::1"});
+        return failures + same_packets(got[0], packets, "[fd00::1]@[ff35::1]") + same_packets(got[1], other, "[fd00::2]@[ff35::1]");
+      },
+      true);
+}
 }  // namespace
 }  // namespace usher::streams
