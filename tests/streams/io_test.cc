@@ -534,10 +534,10 @@ std::vector<std::vector<TsPacket>> multicast_round(const std::vector<std::pair<s
   std::vector<std::vector<TsPacket>> got(sources.size());
   std::vector<std::thread> threads;
   for (std::size_t i = 0; i < opened.size(); ++i) threads.emplace_back([&, i] { got[i] = read_all(*opened[i]); });
-  for (const auto& [locator, packets] : senders) {
-    threads.emplace_back([&locator, &packets] {
-      auto sink = open_sink(locator);
-      sink->write(packets);
+  for (const auto& sender : senders) {
+    threads.emplace_back([&sender] {
+      auto sink = open_sink(sender.first);
+      sink->write(sender.second);
       sink->close();
     });
   }
