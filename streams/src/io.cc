@@ -71,7 +71,7 @@ struct Endpoint {
 };
 
 // Looks up a host of a locator (a name, or a numeric address checked by the parser). `family` 0
-// takes what the name has, first answer first.
+// takes what the name has, IPv4 first (as udp:// always did), then IPv6.
 Endpoint resolve(const std::string& host, HostForm form, std::uint16_t port, int family, const std::string& locator,
                  const std::string& what) {
   Endpoint e;
@@ -92,6 +92,13 @@ Endpoint resolve(const std::string& host, HostForm form, std::uint16_t port, int
       e.length = sizeof(a);
     }
     return e;
+  }
+  if (form == HostForm::name && family == 0) {
+    try {
+      return resolve(host, form, port, AF_INET, locator, what);
+    } catch (const std::runtime_error&) {
+      return resolve(host, form, port, AF_INET6, locator, what);
+    }
   }
   addrinfo hints{};
   hints.ai_family = family;

@@ -433,14 +433,16 @@ TEST(IoIp, UdpInputRecognisesRtp) {
   EXPECT_EQ(source->rtp_stats()->lost, 0u);
 }
 
-// IPv6 unicast both ways, and udp://@:PORT listening on every address.
+// IPv6 unicast both ways, udp://@:PORT listening on every address, and a host name (looked up
+// IPv4 first, as udp:// always did).
 TEST(IoIp, Ipv6UnicastAndListeningOnEveryAddress) {
   testing::SyntheticMuxOptions o;
   o.seconds = 0.3;
   const auto packets = testing::make_synthetic_mux(o);
   for (const auto& [in, out] : {std::pair<std::string, std::string>{"udp://[::1]:", "udp://[::1]:"},
                                 std::pair<std::string, std::string>{"rtp://@:", "rtp://127.0.0.1:"},
-                                std::pair<std::string, std::string>{"udp://@[::]:", "udp://[::1]:"}}) {
+                                std::pair<std::string, std::string>{"udp://@[::]:", "udp://[::1]:"},
+                                std::pair<std::string, std::string>{"udp://localhost:", "udp://localhost:"}}) {
     SCOPED_TRACE(in);
     const auto port = std::to_string(free_udp_port());
     auto source = open_source(in + port, {std::chrono::milliseconds(700)});
