@@ -146,8 +146,8 @@ void DepartureClock::wait(const ScheduledDatagram& d) {
     ++reanchors_;
   }
   // No more in any window than the stream's rate allows, plus one: after a stall the sender catches
-  // up without a burst. The departure that many back must be a window (and a margin for the time
-  // between reading the clock and the datagram leaving) ago.
+  // up without a burst. The departure that many back must be a window ago: departures are noted
+  // after the send returns, so the datagram that many back certainly left a window before this one.
   if (d.duration > 0) {
     const auto spacing = to_duration(d.duration);
     const auto allowed = std::min<std::size_t>(

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
+#include <thread>
 #include <vector>
 
 #include "synthetic_stream.h"
@@ -111,6 +114,45 @@ TEST(Pacing, WithoutPcrsNothingIsHeldForEver) {
   scheduler.finish([&](const ScheduledDatagram& d) { total += d.packets.size(); });
   EXPECT_EQ(total, packets.size());
   EXPECT_EQ(paced, 0u);
+}
+
+}  // namespace
+}  // namespace usher::streams
+
+namespace usher::streams {
+namespace {
+
+// After a stall (here forced: 30 ms without sending), the overdue datagrams do not leave in a
+// burst: no millisecond holds more than the rate per millisecond rounded up, plus one (5 at
+// 40 Mbit/s), and the sender is back on time a few tens of milliseconds later.
+TEST(Pacing, CatchingUpAfterAStallIsNotABurst) {
+  const std::uint64_t duration = 7 * 188 * 8 * kPcrHz / 40'000'000;  // one datagram at 40 Mbit/s
+  DepartureClock clock;
+  std::vector<std::chrono::steady_clock::time_point> departures;
+  auto send = [&](std::uint64_t index) {
+    ScheduledDatagram d;
+    d.due = index * duration;
+    d.duration = duration;
+    clock.wait(d);
+    clock.departed();
+    departures.push_back(std::chrono::steady_clock::now());
+  };
+  send(0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));  // the stall: about 114 datagrams overdue
+  for (std::uint64_t i = 1; i <= 800; ++i) send(i);
+  std::size_t most = 0;
+  std::size_t first = 1;
+  for (std::size_t last = 1; last < departures.size(); ++last) {
+    while (departures[last] - departures[first] >= std::chrono::milliseconds(1)) ++first;
+    most = std::max(most, last - first + 1);
+  }
+  EXPECT_LE(most, 5u);
+  EXPECT_EQ(clock.reanchors(), 0u);
+  // Catching up at up to 5 datagrams a millisecond against 3.8 due takes about 100 ms; the 800th
+  // is due 210 ms after the first: on time, never early.
+  const auto last_due = departures.front() + std::chrono::nanoseconds(800 * duration * 1000 / 27);
+  EXPECT_GE(departures.back(), last_due - std::chrono::microseconds(100));
+  EXPECT_LT(departures.back(), last_due + std::chrono::milliseconds(5));
 }
 
 }  // namespace

@@ -93,7 +93,7 @@ class DepartureClock {
  public:
   static constexpr std::chrono::milliseconds kMaxLateness{200};
   static constexpr std::chrono::microseconds kWindow{1000};
-  static constexpr std::chrono::microseconds kWindowMargin{100};
+  static constexpr std::chrono::microseconds kWindowMargin{10};
   // Sleeps until `datagram` is due (at once when it has no time).
   void wait(const ScheduledDatagram& datagram);
   // Call once the datagram has been handed to the socket: the window counts departures from the
