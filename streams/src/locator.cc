@@ -15,7 +15,8 @@ constexpr std::string_view kForms =
 
 std::string lower(std::string_view s) {
   std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return out;
 }
 
@@ -61,15 +62,16 @@ std::variant<HostForm, Refusal> classify_host(const std::string& host, bool brac
     return HostForm::ipv6;
   }
   if (host.find(':') != std::string::npos) {
-    return Refusal{part, "'" + host + "' looks like an IPv6 address: write it in brackets, e.g. udp://[" + host + "]:1234"};
+    return Refusal{part,
+                   "'" + host + "' looks like an IPv6 address: write it in brackets, e.g. udp://[" + host + "]:1234"};
   }
   if (host.find_first_not_of("0123456789.") == std::string::npos) {
     if (!is_ipv4_literal(host)) return Refusal{part, "'" + host + "' is not an IPv4 address"};
     return HostForm::ipv4;
   }
   const bool name_ok = host.size() <= 253 && std::all_of(host.begin(), host.end(), [](unsigned char c) {
-    return std::isalnum(c) != 0 || c == '-' || c == '.' || c == '_';
-  });
+                         return std::isalnum(c) != 0 || c == '-' || c == '.' || c == '_';
+                       });
   if (!name_ok) return Refusal{part, "'" + host + "' is neither an address nor a host name"};
   return HostForm::name;
 }
@@ -96,7 +98,8 @@ std::variant<std::pair<std::string, bool>, Refusal> split_host(std::string_view 
     if (close == std::string_view::npos) return Refusal{part, "'[' without its ']'"};
     const std::string_view after = hostport.substr(close + 1);
     if (after.empty()) return Refusal{"port", "no port (write [ADDRESS]:PORT)"};
-    if (after.front() != ':') return Refusal{part, "unexpected '" + std::string(after) + "' after ']' (expected :PORT)"};
+    if (after.front() != ':')
+      return Refusal{part, "unexpected '" + std::string(after) + "' after ']' (expected :PORT)"};
     port_text = std::string(after.substr(1));
     return std::pair{std::string(hostport.substr(1, close - 1)), true};
   }
@@ -139,7 +142,8 @@ std::optional<Refusal> parse_options(std::string_view query, Direction direction
       if (seen_local) return Refusal{part, "localaddr is given twice"};
       seen_local = true;
       std::string address = value;
-      if (address.size() >= 2 && address.front() == '[' && address.back() == ']') address = address.substr(1, address.size() - 2);
+      if (address.size() >= 2 && address.front() == '[' && address.back() == ']')
+        address = address.substr(1, address.size() - 2);
       if (is_ipv4_literal(address)) {
         ip.local_form = HostForm::ipv4;
       } else if (is_ipv6_literal(address)) {
@@ -193,8 +197,9 @@ std::variant<IpLocator, Refusal> parse_ip(std::string_view rest, IpTransport tra
   }
   if (at != std::string_view::npos) {
     if (direction == Direction::output) {
-      return Refusal{"@", "'@' is for receiving (@GROUP joins a group, SOURCE@GROUP a source's); to send to a group "
-                          "write udp://GROUP:PORT"};
+      return Refusal{"@",
+                     "'@' is for receiving (@GROUP joins a group, SOURCE@GROUP a source's); to send to a group "
+                     "write udp://GROUP:PORT"};
     }
     ip.receive_form = true;
     const std::string_view source = authority.substr(0, at);
@@ -226,17 +231,20 @@ std::variant<IpLocator, Refusal> parse_ip(std::string_view rest, IpTransport tra
   if (auto r = parse_port(port_text, ip.port)) return *r;
   if (!ip.source.empty()) {
     if (ip.host_form != HostForm::name && !literal_is_multicast(ip.host, ip.host_form)) {
-      return Refusal{"group", "'" + ip.host + "' is not a multicast group (SOURCE@GROUP receives a group from one source)"};
+      return Refusal{"group",
+                     "'" + ip.host + "' is not a multicast group (SOURCE@GROUP receives a group from one source)"};
     }
     if (!same_family(ip.source_form, ip.host_form)) {
-      return Refusal{"source", "the source '" + ip.source + "' and the group '" + ip.host + "' are not both IPv4 or both IPv6"};
+      return Refusal{"source",
+                     "the source '" + ip.source + "' and the group '" + ip.host + "' are not both IPv4 or both IPv6"};
     }
     if (ip.source_form != HostForm::name && literal_is_multicast(ip.source, ip.source_form)) {
       return Refusal{"source", "the source '" + ip.source + "' is a multicast address (it is the sender's address)"};
     }
   }
   if (!ip.local_address.empty() && !same_family(ip.local_form, ip.host_form)) {
-    return Refusal{"option localaddr", "localaddr " + ip.local_address + " and '" + ip.host + "' are not both IPv4 or both IPv6"};
+    return Refusal{"option localaddr",
+                   "localaddr " + ip.local_address + " and '" + ip.host + "' are not both IPv4 or both IPv6"};
   }
   return ip;
 }
@@ -271,8 +279,8 @@ ParsedLocator parse_locator(std::string_view text, Direction direction) {
   }
   auto ip = parse_ip(text.substr(n + 3), scheme == "rtp" ? IpTransport::rtp : IpTransport::udp, direction);
   if (auto* r = std::get_if<Refusal>(&ip)) {
-    return LocatorError{r->part, "bad " + std::string(scheme == "rtp" ? "RTP" : "UDP") + " locator " + quoted + ": " + r->why +
-                                     " (" + std::string(kForms) + ")"};
+    return LocatorError{r->part, "bad " + std::string(scheme == "rtp" ? "RTP" : "UDP") + " locator " + quoted + ": " +
+                                     r->why + " (" + std::string(kForms) + ")"};
   }
   locator.kind = Locator::Kind::ip;
   locator.ip = std::get<IpLocator>(std::move(ip));

@@ -121,8 +121,10 @@ void DatagramScheduler::emit_ready(const Emit& emit, bool all) {
     } else {
       ++stats_.unpaced_datagrams;
       if (first_pcr_seen_) {
-        if (first_pcr_index_ < n) first_pcr_seen_ = false;
-        else first_pcr_index_ -= n;
+        if (first_pcr_index_ < n)
+          first_pcr_seen_ = false;
+        else
+          first_pcr_index_ -= n;
       }
     }
     queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));

@@ -89,7 +89,8 @@ void RtpReceiver::receive(std::span<const std::uint8_t> datagram, std::vector<st
   };
   if (!started_ || rtp->header.ssrc != ssrc_) return restart();
   // The distance from the expected sequence number, modulo 2^16, as the nearer of the two ways.
-  const auto diff = static_cast<std::int16_t>(static_cast<std::uint16_t>(rtp->header.sequence - static_cast<std::uint16_t>(expected_)));
+  const auto diff = static_cast<std::int16_t>(
+      static_cast<std::uint16_t>(rtp->header.sequence - static_cast<std::uint16_t>(expected_)));
   if (diff > kMaxDropout || diff < -static_cast<std::int32_t>(kHistory)) return restart();
   const auto extended = static_cast<std::uint64_t>(static_cast<std::int64_t>(expected_) + diff);
   if (diff < 0) {  // behind what was delivered: again, or too late
@@ -120,7 +121,8 @@ void RtpReceiver::release_held(std::vector<std::uint8_t>& out) {
   while (!held_.empty()) give_up_first_gap(out);
 }
 
-void RtpReceiver::deliver(std::uint64_t extended, std::span<const std::uint8_t> payload, std::vector<std::uint8_t>& out) {
+void RtpReceiver::deliver(std::uint64_t extended, std::span<const std::uint8_t> payload,
+                          std::vector<std::uint8_t>& out) {
   out.insert(out.end(), payload.begin(), payload.end());
   delivered_[extended % kHistory] = extended + 1;
   ++stats_.delivered;

@@ -18,7 +18,8 @@ struct Emitted {
   std::uint64_t duration = 0;
 };
 
-std::vector<Emitted> schedule(const std::vector<TsPacket>& packets, DatagramScheduler& scheduler, std::size_t batch = 100) {
+std::vector<Emitted> schedule(const std::vector<TsPacket>& packets, DatagramScheduler& scheduler,
+                              std::size_t batch = 100) {
   std::vector<Emitted> out;
   const auto emit = [&](const ScheduledDatagram& d) { out.push_back({d.packets.size(), d.due, d.duration}); };
   for (std::size_t i = 0; i < packets.size(); i += batch) {

@@ -61,10 +61,10 @@ TEST(Rtp, HeaderRoundTrip) {
 // datagram are refused.
 TEST(Rtp, PayloadAfterCsrcsExtensionAndBeforePadding) {
   std::vector<std::uint8_t> d = {0xB2, 33, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9};  // P, X, CC=2
-  d.insert(d.end(), 8, 0xCC);                                           // two CSRCs
-  d.insert(d.end(), {0xBE, 0xDE, 0, 1, 1, 2, 3, 4});                    // one extension word
-  d.insert(d.end(), {0x47, 1, 2});                                      // payload
-  d.insert(d.end(), {0, 0, 3});                                         // 3 bytes of padding
+  d.insert(d.end(), 8, 0xCC);                                              // two CSRCs
+  d.insert(d.end(), {0xBE, 0xDE, 0, 1, 1, 2, 3, 4});                       // one extension word
+  d.insert(d.end(), {0x47, 1, 2});                                         // payload
+  d.insert(d.end(), {0, 0, 3});                                            // 3 bytes of padding
   const auto r = parse_rtp(d);
   ASSERT_TRUE(r);
   ASSERT_EQ(r->payload.size(), 3u);
@@ -114,13 +114,16 @@ TEST(Rtp, ReceiverCountsAndReorders) {
   std::vector<Case> cases;
   // stats: datagrams, delivered, lost, reordered, late, duplicates, refused, restarts
   cases.push_back({"in order", range(100, 199), range(100, 199), {100, 100, 0, 0, 0, 0, 0, 0}});
-  cases.push_back({"two lost", without(range(0, 49), {3, 7}), without(range(0, 49), {3, 7}), {48, 48, 2, 0, 0, 0, 0, 0}});
+  cases.push_back(
+      {"two lost", without(range(0, 49), {3, 7}), without(range(0, 49), {3, 7}), {48, 48, 2, 0, 0, 0, 0, 0}});
   cases.push_back({"one pair swapped", swapped(range(0, 49), 10), range(0, 49), {50, 50, 0, 1, 0, 0, 0, 0}});
   auto dup = range(0, 19);
   dup.insert(dup.begin() + 6, 5);
   cases.push_back({"one duplicate", dup, range(0, 19), {21, 20, 0, 0, 0, 1, 0, 0}});
   cases.push_back({"swap across the wrap", swapped(range(65530, 10), 5), range(65530, 10), {17, 17, 0, 1, 0, 0, 0, 0}});
-  cases.push_back({"loss across the wrap", without(range(65530, 10), {65535, 0}), without(range(65530, 10), {65535, 0}),
+  cases.push_back({"loss across the wrap",
+                   without(range(65530, 10), {65535, 0}),
+                   without(range(65530, 10), {65535, 0}),
                    {15, 15, 2, 0, 0, 0, 0, 0}});
   // Depth 4: 3 is given up when 8 arrives; when it turns up it is late (and stays lost).
   auto late = without(range(0, 20), {3});

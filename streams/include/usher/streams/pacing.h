@@ -74,16 +74,16 @@ class DatagramScheduler {
   void emit_ready(const Emit& emit, bool all);
   [[nodiscard]] std::size_t untimed_queued() const { return queue_.size() - times_.size(); }
 
-  std::deque<TsPacket> queue_;        // not yet emitted
-  std::deque<std::uint64_t> times_;   // times of the first times_.size() packets of queue_
+  std::deque<TsPacket> queue_;       // not yet emitted
+  std::deque<std::uint64_t> times_;  // times of the first times_.size() packets of queue_
   std::optional<std::uint16_t> pcr_pid_;
   bool rate_known_ = false;
-  std::size_t first_pcr_index_ = 0;       // before the rate is known: index in queue_ of the first PCR
+  std::size_t first_pcr_index_ = 0;  // before the rate is known: index in queue_ of the first PCR
   bool first_pcr_seen_ = false;
-  std::uint64_t last_pcr_ = 0;            // raw PCR (or where it would be, after a bridged gap)
-  std::uint64_t last_pcr_time_ = 0;       // our stream time at the last PCR
-  std::uint64_t since_pcr_ = 0;           // packets after the last PCR (emitted or not)
-  std::uint64_t rate_ticks_ = 0;          // the last rate: rate_ticks_ per rate_packets_
+  std::uint64_t last_pcr_ = 0;       // raw PCR (or where it would be, after a bridged gap)
+  std::uint64_t last_pcr_time_ = 0;  // our stream time at the last PCR
+  std::uint64_t since_pcr_ = 0;      // packets after the last PCR (emitted or not)
+  std::uint64_t rate_ticks_ = 0;     // the last rate: rate_ticks_ per rate_packets_
   std::uint64_t rate_packets_ = 1;
   SchedulerStats stats_;
 };

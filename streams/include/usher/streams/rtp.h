@@ -89,8 +89,8 @@ class RtpReceiver {
   RtpInputStats stats_;
   bool started_ = false;
   std::uint32_t ssrc_ = 0;
-  std::uint64_t expected_ = 0;  // extended sequence number of the next datagram to deliver
-  std::uint64_t highest_ = 0;   // highest extended sequence number received
+  std::uint64_t expected_ = 0;                               // extended sequence number of the next datagram to deliver
+  std::uint64_t highest_ = 0;                                // highest extended sequence number received
   std::map<std::uint64_t, std::vector<std::uint8_t>> held_;  // after a gap, by extended sequence number
   std::array<std::uint64_t, kHistory> delivered_{};          // extended sequence + 1 of what was delivered, by slot
 };
