@@ -274,6 +274,35 @@ void add_billing(CLI::App& root, Commands& commands) {
     }
     return 0;
   });
+  auto* status = leaf(hotel, "status",
+                      "The PMS link as the process running it (billing serve --pms, billing pms) last recorded it: up or "
+                      "down and since when, the last error, and the postings waiting for the PMS.");
+  commands.on(status, [o] {
+    auto store = open(*o);
+    std::uint64_t waiting = 0, refused = 0;
+    for (const auto& p : store.pms_postings(false)) {
+      waiting += p.state == "pending";
+      refused += p.state == "refused";
+    }
+    if (const auto link = store.pms_link(); !link) {
+      std::printf("PMS link: has not run here (billing serve --pms HOST:PORT, or billing pms)\n");
+    } else {
+      const char* condition = link->condition == billing::PmsLinkCondition::up     ? "up"
+                              : link->condition == billing::PmsLinkCondition::down ? "down"
+                                                                                   : "not running (stopped)";
+      std::printf("PMS link to %s: %s since %s", link->pms.c_str(), condition, format_utc(link->since).c_str());
+      if (link->condition == billing::PmsLinkCondition::down) {
+        std::printf(" (%llu failed connect%s, retrying)", static_cast<unsigned long long>(link->failed_attempts),
+                    link->failed_attempts == 1 ? "" : "s");
+      }
+      std::printf("\n");
+      if (!link->last_error.empty()) std::printf("last error at %s: %s\n", format_utc(link->last_error_at).c_str(), link->last_error.c_str());
+      std::printf("state recorded by the link at %s\n", format_utc(link->recorded).c_str());
+    }
+    std::printf("%llu posting%s waiting for the PMS, %llu refused (billing hotel postings)\n", static_cast<unsigned long long>(waiting),
+                waiting == 1 ? "" : "s", static_cast<unsigned long long>(refused));
+    return 0;
+  });
   auto* postings = leaf(hotel, "postings",
                         "Charges sent to the PMS: ok, pending (to send or resend) or refused (for the front desk); --retry N "
                         "sends refused posting N again.");

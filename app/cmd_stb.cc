@@ -11,6 +11,7 @@
 #include "usher/stb/qr.h"
 #include "usher/stb/local_link.h"
 #include "usher/stb/room_report.h"
+#include "usher/stb/shown_code.h"
 
 namespace usher::cli {
 namespace {
@@ -24,6 +25,7 @@ struct StbOptions {
   std::string cw_file;
   std::uint64_t idle_timeout_ms = 0;
   std::string pin;
+  std::vector<std::uint16_t> services;  // stb run: what the viewer asked for (empty: every service of the stream)
   std::uint32_t event = 0;
   bool pay_by_handset = false;
   std::uint64_t valid = 600;
@@ -31,6 +33,10 @@ struct StbOptions {
   std::uint8_t max_age = 0;
   std::string bind = "tcp://127.0.0.1:7801";
 };
+
+// `stb run`'s exit status when a service asked for (or, none named, any service of the stream) is
+// neither descrambled nor clear in the stream.
+constexpr int kExitNotDescrambled = 3;
 
 int run(const StbOptions& a) {
   Logger log("stb");
@@ -59,11 +65,21 @@ int run(const StbOptions& a) {
       [] {});
   const auto s = d.stats();
   auto services = nlohmann::ordered_json::array();
-  for (const auto& svc : d.services()) {
-    nlohmann::ordered_json service{{"service_id", svc.service_id}, {"descrambling", svc.descrambling}};
+  // Each service asked for (every one in the stream when none was named): its outcome, and a line
+  // on stderr for each one the viewer does not get.
+  int status = 0;
+  for (const auto& svc : d.services(a.services)) {
+    nlohmann::ordered_json service{{"service_id", svc.service_id}, {"descrambling", svc.descrambling},
+                                   {"outcome", stb::to_string(svc.outcome)}, {"packets_descrambled", svc.packets_descrambled},
+                                   {"packets_left_scrambled", svc.packets_left_scrambled}};
     if (!svc.descrambling) service["reason"] = svc.reason;
     services.push_back(std::move(service));
-    if (!svc.descrambling && !config.fixed_cws) log.warn("service ", svc.service_id, " not descrambled: ", svc.reason);
+    if (svc.outcome == stb::ServiceOutcome::not_scrambled) {
+      log.info(svc.reason);
+    } else if (!stb::watchable(svc.outcome)) {
+      log.error("service ", svc.service_id, " not descrambled (", stb::to_string(svc.outcome), "): ", svc.reason);
+      status = kExitNotDescrambled;
+    }
   }
   print_json_line(stderr, {{"stb_id", se ? se->stb_id() : 0},
                            {"packets_in", s.packets_in},
@@ -82,7 +98,7 @@ int run(const StbOptions& a) {
                            {"sections_dropped", s.sections_dropped},
                            {"input_bytes_skipped", in->discarded_bytes()},
                            {"services", std::move(services)}});
-  return 0;
+  return status;
 }
 
 }  // namespace
@@ -124,12 +140,15 @@ void add_stb(CLI::App& root, Commands& commands) {
   });
 
   auto* run_cmd = leaf("run",
-                       "Descrambles what this STB is entitled to. Ends with a JSON line of counters on stderr.");
+                       "Descrambles what this STB is entitled to. Ends with a JSON line of counters on stderr, with each "
+                       "service's outcome; exits 3 when a service asked for (--services; default: every service of the "
+                       "stream) is neither descrambled nor clear in the stream, saying why on stderr.");
   run_cmd->add_option("--in", o->in, "file, -, udp:// or rtp:// (HOST:PORT, @GROUP:PORT, SOURCE@GROUP:PORT)")->type_name("SRC")->required();
   run_cmd->add_option("--out", o->out, "file, -, udp://HOST:PORT, rtp://HOST:PORT, or `play` to watch it through GStreamer")->type_name("DST")->required();
   run_cmd->add_option("--cw-file", o->cw_file, "test mode: fixed control words")->type_name("FILE");
   add_duration_ms(*run_cmd, "--idle-timeout", o->idle_timeout_ms, "a UDP input ends after this much silence");
   run_cmd->add_option("--pin", o->pin, "the parental PIN: rated events play");
+  add_id_list(*run_cmd, "--services", o->services, "the services to watch, as 1,2 (default: every service of the stream)");
   commands.on(run_cmd, [o] { return run(*o); });
 
   auto* entitlements = leaf("entitlements", "The services this STB holds, from the EMMs it took.");
@@ -146,7 +165,8 @@ void add_stb(CLI::App& root, Commands& commands) {
   auto* buy = leaf("buy",
                    "Impulse purchase of event E with the remote: recorded in the STB's signed viewing history and allowed "
                    "while the credit line (set by the operator) covers what is not yet settled. With --pay-by-handset: "
-                   "shows a request code and a QR code; the viewer's handset pays with `usher wallet approve CODE` and the "
+                   "shows a request code (also left in purchase-code in its home) and a QR code; the viewer's handset pays "
+                   "with `usher wallet approve CODE` and the "
                    "ticket comes to this STB. Codes expire and work once.");
   auto* event_at = add_integer<std::uint32_t>(*buy, "E", o->event, "the event id", 1, 0xFFFF);
   auto* event_named = add_integer<std::uint32_t>(*buy, "--event", o->event, "the event id (or as the argument E)", 1, 0xFFFF);
@@ -176,8 +196,12 @@ void add_stb(CLI::App& root, Commands& commands) {
     const auto expires = unix_now() + o->valid;
     const auto code = se.handset_purchase_code(static_cast<std::uint16_t>(event), expires);
     if (!code) throw std::runtime_error(code.error().message);
-    std::printf("%s\nPay for event %u on your handset: usher wallet approve %s\n(code valid until %s)\n",
-                stb::render_qr(stb::purchase_qr_text(*code)).c_str(), event, code->c_str(), format_utc(expires).c_str());
+    // Also in the STB's home, as the pairing code is: what a script hands the handset.
+    const auto written = stb::write_shown_code(o->home, stb::kPurchaseCodeName, *code);
+    if (!written) throw std::runtime_error(written.error().message);
+    std::printf("%s\nPay for event %u on your handset: usher wallet approve %s\n(code valid until %s; also in %s/%s)\n",
+                stb::render_qr(stb::purchase_qr_text(*code)).c_str(), event, code->c_str(), format_utc(expires).c_str(),
+                o->home.c_str(), stb::kPurchaseCodeName);
     return 0;
   });
 
