@@ -230,8 +230,9 @@ void add_headend(CLI::App& root, Commands& commands) {
   });
 
   auto* run_cmd = headend->add_subcommand(
-      "run", "Scrambles a transport stream. SRC, DST: a file, - (stdin/stdout), or udp://host:port (multicast joined; UDP "
-             "output is paced by the stream's PCRs).");
+      "run", "Scrambles a transport stream. SRC, DST: a file, - (stdin/stdout), udp:// or rtp:// (HOST:PORT; to receive "
+             "also @GROUP:PORT or SOURCE@GROUP:PORT; IPv6 in brackets; ?ttl=N&localaddr=IP). Network output leaves "
+             "datagram by datagram at the times the stream's PCRs give.");
   run_cmd->add_option("--in", o->in, "the clear stream")->type_name("SRC")->required();
   run_cmd->add_option("--out", o->out, "the scrambled stream")->type_name("DST")->required();
   run_cmd->add_option("--engine", o->engine,

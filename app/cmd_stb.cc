@@ -221,8 +221,8 @@ void add_stb(CLI::App& root, Commands& commands) {
                        "Descrambles what this STB is entitled to. Ends with a JSON line of counters on stderr, with each "
                        "service's outcome; exits 3 when a service asked for (--services; default: every service of the "
                        "stream) is neither descrambled nor clear in the stream, saying why on stderr.");
-  run_cmd->add_option("--in", o->in, "file, - or udp://host:port")->type_name("SRC")->required();
-  run_cmd->add_option("--out", o->out, "file, -, udp://host:port, or `play` to watch it through GStreamer")->type_name("DST")->required();
+  run_cmd->add_option("--in", o->in, "file, -, udp:// or rtp:// (HOST:PORT, @GROUP:PORT, SOURCE@GROUP:PORT)")->type_name("SRC")->required();
+  run_cmd->add_option("--out", o->out, "file, -, udp://HOST:PORT, rtp://HOST:PORT, or `play` to watch it through GStreamer")->type_name("DST")->required();
   run_cmd->add_option("--cw-file", o->cw_file, "test mode: fixed control words")->type_name("FILE");
   add_duration_ms(*run_cmd, "--idle-timeout", o->idle_timeout_ms, "a UDP input ends after this much silence");
   run_cmd->add_option("--pin", o->pin, "the parental PIN: rated events play");
