@@ -30,12 +30,14 @@ struct StbOptions {
   std::string current_pin;
   std::uint8_t max_age = 0;
   std::string bind = "tcp://127.0.0.1:7801";
+  std::uint64_t max_hold_ms = 20;
 };
 
 int run(const StbOptions& a) {
   Logger log("stb");
   std::optional<stb::SecureElement> se;
   stb::DescramblerConfig config;
+  config.max_hold_ms = static_cast<std::uint32_t>(a.max_hold_ms);
   if (!a.cw_file.empty()) {
     auto cws = read_cw_file(a.cw_file);
     if (!cws) throw std::runtime_error(cws.error().message);
@@ -130,7 +132,12 @@ void add_stb(CLI::App& root, Commands& commands) {
   run_cmd->add_option("--cw-file", o->cw_file, "test mode: fixed control words")->type_name("FILE");
   add_duration_ms(*run_cmd, "--idle-timeout", o->idle_timeout_ms, "a UDP input ends after this much silence");
   run_cmd->add_option("--pin", o->pin, "the parental PIN: rated events play");
-  commands.on(run_cmd, [o] { return run(*o); });
+  add_duration_ms(*run_cmd, "--max-hold", o->max_hold_ms,
+                  "longest wait of a packet for its CSA batch, in stream time (default 20ms, 1ms..2s): latency against CPU");
+  commands.on(run_cmd, [o] {
+    if (o->max_hold_ms < 1 || o->max_hold_ms > 2000) throw UsageError("--max-hold must be from 1ms to 2s");
+    return run(*o);
+  });
 
   auto* entitlements = leaf("entitlements", "The services this STB holds, from the EMMs it took.");
   commands.on(entitlements, [o, open_read_only] {

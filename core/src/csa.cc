@@ -86,11 +86,15 @@ struct CsaPipeline::KeySlot {
   std::optional<ControlWord> cw;
   std::vector<dvbcsa_bs_batch_s> batch;  // batch_size entries + terminator
   std::size_t count = 0;
-  std::uint64_t first_seq = 0;  // sequence number of the first queued packet
+  std::uint64_t first_seq = 0;   // sequence number of the first queued packet
+  std::uint64_t first_time = 0;  // its stream time
 };
 
-CsaPipeline::CsaPipeline(CsaDirection direction, std::size_t max_held)
-    : direction_(direction), batch_size_(csa_batch_size()), max_held_(max_held != 0 ? max_held : 16 * csa_batch_size()) {}
+CsaPipeline::CsaPipeline(CsaDirection direction, std::uint64_t max_hold, std::size_t max_held)
+    : direction_(direction),
+      batch_size_(csa_batch_size()),
+      max_held_(max_held != 0 ? max_held : 16 * csa_batch_size()),
+      max_hold_(max_hold) {}
 
 CsaPipeline::~CsaPipeline() = default;
 
@@ -139,20 +143,48 @@ void CsaPipeline::run(KeySlot& s) {
   s.count = 0;
 }
 
+void CsaPipeline::advance_to(std::uint64_t stream_time) {
+  if (stream_time > now_) {
+    spacing_ = stream_time - now_;
+    now_ = stream_time;
+  }
+  // Looked at once per packet, so the common case (nothing overdue) is one comparison. Deciding one
+  // packet ahead (now + spacing) is what keeps the wait within max_hold rather than max_hold plus one
+  // packet's time, which at 128 kbit/s alone is 12 ms.
+  if (oldest_time_ != kNever && now_ + spacing_ > oldest_time_ + max_hold_) run_overdue();
+}
+
+void CsaPipeline::run_overdue() {
+  std::uint64_t oldest = kNever;
+  for (auto& s : slots_) {
+    if (s->count == 0) continue;
+    if (now_ + spacing_ > s->first_time + max_hold_) {
+      run(*s);
+    } else {
+      oldest = std::min(oldest, s->first_time);
+    }
+  }
+  oldest_time_ = oldest;
+}
+
 void CsaPipeline::push(const streams::TsPacket& packet, Slot slot) {
   held_.push_back(packet);
   if (slot != kNoSlot) {
     KeySlot& s = *slots_[slot];
     auto payload = held_.back().payload();
     if (!payload.empty() && s.cw) {
-      if (s.count == 0) s.first_seq = front_seq_ + held_.size() - 1;
+      if (s.count == 0) {
+        s.first_seq = front_seq_ + held_.size() - 1;
+        s.first_time = now_;
+        oldest_time_ = std::min(oldest_time_, now_);
+      }
       s.batch[s.count++] = dvbcsa_bs_batch_s{payload.data(), static_cast<unsigned>(payload.size())};
       if (s.count == batch_size_) run(s);
     }
   }
   if (held_.size() > max_held_) {
-    // A slow slot is holding the line: once its oldest packet has waited for max_held_ packets,
-    // run it even if not full.
+    // The safety net, for streams whose time does not move (no PCR and no rate to assume it from):
+    // once a slow slot's oldest packet has waited for max_held_ packets, run it even if not full.
     KeySlot* oldest = nullptr;
     for (auto& s : slots_) {
       if (s->count > 0 && (oldest == nullptr || s->first_seq < oldest->first_seq)) oldest = s.get();
@@ -175,6 +207,7 @@ void CsaPipeline::take_ready(std::vector<streams::TsPacket>& out) {
 
 void CsaPipeline::flush(std::vector<streams::TsPacket>& out) {
   for (auto& s : slots_) run(*s);
+  oldest_time_ = kNever;
   take_ready(out);
 }
 

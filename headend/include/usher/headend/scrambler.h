@@ -135,6 +135,9 @@ struct ScramblerConfig {
   entitlement::AccessCriteria access;
   std::uint64_t start_unix = 0;            // broadcast time of the first packet (0 = now)
   std::uint64_t assumed_bitrate = 10'000'000;  // used until PCRs give the real one
+  // A packet waits at most this much stream time for its CSA batch to fill (latency against CPU:
+  // a service fills its batches within it from about 10 Mbit/s up).
+  std::uint32_t max_hold_ms = 20;
 };
 
 struct ScramblerStats {
@@ -191,7 +194,7 @@ class Scrambler {
   ~Scrambler();
 
   // Processes input packets; appends finished output packets to `out` (some may be held back
-  // until their CSA batch is full).
+  // until their CSA batch is full, at most config.max_hold_ms of stream time).
   void process(std::span<const streams::TsPacket> in, std::vector<streams::TsPacket>& out);
   // End of input: scrambles what is held back and appends it.
   void finish(std::vector<streams::TsPacket>& out);
