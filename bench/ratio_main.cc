@@ -31,6 +31,13 @@ class RatioReporter : public benchmark::ConsoleReporter {
     ConsoleReporter::ReportRuns(runs);
     for (const auto& r : runs) {
       if (r.error_occurred) continue;
+      if (short_name(r.benchmark_name()) == "pipeline_latency") {
+        // In stream time, the same in every repetition; the median's (not the deviation's) if aggregated.
+        if (r.run_type != Run::RT_Aggregate || r.aggregate_name == "median") {
+          for (const auto& [name, counter] : r.counters) latency_[name] = counter.value;
+        }
+        continue;
+      }
       auto it = r.counters.find("TS_Mbps");
       if (it == r.counters.end()) it = r.counters.find("records_per_s");
       if (it == r.counters.end()) it = r.counters.find("settlements_per_s");
@@ -67,6 +74,19 @@ class RatioReporter : public benchmark::ConsoleReporter {
       std::printf("%-18s %8.2f ms per round = %.0f x zmq_echo_round_trip (%.0f us)\n", "relay_round_trip", rates_["relay_round_trip"],
                   rates_["relay_round_trip"] * 1000.0 / rates_["zmq_echo_round_trip"], rates_["zmq_echo_round_trip"]);
     }
+    if (!latency_.empty()) {
+      std::printf("\nLatency added by the CSA batches (stream time, max hold %.0f ms), and zap time (tune to the first\n"
+                  "clear packet; its floor is the wait for the ECM, repeated every %.0f ms):\n",
+                  latency_["max_hold_ms"], latency_["ecm_interval_ms"]);
+      std::printf("  %-13s %12s %10s %12s %10s %18s\n", "service", "headend p99", "STB p99", "zap median", "zap max",
+                  "CSA batches full");
+      for (const char* rate : {"20M", "2M", "0.128M"}) {
+        const std::string r = rate;
+        std::printf("  %-13s %9.1f ms %7.1f ms %9.1f ms %7.1f ms %17.0f%%\n", (r + "bit/s").c_str(), latency_["head_p99_ms_" + r],
+                    latency_["stb_p99_ms_" + r], latency_["zap_median_ms_" + r], latency_["zap_max_ms_" + r],
+                    latency_["batch_fill_pct_" + r]);
+      }
+    }
     for (const char* n : {"settlements_concurrent/8", "settlements_concurrent/32"}) {
       const char* base = "settlements_concurrent/1";
       if (!rates_.contains(n) || !rates_.contains(base)) continue;
@@ -77,6 +97,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
  private:
   std::map<std::string, double> rates_;
   std::set<std::string> medians_;
+  std::map<std::string, double> latency_;  // pipeline_latency's counters
 };
 
 }  // namespace
