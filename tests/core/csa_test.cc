@@ -148,6 +148,32 @@ TEST(CsaPipeline, KeyChangeRunsQueuedPacketsWithTheOldKey) {
   }
 }
 
+TEST(CsaPipeline, HoldingMoreThanItsRingKeepsQueuedBatchesRight) {
+  // A small ring (twice max_held: 128 packets) and no take_ready for 3,000 packets: the ring grows
+  // while batches are queued, which must still encrypt the packets they were queued for.
+  const auto cw_a = ControlWord::random();
+  const auto cw_b = ControlWord::random();
+  const auto clear = random_packets(3000, 5);
+  CsaPipeline pipe(CsaDirection::encrypt, CsaPipeline::kDefaultMaxHold, 64);
+  const auto a = pipe.add_slot();
+  const auto b = pipe.add_slot();
+  pipe.set_key(a, cw_a);
+  pipe.set_key(b, cw_b);
+  for (std::size_t i = 0; i < clear.size(); ++i) pipe.push(clear[i], i % 3 == 0 ? a : i % 3 == 1 ? b : CsaPipeline::kNoSlot);
+  EXPECT_EQ(pipe.held(), clear.size());
+  std::vector<TsPacket> out;
+  pipe.flush(out);
+  ASSERT_EQ(out.size(), clear.size());
+  CsaSingleKey ka(cw_a), kb(cw_b);
+  for (std::size_t i = 0; i < clear.size(); ++i) {
+    TsPacket expected = clear[i];
+    if (i % 3 == 0) ka.encrypt(expected.payload());
+    if (i % 3 == 1) kb.encrypt(expected.payload());
+    ASSERT_EQ(out[i].bytes, expected.bytes) << i;
+  }
+  EXPECT_EQ(pipe.held(), 0u);
+}
+
 // A 128 kbit/s service next to a 20 Mbit/s one, each with its own key, and clear packets between:
 // packets evenly spaced in stream time (2,000 ticks of 27 MHz apart, a 20.3 Mbit/s multiplex).
 struct TwoRateMux {

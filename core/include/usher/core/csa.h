@@ -20,7 +20,6 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <limits>
 #include <memory>
 #include <span>
@@ -143,7 +142,7 @@ class CsaPipeline {
   // Runs every queued batch, full or not, and moves everything to `out`.
   void flush(std::vector<streams::TsPacket>& out);
   [[nodiscard]] const Stats& stats() const { return stats_; }
-  [[nodiscard]] std::size_t held() const { return held_.size(); }
+  [[nodiscard]] std::size_t held() const { return held_; }
 
  private:
   static constexpr std::uint64_t kNever = std::numeric_limits<std::uint64_t>::max();
@@ -159,8 +158,14 @@ class CsaPipeline {
   std::uint64_t spacing_ = 0;     // between the last two distinct times given
   std::uint64_t oldest_time_ = kNever;  // earliest first_time of the slots with packets queued; may be
                                         // stale (too early, never too late), then looked at again
-  std::deque<streams::TsPacket> held_;
-  std::uint64_t front_seq_ = 0;  // sequence number of held_.front()
+  // Packets held back, a ring indexed by sequence number (seq & mask): no allocation per packet (a
+  // deque of 188-byte packets allocated a node every two). Grows (doubling) only if a caller holds
+  // more than it has room for between two take_ready calls.
+  std::vector<streams::TsPacket> ring_;
+  std::uint64_t front_seq_ = 0;  // sequence number of the oldest packet held
+  std::size_t held_ = 0;
+  void grow();
+  streams::TsPacket& at(std::uint64_t seq) { return ring_[seq & (ring_.size() - 1)]; }
   std::vector<std::unique_ptr<KeySlot>> slots_;
   Stats stats_;
 };
