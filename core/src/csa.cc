@@ -184,12 +184,24 @@ void CsaPipeline::grow() {
   ring_ = std::move(bigger);
 }
 
-void CsaPipeline::push(const streams::TsPacket& packet, Slot slot) {
+streams::TsPacket& CsaPipeline::append(const streams::TsPacket& packet) {
   if (held_ == ring_.size()) grow();
-  const std::uint64_t seq = front_seq_ + held_;
-  streams::TsPacket& held = at(seq);
+  streams::TsPacket& held = at(front_seq_ + held_);
   held = packet;
   ++held_;
+  return held;
+}
+
+void CsaPipeline::push(const streams::TsPacket& packet, Slot slot) { queue(append(packet), slot); }
+
+void CsaPipeline::push(const streams::TsPacket& packet, Slot slot, streams::Scrambling mark) {
+  streams::TsPacket& held = append(packet);
+  held.set_scrambling(mark);
+  queue(held, slot);
+}
+
+void CsaPipeline::queue(streams::TsPacket& held, Slot slot) {
+  const std::uint64_t seq = front_seq_ + held_ - 1;
   if (slot != kNoSlot) {
     KeySlot& s = *slots_[slot];
     auto payload = held.payload();

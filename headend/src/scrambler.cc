@@ -951,10 +951,8 @@ void Scrambler::handle(const TsPacket& packet) {
     } else if (packet.payload().empty()) {
       emit_now(restamped(packet));
     } else {
-      TsPacket p = restamped(packet);
       const auto parity = s.period % 2;
-      p.set_scrambling(parity == 0 ? Scrambling::even : Scrambling::odd);
-      pipeline_.push(p, s.slot[parity]);
+      pipeline_.push(restamped(packet), s.slot[parity], parity == 0 ? Scrambling::even : Scrambling::odd);
       ++stats_.packets_scrambled;
     }
   } else if (pid == streams::kNullPid) {

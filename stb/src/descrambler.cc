@@ -241,9 +241,7 @@ void Descrambler::handle(const TsPacket& packet) {
     pipeline_.push(packet, CsaPipeline::kNoSlot);
     return;
   }
-  TsPacket p = packet;
-  p.set_scrambling(Scrambling::clear);
-  pipeline_.push(p, slot);
+  pipeline_.push(packet, slot, Scrambling::clear);
   ++stats_.packets_descrambled;
 }
 

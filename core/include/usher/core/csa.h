@@ -137,6 +137,9 @@ class CsaPipeline {
   // Queues a packet. With a slot, its payload (if any) is encrypted or decrypted with the slot's key;
   // the caller sets the scrambling bits. Without a slot it passes unchanged.
   void push(const streams::TsPacket& packet, Slot slot);
+  // The same, the queued copy's transport_scrambling_control set to `mark` (the headend marks the
+  // parity it scrambles with, the STB clears it): no copy of the packet of the caller's own for that.
+  void push(const streams::TsPacket& packet, Slot slot, streams::Scrambling mark);
   // Moves to `out` every packet whose processing (and that of all earlier packets) is done.
   void take_ready(std::vector<streams::TsPacket>& out);
   // Runs every queued batch, full or not, and moves everything to `out`.
@@ -165,6 +168,8 @@ class CsaPipeline {
   std::uint64_t front_seq_ = 0;  // sequence number of the oldest packet held
   std::size_t held_ = 0;
   void grow();
+  streams::TsPacket& append(const streams::TsPacket& packet);
+  void queue(streams::TsPacket& held, Slot slot);
   streams::TsPacket& at(std::uint64_t seq) { return ring_[seq & (ring_.size() - 1)]; }
   std::vector<std::unique_ptr<KeySlot>> slots_;
   Stats stats_;
