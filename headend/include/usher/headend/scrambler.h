@@ -82,11 +82,7 @@ class StoreKeySource final : public KeySource {
     return store_.current_event(service_id, time);
   }
   std::vector<entitlement::EventInfo> schedule(std::uint16_t service_id, std::uint64_t time, std::size_t count) override {
-    std::vector<entitlement::EventInfo> out;
-    for (auto& e : store_.events()) {
-      if (e.service_id == service_id && e.end() > time && out.size() < count) out.push_back(std::move(e));
-    }
-    return out;
+    return store_.events_ending_after(service_id, time, count);
   }
   std::string service_name(std::uint16_t service_id) override {
     for (auto& s : store_.services()) {
