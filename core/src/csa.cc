@@ -217,8 +217,8 @@ void CsaPipeline::queue(streams::TsPacket& held, Slot slot) {
     }
   }
   if (held_ > max_held_) {
-    // The safety net, for streams whose time does not move (no PCR and no rate to assume it from):
-    // once a slow slot's oldest packet has waited for max_held_ packets, run it even if not full.
+    // The safety net, for when stream time does not move (a caller that gives none): once a slow
+    // slot's oldest packet has waited for max_held_ packets, run it even if not full.
     KeySlot* oldest = nullptr;
     for (auto& s : slots_) {
       if (s->count > 0 && (oldest == nullptr || s->first_seq < oldest->first_seq)) oldest = s.get();

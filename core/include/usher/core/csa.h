@@ -112,7 +112,8 @@ class CsaPipeline {
 
   // `max_hold`: how long (stream time, 27 MHz units) a packet may wait for its batch to fill.
   // `max_held`: the packets held back, at most (0: 16 batches); a safety net for when stream time
-  // does not move (no PCR and no assumed rate, a caller that never calls advance_to).
+  // does not move (a caller that never calls advance_to; without PCRs StreamClock still counts
+  // packets at an assumed rate, so the time bound holds there too).
   explicit CsaPipeline(CsaDirection direction, std::uint64_t max_hold = kDefaultMaxHold, std::size_t max_held = 0);
   CsaPipeline(const CsaPipeline&) = delete;
   CsaPipeline& operator=(const CsaPipeline&) = delete;
@@ -152,6 +153,10 @@ class CsaPipeline {
   struct KeySlot;
   void run(KeySlot& slot);
   void run_overdue();
+  void grow();
+  streams::TsPacket& append(const streams::TsPacket& packet);
+  void queue(streams::TsPacket& held, Slot slot);
+  streams::TsPacket& at(std::uint64_t seq) { return ring_[seq & (ring_.size() - 1)]; }
 
   CsaDirection direction_;
   std::size_t batch_size_;
@@ -167,10 +172,6 @@ class CsaPipeline {
   std::vector<streams::TsPacket> ring_;
   std::uint64_t front_seq_ = 0;  // sequence number of the oldest packet held
   std::size_t held_ = 0;
-  void grow();
-  streams::TsPacket& append(const streams::TsPacket& packet);
-  void queue(streams::TsPacket& held, Slot slot);
-  streams::TsPacket& at(std::uint64_t seq) { return ring_[seq & (ring_.size() - 1)]; }
   std::vector<std::unique_ptr<KeySlot>> slots_;
   Stats stats_;
 };
