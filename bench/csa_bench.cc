@@ -130,6 +130,10 @@ void BM_HeadendPipeline(benchmark::State& state) {
     }
     s.finish(out);
     benchmark::DoNotOptimize(out.data());
+    const auto st = s.stats();
+    state.counters["batch_fill_pct"] = 100.0 * static_cast<double>(st.packets_scrambled) /
+                                       static_cast<double>((st.csa_full_batches + st.csa_partial_batches) * usher::csa_batch_size());
+    state.counters["stream_Mbps"] = static_cast<double>(w.clear.size()) * 188 * 8 / 1e6 / s.clock().seconds();
   }
   set_rate(state, w.clear.size());
 }
