@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <ctime>
 #include <sstream>
+#include <thread>
 #include <utility>
 
 #include "usher/core/log.h"
@@ -346,9 +347,6 @@ void refuse_options_as_values(CLI::App& app) {
   for (auto* sub : app.get_subcommands([](CLI::App*) { return true; })) refuse_options_as_values(*sub);
 }
 
-std::atomic<bool> g_stop{false};
-extern "C" void on_stop_signal(int) { g_stop = true; }
-
 }  // namespace
 
 int run_command_line(int argc, const char* const* argv) {
@@ -424,11 +422,136 @@ void print_json_line(std::FILE* to, const nlohmann::ordered_json& value) {
   std::fflush(to);
 }
 
-void install_stop_handlers() {
-  std::signal(SIGINT, on_stop_signal);
-  std::signal(SIGTERM, on_stop_signal);
+const StopSignals& stop_signals() {
+  static StopSignals signals;  // for the rest of the process: a command runs once
+  return signals;
 }
-const std::atomic<bool>& stop_requested() { return g_stop; }
+void install_stop_handlers() { (void)stop_signals(); }
+const std::atomic<bool>& stop_requested() { return stop_signals().flag(); }
+
+void add_monitor_options(CLI::App& app, MonitorOptions& options, const std::string& status_help) {
+  app.add_option_function<std::string>(
+         "--status-interval",
+         [&options](const std::string& text) {
+           auto v = parse_duration(text);
+           if (!v) throw CLI::ValidationError("--status-interval", v.error().message);
+           options.status_interval_ms = static_cast<std::uint64_t>(v->count());
+         },
+         status_help + " (default 5s; 0: none; 10s, 1m; plain number: seconds)")
+      ->type_name("DURATION");
+  app.add_option("--metrics", options.metrics,
+                 "serve Prometheus metrics at http://HOST:PORT/metrics while it runs (e.g. 127.0.0.1:9100)")
+      ->type_name("HOST:PORT");
+}
+
+std::unique_ptr<MetricsServer> start_metrics(const MonitorOptions& options, MetricsServer::Render render) {
+  if (options.metrics.empty()) return nullptr;
+  if (auto where = parse_host_port(options.metrics); !where) throw UsageError("--metrics " + where.error().message);
+  auto server = MetricsServer::start(options.metrics, std::move(render));
+  if (!server) throw std::runtime_error(server.error().message);
+  Logger("metrics").info("Prometheus metrics on http://", options.metrics, "/metrics");
+  return std::move(server.value());
+}
+
+bool is_live_input(const std::string& locator) { return locator == "-" || locator.rfind("udp://", 0) == 0; }
+
+streams::SourceOptions live_source_options(std::chrono::milliseconds idle_timeout) {
+  streams::SourceOptions o;
+  o.idle_timeout = idle_timeout;
+  o.interrupt_fd = stop_signals().fd();
+  o.wake_every = std::chrono::milliseconds(500);
+  return o;
+}
+
+std::string service_metrics(const std::string& part, const entitlement::RequestCounters::Snapshot& counts) {
+  PrometheusText m;
+  const std::string name = "usher_" + part + "_requests_total";
+  const std::string help = "Requests answered, by kind and outcome (served: ok; refused: an error reply).";
+  m.counter(name, help, static_cast<double>(counts.served), {{"kind", "all"}, {"outcome", "served"}});
+  m.counter(name, help, static_cast<double>(counts.refused), {{"kind", "all"}, {"outcome", "refused"}});
+  for (const auto& [kind, outcome] : counts.by_kind) {
+    m.counter(name, help, static_cast<double>(outcome.served), {{"kind", kind}, {"outcome", "served"}});
+    m.counter(name, help, static_cast<double>(outcome.refused), {{"kind", kind}, {"outcome", "refused"}});
+  }
+  return m.str();
+}
+
+namespace {
+std::string counts_text(const entitlement::RequestCounters::Snapshot& counts) {
+  std::string text = std::to_string(counts.served) + " requests served, " + std::to_string(counts.refused) + " refused";
+  std::string kinds;
+  for (const auto& [kind, outcome] : counts.by_kind) {
+    if (!kinds.empty()) kinds += ", ";
+    kinds += kind + " " + std::to_string(outcome.served);
+    if (outcome.refused != 0) kinds += "/" + std::to_string(outcome.refused) + " refused";
+  }
+  return kinds.empty() ? text : text + " (" + kinds + ")";
+}
+}  // namespace
+
+void serve_until_stopped(const std::string& part, net::ReplyServer& server, const entitlement::RequestCounters& counters,
+                         const MonitorOptions& options) {
+  const auto& stop = stop_requested();
+  // Status lines from their own thread: the serving one is inside ReplyServer::run. Joined on every
+  // way out, a failure of the server included.
+  std::atomic<bool> served{false};
+  std::thread status_thread([&] {
+    StatusTimer status(options.status_interval_ms);
+    auto last = counters.snapshot();
+    while (!stop && !served) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (!status.due()) continue;
+      const auto now = counters.snapshot();
+      if (now == last) continue;  // idle: nothing to say
+      print_status(part, counts_text(now) + " in total; " + std::to_string(now.served + now.refused - last.served - last.refused) +
+                             " in the last " + std::to_string(static_cast<long long>(status.elapsed_seconds() + 0.5)) + " s");
+      last = now;
+    }
+  });
+  struct JoinAtExit {
+    std::atomic<bool>& served;
+    std::thread& thread;
+    ~JoinAtExit() {
+      served = true;
+      thread.join();
+    }
+  };
+  {
+    JoinAtExit join{served, status_thread};
+    server.run(stop);
+  }
+  const auto counts = counters.snapshot();
+  nlohmann::ordered_json by_kind = nlohmann::ordered_json::object();
+  for (const auto& [kind, outcome] : counts.by_kind) by_kind[kind] = {{"served", outcome.served}, {"refused", outcome.refused}};
+  Logger(part).info("stopped by signal ", stop_signals().signal_number(), " after ", server.requests_served(), " requests");
+  print_json_line(stderr, {{"requests_served", counts.served},
+                           {"requests_refused", counts.refused},
+                           {"replies_sent", server.requests_served()},
+                           {"by_kind", std::move(by_kind)},
+                           {"stopped", true}});
+}
+
+double packet_mbps(std::uint64_t packets, double seconds) {
+  return seconds > 0 ? static_cast<double>(packets) * 188.0 * 8.0 / seconds / 1e6 : 0.0;
+}
+
+void print_status(const std::string& part, const std::string& text) {
+  std::fprintf(stderr, "usher %s: %s\n", part.c_str(), text.c_str());
+  std::fflush(stderr);
+}
+
+std::string progress_text(std::uint64_t bytes_done, std::uint64_t file_bytes, double stream_seconds, double wall_seconds) {
+  char buf[160];
+  const double percent = file_bytes > 0 ? 100.0 * static_cast<double>(std::min(bytes_done, file_bytes)) / static_cast<double>(file_bytes) : 0.0;
+  const double mbps = wall_seconds > 0 ? static_cast<double>(bytes_done) * 8.0 / wall_seconds / 1e6 : 0.0;
+  if (stream_seconds > 0 && wall_seconds > 0) {
+    std::snprintf(buf, sizeof(buf), "progress %.1f%% of %.1f MB, %.1fx real time, %.1f Mbit/s", percent,
+                  static_cast<double>(file_bytes) / 1e6, stream_seconds / wall_seconds, mbps);
+  } else {
+    std::snprintf(buf, sizeof(buf), "progress %.1f%% of %.1f MB, %.1f Mbit/s", percent, static_cast<double>(file_bytes) / 1e6, mbps);
+  }
+  return buf;
+}
 
 void pump(streams::PacketSource& in, streams::PacketSink& out,
           const std::function<void(std::span<const streams::TsPacket>, std::vector<streams::TsPacket>&)>& transform,
@@ -437,7 +560,8 @@ void pump(streams::PacketSource& in, streams::PacketSink& out,
   std::vector<streams::TsPacket> output;
   auto last_tick = std::chrono::steady_clock::now();
   bool more = true;
-  while (more) {
+  const auto& stop = stop_requested();
+  while (more && !stop) {
     input.clear();
     output.clear();
     more = in.read(input, 2048);

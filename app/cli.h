@@ -26,8 +26,12 @@
 #include <nlohmann/json.hpp>
 
 #include "usher/core/clock.h"
+#include "usher/core/metrics.h"
+#include "usher/core/stop_signals.h"
 #include "usher/core/result.h"
 #include "usher/core/text.h"
+#include "usher/core/zmq.h"
+#include "usher/entitlement/request_counters.h"
 #include "usher/streams/io.h"
 
 namespace usher::cli {
@@ -148,12 +152,66 @@ using usher::format_utc;
 using usher::pad_left;
 using usher::pad_right;
 using usher::unix_now;
-// SIGINT/SIGTERM set the flag that long-running services poll.
+// SIGINT/SIGTERM set the flag that long-running commands poll (and make stop_signals().fd()
+// readable). The handlers are installed at the first call of any of these.
 void install_stop_handlers();
 const std::atomic<bool>& stop_requested();
+const StopSignals& stop_signals();
 
-// Reads packets from `in`, passes them through `transform`, writes to `out` until the source ends.
-// `tick` runs about every second of wall time (progress, refreshes).
+// ---- What the long-running commands (headend run, stb run, entitlement serve, billing serve) share:
+// --status-interval and --metrics. ----
+struct MonitorOptions {
+  std::uint64_t status_interval_ms = 5000;  // 0: no status lines
+  std::string metrics;                      // HOST:PORT, empty: no endpoint
+};
+void add_monitor_options(CLI::App& app, MonitorOptions& options, const std::string& status_help);
+// Starts the --metrics endpoint (nullptr when not asked for); throws UsageError for a bad HOST:PORT
+// and std::runtime_error when it cannot bind, before the command starts anything else.
+std::unique_ptr<MetricsServer> start_metrics(const MonitorOptions& options, MetricsServer::Render render);
+// A live input is one without an end to measure progress against: UDP, stdin (unless it is a file).
+bool is_live_input(const std::string& locator);
+// Reading a stream input so that a stop signal cuts a blocking read short and a silent input still
+// wakes the loop for its status lines.
+streams::SourceOptions live_source_options(std::chrono::milliseconds idle_timeout);
+
+// Says when the next status line is due, and how long it has been since the last.
+class StatusTimer {
+ public:
+  explicit StatusTimer(std::uint64_t interval_ms) : interval_(interval_ms), last_(std::chrono::steady_clock::now()) {}
+  // True (and restarts the interval) when one is due.
+  bool due() {
+    if (interval_.count() == 0) return false;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_ < interval_) return false;
+    elapsed_ = std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+    return true;
+  }
+  // Seconds covered by the line due() just allowed.
+  [[nodiscard]] double elapsed_seconds() const { return elapsed_; }
+
+ private:
+  std::chrono::milliseconds interval_;
+  std::chrono::steady_clock::time_point last_;
+  double elapsed_ = 0;
+};
+// A framed service's page of metrics: usher_PART_requests_total{kind,outcome}.
+std::string service_metrics(const std::string& part, const entitlement::RequestCounters::Snapshot& counts);
+// Serves until SIGINT/SIGTERM: a status line (requests served, refused, by kind) every status
+// interval in which the counts changed, none while idle; then the final counters as a JSON line on
+// stderr.
+void serve_until_stopped(const std::string& part, net::ReplyServer& server, const entitlement::RequestCounters& counters,
+                         const MonitorOptions& options);
+// Mbit/s of `packets` TS packets in `seconds`.
+double packet_mbps(std::uint64_t packets, double seconds);
+// One status line on stderr ("usher <part>: <text>"), flushed.
+void print_status(const std::string& part, const std::string& text);
+// "12.3% of 1.2 GB, 4.5x real time, 38.2 Mbit/s" for a file input.
+std::string progress_text(std::uint64_t bytes_done, std::uint64_t file_bytes, double stream_seconds, double wall_seconds);
+
+// Reads packets from `in`, passes them through `transform`, writes to `out` until the source ends or
+// a stop is requested (SIGINT, SIGTERM): either way `finish` flushes what is held back and the sink
+// is closed on a whole packet. `tick` runs about every second of wall time (progress, refreshes).
 void pump(streams::PacketSource& in, streams::PacketSink& out,
           const std::function<void(std::span<const streams::TsPacket>, std::vector<streams::TsPacket>&)>& transform,
           const std::function<void(std::vector<streams::TsPacket>&)>& finish, const std::function<void()>& tick);

@@ -37,6 +37,7 @@ struct BillingOptions {
   std::uint64_t stay = 0;
   std::string pdf;
   std::uint64_t retry = 0;
+  MonitorOptions monitor;
 };
 
 billing::BillingStore open(const BillingOptions& a) { return need(billing::BillingStore::open(a.home)); }
@@ -110,31 +111,38 @@ void add_billing(CLI::App& root, Commands& commands) {
                      "Billing as a ZeroMQ service: handsets relay STB histories and pay (`usher wallet relay`), buy prepaid "
                      "credit (`usher wallet prepay`); hotel room STBs report their purchases. Finishes any settlement a crash "
                      "left half done before serving. Every --sync period it delivers room states the room STBs have not taken "
-                     "yet. With --pms it also runs the hotel PMS link (as `usher billing pms`). Stops on Ctrl-C / SIGTERM.");
+                     "yet. With --pms it also runs the hotel PMS link (as `usher billing pms`). Stops on Ctrl-C / SIGTERM (exit status 0) "
+                     "after a JSON line of counters on stderr.");
   serve->add_option("--bind", o->bind, "the ZeroMQ endpoint")->type_name("ENDPOINT")->capture_default_str();
   serve->add_option("--pms", o->pms, "also run the PMS link")->type_name("HOST:PORT");
   add_duration(*serve, "--sync", o->sync_s, "how often room states are delivered (default 5s)");
   report_to(serve, "where room STBs report (default: --bind)");
+  add_monitor_options(*serve, o->monitor, "a status line on stderr this often while requests come: served, refused, by kind");
   commands.on(serve, [o] {
     std::optional<billing::PmsLink::Options> pms;
     if (!o->pms.empty()) pms = pms_options(o->pms);
     if (o->sync_s == 0) throw UsageError("--sync must be at least 1 s");
+    install_stop_handlers();
+    entitlement::RequestCounters counters(entitlement::billing_message_kind);
+    const auto metrics = start_metrics(o->monitor, [&counters] { return service_metrics("billing", counters.snapshot()); });
     auto store = open(*o);
     Logger log("billing");
     if (const auto n = store.recover(unix_now()); n > 0) log.info("finished ", n, " settlements a stop left half done");
     billing::BillingService service(store);
-    net::ReplyServer server(o->bind, net::ReplyServer::BatchHandler([&](const auto& requests) { return service.handle_batch(requests); }),
+    net::ReplyServer server(o->bind, net::ReplyServer::BatchHandler([&](const auto& requests) {
+                              auto replies = service.handle_batch(requests);
+                              counters.count_batch(requests, replies);
+                              return replies;
+                            }),
                             billing::kBillingServerLimits);
     log.info("serving on ", server.endpoint());
-    install_stop_handlers();
     const auto reports = o->report_to.empty() ? server.endpoint() : o->report_to;
     std::thread rooms(sync_rooms, o->home, reports, std::chrono::seconds(o->sync_s));
     std::thread pms_thread;
     if (pms) pms_thread = std::thread(run_pms, o->home, reports, *pms);
-    server.run(stop_requested());
+    serve_until_stopped("billing", server, counters, o->monitor);
     rooms.join();
     if (pms_thread.joinable()) pms_thread.join();
-    log.info("stopped after ", server.requests_served(), " requests");
     return 0;
   });
 
@@ -272,6 +280,35 @@ void add_billing(CLI::App& root, Commands& commands) {
                   s.guest_id.c_str(), s.room.c_str(), format_utc(s.checkin).c_str(),
                   s.checkout == 0 ? ", checked in" : (", out " + format_utc(s.checkout)).c_str());
     }
+    return 0;
+  });
+  auto* status = leaf(hotel, "status",
+                      "The PMS link as the process running it (billing serve --pms, billing pms) last recorded it: up or "
+                      "down and since when, the last error, and the postings waiting for the PMS.");
+  commands.on(status, [o] {
+    auto store = open(*o);
+    std::uint64_t waiting = 0, refused = 0;
+    for (const auto& p : store.pms_postings(false)) {
+      waiting += p.state == "pending";
+      refused += p.state == "refused";
+    }
+    if (const auto link = store.pms_link(); !link) {
+      std::printf("PMS link: has not run here (billing serve --pms HOST:PORT, or billing pms)\n");
+    } else {
+      const char* condition = link->condition == billing::PmsLinkCondition::up     ? "up"
+                              : link->condition == billing::PmsLinkCondition::down ? "down"
+                                                                                   : "not running (stopped)";
+      std::printf("PMS link to %s: %s since %s", link->pms.c_str(), condition, format_utc(link->since).c_str());
+      if (link->condition == billing::PmsLinkCondition::down) {
+        std::printf(" (%llu failed connect%s, retrying)", static_cast<unsigned long long>(link->failed_attempts),
+                    link->failed_attempts == 1 ? "" : "s");
+      }
+      std::printf("\n");
+      if (!link->last_error.empty()) std::printf("last error at %s: %s\n", format_utc(link->last_error_at).c_str(), link->last_error.c_str());
+      std::printf("state recorded by the link at %s\n", format_utc(link->recorded).c_str());
+    }
+    std::printf("%llu posting%s waiting for the PMS, %llu refused (billing hotel postings)\n", static_cast<unsigned long long>(waiting),
+                waiting == 1 ? "" : "s", static_cast<unsigned long long>(refused));
     return 0;
   });
   auto* postings = leaf(hotel, "postings",

@@ -167,7 +167,7 @@ int demo(const DemoOptions& a) {
   step(log, {"entitlement", "grant", "--home", ent, "--stb", "1001", "--service", "1", "--days", "30"});
   step(log, {"headend", "run", "--entitlement-home", ent, "--in", source, "--out", scrambled, "--crypto-period", period});
   step(log, {"stb", "run", "--home", (dir / "stb-1001").string(), "--in", scrambled, "--out", out1001});
-  step(log, {"stb", "run", "--home", (dir / "stb-1002").string(), "--in", scrambled, "--out", out1002});
+  step(log, {"stb", "run", "--home", (dir / "stb-1002").string(), "--in", scrambled, "--out", out1002}, false, true);
 
   // Act 2: pay-per-view bought on a handset, through the running engine.
   const std::uint64_t event_start = unix_now() + 600;
@@ -205,8 +205,8 @@ int demo(const DemoOptions& a) {
                "--crypto-period", period, "--start-time", std::to_string(event_start + 60)});
   }
   step(log, {"stb", "run", "--home", (dir / "stb-1002").string(), "--in", ppv_scrambled, "--out", ppv1002});
-  step(log, {"stb", "run", "--home", (dir / "stb-1001").string(), "--in", ppv_scrambled, "--out", ppv1001});
-  step(log, {"stb", "run", "--home", room_stb, "--in", ppv_scrambled, "--out", (dir / "ppv-stb-1003.ts").string()});
+  step(log, {"stb", "run", "--home", (dir / "stb-1001").string(), "--in", ppv_scrambled, "--out", ppv1001}, false, true);
+  step(log, {"stb", "run", "--home", room_stb, "--in", ppv_scrambled, "--out", (dir / "ppv-stb-1003.ts").string()}, false, true);
 
   // Act 3: impulse purchases on STB 1001's credit, settled through the handset (F4).
   std::printf("\n-- impulse purchase, settled through the handset --\n");

@@ -13,6 +13,7 @@ namespace {
 
 struct EntitlementOptions {
   std::string home;
+  MonitorOptions monitor;
   std::uint16_t ca_system_id = entitlement::kDefaultCaSystemId;
   std::uint64_t collect_within_s = 0;
   std::uint16_t service_id = 0;
@@ -299,18 +300,24 @@ void add_entitlement(CLI::App& root, Commands& commands) {
 
   auto* serve = leaf(ent, "serve",
                      "The engine as a ZeroMQ service for handsets (docs/protocol.md). Top-ups go to a test acquirer (declines "
-                     "references starting with \"decline\"). Stops on Ctrl-C / SIGTERM.");
+                     "references starting with \"decline\"). Stops on Ctrl-C / SIGTERM (exit status 0) after a JSON line of counters on stderr.");
   serve->add_option("--bind", o->bind, "the ZeroMQ endpoint")->type_name("ENDPOINT")->capture_default_str();
+  add_monitor_options(*serve, o->monitor, "a status line on stderr this often while requests come: served, refused, by kind");
   commands.on(serve, [o] {
+    install_stop_handlers();
+    entitlement::RequestCounters counters(entitlement::engine_message_kind);
+    const auto metrics = start_metrics(o->monitor, [&counters] { return service_metrics("entitlement", counters.snapshot()); });
     auto store = open(*o);
     entitlement::TestAcquirer acquirer;
     entitlement::EngineService engine(store, acquirer);
-    net::ReplyServer server(o->bind, net::ReplyServer::BatchHandler([&](const auto& requests) { return engine.handle_batch(requests); }),
+    net::ReplyServer server(o->bind, net::ReplyServer::BatchHandler([&](const auto& requests) {
+                              auto replies = engine.handle_batch(requests);
+                              counters.count_batch(requests, replies);
+                              return replies;
+                            }),
                             entitlement::kEngineServerLimits);
     Logger("entitlement").info("serving on ", server.endpoint(), " (test acquirer for top-ups)");
-    install_stop_handlers();
-    server.run(stop_requested());
-    Logger("entitlement").info("stopped after ", server.requests_served(), " requests");
+    serve_until_stopped("entitlement", server, counters, o->monitor);
     return 0;
   });
 }

@@ -33,10 +33,57 @@ struct HeadendOptions {
   std::uint64_t emm_bitrate = 128'000;
   std::int32_t network_id = -1;  // -1: the input SDT's, else 0xFF01
   std::uint64_t max_hold_ms = 20;
+  MonitorOptions monitor;
 };
+
+// One line of what the scrambler is doing (live input): rates over the last interval, each service,
+// ECMs, the EMMs' share used, continuity errors in the input.
+std::string headend_status(const headend::Scrambler& scrambler, const headend::ScramblerStats& now,
+                           const headend::ScramblerStats& before, double seconds, double stream_seconds, std::uint64_t emm_bitrate) {
+  std::string services;
+  for (const auto& st : scrambler.service_states()) {
+    if (!services.empty()) services += ", ";
+    services += std::to_string(st.service_id) + " " + headend::to_string(st.mode);
+    if (st.mode == headend::ServiceState::Mode::scrambled) services += " (period " + std::to_string(st.crypto_period) + ")";
+  }
+  const double emm_kbps = stream_seconds > 0 ? static_cast<double>(now.emm_packets - before.emm_packets) * 188.0 * 8.0 / stream_seconds / 1e3 : 0.0;
+  char buf[256];
+  std::snprintf(buf, sizeof(buf), "in %.2f Mbit/s, out %.2f Mbit/s; ECMs %llu; EMM %.1f of %.1f kbit/s; CC errors %llu; services: ",
+                packet_mbps(now.packets_in - before.packets_in, seconds), packet_mbps(now.packets_out - before.packets_out, seconds),
+                static_cast<unsigned long long>(now.ecm_sections), emm_kbps, static_cast<double>(emm_bitrate) / 1e3,
+                static_cast<unsigned long long>(now.input_cc_errors));
+  return buf + (services.empty() ? std::string("none yet (no PAT/PMT)") : services);
+}
+
+std::string headend_metrics(const headend::Scrambler& scrambler, const headend::ScramblerStats& s, std::uint64_t emm_bitrate) {
+  PrometheusText m;
+  m.counter("usher_headend_packets_in_total", "TS packets read from the input.", static_cast<double>(s.packets_in));
+  m.counter("usher_headend_packets_out_total", "TS packets written to the output.", static_cast<double>(s.packets_out));
+  m.counter("usher_headend_packets_scrambled_total", "TS packets scrambled with DVB-CSA2.", static_cast<double>(s.packets_scrambled));
+  m.counter("usher_headend_packets_dropped_total", "Input packets dropped rather than sent in clear.", static_cast<double>(s.packets_dropped));
+  m.counter("usher_headend_ecm_sections_total", "ECM sections sent.", static_cast<double>(s.ecm_sections));
+  m.counter("usher_headend_emm_sections_total", "EMM sections sent.", static_cast<double>(s.emm_sections));
+  m.counter("usher_headend_emm_packets_total", "TS packets of EMMs sent.", static_cast<double>(s.emm_packets));
+  m.counter("usher_headend_crypto_periods_total", "Crypto periods started.", static_cast<double>(s.crypto_periods));
+  m.counter("usher_headend_continuity_errors_total", "Continuity counter errors in the input.", static_cast<double>(s.input_cc_errors));
+  m.counter("usher_headend_repetitions_skipped_total", "ECM/CAT/EIT repetitions skipped for want of room.",
+            static_cast<double>(s.repetitions_skipped));
+  m.gauge("usher_headend_emm_bitrate_share", "The EMMs' bandwidth share in bit/s.", static_cast<double>(emm_bitrate));
+  m.gauge("usher_headend_stream_seconds", "Stream time processed, in seconds.", scrambler.clock().seconds());
+  m.gauge("usher_headend_bitrate", "The stream's bit rate as measured from its PCRs (bit/s).", static_cast<double>(scrambler.clock().bitrate()));
+  for (const auto& st : scrambler.service_states()) {
+    m.gauge("usher_headend_service_scrambled", "1 when the service's packets go out scrambled.",
+            st.mode == headend::ServiceState::Mode::scrambled ? 1 : 0,
+            {{"service_id", std::to_string(st.service_id)}, {"state", headend::to_string(st.mode)}});
+  }
+  return m.str();
+}
 
 int run(const HeadendOptions& a, bool start_time_given) {
   Logger log("headend");
+  install_stop_handlers();  // before any thread starts: a stop finishes the run as its input's end would
+  MetricsSnapshot snapshot;
+  const auto metrics = start_metrics(a.monitor, [&snapshot] { return snapshot.read(); });
   headend::ScramblerConfig config;
   config.services.insert(a.services.begin(), a.services.end());
   config.crypto_period_ms = static_cast<std::uint32_t>(a.crypto_period_s * 1000);
@@ -81,7 +128,8 @@ int run(const HeadendOptions& a, bool start_time_given) {
   }
   // Refusals come before anything is written: the output is created at the first packet out.
   streams::check_output_is_not_input(a.in, a.out);
-  auto in = streams::open_source(a.in, {std::chrono::milliseconds(a.idle_timeout_ms)});
+  auto in = streams::open_source(a.in, live_source_options(std::chrono::milliseconds(a.idle_timeout_ms)));
+  const bool live = is_live_input(a.in) && in->size_bytes() == 0;  // stdin redirected from a file has a size: progress
   headend::Scrambler scrambler(std::move(config), *keys);
   auto refused = [&] {
     if (scrambler.refusal()) throw std::runtime_error(scrambler.refusal()->message);
@@ -90,6 +138,11 @@ int run(const HeadendOptions& a, bool start_time_given) {
   streams::SinkOptions sink_options;
   sink_options.open_on_first_write = true;
   auto out = streams::open_sink(a.out, sink_options);
+  StatusTimer status(a.monitor.status_interval_ms);
+  const auto started = std::chrono::steady_clock::now();
+  auto last_status = scrambler.stats();
+  double last_stream_seconds = 0;
+  snapshot.publish(headend_metrics(scrambler, last_status, a.emm_bitrate));
   pump(
       *in, *out,
       [&](auto input, auto& output) {
@@ -104,7 +157,21 @@ int run(const HeadendOptions& a, bool start_time_given) {
         scrambler.refresh_emms();
         const auto s = scrambler.stats();
         log.debug("stream time ", scrambler.clock().seconds(), " s, ", s.packets_scrambled, " packets scrambled");
+        if (metrics) snapshot.publish(headend_metrics(scrambler, s, a.emm_bitrate));
+        if (!status.due()) return;
+        const double stream_seconds = scrambler.clock().seconds();
+        if (live) {
+          print_status("headend", headend_status(scrambler, s, last_status, status.elapsed_seconds(),
+                                                 stream_seconds - last_stream_seconds, a.emm_bitrate));
+        } else {
+          const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+          print_status("headend", progress_text(s.packets_in * 188 + in->discarded_bytes(), in->size_bytes(), stream_seconds, wall));
+        }
+        last_status = s;
+        last_stream_seconds = stream_seconds;
       });
+  const bool stopped = stop_requested();
+  if (stopped) log.info("stopped by signal ", stop_signals().signal_number(), ": the output ends here, on a whole packet");
   const auto s = scrambler.stats();
   const auto& clock = scrambler.clock();
   if (!clock.bitrate_measured()) log.warn("no PCR found: stream time was estimated at an assumed bitrate");
@@ -130,9 +197,12 @@ int run(const HeadendOptions& a, bool start_time_given) {
                            {"bitrate", clock.bitrate()},
                            // Milliseconds are as close as the stream clock's estimate means anything.
                            {"stream_seconds", std::round(clock.seconds() * 1000.0) / 1000.0},
-                           {"input_bytes_skipped", in->discarded_bytes()}});
+                           {"input_bytes_skipped", in->discarded_bytes()},
+                           {"input_cc_errors", s.input_cc_errors},
+                           {"stopped", stopped}});
+  if (metrics) snapshot.publish(headend_metrics(scrambler, s, a.emm_bitrate));
   if (engine != nullptr && !engine->engine_reachable()) log.warn("finished while the engine was unreachable");
-  if (s.services_scrambled == 0) {
+  if (s.services_scrambled == 0 && !stopped) {
     log.error("no service was scrambled (no PAT/PMT found, or --services matched nothing)");
     return 1;
   }
@@ -162,8 +232,9 @@ void add_headend(CLI::App& root, Commands& commands) {
   });
 
   auto* run_cmd = headend->add_subcommand(
-      "run", "Scrambles a transport stream. SRC, DST: a file, - (stdin/stdout), or udp://host:port (multicast joined; UDP "
-             "output is paced by the stream's PCRs).");
+      "run", "Scrambles a transport stream. SRC, DST: a file, - (stdin/stdout), udp:// or rtp:// (HOST:PORT; to receive "
+             "also @GROUP:PORT or SOURCE@GROUP:PORT; IPv6 in brackets; ?ttl=N&localaddr=IP). Network output leaves "
+             "datagram by datagram at the times the stream's PCRs give.");
   run_cmd->add_option("--in", o->in, "the clear stream")->type_name("SRC")->required();
   run_cmd->add_option("--out", o->out, "the scrambled stream")->type_name("DST")->required();
   run_cmd->add_option("--engine", o->engine,
@@ -197,6 +268,11 @@ void add_headend(CLI::App& root, Commands& commands) {
   add_duration_ms(*run_cmd, "--idle-timeout", o->idle_timeout_ms, "a UDP input ends after this much silence (default: never)");
   add_duration_ms(*run_cmd, "--max-hold", o->max_hold_ms,
                   "longest wait of a packet for its CSA batch, in stream time (default 20ms, 1ms..2s): latency against CPU");
+  add_monitor_options(*run_cmd, o->monitor,
+                      "a status line on stderr this often: rates, services, ECMs, EMM share, continuity errors (UDP or stdin "
+                      "input); progress on a file");
+  run_cmd->footer("SIGINT (Ctrl-C) or SIGTERM ends the run as the end of its input does: the output is flushed and ends on a "
+                  "whole packet, the JSON counters are printed, exit status 0 (a second signal exits at once).");
   commands.on(run_cmd, [o, period, interval, start] {
     if (o->max_hold_ms < 1 || o->max_hold_ms > 2000) throw UsageError("--max-hold must be from 1ms to 2s");
     if (period->count() > 0 && (o->crypto_period_s == 0 || o->crypto_period_s > 3600)) {

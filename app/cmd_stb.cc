@@ -11,6 +11,8 @@
 #include "usher/stb/qr.h"
 #include "usher/stb/local_link.h"
 #include "usher/stb/room_report.h"
+#include "usher/stb/shown_code.h"
+#include "usher/streams/stream_clock.h"
 
 namespace usher::cli {
 namespace {
@@ -24,6 +26,7 @@ struct StbOptions {
   std::string cw_file;
   std::uint64_t idle_timeout_ms = 0;
   std::string pin;
+  std::vector<std::uint16_t> services;  // stb run: what the viewer asked for (empty: every service of the stream)
   std::uint32_t event = 0;
   bool pay_by_handset = false;
   std::uint64_t valid = 600;
@@ -31,10 +34,61 @@ struct StbOptions {
   std::uint8_t max_age = 0;
   std::string bind = "tcp://127.0.0.1:7801";
   std::uint64_t max_hold_ms = 20;
+  MonitorOptions monitor;
 };
+
+// `stb run`'s exit status when a service asked for (or, none named, any service of the stream) is
+// neither descrambled nor clear in the stream.
+constexpr int kExitNotDescrambled = 3;
+
+// A service's state in a status line: descrambling, no entitlement (why), no ECM yet, clear.
+std::string service_state(const stb::ServiceStatus& s, bool fixed_cws) {
+  if (fixed_cws) return "fixed control words";  // test mode: no ECMs, every scrambled packet takes them
+  if (s.descrambling) return "descrambling";
+  if (s.outcome == stb::ServiceOutcome::not_scrambled) return "clear";
+  if (s.outcome == stb::ServiceOutcome::no_ecm) return "no ECM yet";
+  return std::string("not descrambled (") + stb::to_string(s.outcome) + ")";
+}
+
+std::string stb_status(const stb::Descrambler& d, bool fixed_cws, const stb::DescramblerStats& now, const stb::DescramblerStats& before,
+                       double seconds) {
+  std::string services;
+  for (const auto& svc : d.services()) {
+    if (!services.empty()) services += ", ";
+    services += std::to_string(svc.service_id) + " " + service_state(svc, fixed_cws);
+  }
+  char buf[200];
+  std::snprintf(buf, sizeof(buf), "in %.2f Mbit/s, out %.2f Mbit/s; ECMs %llu accepted, %llu denied; CC errors %llu; services: ",
+                packet_mbps(now.packets_in - before.packets_in, seconds), packet_mbps(now.packets_out - before.packets_out, seconds),
+                static_cast<unsigned long long>(now.ecm_accepted), static_cast<unsigned long long>(now.ecm_denied),
+                static_cast<unsigned long long>(now.cc_errors));
+  return buf + (services.empty() ? std::string("none yet (no PAT/PMT)") : services);
+}
+
+std::string stb_metrics(const stb::Descrambler& d, bool fixed_cws, const stb::DescramblerStats& s) {
+  PrometheusText m;
+  m.counter("usher_stb_packets_in_total", "TS packets read from the input.", static_cast<double>(s.packets_in));
+  m.counter("usher_stb_packets_out_total", "TS packets written to the output.", static_cast<double>(s.packets_out));
+  m.counter("usher_stb_packets_descrambled_total", "TS packets descrambled.", static_cast<double>(s.packets_descrambled));
+  m.counter("usher_stb_packets_left_scrambled_total", "TS packets left scrambled (no key for them).",
+            static_cast<double>(s.packets_left_scrambled));
+  m.counter("usher_stb_ecm_accepted_total", "Distinct ECMs opened.", static_cast<double>(s.ecm_accepted));
+  m.counter("usher_stb_ecm_denied_total", "Distinct ECMs refused.", static_cast<double>(s.ecm_denied));
+  m.counter("usher_stb_emm_taken_total", "EMMs for this STB taken.", static_cast<double>(s.emm_taken));
+  m.counter("usher_stb_emm_refused_total", "EMMs refused.", static_cast<double>(s.emm_refused));
+  m.counter("usher_stb_continuity_errors_total", "Continuity counter errors in the input.", static_cast<double>(s.cc_errors));
+  for (const auto& svc : d.services()) {
+    m.gauge("usher_stb_service_descrambling", "1 while the service is descrambled.", svc.descrambling ? 1 : 0,
+            {{"service_id", std::to_string(svc.service_id)}, {"state", service_state(svc, fixed_cws)}});
+  }
+  return m.str();
+}
 
 int run(const StbOptions& a) {
   Logger log("stb");
+  install_stop_handlers();  // a stop finishes the run as its input's end would
+  MetricsSnapshot snapshot;
+  const auto metrics = start_metrics(a.monitor, [&snapshot] { return snapshot.read(); });
   std::optional<stb::SecureElement> se;
   stb::DescramblerConfig config;
   config.max_hold_ms = static_cast<std::uint32_t>(a.max_hold_ms);
@@ -52,20 +106,59 @@ int run(const StbOptions& a) {
       config.parental_unlocked = true;
     }
   }
-  auto in = streams::open_source(a.in, {std::chrono::milliseconds(a.idle_timeout_ms)});
+  auto in = streams::open_source(a.in, live_source_options(std::chrono::milliseconds(a.idle_timeout_ms)));
+  const bool live = is_live_input(a.in) && in->size_bytes() == 0;  // stdin redirected from a file has a size: progress
   const std::string& out_name = a.out;
   auto out = out_name == "play" ? stb::open_player() : streams::open_sink(out_name);
+  const bool fixed_cws = config.fixed_cws.has_value();
   stb::Descrambler d(se ? &*se : nullptr, std::move(config));
+  StatusTimer status(a.monitor.status_interval_ms);
+  const auto started = std::chrono::steady_clock::now();
+  auto last_status = d.stats();
+  const bool timed_progress = !live && a.monitor.status_interval_ms > 0;
+  streams::StreamClock stream_clock;
+  snapshot.publish(stb_metrics(d, fixed_cws, last_status));
   pump(
-      *in, *out, [&](auto input, auto& output) { d.process(input, output); }, [&](auto& output) { d.finish(output); },
-      [] {});
+      *in, *out,
+      [&](auto input, auto& output) {
+        if (timed_progress) {
+          for (const auto& p : input) stream_clock.observe(p);  // for "x real time"
+        }
+        d.process(input, output);
+      },
+      [&](auto& output) { d.finish(output); },
+      [&] {
+        const auto s = d.stats();
+        if (metrics) snapshot.publish(stb_metrics(d, fixed_cws, s));
+        if (!status.due()) return;
+        if (live) {
+          print_status("stb", stb_status(d, fixed_cws, s, last_status, status.elapsed_seconds()));
+        } else {
+          const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+          print_status("stb", progress_text(s.packets_in * 188 + in->discarded_bytes(), in->size_bytes(), stream_clock.seconds(), wall));
+        }
+        last_status = s;
+      });
+  const bool stopped = stop_requested();
+  if (stopped) log.info("stopped by signal ", stop_signals().signal_number(), ": the output ends here, on a whole packet");
   const auto s = d.stats();
+  if (metrics) snapshot.publish(stb_metrics(d, fixed_cws, s));
   auto services = nlohmann::ordered_json::array();
-  for (const auto& svc : d.services()) {
-    nlohmann::ordered_json service{{"service_id", svc.service_id}, {"descrambling", svc.descrambling}};
+  // Each service asked for (every one in the stream when none was named): its outcome, and a line
+  // on stderr for each one the viewer does not get.
+  int exit_status = 0;
+  for (const auto& svc : d.services(a.services)) {
+    nlohmann::ordered_json service{{"service_id", svc.service_id}, {"descrambling", svc.descrambling},
+                                   {"outcome", stb::to_string(svc.outcome)}, {"packets_descrambled", svc.packets_descrambled},
+                                   {"packets_left_scrambled", svc.packets_left_scrambled}};
     if (!svc.descrambling) service["reason"] = svc.reason;
     services.push_back(std::move(service));
-    if (!svc.descrambling && !config.fixed_cws) log.warn("service ", svc.service_id, " not descrambled: ", svc.reason);
+    if (svc.outcome == stb::ServiceOutcome::not_scrambled) {
+      log.info(svc.reason);
+    } else if (!stb::watchable(svc.outcome)) {
+      log.error("service ", svc.service_id, " not descrambled (", stb::to_string(svc.outcome), "): ", svc.reason);
+      exit_status = kExitNotDescrambled;
+    }
   }
   print_json_line(stderr, {{"stb_id", se ? se->stb_id() : 0},
                            {"packets_in", s.packets_in},
@@ -83,8 +176,9 @@ int run(const StbOptions& a) {
                            {"cc_errors", s.cc_errors},
                            {"sections_dropped", s.sections_dropped},
                            {"input_bytes_skipped", in->discarded_bytes()},
+                           {"stopped", stopped},
                            {"services", std::move(services)}});
-  return 0;
+  return exit_status;
 }
 
 }  // namespace
@@ -126,12 +220,20 @@ void add_stb(CLI::App& root, Commands& commands) {
   });
 
   auto* run_cmd = leaf("run",
-                       "Descrambles what this STB is entitled to. Ends with a JSON line of counters on stderr.");
-  run_cmd->add_option("--in", o->in, "file, - or udp://host:port")->type_name("SRC")->required();
-  run_cmd->add_option("--out", o->out, "file, -, udp://host:port, or `play` to watch it through GStreamer")->type_name("DST")->required();
+                       "Descrambles what this STB is entitled to. Ends with a JSON line of counters on stderr, with each "
+                       "service's outcome; exits 3 when a service asked for (--services; default: every service of the "
+                       "stream) is neither descrambled nor clear in the stream, saying why on stderr.");
+  run_cmd->add_option("--in", o->in, "file, -, udp:// or rtp:// (HOST:PORT, @GROUP:PORT, SOURCE@GROUP:PORT)")->type_name("SRC")->required();
+  run_cmd->add_option("--out", o->out, "file, -, udp://HOST:PORT, rtp://HOST:PORT, or `play` to watch it through GStreamer")->type_name("DST")->required();
   run_cmd->add_option("--cw-file", o->cw_file, "test mode: fixed control words")->type_name("FILE");
   add_duration_ms(*run_cmd, "--idle-timeout", o->idle_timeout_ms, "a UDP input ends after this much silence");
   run_cmd->add_option("--pin", o->pin, "the parental PIN: rated events play");
+  add_id_list(*run_cmd, "--services", o->services, "the services to watch, as 1,2 (default: every service of the stream)");
+  add_monitor_options(*run_cmd, o->monitor,
+                      "a status line on stderr this often: rates, each service's state, continuity errors (UDP or stdin "
+                      "input); progress on a file");
+  run_cmd->footer("SIGINT (Ctrl-C) or SIGTERM ends the run as the end of its input does: the output is flushed and ends on a "
+                  "whole packet, the JSON counters are printed, exit status 0 (a second signal exits at once).");
   add_duration_ms(*run_cmd, "--max-hold", o->max_hold_ms,
                   "longest wait of a packet for its CSA batch, in stream time (default 20ms, 1ms..2s): latency against CPU");
   commands.on(run_cmd, [o] {
@@ -153,7 +255,8 @@ void add_stb(CLI::App& root, Commands& commands) {
   auto* buy = leaf("buy",
                    "Impulse purchase of event E with the remote: recorded in the STB's signed viewing history and allowed "
                    "while the credit line (set by the operator) covers what is not yet settled. With --pay-by-handset: "
-                   "shows a request code and a QR code; the viewer's handset pays with `usher wallet approve CODE` and the "
+                   "shows a request code (also left in purchase-code in its home) and a QR code; the viewer's handset pays "
+                   "with `usher wallet approve CODE` and the "
                    "ticket comes to this STB. Codes expire and work once.");
   auto* event_at = add_integer<std::uint32_t>(*buy, "E", o->event, "the event id", 1, 0xFFFF);
   auto* event_named = add_integer<std::uint32_t>(*buy, "--event", o->event, "the event id (or as the argument E)", 1, 0xFFFF);
@@ -183,8 +286,12 @@ void add_stb(CLI::App& root, Commands& commands) {
     const auto expires = unix_now() + o->valid;
     const auto code = se.handset_purchase_code(static_cast<std::uint16_t>(event), expires);
     if (!code) throw std::runtime_error(code.error().message);
-    std::printf("%s\nPay for event %u on your handset: usher wallet approve %s\n(code valid until %s)\n",
-                stb::render_qr(stb::purchase_qr_text(*code)).c_str(), event, code->c_str(), format_utc(expires).c_str());
+    // Also in the STB's home, as the pairing code is: what a script hands the handset.
+    const auto written = stb::write_shown_code(o->home, stb::kPurchaseCodeName, *code);
+    if (!written) throw std::runtime_error(written.error().message);
+    std::printf("%s\nPay for event %u on your handset: usher wallet approve %s\n(code valid until %s; also in %s/%s)\n",
+                stb::render_qr(stb::purchase_qr_text(*code)).c_str(), event, code->c_str(), format_utc(expires).c_str(),
+                o->home.c_str(), stb::kPurchaseCodeName);
     return 0;
   });
 

@@ -134,7 +134,7 @@ void add_streams(CLI::App& root, Commands& commands) {
 
   auto* inf = streams->add_subcommand(
       "info", "Packets, PIDs, scrambled packets, PAT/PMT/CAT with CA descriptors, EIT present/following, continuity errors.");
-  inf->add_option("IN", o->in, "a file, - (stdin) or udp://host:port")->required();
+  inf->add_option("IN", o->in, "a file, - (stdin), udp:// or rtp://")->required();
   commands.on(inf, [o] { return info(*o); });
 }
 

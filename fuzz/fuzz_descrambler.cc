@@ -35,5 +35,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   d.process(in, out);
   d.finish(out);
   if (out.size() != in.size()) __builtin_trap();
+  // Each service's outcome comes from what the input said (PAT, PMTs, ECMs): every service of the
+  // stream, and services asked for whether or not the PAT lists them.
+  const auto all = d.services();
+  const std::uint16_t asked[] = {1, 2, 0xFFFF};
+  const auto some = d.services(asked);
+  if (some.size() != 3) __builtin_trap();
+  for (const auto& s : all) {
+    if ((s.outcome == stb::ServiceOutcome::descrambled) != s.reason.empty()) __builtin_trap();  // a reason unless descrambled
+  }
   return 0;
 }

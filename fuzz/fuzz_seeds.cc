@@ -13,6 +13,7 @@
 #include "usher/entitlement/request_auth.h"
 #include "usher/entitlement/settlement.h"
 #include "usher/streams/psi.h"
+#include "usher/streams/rtp.h"
 
 namespace fs = std::filesystem;
 using namespace usher;
@@ -84,6 +85,29 @@ int main(int argc, char** argv) {
     write(root / target, "mux", as_bytes(mux));
   }
   write(root / "fuzz_sections", "pmt", pmt.serialize());
+
+  // Locators, one of each form, and RTP datagrams (2-byte length, then the datagram) in sequence,
+  // one of them out of order and one repeated.
+  int locator_seed = 0;
+  for (const std::string text : {"udp://127.0.0.1:5000", "udp://@239.1.1.1:1234?localaddr=10.0.0.2", "udp://@:1234",
+                                 "rtp://10.0.0.1@232.1.1.1:5004", "udp://[ff15::1]:1234?ttl=16&localaddr=::1",
+                                 "rtp://[2001:db8::1]@[ff35::1]:1234", "udp://[fe80::1%eth0]:5000", "clear.ts", "-"}) {
+    write(root / "fuzz_locator", "locator" + std::to_string(locator_seed++),
+          {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()});
+  }
+  std::vector<std::uint8_t> rtp{8};
+  for (const int sequence : {1, 2, 4, 3, 5, 5, 9}) {
+    streams::RtpHeader h;
+    h.sequence = static_cast<std::uint16_t>(sequence);
+    h.ssrc = 7;
+    const auto header = streams::write_rtp_header(h);
+    const std::size_t length = header.size() + 2 * streams::kPacketSize;
+    rtp.push_back(static_cast<std::uint8_t>(length >> 8));
+    rtp.push_back(static_cast<std::uint8_t>(length));
+    rtp.insert(rtp.end(), header.begin(), header.end());
+    for (int k = 0; k < 2; ++k) rtp.insert(rtp.end(), mux[static_cast<std::size_t>(k)].bytes.begin(), mux[static_cast<std::size_t>(k)].bytes.end());
+  }
+  write(root / "fuzz_rtp", "datagrams", rtp);
 
   // Engine requests: one of each kind, well formed.
   const entitlement::RequestId id{};
@@ -166,6 +190,11 @@ int main(int argc, char** argv) {
     pms.append(f.begin(), f.end());
   }
   write(root / "fuzz_pms", "session", {reinterpret_cast<const std::uint8_t*>(pms.data()), pms.size()});
+  int request_number = 0;
+  for (const std::string text : {"GET /metrics HTTP/1.0\r\n\r\n", "GET /metrics?a=b HTTP/1.1\r\nHost: x\r\n\r\n", "HEAD / HTTP/1.1\n\n",
+                                 "POST /metrics HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc", "127.0.0.1:9100"}) {
+    write(root / "fuzz_metrics", "request" + std::to_string(request_number++), {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()});
+  }
   int n = 0;
   for (const std::string text : {"010", "70001", "0x1FF0", "-12", "90m", "3d", "500ms", "now+2h", "now-90m", "2026-12-01T20:00:00Z",
                                  "999999999999999", "--hoem"}) {

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build pkg-config git
+  build-essential cmake ninja-build pkg-config git python3
   clang libclang-rt-14-dev
   libdvbcsa-dev libssl-dev libsqlite3-dev sqlite3 libzmq3-dev cppzmq-dev
   libqrencode-dev zbar-tools libcli11-dev nlohmann-json3-dev ccache

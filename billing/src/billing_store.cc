@@ -127,6 +127,15 @@ void BillingStore::create_schema(sql::Database& db) {
       attempts INTEGER NOT NULL DEFAULT 0,
       answer TEXT NOT NULL DEFAULT '',
       UNIQUE (stb_id, sequence));
+    CREATE TABLE IF NOT EXISTS pms_link (
+      id INTEGER PRIMARY KEY CHECK (id = 1),
+      pms TEXT NOT NULL,
+      condition TEXT NOT NULL,
+      since INTEGER NOT NULL,
+      last_error TEXT NOT NULL,
+      last_error_at INTEGER NOT NULL,
+      failed_attempts INTEGER NOT NULL,
+      recorded INTEGER NOT NULL);
   )");
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <exception>
 #include <thread>
 
 #include "usher/core/clock.h"
@@ -102,8 +103,10 @@ void PmsLink::on_record(const FiasRecord& r, net::TcpStream& s) {
     la.set("DA", fias_date(now)).set("TI", fias_time(now));
     (void)s.send_all(la.frame());
     linked_ = true;
+    came_up();
   } else if (r.type == "LA") {
     linked_ = true;
+    came_up();
   } else if (r.type == "LE") {
     linked_ = false;
     s.close();
@@ -143,26 +146,100 @@ void PmsLink::on_record(const FiasRecord& r, net::TcpStream& s) {
   }
 }
 
+std::string PmsLink::where() const { return "PMS " + options_.host + ":" + std::to_string(options_.port); }
+
+std::string PmsLink::postings_waiting() {
+  const auto n = store_.pms_postings(true).size();
+  return std::to_string(n) + (n == 1 ? " posting" : " postings") + " waiting";
+}
+
+void PmsLink::record(std::uint64_t now) {
+  state_.pms = options_.host + ":" + std::to_string(options_.port);
+  state_.recorded = now;
+  last_said_ = std::chrono::steady_clock::now();
+  // What the status shows is not worth stopping the postings for (a full disk, a store locked too
+  // long): say so and go on.
+  try {
+    store_.record_pms_link(state_);
+  } catch (const std::exception& e) {
+    log_.warn(where(), ": link state not recorded for billing hotel status: ", e.what());
+  }
+}
+
+void PmsLink::came_up() {
+  if (state_.condition == PmsLinkCondition::up) return;
+  const auto now = unix_now();
+  if (state_.since != 0) {
+    log_.info(where(), ": link up again after ", now - state_.since, " s down (", state_.failed_attempts, " failed connects); ",
+              postings_waiting());
+  } else {
+    log_.info(where(), ": link up; ", postings_waiting());
+  }
+  state_.condition = PmsLinkCondition::up;
+  state_.since = now;
+  state_.failed_attempts = 0;
+  record(now);
+}
+
+void PmsLink::went_down(const std::string& error, bool connect_failed) {
+  const auto now = unix_now();
+  if (connect_failed) {
+    ++counters_.connect_failures;
+    ++state_.failed_attempts;
+  }
+  state_.last_error = error;
+  state_.last_error_at = now;
+  const auto retry = std::to_string(options_.retry_after.count()) + " ms";
+  if (state_.condition != PmsLinkCondition::down || state_.since == 0) {
+    // The first failure of an outage is always said, with what waits.
+    log_.warn(where(), state_.condition == PmsLinkCondition::up ? ": link lost: " : ": cannot connect: ", error, "; ", postings_waiting(),
+              "; retrying every ", retry);
+    state_.condition = PmsLinkCondition::down;
+    state_.since = now;
+    record(now);
+  } else if (std::chrono::steady_clock::now() - last_said_ >= options_.remind_every) {
+    log_.warn(where(), ": still down since ", format_utc(state_.since), " (", state_.failed_attempts, " failed connects, the last: ", error,
+              "); ", postings_waiting());
+    record(now);
+  } else {
+    log_.debug(where(), ": connect ", state_.failed_attempts, " failed (", error, "); retrying in ", retry);
+    // Not logged, but recorded (one row, at most once per retry_after): the status stays current.
+    record(now);
+  }
+}
+
 void PmsLink::run(const std::atomic<bool>& stop) {
+  // Waits retry_after, or less when asked to stop.
+  auto pause = [&] {
+    const auto until = std::chrono::steady_clock::now() + options_.retry_after;
+    while (!stop && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  };
   while (!stop) {
     auto s = net::TcpStream::connect(options_.host, options_.port, std::chrono::milliseconds(1000));
     if (!s) {
-      std::this_thread::sleep_for(options_.retry_after);
+      went_down(s.error().message, true);
+      pause();
       continue;
     }
     ++counters_.connects;
     linked_ = false;
     in_flight_.reset();
+    std::string lost;  // why the connection ended, when it did
     {
       const auto now = unix_now();
       FiasRecord ls{"LS", {}};
       ls.set("DA", fias_date(now)).set("TI", fias_time(now));
-      if (!s->send_all(ls.frame())) continue;
+      if (auto sent = s->send_all(ls.frame()); !sent) {
+        went_down("link start not sent: " + sent.error().message, true);
+        pause();
+        continue;
+      }
     }
     FiasFramer framer;
     std::vector<std::uint8_t> buf(4096);
     while (!stop && s->is_open()) {
       const auto now = std::chrono::steady_clock::now();
+      if (state_.condition == PmsLinkCondition::up && now - last_said_ >= options_.remind_every) record(unix_now());
       if (in_flight_ && now - in_flight_->sent > options_.answer_timeout) {
         log_.warn("no answer to posting ", in_flight_->posting_id, ": sending it again");
         in_flight_.reset();
@@ -175,13 +252,19 @@ void PmsLink::run(const std::atomic<bool>& stop) {
           ps.set("RN", p.room).set("G#", p.guest_id).set("TA", std::to_string(p.amount.minor)).set("P#", std::to_string(p.posting_id))
               .set("DA", fias_date(p.time)).set("TI", fias_time(p.time)).set("CT", p.description);
           store_.pms_attempted(p.posting_id);
-          if (!s->send_all(ps.frame())) break;
+          if (auto sent = s->send_all(ps.frame()); !sent) {
+            lost = "posting not sent: " + sent.error().message;
+            break;
+          }
           ++counters_.postings_sent;
           in_flight_ = InFlight{p.posting_id, p.attempts + 1, now};
         }
       }
       auto n = s->receive(buf, std::chrono::milliseconds(50));
-      if (!n) break;
+      if (!n) {
+        lost = n.error().message;
+        break;
+      }
       framer.feed(std::span<const std::uint8_t>(buf.data(), *n));
       while (auto rec = framer.next()) {
         if (!*rec) {
@@ -191,8 +274,15 @@ void PmsLink::run(const std::atomic<bool>& stop) {
         on_record(rec->value(), *s);
       }
     }
-    if (!stop) std::this_thread::sleep_for(options_.retry_after);
+    if (stop) break;
+    if (lost.empty()) lost = "the PMS ended the link (LE)";
+    // A connection the PMS closed before answering link start counts as a failed connect.
+    went_down(lost, state_.condition != PmsLinkCondition::up);
+    pause();
   }
+  state_.condition = PmsLinkCondition::stopped;
+  state_.since = unix_now();
+  record(state_.since);
 }
 
 }  // namespace usher::billing

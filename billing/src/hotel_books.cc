@@ -278,4 +278,44 @@ Status BillingStore::pms_retry(std::uint64_t posting_id) {
   return ok_status();
 }
 
+namespace {
+// The PMS link's condition as stored, mapped here once.
+const char* condition_text(PmsLinkCondition c) {
+  switch (c) {
+    case PmsLinkCondition::up: return "up";
+    case PmsLinkCondition::down: return "down";
+    case PmsLinkCondition::stopped: return "stopped";
+  }
+  return "down";
+}
+PmsLinkCondition condition_of(const std::string& text) {
+  if (text == "up") return PmsLinkCondition::up;
+  if (text == "stopped") return PmsLinkCondition::stopped;
+  return PmsLinkCondition::down;
+}
+}  // namespace
+
+void BillingStore::record_pms_link(const PmsLinkState& state) {
+  auto st = db_.prepare("INSERT OR REPLACE INTO pms_link (id, pms, condition, since, last_error, last_error_at, failed_attempts, recorded) "
+                        "VALUES (1, ?, ?, ?, ?, ?, ?, ?)");
+  st.bind(1, state.pms).bind(2, std::string(condition_text(state.condition))).bind(3, static_cast<std::int64_t>(state.since))
+      .bind(4, state.last_error).bind(5, static_cast<std::int64_t>(state.last_error_at))
+      .bind(6, static_cast<std::int64_t>(state.failed_attempts)).bind(7, static_cast<std::int64_t>(state.recorded));
+  st.run();
+}
+
+std::optional<PmsLinkState> BillingStore::pms_link() {
+  auto st = db_.prepare("SELECT pms, condition, since, last_error, last_error_at, failed_attempts, recorded FROM pms_link WHERE id = 1");
+  if (!st.step()) return std::nullopt;
+  PmsLinkState state;
+  state.pms = st.column_text(0);
+  state.condition = condition_of(st.column_text(1));
+  state.since = static_cast<std::uint64_t>(st.column_int(2));
+  state.last_error = st.column_text(3);
+  state.last_error_at = static_cast<std::uint64_t>(st.column_int(4));
+  state.failed_attempts = static_cast<std::uint64_t>(st.column_int(5));
+  state.recorded = static_cast<std::uint64_t>(st.column_int(6));
+  return state;
+}
+
 }  // namespace usher::billing

@@ -41,6 +41,22 @@ void TcpStream::close() {
   fd_ = -1;
 }
 
+void TcpStream::close_after_answer(std::chrono::milliseconds timeout, std::size_t max_bytes) {
+  if (fd_ < 0) return;
+  ::shutdown(fd_, SHUT_WR);
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  std::uint8_t sink[4096];
+  std::size_t dropped = 0;
+  while (dropped < max_bytes) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    if (left.count() <= 0 || wait_for(fd_, POLLIN, left) <= 0) break;
+    const auto n = ::recv(fd_, sink, sizeof(sink), 0);
+    if (n <= 0) break;  // the peer has closed too (or failed)
+    dropped += static_cast<std::size_t>(n);
+  }
+  close();
+}
+
 Result<TcpStream> TcpStream::connect(const std::string& host, std::uint16_t port, std::chrono::milliseconds timeout) {
   addrinfo hints{};
   hints.ai_family = AF_INET;

@@ -609,7 +609,10 @@ void Scrambler::on_pat(std::span<const std::uint8_t> section) {
   for (const auto& prog : pat->programs) {
     used_pids_.set(prog.pid);
     if (prog.program_number == 0) continue;
-    if (!config_.services.empty() && !config_.services.contains(prog.program_number)) continue;
+    if (!config_.services.empty() && !config_.services.contains(prog.program_number)) {
+      clear_services_.insert(prog.program_number);
+      continue;
+    }
     if (services_by_pmt_pid_.contains(prog.pid)) continue;
     auto s = std::make_unique<Service>();
     s->service_id = prog.program_number;
@@ -895,6 +898,7 @@ bool Scrambler::queue_emm(bool now) {
 
 void Scrambler::handle(const TsPacket& packet) {
   ++stats_.packets_in;
+  if (!input_cc_.check(packet)) ++stats_.input_cc_errors;
   clock_.observe(packet);
   pipeline_.advance_to(clock_.now());
   if (!warned_no_pcr_ && stats_.packets_in == 20'000 && !clock_.pcr_seen()) {
@@ -1003,6 +1007,32 @@ void Scrambler::finish(std::vector<TsPacket>& out) {
   }
   pipeline_.flush(out);
   stats_.packets_out += out.size() - before;
+}
+
+const char* to_string(ServiceState::Mode mode) {
+  switch (mode) {
+    case ServiceState::Mode::waiting: return "waiting";
+    case ServiceState::Mode::scrambled: return "scrambled";
+    case ServiceState::Mode::no_key: return "no key";
+    case ServiceState::Mode::vanished: return "vanished";
+    case ServiceState::Mode::clear: return "clear";
+  }
+  return "?";
+}
+
+std::vector<ServiceState> Scrambler::service_states() const {
+  std::map<std::uint16_t, ServiceState> by_id;
+  for (const auto id : clear_services_) by_id[id] = ServiceState{id, ServiceState::Mode::clear, 0, 0};
+  for (const auto& [pid, s] : services_by_pmt_pid_) {
+    ServiceState state{s->service_id, ServiceState::Mode::waiting, s->period, s->ecm_pid};
+    if (s->vanished) state.mode = ServiceState::Mode::vanished;
+    else if (s->blocked) state.mode = ServiceState::Mode::no_key;
+    else if (s->active) state.mode = ServiceState::Mode::scrambled;
+    by_id[s->service_id] = state;
+  }
+  std::vector<ServiceState> states;
+  for (const auto& [id, state] : by_id) states.push_back(state);
+  return states;
 }
 
 ScramblerStats Scrambler::stats() const {

@@ -1,5 +1,8 @@
 #include "usher/stb/descrambler.h"
 
+#include <algorithm>
+#include <cstdio>
+
 namespace usher::stb {
 
 using streams::Scrambling;
@@ -16,7 +19,13 @@ struct Descrambler::Service {
   // newer is a replay (or a reordering) and changes nothing.
   std::optional<std::pair<std::uint64_t, std::uint32_t>> freshest;
   bool descrambling = false;
-  std::string reason = "no ECM yet";
+  bool pmt_seen = false;
+  std::set<std::uint16_t> other_ca_systems;  // CA systems of its PMT that are not this STB's
+  // The last refusal of its ECMs (none: no ECM refused since the last one taken).
+  std::optional<ServiceOutcome> refused_as;
+  std::string reason;
+  std::uint64_t packets_descrambled = 0;
+  std::uint64_t packets_left_scrambled = 0;
 };
 
 Descrambler::Descrambler(SecureElement* se, DescramblerConfig config) : se_(se), config_(std::move(config)) {
@@ -39,6 +48,7 @@ void Descrambler::on_pat(std::span<const std::uint8_t> section) {
   auto parsed = streams::Pat::parse(section);
   auto* pat = std::get_if<streams::Pat>(&parsed);
   if (pat == nullptr) return;
+  pat_seen_ = true;
   for (const auto& prog : pat->programs) {
     // A PID already followed for another role (PAT, CAT, EMM, another PMT or an ECM) is refused:
     // a hostile PAT must not replace the assembler that is running this callback.
@@ -72,6 +82,7 @@ void Descrambler::on_pmt(std::uint16_t pid, std::span<const std::uint8_t> sectio
   auto* pmt = std::get_if<streams::Pmt>(&parsed);
   if (pmt == nullptr) return;
   Service& s = *services_.at(pid);
+  s.pmt_seen = true;
   for (auto es : s.es_pids) by_es_pid_.erase(es);
   s.es_pids.clear();
   for (const auto& st : pmt->streams) {
@@ -80,8 +91,10 @@ void Descrambler::on_pmt(std::uint16_t pid, std::span<const std::uint8_t> sectio
   }
   if (se_ == nullptr) return;
   std::optional<std::uint16_t> ecm_pid;
+  s.other_ca_systems.clear();
   for (const auto& ca : streams::find_ca_descriptors(pmt->descriptors)) {
     if (ca.ca_system_id == se_->ca_system_id()) ecm_pid = ca.ca_pid;
+    else s.other_ca_systems.insert(ca.ca_system_id);
   }
   if (ecm_pid && ecm_pid != s.ecm_pid && !assemblers_.contains(*ecm_pid)) {
     if (s.ecm_pid) assemblers_.erase(*s.ecm_pid);
@@ -92,9 +105,10 @@ void Descrambler::on_pmt(std::uint16_t pid, std::span<const std::uint8_t> sectio
   }
 }
 
-void Descrambler::deny(Service& s, const std::string& reason) {
+void Descrambler::deny(Service& s, ServiceOutcome outcome, const std::string& reason) {
   if (reason != s.reason || s.descrambling) log_.warn("cannot descramble ", reason);
   s.descrambling = false;
+  s.refused_as = outcome;
   s.reason = reason;
   ++stats_.ecm_denied;
 }
@@ -120,11 +134,11 @@ void Descrambler::on_ecm(Service& s, std::span<const std::uint8_t> section) {
   s.last_ecm.assign(section.begin(), section.end());
   const auto header = entitlement::peek_ecm(section);
   if (!header) {
-    deny(s, header.error().message);
+    deny(s, ServiceOutcome::bad_ecm, header.error().message);
     return;
   }
   if (header->service_id != s.service_id) {
-    deny(s, "service " + std::to_string(s.service_id) + ": ECM is for service " + std::to_string(header->service_id));
+    deny(s, ServiceOutcome::bad_ecm, "service " + std::to_string(s.service_id) + ": ECM is for service " + std::to_string(header->service_id));
     return;
   }
   // Each control word is sealed for its own period's audience (the service's subscribers, or one PPV
@@ -162,12 +176,13 @@ void Descrambler::on_ecm(Service& s, std::span<const std::uint8_t> section) {
   if (!current) {
     // Not entitled: the key of this parity is no longer ours to use. Forged or damaged: keep what we hold.
     if (current.error().code == Errc::not_entitled) pipeline_.clear_key(s.slot[current_parity]);
-    deny(s, current.error().message);
+    deny(s, current.error().code == Errc::not_entitled ? ServiceOutcome::no_entitlement : ServiceOutcome::bad_ecm,
+         current.error().message);
     return;
   }
   if (rated_above_limit(*current)) {
     pipeline_.clear_key(s.slot[current_parity]);
-    deny(s, "service " + std::to_string(s.service_id) + ": rated " + std::to_string(current->access.min_age) +
+    deny(s, ServiceOutcome::parental_lock, "service " + std::to_string(s.service_id) + ": rated " + std::to_string(current->access.min_age) +
                 "+, above this STB's parental limit of " + std::to_string(se_->parental_max_age()) +
                 "; enter the PIN (usher stb run --pin)");
     return;
@@ -180,6 +195,7 @@ void Descrambler::on_ecm(Service& s, std::span<const std::uint8_t> section) {
   pipeline_.set_key(s.slot[current_parity], current->cw);
   if (!s.descrambling) log_.info("service ", s.service_id, ": descrambling (crypto period ", current->crypto_period, ")");
   s.descrambling = true;
+  s.refused_as.reset();
   s.reason.clear();
   ++stats_.ecm_accepted;
 }
@@ -230,19 +246,23 @@ void Descrambler::handle(const TsPacket& packet) {
     return;
   }
   const int parity = sc == Scrambling::even ? 0 : 1;
+  Service* owner = nullptr;
+  if (auto it = by_es_pid_.find(pid); it != by_es_pid_.end()) owner = it->second;
   CsaPipeline::Slot slot = CsaPipeline::kNoSlot;
   if (config_.fixed_cws) {
     slot = fixed_slot_[parity];
-  } else if (auto it = by_es_pid_.find(pid); it != by_es_pid_.end() && pipeline_.has_key(it->second->slot[parity])) {
-    slot = it->second->slot[parity];
+  } else if (owner != nullptr && pipeline_.has_key(owner->slot[parity])) {
+    slot = owner->slot[parity];
   }
   if (slot == CsaPipeline::kNoSlot) {
     ++stats_.packets_left_scrambled;
+    if (owner != nullptr) ++owner->packets_left_scrambled;
     pipeline_.push(packet, CsaPipeline::kNoSlot);
     return;
   }
   pipeline_.push(packet, slot, Scrambling::clear);
   ++stats_.packets_descrambled;
+  if (owner != nullptr) ++owner->packets_descrambled;
 }
 
 void Descrambler::process(std::span<const TsPacket> in, std::vector<TsPacket>& out) {
@@ -264,9 +284,88 @@ DescramblerStats Descrambler::stats() const {
   return s;
 }
 
+const char* to_string(ServiceOutcome outcome) {
+  switch (outcome) {
+    case ServiceOutcome::descrambled: return "descrambled";
+    case ServiceOutcome::not_scrambled: return "not scrambled";
+    case ServiceOutcome::no_entitlement: return "no entitlement";
+    case ServiceOutcome::parental_lock: return "parental lock";
+    case ServiceOutcome::no_ecm: return "no ECM seen";
+    case ServiceOutcome::bad_ecm: return "bad ECM";
+    case ServiceOutcome::other_ca_system: return "another CA system";
+    case ServiceOutcome::no_pmt: return "no PMT seen";
+    case ServiceOutcome::not_in_stream: return "not in the stream";
+  }
+  return "unknown";
+}
+
+bool watchable(ServiceOutcome outcome) { return outcome == ServiceOutcome::descrambled || outcome == ServiceOutcome::not_scrambled; }
+
+namespace {
+std::string hex4(std::uint16_t v) {
+  char text[8];
+  std::snprintf(text, sizeof text, "0x%04X", unsigned{v});
+  return text;
+}
+}  // namespace
+
+ServiceStatus Descrambler::status_of(const Service& s) const {
+  ServiceStatus st{s.service_id, s.descrambling, s.reason, ServiceOutcome::descrambled, s.packets_descrambled, s.packets_left_scrambled};
+  const std::string svc = "service " + std::to_string(s.service_id);
+  auto set = [&](ServiceOutcome outcome, std::string reason) {
+    st.outcome = outcome;
+    st.reason = std::move(reason);
+  };
+  if (!s.pmt_seen) {
+    set(ServiceOutcome::no_pmt, svc + ": the PAT lists it, but its PMT (PID " + std::to_string(s.pmt_pid) + ") never came");
+  } else if (s.descrambling || (config_.fixed_cws && s.packets_descrambled > 0)) {
+    st.descrambling = true;
+    st.reason.clear();
+  } else if (s.packets_descrambled + s.packets_left_scrambled == 0) {
+    // Nothing of it was scrambled: the viewer has it as it came, ECMs or not.
+    set(ServiceOutcome::not_scrambled, svc + ": not scrambled (clear in the stream, passed through as it is)");
+  } else if (s.refused_as) {
+    set(*s.refused_as, s.reason);
+  } else if (s.ecm_pid) {
+    set(ServiceOutcome::no_ecm, svc + ": scrambled, and no ECM seen on PID " + std::to_string(*s.ecm_pid));
+  } else if (!s.other_ca_systems.empty() && se_ != nullptr) {
+    std::string systems;
+    for (auto id : s.other_ca_systems) systems += (systems.empty() ? "" : ", ") + hex4(id);
+    set(ServiceOutcome::other_ca_system,
+        svc + ": scrambled for CA system " + systems + " only, not this STB's (" + hex4(se_->ca_system_id()) + ")");
+  } else {
+    set(ServiceOutcome::no_ecm, svc + ": scrambled, but its PMT announces no ECM" +
+                                    (se_ != nullptr ? " for this STB's CA system (" + hex4(se_->ca_system_id()) + ")" : std::string()));
+  }
+  return st;
+}
+
 std::vector<ServiceStatus> Descrambler::services() const {
   std::vector<ServiceStatus> out;
-  for (const auto& [pid, s] : services_) out.push_back({s->service_id, s->descrambling, s->reason});
+  for (const auto& [pid, s] : services_) out.push_back(status_of(*s));
+  return out;
+}
+
+std::vector<ServiceStatus> Descrambler::services(std::span<const std::uint16_t> requested) const {
+  if (requested.empty()) return services();
+  std::vector<ServiceStatus> out;
+  for (auto id : requested) {
+    const auto found = std::find_if(services_.begin(), services_.end(), [&](const auto& entry) { return entry.second->service_id == id; });
+    if (found != services_.end()) {
+      out.push_back(status_of(*found->second));
+      continue;
+    }
+    std::string listed;
+    for (const auto& [pid, s] : services_) listed += (listed.empty() ? "" : ", ") + std::to_string(s->service_id);
+    ServiceStatus st;
+    st.service_id = id;
+    st.outcome = ServiceOutcome::not_in_stream;
+    st.reason = "service " + std::to_string(id) + " is not in the stream (" +
+                (!pat_seen_ ? std::string("no PAT seen") : listed.empty() ? std::string("its PAT lists no service")
+                                                                          : "its PAT lists service" + std::string(services_.size() == 1 ? " " : "s ") + listed) +
+                ")";
+    out.push_back(std::move(st));
+  }
   return out;
 }
 

@@ -3,7 +3,6 @@
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <stdexcept>
 
 #include "usher/core/bytes.h"
@@ -11,6 +10,7 @@
 #include "usher/entitlement/protocol.h"
 #include "usher/entitlement/request_auth.h"
 #include "usher/entitlement/settlement.h"
+#include "usher/stb/shown_code.h"
 
 namespace usher::stb {
 namespace fs = std::filesystem;
@@ -36,17 +36,7 @@ LocalLink::LocalLink(SecureElement& se, const std::string& home) : se_(se), home
 void LocalLink::show_new_code() {
   code_ = entitlement::new_pairing_code();
   failed_attempts_ = 0;
-  // Written whole, then renamed into place: a reader never sees half a code.
-  const auto path = fs::path(home_) / kPairingCodeName;
-  const auto temporary = fs::path(home_) / (std::string(kPairingCodeName) + ".new");
-  {
-    std::ofstream out(temporary, std::ios::trunc);
-    out << code_ << "\n";
-  }
-  std::error_code ec;
-  fs::permissions(temporary, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace, ec);
-  fs::rename(temporary, path, ec);
-  if (ec) log_.warn("local link: cannot write ", path.string(), ": ", ec.message());
+  if (auto written = write_shown_code(home_, kPairingCodeName, code_); !written) log_.warn("local link: ", written.error().message);
   log_.info("local link: pairing code ", code_, " (enter it in the handset: usher wallet pair)");
 }
 

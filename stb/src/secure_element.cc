@@ -1166,7 +1166,7 @@ Result<entitlement::EcmPeriod> SecureElement::open_ecm(std::span<const std::uint
   if (header->audience(part) != 0) return open_ppv_ecm(section, *header, part);
   const auto it = held_.find(header->service_id);
   const std::string svc = "service " + std::to_string(header->service_id);
-  if (it == held_.end()) return make_error(Errc::not_entitled, svc + ": no entitlement on this STB");
+  if (it == held_.end()) return make_error(Errc::not_entitled, svc + ": no entitlement on this STB (no subscription)");
   const auto& h = it->second;
   if (h.info.revoked) return make_error(Errc::not_entitled, svc + ": entitlement revoked");
   if (h.info.key_version != header->key_version) {

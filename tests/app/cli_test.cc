@@ -211,6 +211,8 @@ TEST_F(CliCommands, TyposRangesAndFormatsForEveryCommand) {
                      {"stb run --home stb --in a --out b --idl-timeout 5", "(did you mean --idle-timeout?)"},
                      {"stb run --home stb --in a --out b --idle-timeout 3q", "bad duration"},
                      {"stb run --home stb --in a --out b --max-hold 2001", "--max-hold must be from 1ms to 2s"},
+                     {"stb run --home stb --in a --out b --services 1,0", "'0' is out of range"},
+                     {"stb run --home stb --in a --out b --service 1", "(did you mean --services?)"},
                      {"stb buy --home stb 70000", "'70000' is out of range"},
                      {"stb buy --home stb --event 0", "'0' is out of range"},
                      {"stb buy --home stb --evnt 7", "(did you mean --event?)"},
@@ -306,7 +308,7 @@ TEST_F(CliCommands, HelpForEveryCommandAndVersion) {
       "wallet relay", "wallet prepay", "wallet receipts", "billing", "billing init", "billing serve", "billing pms",
       "billing statement", "billing hotel", "billing hotel config", "billing hotel room", "billing hotel room add",
       "billing hotel rooms", "billing hotel checkin", "billing hotel checkout", "billing hotel folio", "billing hotel stays",
-      "billing hotel postings"};
+      "billing hotel postings", "billing hotel status"};
   for (const auto& command : commands) {
     const auto before = snapshot(dir.path());
     const auto r = in_dir(command + " --help");

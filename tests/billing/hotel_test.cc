@@ -234,5 +234,68 @@ TEST_F(HotelTest, PmsLinkChecksGuestsInAndOutAndPostsEachChargeOnce) {
   EXPECT_TRUE(se().history().empty());  // cleared at the PMS's check-out
 }
 
+// Issue 9: with the PMS away the link said nothing, however long. Now the first failed connect is
+// logged at once, the retries after it only every remind_every ("still down"), the return as "up
+// again", and each state is recorded for `billing hotel status`.
+TEST_F(HotelTest, PmsAwayIsLoggedOnceThenRemindedThenUpAgainAndItsStateRecorded) {
+  const auto ports = testing::free_ports(2);
+  ASSERT_EQ(ports.size(), 2u);
+  auto wait_for = [](auto done) {
+    for (int i = 0; i < 400 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    return done();
+  };
+  auto count = [](const std::string& text, const std::string& what) {
+    std::size_t n = 0;
+    for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  };
+  // An hour between reminders (none in this test), then a reminder at every retry.
+  struct Case {
+    std::uint16_t port;
+    std::chrono::milliseconds remind_every;
+  };
+  for (const Case& c : {Case{ports[0], std::chrono::milliseconds(3'600'000)}, Case{ports[1], std::chrono::milliseconds(0)}}) {
+    SCOPED_TRACE(c.remind_every.count());
+    const auto port = c.port;
+    const auto remind_every = c.remind_every;
+    PmsLink::Options options;
+    options.port = port;
+    options.retry_after = std::chrono::milliseconds(20);
+    options.remind_every = remind_every;
+    auto store = BillingStore::open(world.dir().file("billing")).value();
+    HotelDesk link_desk(store, "tcp://127.0.0.1:1");
+    PmsLink pms_link(store, link_desk, options);
+    std::atomic<bool> stop{false};
+    ::testing::internal::CaptureStderr();
+    std::thread runner([&] { pms_link.run(stop); });
+    // Down, retried: the state billing hotel status reads says so.
+    const bool down = wait_for([&] {
+      const auto state = billing->pms_link();
+      return state && state->condition == PmsLinkCondition::down && state->failed_attempts >= 5;
+    });
+    std::optional<testing::PmsSimulator> pms;
+    if (down) pms.emplace(port);
+    const bool up = down && wait_for([&] {
+      const auto state = billing->pms_link();
+      return state && state->condition == PmsLinkCondition::up;
+    });
+    stop = true;
+    runner.join();
+    const auto log = ::testing::internal::GetCapturedStderr();
+    ASSERT_TRUE(down) << log;
+    ASSERT_TRUE(up) << log;
+    const auto failures = pms_link.counters().connect_failures;
+    EXPECT_GE(failures, 5u);
+    EXPECT_EQ(count(log, ": cannot connect: connect to 127.0.0.1:" + std::to_string(port)), 1u) << log;
+    EXPECT_EQ(count(log, ": still down since "), remind_every.count() == 0 ? failures - 1 : 0u) << log;
+    EXPECT_EQ(count(log, ": link up again after "), 1u) << log;
+    const auto state = billing->pms_link();
+    ASSERT_TRUE(state.has_value());
+    EXPECT_EQ(state->condition, PmsLinkCondition::stopped);
+    EXPECT_EQ(state->pms, "127.0.0.1:" + std::to_string(port));
+    EXPECT_NE(state->last_error.find("Connection refused"), std::string::npos) << state->last_error;
+  }
+}
+
 }  // namespace
 }  // namespace usher::billing

@@ -35,9 +35,10 @@ class HotelE2e : public testing::OperatorFixture {
     ASSERT_TRUE(testing::wait_listening(ports[1]));
     ASSERT_TRUE(testing::wait_listening(ports[2]));
   }
-  void start_billing() {
+  void start_billing() { start_billing(pms.port()); }
+  void start_billing(std::uint16_t pms_port) {
     billing_proc = std::make_unique<Background>(usher("billing serve --home " + bil() + " --bind " + billing + " --sync 1s --pms 127.0.0.1:" +
-                                                      std::to_string(pms.port())) +
+                                                      std::to_string(pms_port)) +
                                                 " 2>>" + dir.file("billing.log"));
   }
   template <typename F>
@@ -130,6 +131,55 @@ TEST_F(HotelE2e, GuestsInTurnAreBilledSeparatelyAndThePmsGetsEachChargeOnce) {
   EXPECT_EQ(posted, 991 + 992 + 993);
   auto postings = must("billing hotel postings --home " + bil());
   EXPECT_EQ(postings.find("pending"), std::string::npos) << postings;
+}
+
+// Issue 9: with the PMS away, the link said nothing for as long as it was away, and nothing showed
+// whether it was up. Now the log has the failed connect and the recovery, and `billing hotel
+// status` says down (since when, the last error) and how many postings wait, then up and none.
+TEST_F(HotelE2e, StatusAndLogShowThePmsLinkDownWithPostingsWaitingThenUpAndDrained) {
+  const auto ports_now = testing::free_ports(1);
+  ASSERT_EQ(ports_now.size(), 1u);
+  const auto pms_port = ports_now[0];
+  billing_proc->stop(SIGTERM);
+  const auto stopped = must("billing hotel status --home " + bil());
+  EXPECT_NE(stopped.find("not running (stopped)"), std::string::npos) << stopped;  // billing serve said so as it stopped
+  start_billing(pms_port);  // nothing listens there yet
+  ASSERT_TRUE(testing::wait_listening(ports[1]));
+
+  must("billing hotel room add --home " + bil() + " --room 102 --stb 1003 --link " + link);
+  must("billing hotel checkin --home " + bil() + " --room 102 --guest-id 12345 --name \"Koehler, Andreas\" --report-to " + billing);
+  must("stb buy 1 --home " + stb());
+  must("stb buy 2 --home " + stb());
+  std::string status;
+  ASSERT_TRUE(eventually([&] {
+    status = run(usher("billing hotel status --home " + bil())).output;
+    return status.find(": down since") != std::string::npos && status.find("2 postings waiting") != std::string::npos;
+  })) << status;
+  EXPECT_NE(status.find("PMS link to 127.0.0.1:" + std::to_string(pms_port)), std::string::npos) << status;
+  EXPECT_NE(status.find("last error at "), std::string::npos) << status;
+  EXPECT_NE(status.find("Connection refused"), std::string::npos) << status;
+  // Retried every second; the status counts each failed connect.
+  ASSERT_TRUE(eventually([&] {
+    status = run(usher("billing hotel status --home " + bil())).output;
+    return status.find(" failed connect, ") == std::string::npos && status.find(" failed connects, retrying") != std::string::npos;
+  })) << status;
+  auto log = slurp(dir.file("billing.log"));
+  EXPECT_NE(log.find("PMS 127.0.0.1:" + std::to_string(pms_port) + ": cannot connect: "), std::string::npos) << log;
+  // One line for the outage so far, not one per retry (every second).
+  std::size_t said = 0;
+  for (auto at = log.find(": cannot connect: "); at != std::string::npos; at = log.find(": cannot connect: ", at + 1)) ++said;
+  EXPECT_EQ(said, 1u) << log;
+
+  // The PMS comes (it knows the guest): both postings go, once each; the link is up, none waits.
+  testing::PmsSimulator back(pms_port);
+  back.guest_in("102", "12345", "Koehler, Andreas");
+  ASSERT_TRUE(eventually([&] { return back.charges().size() == 2; }));
+  ASSERT_TRUE(eventually([&] {
+    status = run(usher("billing hotel status --home " + bil())).output;
+    return status.find(": up since") != std::string::npos && status.find("0 postings waiting") != std::string::npos;
+  })) << status;
+  log = slurp(dir.file("billing.log"));
+  EXPECT_NE(log.find("link up again after"), std::string::npos) << log;
 }
 
 }  // namespace

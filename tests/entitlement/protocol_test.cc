@@ -10,6 +10,7 @@
 #include "usher/core/clock.h"
 #include "usher/core/zmq.h"
 #include "usher/entitlement/request_auth.h"
+#include "usher/entitlement/request_counters.h"
 #include "usher/wallet_bridge/wallet.h"
 
 namespace usher::entitlement {
@@ -333,6 +334,35 @@ TEST(Money, ParseAmount) {
   for (const char* bad : {"", "-1", "1.234", "1.", "abc", ".5", "1e3"}) EXPECT_FALSE(parse_amount(bad).ok()) << bad;
   EXPECT_FALSE(parse_currency("eur").ok());
   EXPECT_FALSE(parse_currency("EURO").ok());
+}
+
+}  // namespace
+}  // namespace usher::entitlement
+
+namespace usher::entitlement {
+namespace {
+
+TEST(RequestCounters, CountsByKindAndOutcomeWithMalformedApart) {
+  RequestCounters counters(engine_message_kind);
+  const auto id = new_request_id();
+  const auto list = encode_request(MessageType::list_events, id, {});
+  const auto top_up = encode_request(MessageType::top_up, id, {});
+  const auto ok = encode_ok(id, {});
+  const auto refused = encode_error(id, make_error(Errc::auth_failed, "no"));
+  counters.count(list, ok);
+  counters.count(list, ok);
+  counters.count(top_up, refused);
+  const std::vector<std::uint8_t> garbage = {0xde, 0xad};
+  counters.count(garbage, refused);
+  const auto s = counters.snapshot();
+  EXPECT_EQ(s.served, 2u);
+  EXPECT_EQ(s.refused, 2u);
+  EXPECT_EQ(s.by_kind.at("list_events").served, 2u);
+  EXPECT_EQ(s.by_kind.at("top_up").refused, 1u);
+  EXPECT_EQ(s.by_kind.at("malformed").refused, 1u);
+  EXPECT_EQ(billing_message_kind(4), "room_report");
+  EXPECT_EQ(billing_message_kind(99), "unknown");
+  EXPECT_EQ(engine_message_kind(0), "unknown");
 }
 
 }  // namespace

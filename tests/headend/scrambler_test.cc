@@ -625,3 +625,43 @@ TEST(PpvBoundaries, EventAddedWhileOnAirIsKeptFromNonBuyersToo) {
 
 }  // namespace
 }  // namespace usher
+
+namespace usher {
+namespace {
+
+// What status lines and metrics show: each service of the PAT with its state, and the input's
+// continuity errors (one packet of the video taken out of the input is one error).
+TEST_F(BroadcastTest, ServiceStatesAndInputContinuityErrorsAreReported) {
+  world.add_service(1);
+  world.add_service(2);
+  testing::SyntheticMuxOptions o;
+  o.services = {1, 2};
+  o.seconds = 2.5;
+  auto clear = testing::make_synthetic_mux(o);
+  std::size_t video = 0;
+  for (std::size_t i = 0; i < clear.size(); ++i) {
+    if (clear[i].pid() == testing::synthetic_video_pid(1) && ++video == 100) {
+      clear.erase(clear.begin() + static_cast<std::ptrdiff_t>(i));
+      break;
+    }
+  }
+  headend::StoreKeySource keys(world.store());
+  auto cfg = config();
+  cfg.services = {2};
+  headend::Scrambler scrambler(std::move(cfg), keys);
+  EXPECT_TRUE(scrambler.service_states().empty());  // no PAT seen yet
+  (void)scramble(scrambler, clear);
+  const auto states = scrambler.service_states();
+  ASSERT_EQ(states.size(), 2u);
+  EXPECT_EQ(states[0].service_id, 1);
+  EXPECT_EQ(states[0].mode, headend::ServiceState::Mode::clear);
+  EXPECT_EQ(states[1].service_id, 2);
+  EXPECT_EQ(states[1].mode, headend::ServiceState::Mode::scrambled);
+  EXPECT_GE(states[1].crypto_period, 1u);  // 1 s periods over 2.5 s
+  EXPECT_NE(states[1].ecm_pid, 0);
+  EXPECT_STREQ(headend::to_string(states[1].mode), "scrambled");
+  EXPECT_EQ(scrambler.stats().input_cc_errors, 1u);
+}
+
+}  // namespace
+}  // namespace usher

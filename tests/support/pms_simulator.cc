@@ -5,8 +5,8 @@
 namespace usher::testing {
 using billing::FiasRecord;
 
-PmsSimulator::PmsSimulator() {
-  auto l = net::TcpListener::bind("127.0.0.1", 0);
+PmsSimulator::PmsSimulator(std::uint16_t port) {
+  auto l = net::TcpListener::bind("127.0.0.1", port);
   if (!l) throw std::runtime_error(l.error().message);
   port_ = l->port();
   listener_ = std::make_unique<net::TcpListener>(std::move(l.value()));

@@ -26,7 +26,8 @@ class PmsSimulator {
     std::int64_t amount_minor = 0;
     std::string description;
   };
-  PmsSimulator();
+  // Listens on 127.0.0.1:`port` (0: any free port), e.g. the port a billing link already dials.
+  explicit PmsSimulator(std::uint16_t port = 0);
   ~PmsSimulator();
   [[nodiscard]] std::uint16_t port() const { return port_; }
 

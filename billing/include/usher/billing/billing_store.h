@@ -86,6 +86,20 @@ struct PmsPosting {
   std::string answer;
 };
 
+// The PMS link as the process running it (`billing serve --pms`, `billing pms`) last recorded it,
+// for `billing hotel status`: that process writes it at each change, at each failed connect and
+// every minute while up.
+enum class PmsLinkCondition { up, down, stopped };
+struct PmsLinkState {
+  std::string pms;  // HOST:PORT
+  PmsLinkCondition condition = PmsLinkCondition::down;
+  std::uint64_t since = 0;            // when it came up, went down or stopped
+  std::string last_error;             // the last failed connect or lost link ("" none yet)
+  std::uint64_t last_error_at = 0;
+  std::uint64_t failed_attempts = 0;  // connects failed since it went down
+  std::uint64_t recorded = 0;         // when the link process last wrote this
+};
+
 class BillingStore {
  public:
   static constexpr const char* kDatabaseName = "billing.db";
@@ -178,6 +192,9 @@ class BillingStore {
   void pms_answered(std::uint64_t posting_id, bool accepted, const std::string& answer, bool final);
   // The front desk sends a refused posting again (after fixing the guest's record in the PMS).
   Status pms_retry(std::uint64_t posting_id);
+  // The PMS link's state, kept by the process running the link; nullopt when no link has run here.
+  void record_pms_link(const PmsLinkState& state);
+  std::optional<PmsLinkState> pms_link();
 
   // Sums for checks: money charged to cards for settlements, and records settled per STB.
   std::int64_t settled_minor(std::uint32_t stb_id);

@@ -13,6 +13,10 @@
 // answers it. Unanswered postings are sent again with the same P#, so a PMS that saw the first one
 // does not post it twice; refused ones are retried a few times, then kept as "refused" for the
 // front desk. Nothing leaves the outbox without an answer.
+//
+// While the PMS is away the link logs the first failed connect, retries every `retry_after`
+// (each retry at debug level), says "still down, N postings waiting" every `remind_every`, and
+// "up again" when it is back; it records its state in billing's store for `billing hotel status`.
 #pragma once
 
 #include <atomic>
@@ -67,6 +71,7 @@ class PmsLink {
     std::chrono::milliseconds answer_timeout{2000};  // then the posting is sent again
     std::chrono::milliseconds retry_after{1000};     // after a refusal or a lost connection
     int max_attempts = 5;                            // refusals before a posting is left to the front desk
+    std::chrono::milliseconds remind_every{60000};   // "still down" in the log this often (and the up state recorded)
   };
   struct Counters {
     std::uint64_t postings_accepted = 0;
@@ -75,6 +80,7 @@ class PmsLink {
     std::uint64_t guests_in = 0;
     std::uint64_t guests_out = 0;
     std::uint64_t connects = 0;
+    std::uint64_t connect_failures = 0;
   };
   PmsLink(BillingStore& store, HotelDesk& desk, Options options) : store_(store), desk_(desk), options_(std::move(options)) {}
   // Runs until `stop`, reconnecting whenever the link drops.
@@ -83,6 +89,13 @@ class PmsLink {
 
  private:
   void on_record(const FiasRecord& r, net::TcpStream& s);
+  // The link's state changes: logged (the repeats of a long outage only every remind_every) and
+  // recorded in the store.
+  void came_up();
+  void went_down(const std::string& error, bool connect_failed);
+  void record(std::uint64_t now);
+  [[nodiscard]] std::string where() const;
+  [[nodiscard]] std::string postings_waiting();
   BillingStore& store_;
   HotelDesk& desk_;
   Options options_;
@@ -96,6 +109,8 @@ class PmsLink {
   std::optional<InFlight> in_flight_;
   std::chrono::steady_clock::time_point next_try_{};
   bool linked_ = false;
+  PmsLinkState state_;  // condition starts as down with since 0: not connected yet
+  std::chrono::steady_clock::time_point last_said_{};  // the last "still down" (or up-state record)
 };
 
 // "261124" and "101500" for a unix time (UTC), as FIAS dates and times are written.

@@ -33,6 +33,11 @@ class TcpStream {
   Result<std::size_t> receive(std::span<std::uint8_t> buffer, std::chrono::milliseconds timeout);
   [[nodiscard]] bool is_open() const { return fd_ >= 0; }
   void close();
+  // Ends the conversation politely after a last answer: no more sending (the peer reads to its end),
+  // then what the peer is still sending is read and dropped, up to `max_bytes` or `timeout`, before
+  // the socket closes. Closing with unread bytes would reset the connection, and the peer could
+  // lose the answer (an HTTP server refusing a request it did not read to the end).
+  void close_after_answer(std::chrono::milliseconds timeout, std::size_t max_bytes);
 
  private:
   int fd_ = -1;

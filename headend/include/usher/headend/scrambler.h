@@ -163,7 +163,25 @@ struct ScramblerStats {
   std::uint64_t services_scrambled = 0;
   std::uint64_t csa_full_batches = 0;
   std::uint64_t csa_partial_batches = 0;
+  std::uint64_t input_cc_errors = 0;      // continuity errors in the input (13818-1, 2.4.3.3)
 };
+
+// What the scrambler is doing with one service of the input (status lines, metrics).
+struct ServiceState {
+  enum class Mode {
+    waiting,    // chosen; its PMT or first ECM is not out yet
+    scrambled,  // its packets go out scrambled
+    no_key,     // chosen but no key (or no ECM PID): its packets are dropped, never sent in clear
+    vanished,   // no longer in the input's PAT
+    clear,      // not chosen (--services): passed in clear
+  };
+  std::uint16_t service_id = 0;
+  Mode mode = Mode::waiting;
+  std::uint64_t crypto_period = 0;  // scrambled: the current period's number
+  std::uint16_t ecm_pid = 0;
+};
+// "waiting", "scrambled", "no key", "vanished", "clear".
+const char* to_string(ServiceState::Mode mode);
 
 // What can be refused before reading the input: a CA PID out of range or reserved (0x0000-0x001F,
 // 0x1FFF), a requested service without a key (it would go out in clear). Errc::invalid_argument or
@@ -203,6 +221,8 @@ class Scrambler {
   [[nodiscard]] bool surveying() const { return survey_ != nullptr; }
 
   [[nodiscard]] ScramblerStats stats() const;
+  // Every service of the input's PAT seen so far, by service_id.
+  [[nodiscard]] std::vector<ServiceState> service_states() const;
   [[nodiscard]] const streams::StreamClock& clock() const { return clock_; }
   [[nodiscard]] std::uint16_t emm_pid() const { return emm_pid_; }
 
@@ -269,6 +289,8 @@ class Scrambler {
   bool warned_scrambled_ = false;
   std::map<std::uint16_t, std::unique_ptr<Service>> services_by_pmt_pid_;
   std::map<std::uint16_t, Service*> services_by_es_pid_;
+  std::set<std::uint16_t> clear_services_;  // in the PAT but not chosen
+  streams::ContinuityChecker input_cc_;
   std::unique_ptr<streams::SectionAssembler> pat_assembler_;
   std::unique_ptr<streams::SectionAssembler> cat_assembler_;
   std::map<std::uint16_t, std::unique_ptr<streams::SectionAssembler>> pmt_assemblers_;

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -50,10 +51,31 @@ struct DescramblerStats {
   std::uint64_t sections_dropped = 0;
 };
 
+// What became of a service by the end of a run (`usher stb run` says it per service and exits 3
+// when one the viewer asked for is not watchable).
+enum class ServiceOutcome {
+  descrambled,      // its keys were taken and it is descrambling
+  not_scrambled,    // clear in the stream: passed through as it is, watchable without keys
+  no_entitlement,   // ECMs refused: no subscription, no ticket for its event, expired or revoked
+  parental_lock,    // rated above this STB's parental limit and no PIN given
+  no_ecm,           // scrambled, but no ECM for this STB's CA system came (or none is announced)
+  bad_ecm,          // ECMs that do not open: damaged, forged, another operator's, for another service
+  other_ca_system,  // scrambled under another CA system only
+  no_pmt,           // listed in the PAT, but its PMT never came
+  not_in_stream,    // asked for, but not in the stream's PAT
+};
+// "descrambled", "not scrambled", "no entitlement", ... as written in `stb run`'s JSON counters.
+[[nodiscard]] const char* to_string(ServiceOutcome outcome);
+// Whether the viewer gets the programme: descrambled, or clear in the stream.
+[[nodiscard]] bool watchable(ServiceOutcome outcome);
+
 struct ServiceStatus {
   std::uint16_t service_id = 0;
   bool descrambling = false;
-  std::string reason;  // why not, when not
+  std::string reason;  // why not, when not (for not_scrambled too: "not scrambled ...")
+  ServiceOutcome outcome = ServiceOutcome::no_ecm;
+  std::uint64_t packets_descrambled = 0;     // of its elementary streams
+  std::uint64_t packets_left_scrambled = 0;  // of its elementary streams, passed on without a key
 };
 
 class Descrambler {
@@ -68,9 +90,13 @@ class Descrambler {
   void finish(std::vector<streams::TsPacket>& out);
 
   [[nodiscard]] DescramblerStats stats() const;
+  // Every service of the stream's PAT, by PMT PID.
   [[nodiscard]] std::vector<ServiceStatus> services() const;
   // Stream time of the input, from its PCRs (interpolated between them).
   [[nodiscard]] const streams::StreamClock& clock() const { return clock_; }
+  // The services asked for, in that order (not_in_stream for one the PAT does not list), or every
+  // service of the stream when `requested` is empty.
+  [[nodiscard]] std::vector<ServiceStatus> services(std::span<const std::uint16_t> requested) const;
 
  private:
   struct Service;
@@ -80,7 +106,8 @@ class Descrambler {
   void on_pmt(std::uint16_t pid, std::span<const std::uint8_t> section);
   void on_ecm(Service& s, std::span<const std::uint8_t> section);
   void on_emm(std::span<const std::uint8_t> section);
-  void deny(Service& s, const std::string& reason);
+  void deny(Service& s, ServiceOutcome outcome, const std::string& reason);
+  [[nodiscard]] ServiceStatus status_of(const Service& s) const;
   void store_failed(const Error& error);
 
   SecureElement* se_;
@@ -93,6 +120,7 @@ class Descrambler {
   std::map<std::uint16_t, std::unique_ptr<Service>> services_;                      // by PMT PID
   std::map<std::uint16_t, Service*> by_es_pid_;
   std::optional<std::uint16_t> emm_pid_;
+  bool pat_seen_ = false;
   CsaPipeline::Slot fixed_slot_[2] = {CsaPipeline::kNoSlot, CsaPipeline::kNoSlot};
   DescramblerStats stats_;
 };

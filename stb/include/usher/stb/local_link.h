@@ -20,12 +20,13 @@
 #include "usher/core/sqlite.h"
 #include "usher/entitlement/protocol.h"
 #include "usher/stb/secure_element.h"
+#include "usher/stb/shown_code.h"
 
 namespace usher::stb {
 
 class LocalLink {
  public:
-  static constexpr const char* kPairingCodeName = "pairing-code";
+  static constexpr const char* kPairingCodeName = stb::kPairingCodeName;  // in its home (shown_code.h)
   static constexpr const char* kDatabaseName = "link.db";  // the handsets paired with this STB
 
   // Opens (or creates) the paired handsets' store in `home` and shows a first pairing code.
