@@ -32,6 +32,7 @@ struct HeadendOptions {
   std::string insert = "auto";
   std::uint64_t emm_bitrate = 128'000;
   std::int32_t network_id = -1;  // -1: the input SDT's, else 0xFF01
+  std::uint64_t max_hold_ms = 20;
   MonitorOptions monitor;
 };
 
@@ -95,6 +96,7 @@ int run(const HeadendOptions& a, bool start_time_given) {
   if (!policy) throw UsageError(policy.error().message);
   config.insert_policy = *policy;
   config.emm_bitrate = a.emm_bitrate;
+  config.max_hold_ms = static_cast<std::uint32_t>(a.max_hold_ms);
   if (a.network_id >= 0) config.original_network_id = static_cast<std::uint16_t>(a.network_id);
   if (start_time_given) config.start_unix = a.start_time;
   if (!a.cw_file.empty()) {
@@ -264,12 +266,15 @@ void add_headend(CLI::App& root, Commands& commands) {
   add_integer<std::int32_t>(*run_cmd, "--network-id", o->network_id,
                             "original_network_id in the SDT and EIT (default: the input SDT's, else 0xFF01)", 0, 0xFFFF, true);
   add_duration_ms(*run_cmd, "--idle-timeout", o->idle_timeout_ms, "a UDP input ends after this much silence (default: never)");
+  add_duration_ms(*run_cmd, "--max-hold", o->max_hold_ms,
+                  "longest wait of a packet for its CSA batch, in stream time (default 20ms, 1ms..2s): latency against CPU");
   add_monitor_options(*run_cmd, o->monitor,
                       "a status line on stderr this often: rates, services, ECMs, EMM share, continuity errors (UDP or stdin "
                       "input); progress on a file");
   run_cmd->footer("SIGINT (Ctrl-C) or SIGTERM ends the run as the end of its input does: the output is flushed and ends on a "
                   "whole packet, the JSON counters are printed, exit status 0 (a second signal exits at once).");
   commands.on(run_cmd, [o, period, interval, start] {
+    if (o->max_hold_ms < 1 || o->max_hold_ms > 2000) throw UsageError("--max-hold must be from 1ms to 2s");
     if (period->count() > 0 && (o->crypto_period_s == 0 || o->crypto_period_s > 3600)) {
       throw UsageError("--crypto-period must be from 1 s to 1 h");
     }

@@ -33,6 +33,7 @@ struct StbOptions {
   std::string current_pin;
   std::uint8_t max_age = 0;
   std::string bind = "tcp://127.0.0.1:7801";
+  std::uint64_t max_hold_ms = 20;
   MonitorOptions monitor;
 };
 
@@ -90,6 +91,7 @@ int run(const StbOptions& a) {
   const auto metrics = start_metrics(a.monitor, [&snapshot] { return snapshot.read(); });
   std::optional<stb::SecureElement> se;
   stb::DescramblerConfig config;
+  config.max_hold_ms = static_cast<std::uint32_t>(a.max_hold_ms);
   if (!a.cw_file.empty()) {
     auto cws = read_cw_file(a.cw_file);
     if (!cws) throw std::runtime_error(cws.error().message);
@@ -232,7 +234,12 @@ void add_stb(CLI::App& root, Commands& commands) {
                       "input); progress on a file");
   run_cmd->footer("SIGINT (Ctrl-C) or SIGTERM ends the run as the end of its input does: the output is flushed and ends on a "
                   "whole packet, the JSON counters are printed, exit status 0 (a second signal exits at once).");
-  commands.on(run_cmd, [o] { return run(*o); });
+  add_duration_ms(*run_cmd, "--max-hold", o->max_hold_ms,
+                  "longest wait of a packet for its CSA batch, in stream time (default 20ms, 1ms..2s): latency against CPU");
+  commands.on(run_cmd, [o] {
+    if (o->max_hold_ms < 1 || o->max_hold_ms > 2000) throw UsageError("--max-hold must be from 1ms to 2s");
+    return run(*o);
+  });
 
   auto* entitlements = leaf("entitlements", "The services this STB holds, from the EMMs it took.");
   commands.on(entitlements, [o, open_read_only] {

@@ -31,6 +31,19 @@ class RatioReporter : public benchmark::ConsoleReporter {
     ConsoleReporter::ReportRuns(runs);
     for (const auto& r : runs) {
       if (r.error_occurred) continue;
+      if (short_name(r.benchmark_name()) == "pipeline_latency") {
+        // In stream time, the same in every repetition; the median's (not the deviation's) if aggregated.
+        if (r.run_type != Run::RT_Aggregate || r.aggregate_name == "median") {
+          for (const auto& [name, counter] : r.counters) latency_[name] = counter.value;
+        }
+        continue;
+      }
+      if (auto ratio = r.counters.find("ratio_to_raw"); ratio != r.counters.end()) {
+        // Measured against raw libdvbcsa inside the benchmark itself, taking turns.
+        std::string name = r.run_name.function_name;  // without the aggregate's suffix
+        if (r.run_type != Run::RT_Aggregate || r.aggregate_name == "median") interleaved_[name] = ratio->second.value;
+        continue;
+      }
       auto it = r.counters.find("TS_Mbps");
       if (it == r.counters.end()) it = r.counters.find("records_per_s");
       if (it == r.counters.end()) it = r.counters.find("settlements_per_s");
@@ -57,6 +70,9 @@ class RatioReporter : public benchmark::ConsoleReporter {
     ratio("headend_pipeline", "raw_libdvbcsa_encrypt");
     ratio("stb_pipeline", "raw_libdvbcsa_decrypt");
     ratio("headend_cbr_replace", "headend_cbr_add");  // the constant-bitrate path's cost (same CBR input)
+    for (const auto& [name, value] : interleaved_) {
+      std::printf("%-28s %.2f x raw libdvbcsa (taking turns with it in each iteration)\n", name.c_str(), value);
+    }
     if (rates_.contains("history_settled") && rates_.contains("history_signature_check")) {
       std::printf("%-18s %8.0f records/s settled = %.2f x history_signature_check (%.0f records/s)\n", "history_settled",
                   rates_["history_settled"], rates_["history_settled"] / rates_["history_signature_check"],
@@ -66,6 +82,19 @@ class RatioReporter : public benchmark::ConsoleReporter {
       // Both in their own unit: relay in ms, echo in us.
       std::printf("%-18s %8.2f ms per round = %.0f x zmq_echo_round_trip (%.0f us)\n", "relay_round_trip", rates_["relay_round_trip"],
                   rates_["relay_round_trip"] * 1000.0 / rates_["zmq_echo_round_trip"], rates_["zmq_echo_round_trip"]);
+    }
+    if (!latency_.empty()) {
+      std::printf("\nLatency added by the CSA batches (stream time, max hold %.0f ms), and zap time (tune to the first\n"
+                  "clear packet; its floor is the wait for the ECM, repeated every %.0f ms):\n",
+                  latency_["max_hold_ms"], latency_["ecm_interval_ms"]);
+      std::printf("  %-13s %12s %10s %12s %10s %18s\n", "service", "headend p99", "STB p99", "zap median", "zap max",
+                  "CSA batches full");
+      for (const char* rate : {"20M", "2M", "0.128M"}) {
+        const std::string r = rate;
+        std::printf("  %-13s %9.1f ms %7.1f ms %9.1f ms %7.1f ms %17.0f%%\n", (r + "bit/s").c_str(), latency_["head_p99_ms_" + r],
+                    latency_["stb_p99_ms_" + r], latency_["zap_median_ms_" + r], latency_["zap_max_ms_" + r],
+                    latency_["batch_fill_pct_" + r]);
+      }
     }
     for (const char* n : {"settlements_concurrent/8", "settlements_concurrent/32"}) {
       const char* base = "settlements_concurrent/1";
@@ -77,6 +106,8 @@ class RatioReporter : public benchmark::ConsoleReporter {
  private:
   std::map<std::string, double> rates_;
   std::set<std::string> medians_;
+  std::map<std::string, double> latency_;      // pipeline_latency's counters
+  std::map<std::string, double> interleaved_;  // *_interleaved: ratio to raw measured inside the benchmark
 };
 
 }  // namespace

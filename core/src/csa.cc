@@ -4,6 +4,7 @@ extern "C" {
 #include <dvbcsa/dvbcsa.h>
 }
 
+#include <bit>
 #include <fstream>
 #include <stdexcept>
 #include <string>
@@ -85,18 +86,25 @@ struct CsaPipeline::KeySlot {
   CsaBitsliceKey key;
   std::optional<ControlWord> cw;
   std::vector<dvbcsa_bs_batch_s> batch;  // batch_size entries + terminator
+  std::vector<std::uint64_t> seqs;       // the packet of each entry, to point at it again if the ring grows
   std::size_t count = 0;
-  std::uint64_t first_seq = 0;  // sequence number of the first queued packet
+  std::uint64_t first_seq = 0;   // sequence number of the first queued packet
+  std::uint64_t first_time = 0;  // its stream time
 };
 
-CsaPipeline::CsaPipeline(CsaDirection direction, std::size_t max_held)
-    : direction_(direction), batch_size_(csa_batch_size()), max_held_(max_held != 0 ? max_held : 16 * csa_batch_size()) {}
+CsaPipeline::CsaPipeline(CsaDirection direction, std::uint64_t max_hold, std::size_t max_held)
+    : direction_(direction),
+      batch_size_(csa_batch_size()),
+      max_held_(max_held != 0 ? max_held : 16 * csa_batch_size()),
+      max_hold_(max_hold),
+      ring_(std::bit_ceil(2 * std::min<std::size_t>(max_held_, std::size_t{1} << 14)), streams::TsPacket::null_packet()) {}
 
 CsaPipeline::~CsaPipeline() = default;
 
 CsaPipeline::Slot CsaPipeline::add_slot() {
   auto s = std::make_unique<KeySlot>();
   s->batch.resize(batch_size_ + 1, dvbcsa_bs_batch_s{nullptr, 0});
+  s->seqs.resize(batch_size_);
   slots_.push_back(std::move(s));
   return slots_.size() - 1;
 }
@@ -139,42 +147,106 @@ void CsaPipeline::run(KeySlot& s) {
   s.count = 0;
 }
 
-void CsaPipeline::push(const streams::TsPacket& packet, Slot slot) {
-  held_.push_back(packet);
+void CsaPipeline::advance_to(std::uint64_t stream_time) {
+  if (stream_time > now_) {
+    spacing_ = stream_time - now_;
+    now_ = stream_time;
+  }
+  // Looked at once per packet, so the common case (nothing overdue) is one comparison. Deciding one
+  // packet ahead (now + spacing) is what keeps the wait within max_hold rather than max_hold plus one
+  // packet's time, which at 128 kbit/s alone is 12 ms.
+  if (oldest_time_ != kNever && now_ + spacing_ > oldest_time_ + max_hold_) run_overdue();
+}
+
+void CsaPipeline::run_overdue() {
+  std::uint64_t oldest = kNever;
+  for (auto& s : slots_) {
+    if (s->count == 0) continue;
+    if (now_ + spacing_ > s->first_time + max_hold_) {
+      run(*s);
+    } else {
+      oldest = std::min(oldest, s->first_time);
+    }
+  }
+  oldest_time_ = oldest;
+}
+
+void CsaPipeline::grow() {
+  std::vector<streams::TsPacket> bigger(ring_.size() * 2);
+  const std::size_t mask = bigger.size() - 1;
+  for (std::uint64_t seq = front_seq_; seq != front_seq_ + held_; ++seq) bigger[seq & mask] = at(seq);
+  for (auto& s : slots_) {
+    for (std::size_t i = 0; i < s->count; ++i) {
+      const auto offset = s->batch[i].data - at(s->seqs[i]).bytes.data();
+      s->batch[i].data = bigger[s->seqs[i] & mask].bytes.data() + offset;
+    }
+  }
+  ring_ = std::move(bigger);
+}
+
+streams::TsPacket& CsaPipeline::append(const streams::TsPacket& packet) {
+  if (held_ == ring_.size()) grow();
+  streams::TsPacket& held = at(front_seq_ + held_);
+  held = packet;
+  ++held_;
+  return held;
+}
+
+void CsaPipeline::push(const streams::TsPacket& packet, Slot slot) { queue(append(packet), slot); }
+
+void CsaPipeline::push(const streams::TsPacket& packet, Slot slot, streams::Scrambling mark) {
+  streams::TsPacket& held = append(packet);
+  held.set_scrambling(mark);
+  queue(held, slot);
+}
+
+void CsaPipeline::queue(streams::TsPacket& held, Slot slot) {
+  const std::uint64_t seq = front_seq_ + held_ - 1;
   if (slot != kNoSlot) {
     KeySlot& s = *slots_[slot];
-    auto payload = held_.back().payload();
+    auto payload = held.payload();
     if (!payload.empty() && s.cw) {
-      if (s.count == 0) s.first_seq = front_seq_ + held_.size() - 1;
+      if (s.count == 0) {
+        s.first_seq = seq;
+        s.first_time = now_;
+        oldest_time_ = std::min(oldest_time_, now_);
+      }
+      s.seqs[s.count] = seq;
       s.batch[s.count++] = dvbcsa_bs_batch_s{payload.data(), static_cast<unsigned>(payload.size())};
       if (s.count == batch_size_) run(s);
     }
   }
-  if (held_.size() > max_held_) {
-    // A slow slot is holding the line: once its oldest packet has waited for max_held_ packets,
-    // run it even if not full.
+  if (held_ > max_held_) {
+    // The safety net, for when stream time does not move (a caller that gives none): once a slow
+    // slot's oldest packet has waited for max_held_ packets, run it even if not full.
     KeySlot* oldest = nullptr;
     for (auto& s : slots_) {
       if (s->count > 0 && (oldest == nullptr || s->first_seq < oldest->first_seq)) oldest = s.get();
     }
-    if (oldest != nullptr && front_seq_ + held_.size() - oldest->first_seq > max_held_) run(*oldest);
+    if (oldest != nullptr && front_seq_ + held_ - oldest->first_seq > max_held_) run(*oldest);
   }
 }
 
 void CsaPipeline::take_ready(std::vector<streams::TsPacket>& out) {
-  std::uint64_t limit = front_seq_ + held_.size();
+  std::uint64_t limit = front_seq_ + held_;
   for (const auto& s : slots_) {
     if (s->count > 0) limit = std::min(limit, s->first_seq);
   }
-  const auto n = static_cast<std::size_t>(limit - front_seq_);
-  if (n == 0) return;
-  out.insert(out.end(), held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(n));
-  held_.erase(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(n));
-  front_seq_ += n;
+  auto n = static_cast<std::size_t>(limit - front_seq_);
+  held_ -= n;
+  while (n > 0) {  // at most twice: up to the ring's end, then from its start
+    const std::size_t first = front_seq_ & (ring_.size() - 1);
+    const std::size_t run_length = std::min(n, ring_.size() - first);
+    out.insert(out.end(), ring_.begin() + static_cast<std::ptrdiff_t>(first),
+               ring_.begin() + static_cast<std::ptrdiff_t>(first + run_length));
+    front_seq_ += run_length;
+    n -= run_length;
+  }
 }
 
 void CsaPipeline::flush(std::vector<streams::TsPacket>& out) {
   for (auto& s : slots_) run(*s);
+  oldest_time_ = kNever;
   take_ready(out);
 }
 

@@ -264,6 +264,15 @@ std::vector<EventInfo> EntitlementStore::events() {
   return out;
 }
 
+std::vector<EventInfo> EntitlementStore::events_ending_after(std::uint16_t service_id, std::uint64_t time, std::size_t count) {
+  std::vector<EventInfo> out;
+  auto st = db_.prepare(std::string("SELECT ") + kEventColumns +
+                        " FROM events WHERE service_id = ? AND start + duration > ? ORDER BY start, event_id LIMIT ?");
+  st.bind(1, service_id).bind(2, static_cast<std::int64_t>(time)).bind(3, static_cast<std::int64_t>(count));
+  while (st.step()) out.push_back(event_from(st));
+  return out;
+}
+
 Result<EventInfo> EntitlementStore::event(std::uint32_t event_id) {
   auto st = db_.prepare(std::string("SELECT ") + kEventColumns + " FROM events WHERE event_id = ?");
   st.bind(1, event_id);

@@ -94,6 +94,7 @@ Status validate(const ScramblerConfig& config, KeySource& keys) {
 Scrambler::Scrambler(ScramblerConfig config, KeySource& keys)
     : config_(std::move(config)), keys_(keys), clock_(config_.assumed_bitrate) {
   if (config_.crypto_period_ms < 100) config_.crypto_period_ms = 100;
+  pipeline_.set_max_hold(ms_to_ticks(config_.max_hold_ms));
   if (config_.start_unix == 0) {
     config_.start_unix = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
@@ -899,6 +900,7 @@ void Scrambler::handle(const TsPacket& packet) {
   ++stats_.packets_in;
   if (!input_cc_.check(packet)) ++stats_.input_cc_errors;
   clock_.observe(packet);
+  pipeline_.advance_to(clock_.now());
   if (!warned_no_pcr_ && stats_.packets_in == 20'000 && !clock_.pcr_seen()) {
     warned_no_pcr_ = true;
     log_.warn("no PCR in the first 20000 packets: crypto periods and ECM repetition are timed at an assumed ",
@@ -953,10 +955,8 @@ void Scrambler::handle(const TsPacket& packet) {
     } else if (packet.payload().empty()) {
       emit_now(restamped(packet));
     } else {
-      TsPacket p = restamped(packet);
       const auto parity = s.period % 2;
-      p.set_scrambling(parity == 0 ? Scrambling::even : Scrambling::odd);
-      pipeline_.push(p, s.slot[parity]);
+      pipeline_.push(restamped(packet), s.slot[parity], parity == 0 ? Scrambling::even : Scrambling::odd);
       ++stats_.packets_scrambled;
     }
   } else if (pid == streams::kNullPid) {

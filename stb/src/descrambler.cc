@@ -29,6 +29,7 @@ struct Descrambler::Service {
 };
 
 Descrambler::Descrambler(SecureElement* se, DescramblerConfig config) : se_(se), config_(std::move(config)) {
+  pipeline_.set_max_hold(std::uint64_t{config_.max_hold_ms} * (streams::kPcrHz / 1000));
   if (config_.fixed_cws) {
     fixed_slot_[0] = pipeline_.add_slot();
     fixed_slot_[1] = pipeline_.add_slot();
@@ -234,6 +235,8 @@ void Descrambler::on_emm(std::span<const std::uint8_t> section) {
 
 void Descrambler::handle(const TsPacket& packet) {
   ++stats_.packets_in;
+  clock_.observe(packet);
+  pipeline_.advance_to(clock_.now());
   if (!continuity_.check(packet)) ++stats_.cc_errors;
   const auto pid = packet.pid();
   if (auto a = assemblers_.find(pid); a != assemblers_.end()) a->second->feed(packet);
@@ -257,9 +260,7 @@ void Descrambler::handle(const TsPacket& packet) {
     pipeline_.push(packet, CsaPipeline::kNoSlot);
     return;
   }
-  TsPacket p = packet;
-  p.set_scrambling(Scrambling::clear);
-  pipeline_.push(p, slot);
+  pipeline_.push(packet, slot, Scrambling::clear);
   ++stats_.packets_descrambled;
   if (owner != nullptr) ++owner->packets_descrambled;
 }

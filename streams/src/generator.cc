@@ -28,7 +28,7 @@ void generate_test_stream(const std::string& path, const GeneratorOptions& o) {
   const int frames = o.seconds * o.fps;
   const int samples_per_buffer = 48000 / o.fps;
   std::ostringstream desc;
-  desc << "videotestsrc num-buffers=" << frames << " pattern=smpte ! video/x-raw,format=I420,width=" << o.width
+  desc << "videotestsrc num-buffers=" << frames << " pattern=" << o.pattern << " ! video/x-raw,format=I420,width=" << o.width
        << ",height=" << o.height << ",framerate=" << o.fps << "/1 ! x264enc key-int-max=" << o.fps
        << " bitrate=" << o.video_kbps << " speed-preset=veryfast ! video/x-h264,profile=main ! h264parse ! "
        << "mpegtsmux name=mux alignment=7 prog-map=program_map,sink_0=" << o.program_number

@@ -6,7 +6,9 @@ extern "C" {
 #include <dvbcsa/dvbcsa.h>
 }
 
+#include <algorithm>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <sstream>
 
@@ -143,6 +145,150 @@ TEST(CsaPipeline, KeyChangeRunsQueuedPacketsWithTheOldKey) {
     TsPacket e = packets[i];
     (i < 5 ? s1 : s2).encrypt(e.payload());
     EXPECT_EQ(out[i].bytes, e.bytes) << i;
+  }
+}
+
+TEST(CsaPipeline, HoldingMoreThanItsRingKeepsQueuedBatchesRight) {
+  // A small ring (twice max_held: 128 packets) and no take_ready for 3,000 packets: the ring grows
+  // while batches are queued, which must still encrypt the packets they were queued for.
+  const auto cw_a = ControlWord::random();
+  const auto cw_b = ControlWord::random();
+  const auto clear = random_packets(3000, 5);
+  CsaPipeline pipe(CsaDirection::encrypt, CsaPipeline::kDefaultMaxHold, 64);
+  const auto a = pipe.add_slot();
+  const auto b = pipe.add_slot();
+  pipe.set_key(a, cw_a);
+  pipe.set_key(b, cw_b);
+  for (std::size_t i = 0; i < clear.size(); ++i) pipe.push(clear[i], i % 3 == 0 ? a : i % 3 == 1 ? b : CsaPipeline::kNoSlot);
+  EXPECT_EQ(pipe.held(), clear.size());
+  std::vector<TsPacket> out;
+  pipe.flush(out);
+  ASSERT_EQ(out.size(), clear.size());
+  CsaSingleKey ka(cw_a), kb(cw_b);
+  for (std::size_t i = 0; i < clear.size(); ++i) {
+    TsPacket expected = clear[i];
+    if (i % 3 == 0) ka.encrypt(expected.payload());
+    if (i % 3 == 1) kb.encrypt(expected.payload());
+    ASSERT_EQ(out[i].bytes, expected.bytes) << i;
+  }
+  EXPECT_EQ(pipe.held(), 0u);
+}
+
+// A 128 kbit/s service next to a 20 Mbit/s one, each with its own key, and clear packets between:
+// packets evenly spaced in stream time (2,000 ticks of 27 MHz apart, a 20.3 Mbit/s multiplex).
+struct TwoRateMux {
+  static constexpr std::uint64_t kSpacing = 2000;
+  static constexpr std::size_t kSlowEvery = 157;  // 128 kbit/s of 20.3 Mbit/s
+  std::vector<TsPacket> packets;
+  std::vector<int> role;  // 0 fast slot, 1 slow slot, 2 clear
+  explicit TwoRateMux(std::size_t n) : packets(random_packets(n, 11, false)), role(n) {
+    for (std::size_t i = 0; i < n; ++i) role[i] = i % kSlowEvery == 0 ? 1 : i % 50 == 1 ? 2 : 0;
+  }
+  static std::uint64_t time(std::size_t i) { return i * kSpacing; }
+};
+
+// Pushes the mux one packet at a time, taking what is ready after each, and returns the output with
+// each packet's wait: the stream time of the last packet pushed before it came out minus its own.
+std::vector<TsPacket> run_timed(CsaPipeline& pipe, const TwoRateMux& mux, const std::vector<TsPacket>& in,
+                                CsaPipeline::Slot fast, CsaPipeline::Slot slow, std::vector<std::uint64_t>* waits) {
+  std::vector<TsPacket> out;
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    pipe.advance_to(TwoRateMux::time(i));
+    pipe.push(in[i], mux.role[i] == 0 ? fast : mux.role[i] == 1 ? slow : CsaPipeline::kNoSlot);
+    const auto before = out.size();
+    pipe.take_ready(out);
+    for (auto k = before; k < out.size() && waits != nullptr; ++k) waits->push_back(TwoRateMux::time(i) - TwoRateMux::time(k));
+  }
+  pipe.flush(out);
+  return out;
+}
+
+TEST(CsaPipeline, SlowSlotWaitsNoLongerThanMaxHoldNextToAFastOne) {
+  const TwoRateMux mux(40'000);  // 3 s
+  const auto cw_fast = ControlWord::random();
+  const auto cw_slow = ControlWord::random();
+  CsaPipeline bounded(CsaDirection::encrypt);
+  ASSERT_EQ(bounded.max_hold(), 20u * 27'000);
+  const auto fast = bounded.add_slot();
+  const auto slow = bounded.add_slot();
+  bounded.set_key(fast, cw_fast);
+  bounded.set_key(slow, cw_slow);
+  std::vector<std::uint64_t> waits;
+  const auto out = run_timed(bounded, mux, mux.packets, fast, slow, &waits);
+  ASSERT_EQ(out.size(), mux.packets.size());
+
+  // Every packet that came out before the flush waited at most max_hold of stream time; the old
+  // count bound (2,048 packets) let the slow slot's packets wait 150 ms here.
+  ASSERT_GT(waits.size(), mux.packets.size() - csa_batch_size() * 2);
+  std::uint64_t slow_max = 0;
+  for (std::size_t k = 0; k < waits.size(); ++k) {
+    ASSERT_LE(waits[k], bounded.max_hold()) << "packet " << k;
+    if (mux.role[k] == 1) slow_max = std::max(slow_max, waits[k]);
+  }
+  EXPECT_GT(slow_max, bounded.max_hold() / 2);  // the slow slot does batch up, only not for long
+
+  // The fast slot fills its batches within the bound: all full but the last.
+  std::size_t fast_count = 0;
+  for (int r : mux.role) fast_count += r == 0;
+  EXPECT_EQ(bounded.stats().full_batches, fast_count / csa_batch_size());
+
+  // Same bytes, same order as one pipeline that waits for full batches however long it takes.
+  CsaPipeline unbounded(CsaDirection::encrypt, std::uint64_t{1} << 62, std::numeric_limits<std::size_t>::max());
+  const auto f2 = unbounded.add_slot();
+  const auto s2 = unbounded.add_slot();
+  unbounded.set_key(f2, cw_fast);
+  unbounded.set_key(s2, cw_slow);
+  const auto reference = run_timed(unbounded, mux, mux.packets, f2, s2, nullptr);
+  ASSERT_EQ(reference.size(), out.size());
+  for (std::size_t i = 0; i < out.size(); ++i) ASSERT_EQ(out[i].bytes, reference[i].bytes) << i;
+  EXPECT_LE(unbounded.stats().partial_batches, 2u);
+
+  // And the decrypting side, under the same bound, gives back the clear packets.
+  CsaPipeline back(CsaDirection::decrypt);
+  const auto f3 = back.add_slot();
+  const auto s3 = back.add_slot();
+  back.set_key(f3, cw_fast);
+  back.set_key(s3, cw_slow);
+  std::vector<std::uint64_t> back_waits;
+  const auto clear = run_timed(back, mux, out, f3, s3, &back_waits);
+  ASSERT_EQ(clear.size(), mux.packets.size());
+  for (std::size_t i = 0; i < clear.size(); ++i) ASSERT_EQ(clear[i].bytes, mux.packets[i].bytes) << i;
+  for (auto w : back_waits) ASSERT_LE(w, back.max_hold());
+  std::size_t encrypted_differ = 0;
+  for (std::size_t i = 0; i < out.size(); ++i) encrypted_differ += out[i].bytes != mux.packets[i].bytes;
+  EXPECT_GT(encrypted_differ, mux.packets.size() * 9 / 10);
+}
+
+TEST(CsaPipeline, LongestWaitFollowsMaxHold) {
+  const TwoRateMux mux(20'000);
+  for (std::uint64_t ms : {1u, 5u, 50u}) {
+    CsaPipeline pipe(CsaDirection::encrypt, ms * 27'000);
+    const auto fast = pipe.add_slot();
+    const auto slow = pipe.add_slot();
+    pipe.set_key(fast, ControlWord::random());
+    pipe.set_key(slow, ControlWord::random());
+    std::vector<std::uint64_t> waits;
+    run_timed(pipe, mux, mux.packets, fast, slow, &waits);
+    std::uint64_t most = 0;
+    for (auto w : waits) most = std::max(most, w);
+    EXPECT_LE(most, ms * 27'000) << ms << " ms";
+    EXPECT_GE(most + 2 * TwoRateMux::kSpacing, std::min<std::uint64_t>(ms * 27'000, 128 * TwoRateMux::kSpacing)) << ms << " ms";
+  }
+}
+
+TEST(CsaPipeline, CountBoundStillHoldsWhenStreamTimeStandsStill) {
+  // No advance_to at all (a stream without time): the packet count is the safety net.
+  CsaPipeline pipe(CsaDirection::encrypt, CsaPipeline::kDefaultMaxHold, 300);
+  const auto fast = pipe.add_slot();
+  const auto slow = pipe.add_slot();
+  pipe.set_key(fast, ControlWord::random());
+  pipe.set_key(slow, ControlWord::random());
+  const TwoRateMux mux(5'000);
+  std::vector<TsPacket> out;
+  for (std::size_t i = 0; i < mux.packets.size(); ++i) {
+    pipe.push(mux.packets[i], mux.role[i] == 0 ? fast : mux.role[i] == 1 ? slow : CsaPipeline::kNoSlot);
+    pipe.take_ready(out);
+    ASSERT_LE(i + 1 - out.size(), 300u + 1) << i;
   }
 }
 

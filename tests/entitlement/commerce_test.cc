@@ -427,3 +427,37 @@ TEST_F(CommerceTest, AStoreWithDuplicateTicketsFromBeforeStillOpensAndSellsNoMor
 
 }  // namespace
 }  // namespace usher::entitlement
+
+namespace usher::entitlement {
+namespace {
+
+TEST(EventSchedule, EventsEndingAfterAreThoseOfTheCatalogueForOneService) {
+  // What the headend asks every second: the same events, in the same order, as filtering the whole
+  // catalogue, without reading it all.
+  testing::BroadcastWorld world;
+  world.add_service(1);
+  world.add_service(2);
+  constexpr std::uint64_t t0 = 1'900'000'000;
+  world.add_event(1, 1, t0 + 7200, 600, 100);
+  world.add_event(2, 1, t0, 3600, 100);
+  world.add_event(3, 2, t0 + 100, 600, 100);
+  world.add_event(4, 1, t0 + 3600, 60, 100);
+  world.add_event(5, 1, t0 + 3660, 600, 100);
+  auto& store = world.store();
+  for (std::uint64_t time : {t0 - 1, t0 + 3599, t0 + 3600, t0 + 3700, t0 + 7800}) {
+    for (std::uint16_t service = 1; service <= 3; ++service) {
+      for (std::size_t count : {std::size_t{1}, std::size_t{2}, std::size_t{10}}) {
+        std::vector<std::uint32_t> expected, got;
+        for (const auto& e : store.events()) {
+          if (e.service_id == service && e.end() > time && expected.size() < count) expected.push_back(e.event_id);
+        }
+        for (const auto& e : store.events_ending_after(service, time, count)) got.push_back(e.event_id);
+        EXPECT_EQ(got, expected) << "time " << time - t0 << " service " << service << " count " << count;
+      }
+    }
+  }
+  EXPECT_EQ(store.events_ending_after(1, t0 + 3599, 2).front().title, "Event");
+}
+
+}  // namespace
+}  // namespace usher::entitlement

@@ -35,6 +35,7 @@ std::vector<streams::TsPacket> make_synthetic_mux(const SyntheticMuxOptions& o) 
   const std::uint64_t pcr_every = std::max<std::uint64_t>(1, o.bitrate / (188 * 8) / 25);
   std::uniform_real_distribution<double> unit(0, 1);
   std::size_t es_turn = 0;
+  std::vector<std::uint64_t> sent(o.services.size(), 0);  // ES packets of each service so far (given rates)
   std::uint64_t last_pcr = 0;
   bool first_pcr = true;
   while (out.size() < total) {
@@ -44,13 +45,33 @@ std::vector<streams::TsPacket> make_synthetic_mux(const SyntheticMuxOptions& o) 
       for (std::size_t i = 0; i < pmts.size(); ++i) pmt_pz[i].packetize(pmts[i], out);
       continue;
     }
-    if (o.null_fraction > 0 && unit(rng) < o.null_fraction) {
-      out.push_back(TsPacket::null_packet());
-      continue;
+    std::size_t svc = 0;
+    bool video = true;
+    if (!o.service_bitrates.empty()) {
+      // Of the services whose next packet is due (its place at the service's rate reached), the one
+      // due earliest goes; none due: a null.
+      const auto& rate = o.service_bitrates;
+      std::size_t due = o.services.size();
+      for (std::size_t i = 0; i < o.services.size(); ++i) {
+        if (sent[i] * o.bitrate > n * rate[i]) continue;
+        if (due == o.services.size() || sent[i] * rate[due] < sent[due] * rate[i]) due = i;
+      }
+      if (due == o.services.size()) {
+        out.push_back(TsPacket::null_packet());
+        continue;
+      }
+      svc = due;
+      video = sent[svc] % 2 == 0;
+      ++sent[svc];
+    } else {
+      if (o.null_fraction > 0 && unit(rng) < o.null_fraction) {
+        out.push_back(TsPacket::null_packet());
+        continue;
+      }
+      svc = (es_turn / 2) % o.services.size();
+      video = es_turn % 2 == 0;
+      ++es_turn;
     }
-    const std::size_t svc = (es_turn / 2) % o.services.size();
-    const bool video = es_turn % 2 == 0;
-    ++es_turn;
     const std::uint16_t pid = video ? synthetic_video_pid(svc) : synthetic_audio_pid(svc);
     TsPacket p = TsPacket::null_packet();
     p.set_pid(pid);

@@ -1,6 +1,7 @@
 // SyntheticMux: a hand-built multiplex for tests and benchmarks where a generated H.264 stream is
 // not needed: PAT, one PMT per service, elementary-stream packets with pseudo-random payloads,
-// PCRs at a steady bitrate, optional null packets. Deterministic for a given seed.
+// PCRs at a steady bitrate (on the first service's video PID), optional null packets, services at
+// equal or at given rates. Deterministic for a given seed.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +17,10 @@ struct SyntheticMuxOptions {
   double seconds = 2.0;
   std::uint64_t bitrate = 4'000'000;
   double null_fraction = 0.0;  // share of null packets
+  // When set (one per service): each service's elementary-stream rate in bit/s, its video and audio
+  // PIDs taking turns, packets evenly spaced; what is left of `bitrate` after them and the PSI is
+  // null packets (null_fraction unused). Otherwise the services share the rate equally.
+  std::vector<std::uint64_t> service_bitrates;
   std::uint32_t seed = 1;
 };
 

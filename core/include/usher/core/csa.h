@@ -1,20 +1,25 @@
 // DVB-CSA2 through libdvbcsa, wrapped once: control words, bitslice key contexts, and CsaPipeline,
-// which keeps libdvbcsa's bitslice batches full.
+// which keeps libdvbcsa's bitslice batches as full as the latency bound allows.
 //
 // libdvbcsa's bitslice functions cost the same for a half-empty batch as for a full one, so
-// CsaPipeline queues the packets of each key slot (one per service and parity) and runs a batch only
-// when it is full, when the slot's key is about to change, or when the packets held back reach a
-// bound. Packets leave in their input order: a packet waits until every earlier one is done.
+// CsaPipeline queues the packets of each key slot (one per service and parity) and runs a batch when
+// it is full, when the slot's key is about to change, or when its oldest packet has waited max_hold
+// of stream time (20 ms by default): a low-rate service (radio) runs partial batches rather than
+// waiting seconds for its own 128 packets, a high-rate one still fills its batches. Packets leave
+// in their input order: a packet waits until every earlier one is done.
 //
 //   CsaPipeline pipe(CsaDirection::decrypt);
 //   auto even = pipe.add_slot();
 //   pipe.set_key(even, cw);
-//   for (auto& p : packets) pipe.push(p, p.scrambling() == Scrambling::even ? even : kNoSlot);
+//   for (auto& p : packets) {
+//     clock.observe(p);
+//     pipe.advance_to(clock.now());
+//     pipe.push(p, p.scrambling() == Scrambling::even ? even : kNoSlot);
+//   }
 //   pipe.flush(out);
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <limits>
 #include <memory>
 #include <span>
@@ -102,8 +107,14 @@ class CsaPipeline {
     std::uint64_t partial_batches = 0;
   };
 
-  // `max_held` bounds the packets held back waiting for a batch to fill (latency on live input).
-  explicit CsaPipeline(CsaDirection direction, std::size_t max_held = 0);
+  // 20 ms of stream time (27 MHz units): a packet's wait for its batch to fill, at most.
+  static constexpr std::uint64_t kDefaultMaxHold = 20 * 27'000;
+
+  // `max_hold`: how long (stream time, 27 MHz units) a packet may wait for its batch to fill.
+  // `max_held`: the packets held back, at most (0: 16 batches); a safety net for when stream time
+  // does not move (a caller that never calls advance_to; without PCRs StreamClock still counts
+  // packets at an assumed rate, so the time bound holds there too).
+  explicit CsaPipeline(CsaDirection direction, std::uint64_t max_hold = kDefaultMaxHold, std::size_t max_held = 0);
   CsaPipeline(const CsaPipeline&) = delete;
   CsaPipeline& operator=(const CsaPipeline&) = delete;
   ~CsaPipeline();
@@ -116,25 +127,51 @@ class CsaPipeline {
   [[nodiscard]] bool has_key(Slot slot) const;
   [[nodiscard]] bool key_equals(Slot slot, const ControlWord& cw) const;
 
+  // The stream time (27 MHz units) of the packets pushed from now on; it never goes back (an earlier
+  // time counts as the last one). Runs each partial batch whose oldest packet would have waited more
+  // than max_hold by the next packet (the spacing of the last two times), so that, with the stream's
+  // packets evenly spaced, no packet waits more than max_hold past its own time.
+  void advance_to(std::uint64_t stream_time);
+  void set_max_hold(std::uint64_t ticks) { max_hold_ = ticks; }
+  [[nodiscard]] std::uint64_t max_hold() const { return max_hold_; }
+
   // Queues a packet. With a slot, its payload (if any) is encrypted or decrypted with the slot's key;
   // the caller sets the scrambling bits. Without a slot it passes unchanged.
   void push(const streams::TsPacket& packet, Slot slot);
+  // The same, the queued copy's transport_scrambling_control set to `mark` (the headend marks the
+  // parity it scrambles with, the STB clears it): no copy of the packet of the caller's own for that.
+  void push(const streams::TsPacket& packet, Slot slot, streams::Scrambling mark);
   // Moves to `out` every packet whose processing (and that of all earlier packets) is done.
   void take_ready(std::vector<streams::TsPacket>& out);
   // Runs every queued batch, full or not, and moves everything to `out`.
   void flush(std::vector<streams::TsPacket>& out);
   [[nodiscard]] const Stats& stats() const { return stats_; }
-  [[nodiscard]] std::size_t held() const { return held_.size(); }
+  [[nodiscard]] std::size_t held() const { return held_; }
 
  private:
+  static constexpr std::uint64_t kNever = std::numeric_limits<std::uint64_t>::max();
   struct KeySlot;
   void run(KeySlot& slot);
+  void run_overdue();
+  void grow();
+  streams::TsPacket& append(const streams::TsPacket& packet);
+  void queue(streams::TsPacket& held, Slot slot);
+  streams::TsPacket& at(std::uint64_t seq) { return ring_[seq & (ring_.size() - 1)]; }
 
   CsaDirection direction_;
   std::size_t batch_size_;
   std::size_t max_held_;
-  std::deque<streams::TsPacket> held_;
-  std::uint64_t front_seq_ = 0;  // sequence number of held_.front()
+  std::uint64_t max_hold_;
+  std::uint64_t now_ = 0;         // stream time of the packets being pushed
+  std::uint64_t spacing_ = 0;     // between the last two distinct times given
+  std::uint64_t oldest_time_ = kNever;  // earliest first_time of the slots with packets queued; may be
+                                        // stale (too early, never too late), then looked at again
+  // Packets held back, a ring indexed by sequence number (seq & mask): no allocation per packet (a
+  // deque of 188-byte packets allocated a node every two). Grows (doubling) only if a caller holds
+  // more than it has room for between two take_ready calls.
+  std::vector<streams::TsPacket> ring_;
+  std::uint64_t front_seq_ = 0;  // sequence number of the oldest packet held
+  std::size_t held_ = 0;
   std::vector<std::unique_ptr<KeySlot>> slots_;
   Stats stats_;
 };

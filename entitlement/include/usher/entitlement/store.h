@@ -179,6 +179,9 @@ class EntitlementStore {
   [[nodiscard]] const crypto::PublicKey& signing_public() const { return signing_public_; }
   Result<EventInfo> add_event(const EventInfo& event);
   std::vector<EventInfo> events();
+  // The events of one service that end after `time`, earliest first, at most `count` (what a
+  // headend looks at every second: not the whole catalogue).
+  std::vector<EventInfo> events_ending_after(std::uint16_t service_id, std::uint64_t time, std::size_t count);
   Result<EventInfo> event(std::uint32_t event_id);
   // The PPV event on air on `service_id` at `time`, with the key its ECMs are sealed under.
   std::optional<EventKey> current_event(std::uint16_t service_id, std::uint64_t time);

@@ -82,11 +82,7 @@ class StoreKeySource final : public KeySource {
     return store_.current_event(service_id, time);
   }
   std::vector<entitlement::EventInfo> schedule(std::uint16_t service_id, std::uint64_t time, std::size_t count) override {
-    std::vector<entitlement::EventInfo> out;
-    for (auto& e : store_.events()) {
-      if (e.service_id == service_id && e.end() > time && out.size() < count) out.push_back(std::move(e));
-    }
-    return out;
+    return store_.events_ending_after(service_id, time, count);
   }
   std::string service_name(std::uint16_t service_id) override {
     for (auto& s : store_.services()) {
@@ -135,6 +131,9 @@ struct ScramblerConfig {
   entitlement::AccessCriteria access;
   std::uint64_t start_unix = 0;            // broadcast time of the first packet (0 = now)
   std::uint64_t assumed_bitrate = 10'000'000;  // used until PCRs give the real one
+  // A packet waits at most this much stream time for its CSA batch to fill (latency against CPU:
+  // a service fills its batches within it from about 10 Mbit/s up).
+  std::uint32_t max_hold_ms = 20;
 };
 
 struct ScramblerStats {
@@ -209,7 +208,7 @@ class Scrambler {
   ~Scrambler();
 
   // Processes input packets; appends finished output packets to `out` (some may be held back
-  // until their CSA batch is full).
+  // until their CSA batch is full, at most config.max_hold_ms of stream time).
   void process(std::span<const streams::TsPacket> in, std::vector<streams::TsPacket>& out);
   // End of input: scrambles what is held back and appends it.
   void finish(std::vector<streams::TsPacket>& out);

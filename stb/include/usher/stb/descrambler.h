@@ -22,12 +22,16 @@
 #include "usher/stb/secure_element.h"
 #include "usher/streams/psi.h"
 #include "usher/streams/section.h"
+#include "usher/streams/stream_clock.h"
 
 namespace usher::stb {
 
 struct DescramblerConfig {
   std::optional<FixedControlWords> fixed_cws;  // test mode (--cw-file): no ECMs needed
   bool parental_unlocked = false;              // the viewer entered the PIN for this session
+  // A packet waits at most this much stream time (from the PCRs) for its CSA batch to fill; also
+  // bounds how long the first clear packet waits after a zap once the key is known.
+  std::uint32_t max_hold_ms = 20;
 };
 
 struct DescramblerStats {
@@ -88,6 +92,8 @@ class Descrambler {
   [[nodiscard]] DescramblerStats stats() const;
   // Every service of the stream's PAT, by PMT PID.
   [[nodiscard]] std::vector<ServiceStatus> services() const;
+  // Stream time of the input, from its PCRs (interpolated between them).
+  [[nodiscard]] const streams::StreamClock& clock() const { return clock_; }
   // The services asked for, in that order (not_in_stream for one the PAT does not list), or every
   // service of the stream when `requested` is empty.
   [[nodiscard]] std::vector<ServiceStatus> services(std::span<const std::uint16_t> requested) const;
@@ -107,6 +113,7 @@ class Descrambler {
   SecureElement* se_;
   DescramblerConfig config_;
   Logger log_{"stb"};
+  streams::StreamClock clock_;
   CsaPipeline pipeline_{CsaDirection::decrypt};
   streams::ContinuityChecker continuity_;
   std::map<std::uint16_t, std::unique_ptr<streams::SectionAssembler>> assemblers_;  // by PID

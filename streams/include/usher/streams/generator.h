@@ -13,6 +13,9 @@ struct GeneratorOptions {
   int fps = 25;
   int video_kbps = 1500;
   int program_number = 1;
+  // videotestsrc's pattern: "smpte" (bars: x264 needs few bits, ~4 Mbit/s at most at 640x360) or
+  // "snow" (noise: the stream takes the whole video_kbps, for high-rate benchmarks).
+  std::string pattern = "smpte";
 };
 
 // Writes the stream to `path`. Throws std::runtime_error with GStreamer's message on failure.
