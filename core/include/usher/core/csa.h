@@ -160,6 +160,7 @@ class CsaPipeline {
 
   CsaDirection direction_;
   std::size_t batch_size_;
+  std::size_t few_packets_;  // a batch of this many or fewer runs packet by packet (cheaper)
   std::size_t max_held_;
   std::uint64_t max_hold_;
   std::uint64_t now_ = 0;         // stream time of the packets being pushed
