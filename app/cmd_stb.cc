@@ -12,7 +12,6 @@
 #include "usher/stb/local_link.h"
 #include "usher/stb/room_report.h"
 #include "usher/stb/shown_code.h"
-#include "usher/streams/stream_clock.h"
 
 namespace usher::cli {
 namespace {
@@ -115,17 +114,10 @@ int run(const StbOptions& a) {
   StatusTimer status(a.monitor.status_interval_ms);
   const auto started = std::chrono::steady_clock::now();
   auto last_status = d.stats();
-  const bool timed_progress = !live && a.monitor.status_interval_ms > 0;
-  streams::StreamClock stream_clock;
   snapshot.publish(stb_metrics(d, fixed_cws, last_status));
   pump(
       *in, *out,
-      [&](auto input, auto& output) {
-        if (timed_progress) {
-          for (const auto& p : input) stream_clock.observe(p);  // for "x real time"
-        }
-        d.process(input, output);
-      },
+      [&](auto input, auto& output) { d.process(input, output); },
       [&](auto& output) { d.finish(output); },
       [&] {
         const auto s = d.stats();
@@ -135,7 +127,7 @@ int run(const StbOptions& a) {
           print_status("stb", stb_status(d, fixed_cws, s, last_status, status.elapsed_seconds()));
         } else {
           const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-          print_status("stb", progress_text(s.packets_in * 188 + in->discarded_bytes(), in->size_bytes(), stream_clock.seconds(), wall));
+          print_status("stb", progress_text(s.packets_in * 188 + in->discarded_bytes(), in->size_bytes(), d.clock().seconds(), wall));  // the descrambler's stream time: "x real time"
         }
         last_status = s;
       });
