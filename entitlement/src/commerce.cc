@@ -691,22 +691,43 @@ Status EntitlementStore::revoke_ticket(std::uint64_t ticket_id, bool refund) {
   std::uint32_t stb_id = 0;
   std::uint32_t event_id = 0;
   std::uint64_t card_id = 0;
+  std::optional<Ticket> pass;
   {
-    auto st = db_.prepare("SELECT stb_id, event_id, card_id, status FROM tickets WHERE ticket_id = ?");
+    auto st = db_.prepare("SELECT stb_id, event_id, card_id, status, ticket FROM tickets WHERE ticket_id = ?");
     st.bind(1, static_cast<std::int64_t>(ticket_id));
     if (!st.step()) return make_error(Errc::not_found, "no ticket " + std::to_string(ticket_id));
     if (st.column_text(3) == "revoked") return make_error(Errc::already_exists, "ticket " + std::to_string(ticket_id) + " is already revoked");
     stb_id = static_cast<std::uint32_t>(st.column_int(0));
     event_id = static_cast<std::uint32_t>(st.column_int(1));
     card_id = static_cast<std::uint64_t>(st.column_int(2));
+    if (auto t = Ticket::decode(st.column_blob(4)); t && t->type == kAssetTypeServicePass) pass = std::move(t.value());
   }
   auto up = db_.prepare("UPDATE tickets SET status = 'revoked' WHERE ticket_id = ?");
   up.bind(1, static_cast<std::int64_t>(ticket_id));
   up.run();
   if (refund) {
-    auto ev = event(event_id);
-    if (!ev) return ev.error();
-    post(db_, "refund", "ticket:" + std::to_string(ticket_id), kRevenueAccount, card_account(card_id), ev->price);
+    // What the card paid for this ticket, from the ledger: the event's price may have changed since,
+    // and a pass has no event (its price was days x the day price).
+    auto paid = db_.prepare(
+        "SELECT -SUM(p.amount), p.currency FROM journal j JOIN postings p ON p.tx_id = j.tx_id "
+        "WHERE j.reference = ? AND p.account = ? GROUP BY p.currency");
+    paid.bind(1, "ticket:" + std::to_string(ticket_id)).bind(2, card_account(card_id));
+    while (paid.step()) {
+      const std::int64_t minor = paid.column_int(0);
+      const auto currency = paid.column_text(1);
+      if (minor <= 0 || currency.size() != 3) continue;
+      post(db_, "refund", "ticket:" + std::to_string(ticket_id), kRevenueAccount, card_account(card_id),
+           Money{minor, Currency{currency[0], currency[1], currency[2]}});
+    }
+  }
+  if (pass) {
+    // A pass reached the STB as a grant of its service for the pass's window: withdrawing the ticket
+    // withdraws that grant (not a later one the STB holds for the service, e.g. a subscription).
+    auto g = db_.prepare("SELECT 1 FROM grants WHERE stb_id = ? AND service_id = ? AND not_before = ? AND not_after = ? AND revoked = 0");
+    g.bind(1, stb_id).bind(2, pass->service_id).bind(3, static_cast<std::int64_t>(pass->valid_from)).bind(4, static_cast<std::int64_t>(pass->valid_until));
+    if (g.step()) {
+      if (auto r = revoke(stb_id, pass->service_id); !r) return r.error();
+    }
   }
   std::vector<EmmItem> items;
   items.emplace_back(EmmTicketRevoke{ticket_id});

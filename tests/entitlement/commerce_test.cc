@@ -400,6 +400,41 @@ TEST_F(CommerceTest, ServicePassIsATicketForAPeriodDeliveredAsAGrant) {
   EXPECT_TRUE(store().balances_match_ledger());
 }
 
+// A refunded pass: the card gets back what it paid (a pass has no event to take a price from:
+// this used to fail with "no event 0"), and the grant the pass gave is withdrawn on the STB.
+TEST_F(CommerceTest, ARevokedPassIsRefundedWhatWasPaidAndItsGrantWithdrawn) {
+  ASSERT_TRUE(store().top_up(card.card_id, 5000, "visa-test", acquirer).ok());
+  ASSERT_TRUE(store().set_pass_price(1, {200, kEur}).ok());
+  SpendAuthorization a;
+  a.card_id = card.card_id;
+  a.amount = {600, kEur};
+  a.payee = pass_payee_for(1, 3, 1001);
+  crypto::random_bytes(a.nonce);
+  a.sign(handset.private_key);
+  const auto now = unix_now();
+  auto p = store().buy_pass(1, 3, 1001, a, now);
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  auto& se = world.stb(1001);
+  ASSERT_EQ(*se.apply_emm(p->emm_section), stb::EmmOutcome::applied);
+  ASSERT_EQ(se.entitlements().size(), 1u);
+  // The day price changes after the sale: the refund is what was paid, not today's price.
+  ASSERT_TRUE(store().set_pass_price(1, {350, kEur}).ok());
+  auto revoked = store().revoke_ticket(p->ticket.ticket_id, /*refund=*/true);
+  ASSERT_TRUE(revoked.ok()) << revoked.error().message;
+  EXPECT_EQ(store().balance(card.card_id)->minor, 5000);
+  EXPECT_EQ(store().ledger_check().first, 0);
+  EXPECT_TRUE(store().balances_match_ledger());
+  EXPECT_EQ(store().revoke_ticket(p->ticket.ticket_id, true).error().code, Errc::already_exists);
+  EXPECT_EQ(store().balance(card.card_id)->minor, 5000);  // refunded once
+  ASSERT_EQ(store().grants().size(), 1u);
+  EXPECT_TRUE(store().grants()[0].revoked);
+  for (const auto& section : store().emm_sections(now)) (void)se.apply_emm(section);
+  const auto after = se.entitlements();
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after[0].service_id, 1u);
+  EXPECT_TRUE(after[0].revoked) << "the refunded pass still grants service 1";
+}
+
 // A store written before the rule may hold two valid tickets for one event: it still opens (the
 // unique index waits until they are revoked), and the purchase check refuses a third.
 TEST_F(CommerceTest, AStoreWithDuplicateTicketsFromBeforeStillOpensAndSellsNoMore) {
