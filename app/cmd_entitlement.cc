@@ -288,9 +288,10 @@ void add_entitlement(CLI::App& root, Commands& commands) {
     return 0;
   });
   auto* ticket = add_group(*ent, "ticket", "one PPV ticket");
-  auto* ticket_revoke = leaf(ticket, "revoke", "Withdraws a PPV ticket (refund, fraud) by EMM; --refund moves the price back to the card.");
+  auto* ticket_revoke = leaf(ticket, "revoke", "Withdraws a PPV ticket or a pass (refund, fraud) by EMM; a pass's grant goes with it. --refund "
+                           "gives the card back what it paid.");
   add_integer<std::uint64_t>(*ticket_revoke, "--ticket", o->ticket, "the ticket id", 1, std::numeric_limits<std::int64_t>::max())->required();
-  ticket_revoke->add_flag("--refund", o->refund, "move the price back to the card");
+  ticket_revoke->add_flag("--refund", o->refund, "give the card back what it paid for the ticket");
   commands.on(ticket_revoke, [o] {
     auto store = open(*o);
     fail_on(store.revoke_ticket(o->ticket, o->refund));
