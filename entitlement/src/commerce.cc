@@ -457,6 +457,15 @@ Status EntitlementStore::check_not_held(const Ticket& draft) {
                                                     ": nothing charged");
       }
     }
+    // A pass is carried as the grant of its service, one per box and service: over a subscription
+    // (or any live grant) it would replace that grant's window, shortening what the box has.
+    auto g = db_.prepare("SELECT not_before, not_after FROM grants WHERE stb_id = ? AND service_id = ? AND revoked = 0 AND not_after > ?");
+    g.bind(1, draft.stb_id).bind(2, draft.service_id).bind(3, static_cast<std::int64_t>(draft.valid_from));
+    if (g.step()) {
+      return make_error(Errc::already_exists, stb + " already has service " + std::to_string(draft.service_id) + " until " +
+                                                  format_utc(static_cast<std::uint64_t>(g.column_int(1))) +
+                                                  " (a subscription or a pass): a pass would add nothing now; nothing charged");
+    }
     return ok_status();
   }
   auto held = holding(draft.stb_id, draft.event_id);

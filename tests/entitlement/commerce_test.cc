@@ -435,6 +435,29 @@ TEST_F(CommerceTest, ARevokedPassIsRefundedWhatWasPaidAndItsGrantWithdrawn) {
   EXPECT_TRUE(after[0].revoked) << "the refunded pass still grants service 1";
 }
 
+// A pass over a subscription would have replaced the subscription's window (one grant per box and
+// service): it is refused, nothing charged, and the subscription stays as it was.
+TEST_F(CommerceTest, APassOverASubscriptionIsRefusedAndTheSubscriptionKept) {
+  ASSERT_TRUE(store().top_up(card.card_id, 5000, "visa-test", acquirer).ok());
+  ASSERT_TRUE(store().set_pass_price(1, {200, kEur}).ok());
+  const auto now = unix_now();
+  ASSERT_TRUE(store().grant(1001, 1, now - 10, now + 30 * 86400).ok());
+  SpendAuthorization a;
+  a.card_id = card.card_id;
+  a.amount = {600, kEur};
+  a.payee = pass_payee_for(1, 3, 1001);
+  crypto::random_bytes(a.nonce);
+  a.sign(handset.private_key);
+  auto p = store().buy_pass(1, 3, 1001, a, now);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code, Errc::already_exists);
+  EXPECT_NE(p.error().message.find("nothing charged"), std::string::npos) << p.error().message;
+  EXPECT_EQ(store().balance(card.card_id)->minor, 5000);
+  ASSERT_EQ(store().grants().size(), 1u);
+  EXPECT_EQ(store().grants()[0].not_after, now + 30 * 86400);
+  EXPECT_TRUE(store().tickets().empty());
+}
+
 // A store written before the rule may hold two valid tickets for one event: it still opens (the
 // unique index waits until they are revoked), and the purchase check refuses a third.
 TEST_F(CommerceTest, AStoreWithDuplicateTicketsFromBeforeStillOpensAndSellsNoMore) {
