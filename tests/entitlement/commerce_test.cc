@@ -31,6 +31,16 @@ class CommerceTest : public ::testing::Test {
     a.sign(handset.private_key);
     return a;
   }
+  // The handset's signed authorization for a pass of `days` on service 1 for STB 1001 (200 a day).
+  SpendAuthorization pass_spend(std::uint16_t days, std::int64_t amount) {
+    SpendAuthorization a;
+    a.card_id = card.card_id;
+    a.amount = {amount, kEur};
+    a.payee = pass_payee_for(1, days, 1001);
+    crypto::random_bytes(a.nonce);
+    a.sign(handset.private_key);
+    return a;
+  }
   void expect_unchanged(std::int64_t balance, std::int64_t tickets_emms) {
     EXPECT_EQ(store().balance(card.card_id)->minor, balance);
     EXPECT_EQ(static_cast<std::int64_t>(store().emm_sections(0).size()), tickets_emms);
@@ -373,12 +383,7 @@ TEST_F(CommerceTest, ServicePassIsATicketForAPeriodDeliveredAsAGrant) {
   ASSERT_TRUE(store().top_up(card.card_id, 5000, "visa-test", acquirer).ok());
   EXPECT_EQ(store().pass_price(1).error().code, Errc::not_found);
   ASSERT_TRUE(store().set_pass_price(1, {200, kEur}).ok());
-  SpendAuthorization a;
-  a.card_id = card.card_id;
-  a.amount = {600, kEur};
-  a.payee = pass_payee_for(1, 3, 1001);
-  crypto::random_bytes(a.nonce);
-  a.sign(handset.private_key);
+  auto a = pass_spend(3, 600);
   auto p = store().buy_pass(1, 3, 1001, a, kT0);
   ASSERT_TRUE(p.ok()) << p.error().message;
   EXPECT_EQ(p->ticket.type, kAssetTypeServicePass);
@@ -405,12 +410,7 @@ TEST_F(CommerceTest, ServicePassIsATicketForAPeriodDeliveredAsAGrant) {
 TEST_F(CommerceTest, ARevokedPassIsRefundedWhatWasPaidAndItsGrantWithdrawn) {
   ASSERT_TRUE(store().top_up(card.card_id, 5000, "visa-test", acquirer).ok());
   ASSERT_TRUE(store().set_pass_price(1, {200, kEur}).ok());
-  SpendAuthorization a;
-  a.card_id = card.card_id;
-  a.amount = {600, kEur};
-  a.payee = pass_payee_for(1, 3, 1001);
-  crypto::random_bytes(a.nonce);
-  a.sign(handset.private_key);
+  auto a = pass_spend(3, 600);
   const auto now = unix_now();
   auto p = store().buy_pass(1, 3, 1001, a, now);
   ASSERT_TRUE(p.ok()) << p.error().message;
@@ -442,12 +442,7 @@ TEST_F(CommerceTest, APassOverASubscriptionIsRefusedAndTheSubscriptionKept) {
   ASSERT_TRUE(store().set_pass_price(1, {200, kEur}).ok());
   const auto now = unix_now();
   ASSERT_TRUE(store().grant(1001, 1, now - 10, now + 30 * 86400).ok());
-  SpendAuthorization a;
-  a.card_id = card.card_id;
-  a.amount = {600, kEur};
-  a.payee = pass_payee_for(1, 3, 1001);
-  crypto::random_bytes(a.nonce);
-  a.sign(handset.private_key);
+  auto a = pass_spend(3, 600);
   auto p = store().buy_pass(1, 3, 1001, a, now);
   ASSERT_FALSE(p.ok());
   EXPECT_EQ(p.error().code, Errc::already_exists);
