@@ -4,7 +4,6 @@ extern "C" {
 #include <dvbcsa/dvbcsa.h>
 }
 
-#include <bit>
 #include <fstream>
 #include <stdexcept>
 #include <string>
@@ -87,7 +86,6 @@ struct CsaPipeline::KeySlot {
   std::unique_ptr<CsaSingleKey> single;  // the same key, for batches too small to pay for bitslicing
   std::optional<ControlWord> cw;
   std::vector<dvbcsa_bs_batch_s> batch;  // batch_size entries + terminator
-  std::vector<std::uint64_t> seqs;       // the packet of each entry, to point at it again if the ring grows
   std::size_t count = 0;
   std::uint64_t first_seq = 0;   // sequence number of the first queued packet
   std::uint64_t first_time = 0;  // its stream time
@@ -98,15 +96,15 @@ CsaPipeline::CsaPipeline(CsaDirection direction, std::uint64_t max_hold, std::si
       batch_size_(csa_batch_size()),
       few_packets_(batch_size_ / 10),
       max_held_(max_held != 0 ? max_held : 16 * csa_batch_size()),
-      max_hold_(max_hold),
-      ring_(std::bit_ceil(2 * std::min<std::size_t>(max_held_, std::size_t{1} << 14)), streams::TsPacket::null_packet()) {}
+      max_hold_(max_hold) {
+  own_.reserve(std::min<std::size_t>(2 * max_held_, std::size_t{1} << 14));
+}
 
 CsaPipeline::~CsaPipeline() = default;
 
 CsaPipeline::Slot CsaPipeline::add_slot() {
   auto s = std::make_unique<KeySlot>();
   s->batch.resize(batch_size_ + 1, dvbcsa_bs_batch_s{nullptr, 0});
-  s->seqs.resize(batch_size_);
   slots_.push_back(std::move(s));
   return slots_.size() - 1;
 }
@@ -189,25 +187,37 @@ void CsaPipeline::run_overdue() {
   oldest_time_ = oldest;
 }
 
-void CsaPipeline::grow() {
-  std::vector<streams::TsPacket> bigger(ring_.size() * 2);
-  const std::size_t mask = bigger.size() - 1;
-  for (std::uint64_t seq = front_seq_; seq != front_seq_ + held_; ++seq) bigger[seq & mask] = at(seq);
+void CsaPipeline::rebase(const streams::TsPacket* from, streams::TsPacket* to) {
+  // The held packets moved as one block, in order: each queued payload is as far from the block's
+  // start as before.
+  const auto* old_start = reinterpret_cast<const std::uint8_t*>(from);
+  auto* new_start = reinterpret_cast<std::uint8_t*>(to);
   for (auto& s : slots_) {
-    for (std::size_t i = 0; i < s->count; ++i) {
-      const auto offset = s->batch[i].data - at(s->seqs[i]).bytes.data();
-      s->batch[i].data = bigger[s->seqs[i] & mask].bytes.data() + offset;
-    }
+    for (std::size_t i = 0; i < s->count; ++i) s->batch[i].data = new_start + (s->batch[i].data - old_start);
   }
-  ring_ = std::move(bigger);
+}
+
+void CsaPipeline::output_to(std::vector<streams::TsPacket>& out) {
+  if (dest_ == &out) return;
+  // The held packets (the tail of the present destination) go to the end of `out`.
+  const std::size_t base = out.size();
+  out.insert(out.end(), dest_->begin() + static_cast<std::ptrdiff_t>(dest_base_), dest_->end());
+  if (held_ > 0) rebase(dest_->data() + dest_base_, out.data() + base);
+  dest_->resize(dest_base_);
+  dest_ = &out;
+  dest_base_ = base;
 }
 
 streams::TsPacket& CsaPipeline::append(const streams::TsPacket& packet) {
-  if (held_ == ring_.size()) grow();
-  streams::TsPacket& held = at(front_seq_ + held_);
-  held = packet;
+  if (dest_->size() == dest_->capacity()) {
+    // Grown by hand rather than by push_back, so that the queued payloads can be pointed at again.
+    const streams::TsPacket* before = dest_->data() + dest_base_;
+    dest_->reserve(std::max<std::size_t>(64, dest_->capacity() * 2));
+    if (held_ > 0) rebase(before, dest_->data() + dest_base_);
+  }
+  dest_->push_back(packet);
   ++held_;
-  return held;
+  return dest_->back();
 }
 
 void CsaPipeline::push(const streams::TsPacket& packet, Slot slot) { queue(append(packet), slot); }
@@ -229,7 +239,6 @@ void CsaPipeline::queue(streams::TsPacket& held, Slot slot) {
         s.first_time = now_;
         oldest_time_ = std::min(oldest_time_, now_);
       }
-      s.seqs[s.count] = seq;
       s.batch[s.count++] = dvbcsa_bs_batch_s{payload.data(), static_cast<unsigned>(payload.size())};
       if (s.count == batch_size_) run(s);
     }
@@ -246,20 +255,22 @@ void CsaPipeline::queue(streams::TsPacket& held, Slot slot) {
 }
 
 void CsaPipeline::take_ready(std::vector<streams::TsPacket>& out) {
+  output_to(out);
   std::uint64_t limit = front_seq_ + held_;
   for (const auto& s : slots_) {
     if (s->count > 0) limit = std::min(limit, s->first_seq);
   }
-  auto n = static_cast<std::size_t>(limit - front_seq_);
+  const auto n = static_cast<std::size_t>(limit - front_seq_);
+  front_seq_ += n;
   held_ -= n;
-  while (n > 0) {  // at most twice: up to the ring's end, then from its start
-    const std::size_t first = front_seq_ & (ring_.size() - 1);
-    const std::size_t run_length = std::min(n, ring_.size() - first);
-    out.insert(out.end(), ring_.begin() + static_cast<std::ptrdiff_t>(first),
-               ring_.begin() + static_cast<std::ptrdiff_t>(first + run_length));
-    front_seq_ += run_length;
-    n -= run_length;
-  }
+  dest_base_ += n;
+  // What is still waiting for its batch leaves `out` (whose caller will send it) and is held here;
+  // either way `out` is the caller's again.
+  own_.assign(out.begin() + static_cast<std::ptrdiff_t>(dest_base_), out.end());
+  if (held_ > 0) rebase(out.data() + dest_base_, own_.data());
+  out.resize(dest_base_);
+  dest_ = &own_;
+  dest_base_ = 0;
 }
 
 void CsaPipeline::flush(std::vector<streams::TsPacket>& out) {

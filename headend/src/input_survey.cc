@@ -11,8 +11,8 @@ void InputSurvey::feed(const streams::TsPacket& packet) {
   pids_seen_.set(pid);
   if (pid == streams::kPatPid) {
     pat_assembler_->feed(packet);
-  } else if (auto a = pmt_assemblers_.find(pid); a != pmt_assemblers_.end()) {
-    a->second->feed(packet);
+  } else if (auto* a = pmt_assemblers_.find(pid)) {
+    (*a)->feed(packet);
   }
   if (!packet.payload().empty() && pid != streams::kNullPid) {
     ++payloads_[pid];

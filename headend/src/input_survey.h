@@ -12,6 +12,7 @@
 #include <optional>
 #include <vector>
 
+#include "usher/streams/pid_map.h"
 #include "usher/streams/psi.h"
 #include "usher/streams/section.h"
 #include "usher/streams/stream_clock.h"
@@ -42,7 +43,7 @@ class InputSurvey {
 
   streams::StreamClock clock_;
   std::unique_ptr<streams::SectionAssembler> pat_assembler_;
-  std::map<std::uint16_t, std::unique_ptr<streams::SectionAssembler>> pmt_assemblers_;  // by PID
+  streams::PidMap<std::unique_ptr<streams::SectionAssembler>> pmt_assemblers_;
   std::optional<std::uint8_t> pat_version_;
   std::uint8_t pat_last_section_ = 0;
   std::map<std::uint8_t, std::vector<streams::Pat::Program>> pat_sections_;  // by section_number

@@ -934,11 +934,11 @@ void Scrambler::handle(const TsPacket& packet) {
     input_has_sdt_ = true;
     sdt_assembler_->feed(packet);  // replaced by the rewritten SDT
     free_slot(nullptr);
-  } else if (auto a = pmt_assemblers_.find(pid); a != pmt_assemblers_.end()) {
-    a->second->feed(packet);  // replaced by the rewritten PMT
+  } else if (auto* a = pmt_assemblers_.find(pid)) {
+    (*a)->feed(packet);  // replaced by the rewritten PMT
     free_slot(nullptr);
-  } else if (auto it = services_by_es_pid_.find(pid); it != services_by_es_pid_.end()) {
-    Service& s = *it->second;
+  } else if (auto* owner = services_by_es_pid_.find(pid)) {
+    Service& s = **owner;
     if (s.blocked || s.vanished || !s.active) {
       ++stats_.packets_dropped;
       free_slot(nullptr);
@@ -970,20 +970,28 @@ void Scrambler::handle(const TsPacket& packet) {
 
 void Scrambler::process(std::span<const TsPacket> in, std::vector<TsPacket>& out) {
   const std::size_t before = out.size();
-  for (const auto& p : in) {
-    if (refusal_) return;
-    if (survey_) {
-      // Held back until the PSI is known; looked at again every so often (and at each PAT/PMT
-      // packet) rather than at every packet.
-      survey_->feed(p);
-      surveyed_.push_back(p);
-      if (surveyed_.size() % 256 == 0 || p.pid() == streams::kPatPid) survey(false);
-    } else {
-      handle(p);
+  // Packets are scrambled in `out` itself; until take_ready its tail is the pipeline's (held, not
+  // scrambled yet), so take_ready runs on every way out.
+  pipeline_.output_to(out);
+  try {
+    for (const auto& p : in) {
+      if (refusal_) break;
+      if (survey_) {
+        // Held back until the PSI is known; looked at again every so often (and at each PAT/PMT
+        // packet) rather than at every packet.
+        survey_->feed(p);
+        surveyed_.push_back(p);
+        if (surveyed_.size() % 256 == 0 || p.pid() == streams::kPatPid) survey(false);
+      } else {
+        handle(p);
+      }
     }
+  } catch (...) {
+    pipeline_.take_ready(out);
+    throw;
   }
-  if (refusal_ || survey_) return;
   pipeline_.take_ready(out);
+  if (refusal_) out.resize(before);  // nothing is sent once refused
   stats_.packets_out += out.size() - before;
 }
 

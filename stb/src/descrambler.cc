@@ -239,7 +239,7 @@ void Descrambler::handle(const TsPacket& packet) {
   pipeline_.advance_to(clock_.now());
   if (!continuity_.check(packet)) ++stats_.cc_errors;
   const auto pid = packet.pid();
-  if (auto a = assemblers_.find(pid); a != assemblers_.end()) a->second->feed(packet);
+  if (auto* a = assemblers_.find(pid)) (*a)->feed(packet);
   const auto sc = packet.scrambling();
   if (sc != Scrambling::even && sc != Scrambling::odd) {
     pipeline_.push(packet, CsaPipeline::kNoSlot);
@@ -247,7 +247,7 @@ void Descrambler::handle(const TsPacket& packet) {
   }
   const int parity = sc == Scrambling::even ? 0 : 1;
   Service* owner = nullptr;
-  if (auto it = by_es_pid_.find(pid); it != by_es_pid_.end()) owner = it->second;
+  if (auto* o = by_es_pid_.find(pid)) owner = *o;
   CsaPipeline::Slot slot = CsaPipeline::kNoSlot;
   if (config_.fixed_cws) {
     slot = fixed_slot_[parity];
@@ -267,7 +267,14 @@ void Descrambler::handle(const TsPacket& packet) {
 
 void Descrambler::process(std::span<const TsPacket> in, std::vector<TsPacket>& out) {
   const auto before = out.size();
-  for (const auto& p : in) handle(p);
+  // Packets are descrambled in `out` itself; until take_ready its tail is the pipeline's.
+  pipeline_.output_to(out);
+  try {
+    for (const auto& p : in) handle(p);
+  } catch (...) {
+    pipeline_.take_ready(out);
+    throw;
+  }
   pipeline_.take_ready(out);
   stats_.packets_out += out.size() - before;
 }
@@ -280,7 +287,7 @@ void Descrambler::finish(std::vector<TsPacket>& out) {
 
 DescramblerStats Descrambler::stats() const {
   DescramblerStats s = stats_;
-  for (const auto& [pid, a] : assemblers_) s.sections_dropped += a->dropped();
+  assemblers_.for_each([&](std::uint16_t, const auto& a) { s.sections_dropped += a->dropped(); });
   return s;
 }
 

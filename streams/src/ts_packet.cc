@@ -14,26 +14,6 @@ TsPacket TsPacket::null_packet() {
   return p;
 }
 
-std::size_t TsPacket::payload_offset() const {
-  if (!has_payload()) return kPacketSize;
-  std::size_t offset = kHeaderSize;
-  if (has_adaptation()) offset += 1 + bytes[4];
-  return std::min(offset, kPacketSize);
-}
-
-bool TsPacket::discontinuity() const {
-  return has_adaptation() && bytes[4] > 0 && (bytes[5] & 0x80) != 0;
-}
-
-std::optional<std::uint64_t> TsPacket::pcr() const {
-  if (!has_adaptation() || bytes[4] < 7 || (bytes[5] & 0x10) == 0) return std::nullopt;
-  const std::uint64_t base = (std::uint64_t{bytes[6]} << 25) | (std::uint64_t{bytes[7]} << 17) |
-                             (std::uint64_t{bytes[8]} << 9) | (std::uint64_t{bytes[9]} << 1) |
-                             (std::uint64_t{bytes[10]} >> 7);
-  const std::uint64_t ext = (std::uint64_t{bytes[10]} & 0x01) << 8 | bytes[11];
-  return base * 300 + ext;
-}
-
 void TsPacket::set_pcr(std::uint64_t pcr27) {
   const std::uint64_t base = (pcr27 / 300) & ((std::uint64_t{1} << 33) - 1);
   const std::uint64_t ext = pcr27 % 300;

@@ -181,8 +181,8 @@ TEST(CsaPipeline, KeyChangeRunsQueuedPacketsWithTheOldKey) {
 }
 
 TEST(CsaPipeline, HoldingMoreThanItsRingKeepsQueuedBatchesRight) {
-  // A small ring (twice max_held: 128 packets) and no take_ready for 3,000 packets: the ring grows
-  // while batches are queued, which must still encrypt the packets they were queued for.
+  // A small buffer (twice max_held: 128 packets) and no take_ready for 3,000 packets: the buffer
+  // grows while batches are queued, which must still encrypt the packets they were queued for.
   const auto cw_a = ControlWord::random();
   const auto cw_b = ControlWord::random();
   const auto clear = random_packets(3000, 5);
@@ -202,6 +202,51 @@ TEST(CsaPipeline, HoldingMoreThanItsRingKeepsQueuedBatchesRight) {
     if (i % 3 == 0) ka.encrypt(expected.payload());
     if (i % 3 == 1) kb.encrypt(expected.payload());
     ASSERT_EQ(out[i].bytes, expected.bytes) << i;
+  }
+  EXPECT_EQ(pipe.held(), 0u);
+}
+
+TEST(CsaPipeline, WritingStraightIntoTheCallersOutputKeepsOrderAndBytes) {
+  // output_to: packets are written into the caller's vector and encrypted there. Chunks of odd
+  // sizes into vectors that already hold packets, with no room reserved (each grows while batches
+  // are queued in it), then a second vector: what is held at each take_ready moves back and on,
+  // and every packet comes out once, in order, encrypted with its own slot's key.
+  const auto cw_a = ControlWord::random();
+  const auto cw_b = ControlWord::random();
+  const auto clear = random_packets(2500, 9);
+  CsaPipeline pipe(CsaDirection::encrypt);
+  const auto a = pipe.add_slot();
+  const auto b = pipe.add_slot();
+  pipe.set_key(a, cw_a);
+  pipe.set_key(b, cw_b);
+  const auto slot_of = [&](std::size_t i) { return i % 5 == 4 ? CsaPipeline::kNoSlot : i % 2 == 0 ? a : b; };
+  std::vector<TsPacket> first{TsPacket::null_packet()}, second{TsPacket::null_packet(), TsPacket::null_packet()};
+  std::vector<TsPacket> all;
+  std::size_t at = 0;
+  for (std::size_t chunk : {1, 300, 7, 999, 64, 1129}) {
+    auto& out = chunk % 2 == 0 ? first : second;
+    const std::size_t before = out.size();
+    pipe.output_to(out);
+    for (std::size_t i = at; i < at + chunk; ++i) pipe.push(clear[i], slot_of(i));
+    pipe.take_ready(out);
+    EXPECT_EQ(out.size() - before + pipe.held(), at + chunk - all.size()) << chunk;
+    all.insert(all.end(), out.begin() + static_cast<std::ptrdiff_t>(before), out.end());
+    out.resize(before);  // the caller sends what was ready and keeps its first packets
+    at += chunk;
+  }
+  ASSERT_EQ(at, clear.size());
+  std::vector<TsPacket> last;
+  pipe.flush(last);
+  all.insert(all.end(), last.begin(), last.end());
+  EXPECT_EQ(first.size(), 1u);
+  EXPECT_EQ(second.size(), 2u);
+  ASSERT_EQ(all.size(), clear.size());
+  CsaSingleKey ka(cw_a), kb(cw_b);
+  for (std::size_t i = 0; i < clear.size(); ++i) {
+    TsPacket expected = clear[i];
+    if (slot_of(i) == a) ka.encrypt(expected.payload());
+    if (slot_of(i) == b) kb.encrypt(expected.payload());
+    ASSERT_EQ(all[i].bytes, expected.bytes) << i;
   }
   EXPECT_EQ(pipe.held(), 0u);
 }

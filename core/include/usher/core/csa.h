@@ -135,13 +135,19 @@ class CsaPipeline {
   void set_max_hold(std::uint64_t ticks) { max_hold_ = ticks; }
   [[nodiscard]] std::uint64_t max_hold() const { return max_hold_; }
 
+  // Packets pushed from now on are written straight into `out` (after what it holds), and are
+  // encrypted or decrypted there: the packets' one copy. Until the next take_ready or flush, `out`
+  // is the pipeline's: its tail is held packets, not to be sent, read or changed by the caller.
+  // Optional: without it packets are held in the pipeline's own buffer and copied out when ready.
+  void output_to(std::vector<streams::TsPacket>& out);
   // Queues a packet. With a slot, its payload (if any) is encrypted or decrypted with the slot's key;
   // the caller sets the scrambling bits. Without a slot it passes unchanged.
   void push(const streams::TsPacket& packet, Slot slot);
   // The same, the queued copy's transport_scrambling_control set to `mark` (the headend marks the
   // parity it scrambles with, the STB clears it): no copy of the packet of the caller's own for that.
   void push(const streams::TsPacket& packet, Slot slot, streams::Scrambling mark);
-  // Moves to `out` every packet whose processing (and that of all earlier packets) is done.
+  // Leaves in `out` every packet whose processing (and that of all earlier packets) is done, in
+  // order after what `out` held; what is not done is taken back and held.
   void take_ready(std::vector<streams::TsPacket>& out);
   // Runs every queued batch, full or not, and moves everything to `out`.
   void flush(std::vector<streams::TsPacket>& out);
@@ -153,10 +159,9 @@ class CsaPipeline {
   struct KeySlot;
   void run(KeySlot& slot);
   void run_overdue();
-  void grow();
+  void rebase(const streams::TsPacket* from, streams::TsPacket* to);
   streams::TsPacket& append(const streams::TsPacket& packet);
   void queue(streams::TsPacket& held, Slot slot);
-  streams::TsPacket& at(std::uint64_t seq) { return ring_[seq & (ring_.size() - 1)]; }
 
   CsaDirection direction_;
   std::size_t batch_size_;
@@ -167,10 +172,12 @@ class CsaPipeline {
   std::uint64_t spacing_ = 0;     // between the last two distinct times given
   std::uint64_t oldest_time_ = kNever;  // earliest first_time of the slots with packets queued; may be
                                         // stale (too early, never too late), then looked at again
-  // Packets held back, a ring indexed by sequence number (seq & mask): no allocation per packet (a
-  // deque of 188-byte packets allocated a node every two). Grows (doubling) only if a caller holds
-  // more than it has room for between two take_ready calls.
-  std::vector<streams::TsPacket> ring_;
+  // The packets held back are the tail of *dest_, from dest_base_ on, in order: either the caller's
+  // output (output_to) or own_, between calls. Queued payloads point into them; whenever the block
+  // moves (the vector grows, or it changes hands) they are pointed at its new place.
+  std::vector<streams::TsPacket> own_;
+  std::vector<streams::TsPacket>* dest_ = &own_;
+  std::size_t dest_base_ = 0;
   std::uint64_t front_seq_ = 0;  // sequence number of the oldest packet held
   std::size_t held_ = 0;
   std::vector<std::unique_ptr<KeySlot>> slots_;

@@ -52,6 +52,7 @@
 #include "usher/core/log.h"
 #include "usher/entitlement/messages.h"
 #include "usher/entitlement/store.h"
+#include "usher/streams/pid_map.h"
 #include "usher/streams/psi.h"
 #include "usher/streams/section.h"
 #include "usher/streams/stream_clock.h"
@@ -288,12 +289,12 @@ class Scrambler {
   bool warned_collision_ = false;
   bool warned_scrambled_ = false;
   std::map<std::uint16_t, std::unique_ptr<Service>> services_by_pmt_pid_;
-  std::map<std::uint16_t, Service*> services_by_es_pid_;
+  streams::PidMap<Service*> services_by_es_pid_;
   std::set<std::uint16_t> clear_services_;  // in the PAT but not chosen
   streams::ContinuityChecker input_cc_;
   std::unique_ptr<streams::SectionAssembler> pat_assembler_;
   std::unique_ptr<streams::SectionAssembler> cat_assembler_;
-  std::map<std::uint16_t, std::unique_ptr<streams::SectionAssembler>> pmt_assemblers_;
+  streams::PidMap<std::unique_ptr<streams::SectionAssembler>> pmt_assemblers_;
   std::vector<std::uint8_t> input_cat_descriptors_;
   std::uint8_t cat_version_ = 0;
   streams::SectionPacketizer cat_packetizer_{streams::kCatPid};

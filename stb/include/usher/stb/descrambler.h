@@ -20,6 +20,7 @@
 #include "usher/core/csa.h"
 #include "usher/core/log.h"
 #include "usher/stb/secure_element.h"
+#include "usher/streams/pid_map.h"
 #include "usher/streams/psi.h"
 #include "usher/streams/section.h"
 #include "usher/streams/stream_clock.h"
@@ -116,9 +117,9 @@ class Descrambler {
   streams::StreamClock clock_;
   CsaPipeline pipeline_{CsaDirection::decrypt};
   streams::ContinuityChecker continuity_;
-  std::map<std::uint16_t, std::unique_ptr<streams::SectionAssembler>> assemblers_;  // by PID
+  streams::PidMap<std::unique_ptr<streams::SectionAssembler>> assemblers_;
   std::map<std::uint16_t, std::unique_ptr<Service>> services_;                      // by PMT PID
-  std::map<std::uint16_t, Service*> by_es_pid_;
+  streams::PidMap<Service*> by_es_pid_;
   std::optional<std::uint16_t> emm_pid_;
   bool pat_seen_ = false;
   CsaPipeline::Slot fixed_slot_[2] = {CsaPipeline::kNoSlot, CsaPipeline::kNoSlot};

@@ -7,6 +7,7 @@
 //   p.set_pid(0x100); p.set_scrambling(Scrambling::even);
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -60,14 +61,26 @@ struct TsPacket {
 
   // Offset of the payload, or kPacketSize when the packet has none or the adaptation field length
   // is out of range (a corrupt packet then has an empty payload rather than a wild one).
-  [[nodiscard]] std::size_t payload_offset() const;
+  [[nodiscard]] std::size_t payload_offset() const {
+    if (!has_payload()) return kPacketSize;
+    if (!has_adaptation()) return kHeaderSize;
+    return std::min<std::size_t>(kHeaderSize + 1 + bytes[4], kPacketSize);
+  }
   [[nodiscard]] std::span<std::uint8_t> payload() { return std::span(bytes).subspan(payload_offset()); }
   [[nodiscard]] std::span<const std::uint8_t> payload() const {
     return std::span(bytes).subspan(payload_offset());
   }
-  [[nodiscard]] bool discontinuity() const;
-  // The PCR in 27 MHz units, when the adaptation field carries one.
-  [[nodiscard]] std::optional<std::uint64_t> pcr() const;
+  [[nodiscard]] bool discontinuity() const { return has_adaptation() && bytes[4] > 0 && (bytes[5] & 0x80) != 0; }
+  // The PCR in 27 MHz units, when the adaptation field carries one. (Inline, as the packet
+  // accessors above: every packet of every stream is asked.)
+  [[nodiscard]] std::optional<std::uint64_t> pcr() const {
+    if (!has_adaptation() || bytes[4] < 7 || (bytes[5] & 0x10) == 0) return std::nullopt;
+    const std::uint64_t base = (std::uint64_t{bytes[6]} << 25) | (std::uint64_t{bytes[7]} << 17) |
+                               (std::uint64_t{bytes[8]} << 9) | (std::uint64_t{bytes[9]} << 1) |
+                               (std::uint64_t{bytes[10]} >> 7);
+    const std::uint64_t ext = (std::uint64_t{bytes[10]} & 0x01) << 8 | bytes[11];
+    return base * 300 + ext;
+  }
   void set_pcr(std::uint64_t pcr27);
 };
 
