@@ -135,8 +135,10 @@ TEST(Pacing, CatchingUpAfterAStallIsNotABurst) {
     d.due = index * duration;
     d.duration = duration;
     clock.wait(d);
-    clock.departed();
+    // The send happens here, between the wait and departed(): noted before departed() notes it, a
+    // preemption in between (a loaded machine) cannot make later departures look bunched up.
     departures.push_back(std::chrono::steady_clock::now());
+    clock.departed();
   };
   send(0);
   std::this_thread::sleep_for(std::chrono::milliseconds(30));  // the stall: about 114 datagrams overdue
