@@ -422,6 +422,31 @@ void print_json_line(std::FILE* to, const nlohmann::ordered_json& value) {
   std::fflush(to);
 }
 
+void add_transport_counters(nlohmann::ordered_json& line, const streams::PacketSource& in, const streams::PacketSink& out) {
+  if (const auto r = in.rtp_stats()) {
+    line["rtp_in"] = {{"datagrams", r->datagrams}, {"delivered", r->delivered}, {"lost", r->lost},
+                      {"reordered", r->reordered}, {"late", r->late},           {"duplicates", r->duplicates},
+                      {"refused", r->refused},     {"restarts", r->restarts}};
+  }
+  if (const auto u = out.network_stats()) {
+    line["udp_out"] = {{"datagrams", u->datagrams}, {"unpaced", u->unpaced}, {"discontinuities", u->discontinuities},
+                       {"pcr_gaps", u->pcr_gaps},   {"restarts", u->restarts}};
+  }
+}
+
+std::string transport_status(const streams::PacketSource& in, const streams::PacketSink& out) {
+  std::string text;
+  if (const auto r = in.rtp_stats()) {
+    text += "; RTP in: " + std::to_string(r->lost) + " lost, " + std::to_string(r->reordered) + " reordered, " +
+            std::to_string(r->duplicates) + " duplicates";
+  }
+  if (const auto u = out.network_stats()) {
+    text += "; out: " + std::to_string(u->datagrams) + " datagrams";
+    if (u->restarts > 0) text += ", pacing restarted " + std::to_string(u->restarts) + "x after input stalls";
+  }
+  return text;
+}
+
 const StopSignals& stop_signals() {
   static StopSignals signals;  // for the rest of the process: a command runs once
   return signals;

@@ -147,6 +147,11 @@ int run_command_line(int argc, const char* const* argv);
 // Writes `value` as one line of JSON (keys in the order they were set) and flushes: the counters and
 // summaries scripts and tests parse. Text that is not valid UTF-8 is replaced, never a broken line.
 void print_json_line(std::FILE* to, const nlohmann::ordered_json& value);
+// A run's transport counters, when its input or output is on the network: "rtp_in" (sequence
+// numbers: lost, reordered, late, duplicates...) and "udp_out" (datagrams, unpaced, restarts) objects
+// added to its closing JSON line; and the same, short, for a live status line ("" when neither).
+void add_transport_counters(nlohmann::ordered_json& line, const streams::PacketSource& in, const streams::PacketSink& out);
+std::string transport_status(const streams::PacketSource& in, const streams::PacketSink& out);
 
 using usher::format_utc;
 using usher::pad_left;

@@ -162,7 +162,8 @@ int run(const HeadendOptions& a, bool start_time_given) {
         const double stream_seconds = scrambler.clock().seconds();
         if (live) {
           print_status("headend", headend_status(scrambler, s, last_status, status.elapsed_seconds(),
-                                                 stream_seconds - last_stream_seconds, a.emm_bitrate));
+                                                 stream_seconds - last_stream_seconds, a.emm_bitrate) +
+                                  transport_status(*in, *out));
         } else {
           const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
           print_status("headend", progress_text(s.packets_in * 188 + in->discarded_bytes(), in->size_bytes(), stream_seconds, wall));
@@ -175,7 +176,7 @@ int run(const HeadendOptions& a, bool start_time_given) {
   const auto s = scrambler.stats();
   const auto& clock = scrambler.clock();
   if (!clock.bitrate_measured()) log.warn("no PCR found: stream time was estimated at an assumed bitrate");
-  print_json_line(stderr, {{"packets_in", s.packets_in},
+  nlohmann::ordered_json line{{"packets_in", s.packets_in},
                            {"packets_out", s.packets_out},
                            {"packets_scrambled", s.packets_scrambled},
                            {"services_scrambled", s.services_scrambled},
@@ -199,7 +200,9 @@ int run(const HeadendOptions& a, bool start_time_given) {
                            {"stream_seconds", std::round(clock.seconds() * 1000.0) / 1000.0},
                            {"input_bytes_skipped", in->discarded_bytes()},
                            {"input_cc_errors", s.input_cc_errors},
-                           {"stopped", stopped}});
+                           {"stopped", stopped}};
+  add_transport_counters(line, *in, *out);
+  print_json_line(stderr, line);
   if (metrics) snapshot.publish(headend_metrics(scrambler, s, a.emm_bitrate));
   if (engine != nullptr && !engine->engine_reachable()) log.warn("finished while the engine was unreachable");
   if (s.services_scrambled == 0 && !stopped) {

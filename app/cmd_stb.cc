@@ -124,7 +124,7 @@ int run(const StbOptions& a) {
         if (metrics) snapshot.publish(stb_metrics(d, fixed_cws, s));
         if (!status.due()) return;
         if (live) {
-          print_status("stb", stb_status(d, fixed_cws, s, last_status, status.elapsed_seconds()));
+          print_status("stb", stb_status(d, fixed_cws, s, last_status, status.elapsed_seconds()) + transport_status(*in, *out));
         } else {
           const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
           print_status("stb", progress_text(s.packets_in * 188 + in->discarded_bytes(), in->size_bytes(), d.clock().seconds(), wall));  // the descrambler's stream time: "x real time"
@@ -152,7 +152,7 @@ int run(const StbOptions& a) {
       exit_status = kExitNotDescrambled;
     }
   }
-  print_json_line(stderr, {{"stb_id", se ? se->stb_id() : 0},
+  nlohmann::ordered_json line{{"stb_id", se ? se->stb_id() : 0},
                            {"packets_in", s.packets_in},
                            {"packets_out", s.packets_out},
                            {"packets_descrambled", s.packets_descrambled},
@@ -169,7 +169,9 @@ int run(const StbOptions& a) {
                            {"sections_dropped", s.sections_dropped},
                            {"input_bytes_skipped", in->discarded_bytes()},
                            {"stopped", stopped},
-                           {"services", std::move(services)}});
+                           {"services", std::move(services)}};
+  add_transport_counters(line, *in, *out);
+  print_json_line(stderr, line);
   return exit_status;
 }
 

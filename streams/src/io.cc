@@ -473,6 +473,15 @@ class NetworkSink final : public PacketSink {
       clock_.departed();
     });
   }
+  [[nodiscard]] std::optional<NetworkOutputStats> network_stats() const override {
+    NetworkOutputStats s;
+    s.datagrams = sent_;
+    s.unpaced = sent_unpaced_;
+    s.discontinuities = scheduler_.stats().discontinuities;
+    s.pcr_gaps = scheduler_.stats().pcr_gaps;
+    s.restarts = clock_.reanchors();
+    return s;
+  }
 
  private:
   void flush_unpaced() {
@@ -481,6 +490,8 @@ class NetworkSink final : public PacketSink {
     unpaced_.clear();
   }
   void send(std::span<const TsPacket> packets, std::optional<std::uint64_t> due) {
+    ++sent_;
+    if (!due) ++sent_unpaced_;
     std::array<std::uint8_t, kRtpHeaderSize> header{};
     iovec parts[2];
     std::size_t count = 0;
@@ -524,6 +535,8 @@ class NetworkSink final : public PacketSink {
   DatagramScheduler scheduler_;
   DepartureClock clock_;
   std::vector<TsPacket> unpaced_;
+  std::uint64_t sent_ = 0;
+  std::uint64_t sent_unpaced_ = 0;
 };
 
 }  // namespace

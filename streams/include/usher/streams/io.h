@@ -36,11 +36,22 @@ class PacketSource {
   [[nodiscard]] virtual std::optional<RtpInputStats> rtp_stats() const { return std::nullopt; }
 };
 
+// Counters of a udp:// or rtp:// output.
+struct NetworkOutputStats {
+  std::uint64_t datagrams = 0;        // sent
+  std::uint64_t unpaced = 0;          // of which sent as they came (before the rate was known, no PCRs, pacing off)
+  std::uint64_t discontinuities = 0;  // PCR jumps bridged at the last rate
+  std::uint64_t pcr_gaps = 0;         // stretches without a PCR bridged at the last rate
+  std::uint64_t restarts = 0;         // pacing started again from now after the input stalled
+};
+
 class PacketSink {
  public:
   virtual ~PacketSink() = default;
   virtual void write(std::span<const TsPacket> packets) = 0;
   virtual void close() {}
+  // A network output's counters; nullopt for a file or stdout.
+  [[nodiscard]] virtual std::optional<NetworkOutputStats> network_stats() const { return std::nullopt; }
 };
 
 struct SourceOptions {
