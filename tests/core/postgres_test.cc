@@ -296,8 +296,9 @@ TEST(PostgresServerLifetime, DiesWithTheProcessThatStartedIt) {
     fields >> first;
     if (first == "error" || !read) {
       pclose(holder);
-      if (testing::postgres_required()) FAIL() << line.data();
-      GTEST_SKIP() << "PostgreSQL cannot be started here: " << line.data();
+      const std::string why = read ? std::string(line.data()).substr(first.size() + 1) : "the holder printed nothing";
+      if (testing::postgres_required()) FAIL() << why;
+      GTEST_SKIP() << "PostgreSQL cannot be started here: " << why;
     }
     const pid_t holder_pid = std::stoi(first);
     pid_t postmaster = 0;
@@ -308,6 +309,12 @@ TEST(PostgresServerLifetime, DiesWithTheProcessThatStartedIt) {
     ASSERT_TRUE(db) << db.error().message;
 
     ASSERT_EQ(::kill(holder_pid, signal), 0);
+    const auto holder_until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!process_gone(holder_pid) && std::chrono::steady_clock::now() < holder_until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    EXPECT_TRUE(process_gone(holder_pid)) << "the holder outlived its signal";
+    ::kill(holder_pid, SIGKILL);  // so that pclose cannot wait forever
     pclose(holder);
     const Error refused = wait_refused(url);
     EXPECT_EQ(refused.code, Errc::io) << refused.message;

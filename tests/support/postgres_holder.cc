@@ -1,6 +1,7 @@
 // A process that starts a PostgresServer, prints "<its own pid> <postmaster pid> <url> <directory>"
 // on one line and then waits for a signal: for the tests that a server does not outlive the process
 // that started it, however that process ends (Ctrl-C, kill -9). On failure it prints "error <why>".
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -8,6 +9,8 @@
 #include "postgres_server.h"
 
 int main() {
+  // Ctrl-C's default action, even when started from a shell that ignores SIGINT for background jobs.
+  signal(SIGINT, SIG_DFL);
   auto server = usher::testing::PostgresServer::start();
   if (!server) {
     std::printf("error %s\n", server.error().message.c_str());
