@@ -95,6 +95,16 @@ int main(int argc, char** argv) {
     write(root / "fuzz_locator", "locator" + std::to_string(locator_seed++),
           {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()});
   }
+  // PostgreSQL URLs: a password in the user part and in the query, IPv6, several hosts, options.
+  int url_seed = 0;
+  for (const std::string text : {"postgresql://engine:s3cret@db.example:5432/usher", "postgres://db.example/usher",
+                                 "postgresql://[2001:db8::1]:6543/usher?sslmode=require&connect_timeout=3",
+                                 "postgresql://u@h1:5432,h2:5433/usher?target_session_attrs=read-write",
+                                 "postgresql:///usher?host=/var/run/postgresql&password=x%27y%5Cz",
+                                 "postgresql://us%40er:p%3Ass@127.0.0.1/d%20b"}) {
+    write(root / "fuzz_postgres_url", "url" + std::to_string(url_seed++),
+          {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()});
+  }
   std::vector<std::uint8_t> rtp{8};
   for (const int sequence : {1, 2, 4, 3, 5, 5, 9}) {
     streams::RtpHeader h;
