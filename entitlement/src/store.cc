@@ -89,7 +89,7 @@ Result<OperatorPublicFile> OperatorPublicFile::read(const std::string& path) {
 // IF NOT EXISTS statements so that such a file is recognised as schema 1 and kept as it is.
 // Add a step at the end to change the schema; never edit one that has shipped.
 const sql::Schema& EntitlementStore::schema() {
-  static const sql::Schema kSchema("engine store", {{1, "the engine's tables", sql::sql_steps(R"(
+  static const char* const kTablesV1 = R"(
     CREATE TABLE IF NOT EXISTS operator (
       id INTEGER PRIMARY KEY CHECK (id = 1),
       ca_system_id INTEGER NOT NULL,
@@ -208,21 +208,31 @@ const sql::Schema& EntitlementStore::schema() {
       event_id INTEGER NOT NULL,
       sequence INTEGER NOT NULL,
       PRIMARY KEY (stb_id, event_id));
-  )")}});
+  )";
+  static const sql::Schema kSchema("engine store", {{1, "the engine's tables", [](sql::Database& db) {
+                                                        db.exec(kTablesV1);
+                                                        add_one_valid_ticket_index(db);
+                                                      }}});
   return kSchema;
+}
+
+// One valid ticket per event and STB, whatever the path that sold it. A store written before this
+// rule may hold duplicates: it still opens (the purchase checks the rule inside its transaction
+// either way), and gets the index at the first opening after they are revoked. Part of step 1,
+// tried again at each opening (inside a savepoint: its failure undoes nothing else).
+void EntitlementStore::add_one_valid_ticket_index(sql::Database& db) {
+  try {
+    sql::Transaction index(db);
+    db.exec("CREATE UNIQUE INDEX IF NOT EXISTS one_valid_ticket_per_event ON tickets(stb_id, event_id) "
+            "WHERE status = 'valid' AND event_id != 0");
+    index.commit();
+  } catch (const std::exception&) {
+  }
 }
 
 Status EntitlementStore::bring_forward(sql::Database& db, const std::string& path) {
   if (auto migrated = schema().migrate(db, path); !migrated) return migrated;
-  // One valid ticket per event and STB, whatever the path that sold it. Not a schema step, as it
-  // waits on the data: a store written before this rule may hold duplicates; it still opens (the
-  // purchase checks the rule inside its transaction either way), and gets the index once they are
-  // revoked.
-  try {
-    db.exec("CREATE UNIQUE INDEX IF NOT EXISTS one_valid_ticket_per_event ON tickets(stb_id, event_id) "
-            "WHERE status = 'valid' AND event_id != 0");
-  } catch (const std::exception&) {
-  }
+  add_one_valid_ticket_index(db);
   return ok_status();
 }
 

@@ -331,6 +331,7 @@ class EntitlementStore {
   // Brings the file forward to the latest schema (and adds the one-valid-ticket index when the
   // data allows it); refuses a file from a newer Usher.
   static Status bring_forward(sql::Database& db, const std::string& path);
+  static void add_one_valid_ticket_index(sql::Database& db);
   // Seals and queues an EMM for the carousel; returns its section.
   Result<std::vector<std::uint8_t>> queue_emm(std::uint32_t stb_id, std::vector<EmmItem> items, std::uint64_t carousel_until,
                                               std::uint64_t carousel_from = 0);
