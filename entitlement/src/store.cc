@@ -219,9 +219,12 @@ const sql::Schema& EntitlementStore::schema() {
 // One valid ticket per event and STB, whatever the path that sold it. A store written before this
 // rule may hold duplicates: it still opens (the purchase checks the rule inside its transaction
 // either way), and gets the index at the first opening after they are revoked. Part of step 1,
-// tried again at each opening (inside a savepoint: its failure undoes nothing else).
+// tried again at each opening that finds it missing (inside a savepoint: its failure undoes nothing
+// else; an opening that finds it there takes no write lock).
 void EntitlementStore::add_one_valid_ticket_index(sql::Database& db) {
   try {
+    auto present = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'one_valid_ticket_per_event'");
+    if (present.step()) return;
     sql::Transaction index(db);
     db.exec("CREATE UNIQUE INDEX IF NOT EXISTS one_valid_ticket_per_event ON tickets(stb_id, event_id) "
             "WHERE status = 'valid' AND event_id != 0");
