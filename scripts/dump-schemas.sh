@@ -3,8 +3,9 @@
 # per store and version: DIR/engine-vN.sql, billing-vN.sql, wallet-vN.sql, stb-vN.sql,
 # stb-link-vN.sql, headend-vN.sql (N is the file's PRAGMA user_version; a store written before
 # versions were kept has 0 and is schema 1). The tests build "a database of the previous schema"
-# from these files, and tests/core/schema_dump_test.cc checks that today's code still writes the
-# newest one. Run it after adding a migration step (docs/architecture.md, "Schema versions"):
+# from these files, and tests/stores/schema_versions_test.cc checks that today's code still writes the
+# newest one. Run it after adding a migration step (docs/architecture.md, "Schema versions"); files
+# already there are kept as they are:
 #
 #   scripts/dump-schemas.sh build/app/usher tests/data/schema
 #
@@ -43,6 +44,11 @@ dump() {
   local name=$1 file=$2 version
   version=$(sqlite3 "$file" "PRAGMA user_version")
   local n=$((version > 0 ? version : 1))
+  # A shipped version's dump is what the tests make "the previous schema" from: never rewritten.
+  if [ -e "$out/$name-v$n.sql" ]; then
+    echo "$out/$name-v$n.sql (kept: already dumped)"
+    return
+  fi
   {
     echo "-- The schema of Usher's $name store (schema $n), as scripts/dump-schemas.sh dumped it from a"
     echo "-- store made by \`usher\`. Test data: do not edit by hand."
