@@ -262,6 +262,7 @@ Status check_schema(sql::Database& db, const std::string& path, const sql::Schem
   }
   return ok_status();
 }
+
 // A read-only opening only reads the version; a read-write one brings the file forward first. A
 // file of version 0 is not one this code wrote (init writes the tables and the version in one
 // transaction): refused, never filled in as if it were new.

@@ -353,6 +353,29 @@ TEST(NewerSchema, TheSecureElementRefusesAFileFromANewerUsherAndLeavesIt) {
   EXPECT_EQ(read_all(path), before);
 }
 
+// Its versions start at 2: a file of version 1 (untagged rows) or 0 is refused for writing too,
+// never filled in or brought forward.
+TEST(OlderSchema, TheSecureElementRefusesFilesBelowItsFirstStepUnchanged) {
+  testing::TempDir dir;
+  auto files = write_stb_v2(dir);
+  const auto path = files.home + "/" + stb::SecureElement::kDatabaseName;
+  for (int version : {1, 0}) {
+    {
+      auto db = sql::Database::open(path, false).value();
+      db.exec("PRAGMA user_version = " + std::to_string(version));
+    }
+    const auto before = read_all(path);
+    for (auto access : {stb::SecureElement::Access::read_write, stb::SecureElement::Access::read_only}) {
+      auto opened = stb::SecureElement::open(files.home, access);
+      ASSERT_FALSE(opened.ok());
+      EXPECT_EQ(opened.error().code, Errc::storage);
+      EXPECT_NE(opened.error().message.find(path + " has schema version " + std::to_string(version)), std::string::npos)
+          << opened.error().message;
+    }
+    EXPECT_EQ(read_all(path), before);
+  }
+}
+
 TEST(PreviousSchema, TheLocalLinkOpensItsStoreOfTheLastSchemaWithItsPairedHandsets) {
   testing::TempDir dir;
   auto files = write_stb_v2(dir);
