@@ -162,6 +162,27 @@ TEST(PreviousSchema, TheEngineStoreOpensAStoreOfTheLastSchemaWithItsRowsAndTakes
   EXPECT_EQ(again->balance(1)->minor, 4750);
 }
 
+// A store from before versions made by older code still, without a table added since (as
+// impulse_purchases was): step 1 finds the tables it has, keeps them, and adds the missing one.
+TEST(PreviousSchema, StepOneCompletesAnUnversionedStoreThatLacksALaterTable) {
+  testing::TempDir dir;
+  const auto home = dir.file("operator");
+  write_engine_v1(home);
+  const auto path = home + "/" + EntitlementStore::kDatabaseName;
+  {
+    auto db = sql::Database::open(path, false).value();
+    db.exec("DROP TABLE impulse_purchases");
+  }
+  auto store = EntitlementStore::open(home);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  EXPECT_EQ(store->tickets().size(), 1u);
+  EXPECT_EQ(store->balance(1)->minor, 3750);
+  EXPECT_EQ(store->holding(1001, 7)->ticket_id, 1u);
+  EXPECT_FALSE(store->holding(1001, 8).has_value());  // no ticket: looked up in impulse_purchases
+  store->record_impulse_purchases(1001, {});
+  EXPECT_EQ(version_of(path), EntitlementStore::schema().latest());
+}
+
 TEST(NewerSchema, TheEngineStoreRefusesAFileFromANewerUsherAndLeavesIt) {
   testing::TempDir dir;
   const auto home = dir.file("operator");
