@@ -49,8 +49,11 @@ std::vector<std::uint8_t> refund_request_id(std::uint64_t settlement_id, const e
 BillingStore::BillingStore(sql::Database db, entitlement::EntitlementStore engine, entitlement::BillingCertificate cert)
     : db_(std::move(db)), engine_(std::move(engine)), certificate_(cert) {}
 
-void BillingStore::create_schema(sql::Database& db) {
-  db.exec(R"(
+// Step 1 is the schema of the stores written before versions were kept (user_version 0), in
+// IF NOT EXISTS statements so that such a file is recognised as schema 1 and kept as it is.
+// Add a step at the end to change the schema; never edit one that has shipped.
+const sql::Schema& BillingStore::schema() {
+  static const sql::Schema kSchema("billing store", {{1, "billing's tables", sql::sql_steps(R"(
     CREATE TABLE IF NOT EXISTS identity (
       id INTEGER PRIMARY KEY CHECK (id = 1),
       billing_id INTEGER NOT NULL,
@@ -136,7 +139,8 @@ void BillingStore::create_schema(sql::Database& db) {
       last_error_at INTEGER NOT NULL,
       failed_attempts INTEGER NOT NULL,
       recorded INTEGER NOT NULL);
-  )");
+  )")}});
+  return kSchema;
 }
 
 Result<BillingStore> BillingStore::create(const std::string& home, const std::string& engine_home, std::uint32_t billing_id) {
@@ -151,7 +155,7 @@ Result<BillingStore> BillingStore::create(const std::string& home, const std::st
   auto db = sql::Database::open(path);
   ::umask(old_mask);
   if (!db) return db.error();
-  create_schema(*db);
+  if (auto migrated = schema().migrate(*db, path); !migrated) return migrated.error();
   auto keys = crypto::Ed25519KeyPair::generate();
   auto cert = engine->certify_billing(billing_id, keys.public_key, unix_now());
   const auto abs_engine = fs::absolute(engine_home).string();
@@ -166,7 +170,7 @@ Result<BillingStore> BillingStore::open(const std::string& home) {
   if (!fs::exists(path)) return make_error(Errc::not_found, "no billing service in " + home + " (run `usher billing init` first)");
   auto db = sql::Database::open(path, false);
   if (!db) return db.error();
-  create_schema(*db);
+  if (auto migrated = schema().migrate(*db, path); !migrated) return migrated.error();
   std::string engine_home;
   std::vector<std::uint8_t> cert_bytes;
   {

@@ -85,8 +85,11 @@ Result<OperatorPublicFile> OperatorPublicFile::read(const std::string& path) {
   return f;
 }
 
-void EntitlementStore::create_schema(sql::Database& db) {
-  db.exec(R"(
+// Step 1 is the schema of the stores written before versions were kept (user_version 0), in
+// IF NOT EXISTS statements so that such a file is recognised as schema 1 and kept as it is.
+// Add a step at the end to change the schema; never edit one that has shipped.
+const sql::Schema& EntitlementStore::schema() {
+  static const char* const kTablesV1 = R"(
     CREATE TABLE IF NOT EXISTS operator (
       id INTEGER PRIMARY KEY CHECK (id = 1),
       ca_system_id INTEGER NOT NULL,
@@ -205,15 +208,35 @@ void EntitlementStore::create_schema(sql::Database& db) {
       event_id INTEGER NOT NULL,
       sequence INTEGER NOT NULL,
       PRIMARY KEY (stb_id, event_id));
-  )");
-  // One valid ticket per event and STB, whatever the path that sold it. A store written before
-  // this rule may hold duplicates: it still opens (the purchase checks the rule inside its
-  // transaction either way), and gets the index once they are revoked.
+  )";
+  static const sql::Schema kSchema("engine store", {{1, "the engine's tables", [](sql::Database& db) {
+                                                        db.exec(kTablesV1);
+                                                        add_one_valid_ticket_index(db);
+                                                      }}});
+  return kSchema;
+}
+
+// One valid ticket per event and STB, whatever the path that sold it. A store written before this
+// rule may hold duplicates: it still opens (the purchase checks the rule inside its transaction
+// either way), and gets the index at the first opening after they are revoked. Part of step 1,
+// tried again at each opening that finds it missing (inside a savepoint: its failure undoes nothing
+// else; an opening that finds it there takes no write lock).
+void EntitlementStore::add_one_valid_ticket_index(sql::Database& db) {
   try {
+    auto present = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'one_valid_ticket_per_event'");
+    if (present.step()) return;
+    sql::Transaction index(db);
     db.exec("CREATE UNIQUE INDEX IF NOT EXISTS one_valid_ticket_per_event ON tickets(stb_id, event_id) "
             "WHERE status = 'valid' AND event_id != 0");
+    index.commit();
   } catch (const std::exception&) {
   }
+}
+
+Status EntitlementStore::bring_forward(sql::Database& db, const std::string& path) {
+  if (auto migrated = schema().migrate(db, path); !migrated) return migrated;
+  add_one_valid_ticket_index(db);
+  return ok_status();
 }
 
 Result<EntitlementStore> EntitlementStore::create(const std::string& home, std::uint16_t ca_system_id) {
@@ -226,7 +249,7 @@ Result<EntitlementStore> EntitlementStore::create(const std::string& home, std::
   auto db = sql::Database::open(path);
   ::umask(old_mask);
   if (!db) return db.error();
-  create_schema(*db);
+  if (auto migrated = bring_forward(*db, path); !migrated) return migrated.error();
   auto pair = crypto::X25519KeyPair::generate();
   auto st = db->prepare("INSERT INTO operator VALUES (1, ?, ?, ?, ?)");
   st.bind(1, ca_system_id).bind(2, pair.private_key.bytes()).bind(3, pair.public_key).bind(4, static_cast<std::int64_t>(unix_now()));
@@ -249,7 +272,7 @@ Result<EntitlementStore> EntitlementStore::open(const std::string& home) {
   }
   auto db = sql::Database::open(path, false);
   if (!db) return db.error();
-  create_schema(*db);
+  if (auto migrated = bring_forward(*db, path); !migrated) return migrated.error();
   auto st = db->prepare("SELECT ca_system_id, x25519_public FROM operator WHERE id = 1");
   if (!st.step()) return make_error(Errc::storage, path + " has no operator record");
   const auto ca = static_cast<std::uint16_t>(st.column_int(0));

@@ -34,6 +34,18 @@ Result<HeadendPublicFile> HeadendPublicFile::read(const std::string& path) {
   return f;
 }
 
+// Step 1 is the schema of the files written before versions were kept (user_version 0), in an
+// IF NOT EXISTS statement so that such a file is recognised as schema 1 and kept as it is.
+// Add a step at the end to change the schema; never edit one that has shipped.
+const sql::Schema& HeadendIdentity::schema() {
+  static const sql::Schema kSchema(
+      "headend identity",
+      {{1, "the headend's identity",
+        sql::sql_steps("CREATE TABLE IF NOT EXISTS identity (id INTEGER PRIMARY KEY CHECK (id = 1), headend_id INTEGER NOT NULL, "
+                       "ca_system_id INTEGER NOT NULL, operator_x25519 BLOB NOT NULL, x25519_private BLOB NOT NULL)")}});
+  return kSchema;
+}
+
 Result<HeadendIdentity> HeadendIdentity::init(const std::string& home, std::uint32_t headend_id,
                                               const entitlement::OperatorPublicFile& op) {
   std::error_code ec;
@@ -45,9 +57,7 @@ Result<HeadendIdentity> HeadendIdentity::init(const std::string& home, std::uint
   auto db = sql::Database::open(path);
   ::umask(old_mask);
   if (!db) return db.error();
-  db->exec(
-      "CREATE TABLE identity (id INTEGER PRIMARY KEY CHECK (id = 1), headend_id INTEGER NOT NULL, "
-      "ca_system_id INTEGER NOT NULL, operator_x25519 BLOB NOT NULL, x25519_private BLOB NOT NULL)");
+  if (auto migrated = schema().migrate(*db, path); !migrated) return migrated.error();
   auto pair = crypto::X25519KeyPair::generate();
   auto st = db->prepare("INSERT INTO identity VALUES (1, ?, ?, ?, ?)");
   st.bind(1, headend_id).bind(2, op.ca_system_id).bind(3, op.x25519_public).bind(4, pair.private_key.bytes());
@@ -66,6 +76,7 @@ Result<HeadendIdentity> HeadendIdentity::open(const std::string& home) {
   }
   auto db = sql::Database::open(path, false);
   if (!db) return db.error();
+  if (auto migrated = schema().migrate(*db, path); !migrated) return migrated.error();
   auto st = db->prepare("SELECT headend_id, ca_system_id, operator_x25519, x25519_private FROM identity WHERE id = 1");
   if (!st.step()) return make_error(Errc::storage, path + " has no identity");
   const auto id = static_cast<std::uint32_t>(st.column_int(0));

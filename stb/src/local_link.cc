@@ -18,18 +18,27 @@ using entitlement::LinkMessage;
 
 namespace {
 sql::Database open_link_db(const std::string& home) {
-  auto db = sql::Database::open((fs::path(home) / LocalLink::kDatabaseName).string());
+  const auto path = (fs::path(home) / LocalLink::kDatabaseName).string();
+  auto db = sql::Database::open(path);
   if (!db) throw std::runtime_error(db.error().message);
-  db->exec(R"(
-    CREATE TABLE IF NOT EXISTS paired_handsets (
-      ed25519_public BLOB PRIMARY KEY,
-      paired INTEGER NOT NULL);
-  )");
+  if (auto migrated = LocalLink::schema().migrate(*db, path); !migrated) throw std::runtime_error(migrated.error().message);
   std::error_code ec;  // the keys it holds are public; private to the owner all the same
   fs::permissions(fs::path(home) / LocalLink::kDatabaseName, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace, ec);
   return std::move(*db);
 }
 }  // namespace
+
+// Step 1 is the schema of the files written before versions were kept (user_version 0), in an
+// IF NOT EXISTS statement so that such a file is recognised as schema 1 and kept as it is.
+// Add a step at the end to change the schema; never edit one that has shipped.
+const sql::Schema& LocalLink::schema() {
+  static const sql::Schema kSchema("STB local link", {{1, "the paired handsets", sql::sql_steps(R"(
+    CREATE TABLE IF NOT EXISTS paired_handsets (
+      ed25519_public BLOB PRIMARY KEY,
+      paired INTEGER NOT NULL);
+  )")}});
+  return kSchema;
+}
 
 LocalLink::LocalLink(SecureElement& se, const std::string& home) : se_(se), home_(home), db_(open_link_db(home)) { show_new_code(); }
 

@@ -128,8 +128,11 @@ std::vector<std::uint8_t> SecureElement::ticket_tag(std::uint64_t ticket_id, std
       .under(store_key_);
 }
 
-void SecureElement::create_schema(sql::Database& db) {
-  db.exec(R"(
+// Version 2 is the store whose rows are tagged under the STB's key; files of version 1 hold untagged
+// rows and are refused, never brought forward (nothing in them could be trusted). Add a step at the
+// end to change the schema; never edit one that has shipped.
+const sql::Schema& SecureElement::schema() {
+  static const sql::Schema kSchema("STB secure element", {{2, "the secure element's tables", sql::sql_steps(R"(
     CREATE TABLE identity (
       id INTEGER PRIMARY KEY CHECK (id = 1),
       stb_id INTEGER NOT NULL,
@@ -228,29 +231,21 @@ void SecureElement::create_schema(sql::Database& db) {
     CREATE TABLE emm_applied (
       sequence INTEGER PRIMARY KEY,
       applied INTEGER NOT NULL);
-  )");
-  db.exec("PRAGMA user_version = " + std::to_string(kSchemaVersion));
+  )")}});
+  return kSchema;
 }
 
 namespace {
-// Refuses a store whose schema is not exactly the one create_schema writes: compared with a fresh
+// Refuses a store whose schema is not exactly the one its steps write: compared with a fresh
 // schema in memory, table by table (SQLite keeps each CREATE statement's text), then the file's
-// pages are checked. Nothing is written.
-Status check_schema(sql::Database& db, const std::string& path, void (*create)(sql::Database&)) {
+// pages are checked. Nothing is written. Run once the file is at the latest version.
+Status check_schema(sql::Database& db, const std::string& path, const sql::Schema& schema) {
   const std::string damaged = path + " is damaged";
   const std::string advice = ": refused as it is (restore it from a backup, or make a new STB with `usher stb init`)";
   try {
-    {
-      auto v = db.prepare("PRAGMA user_version");
-      v.step();
-      if (v.column_int(0) != SecureElement::kSchemaVersion) {
-        return make_error(Errc::storage, path + " has schema version " + std::to_string(v.column_int(0)) + ", this usher reads version " +
-                                             std::to_string(SecureElement::kSchemaVersion) + advice);
-      }
-    }
     auto fresh = sql::Database::open(":memory:");
     if (!fresh) return fresh.error();
-    create(*fresh);
+    if (auto made = schema.migrate(*fresh, ":memory:"); !made) return made.error();
     auto want = fresh->prepare("SELECT name, sql FROM sqlite_master WHERE type = 'table' ORDER BY name");
     auto have = db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?");
     while (want.step()) {
@@ -267,6 +262,22 @@ Status check_schema(sql::Database& db, const std::string& path, void (*create)(s
   }
   return ok_status();
 }
+
+// A read-only opening only reads the version; a read-write one brings the file forward first. A
+// file of version 0 is not one this code wrote (init writes the tables and the version in one
+// transaction): refused, never filled in as if it were new.
+Status bring_forward(sql::Database& db, const std::string& path, SecureElement::Access access) {
+  if (access == SecureElement::Access::read_only) return SecureElement::schema().check(db, path);
+  try {
+    if (sql::user_version(db) == 0) {
+      return make_error(Errc::storage, path + " has schema version 0, this Usher reads " + std::to_string(SecureElement::schema().latest()) +
+                                           ": refused as it is (restore it from a backup, or make a new STB with `usher stb init`)");
+    }
+  } catch (const std::exception& e) {
+    return make_error(Errc::storage, path + " is damaged (" + e.what() + "): refused as it is");
+  }
+  return SecureElement::schema().migrate(db, path);
+}
 }  // namespace
 
 Result<SecureElement> SecureElement::init(const std::string& home, std::uint32_t stb_id,
@@ -280,7 +291,7 @@ Result<SecureElement> SecureElement::init(const std::string& home, std::uint32_t
   auto db = sql::Database::open(path);
   ::umask(old_mask);
   if (!db) return db.error();
-  create_schema(*db);
+  if (auto migrated = schema().migrate(*db, path); !migrated) return migrated.error();
   auto x = crypto::X25519KeyPair::generate();
   auto ed = crypto::Ed25519KeyPair::generate();
   auto emm_key = entitlement::derive_emm_key(x.private_key, op.x25519_public, op.ca_system_id, stb_id);
@@ -319,7 +330,8 @@ Result<SecureElement> SecureElement::open(const std::string& home, Access access
     Logger("stb").warn("opened ", path, " for this process alone (", db.error().message, "): is the disk full?");
     db = std::move(alone);
   }
-  if (auto checked = check_schema(*db, path, &SecureElement::create_schema); !checked) return checked.error();
+  if (auto version = bring_forward(*db, path, access); !version) return version.error();
+  if (auto checked = check_schema(*db, path, schema()); !checked) return checked.error();
   try {
     auto st = db->prepare(
         "SELECT stb_id, ca_system_id, operator_x25519, x25519_private, x25519_public, ed25519_public, operator_ed25519 "

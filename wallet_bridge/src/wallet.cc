@@ -124,8 +124,13 @@ namespace {
 // The STB's link on the home network: 2 s, 4 s, then 8 s (a box busy decoding answers slowly).
 const net::ClientOptions kLinkOptions{std::chrono::milliseconds(2000), 3, 2};
 
-void create_schema(sql::Database& db) {
-  db.exec(R"(
+}  // namespace
+
+// Step 1 is the schema of the wallets written before versions were kept (user_version 0), in
+// IF NOT EXISTS statements so that such a file is recognised as schema 1 and kept as it is.
+// Add a step at the end to change the schema; never edit one that has shipped.
+const sql::Schema& Wallet::schema() {
+  static const sql::Schema kSchema("wallet", {{1, "the wallet's tables", sql::sql_steps(R"(
     CREATE TABLE IF NOT EXISTS identity (
       id INTEGER PRIMARY KEY CHECK (id = 1),
       account TEXT NOT NULL,
@@ -156,8 +161,11 @@ void create_schema(sql::Database& db) {
       currency TEXT NOT NULL,
       receipt BLOB NOT NULL,
       delivered INTEGER NOT NULL DEFAULT 0);
-  )");
+  )")}});
+  return kSchema;
 }
+
+namespace {
 crypto::PublicKey blob32(const std::vector<std::uint8_t>& b) {
   crypto::PublicKey k{};
   if (b.size() == 32) std::copy(b.begin(), b.end(), k.begin());
@@ -188,7 +196,7 @@ Result<Wallet> Wallet::init(const std::string& home, const std::string& account,
   auto db = sql::Database::open(path);
   ::umask(old_mask);
   if (!db) return db.error();
-  create_schema(*db);
+  if (auto migrated = schema().migrate(*db, path); !migrated) return migrated.error();
   auto st = db->prepare("INSERT INTO identity VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)");
   st.bind(1, account).bind(2, entitlement::to_string(currency)).bind(3, engine).bind(4, static_cast<std::int64_t>(card->card_id))
       .bind(5, keys.private_key.bytes()).bind(6, keys.public_key).bind(7, op.ed25519_public).bind(8, card->encode());
@@ -201,7 +209,7 @@ Result<Wallet> Wallet::open(const std::string& home) {
   if (!fs::exists(path)) return make_error(Errc::not_found, "no wallet in " + home + " (run `usher wallet init` first)");
   auto db = sql::Database::open(path, false);
   if (!db) return db.error();
-  create_schema(*db);
+  if (auto migrated = schema().migrate(*db, path); !migrated) return migrated.error();
   auto st = db->prepare("SELECT account, currency, engine, card_id, issuer_ed25519 FROM identity WHERE id = 1");
   if (!st.step()) return make_error(Errc::storage, path + " has no identity");
   const auto cur = st.column_text(1);

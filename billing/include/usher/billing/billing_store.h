@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "usher/core/result.h"
+#include "usher/core/schema.h"
 #include "usher/core/sqlite.h"
 #include "usher/entitlement/link_auth.h"
 #include "usher/entitlement/settlement.h"
@@ -108,7 +109,11 @@ class BillingStore {
   // operator's issuing key). `engine_home`: the entitlement engine's home, for STB keys, the
   // catalogue and the card ledger.
   static Result<BillingStore> create(const std::string& home, const std::string& engine_home, std::uint32_t billing_id);
+  // Opens billing's store, bringing its schema forward (Errc::storage, the file untouched, when a
+  // newer Usher wrote it).
   static Result<BillingStore> open(const std::string& home);
+  // The numbered steps of billing.db's schema (docs/architecture.md, "Schema versions").
+  static const sql::Schema& schema();
 
   [[nodiscard]] const entitlement::BillingCertificate& certificate() const { return certificate_; }
   // How billing signs its requests to room STB `stb_id`'s local link (collect history, hand back
@@ -202,7 +207,6 @@ class BillingStore {
 
  private:
   BillingStore(sql::Database db, entitlement::EntitlementStore engine, entitlement::BillingCertificate cert);
-  static void create_schema(sql::Database& db);
   Secret<32> signing_private();
   struct Cursor {
     std::uint64_t sequence = 0;

@@ -17,6 +17,7 @@
 
 #include "usher/core/crypto.h"
 #include "usher/core/result.h"
+#include "usher/core/schema.h"
 #include "usher/core/sqlite.h"
 #include "usher/entitlement/assets.h"
 #include "usher/entitlement/history.h"
@@ -141,7 +142,11 @@ class EntitlementStore {
 
   // Creates the home directory and a new operator (fails with already_exists if there is one).
   static Result<EntitlementStore> create(const std::string& home, std::uint16_t ca_system_id);
+  // Opens the operator's store, bringing its schema forward (Errc::storage, the file untouched, when
+  // a newer Usher wrote it).
   static Result<EntitlementStore> open(const std::string& home);
+  // The numbered steps of entitlement.db's schema (docs/architecture.md, "Schema versions").
+  static const sql::Schema& schema();
 
   [[nodiscard]] std::uint16_t ca_system_id() const { return ca_system_id_; }
   [[nodiscard]] const crypto::PublicKey& operator_public() const { return operator_public_; }
@@ -323,7 +328,10 @@ class EntitlementStore {
   }
   void load_signing_key();
   Secret<32> signing_private();
-  static void create_schema(sql::Database& db);
+  // Brings the file forward to the latest schema (and adds the one-valid-ticket index when the
+  // data allows it); refuses a file from a newer Usher.
+  static Status bring_forward(sql::Database& db, const std::string& path);
+  static void add_one_valid_ticket_index(sql::Database& db);
   // Seals and queues an EMM for the carousel; returns its section.
   Result<std::vector<std::uint8_t>> queue_emm(std::uint32_t stb_id, std::vector<EmmItem> items, std::uint64_t carousel_until,
                                               std::uint64_t carousel_from = 0);

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "usher/core/bytes.h"
+#include "usher/core/schema.h"
 #include "usher/core/sqlite.h"
 #include "usher/headend/scrambler.h"
 
@@ -35,7 +36,11 @@ class HeadendIdentity {
   static constexpr const char* kPublicName = "headend.pub";
   static Result<HeadendIdentity> init(const std::string& home, std::uint32_t headend_id,
                                       const entitlement::OperatorPublicFile& op);
+  // Opens the identity, bringing its schema forward (Errc::storage, the file untouched, when a
+  // newer Usher wrote it).
   static Result<HeadendIdentity> open(const std::string& home);
+  // The numbered steps of headend.db's schema (docs/architecture.md, "Schema versions").
+  static const sql::Schema& schema();
 
   [[nodiscard]] std::uint32_t headend_id() const { return headend_id_; }
   [[nodiscard]] std::uint16_t ca_system_id() const { return ca_system_id_; }

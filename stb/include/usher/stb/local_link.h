@@ -17,6 +17,7 @@
 
 #include "usher/core/crypto.h"
 #include "usher/core/log.h"
+#include "usher/core/schema.h"
 #include "usher/core/sqlite.h"
 #include "usher/entitlement/protocol.h"
 #include "usher/stb/secure_element.h"
@@ -29,9 +30,12 @@ class LocalLink {
   static constexpr const char* kPairingCodeName = stb::kPairingCodeName;  // in its home (shown_code.h)
   static constexpr const char* kDatabaseName = "link.db";  // the handsets paired with this STB
 
-  // Opens (or creates) the paired handsets' store in `home` and shows a first pairing code.
-  // Throws std::runtime_error when the store cannot be opened.
+  // Opens (or creates) the paired handsets' store in `home`, bringing its schema forward, and
+  // shows a first pairing code. Throws std::runtime_error when the store cannot be opened or was
+  // written by a newer Usher (then it is left untouched).
   LocalLink(SecureElement& se, const std::string& home);
+  // The numbered steps of link.db's schema (docs/architecture.md, "Schema versions").
+  static const sql::Schema& schema();
   // Never throws for bad input: every failure becomes an error reply.
   std::vector<std::uint8_t> handle(std::span<const std::uint8_t> request);
   // The code a handset pairs with now (what the STB shows).

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "usher/core/result.h"
+#include "usher/core/schema.h"
 #include "usher/core/sqlite.h"
 #include "usher/entitlement/history.h"
 #include "usher/entitlement/messages.h"
@@ -58,13 +59,16 @@ class SecureElement {
   // Makes the STB's identity and key pairs, trusting `operator_identity` for EMMs.
   static Result<SecureElement> init(const std::string& home, std::uint32_t stb_id,
                                     const entitlement::OperatorPublicFile& operator_identity);
-  // Errc::storage for a damaged store (missing or altered table, other schema version, corrupt
-  // file): it is refused as it is, never repaired or recreated empty. read_only opens the file
-  // without writing anything into it (for commands that only show what is stored).
+  // Errc::storage for a damaged store (missing or altered table, a schema version older than its
+  // first step or newer than this code's, corrupt file): it is refused as it is, never repaired or
+  // recreated empty. read_write brings an older schema forward by its steps first; read_only opens
+  // the file without writing anything into it (for commands that only show what is stored), so it
+  // refuses a file not at the latest version.
   enum class Access { read_write, read_only };
   static Result<SecureElement> open(const std::string& home, Access access = Access::read_write);
-  // The schema version this code writes (PRAGMA user_version of stb.db).
-  static constexpr int kSchemaVersion = 2;
+  // The numbered steps of stb.db's schema (PRAGMA user_version; docs/architecture.md, "Schema
+  // versions").
+  static const sql::Schema& schema();
 
   [[nodiscard]] std::uint32_t stb_id() const { return stb_id_; }
   // The operator's issuing key (tickets, billing certificates).
@@ -212,7 +216,6 @@ class SecureElement {
     std::string status;
     std::vector<std::uint8_t> bytes;  // as stored and tagged
   };
-  static void create_schema(sql::Database& db);
   void load();
   Status store_ticket(std::span<const std::uint8_t> ticket, const Key256& event_key);
   Result<entitlement::EcmPeriod> open_ppv_ecm(std::span<const std::uint8_t> section, const entitlement::EcmHeader& header,

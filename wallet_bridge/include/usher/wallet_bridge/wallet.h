@@ -17,6 +17,7 @@
 
 #include "usher/core/bytes.h"
 #include "usher/core/result.h"
+#include "usher/core/schema.h"
 #include "usher/core/sqlite.h"
 #include "usher/core/zmq.h"
 #include "usher/entitlement/assets.h"
@@ -100,7 +101,11 @@ class Wallet {
 
   static Result<Wallet> init(const std::string& home, const std::string& account, const entitlement::Currency& currency,
                              const std::string& engine, const entitlement::OperatorPublicFile& operator_identity);
+  // Opens the wallet, bringing its schema forward (Errc::storage, the file untouched, when a newer
+  // Usher wrote it).
   static Result<Wallet> open(const std::string& home);
+  // The numbered steps of wallet.db's schema (docs/architecture.md, "Schema versions").
+  static const sql::Schema& schema();
 
   [[nodiscard]] std::uint64_t card_id() const { return card_id_; }
   [[nodiscard]] const std::string& account() const { return account_; }
