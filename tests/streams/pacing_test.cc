@@ -142,7 +142,7 @@ TEST(Pacing, CatchingUpAfterAStallIsNotABurst) {
   };
   send(0);
   std::this_thread::sleep_for(std::chrono::milliseconds(30));  // the stall: about 114 datagrams overdue
-  for (std::uint64_t i = 1; i <= 800; ++i) send(i);
+  for (std::uint64_t i = 1; i <= 2000; ++i) send(i);
   std::size_t most = 0;
   std::size_t first = 1;
   for (std::size_t last = 1; last < departures.size(); ++last) {
@@ -151,11 +151,17 @@ TEST(Pacing, CatchingUpAfterAStallIsNotABurst) {
   }
   EXPECT_LE(most, 5u);
   EXPECT_EQ(clock.reanchors(), 0u);
-  // Catching up at up to 5 datagrams a millisecond against 3.8 due takes about 100 ms; the 800th
-  // is due 210 ms after the first: on time, never early.
-  const auto last_due = departures.front() + std::chrono::nanoseconds(800 * duration * 1000 / 27);
-  EXPECT_GE(departures.back(), last_due - std::chrono::microseconds(100));
-  EXPECT_LT(departures.back(), last_due + std::chrono::milliseconds(5));
+  // Catching up at up to 5 datagrams a millisecond against 3.8 due takes about 100 ms (longer on a
+  // loaded machine, whose sleeps overrun); the 2000th is due 530 ms after the first. None leaves
+  // early; the last hundred are on time again (the one nearest its due time among them, since a
+  // loaded machine may wake any single one late).
+  auto due = [&](std::size_t i) { return departures.front() + std::chrono::nanoseconds(i * duration * 1000 / 27); };
+  auto least_late = std::chrono::steady_clock::duration::max();
+  for (std::size_t i = 1; i < departures.size(); ++i) {
+    EXPECT_GE(departures[i], due(i) - std::chrono::microseconds(100)) << i;
+    if (i + 100 >= departures.size()) least_late = std::min(least_late, departures[i] - due(i));
+  }
+  EXPECT_LT(least_late, std::chrono::milliseconds(5));
 }
 
 }  // namespace
