@@ -2,8 +2,6 @@
 // The hotel part is in hotel_books.cc, statements in statement.cc.
 #include "usher/billing/billing_store.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <filesystem>
 #include <map>
@@ -11,6 +9,7 @@
 
 #include "usher/core/bytes.h"
 #include "usher/core/clock.h"
+#include "usher/core/home.h"
 #include "usher/entitlement/protocol.h"
 #include "columns.h"
 
@@ -140,16 +139,11 @@ void BillingStore::create_schema(sql::Database& db) {
 }
 
 Result<BillingStore> BillingStore::create(const std::string& home, const std::string& engine_home, std::uint32_t billing_id) {
-  std::error_code ec;
-  fs::create_directories(home, ec);
-  if (ec) return make_error(Errc::storage, "cannot create " + home + ": " + ec.message());
   const auto path = (fs::path(home) / kDatabaseName).string();
   if (fs::exists(path)) return make_error(Errc::already_exists, "a billing service is already initialised in " + home);
   auto engine = entitlement::EntitlementStore::open(engine_home);
   if (!engine) return engine.error();
-  const auto old_mask = ::umask(077);
-  auto db = sql::Database::open(path);
-  ::umask(old_mask);
+  auto db = open_private_database(home, kDatabaseName, IfMissing::create);
   if (!db) return db.error();
   create_schema(*db);
   auto keys = crypto::Ed25519KeyPair::generate();
@@ -164,7 +158,7 @@ Result<BillingStore> BillingStore::create(const std::string& home, const std::st
 Result<BillingStore> BillingStore::open(const std::string& home) {
   const auto path = (fs::path(home) / kDatabaseName).string();
   if (!fs::exists(path)) return make_error(Errc::not_found, "no billing service in " + home + " (run `usher billing init` first)");
-  auto db = sql::Database::open(path, false);
+  auto db = open_private_database(home, kDatabaseName, IfMissing::refuse);
   if (!db) return db.error();
   create_schema(*db);
   std::string engine_home;

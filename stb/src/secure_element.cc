@@ -1,7 +1,5 @@
 #include "usher/stb/secure_element.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <chrono>
 #include <ctime>
@@ -10,6 +8,7 @@
 #include "usher/core/bytes.h"
 #include "usher/core/crypto.h"
 #include "usher/core/clock.h"
+#include "usher/core/home.h"
 #include "usher/core/log.h"
 #include "usher/entitlement/history.h"
 #include "usher/entitlement/request_code.h"
@@ -271,14 +270,9 @@ Status check_schema(sql::Database& db, const std::string& path, void (*create)(s
 
 Result<SecureElement> SecureElement::init(const std::string& home, std::uint32_t stb_id,
                                           const entitlement::OperatorPublicFile& op) {
-  std::error_code ec;
-  fs::create_directories(home, ec);
-  if (ec) return make_error(Errc::storage, "cannot create " + home + ": " + ec.message());
   const auto path = (fs::path(home) / kDatabaseName).string();
   if (fs::exists(path)) return make_error(Errc::already_exists, "an STB is already initialised in " + home);
-  const auto old_mask = ::umask(077);
-  auto db = sql::Database::open(path);
-  ::umask(old_mask);
+  auto db = open_private_database(home, kDatabaseName, IfMissing::create);
   if (!db) return db.error();
   create_schema(*db);
   auto x = crypto::X25519KeyPair::generate();
@@ -303,7 +297,7 @@ Result<SecureElement> SecureElement::open(const std::string& home, Access access
   if (!fs::exists(path)) {
     return make_error(Errc::not_found, "no STB in " + home + " (run `usher stb init --home " + home + "` first)");
   }
-  auto db = access == Access::read_only ? sql::Database::open_read_only(path) : sql::Database::open(path, false);
+  auto db = access == Access::read_only ? sql::Database::open_read_only(path) : open_private_database(home, kDatabaseName, IfMissing::refuse);
   if (db) {
     try {
       db->exec("SELECT COUNT(*) FROM sqlite_master");  // the first read is where a missing wal-index shows
