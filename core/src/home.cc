@@ -29,11 +29,11 @@ void warn_tightened(const std::string& path, mode_t old_mode, mode_t new_mode) {
   Logger("home").warn(path, " was open to other users (mode ", octal(old_mode), "): made private (mode ", octal(new_mode), ")");
 }
 
-// Clears the group/other bits of an existing file or directory reached through `fd`.
-Status tighten(int fd, const struct stat& st, const std::string& path) {
+// Clears the group/other bits of an existing file or directory (`st` is its stat).
+Status tighten(const std::string& path, const struct stat& st) {
   if ((st.st_mode & kGroupOther) == 0) return ok_status();
   const mode_t private_mode = st.st_mode & 07700;
-  if (::fchmod(fd, private_mode) != 0) return storage_error("cannot make " + path + " private (mode " + octal(st.st_mode) + ")", errno);
+  if (::chmod(path.c_str(), private_mode) != 0) return storage_error("cannot make " + path + " private (mode " + octal(st.st_mode) + ")", errno);
   warn_tightened(path, st.st_mode, private_mode);
   return ok_status();
 }
@@ -78,42 +78,41 @@ Status make_private_directory(const std::string& dir) {
     if ((st.st_mode & 07777) != S_IRWXU && ::fchmod(fd.get(), S_IRWXU) != 0) return storage_error("cannot set the mode of " + dir, errno);
     return ok_status();
   }
-  return tighten(fd.get(), st, dir);
+  return tighten(path.string(), st);
 }
 
 Status make_private_file(const std::string& path, bool create) {
-  bool made = false;
-  int raw = -1;
   if (create) {
-    raw = ::open(path.c_str(), O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, S_IRUSR | S_IWUSR);
-    made = raw >= 0;
-    if (!made && errno != EEXIST) return storage_error("cannot create " + path, errno);
-  }
-  if (!made) raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  Fd fd(raw);
-  if (fd.get() < 0) {
-    if (errno == ENOENT) return make_error(Errc::not_found, "no " + path);
-    return storage_error("cannot open " + path, errno);
-  }
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) return storage_error("cannot inspect " + path, errno);
-  if (!S_ISREG(st.st_mode)) return make_error(Errc::storage, path + " is not a regular file");
-  if (made) {
-    if ((st.st_mode & 07777) != (S_IRUSR | S_IWUSR) && ::fchmod(fd.get(), S_IRUSR | S_IWUSR) != 0) {
-      return storage_error("cannot set the mode of " + path, errno);
+    const int raw = ::open(path.c_str(), O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, S_IRUSR | S_IWUSR);
+    if (raw >= 0) {
+      // Ours alone (O_EXCL): nobody in this process can hold a lock on it that closing would drop.
+      Fd fd(raw);
+      struct stat st {};
+      if (::fstat(fd.get(), &st) != 0) return storage_error("cannot inspect " + path, errno);
+      if ((st.st_mode & 07777) != (S_IRUSR | S_IWUSR) && ::fchmod(fd.get(), S_IRUSR | S_IWUSR) != 0) {
+        return storage_error("cannot set the mode of " + path, errno);
+      }
+      return ok_status();
     }
-    return ok_status();
+    if (errno != EEXIST) return storage_error("cannot create " + path, errno);
   }
-  if (auto tightened = tighten(fd.get(), st, path); !tightened) return tightened;
+  // An existing file is inspected and tightened by its path, never opened: closing a descriptor
+  // drops every POSIX lock this process holds on the file, including SQLite's for another
+  // connection to the same database (the engine's store is opened twice in one process by billing).
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return make_error(Errc::not_found, "no " + path);
+    return storage_error("cannot inspect " + path, errno);
+  }
+  if (!S_ISREG(st.st_mode)) return make_error(Errc::storage, path + " is not a regular file");
+  if (auto tightened = tighten(path, st); !tightened) return tightened;
   // SQLite gives the files it makes beside a database the database's mode; ones left by an older
   // version or copied in by hand are tightened the same way.
   for (const char* suffix : {"-wal", "-shm", "-journal"}) {
     const std::string side = path + suffix;
-    Fd side_fd(::open(side.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-    if (side_fd.get() < 0) continue;
     struct stat side_st {};
-    if (::fstat(side_fd.get(), &side_st) != 0 || !S_ISREG(side_st.st_mode)) continue;
-    if (auto tightened = tighten(side_fd.get(), side_st, side); !tightened) return tightened;
+    if (::lstat(side.c_str(), &side_st) != 0 || !S_ISREG(side_st.st_mode)) continue;
+    if (auto tightened = tighten(side, side_st); !tightened) return tightened;
   }
   return ok_status();
 }

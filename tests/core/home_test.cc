@@ -3,6 +3,7 @@
 // and every store (engine, STB and its local link, headend, billing, wallet) made that way.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
@@ -110,6 +111,44 @@ TEST(PrivateHome, ADatabaseNameThatIsADirectoryIsRefused) {
   ASSERT_FALSE(db.ok());
   EXPECT_EQ(db.error().code, Errc::storage);
   EXPECT_NE(db.error().message.find("not a regular file"), std::string::npos) << db.error().message;
+}
+
+// The POSIX locks this process holds on the file at `path` (from /proc/locks).
+int locks_held_on(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return -1;
+  std::ifstream in("/proc/locks");
+  const std::string pid = std::to_string(::getpid());
+  const std::string inode = ":" + std::to_string(st.st_ino) + " ";
+  int held = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (line.find(" " + pid + " ") != std::string::npos && line.find(inode) != std::string::npos) ++held;
+  }
+  return held;
+}
+
+// Billing opens the engine's store while the process already has it open. Opening a second time
+// must not drop the first connection's SQLite locks (closing any descriptor of a file drops all of
+// a process's POSIX locks on it), or the two connections corrupt the file.
+TEST(PrivateHome, OpeningAgainKeepsTheLocksOfTheFirstConnection) {
+  testing::TempDir dir;
+  const auto home = dir.file("home");
+  auto first = open_private_database(home, "t.db", IfMissing::create);
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  first->exec("CREATE TABLE t (x INTEGER)");
+  first->exec("BEGIN IMMEDIATE; INSERT INTO t VALUES (1);");
+  const int db_locks = locks_held_on(home + "/t.db");
+  const int shm_locks = locks_held_on(home + "/t.db-shm");
+  ASSERT_GT(db_locks + shm_locks, 0) << "SQLite holds locks while writing";
+  ASSERT_EQ(::chmod((home + "/t.db-shm").c_str(), 0644), 0);  // something to tighten, too
+  {
+    auto second = open_private_database(home, "t.db", IfMissing::refuse);
+    ASSERT_TRUE(second.ok()) << second.error().message;
+    EXPECT_EQ(locks_held_on(home + "/t.db"), db_locks);
+    EXPECT_EQ(locks_held_on(home + "/t.db-shm"), shm_locks);
+  }
+  EXPECT_EQ(mode_of(home + "/t.db-shm"), 0600u);
+  first->exec("COMMIT");
 }
 
 // The engine's protocol served from this process, for the wallet's registration.
