@@ -8,6 +8,7 @@
 #include "usher/core/text.h"
 
 namespace usher::billing {
+using entitlement::SettlementKind;
 
 namespace {
 
@@ -63,8 +64,11 @@ std::string Statement::csv() const {
 }
 
 namespace {
-constexpr const char* kLineQuery =
-    "SELECT r.time, r.stb_id, CASE WHEN r.payment = 1 THEN 'prepaid' WHEN s.kind = 3 THEN 'folio' ELSE 'deferred' END, r.title, "
+// A statement line's kind is worked out in SQL: prepaid (the record was paid from credit bought
+// ahead), folio (posted to a hotel guest's folio), else deferred (paid through the handset).
+const std::string kLineQuery =
+    "SELECT r.time, r.stb_id, CASE WHEN r.payment = " + std::to_string(entitlement::kPaymentPrepaid) + " THEN 'prepaid' WHEN s.kind = " +
+    sql_value(SettlementKind::folio) + " THEN 'folio' ELSE 'deferred' END, r.title, "
     "r.event_id, r.sequence, r.settlement_id, r.price_minor, r.currency FROM records r JOIN settlements s USING (settlement_id) ";
 StatementLine line_from(const sql::Statement& st) {
   StatementLine l;
@@ -96,7 +100,7 @@ Result<Statement> BillingStore::stb_statement(std::uint32_t stb_id) {
     while (st.step()) s.lines.push_back(line_from(st));
   }
   {
-    auto st = db_.prepare("SELECT paid, settlement_id, amount_minor, currency FROM settlements WHERE stb_id = ? AND kind = 2 AND state = 'paid'");
+    auto st = db_.prepare("SELECT paid, settlement_id, amount_minor, currency FROM settlements WHERE stb_id = ? AND kind = " + sql_value(SettlementKind::prepayment) + " AND state = " + sql_value(SettlementState::paid));
     st.bind(1, stb_id);
     while (st.step()) {
       StatementLine l;
@@ -114,7 +118,7 @@ Result<Statement> BillingStore::stb_statement(std::uint32_t stb_id) {
     StatementLine l;
     l.time = pay.time;
     l.stb_id = stb_id;
-    l.kind = pay.kind == "refund" ? "refund" : "cash";
+    l.kind = pay.kind == entitlement::LedgerEntryKind::refund ? "refund" : "cash";
     l.event_id = pay.event_id;
     l.description = pay.title.empty() ? "ticket " + std::to_string(pay.ticket_id) : pay.title;
     l.amount = pay.amount;
@@ -147,7 +151,7 @@ Result<Statement> BillingStore::folio(std::uint64_t stay_id) {
   s.title = "Folio " + std::to_string(stay_id) + ": " + stay_info->guest_name + " (guest " + stay_info->guest_id + "), room " +
             stay_info->room + ", in " + format_utc(stay_info->checkin, kStatementTime) +
             (stay_info->checkout != 0 ? ", out " + format_utc(stay_info->checkout, kStatementTime) : std::string(", checked in"));
-  auto st = db_.prepare(std::string(kLineQuery) + "WHERE s.kind = 3 AND s.stay_id = ? ORDER BY r.time, r.sequence");
+  auto st = db_.prepare(std::string(kLineQuery) + "WHERE s.kind = " + sql_value(SettlementKind::folio) + " AND s.stay_id = ? ORDER BY r.time, r.sequence");
   st.bind(1, static_cast<std::int64_t>(stay_id));
   while (st.step()) s.lines.push_back(line_from(st));
   finish_statement(s);

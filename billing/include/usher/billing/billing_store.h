@@ -73,6 +73,16 @@ struct Stay {
   std::uint64_t checkout = 0;  // 0 while the guest is in
 };
 
+// A charge posting's state in the PMS outbox: pending (to send, or sent and not yet answered), ok
+// (the PMS took it), refused (kept for the front desk after the retries).
+enum class PmsPostingState { pending, ok, refused };
+const char* to_string(PmsPostingState state);
+
+// Where a settlement stands: quoted (waiting for the handset's spend), charging (the spend taken and
+// the card being charged, finished after a crash), paid (the receipt issued).
+enum class SettlementState { quoted, charging, paid };
+const char* to_string(SettlementState state);
+
 struct PmsPosting {
   std::uint64_t posting_id = 0;
   std::uint64_t stay_id = 0;
@@ -81,7 +91,7 @@ struct PmsPosting {
   Money amount;
   std::string description;
   std::uint64_t time = 0;
-  std::string state;  // pending, ok, refused (kept for the front desk after the retries)
+  PmsPostingState state = PmsPostingState::pending;
   int attempts = 0;
   std::string answer;
 };
@@ -218,7 +228,7 @@ class BillingStore {
   // charge() then complete_payment(), each durable before the next.
   Result<entitlement::Receipt> finish(std::uint64_t settlement_id, std::uint64_t now);
   struct OpenSettlement {
-    std::string state;
+    SettlementState state = SettlementState::quoted;
     entitlement::SpendAuthorization spend;  // when charging
     Money amount;
     std::uint32_t stb_id = 0;
