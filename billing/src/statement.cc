@@ -11,6 +11,15 @@ namespace usher::billing {
 using entitlement::SettlementKind;
 
 namespace {
+// The names of the line kinds: shown in the text, CSV and PDF statements, and made by the line query.
+constexpr StoredName<StatementLineKind> kStatementLineKinds[] = {
+    {StatementLineKind::cash, "cash"},           {StatementLineKind::refund, "refund"},   {StatementLineKind::deferred, "deferred"},
+    {StatementLineKind::prepayment, "prepayment"}, {StatementLineKind::prepaid, "prepaid"}, {StatementLineKind::folio, "folio"}};
+}  // namespace
+
+const char* to_string(StatementLineKind kind) { return stored_name(kStatementLineKinds, kind); }
+
+namespace {
 
 void add_total(std::vector<Money>& totals, const Money& m) {
   for (auto& t : totals) {
@@ -47,7 +56,7 @@ std::string Statement::text() const {
   if (lines.empty()) out += "(nothing)\n";
   for (const auto& l : lines) {
     out += pad_right(format_utc(l.time, kStatementTime), 20) + "  STB " + pad_right(std::to_string(l.stb_id), 6) + "  " +
-           pad_right(l.kind, 10) + "  " + pad_right(cut_to_width(l.description, 28), 28) + "  " + pad_left(entitlement::format_money(l.amount), 14) + "\n";
+           pad_right(to_string(l.kind), 10) + "  " + pad_right(cut_to_width(l.description, 28), 28) + "  " + pad_left(entitlement::format_money(l.amount), 14) + "\n";
   }
   for (const auto& t : totals) out += pad_right("Total", 74) + "  " + pad_left(entitlement::format_money(t), 14) + "\n";
   return out;
@@ -56,7 +65,7 @@ std::string Statement::text() const {
 std::string Statement::csv() const {
   std::string out = "time_utc,stb_id,kind,description,event_id,record,settlement,amount,currency\n";
   for (const auto& l : lines) {
-    out += csv_field(format_utc(l.time, kStatementTime)) + "," + std::to_string(l.stb_id) + "," + l.kind + "," + csv_field(l.description) + "," +
+    out += csv_field(format_utc(l.time, kStatementTime)) + "," + std::to_string(l.stb_id) + "," + to_string(l.kind) + "," + csv_field(l.description) + "," +
            std::to_string(l.event_id) + "," + std::to_string(l.sequence) + "," + std::to_string(l.settlement_id) + "," +
            amount_only(l.amount) + "," + entitlement::to_string(l.amount.currency) + "\n";
   }
@@ -64,17 +73,21 @@ std::string Statement::csv() const {
 }
 
 namespace {
-// A statement line's kind is worked out in SQL: prepaid (the record was paid from credit bought
+// A history record's line kind is worked out in SQL: prepaid (the record was paid from credit bought
 // ahead), folio (posted to a hotel guest's folio), else deferred (paid through the handset).
 const std::string kLineQuery =
-    "SELECT r.time, r.stb_id, CASE WHEN r.payment = " + std::to_string(entitlement::kPaymentPrepaid) + " THEN 'prepaid' WHEN s.kind = " +
-    sql_value(SettlementKind::folio) + " THEN 'folio' ELSE 'deferred' END, r.title, "
+    "SELECT r.time, r.stb_id, CASE WHEN r.payment = " + std::to_string(entitlement::kPaymentPrepaid) + " THEN " +
+    sql_literal(kStatementLineKinds, StatementLineKind::prepaid) + " WHEN s.kind = " + sql_value(SettlementKind::folio) + " THEN " +
+    sql_literal(kStatementLineKinds, StatementLineKind::folio) + " ELSE " + sql_literal(kStatementLineKinds, StatementLineKind::deferred) +
+    " END, r.title, "
     "r.event_id, r.sequence, r.settlement_id, r.price_minor, r.currency FROM records r JOIN settlements s USING (settlement_id) ";
 StatementLine line_from(const sql::Statement& st) {
   StatementLine l;
   l.time = static_cast<std::uint64_t>(st.column_int(0));
   l.stb_id = static_cast<std::uint32_t>(st.column_int(1));
-  l.kind = st.column_text(2);
+  const auto kind = from_stored_name(kStatementLineKinds, st.column_text(2));
+  if (!kind) throw std::logic_error("a statement line of a kind the line query does not make");
+  l.kind = *kind;
   l.description = st.column_text(3);
   l.event_id = static_cast<std::uint32_t>(st.column_int(4));
   l.sequence = static_cast<std::uint64_t>(st.column_int(5));
@@ -86,7 +99,7 @@ void finish_statement(Statement& s) {
   std::stable_sort(s.lines.begin(), s.lines.end(), [](const auto& a, const auto& b) { return a.time < b.time; });
   for (const auto& l : s.lines) {
     // Prepaid purchases were paid when the credit was bought: shown, not counted twice.
-    if (l.kind != "prepaid") add_total(s.totals, l.amount);
+    if (l.kind != StatementLineKind::prepaid) add_total(s.totals, l.amount);
   }
 }
 }  // namespace
@@ -106,7 +119,7 @@ Result<Statement> BillingStore::stb_statement(std::uint32_t stb_id) {
       StatementLine l;
       l.time = static_cast<std::uint64_t>(st.column_int(0));
       l.stb_id = stb_id;
-      l.kind = "prepayment";
+      l.kind = StatementLineKind::prepayment;
       l.description = "credit loaded into the STB";
       l.settlement_id = static_cast<std::uint64_t>(st.column_int(1));
       l.amount = money_of(st, 2, 3);
@@ -118,7 +131,7 @@ Result<Statement> BillingStore::stb_statement(std::uint32_t stb_id) {
     StatementLine l;
     l.time = pay.time;
     l.stb_id = stb_id;
-    l.kind = pay.kind == entitlement::LedgerEntryKind::refund ? "refund" : "cash";
+    l.kind = pay.kind == entitlement::LedgerEntryKind::refund ? StatementLineKind::refund : StatementLineKind::cash;
     l.event_id = pay.event_id;
     l.description = pay.title.empty() ? "ticket " + std::to_string(pay.ticket_id) : pay.title;
     l.amount = pay.amount;

@@ -31,10 +31,16 @@ namespace usher::billing {
 
 using entitlement::Money;
 
+// What a statement line is: cash (a ticket paid from a card at once), refund (of one), deferred (an
+// impulse purchase paid through the handset), prepayment (credit loaded into the STB), prepaid (a
+// purchase from that credit: shown, not counted again), folio (posted to a hotel guest's folio).
+enum class StatementLineKind { cash, refund, deferred, prepayment, prepaid, folio };
+const char* to_string(StatementLineKind kind);
+
 struct StatementLine {
   std::uint64_t time = 0;
   std::uint32_t stb_id = 0;
-  std::string kind;         // cash, refund, deferred, prepayment, prepaid, folio
+  StatementLineKind kind = StatementLineKind::cash;
   std::string description;  // event title or what was bought
   std::uint32_t event_id = 0;
   std::uint64_t sequence = 0;  // history record (0 when none)
