@@ -289,8 +289,8 @@ void add_billing(CLI::App& root, Commands& commands) {
     auto store = open(*o);
     std::uint64_t waiting = 0, refused = 0;
     for (const auto& p : store.pms_postings(false)) {
-      waiting += p.state == "pending";
-      refused += p.state == "refused";
+      waiting += p.state == billing::PmsPostingState::pending;
+      refused += p.state == billing::PmsPostingState::refused;
     }
     if (const auto link = store.pms_link(); !link) {
       std::printf("PMS link: has not run here (billing serve --pms HOST:PORT, or billing pms)\n");
@@ -325,7 +325,7 @@ void add_billing(CLI::App& root, Commands& commands) {
     }
     for (const auto& p : store.pms_postings(false)) {
       std::printf("posting %llu: room %s guest %s %s '%s' %s (%d attempt%s%s%s)\n", static_cast<unsigned long long>(p.posting_id),
-                  p.room.c_str(), p.guest_id.c_str(), entitlement::format_money(p.amount).c_str(), p.description.c_str(), p.state.c_str(),
+                  p.room.c_str(), p.guest_id.c_str(), entitlement::format_money(p.amount).c_str(), p.description.c_str(), billing::to_string(p.state),
                   p.attempts, p.attempts == 1 ? "" : "s", p.answer.empty() ? "" : ", last answer ", p.answer.c_str());
     }
     return 0;

@@ -283,7 +283,7 @@ void add_entitlement(CLI::App& root, Commands& commands) {
     auto store = open(*o);
     for (const auto& t : store.tickets()) {
       std::printf("ticket %llu: event %u, STB %u, card %llu, %s\n", static_cast<unsigned long long>(t.ticket_id), t.event_id, t.stb_id,
-                  static_cast<unsigned long long>(t.card_id), t.status.c_str());
+                  static_cast<unsigned long long>(t.card_id), entitlement::to_string(t.status));
     }
     return 0;
   });

@@ -2,8 +2,6 @@
 // The hotel part is in hotel_books.cc, statements in statement.cc.
 #include "usher/billing/billing_store.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <filesystem>
 #include <map>
@@ -11,6 +9,7 @@
 
 #include "usher/core/bytes.h"
 #include "usher/core/clock.h"
+#include "usher/core/home.h"
 #include "usher/entitlement/protocol.h"
 #include "columns.h"
 
@@ -45,6 +44,9 @@ std::vector<std::uint8_t> refund_request_id(std::uint64_t settlement_id, const e
 }
 
 }  // namespace
+
+const char* to_string(SettlementState state) { return stored_name(kSettlementStates, state); }
+const char* to_string(PmsPostingState state) { return stored_name(kPmsPostingStates, state); }
 
 BillingStore::BillingStore(sql::Database db, entitlement::EntitlementStore engine, entitlement::BillingCertificate cert)
     : db_(std::move(db)), engine_(std::move(engine)), certificate_(cert) {}
@@ -144,16 +146,11 @@ const sql::Schema& BillingStore::schema() {
 }
 
 Result<BillingStore> BillingStore::create(const std::string& home, const std::string& engine_home, std::uint32_t billing_id) {
-  std::error_code ec;
-  fs::create_directories(home, ec);
-  if (ec) return make_error(Errc::storage, "cannot create " + home + ": " + ec.message());
   const auto path = (fs::path(home) / kDatabaseName).string();
   if (fs::exists(path)) return make_error(Errc::already_exists, "a billing service is already initialised in " + home);
   auto engine = entitlement::EntitlementStore::open(engine_home);
   if (!engine) return engine.error();
-  const auto old_mask = ::umask(077);
-  auto db = sql::Database::open(path);
-  ::umask(old_mask);
+  auto db = open_private_database(home, kDatabaseName, IfMissing::create);
   if (!db) return db.error();
   if (auto migrated = schema().migrate(*db, path); !migrated) return migrated.error();
   auto keys = crypto::Ed25519KeyPair::generate();
@@ -168,7 +165,7 @@ Result<BillingStore> BillingStore::create(const std::string& home, const std::st
 Result<BillingStore> BillingStore::open(const std::string& home) {
   const auto path = (fs::path(home) / kDatabaseName).string();
   if (!fs::exists(path)) return make_error(Errc::not_found, "no billing service in " + home + " (run `usher billing init` first)");
-  auto db = sql::Database::open(path, false);
+  auto db = open_private_database(home, kDatabaseName, IfMissing::refuse);
   if (!db) return db.error();
   if (auto migrated = schema().migrate(*db, path); !migrated) return migrated.error();
   std::string engine_home;
@@ -213,7 +210,7 @@ BillingStore::Cursor BillingStore::cursor(std::uint32_t stb_id) {
 std::uint64_t BillingStore::settled_sequence(std::uint32_t stb_id) { return cursor(stb_id).sequence; }
 
 std::int64_t BillingStore::settled_minor(std::uint32_t stb_id) {
-  auto st = db_.prepare("SELECT COALESCE(SUM(amount_minor), 0) FROM settlements WHERE stb_id = ? AND state = 'paid' AND kind = 1");
+  auto st = db_.prepare("SELECT COALESCE(SUM(amount_minor), 0) FROM settlements WHERE stb_id = ? AND state = " + sql_value(SettlementState::paid) + " AND kind = " + sql_value(SettlementKind::deferred));
   st.bind(1, stb_id);
   st.step();
   return st.column_int(0);
@@ -242,7 +239,7 @@ Result<Money> BillingStore::price_of(std::uint32_t stb_id, const HistoryRecord& 
 }
 
 Status BillingStore::check_no_payment_under_way(std::uint32_t stb_id) {
-  auto busy = db_.prepare("SELECT settlement_id FROM settlements WHERE stb_id = ? AND kind = 1 AND state = 'charging'");
+  auto busy = db_.prepare("SELECT settlement_id FROM settlements WHERE stb_id = ? AND kind = " + sql_value(SettlementKind::deferred) + " AND state = " + sql_value(SettlementState::charging));
   busy.bind(1, stb_id);
   if (busy.step()) {
     return make_error(Errc::stale, "STB " + std::to_string(stb_id) + "'s history is being paid by handset (settlement " +
@@ -348,7 +345,7 @@ Result<RelayReply> BillingStore::relay(std::span<const std::uint8_t> sealed, std
   const auto ttl = quote_ttl();
   const auto expired = static_cast<std::int64_t>(now > ttl ? now - ttl : 0);
   {
-    auto same = db_.prepare("SELECT settlement_id FROM settlements WHERE stb_id = ? AND kind = 1 AND state = 'quoted' AND "
+    auto same = db_.prepare("SELECT settlement_id FROM settlements WHERE stb_id = ? AND kind = " + sql_value(SettlementKind::deferred) + " AND state = " + sql_value(SettlementState::quoted) + " AND "
                             "first_sequence = ? AND last_sequence = ? AND last_hash = ? AND card_id = ? AND created > ?");
     same.bind(1, checked->stb_id).bind(2, static_cast<std::int64_t>(checked->fresh.front().sequence))
         .bind(3, static_cast<std::int64_t>(last.sequence)).bind(4, bytes_of(last_hash)).bind(5, static_cast<std::int64_t>(card_id))
@@ -358,11 +355,11 @@ Result<RelayReply> BillingStore::relay(std::span<const std::uint8_t> sealed, std
   if (id == 0) {
     // This card's quote for fewer records (the history grew since) is superseded, and expired
     // quotes go; another card's live quote stays: it is that card's until it expires.
-    auto drop = db_.prepare("DELETE FROM settlements WHERE stb_id = ? AND kind = 1 AND state = 'quoted' AND (card_id = ? OR created <= ?)");
+    auto drop = db_.prepare("DELETE FROM settlements WHERE stb_id = ? AND kind = " + sql_value(SettlementKind::deferred) + " AND state = " + sql_value(SettlementState::quoted) + " AND (card_id = ? OR created <= ?)");
     drop.bind(1, checked->stb_id).bind(2, static_cast<std::int64_t>(card_id)).bind(3, expired);
     drop.run();
     auto ins = db_.prepare("INSERT INTO settlements (kind, stb_id, first_sequence, last_sequence, last_hash, amount_minor, currency, "
-                           "card_id, state, history, created) VALUES (1, ?, ?, ?, ?, ?, ?, ?, 'quoted', ?, ?)");
+                           "card_id, state, history, created) VALUES (" + sql_value(SettlementKind::deferred) + ", ?, ?, ?, ?, ?, ?, ?, " + sql_value(SettlementState::quoted) + ", ?, ?)");
     ins.bind(1, checked->stb_id).bind(2, static_cast<std::int64_t>(checked->fresh.front().sequence))
         .bind(3, static_cast<std::int64_t>(last.sequence)).bind(4, bytes_of(last_hash)).bind(5, amount.minor)
         .bind(6, entitlement::to_string(amount.currency)).bind(7, static_cast<std::int64_t>(card_id)).bind(8, sealed)
@@ -383,12 +380,12 @@ Result<RelayReply> BillingStore::prepay(std::uint32_t stb_id, const Money& amoun
   {
     // Prepayment quotes nobody paid go when they expire.
     const auto ttl = quote_ttl();
-    auto drop = db_.prepare("DELETE FROM settlements WHERE stb_id = ? AND kind = 2 AND state = 'quoted' AND created <= ?");
+    auto drop = db_.prepare("DELETE FROM settlements WHERE stb_id = ? AND kind = " + sql_value(SettlementKind::prepayment) + " AND state = " + sql_value(SettlementState::quoted) + " AND created <= ?");
     drop.bind(1, stb_id).bind(2, static_cast<std::int64_t>(now > ttl ? now - ttl : 0));
     drop.run();
   }
   auto ins = db_.prepare("INSERT INTO settlements (kind, stb_id, first_sequence, last_sequence, last_hash, amount_minor, currency, "
-                         "card_id, state, created) VALUES (2, ?, 0, 0, zeroblob(32), ?, ?, ?, 'quoted', ?)");
+                         "card_id, state, created) VALUES (" + sql_value(SettlementKind::prepayment) + ", ?, 0, 0, zeroblob(32), ?, ?, ?, " + sql_value(SettlementState::quoted) + ", ?)");
   ins.bind(1, stb_id).bind(2, amount.minor).bind(3, entitlement::to_string(amount.currency)).bind(4, static_cast<std::int64_t>(card_id))
       .bind(5, static_cast<std::int64_t>(now));
   ins.run();
@@ -404,7 +401,7 @@ Status BillingStore::batch(const std::function<void()>& work) { return db_.atomi
 void BillingStore::finish_interrupted(std::uint32_t stb_id, std::uint64_t now) {
   std::vector<std::uint64_t> open;
   {
-    auto st = db_.prepare("SELECT settlement_id FROM settlements WHERE stb_id = ? AND state = 'charging'");
+    auto st = db_.prepare("SELECT settlement_id FROM settlements WHERE stb_id = ? AND state = " + sql_value(SettlementState::charging));
     st.bind(1, stb_id);
     while (st.step()) open.push_back(static_cast<std::uint64_t>(st.column_int(0)));
   }
@@ -429,12 +426,12 @@ Result<std::optional<Receipt>> BillingStore::start_payment(std::uint64_t settlem
   sql::Transaction tx(db_);
   auto s = settlement(settlement_id);
   if (!s) return make_error(s.error().code, s.error().message + " (relay the history again)");
-  if (s->state == "paid") {  // a retry: the same receipt
+  if (s->state == SettlementState::paid) {  // a retry: the same receipt
     auto rc = Receipt::decode(s->receipt);
     if (!rc) return rc.error();
     return std::optional<Receipt>(*rc);
   }
-  if (s->state == "charging") return std::optional<Receipt>();  // a retry while the charge is under way
+  if (s->state == SettlementState::charging) return std::optional<Receipt>();  // a retry while the charge is under way
   if (s->created + quote_ttl() < now) {
     return make_error(Errc::stale, "quote " + std::to_string(settlement_id) + " has expired: relay the history again");
   }
@@ -443,11 +440,11 @@ Result<std::optional<Receipt>> BillingStore::start_payment(std::uint64_t settlem
       return make_error(Errc::stale, "settlement " + std::to_string(settlement_id) + " is out of date: relay the history again");
     }
     // One payment at a time for an STB's history: two quotes for the same records must not both be charged.
-    auto busy = db_.prepare("SELECT 1 FROM settlements WHERE stb_id = ? AND kind = 1 AND state = 'charging'");
+    auto busy = db_.prepare("SELECT 1 FROM settlements WHERE stb_id = ? AND kind = " + sql_value(SettlementKind::deferred) + " AND state = " + sql_value(SettlementState::charging));
     busy.bind(1, s->stb_id);
     if (busy.step()) return make_error(Errc::stale, "another payment for STB " + std::to_string(s->stb_id) + "'s history is in progress: relay again");
   }
-  auto upd = db_.prepare("UPDATE settlements SET state = 'charging', spend = ? WHERE settlement_id = ?");
+  auto upd = db_.prepare("UPDATE settlements SET state = " + sql_value(SettlementState::charging) + ", spend = ? WHERE settlement_id = ?");
   upd.bind(1, spend.encode()).bind(2, static_cast<std::int64_t>(settlement_id));
   upd.run();
   tx.commit();
@@ -460,15 +457,19 @@ Result<BillingStore::OpenSettlement> BillingStore::settlement(std::uint64_t sett
   st.bind(1, static_cast<std::int64_t>(settlement_id));
   if (!st.step()) return make_error(Errc::not_found, "no settlement " + std::to_string(settlement_id));
   OpenSettlement s;
-  s.state = st.column_text(0);
-  if (s.state == "charging") {
+  auto state = settlement_state_of(st, 0);
+  if (!state) return state.error();
+  s.state = *state;
+  auto kind = settlement_kind_of(st, 5);
+  if (!kind) return kind.error();
+  s.kind = *kind;
+  if (s.state == SettlementState::charging) {
     auto spend = entitlement::SpendAuthorization::decode(st.column_blob(1));
     if (!spend) return spend.error();
     s.spend = *spend;
   }
   s.amount = money_of(st, 2, 3);
   s.stb_id = static_cast<std::uint32_t>(st.column_int(4));
-  s.kind = static_cast<SettlementKind>(st.column_int(5));
   if (!st.column_is_null(6)) s.sealed = st.column_blob(6);
   s.first = static_cast<std::uint64_t>(st.column_int(7));
   s.last = static_cast<std::uint64_t>(st.column_int(8));
@@ -485,8 +486,8 @@ Result<Receipt> BillingStore::finish(std::uint64_t settlement_id, std::uint64_t 
 Status BillingStore::charge(std::uint64_t settlement_id) {
   auto s = settlement(settlement_id);
   if (!s) return s.error();
-  if (s->state == "paid") return ok_status();
-  if (s->state != "charging") return make_error(Errc::invalid_argument, "settlement " + std::to_string(settlement_id) + " is not being paid");
+  if (s->state == SettlementState::paid) return ok_status();
+  if (s->state != SettlementState::charging) return make_error(Errc::invalid_argument, "settlement " + std::to_string(settlement_id) + " is not being paid");
   // The charge, through the engine's ledger, once per settlement and spend.
   const auto rid = charge_request_id(settlement_id, s->spend);
   const auto payee = entitlement::settlement_payee(settlement_id, s->stb_id);
@@ -498,7 +499,7 @@ Status BillingStore::charge(std::uint64_t settlement_id) {
   if (!charged) {
     if (charged.error().code != Errc::storage && charged.error().code != Errc::io) {
       // Refused for good (a bad signature, too small a balance): back to a quote, nothing charged.
-      auto upd = db_.prepare("UPDATE settlements SET state = 'quoted', spend = NULL WHERE settlement_id = ? AND state = 'charging'");
+      auto upd = db_.prepare("UPDATE settlements SET state = " + sql_value(SettlementState::quoted) + ", spend = NULL WHERE settlement_id = ? AND state = " + sql_value(SettlementState::charging));
       upd.bind(1, static_cast<std::int64_t>(settlement_id));
       upd.run();
     }
@@ -511,8 +512,8 @@ Result<Receipt> BillingStore::complete_payment(std::uint64_t settlement_id, std:
   sql::Transaction tx(db_);
   auto s = settlement(settlement_id);
   if (!s) return s.error();
-  if (s->state == "paid") return Receipt::decode(s->receipt);
-  if (s->state != "charging") return make_error(Errc::invalid_argument, "settlement " + std::to_string(settlement_id) + " is not being paid");
+  if (s->state == SettlementState::paid) return Receipt::decode(s->receipt);
+  if (s->state != SettlementState::charging) return make_error(Errc::invalid_argument, "settlement " + std::to_string(settlement_id) + " is not being paid");
   // The receipt names the card that paid (it may be another than the relaying handset's: a gift).
   Result<Receipt> rc = make_error(Errc::storage, "settlement not finished");
   if (s->kind == SettlementKind::prepayment) {
@@ -540,7 +541,7 @@ Result<Receipt> BillingStore::complete_payment(std::uint64_t settlement_id, std:
         return entitlement::encode_money(*bal);
       });
       if (!refunded) return refunded.error();
-      auto upd = db_.prepare("UPDATE settlements SET state = 'quoted', spend = NULL WHERE settlement_id = ?");
+      auto upd = db_.prepare("UPDATE settlements SET state = " + sql_value(SettlementState::quoted) + ", spend = NULL WHERE settlement_id = ?");
       upd.bind(1, static_cast<std::int64_t>(settlement_id));
       upd.run();
       tx.commit();
@@ -569,7 +570,7 @@ Result<Receipt> BillingStore::settle_records(SettlementKind kind, std::uint32_t 
   const auto last_hash = last.hash();
   if (settlement_id == 0) {
     auto ins = db_.prepare("INSERT INTO settlements (kind, stb_id, first_sequence, last_sequence, last_hash, amount_minor, currency, "
-                           "card_id, stay_id, state, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'charging', ?)");
+                           "card_id, stay_id, state, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, " + sql_value(SettlementState::charging) + ", ?)");
     ins.bind(1, static_cast<std::int64_t>(kind)).bind(2, stb_id).bind(3, static_cast<std::int64_t>(records.front().sequence))
         .bind(4, static_cast<std::int64_t>(last.sequence)).bind(5, bytes_of(last_hash)).bind(6, amount.minor)
         .bind(7, entitlement::to_string(amount.currency)).bind(8, static_cast<std::int64_t>(card_id))
@@ -636,7 +637,7 @@ Receipt BillingStore::issue_receipt(Receipt draft, std::uint64_t now) {
   draft.issued = now;
   draft.certificate = certificate_;
   draft.sign(signing_private());
-  auto upd = db_.prepare("UPDATE settlements SET state = 'paid', receipt = ?, paid = ?, card_id = ? WHERE settlement_id = ?");
+  auto upd = db_.prepare("UPDATE settlements SET state = " + sql_value(SettlementState::paid) + ", receipt = ?, paid = ?, card_id = ? WHERE settlement_id = ?");
   upd.bind(1, draft.encode()).bind(2, static_cast<std::int64_t>(now)).bind(3, static_cast<std::int64_t>(draft.card_id))
       .bind(4, static_cast<std::int64_t>(draft.receipt_id));
   upd.run();
@@ -646,7 +647,7 @@ Receipt BillingStore::issue_receipt(Receipt draft, std::uint64_t now) {
 std::size_t BillingStore::recover(std::uint64_t now) {
   std::vector<std::uint64_t> open;
   {
-    auto st = db_.prepare("SELECT settlement_id FROM settlements WHERE state = 'charging'");
+    auto st = db_.prepare("SELECT settlement_id FROM settlements WHERE state = " + sql_value(SettlementState::charging));
     while (st.step()) open.push_back(static_cast<std::uint64_t>(st.column_int(0)));
   }
   std::size_t done = 0;

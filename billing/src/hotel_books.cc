@@ -240,7 +240,7 @@ std::vector<PmsPosting> BillingStore::pms_postings(bool open_only) {
   std::vector<PmsPosting> out;
   auto st = db_.prepare(std::string("SELECT posting_id, stay_id, room, guest_id, amount_minor, currency, description, time, state, attempts, "
                                     "answer FROM pms_postings ") +
-                        (open_only ? "WHERE state = 'pending' " : "") + "ORDER BY posting_id");
+                        (open_only ? "WHERE state = " + sql_value(PmsPostingState::pending) + " " : "") + "ORDER BY posting_id");
   while (st.step()) {
     PmsPosting p;
     p.posting_id = static_cast<std::uint64_t>(st.column_int(0));
@@ -250,7 +250,7 @@ std::vector<PmsPosting> BillingStore::pms_postings(bool open_only) {
     p.amount = money_of(st, 4, 5);
     p.description = st.column_text(6);
     p.time = static_cast<std::uint64_t>(st.column_int(7));
-    p.state = st.column_text(8);
+    p.state = pms_posting_state_of(st, 8);
     p.attempts = static_cast<int>(st.column_int(9));
     p.answer = st.column_text(10);
     out.push_back(p);
@@ -265,40 +265,24 @@ void BillingStore::pms_attempted(std::uint64_t posting_id) {
 }
 
 void BillingStore::pms_answered(std::uint64_t posting_id, bool accepted, const std::string& answer, bool final) {
-  auto st = db_.prepare("UPDATE pms_postings SET state = ?, answer = ? WHERE posting_id = ? AND state = 'pending'");
-  st.bind(1, accepted ? "ok" : (final ? "refused" : "pending")).bind(2, answer).bind(3, static_cast<std::int64_t>(posting_id));
+  auto st = db_.prepare("UPDATE pms_postings SET state = ?, answer = ? WHERE posting_id = ? AND state = " + sql_value(PmsPostingState::pending));
+  const auto state = accepted ? PmsPostingState::ok : (final ? PmsPostingState::refused : PmsPostingState::pending);
+  st.bind(1, std::string(to_string(state))).bind(2, answer).bind(3, static_cast<std::int64_t>(posting_id));
   st.run();
 }
 
 Status BillingStore::pms_retry(std::uint64_t posting_id) {
-  auto st = db_.prepare("UPDATE pms_postings SET state = 'pending', attempts = 0 WHERE posting_id = ? AND state = 'refused'");
+  auto st = db_.prepare("UPDATE pms_postings SET state = " + sql_value(PmsPostingState::pending) + ", attempts = 0 WHERE posting_id = ? AND state = " + sql_value(PmsPostingState::refused));
   st.bind(1, static_cast<std::int64_t>(posting_id));
   st.run();
   if (db_.changes() == 0) return make_error(Errc::not_found, "no refused posting " + std::to_string(posting_id));
   return ok_status();
 }
 
-namespace {
-// The PMS link's condition as stored, mapped here once.
-const char* condition_text(PmsLinkCondition c) {
-  switch (c) {
-    case PmsLinkCondition::up: return "up";
-    case PmsLinkCondition::down: return "down";
-    case PmsLinkCondition::stopped: return "stopped";
-  }
-  return "down";
-}
-PmsLinkCondition condition_of(const std::string& text) {
-  if (text == "up") return PmsLinkCondition::up;
-  if (text == "stopped") return PmsLinkCondition::stopped;
-  return PmsLinkCondition::down;
-}
-}  // namespace
-
 void BillingStore::record_pms_link(const PmsLinkState& state) {
   auto st = db_.prepare("INSERT OR REPLACE INTO pms_link (id, pms, condition, since, last_error, last_error_at, failed_attempts, recorded) "
                         "VALUES (1, ?, ?, ?, ?, ?, ?, ?)");
-  st.bind(1, state.pms).bind(2, std::string(condition_text(state.condition))).bind(3, static_cast<std::int64_t>(state.since))
+  st.bind(1, state.pms).bind(2, std::string(stored_name(kPmsLinkConditions, state.condition))).bind(3, static_cast<std::int64_t>(state.since))
       .bind(4, state.last_error).bind(5, static_cast<std::int64_t>(state.last_error_at))
       .bind(6, static_cast<std::int64_t>(state.failed_attempts)).bind(7, static_cast<std::int64_t>(state.recorded));
   st.run();
@@ -309,7 +293,7 @@ std::optional<PmsLinkState> BillingStore::pms_link() {
   if (!st.step()) return std::nullopt;
   PmsLinkState state;
   state.pms = st.column_text(0);
-  state.condition = condition_of(st.column_text(1));
+  state.condition = pms_link_condition_of(st, 1);
   state.since = static_cast<std::uint64_t>(st.column_int(2));
   state.last_error = st.column_text(3);
   state.last_error_at = static_cast<std::uint64_t>(st.column_int(4));

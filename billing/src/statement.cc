@@ -8,6 +8,16 @@
 #include "usher/core/text.h"
 
 namespace usher::billing {
+using entitlement::SettlementKind;
+
+namespace {
+// The names of the line kinds: shown in the text, CSV and PDF statements, and made by the line query.
+constexpr StoredName<StatementLineKind> kStatementLineKinds[] = {
+    {StatementLineKind::cash, "cash"},           {StatementLineKind::refund, "refund"},   {StatementLineKind::deferred, "deferred"},
+    {StatementLineKind::prepayment, "prepayment"}, {StatementLineKind::prepaid, "prepaid"}, {StatementLineKind::folio, "folio"}};
+}  // namespace
+
+const char* to_string(StatementLineKind kind) { return stored_name(kStatementLineKinds, kind); }
 
 namespace {
 
@@ -46,7 +56,7 @@ std::string Statement::text() const {
   if (lines.empty()) out += "(nothing)\n";
   for (const auto& l : lines) {
     out += pad_right(format_utc(l.time, kStatementTime), 20) + "  STB " + pad_right(std::to_string(l.stb_id), 6) + "  " +
-           pad_right(l.kind, 10) + "  " + pad_right(cut_to_width(l.description, 28), 28) + "  " + pad_left(entitlement::format_money(l.amount), 14) + "\n";
+           pad_right(to_string(l.kind), 10) + "  " + pad_right(cut_to_width(l.description, 28), 28) + "  " + pad_left(entitlement::format_money(l.amount), 14) + "\n";
   }
   for (const auto& t : totals) out += pad_right("Total", 74) + "  " + pad_left(entitlement::format_money(t), 14) + "\n";
   return out;
@@ -55,7 +65,7 @@ std::string Statement::text() const {
 std::string Statement::csv() const {
   std::string out = "time_utc,stb_id,kind,description,event_id,record,settlement,amount,currency\n";
   for (const auto& l : lines) {
-    out += csv_field(format_utc(l.time, kStatementTime)) + "," + std::to_string(l.stb_id) + "," + l.kind + "," + csv_field(l.description) + "," +
+    out += csv_field(format_utc(l.time, kStatementTime)) + "," + std::to_string(l.stb_id) + "," + to_string(l.kind) + "," + csv_field(l.description) + "," +
            std::to_string(l.event_id) + "," + std::to_string(l.sequence) + "," + std::to_string(l.settlement_id) + "," +
            amount_only(l.amount) + "," + entitlement::to_string(l.amount.currency) + "\n";
   }
@@ -63,14 +73,21 @@ std::string Statement::csv() const {
 }
 
 namespace {
-constexpr const char* kLineQuery =
-    "SELECT r.time, r.stb_id, CASE WHEN r.payment = 1 THEN 'prepaid' WHEN s.kind = 3 THEN 'folio' ELSE 'deferred' END, r.title, "
+// A history record's line kind is worked out in SQL: prepaid (the record was paid from credit bought
+// ahead), folio (posted to a hotel guest's folio), else deferred (paid through the handset).
+const std::string kLineQuery =
+    "SELECT r.time, r.stb_id, CASE WHEN r.payment = " + std::to_string(entitlement::kPaymentPrepaid) + " THEN " +
+    sql_literal(kStatementLineKinds, StatementLineKind::prepaid) + " WHEN s.kind = " + sql_value(SettlementKind::folio) + " THEN " +
+    sql_literal(kStatementLineKinds, StatementLineKind::folio) + " ELSE " + sql_literal(kStatementLineKinds, StatementLineKind::deferred) +
+    " END, r.title, "
     "r.event_id, r.sequence, r.settlement_id, r.price_minor, r.currency FROM records r JOIN settlements s USING (settlement_id) ";
 StatementLine line_from(const sql::Statement& st) {
   StatementLine l;
   l.time = static_cast<std::uint64_t>(st.column_int(0));
   l.stb_id = static_cast<std::uint32_t>(st.column_int(1));
-  l.kind = st.column_text(2);
+  const auto kind = from_stored_name(kStatementLineKinds, st.column_text(2));
+  if (!kind) throw std::logic_error("a statement line of a kind the line query does not make");
+  l.kind = *kind;
   l.description = st.column_text(3);
   l.event_id = static_cast<std::uint32_t>(st.column_int(4));
   l.sequence = static_cast<std::uint64_t>(st.column_int(5));
@@ -82,7 +99,7 @@ void finish_statement(Statement& s) {
   std::stable_sort(s.lines.begin(), s.lines.end(), [](const auto& a, const auto& b) { return a.time < b.time; });
   for (const auto& l : s.lines) {
     // Prepaid purchases were paid when the credit was bought: shown, not counted twice.
-    if (l.kind != "prepaid") add_total(s.totals, l.amount);
+    if (l.kind != StatementLineKind::prepaid) add_total(s.totals, l.amount);
   }
 }
 }  // namespace
@@ -96,13 +113,13 @@ Result<Statement> BillingStore::stb_statement(std::uint32_t stb_id) {
     while (st.step()) s.lines.push_back(line_from(st));
   }
   {
-    auto st = db_.prepare("SELECT paid, settlement_id, amount_minor, currency FROM settlements WHERE stb_id = ? AND kind = 2 AND state = 'paid'");
+    auto st = db_.prepare("SELECT paid, settlement_id, amount_minor, currency FROM settlements WHERE stb_id = ? AND kind = " + sql_value(SettlementKind::prepayment) + " AND state = " + sql_value(SettlementState::paid));
     st.bind(1, stb_id);
     while (st.step()) {
       StatementLine l;
       l.time = static_cast<std::uint64_t>(st.column_int(0));
       l.stb_id = stb_id;
-      l.kind = "prepayment";
+      l.kind = StatementLineKind::prepayment;
       l.description = "credit loaded into the STB";
       l.settlement_id = static_cast<std::uint64_t>(st.column_int(1));
       l.amount = money_of(st, 2, 3);
@@ -114,7 +131,7 @@ Result<Statement> BillingStore::stb_statement(std::uint32_t stb_id) {
     StatementLine l;
     l.time = pay.time;
     l.stb_id = stb_id;
-    l.kind = pay.kind == "refund" ? "refund" : "cash";
+    l.kind = pay.kind == entitlement::LedgerEntryKind::refund ? StatementLineKind::refund : StatementLineKind::cash;
     l.event_id = pay.event_id;
     l.description = pay.title.empty() ? "ticket " + std::to_string(pay.ticket_id) : pay.title;
     l.amount = pay.amount;
@@ -147,7 +164,7 @@ Result<Statement> BillingStore::folio(std::uint64_t stay_id) {
   s.title = "Folio " + std::to_string(stay_id) + ": " + stay_info->guest_name + " (guest " + stay_info->guest_id + "), room " +
             stay_info->room + ", in " + format_utc(stay_info->checkin, kStatementTime) +
             (stay_info->checkout != 0 ? ", out " + format_utc(stay_info->checkout, kStatementTime) : std::string(", checked in"));
-  auto st = db_.prepare(std::string(kLineQuery) + "WHERE s.kind = 3 AND s.stay_id = ? ORDER BY r.time, r.sequence");
+  auto st = db_.prepare(std::string(kLineQuery) + "WHERE s.kind = " + sql_value(SettlementKind::folio) + " AND s.stay_id = ? ORDER BY r.time, r.sequence");
   st.bind(1, static_cast<std::int64_t>(stay_id));
   while (st.step()) s.lines.push_back(line_from(st));
   finish_statement(s);

@@ -100,7 +100,7 @@ class Typesetter {
 std::vector<Row> rows_of(const Statement& s) {
   std::vector<Row> rows;
   for (const auto& l : s.lines) {
-    rows.push_back({{format_utc(l.time, "%Y-%m-%d %H:%M"), std::to_string(l.stb_id), l.kind, l.description,
+    rows.push_back({{format_utc(l.time, "%Y-%m-%d %H:%M"), std::to_string(l.stb_id), to_string(l.kind), l.description,
                      entitlement::format_money(l.amount)}});
   }
   if (s.lines.empty()) rows.push_back({{"", "", "", "(nothing)", ""}});

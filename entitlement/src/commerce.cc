@@ -7,8 +7,12 @@
 #include "usher/entitlement/request_code.h"
 #include "usher/entitlement/store.h"
 #include "usher/core/clock.h"
+#include "columns.h"
 
 namespace usher::entitlement {
+
+const char* to_string(TicketStatus status) { return stored_name(kTicketStatuses, status); }
+const char* to_string(LedgerEntryKind kind) { return stored_name(kLedgerEntryKinds, kind); }
 namespace {
 
 constexpr const char* kRevenueAccount = "revenue:ppv";
@@ -327,10 +331,10 @@ Result<Money> EntitlementStore::balance(std::uint64_t card_id) {
 
 namespace {
 // One balanced journal entry: `amount` moves from `from` to `to`.
-void post(sql::Database& db, const std::string& kind, const std::string& reference, const std::string& from,
+void post(sql::Database& db, LedgerEntryKind kind, const std::string& reference, const std::string& from,
           const std::string& to, const Money& amount) {
   auto j = db.prepare("INSERT INTO journal (kind, reference, created) VALUES (?, ?, ?)");
-  j.bind(1, kind).bind(2, reference).bind(3, now_unix());
+  j.bind(1, std::string(to_string(kind))).bind(2, reference).bind(3, now_unix());
   j.run();
   const auto tx = db.last_insert_rowid();
   auto p = db.prepare("INSERT INTO postings VALUES (?, ?, ?, ?)");
@@ -358,7 +362,7 @@ Result<Money> EntitlementStore::top_up(std::uint64_t card_id, std::int64_t amoun
   auto auth = funding.charge(amount, reference);
   if (!auth) return auth.error();
   sql::Transaction tx(db_);
-  post(db_, "top-up", *auth, kAcquirerAccount, card_account(card_id), amount);
+  post(db_, LedgerEntryKind::top_up, *auth, kAcquirerAccount, card_account(card_id), amount);
   tx.commit();
   return balance(card_id);
 }
@@ -406,7 +410,7 @@ Status EntitlementStore::claim_spend(const SpendAuthorization& spend) {
 
 std::optional<EntitlementStore::Holding> EntitlementStore::holding(std::uint32_t stb_id, std::uint32_t event_id) {
   {
-    auto st = db_.prepare("SELECT ticket_id FROM tickets WHERE stb_id = ? AND event_id = ? AND status = 'valid' ORDER BY ticket_id");
+    auto st = db_.prepare("SELECT ticket_id FROM tickets WHERE stb_id = ? AND event_id = ? AND status = " + sql_value(TicketStatus::valid) + " ORDER BY ticket_id");
     st.bind(1, stb_id).bind(2, event_id);
     if (st.step()) return Holding{static_cast<std::uint64_t>(st.column_int(0)), 0};
   }
@@ -445,7 +449,7 @@ Status EntitlementStore::check_not_held(const Ticket& draft) {
   if (draft.type == kAssetTypeServicePass) {
     // One valid pass per service and period: a pass whose window overlaps one the STB holds is
     // refused (buy the next one when the current one ends).
-    auto st = db_.prepare("SELECT ticket_id, ticket FROM tickets WHERE stb_id = ? AND event_id = 0 AND status = 'valid' "
+    auto st = db_.prepare("SELECT ticket_id, ticket FROM tickets WHERE stb_id = ? AND event_id = 0 AND status = " + sql_value(TicketStatus::valid) + " "
                           "AND ticket IS NOT NULL ORDER BY ticket_id");
     st.bind(1, draft.stb_id);
     while (st.step()) {
@@ -479,12 +483,12 @@ Status EntitlementStore::check_not_held(const Ticket& draft) {
                                               std::to_string(held->impulse_sequence) + "): nothing charged");
 }
 
-Result<Ticket> EntitlementStore::pay_and_issue(const SpendAuthorization& spend, Ticket draft, const char* kind) {
+Result<Ticket> EntitlementStore::pay_and_issue(const SpendAuthorization& spend, Ticket draft, LedgerEntryKind kind) {
   // Checked inside the purchase's IMMEDIATE transaction (purchases are serialised), and the
   // unique index on valid tickets stands behind it.
   if (auto free = check_not_held(draft); !free) return free.error();
   if (auto claimed = claim_spend(spend); !claimed) return claimed.error();
-  auto ins = db_.prepare("INSERT INTO tickets (event_id, stb_id, card_id, status) VALUES (?, ?, ?, 'valid')");
+  auto ins = db_.prepare("INSERT INTO tickets (event_id, stb_id, card_id, status) VALUES (?, ?, ?, " + sql_value(TicketStatus::valid) + ")");
   ins.bind(1, draft.event_id).bind(2, draft.stb_id).bind(3, static_cast<std::int64_t>(spend.card_id));
   ins.run();
   draft.ticket_id = static_cast<std::uint64_t>(db_.last_insert_rowid());
@@ -516,7 +520,7 @@ Result<Purchase> EntitlementStore::buy_ticket(std::uint32_t event_id, std::uint3
   draft.valid_until = ev->end();
   draft.issued = now;
   draft.title = ev->title;
-  auto t = pay_and_issue(spend, std::move(draft), "ppv");
+  auto t = pay_and_issue(spend, std::move(draft), LedgerEntryKind::ppv);
   if (!t) return t.error();
   auto key = current_event(ev->service_id, ev->start);
   if (!key) return make_error(Errc::storage, "event key missing for event " + std::to_string(event_id));
@@ -564,7 +568,7 @@ Result<Purchase> EntitlementStore::buy_pass(std::uint16_t service_id, std::uint1
   draft.valid_until = now + std::uint64_t{days} * 86400;
   draft.issued = now;
   draft.title = std::to_string(days) + "-day pass";
-  auto t = pay_and_issue(spend, std::move(draft), "pass");
+  auto t = pay_and_issue(spend, std::move(draft), LedgerEntryKind::pass);
   if (!t) return t.error();
   // The pass reaches the STB as a grant of the service for its window.
   if (auto g = grant(stb_id, service_id, t->valid_from, t->valid_until); !g) return g.error();
@@ -682,7 +686,7 @@ Result<Money> EntitlementStore::charge_settlement(const SpendAuthorization& spen
   if (auto ok = check_spend(spend, amount, payee, 0); !ok) return ok.error();
   sql::Transaction tx(db_);
   if (auto claimed = claim_spend(spend); !claimed) return claimed.error();
-  post(db_, "settlement", payee, card_account(spend.card_id), kSettlementAccount, amount);
+  post(db_, LedgerEntryKind::settlement, payee, card_account(spend.card_id), kSettlementAccount, amount);
   tx.commit();
   return balance(spend.card_id);
 }
@@ -690,7 +694,7 @@ Result<Money> EntitlementStore::charge_settlement(const SpendAuthorization& spen
 Result<Money> EntitlementStore::refund_settlement(std::uint64_t card_id, const Money& amount, const std::string& payee) {
   if (auto c = card(card_id); !c) return c.error();
   sql::Transaction tx(db_);
-  post(db_, "settlement-refund", payee, kSettlementAccount, card_account(card_id), amount);
+  post(db_, LedgerEntryKind::settlement_refund, payee, kSettlementAccount, card_account(card_id), amount);
   tx.commit();
   return balance(card_id);
 }
@@ -705,13 +709,13 @@ Status EntitlementStore::revoke_ticket(std::uint64_t ticket_id, bool refund) {
     auto st = db_.prepare("SELECT stb_id, event_id, card_id, status, ticket FROM tickets WHERE ticket_id = ?");
     st.bind(1, static_cast<std::int64_t>(ticket_id));
     if (!st.step()) return make_error(Errc::not_found, "no ticket " + std::to_string(ticket_id));
-    if (st.column_text(3) == "revoked") return make_error(Errc::already_exists, "ticket " + std::to_string(ticket_id) + " is already revoked");
+    if (ticket_status_of(st, 3) == TicketStatus::revoked) return make_error(Errc::already_exists, "ticket " + std::to_string(ticket_id) + " is already revoked");
     stb_id = static_cast<std::uint32_t>(st.column_int(0));
     event_id = static_cast<std::uint32_t>(st.column_int(1));
     card_id = static_cast<std::uint64_t>(st.column_int(2));
     if (auto t = Ticket::decode(st.column_blob(4)); t && t->type == kAssetTypeServicePass) pass = std::move(t.value());
   }
-  auto up = db_.prepare("UPDATE tickets SET status = 'revoked' WHERE ticket_id = ?");
+  auto up = db_.prepare("UPDATE tickets SET status = " + sql_value(TicketStatus::revoked) + " WHERE ticket_id = ?");
   up.bind(1, static_cast<std::int64_t>(ticket_id));
   up.run();
   if (refund) {
@@ -725,7 +729,7 @@ Status EntitlementStore::revoke_ticket(std::uint64_t ticket_id, bool refund) {
       const std::int64_t minor = paid.column_int(0);
       const auto currency = paid.column_text(1);
       if (minor <= 0 || currency.size() != 3) continue;
-      post(db_, "refund", "ticket:" + std::to_string(ticket_id), kRevenueAccount, card_account(card_id),
+      post(db_, LedgerEntryKind::refund, "ticket:" + std::to_string(ticket_id), kRevenueAccount, card_account(card_id),
            Money{minor, Currency{currency[0], currency[1], currency[2]}});
     }
   }
@@ -758,7 +762,7 @@ std::vector<EntitlementStore::TicketPayment> EntitlementStore::ticket_payments(s
   while (st.step()) {
     TicketPayment pay;
     pay.ticket_id = static_cast<std::uint64_t>(st.column_int(0));
-    pay.kind = st.column_text(1);
+    pay.kind = ledger_entry_kind_of(st, 1);
     if (!st.column_is_null(2)) {
       if (auto t = Ticket::decode(st.column_blob(2)); t) pay.title = t->title;
     }
@@ -777,7 +781,7 @@ std::vector<EntitlementStore::TicketRecord> EntitlementStore::tickets() {
   auto st = db_.prepare("SELECT ticket_id, event_id, stb_id, card_id, status FROM tickets ORDER BY ticket_id");
   while (st.step()) {
     out.push_back({static_cast<std::uint64_t>(st.column_int(0)), static_cast<std::uint32_t>(st.column_int(1)),
-                   static_cast<std::uint32_t>(st.column_int(2)), static_cast<std::uint64_t>(st.column_int(3)), st.column_text(4)});
+                   static_cast<std::uint32_t>(st.column_int(2)), static_cast<std::uint64_t>(st.column_int(3)), ticket_status_of(st, 4)});
   }
   return out;
 }
@@ -786,7 +790,7 @@ Result<EntitlementStore::TicketState> EntitlementStore::ticket_state(std::uint64
   auto st = db_.prepare("SELECT status, delivered FROM tickets WHERE ticket_id = ?");
   st.bind(1, static_cast<std::int64_t>(ticket_id));
   if (!st.step()) return make_error(Errc::not_found, "no ticket " + std::to_string(ticket_id));
-  return TicketState{st.column_text(0), static_cast<std::uint64_t>(st.column_int(1))};
+  return TicketState{ticket_status_of(st, 0), static_cast<std::uint64_t>(st.column_int(1))};
 }
 
 Result<std::vector<std::uint64_t>> EntitlementStore::record_delivery_acks(const std::vector<DeliveryAck>& acks) {

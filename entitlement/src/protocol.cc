@@ -411,7 +411,7 @@ Result<std::vector<std::uint8_t>> EngineService::dispatch_signed(const Frame& f)
           // Another card's ticket is reported as unknown: its state is its buyer's to know.
           const bool mine = store_.ticket_card(id) == signer->card_id;
           auto st = mine ? store_.ticket_state(id) : Result<EntitlementStore::TicketState>(make_error(Errc::not_found, ""));
-          w.u8(!st ? 2 : st->status == "revoked" ? 1 : 0);
+          w.u8(!st ? 2 : st->status == TicketStatus::revoked ? 1 : 0);
           w.u64(st ? st->delivered : 0);
         }
         return w.take();

@@ -1,8 +1,6 @@
 #include "usher/entitlement/store.h"
 #include "usher/core/clock.h"
 
-#include <sys/stat.h>
-
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +8,7 @@
 #include <sstream>
 
 #include "usher/core/hex.h"
+#include "usher/core/home.h"
 
 namespace usher::entitlement {
 namespace fs = std::filesystem;
@@ -240,14 +239,9 @@ Status EntitlementStore::bring_forward(sql::Database& db, const std::string& pat
 }
 
 Result<EntitlementStore> EntitlementStore::create(const std::string& home, std::uint16_t ca_system_id) {
-  std::error_code ec;
-  fs::create_directories(home, ec);
-  if (ec) return make_error(Errc::storage, "cannot create " + home + ": " + ec.message());
   const std::string path = (fs::path(home) / kDatabaseName).string();
   if (fs::exists(path)) return make_error(Errc::already_exists, "an operator already exists in " + home);
-  const auto old_mask = ::umask(077);
-  auto db = sql::Database::open(path);
-  ::umask(old_mask);
+  auto db = open_private_database(home, kDatabaseName, IfMissing::create);
   if (!db) return db.error();
   if (auto migrated = bring_forward(*db, path); !migrated) return migrated.error();
   auto pair = crypto::X25519KeyPair::generate();
@@ -270,7 +264,7 @@ Result<EntitlementStore> EntitlementStore::open(const std::string& home) {
   if (!fs::exists(path)) {
     return make_error(Errc::not_found, "no operator in " + home + " (run `usher entitlement init --home " + home + "` first)");
   }
-  auto db = sql::Database::open(path, false);
+  auto db = open_private_database(home, kDatabaseName, IfMissing::refuse);
   if (!db) return db.error();
   if (auto migrated = bring_forward(*db, path); !migrated) return migrated.error();
   auto st = db->prepare("SELECT ca_system_id, x25519_public FROM operator WHERE id = 1");

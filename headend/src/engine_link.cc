@@ -1,12 +1,11 @@
 #include "usher/headend/engine_link.h"
 
-#include <sys/stat.h>
-
 #include <filesystem>
 #include <fstream>
 #include <map>
 
 #include "usher/core/hex.h"
+#include "usher/core/home.h"
 #include "usher/core/zmq.h"
 #include "usher/entitlement/protocol.h"
 
@@ -48,14 +47,9 @@ const sql::Schema& HeadendIdentity::schema() {
 
 Result<HeadendIdentity> HeadendIdentity::init(const std::string& home, std::uint32_t headend_id,
                                               const entitlement::OperatorPublicFile& op) {
-  std::error_code ec;
-  fs::create_directories(home, ec);
-  if (ec) return make_error(Errc::storage, "cannot create " + home + ": " + ec.message());
   const auto path = (fs::path(home) / kDatabaseName).string();
   if (fs::exists(path)) return make_error(Errc::already_exists, "a headend is already initialised in " + home);
-  const auto old_mask = ::umask(077);
-  auto db = sql::Database::open(path);
-  ::umask(old_mask);
+  auto db = open_private_database(home, kDatabaseName, IfMissing::create);
   if (!db) return db.error();
   if (auto migrated = schema().migrate(*db, path); !migrated) return migrated.error();
   auto pair = crypto::X25519KeyPair::generate();
@@ -74,7 +68,7 @@ Result<HeadendIdentity> HeadendIdentity::open(const std::string& home) {
   if (!fs::exists(path)) {
     return make_error(Errc::not_found, "no headend identity in " + home + " (run `usher headend init --home " + home + "`)");
   }
-  auto db = sql::Database::open(path, false);
+  auto db = open_private_database(home, kDatabaseName, IfMissing::refuse);
   if (!db) return db.error();
   if (auto migrated = schema().migrate(*db, path); !migrated) return migrated.error();
   auto st = db->prepare("SELECT headend_id, ca_system_id, operator_x25519, x25519_private FROM identity WHERE id = 1");

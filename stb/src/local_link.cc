@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "usher/core/bytes.h"
+#include "usher/core/home.h"
 #include "usher/entitlement/link_auth.h"
 #include "usher/entitlement/protocol.h"
 #include "usher/entitlement/request_auth.h"
@@ -18,12 +19,11 @@ using entitlement::LinkMessage;
 
 namespace {
 sql::Database open_link_db(const std::string& home) {
-  const auto path = (fs::path(home) / LocalLink::kDatabaseName).string();
-  auto db = sql::Database::open(path);
+  // The keys it holds are public; private to the owner all the same.
+  auto db = open_private_database(home, LocalLink::kDatabaseName, IfMissing::create);
   if (!db) throw std::runtime_error(db.error().message);
+  const auto path = (fs::path(home) / LocalLink::kDatabaseName).string();
   if (auto migrated = LocalLink::schema().migrate(*db, path); !migrated) throw std::runtime_error(migrated.error().message);
-  std::error_code ec;  // the keys it holds are public; private to the owner all the same
-  fs::permissions(fs::path(home) / LocalLink::kDatabaseName, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace, ec);
   return std::move(*db);
 }
 }  // namespace

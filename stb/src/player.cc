@@ -1,11 +1,12 @@
 #include "usher/stb/player.h"
 
-#include <gst/app/gstappsrc.h>
-#include <gst/gst.h>
-
+#include <cstddef>
 #include <cstdlib>
+#include <span>
 #include <stdexcept>
 #include <string>
+
+#include "usher/streams/gst.h"
 
 namespace usher::stb {
 namespace {
@@ -20,8 +21,25 @@ bool has_display() {
 
 class GstPlayerSink final : public streams::PacketSink {
  public:
-  GstPlayerSink() {
-    gst_init(nullptr, nullptr);
+  GstPlayerSink() : pipeline_(build()), src_(source(pipeline_)) {
+    if (auto started = pipeline_.play(); !started) throw std::runtime_error("GStreamer playback pipeline: " + started.error().message);
+  }
+  ~GstPlayerSink() override {
+    try {
+      close();
+    } catch (...) {  // reported by an explicit close(); nothing to do in a destructor
+    }
+  }
+  void write(std::span<const streams::TsPacket> packets) override { src_.push(std::as_bytes(packets)); }
+  void close() override {
+    if (closed_) return;
+    closed_ = true;
+    src_.end_of_stream();
+    if (auto ended = pipeline_.wait_for_end(); !ended) throw std::runtime_error("playback failed: " + ended.error().message);
+  }
+
+ private:
+  static streams::gst::Pipeline build() {
     // The sinks can be replaced (USHER_PLAY_VIDEO_SINK, USHER_PLAY_AUDIO_SINK), e.g. by fakesink
     // on a machine without a display or sound card.
     const char* video = std::getenv("USHER_PLAY_VIDEO_SINK");
@@ -38,53 +56,19 @@ class GstPlayerSink final : public streams::PacketSink {
                     "caps=video/mpegts,systemstream=true,packetsize=188 ! tsdemux name=demux ") +
         "demux. ! queue ! decodebin ! videoconvert ! " + (video != nullptr ? video : "autovideosink") + " " +
         "demux. ! queue ! decodebin ! audioconvert ! " + (audio != nullptr ? audio : "autoaudiosink");
-    GError* error = nullptr;
-    pipeline_ = gst_parse_launch(description.c_str(), &error);
-    if (error != nullptr) {
-      std::string msg = error->message;
-      g_error_free(error);
-      throw std::runtime_error("GStreamer playback pipeline: " + msg);
-    }
-    src_ = gst_bin_get_by_name(GST_BIN(pipeline_), "src");
-    gst_element_set_state(pipeline_, GST_STATE_PLAYING);
+    auto pipeline = streams::gst::Pipeline::parse(description);
+    if (!pipeline) throw std::runtime_error("GStreamer playback pipeline: " + pipeline.error().message);
+    return std::move(*pipeline);
   }
-  ~GstPlayerSink() override {
-    try {
-      close();
-    } catch (...) {  // reported by an explicit close(); nothing to do in a destructor
-    }
-    gst_object_unref(src_);
-    gst_object_unref(pipeline_);
-  }
-  void write(std::span<const streams::TsPacket> packets) override {
-    if (packets.empty()) return;
-    GstBuffer* buf = gst_buffer_new_memdup(packets.data(), packets.size_bytes());
-    gst_app_src_push_buffer(GST_APP_SRC(src_), buf);  // takes ownership
-  }
-  void close() override {
-    if (closed_) return;
-    closed_ = true;
-    gst_app_src_end_of_stream(GST_APP_SRC(src_));
-    GstBus* bus = gst_element_get_bus(pipeline_);
-    GstMessage* msg = gst_bus_timed_pop_filtered(bus, GST_CLOCK_TIME_NONE,
-                                                 static_cast<GstMessageType>(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
-    if (msg != nullptr && GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) {
-      GError* err = nullptr;
-      gst_message_parse_error(msg, &err, nullptr);
-      failure_ = err != nullptr ? err->message : "unknown error";
-      if (err != nullptr) g_error_free(err);
-    }
-    if (msg != nullptr) gst_message_unref(msg);
-    gst_object_unref(bus);
-    gst_element_set_state(pipeline_, GST_STATE_NULL);
-    if (!failure_.empty()) throw std::runtime_error("playback failed: " + failure_);
+  static streams::gst::AppSource source(streams::gst::Pipeline& pipeline) {
+    auto src = pipeline.app_source("src");
+    if (!src) throw std::runtime_error("GStreamer playback pipeline: " + src.error().message);
+    return std::move(*src);
   }
 
- private:
-  GstElement* pipeline_ = nullptr;
-  GstElement* src_ = nullptr;
+  streams::gst::Pipeline pipeline_;
+  streams::gst::AppSource src_;
   bool closed_ = false;
-  std::string failure_;
 };
 
 }  // namespace

@@ -1,7 +1,5 @@
 #include "usher/stb/secure_element.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <chrono>
 #include <ctime>
@@ -10,11 +8,21 @@
 #include "usher/core/bytes.h"
 #include "usher/core/crypto.h"
 #include "usher/core/clock.h"
+#include "usher/core/home.h"
 #include "usher/core/log.h"
+#include "usher/core/stored_enum.h"
 #include "usher/entitlement/history.h"
 #include "usher/entitlement/request_code.h"
 
 namespace usher::stb {
+
+namespace {
+// The stored text of each ticket state, in one place (it is also what a row's tag covers).
+constexpr StoredName<StbTicketStatus> kStbTicketStatuses[] = {
+    {StbTicketStatus::valid, "valid"}, {StbTicketStatus::used, "used"}, {StbTicketStatus::revoked, "revoked"}};
+}  // namespace
+
+const char* to_string(StbTicketStatus status) { return stored_name(kStbTicketStatuses, status); }
 namespace fs = std::filesystem;
 
 namespace {
@@ -123,8 +131,8 @@ SecureElement::SecureElement(sql::Database db, std::uint32_t stb_id, std::uint16
       public_(pub) {}
 
 std::vector<std::uint8_t> SecureElement::ticket_tag(std::uint64_t ticket_id, std::uint32_t event_id, std::span<const std::uint8_t> ticket,
-                                                    const Key256& event_key, const std::string& status) const {
-  return RowTag("tickets").num(static_cast<std::int64_t>(ticket_id)).num(event_id).blob(ticket).blob(event_key.bytes()).text(status)
+                                                    const Key256& event_key, StbTicketStatus status) const {
+  return RowTag("tickets").num(static_cast<std::int64_t>(ticket_id)).num(event_id).blob(ticket).blob(event_key.bytes()).text(to_string(status))
       .under(store_key_);
 }
 
@@ -282,14 +290,9 @@ Status bring_forward(sql::Database& db, const std::string& path, SecureElement::
 
 Result<SecureElement> SecureElement::init(const std::string& home, std::uint32_t stb_id,
                                           const entitlement::OperatorPublicFile& op) {
-  std::error_code ec;
-  fs::create_directories(home, ec);
-  if (ec) return make_error(Errc::storage, "cannot create " + home + ": " + ec.message());
   const auto path = (fs::path(home) / kDatabaseName).string();
   if (fs::exists(path)) return make_error(Errc::already_exists, "an STB is already initialised in " + home);
-  const auto old_mask = ::umask(077);
-  auto db = sql::Database::open(path);
-  ::umask(old_mask);
+  auto db = open_private_database(home, kDatabaseName, IfMissing::create);
   if (!db) return db.error();
   if (auto migrated = schema().migrate(*db, path); !migrated) return migrated.error();
   auto x = crypto::X25519KeyPair::generate();
@@ -314,7 +317,7 @@ Result<SecureElement> SecureElement::open(const std::string& home, Access access
   if (!fs::exists(path)) {
     return make_error(Errc::not_found, "no STB in " + home + " (run `usher stb init --home " + home + "` first)");
   }
-  auto db = access == Access::read_only ? sql::Database::open_read_only(path) : sql::Database::open(path, false);
+  auto db = access == Access::read_only ? sql::Database::open_read_only(path) : open_private_database(home, kDatabaseName, IfMissing::refuse);
   if (db) {
     try {
       db->exec("SELECT COUNT(*) FROM sqlite_master");  // the first read is where a missing wal-index shows
@@ -383,25 +386,25 @@ void SecureElement::load() {
     const auto ticket_id = static_cast<std::uint64_t>(t.column_int(0));
     const auto bytes = t.column_blob(2);
     const auto key_bytes = t.column_blob(3);
-    auto status = t.column_text(4);
+    auto status = from_stored_name(kStbTicketStatuses, t.column_text(4));  // unknown text: refused below
     auto ticket = entitlement::Ticket::decode(bytes);
     // An engine's ticket is signed by the operator; an impulse purchase's by this STB itself.
     const auto& signer = ticket_id >= kImpulseTicketBase ? public_.ed25519_public : issuer_public_;
     bool ok = ticket && key_bytes.size() == 32 && ticket->ticket_id == ticket_id && ticket->event_id == t.column_int(1) &&
               ticket->stb_id == stb_id_ && signature_ok(signer, ticket->signed_part(), ticket->signature) &&
-              (status == "valid" || status == "used" || status == "revoked");
+              status.has_value();
     Key256 event_key;
     if (ok) {
       event_key = Key256(std::span<const std::uint8_t, 32>(key_bytes.data(), 32));
-      ok = tag_ok(ticket_tag(ticket_id, ticket->event_id, bytes, event_key, status), t.column_blob(5));
+      ok = tag_ok(ticket_tag(ticket_id, ticket->event_id, bytes, event_key, *status), t.column_blob(5));
     }
     if (!ok) {
       ++refused;
       log.warn("stored ticket ", ticket_id, " does not verify (signature, binding to STB ", stb_id_, " or tag): refused");
       continue;
     }
-    if (revoked.contains(ticket_id)) status = "revoked";
-    tickets_.push_back({std::move(ticket.value()), std::move(event_key), status, bytes});
+    if (revoked.contains(ticket_id)) status = StbTicketStatus::revoked;
+    tickets_.push_back({std::move(ticket.value()), std::move(event_key), *status, bytes});
   }
   {
     parental_max_age_ = 255;
@@ -630,8 +633,8 @@ Result<EmmOutcome> SecureElement::apply_emm_content(const entitlement::EmmConten
       ins.run();
       for (const auto& held : tickets_) {
         if (held.ticket.ticket_id != r->ticket_id) continue;
-        auto up = db_.prepare("UPDATE tickets SET status = 'revoked', mac = ? WHERE ticket_id = ?");
-        up.bind(1, ticket_tag(r->ticket_id, held.ticket.event_id, held.bytes, held.event_key, "revoked"))
+        auto up = db_.prepare("UPDATE tickets SET status = " + sql_literal(kStbTicketStatuses, StbTicketStatus::revoked) + ", mac = ? WHERE ticket_id = ?");
+        up.bind(1, ticket_tag(r->ticket_id, held.ticket.event_id, held.bytes, held.event_key, StbTicketStatus::revoked))
             .bind(2, static_cast<std::int64_t>(r->ticket_id));
         up.run();
       }
@@ -721,11 +724,11 @@ Status SecureElement::store_ticket(std::span<const std::uint8_t> bytes, const Ke
     return make_error(Errc::not_entitled, "ticket " + std::to_string(ticket->ticket_id) + " is bound to STB " +
                                               std::to_string(ticket->stb_id) + ", not this one");
   }
-  std::string status = "valid";
+  auto status = StbTicketStatus::valid;
   {
     auto revoked = db_.prepare("SELECT 1 FROM revoked_tickets WHERE ticket_id = ?");
     revoked.bind(1, static_cast<std::int64_t>(ticket->ticket_id));
-    if (revoked.step()) status = "revoked";
+    if (revoked.step()) status = StbTicketStatus::revoked;
   }
   // A ticket already held (verified) stays as it is; a row with its id that did not verify (edited
   // or copied in) gives way to it.
@@ -733,7 +736,7 @@ Status SecureElement::store_ticket(std::span<const std::uint8_t> bytes, const Ke
   auto st = db_.prepare(std::string(held ? "INSERT OR IGNORE" : "INSERT OR REPLACE") + " INTO tickets VALUES (?, ?, ?, ?, ?, ?, 0, ?)");
   const auto stored = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   st.bind(1, static_cast<std::int64_t>(ticket->ticket_id)).bind(2, ticket->event_id).bind(3, bytes)
-      .bind(4, event_key.bytes()).bind(5, status).bind(6, stored)
+      .bind(4, event_key.bytes()).bind(5, std::string(to_string(status))).bind(6, stored)
       .bind(7, ticket_tag(ticket->ticket_id, ticket->event_id, bytes, event_key, status));
   st.run();
   return ok_status();
@@ -751,7 +754,8 @@ Status SecureElement::refuse_if_bought(std::uint32_t event_id) {
   }
   {
     // One sale per entitlement: a ticket bought with a handset (F1, F2, F3, F5) already covers it.
-    auto held = db_.prepare("SELECT ticket_id FROM tickets WHERE event_id = ? AND status = 'valid' AND ticket_id < ? ORDER BY ticket_id");
+    auto held = db_.prepare("SELECT ticket_id FROM tickets WHERE event_id = ? AND status = " + sql_literal(kStbTicketStatuses, StbTicketStatus::valid) +
+                          " AND ticket_id < ? ORDER BY ticket_id");
     held.bind(1, event_id).bind(2, static_cast<std::int64_t>(kImpulseTicketBase));
     if (held.step()) {
       return make_error(Errc::already_exists, "this STB already holds ticket " + std::to_string(held.column_int(0)) + " for event " +
@@ -897,9 +901,9 @@ Result<entitlement::HistoryRecord> SecureElement::impulse_buy(std::uint32_t even
   const auto ticket_bytes = t.encode();
   const Key256 event_key(std::span<const std::uint8_t, 32>(offered_key.data(), 32));
   // A refused row with the same local id (copied from another box) gives way to the real one.
-  auto tk = db_.prepare("INSERT OR REPLACE INTO tickets VALUES (?, ?, ?, ?, 'valid', ?, 1, ?)");
+  auto tk = db_.prepare("INSERT OR REPLACE INTO tickets VALUES (?, ?, ?, ?, " + sql_literal(kStbTicketStatuses, StbTicketStatus::valid) + ", ?, 1, ?)");
   tk.bind(1, static_cast<std::int64_t>(t.ticket_id)).bind(2, event_id).bind(3, ticket_bytes).bind(4, event_key.bytes())
-      .bind(5, static_cast<std::int64_t>(now)).bind(6, ticket_tag(t.ticket_id, event_id, ticket_bytes, event_key, "valid"));
+      .bind(5, static_cast<std::int64_t>(now)).bind(6, ticket_tag(t.ticket_id, event_id, ticket_bytes, event_key, StbTicketStatus::valid));
   tk.run();
   tx.commit();
   load();
@@ -1080,17 +1084,18 @@ Status SecureElement::mark_watched(std::uint32_t event_id) {
   // Only tickets that verified at load are rewritten (each with its new tag); in memory they are
   // "used" even when the disk cannot take it, and stay honoured either way.
   const bool unwatched = std::any_of(tickets_.begin(), tickets_.end(),
-                                     [&](const HeldTicket& t) { return t.ticket.event_id == event_id && t.status == "valid"; });
+                                     [&](const HeldTicket& t) { return t.ticket.event_id == event_id && t.status == StbTicketStatus::valid; });
   if (!unwatched) return ok_status();  // the usual case: every ECM of an event being watched
   try {
     sql::Transaction tx(db_);
     bool changed = false;
     for (auto& t : tickets_) {
-      if (t.ticket.event_id != event_id || t.status != "valid") continue;
-      t.status = "used";
+      if (t.ticket.event_id != event_id || t.status != StbTicketStatus::valid) continue;
+      t.status = StbTicketStatus::used;
       changed = true;
-      auto st = db_.prepare("UPDATE tickets SET status = 'used', mac = ? WHERE ticket_id = ? AND status = 'valid'");
-      st.bind(1, ticket_tag(t.ticket.ticket_id, event_id, t.bytes, t.event_key, "used")).bind(2, static_cast<std::int64_t>(t.ticket.ticket_id));
+      auto st = db_.prepare("UPDATE tickets SET status = " + sql_literal(kStbTicketStatuses, StbTicketStatus::used) +
+                            ", mac = ? WHERE ticket_id = ? AND status = " + sql_literal(kStbTicketStatuses, StbTicketStatus::valid));
+      st.bind(1, ticket_tag(t.ticket.ticket_id, event_id, t.bytes, t.event_key, StbTicketStatus::used)).bind(2, static_cast<std::int64_t>(t.ticket.ticket_id));
       st.run();
     }
     if (changed) tx.commit();
@@ -1146,8 +1151,8 @@ Result<entitlement::EcmPeriod> SecureElement::open_ppv_ecm(std::span<const std::
   bool revoked = false;
   for (const auto& t : tickets_) {
     if (t.ticket.event_id != event_id) continue;
-    if (t.status == "valid" || t.status == "used") found = &t;
-    if (t.status == "revoked") revoked = true;
+    if (t.status == StbTicketStatus::valid || t.status == StbTicketStatus::used) found = &t;
+    if (t.status == StbTicketStatus::revoked) revoked = true;
   }
   if (found == nullptr) return make_error(Errc::not_entitled, ev + (revoked ? ": ticket revoked" : ": no ticket on this STB"));
   auto ecm = entitlement::decode_ecm_part(section, part, found->event_key);
@@ -1167,7 +1172,7 @@ std::vector<entitlement::Ticket> SecureElement::tickets() const {
 
 std::string SecureElement::ticket_status(std::uint64_t ticket_id) const {
   for (const auto& t : tickets_) {
-    if (t.ticket.ticket_id == ticket_id) return t.status;
+    if (t.ticket.ticket_id == ticket_id) return to_string(t.status);
   }
   return "unknown";
 }

@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "usher/core/home.h"
+
 namespace usher::stb {
 
 namespace fs = std::filesystem;
@@ -10,6 +12,8 @@ namespace fs = std::filesystem;
 Status write_shown_code(const std::string& home, const char* name, const std::string& code) {
   const auto path = fs::path(home) / name;
   const auto temporary = fs::path(home) / (std::string(name) + ".new");
+  // Made 0600 before the code is written, so that no other user can read it in between.
+  if (auto made = make_private_file(temporary.string(), true); !made) return made.error();
   {
     std::ofstream out(temporary, std::ios::trunc);
     out << code << "\n";
@@ -17,8 +21,7 @@ Status write_shown_code(const std::string& home, const char* name, const std::st
     if (!out) return Error{Errc::storage, "cannot write " + temporary.string()};
   }
   std::error_code ec;
-  fs::permissions(temporary, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace, ec);
-  if (!ec) fs::rename(temporary, path, ec);
+  fs::rename(temporary, path, ec);
   if (ec) return Error{Errc::storage, "cannot write " + path.string() + ": " + ec.message()};
   return ok_status();
 }

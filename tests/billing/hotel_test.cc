@@ -207,21 +207,21 @@ TEST_F(HotelTest, PmsLinkChecksGuestsInAndOutAndPostsEachChargeOnce) {
   pms.drop_link();
   ASSERT_TRUE(wait_for([&] { return billing->pms_postings(true).empty(); }));
   EXPECT_EQ(pms.charges().size(), 2u);
-  EXPECT_EQ(billing->pms_postings(false)[1].state, "ok");
+  EXPECT_EQ(billing->pms_postings(false)[1].state, PmsPostingState::ok);
 
   // A charge for a guest the PMS never had is refused for good after the retries, kept for the desk.
   pms.refuse_next_postings(100);
   ASSERT_TRUE(se().impulse_buy(3, kT0).ok());
   report();
   ASSERT_TRUE(wait_for([&] { return billing->pms_postings(true).empty(); }));
-  EXPECT_EQ(billing->pms_postings(false)[2].state, "refused");
+  EXPECT_EQ(billing->pms_postings(false)[2].state, PmsPostingState::refused);
   EXPECT_EQ(pms.charges().size(), 2u);
   // The front desk fixes it in the PMS and sends it again.
   pms.accept_postings();
   ASSERT_TRUE(billing->pms_retry(billing->pms_postings(false)[2].posting_id).ok());
   EXPECT_EQ(billing->pms_retry(billing->pms_postings(false)[2].posting_id).error().code, Errc::not_found);
   ASSERT_TRUE(wait_for([&] { return pms.charges().size() == 3; }));
-  ASSERT_TRUE(wait_for([&] { return billing->pms_postings(false)[2].state == "ok"; }));
+  ASSERT_TRUE(wait_for([&] { return billing->pms_postings(false)[2].state == PmsPostingState::ok; }));
 
   pms.guest_out("102", "12345");
   // The folio closed, then the room STB cleared over its link.

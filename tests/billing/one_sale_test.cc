@@ -161,7 +161,7 @@ TEST_P(OneSalePairs, TheSecondIsRefusedOrFreeAndOneSaleIsCharged) {
   int event_tickets = 0;
   int passes = 0;
   for (const auto& t : world.store().tickets()) {
-    if (t.status != "valid") continue;
+    if (t.status != entitlement::TicketStatus::valid) continue;
     (t.event_id == kEvent ? event_tickets : passes)++;
   }
   EXPECT_LE(event_tickets, 1);

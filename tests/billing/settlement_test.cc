@@ -500,3 +500,47 @@ TEST_F(SettlementTest, QuotesExpire) {
 
 }  // namespace
 }  // namespace usher::billing
+
+namespace usher::billing {
+namespace {
+
+// States and kinds are enums in code, mapped to their stored values in one place: a value read back
+// that is none of them (a damaged or foreign billing.db) is an error, never taken for a default.
+TEST_F(SettlementTest, StoredStatesAndKindsBillingDoesNotKnowAreErrors) {
+  auto db = sql::Database::open(world.dir().file("billing/billing.db"), false).value();
+  db.exec("INSERT INTO settlements (kind, stb_id, first_sequence, last_sequence, last_hash, amount_minor, currency, card_id, state, "
+          "created) VALUES (9, 1001, 1, 1, zeroblob(32), 1250, 'EUR', 1, 'quoted', " + std::to_string(kT0) + ")");
+  const auto id = static_cast<std::uint64_t>(db.last_insert_rowid());
+  auto started = billing->start_payment(id, handset->spend({1250, kEur}, "billing"), kT0);
+  ASSERT_FALSE(started.ok());
+  EXPECT_EQ(started.error().code, Errc::storage);
+  EXPECT_NE(started.error().message.find("unknown kind 9"), std::string::npos) << started.error().message;
+
+  db.exec("INSERT INTO pms_postings (stay_id, room, guest_id, amount_minor, currency, description, time, stb_id, sequence, state) "
+          "VALUES (1, '101', 'g1', 500, 'EUR', 'Match', 0, 1001, 1, 'lost')");
+  try {
+    (void)billing->pms_postings(false);
+    ADD_FAILURE() << "an unknown posting state was read as if known";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("'lost'"), std::string::npos) << e.what();
+  }
+  db.exec("INSERT INTO pms_link VALUES (1, '127.0.0.1:5010', 'sideways', 0, '', 0, 0, 0)");
+  try {
+    (void)billing->pms_link();
+    ADD_FAILURE() << "an unknown link condition was read as if known";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("'sideways'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(BillingEnums, StoredNamesAreTheOnesTheSchemaKnows) {
+  EXPECT_STREQ(to_string(SettlementState::quoted), "quoted");
+  EXPECT_STREQ(to_string(SettlementState::charging), "charging");
+  EXPECT_STREQ(to_string(SettlementState::paid), "paid");
+  EXPECT_STREQ(to_string(PmsPostingState::pending), "pending");
+  EXPECT_STREQ(to_string(PmsPostingState::ok), "ok");
+  EXPECT_STREQ(to_string(PmsPostingState::refused), "refused");
+}
+
+}  // namespace
+}  // namespace usher::billing

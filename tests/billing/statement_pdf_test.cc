@@ -29,7 +29,7 @@ Statement folio_of(std::size_t n) {
     StatementLine l;
     l.time = 1'795'000'000 + i * 60;
     l.stb_id = 1001;
-    l.kind = "folio";
+    l.kind = StatementLineKind::folio;
     char title[64];
     std::snprintf(title, sizeof(title), "Film %03zu Ça commence", i);
     l.description = title;

@@ -233,7 +233,7 @@ TEST_F(CommerceTest, RevokedTicketIsRefundedAndRefusedByTheStbEvenIfTheRevokeCom
   EXPECT_EQ(store().balance(card.card_id)->minor, 5000);
   EXPECT_EQ(store().ledger_check().first, 0);
   EXPECT_TRUE(store().balances_match_ledger());
-  EXPECT_EQ(store().tickets().at(0).status, "revoked");
+  EXPECT_EQ(store().tickets().at(0).status, TicketStatus::revoked);
 
   // The revoke EMM reaches the STB before the ticket EMM (the carousel order is not guaranteed).
   const auto carousel = store().emm_sections(kT0);
@@ -451,6 +451,37 @@ TEST_F(CommerceTest, APassOverASubscriptionIsRefusedAndTheSubscriptionKept) {
   ASSERT_EQ(store().grants().size(), 1u);
   EXPECT_EQ(store().grants()[0].not_after, now + 30 * 86400);
   EXPECT_TRUE(store().tickets().empty());
+}
+
+// Ticket states and ledger kinds are enums mapped to their stored text in one place: text read back
+// that is none of them (a damaged or foreign entitlement.db) is an error, never a default.
+TEST_F(CommerceTest, StoredStatesAndKindsTheEngineDoesNotKnowAreErrors) {
+  ASSERT_TRUE(store().top_up(card.card_id, 5000, "visa-test", acquirer).ok());
+  auto bought = store().buy_ticket(7, 1001, spend(7, 1001), kT0);
+  ASSERT_TRUE(bought.ok()) << bought.error().message;
+  const auto id = bought->ticket.ticket_id;
+  ASSERT_EQ(store().ticket_payments(1001).size(), 1u);
+  EXPECT_EQ(store().ticket_payments(1001).at(0).kind, LedgerEntryKind::ppv);
+  EXPECT_EQ(store().ticket_state(id)->status, TicketStatus::valid);
+  {
+    auto db = sql::Database::open(world.dir().file("operator/entitlement.db"), false).value();
+    db.exec("UPDATE journal SET kind = 'gift-wrap' WHERE reference = 'ticket:" + std::to_string(id) + "'");
+  }
+  EXPECT_THROW((void)store().ticket_payments(1001), std::runtime_error);
+  {
+    auto db = sql::Database::open(world.dir().file("operator/entitlement.db"), false).value();
+    db.exec("UPDATE tickets SET status = 'misplaced' WHERE ticket_id = " + std::to_string(id));
+  }
+  try {
+    (void)store().tickets();
+    ADD_FAILURE() << "an unknown ticket state was read as if known";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("'misplaced'"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW((void)store().ticket_state(id), std::runtime_error);
+  EXPECT_STREQ(to_string(LedgerEntryKind::top_up), "top-up");
+  EXPECT_STREQ(to_string(LedgerEntryKind::settlement_refund), "settlement-refund");
+  EXPECT_STREQ(to_string(TicketStatus::revoked), "revoked");
 }
 
 // A store written before the rule may hold two valid tickets for one event: it still opens (the

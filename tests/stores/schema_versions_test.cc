@@ -141,7 +141,7 @@ TEST(PreviousSchema, TheEngineStoreOpensAStoreOfTheLastSchemaWithItsRowsAndTakes
     auto tickets = store->tickets();
     ASSERT_EQ(tickets.size(), 1u);
     EXPECT_EQ(tickets[0].event_id, 7u);
-    EXPECT_EQ(tickets[0].status, "valid");
+    EXPECT_EQ(tickets[0].status, entitlement::TicketStatus::valid);
     EXPECT_EQ(store->balance(1)->minor, 3750);
     EXPECT_TRUE(store->balances_match_ledger());
     EXPECT_EQ(store->ledger_check().first, 0);

@@ -1,9 +1,9 @@
 #include "usher/wallet_bridge/wallet.h"
 
-#include <sys/stat.h>
-
 #include <chrono>
 #include <filesystem>
+
+#include "usher/core/home.h"
 
 namespace usher::wallet {
 namespace fs = std::filesystem;
@@ -189,12 +189,7 @@ Result<Wallet> Wallet::init(const std::string& home, const std::string& account,
   if (!card->verify(op.ed25519_public) || card->holder_public != keys.public_key || card->currency != currency) {
     return make_error(Errc::auth_failed, "the engine's card certificate does not verify against the operator's key");
   }
-  std::error_code ec;
-  fs::create_directories(home, ec);
-  if (ec) return make_error(Errc::storage, "cannot create " + home + ": " + ec.message());
-  const auto old_mask = ::umask(077);
-  auto db = sql::Database::open(path);
-  ::umask(old_mask);
+  auto db = open_private_database(home, kDatabaseName, IfMissing::create);
   if (!db) return db.error();
   if (auto migrated = schema().migrate(*db, path); !migrated) return migrated.error();
   auto st = db->prepare("INSERT INTO identity VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)");
@@ -207,7 +202,7 @@ Result<Wallet> Wallet::init(const std::string& home, const std::string& account,
 Result<Wallet> Wallet::open(const std::string& home) {
   const auto path = (fs::path(home) / kDatabaseName).string();
   if (!fs::exists(path)) return make_error(Errc::not_found, "no wallet in " + home + " (run `usher wallet init` first)");
-  auto db = sql::Database::open(path, false);
+  auto db = open_private_database(home, kDatabaseName, IfMissing::refuse);
   if (!db) return db.error();
   if (auto migrated = schema().migrate(*db, path); !migrated) return migrated.error();
   auto st = db->prepare("SELECT account, currency, engine, card_id, issuer_ed25519 FROM identity WHERE id = 1");

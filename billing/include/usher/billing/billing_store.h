@@ -32,10 +32,16 @@ namespace usher::billing {
 
 using entitlement::Money;
 
+// What a statement line is: cash (a ticket paid from a card at once), refund (of one), deferred (an
+// impulse purchase paid through the handset), prepayment (credit loaded into the STB), prepaid (a
+// purchase from that credit: shown, not counted again), folio (posted to a hotel guest's folio).
+enum class StatementLineKind { cash, refund, deferred, prepayment, prepaid, folio };
+const char* to_string(StatementLineKind kind);
+
 struct StatementLine {
   std::uint64_t time = 0;
   std::uint32_t stb_id = 0;
-  std::string kind;         // cash, refund, deferred, prepayment, prepaid, folio
+  StatementLineKind kind = StatementLineKind::cash;
   std::string description;  // event title or what was bought
   std::uint32_t event_id = 0;
   std::uint64_t sequence = 0;  // history record (0 when none)
@@ -74,6 +80,16 @@ struct Stay {
   std::uint64_t checkout = 0;  // 0 while the guest is in
 };
 
+// A charge posting's state in the PMS outbox: pending (to send, or sent and not yet answered), ok
+// (the PMS took it), refused (kept for the front desk after the retries).
+enum class PmsPostingState { pending, ok, refused };
+const char* to_string(PmsPostingState state);
+
+// Where a settlement stands: quoted (waiting for the handset's spend), charging (the spend taken and
+// the card being charged, finished after a crash), paid (the receipt issued).
+enum class SettlementState { quoted, charging, paid };
+const char* to_string(SettlementState state);
+
 struct PmsPosting {
   std::uint64_t posting_id = 0;
   std::uint64_t stay_id = 0;
@@ -82,7 +98,7 @@ struct PmsPosting {
   Money amount;
   std::string description;
   std::uint64_t time = 0;
-  std::string state;  // pending, ok, refused (kept for the front desk after the retries)
+  PmsPostingState state = PmsPostingState::pending;
   int attempts = 0;
   std::string answer;
 };
@@ -222,7 +238,7 @@ class BillingStore {
   // charge() then complete_payment(), each durable before the next.
   Result<entitlement::Receipt> finish(std::uint64_t settlement_id, std::uint64_t now);
   struct OpenSettlement {
-    std::string state;
+    SettlementState state = SettlementState::quoted;
     entitlement::SpendAuthorization spend;  // when charging
     Money amount;
     std::uint32_t stb_id = 0;

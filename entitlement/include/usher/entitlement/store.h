@@ -118,6 +118,21 @@ struct Purchase {
 
 // Where top-ups come from (a card acquirer, a bank). The engine credits a prepaid card only after
 // the funding source has approved the charge.
+// A ticket's state in the engine's store: valid, or revoked (withdrawn, with the grant of a pass).
+enum class TicketStatus { valid, revoked };
+const char* to_string(TicketStatus status);
+
+// What a ledger transaction (a journal entry, with its balanced postings) records.
+enum class LedgerEntryKind {
+  top_up,             // money into a card from the acquirer
+  ppv,                // a PPV ticket paid from a card
+  pass,               // a service pass paid from a card
+  refund,             // a revoked ticket's price back to its card
+  settlement,         // a card charged for a settlement billing asked for
+  settlement_refund,  // a settlement's charge given back (its records were settled another way)
+};
+const char* to_string(LedgerEntryKind kind);  // as stored: "top-up", "ppv", ...
+
 class FundingSource {
  public:
   virtual ~FundingSource() = default;
@@ -275,11 +290,11 @@ class EntitlementStore {
     std::uint32_t event_id = 0;
     std::uint32_t stb_id = 0;
     std::uint64_t card_id = 0;
-    std::string status;
+    TicketStatus status = TicketStatus::valid;
   };
   std::vector<TicketRecord> tickets();
   struct TicketState {
-    std::string status;
+    TicketStatus status = TicketStatus::valid;
     std::uint64_t delivered = 0;  // when the STB stored it, by its signed ack (0 = not confirmed)
   };
   Result<TicketState> ticket_state(std::uint64_t ticket_id);
@@ -287,7 +302,7 @@ class EntitlementStore {
   // what was refunded, from the ledger, as the card saw it.
   struct TicketPayment {
     std::uint64_t ticket_id = 0;
-    std::string kind;        // "ppv", "pass" or "refund"
+    LedgerEntryKind kind = LedgerEntryKind::ppv;  // ppv, pass or refund
     std::string title;       // the ticket's
     std::uint32_t event_id = 0;
     std::uint64_t time = 0;  // when the ledger recorded it
@@ -349,7 +364,7 @@ class EntitlementStore {
   // Inside the transaction: refused (Errc::already_exists, naming what it holds) when the STB
   // already holds this event or an overlapping pass for the service.
   Status check_not_held(const Ticket& draft);
-  Result<Ticket> pay_and_issue(const SpendAuthorization& spend, Ticket draft, const char* kind);
+  Result<Ticket> pay_and_issue(const SpendAuthorization& spend, Ticket draft, LedgerEntryKind kind);
   Result<EmmOffer> offer_for(std::uint32_t event_id);
   std::map<std::uint32_t, Key256> emm_keys_;   // per STB: X25519 + HKDF done once
   std::optional<Secret<32>> signing_private_;  // cached after first use

@@ -51,6 +51,10 @@ enum class EmmOutcome {
   duplicate,      // already applied (the carousel repeats EMMs): no effect
 };
 
+// A held ticket's state: valid, used (watched at least once; still honoured), or revoked.
+enum class StbTicketStatus { valid, used, revoked };
+const char* to_string(StbTicketStatus status);  // as stored (and tagged): "valid", "used", "revoked"
+
 class SecureElement {
  public:
   static constexpr const char* kDatabaseName = "stb.db";
@@ -189,7 +193,7 @@ class SecureElement {
   Result<std::optional<CollectionRow>> stored_collection();
   void write_prepaid(const entitlement::Money& balance);
   std::vector<std::uint8_t> ticket_tag(std::uint64_t ticket_id, std::uint32_t event_id, std::span<const std::uint8_t> ticket,
-                                       const Key256& event_key, const std::string& status) const;
+                                       const Key256& event_key, StbTicketStatus status) const;
   Result<EmmOutcome> apply_emm_content(const entitlement::EmmContent& emm);
   // The viewing history as stored, each record's signature checked and each row's tag (which covers
   // whether it is settled). A record whose row does not verify counts as not settled (billing knows
@@ -213,7 +217,7 @@ class SecureElement {
   struct HeldTicket {
     entitlement::Ticket ticket;
     Key256 event_key;
-    std::string status;
+    StbTicketStatus status = StbTicketStatus::valid;
     std::vector<std::uint8_t> bytes;  // as stored and tagged
   };
   void load();
