@@ -1,6 +1,7 @@
 #include "usher/entitlement/store.h"
 #include "usher/core/clock.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -466,28 +467,33 @@ Status EntitlementStore::revoke(std::uint32_t stb_id, std::uint16_t service_id) 
   if (db_.changes() == 0) {
     return make_error(Errc::not_found, "STB " + std::to_string(stb_id) + " has no grant for service " + std::to_string(service_id));
   }
-  // The revoke replaces the grant on the carousel: the old grant EMM must stop being repeated.
-  auto del = db_.prepare("DELETE FROM emm_queue WHERE stb_id = ?");
-  del.bind(1, stb_id);
-  del.run();
+  // The revoke replaces the service's grant on the carousel: the EMMs that grant (or earlier
+  // revoked) this service stop being repeated. Everything else queued for the box stays: its other
+  // grants, and the tickets, credit, offers and other revokes it has paid for or must still learn
+  // (they used to be dropped with the whole queue, and only live grants queued again).
+  auto key = emm_key_for(stb_id);
+  if (!key) return key.error();
+  auto queued = db_.prepare("SELECT id, section FROM emm_queue WHERE stb_id = ?");
+  queued.bind(1, stb_id);
+  std::vector<std::int64_t> replaced;
+  while (queued.step()) {
+    const auto emm = decode_emm(queued.column_blob(1), *key);
+    if (!emm) continue;  // not ours to judge: left as it is
+    const bool about_this_service = std::any_of(emm->items.begin(), emm->items.end(), [&](const EmmItem& item) {
+      if (const auto* g = std::get_if<EmmGrant>(&item)) return g->service_id == service_id;
+      if (const auto* r = std::get_if<EmmRevoke>(&item)) return r->service_id == service_id;
+      return false;
+    });
+    if (about_this_service) replaced.push_back(queued.column_int(0));
+  }
+  for (const auto id : replaced) {
+    auto del = db_.prepare("DELETE FROM emm_queue WHERE id = ?");
+    del.bind(1, id);
+    del.run();
+  }
   std::vector<EmmItem> items;
   items.emplace_back(EmmRevoke{service_id});
   if (auto s = queue_emm(stb_id, std::move(items), unix_now() + kRevokeCarouselSeconds); !s) return s.error();
-  // Other live grants of this STB go back on the carousel under new sequence numbers.
-  auto live = db_.prepare("SELECT service_id, not_before, not_after FROM grants WHERE stb_id = ? AND revoked = 0");
-  live.bind(1, stb_id);
-  std::vector<GrantInfo> again;
-  while (live.step()) {
-    again.push_back({stb_id, static_cast<std::uint16_t>(live.column_int(0)), static_cast<std::uint64_t>(live.column_int(1)),
-                     static_cast<std::uint64_t>(live.column_int(2)), false});
-  }
-  for (const auto& g : again) {
-    auto key = service_key(g.service_id);
-    if (!key) return key.error();
-    std::vector<EmmItem> items2;
-    items2.emplace_back(EmmGrant{g.service_id, key->key_version, key->key.clone(), g.not_before, g.not_after});
-    if (auto s = queue_emm(stb_id, std::move(items2), g.not_after); !s) return s.error();
-  }
   tx.commit();
   return ok_status();
 }

@@ -72,14 +72,50 @@ TEST(EntitlementStore, RevokeReplacesTheCarouselAndKeepsOtherGrants) {
   ASSERT_EQ(sections.size(), 2u);
   auto first = decode_emm(sections[0], key).value();
   auto second = decode_emm(sections[1], key).value();
-  EXPECT_EQ(std::get<EmmRevoke>(first.items[0]).service_id, 1);
-  EXPECT_EQ(std::get<EmmGrant>(second.items[0]).service_id, 2);
-  EXPECT_LT(first.sequence, second.sequence);
-  EXPECT_GT(first.sequence, 2u);  // newer than both grants
+  EXPECT_EQ(std::get<EmmGrant>(first.items[0]).service_id, 2);  // the other grant stays, as it was
+  EXPECT_EQ(first.sequence, 2u);
+  EXPECT_EQ(std::get<EmmRevoke>(second.items[0]).service_id, 1);  // the revoke replaces service 1's grant
+  EXPECT_EQ(second.sequence, 3u);                                 // newer than both grants
   const auto grants = store.grants();
   ASSERT_EQ(grants.size(), 2u);
   EXPECT_TRUE(grants[0].revoked);
   EXPECT_FALSE(grants[1].revoked);
+}
+
+// A revoke used to empty the box's whole EMM queue and queue again only its live grants: the credit
+// line, offers and tickets queued for it, and the revoke of another service still on the carousel,
+// stopped being broadcast (a box that had not heard that other revoke kept the service). Only the
+// EMMs about the revoked service go now.
+TEST(EntitlementStore, RevokeKeepsWhatElseIsQueuedForTheBox) {
+  testing::TempDir dir;
+  auto store = EntitlementStore::create(dir.path(), 0x4AFF).value();
+  for (int s : {1, 2, 3}) ASSERT_TRUE(store.add_service(static_cast<std::uint16_t>(s), "svc").ok());
+  StbKeys a;
+  ASSERT_TRUE(store.register_stb({7, a.x.public_key, a.ed.public_key}).ok());
+  ASSERT_TRUE(store.grant(7, 1, 0, 2'000'000'000).ok());  // 1
+  ASSERT_TRUE(store.grant(7, 3, 0, 2'000'000'000).ok());  // 2
+  ASSERT_TRUE(store.revoke(7, 3).ok());                   // 3
+  ASSERT_TRUE(store.set_credit(7, Money{2000, *parse_currency("EUR")}, 1000, 7 * 86400).ok());  // 4
+  ASSERT_TRUE(store.grant(7, 2, 0, 2'000'000'000).ok());  // 5
+  ASSERT_TRUE(store.revoke(7, 1).ok());                   // 6
+  const auto key = derive_emm_key(a.x.private_key, store.operator_public(), 0x4AFF, 7).value();
+  std::vector<std::uint64_t> sequences;
+  bool credit = false, revoke_of_3 = false, grant_of_2 = false, revoke_of_1 = false, grant_of_1 = false;
+  for (const auto& section : store.emm_sections(1000)) {
+    const auto emm = decode_emm(section, key).value();
+    sequences.push_back(emm.sequence);
+    for (const auto& item : emm.items) {
+      if (std::holds_alternative<EmmCredit>(item)) credit = true;
+      if (const auto* r = std::get_if<EmmRevoke>(&item)) (r->service_id == 3 ? revoke_of_3 : revoke_of_1) = true;
+      if (const auto* g = std::get_if<EmmGrant>(&item)) (g->service_id == 2 ? grant_of_2 : grant_of_1) = true;
+    }
+  }
+  EXPECT_TRUE(credit);
+  EXPECT_TRUE(revoke_of_3);
+  EXPECT_TRUE(grant_of_2);
+  EXPECT_TRUE(revoke_of_1);
+  EXPECT_FALSE(grant_of_1);
+  EXPECT_EQ(sequences, (std::vector<std::uint64_t>{3, 4, 5, 6}));  // nothing queued twice
 }
 
 }  // namespace
