@@ -14,6 +14,7 @@
 #include "temp_dir.h"
 #include "usher/billing/billing_store.h"
 #include "usher/core/home.h"
+#include "running_engine.h"
 #include "usher/core/zmq.h"
 #include "usher/entitlement/protocol.h"
 #include "usher/headend/engine_link.h"
@@ -151,28 +152,7 @@ TEST(PrivateHome, OpeningAgainKeepsTheLocksOfTheFirstConnection) {
   first->exec("COMMIT");
 }
 
-// The engine's protocol served from this process, for the wallet's registration.
-class RunningEngine {
- public:
-  explicit RunningEngine(entitlement::EntitlementStore& store)
-      : service_(store, acquirer_),
-        server_("tcp://127.0.0.1:*", net::ReplyServer::BatchHandler([this](const auto& r) { return service_.handle_batch(r); })),
-        thread_([this] { server_.run(stop_); }) {}
-  RunningEngine(const RunningEngine&) = delete;
-  RunningEngine& operator=(const RunningEngine&) = delete;
-  ~RunningEngine() {
-    stop_ = true;
-    thread_.join();
-  }
-  std::string endpoint() const { return server_.endpoint(); }
-
- private:
-  entitlement::TestAcquirer acquirer_;
-  entitlement::EngineService service_;
-  net::ReplyServer server_;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-};
+using testing::RunningEngine;
 
 TEST(PrivateHome, EveryStoreMakesItsHomeAndDatabaseOwnerOnly) {
   ScopedUmask umask(0);  // the loosest a caller can run with

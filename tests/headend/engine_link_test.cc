@@ -6,6 +6,7 @@
 
 #include "broadcast_fixture.h"
 #include "synthetic_stream.h"
+#include "running_engine.h"
 #include "usher/core/zmq.h"
 #include "usher/entitlement/protocol.h"
 #include "usher/stb/descrambler.h"
@@ -16,26 +17,7 @@ namespace {
 using streams::TsPacket;
 constexpr std::uint64_t kStart = 1'900'000'000;
 
-// The engine served over ZeroMQ on loopback, in a thread, until stopped.
-class RunningEngine {
- public:
-  RunningEngine(entitlement::EntitlementStore& store, const std::string& endpoint)
-      : service_(store, acquirer_),
-        server_(endpoint, net::ReplyServer::BatchHandler([this](const auto& r) { return service_.handle_batch(r); })),
-        thread_([this] { server_.run(stop_); }) {}
-  ~RunningEngine() {
-    stop_ = true;
-    thread_.join();
-  }
-  std::string endpoint() const { return server_.endpoint(); }
-
- private:
-  entitlement::TestAcquirer acquirer_;
-  entitlement::EngineService service_;
-  net::ReplyServer server_;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-};
+using testing::RunningEngine;
 
 class EngineLinkTest : public ::testing::Test {
  protected:
