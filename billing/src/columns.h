@@ -56,14 +56,10 @@ inline Result<entitlement::SettlementKind> settlement_kind_of(const sql::Stateme
 }
 // For readers that return no Result: a damaged store is a broken invariant (std::runtime_error).
 inline PmsPostingState pms_posting_state_of(const sql::Statement& st, int col) {
-  const auto text = st.column_text(col);
-  if (auto state = from_stored_name(kPmsPostingStates, text)) return *state;
-  throw std::runtime_error("billing.db holds a PMS posting in an unknown state '" + text + "'");
+  return stored_value(kPmsPostingStates, st.column_text(col), "billing.db holds a PMS posting in an unknown state");
 }
 inline PmsLinkCondition pms_link_condition_of(const sql::Statement& st, int col) {
-  const auto text = st.column_text(col);
-  if (auto condition = from_stored_name(kPmsLinkConditions, text)) return *condition;
-  throw std::runtime_error("billing.db holds an unknown PMS link condition '" + text + "'");
+  return stored_value(kPmsLinkConditions, st.column_text(col), "billing.db holds an unknown PMS link condition");
 }
 
 }  // namespace usher::billing

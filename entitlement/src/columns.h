@@ -24,14 +24,10 @@ inline std::string sql_value(TicketStatus status) { return sql_literal(kTicketSt
 // Columns read back. The readers of these return no Result: a damaged store is a broken invariant
 // (std::runtime_error, as for any other database error).
 inline TicketStatus ticket_status_of(const sql::Statement& st, int col) {
-  const auto text = st.column_text(col);
-  if (auto status = from_stored_name(kTicketStatuses, text)) return *status;
-  throw std::runtime_error("entitlement.db holds a ticket in an unknown state '" + text + "'");
+  return stored_value(kTicketStatuses, st.column_text(col), "entitlement.db holds a ticket in an unknown state");
 }
 inline LedgerEntryKind ledger_entry_kind_of(const sql::Statement& st, int col) {
-  const auto text = st.column_text(col);
-  if (auto kind = from_stored_name(kLedgerEntryKinds, text)) return *kind;
-  throw std::runtime_error("entitlement.db holds a ledger entry of an unknown kind '" + text + "'");
+  return stored_value(kLedgerEntryKinds, st.column_text(col), "entitlement.db holds a ledger entry of an unknown kind");
 }
 
 }  // namespace usher::entitlement

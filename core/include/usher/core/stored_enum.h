@@ -42,6 +42,14 @@ std::optional<Enum> from_stored_name(const StoredName<Enum> (&names)[N], std::st
   return std::nullopt;
 }
 
+// The same for readers that return no Result, where a damaged store is a broken invariant:
+// std::runtime_error "`what` 'text'" when no entry names the text.
+template <typename Enum, std::size_t N>
+Enum stored_value(const StoredName<Enum> (&names)[N], const std::string& text, const std::string& what) {
+  if (auto value = from_stored_name(names, text)) return *value;
+  throw std::runtime_error(what + " '" + text + "'");
+}
+
 // The stored text as an SQL string literal ('charging'), for statements that compare with one of
 // our own constants (never with input: that is bound).
 template <typename Enum, std::size_t N>
