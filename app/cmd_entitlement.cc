@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "usher/core/log.h"
 #include "usher/core/zmq.h"
+#include "usher/entitlement/engine_service.h"
 #include "usher/entitlement/protocol.h"
 #include "usher/entitlement/store.h"
 #include "usher/headend/engine_link.h"

@@ -7,6 +7,7 @@
 #include "usher/core/log.h"
 #include "usher/headend/engine_link.h"
 #include "usher/headend/scrambler.h"
+#include "usher/headend/store_key_source.h"
 
 namespace usher::cli {
 namespace {

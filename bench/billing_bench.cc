@@ -21,6 +21,7 @@
 #include "usher/billing/billing_service.h"
 #include "usher/billing/billing_store.h"
 #include "usher/core/zmq.h"
+#include "usher/entitlement/engine_service.h"
 #include "usher/stb/local_link.h"
 #include "usher/wallet_bridge/wallet.h"
 

@@ -21,6 +21,7 @@ extern "C" {
 #include "stream_latency.h"
 #include "synthetic_stream.h"
 #include "usher/headend/scrambler.h"
+#include "usher/headend/store_key_source.h"
 #include "usher/stb/descrambler.h"
 #include "usher/streams/generator.h"
 #include "usher/streams/io.h"

@@ -13,6 +13,7 @@
 
 #include "broadcast_fixture.h"
 #include "usher/core/zmq.h"
+#include "usher/entitlement/engine_service.h"
 #include "usher/entitlement/protocol.h"
 #include "usher/stb/descrambler.h"
 #include "usher/wallet_bridge/wallet.h"

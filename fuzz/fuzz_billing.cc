@@ -11,6 +11,7 @@
 #include "usher/core/clock.h"
 #include "usher/core/log.h"
 #include "usher/entitlement/request_auth.h"
+#include "usher/entitlement/store.h"
 
 namespace {
 using namespace usher;

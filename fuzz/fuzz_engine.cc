@@ -7,6 +7,7 @@
 
 #include "usher/entitlement/history.h"
 #include "usher/core/clock.h"
+#include "usher/entitlement/engine_service.h"
 #include "usher/entitlement/protocol.h"
 #include "usher/entitlement/request_auth.h"
 

@@ -8,6 +8,7 @@
 #include "usher/entitlement/messages.h"
 #include "usher/billing/fias.h"
 #include "usher/core/clock.h"
+#include "usher/entitlement/history.h"
 #include "usher/entitlement/link_auth.h"
 #include "usher/entitlement/protocol.h"
 #include "usher/entitlement/request_auth.h"

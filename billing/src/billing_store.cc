@@ -11,6 +11,7 @@
 #include "usher/core/clock.h"
 #include "usher/core/home.h"
 #include "usher/entitlement/protocol.h"
+#include "usher/entitlement/store.h"
 #include "columns.h"
 
 namespace usher::billing {

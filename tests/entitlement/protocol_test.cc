@@ -1,3 +1,4 @@
+#include "usher/entitlement/engine_service.h"
 #include "usher/entitlement/protocol.h"
 
 #include <gtest/gtest.h>

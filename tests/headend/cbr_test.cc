@@ -10,6 +10,7 @@
 #include "broadcast_fixture.h"
 #include "synthetic_stream.h"
 #include "usher/headend/scrambler.h"
+#include "usher/headend/store_key_source.h"
 #include "usher/stb/descrambler.h"
 #include "usher/streams/io.h"
 #include "usher/streams/psi.h"

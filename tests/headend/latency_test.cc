@@ -12,6 +12,7 @@
 #include "stream_latency.h"
 #include "synthetic_stream.h"
 #include "usher/headend/scrambler.h"
+#include "usher/headend/store_key_source.h"
 #include "usher/stb/descrambler.h"
 
 namespace usher {

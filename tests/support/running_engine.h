@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "usher/core/zmq.h"
+#include "usher/entitlement/engine_service.h"
 #include "usher/entitlement/protocol.h"
 #include "usher/entitlement/store.h"
 

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "usher/core/home.h"
+#include "usher/entitlement/history.h"
 
 namespace usher::wallet {
 namespace fs = std::filesystem;

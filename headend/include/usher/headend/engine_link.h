@@ -20,6 +20,7 @@
 #include "usher/core/bytes.h"
 #include "usher/core/schema.h"
 #include "usher/core/sqlite.h"
+#include "usher/entitlement/identity_files.h"
 #include "usher/headend/scrambler.h"
 
 namespace usher::headend {

@@ -51,7 +51,7 @@
 #include "usher/core/csa.h"
 #include "usher/core/log.h"
 #include "usher/entitlement/messages.h"
-#include "usher/entitlement/store.h"
+#include "usher/entitlement/catalogue.h"
 #include "usher/streams/pid_map.h"
 #include "usher/streams/psi.h"
 #include "usher/streams/section.h"
@@ -59,8 +59,8 @@
 
 namespace usher::headend {
 
-// Where the scrambler gets service keys and EMMs (the entitlement store here; the engine's ZeroMQ
-// feed later).
+// Where the scrambler gets service keys and EMMs: the engine over ZeroMQ (EngineKeySource,
+// engine_link.h), or the operator's store in the same process (StoreKeySource, store_key_source.h).
 class KeySource {
  public:
   virtual ~KeySource() = default;
@@ -72,28 +72,6 @@ class KeySource {
   virtual std::vector<entitlement::EventInfo> schedule(std::uint16_t service_id, std::uint64_t time, std::size_t count) = 0;
   // The service's name in the catalogue, for the SDT ("" when unknown: the SDT says "Service N").
   virtual std::string service_name(std::uint16_t /*service_id*/) { return {}; }
-};
-
-class StoreKeySource final : public KeySource {
- public:
-  explicit StoreKeySource(entitlement::EntitlementStore& store) : store_(store) {}
-  Result<entitlement::ServiceKey> service_key(std::uint16_t id) override { return store_.service_key(id); }
-  std::vector<std::vector<std::uint8_t>> emm_sections(std::uint64_t now) override { return store_.emm_sections(now); }
-  std::optional<entitlement::EventKey> current_event(std::uint16_t service_id, std::uint64_t time) override {
-    return store_.current_event(service_id, time);
-  }
-  std::vector<entitlement::EventInfo> schedule(std::uint16_t service_id, std::uint64_t time, std::size_t count) override {
-    return store_.events_ending_after(service_id, time, count);
-  }
-  std::string service_name(std::uint16_t service_id) override {
-    for (auto& s : store_.services()) {
-      if (s.service_id == service_id) return std::move(s.name);
-    }
-    return {};
-  }
-
- private:
-  entitlement::EntitlementStore& store_;
 };
 
 // Where inserted packets go. automatic: replace_nulls when the input's stuffing (measured during the

@@ -29,10 +29,11 @@
 #include "usher/core/result.h"
 #include "usher/core/schema.h"
 #include "usher/core/sqlite.h"
+#include "usher/entitlement/catalogue.h"
 #include "usher/entitlement/history.h"
+#include "usher/entitlement/identity_files.h"
 #include "usher/entitlement/messages.h"
 #include "usher/entitlement/settlement.h"
-#include "usher/entitlement/store.h"
 
 namespace usher::stb {
 

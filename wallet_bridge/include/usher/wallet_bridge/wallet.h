@@ -21,12 +21,13 @@
 #include "usher/core/sqlite.h"
 #include "usher/core/zmq.h"
 #include "usher/entitlement/assets.h"
+#include "usher/entitlement/catalogue.h"
+#include "usher/entitlement/identity_files.h"
 #include "usher/entitlement/link_auth.h"
 #include "usher/entitlement/protocol.h"
 #include "usher/entitlement/request_auth.h"
 #include "usher/entitlement/request_code.h"
 #include "usher/entitlement/settlement.h"
-#include "usher/entitlement/store.h"
 
 namespace usher::wallet {
 

@@ -1,4 +1,5 @@
-// Field encodings shared by the engine's and billing's wire formats (internal to this library):
+// Field encodings shared by the wire formats of the engine, billing and the local link (the codecs
+// in usher_formats and EngineService in usher_engine):
 // u16-length text and blobs, money as i64 minor units + ISO 4217 code.
 #pragma once
 

@@ -18,26 +18,6 @@ namespace {
 
 constexpr std::uint64_t kRevokeCarouselSeconds = 7 * 86400;
 
-// key=value lines, the format of the small public identity files.
-std::map<std::string, std::string> read_kv(const std::string& path, bool& ok) {
-  std::map<std::string, std::string> kv;
-  std::ifstream in(path);
-  ok = static_cast<bool>(in);
-  std::string line;
-  while (std::getline(in, line)) {
-    const auto eq = line.find('=');
-    if (eq != std::string::npos) kv[line.substr(0, eq)] = line.substr(eq + 1);
-  }
-  return kv;
-}
-
-bool hex_key(const std::string& text, crypto::PublicKey& out) {
-  auto b = from_hex(text);
-  if (!b || b->size() != out.size()) return false;
-  std::copy(b->begin(), b->end(), out.begin());
-  return true;
-}
-
 crypto::PublicKey blob_key(const std::vector<std::uint8_t>& b) {
   crypto::PublicKey k{};
   if (b.size() == k.size()) std::copy(b.begin(), b.end(), k.begin());
@@ -45,45 +25,6 @@ crypto::PublicKey blob_key(const std::vector<std::uint8_t>& b) {
 }
 
 }  // namespace
-
-Result<StbPublicFile> StbPublicFile::read(const std::string& path) {
-  bool ok = false;
-  auto kv = read_kv(path, ok);
-  if (!ok) return make_error(Errc::io, "cannot read STB identity file " + path);
-  StbPublicFile f;
-  try {
-    f.stb_id = static_cast<std::uint32_t>(std::stoul(kv.at("stb_id")));
-  } catch (...) {
-    return make_error(Errc::malformed, path + ": missing or bad stb_id");
-  }
-  if (!hex_key(kv["x25519"], f.x25519_public) || !hex_key(kv["ed25519"], f.ed25519_public)) {
-    return make_error(Errc::malformed, path + ": x25519 and ed25519 must be 64 hex digits each");
-  }
-  return f;
-}
-
-Status StbPublicFile::write(const std::string& path) const {
-  std::ofstream out(path, std::ios::trunc);
-  out << "# Usher STB public identity: give this file to the operator\n"
-      << "stb_id=" << stb_id << "\nx25519=" << to_hex(x25519_public) << "\ned25519=" << to_hex(ed25519_public) << "\n";
-  if (!out) return make_error(Errc::io, "cannot write " + path);
-  return ok_status();
-}
-
-Result<OperatorPublicFile> OperatorPublicFile::read(const std::string& path) {
-  bool ok = false;
-  auto kv = read_kv(path, ok);
-  if (!ok) return make_error(Errc::io, "cannot read operator public file " + path);
-  OperatorPublicFile f;
-  try {
-    f.ca_system_id = static_cast<std::uint16_t>(std::stoul(kv.at("ca_system_id"), nullptr, 16));
-  } catch (...) {
-    return make_error(Errc::malformed, path + ": missing or bad ca_system_id");
-  }
-  if (!hex_key(kv["x25519"], f.x25519_public)) return make_error(Errc::malformed, path + ": bad x25519 key");
-  if (!hex_key(kv["ed25519"], f.ed25519_public)) return make_error(Errc::malformed, path + ": bad ed25519 key");
-  return f;
-}
 
 // Step 1 is the schema of the stores written before versions were kept (user_version 0), in
 // IF NOT EXISTS statements so that such a file is recognised as schema 1 and kept as it is.

@@ -1,6 +1,6 @@
 #include "usher/entitlement/settlement.h"
 
-#include "wire.h"
+#include "usher/entitlement/wire.h"
 
 namespace usher::entitlement {
 namespace {

@@ -20,22 +20,13 @@
 #include "usher/core/schema.h"
 #include "usher/core/sqlite.h"
 #include "usher/entitlement/assets.h"
+#include "usher/entitlement/catalogue.h"
 #include "usher/entitlement/history.h"
+#include "usher/entitlement/identity_files.h"
 #include "usher/entitlement/messages.h"
 #include "usher/entitlement/settlement.h"
 
 namespace usher::entitlement {
-
-struct ServiceInfo {
-  std::uint16_t service_id = 0;
-  std::string name;
-  std::uint16_t key_version = 0;
-};
-
-struct ServiceKey {
-  std::uint16_t key_version = 0;
-  Key256 key;
-};
 
 struct StbInfo {
   std::uint32_t stb_id = 0;
@@ -49,65 +40,6 @@ struct GrantInfo {
   std::uint64_t not_before = 0;
   std::uint64_t not_after = 0;
   bool revoked = false;
-};
-
-// The public identity file an STB writes at `usher stb init` and the operator imports.
-struct StbPublicFile {
-  std::uint32_t stb_id = 0;
-  crypto::PublicKey x25519_public{};
-  crypto::PublicKey ed25519_public{};
-  static Result<StbPublicFile> read(const std::string& path);
-  Status write(const std::string& path) const;
-};
-
-struct EventInfo {
-  std::uint32_t event_id = 0;
-  std::uint16_t service_id = 0;
-  std::uint64_t start = 0;       // unix seconds
-  std::uint32_t duration = 0;    // seconds
-  std::string title;
-  std::uint8_t min_age = 0;
-  Money price;
-  [[nodiscard]] std::uint64_t end() const { return start + duration; }
-};
-
-struct EventKey {
-  std::uint32_t event_id = 0;
-  Key256 key;
-  std::uint8_t min_age = 0;  // parental rating, carried in the ECM's access criteria
-};
-
-// What a headend needs to scramble: every service key and the PPV events of the coming days with
-// their keys. Sealed for one registered headend (seal_key_bundle) before it leaves the engine.
-struct KeyBundle {
-  struct ServiceEntry {
-    std::uint16_t service_id = 0;
-    std::uint16_t key_version = 0;
-    Key256 key;
-  };
-  struct EventEntry {
-    std::uint32_t event_id = 0;
-    std::uint16_t service_id = 0;
-    std::uint64_t start = 0;
-    std::uint32_t duration = 0;
-    std::uint8_t min_age = 0;
-    Key256 key;
-    std::string title;
-    Money price;
-  };
-  std::uint64_t generated = 0;
-  std::vector<ServiceEntry> services;
-  std::vector<EventEntry> events;
-};
-std::vector<std::uint8_t> seal_key_bundle(const KeyBundle& bundle, const Key256& headend_key, std::uint32_t headend_id);
-Result<KeyBundle> open_key_bundle(std::span<const std::uint8_t> sealed, const Key256& headend_key, std::uint32_t headend_id);
-
-struct CardInfo {
-  std::uint64_t card_id = 0;
-  std::string account;
-  crypto::PublicKey handset_public{};
-  Currency currency{};
-  PrepaidCardCertificate certificate;  // signed by the engine as issuer
 };
 
 struct Purchase {
@@ -146,9 +78,6 @@ class TestAcquirer final : public FundingSource {
  public:
   Result<std::string> charge(const Money& amount, const std::string& funding_reference) override;
 };
-
-// The latest end a grant may have: 9999-12-31T23:59:59Z. Stored and carried as a signed 64-bit time.
-inline constexpr std::uint64_t kLatestGrantEnd = 253402300799;
 
 class EntitlementStore {
  public:
@@ -368,14 +297,6 @@ class EntitlementStore {
   Result<EmmOffer> offer_for(std::uint32_t event_id);
   std::map<std::uint32_t, Key256> emm_keys_;   // per STB: X25519 + HKDF done once
   std::optional<Secret<32>> signing_private_;  // cached after first use
-};
-
-// Reads an operator.pub file (hex X25519 public key and CA_system_id).
-struct OperatorPublicFile {
-  std::uint16_t ca_system_id = 0;
-  crypto::PublicKey x25519_public{};
-  crypto::PublicKey ed25519_public{};  // verifies tickets
-  static Result<OperatorPublicFile> read(const std::string& path);
 };
 
 }  // namespace usher::entitlement

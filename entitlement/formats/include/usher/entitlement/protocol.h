@@ -1,7 +1,7 @@
 // The entitlement engine's network protocol (docs/protocol.md): versioned binary request/reply
 // frames, each request with a 16-byte id. A retried request (same id) gets the same reply and has
-// no second effect. EngineService turns request bytes into reply bytes over an EntitlementStore;
-// the ZeroMQ server in `usher entitlement serve` only carries them.
+// no second effect. These are the frames and bodies every part shares (usher_formats); the engine's
+// side, EngineService, is in engine_service.h (usher_engine).
 #pragma once
 
 #include <array>
@@ -10,10 +10,10 @@
 #include <string>
 #include <vector>
 
-#include "usher/core/rate_limit.h"
 #include "usher/core/result.h"
 #include "usher/core/zmq.h"
-#include "usher/entitlement/store.h"
+#include "usher/entitlement/assets.h"
+#include "usher/entitlement/catalogue.h"
 
 namespace usher::entitlement {
 
@@ -140,37 +140,5 @@ Result<std::vector<std::uint64_t>> decode_ids(std::span<const std::uint8_t> body
 std::vector<std::uint8_t> encode_sections(const std::vector<std::vector<std::uint8_t>>& sections);
 Result<std::vector<std::vector<std::uint8_t>>> decode_sections(std::span<const std::uint8_t> body);
 Result<std::vector<EventInfo>> decode_events(std::span<const std::uint8_t> body);
-
-// Per-caller limits of the engine (docs/protocol.md, "Limits"): each card's signed requests and
-// purchases, and registrations of new handsets by anyone (one shared bucket: a new key is free to
-// make, so the caller of a registration cannot be told apart).
-struct EngineLimits {
-  RateLimiter::Rate per_card{64, 8};
-  RateLimiter::Rate registrations{256, 4};
-};
-
-class EngineService {
- public:
-  EngineService(EntitlementStore& store, FundingSource& funding, EngineLimits limits = {})
-      : store_(store), funding_(funding), per_card_(limits.per_card), registrations_(limits.registrations) {}
-  // Never throws for bad input: every failure becomes an error reply.
-  std::vector<std::uint8_t> handle(std::span<const std::uint8_t> request);
-  // Handles a group in one database transaction (each request in its own savepoint, so a refused
-  // one changes nothing) and returns the replies only after the commit: one disk sync for the group,
-  // and no reply for a change that is not yet durable.
-  std::vector<std::vector<std::uint8_t>> handle_batch(const std::vector<std::span<const std::uint8_t>>& requests);
-
- private:
-  Result<std::vector<std::uint8_t>> dispatch(const Frame& frame);
-  // register_handset, top_up, balance, ticket_status, account_stbs: checked (signature, time,
-  // limit), then answered once.
-  Result<std::vector<std::uint8_t>> dispatch_signed(const Frame& frame);
-  // A purchase's card pays from its bucket once its spend verifies (so that nobody else empties it).
-  Status admit_spend(const SpendAuthorization& spend);
-  EntitlementStore& store_;
-  FundingSource& funding_;
-  RateLimiter per_card_;
-  RateLimiter registrations_;
-};
 
 }  // namespace usher::entitlement

@@ -245,4 +245,12 @@ bool DeliveryAck::verify(const crypto::PublicKey& stb_public) const {
   return crypto::ed25519_verify(stb_public, signed_part(), signature);
 }
 
+std::string payee_for(std::uint32_t event_id, std::uint32_t stb_id) {
+  return "ppv:event=" + std::to_string(event_id) + ":stb=" + std::to_string(stb_id);
+}
+
+std::string pass_payee_for(std::uint16_t service_id, std::uint16_t days, std::uint32_t stb_id) {
+  return "pass:service=" + std::to_string(service_id) + ":days=" + std::to_string(days) + ":stb=" + std::to_string(stb_id);
+}
+
 }  // namespace usher::entitlement

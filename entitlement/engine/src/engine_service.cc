@@ -1,0 +1,224 @@
+// EngineService: the engine's requests (protocol.h) answered over the operator's store.
+#include "usher/entitlement/engine_service.h"
+
+#include <chrono>
+
+#include "usher/core/bytes.h"
+#include "usher/core/clock.h"
+#include "usher/core/log.h"
+#include "usher/entitlement/request_auth.h"
+#include "usher/entitlement/wire.h"
+
+namespace usher::entitlement {
+using namespace wire;
+
+std::vector<std::uint8_t> EngineService::handle(std::span<const std::uint8_t> request) {
+  auto frame = decode_frame(request);
+  if (!frame) {
+    RequestId id{};  // echo the id when there is one, so that even a version mismatch reaches its caller
+    if (request.size() >= 2 + id.size()) std::copy_n(request.begin() + 2, id.size(), id.begin());
+    return encode_error(id, frame.error());
+  }
+  try {
+    auto reply = dispatch(*frame);
+    if (!reply) return encode_error(frame->id, reply.error());
+    return encode_ok(frame->id, *reply);
+  } catch (const std::exception& e) {
+    Logger("entitlement").error("request failed: ", e.what());
+    return encode_error(frame->id, make_error(Errc::storage, "internal error; the request had no effect"));
+  }
+}
+
+std::vector<std::vector<std::uint8_t>> EngineService::handle_batch(const std::vector<std::span<const std::uint8_t>>& requests) {
+  std::vector<std::vector<std::uint8_t>> replies;
+  replies.reserve(requests.size());
+  auto committed = store_.batch([&] {
+    for (const auto& r : requests) replies.push_back(handle(r));
+  });
+  if (!committed) {
+    // Nothing of the group is durable: every request is answered with the failure.
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      RequestId id{};
+      if (requests[i].size() >= 2 + id.size()) std::copy_n(requests[i].begin() + 2, id.size(), id.begin());
+      replies[i] = encode_error(id, committed.error());
+    }
+  }
+  return replies;
+}
+
+Status EngineService::admit_spend(const SpendAuthorization& spend) {
+  // Unverified spends are refused by the store with their reason; they take nothing from a bucket.
+  auto card = store_.card(spend.card_id);
+  if (!card || !spend.verify(card->handset_public)) return ok_status();
+  if (!per_card_.admit(spend.card_id, RateLimiter::Clock::now())) {
+    return make_error(Errc::busy, "too many requests from card " + std::to_string(spend.card_id) + ": try again in a few seconds");
+  }
+  return ok_status();
+}
+
+Result<std::vector<std::uint8_t>> EngineService::dispatch_signed(const Frame& f) {
+  const auto type = static_cast<MessageType>(f.type_or_status);
+  auto s = split_signed(f.body);
+  if (!s) return s.error();
+  const auto now = unix_now();
+  std::optional<CardInfo> signer;
+  if (type == MessageType::register_handset) {
+    auto q = decode_register_handset(s->body);
+    if (!q) return q.error();
+    if (s->card_id != 0 || !s->verify(f.type_or_status, f.id, q->handset_public)) {
+      return make_error(Errc::auth_failed, "register_handset must be signed by the key it registers");
+    }
+    if (!registrations_.admit(0, RateLimiter::Clock::now())) {
+      return make_error(Errc::busy, "too many new handsets at once: try again in a minute");
+    }
+  } else {
+    auto card = store_.card(s->card_id);
+    // One answer whether the card is unknown or the key is wrong: nobody learns which cards exist.
+    if (!card || !s->verify(f.type_or_status, f.id, card->handset_public)) {
+      return make_error(Errc::auth_failed, "the request is not signed by the handset holding card " + std::to_string(s->card_id));
+    }
+    if (!per_card_.admit(s->card_id, RateLimiter::Clock::now())) {
+      return make_error(Errc::busy, "too many requests from card " + std::to_string(s->card_id) + ": try again in a few seconds");
+    }
+    signer = std::move(*card);
+  }
+  // After the signature: only the signer hears about its clock.
+  if (auto fresh = check_request_time(s->time, now); !fresh) return fresh.error();
+  const auto body = s->body;
+  return store_.once_signed(s->replay_key(), s->card_id, s->time, now, [&]() -> Result<std::vector<std::uint8_t>> {
+    switch (type) {
+      case MessageType::register_handset: {
+        auto q = decode_register_handset(body);
+        if (!q) return q.error();
+        auto c = store_.register_handset(q->account, q->handset_public, q->currency);
+        if (!c) return c.error();
+        return encode(RegisterHandsetReply{c->card_id, {0, c->currency}, c->certificate});
+      }
+      case MessageType::balance: {
+        ByteReader r(body);
+        std::uint64_t card_id = 0;
+        if (!r.u64(card_id) || !finished(r)) return bad("balance");
+        if (card_id != signer->card_id) return make_error(Errc::not_entitled, "a handset reads its own card's balance only");
+        auto b = store_.balance(card_id);
+        if (!b) return b.error();
+        return encode_card(card_id, *b);
+      }
+      case MessageType::top_up: {
+        auto q = decode_top_up(body);
+        if (!q) return q.error();
+        if (q->card_id != signer->card_id) return make_error(Errc::not_entitled, "a handset tops up its own card only");
+        auto b = store_.top_up(q->card_id, q->amount_minor, q->funding_reference, funding_);
+        if (!b) return b.error();
+        return encode_card(q->card_id, *b);
+      }
+      case MessageType::ticket_status: {
+        auto ids = decode_ids(body);
+        if (!ids) return ids.error();
+        ByteWriter w;
+        w.u16(static_cast<std::uint16_t>(ids->size()));
+        for (auto id : *ids) {
+          // Another card's ticket is reported as unknown: its state is its buyer's to know.
+          const bool mine = store_.ticket_card(id) == signer->card_id;
+          auto st = mine ? store_.ticket_state(id) : Result<EntitlementStore::TicketState>(make_error(Errc::not_found, ""));
+          w.u8(!st ? 2 : st->status == TicketStatus::revoked ? 1 : 0);
+          w.u64(st ? st->delivered : 0);
+        }
+        return w.take();
+      }
+      case MessageType::account_stbs: {
+        ByteReader r(body);
+        std::string account;
+        if (!get_text(r, account) || !finished(r)) return bad("account_stbs");
+        ByteWriter w;
+        const auto ids = store_.account_stbs(account);
+        w.u16(static_cast<std::uint16_t>(ids.size()));
+        for (auto id : ids) w.u32(id);
+        return w.take();
+      }
+      default:
+        break;
+    }
+    return make_error(Errc::invalid_argument, "not a signed request type");
+  });
+}
+
+Result<std::vector<std::uint8_t>> EngineService::dispatch(const Frame& f) {
+  switch (static_cast<MessageType>(f.type_or_status)) {
+    case MessageType::list_events:
+      return encode_events(store_.events());
+    case MessageType::balance:
+    case MessageType::register_handset:
+    case MessageType::top_up:
+    case MessageType::ticket_status:
+    case MessageType::account_stbs:
+      return dispatch_signed(f);
+    case MessageType::buy_ticket: {
+      auto q = decode_buy_ticket(f.body);
+      if (!q) return q.error();
+      if (auto admitted = admit_spend(q->spend); !admitted) return admitted.error();
+      return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
+        auto p = store_.buy_ticket(q->event_id, q->stb_id, q->spend, unix_now(), q->deliver_at);
+        if (!p) return p.error();
+        return encode(BuyTicketReply{p->ticket.encode(), p->emm_section, p->balance});
+      });
+    }
+    case MessageType::buy_by_code: {
+      auto q = decode_buy_by_code(f.body);
+      if (!q) return q.error();
+      if (auto admitted = admit_spend(q->spend); !admitted) return admitted.error();
+      return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
+        auto p = store_.buy_by_code(q->code, q->spend, unix_now());
+        if (!p) return p.error();
+        return encode(BuyTicketReply{p->ticket.encode(), p->emm_section, p->balance});
+      });
+    }
+    case MessageType::delivery_acks: {
+      auto blobs = decode_blobs(f.body);
+      if (!blobs) return blobs.error();
+      std::vector<DeliveryAck> acks;
+      for (const auto& b : *blobs) {
+        auto a = DeliveryAck::decode(b);
+        if (!a) return a.error();
+        acks.push_back(*a);
+      }
+      return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
+        auto confirmed = store_.record_delivery_acks(acks);
+        if (!confirmed) return confirmed.error();
+        return encode_ids(*confirmed);
+      });
+    }
+    case MessageType::buy_pass: {
+      auto q = decode_buy_pass(f.body);
+      if (!q) return q.error();
+      if (auto admitted = admit_spend(q->spend); !admitted) return admitted.error();
+      return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
+        auto p = store_.buy_pass(q->service_id, q->days, q->stb_id, q->spend, unix_now());
+        if (!p) return p.error();
+        return encode(BuyTicketReply{p->ticket.encode(), p->emm_section, p->balance});
+      });
+    }
+    case MessageType::pass_price: {
+      ByteReader r(f.body);
+      std::uint16_t service = 0;
+      if (!r.u16(service) || !finished(r)) return bad("pass_price");
+      auto price = store_.pass_price(service);
+      if (!price) return price.error();
+      return encode_money(*price);
+    }
+    case MessageType::headend_keys: {
+      ByteReader r(f.body);
+      std::uint32_t headend_id = 0;
+      if (!r.u32(headend_id) || !finished(r)) return bad("headend_keys");
+      auto sealed = store_.sealed_key_bundle(headend_id, unix_now());
+      if (!sealed) return sealed.error();
+      ByteWriter w;
+      put_blob(w, *sealed);
+      return w.take();
+    }
+    case MessageType::emm_carousel:
+      return encode_sections(store_.emm_sections(unix_now()));
+  }
+  return make_error(Errc::invalid_argument, "unknown message type " + std::to_string(f.type_or_status));
+}
+
+}  // namespace usher::entitlement

@@ -1,0 +1,84 @@
+// The catalogue's values as every part sees them: services and their keys, PPV events and their
+// keys, the key bundle a headend receives (sealed for it alone), a handset's prepaid card. The
+// engine keeps them in its store (store.h); the headend, STB, wallet and billing receive them in
+// messages, so they live here, in usher_formats, with no storage attached.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "usher/core/crypto.h"
+#include "usher/core/result.h"
+#include "usher/core/secret.h"
+#include "usher/entitlement/assets.h"
+#include "usher/entitlement/settlement.h"
+
+namespace usher::entitlement {
+
+struct ServiceInfo {
+  std::uint16_t service_id = 0;
+  std::string name;
+  std::uint16_t key_version = 0;
+};
+
+struct ServiceKey {
+  std::uint16_t key_version = 0;
+  Key256 key;
+};
+
+struct EventInfo {
+  std::uint32_t event_id = 0;
+  std::uint16_t service_id = 0;
+  std::uint64_t start = 0;       // unix seconds
+  std::uint32_t duration = 0;    // seconds
+  std::string title;
+  std::uint8_t min_age = 0;
+  Money price;
+  [[nodiscard]] std::uint64_t end() const { return start + duration; }
+};
+
+struct EventKey {
+  std::uint32_t event_id = 0;
+  Key256 key;
+  std::uint8_t min_age = 0;  // parental rating, carried in the ECM's access criteria
+};
+
+// What a headend needs to scramble: every service key and the PPV events of the coming days with
+// their keys. Sealed for one registered headend (seal_key_bundle) before it leaves the engine.
+struct KeyBundle {
+  struct ServiceEntry {
+    std::uint16_t service_id = 0;
+    std::uint16_t key_version = 0;
+    Key256 key;
+  };
+  struct EventEntry {
+    std::uint32_t event_id = 0;
+    std::uint16_t service_id = 0;
+    std::uint64_t start = 0;
+    std::uint32_t duration = 0;
+    std::uint8_t min_age = 0;
+    Key256 key;
+    std::string title;
+    Money price;
+  };
+  std::uint64_t generated = 0;
+  std::vector<ServiceEntry> services;
+  std::vector<EventEntry> events;
+};
+std::vector<std::uint8_t> seal_key_bundle(const KeyBundle& bundle, const Key256& headend_key, std::uint32_t headend_id);
+Result<KeyBundle> open_key_bundle(std::span<const std::uint8_t> sealed, const Key256& headend_key, std::uint32_t headend_id);
+
+struct CardInfo {
+  std::uint64_t card_id = 0;
+  std::string account;
+  crypto::PublicKey handset_public{};
+  Currency currency{};
+  PrepaidCardCertificate certificate;  // signed by the engine as issuer
+};
+
+// The latest end a grant may have: 9999-12-31T23:59:59Z. Stored and carried as a signed 64-bit time.
+inline constexpr std::uint64_t kLatestGrantEnd = 253402300799;
+
+}  // namespace usher::entitlement

@@ -1,0 +1,41 @@
+// StoreKeySource: the scrambler fed from the operator's store in the same process (`usher headend
+// run --entitlement-home`, the tests, the benchmarks), where a headend runs on the engine's machine
+// with no engine service between them. Target usher_headend_store, which links the engine: the
+// headend library itself (usher_headend) never does, and a broadcast headend uses EngineKeySource.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "usher/entitlement/store.h"
+#include "usher/headend/scrambler.h"
+
+namespace usher::headend {
+
+class StoreKeySource final : public KeySource {
+ public:
+  explicit StoreKeySource(entitlement::EntitlementStore& store) : store_(store) {}
+  Result<entitlement::ServiceKey> service_key(std::uint16_t id) override { return store_.service_key(id); }
+  std::vector<std::vector<std::uint8_t>> emm_sections(std::uint64_t now) override { return store_.emm_sections(now); }
+  std::optional<entitlement::EventKey> current_event(std::uint16_t service_id, std::uint64_t time) override {
+    return store_.current_event(service_id, time);
+  }
+  std::vector<entitlement::EventInfo> schedule(std::uint16_t service_id, std::uint64_t time, std::size_t count) override {
+    return store_.events_ending_after(service_id, time, count);
+  }
+  std::string service_name(std::uint16_t service_id) override {
+    for (auto& s : store_.services()) {
+      if (s.service_id == service_id) return std::move(s.name);
+    }
+    return {};
+  }
+
+ private:
+  entitlement::EntitlementStore& store_;
+};
+
+}  // namespace usher::headend
