@@ -181,6 +181,7 @@ class EntitlementStore {
   Status register_stb(const StbInfo& stb);
   std::vector<StbInfo> stbs();
   [[nodiscard]] bool has_stb(std::uint32_t stb_id);
+  std::optional<StbInfo> stb(std::uint32_t stb_id);
 
   // Grants a service to an STB for [not_before, not_after] and queues the EMM that carries it.
   // not_after is at most kLatestGrantEnd.
@@ -218,6 +219,8 @@ class EntitlementStore {
   Result<CardInfo> register_handset(const std::string& account, const crypto::PublicKey& handset_public,
                                     const Currency& currency);
   Result<CardInfo> card(std::uint64_t card_id);
+  // The card's certificate, as issued (billing checks a handset's key with it).
+  Result<PrepaidCardCertificate> card_certificate(std::uint64_t card_id);
   Result<Money> balance(std::uint64_t card_id);
   Result<Money> top_up(std::uint64_t card_id, std::int64_t amount_minor, const std::string& funding_reference,
                        FundingSource& funding);
@@ -259,6 +262,9 @@ class EntitlementStore {
   // Billing: certifies a billing service's signing key with the operator's issuing key, so that
   // STBs trust its receipts.
   BillingCertificate certify_billing(std::uint32_t billing_id, const crypto::PublicKey& billing_public, std::uint64_t now);
+  // The key of a billing the operator certified (certify_billing keeps each, the latest per id):
+  // the engine answers billing's requests only when signed by it. nullopt: never certified here.
+  std::optional<crypto::PublicKey> billing_public(std::uint32_t billing_id);
   // Billing's charge for a settlement: `spend` must be signed by the card's handset, for exactly
   // `amount` and `payee`; its nonce is used up. Moves the amount from the card to settlement revenue
   // in one transaction and returns the card's new balance. Run it under once() so that a retry by
@@ -351,6 +357,8 @@ class EntitlementStore {
   Result<std::vector<std::uint8_t>> queue_emm(std::uint32_t stb_id, std::vector<EmmItem> items, std::uint64_t carousel_until,
                                               std::uint64_t carousel_from = 0);
   Secret<32> operator_private();
+  // Keeps a certified billing's key (certify_billing), so that its requests are accepted.
+  void remember_billing(const BillingCertificate& certificate);
 
   sql::Database db_;
   std::uint16_t ca_system_id_;
