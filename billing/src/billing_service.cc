@@ -23,7 +23,9 @@ Result<std::span<const std::uint8_t>> BillingService::authenticate(const ent::Fr
   if (!s) return s.error();
   auto card_key = store_.engine().card_key(s->card_id);
   // An engine that did not answer says nothing about the card: the handset is asked to try again.
-  if (!card_key && card_key.error().code == Errc::io) return card_key.error();
+  if (!card_key && (card_key.error().code == Errc::io || card_key.error().code == Errc::storage || card_key.error().code == Errc::busy)) {
+    return card_key.error();
+  }
   // One answer whether the card is unknown or the key is wrong: nobody learns which cards exist.
   if (!card_key || !s->verify(frame.type_or_status, frame.id, *card_key)) {
     return make_error(Errc::auth_failed, "the request is not signed by the handset holding card " + std::to_string(s->card_id));
