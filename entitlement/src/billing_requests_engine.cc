@@ -160,11 +160,11 @@ Result<std::vector<std::uint8_t>> EngineService::dispatch_billing(const Frame& f
     }
     return make_error(Errc::invalid_argument, "not a billing request type");
   };
-  // Requests that change something are answered once per billing and request id (the nonce): the
-  // same request again gets the first answer. Reads are only checked: answering one twice changes
-  // nothing, and keeping their replies would cost a disk sync each.
-  const bool changes = type == MessageType::billing_impulse_purchases || type == MessageType::billing_charge ||
-                       type == MessageType::billing_refund;
+  // Charges and refunds are answered once per billing and request id (the nonce): the same request
+  // again gets the first answer. The others are only checked: answering a read twice changes
+  // nothing, impulse purchases are recorded once however often they are told (and a relay tells
+  // them each time), and keeping their replies would cost a disk sync each.
+  const bool changes = type == MessageType::billing_charge || type == MessageType::billing_refund;
   if (!changes) return answer();
   return store_.once_signed(billing_replay_key(s->card_id, f.id), s->card_id, s->time, now, answer);
 }

@@ -11,11 +11,11 @@
 //                       u64 time | inner body)
 //
 // The engine refuses an unknown billing or a bad signature (auth_failed), a time more than
-// kRequestWindowSeconds from its clock (stale), and answers a request id it has seen from that
-// billing with the first answer (the request id is the once-only nonce). A settlement's charge and
-// its refund run under billing's own request ids (derived from the settlement and the spend)
-// through the engine's once(): billing retrying after a crash or a lost reply gets the first
-// answer, and the card is charged once.
+// kRequestWindowSeconds from its clock (stale), and answers a charge or refund whose request id it
+// has seen from that billing with the first answer (the request id is the once-only nonce). A
+// settlement's charge and its refund run under billing's own request ids (derived from the
+// settlement and the spend) through the engine's once(): billing retrying after a crash or a lost
+// reply gets the first answer, and the card is charged once.
 //
 //   EngineClient (billing/) builds these; EngineService answers them (engine side).
 #pragma once
