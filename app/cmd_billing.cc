@@ -17,6 +17,7 @@ namespace {
 struct BillingOptions {
   std::string home;
   std::string engine_home;
+  std::string engine;  // the engine's endpoint ("" : the one in billing's identity)
   std::uint32_t id = 1;
   std::string bind = "tcp://127.0.0.1:7720";
   std::string pms;
@@ -40,7 +41,7 @@ struct BillingOptions {
   MonitorOptions monitor;
 };
 
-billing::BillingStore open(const BillingOptions& a) { return need(billing::BillingStore::open(a.home)); }
+billing::BillingStore open(const BillingOptions& a) { return need(billing::BillingStore::open(a.home, a.engine)); }
 
 billing::PmsLink::Options pms_options(const std::string& spec) {
   const auto colon = spec.rfind(':');
@@ -55,14 +56,16 @@ billing::PmsLink::Options pms_options(const std::string& spec) {
 
 void print_statement(const billing::Statement& s, bool csv) { std::fputs(csv ? s.csv().c_str() : s.text().c_str(), stdout); }
 
-// The background round of `billing serve`: settlements a crash left half done, and room states the
-// room STBs have not taken yet. Its own connections: the stores are not shared between threads.
-void sync_rooms(const std::string& home_dir, const std::string& report_to, std::chrono::seconds period) {
+// The background round of `billing serve`: settlements a crash or an engine that was down left half
+// done, and room states the room STBs have not taken yet. Its own connections: the stores are not
+// shared between threads.
+void sync_rooms(const std::string& home_dir, const std::string& engine, const std::string& report_to, std::chrono::seconds period) {
   Logger log("billing");
-  auto store = billing::BillingStore::open(home_dir);
+  auto store = billing::BillingStore::open(home_dir, engine);
   if (!store) return;
   billing::HotelDesk desk(*store, report_to);
   while (!stop_requested()) {
+    if (const auto n = store->recover(unix_now()); n > 0) log.info("finished ", n, " settlements left half done");
     for (const auto& r : store->rooms()) {
       if (!r.state_pending) continue;
       if (auto s = desk.sync(r.room, unix_now()); s) log.info("room ", r.room, ": STB brought up to date");
@@ -73,8 +76,8 @@ void sync_rooms(const std::string& home_dir, const std::string& report_to, std::
   }
 }
 
-void run_pms(const std::string& home_dir, const std::string& report_to, const billing::PmsLink::Options& options) {
-  auto store = billing::BillingStore::open(home_dir);
+void run_pms(const std::string& home_dir, const std::string& engine, const std::string& report_to, const billing::PmsLink::Options& options) {
+  auto store = billing::BillingStore::open(home_dir, engine);
   if (!store) throw std::runtime_error(store.error().message);
   billing::HotelDesk desk(*store, report_to);
   billing::PmsLink link(*store, desk, options);
@@ -97,11 +100,15 @@ void add_billing(CLI::App& root, Commands& commands) {
     return app->add_option("--report-to", o->report_to, help)->type_name("ENDPOINT");
   };
 
-  auto* init = leaf(billing_group, "init", "Makes billing's signing key; the operator (ENT_HOME) certifies it, so STBs trust its receipts.");
-  init->add_option("--engine-home", o->engine_home, "the operator's directory")->type_name("ENT_HOME")->required();
+  auto* init = leaf(billing_group, "init",
+                    "Makes billing's signing key; the operator (ENT_HOME) certifies it, so STBs trust its receipts and the engine "
+                    "answers billing's requests. Billing keeps the engine's endpoint, never its home.");
+  init->add_option("--engine-home", o->engine_home, "the operator's directory (read for the certification only)")->type_name("ENT_HOME")->required();
+  init->add_option("--engine", o->engine, "where billing asks the engine (default tcp://127.0.0.1:7700)")->type_name("ENDPOINT");
   add_integer<std::uint32_t>(*init, "--id", o->id, "billing's id (default 1)", 1, 0xFFFFFFFF);
   commands.on(init, [o] {
-    auto store = need(billing::BillingStore::create(o->home, o->engine_home, o->id));
+    auto store = need(billing::BillingStore::create(o->home, o->engine_home, o->id,
+                                                    o->engine.empty() ? std::string(billing::kDefaultEngineEndpoint) : o->engine));
     std::printf("billing %u initialised in %s, certified by the operator in %s\n", store.certificate().billing_id, o->home.c_str(),
                 o->engine_home.c_str());
     return 0;
@@ -114,6 +121,7 @@ void add_billing(CLI::App& root, Commands& commands) {
                      "yet. With --pms it also runs the hotel PMS link (as `usher billing pms`). Stops on Ctrl-C / SIGTERM (exit status 0) "
                      "after a JSON line of counters on stderr.");
   serve->add_option("--bind", o->bind, "the ZeroMQ endpoint")->type_name("ENDPOINT")->capture_default_str();
+  serve->add_option("--engine", o->engine, "the entitlement engine to ask (default: the one given at `billing init`)")->type_name("ENDPOINT");
   serve->add_option("--pms", o->pms, "also run the PMS link")->type_name("HOST:PORT");
   add_duration(*serve, "--sync", o->sync_s, "how often room states are delivered (default 5s)");
   report_to(serve, "where room STBs report (default: --bind)");
@@ -137,9 +145,9 @@ void add_billing(CLI::App& root, Commands& commands) {
                             billing::kBillingServerLimits);
     log.info("serving on ", server.endpoint());
     const auto reports = o->report_to.empty() ? server.endpoint() : o->report_to;
-    std::thread rooms(sync_rooms, o->home, reports, std::chrono::seconds(o->sync_s));
+    std::thread rooms(sync_rooms, o->home, o->engine, reports, std::chrono::seconds(o->sync_s));
     std::thread pms_thread;
-    if (pms) pms_thread = std::thread(run_pms, o->home, reports, *pms);
+    if (pms) pms_thread = std::thread(run_pms, o->home, o->engine, reports, *pms);
     serve_until_stopped("billing", server, counters, o->monitor);
     rooms.join();
     if (pms_thread.joinable()) pms_thread.join();
@@ -154,7 +162,7 @@ void add_billing(CLI::App& root, Commands& commands) {
   commands.on(pms, [o] {
     const auto options = pms_options(o->pms);
     install_stop_handlers();
-    run_pms(o->home, o->report_to.empty() ? "tcp://127.0.0.1:7720" : o->report_to, options);
+    run_pms(o->home, o->engine, o->report_to.empty() ? "tcp://127.0.0.1:7720" : o->report_to, options);
     return 0;
   });
 

@@ -217,7 +217,7 @@ int demo(const DemoOptions& a) {
   const std::string stb1001 = (dir / "stb-1001").string();
   bool settlement_ok = false;
   bool hotel_ok = false;
-  step(log, {"billing", "init", "--home", billing_home, "--engine-home", ent});
+  step(log, {"billing", "init", "--home", billing_home, "--engine-home", ent, "--engine", engine});
   {
     Background serve(log, {"entitlement", "serve", "--home", ent, "--bind", engine});
     Background bill(log, {"billing", "serve", "--home", billing_home, "--bind", billing});

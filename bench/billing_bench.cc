@@ -75,7 +75,7 @@ struct Books {
     world.add_event(7, 1, kT0, 3600, 1, "Bench");
     handset.emplace(world.store(), "bench", 2'000'000);
     card = handset->card_id();
-    billing.emplace(billing::BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1).value());
+    billing.emplace(billing::BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1, world.engine_endpoint()).value());
   }
   entitlement::SpendAuthorization spend(const entitlement::Quote& q) { return handset->spend(q.amount, q.payee); }
 };

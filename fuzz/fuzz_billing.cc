@@ -6,10 +6,14 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <thread>
+#include <atomic>
+#include <optional>
 
 #include "usher/billing/billing_service.h"
 #include "usher/core/clock.h"
 #include "usher/core/log.h"
+#include "usher/core/zmq.h"
 #include "usher/entitlement/request_auth.h"
 #include "usher/entitlement/store.h"
 
@@ -19,6 +23,13 @@ using namespace usher::entitlement;
 
 struct World {
   std::optional<EntitlementStore> engine;
+  // The engine billing asks, served from a thread on a connection of its own (billing reaches the
+  // engine only over its protocol). Never stopped: the fuzzer's process ends with it.
+  std::optional<EntitlementStore> served;
+  TestAcquirer acquirer;
+  std::optional<EngineService> engine_service;
+  std::optional<net::ReplyServer> engine_server;
+  std::atomic<bool> never{false};
   std::optional<billing::BillingStore> books;
   std::optional<billing::BillingService> service;
   // A card whose handset signs the inputs sent as relays and prepayments.
@@ -31,12 +42,16 @@ struct World {
     engine.emplace(EntitlementStore::create(dir + "/ent", 0x4AFF).value());
     (void)engine->add_service(1, "svc");
     (void)engine->register_stb({1001, crypto::X25519KeyPair::generate().public_key, crypto::Ed25519KeyPair::generate().public_key});
-    auto b = billing::BillingStore::create(dir + "/billing", dir + "/ent", 1);
+    card_id = engine->register_handset("fuzz", handset.public_key, {'E', 'U', 'R'}).value().card_id;
+    served.emplace(EntitlementStore::open(dir + "/ent").value());
+    engine_service.emplace(*served, acquirer);
+    engine_server.emplace("tcp://127.0.0.1:*", net::ReplyServer::BatchHandler([this](const auto& r) { return engine_service->handle_batch(r); }));
+    std::thread([this] { engine_server->run(never); }).detach();
+    auto b = billing::BillingStore::create(dir + "/billing", dir + "/ent", 1, engine_server->endpoint());
     if (!b) std::abort();
     books.emplace(std::move(b.value()));
     (void)books->set_hotel_credit({1000, {'E', 'U', 'R'}});
     (void)books->add_room("102", 1001, "tcp://127.0.0.1:1");
-    card_id = books->engine().register_handset("fuzz", handset.public_key, {'E', 'U', 'R'}).value().card_id;
     service.emplace(*books, RateLimiter::Rate{1U << 30, 1U << 30});
   }
 };

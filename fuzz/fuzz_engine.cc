@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "usher/entitlement/billing_requests.h"
 #include "usher/entitlement/history.h"
 #include "usher/core/clock.h"
 #include "usher/entitlement/engine_service.h"
@@ -22,10 +23,13 @@ struct Engine {
   // A registered handset: inputs are also sent signed by it, to reach past the signature check.
   usher::crypto::Ed25519KeyPair handset = usher::crypto::Ed25519KeyPair::generate();
   std::uint64_t card_id = 0;
+  // A billing the operator certified: inputs are also sent signed by it (billing_requests.h).
+  usher::crypto::Ed25519KeyPair billing = usher::crypto::Ed25519KeyPair::generate();
   explicit Engine(usher::entitlement::EntitlementStore s) : store(std::move(s)) {
     auto card = store.register_handset("fuzz", handset.public_key, {'E', 'U', 'R'});
     if (!card) std::abort();
     card_id = card->card_id;
+    (void)store.certify_billing(1, billing.public_key, usher::unix_now());
   }
 };
 Engine& engine() {
@@ -61,6 +65,24 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto signed_reply = engine().service.handle(encode_request(static_cast<MessageType>(data[0]), id, signed_body));
     if (signed_reply.size() < 18) __builtin_trap();
   }
+  // And as billing's request of type in[0], signed by the certified billing: the bodies of charges,
+  // refunds, impulse purchases and the rest reach their decoders and the store.
+  if (size >= 1) {
+    const auto id = new_request_id();
+    const auto billing_body = sign_billing_request(data[0], id, in.subspan(1), 1, usher::unix_now(), engine().billing.private_key);
+    if (engine().service.handle(encode_request(static_cast<MessageType>(data[0]), id, billing_body)).size() < 18) __builtin_trap();
+  }
+  (void)decode_holding_query(in);
+  (void)decode_holding_reply(in);
+  (void)decode_impulse_purchases(in);
+  (void)decode_settlement_charge(in);
+  (void)decode_settlement_refund(in);
+  (void)decode_ticket_payment_lines(in);
+  (void)decode_opened_history(in);
+  (void)decode_u32(in);
+  (void)decode_u64(in);
+  (void)decode_text(in);
+  (void)decode_stb_ids(in);
   (void)split_signed(in);
   (void)reply_body(reply, RequestId{});
   (void)Ticket::decode(in);

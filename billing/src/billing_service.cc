@@ -21,9 +21,13 @@ struct BillingService::Payment {
 Result<std::span<const std::uint8_t>> BillingService::authenticate(const ent::Frame& frame, std::uint64_t now) {
   auto s = ent::split_signed(frame.body);
   if (!s) return s.error();
-  auto card = store_.engine().card(s->card_id);
+  auto card_key = store_.engine().card_key(s->card_id);
+  // An engine that did not answer says nothing about the card: the handset is asked to try again.
+  if (!card_key && (card_key.error().code == Errc::io || card_key.error().code == Errc::storage || card_key.error().code == Errc::busy)) {
+    return card_key.error();
+  }
   // One answer whether the card is unknown or the key is wrong: nobody learns which cards exist.
-  if (!card || !s->verify(frame.type_or_status, frame.id, card->handset_public)) {
+  if (!card_key || !s->verify(frame.type_or_status, frame.id, *card_key)) {
     return make_error(Errc::auth_failed, "the request is not signed by the handset holding card " + std::to_string(s->card_id));
   }
   if (auto fresh = ent::check_request_time(s->time, now); !fresh) return fresh.error();
@@ -166,21 +170,18 @@ std::vector<std::vector<std::uint8_t>> BillingService::handle_batch(const std::v
   }
   if (payments.empty()) return replies;
 
-  // Step 2, one transaction of the engine's: the charges (each once per settlement and spend).
-  auto charged = store_.engine().batch([&] {
-    for (auto& p : payments) {
+  // Step 2, at the engine: the charges, each once per settlement and spend (the engine commits
+  // each before it answers). One the engine did not answer stays "charging" and is finished by the
+  // handset's retry or by recover(); the handset hears why.
+  for (auto& p : payments) {
+    try {
       auto c = store_.charge(p.settlement_id);
       if (c) p.charged = true;
       else answer(p.index, c.error());
+    } catch (const std::exception& e) {
+      log_.error("billing: ", e.what());
+      replies[p.index] = ent::encode_error(frames[p.index]->id, retry);
     }
-  });
-  if (!charged) {
-    // Nothing charged: the settlements stay "charging" and are finished by the handset's retry.
-    log_.error(charged.error().message);
-    for (const auto& p : payments) {
-      if (p.charged) replies[p.index] = ent::encode_error(frames[p.index]->id, retry);
-    }
-    return replies;
   }
 
   // Step 3, one transaction of billing's: records settled and receipts signed.

@@ -28,28 +28,33 @@ std::span<const std::uint8_t> bytes_of(const crypto::Digest& d) { return {d.data
 // The engine request ids a settlement's charge, and its refund when the records it paid for were
 // settled by another path, run under: the same for every attempt at the same spend, so that a retry
 // after a crash gets the engine's stored answer instead of a second debit (or credit).
-std::vector<std::uint8_t> settlement_request_id(std::string_view domain, std::uint64_t settlement_id,
-                                                const entitlement::SpendAuthorization& spend) {
+entitlement::RequestId settlement_request_id(std::string_view domain, std::uint64_t settlement_id, const entitlement::SpendAuthorization& spend) {
   ByteWriter w;
   w.bytes({reinterpret_cast<const std::uint8_t*>(domain.data()), domain.size()});
   w.u64(settlement_id);
   w.bytes(spend.nonce);
   const auto d = crypto::sha256(w.data());
-  return {d.begin(), d.begin() + 16};
+  entitlement::RequestId id{};
+  std::copy_n(d.begin(), id.size(), id.begin());
+  return id;
 }
-std::vector<std::uint8_t> charge_request_id(std::uint64_t settlement_id, const entitlement::SpendAuthorization& spend) {
+entitlement::RequestId charge_request_id(std::uint64_t settlement_id, const entitlement::SpendAuthorization& spend) {
   return settlement_request_id("usher-settle", settlement_id, spend);
 }
-std::vector<std::uint8_t> refund_request_id(std::uint64_t settlement_id, const entitlement::SpendAuthorization& spend) {
+entitlement::RequestId refund_request_id(std::uint64_t settlement_id, const entitlement::SpendAuthorization& spend) {
   return settlement_request_id("usher-refund", settlement_id, spend);
 }
+
+// An answer of the engine's that says nothing about the request (it did not answer, or could not
+// store): the request stays to be tried again.
+bool engine_unavailable(const Error& e) { return e.code == Errc::io || e.code == Errc::storage || e.code == Errc::busy; }
 
 }  // namespace
 
 const char* to_string(SettlementState state) { return stored_name(kSettlementStates, state); }
 const char* to_string(PmsPostingState state) { return stored_name(kPmsPostingStates, state); }
 
-BillingStore::BillingStore(sql::Database db, entitlement::EntitlementStore engine, entitlement::BillingCertificate cert)
+BillingStore::BillingStore(sql::Database db, EngineClient engine, entitlement::BillingCertificate cert)
     : db_(std::move(db)), engine_(std::move(engine)), certificate_(cert) {}
 
 // Step 1 is the schema of the stores written before versions were kept (user_version 0), in
@@ -142,46 +147,86 @@ const sql::Schema& BillingStore::schema() {
       last_error_at INTEGER NOT NULL,
       failed_attempts INTEGER NOT NULL,
       recorded INTEGER NOT NULL);
-  )")}});
+  )")},
+      // Billing as the engine's client: it keeps where the engine listens and the operator's public
+      // identity (to check what the engine's replies carry), no longer the engine's home. A store
+      // of step 1 takes the identity from the operator.pub in the home it named.
+      {2, "the engine's endpoint and the operator's public identity instead of the engine's home", [](sql::Database& db) {
+         db.exec("ALTER TABLE identity ADD COLUMN engine_endpoint TEXT NOT NULL DEFAULT 'tcp://127.0.0.1:7700'; "
+                 "ALTER TABLE identity ADD COLUMN ca_system_id INTEGER NOT NULL DEFAULT 0; "
+                 "ALTER TABLE identity ADD COLUMN operator_x25519 BLOB; "
+                 "ALTER TABLE identity ADD COLUMN operator_ed25519 BLOB;");
+         std::string engine_home;
+         {
+           auto st = db.prepare("SELECT engine_home FROM identity WHERE id = 1");
+           if (st.step()) engine_home = st.column_text(0);
+         }
+         if (!engine_home.empty()) {
+           const auto pub_path = (fs::path(engine_home) / entitlement::EntitlementStore::kOperatorPublicName).string();
+           auto op = entitlement::OperatorPublicFile::read(pub_path);
+           if (!op) throw std::runtime_error("cannot read the operator's public identity " + pub_path + ": " + op.error().message);
+           auto st = db.prepare("UPDATE identity SET ca_system_id = ?, operator_x25519 = ?, operator_ed25519 = ? WHERE id = 1");
+           st.bind(1, op->ca_system_id).bind(2, op->x25519_public).bind(3, op->ed25519_public);
+           st.run();
+         }
+         db.exec("ALTER TABLE identity DROP COLUMN engine_home");
+       }}});
   return kSchema;
 }
 
-Result<BillingStore> BillingStore::create(const std::string& home, const std::string& engine_home, std::uint32_t billing_id) {
+Result<BillingStore> BillingStore::create(const std::string& home, const std::string& engine_home, std::uint32_t billing_id,
+                                          const std::string& engine_endpoint) {
   const auto path = (fs::path(home) / kDatabaseName).string();
   if (fs::exists(path)) return make_error(Errc::already_exists, "a billing service is already initialised in " + home);
-  auto engine = entitlement::EntitlementStore::open(engine_home);
-  if (!engine) return engine.error();
+  if (engine_endpoint.empty()) return make_error(Errc::invalid_argument, "billing needs the engine's endpoint");
+  auto op = entitlement::OperatorPublicFile::read((fs::path(engine_home) / entitlement::EntitlementStore::kOperatorPublicName).string());
+  if (!op) return op.error();
+  auto keys = crypto::Ed25519KeyPair::generate();
+  entitlement::BillingCertificate cert;
+  {
+    // The operator's home is opened for the certification only (which also lets the engine answer
+    // this billing's requests); billing keeps none of it.
+    auto engine = entitlement::EntitlementStore::open(engine_home);
+    if (!engine) return engine.error();
+    cert = engine->certify_billing(billing_id, keys.public_key, unix_now());
+  }
   auto db = open_private_database(home, kDatabaseName, IfMissing::create);
   if (!db) return db.error();
   if (auto migrated = schema().migrate(*db, path); !migrated) return migrated.error();
-  auto keys = crypto::Ed25519KeyPair::generate();
-  auto cert = engine->certify_billing(billing_id, keys.public_key, unix_now());
-  const auto abs_engine = fs::absolute(engine_home).string();
-  auto st = db->prepare("INSERT INTO identity VALUES (1, ?, ?, ?, ?)");
-  st.bind(1, billing_id).bind(2, abs_engine).bind(3, keys.private_key.bytes()).bind(4, cert.encode());
+  auto st = db->prepare("INSERT INTO identity (id, billing_id, ed25519_private, certificate, engine_endpoint, ca_system_id, operator_x25519, "
+                        "operator_ed25519) VALUES (1, ?, ?, ?, ?, ?, ?, ?)");
+  st.bind(1, billing_id).bind(2, keys.private_key.bytes()).bind(3, cert.encode()).bind(4, engine_endpoint).bind(5, op->ca_system_id)
+      .bind(6, op->x25519_public).bind(7, op->ed25519_public);
   st.run();
-  return BillingStore(std::move(*db), std::move(*engine), cert);
+  return BillingStore(std::move(*db), EngineClient(engine_endpoint, billing_id, keys.private_key.clone(), op->ed25519_public), cert);
 }
 
-Result<BillingStore> BillingStore::open(const std::string& home) {
+Result<BillingStore> BillingStore::open(const std::string& home, const std::string& engine_endpoint, net::ClientOptions engine_options) {
   const auto path = (fs::path(home) / kDatabaseName).string();
   if (!fs::exists(path)) return make_error(Errc::not_found, "no billing service in " + home + " (run `usher billing init` first)");
   auto db = open_private_database(home, kDatabaseName, IfMissing::refuse);
   if (!db) return db.error();
   if (auto migrated = schema().migrate(*db, path); !migrated) return migrated.error();
-  std::string engine_home;
+  std::string endpoint;
   std::vector<std::uint8_t> cert_bytes;
+  std::vector<std::uint8_t> operator_ed25519;
+  std::optional<Secret<32>> signing;
   {
-    auto st = db->prepare("SELECT engine_home, certificate FROM identity WHERE id = 1");
+    auto st = db->prepare("SELECT engine_endpoint, certificate, operator_ed25519, ed25519_private FROM identity WHERE id = 1");
     if (!st.step()) return make_error(Errc::storage, path + " has no billing identity");
-    engine_home = st.column_text(0);
+    endpoint = st.column_text(0);
     cert_bytes = st.column_blob(1);
+    if (!st.column_is_null(2)) operator_ed25519 = st.column_blob(2);
+    signing = st.column_key(3);
   }
-  auto engine = entitlement::EntitlementStore::open(engine_home);
-  if (!engine) return engine.error();
   auto cert = entitlement::BillingCertificate::decode(cert_bytes);
   if (!cert) return cert.error();
-  return BillingStore(std::move(*db), std::move(*engine), *cert);
+  crypto::PublicKey op_signing{};
+  if (operator_ed25519.size() != op_signing.size()) return make_error(Errc::storage, path + " does not hold the operator's public identity");
+  std::copy(operator_ed25519.begin(), operator_ed25519.end(), op_signing.begin());
+  if (!engine_endpoint.empty()) endpoint = engine_endpoint;
+  EngineClient engine(endpoint, cert->billing_id, std::move(*signing), op_signing, engine_options);
+  return BillingStore(std::move(*db), std::move(engine), *cert);
 }
 
 Secret<32> BillingStore::signing_private() {
@@ -221,8 +266,11 @@ Result<Money> BillingStore::price_of(std::uint32_t stb_id, const HistoryRecord& 
   // The engine's catalogue is the price list; the price the STB recorded is what it showed the
   // viewer and must agree with it.
   auto ev = engine_.event(r.event_id);
-  if (!ev) return make_error(Errc::not_found, "history record " + std::to_string(r.sequence) + " names event " +
-                                                  std::to_string(r.event_id) + ", unknown to the catalogue");
+  if (!ev) {
+    if (ev.error().code != Errc::not_found) return ev.error();
+    return make_error(Errc::not_found, "history record " + std::to_string(r.sequence) + " names event " + std::to_string(r.event_id) +
+                                           ", unknown to the catalogue");
+  }
   if (ev->price.currency != r.price.currency || ev->price.minor != r.price.minor) {
     return make_error(Errc::not_entitled, "history record " + std::to_string(r.sequence) + ": event " + std::to_string(r.event_id) +
                                               " costs " + entitlement::format_money(ev->price) + ", the STB recorded " +
@@ -231,8 +279,10 @@ Result<Money> BillingStore::price_of(std::uint32_t stb_id, const HistoryRecord& 
   // One sale per entitlement: a ticket the engine sold the STB for the event (before the impulse
   // purchase reached billing) was paid already. A prepaid record was paid when the credit was sold.
   if (r.payment != entitlement::kPaymentPrepaid) {
-    if (auto held = engine_.holding(stb_id, r.event_id); held && held->ticket_id != 0) {
-      if (reason) *reason = "already paid with ticket " + std::to_string(held->ticket_id);
+    auto held = engine_.holding(stb_id, r.event_id);
+    if (!held) return held.error();
+    if (*held && (*held)->ticket_id != 0) {
+      if (reason) *reason = "already paid with ticket " + std::to_string((*held)->ticket_id);
       return Money{0, ev->price.currency};
     }
   }
@@ -267,8 +317,12 @@ std::uint64_t BillingStore::quote_ttl() {
   }
 }
 
+Result<entitlement::OpenedHistoryReply> BillingStore::open_history(std::span<const std::uint8_t> sealed) {
+  return engine_.open_sealed_history(sealed);
+}
+
 Result<BillingStore::Checked> BillingStore::check_history(std::span<const std::uint8_t> sealed) {
-  auto opened = engine_.open_sealed_history(sealed);
+  auto opened = open_history(sealed);
   if (!opened) return opened.error();
   Checked out;
   out.stb_id = opened->stb_id;
@@ -303,7 +357,7 @@ Result<BillingStore::Checked> BillingStore::check_history(std::span<const std::u
   for (const auto& r : out.fresh) {
     if (r.stay_id == 0) at_home.push_back(r);
   }
-  engine_.record_impulse_purchases(out.stb_id, at_home);
+  if (auto told = engine_.record_impulse_purchases(out.stb_id, at_home); !told) return told.error();
   return out;
 }
 
@@ -377,7 +431,10 @@ Result<RelayReply> BillingStore::relay(std::span<const std::uint8_t> sealed, std
 
 Result<RelayReply> BillingStore::prepay(std::uint32_t stb_id, const Money& amount, std::uint64_t card_id, std::uint64_t now) {
   if (amount.minor <= 0) return make_error(Errc::invalid_argument, "a prepayment must be positive");
-  if (!engine_.has_stb(stb_id)) return make_error(Errc::not_entitled, "no STB " + std::to_string(stb_id));
+  if (auto known = engine_.stb_key(stb_id); !known) {
+    if (known.error().code == Errc::not_found) return make_error(Errc::not_entitled, "no STB " + std::to_string(stb_id));
+    return known.error();
+  }
   {
     // Prepayment quotes nobody paid go when they expire.
     const auto ttl = quote_ttl();
@@ -492,13 +549,9 @@ Status BillingStore::charge(std::uint64_t settlement_id) {
   // The charge, through the engine's ledger, once per settlement and spend.
   const auto rid = charge_request_id(settlement_id, s->spend);
   const auto payee = entitlement::settlement_payee(settlement_id, s->stb_id);
-  auto charged = engine_.once(rid, [&]() -> Result<std::vector<std::uint8_t>> {
-    auto bal = engine_.charge_settlement(s->spend, s->amount, payee);
-    if (!bal) return bal.error();
-    return entitlement::encode_money(*bal);
-  });
+  auto charged = engine_.charge_settlement(rid, s->spend, s->amount, payee);
   if (!charged) {
-    if (charged.error().code != Errc::storage && charged.error().code != Errc::io) {
+    if (!engine_unavailable(charged.error())) {
       // Refused for good (a bad signature, too small a balance): back to a quote, nothing charged.
       auto upd = db_.prepare("UPDATE settlements SET state = " + sql_value(SettlementState::quoted) + ", spend = NULL WHERE settlement_id = ? AND state = " + sql_value(SettlementState::charging));
       upd.bind(1, static_cast<std::int64_t>(settlement_id));
@@ -536,11 +589,7 @@ Result<Receipt> BillingStore::complete_payment(std::uint64_t settlement_id, std:
       // through by a store from before that was refused): the card gets its money back, once, and
       // the settlement becomes a quote that can no longer be paid.
       const auto payee = entitlement::settlement_payee(settlement_id, s->stb_id);
-      auto refunded = engine_.once(refund_request_id(settlement_id, s->spend), [&]() -> Result<std::vector<std::uint8_t>> {
-        auto bal = engine_.refund_settlement(s->spend.card_id, s->amount, payee);
-        if (!bal) return bal.error();
-        return entitlement::encode_money(*bal);
-      });
+      auto refunded = engine_.refund_settlement(refund_request_id(settlement_id, s->spend), s->spend.card_id, s->amount, payee);
       if (!refunded) return refunded.error();
       auto upd = db_.prepare("UPDATE settlements SET state = " + sql_value(SettlementState::quoted) + ", spend = NULL WHERE settlement_id = ?");
       upd.bind(1, static_cast<std::int64_t>(settlement_id));
@@ -549,7 +598,7 @@ Result<Receipt> BillingStore::complete_payment(std::uint64_t settlement_id, std:
       return make_error(Errc::stale, "the records of settlement " + std::to_string(settlement_id) + " were settled otherwise meanwhile: " +
                                          entitlement::format_money(s->amount) + " refunded to card " + std::to_string(s->spend.card_id));
     }
-    auto opened = engine_.open_sealed_history(s->sealed);
+    auto opened = open_history(s->sealed);
     if (!opened) return opened.error();
     std::vector<HistoryRecord> records;
     for (const auto& r : opened->records) {
@@ -582,18 +631,20 @@ Result<Receipt> BillingStore::settle_records(SettlementKind kind, std::uint32_t 
   std::int64_t prepaid_used = 0;
   {
     std::map<std::uint32_t, std::string> titles;  // a history is mostly a few events: one lookup each
-    auto title_of = [&](std::uint32_t event_id) -> const std::string& {
-      auto it = titles.find(event_id);
-      if (it != titles.end()) return it->second;
-      auto ev = engine_.event(event_id);
-      return titles.emplace(event_id, ev ? ev->title : "event " + std::to_string(event_id)).first->second;
-    };
+    for (const auto& r : records) {
+      if (titles.contains(r.event_id)) continue;
+      auto ev = engine_.event(r.event_id);
+      if (!ev && engine_unavailable(ev.error())) return ev.error();  // settled later, with the titles
+      titles.emplace(r.event_id, ev ? ev->title : "event " + std::to_string(r.event_id));
+    }
+    auto title_of = [&](std::uint32_t event_id) -> const std::string& { return titles.at(event_id); };
     auto ins = db_.prepare("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     for (const auto& r : records) {
       const auto h = r.hash();
       // What billing charged for it: the statement shows a record already paid with a ticket at 0.
       std::string reason;
       auto priced = price_of(stb_id, r, &reason);
+      if (!priced && engine_unavailable(priced.error())) return priced.error();
       const auto charged = priced ? *priced : r.price;
       ins.reset();
       ins.bind(1, stb_id).bind(2, static_cast<std::int64_t>(r.sequence)).bind(3, bytes_of(h)).bind(4, static_cast<std::int64_t>(r.time))

@@ -47,7 +47,7 @@ std::string BillingStore::hotel_name() {
 }
 
 Status BillingStore::add_room(const std::string& room, std::uint32_t stb_id, const std::string& link_endpoint) {
-  if (!engine_.has_stb(stb_id)) return make_error(Errc::not_found, "no STB " + std::to_string(stb_id) + " registered with the operator");
+  if (auto known = engine_.stb_key(stb_id); !known) return known.error();  // not_found: the operator does not know it
   try {
     auto st = db_.prepare("INSERT INTO rooms (room, stb_id, link_endpoint) VALUES (?, ?, ?)");
     st.bind(1, room).bind(2, stb_id).bind(3, link_endpoint);

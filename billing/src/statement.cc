@@ -127,11 +127,13 @@ Result<Statement> BillingStore::stb_statement(std::uint32_t stb_id) {
     }
   }
   // Cash: tickets bought with a handset and paid at once (F1-F3, passes), and their refunds.
-  for (const auto& pay : engine_.ticket_payments(stb_id)) {
+  auto payments = engine_.ticket_payments(stb_id);
+  if (!payments) return payments.error();
+  for (const auto& pay : *payments) {
     StatementLine l;
     l.time = pay.time;
     l.stb_id = stb_id;
-    l.kind = pay.kind == entitlement::LedgerEntryKind::refund ? StatementLineKind::refund : StatementLineKind::cash;
+    l.kind = pay.kind == static_cast<std::uint8_t>(entitlement::LedgerEntryKind::refund) ? StatementLineKind::refund : StatementLineKind::cash;
     l.event_id = pay.event_id;
     l.description = pay.title.empty() ? "ticket " + std::to_string(pay.ticket_id) : pay.title;
     l.amount = pay.amount;
@@ -144,9 +146,12 @@ Result<Statement> BillingStore::stb_statement(std::uint32_t stb_id) {
 Result<Statement> BillingStore::account_statement(const std::string& account) {
   Statement s;
   s.title = "Account " + account;
-  for (auto stb : engine_.account_stbs(account)) {
+  auto stbs = engine_.account_stbs(account);
+  if (!stbs) return stbs.error();
+  for (auto stb : *stbs) {
     auto part = stb_statement(stb);
-    if (part) s.lines.insert(s.lines.end(), part->lines.begin(), part->lines.end());
+    if (!part) return part.error();
+    s.lines.insert(s.lines.end(), part->lines.begin(), part->lines.end());
   }
   finish_statement(s);
   return s;

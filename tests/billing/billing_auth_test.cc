@@ -23,7 +23,7 @@ class BillingAuthTest : public ::testing::Test {
     ASSERT_TRUE(world.store().set_credit(1001, {3000, kEur}, unix_now()).ok());
     for (const auto& emm : world.store().emm_sections(0)) (void)world.stb(1001).apply_emm(emm);
     ASSERT_TRUE(world.stb(1001).impulse_buy(1, unix_now()).ok());
-    auto b = BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1);
+    auto b = BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1, world.engine_endpoint());
     ASSERT_TRUE(b.ok()) << b.error().message;
     billing.emplace(std::move(b.value()));
     alice.emplace(world.store(), "alice", 10000);

@@ -51,7 +51,7 @@ class HotelGroupTest : public ::testing::Test {
       (void)world.stb(kRoomStb).apply_emm(emm);
       (void)world.stb(kHomeStb).apply_emm(emm);
     }
-    billing.emplace(BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1).value());
+    billing.emplace(BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1, world.engine_endpoint()).value());
     ASSERT_TRUE(billing->set_hotel_credit({5000, kEur}).ok());
     link = std::make_unique<testing::StbLinkServer>(world.stb_home(kRoomStb));
     desk.emplace(*billing, "tcp://127.0.0.1:1");

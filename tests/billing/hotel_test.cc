@@ -29,7 +29,7 @@ class HotelTest : public ::testing::Test {
     // The room STB gets the offers (event keys and prices) by EMM, with no credit line of its own.
     ASSERT_TRUE(world.store().set_credit(1003, {0, kEur}, kT0).ok());
     for (const auto& emm : world.store().emm_sections(0)) (void)se().apply_emm(emm);
-    billing.emplace(BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1).value());
+    billing.emplace(BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1, world.engine_endpoint()).value());
     ASSERT_TRUE(billing->set_hotel_credit({5000, kEur}).ok());
     link = std::make_unique<RoomStbLink>(world.stb_home(1003));
     desk.emplace(*billing, "tcp://127.0.0.1:1");  // the room STB does not report by itself in these tests

@@ -47,7 +47,7 @@ class OneSaleTest : public ::testing::Test {
     ASSERT_TRUE(world.store().set_pass_price(1, {kPassPerDay, kEur}).ok());
     ASSERT_TRUE(world.store().set_stb_account(kStb, "alice").ok());
     deliver_emms();
-    auto b = BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1);
+    auto b = BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1, world.engine_endpoint());
     ASSERT_TRUE(b.ok()) << b.error().message;
     billing.emplace(std::move(b.value()));
     alice.emplace(world.store(), "alice", kTopUp);

@@ -26,7 +26,7 @@ class SettlementTest : public ::testing::Test {
     ASSERT_TRUE(world.store().set_credit(1001, {3000, kEur}, kT0).ok());
     ASSERT_TRUE(world.store().set_credit(1002, {3000, kEur}, kT0).ok());
     deliver_emms();
-    auto b = BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1);
+    auto b = BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1, world.engine_endpoint());
     ASSERT_TRUE(b.ok()) << b.error().message;
     billing.emplace(std::move(b.value()));
     handset.emplace(world.store(), "alice", 10000);

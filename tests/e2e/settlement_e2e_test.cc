@@ -7,11 +7,19 @@
 
 #include <algorithm>
 #include <ctime>
+#include <fstream>
+#include <iterator>
 #include <deque>
 #include <random>
 #include <regex>
 #include <vector>
 #include <thread>
+
+#include <atomic>
+#include <csignal>
+#include <functional>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
 
 #include "operator_fixture.h"
 
@@ -20,6 +28,11 @@ namespace {
 using testing::Background;
 using testing::run;
 using testing::usher;
+
+std::string file_text(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
 
 std::int64_t cents(const std::string& text, const std::string& after) {
   // The first amount after `after`: "... <after> ... 12.50 EUR" -> 1250
@@ -31,13 +44,65 @@ std::int64_t cents(const std::string& text, const std::string& after) {
   return std::stoll(m[1]) * 100 + std::stoll(m[2]);
 }
 
+// Stands between billing and the engine, passing each request on and its reply back, except the
+// first reply to billing's charge (message 19, billing_charge): once the engine has answered it (so
+// the card is charged and the charge durable), `on_charged` runs instead of handing billing the
+// answer. Billing is killed there, between charging the card and completing the settlement.
+class ChargeInterceptor {
+ public:
+  ChargeInterceptor(const std::string& bind, std::string engine, std::function<void()> on_charged)
+      : engine_(std::move(engine)), on_charged_(std::move(on_charged)) {
+    front_.bind(bind);
+    thread_ = std::thread([this] { run(); });
+  }
+  ~ChargeInterceptor() {
+    stop_ = true;
+    thread_.join();
+  }
+  [[nodiscard]] bool intercepted() const { return intercepted_; }
+
+ private:
+  void run() {
+    while (!stop_) {
+      zmq::pollitem_t item{front_.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, std::chrono::milliseconds(50));
+      if (!(item.revents & ZMQ_POLLIN)) continue;
+      std::vector<zmq::message_t> parts;
+      (void)zmq::recv_multipart(front_, std::back_inserter(parts));
+      if (parts.size() != 3) continue;  // routing id, empty delimiter, request
+      const bool charge = parts[2].size() > 1 && parts[2].data<std::uint8_t>()[1] == 19;
+      zmq::socket_t back(ctx_, zmq::socket_type::req);
+      back.set(zmq::sockopt::rcvtimeo, 10000);
+      back.set(zmq::sockopt::linger, 0);
+      back.connect(engine_);
+      back.send(zmq::buffer(parts[2].data(), parts[2].size()));
+      zmq::message_t reply;
+      if (!back.recv(reply)) continue;
+      if (charge && !intercepted_) {
+        intercepted_ = true;
+        on_charged_();
+        continue;
+      }
+      parts[2] = std::move(reply);
+      zmq::send_multipart(front_, parts);
+    }
+  }
+  zmq::context_t ctx_;
+  zmq::socket_t front_{ctx_, zmq::socket_type::router};
+  std::string engine_;
+  std::function<void()> on_charged_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> intercepted_{false};
+  std::thread thread_;
+};
+
 class SettlementE2e : public testing::OperatorFixture {
  protected:
   static constexpr int kEvents = 60;
   static std::string price(int e) { return "12." + std::to_string(10 + e % 90); }
 
   void SetUp() override {
-    start({"1001", "alice", "20.00", kEvents, &price}, 2);
+    start({"1001", "alice", "20.00", kEvents, &price}, 3);
     for (int e = 1; e <= kEvents; ++e) price_[e] = 1200 + 10 + e % 90;
     billing = endpoint(1);
     link = endpoint(2);
@@ -195,6 +260,56 @@ TEST_F(SettlementE2e, KillNineAnywhereInTheRelayChargesEachPurchaseExactlyOnce) 
   EXPECT_GT(next_event, 20);  // about 37 purchases expected in 50 trials
   const auto statement = must("billing statement --home " + bil() + " --stb 1001");
   EXPECT_EQ(cents(statement, "Total"), bought) << statement;
+}
+
+// Billing killed -9 after the engine charged the card for a settlement and before billing heard of
+// it: the restarted billing finishes the settlement with the engine's first answer (the same request
+// id), the handset's retry gets the receipt, and the card is charged once.
+TEST_F(SettlementE2e, BillingKilledBetweenTheChargeAndTheSettlementChargesOnce) {
+  const auto start_balance = balance();
+  must("stb buy --home " + stb() + " --event 1");
+  const auto via = endpoint(3);
+  billing_proc->stop(SIGTERM);
+  std::atomic<pid_t> victim{-1};
+  ChargeInterceptor interceptor(via, engine, [&] { kill(victim.load(), SIGKILL); });
+  Background proxied(usher("billing serve --home " + bil() + " --bind " + billing + " --engine " + via) + " 2>>" + dir.file("billing.log"));
+  victim = proxied.pid();
+  ASSERT_TRUE(testing::wait_listening(ports[1]));
+  Background handset(usher(relay()) + " >" + dir.file("interrupted-relay.log") + " 2>&1");
+  // Until the engine has answered the charge and billing is dead (the handset is still retrying).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!interceptor.intercepted() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(interceptor.intercepted());
+  proxied.stop(SIGKILL);  // reaped
+  EXPECT_EQ(balance(), start_balance - price_[1]);  // charged at the engine, billing never heard
+  billing_proc->start();  // billing back, asking the engine directly
+  EXPECT_EQ(handset.wait(), 0) << file_text(dir.file("interrupted-relay.log"));
+  EXPECT_EQ(balance(), start_balance - price_[1]);
+  EXPECT_NE(must(relay()).find("0 purchases settled"), std::string::npos);
+  EXPECT_EQ(balance(), start_balance - price_[1]);
+  EXPECT_NE(must("stb history --home " + stb()).find("0 purchases not yet collected"), std::string::npos);
+  EXPECT_EQ(cents(must("billing statement --home " + bil() + " --stb 1001"), "Total"), price_[1]);
+}
+
+// The engine down during a relay: billing refuses it, saying so, and charges nothing; with the
+// engine back the same relay settles, once.
+TEST_F(SettlementE2e, TheEngineDownDuringARelayIsRefusedThenSettlesOnceWhenItIsBack) {
+  const auto start_balance = balance();
+  must("stb buy --home " + stb() + " --event 2");
+  engine_proc->stop(SIGKILL);
+  auto refused = run(usher(relay()));
+  EXPECT_NE(refused.status, 0) << refused.output;
+  EXPECT_NE(refused.output.find("did not answer"), std::string::npos) << refused.output;
+  EXPECT_NE(must("stb history --home " + stb()).find("1 purchase not yet collected"), std::string::npos);
+  engine_proc->start();
+  ASSERT_TRUE(testing::wait_listening(ports[0]));
+  EXPECT_EQ(balance(), start_balance);
+  auto settled = must(relay());
+  EXPECT_NE(settled.find("1 purchase"), std::string::npos) << settled;
+  EXPECT_EQ(balance(), start_balance - price_[2]);
+  EXPECT_NE(must(relay()).find("0 purchases settled"), std::string::npos);
+  EXPECT_EQ(balance(), start_balance - price_[2]);
+  EXPECT_NE(must("stb history --home " + stb()).find("0 purchases not yet collected"), std::string::npos);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <tuple>
 
 #include "cli_process.h"
+#include "running_engine.h"
 #include "temp_dir.h"
 #include "usher/billing/billing_store.h"
 #include "usher/core/crypto.h"
@@ -238,7 +239,9 @@ TEST(PreviousSchema, BillingOpensAStoreOfTheLastSchemaWithItsRowsAndTakesNewOnes
   }
   ASSERT_EQ(version_of(path), 0);
   {
-    auto store = billing::BillingStore::open(home);
+    // Billing asks the engine over its protocol (a new room's STB is checked there).
+    testing::RunningEngine served(*engine);
+    auto store = billing::BillingStore::open(home, served.endpoint());
     ASSERT_TRUE(store.ok()) << store.error().message;
     EXPECT_EQ(store->settled_sequence(1001), 1u);
     EXPECT_EQ(store->settled_minor(1001), 800);
@@ -254,6 +257,15 @@ TEST(PreviousSchema, BillingOpensAStoreOfTheLastSchemaWithItsRowsAndTakesNewOnes
     EXPECT_EQ(store->hotel_credit()->minor, 10000);
   }
   EXPECT_EQ(version_of(path), billing::BillingStore::schema().latest());
+  // Step 2 took the operator's public identity from the home step 1 named, and forgot the home.
+  auto db = sql::Database::open_read_only(path).value();
+  auto st = db.prepare("SELECT operator_ed25519, engine_endpoint FROM identity");
+  ASSERT_TRUE(st.step());
+  const auto signing = engine->signing_public();
+  EXPECT_EQ(st.column_blob(0), std::vector<std::uint8_t>(signing.begin(), signing.end()));
+  EXPECT_EQ(st.column_text(1), "tcp://127.0.0.1:7700");
+  auto cols = db.prepare("SELECT name FROM pragma_table_info('identity')");
+  while (cols.step()) EXPECT_NE(cols.column_text(0), "engine_home");
 }
 
 TEST(NewerSchema, BillingRefusesAFileFromANewerUsherAndLeavesIt) {

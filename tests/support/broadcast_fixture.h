@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
+#include "running_engine.h"
 #include "temp_dir.h"
 #include "usher/entitlement/request_auth.h"
 #include "usher/entitlement/store.h"
@@ -52,6 +54,23 @@ class BroadcastWorld {
 
   entitlement::EntitlementStore& store() { return store_; }
   const TempDir& dir() const { return dir_; }
+
+  // The operator's engine served over ZeroMQ from a thread, on a connection of its own to the
+  // operator's store: how billing reaches it (BillingStore::create(..., engine_endpoint())).
+  // Started at the first call.
+  const std::string& engine_endpoint() {
+    if (!served_engine_) {
+      served_store_.emplace(entitlement::EntitlementStore::open(dir_.file("operator")).value());
+      served_engine_ = std::make_unique<RunningEngine>(*served_store_);
+      engine_endpoint_ = served_engine_->endpoint();
+    }
+    return engine_endpoint_;
+  }
+  // Stops the served engine (billing's requests then find nobody); engine_endpoint() serves again.
+  void stop_engine() {
+    served_engine_.reset();
+    served_store_.reset();
+  }
 
   void add_service(std::uint16_t id) { check(store_.add_service(id, "svc" + std::to_string(id))); }
 
@@ -98,6 +117,9 @@ class BroadcastWorld {
   TempDir dir_;
   entitlement::EntitlementStore store_;
   std::map<std::uint32_t, std::unique_ptr<stb::SecureElement>> stbs_;
+  std::optional<entitlement::EntitlementStore> served_store_;  // before the engine: it outlives it
+  std::unique_ptr<RunningEngine> served_engine_;
+  std::string engine_endpoint_;
 };
 
 }  // namespace usher::testing

@@ -583,6 +583,7 @@ BillingCertificate EntitlementStore::certify_billing(std::uint32_t billing_id, c
   c.billing_public = billing_public;
   c.issued = now;
   c.sign(signing_private());
+  remember_billing(c);
   return c;
 }
 

@@ -217,6 +217,17 @@ Result<std::vector<std::uint8_t>> EngineService::dispatch(const Frame& f) {
     }
     case MessageType::emm_carousel:
       return encode_sections(store_.emm_sections(unix_now()));
+    case MessageType::billing_event:
+    case MessageType::billing_stb_key:
+    case MessageType::billing_card:
+    case MessageType::billing_holding:
+    case MessageType::billing_impulse_purchases:
+    case MessageType::billing_charge:
+    case MessageType::billing_refund:
+    case MessageType::billing_ticket_payments:
+    case MessageType::billing_account_stbs:
+    case MessageType::billing_open_history:
+      return dispatch_billing(f);
   }
   return make_error(Errc::invalid_argument, "unknown message type " + std::to_string(f.type_or_status));
 }

@@ -37,6 +37,26 @@ std::string engine_message_kind(std::uint8_t type) {
       return "buy_pass";
     case MessageType::pass_price:
       return "pass_price";
+    case MessageType::billing_event:
+      return "billing_event";
+    case MessageType::billing_stb_key:
+      return "billing_stb_key";
+    case MessageType::billing_card:
+      return "billing_card";
+    case MessageType::billing_holding:
+      return "billing_holding";
+    case MessageType::billing_impulse_purchases:
+      return "billing_impulse_purchases";
+    case MessageType::billing_charge:
+      return "billing_charge";
+    case MessageType::billing_refund:
+      return "billing_refund";
+    case MessageType::billing_ticket_payments:
+      return "billing_ticket_payments";
+    case MessageType::billing_account_stbs:
+      return "billing_account_stbs";
+    case MessageType::billing_open_history:
+      return "billing_open_history";
   }
   return "unknown";
 }

@@ -153,7 +153,15 @@ const sql::Schema& EntitlementStore::schema() {
   static const sql::Schema kSchema("engine store", {{1, "the engine's tables", [](sql::Database& db) {
                                                         db.exec(kTablesV1);
                                                         add_one_valid_ticket_index(db);
-                                                      }}});
+                                                      }},
+                                                     // Billings the operator certified: only they may ask for charges,
+                                                     // STB keys and the rest of billing's requests.
+                                                     {2, "billings the operator certified", sql::sql_steps(R"(
+    CREATE TABLE billings (
+      billing_id INTEGER PRIMARY KEY,
+      ed25519_public BLOB NOT NULL,
+      certified INTEGER NOT NULL);
+  )")}});
   return kSchema;
 }
 

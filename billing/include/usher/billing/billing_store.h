@@ -1,9 +1,13 @@
 // BillingStore: the billing service's books (billing.db under its home, mode 0600: it holds
 // billing's signing key). It settles STBs' viewing histories (flow F4) and hotel folios (F6):
 //
-//  - relay(): a history the handset relayed, opened and checked with the STB's key through the
-//    operator's EntitlementStore (signatures, chain, no gap or replay), priced from the engine's
-//    catalogue, and answered with a quote (or, for records already paid, the receipts again).
+//  - relay(): a history the handset relayed, opened and checked with the STB's key (signatures,
+//    chain, no gap or replay), priced from the engine's catalogue, and answered with a quote (or,
+//    for records already paid, the receipts again).
+//
+// Billing reaches the operator's engine only through its protocol (EngineClient, signed with
+// billing's key): its home holds billing's database and keys, the engine's endpoint and the
+// operator's public identity, never the engine's home or database.
 //  - pay(): the handset's spend authorization for a quote, charged once through the engine's
 //    ledger, answered with a receipt signed by billing covering exactly the records paid.
 //    A settlement goes quoted -> charging -> paid; one found "charging" after a crash is driven to
@@ -26,7 +30,7 @@
 #include "usher/core/sqlite.h"
 #include "usher/entitlement/link_auth.h"
 #include "usher/entitlement/settlement.h"
-#include "usher/entitlement/store.h"
+#include "usher/billing/engine_client.h"
 
 namespace usher::billing {
 
@@ -122,12 +126,16 @@ class BillingStore {
   static constexpr const char* kDatabaseName = "billing.db";
 
   // Makes billing's key pair and has the operator certify it (the STBs trust receipts through the
-  // operator's issuing key). `engine_home`: the entitlement engine's home, for STB keys, the
-  // catalogue and the card ledger.
-  static Result<BillingStore> create(const std::string& home, const std::string& engine_home, std::uint32_t billing_id);
+  // operator's issuing key; the engine then answers billing's requests). `engine_home`: the
+  // operator's home, opened for the certification only; `engine_endpoint`: where billing asks the
+  // engine from then on (kept in billing's identity).
+  static Result<BillingStore> create(const std::string& home, const std::string& engine_home, std::uint32_t billing_id,
+                                     const std::string& engine_endpoint = kDefaultEngineEndpoint);
   // Opens billing's store, bringing its schema forward (Errc::storage, the file untouched, when a
-  // newer Usher wrote it).
-  static Result<BillingStore> open(const std::string& home);
+  // newer Usher wrote it). `engine_endpoint`: the engine to ask ("" the one in billing's identity);
+  // nothing is asked before a request needs it.
+  static Result<BillingStore> open(const std::string& home, const std::string& engine_endpoint = "",
+                                   net::ClientOptions engine_options = kEngineClientOptions);
   // The numbered steps of billing.db's schema (docs/architecture.md, "Schema versions").
   static const sql::Schema& schema();
 
@@ -136,7 +144,8 @@ class BillingStore {
   // receipts): with its key, showing its certificate (entitlement/link_auth.h). Valid while the
   // store lives.
   entitlement::LinkSigner link_signer(std::uint32_t stb_id);
-  entitlement::EntitlementStore& engine() { return engine_; }
+  // The operator's engine, as billing reaches it.
+  EngineClient& engine() { return engine_; }
 
   // --- F4 and prepayment ---
   Result<entitlement::RelayReply> relay(std::span<const std::uint8_t> sealed_history, std::uint64_t card_id, std::uint64_t now);
@@ -222,7 +231,9 @@ class BillingStore {
   std::uint64_t settled_sequence(std::uint32_t stb_id);
 
  private:
-  BillingStore(sql::Database db, entitlement::EntitlementStore engine, entitlement::BillingCertificate cert);
+  BillingStore(sql::Database db, EngineClient engine, entitlement::BillingCertificate cert);
+  // The one place a relayed history is opened (records and the STB's key).
+  Result<entitlement::OpenedHistoryReply> open_history(std::span<const std::uint8_t> sealed);
   Secret<32> signing_private();
   struct Cursor {
     std::uint64_t sequence = 0;
@@ -264,7 +275,7 @@ class BillingStore {
   Status check_no_payment_under_way(std::uint32_t stb_id);
 
   sql::Database db_;
-  entitlement::EntitlementStore engine_;
+  EngineClient engine_;
   entitlement::BillingCertificate certificate_;
   std::optional<Secret<32>> signing_private_;
 };

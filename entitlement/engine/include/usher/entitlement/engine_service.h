@@ -38,6 +38,9 @@ class EngineService {
   // register_handset, top_up, balance, ticket_status, account_stbs: checked (signature, time,
   // limit), then answered once.
   Result<std::vector<std::uint8_t>> dispatch_signed(const Frame& frame);
+  // Billing's requests (billing_requests.h): checked (a certified billing's signature, time), then
+  // answered once per billing and request id. In billing_requests_engine.cc.
+  Result<std::vector<std::uint8_t>> dispatch_billing(const Frame& frame);
   // A purchase's card pays from its bucket once its spend verifies (so that nobody else empties it).
   Status admit_spend(const SpendAuthorization& spend);
   EntitlementStore& store_;

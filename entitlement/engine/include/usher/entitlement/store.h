@@ -48,23 +48,15 @@ struct Purchase {
   Money balance;                          // the card's balance after paying
 };
 
-// Where top-ups come from (a card acquirer, a bank). The engine credits a prepaid card only after
-// the funding source has approved the charge.
 // A ticket's state in the engine's store: valid, or revoked (withdrawn, with the grant of a pass).
 enum class TicketStatus { valid, revoked };
 const char* to_string(TicketStatus status);
 
-// What a ledger transaction (a journal entry, with its balanced postings) records.
-enum class LedgerEntryKind {
-  top_up,             // money into a card from the acquirer
-  ppv,                // a PPV ticket paid from a card
-  pass,               // a service pass paid from a card
-  refund,             // a revoked ticket's price back to its card
-  settlement,         // a card charged for a settlement billing asked for
-  settlement_refund,  // a settlement's charge given back (its records were settled another way)
-};
-const char* to_string(LedgerEntryKind kind);  // as stored: "top-up", "ppv", ...
+// LedgerEntryKind (catalogue.h) as stored: "top-up", "ppv", ...
+const char* to_string(LedgerEntryKind kind);
 
+// Where top-ups come from (a card acquirer, a bank). The engine credits a prepaid card only after
+// the funding source has approved the charge.
 class FundingSource {
  public:
   virtual ~FundingSource() = default;
@@ -110,6 +102,7 @@ class EntitlementStore {
   Status register_stb(const StbInfo& stb);
   std::vector<StbInfo> stbs();
   [[nodiscard]] bool has_stb(std::uint32_t stb_id);
+  std::optional<StbInfo> stb(std::uint32_t stb_id);
 
   // Grants a service to an STB for [not_before, not_after] and queues the EMM that carries it.
   // not_after is at most kLatestGrantEnd.
@@ -147,6 +140,8 @@ class EntitlementStore {
   Result<CardInfo> register_handset(const std::string& account, const crypto::PublicKey& handset_public,
                                     const Currency& currency);
   Result<CardInfo> card(std::uint64_t card_id);
+  // The card's certificate, as issued (billing checks a handset's key with it).
+  Result<PrepaidCardCertificate> card_certificate(std::uint64_t card_id);
   Result<Money> balance(std::uint64_t card_id);
   Result<Money> top_up(std::uint64_t card_id, std::int64_t amount_minor, const std::string& funding_reference,
                        FundingSource& funding);
@@ -188,6 +183,9 @@ class EntitlementStore {
   // Billing: certifies a billing service's signing key with the operator's issuing key, so that
   // STBs trust its receipts.
   BillingCertificate certify_billing(std::uint32_t billing_id, const crypto::PublicKey& billing_public, std::uint64_t now);
+  // The key of a billing the operator certified (certify_billing keeps each, the latest per id):
+  // the engine answers billing's requests only when signed by it. nullopt: never certified here.
+  std::optional<crypto::PublicKey> billing_public(std::uint32_t billing_id);
   // Billing's charge for a settlement: `spend` must be signed by the card's handset, for exactly
   // `amount` and `payee`; its nonce is used up. Moves the amount from the card to settlement revenue
   // in one transaction and returns the card's new balance. Run it under once() so that a retry by
@@ -280,6 +278,8 @@ class EntitlementStore {
   Result<std::vector<std::uint8_t>> queue_emm(std::uint32_t stb_id, std::vector<EmmItem> items, std::uint64_t carousel_until,
                                               std::uint64_t carousel_from = 0);
   Secret<32> operator_private();
+  // Keeps a certified billing's key (certify_billing), so that its requests are accepted.
+  void remember_billing(const BillingCertificate& certificate);
 
   sql::Database db_;
   std::uint16_t ca_system_id_;

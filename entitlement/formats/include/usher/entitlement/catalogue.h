@@ -79,6 +79,16 @@ struct CardInfo {
 };
 
 // The latest end a grant may have: 9999-12-31T23:59:59Z. Stored and carried as a signed 64-bit time.
+// What moved money in a card's ledger (the engine stores it; billing reads it in ticket payments).
+enum class LedgerEntryKind {
+  top_up,             // money into a card from the acquirer
+  ppv,                // a PPV ticket paid from a card
+  pass,               // a service pass paid from a card
+  refund,             // a revoked ticket's price back to its card
+  settlement,         // a card charged for a settlement billing asked for
+  settlement_refund,  // a settlement's charge given back (its records were settled another way)
+};
+
 inline constexpr std::uint64_t kLatestGrantEnd = 253402300799;
 
 }  // namespace usher::entitlement

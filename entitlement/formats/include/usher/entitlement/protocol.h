@@ -43,6 +43,17 @@ enum class MessageType : std::uint8_t {
   account_stbs = 11,  // signed; text account -> u16 count, u32 stb_id each
   buy_pass = 12,      // u16 service_id, u16 days, u32 stb_id, blob spend authorization -> as buy_ticket
   pass_price = 13,    // u16 service_id -> money per day
+  // Billing's requests, each signed by a billing the operator certified (billing_requests.h).
+  billing_event = 14,              // u32 event_id -> one event, as in list_events (count 1)
+  billing_stb_key = 15,            // u32 stb_id -> 32 the STB's Ed25519 key (not_found: no such STB)
+  billing_card = 16,               // u64 card_id -> blob the card's certificate (its handset's key)
+  billing_holding = 17,            // HoldingQuery -> HoldingReply
+  billing_impulse_purchases = 18,  // ImpulsePurchases -> u16 count told
+  billing_charge = 19,             // SettlementCharge -> money balance; once per request id
+  billing_refund = 20,             // SettlementRefund -> money balance; once per request id
+  billing_ticket_payments = 21,    // u32 stb_id -> TicketPaymentLine list
+  billing_account_stbs = 22,       // text account -> u16 count, u32 stb_id each
+  billing_open_history = 23,       // the sealed history (the whole body) -> OpenedHistoryReply
 };
 
 // The local link between a handset and an STB uses the same frames with these types.
