@@ -1,5 +1,6 @@
 #include "usher/entitlement/messages.h"
 
+#include <stdexcept>
 #include <string>
 
 #include "usher/core/bytes.h"
