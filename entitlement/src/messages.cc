@@ -53,8 +53,8 @@ struct OpenedSection {
 Result<OpenedSection> open_section(std::span<const std::uint8_t> section, std::size_t header_size,
                                    const Key256& key, const char* what, std::uint8_t version) {
   const auto parsed = streams::parse_section(section);
-  if (!parsed.ok()) return make_error(Errc::malformed, std::string(what) + ": section " + streams::to_string(parsed.error));
-  const auto body = parsed.section->body;
+  if (!parsed) return make_error(Errc::malformed, std::string(what) + ": section " + parsed.error().message);
+  const auto body = parsed->body;
   if (body.size() < header_size + crypto::kGcmNonceSize + crypto::kGcmTagSize) {
     return make_error(Errc::malformed, std::string(what) + ": too short (" + std::to_string(body.size()) + " bytes)");
   }
@@ -133,10 +133,10 @@ std::vector<std::uint8_t> encode_ecm(const EcmContent& ecm, const Key256& curren
 
 Result<EcmHeader> peek_ecm(std::span<const std::uint8_t> section) {
   const auto parsed = streams::parse_section(section);
-  if (!parsed.ok()) return make_error(Errc::malformed, std::string("ECM: section ") + streams::to_string(parsed.error));
-  const auto t = parsed.section->header.table_id;
+  if (!parsed) return make_error(Errc::malformed, std::string("ECM: section ") + parsed.error().message);
+  const auto t = parsed->header.table_id;
   if (t != kTableEcmEven && t != kTableEcmOdd) return make_error(Errc::malformed, "ECM: table_id is not 0x80/0x81");
-  ByteReader r(parsed.section->body);
+  ByteReader r(parsed->body);
   std::uint8_t version = 0;
   EcmHeader h;
   h.table_id = t;
@@ -145,8 +145,8 @@ Result<EcmHeader> peek_ecm(std::span<const std::uint8_t> section) {
   if (!r.u16(h.service_id) || !r.u16(h.key_version) || !r.u32(h.event_id) || !r.u32(h.next_event_id)) {
     return make_error(Errc::malformed, "ECM: truncated header");
   }
-  if (parsed.section->body.size() != kEcmHeaderSize + 2 * kEcmBlockSize) {
-    return make_error(Errc::malformed, "ECM: " + std::to_string(parsed.section->body.size()) + " bytes, expected " +
+  if (parsed->body.size() != kEcmHeaderSize + 2 * kEcmBlockSize) {
+    return make_error(Errc::malformed, "ECM: " + std::to_string(parsed->body.size()) + " bytes, expected " +
                                            std::to_string(kEcmHeaderSize + 2 * kEcmBlockSize));
   }
   return h;
@@ -277,9 +277,9 @@ std::vector<std::uint8_t> encode_emm(const EmmContent& emm, const Key256& emm_ke
 
 Result<EmmHeader> peek_emm(std::span<const std::uint8_t> section) {
   const auto parsed = streams::parse_section(section);
-  if (!parsed.ok()) return make_error(Errc::malformed, std::string("EMM: section ") + streams::to_string(parsed.error));
-  if (parsed.section->header.table_id != kTableEmmUnique) return make_error(Errc::malformed, "EMM: table_id is not 0x82");
-  ByteReader r(parsed.section->body);
+  if (!parsed) return make_error(Errc::malformed, std::string("EMM: section ") + parsed.error().message);
+  if (parsed->header.table_id != kTableEmmUnique) return make_error(Errc::malformed, "EMM: table_id is not 0x82");
+  ByteReader r(parsed->body);
   std::uint8_t version = 0;
   EmmHeader h;
   if (!r.u8(version) || !r.u32(h.stb_id) || !r.u64(h.sequence)) return make_error(Errc::malformed, "EMM: truncated header");
