@@ -121,12 +121,12 @@ Result<sql::Database> open_private_database(const std::string& home, const std::
   const bool create = missing == IfMissing::create;
   const std::string path = (fs::path(home) / name).string();
   if (create) {
-    if (auto dir = make_private_directory(home); !dir) return dir.error();
+    USHER_CHECK(make_private_directory(home));
   }
-  if (auto file = make_private_file(path, create); !file) return file.error();
+  USHER_CHECK(make_private_file(path, create));
   // An existing store's directory is tightened too (it exists: the file is in it).
   if (!create) {
-    if (auto dir = make_private_directory(home); !dir) return dir.error();
+    USHER_CHECK(make_private_directory(home));
   }
   return sql::Database::open(path, create);
 }
