@@ -138,7 +138,7 @@ Status Pipeline::wait_for_end() {
 }
 
 Status Pipeline::run_to_end() {
-  if (auto started = play(); !started) return started;
+  USHER_CHECK(play());
   return wait_for_end();
 }
 
