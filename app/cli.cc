@@ -76,12 +76,11 @@ Result<std::chrono::milliseconds> parse_duration(std::string_view text, std::chr
 }
 
 Result<std::uint64_t> parse_duration_seconds(std::string_view text) {
-  auto d = parse_duration(text);
-  if (!d) return d.error();
-  if (d->count() % 1000 != 0) {
+  USHER_TRY(auto d, parse_duration(text));
+  if (d.count() % 1000 != 0) {
     return make_error(Errc::invalid_argument, "duration '" + std::string(text) + "' must be whole seconds");
   }
-  return static_cast<std::uint64_t>(d->count() / 1000);
+  return static_cast<std::uint64_t>(d.count() / 1000);
 }
 
 Result<std::uint64_t> parse_time(std::string_view text, std::uint64_t now) {

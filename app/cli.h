@@ -71,9 +71,8 @@ Result<T> parse_integer(std::string_view text, T min = std::numeric_limits<T>::m
     }
     return static_cast<T>(v);
   } else {
-    auto v = parse_integer_in(text, static_cast<std::int64_t>(min), static_cast<std::uint64_t>(max), allow_hex);
-    if (!v) return v.error();
-    return static_cast<T>(*v);
+    USHER_TRY(auto v, parse_integer_in(text, static_cast<std::int64_t>(min), static_cast<std::uint64_t>(max), allow_hex));
+    return static_cast<T>(v);
   }
 }
 

@@ -51,15 +51,13 @@ int info(const StreamsOptions& a) {
     }
   };
   asm_[0] = std::make_unique<streams::SectionAssembler>([&](auto s) {
-    auto p = streams::Pat::parse(s);
-    if (auto* pat = std::get_if<streams::Pat>(&p)) {
+    if (const auto pat = streams::Pat::parse(s)) {
       for (const auto& prog : pat->programs) {
         note("PAT: program " + std::to_string(prog.program_number) + " -> PMT PID " + std::to_string(prog.pid));
         if (prog.program_number == 0 || asm_.contains(prog.pid)) continue;
         const auto number = prog.program_number;
         asm_[prog.pid] = std::make_unique<streams::SectionAssembler>([&, number](auto sec) {
-          auto pp = streams::Pmt::parse(sec);
-          if (auto* pmt = std::get_if<streams::Pmt>(&pp)) {
+          if (const auto pmt = streams::Pmt::parse(sec)) {
             note("PMT program " + std::to_string(number) + " version " + std::to_string(pmt->version) + ": PCR PID " +
                  std::to_string(pmt->pcr_pid));
             describe_ca(pmt->descriptors, "program " + std::to_string(number));
@@ -75,15 +73,13 @@ int info(const StreamsOptions& a) {
     }
   });
   asm_[1] = std::make_unique<streams::SectionAssembler>([&](auto s) {
-    auto c = streams::Cat::parse(s);
-    if (auto* cat = std::get_if<streams::Cat>(&c)) {
+    if (const auto cat = streams::Cat::parse(s)) {
       note("CAT version " + std::to_string(cat->version));
       describe_ca(cat->descriptors, "CAT");
     }
   });
   asm_[streams::kEitPid] = std::make_unique<streams::SectionAssembler>([&](auto sec) {
-    auto e = streams::Eit::parse(sec);
-    if (auto* eit = std::get_if<streams::Eit>(&e)) {
+    if (const auto eit = streams::Eit::parse(sec)) {
       for (const auto& ev : eit->events) {
         note("EIT " + std::string(eit->section_number == 0 ? "present" : "following") + " service " +
              std::to_string(eit->service_id) + ": event " + std::to_string(ev.event_id) + " '" +

@@ -1,5 +1,6 @@
 // RTP datagrams from the network, cut from the input (2-byte length prefixes): the receiver never
-// crashes, delivers whole TS packets only, and its counters add up.
+// crashes, delivers whole TS packets only, and its counters add up; the parser's payload lies inside
+// the datagram, and each refusal is Errc::malformed and says why.
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -17,6 +18,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::size_t length = static_cast<std::size_t>(data[i]) << 8 | data[i + 1];
     i += 2;
     const std::size_t take = length < size - i ? length : size - i;
+    const auto parsed = usher::streams::parse_rtp({data + i, take});
+    if (parsed) {
+      if (parsed->payload.data() < data + i || parsed->payload.data() + parsed->payload.size() > data + i + take) {
+        __builtin_trap();
+      }
+    } else if (parsed.error().code != usher::Errc::malformed || parsed.error().message.empty()) {
+      __builtin_trap();
+    }
     receiver.receive({data + i, take}, out);
     ++offered;
     i += take;

@@ -1,5 +1,6 @@
 // Section reassembly and every PSI parser: the input is cut into TS packets on one PID and
 // reassembled; each section (and the raw input itself) goes through PAT, PMT, CAT, SDT parsers.
+// Every refusal is Errc::malformed and says why.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -7,18 +8,24 @@
 #include "usher/streams/psi.h"
 
 namespace {
+template <typename T>
+const usher::Result<T>& refused_well(const usher::Result<T>& r) {
+  if (!r && (r.error().code != usher::Errc::malformed || r.error().message.empty())) __builtin_trap();
+  return r;
+}
+
 void parse_all(std::span<const std::uint8_t> s) {
   using namespace usher::streams;
-  (void)parse_section(s);
-  if (auto pmt = Pmt::parse(s); auto* p = std::get_if<Pmt>(&pmt)) {
+  (void)refused_well(parse_section(s));
+  if (auto p = Pmt::parse(s); refused_well(p)) {
     (void)find_ca_descriptors(p->descriptors);
     auto copy = p->descriptors;
     remove_ca_descriptors(copy, 0x4AFF);
     (void)p->serialize();
   }
-  if (auto pat = Pat::parse(s); auto* p = std::get_if<Pat>(&pat)) (void)p->serialize();
-  if (auto cat = Cat::parse(s); auto* c = std::get_if<Cat>(&cat)) (void)find_ca_descriptors(c->descriptors);
-  if (auto sdt = Sdt::parse(s); auto* d = std::get_if<Sdt>(&sdt)) {
+  if (auto p = Pat::parse(s); refused_well(p)) (void)p->serialize();
+  if (auto c = Cat::parse(s); refused_well(c)) (void)find_ca_descriptors(c->descriptors);
+  if (auto d = Sdt::parse(s); refused_well(d)) {
     for (auto& svc : d->services) {
       // The headend names a service only where the input's SDT has no service_descriptor.
       if (!service_descriptor_name(svc.descriptors)) append_service_descriptor(svc.descriptors, 0x01, "Usher", "Service");
@@ -27,7 +34,7 @@ void parse_all(std::span<const std::uint8_t> s) {
     (void)d->serialize();
   }
   (void)service_descriptor_name(s);
-  if (auto eit = Eit::parse(s); auto* e = std::get_if<Eit>(&eit)) {
+  if (auto e = Eit::parse(s); refused_well(e)) {
     for (const auto& ev : e->events) (void)short_event_name(ev.descriptors);
     (void)e->serialize();
   }

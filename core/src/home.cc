@@ -105,14 +105,14 @@ Status make_private_file(const std::string& path, bool create) {
     return storage_error("cannot inspect " + path, errno);
   }
   if (!S_ISREG(st.st_mode)) return make_error(Errc::storage, path + " is not a regular file");
-  if (auto tightened = tighten(path, st); !tightened) return tightened;
+  USHER_CHECK(tighten(path, st));
   // SQLite gives the files it makes beside a database the database's mode; ones left by an older
   // version or copied in by hand are tightened the same way.
   for (const char* suffix : {"-wal", "-shm", "-journal"}) {
     const std::string side = path + suffix;
     struct stat side_st {};
     if (::lstat(side.c_str(), &side_st) != 0 || !S_ISREG(side_st.st_mode)) continue;
-    if (auto tightened = tighten(side, side_st); !tightened) return tightened;
+    USHER_CHECK(tighten(side, side_st));
   }
   return ok_status();
 }
@@ -121,12 +121,12 @@ Result<sql::Database> open_private_database(const std::string& home, const std::
   const bool create = missing == IfMissing::create;
   const std::string path = (fs::path(home) / name).string();
   if (create) {
-    if (auto dir = make_private_directory(home); !dir) return dir.error();
+    USHER_CHECK(make_private_directory(home));
   }
-  if (auto file = make_private_file(path, create); !file) return file.error();
+  USHER_CHECK(make_private_file(path, create));
   // An existing store's directory is tightened too (it exists: the file is in it).
   if (!create) {
-    if (auto dir = make_private_directory(home); !dir) return dir.error();
+    USHER_CHECK(make_private_directory(home));
   }
   return sql::Database::open(path, create);
 }

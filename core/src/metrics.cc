@@ -216,9 +216,8 @@ struct MetricsServer::Impl {
 MetricsServer::MetricsServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Result<std::unique_ptr<MetricsServer>> MetricsServer::start(std::string_view host_port, Render render) {
-  auto where = parse_host_port(host_port);
-  if (!where) return where.error();
-  auto listener = net::TcpListener::bind(where->host, where->port);
+  USHER_TRY(auto where, parse_host_port(host_port));
+  auto listener = net::TcpListener::bind(where.host, where.port);
   if (!listener)
     return make_error(listener.error().code, "--metrics " + std::string(host_port) + ": " + listener.error().message);
   std::unique_ptr<MetricsServer> server(

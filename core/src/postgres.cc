@@ -161,13 +161,12 @@ Error error_from_current_exception(std::string_view what, const Endpoint& where)
 }
 
 Result<Connection> Connection::open(const std::string& url, RetryPolicy policy) {
-  auto settings = parse_url(url);
-  if (!settings) return settings.error();
+  USHER_TRY(auto settings, parse_url(url));
   try {
-    auto connection = std::make_unique<pqxx::connection>(settings->conninfo);
-    return Connection(std::move(connection), std::move(settings->endpoint), policy);
+    auto connection = std::make_unique<pqxx::connection>(settings.conninfo);
+    return Connection(std::move(connection), std::move(settings.endpoint), policy);
   } catch (...) {
-    return error_from_current_exception("cannot connect", settings->endpoint);
+    return error_from_current_exception("cannot connect", settings.endpoint);
   }
 }
 

@@ -51,7 +51,7 @@ Status Schema::check(Database& db, const std::string& path) const {
   try {
     const int version = user_version(db);
     if (version == latest()) return ok_status();
-    if (auto refused = refuse_unknown(version, has_tables(db), path); !refused) return refused;
+    USHER_CHECK(refuse_unknown(version, has_tables(db), path));
     return make_error(Errc::storage, path + " has schema version " + std::to_string(version) + " and this Usher reads " +
                                          std::to_string(latest()) + ": open it once for writing to bring it forward");
   } catch (const std::exception& e) {
@@ -73,7 +73,7 @@ Status Schema::migrate(Database& db, const std::string& path) const {
       Transaction tx(db);
       // Read again under the write lock: another process may have brought the file forward since.
       version = user_version(db);
-      if (auto refused = refuse_unknown(version, has_tables(db), path); !refused) return refused;
+      USHER_CHECK(refuse_unknown(version, has_tables(db), path));
       if (version == latest()) return ok_status();  // nothing written: the transaction ends empty
       step = &steps_[version == 0 ? 0 : static_cast<std::size_t>(version + 1 - first())];
       step->apply(db);

@@ -22,10 +22,9 @@ Result<Database> Database::connect(const std::string& path, int flags) {
 }
 
 Result<Database> Database::open(const std::string& path, bool create) {
-  auto db = connect(path, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0));
-  if (!db) return db;
+  USHER_TRY(auto db, connect(path, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0)));
   try {
-    db->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
+    db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
   } catch (const std::exception& e) {
     return make_error(Errc::storage, "cannot use " + path + ": " + e.what());
   }
@@ -35,11 +34,10 @@ Result<Database> Database::open(const std::string& path, bool create) {
 Result<Database> Database::open_read_only(const std::string& path) { return connect(path, SQLITE_OPEN_READONLY); }
 
 Result<Database> Database::open_exclusive(const std::string& path, bool read_only) {
-  auto db = connect(path, read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE);
-  if (!db) return db;
+  USHER_TRY(auto db, connect(path, read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE));
   try {
-    db->exec("PRAGMA locking_mode=EXCLUSIVE;");
-    if (!read_only) db->exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
+    db.exec("PRAGMA locking_mode=EXCLUSIVE;");
+    if (!read_only) db.exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
   } catch (const std::exception& e) {
     return make_error(Errc::storage, "cannot use " + path + ": " + e.what());
   }

@@ -49,11 +49,10 @@ Result<HeadendIdentity> HeadendIdentity::init(const std::string& home, std::uint
                                               const entitlement::OperatorPublicFile& op) {
   const auto path = (fs::path(home) / kDatabaseName).string();
   if (fs::exists(path)) return make_error(Errc::already_exists, "a headend is already initialised in " + home);
-  auto db = open_private_database(home, kDatabaseName, IfMissing::create);
-  if (!db) return db.error();
-  if (auto migrated = schema().migrate(*db, path); !migrated) return migrated.error();
+  USHER_TRY(auto db, open_private_database(home, kDatabaseName, IfMissing::create));
+  USHER_CHECK(schema().migrate(db, path));
   auto pair = crypto::X25519KeyPair::generate();
-  auto st = db->prepare("INSERT INTO identity VALUES (1, ?, ?, ?, ?)");
+  auto st = db.prepare("INSERT INTO identity VALUES (1, ?, ?, ?, ?)");
   st.bind(1, headend_id).bind(2, op.ca_system_id).bind(3, op.x25519_public).bind(4, pair.private_key.bytes());
   st.run();
   std::ofstream pub(fs::path(home) / kPublicName, std::ios::trunc);
@@ -68,10 +67,9 @@ Result<HeadendIdentity> HeadendIdentity::open(const std::string& home) {
   if (!fs::exists(path)) {
     return make_error(Errc::not_found, "no headend identity in " + home + " (run `usher headend init --home " + home + "`)");
   }
-  auto db = open_private_database(home, kDatabaseName, IfMissing::refuse);
-  if (!db) return db.error();
-  if (auto migrated = schema().migrate(*db, path); !migrated) return migrated.error();
-  auto st = db->prepare("SELECT headend_id, ca_system_id, operator_x25519, x25519_private FROM identity WHERE id = 1");
+  USHER_TRY(auto db, open_private_database(home, kDatabaseName, IfMissing::refuse));
+  USHER_CHECK(schema().migrate(db, path));
+  auto st = db.prepare("SELECT headend_id, ca_system_id, operator_x25519, x25519_private FROM identity WHERE id = 1");
   if (!st.step()) return make_error(Errc::storage, path + " has no identity");
   const auto id = static_cast<std::uint32_t>(st.column_int(0));
   const auto ca = static_cast<std::uint16_t>(st.column_int(1));
@@ -82,9 +80,8 @@ Result<HeadendIdentity> HeadendIdentity::open(const std::string& home) {
   std::copy(op_b.begin(), op_b.end(), op.begin());
   Secret<32> priv(std::span<const std::uint8_t, 32>(priv_b.data(), 32));
   secure_zero(priv_b.data(), priv_b.size());
-  auto key = entitlement::derive_emm_key(priv, op, ca, id | 0x80000000u);
-  if (!key) return key.error();
-  return HeadendIdentity(id, ca, std::move(key.value()));
+  USHER_TRY(auto key, entitlement::derive_emm_key(priv, op, ca, id | 0x80000000u));
+  return HeadendIdentity(id, ca, std::move(key));
 }
 
 EngineKeySource::EngineKeySource(std::string endpoint, const HeadendIdentity& identity, std::chrono::milliseconds refresh,
@@ -102,27 +99,22 @@ Status EngineKeySource::fetch() {
   net::RequestClient client(endpoint_, {timeout_, 1});
   auto call = [&](entitlement::MessageType type, std::span<const std::uint8_t> body) -> Result<std::vector<std::uint8_t>> {
     const auto id = entitlement::new_request_id();
-    auto reply = client.call(entitlement::encode_request(type, id, body));
-    if (!reply) return reply.error();
-    return entitlement::reply_body(*reply, id);
+    USHER_TRY(auto reply, client.call(entitlement::encode_request(type, id, body)));
+    return entitlement::reply_body(reply, id);
   };
   ByteWriter w;
   w.u32(headend_id_);
-  auto keys = call(entitlement::MessageType::headend_keys, w.data());
-  if (!keys) return keys.error();
-  ByteReader r(*keys);
+  USHER_TRY(auto keys, call(entitlement::MessageType::headend_keys, w.data()));
+  ByteReader r(keys);
   std::uint16_t n = 0;
   std::span<const std::uint8_t> sealed;
   if (!r.u16(n) || !r.view(n, sealed)) return make_error(Errc::malformed, "headend_keys reply: malformed");
-  auto bundle = entitlement::open_key_bundle(sealed, bundle_key_, headend_id_);
-  if (!bundle) return bundle.error();
-  auto emm_body = call(entitlement::MessageType::emm_carousel, {});
-  if (!emm_body) return emm_body.error();
-  auto emms = entitlement::decode_sections(*emm_body);
-  if (!emms) return emms.error();
+  USHER_TRY(auto bundle, entitlement::open_key_bundle(sealed, bundle_key_, headend_id_));
+  USHER_TRY(auto emm_body, call(entitlement::MessageType::emm_carousel, {}));
+  USHER_TRY(auto emms, entitlement::decode_sections(emm_body));
   std::lock_guard lock(mutex_);
-  bundle_ = std::move(bundle.value());
-  emms_ = std::move(emms.value());
+  bundle_ = std::move(bundle);
+  emms_ = std::move(emms);
   ++refreshes_;
   return ok_status();
 }

@@ -22,11 +22,10 @@ void InputSurvey::feed(const streams::TsPacket& packet) {
 
 void InputSurvey::on_pat(std::span<const std::uint8_t> section) {
   const auto view = streams::parse_section(section);
-  if (!view.ok()) return;
-  auto parsed = streams::Pat::parse(section);
-  auto* pat = std::get_if<streams::Pat>(&parsed);
-  if (pat == nullptr) return;
-  const auto& h = view.section->header;
+  if (!view) return;
+  const auto pat = streams::Pat::parse(section);
+  if (!pat) return;
+  const auto& h = view->header;
   if (pat_version_ != h.version) {  // a new PAT: start again
     pat_version_ = h.version;
     pat_sections_.clear();
@@ -42,8 +41,7 @@ void InputSurvey::on_pat(std::span<const std::uint8_t> section) {
 }
 
 void InputSurvey::on_pmt(std::span<const std::uint8_t> section) {
-  auto parsed = streams::Pmt::parse(section);
-  if (auto* pmt = std::get_if<streams::Pmt>(&parsed)) pmts_[pmt->program_number] = std::move(*pmt);
+  if (auto pmt = streams::Pmt::parse(section)) pmts_[pmt->program_number] = std::move(*pmt);
 }
 
 bool InputSurvey::pat_complete() const {

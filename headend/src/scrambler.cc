@@ -483,9 +483,8 @@ void Scrambler::on_sdt(std::span<const std::uint8_t> section) {
   // The input's SDT: our scrambled services get free_CA_mode and, where the input names none, the
   // catalogue's name; other tables on the PID (SDT other, BAT) go out as they came.
   const auto view = streams::parse_section(section);
-  if (view.ok() && view.section->header.table_id == streams::kTableSdtActual) {
-    auto parsed = streams::Sdt::parse(section);
-    if (auto* sdt = std::get_if<streams::Sdt>(&parsed)) {
+  if (view && view->header.table_id == streams::kTableSdtActual) {
+    if (auto sdt = streams::Sdt::parse(section)) {
       input_onid_ = sdt->original_network_id;
       if (config_.original_network_id) sdt->original_network_id = *config_.original_network_id;
       for (auto& entry : sdt->services) {
@@ -589,8 +588,7 @@ void Scrambler::emit_eit(Service& s) {
 }
 
 void Scrambler::on_cat(std::span<const std::uint8_t> section) {
-  auto parsed = streams::Cat::parse(section);
-  if (auto* cat = std::get_if<streams::Cat>(&parsed)) {
+  if (const auto cat = streams::Cat::parse(section)) {
     auto descriptors = cat->descriptors;
     streams::remove_ca_descriptors(descriptors, config_.ca_system_id);
     if (descriptors != input_cat_descriptors_) {
@@ -602,9 +600,8 @@ void Scrambler::on_cat(std::span<const std::uint8_t> section) {
 }
 
 void Scrambler::on_pat(std::span<const std::uint8_t> section) {
-  auto parsed = streams::Pat::parse(section);
-  auto* pat = std::get_if<streams::Pat>(&parsed);
-  if (pat == nullptr) return;
+  const auto pat = streams::Pat::parse(section);
+  if (!pat) return;
   transport_stream_id_ = pat->transport_stream_id;
   for (const auto& prog : pat->programs) {
     used_pids_.set(prog.pid);
@@ -641,7 +638,7 @@ void Scrambler::on_pat(std::span<const std::uint8_t> section) {
   }
   // A PAT in one section lists every service: one that is not in it any more has left the input.
   const auto view = streams::parse_section(section);
-  if (!view.ok() || view.section->header.last_section_number != 0) return;
+  if (!view || view->header.last_section_number != 0) return;
   for (auto& entry : services_by_pmt_pid_) {
     auto& s = entry.second;
     const bool listed = std::any_of(pat->programs.begin(), pat->programs.end(), [&](const auto& prog) {
@@ -774,9 +771,8 @@ void Scrambler::on_pmt(std::uint16_t pid, std::span<const std::uint8_t> section)
   const bool same = s.last_input_pmt.size() == section.size() &&
                     std::equal(section.begin(), section.end(), s.last_input_pmt.begin());
   if (!same) {
-    auto parsed = streams::Pmt::parse(section);
-    auto* pmt = std::get_if<streams::Pmt>(&parsed);
-    if (pmt == nullptr) return;
+    auto pmt = streams::Pmt::parse(section);
+    if (!pmt) return;
     for (auto es : s.es_pids) services_by_es_pid_.erase(es);
     s.es_pids.clear();
     for (const auto& st : pmt->streams) {

@@ -45,9 +45,8 @@ Descrambler::Descrambler(SecureElement* se, DescramblerConfig config) : se_(se),
 Descrambler::~Descrambler() = default;
 
 void Descrambler::on_pat(std::span<const std::uint8_t> section) {
-  auto parsed = streams::Pat::parse(section);
-  auto* pat = std::get_if<streams::Pat>(&parsed);
-  if (pat == nullptr) return;
+  const auto pat = streams::Pat::parse(section);
+  if (!pat) return;
   pat_seen_ = true;
   for (const auto& prog : pat->programs) {
     // A PID already followed for another role (PAT, CAT, EMM, another PMT or an ECM) is refused:
@@ -66,9 +65,8 @@ void Descrambler::on_pat(std::span<const std::uint8_t> section) {
 
 void Descrambler::on_cat(std::span<const std::uint8_t> section) {
   if (se_ == nullptr) return;
-  auto parsed = streams::Cat::parse(section);
-  auto* cat = std::get_if<streams::Cat>(&parsed);
-  if (cat == nullptr) return;
+  const auto cat = streams::Cat::parse(section);
+  if (!cat) return;
   for (const auto& ca : streams::find_ca_descriptors(cat->descriptors)) {
     if (ca.ca_system_id != se_->ca_system_id() || emm_pid_ == ca.ca_pid || assemblers_.contains(ca.ca_pid)) continue;
     emm_pid_ = ca.ca_pid;
@@ -78,9 +76,8 @@ void Descrambler::on_cat(std::span<const std::uint8_t> section) {
 }
 
 void Descrambler::on_pmt(std::uint16_t pid, std::span<const std::uint8_t> section) {
-  auto parsed = streams::Pmt::parse(section);
-  auto* pmt = std::get_if<streams::Pmt>(&parsed);
-  if (pmt == nullptr) return;
+  const auto pmt = streams::Pmt::parse(section);
+  if (!pmt) return;
   Service& s = *services_.at(pid);
   s.pmt_seen = true;
   for (auto es : s.es_pids) by_es_pid_.erase(es);

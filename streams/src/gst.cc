@@ -70,8 +70,10 @@ Result<Pipeline> Pipeline::parse(const std::string& description) {
   if (raw != nullptr && g_object_is_floating(raw)) gst_object_ref_sink(raw);  // ours alone, not floating
   Element built(raw);
   const GErrorRef error(raw_error);
-  if (error != nullptr) return Error{std::string("GStreamer cannot build the pipeline: ") + error->message};
-  if (built.get() == nullptr) return Error{"GStreamer cannot build the pipeline (no message)"};
+  if (error != nullptr) {
+    return make_error(Errc::invalid_argument, std::string("GStreamer cannot build the pipeline: ") + error->message);
+  }
+  if (built.get() == nullptr) return make_error(Errc::invalid_argument, "GStreamer cannot build the pipeline (no message)");
   if (!GST_IS_PIPELINE(built.get())) {
     // A description of one element gives that element alone: put it in a pipeline of its own.
     GstElement* bin = gst_pipeline_new(nullptr);
@@ -99,15 +101,16 @@ void Pipeline::stop() {
 
 Result<Element> Pipeline::element(const std::string& name) {
   GstElement* found = gst_bin_get_by_name(GST_BIN(pipeline_.get()), name.c_str());
-  if (found == nullptr) return Error{"the GStreamer pipeline has no element named '" + name + "'"};
+  if (found == nullptr) return make_error(Errc::not_found, "the GStreamer pipeline has no element named '" + name + "'");
   return Element(found);
 }
 
 Result<AppSource> Pipeline::app_source(const std::string& name) {
-  auto found = element(name);
-  if (!found) return found.error();
-  if (!GST_IS_APP_SRC(found->get())) return Error{"the GStreamer element '" + name + "' is not an appsrc"};
-  return AppSource(std::move(*found));
+  USHER_TRY(auto found, element(name));
+  if (!GST_IS_APP_SRC(found.get())) {
+    return make_error(Errc::invalid_argument, "the GStreamer element '" + name + "' is not an appsrc");
+  }
+  return AppSource(std::move(found));
 }
 
 std::string Pipeline::pending_error() {
@@ -120,7 +123,7 @@ Status Pipeline::play() {
   if (gst_element_set_state(pipeline_.get(), GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE) return Ok{};
   auto why = pending_error();
   stop();
-  return Error{"GStreamer cannot start the pipeline: " + (why.empty() ? std::string("state change failed") : why)};
+  return make_error(Errc::io, "GStreamer cannot start the pipeline: " + (why.empty() ? std::string("state change failed") : why));
 }
 
 Status Pipeline::wait_for_end() {
@@ -130,12 +133,12 @@ Status Pipeline::wait_for_end() {
   std::string failure;
   if (message != nullptr && GST_MESSAGE_TYPE(message.get()) == GST_MESSAGE_ERROR) failure = describe_error(message.get());
   stop();
-  if (!failure.empty()) return Error{failure};
+  if (!failure.empty()) return make_error(Errc::io, failure);
   return Ok{};
 }
 
 Status Pipeline::run_to_end() {
-  if (auto started = play(); !started) return started;
+  USHER_CHECK(play());
   return wait_for_end();
 }
 

@@ -544,8 +544,8 @@ class NetworkSink final : public PacketSink {
 namespace {
 Locator parse_or_throw(const std::string& text, Direction direction) {
   auto parsed = parse_locator(text, direction);
-  if (auto* e = std::get_if<LocatorError>(&parsed)) throw std::runtime_error(e->message);
-  return std::get<Locator>(std::move(parsed));
+  if (!parsed) throw std::runtime_error(parsed.error().message);
+  return std::move(parsed).value();
 }
 }  // namespace
 

@@ -1,16 +1,25 @@
 #include "usher/streams/psi.h"
 
 #include <algorithm>
+#include <string>
+
+#include "usher/core/hex.h"
 
 namespace usher::streams {
 namespace {
 
-Parsed<SectionView> long_section(std::span<const std::uint8_t> bytes, std::uint8_t table_id) {
-  auto r = parse_section(bytes);
-  if (!r.ok()) return r.error;
-  if (r.section->header.table_id != table_id) return ParseError::wrong_table;
-  if (!r.section->header.syntax_indicator) return ParseError::bad_syntax;
-  return *r.section;
+Error truncated() { return make_error(Errc::malformed, "truncated"); }
+Error bad_syntax() { return make_error(Errc::malformed, "invalid syntax"); }
+
+Result<SectionView> long_section(std::span<const std::uint8_t> bytes, std::uint8_t table_id) {
+  USHER_TRY(const auto view, parse_section(bytes));
+  if (view.header.table_id != table_id) {
+    const std::uint8_t ids[2] = {view.header.table_id, table_id};
+    return make_error(Errc::malformed, "unexpected table_id 0x" + to_hex(std::span(ids).first(1)) + " (expected 0x" +
+                                           to_hex(std::span(ids).last(1)) + ")");
+  }
+  if (!view.header.syntax_indicator) return bad_syntax();
+  return view;
 }
 
 void put16(std::vector<std::uint8_t>& v, std::uint16_t x) {
@@ -32,11 +41,9 @@ bool descriptor_loop_ok(std::span<const std::uint8_t> loop) {
   return true;
 }
 
-Parsed<Pat> Pat::parse(std::span<const std::uint8_t> section) {
-  auto s = long_section(section, kTablePat);
-  if (auto* e = std::get_if<ParseError>(&s)) return *e;
-  const auto& v = std::get<SectionView>(s);
-  if (v.body.size() % 4 != 0) return ParseError::bad_syntax;
+Result<Pat> Pat::parse(std::span<const std::uint8_t> section) {
+  USHER_TRY(const auto v, long_section(section, kTablePat));
+  if (v.body.size() % 4 != 0) return bad_syntax();
   Pat pat;
   pat.transport_stream_id = v.header.table_id_extension;
   pat.version = v.header.version;
@@ -59,31 +66,29 @@ std::vector<std::uint8_t> Pat::serialize() const {
   return build_long_section(h, body);
 }
 
-Parsed<Pmt> Pmt::parse(std::span<const std::uint8_t> section) {
-  auto s = long_section(section, kTablePmt);
-  if (auto* e = std::get_if<ParseError>(&s)) return *e;
-  const auto& v = std::get<SectionView>(s);
+Result<Pmt> Pmt::parse(std::span<const std::uint8_t> section) {
+  USHER_TRY(const auto v, long_section(section, kTablePmt));
   const auto b = v.body;
-  if (b.size() < 4) return ParseError::truncated;
+  if (b.size() < 4) return truncated();
   Pmt pmt;
   pmt.program_number = v.header.table_id_extension;
   pmt.version = v.header.version;
   pmt.pcr_pid = get16(b, 0) & 0x1FFF;
   const std::size_t info_len = get16(b, 2) & 0x0FFF;
-  if (4 + info_len > b.size()) return ParseError::truncated;
+  if (4 + info_len > b.size()) return truncated();
   const auto info = b.subspan(4, info_len);
-  if (!descriptor_loop_ok(info)) return ParseError::bad_syntax;
+  if (!descriptor_loop_ok(info)) return bad_syntax();
   pmt.descriptors.assign(info.begin(), info.end());
   std::size_t pos = 4 + info_len;
   while (pos < b.size()) {
-    if (b.size() - pos < 5) return ParseError::truncated;
+    if (b.size() - pos < 5) return truncated();
     Stream st;
     st.stream_type = b[pos];
     st.pid = get16(b, pos + 1) & 0x1FFF;
     const std::size_t es_len = get16(b, pos + 3) & 0x0FFF;
-    if (pos + 5 + es_len > b.size()) return ParseError::truncated;
+    if (pos + 5 + es_len > b.size()) return truncated();
     const auto es = b.subspan(pos + 5, es_len);
-    if (!descriptor_loop_ok(es)) return ParseError::bad_syntax;
+    if (!descriptor_loop_ok(es)) return bad_syntax();
     st.descriptors.assign(es.begin(), es.end());
     pmt.streams.push_back(std::move(st));
     pos += 5 + es_len;
@@ -109,11 +114,9 @@ std::vector<std::uint8_t> Pmt::serialize() const {
   return build_long_section(h, body);
 }
 
-Parsed<Cat> Cat::parse(std::span<const std::uint8_t> section) {
-  auto s = long_section(section, kTableCat);
-  if (auto* e = std::get_if<ParseError>(&s)) return *e;
-  const auto& v = std::get<SectionView>(s);
-  if (!descriptor_loop_ok(v.body)) return ParseError::bad_syntax;
+Result<Cat> Cat::parse(std::span<const std::uint8_t> section) {
+  USHER_TRY(const auto v, long_section(section, kTableCat));
+  if (!descriptor_loop_ok(v.body)) return bad_syntax();
   Cat cat;
   cat.version = v.header.version;
   cat.descriptors.assign(v.body.begin(), v.body.end());
@@ -128,27 +131,25 @@ std::vector<std::uint8_t> Cat::serialize() const {
   return build_long_section(h, descriptors);
 }
 
-Parsed<Sdt> Sdt::parse(std::span<const std::uint8_t> section) {
-  auto s = long_section(section, kTableSdtActual);
-  if (auto* e = std::get_if<ParseError>(&s)) return *e;
-  const auto& v = std::get<SectionView>(s);
+Result<Sdt> Sdt::parse(std::span<const std::uint8_t> section) {
+  USHER_TRY(const auto v, long_section(section, kTableSdtActual));
   const auto b = v.body;
-  if (b.size() < 3) return ParseError::truncated;
+  if (b.size() < 3) return truncated();
   Sdt sdt;
   sdt.transport_stream_id = v.header.table_id_extension;
   sdt.version = v.header.version;
   sdt.original_network_id = get16(b, 0);
   std::size_t pos = 3;
   while (pos < b.size()) {
-    if (b.size() - pos < 5) return ParseError::truncated;
+    if (b.size() - pos < 5) return truncated();
     Service svc;
     svc.service_id = get16(b, pos);
     svc.running_status = static_cast<std::uint8_t>(b[pos + 3] >> 5);
     svc.free_ca_mode = (b[pos + 3] & 0x10) != 0;
     const std::size_t len = get16(b, pos + 3) & 0x0FFF;
-    if (pos + 5 + len > b.size()) return ParseError::truncated;
+    if (pos + 5 + len > b.size()) return truncated();
     const auto d = b.subspan(pos + 5, len);
-    if (!descriptor_loop_ok(d)) return ParseError::bad_syntax;
+    if (!descriptor_loop_ok(d)) return bad_syntax();
     svc.descriptors.assign(d.begin(), d.end());
     sdt.services.push_back(std::move(svc));
     pos += 5 + len;
@@ -198,12 +199,10 @@ void put_bcd_duration(std::vector<std::uint8_t>& v, std::uint32_t seconds) {
 
 }  // namespace
 
-Parsed<Eit> Eit::parse(std::span<const std::uint8_t> section) {
-  auto s = long_section(section, kTableEitPfActual);
-  if (auto* e = std::get_if<ParseError>(&s)) return *e;
-  const auto& v = std::get<SectionView>(s);
+Result<Eit> Eit::parse(std::span<const std::uint8_t> section) {
+  USHER_TRY(const auto v, long_section(section, kTableEitPfActual));
   const auto b = v.body;
-  if (b.size() < 6) return ParseError::truncated;
+  if (b.size() < 6) return truncated();
   Eit eit;
   eit.service_id = v.header.table_id_extension;
   eit.version = v.header.version;
@@ -212,22 +211,22 @@ Parsed<Eit> Eit::parse(std::span<const std::uint8_t> section) {
   eit.original_network_id = get16(b, 2);
   std::size_t pos = 6;
   while (pos < b.size()) {
-    if (b.size() - pos < 12) return ParseError::truncated;
+    if (b.size() - pos < 12) return truncated();
     Event e;
     e.event_id = get16(b, pos);
     const std::uint64_t mjd = get16(b, pos + 2);
     for (std::size_t i = 4; i < 10; ++i) {
-      if (!bcd_ok(b[pos + i])) return ParseError::bad_syntax;
+      if (!bcd_ok(b[pos + i])) return bad_syntax();
     }
-    if (mjd < 40587) return ParseError::bad_syntax;
+    if (mjd < 40587) return bad_syntax();
     e.start = (mjd - 40587) * 86400 + from_bcd(b[pos + 4]) * 3600 + from_bcd(b[pos + 5]) * 60 + from_bcd(b[pos + 6]);
     e.duration = from_bcd(b[pos + 7]) * 3600 + from_bcd(b[pos + 8]) * 60 + from_bcd(b[pos + 9]);
     e.running_status = static_cast<std::uint8_t>(b[pos + 10] >> 5);
     e.free_ca_mode = (b[pos + 10] & 0x10) != 0;
     const std::size_t len = get16(b, pos + 10) & 0x0FFF;
-    if (pos + 12 + len > b.size()) return ParseError::truncated;
+    if (pos + 12 + len > b.size()) return truncated();
     const auto d = b.subspan(pos + 12, len);
-    if (!descriptor_loop_ok(d)) return ParseError::bad_syntax;
+    if (!descriptor_loop_ok(d)) return bad_syntax();
     e.descriptors.assign(d.begin(), d.end());
     eit.events.push_back(std::move(e));
     pos += 12 + len;

@@ -1,6 +1,7 @@
 #include "usher/streams/rtp.h"
 
 #include <algorithm>
+#include <string>
 
 #include "usher/streams/ts_packet.h"
 
@@ -25,22 +26,26 @@ std::array<std::uint8_t, kRtpHeaderSize> write_rtp_header(const RtpHeader& h) {
           static_cast<std::uint8_t>(h.ssrc)};
 }
 
-std::optional<RtpDatagram> parse_rtp(std::span<const std::uint8_t> d) {
-  if (d.size() < kRtpHeaderSize || (d[0] >> 6) != kRtpVersion) return std::nullopt;
+Result<RtpDatagram> parse_rtp(std::span<const std::uint8_t> d) {
+  const auto refuse = [&](const std::string& why) {
+    return make_error(Errc::malformed, "RTP datagram of " + std::to_string(d.size()) + " bytes: " + why);
+  };
+  if (d.size() < kRtpHeaderSize) return refuse("shorter than the 12-byte header");
+  if ((d[0] >> 6) != kRtpVersion) return refuse("version " + std::to_string(d[0] >> 6) + ", not 2");
   const bool padding = (d[0] & 0x20) != 0;
   const bool extension = (d[0] & 0x10) != 0;
   std::size_t offset = kRtpHeaderSize + 4 * static_cast<std::size_t>(d[0] & 0x0F);  // CSRCs
-  if (d.size() < offset) return std::nullopt;
+  if (d.size() < offset) return refuse("its CSRC count runs past the end");
   if (extension) {
-    if (d.size() < offset + 4) return std::nullopt;
+    if (d.size() < offset + 4) return refuse("its header extension runs past the end");
     const std::size_t words = static_cast<std::size_t>(d[offset + 2]) << 8 | d[offset + 3];
     offset += 4 + 4 * words;
-    if (d.size() < offset) return std::nullopt;
+    if (d.size() < offset) return refuse("its header extension runs past the end");
   }
   std::size_t end = d.size();
   if (padding) {
     const std::size_t pad = d[end - 1];
-    if (pad == 0 || pad > end - offset) return std::nullopt;
+    if (pad == 0 || pad > end - offset) return refuse("padding of " + std::to_string(pad) + " bytes does not fit");
     end -= pad;
   }
   RtpDatagram r;

@@ -4,44 +4,23 @@
 
 namespace usher::streams {
 
-const char* to_string(ParseError e) {
-  switch (e) {
-    case ParseError::truncated: return "truncated";
-    case ParseError::bad_crc: return "CRC-32 mismatch";
-    case ParseError::bad_syntax: return "invalid syntax";
-    case ParseError::wrong_table: return "unexpected table_id";
-  }
-  return "unknown";
-}
-
-SectionResult parse_section(std::span<const std::uint8_t> bytes) {
-  SectionResult r;
-  if (bytes.size() < 3) return r;
+Result<SectionView> parse_section(std::span<const std::uint8_t> bytes) {
+  if (bytes.size() < 3) return make_error(Errc::malformed, "truncated");
   SectionHeader h;
   h.table_id = bytes[0];
   h.syntax_indicator = (bytes[1] & 0x80) != 0;
   h.section_length = static_cast<std::uint16_t>(((bytes[1] & 0x0F) << 8) | bytes[2]);
-  if (bytes.size() < 3u + h.section_length) return r;
+  if (bytes.size() < 3u + h.section_length) return make_error(Errc::malformed, "truncated");
   const auto whole = bytes.first(3u + h.section_length);
-  if (!h.syntax_indicator) {
-    r.section = SectionView{h, whole.subspan(3)};
-    return r;
-  }
-  if (h.section_length < 9) {
-    r.error = ParseError::bad_syntax;
-    return r;
-  }
-  if (crc32_mpeg2(whole) != 0) {
-    r.error = ParseError::bad_crc;
-    return r;
-  }
+  if (!h.syntax_indicator) return SectionView{h, whole.subspan(3)};
+  if (h.section_length < 9) return make_error(Errc::malformed, "invalid syntax");
+  if (crc32_mpeg2(whole) != 0) return make_error(Errc::malformed, "CRC-32 mismatch");
   h.table_id_extension = static_cast<std::uint16_t>((whole[3] << 8) | whole[4]);
   h.version = static_cast<std::uint8_t>((whole[5] >> 1) & 0x1F);
   h.current_next = (whole[5] & 0x01) != 0;
   h.section_number = whole[6];
   h.last_section_number = whole[7];
-  r.section = SectionView{h, whole.subspan(8, whole.size() - 8 - 4)};
-  return r;
+  return SectionView{h, whole.subspan(8, whole.size() - 8 - 4)};
 }
 
 std::vector<std::uint8_t> build_long_section(const SectionHeader& h, std::span<const std::uint8_t> body) {

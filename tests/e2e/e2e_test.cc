@@ -488,8 +488,7 @@ TEST_F(CliWorld, SubscriberWithoutTicketDescramblesNotOnePacketOfTheEvent) {
   // The elementary PIDs, from the source's PMTs.
   std::set<std::uint16_t> pmt_pids, es_pids;
   streams::SectionAssembler pat([&](auto s) {
-    auto parsed = streams::Pat::parse(s);
-    if (auto* p = std::get_if<streams::Pat>(&parsed)) {
+    if (const auto p = streams::Pat::parse(s)) {
       for (const auto& prog : p->programs) {
         if (prog.program_number != 0) pmt_pids.insert(prog.pid);
       }
@@ -501,8 +500,7 @@ TEST_F(CliWorld, SubscriberWithoutTicketDescramblesNotOnePacketOfTheEvent) {
   std::map<std::uint16_t, std::unique_ptr<streams::SectionAssembler>> pmts;
   for (auto pid : pmt_pids) {
     pmts[pid] = std::make_unique<streams::SectionAssembler>([&](auto s) {
-      auto parsed = streams::Pmt::parse(s);
-      if (auto* pmt = std::get_if<streams::Pmt>(&parsed)) {
+      if (const auto pmt = streams::Pmt::parse(s)) {
         for (const auto& st : pmt->streams) es_pids.insert(st.pid);
       }
     });

@@ -150,9 +150,9 @@ TEST(ConstantBitrate, InsertedPacketsReplaceNullsPacketForPacketAndThePcrRateIsK
   const auto sdts = sections_on(scrambled, streams::kSdtPid);
   ASSERT_FALSE(sdts.empty());
   EXPECT_EQ(sdts.size(), sections_on(clear, streams::kSdtPid).size());
-  const auto input_sdt = std::get<streams::Sdt>(streams::Sdt::parse(sections_on(clear, streams::kSdtPid).front()));
+  const auto input_sdt = streams::Sdt::parse(sections_on(clear, streams::kSdtPid).front()).value();
   for (const auto& section : sdts) {
-    const auto sdt = std::get<streams::Sdt>(streams::Sdt::parse(section));
+    const auto sdt = streams::Sdt::parse(section).value();
     EXPECT_EQ(sdt.original_network_id, input_sdt.original_network_id);
     ASSERT_EQ(sdt.services.size(), 1u);
     EXPECT_TRUE(sdt.services[0].free_ca_mode);
@@ -372,7 +372,7 @@ TEST(ServiceInformation, SdtNamesTheScrambledServicesAndEitCarriesTheTransportSt
   o.seconds = 2.5;
   o.null_fraction = 0.1;
   const auto clear = testing::make_synthetic_mux(o);
-  const auto pat = std::get<streams::Pat>(streams::Pat::parse(sections_on(clear, streams::kPatPid).front()));
+  const auto pat = streams::Pat::parse(sections_on(clear, streams::kPatPid).front()).value();
   ASSERT_TRUE(sections_on(clear, streams::kSdtPid).empty());
   for (const std::optional<std::uint16_t> onid : {std::optional<std::uint16_t>{}, std::optional<std::uint16_t>{0x2001}}) {
     SCOPED_TRACE(onid.value_or(0));
@@ -385,7 +385,7 @@ TEST(ServiceInformation, SdtNamesTheScrambledServicesAndEitCarriesTheTransportSt
 
     const auto sdts = sections_on(scrambled, streams::kSdtPid);
     ASSERT_GE(sdts.size(), 2u);  // every 2 s
-    const auto sdt = std::get<streams::Sdt>(streams::Sdt::parse(sdts.back()));
+    const auto sdt = streams::Sdt::parse(sdts.back()).value();
     EXPECT_EQ(sdt.transport_stream_id, pat.transport_stream_id);
     EXPECT_EQ(sdt.original_network_id, expected_onid);
     ASSERT_EQ(sdt.services.size(), 2u);
@@ -398,7 +398,7 @@ TEST(ServiceInformation, SdtNamesTheScrambledServicesAndEitCarriesTheTransportSt
     const auto eits = sections_on(scrambled, streams::kEitPid);
     ASSERT_FALSE(eits.empty());
     for (const auto& section : eits) {
-      const auto eit = std::get<streams::Eit>(streams::Eit::parse(section));
+      const auto eit = streams::Eit::parse(section).value();
       EXPECT_EQ(eit.transport_stream_id, pat.transport_stream_id);
       EXPECT_EQ(eit.original_network_id, expected_onid);
     }

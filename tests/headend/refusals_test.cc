@@ -221,7 +221,7 @@ TEST(HeadendRefusals, PidAllocatorNeverHandsOutAPidInUse) {
           if (p.pid() == pid) a.feed(p);
         }
         ASSERT_FALSE(pmts.empty());
-        const auto pmt = std::get<streams::Pmt>(streams::Pmt::parse(pmts.back()));
+        const auto pmt = streams::Pmt::parse(pmts.back()).value();
         ca.insert(streams::find_ca_descriptors(pmt.descriptors).at(0).ca_pid);
       }
       EXPECT_EQ(ca, std::set<std::uint16_t>(free_pids.begin(), free_pids.end()));

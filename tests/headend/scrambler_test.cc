@@ -107,14 +107,14 @@ TEST_F(BroadcastTest, ScramblesChosenServiceSignalsItAndEntitledStbRestoresIt) {
   // Signalling: PMT of service 2 has our CA_descriptor, with a new version; the CAT points at EMMs.
   const auto pmts = sections_on(scrambled, 0x101);
   ASSERT_FALSE(pmts.empty());
-  auto pmt = std::get<streams::Pmt>(streams::Pmt::parse(pmts.back()));
+  auto pmt = streams::Pmt::parse(pmts.back()).value();
   EXPECT_EQ(pmt.version, 1);
   auto ca = streams::find_ca_descriptors(pmt.descriptors);
   ASSERT_EQ(ca.size(), 1u);
   EXPECT_EQ(ca[0].ca_system_id, 0x4AFF);
   const auto cats = sections_on(scrambled, streams::kCatPid);
   ASSERT_FALSE(cats.empty());
-  auto cat = std::get<streams::Cat>(streams::Cat::parse(cats.front()));
+  auto cat = streams::Cat::parse(cats.front()).value();
   EXPECT_EQ(streams::find_ca_descriptors(cat.descriptors).at(0).ca_pid, scrambler.emm_pid());
   // ECMs about every 100 ms of stream time.
   const auto ecms = sections_on(scrambled, ca[0].ca_pid);
@@ -383,8 +383,8 @@ TEST_F(BroadcastTest, EitSignalsThePpvEventWithTheEcmsEventId) {
   const auto scrambled = scrambled_mux(2.5);
   const auto eits = sections_on(scrambled, streams::kEitPid);
   ASSERT_GE(eits.size(), 2u);
-  auto present = std::get<streams::Eit>(streams::Eit::parse(eits[0]));
-  auto following = std::get<streams::Eit>(streams::Eit::parse(eits[1]));
+  auto present = streams::Eit::parse(eits[0]).value();
+  auto following = streams::Eit::parse(eits[1]).value();
   ASSERT_EQ(present.events.size(), 1u);
   EXPECT_EQ(present.events[0].event_id, 4242);
   EXPECT_EQ(present.events[0].running_status, 4);

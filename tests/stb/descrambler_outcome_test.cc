@@ -32,7 +32,7 @@ std::vector<TsPacket> mux_with(const std::vector<streams::CaDescriptor>& ca, boo
   const auto in = testing::make_synthetic_mux(options);
   const auto sections = testing::sections_on(in, kPmtPid);
   EXPECT_FALSE(sections.empty());
-  auto pmt = std::get<streams::Pmt>(streams::Pmt::parse(sections.front()));
+  auto pmt = streams::Pmt::parse(sections.front()).value();
   for (const auto& c : ca) streams::append_ca_descriptor(pmt.descriptors, c);
   const auto section = pmt.serialize();
   streams::SectionPacketizer pmt_packets(kPmtPid);

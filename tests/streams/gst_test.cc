@@ -18,6 +18,7 @@ namespace {
 TEST(Gst, AnUnknownElementIsAnErrorNamingIt) {
   auto pipeline = gst::Pipeline::parse("fakesrc num-buffers=1 ! no_such_element_here ! fakesink");
   ASSERT_FALSE(pipeline.ok());
+  EXPECT_EQ(pipeline.error().code, Errc::invalid_argument);
   EXPECT_NE(pipeline.error().message.find("no_such_element_here"), std::string::npos) << pipeline.error().message;
 }
 
@@ -44,8 +45,12 @@ TEST(Gst, AGoodPipelineRunsToItsEnd) {
   EXPECT_TRUE(pipeline->element("out").ok());
   auto missing = pipeline->element("nobody");
   ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, Errc::not_found);
   EXPECT_NE(missing.error().message.find("nobody"), std::string::npos);
-  EXPECT_FALSE(pipeline->app_source("out").ok()) << "a fakesink is not an appsrc";
+  auto not_appsrc = pipeline->app_source("out");
+  ASSERT_FALSE(not_appsrc.ok()) << "a fakesink is not an appsrc";
+  EXPECT_EQ(not_appsrc.error().code, Errc::invalid_argument);
+  EXPECT_EQ(pipeline->app_source("nobody").error().code, Errc::not_found) << "passed up unchanged";
   auto ran = pipeline->run_to_end();
   EXPECT_TRUE(ran.ok()) << ran.error().message;
 }
@@ -57,6 +62,7 @@ TEST(Gst, AFailureWhileRunningCarriesGStreamersMessage) {
   pipeline->element("in")->set("location", dir.file("does-not-exist.ts"));
   auto ran = pipeline->run_to_end();
   ASSERT_FALSE(ran.ok());
+  EXPECT_EQ(ran.error().code, Errc::io);
   EXPECT_NE(ran.error().message.find("in: "), std::string::npos) << "names the element: " << ran.error().message;
   EXPECT_NE(ran.error().message.find("does-not-exist.ts"), std::string::npos) << ran.error().message;
 }

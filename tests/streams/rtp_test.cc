@@ -69,16 +69,25 @@ TEST(Rtp, PayloadAfterCsrcsExtensionAndBeforePadding) {
   ASSERT_TRUE(r);
   ASSERT_EQ(r->payload.size(), 3u);
   EXPECT_EQ(r->payload[0], 0x47);
+  const auto expect_refused = [](std::span<const std::uint8_t> datagram, const std::string& why) {
+    const auto refused = parse_rtp(datagram);
+    ASSERT_FALSE(refused) << why;
+    EXPECT_EQ(refused.error().code, Errc::malformed);
+    EXPECT_NE(refused.error().message.find(why), std::string::npos) << refused.error().message;
+  };
   auto bad = d;
   bad.back() = 200;  // padding longer than the payload
-  EXPECT_FALSE(parse_rtp(bad));
+  expect_refused(bad, "padding of 200 bytes");
   bad = d;
   bad[0] = 0xBF;  // 15 CSRCs: past the end
-  EXPECT_FALSE(parse_rtp(bad));
+  expect_refused(bad, "CSRC count");
   bad = d;
   bad[0] = 0x72;  // version 1
-  EXPECT_FALSE(parse_rtp(bad));
-  EXPECT_FALSE(parse_rtp(std::span(d).first(11)));
+  expect_refused(bad, "version 1");
+  bad = d;
+  bad[23] = 9;  // an extension of 9 words: past the end
+  expect_refused(bad, "header extension");
+  expect_refused(std::span(d).first(11), "shorter than the 12-byte header");
 }
 
 TEST(Rtp, PlainTsIsNeverTakenForRtp) {

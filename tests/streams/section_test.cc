@@ -23,14 +23,19 @@ TEST(Section, LongFormRoundTripAndCrcCheck) {
   auto s = build_long_section(h, body);
   auto r = parse_section(s);
   ASSERT_TRUE(r.ok());
-  EXPECT_EQ(r.section->header.table_id_extension, 0x1234);
-  EXPECT_EQ(r.section->header.version, 7);
-  EXPECT_EQ(std::vector<std::uint8_t>(r.section->body.begin(), r.section->body.end()), body);
+  EXPECT_EQ(r->header.table_id_extension, 0x1234);
+  EXPECT_EQ(r->header.version, 7);
+  EXPECT_EQ(std::vector<std::uint8_t>(r->body.begin(), r->body.end()), body);
   s[9] ^= 0x01;
   r = parse_section(s);
-  EXPECT_FALSE(r.ok());
-  EXPECT_EQ(r.error, ParseError::bad_crc);
-  EXPECT_FALSE(parse_section(std::span(s).first(10)).ok());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, Errc::malformed);
+  EXPECT_EQ(r.error().message, "CRC-32 mismatch");
+  s[9] ^= 0x01;
+  const auto truncated = parse_section(std::span(s).first(10));
+  ASSERT_FALSE(truncated.ok());
+  EXPECT_EQ(truncated.error().code, Errc::malformed);
+  EXPECT_EQ(truncated.error().message, "truncated");
 }
 
 std::vector<std::uint8_t> big_section(std::uint8_t table_id, std::size_t body_size) {

@@ -188,10 +188,8 @@ bool postgres_required() {
 }
 
 Result<std::unique_ptr<PostgresServer>> PostgresServer::start() {
-  auto bin = server_binaries();
-  if (!bin) return bin.error();
-  auto who = unprivileged_user();
-  if (!who) return who.error();
+  USHER_TRY(auto bin, server_binaries());
+  USHER_TRY(auto who, unprivileged_user());
 
   std::unique_ptr<PostgresServer> server(new PostgresServer());
   const char* base = std::getenv("TMPDIR");
@@ -200,20 +198,19 @@ Result<std::unique_ptr<PostgresServer>> PostgresServer::start() {
   server->directory_ = templ;
   const std::string data = templ + "/data";
   const std::string log = templ + "/server.log";
-  if (who->switch_user && chown(templ.c_str(), who->uid, who->gid) != 0) {
-    return make_error(Errc::io, "cannot give " + templ + " to user " + who->name);
+  if (who.switch_user && chown(templ.c_str(), who.uid, who.gid) != 0) {
+    return make_error(Errc::io, "cannot give " + templ + " to user " + who.name);
   }
 
   // initdb: the superuser `usher` with a password for TCP (scram-sha-256), trust on the socket,
   // which only the server's user can reach. --no-sync: a throwaway cluster needs no disk syncs.
   server->password_ = random_password();
   const std::string password_file = templ + "/password";
-  if (!write_password(password_file, server->password_, *who)) return make_error(Errc::io, "cannot write " + password_file);
-  auto initdb = spawn({*bin + "/initdb", "-D", data, "-U", "usher", "--pwfile=" + password_file, "--auth-local=trust",
-                       "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"},
-                      templ + "/initdb.log", *who, false);
-  if (!initdb) return initdb.error();
-  const int initdb_status = wait_exit(*initdb, std::chrono::hours(1)).value_or(-1);
+  if (!write_password(password_file, server->password_, who)) return make_error(Errc::io, "cannot write " + password_file);
+  USHER_TRY(auto initdb, spawn({bin + "/initdb", "-D", data, "-U", "usher", "--pwfile=" + password_file,
+                                "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"},
+                               templ + "/initdb.log", who, false));
+  const int initdb_status = wait_exit(initdb, std::chrono::hours(1)).value_or(-1);
   ::unlink(password_file.c_str());
   if (!WIFEXITED(initdb_status) || WEXITSTATUS(initdb_status) != 0) {
     return make_error(Errc::io, "initdb failed (" + describe_exit(initdb_status) + "): " + log_tail(templ + "/initdb.log"));
@@ -223,16 +220,15 @@ Result<std::unique_ptr<PostgresServer>> PostgresServer::start() {
   // which case the server cannot bind and exits, and the next port is tried.
   for (int attempt = 1;; ++attempt) {
     {
-      auto probe = net::TcpListener::bind("127.0.0.1", 0);
-      if (!probe) return probe.error();
-      server->port_ = probe->port();
+      USHER_TRY(auto probe, net::TcpListener::bind("127.0.0.1", 0));
+      server->port_ = probe.port();
     }
-    auto pid = spawn({*bin + "/postgres", "-D", data, "-p", std::to_string(server->port_), "-c", "listen_addresses=127.0.0.1",
-                      "-c", "unix_socket_directories=" + templ, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c",
-                      "full_page_writes=off", "-c", "shared_buffers=16MB", "-c", "max_connections=60", "-c", "lc_messages=C"},
-                     log, *who, true);
-    if (!pid) return pid.error();
-    server->pid_ = *pid;
+    USHER_TRY(auto pid, spawn({bin + "/postgres", "-D", data, "-p", std::to_string(server->port_), "-c",
+                               "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=" + templ, "-c", "fsync=off", "-c",
+                               "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "shared_buffers=16MB", "-c",
+                               "max_connections=60", "-c", "lc_messages=C"},
+                              log, who, true));
+    server->pid_ = pid;
     const auto until = Clock::now() + std::chrono::seconds(60);
     bool ready = false;
     std::optional<int> exited;
@@ -254,11 +250,8 @@ Result<std::unique_ptr<PostgresServer>> PostgresServer::start() {
     }
   }
 
-  auto admin = pg::Connection::open(server->url("postgres"));
-  if (!admin) return admin.error();
-  if (auto created = admin->run_outside_transaction("create the test database", "CREATE DATABASE usher"); !created) {
-    return created.error();
-  }
+  USHER_TRY(auto admin, pg::Connection::open(server->url("postgres")));
+  USHER_CHECK(admin.run_outside_transaction("create the test database", "CREATE DATABASE usher"));
   return server;
 }
 
@@ -280,11 +273,8 @@ std::string PostgresServer::url(const std::string& database) const {
 
 Result<std::string> PostgresServer::create_database() {
   const std::string name = "test_" + std::to_string(++databases_);
-  auto admin = pg::Connection::open(url("postgres"));
-  if (!admin) return admin.error();
-  if (auto created = admin->run_outside_transaction("create a test database", "CREATE DATABASE " + name); !created) {
-    return created.error();
-  }
+  USHER_TRY(auto admin, pg::Connection::open(url("postgres")));
+  USHER_CHECK(admin.run_outside_transaction("create a test database", "CREATE DATABASE " + name));
   return url(name);
 }
 

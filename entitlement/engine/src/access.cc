@@ -11,15 +11,14 @@ Result<std::vector<std::uint8_t>> EntitlementStore::once_signed(std::span<const 
   auto seen = db_.prepare("SELECT reply FROM signed_requests WHERE replay_key = ?");
   seen.bind(1, replay_key);
   if (seen.step()) return seen.column_blob(0);
-  auto reply = work();
-  if (!reply) return reply;  // refused: nothing kept, a retry is judged again
+  USHER_TRY(auto reply, work());  // refused: nothing kept, a retry is judged again
   if (now > 2 * kRequestWindowSeconds) {
     auto prune = db_.prepare("DELETE FROM signed_requests WHERE time < ?");
     prune.bind(1, static_cast<std::int64_t>(now - 2 * kRequestWindowSeconds));
     prune.run();
   }
   auto st = db_.prepare("INSERT INTO signed_requests VALUES (?, ?, ?, ?)");
-  st.bind(1, replay_key).bind(2, static_cast<std::int64_t>(card_id)).bind(3, static_cast<std::int64_t>(time)).bind(4, *reply);
+  st.bind(1, replay_key).bind(2, static_cast<std::int64_t>(card_id)).bind(3, static_cast<std::int64_t>(time)).bind(4, reply);
   st.run();
   tx.commit();
   return reply;

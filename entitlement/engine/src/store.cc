@@ -183,7 +183,7 @@ void EntitlementStore::add_one_valid_ticket_index(sql::Database& db) {
 }
 
 Status EntitlementStore::bring_forward(sql::Database& db, const std::string& path) {
-  if (auto migrated = schema().migrate(db, path); !migrated) return migrated;
+  USHER_CHECK(schema().migrate(db, path));
   add_one_valid_ticket_index(db);
   return ok_status();
 }
@@ -191,14 +191,13 @@ Status EntitlementStore::bring_forward(sql::Database& db, const std::string& pat
 Result<EntitlementStore> EntitlementStore::create(const std::string& home, std::uint16_t ca_system_id) {
   const std::string path = (fs::path(home) / kDatabaseName).string();
   if (fs::exists(path)) return make_error(Errc::already_exists, "an operator already exists in " + home);
-  auto db = open_private_database(home, kDatabaseName, IfMissing::create);
-  if (!db) return db.error();
-  if (auto migrated = bring_forward(*db, path); !migrated) return migrated.error();
+  USHER_TRY(auto db, open_private_database(home, kDatabaseName, IfMissing::create));
+  USHER_CHECK(bring_forward(db, path));
   auto pair = crypto::X25519KeyPair::generate();
-  auto st = db->prepare("INSERT INTO operator VALUES (1, ?, ?, ?, ?)");
+  auto st = db.prepare("INSERT INTO operator VALUES (1, ?, ?, ?, ?)");
   st.bind(1, ca_system_id).bind(2, pair.private_key.bytes()).bind(3, pair.public_key).bind(4, static_cast<std::int64_t>(unix_now()));
   st.run();
-  EntitlementStore store(std::move(*db), ca_system_id, pair.public_key);
+  EntitlementStore store(std::move(db), ca_system_id, pair.public_key);
   std::ofstream pub(fs::path(home) / kOperatorPublicName, std::ios::trunc);
   char id[8];
   std::snprintf(id, sizeof(id), "%04x", ca_system_id);
@@ -214,14 +213,13 @@ Result<EntitlementStore> EntitlementStore::open(const std::string& home) {
   if (!fs::exists(path)) {
     return make_error(Errc::not_found, "no operator in " + home + " (run `usher entitlement init --home " + home + "` first)");
   }
-  auto db = open_private_database(home, kDatabaseName, IfMissing::refuse);
-  if (!db) return db.error();
-  if (auto migrated = bring_forward(*db, path); !migrated) return migrated.error();
-  auto st = db->prepare("SELECT ca_system_id, x25519_public FROM operator WHERE id = 1");
+  USHER_TRY(auto db, open_private_database(home, kDatabaseName, IfMissing::refuse));
+  USHER_CHECK(bring_forward(db, path));
+  auto st = db.prepare("SELECT ca_system_id, x25519_public FROM operator WHERE id = 1");
   if (!st.step()) return make_error(Errc::storage, path + " has no operator record");
   const auto ca = static_cast<std::uint16_t>(st.column_int(0));
   const auto pub = blob_key(st.column_blob(1));
-  return EntitlementStore(std::move(*db), ca, pub);
+  return EntitlementStore(std::move(db), ca, pub);
 }
 
 Secret<32> EntitlementStore::operator_private() {
@@ -299,22 +297,20 @@ Result<std::vector<std::uint16_t>> EntitlementStore::package_services(std::uint1
 
 Status EntitlementStore::grant_package(std::uint32_t stb_id, std::uint16_t package_id, std::uint64_t not_before,
                                        std::uint64_t not_after) {
-  auto services = package_services(package_id);
-  if (!services) return services.error();
+  USHER_TRY(auto services, package_services(package_id));
   sql::Transaction tx(db_);
-  for (auto service : *services) {
-    if (auto s = grant(stb_id, service, not_before, not_after); !s) return s;
+  for (auto service : services) {
+    USHER_CHECK(grant(stb_id, service, not_before, not_after));
   }
   tx.commit();
   return ok_status();
 }
 
 Status EntitlementStore::revoke_package(std::uint32_t stb_id, std::uint16_t package_id) {
-  auto services = package_services(package_id);
-  if (!services) return services.error();
+  USHER_TRY(auto services, package_services(package_id));
   sql::Transaction tx(db_);
-  for (auto service : *services) {
-    if (auto s = revoke(stb_id, service); !s) return s;
+  for (auto service : services) {
+    USHER_CHECK(revoke(stb_id, service));
   }
   tx.commit();
   return ok_status();
@@ -354,10 +350,9 @@ Result<std::vector<std::uint8_t>> EntitlementStore::queue_emm(std::uint32_t stb_
   st.bind(1, stb_id);
   if (!st.step()) return make_error(Errc::not_found, "no STB " + std::to_string(stb_id) + " (register it first)");
   const auto sequence = static_cast<std::uint64_t>(st.column_int(1));
-  auto key = emm_key_for(stb_id);
-  if (!key) return key.error();
+  USHER_TRY(auto key, emm_key_for(stb_id));
   EmmContent emm{stb_id, sequence, unix_now(), std::move(items)};
-  const auto section = encode_emm(emm, *key);
+  const auto section = encode_emm(emm, key);
   auto ins = db_.prepare(
       "INSERT INTO emm_queue (stb_id, sequence, carousel_until, carousel_from, created, section) VALUES (?, ?, ?, ?, ?, ?)");
   ins.bind(1, stb_id).bind(2, static_cast<std::int64_t>(sequence)).bind(3, static_cast<std::int64_t>(carousel_until))
@@ -375,9 +370,8 @@ Result<Key256> EntitlementStore::emm_key_for(std::uint32_t stb_id) {
   auto st = db_.prepare("SELECT x25519_public FROM stbs WHERE stb_id = ?");
   st.bind(1, stb_id);
   if (!st.step()) return make_error(Errc::not_found, "no STB " + std::to_string(stb_id));
-  auto key = derive_emm_key(operator_private(), blob_key(st.column_blob(0)), ca_system_id_, stb_id);
-  if (!key) return key.error();
-  return emm_keys_.emplace(stb_id, std::move(key.value())).first->second.clone();
+  USHER_TRY(auto key, derive_emm_key(operator_private(), blob_key(st.column_blob(0)), ca_system_id_, stb_id));
+  return emm_keys_.emplace(stb_id, std::move(key)).first->second.clone();
 }
 
 Status EntitlementStore::grant(std::uint32_t stb_id, std::uint16_t service_id, std::uint64_t not_before,
@@ -388,8 +382,7 @@ Status EntitlementStore::grant(std::uint32_t stb_id, std::uint16_t service_id, s
   if (not_after > kLatestGrantEnd) {
     return make_error(Errc::invalid_argument, "a grant cannot end after 9999-12-31 (got unix time " + std::to_string(not_after) + ")");
   }
-  auto key = service_key(service_id);
-  if (!key) return key.error();
+  USHER_TRY(auto key, service_key(service_id));
   sql::Transaction tx(db_);
   auto st = db_.prepare(
       "INSERT INTO grants (stb_id, service_id, not_before, not_after, revoked) VALUES (?, ?, ?, ?, 0) "
@@ -402,8 +395,8 @@ Status EntitlementStore::grant(std::uint32_t stb_id, std::uint16_t service_id, s
     return make_error(Errc::not_found, "no STB " + std::to_string(stb_id) + " (register it first)");
   }
   std::vector<EmmItem> items;
-  items.emplace_back(EmmGrant{service_id, key->key_version, key->key.clone(), not_before, not_after});
-  if (auto s = queue_emm(stb_id, std::move(items), not_after); !s) return s.error();
+  items.emplace_back(EmmGrant{service_id, key.key_version, key.key.clone(), not_before, not_after});
+  USHER_CHECK(queue_emm(stb_id, std::move(items), not_after));
   tx.commit();
   return ok_status();
 }
@@ -420,13 +413,12 @@ Status EntitlementStore::revoke(std::uint32_t stb_id, std::uint16_t service_id) 
   // revoked) this service stop being repeated. Everything else queued for the box stays: its other
   // grants, and the tickets, credit, offers and other revokes it has paid for or must still learn
   // (they used to be dropped with the whole queue, and only live grants queued again).
-  auto key = emm_key_for(stb_id);
-  if (!key) return key.error();
+  USHER_TRY(auto key, emm_key_for(stb_id));
   auto queued = db_.prepare("SELECT id, section FROM emm_queue WHERE stb_id = ?");
   queued.bind(1, stb_id);
   std::vector<std::int64_t> replaced;
   while (queued.step()) {
-    const auto emm = decode_emm(queued.column_blob(1), *key);
+    const auto emm = decode_emm(queued.column_blob(1), key);
     if (!emm) continue;  // not ours to judge: left as it is
     const bool about_this_service = std::any_of(emm->items.begin(), emm->items.end(), [&](const EmmItem& item) {
       if (const auto* g = std::get_if<EmmGrant>(&item)) return g->service_id == service_id;
@@ -442,7 +434,7 @@ Status EntitlementStore::revoke(std::uint32_t stb_id, std::uint16_t service_id) 
   }
   std::vector<EmmItem> items;
   items.emplace_back(EmmRevoke{service_id});
-  if (auto s = queue_emm(stb_id, std::move(items), unix_now() + kRevokeCarouselSeconds); !s) return s.error();
+  USHER_CHECK(queue_emm(stb_id, std::move(items), unix_now() + kRevokeCarouselSeconds));
   tx.commit();
   return ok_status();
 }

@@ -114,9 +114,8 @@ Result<std::vector<std::uint8_t>> call_link_signed(net::RequestClient& client, L
   const auto id = new_request_id();
   const auto t = static_cast<std::uint8_t>(type);
   const auto signed_body = sign_link_request(t, id, signer.stb_id, body, signer.signer, unix_now(), *signer.key);
-  auto reply = client.call(encode_request(static_cast<MessageType>(t), id, signed_body));
-  if (!reply) return reply.error();
-  return reply_body(*reply, id);
+  USHER_TRY(auto reply, client.call(encode_request(static_cast<MessageType>(t), id, signed_body)));
+  return reply_body(reply, id);
 }
 
 }  // namespace usher::entitlement

@@ -1,5 +1,6 @@
 #include "usher/entitlement/messages.h"
 
+#include <stdexcept>
 #include <string>
 
 #include "usher/core/bytes.h"
@@ -52,8 +53,8 @@ struct OpenedSection {
 Result<OpenedSection> open_section(std::span<const std::uint8_t> section, std::size_t header_size,
                                    const Key256& key, const char* what, std::uint8_t version) {
   const auto parsed = streams::parse_section(section);
-  if (!parsed.ok()) return make_error(Errc::malformed, std::string(what) + ": section " + streams::to_string(parsed.error));
-  const auto body = parsed.section->body;
+  if (!parsed) return make_error(Errc::malformed, std::string(what) + ": section " + parsed.error().message);
+  const auto body = parsed->body;
   if (body.size() < header_size + crypto::kGcmNonceSize + crypto::kGcmTagSize) {
     return make_error(Errc::malformed, std::string(what) + ": too short (" + std::to_string(body.size()) + " bytes)");
   }
@@ -132,10 +133,10 @@ std::vector<std::uint8_t> encode_ecm(const EcmContent& ecm, const Key256& curren
 
 Result<EcmHeader> peek_ecm(std::span<const std::uint8_t> section) {
   const auto parsed = streams::parse_section(section);
-  if (!parsed.ok()) return make_error(Errc::malformed, std::string("ECM: section ") + streams::to_string(parsed.error));
-  const auto t = parsed.section->header.table_id;
+  if (!parsed) return make_error(Errc::malformed, std::string("ECM: section ") + parsed.error().message);
+  const auto t = parsed->header.table_id;
   if (t != kTableEcmEven && t != kTableEcmOdd) return make_error(Errc::malformed, "ECM: table_id is not 0x80/0x81");
-  ByteReader r(parsed.section->body);
+  ByteReader r(parsed->body);
   std::uint8_t version = 0;
   EcmHeader h;
   h.table_id = t;
@@ -144,16 +145,15 @@ Result<EcmHeader> peek_ecm(std::span<const std::uint8_t> section) {
   if (!r.u16(h.service_id) || !r.u16(h.key_version) || !r.u32(h.event_id) || !r.u32(h.next_event_id)) {
     return make_error(Errc::malformed, "ECM: truncated header");
   }
-  if (parsed.section->body.size() != kEcmHeaderSize + 2 * kEcmBlockSize) {
-    return make_error(Errc::malformed, "ECM: " + std::to_string(parsed.section->body.size()) + " bytes, expected " +
+  if (parsed->body.size() != kEcmHeaderSize + 2 * kEcmBlockSize) {
+    return make_error(Errc::malformed, "ECM: " + std::to_string(parsed->body.size()) + " bytes, expected " +
                                            std::to_string(kEcmHeaderSize + 2 * kEcmBlockSize));
   }
   return h;
 }
 
 Result<EcmPeriod> decode_ecm_part(std::span<const std::uint8_t> section, EcmPart part, const Key256& key) {
-  auto header = peek_ecm(section);
-  if (!header) return header.error();
+  USHER_TRY(auto header, peek_ecm(section));
   const bool current = part == EcmPart::current;
   const char* what = current ? "ECM (current control word)" : "ECM (next control word)";
   // peek_ecm checked the length: the section is 3 + kEcmHeaderSize + 2 blocks.
@@ -165,7 +165,7 @@ Result<EcmPeriod> decode_ecm_part(std::span<const std::uint8_t> section, EcmPart
   if (!plain) return make_error(plain.error().code, std::string(what) + ": " + plain.error().message);
   ByteReader r(plain.value());
   EcmPeriod p;
-  p.event_id = header->audience(part);
+  p.event_id = header.audience(part);
   r.u32(p.crypto_period);
   r.u64(p.time_unix);
   r.u32(p.access.tier_mask);
@@ -176,7 +176,7 @@ Result<EcmPeriod> decode_ecm_part(std::span<const std::uint8_t> section, EcmPart
   secure_zero(plain->data(), plain->size());
   if (failed) return make_error(Errc::malformed, std::string(what) + ": payload has the wrong length");
   // The table_id's parity is the current period's; the next period has the other.
-  const bool even_table = header->table_id == kTableEcmEven;
+  const bool even_table = header.table_id == kTableEcmEven;
   if (even_table != (p.crypto_period % 2 == (current ? 0u : 1u))) {
     return make_error(Errc::malformed, std::string(what) + ": table_id parity does not match the crypto period");
   }
@@ -184,32 +184,28 @@ Result<EcmPeriod> decode_ecm_part(std::span<const std::uint8_t> section, EcmPart
 }
 
 Result<EcmContent> decode_ecm(std::span<const std::uint8_t> section, const Key256& current_key, const Key256& next_key) {
-  auto header = peek_ecm(section);
-  if (!header) return header.error();
-  auto current = decode_ecm_part(section, EcmPart::current, current_key);
-  if (!current) return current.error();
-  auto next = decode_ecm_part(section, EcmPart::next, next_key);
-  if (!next) return next.error();
-  if (next->crypto_period != current->crypto_period + 1 || next->time_unix < current->time_unix) {
+  USHER_TRY(auto header, peek_ecm(section));
+  USHER_TRY(auto current, decode_ecm_part(section, EcmPart::current, current_key));
+  USHER_TRY(auto next, decode_ecm_part(section, EcmPart::next, next_key));
+  if (next.crypto_period != current.crypto_period + 1 || next.time_unix < current.time_unix) {
     return make_error(Errc::malformed, "ECM: the next control word's period does not follow the current one");
   }
   EcmContent ecm;
-  ecm.service_id = header->service_id;
-  ecm.key_version = header->key_version;
-  ecm.current = std::move(current.value());
-  ecm.next = std::move(next.value());
+  ecm.service_id = header.service_id;
+  ecm.key_version = header.key_version;
+  ecm.current = std::move(current);
+  ecm.next = std::move(next);
   return ecm;
 }
 
 Result<Key256> derive_emm_key(const Secret<32>& own_private, const crypto::PublicKey& peer_public,
                               std::uint16_t ca_system_id, std::uint32_t stb_id) {
-  auto shared = crypto::x25519(own_private, peer_public);
-  if (!shared) return shared.error();
+  USHER_TRY(auto shared, crypto::x25519(own_private, peer_public));
   static constexpr std::uint8_t kSalt[] = {'u', 's', 'h', 'e', 'r', '-', 'e', 'm', 'm', '-', 'v', '1'};
   ByteWriter info;
   info.u16(ca_system_id);
   info.u32(stb_id);
-  return crypto::hkdf_sha256(shared->bytes(), kSalt, info.data());
+  return crypto::hkdf_sha256(shared.bytes(), kSalt, info.data());
 }
 
 std::vector<std::uint8_t> encode_emm(const EmmContent& emm, const Key256& emm_key) {
@@ -276,9 +272,9 @@ std::vector<std::uint8_t> encode_emm(const EmmContent& emm, const Key256& emm_ke
 
 Result<EmmHeader> peek_emm(std::span<const std::uint8_t> section) {
   const auto parsed = streams::parse_section(section);
-  if (!parsed.ok()) return make_error(Errc::malformed, std::string("EMM: section ") + streams::to_string(parsed.error));
-  if (parsed.section->header.table_id != kTableEmmUnique) return make_error(Errc::malformed, "EMM: table_id is not 0x82");
-  ByteReader r(parsed.section->body);
+  if (!parsed) return make_error(Errc::malformed, std::string("EMM: section ") + parsed.error().message);
+  if (parsed->header.table_id != kTableEmmUnique) return make_error(Errc::malformed, "EMM: table_id is not 0x82");
+  ByteReader r(parsed->body);
   std::uint8_t version = 0;
   EmmHeader h;
   if (!r.u8(version) || !r.u32(h.stb_id) || !r.u64(h.sequence)) return make_error(Errc::malformed, "EMM: truncated header");
@@ -287,14 +283,12 @@ Result<EmmHeader> peek_emm(std::span<const std::uint8_t> section) {
 }
 
 Result<EmmContent> decode_emm(std::span<const std::uint8_t> section, const Key256& emm_key) {
-  auto header = peek_emm(section);
-  if (!header) return header.error();
-  auto opened = open_section(section, kEmmHeaderSize, emm_key, "EMM", kEmmVersion);
-  if (!opened) return opened.error();
+  USHER_TRY(auto header, peek_emm(section));
+  USHER_TRY(auto opened, open_section(section, kEmmHeaderSize, emm_key, "EMM", kEmmVersion));
   EmmContent emm;
-  emm.stb_id = header->stb_id;
-  emm.sequence = header->sequence;
-  ByteReader r(opened->plaintext);
+  emm.stb_id = header.stb_id;
+  emm.sequence = header.sequence;
+  ByteReader r(opened.plaintext);
   std::uint8_t count = 0;
   r.u64(emm.issued_unix);
   r.u8(count);
@@ -368,7 +362,7 @@ Result<EmmContent> decode_emm(std::span<const std::uint8_t> section, const Key25
     }  // unknown item types are skipped: a newer engine may add some
   }
   const bool failed = r.failed() || r.remaining() != 0;
-  secure_zero(opened->plaintext.data(), opened->plaintext.size());
+  secure_zero(opened.plaintext.data(), opened.plaintext.size());
   if (failed) return make_error(Errc::malformed, "EMM: payload has the wrong length");
   return emm;
 }

@@ -67,9 +67,8 @@ Result<std::vector<std::uint8_t>> call_signed(net::RequestClient& client, std::u
                                               const RequestSigner& signer) {
   const auto id = new_request_id();
   const auto signed_body = sign_request(type, id, body, signer.card_id, unix_now(), *signer.handset_private);
-  auto reply = client.call(encode_request(static_cast<MessageType>(type), id, signed_body));
-  if (!reply) return reply.error();
-  return reply_body(*reply, id);
+  USHER_TRY(auto reply, client.call(encode_request(static_cast<MessageType>(type), id, signed_body)));
+  return reply_body(reply, id);
 }
 
 }  // namespace usher::entitlement

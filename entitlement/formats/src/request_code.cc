@@ -101,9 +101,8 @@ std::string make_request_code(const RequestCode& code, const Key256& key) {
 }
 
 Result<RequestCode> read_request_code(const std::string& text) {
-  auto bytes = unbase32(text);
-  if (!bytes) return bytes.error();
-  ByteReader r(*bytes);
+  USHER_TRY(auto bytes, unbase32(text));
+  ByteReader r(bytes);
   RequestCode c;
   std::uint8_t hi = 0;
   std::uint16_t lo = 0;
@@ -117,10 +116,9 @@ Result<RequestCode> read_request_code(const std::string& text) {
 }
 
 Status verify_request_code(const std::string& text, const Key256& key) {
-  auto bytes = unbase32(text);
-  if (!bytes) return bytes.error();
-  const auto expected = tag_of(std::span(*bytes).first(kClearBytes), key);
-  if (!constant_time_equal(expected, std::span(*bytes).subspan(kClearBytes))) {
+  USHER_TRY(auto bytes, unbase32(text));
+  const auto expected = tag_of(std::span(bytes).first(kClearBytes), key);
+  if (!constant_time_equal(expected, std::span(bytes).subspan(kClearBytes))) {
     return make_error(Errc::auth_failed, "request code does not check out (mistyped, or not made by that STB)");
   }
   return ok_status();

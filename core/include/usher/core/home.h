@@ -11,8 +11,7 @@
 // and a warning names the path and its old mode. If it cannot be tightened (not ours, read-only file
 // system) opening fails with Errc::storage rather than going on with keys others can read.
 //
-//   auto db = open_private_database(home, "billing.db", IfMissing::create);
-//   if (!db) return db.error();
+//   USHER_TRY(auto db, open_private_database(home, "billing.db", IfMissing::create));
 #pragma once
 
 #include <string>

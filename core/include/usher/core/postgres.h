@@ -8,10 +8,10 @@
 // loser of a conflict is retried from the start. It is its own CMake target (usher_postgres), so the
 // STB and the wallet, which stay on embedded SQLite, do not link libpq.
 //
-//   auto db = pg::Connection::open("postgresql://engine:secret@db.example:5432/usher");
-//   if (!db) return db.error();  // Errc::io: refused, Errc::auth_failed: wrong password, ...
-//   Result<std::int64_t> balance = db->serializable("charge card", [&](pqxx::transaction_base& tx)
-//                                                       -> Result<std::int64_t> {
+//   // A failure is passed up: Errc::io: refused, Errc::auth_failed: wrong password, ...
+//   USHER_TRY(auto db, pg::Connection::open("postgresql://engine:secret@db.example:5432/usher"));
+//   Result<std::int64_t> balance = db.serializable("charge card", [&](pqxx::transaction_base& tx)
+//                                                      -> Result<std::int64_t> {
 //     auto row = tx.exec_params1("SELECT balance FROM cards WHERE id = $1", card_id);
 //     ...
 //     return row[0].as<std::int64_t>();

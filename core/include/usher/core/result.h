@@ -4,6 +4,10 @@
 //
 //   Result<Ecm> ecm = decode_ecm(bytes, key);
 //   if (!ecm) log.warn("ECM refused: {}", ecm.error().message);
+//
+// To pass a failure up unchanged, USHER_TRY and USHER_CHECK (below) instead of an if per call:
+//   USHER_TRY(auto ecm, decode_ecm(bytes, key));   // ecm is the Ecm itself
+//   USHER_CHECK(store.put(ecm.header));              // a Status, or a value not needed
 #pragma once
 
 #include <string>
@@ -48,7 +52,9 @@ class [[nodiscard]] Result {
   const T* operator->() const { return &value(); }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
-  [[nodiscard]] const Error& error() const { return std::get<1>(v_); }
+  [[nodiscard]] const Error& error() const& { return std::get<1>(v_); }
+  // From a Result about to go (a temporary, or std::move(r) as USHER_TRY does): the error moved out.
+  [[nodiscard]] Error error() && { return std::get<1>(std::move(v_)); }
 
  private:
   std::variant<T, Error> v_;
@@ -61,3 +67,39 @@ inline Status ok_status() { return Ok{}; }
 inline Error make_error(Errc code, std::string message) { return Error{code, std::move(message)}; }
 
 }  // namespace usher
+
+// Propagation: in a function that returns a Result<U> (any U, Status included) or an Error, these
+// return the callee's Error unchanged when the call fails, and go on otherwise. Each evaluates its
+// expression exactly once. They are statements (they declare a variable in the enclosing scope), so
+// they go in braces, not as the lone body of an if or a loop. Standard C++ (no statement
+// expressions): __COUNTER__ names the hidden Result, so several may share one line.
+//
+//   Result<Receipt> settle(Store& store, std::span<const std::uint8_t> bytes) {
+//     USHER_TRY(auto body, decode_settlement(bytes));  // body: the Settlement, moved out of the Result
+//     USHER_CHECK(store.put(body.purchase));            // a Status (or a value not needed)
+//     return make_receipt(body);
+//   }
+//
+// USHER_TRY(declaration, expression): `declaration` is what would stand before `=`: auto x (the
+// value moved out), const auto& x (bound inside the hidden Result, no move), or an existing variable
+// to assign to; not auto [a, b], whose comma splits the macro's arguments. The expression may hold
+// commas. A failure that needs a different code or a wrapped message is
+// still written out: `if (!x) return make_error(Errc::..., "context: " + x.error().message);`.
+#define USHER_TRY(declaration, ...) \
+  USHER_TRY_WITH_NAME_(USHER_RESULT_CONCAT_(usher_try_result_, __COUNTER__), declaration, __VA_ARGS__)
+
+// USHER_CHECK(expression): returns the expression's Error if it failed; its value is dropped.
+#define USHER_CHECK(...) USHER_CHECK_WITH_NAME_(USHER_RESULT_CONCAT_(usher_check_result_, __COUNTER__), __VA_ARGS__)
+
+// Details of the above.
+#define USHER_RESULT_CONCAT_INNER_(a, b) a##b
+#define USHER_RESULT_CONCAT_(a, b) USHER_RESULT_CONCAT_INNER_(a, b)
+#define USHER_TRY_WITH_NAME_(name, declaration, ...) \
+  auto name = (__VA_ARGS__);                          \
+  if (!name) return std::move(name).error();          \
+  declaration = std::move(name).value()
+#define USHER_CHECK_WITH_NAME_(name, ...)            \
+  do {                                               \
+    auto name = (__VA_ARGS__);                       \
+    if (!name) return std::move(name).error();       \
+  } while (false)

@@ -11,7 +11,7 @@
 //     });
 //     return schema;
 //   }
-//   if (auto s = engine_schema().migrate(db, path); !s) return s.error();
+//   USHER_CHECK(engine_schema().migrate(db, path));
 //
 // Step 1 of a store that existed before versions were kept is that store's schema at the time, in
 // CREATE ... IF NOT EXISTS statements: a file from then has user_version 0 and its tables, and

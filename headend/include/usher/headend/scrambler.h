@@ -48,10 +48,10 @@
 #include <string_view>
 #include <vector>
 
-#include "usher/core/csa.h"
 #include "usher/core/log.h"
 #include "usher/entitlement/messages.h"
 #include "usher/entitlement/catalogue.h"
+#include "usher/streams/csa.h"
 #include "usher/streams/pid_map.h"
 #include "usher/streams/psi.h"
 #include "usher/streams/section.h"

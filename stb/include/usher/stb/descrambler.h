@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "usher/core/csa.h"
+#include "usher/streams/csa.h"
 #include "usher/core/log.h"
 #include "usher/stb/secure_element.h"
 #include "usher/streams/pid_map.h"

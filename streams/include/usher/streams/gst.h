@@ -1,14 +1,14 @@
 // The one place Usher calls GStreamer: the library initialised once, a pipeline built from a launch
 // description and torn down (state NULL, unreferenced) on every path, its named elements and its bus
-// as owned references, and an appsrc to push packets into. Failures carry GStreamer's own message.
+// as owned references, and an appsrc to push packets into. Failures are usher::Result errors carrying
+// GStreamer's own message: Errc::invalid_argument for a description GStreamer cannot build or an
+// element that is not what was asked, Errc::not_found for a missing element, Errc::io for a pipeline
+// that cannot start or stops on an error.
 //
 //   auto pipeline = gst::Pipeline::parse("videotestsrc num-buffers=25 ! x264enc ! filesink name=out");
 //   if (!pipeline) throw std::runtime_error(pipeline.error().message);
 //   pipeline->element("out")->set("location", path);
 //   if (auto done = pipeline->run_to_end(); !done) ...;
-//
-// `streams` depends on nothing of ours, so the result type here has the shape of usher::Result but
-// is its own: it becomes usher::Result once core stops depending on streams (issue 10, section 1).
 #pragma once
 
 #include <cstddef>
@@ -16,35 +16,13 @@
 #include <span>
 #include <string>
 #include <utility>
-#include <variant>
+
+#include "usher/core/result.h"
 
 // GStreamer's types, declared so that users of this header need not include gst/gst.h.
 using GstElement = struct _GstElement;
 
 namespace usher::streams::gst {
-
-struct Error {
-  std::string message;
-};
-
-template <typename T>
-class [[nodiscard]] Result {
- public:
-  Result(T value) : v_(std::move(value)) {}      // NOLINT(google-explicit-constructor)
-  Result(Error error) : v_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
-  [[nodiscard]] bool ok() const { return v_.index() == 0; }
-  explicit operator bool() const { return ok(); }
-  T& value() & { return std::get<0>(v_); }
-  T&& value() && { return std::get<0>(std::move(v_)); }
-  T* operator->() { return &value(); }
-  T& operator*() & { return value(); }
-  [[nodiscard]] const Error& error() const { return std::get<1>(v_); }
-
- private:
-  std::variant<T, Error> v_;
-};
-struct Ok {};
-using Status = Result<Ok>;
 
 // Initialises GStreamer once per process (later calls do nothing), from whichever thread comes first.
 void ensure_initialized();

@@ -15,13 +15,18 @@
 //
 // parse_locator() only reads text (no name lookup, no socket): a mistake is reported with the part
 // that is wrong, and the same function serves inputs and outputs so they accept the same forms.
+//
+//   auto out = parse_locator("udp://239.1.1.1:5000?ttl=0", Direction::output);
+//   // out.error(): Errc::invalid_argument, "bad UDP locator 'udp://239.1.1.1:5000?ttl=0' (option ttl):
+//   //   ttl must be a number from 1 to 255, not '0' (use udp://HOST:PORT, ...)"
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <variant>
+
+#include "usher/core/result.h"
 
 namespace usher::streams {
 
@@ -56,18 +61,11 @@ struct Locator {
   IpLocator ip;      // Kind::ip
 };
 
-// Why a locator was refused: `part` names the piece that is wrong ("port", "host", "source",
-// "option ttl", "scheme", ...), `message` is the whole sentence to show.
-struct LocatorError {
-  std::string part;
-  std::string message;
-};
-
-using ParsedLocator = std::variant<Locator, LocatorError>;
-
 // Reads a locator for an input or an output (the receive forms with '@' are inputs only, ?ttl= is
-// for outputs only).
-ParsedLocator parse_locator(std::string_view text, Direction direction);
+// for outputs only). A refusal is Errc::invalid_argument, its message the whole sentence to show:
+// "bad [UDP |RTP ]locator 'TEXT' (PART): WHY", PART naming the piece that is wrong ("port", "host",
+// "group", "source", "@", "option ttl", "options", "path", "scheme", "locator").
+Result<Locator> parse_locator(std::string_view text, Direction direction);
 
 // True for text that names the network (udp:// or rtp://), whether or not it is well formed.
 bool is_network_locator(std::string_view text);

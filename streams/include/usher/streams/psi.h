@@ -7,7 +7,6 @@
 #include <optional>
 #include <span>
 #include <string>
-#include <variant>
 #include <vector>
 
 #include "usher/streams/section.h"
@@ -27,9 +26,6 @@ inline constexpr std::uint8_t kTableEitPfActual = 0x4E;
 inline constexpr std::uint8_t kTagShortEventDescriptor = 0x4D;
 inline constexpr std::uint8_t kTagParentalRatingDescriptor = 0x55;
 
-template <typename T>
-using Parsed = std::variant<T, ParseError>;
-
 struct Pat {
   struct Program {
     std::uint16_t program_number = 0;  // 0 = network PID
@@ -39,7 +35,7 @@ struct Pat {
   std::uint8_t version = 0;
   std::vector<Program> programs;
 
-  static Parsed<Pat> parse(std::span<const std::uint8_t> section);
+  static Result<Pat> parse(std::span<const std::uint8_t> section);
   [[nodiscard]] std::vector<std::uint8_t> serialize() const;
 };
 
@@ -55,7 +51,7 @@ struct Pmt {
   std::vector<std::uint8_t> descriptors;  // program_info
   std::vector<Stream> streams;
 
-  static Parsed<Pmt> parse(std::span<const std::uint8_t> section);
+  static Result<Pmt> parse(std::span<const std::uint8_t> section);
   [[nodiscard]] std::vector<std::uint8_t> serialize() const;
 };
 
@@ -63,7 +59,7 @@ struct Cat {
   std::uint8_t version = 0;
   std::vector<std::uint8_t> descriptors;
 
-  static Parsed<Cat> parse(std::span<const std::uint8_t> section);
+  static Result<Cat> parse(std::span<const std::uint8_t> section);
   [[nodiscard]] std::vector<std::uint8_t> serialize() const;
 };
 
@@ -79,7 +75,7 @@ struct Sdt {
   std::uint8_t version = 0;
   std::vector<Service> services;
 
-  static Parsed<Sdt> parse(std::span<const std::uint8_t> section);
+  static Result<Sdt> parse(std::span<const std::uint8_t> section);
   [[nodiscard]] std::vector<std::uint8_t> serialize() const;
 };
 
@@ -101,7 +97,7 @@ struct Eit {
   std::uint8_t section_number = 0;  // 0 present, 1 following
   std::vector<Event> events;        // at most one per section in p/f
 
-  static Parsed<Eit> parse(std::span<const std::uint8_t> section);
+  static Result<Eit> parse(std::span<const std::uint8_t> section);
   [[nodiscard]] std::vector<std::uint8_t> serialize() const;
 };
 // short_event_descriptor (0x4D): language, event name, text.

@@ -11,9 +11,10 @@
 #include <array>
 #include <cstdint>
 #include <map>
-#include <optional>
 #include <span>
 #include <vector>
+
+#include "usher/core/result.h"
 
 namespace usher::streams {
 
@@ -38,9 +39,9 @@ struct RtpDatagram {
   RtpHeader header;
   std::span<const std::uint8_t> payload;
 };
-// Nullopt unless `datagram` is RTP version 2 with consistent CSRC count, extension and padding
-// lengths.
-std::optional<RtpDatagram> parse_rtp(std::span<const std::uint8_t> datagram);
+// The datagram's header and payload if it is RTP version 2 with consistent CSRC count, extension and
+// padding lengths; else Errc::malformed saying which.
+Result<RtpDatagram> parse_rtp(std::span<const std::uint8_t> datagram);
 // True when `datagram` is RTP carrying MPEG-TS: version 2, payload type 33, and a payload of whole
 // 188-byte packets starting with a sync byte. A plain TS datagram starts with 0x47 (version 1 in
 // RTP's first two bits), so the two never look alike.

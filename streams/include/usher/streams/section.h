@@ -8,11 +8,11 @@
 
 #include <cstdint>
 #include <functional>
-#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "usher/core/result.h"
 #include "usher/streams/ts_packet.h"
 
 namespace usher::streams {
@@ -21,15 +21,6 @@ namespace usher::streams {
 std::uint32_t crc32_mpeg2(std::span<const std::uint8_t> data);
 
 inline constexpr std::size_t kMaxSectionSize = 4096;  // private sections; PSI tables stop at 1024
-
-// Why a section or table could not be read.
-enum class ParseError {
-  truncated,       // shorter than its own length fields say
-  bad_crc,         // CRC_32 does not match
-  bad_syntax,      // a field has a value the standard does not allow
-  wrong_table,     // table_id is not the one asked for
-};
-const char* to_string(ParseError e);
 
 // The common header of a section. Long-form fields are meaningful only if syntax_indicator.
 struct SectionHeader {
@@ -48,12 +39,10 @@ struct SectionView {
   SectionHeader header;
   std::span<const std::uint8_t> body;  // after the header (8 bytes long form, 3 short), before CRC
 };
-struct SectionResult {
-  std::optional<SectionView> section;
-  ParseError error = ParseError::truncated;
-  [[nodiscard]] bool ok() const { return section.has_value(); }
-};
-SectionResult parse_section(std::span<const std::uint8_t> bytes);
+// A section (or, in psi.h, a table) that cannot be read is Errc::malformed, the message saying why:
+// "truncated" (shorter than its own length fields say), "CRC-32 mismatch", "invalid syntax" (a field
+// has a value the standard does not allow) or, for a table, "unexpected table_id".
+Result<SectionView> parse_section(std::span<const std::uint8_t> bytes);
 
 // Builds a long-form section (with CRC) from its header fields and body.
 std::vector<std::uint8_t> build_long_section(const SectionHeader& header,

@@ -17,8 +17,8 @@
 #include <variant>
 #include <vector>
 
+#include "usher/core/control_word.h"
 #include "usher/core/crypto.h"
-#include "usher/core/csa.h"
 #include "usher/core/result.h"
 
 namespace usher::entitlement {

@@ -1,5 +1,8 @@
-// DVB-CSA2 through libdvbcsa, wrapped once: control words, bitslice key contexts, and CsaPipeline,
-// which keeps libdvbcsa's bitslice batches as full as the latency bound allows.
+// DVB-CSA2 scrambling of TS packets through libdvbcsa, the one wrapper of that library: bitslice and
+// single-packet key contexts, and CsaPipeline, which keeps libdvbcsa's bitslice batches as full as
+// the latency bound allows. The control words themselves are core's (usher/core/control_word.h), so
+// that what only carries them (ECMs, the secure element) needs neither libdvbcsa nor packets. The
+// names stay in namespace usher, next to ControlWord, as the scrambler and descrambler use them.
 //
 // libdvbcsa's bitslice functions cost the same for a half-empty batch as for a full one, so
 // CsaPipeline queues the packets of each key slot (one per service and parity) and runs a batch when
@@ -25,8 +28,7 @@
 #include <span>
 #include <vector>
 
-#include "usher/core/result.h"
-#include "usher/core/secret.h"
+#include "usher/core/control_word.h"
 #include "usher/streams/ts_packet.h"
 
 struct dvbcsa_bs_key_s;
@@ -34,30 +36,6 @@ struct dvbcsa_bs_batch_s;
 struct dvbcsa_key_s;
 
 namespace usher {
-
-// An 8-byte DVB-CSA2 control word. DVB practice: byte 3 = b0+b1+b2, byte 7 = b4+b5+b6 (mod 256).
-class ControlWord {
- public:
-  ControlWord() = default;
-  explicit ControlWord(std::span<const std::uint8_t, 8> bytes) : bytes_(bytes) {}
-  // A fresh control word from the CSPRNG with correct checksum bytes.
-  static ControlWord random();
-  [[nodiscard]] bool checksums_ok() const;
-  [[nodiscard]] std::span<const std::uint8_t, 8> bytes() const { return bytes_.bytes(); }
-  [[nodiscard]] ControlWord clone() const { return ControlWord(bytes_.bytes()); }
-  [[nodiscard]] bool operator==(const ControlWord& o) const { return bytes_ == o.bytes_; }
-
- private:
-  Secret<8> bytes_;
-};
-
-// Reads a fixed-control-word file (test mode): one or two lines of 16 hex digits, the even CW then the
-// odd CW (the odd defaults to the even). Errc::malformed with the line at fault otherwise.
-struct FixedControlWords {
-  ControlWord even;
-  ControlWord odd;
-};
-Result<FixedControlWords> read_cw_file(const std::string& path);
 
 std::size_t csa_batch_size();
 
