@@ -14,6 +14,7 @@
 #include "usher/core/clock.h"
 #include "usher/core/log.h"
 #include "usher/core/zmq.h"
+#include "usher/entitlement/engine_service.h"
 #include "usher/entitlement/request_auth.h"
 #include "usher/entitlement/store.h"
 
