@@ -301,7 +301,7 @@ Status BillingStore::check_no_payment_under_way(std::uint32_t stb_id) {
 
 Status BillingStore::set_quote_ttl(std::uint64_t seconds) {
   if (seconds == 0 || seconds > 7 * 86400) return make_error(Errc::invalid_argument, "a quote lasts 1 second to 7 days");
-  auto st = db_.prepare("INSERT OR REPLACE INTO config VALUES ('quote_ttl', ?)");
+  auto st = db_.prepare("INSERT INTO config VALUES ('quote_ttl', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
   st.bind(1, std::to_string(seconds));
   st.run();
   return ok_status();
@@ -414,13 +414,14 @@ Result<RelayReply> BillingStore::relay(std::span<const std::uint8_t> sealed, std
     drop.bind(1, checked->stb_id).bind(2, static_cast<std::int64_t>(card_id)).bind(3, expired);
     drop.run();
     auto ins = db_.prepare("INSERT INTO settlements (kind, stb_id, first_sequence, last_sequence, last_hash, amount_minor, currency, "
-                           "card_id, state, history, created) VALUES (" + sql_value(SettlementKind::deferred) + ", ?, ?, ?, ?, ?, ?, ?, " + sql_value(SettlementState::quoted) + ", ?, ?)");
+                           "card_id, state, history, created) VALUES (" + sql_value(SettlementKind::deferred) + ", ?, ?, ?, ?, ?, ?, ?, " + sql_value(SettlementState::quoted) + ", ?, ?) RETURNING settlement_id");
     ins.bind(1, checked->stb_id).bind(2, static_cast<std::int64_t>(checked->fresh.front().sequence))
         .bind(3, static_cast<std::int64_t>(last.sequence)).bind(4, bytes_of(last_hash)).bind(5, amount.minor)
         .bind(6, entitlement::to_string(amount.currency)).bind(7, static_cast<std::int64_t>(card_id)).bind(8, sealed)
         .bind(9, static_cast<std::int64_t>(now));
+    ins.step();
+    id = static_cast<std::uint64_t>(ins.column_int(0));
     ins.run();
-    id = static_cast<std::uint64_t>(db_.last_insert_rowid());
   }
   tx.commit();
   reply.has_quote = true;
@@ -443,11 +444,14 @@ Result<RelayReply> BillingStore::prepay(std::uint32_t stb_id, const Money& amoun
     drop.run();
   }
   auto ins = db_.prepare("INSERT INTO settlements (kind, stb_id, first_sequence, last_sequence, last_hash, amount_minor, currency, "
-                         "card_id, state, created) VALUES (" + sql_value(SettlementKind::prepayment) + ", ?, 0, 0, zeroblob(32), ?, ?, ?, " + sql_value(SettlementState::quoted) + ", ?)");
-  ins.bind(1, stb_id).bind(2, amount.minor).bind(3, entitlement::to_string(amount.currency)).bind(4, static_cast<std::int64_t>(card_id))
-      .bind(5, static_cast<std::int64_t>(now));
+                         "card_id, state, created) VALUES (" + sql_value(SettlementKind::prepayment) + ", ?, 0, 0, ?, ?, ?, ?, " + sql_value(SettlementState::quoted) +
+                         ", ?) RETURNING settlement_id");
+  const std::vector<std::uint8_t> no_hash(32, 0);
+  ins.bind(1, stb_id).bind(2, no_hash).bind(3, amount.minor).bind(4, entitlement::to_string(amount.currency))
+      .bind(5, static_cast<std::int64_t>(card_id)).bind(6, static_cast<std::int64_t>(now));
+  ins.step();
+  const auto id = static_cast<std::uint64_t>(ins.column_int(0));
   ins.run();
-  const auto id = static_cast<std::uint64_t>(db_.last_insert_rowid());
   RelayReply reply;
   reply.has_quote = true;
   reply.quote = {id, SettlementKind::prepayment, stb_id, amount, 0, 0, entitlement::settlement_payee(id, stb_id)};
@@ -571,10 +575,11 @@ Result<Receipt> BillingStore::complete_payment(std::uint64_t settlement_id, std:
   // The receipt names the card that paid (it may be another than the relaying handset's: a gift).
   Result<Receipt> rc = make_error(Errc::storage, "settlement not finished");
   if (s->kind == SettlementKind::prepayment) {
-    auto st = db_.prepare("INSERT INTO stbs (stb_id, settled_hash, prepaid_minor, prepaid_currency) VALUES (?, zeroblob(32), ?, ?) "
-                          "ON CONFLICT (stb_id) DO UPDATE SET prepaid_minor = prepaid_minor + excluded.prepaid_minor, "
+    auto st = db_.prepare("INSERT INTO stbs (stb_id, settled_hash, prepaid_minor, prepaid_currency) VALUES (?, ?, ?, ?) "
+                          "ON CONFLICT (stb_id) DO UPDATE SET prepaid_minor = stbs.prepaid_minor + excluded.prepaid_minor, "
                           "prepaid_currency = excluded.prepaid_currency");
-    st.bind(1, s->stb_id).bind(2, s->amount.minor).bind(3, entitlement::to_string(s->amount.currency));
+    const std::vector<std::uint8_t> no_hash(32, 0);
+    st.bind(1, s->stb_id).bind(2, no_hash).bind(3, s->amount.minor).bind(4, entitlement::to_string(s->amount.currency));
     st.run();
     Receipt r;
     r.kind = s->kind;
@@ -620,13 +625,15 @@ Result<Receipt> BillingStore::settle_records(SettlementKind kind, std::uint32_t 
   const auto last_hash = last.hash();
   if (settlement_id == 0) {
     auto ins = db_.prepare("INSERT INTO settlements (kind, stb_id, first_sequence, last_sequence, last_hash, amount_minor, currency, "
-                           "card_id, stay_id, state, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, " + sql_value(SettlementState::charging) + ", ?)");
+                           "card_id, stay_id, state, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, " + sql_value(SettlementState::charging) +
+                           ", ?) RETURNING settlement_id");
     ins.bind(1, static_cast<std::int64_t>(kind)).bind(2, stb_id).bind(3, static_cast<std::int64_t>(records.front().sequence))
         .bind(4, static_cast<std::int64_t>(last.sequence)).bind(5, bytes_of(last_hash)).bind(6, amount.minor)
         .bind(7, entitlement::to_string(amount.currency)).bind(8, static_cast<std::int64_t>(card_id))
         .bind(9, static_cast<std::int64_t>(stay_id)).bind(10, static_cast<std::int64_t>(now));
+    ins.step();
+    settlement_id = static_cast<std::uint64_t>(ins.column_int(0));
     ins.run();
-    settlement_id = static_cast<std::uint64_t>(db_.last_insert_rowid());
   }
   std::int64_t prepaid_used = 0;
   {

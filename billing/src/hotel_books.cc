@@ -12,7 +12,7 @@ using entitlement::RelayReply;
 using entitlement::SettlementKind;
 
 Status BillingStore::set_hotel_credit(const Money& limit) {
-  auto st = db_.prepare("INSERT OR REPLACE INTO config VALUES ('hotel_credit', ?)");
+  auto st = db_.prepare("INSERT INTO config VALUES ('hotel_credit', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
   st.bind(1, std::to_string(limit.minor) + " " + entitlement::to_string(limit.currency));
   st.run();
   return ok_status();
@@ -34,7 +34,7 @@ Status BillingStore::set_hotel_name(const std::string& name) {
   for (unsigned char c : name) {
     if (c < 0x20 || c == 0x7F) return make_error(Errc::invalid_argument, "hotel name: control characters are not allowed");
   }
-  auto st = db_.prepare("INSERT OR REPLACE INTO config VALUES ('hotel_name', ?)");
+  auto st = db_.prepare("INSERT INTO config VALUES ('hotel_name', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
   st.bind(1, name);
   st.run();
   return ok_status();
@@ -104,10 +104,11 @@ Result<Stay> BillingStore::check_in(const std::string& room_name, const std::str
     return make_error(Errc::already_exists, "room " + room_name + " is occupied by " + (s ? s->guest_name : "a guest") + ": check out first");
   }
   if (auto limit = hotel_credit(); !limit) return limit.error();
-  auto st = db_.prepare("INSERT INTO stays (room, guest_id, guest_name, checkin) VALUES (?, ?, ?, ?)");
+  auto st = db_.prepare("INSERT INTO stays (room, guest_id, guest_name, checkin) VALUES (?, ?, ?, ?) RETURNING stay_id");
   st.bind(1, room_name).bind(2, guest_id).bind(3, guest_name).bind(4, static_cast<std::int64_t>(now));
+  st.step();
+  const auto id = static_cast<std::uint64_t>(st.column_int(0));
   st.run();
-  const auto id = static_cast<std::uint64_t>(db_.last_insert_rowid());
   tx.commit();
   return stay(id);
 }
@@ -280,8 +281,10 @@ Status BillingStore::pms_retry(std::uint64_t posting_id) {
 }
 
 void BillingStore::record_pms_link(const PmsLinkState& state) {
-  auto st = db_.prepare("INSERT OR REPLACE INTO pms_link (id, pms, condition, since, last_error, last_error_at, failed_attempts, recorded) "
-                        "VALUES (1, ?, ?, ?, ?, ?, ?, ?)");
+  auto st = db_.prepare("INSERT INTO pms_link (id, pms, condition, since, last_error, last_error_at, failed_attempts, recorded) "
+                        "VALUES (1, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET pms = excluded.pms, condition = excluded.condition, "
+                        "since = excluded.since, last_error = excluded.last_error, last_error_at = excluded.last_error_at, "
+                        "failed_attempts = excluded.failed_attempts, recorded = excluded.recorded");
   st.bind(1, state.pms).bind(2, std::string(stored_name(kPmsLinkConditions, state.condition))).bind(3, static_cast<std::int64_t>(state.since))
       .bind(4, state.last_error).bind(5, static_cast<std::int64_t>(state.last_error_at))
       .bind(6, static_cast<std::int64_t>(state.failed_attempts)).bind(7, static_cast<std::int64_t>(state.recorded));

@@ -6,11 +6,7 @@
 
 namespace usher::sql {
 namespace {
-bool has_tables(Database& db) {
-  auto st = db.prepare("SELECT COUNT(*) FROM sqlite_master");
-  st.step();
-  return st.column_int(0) > 0;
-}
+bool has_tables(Database& db) { return db.connection().has_tables(); }
 Error unreadable(const std::string& path, const std::exception& e) {
   return make_error(Errc::storage, path + " is damaged or not a database: its schema version cannot be read (" + e.what() + ")");
 }
@@ -20,11 +16,7 @@ std::function<void(Database&)> sql_steps(std::string sql) {
   return [sql = std::move(sql)](Database& db) { db.exec(sql); };
 }
 
-int user_version(Database& db) {
-  auto st = db.prepare("PRAGMA user_version");
-  st.step();
-  return static_cast<int>(st.column_int(0));
-}
+int user_version(Database& db) { return db.connection().schema_version(); }
 
 Schema::Schema(std::string store, std::vector<SchemaStep> steps) : store_(std::move(store)), steps_(std::move(steps)) {
   if (steps_.empty() || steps_.front().version < 1) throw std::logic_error(store_ + ": schema steps must start at 1 or more");
@@ -77,7 +69,7 @@ Status Schema::migrate(Database& db, const std::string& path) const {
       if (version == latest()) return ok_status();  // nothing written: the transaction ends empty
       step = &steps_[version == 0 ? 0 : static_cast<std::size_t>(version + 1 - first())];
       step->apply(db);
-      db.exec("PRAGMA user_version = " + std::to_string(step->version));
+      db.connection().set_schema_version(step->version);
       tx.commit();
     } catch (const std::exception& e) {
       if (step == nullptr) return make_error(Errc::storage, "cannot bring " + path + " forward: " + e.what());

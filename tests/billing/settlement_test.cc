@@ -508,9 +508,12 @@ namespace {
 // that is none of them (a damaged or foreign billing.db) is an error, never taken for a default.
 TEST_F(SettlementTest, StoredStatesAndKindsBillingDoesNotKnowAreErrors) {
   auto db = sql::Database::open(world.dir().file("billing/billing.db"), false).value();
-  db.exec("INSERT INTO settlements (kind, stb_id, first_sequence, last_sequence, last_hash, amount_minor, currency, card_id, state, "
-          "created) VALUES (9, 1001, 1, 1, zeroblob(32), 1250, 'EUR', 1, 'quoted', " + std::to_string(kT0) + ")");
-  const auto id = static_cast<std::uint64_t>(db.last_insert_rowid());
+  auto ins = db.prepare("INSERT INTO settlements (kind, stb_id, first_sequence, last_sequence, last_hash, amount_minor, currency, card_id, "
+                        "state, created) VALUES (9, 1001, 1, 1, ?, 1250, 'EUR', 1, 'quoted', " + std::to_string(kT0) + ") RETURNING settlement_id");
+  ins.bind(1, std::vector<std::uint8_t>(32, 0));
+  ASSERT_TRUE(ins.step());
+  const auto id = static_cast<std::uint64_t>(ins.column_int(0));
+  ins.run();
   auto started = billing->start_payment(id, handset->spend({1250, kEur}, "billing"), kT0);
   ASSERT_FALSE(started.ok());
   EXPECT_EQ(started.error().code, Errc::storage);

@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "broadcast_fixture.h"
+#include "usher/core/store_database.h"
 #include "usher/entitlement/store.h"
 
 namespace usher::entitlement {
@@ -464,12 +465,12 @@ TEST_F(CommerceTest, StoredStatesAndKindsTheEngineDoesNotKnowAreErrors) {
   EXPECT_EQ(store().ticket_payments(1001).at(0).kind, LedgerEntryKind::ppv);
   EXPECT_EQ(store().ticket_state(id)->status, TicketStatus::valid);
   {
-    auto db = sql::Database::open(world.dir().file("operator/entitlement.db"), false).value();
+    auto db = open_store_database(world.dir().file("operator"), {"entitlement.db", "engine"}, IfMissing::refuse).value();
     db.exec("UPDATE journal SET kind = 'gift-wrap' WHERE reference = 'ticket:" + std::to_string(id) + "'");
   }
   EXPECT_THROW((void)store().ticket_payments(1001), std::runtime_error);
   {
-    auto db = sql::Database::open(world.dir().file("operator/entitlement.db"), false).value();
+    auto db = open_store_database(world.dir().file("operator"), {"entitlement.db", "engine"}, IfMissing::refuse).value();
     db.exec("UPDATE tickets SET status = 'misplaced' WHERE ticket_id = " + std::to_string(id));
   }
   try {
@@ -490,7 +491,7 @@ TEST_F(CommerceTest, AStoreWithDuplicateTicketsFromBeforeStillOpensAndSellsNoMor
   ASSERT_TRUE(store().top_up(card.card_id, 5000, "visa-test", acquirer).ok());
   ASSERT_TRUE(store().buy_ticket(7, 1001, spend(7, 1001), kT0).ok());
   {
-    auto db = sql::Database::open(world.dir().file("operator/entitlement.db"), false).value();
+    auto db = open_store_database(world.dir().file("operator"), {"entitlement.db", "engine"}, IfMissing::refuse).value();
     db.exec("DROP INDEX one_valid_ticket_per_event");
     db.exec("INSERT INTO tickets (event_id, stb_id, card_id, status) SELECT event_id, stb_id, card_id, status FROM tickets");
   }

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "postgres_server.h"
 #include "temp_dir.h"
 
 namespace usher::entitlement {
@@ -15,10 +16,10 @@ struct StbKeys {
 TEST(EntitlementStore, CreateOpenAndRefuseSecondOperator) {
   testing::TempDir dir;
   {
-    auto s = EntitlementStore::create(dir.path(), 0x4AFF);
+    auto s = EntitlementStore::create(dir.path(), 0x4AFF, testing::store_database_url());
     ASSERT_TRUE(s.ok()) << s.error().message;
   }
-  EXPECT_EQ(EntitlementStore::create(dir.path(), 0x4AFF).error().code, Errc::already_exists);
+  EXPECT_EQ(EntitlementStore::create(dir.path(), 0x4AFF, testing::store_database_url()).error().code, Errc::already_exists);
   auto s = EntitlementStore::open(dir.path());
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(s->ca_system_id(), 0x4AFF);
@@ -30,7 +31,7 @@ TEST(EntitlementStore, CreateOpenAndRefuseSecondOperator) {
 
 TEST(EntitlementStore, GrantQueuesAnEmmOnlyThatStbCanRead) {
   testing::TempDir dir;
-  auto store = EntitlementStore::create(dir.path(), 0x4AFF).value();
+  auto store = EntitlementStore::create(dir.path(), 0x4AFF, testing::store_database_url()).value();
   ASSERT_TRUE(store.add_service(1, "One").ok());
   EXPECT_EQ(store.add_service(1, "Again").error().code, Errc::already_exists);
   EXPECT_EQ(store.add_service(0, "Zero").error().code, Errc::invalid_argument);
@@ -58,7 +59,7 @@ TEST(EntitlementStore, GrantQueuesAnEmmOnlyThatStbCanRead) {
 
 TEST(EntitlementStore, RevokeReplacesTheCarouselAndKeepsOtherGrants) {
   testing::TempDir dir;
-  auto store = EntitlementStore::create(dir.path(), 0x4AFF).value();
+  auto store = EntitlementStore::create(dir.path(), 0x4AFF, testing::store_database_url()).value();
   ASSERT_TRUE(store.add_service(1, "One").ok());
   ASSERT_TRUE(store.add_service(2, "Two").ok());
   StbKeys a;
@@ -88,7 +89,7 @@ TEST(EntitlementStore, RevokeReplacesTheCarouselAndKeepsOtherGrants) {
 // EMMs about the revoked service go now.
 TEST(EntitlementStore, RevokeKeepsWhatElseIsQueuedForTheBox) {
   testing::TempDir dir;
-  auto store = EntitlementStore::create(dir.path(), 0x4AFF).value();
+  auto store = EntitlementStore::create(dir.path(), 0x4AFF, testing::store_database_url()).value();
   for (int s : {1, 2, 3}) ASSERT_TRUE(store.add_service(static_cast<std::uint16_t>(s), "svc").ok());
   StbKeys a;
   ASSERT_TRUE(store.register_stb({7, a.x.public_key, a.ed.public_key}).ok());
@@ -126,7 +127,7 @@ namespace {
 
 TEST(EntitlementStore, PackageGrantsAndRevokesEachOfItsServices) {
   testing::TempDir dir;
-  auto store = EntitlementStore::create(dir.path(), 0x4AFF).value();
+  auto store = EntitlementStore::create(dir.path(), 0x4AFF, testing::store_database_url()).value();
   for (int s : {1, 2, 3}) ASSERT_TRUE(store.add_service(static_cast<std::uint16_t>(s), "svc").ok());
   ASSERT_TRUE(store.add_package(10, "Sports", {1, 2}).ok());
   EXPECT_EQ(store.add_package(10, "Again", {3}).error().code, Errc::already_exists);
@@ -149,7 +150,7 @@ TEST(EntitlementStore, PackageGrantsAndRevokesEachOfItsServices) {
 // refuses an end its signed 64-bit columns and EMMs cannot carry, and queues nothing.
 TEST(EntitlementStore, GrantEndingAfterTheLatestTimeIsRefusedAndQueuesNothing) {
   testing::TempDir dir;
-  auto store = EntitlementStore::create(dir.path(), kDefaultCaSystemId).value();
+  auto store = EntitlementStore::create(dir.path(), kDefaultCaSystemId, testing::store_database_url()).value();
   ASSERT_TRUE(store.add_service(1, "svc").ok());
   ASSERT_TRUE(store.add_package(10, "Both", {1}).ok());
   StbKeys k;

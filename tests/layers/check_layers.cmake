@@ -33,8 +33,8 @@ function(rule target)
 endfunction()
 
 # core depends on no storage and no entitlement code; the formats on no storage and no engine.
-rule(usher_core SQLite::SQLite3 usher_sqlite usher_postgres usher_formats usher_engine)
-rule(usher_formats SQLite::SQLite3 usher_sqlite usher_postgres usher_engine)
+rule(usher_core SQLite::SQLite3 usher_sql usher_sqlite usher_postgres usher_formats usher_engine)
+rule(usher_formats SQLite::SQLite3 usher_sql usher_sqlite usher_postgres usher_engine)
 # The headend, STB and handset speak the formats; the operator's engine stays in its own process.
 rule(usher_headend usher_engine usher_postgres)
 rule(usher_stb usher_engine usher_postgres)

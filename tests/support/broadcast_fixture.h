@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "postgres_server.h"
 #include "running_engine.h"
 #include "temp_dir.h"
 #include "usher/entitlement/request_auth.h"
@@ -50,7 +51,8 @@ class TestCard {
 
 class BroadcastWorld {
  public:
-  BroadcastWorld() : store_(entitlement::EntitlementStore::create(dir_.file("operator"), 0x4AFF).value()) {}
+  BroadcastWorld()
+      : store_(entitlement::EntitlementStore::create(dir_.file("operator"), 0x4AFF, testing::store_database_url()).value()) {}
 
   entitlement::EntitlementStore& store() { return store_; }
   const TempDir& dir() const { return dir_; }

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -289,6 +290,31 @@ Status PostgresServer::stop() {
   ::kill(pid, SIGKILL);
   (void)wait_exit(pid, std::chrono::hours(1));
   return make_error(Errc::io, "PostgreSQL had to be killed");
+}
+
+}  // namespace usher::testing
+
+namespace usher::testing {
+
+bool stores_on_postgresql() {
+  const char* env = std::getenv("USHER_TEST_BACKEND");
+  return env != nullptr && std::string(env) == "postgresql";
+}
+
+std::string store_database_url() {
+  if (!stores_on_postgresql()) return "";
+  auto server = PostgresServer::shared();
+  if (!server) {
+    std::fprintf(stderr, "PostgreSQL cannot be started here: %s\n", server.error().message.c_str());
+    std::fflush(stderr);
+    std::_Exit(postgres_required() ? 1 : 0);
+  }
+  auto url = (*server)->create_database();
+  if (!url) {
+    std::fprintf(stderr, "cannot make a test database: %s\n", url.error().message.c_str());
+    std::_Exit(1);
+  }
+  return *url;
 }
 
 }  // namespace usher::testing

@@ -205,10 +205,11 @@ Result<CardInfo> EntitlementStore::register_handset(const std::string& account, 
     return make_error(Errc::already_exists, "this handset already holds card " + std::to_string(exists.column_int(0)));
   }
   const auto issued = now_unix();
-  auto st = db_.prepare("INSERT INTO cards (account, handset_public, currency, issued) VALUES (?, ?, ?, ?)");
+  auto st = db_.prepare("INSERT INTO cards (account, handset_public, currency, issued) VALUES (?, ?, ?, ?) RETURNING card_id");
   st.bind(1, account).bind(2, handset_public).bind(3, to_string(currency)).bind(4, issued);
+  st.step();
+  CardInfo info{static_cast<std::uint64_t>(st.column_int(0)), account, handset_public, currency, {}};
   st.run();
-  CardInfo info{static_cast<std::uint64_t>(db_.last_insert_rowid()), account, handset_public, currency, {}};
   info.certificate = {info.card_id, handset_public, currency, static_cast<std::uint64_t>(issued), 1, ca_system_id_, {}};
   info.certificate.sign(signing_private());
   return info;
@@ -237,10 +238,11 @@ namespace {
 // One balanced journal entry: `amount` moves from `from` to `to`.
 void post(sql::Database& db, LedgerEntryKind kind, const std::string& reference, const std::string& from,
           const std::string& to, const Money& amount) {
-  auto j = db.prepare("INSERT INTO journal (kind, reference, created) VALUES (?, ?, ?)");
+  auto j = db.prepare("INSERT INTO journal (kind, reference, created) VALUES (?, ?, ?) RETURNING tx_id");
   j.bind(1, std::string(to_string(kind))).bind(2, reference).bind(3, now_unix());
+  j.step();
+  const auto tx = j.column_int(0);
   j.run();
-  const auto tx = db.last_insert_rowid();
   auto p = db.prepare("INSERT INTO postings VALUES (?, ?, ?, ?)");
   p.bind(1, tx).bind(2, from).bind(3, -amount.minor).bind(4, to_string(amount.currency));
   p.run();
@@ -299,7 +301,7 @@ Status EntitlementStore::claim_spend(const SpendAuthorization& spend) {
   // Called inside the purchase's IMMEDIATE transaction: purchases are serialised, so the balance
   // check and the debit cannot interleave with another purchase from the same card.
   {
-    auto nonce = db_.prepare("INSERT OR IGNORE INTO spend_nonces VALUES (?, ?)");
+    auto nonce = db_.prepare("INSERT INTO spend_nonces VALUES (?, ?) ON CONFLICT DO NOTHING");
     nonce.bind(1, static_cast<std::int64_t>(spend.card_id)).bind(2, spend.nonce);
     nonce.run();
   }
@@ -339,7 +341,7 @@ void EntitlementStore::record_impulse_purchases(std::uint32_t stb_id, const std:
   }
   if (fresh.empty()) return;
   sql::Transaction tx(db_);
-  auto ins = db_.prepare("INSERT OR IGNORE INTO impulse_purchases VALUES (?, ?, ?)");
+  auto ins = db_.prepare("INSERT INTO impulse_purchases VALUES (?, ?, ?) ON CONFLICT DO NOTHING");
   for (const auto* r : fresh) {
     ins.reset();
     ins.bind(1, stb_id).bind(2, r->event_id).bind(3, static_cast<std::int64_t>(r->sequence));
@@ -392,10 +394,12 @@ Result<Ticket> EntitlementStore::pay_and_issue(const SpendAuthorization& spend, 
   // unique index on valid tickets stands behind it.
   if (auto free = check_not_held(draft); !free) return free.error();
   if (auto claimed = claim_spend(spend); !claimed) return claimed.error();
-  auto ins = db_.prepare("INSERT INTO tickets (event_id, stb_id, card_id, status) VALUES (?, ?, ?, " + sql_value(TicketStatus::valid) + ")");
+  auto ins = db_.prepare("INSERT INTO tickets (event_id, stb_id, card_id, status) VALUES (?, ?, ?, " + sql_value(TicketStatus::valid) +
+                         ") RETURNING ticket_id");
   ins.bind(1, draft.event_id).bind(2, draft.stb_id).bind(3, static_cast<std::int64_t>(spend.card_id));
+  ins.step();
+  draft.ticket_id = static_cast<std::uint64_t>(ins.column_int(0));
   ins.run();
-  draft.ticket_id = static_cast<std::uint64_t>(db_.last_insert_rowid());
   draft.issuer_id = 1;
   draft.provider_id = ca_system_id_;
   draft.sign(signing_private());

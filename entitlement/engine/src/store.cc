@@ -10,6 +10,7 @@
 
 #include "usher/core/hex.h"
 #include "usher/core/home.h"
+#include "usher/core/store_database.h"
 
 namespace usher::entitlement {
 namespace fs = std::filesystem;
@@ -172,7 +173,9 @@ const sql::Schema& EntitlementStore::schema() {
 // else; an opening that finds it there takes no write lock).
 void EntitlementStore::add_one_valid_ticket_index(sql::Database& db) {
   try {
-    auto present = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'one_valid_ticket_per_event'");
+    auto present = db.prepare(db.dialect() == sql::Dialect::sqlite
+                                  ? "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'one_valid_ticket_per_event'"
+                                  : "SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND indexname = 'one_valid_ticket_per_event'");
     if (present.step()) return;
     sql::Transaction index(db);
     db.exec("CREATE UNIQUE INDEX IF NOT EXISTS one_valid_ticket_per_event ON tickets(stb_id, event_id) "
@@ -188,16 +191,105 @@ Status EntitlementStore::bring_forward(sql::Database& db, const std::string& pat
   return ok_status();
 }
 
-Result<EntitlementStore> EntitlementStore::create(const std::string& home, std::uint16_t ca_system_id) {
-  const std::string path = (fs::path(home) / kDatabaseName).string();
-  if (fs::exists(path)) return make_error(Errc::already_exists, "an operator already exists in " + home);
-  USHER_TRY(auto db, open_private_database(home, kDatabaseName, IfMissing::create));
-  USHER_CHECK(bring_forward(db, path));
+namespace {
+
+const StoreNames kStoreNames{EntitlementStore::kDatabaseName, "engine"};
+
+// The operator's private keys as the home keeps them when the store is on a database server:
+// operator.key, mode 0600, beside operator.pub. On SQLite they stay in entitlement.db, which is in
+// the home already.
+struct OperatorKeyFile {
+  Key256 x25519_private;
+  crypto::PublicKey x25519_public{};
+  Key256 ed25519_private;
+  crypto::PublicKey ed25519_public{};
+};
+
+Status write_operator_key_file(const std::string& home, const OperatorKeyFile& keys) {
+  const std::string path = (fs::path(home) / EntitlementStore::kOperatorKeyName).string();
+  USHER_CHECK(make_private_file(path, true));
+  std::ofstream out(path, std::ios::trunc);
+  out << "# Usher operator private keys: keep this file secret, and on every engine of this operator only\n"
+      << "x25519_private=" << to_hex(keys.x25519_private.bytes()) << "\nx25519_public=" << to_hex(keys.x25519_public)
+      << "\ned25519_private=" << to_hex(keys.ed25519_private.bytes()) << "\ned25519_public=" << to_hex(keys.ed25519_public) << "\n";
+  out.close();
+  if (!out) return make_error(Errc::io, "cannot write " + path);
+  return ok_status();
+}
+
+Result<OperatorKeyFile> read_operator_key_file(const std::string& home) {
+  const std::string path = (fs::path(home) / EntitlementStore::kOperatorKeyName).string();
+  const auto unusable = [&](const std::string& why) {
+    return make_error(Errc::storage, path + " " + why + ": the operator's keys on a database server are kept in the home " +
+                                         "(copy the home that `usher entitlement init --db` made)");
+  };
+  if (!make_private_file(path, false)) return unusable("is missing or cannot be made private");
+  std::ifstream in(path);
+  std::map<std::string, std::vector<std::uint8_t>> fields;
+  for (std::string line; std::getline(in, line);) {
+    const auto eq = line.find('=');
+    if (line.empty() || line[0] == '#' || eq == std::string::npos) continue;
+    auto bytes = from_hex(line.substr(eq + 1));
+    if (!bytes || bytes->size() != 32) return unusable("has a malformed " + line.substr(0, eq));
+    fields[line.substr(0, eq)] = std::move(*bytes);
+  }
+  for (const char* name : {"x25519_private", "x25519_public", "ed25519_private", "ed25519_public"}) {
+    if (fields.count(name) == 0) return unusable(std::string("has no ") + name);
+  }
+  OperatorKeyFile keys;
+  keys.x25519_private = Key256(std::span<const std::uint8_t, 32>(fields["x25519_private"].data(), 32));
+  keys.x25519_public = blob_key(fields["x25519_public"]);
+  keys.ed25519_private = Key256(std::span<const std::uint8_t, 32>(fields["ed25519_private"].data(), 32));
+  keys.ed25519_public = blob_key(fields["ed25519_public"]);
+  const std::uint8_t probe[] = {'u', 's', 'h', 'e', 'r'};
+  if (!crypto::ed25519_verify(keys.ed25519_public, probe, crypto::ed25519_sign(keys.ed25519_private, probe))) {
+    return unusable("holds an Ed25519 private key that does not match its public key");
+  }
+  return keys;
+}
+
+}  // namespace
+
+Result<EntitlementStore> EntitlementStore::create(const std::string& home, std::uint16_t ca_system_id, const std::string& database_url) {
+  if (has_store_database(home, kStoreNames)) return make_error(Errc::already_exists, "an operator already exists in " + home);
+  USHER_CHECK(keep_database_url(home, database_url));
+  auto made = create_in(home, ca_system_id);
+  if (!made && !database_url.empty()) {
+    std::error_code ec;
+    fs::remove(fs::path(home) / kDatabaseUrlFile, ec);  // the home is left as it was: init can be run again
+  }
+  return made;
+}
+
+Result<EntitlementStore> EntitlementStore::create_in(const std::string& home, std::uint16_t ca_system_id) {
+  USHER_TRY(auto db, open_store_database(home, kStoreNames, IfMissing::create));
+  USHER_CHECK(bring_forward(db, db.where()));
+  const bool keys_in_home = db.dialect() != sql::Dialect::sqlite;
   auto pair = crypto::X25519KeyPair::generate();
-  auto st = db.prepare("INSERT INTO operator VALUES (1, ?, ?, ?, ?)");
-  st.bind(1, ca_system_id).bind(2, pair.private_key.bytes()).bind(3, pair.public_key).bind(4, static_cast<std::int64_t>(unix_now()));
-  st.run();
+  auto signing = crypto::Ed25519KeyPair::generate();
+  const std::vector<std::uint8_t> none;
+  Status stored = db.atomically(
+      [&] {
+        auto existing = db.prepare("SELECT 1 FROM operator");
+        if (existing.step()) throw std::runtime_error("it already holds an operator (use that operator's home, with its keys)");
+        auto st = db.prepare("INSERT INTO operator VALUES (1, ?, ?, ?, ?)");
+        st.bind(1, ca_system_id).bind(2, keys_in_home ? std::span<const std::uint8_t>(none) : pair.private_key.bytes())
+            .bind(3, pair.public_key).bind(4, static_cast<std::int64_t>(unix_now()));
+        st.run();
+        auto sign = db.prepare("INSERT INTO signing VALUES (1, ?, ?)");
+        sign.bind(1, keys_in_home ? std::span<const std::uint8_t>(none) : signing.private_key.bytes()).bind(2, signing.public_key);
+        sign.run();
+      },
+      "cannot make the operator in " + db.where());
+  USHER_CHECK(stored);
+  if (keys_in_home) {
+    USHER_CHECK(write_operator_key_file(home, {pair.private_key.clone(), pair.public_key, signing.private_key.clone(), signing.public_key}));
+  }
   EntitlementStore store(std::move(db), ca_system_id, pair.public_key);
+  if (keys_in_home) {
+    store.operator_private_ = pair.private_key.clone();
+    store.signing_private_ = signing.private_key.clone();
+  }
   std::ofstream pub(fs::path(home) / kOperatorPublicName, std::ios::trunc);
   char id[8];
   std::snprintf(id, sizeof(id), "%04x", ca_system_id);
@@ -209,20 +301,36 @@ Result<EntitlementStore> EntitlementStore::create(const std::string& home, std::
 }
 
 Result<EntitlementStore> EntitlementStore::open(const std::string& home) {
-  const std::string path = (fs::path(home) / kDatabaseName).string();
-  if (!fs::exists(path)) {
+  if (!has_store_database(home, kStoreNames)) {
     return make_error(Errc::not_found, "no operator in " + home + " (run `usher entitlement init --home " + home + "` first)");
   }
-  USHER_TRY(auto db, open_private_database(home, kDatabaseName, IfMissing::refuse));
-  USHER_CHECK(bring_forward(db, path));
+  USHER_TRY(auto db, open_store_database(home, kStoreNames, IfMissing::refuse));
+  const std::string where = db.where();
+  USHER_CHECK(bring_forward(db, where));
   auto st = db.prepare("SELECT ca_system_id, x25519_public FROM operator WHERE id = 1");
-  if (!st.step()) return make_error(Errc::storage, path + " has no operator record");
+  if (!st.step()) return make_error(Errc::storage, where + " has no operator record");
   const auto ca = static_cast<std::uint16_t>(st.column_int(0));
   const auto pub = blob_key(st.column_blob(1));
-  return EntitlementStore(std::move(db), ca, pub);
+  std::optional<OperatorKeyFile> keys;
+  if (db.dialect() != sql::Dialect::sqlite) {
+    USHER_TRY(keys, read_operator_key_file(home));
+    if (keys->x25519_public != pub) {
+      return make_error(Errc::storage, "the operator key in " + home + " is not the key of the operator in " + where + ": refused");
+    }
+  }
+  EntitlementStore store(std::move(db), ca, pub);
+  if (keys) {
+    if (keys->ed25519_public != store.signing_public()) {
+      return make_error(Errc::storage, "the signing key in " + home + " is not the key of the operator in " + where + ": refused");
+    }
+    store.operator_private_ = std::move(keys->x25519_private);
+    store.signing_private_ = std::move(keys->ed25519_private);
+  }
+  return store;
 }
 
 Secret<32> EntitlementStore::operator_private() {
+  if (operator_private_) return operator_private_->clone();
   auto st = db_.prepare("SELECT x25519_private FROM operator WHERE id = 1");
   st.step();
   return st.column_key(0);
@@ -271,7 +379,7 @@ Status EntitlementStore::add_package(std::uint16_t package_id, const std::string
   ins.run();
   for (auto service : services) {
     if (!service_key(service)) return make_error(Errc::not_found, "no service " + std::to_string(service));
-    auto member = db_.prepare("INSERT OR IGNORE INTO package_services VALUES (?, ?)");
+    auto member = db_.prepare("INSERT INTO package_services VALUES (?, ?) ON CONFLICT DO NOTHING");
     member.bind(1, package_id).bind(2, service);
     member.run();
   }
@@ -450,7 +558,8 @@ std::vector<GrantInfo> EntitlementStore::grants() {
 }
 
 Status EntitlementStore::set_emm_repeat_seconds(std::uint64_t seconds) {
-  auto st = db_.prepare("INSERT OR REPLACE INTO settings VALUES ('emm_repeat_seconds', ?)");
+  auto st = db_.prepare("INSERT INTO settings VALUES ('emm_repeat_seconds', ?) "
+                        "ON CONFLICT (name) DO UPDATE SET value = excluded.value");
   st.bind(1, static_cast<std::int64_t>(seconds));
   st.run();
   return ok_status();
@@ -468,7 +577,8 @@ std::vector<std::vector<std::uint8_t>> EntitlementStore::emm_sections(std::uint6
   const auto repeat = emm_repeat_seconds();
   auto st = db_.prepare(
       "SELECT section FROM emm_queue WHERE carousel_until >= ?1 AND carousel_from <= ?1 "
-      "AND (?2 = 0 OR MAX(created, carousel_from) + ?2 >= ?1) ORDER BY id");
+      "AND (CAST(?2 AS INTEGER) = 0 OR (CASE WHEN created > carousel_from THEN created ELSE carousel_from END) + ?2 >= ?1) "
+      "ORDER BY id");
   st.bind(1, static_cast<std::int64_t>(now)).bind(2, static_cast<std::int64_t>(repeat));
   while (st.step()) out.push_back(st.column_blob(0));
   return out;

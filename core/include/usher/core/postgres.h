@@ -32,6 +32,7 @@
 #include <utility>
 
 #include "usher/core/result.h"
+#include "usher/core/sql.h"
 
 namespace usher::pg {
 
@@ -135,3 +136,26 @@ auto Connection::serializable(std::string_view what, Work&& work)
 }
 
 }  // namespace usher::pg
+
+namespace usher::sql {
+
+// A store on a PostgreSQL server, behind the storage interface (sql.h). Its tables live in the
+// PostgreSQL schema `store_schema` ("engine", "billing": lower-case letters and '_'), created on
+// first use, so that the engine and billing can share one database without sharing a table. The
+// store's schema version is kept in its table usher_schema_version.
+//
+// Store SQL is written for SQLite and PostgreSQL both; this backend turns `?`/`?N` into `$N` and, in
+// statements that make tables, SQLite's type names into PostgreSQL's (INTEGER: BIGINT, BLOB: BYTEA,
+// INTEGER PRIMARY KEY: an identity column). A write Transaction takes a transaction-scoped advisory
+// lock on the store's schema first, so that writers on every process queue for it as they do for a
+// SQLite file's lock: a purchase checked and written inside one stays exactly once however many
+// engines serve the database. A connection lost outside a transaction is opened again at the next
+// statement; lost inside one, the transaction fails (Errc::storage) and its work is not done.
+//
+// Errc::invalid_argument for a bad URL or schema name; what pg::Connection::open refuses.
+Result<Database> open_postgres(const std::string& url, const std::string& store_schema);
+
+// SQL as the PostgreSQL backend runs it (exposed for its tests).
+std::string postgres_sql(const std::string& sqlite_sql);
+
+}  // namespace usher::sql

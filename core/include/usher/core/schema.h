@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "usher/core/result.h"
-#include "usher/core/sqlite.h"
+#include "usher/core/sql.h"
 
 namespace usher::sql {
 
@@ -37,7 +37,7 @@ struct SchemaStep {
 // A step that runs `sql` (one or more statements).
 std::function<void(Database&)> sql_steps(std::string sql);
 
-// The PRAGMA user_version of an open file.
+// The schema version a store's database holds (SQLite: its PRAGMA user_version).
 int user_version(Database& db);
 
 // A store's schema: its steps, numbered one after the other. The first step makes the whole schema

@@ -1,6 +1,7 @@
 // EntitlementStore: the operator's catalogue, devices, grants and EMM queue, in one SQLite file
 // under the operator's home directory (entitlement.db, created mode 0600: it holds the operator's
-// private key and the service keys).
+// private key and the service keys), or on a PostgreSQL server the home names (store_database.h),
+// which several engine processes may serve from at once.
 //
 //   auto store = EntitlementStore::create("usher-data/entitlement", kDefaultCaSystemId).value();
 //   store.add_service(1, "News");
@@ -75,9 +76,15 @@ class EntitlementStore {
  public:
   static constexpr const char* kDatabaseName = "entitlement.db";
   static constexpr const char* kOperatorPublicName = "operator.pub";
+  // The operator's private keys, in the home, when the store is on a PostgreSQL server.
+  static constexpr const char* kOperatorKeyName = "operator.key";
 
   // Creates the home directory and a new operator (fails with already_exists if there is one).
-  static Result<EntitlementStore> create(const std::string& home, std::uint16_t ca_system_id);
+  // With `database_url` (postgresql://...) the store is on that server, in its schema "engine", and
+  // the home keeps the URL and the operator's private keys (operator.key); without, entitlement.db
+  // in the home holds everything. A server that already holds an operator is refused: a second
+  // engine of the same operator runs from a copy of the first one's home.
+  static Result<EntitlementStore> create(const std::string& home, std::uint16_t ca_system_id, const std::string& database_url = "");
   // Opens the operator's store, bringing its schema forward (Errc::storage, the file untouched, when
   // a newer Usher wrote it).
   static Result<EntitlementStore> open(const std::string& home);
@@ -269,6 +276,7 @@ class EntitlementStore {
     load_signing_key();
   }
   void load_signing_key();
+  static Result<EntitlementStore> create_in(const std::string& home, std::uint16_t ca_system_id);
   Secret<32> signing_private();
   // Brings the file forward to the latest schema (and adds the one-valid-ticket index when the
   // data allows it); refuses a file from a newer Usher.
@@ -296,7 +304,8 @@ class EntitlementStore {
   Result<Ticket> pay_and_issue(const SpendAuthorization& spend, Ticket draft, LedgerEntryKind kind);
   Result<EmmOffer> offer_for(std::uint32_t event_id);
   std::map<std::uint32_t, Key256> emm_keys_;   // per STB: X25519 + HKDF done once
-  std::optional<Secret<32>> signing_private_;  // cached after first use
+  std::optional<Secret<32>> signing_private_;   // cached after first use; from operator.key on a server
+  std::optional<Secret<32>> operator_private_;  // from operator.key on a server; else read from the store
 };
 
 }  // namespace usher::entitlement

@@ -1,0 +1,42 @@
+// Where an operator's store keeps its data: the SQLite file in its home (the default: nothing to set
+// up), or a PostgreSQL database (`--db postgresql://...` at init), for an operator whose stores
+// outgrow one machine or who runs several engines or billings on one database. The choice is made
+// once, when the home is made, and kept in the home as database.url (mode 0600: the URL may hold
+// a password); every later command finds it there. The home directory still holds the keys.
+//
+//   USHER_TRY(auto db, open_store_database(home, {"entitlement.db", "engine"}, IfMissing::refuse));
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "usher/core/home.h"
+#include "usher/core/result.h"
+#include "usher/core/sql.h"
+
+namespace usher {
+
+// The names of one kind of store: its SQLite file in the home, its schema on a PostgreSQL server.
+struct StoreNames {
+  std::string sqlite_file;      // "entitlement.db"
+  std::string postgres_schema;  // "engine"
+};
+
+inline constexpr const char* kDatabaseUrlFile = "database.url";
+
+// The PostgreSQL URL a home keeps (nullopt: the home's SQLite file). Errc::storage when the file
+// cannot be read.
+Result<std::optional<std::string>> stored_database_url(const std::string& home);
+
+// For a new home: checks `url` (postgresql:// or postgres://; empty: SQLite) and keeps it in the
+// home, made private. Errc::invalid_argument for a URL that is not PostgreSQL's, saying which.
+Status keep_database_url(const std::string& home, const std::string& url);
+
+// Opens the store's database: PostgreSQL when the home keeps a URL, else the SQLite file (made
+// when `missing` is create). Errc::not_found when the home has neither (and `missing` is refuse).
+Result<sql::Database> open_store_database(const std::string& home, const StoreNames& names, IfMissing missing);
+
+// Whether the home has a store (a kept URL, or the SQLite file).
+bool has_store_database(const std::string& home, const StoreNames& names);
+
+}  // namespace usher
