@@ -14,6 +14,7 @@ namespace {
 
 struct EntitlementOptions {
   std::string home;
+  std::string database_url;
   MonitorOptions monitor;
   std::uint16_t ca_system_id = entitlement::kDefaultCaSystemId;
   std::uint64_t collect_within_s = 0;
@@ -77,10 +78,19 @@ void add_entitlement(CLI::App& root, Commands& commands) {
   auto* init = leaf(ent, "init", "Creates the operator: its key pair and store, and DIR/operator.pub for STBs.");
   add_integer<std::uint16_t>(*init, "--ca-system-id", o->ca_system_id, "the CA_system_id in CA descriptors", 1, 0xFFFF, true)
       ->default_str("0x4AFF");
+  init->add_option("--db", o->database_url,
+                   "keep the store on this PostgreSQL server (postgresql://USER:PASSWORD@HOST:PORT/DATABASE) instead of a "
+                   "SQLite file in the home; the home keeps the URL and the operator's keys, and a copy of it runs "
+                   "another engine on the same database")
+      ->type_name("URL");
   commands.on(init, [o] {
-    auto store = need(entitlement::EntitlementStore::create(o->home, o->ca_system_id));
+    auto store = need(entitlement::EntitlementStore::create(o->home, o->ca_system_id, o->database_url));
     std::printf("operator created in %s (CA_system_id 0x%04x); STBs are initialised with %s/operator.pub\n", o->home.c_str(),
                 o->ca_system_id, o->home.c_str());
+    if (!o->database_url.empty()) {
+      std::printf("its store is on PostgreSQL at %s; %s/operator.key holds its private keys: copy the home to run more engines\n",
+                  store.where().c_str(), o->home.c_str());
+    }
     return 0;
   });
 

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "broadcast_fixture.h"
@@ -157,6 +159,63 @@ TEST_F(CommerceTest, ParallelPurchasesNeverOverdrawTheCard) {
   EXPECT_EQ(refused.load(), kClients - 5);
   EXPECT_EQ(store().balance(card.card_id)->minor, 100);
   EXPECT_EQ(store().ledger_check().first, 0);
+}
+
+// Several engines serve one PostgreSQL database (issue 10): each runs from a copy of the operator's
+// home (the URL and the keys), and a sale stays one sale whichever engines the buyers reach at once.
+TEST_F(CommerceTest, TwoEnginesOnOneDatabaseSellEachEntitlementOnce) {
+  if (!testing::stores_on_postgresql()) GTEST_SKIP() << "two engines share a store only on a database server";
+  const std::string home_a = world.dir().file("operator");
+  const std::string home_b = world.dir().file("operator-b");
+  std::filesystem::copy(home_a, home_b, std::filesystem::copy_options::recursive);
+  ASSERT_TRUE(store().top_up(card.card_id, 1250 * 3, "visa-test", acquirer).ok());
+  world.add_event(8, 1, kT0 + 7200, 3600, 1250);
+
+  constexpr int kBuyers = 8;
+  std::vector<SpendAuthorization> for_seven;
+  for (int i = 0; i < kBuyers; ++i) for_seven.push_back(spend(7, 1001));
+  const SpendAuthorization replayed = spend(8, 1001);  // one authorization, sent to every engine
+  std::atomic<int> sold{0}, already_held{0}, sold_replayed{0}, replay_refused{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kBuyers; ++i) {
+    threads.emplace_back([&, i] {
+      auto engine = EntitlementStore::open(i % 2 == 0 ? home_a : home_b);
+      ASSERT_TRUE(engine.ok()) << engine.error().message;
+      auto r = engine->buy_ticket(7, 1001, for_seven[static_cast<std::size_t>(i)], kT0);
+      if (r.ok()) ++sold;
+      else if (r.error().code == Errc::already_exists) ++already_held;
+      auto again = engine->buy_ticket(8, 1001, replayed, kT0);
+      if (again.ok()) ++sold_replayed;
+      else if (again.error().code == Errc::replayed || again.error().code == Errc::already_exists) ++replay_refused;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(sold.load(), 1);
+  EXPECT_EQ(already_held.load(), kBuyers - 1);
+  EXPECT_EQ(sold_replayed.load(), 1);
+  EXPECT_EQ(replay_refused.load(), kBuyers - 1);
+  EXPECT_EQ(store().balance(card.card_id)->minor, 1250);
+  EXPECT_EQ(store().ledger_check().first, 0);
+  EXPECT_TRUE(store().balances_match_ledger());
+
+  // A home whose keys are another operator's is refused, not served with the wrong keys.
+  testing::TempDir other;
+  ASSERT_TRUE(EntitlementStore::create(other.file("op"), 0x4AFF, testing::store_database_url()).ok());
+  std::filesystem::copy_file(other.file("op/operator.key"), home_b + "/operator.key", std::filesystem::copy_options::overwrite_existing);
+  auto refused = EntitlementStore::open(home_b);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::storage);
+  EXPECT_NE(refused.error().message.find("is not the key of the operator"), std::string::npos) << refused.error().message;
+  // And a database that already holds an operator is not given a second one.
+  testing::TempDir third;
+  auto url = std::filesystem::path(home_a) / "database.url";
+  std::ifstream in(url);
+  std::string kept;
+  std::getline(in, kept);
+  auto second = EntitlementStore::create(third.file("op"), 0x4AFF, kept);
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.error().message.find("already holds an operator"), std::string::npos) << second.error().message;
+  EXPECT_FALSE(std::filesystem::exists(third.file("op/database.url")));
 }
 
 TEST_F(CommerceTest, OnceGivesTheSameReplyWithoutASecondEffect) {

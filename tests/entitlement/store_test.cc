@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "postgres_server.h"
+#include "usher/core/store_database.h"
 #include "temp_dir.h"
 
 namespace usher::entitlement {
@@ -27,6 +30,45 @@ TEST(EntitlementStore, CreateOpenAndRefuseSecondOperator) {
   ASSERT_TRUE(pub.ok());
   EXPECT_EQ(pub->x25519_public, s->operator_public());
   EXPECT_EQ(EntitlementStore::open(dir.file("nothing")).error().code, Errc::not_found);
+  // On a database server the home keeps the URL and the operator's keys, and no database file.
+  const bool on_server = testing::stores_on_postgresql();
+  EXPECT_EQ(std::filesystem::exists(dir.file("database.url")), on_server);
+  EXPECT_EQ(std::filesystem::exists(dir.file("operator.key")), on_server);
+  EXPECT_EQ(std::filesystem::exists(dir.file("entitlement.db")), !on_server);
+}
+
+// Schema versions on either backend: a store from a newer Usher is refused and left as it is.
+TEST(EntitlementStore, AStoreOfANewerSchemaIsRefusedAndLeftAsItIs) {
+  testing::TempDir dir;
+  ASSERT_TRUE(EntitlementStore::create(dir.path(), 0x4AFF, testing::store_database_url()).ok());
+  const int newer = EntitlementStore::schema().latest() + 1;
+  {
+    auto db = open_store_database(dir.path(), {EntitlementStore::kDatabaseName, "engine"}, IfMissing::refuse).value();
+    EXPECT_EQ(sql::user_version(db), EntitlementStore::schema().latest());
+    db.connection().set_schema_version(newer);
+  }
+  auto refused = EntitlementStore::open(dir.path());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::storage);
+  EXPECT_NE(refused.error().message.find("newer Usher"), std::string::npos) << refused.error().message;
+  auto db = open_store_database(dir.path(), {EntitlementStore::kDatabaseName, "engine"}, IfMissing::refuse).value();
+  EXPECT_EQ(sql::user_version(db), newer);
+}
+
+TEST(EntitlementStore, ADatabaseUrlThatIsNotPostgresIsRefusedAndLeavesNoHome) {
+  testing::TempDir dir;
+  auto s = EntitlementStore::create(dir.file("op"), 0x4AFF, "mysql://db/usher");
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, Errc::invalid_argument);
+  EXPECT_NE(s.error().message.find("postgresql://"), std::string::npos) << s.error().message;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("op/database.url")));
+  // A server that is not there: a clear error naming it, without its password, and no operator made.
+  auto down = EntitlementStore::create(dir.file("op"), 0x4AFF, "postgresql://usher:secret@127.0.0.1:1/usher?connect_timeout=2");
+  ASSERT_FALSE(down.ok());
+  EXPECT_EQ(down.error().message.find("secret"), std::string::npos) << down.error().message;
+  EXPECT_NE(down.error().message.find("127.0.0.1"), std::string::npos) << down.error().message;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("op/database.url")));
+  EXPECT_EQ(EntitlementStore::open(dir.file("op")).error().code, Errc::not_found);
 }
 
 TEST(EntitlementStore, GrantQueuesAnEmmOnlyThatStbCanRead) {

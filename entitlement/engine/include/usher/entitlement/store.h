@@ -92,6 +92,8 @@ class EntitlementStore {
   static const sql::Schema& schema();
 
   [[nodiscard]] std::uint16_t ca_system_id() const { return ca_system_id_; }
+  // Where the store is: its file, or its server (without the password) and schema.
+  [[nodiscard]] std::string where() const { return db_.where(); }
   [[nodiscard]] const crypto::PublicKey& operator_public() const { return operator_public_; }
 
   Result<ServiceInfo> add_service(std::uint16_t service_id, const std::string& name);
