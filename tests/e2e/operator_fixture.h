@@ -11,6 +11,7 @@
 #include <string>
 
 #include "cli_process.h"
+#include "store_backend.h"
 #include "temp_dir.h"
 
 namespace usher::testing {
@@ -32,7 +33,9 @@ class OperatorFixture : public ::testing::Test {
     ASSERT_EQ(ports.size(), 1 + extra);
     engine = endpoint(0);
     must("streams generate --seconds 2 --out " + dir.file("source.ts"));
-    must("entitlement init --home " + ent());
+    // In the PostgreSQL run of the suites the operator's store is on the test's server.
+    const std::string database = testing::store_database_url();
+    must("entitlement init --home " + ent() + (database.empty() ? "" : " --db " + database));
     must("entitlement service add --home " + ent() + " --id 1 --name Sport");
     must("stb init --home " + stb() + " --id " + s.stb_id + " --operator " + ent() + "/operator.pub");
     must("entitlement device add --home " + ent() + " --stb-file " + stb() + "/stb.pub" + (s.account.empty() ? "" : " --account " + s.account));
