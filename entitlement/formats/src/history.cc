@@ -127,11 +127,10 @@ Result<std::uint32_t> sealed_history_stb(std::span<const std::uint8_t> sealed) {
 }
 
 Result<std::vector<HistoryRecord>> open_history(std::span<const std::uint8_t> sealed, const Key256& key) {
-  auto stb_id = sealed_history_stb(sealed);
-  if (!stb_id) return stb_id.error();
+  USHER_TRY(auto stb_id, sealed_history_stb(sealed));
   if (sealed.size() < 5 + crypto::kGcmNonceSize + crypto::kGcmTagSize) return make_error(Errc::malformed, "sealed history: truncated");
   std::span<const std::uint8_t, crypto::kGcmNonceSize> nonce(sealed.data() + 5, crypto::kGcmNonceSize);
-  auto plain = crypto::aead_open(key, nonce, sealed_aad(*stb_id), sealed.subspan(5 + crypto::kGcmNonceSize));
+  auto plain = crypto::aead_open(key, nonce, sealed_aad(stb_id), sealed.subspan(5 + crypto::kGcmNonceSize));
   if (!plain) return make_error(plain.error().code, "sealed history: " + plain.error().message);
   ByteReader r(*plain);
   std::uint16_t n = 0;
@@ -141,10 +140,9 @@ Result<std::vector<HistoryRecord>> open_history(std::span<const std::uint8_t> se
     std::uint16_t len = 0;
     std::span<const std::uint8_t> b;
     if (!r.u16(len) || !r.view(len, b)) return make_error(Errc::malformed, "sealed history: truncated record");
-    auto rec = HistoryRecord::decode(b);
-    if (!rec) return rec.error();
-    if (rec->stb_id != *stb_id) return make_error(Errc::auth_failed, "sealed history: a record of another STB");
-    out.push_back(*rec);
+    USHER_TRY(auto rec, HistoryRecord::decode(b));
+    if (rec.stb_id != stb_id) return make_error(Errc::auth_failed, "sealed history: a record of another STB");
+    out.push_back(rec);
   }
   if (r.remaining() != 0) return make_error(Errc::malformed, "sealed history: trailing bytes");
   return out;
