@@ -36,14 +36,15 @@ constexpr int kRecordsPerRelay = 100;
 struct SyntheticStb {
   std::uint32_t stb_id = 0;
   crypto::Ed25519KeyPair signing = crypto::Ed25519KeyPair::generate();
-  Key256 history_key;
   entitlement::HistoryRecord last;
 
   SyntheticStb(testing::BroadcastWorld& world, std::uint32_t id) : stb_id(id) {
     auto x = crypto::X25519KeyPair::generate();
     (void)world.store().register_stb({id, x.public_key, signing.public_key});
-    auto op = entitlement::OperatorPublicFile::read(world.dir().file("operator/operator.pub")).value();
-    history_key = entitlement::history_key(entitlement::derive_emm_key(x.private_key, op.x25519_public, op.ca_system_id, id).value());
+  }
+  // Sealed for billing's key, as a secure element seals.
+  std::vector<std::uint8_t> seal(const std::vector<entitlement::HistoryRecord>& records, const entitlement::BillingCertificate& billing) const {
+    return entitlement::seal_history(records, stb_id, billing.billing_id, billing.billing_x25519);
   }
   std::vector<entitlement::HistoryRecord> next(int n) {
     std::vector<entitlement::HistoryRecord> out;
@@ -101,7 +102,7 @@ void BM_HistorySettled(benchmark::State& state) {
   std::int64_t settled = 0;
   for (auto _ : state) {
     state.PauseTiming();
-    const auto sealed = entitlement::seal_history(stb.next(kRecordsPerRelay), stb.stb_id, stb.history_key);
+    const auto sealed = stb.seal(stb.next(kRecordsPerRelay), books.billing->certificate());
     state.ResumeTiming();
     auto reply = books.billing->relay(sealed, books.card, kT0);
     if (!reply || !reply->has_quote) {
@@ -203,7 +204,7 @@ void BM_SettlementsConcurrent(benchmark::State& state) {
     std::vector<std::vector<std::vector<std::uint8_t>>> sealed(static_cast<std::size_t>(clients));
     for (int i = 0; i < clients; ++i) {
       auto& stb = *stbs[static_cast<std::size_t>(i)];
-      for (int k = 0; k < kPerClient; ++k) sealed[static_cast<std::size_t>(i)].push_back(entitlement::seal_history(stb.next(1), stb.stb_id, stb.history_key));
+      for (int k = 0; k < kPerClient; ++k) sealed[static_cast<std::size_t>(i)].push_back(stb.seal(stb.next(1), books.billing->certificate()));
     }
     state.ResumeTiming();
     std::vector<std::thread> threads;

@@ -9,6 +9,7 @@
 #include "usher/core/clock.h"
 #include "usher/entitlement/protocol.h"
 #include "usher/entitlement/request_auth.h"
+#include "usher/entitlement/settlement.h"
 
 namespace {
 // Limits the fuzzer never reaches, so that every input is judged on its content.
@@ -71,7 +72,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)PrepaidCardCertificate::decode(in);
   (void)DeliveryAck::decode(in);
   (void)HistoryRecord::decode(in);
+  // Sealed histories (version 2, for billing's X25519 key): the clear header, the opening with a
+  // billing's key (and with the billing the header names), the records inside, and billing's
+  // certificate, which the STB takes from the handset.
+  static const auto billing_key = usher::crypto::X25519KeyPair::generate();
   (void)sealed_history_stb(in);
-  (void)open_history(in, usher::Key256{});
+  if (auto header = sealed_history_header(in); header) (void)open_history(in, header->billing_id, billing_key.private_key);
+  (void)open_history(in, 1, billing_key.private_key);
+  (void)decode_history_records(in, 1001);
+  if (auto cert = BillingCertificate::decode(in); cert) (void)cert->sealing_key();
   return 0;
 }

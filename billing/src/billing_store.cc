@@ -141,7 +141,10 @@ const sql::Schema& BillingStore::schema() {
       last_error_at INTEGER NOT NULL,
       failed_attempts INTEGER NOT NULL,
       recorded INTEGER NOT NULL);
-  )")}});
+  )")},
+  // Billing's own X25519 key, which STBs seal their history for (NULL in a store made before it:
+  // such a billing cannot open a history until it has keys made and certified again).
+  {2, "billing's X25519 key", sql::sql_steps("ALTER TABLE identity ADD COLUMN x25519_private BLOB")}});
   return kSchema;
 }
 
@@ -153,11 +156,14 @@ Result<BillingStore> BillingStore::create(const std::string& home, const std::st
   auto db = open_private_database(home, kDatabaseName, IfMissing::create);
   if (!db) return db.error();
   if (auto migrated = schema().migrate(*db, path); !migrated) return migrated.error();
+  // Two key pairs: Ed25519 signs receipts and room states, X25519 is what STBs seal history for.
   auto keys = crypto::Ed25519KeyPair::generate();
-  auto cert = engine->certify_billing(billing_id, keys.public_key, unix_now());
+  auto sealing = crypto::X25519KeyPair::generate();
+  auto cert = engine->certify_billing(billing_id, keys.public_key, sealing.public_key, unix_now());
   const auto abs_engine = fs::absolute(engine_home).string();
-  auto st = db->prepare("INSERT INTO identity VALUES (1, ?, ?, ?, ?)");
-  st.bind(1, billing_id).bind(2, abs_engine).bind(3, keys.private_key.bytes()).bind(4, cert.encode());
+  auto st = db->prepare("INSERT INTO identity (id, billing_id, engine_home, ed25519_private, certificate, x25519_private) "
+                        "VALUES (1, ?, ?, ?, ?, ?)");
+  st.bind(1, billing_id).bind(2, abs_engine).bind(3, keys.private_key.bytes()).bind(4, cert.encode()).bind(5, sealing.private_key.bytes());
   st.run();
   return BillingStore(std::move(*db), std::move(*engine), cert);
 }
@@ -189,6 +195,25 @@ Secret<32> BillingStore::signing_private() {
   st.step();
   signing_private_ = st.column_key(0);
   return signing_private_->clone();
+}
+
+Result<BillingStore::OpenedHistory> BillingStore::open_sealed(std::span<const std::uint8_t> sealed) {
+  auto header = entitlement::sealed_history_header(sealed);
+  if (!header) return header.error();
+  if (!sealing_private_) {
+    auto st = db_.prepare("SELECT x25519_private FROM identity WHERE id = 1 AND x25519_private IS NOT NULL");
+    if (!st.step()) {
+      return make_error(Errc::not_entitled, "billing " + std::to_string(certificate_.billing_id) +
+                                                " has no X25519 key to open histories with (made by an older Usher): "
+                                                "initialise billing again and have the operator certify it");
+    }
+    sealing_private_ = st.column_key(0);
+  }
+  auto records = entitlement::open_history(sealed, certificate_.billing_id, *sealing_private_);
+  if (!records) return records.error();
+  auto stb_public = engine_.stb_signing_public(header->stb_id);
+  if (!stb_public) return stb_public.error();
+  return OpenedHistory{header->stb_id, *stb_public, std::move(records.value())};
 }
 
 entitlement::LinkSigner BillingStore::link_signer(std::uint32_t stb_id) {
@@ -267,7 +292,7 @@ std::uint64_t BillingStore::quote_ttl() {
 }
 
 Result<BillingStore::Checked> BillingStore::check_history(std::span<const std::uint8_t> sealed) {
-  auto opened = engine_.open_sealed_history(sealed);
+  auto opened = open_sealed(sealed);
   if (!opened) return opened.error();
   Checked out;
   out.stb_id = opened->stb_id;
@@ -548,7 +573,7 @@ Result<Receipt> BillingStore::complete_payment(std::uint64_t settlement_id, std:
       return make_error(Errc::stale, "the records of settlement " + std::to_string(settlement_id) + " were settled otherwise meanwhile: " +
                                          entitlement::format_money(s->amount) + " refunded to card " + std::to_string(s->spend.card_id));
     }
-    auto opened = engine_.open_sealed_history(s->sealed);
+    auto opened = open_sealed(s->sealed);
     if (!opened) return opened.error();
     std::vector<HistoryRecord> records;
     for (const auto& r : opened->records) {

@@ -51,6 +51,8 @@ std::string billing_message_kind(std::uint8_t type) {
       return "prepay";
     case BillingMessage::room_report:
       return "room_report";
+    case BillingMessage::certificate:
+      return "certificate";
   }
   return "unknown";
 }

@@ -26,6 +26,7 @@ class BillingAuthTest : public ::testing::Test {
     auto b = BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1);
     ASSERT_TRUE(b.ok()) << b.error().message;
     billing.emplace(std::move(b.value()));
+    world.give_billing_certificate(billing->certificate());  // as the handset relays it with its request
     alice.emplace(world.store(), "alice", 10000);
     mallory.emplace(world.store(), "mallory", 10000);
   }
@@ -39,7 +40,7 @@ class BillingAuthTest : public ::testing::Test {
     return entitlement::reply_body(service.handle(bytes), entitlement::decode_frame(bytes)->id);
   }
   std::vector<std::uint8_t> relay_body(std::uint64_t card) {
-    return entitlement::encode(entitlement::RelayRequest{world.stb(1001).sealed_unsettled_history(), card});
+    return entitlement::encode(entitlement::RelayRequest{world.stb(1001).sealed_unsettled_history().value(), card});
   }
   std::vector<std::uint8_t> prepay_body(std::uint64_t card) { return entitlement::encode(entitlement::PrepayRequest{1001, {1500, kEur}, card}); }
 

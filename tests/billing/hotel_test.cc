@@ -30,6 +30,7 @@ class HotelTest : public ::testing::Test {
     ASSERT_TRUE(world.store().set_credit(1003, {0, kEur}, kT0).ok());
     for (const auto& emm : world.store().emm_sections(0)) (void)se().apply_emm(emm);
     billing.emplace(BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1).value());
+    world.give_billing_certificate(billing->certificate());  // as the handset relays it with its request
     ASSERT_TRUE(billing->set_hotel_credit({5000, kEur}).ok());
     link = std::make_unique<RoomStbLink>(world.stb_home(1003));
     desk.emplace(*billing, "tcp://127.0.0.1:1");  // the room STB does not report by itself in these tests
@@ -40,7 +41,7 @@ class HotelTest : public ::testing::Test {
   stb::SecureElement& se() { return world.stb(1003); }
   // What the STB does after a purchase on the hotel network: report, apply the folio receipts.
   void report() {
-    auto reply = billing->room_report(se().sealed_unsettled_history(), kT0);
+    auto reply = billing->room_report(se().sealed_unsettled_history().value(), kT0);
     ASSERT_TRUE(reply.ok()) << reply.error().message;
     for (const auto& rc : reply->receipts) ASSERT_TRUE(se().apply_receipt(rc, kT0).ok());
   }
@@ -116,7 +117,7 @@ TEST_F(HotelTest, AGuestMayPayWithTheirOwnHandsetInstead) {
   ASSERT_TRUE(se().impulse_buy(1, kT0).ok());
   // Before the room reports it, the guest's handset relays the room STB's history and pays.
   testing::TestCard guest(world.store(), "guest-12345", 5000);
-  auto reply = billing->relay(se().sealed_unsettled_history(), guest.card_id(), kT0);
+  auto reply = billing->relay(se().sealed_unsettled_history().value(), guest.card_id(), kT0);
   ASSERT_TRUE(reply.ok()) << reply.error().message;
   ASSERT_TRUE(reply->has_quote);
   auto rc = billing->pay(reply->quote.settlement_id, guest.spend(reply->quote.amount, reply->quote.payee), kT0);

@@ -219,7 +219,7 @@ TEST(PreviousSchema, BillingOpensAStoreOfTheLastSchemaWithItsRowsAndTakesNewOnes
   {
     auto db = make_from_dump(path, "billing", 1);
     auto keys = crypto::Ed25519KeyPair::generate();
-    auto cert = engine->certify_billing(1, keys.public_key, kT0);
+    auto cert = engine->certify_billing(1, keys.public_key, crypto::X25519KeyPair::generate().public_key, kT0);
     auto st = db.prepare("INSERT INTO identity VALUES (1, 1, ?, ?, ?)");
     st.bind(1, fs::absolute(engine_home).string()).bind(2, keys.private_key.bytes()).bind(3, cert.encode());
     st.run();
@@ -252,6 +252,11 @@ TEST(PreviousSchema, BillingOpensAStoreOfTheLastSchemaWithItsRowsAndTakesNewOnes
     ASSERT_TRUE(store->set_hotel_credit({10000, *entitlement::parse_currency("EUR")}).ok());
     EXPECT_EQ(store->rooms().size(), 2u);
     EXPECT_EQ(store->hotel_credit()->minor, 10000);
+    // A billing made before it had an X25519 key cannot open a history, and says what to do.
+    const auto sealed = entitlement::seal_history({}, 1004, 1, crypto::X25519KeyPair::generate().public_key);
+    auto refused = store->relay(sealed, 1, kT0);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_NE(refused.error().message.find("has no X25519 key"), std::string::npos) << refused.error().message;
   }
   EXPECT_EQ(version_of(path), billing::BillingStore::schema().latest());
 }
@@ -351,11 +356,18 @@ TEST(PreviousSchema, TheSecureElementOpensAStoreOfItsSchemaAndTakesNewRows) {
   auto files = write_stb_v2(dir);
   const auto path = files.home + "/" + stb::SecureElement::kDatabaseName;
   ASSERT_EQ(version_of(path), 2);
+  // Schema 3 added the billing certificate's table: a read-only open of a version 2 file says how to
+  // bring it forward and writes nothing; a read-write open brings it forward.
+  auto refused = stb::SecureElement::open(files.home, stb::SecureElement::Access::read_only);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("open it once for writing"), std::string::npos) << refused.error().message;
+  EXPECT_EQ(version_of(path), 2);
+  auto se = stb::SecureElement::open(files.home);
+  ASSERT_TRUE(se.ok()) << se.error().message;
   auto shown = stb::SecureElement::open(files.home, stb::SecureElement::Access::read_only);
   ASSERT_TRUE(shown.ok()) << shown.error().message;
   EXPECT_EQ(shown->stb_id(), 1001u);
-  auto se = stb::SecureElement::open(files.home);
-  ASSERT_TRUE(se.ok()) << se.error().message;
+  EXPECT_FALSE(se->billing_certificate().ok());  // none yet: the next relay brings it
   // A new row: a parental PIN, then a change of it that must name the stored one.
   ASSERT_TRUE(se->set_parental("2468", 12, "").ok());
   EXPECT_FALSE(se->set_parental("1357", 16, "0000").ok());

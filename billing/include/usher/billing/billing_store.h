@@ -1,8 +1,9 @@
 // BillingStore: the billing service's books (billing.db under its home, mode 0600: it holds
 // billing's signing key). It settles STBs' viewing histories (flow F4) and hotel folios (F6):
 //
-//  - relay(): a history the handset relayed, opened and checked with the STB's key through the
-//    operator's EntitlementStore (signatures, chain, no gap or replay), priced from the engine's
+//  - relay(): a history the handset relayed, opened with billing's own X25519 key (the STB sealed it
+//    for the key in billing's certificate) and checked with the STB's signing key (signatures,
+//    chain, no gap or replay), priced from the engine's
 //    catalogue, and answered with a quote (or, for records already paid, the receipts again).
 //  - pay(): the handset's spend authorization for a quote, charged once through the engine's
 //    ledger, answered with a receipt signed by billing covering exactly the records paid.
@@ -229,6 +230,16 @@ class BillingStore {
     crypto::Digest hash{};
   };
   Cursor cursor(std::uint32_t stb_id);
+  // A relayed history opened with billing's X25519 key (records decrypted; the chain is checked by
+  // the caller with verify_history from where it last settled), with the key its STB signs with.
+  struct OpenedHistory {
+    std::uint32_t stb_id = 0;
+    crypto::PublicKey stb_public{};
+    std::vector<entitlement::HistoryRecord> records;
+  };
+  // Errc::not_entitled for a history sealed for another billing or from an STB the operator does
+  // not know; Errc::auth_failed when it was altered.
+  Result<OpenedHistory> open_sealed(std::span<const std::uint8_t> sealed);
   struct Checked {
     std::uint32_t stb_id = 0;
     std::vector<std::vector<std::uint8_t>> receipts;  // for records already settled
@@ -267,6 +278,7 @@ class BillingStore {
   entitlement::EntitlementStore engine_;
   entitlement::BillingCertificate certificate_;
   std::optional<Secret<32>> signing_private_;
+  std::optional<Secret<32>> sealing_private_;  // X25519: opens the histories STBs seal for billing
 };
 
 }  // namespace usher::billing

@@ -50,7 +50,7 @@ enum class LinkMessage : std::uint8_t {
   deliver_emm = 1,   // body: an EMM section (a ticket) -> ok once stored
   collect_acks = 2,  // (empty) -> u16 count, blob DeliveryAck each
   acks_relayed = 3,  // u16 count, u64 ticket id each -> ok
-  collect_history = 4,  // (empty) -> the unsettled viewing history, sealed for billing (history.h)
+  collect_history = 4,  // (empty, or billing's certificate to seal for) -> the unsettled viewing history, sealed for billing (history.h)
   apply_receipt = 5,    // blob Receipt (settlement.h) -> u64 records settled
   room_state = 6,       // blob RoomState (settlement.h) -> ok
   pair = 7,             // PairRequest (link_auth.h) -> u32 stb_id, 32 proof
