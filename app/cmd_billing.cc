@@ -97,13 +97,26 @@ void add_billing(CLI::App& root, Commands& commands) {
     return app->add_option("--report-to", o->report_to, help)->type_name("ENDPOINT");
   };
 
-  auto* init = leaf(billing_group, "init", "Makes billing's signing key; the operator (ENT_HOME) certifies it, so STBs trust its receipts.");
+  auto* init = leaf(billing_group, "init",
+                    "Makes billing's keys (Ed25519 to sign receipts, X25519 that STBs seal their history for); the operator "
+                    "(ENT_HOME) certifies both, so STBs trust its receipts and seal for it. No operator key is kept in billing's home.");
   init->add_option("--engine-home", o->engine_home, "the operator's directory")->type_name("ENT_HOME")->required();
   add_integer<std::uint32_t>(*init, "--id", o->id, "billing's id (default 1)", 1, 0xFFFFFFFF);
   commands.on(init, [o] {
     auto store = need(billing::BillingStore::create(o->home, o->engine_home, o->id));
     std::printf("billing %u initialised in %s, certified by the operator in %s\n", store.certificate().billing_id, o->home.c_str(),
                 o->engine_home.c_str());
+    return 0;
+  });
+
+  auto* certify = leaf(billing_group, "certify",
+                       "Has the operator (ENT_HOME) certify billing's keys again, making billing's X25519 key first when it has "
+                       "none (a billing made by an older Usher): STBs then seal their history for it. Receipts already issued stay valid.");
+  certify->add_option("--engine-home", o->engine_home, "the operator's directory")->type_name("ENT_HOME")->required();
+  commands.on(certify, [o] {
+    auto store = open(*o);
+    (void)need(store.certify_again(o->engine_home));
+    std::printf("billing %u certified again by the operator in %s\n", store.certificate().billing_id, o->engine_home.c_str());
     return 0;
   });
 

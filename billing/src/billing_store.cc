@@ -197,6 +197,27 @@ Secret<32> BillingStore::signing_private() {
   return signing_private_->clone();
 }
 
+Status BillingStore::certify_again(const std::string& engine_home) {
+  auto engine = entitlement::EntitlementStore::open(engine_home);
+  if (!engine) return engine.error();
+  sql::Transaction tx(db_);
+  auto st = db_.prepare("SELECT x25519_private FROM identity WHERE id = 1 AND x25519_private IS NOT NULL");
+  std::optional<Secret<32>> sealing;
+  if (st.step()) sealing = st.column_key(0);
+  if (!sealing) {
+    auto made = crypto::X25519KeyPair::generate();
+    sealing = std::move(made.private_key);
+  }
+  auto cert = engine->certify_billing(certificate_.billing_id, certificate_.billing_public, crypto::x25519_public(*sealing), unix_now());
+  auto upd = db_.prepare("UPDATE identity SET x25519_private = ?, certificate = ? WHERE id = 1");
+  upd.bind(1, sealing->bytes()).bind(2, cert.encode());
+  upd.run();
+  tx.commit();
+  certificate_ = cert;
+  sealing_private_ = std::move(sealing);
+  return ok_status();
+}
+
 Result<BillingStore::OpenedHistory> BillingStore::open_sealed(std::span<const std::uint8_t> sealed) {
   auto header = entitlement::sealed_history_header(sealed);
   if (!header) return header.error();

@@ -257,6 +257,15 @@ TEST(PreviousSchema, BillingOpensAStoreOfTheLastSchemaWithItsRowsAndTakesNewOnes
     auto refused = store->relay(sealed, 1, kT0);
     ASSERT_FALSE(refused.ok());
     EXPECT_NE(refused.error().message.find("has no X25519 key"), std::string::npos) << refused.error().message;
+    // `usher billing certify`: the key is made and certified with the signing key it had; STBs
+    // seal for it and billing opens what they seal.
+    const auto signing_before = store->certificate().billing_public;
+    ASSERT_TRUE(store->certify_again(engine_home).ok());
+    EXPECT_EQ(store->certificate().version, entitlement::BillingCertificate::kVersionWithSealing);
+    EXPECT_EQ(store->certificate().billing_public, signing_before);
+    const auto resealed = entitlement::seal_history({}, 1004, 1, store->certificate().sealing_key().value());
+    auto opened = store->relay(resealed, 1, kT0);
+    EXPECT_TRUE(opened.ok()) << opened.error().message;
   }
   EXPECT_EQ(version_of(path), billing::BillingStore::schema().latest());
 }

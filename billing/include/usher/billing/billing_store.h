@@ -122,10 +122,16 @@ class BillingStore {
  public:
   static constexpr const char* kDatabaseName = "billing.db";
 
-  // Makes billing's key pair and has the operator certify it (the STBs trust receipts through the
-  // operator's issuing key). `engine_home`: the entitlement engine's home, for STB keys, the
-  // catalogue and the card ledger.
+  // Makes billing's key pairs (Ed25519 to sign receipts and room states, X25519 that STBs seal their
+  // history for) and has the operator certify both (the STBs trust them through the operator's
+  // issuing key). `engine_home`: the entitlement engine's home, for STB keys, the catalogue and the
+  // card ledger. Billing's home holds none of the operator's keys.
   static Result<BillingStore> create(const std::string& home, const std::string& engine_home, std::uint32_t billing_id);
+  // Has the operator (its home `engine_home`) certify billing's keys again, making billing's X25519
+  // key first when it has none (a billing made by an older Usher, whose certificate is version 1):
+  // from then on STBs can seal their history for it. The Ed25519 key stays, so receipts already
+  // issued stay valid.
+  Status certify_again(const std::string& engine_home);
   // Opens billing's store, bringing its schema forward (Errc::storage, the file untouched, when a
   // newer Usher wrote it).
   static Result<BillingStore> open(const std::string& home);
