@@ -30,13 +30,17 @@ class HotelTest : public ::testing::Test {
     ASSERT_TRUE(world.store().set_credit(1003, {0, kEur}, kT0).ok());
     for (const auto& emm : world.store().emm_sections(0)) (void)se().apply_emm(emm);
     billing.emplace(BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1).value());
-    world.give_billing_certificate(billing->certificate());  // as the handset relays it with its request
     ASSERT_TRUE(billing->set_hotel_credit({5000, kEur}).ok());
     link = std::make_unique<RoomStbLink>(world.stb_home(1003));
     desk.emplace(*billing, "tcp://127.0.0.1:1");  // the room STB does not report by itself in these tests
+    ASSERT_EQ(se().billing_certificate().error().code, Errc::not_found);
     auto told = desk->add_room("102", 1003, link->endpoint());
     ASSERT_TRUE(told.ok()) << told.error().message;
     EXPECT_TRUE(*told);
+    // The room state brought the hotel billing's certificate: the room STB seals its history for it.
+    auto held = se().billing_certificate();
+    ASSERT_TRUE(held.ok()) << held.error().message;
+    EXPECT_EQ(held->encode(), billing->certificate().encode());
   }
   stb::SecureElement& se() { return world.stb(1003); }
   // What the STB does after a purchase on the hotel network: report, apply the folio receipts.
