@@ -17,6 +17,8 @@ namespace {
 struct BillingOptions {
   std::string home;
   std::string engine_home;
+  std::string certificate_file;
+  std::string operator_file;
   std::uint32_t id = 1;
   std::string bind = "tcp://127.0.0.1:7720";
   std::string pms;
@@ -104,19 +106,35 @@ void add_billing(CLI::App& root, Commands& commands) {
   add_integer<std::uint32_t>(*init, "--id", o->id, "billing's id (default 1)", 1, 0xFFFFFFFF);
   commands.on(init, [o] {
     auto store = need(billing::BillingStore::create(o->home, o->engine_home, o->id));
-    std::printf("billing %u initialised in %s, certified by the operator in %s\n", store.certificate().billing_id, o->home.c_str(),
-                o->engine_home.c_str());
+    std::printf("billing %u initialised in %s, certified by the operator in %s (public keys in %s/%s)\n", store.certificate().billing_id,
+                o->home.c_str(), o->engine_home.c_str(), o->home.c_str(), billing::BillingStore::kPublicName);
     return 0;
   });
 
   auto* certify = leaf(billing_group, "certify",
-                       "Has the operator (ENT_HOME) certify billing's keys again, making billing's X25519 key first when it has "
-                       "none (a billing made by an older Usher): STBs then seal their history for it. Receipts already issued stay valid.");
-  certify->add_option("--engine-home", o->engine_home, "the operator's directory")->type_name("ENT_HOME")->required();
+                       "Installs billing's certificate: the file `usher entitlement billing add` wrote from billing.pub (--certificate, "
+                       "checked against --operator), or made here by the operator's home (--engine-home), which also makes billing's "
+                       "X25519 key when it has none (a billing made by an older Usher). STBs then seal their history for it; receipts "
+                       "already issued stay valid.");
+  auto* certify_engine = certify->add_option("--engine-home", o->engine_home, "the operator's directory")->type_name("ENT_HOME");
+  auto* certify_file = certify->add_option("--certificate", o->certificate_file, "from `usher entitlement billing add`")->type_name("FILE");
+  auto* certify_operator = certify->add_option("--operator", o->operator_file, "ENT_HOME/operator.pub")->type_name("FILE");
+  certify_engine->excludes(certify_file)->excludes(certify_operator);
+  certify_file->needs(certify_operator);
+  certify_operator->needs(certify_file);
   commands.on(certify, [o] {
     auto store = open(*o);
-    (void)need(store.certify_again(o->engine_home));
-    std::printf("billing %u certified again by the operator in %s\n", store.certificate().billing_id, o->engine_home.c_str());
+    if (!o->certificate_file.empty()) {
+      auto cert = need(entitlement::read_billing_certificate(o->certificate_file));
+      auto op = need(entitlement::OperatorPublicFile::read(o->operator_file));
+      (void)need(store.install_certificate(cert, op.ed25519_public));
+    } else if (!o->engine_home.empty()) {
+      (void)need(store.certify_again(o->engine_home));
+      (void)need(need(store.public_file()).write((std::filesystem::path(o->home) / billing::BillingStore::kPublicName).string()));
+    } else {
+      throw UsageError("give --certificate FILE --operator FILE, or --engine-home ENT_HOME");
+    }
+    std::printf("billing %u certified by the operator\n", store.certificate().billing_id);
     return 0;
   });
 

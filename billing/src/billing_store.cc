@@ -165,6 +165,8 @@ Result<BillingStore> BillingStore::create(const std::string& home, const std::st
                         "VALUES (1, ?, ?, ?, ?, ?)");
   st.bind(1, billing_id).bind(2, abs_engine).bind(3, keys.private_key.bytes()).bind(4, cert.encode()).bind(5, sealing.private_key.bytes());
   st.run();
+  const entitlement::BillingPublicFile pub{billing_id, keys.public_key, sealing.public_key};
+  if (auto written = pub.write((fs::path(home) / kPublicName).string()); !written) return written.error();
   return BillingStore(std::move(*db), std::move(*engine), cert);
 }
 
@@ -215,6 +217,35 @@ Status BillingStore::certify_again(const std::string& engine_home) {
   tx.commit();
   certificate_ = cert;
   sealing_private_ = std::move(sealing);
+  return ok_status();
+}
+
+Result<entitlement::BillingPublicFile> BillingStore::public_file() {
+  auto st = db_.prepare("SELECT x25519_private FROM identity WHERE id = 1 AND x25519_private IS NOT NULL");
+  if (!st.step()) {
+    return make_error(Errc::not_found, "billing " + std::to_string(certificate_.billing_id) +
+                                           " has no X25519 key yet (made by an older Usher): run `usher billing certify --engine-home` once");
+  }
+  return entitlement::BillingPublicFile{certificate_.billing_id, certificate_.billing_public, crypto::x25519_public(st.column_key(0))};
+}
+
+Status BillingStore::install_certificate(const entitlement::BillingCertificate& certificate, const crypto::PublicKey& issuer_public) {
+  if (!certificate.verify(issuer_public)) {
+    return make_error(Errc::auth_failed, "that certificate is not signed by the operator named (its operator.pub): not installed");
+  }
+  auto sealing = certificate.sealing_key();
+  if (!sealing) return make_error(Errc::invalid_argument, sealing.error().message);
+  auto mine = public_file();
+  if (!mine) return mine.error();
+  if (certificate.billing_id != mine->billing_id || certificate.billing_public != mine->ed25519_public || *sealing != mine->x25519_public) {
+    return make_error(Errc::invalid_argument, "that certificate is for billing " + std::to_string(certificate.billing_id) +
+                                                  " with other keys than this billing's (" + std::to_string(mine->billing_id) +
+                                                  "): certify this billing's billing.pub");
+  }
+  auto upd = db_.prepare("UPDATE identity SET certificate = ? WHERE id = 1");
+  upd.bind(1, certificate.encode());
+  upd.run();
+  certificate_ = certificate;
   return ok_status();
 }
 

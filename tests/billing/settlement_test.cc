@@ -621,6 +621,36 @@ TEST_F(SettlementTest, BillingOpensHistoriesWithoutTheOperatorsKeysAndItsHomeHol
   EXPECT_EQ(reply->quote.amount.minor, 1250);
 }
 
+// Certification without the operator's home (`usher billing init` writes billing.pub, `usher
+// entitlement billing add` certifies it, `usher billing certify --certificate` installs it): only a
+// certificate the operator signed for this billing's own keys is installed.
+TEST_F(SettlementTest, ACertificateMadeFromBillingsPublicFileIsInstalledOnlyForItsOwnKeysAndOperator) {
+  const auto pub = entitlement::BillingPublicFile::read(world.dir().file("billing") + "/" + BillingStore::kPublicName);
+  ASSERT_TRUE(pub.ok()) << pub.error().message;
+  EXPECT_EQ(pub->billing_id, 1u);
+  EXPECT_EQ(pub->ed25519_public, billing->certificate().billing_public);
+  EXPECT_EQ(pub->x25519_public, billing->certificate().billing_x25519);
+  const auto issuer = entitlement::OperatorPublicFile::read(world.dir().file("operator/operator.pub")).value().ed25519_public;
+  const auto before = billing->certificate().encode();
+
+  auto others = world.store().certify_billing(1, crypto::Ed25519KeyPair::generate().public_key, pub->x25519_public, kT0 + 5);
+  EXPECT_EQ(billing->install_certificate(others, issuer).error().code, Errc::invalid_argument);
+  auto forged = world.store().certify_billing(1, pub->ed25519_public, pub->x25519_public, kT0 + 5);
+  forged.sign(crypto::Ed25519KeyPair::generate().private_key);
+  EXPECT_EQ(billing->install_certificate(forged, issuer).error().code, Errc::auth_failed);
+  EXPECT_EQ(billing->certificate().encode(), before);
+
+  const auto path = world.dir().file("billing-1.cert");
+  ASSERT_TRUE(entitlement::write_billing_certificate(world.store().certify_billing(pub->billing_id, pub->ed25519_public, pub->x25519_public, kT0 + 5), path).ok());
+  auto cert = entitlement::read_billing_certificate(path);
+  ASSERT_TRUE(cert.ok()) << cert.error().message;
+  ASSERT_TRUE(billing->install_certificate(*cert, issuer).ok());
+  EXPECT_EQ(billing->certificate().issued, kT0 + 5);
+  auto reopened = BillingStore::open(world.dir().file("billing"));
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ(reopened->certificate().issued, kT0 + 5);
+}
+
 // A history in the old format (version 1, sealed under a key from the STB's EMM key) is refused
 // with a message that says so.
 TEST_F(SettlementTest, AHistoryInTheOldFormatIsRefusedClearly) {

@@ -121,6 +121,7 @@ struct PmsLinkState {
 class BillingStore {
  public:
   static constexpr const char* kDatabaseName = "billing.db";
+  static constexpr const char* kPublicName = "billing.pub";  // billing's id and public keys, for the operator
 
   // Makes billing's key pairs (Ed25519 to sign receipts and room states, X25519 that STBs seal their
   // history for) and has the operator certify both (the STBs trust them through the operator's
@@ -132,6 +133,14 @@ class BillingStore {
   // from then on STBs can seal their history for it. The Ed25519 key stays, so receipts already
   // issued stay valid.
   Status certify_again(const std::string& engine_home);
+  // Installs a certificate the operator made from billing.pub (`usher entitlement billing add`),
+  // with no access to the operator's home: it must be signed by `issuer_public` (the operator's
+  // issuing key, from operator.pub) and name billing's id and both its keys. Errc::auth_failed for
+  // another signer, Errc::invalid_argument for another billing's keys or a version 1 certificate;
+  // nothing changes then.
+  Status install_certificate(const entitlement::BillingCertificate& certificate, const crypto::PublicKey& issuer_public);
+  // Billing's public keys as billing.pub holds them (rewritten there by create and certify).
+  Result<entitlement::BillingPublicFile> public_file();
   // Opens billing's store, bringing its schema forward (Errc::storage, the file untouched, when a
   // newer Usher wrote it).
   static Result<BillingStore> open(const std::string& home);

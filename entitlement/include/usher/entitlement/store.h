@@ -60,6 +60,21 @@ struct StbPublicFile {
   Status write(const std::string& path) const;
 };
 
+// The public file `usher billing init` writes (billing.pub in billing's home): billing's id and its
+// two public keys, for the operator to certify (`usher entitlement billing add --public-file`).
+struct BillingPublicFile {
+  std::uint32_t billing_id = 0;
+  crypto::PublicKey ed25519_public{};
+  crypto::PublicKey x25519_public{};
+  static Result<BillingPublicFile> read(const std::string& path);
+  Status write(const std::string& path) const;
+};
+
+// The file the operator gives billing: its certificate (billing_id=, certificate=<hex>), which
+// `usher billing certify --certificate` installs.
+Result<BillingCertificate> read_billing_certificate(const std::string& path);
+Status write_billing_certificate(const BillingCertificate& certificate, const std::string& path);
+
 struct EventInfo {
   std::uint32_t event_id = 0;
   std::uint16_t service_id = 0;
