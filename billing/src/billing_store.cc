@@ -257,7 +257,7 @@ Result<BillingStore::OpenedHistory> BillingStore::open_sealed(std::span<const st
     if (!st.step()) {
       return make_error(Errc::not_entitled, "billing " + std::to_string(certificate_.billing_id) +
                                                 " has no X25519 key to open histories with (made by an older Usher): "
-                                                "initialise billing again and have the operator certify it");
+                                                "run `usher billing certify --engine-home ENT_HOME` once");
     }
     sealing_private_ = st.column_key(0);
   }

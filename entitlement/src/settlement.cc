@@ -70,7 +70,7 @@ Result<crypto::PublicKey> BillingCertificate::sealing_key() const {
   if (version < kVersionWithSealing) {
     return make_error(Errc::not_entitled, "billing " + std::to_string(billing_id) +
                                               "'s certificate is version 1 and carries no X25519 key to seal histories for: "
-                                              "have the operator certify billing's keys again (usher entitlement billing add)");
+                                              "have the operator certify billing's keys again (usher billing certify)");
   }
   return billing_x25519;
 }
