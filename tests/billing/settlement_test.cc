@@ -451,6 +451,47 @@ TEST(SignedObjects, RoundTripAndRefuseNonCanonicalBytes) {
 
 // Anyone who fetched a sealed history could relay it with another card id: that used to delete the
 // owner's quote each time. A quote is its card's until it expires; other relays leave it alone.
+// Billing's certificate, version 2 (with billing's X25519 key) and version 1 (signing key only, as
+// billings certified before it had one hold): both decode to what was signed, and still verify;
+// only version 2 gives a key to seal for. Another version is refused.
+TEST(SignedObjects, BillingCertificatesOfBothVersionsDecodeOnlyVersionTwoSeals) {
+  const auto issuer = crypto::Ed25519KeyPair::generate();
+  entitlement::BillingCertificate v2;
+  v2.billing_id = 7;
+  v2.billing_public = crypto::Ed25519KeyPair::generate().public_key;
+  v2.billing_x25519 = crypto::X25519KeyPair::generate().public_key;
+  v2.issued = kT0;
+  v2.sign(issuer.private_key);
+  const auto v2_bytes = v2.encode();
+  ASSERT_EQ(v2_bytes.size(), 1u + 4 + 32 + 32 + 8 + 64);
+  auto back = entitlement::BillingCertificate::decode(v2_bytes);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(back->encode(), v2_bytes);
+  EXPECT_TRUE(back->verify(issuer.public_key));
+  EXPECT_EQ(back->sealing_key().value(), v2.billing_x25519);
+
+  auto v1 = v2;
+  v1.version = entitlement::BillingCertificate::kVersionSigningOnly;
+  v1.billing_x25519 = {};
+  v1.sign(issuer.private_key);
+  const auto v1_bytes = v1.encode();
+  ASSERT_EQ(v1_bytes.size(), 1u + 4 + 32 + 8 + 64);
+  auto old = entitlement::BillingCertificate::decode(v1_bytes);
+  ASSERT_TRUE(old.ok()) << old.error().message;
+  EXPECT_EQ(old->encode(), v1_bytes);
+  EXPECT_TRUE(old->verify(issuer.public_key));
+  ASSERT_FALSE(old->sealing_key().ok());
+  EXPECT_EQ(old->sealing_key().error().code, Errc::not_entitled);
+  EXPECT_NE(old->sealing_key().error().message.find("version 1"), std::string::npos);
+
+  // A version 2 body under version byte 1 (or the reverse) is the wrong length; version 3 is unknown.
+  auto relabelled = v2_bytes;
+  relabelled[0] = 1;
+  EXPECT_EQ(entitlement::BillingCertificate::decode(relabelled).error().code, Errc::malformed);
+  relabelled[0] = 3;
+  EXPECT_EQ(entitlement::BillingCertificate::decode(relabelled).error().code, Errc::malformed);
+}
+
 TEST_F(SettlementTest, SomeoneElsesRelayLeavesTheOwnersQuoteAlone) {
   auto& se = world.stb(1001);
   ASSERT_TRUE(se.impulse_buy(1, kT0).ok());
