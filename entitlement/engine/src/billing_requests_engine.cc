@@ -151,11 +151,6 @@ Result<std::vector<std::uint8_t>> EngineService::dispatch_billing(const Frame& f
         if (!account) return account.error();
         return encode_stb_ids(store_.account_stbs(*account));
       }
-      case MessageType::billing_open_history: {
-        auto opened = store_.open_sealed_history(body);
-        if (!opened) return opened.error();
-        return encode(OpenedHistoryReply{opened->stb_id, opened->stb_public, std::move(opened->records)});
-      }
       default:
         break;
     }
