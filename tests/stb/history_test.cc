@@ -19,7 +19,8 @@ namespace {
 
 constexpr std::uint64_t kT0 = 1'900'000'000;
 
-// A billing service's keys, certified by the world's operator (what `usher billing init` makes).
+// A billing service's keys, certified by the world's operator (what `usher billing init` and `usher
+// entitlement billing add` make).
 struct TestBilling {
   TestBilling(entitlement::EntitlementStore& store, std::uint32_t billing_id) : id(billing_id) {
     certificate = store.certify_billing(id, signing.public_key, sealing.public_key, kT0);

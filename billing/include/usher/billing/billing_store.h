@@ -144,13 +144,15 @@ class BillingStore {
   Status install_certificate(const entitlement::BillingCertificate& certificate);
   // Billing's public keys as billing.pub holds them (written by create, and by open when missing).
   [[nodiscard]] entitlement::BillingPublicFile public_file() const;
-  // True once the operator's certificate of billing's current keys is installed.
+  // True once a certificate the operator signed is installed. One from an older Usher (version 1)
+  // names no X25519 key: such a billing signs receipts but opens no history until certified again.
   [[nodiscard]] bool certified() const { return certified_; }
   // Errc::not_entitled, saying how to certify billing, when it is not certified yet.
   Status check_certified() const;
   // Opens billing's store, bringing its schema forward (Errc::storage, the file untouched, when a
-  // newer Usher wrote it; a billing made before it had an X25519 key gets one, to be certified). `engine_endpoint`: the engine to ask ("" the one in billing's identity);
-  // nothing is asked before a request needs it.
+  // newer Usher wrote it; a billing made before it had an X25519 key gets one, to be certified, and
+  // billing.pub). `engine_endpoint`: the engine to ask ("" the one in billing's identity); nothing
+  // is asked before a request needs it.
   static Result<BillingStore> open(const std::string& home, const std::string& engine_endpoint = "",
                                    net::ClientOptions engine_options = kEngineClientOptions);
   // The numbered steps of billing.db's schema (docs/architecture.md, "Schema versions").
