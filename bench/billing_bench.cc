@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "broadcast_fixture.h"
+#include "certified_billing.h"
 #include "usher/billing/billing_service.h"
 #include "usher/billing/billing_store.h"
 #include "usher/core/zmq.h"
@@ -37,14 +38,15 @@ constexpr int kRecordsPerRelay = 100;
 struct SyntheticStb {
   std::uint32_t stb_id = 0;
   crypto::Ed25519KeyPair signing = crypto::Ed25519KeyPair::generate();
-  Key256 history_key;
   entitlement::HistoryRecord last;
 
   SyntheticStb(testing::BroadcastWorld& world, std::uint32_t id) : stb_id(id) {
     auto x = crypto::X25519KeyPair::generate();
     (void)world.store().register_stb({id, x.public_key, signing.public_key});
-    auto op = entitlement::OperatorPublicFile::read(world.dir().file("operator/operator.pub")).value();
-    history_key = entitlement::history_key(entitlement::derive_emm_key(x.private_key, op.x25519_public, op.ca_system_id, id).value());
+  }
+  // Sealed for billing's key, as a secure element seals.
+  std::vector<std::uint8_t> seal(const std::vector<entitlement::HistoryRecord>& records, const entitlement::BillingCertificate& billing) const {
+    return entitlement::seal_history(records, stb_id, billing.billing_id, billing.billing_x25519);
   }
   std::vector<entitlement::HistoryRecord> next(int n) {
     std::vector<entitlement::HistoryRecord> out;
@@ -75,7 +77,7 @@ struct Books {
     world.add_event(7, 1, kT0, 3600, 1, "Bench");
     handset.emplace(world.store(), "bench", 2'000'000);
     card = handset->card_id();
-    billing.emplace(billing::BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1, world.engine_endpoint()).value());
+    billing.emplace(usher::testing::certified_billing(world.store(), world.dir().file("operator"), world.dir().file("billing"), 1, world.engine_endpoint()).value());
   }
   entitlement::SpendAuthorization spend(const entitlement::Quote& q) { return handset->spend(q.amount, q.payee); }
 };
@@ -102,7 +104,7 @@ void BM_HistorySettled(benchmark::State& state) {
   std::int64_t settled = 0;
   for (auto _ : state) {
     state.PauseTiming();
-    const auto sealed = entitlement::seal_history(stb.next(kRecordsPerRelay), stb.stb_id, stb.history_key);
+    const auto sealed = stb.seal(stb.next(kRecordsPerRelay), books.billing->certificate());
     state.ResumeTiming();
     auto reply = books.billing->relay(sealed, books.card, kT0);
     if (!reply || !reply->has_quote) {
@@ -204,7 +206,7 @@ void BM_SettlementsConcurrent(benchmark::State& state) {
     std::vector<std::vector<std::vector<std::uint8_t>>> sealed(static_cast<std::size_t>(clients));
     for (int i = 0; i < clients; ++i) {
       auto& stb = *stbs[static_cast<std::size_t>(i)];
-      for (int k = 0; k < kPerClient; ++k) sealed[static_cast<std::size_t>(i)].push_back(entitlement::seal_history(stb.next(1), stb.stb_id, stb.history_key));
+      for (int k = 0; k < kPerClient; ++k) sealed[static_cast<std::size_t>(i)].push_back(stb.seal(stb.next(1), books.billing->certificate()));
     }
     state.ResumeTiming();
     std::vector<std::thread> threads;

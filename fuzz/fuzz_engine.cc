@@ -11,6 +11,7 @@
 #include "usher/entitlement/engine_service.h"
 #include "usher/entitlement/protocol.h"
 #include "usher/entitlement/request_auth.h"
+#include "usher/entitlement/settlement.h"
 
 namespace {
 // Limits the fuzzer never reaches, so that every input is judged on its content.
@@ -29,7 +30,7 @@ struct Engine {
     auto card = store.register_handset("fuzz", handset.public_key, {'E', 'U', 'R'});
     if (!card) std::abort();
     card_id = card->card_id;
-    (void)store.certify_billing(1, billing.public_key, usher::unix_now());
+    (void)store.certify_billing(1, billing.public_key, usher::crypto::X25519KeyPair::generate().public_key, usher::unix_now());
   }
 };
 Engine& engine() {
@@ -78,7 +79,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)decode_settlement_charge(in);
   (void)decode_settlement_refund(in);
   (void)decode_ticket_payment_lines(in);
-  (void)decode_opened_history(in);
   (void)decode_u32(in);
   (void)decode_u64(in);
   (void)decode_text(in);
@@ -94,7 +94,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)PrepaidCardCertificate::decode(in);
   (void)DeliveryAck::decode(in);
   (void)HistoryRecord::decode(in);
+  // Sealed histories (version 2, for billing's X25519 key): the clear header, the opening with a
+  // billing's key (and with the billing the header names), the records inside, and billing's
+  // certificate, which the STB takes from the handset.
+  static const auto billing_key = usher::crypto::X25519KeyPair::generate();
   (void)sealed_history_stb(in);
-  (void)open_history(in, usher::Key256{});
+  if (auto header = sealed_history_header(in); header) (void)open_history(in, header->billing_id, billing_key.private_key);
+  (void)open_history(in, 1, billing_key.private_key);
+  (void)decode_history_records(in, 1001);
+  if (auto cert = BillingCertificate::decode(in); cert) (void)cert->sealing_key();
   return 0;
 }

@@ -58,9 +58,11 @@ class OperatorFixture : public ::testing::Test {
     auto took = run(usher("stb run --home " + stb() + " --in " + dir.file("air.ts") + " --out " + dir.file("watched.ts")));
     EXPECT_EQ(took.status, 3) << took.output;
     EXPECT_NE(took.output.find("\"outcome\":\"no entitlement\""), std::string::npos) << took.output;
-    // Billing has a home of its own and reaches the engine only at its endpoint (the operator's
-    // home is read at init for the certification).
-    must("billing init --home " + bil() + " --engine-home " + ent() + " --engine " + engine);
+    // Billing has a home of its own and reaches the engine only at its endpoint: its keys go to the
+    // operator as billing.pub and come back certified as a file, no home shared.
+    must("billing init --home " + bil() + " --operator " + ent() + "/operator.pub --engine " + engine);
+    must("entitlement billing add --home " + ent() + " --public-file " + bil() + "/billing.pub --out " + dir.file("billing-1.cert"));
+    must("billing certify --home " + bil() + " --certificate " + dir.file("billing-1.cert"));
   }
 
   std::string must(const std::string& args) {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <deque>
@@ -386,6 +387,59 @@ TEST_F(SettlementE2e, TheEngineDownDuringARelayIsRefusedThenSettlesOnceWhenItIsB
   EXPECT_NE(must(relay()).find("0 purchases settled"), std::string::npos);
   EXPECT_EQ(balance(), start_balance - price_[2]);
   EXPECT_NE(must("stb history --home " + stb()).find("0 purchases not yet collected"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace usher
+
+namespace usher {
+namespace {
+
+std::string whole_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Billing's keys reach the operator as billing.pub and come back certified as a file: no home is
+// shared. Until the certificate is installed billing does not serve; a certificate for other keys
+// is refused; billing's home never names the operator's.
+TEST(BillingCertification, BillingIsCertifiedFromItsPublicFileWithNoHomeShared) {
+  testing::TempDir dir;
+  const auto ent = dir.file("operator-home");
+  const auto bil = dir.file("billing");
+  ASSERT_EQ(run(usher("entitlement init --home " + ent)).status, 0);
+  auto init = run(usher("billing init --home " + bil + " --operator " + ent + "/operator.pub"));
+  ASSERT_EQ(init.status, 0) << init.output;
+  EXPECT_NE(init.output.find("usher entitlement billing add"), std::string::npos) << init.output;
+  ASSERT_TRUE(std::filesystem::exists(bil + "/billing.pub"));
+
+  // Not certified yet: serve refuses at once, saying how.
+  const auto port = testing::free_ports(1).at(0);
+  auto refused = run(usher("billing serve --home " + bil + " --bind tcp://127.0.0.1:" + std::to_string(port)) + " 2>&1");
+  EXPECT_NE(refused.status, 0);
+  EXPECT_NE(refused.output.find("not certified yet"), std::string::npos) << refused.output;
+
+  // Neither a certificate nor the operator's home: a usage error.
+  EXPECT_EQ(run(usher("billing certify --home " + bil) + " 2>&1").status, 2);
+
+  // Another billing's certificate is refused and changes nothing.
+  const auto other = dir.file("billing-2");
+  ASSERT_EQ(run(usher("billing init --home " + other + " --id 2 --operator " + ent + "/operator.pub")).status, 0);
+  ASSERT_EQ(run(usher("entitlement billing add --home " + ent + " --public-file " + other + "/billing.pub --out " + dir.file("b2.cert"))).status, 0);
+  auto wrong = run(usher("billing certify --home " + bil + " --certificate " + dir.file("b2.cert")) + " 2>&1");
+  EXPECT_NE(wrong.status, 0);
+  EXPECT_NE(wrong.output.find("other keys than this billing's"), std::string::npos) << wrong.output;
+
+  auto added = run(usher("entitlement billing add --home " + ent + " --public-file " + bil + "/billing.pub --out " + dir.file("b1.cert")));
+  ASSERT_EQ(added.status, 0) << added.output;
+  auto certified = run(usher("billing certify --home " + bil + " --certificate " + dir.file("b1.cert")));
+  ASSERT_EQ(certified.status, 0) << certified.output;
+  EXPECT_NE(certified.output.find("billing 1 certified by the operator"), std::string::npos) << certified.output;
+
+  // Billing's home holds nothing that names the operator's home.
+  for (const auto& entry : std::filesystem::directory_iterator(bil)) {
+    EXPECT_EQ(whole_file(entry.path().string()).find("operator-home"), std::string::npos) << entry.path();
+  }
 }
 
 }  // namespace

@@ -137,10 +137,6 @@ Result<std::vector<std::uint8_t>> EngineService::dispatch_billing(const Frame& f
         USHER_TRY(auto account, decode_text(body));
         return encode_stb_ids(store_.account_stbs(account));
       }
-      case MessageType::billing_open_history: {
-        USHER_TRY(auto opened, store_.open_sealed_history(body));
-        return encode(OpenedHistoryReply{opened.stb_id, opened.stb_public, std::move(opened.records)});
-      }
       default:
         break;
     }

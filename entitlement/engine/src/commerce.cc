@@ -544,27 +544,19 @@ Status EntitlementStore::set_credit(std::uint32_t stb_id, const Money& limit, st
   return ok_status();
 }
 
-Result<EntitlementStore::OpenedHistory> EntitlementStore::open_sealed_history(std::span<const std::uint8_t> sealed) {
-  USHER_TRY(auto stb_id, sealed_history_stb(sealed));
-  OpenedHistory out;
-  out.stb_id = stb_id;
-  {
-    auto st = db_.prepare("SELECT ed25519_public FROM stbs WHERE stb_id = ?");
-    st.bind(1, stb_id);
-    if (!st.step()) return make_error(Errc::not_entitled, "history from an unknown STB " + std::to_string(stb_id));
-    out.stb_public = blob32(st.column_blob(0));
-  }
-  USHER_TRY(auto key, emm_key_for(stb_id));
-  USHER_TRY(auto records, open_history(sealed, history_key(key)));
-  out.records = std::move(records);
-  return out;
+Result<crypto::PublicKey> EntitlementStore::stb_signing_public(std::uint32_t stb_id) {
+  auto st = db_.prepare("SELECT ed25519_public FROM stbs WHERE stb_id = ?");
+  st.bind(1, stb_id);
+  if (!st.step()) return make_error(Errc::not_entitled, "history from an unknown STB " + std::to_string(stb_id));
+  return blob32(st.column_blob(0));
 }
 
 BillingCertificate EntitlementStore::certify_billing(std::uint32_t billing_id, const crypto::PublicKey& billing_public,
-                                                     std::uint64_t now) {
+                                                     const crypto::PublicKey& billing_x25519, std::uint64_t now) {
   BillingCertificate c;
   c.billing_id = billing_id;
   c.billing_public = billing_public;
+  c.billing_x25519 = billing_x25519;
   c.issued = now;
   c.sign(signing_private());
   remember_billing(c);

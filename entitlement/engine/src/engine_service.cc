@@ -208,7 +208,6 @@ Result<std::vector<std::uint8_t>> EngineService::dispatch(const Frame& f) {
     case MessageType::billing_refund:
     case MessageType::billing_ticket_payments:
     case MessageType::billing_account_stbs:
-    case MessageType::billing_open_history:
       return dispatch_billing(f);
   }
   return make_error(Errc::invalid_argument, "unknown message type " + std::to_string(f.type_or_status));

@@ -55,6 +55,49 @@ Status StbPublicFile::write(const std::string& path) const {
   return ok_status();
 }
 
+Result<BillingPublicFile> BillingPublicFile::read(const std::string& path) {
+  bool ok = false;
+  auto kv = read_kv(path, ok);
+  if (!ok) return make_error(Errc::io, "cannot read billing's public file " + path);
+  BillingPublicFile f;
+  try {
+    f.billing_id = static_cast<std::uint32_t>(std::stoul(kv.at("billing_id")));
+  } catch (...) {
+    return make_error(Errc::malformed, path + ": missing or bad billing_id");
+  }
+  if (!hex_key(kv["ed25519"], f.ed25519_public) || !hex_key(kv["x25519"], f.x25519_public)) {
+    return make_error(Errc::malformed, path + ": ed25519 and x25519 must be 64 hex digits each");
+  }
+  return f;
+}
+
+Status BillingPublicFile::write(const std::string& path) const {
+  std::ofstream out(path, std::ios::trunc);
+  out << "# Usher billing's public keys: give this file to the operator (usher entitlement billing add --public-file)\n"
+      << "billing_id=" << billing_id << "\ned25519=" << to_hex(ed25519_public) << "\nx25519=" << to_hex(x25519_public) << "\n";
+  if (!out) return make_error(Errc::io, "cannot write " + path);
+  return ok_status();
+}
+
+Result<BillingCertificate> read_billing_certificate(const std::string& path) {
+  bool ok = false;
+  auto kv = read_kv(path, ok);
+  if (!ok) return make_error(Errc::io, "cannot read billing certificate file " + path);
+  auto bytes = from_hex(kv["certificate"]);
+  if (!bytes) return make_error(Errc::malformed, path + ": certificate must be hex digits");
+  auto cert = BillingCertificate::decode(*bytes);
+  if (!cert) return make_error(cert.error().code, path + ": " + cert.error().message);
+  return cert;
+}
+
+Status write_billing_certificate(const BillingCertificate& certificate, const std::string& path) {
+  std::ofstream out(path, std::ios::trunc);
+  out << "# Usher billing certificate, signed by the operator: install it with usher billing certify --certificate\n"
+      << "billing_id=" << certificate.billing_id << "\ncertificate=" << to_hex(certificate.encode()) << "\n";
+  if (!out) return make_error(Errc::io, "cannot write " + path);
+  return ok_status();
+}
+
 Result<OperatorPublicFile> OperatorPublicFile::read(const std::string& path) {
   bool ok = false;
   auto kv = read_kv(path, ok);
