@@ -1,12 +1,15 @@
 // The entitlement engine's request handler on arbitrary bytes (every message a handset can send),
-// over a real store in a temporary directory; and the asset decoders a handset and an STB use.
+// over a real store in a temporary directory; the asset decoders a handset and an STB use; and the
+// public identity files.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <fstream>
 #include <string>
 
 #include "usher/entitlement/billing_requests.h"
 #include "usher/entitlement/history.h"
+#include "usher/entitlement/identity_files.h"
 #include "usher/core/clock.h"
 #include "usher/entitlement/engine_service.h"
 #include "usher/entitlement/protocol.h"
@@ -103,5 +106,28 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)open_history(in, 1, billing_key.private_key);
   (void)decode_history_records(in, 1001);
   if (auto cert = BillingCertificate::decode(in); cert) (void)cert->sealing_key();
+  // The identity files the operator is handed (stb.pub, billing.pub) and hands out (operator.pub,
+  // billing's certificate file), read from disk: one that reads must write back to what was read.
+  static const std::string identity_dir = [] {
+    char templ[] = "/tmp/usher-fuzz-identity-XXXXXX";
+    return std::string(mkdtemp(templ));
+  }();
+  const auto path = identity_dir + "/in";
+  std::ofstream(path, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+  if (auto billing = BillingPublicFile::read(path); billing) {
+    if (!billing->write(identity_dir + "/billing.pub")) __builtin_trap();
+    auto back = BillingPublicFile::read(identity_dir + "/billing.pub");
+    if (!back || back->billing_id != billing->billing_id || back->ed25519_public != billing->ed25519_public ||
+        back->x25519_public != billing->x25519_public) {
+      __builtin_trap();
+    }
+  }
+  if (auto cert = read_billing_certificate(path); cert) {
+    if (!write_billing_certificate(*cert, identity_dir + "/billing.cert")) __builtin_trap();
+    auto back = read_billing_certificate(identity_dir + "/billing.cert");
+    if (!back || back->encode() != cert->encode()) __builtin_trap();
+  }
+  (void)StbPublicFile::read(path);
+  (void)OperatorPublicFile::read(path);
   return 0;
 }

@@ -500,6 +500,8 @@ Result<RelayReply> BillingStore::relay(std::span<const std::uint8_t> sealed, std
 }
 
 Result<RelayReply> BillingStore::prepay(std::uint32_t stb_id, const Money& amount, std::uint64_t card_id, std::uint64_t now) {
+  // A receipt under no certificate of the operator's would be refused by the STB after the card paid.
+  USHER_CHECK(check_certified());
   if (amount.minor <= 0) return make_error(Errc::invalid_argument, "a prepayment must be positive");
   if (auto known = engine_.stb_key(stb_id); !known) {
     if (known.error().code == Errc::not_found) return make_error(Errc::not_entitled, "no STB " + std::to_string(stb_id));

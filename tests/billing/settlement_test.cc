@@ -718,6 +718,11 @@ TEST_F(SettlementTest, ABillingNotYetCertifiedOpensNoHistoryAndSaysHowToBeCertif
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.error().code, Errc::not_entitled);
   EXPECT_NE(refused.error().message.find("usher entitlement billing add"), std::string::npos) << refused.error().message;
+  // Nothing is sold or signed under no certificate: the STB would refuse the receipt or room state.
+  const auto before = balance();
+  EXPECT_EQ(store->prepay(1001, {500, kEur}, card, kT0).error().code, Errc::not_entitled);
+  EXPECT_EQ(store->check_in("101", "g1", "Guest", kT0).error().code, Errc::not_entitled);
+  EXPECT_EQ(balance(), before);
 
   ASSERT_TRUE(store->install_certificate(world.store().certify_billing(3, pub.ed25519_public, pub.x25519_public, kT0)).ok());
   EXPECT_TRUE(store->certified());
