@@ -22,6 +22,7 @@ struct BillingOptions {
   std::string engine;  // the engine's endpoint ("" : the one in billing's identity)
   std::string operator_file;
   std::string certificate_file;
+  std::string database_url;
   std::uint32_t id = 1;
   std::string bind = "tcp://127.0.0.1:7720";
   std::string pms;
@@ -123,13 +124,19 @@ void add_billing(CLI::App& root, Commands& commands) {
       ->type_name("ENT_HOME");
   init->add_option("--engine", o->engine, "where billing asks the engine (default tcp://127.0.0.1:7700)")->type_name("ENDPOINT");
   add_integer<std::uint32_t>(*init, "--id", o->id, "billing's id (default 1)", 1, 0xFFFFFFFF);
+  init->add_option("--db", o->database_url,
+                   "keep billing's store on this PostgreSQL server (postgresql://USER:PASSWORD@HOST:PORT/DATABASE) instead of a "
+                   "SQLite file in the home; the home keeps the URL and billing's keys, and a copy of it runs another billing on "
+                   "the same database")
+      ->type_name("URL");
   commands.on(init, [o] {
     if (o->operator_file.empty() && o->engine_home.empty()) throw UsageError("give --operator ENT_HOME/operator.pub (or, on the operator's machine, --engine-home ENT_HOME)");
     const auto operator_file = !o->operator_file.empty() ? o->operator_file
                                                          : (std::filesystem::path(o->engine_home) / entitlement::OperatorPublicFile::kFileName).string();
     const auto op = need(entitlement::OperatorPublicFile::read(operator_file));
     auto store = need(billing::BillingStore::create(o->home, o->id, op,
-                                                    o->engine.empty() ? std::string(billing::kDefaultEngineEndpoint) : o->engine));
+                                                    o->engine.empty() ? std::string(billing::kDefaultEngineEndpoint) : o->engine,
+                                                    o->database_url));
     const auto pub = (std::filesystem::path(o->home) / billing::BillingStore::kPublicName).string();
     if (!o->engine_home.empty()) {
       certify_here(store, o->engine_home);

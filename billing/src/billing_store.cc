@@ -1,6 +1,7 @@
 // BillingStore: the books, and F4 settlement and prepayment (relay, quote, pay once, receipts).
 // The hotel part is in hotel_books.cc, statements in statement.cc.
 #include "usher/billing/billing_store.h"
+#include "usher/core/store_database.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -183,14 +184,34 @@ const sql::Schema& BillingStore::schema() {
   return kSchema;
 }
 
+namespace {
+
+const StoreNames kStoreNames{BillingStore::kDatabaseName, "billing"};
+constexpr const char* kKeyFileFields[] = {"ed25519_private", "x25519_private"};
+
+std::vector<std::uint8_t> key_bytes(const Secret<32>& key) { return {key.bytes().begin(), key.bytes().end()}; }
+
+}  // namespace
+
 Result<BillingStore> BillingStore::create(const std::string& home, std::uint32_t billing_id, const entitlement::OperatorPublicFile& op,
-                                          const std::string& engine_endpoint) {
-  const auto path = (fs::path(home) / kDatabaseName).string();
-  if (fs::exists(path)) return make_error(Errc::already_exists, "a billing service is already initialised in " + home);
+                                          const std::string& engine_endpoint, const std::string& database_url) {
+  if (has_store_database(home, kStoreNames)) return make_error(Errc::already_exists, "a billing service is already initialised in " + home);
   if (engine_endpoint.empty()) return make_error(Errc::invalid_argument, "billing needs the engine's endpoint");
-  auto db = open_private_database(home, kDatabaseName, IfMissing::create);
-  if (!db) return db.error();
-  if (auto migrated = schema().migrate(*db, path); !migrated) return migrated.error();
+  USHER_CHECK(keep_database_url(home, database_url));
+  auto made = create_in(home, billing_id, op, engine_endpoint);
+  if (!made && !database_url.empty()) {
+    std::error_code ec;
+    fs::remove(fs::path(home) / kDatabaseUrlFile, ec);  // the home is left as it was: init can be run again
+  }
+  return made;
+}
+
+Result<BillingStore> BillingStore::create_in(const std::string& home, std::uint32_t billing_id, const entitlement::OperatorPublicFile& op,
+                                             const std::string& engine_endpoint) {
+  USHER_TRY(auto db, open_store_database(home, kStoreNames, IfMissing::create));
+  USHER_CHECK(schema().migrate(db, db.where()));
+  // On a database server billing's private keys stay in the home (billing.key), never in the database.
+  const bool keys_in_home = db.dialect() != sql::Dialect::sqlite;
   // Two key pairs: Ed25519 signs receipts and room states, X25519 is what STBs seal history for.
   // Until the operator's certificate is installed, an unsigned one naming them stands in for it.
   auto keys = crypto::Ed25519KeyPair::generate();
@@ -199,47 +220,85 @@ Result<BillingStore> BillingStore::create(const std::string& home, std::uint32_t
   uncertified.billing_id = billing_id;
   uncertified.billing_public = keys.public_key;
   uncertified.billing_x25519 = sealing.public_key;
-  auto st = db->prepare("INSERT INTO identity (id, billing_id, ed25519_private, certificate, engine_endpoint, ca_system_id, operator_x25519, "
-                        "operator_ed25519, x25519_private) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)");
-  st.bind(1, billing_id).bind(2, keys.private_key.bytes()).bind(3, uncertified.encode()).bind(4, engine_endpoint).bind(5, op.ca_system_id)
-      .bind(6, op.x25519_public).bind(7, op.ed25519_public).bind(8, sealing.private_key.bytes());
-  st.run();
+  const std::vector<std::uint8_t> none;
+  USHER_CHECK(db.atomically(
+      [&] {
+        auto existing = db.prepare("SELECT 1 FROM identity");
+        if (existing.step()) throw std::runtime_error("it already holds a billing (use that billing's home, with its keys)");
+        auto st = db.prepare("INSERT INTO identity (id, billing_id, ed25519_private, certificate, engine_endpoint, ca_system_id, "
+                             "operator_x25519, operator_ed25519, x25519_private) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)");
+        st.bind(1, billing_id).bind(2, keys_in_home ? std::span<const std::uint8_t>(none) : keys.private_key.bytes())
+            .bind(3, uncertified.encode()).bind(4, engine_endpoint).bind(5, op.ca_system_id).bind(6, op.x25519_public)
+            .bind(7, op.ed25519_public).bind(8, keys_in_home ? std::span<const std::uint8_t>(none) : sealing.private_key.bytes());
+        st.run();
+      },
+      "cannot make billing's identity in " + db.where()));
+  if (keys_in_home) {
+    USHER_CHECK(write_key_file((fs::path(home) / kKeyName).string(),
+                               "Usher billing private keys: keep this file secret, and on the billings of this id only",
+                               {{kKeyFileFields[0], key_bytes(keys.private_key)}, {kKeyFileFields[1], key_bytes(sealing.private_key)}}));
+  }
   const entitlement::BillingPublicFile pub{billing_id, keys.public_key, sealing.public_key};
   if (auto written = pub.write((fs::path(home) / kPublicName).string()); !written) return written.error();
-  return BillingStore(std::move(*db), EngineClient(engine_endpoint, billing_id, keys.private_key.clone(), op.ed25519_public), uncertified,
-                      false, std::move(sealing.private_key));
+  BillingStore store(std::move(db), EngineClient(engine_endpoint, billing_id, keys.private_key.clone(), op.ed25519_public), uncertified,
+                     false, std::move(sealing.private_key));
+  if (keys_in_home) store.signing_private_ = keys.private_key.clone();
+  return store;
 }
 
 Result<BillingStore> BillingStore::open(const std::string& home, const std::string& engine_endpoint, net::ClientOptions engine_options) {
-  const auto path = (fs::path(home) / kDatabaseName).string();
-  if (!fs::exists(path)) return make_error(Errc::not_found, "no billing service in " + home + " (run `usher billing init` first)");
-  auto db = open_private_database(home, kDatabaseName, IfMissing::refuse);
-  if (!db) return db.error();
-  if (auto migrated = schema().migrate(*db, path); !migrated) return migrated.error();
+  if (!has_store_database(home, kStoreNames)) {
+    return make_error(Errc::not_found, "no billing service in " + home + " (run `usher billing init` first)");
+  }
+  USHER_TRY(auto db, open_store_database(home, kStoreNames, IfMissing::refuse));
+  const std::string path = db.where();
+  USHER_CHECK(schema().migrate(db, path));
   std::string endpoint;
   std::vector<std::uint8_t> cert_bytes;
   std::vector<std::uint8_t> operator_ed25519;
   std::optional<Secret<32>> signing;
   std::optional<Secret<32>> sealing;
+  const bool keys_in_home = db.dialect() != sql::Dialect::sqlite;
   {
-    auto st = db->prepare("SELECT engine_endpoint, certificate, operator_ed25519, ed25519_private, x25519_private FROM identity WHERE id = 1");
+    auto st = db.prepare("SELECT engine_endpoint, certificate, operator_ed25519, ed25519_private, x25519_private FROM identity WHERE id = 1");
     if (!st.step()) return make_error(Errc::storage, path + " has no billing identity");
     endpoint = st.column_text(0);
     cert_bytes = st.column_blob(1);
     if (!st.column_is_null(2)) operator_ed25519 = st.column_blob(2);
-    signing = st.column_key(3);
-    sealing = st.column_key(4);
+    if (!keys_in_home) {
+      signing = st.column_key(3);
+      sealing = st.column_key(4);
+    }
+  }
+  auto cert = entitlement::BillingCertificate::decode(cert_bytes);
+  if (!cert) return cert.error();
+  if (keys_in_home) {
+    const auto key_path = (fs::path(home) / kKeyName).string();
+    auto fields = read_key_file(key_path, {kKeyFileFields[0], kKeyFileFields[1]});
+    if (!fields) {
+      return make_error(Errc::storage, fields.error().message + ": billing's keys on a database server are kept in the home " +
+                                           "(copy the home that `usher billing init --db` made)");
+    }
+    signing = Key256(std::span<const std::uint8_t, 32>((*fields)[kKeyFileFields[0]].data(), 32));
+    sealing = Key256(std::span<const std::uint8_t, 32>((*fields)[kKeyFileFields[1]].data(), 32));
+    // The keys must be those the certificate names: a home of another billing is refused.
+    const std::uint8_t probe[] = {'u', 's', 'h', 'e', 'r'};
+    if (!crypto::ed25519_verify(cert->billing_public, probe, crypto::ed25519_sign(*signing, probe)) ||
+        (cert->billing_x25519 != crypto::PublicKey{} && crypto::x25519_public(*sealing) != cert->billing_x25519)) {
+      return make_error(Errc::storage, "the billing keys in " + key_path + " are not those of the billing in " + path + ": refused");
+    }
   }
   crypto::PublicKey op_signing{};
   if (operator_ed25519.size() != op_signing.size()) return make_error(Errc::storage, path + " does not hold the operator's public identity");
   std::copy(operator_ed25519.begin(), operator_ed25519.end(), op_signing.begin());
-  auto cert = entitlement::BillingCertificate::decode(cert_bytes);
-  if (!cert) return cert.error();
   // Not so for the unsigned certificate `billing init` writes, until the operator's is installed.
   const bool certified = cert->verify(op_signing);
   if (!engine_endpoint.empty()) endpoint = engine_endpoint;
+  std::optional<Secret<32>> kept_signing;
+  if (keys_in_home) kept_signing = signing->clone();
   EngineClient engine(endpoint, cert->billing_id, std::move(*signing), op_signing, engine_options);
-  BillingStore store(std::move(*db), std::move(engine), *cert, certified, std::move(*sealing));
+  BillingStore store(std::move(db), std::move(engine), *cert, certified, std::move(*sealing));
+  if (kept_signing) store.signing_private_ = std::move(kept_signing);
   // A billing made by an older Usher had no billing.pub (nor an X25519 key): written here, for the
   // operator to certify its keys again.
   if (const auto pub_path = (fs::path(home) / kPublicName).string(); !fs::exists(pub_path)) {

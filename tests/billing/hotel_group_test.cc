@@ -10,6 +10,7 @@
 #include "certified_billing.h"
 #include "cli_process.h"
 #include "stb_link_server.h"
+#include "usher/core/store_database.h"
 #include "usher/billing/billing_service.h"
 #include "usher/billing/hotel_desk.h"
 #include "usher/entitlement/protocol.h"
@@ -74,7 +75,7 @@ class HotelGroupTest : public ::testing::Test {
   }
   std::int64_t charged() { return kTopUp - world.store().balance(guest->card_id())->minor; }
   std::int64_t count(const std::string& sql) {
-    auto db = sql::Database::open(world.dir().file("billing/billing.db"), false).value();
+    auto db = open_store_database(world.dir().file("billing"), {"billing.db", "billing"}, IfMissing::refuse).value();
     auto st = db.prepare(sql);
     st.step();
     return st.column_int(0);
@@ -185,7 +186,7 @@ TEST_F(HotelGroupTest, AStoreLeftWithASettlementThatCannotCompleteStillStartsAnd
   ASSERT_TRUE(billing->room_report(sealed, kT0).ok());
   const auto spend = guest->spend(quote.amount, quote.payee);
   {
-    auto db = sql::Database::open(world.dir().file("billing/billing.db"), false).value();
+    auto db = open_store_database(world.dir().file("billing"), {"billing.db", "billing"}, IfMissing::refuse).value();
     auto st = db.prepare("UPDATE settlements SET state = 'charging', spend = ? WHERE settlement_id = ?");
     st.bind(1, spend.encode()).bind(2, static_cast<std::int64_t>(quote.settlement_id));
     st.run();

@@ -8,7 +8,7 @@
 
 #include "broadcast_fixture.h"
 #include "certified_billing.h"
-#include "usher/core/clock.h"
+#include "usher/core/store_database.h"
 #include "usher/billing/billing_service.h"
 #include "usher/billing/billing_store.h"
 #include "usher/core/clock.h"
@@ -21,6 +21,21 @@ namespace {
 
 constexpr std::uint64_t kT0 = 1'900'000'000;
 const entitlement::Currency kEur{'E', 'U', 'R'};
+
+// The operator's private keys (X25519, Ed25519), wherever its store keeps them: in entitlement.db,
+// or in operator.key beside a store on PostgreSQL.
+std::vector<std::vector<std::uint8_t>> operator_private_keys(testing::BroadcastWorld& world) {
+  const auto home = world.dir().file("operator");
+  if (testing::stores_on_postgresql()) {
+    auto keys = read_key_file(home + "/" + entitlement::EntitlementStore::kOperatorKeyName, {"x25519_private", "ed25519_private"}).value();
+    return {keys["x25519_private"], keys["ed25519_private"]};
+  }
+  auto db = sql::Database::open(home + "/" + entitlement::EntitlementStore::kDatabaseName).value();
+  auto x = db.prepare("SELECT x25519_private FROM operator WHERE id = 1");
+  auto ed = db.prepare("SELECT ed25519_private FROM signing WHERE id = 1");
+  if (!x.step() || !ed.step()) throw std::runtime_error("no operator keys in the engine's store");
+  return {x.column_blob(0), ed.column_blob(0)};
+}
 
 class SettlementTest : public ::testing::Test {
  protected:
@@ -555,7 +570,7 @@ namespace {
 // States and kinds are enums in code, mapped to their stored values in one place: a value read back
 // that is none of them (a damaged or foreign billing.db) is an error, never taken for a default.
 TEST_F(SettlementTest, StoredStatesAndKindsBillingDoesNotKnowAreErrors) {
-  auto db = sql::Database::open(world.dir().file("billing/billing.db"), false).value();
+  auto db = open_store_database(world.dir().file("billing"), {"billing.db", "billing"}, IfMissing::refuse).value();
   auto ins = db.prepare("INSERT INTO settlements (kind, stb_id, first_sequence, last_sequence, last_hash, amount_minor, currency, card_id, "
                         "state, created) VALUES (9, 1001, 1, 1, ?, 1250, 'EUR', 1, 'quoted', " + std::to_string(kT0) + ") RETURNING settlement_id");
   ins.bind(1, std::vector<std::uint8_t>(32, 0));
@@ -607,10 +622,7 @@ TEST_F(SettlementTest, AHistorySealedForOneBillingIsOpenedByNoOtherBillingNorByT
 
   // The operator's key: the STB's EMM key, derived as the engine does, and the key the old seal
   // took from it, open nothing.
-  auto engine_db = sql::Database::open(world.dir().file("operator") + "/" + entitlement::EntitlementStore::kDatabaseName).value();
-  auto st = engine_db.prepare("SELECT x25519_private FROM operator WHERE id = 1");
-  ASSERT_TRUE(st.step());
-  const auto operator_private = st.column_key(0);
+  const auto operator_private = Key256(std::span<const std::uint8_t, 32>(operator_private_keys(world).at(0).data(), 32));
   const auto emm_key = entitlement::derive_emm_key(operator_private, se.public_identity().x25519_public, 0x4AFF, 1001).value();
   static constexpr std::uint8_t kOldSalt[] = {'u', 's', 'h', 'e', 'r', '-', 'h', 'i', 's', 't', 'o', 'r', 'y', '-', 'v', '1'};
   const std::span<const std::uint8_t> bytes(sealed);
@@ -630,17 +642,7 @@ TEST_F(SettlementTest, AHistorySealedForOneBillingIsOpenedByNoOtherBillingNorByT
 // store, a relay still opens and checks (the old code derived the STB's EMM key from the
 // operator's X25519 key here); and no file in billing's home holds them.
 TEST_F(SettlementTest, BillingOpensHistoriesWithoutTheOperatorsKeysAndItsHomeHoldsNone) {
-  const auto engine_path = world.dir().file("operator") + "/" + entitlement::EntitlementStore::kDatabaseName;
-  std::vector<std::vector<std::uint8_t>> operator_secrets;
-  {
-    auto db = sql::Database::open(engine_path).value();
-    auto x = db.prepare("SELECT x25519_private FROM operator WHERE id = 1");
-    ASSERT_TRUE(x.step());
-    operator_secrets.push_back(x.column_blob(0));
-    auto ed = db.prepare("SELECT ed25519_private FROM signing WHERE id = 1");
-    ASSERT_TRUE(ed.step());
-    operator_secrets.push_back(ed.column_blob(0));
-  }
+  const auto operator_secrets = operator_private_keys(world);
   for (const auto& entry : std::filesystem::recursive_directory_iterator(world.dir().file("billing"))) {
     if (!entry.is_regular_file()) continue;
     std::ifstream in(entry.path(), std::ios::binary);
@@ -652,8 +654,8 @@ TEST_F(SettlementTest, BillingOpensHistoriesWithoutTheOperatorsKeysAndItsHomeHol
 
   auto& se = world.stb(1001);
   ASSERT_TRUE(se.impulse_buy(1, kT0).ok());
-  {
-    auto db = sql::Database::open(engine_path).value();
+  if (!testing::stores_on_postgresql()) {  // on PostgreSQL the database never held them (operator.key)
+    auto db = sql::Database::open(world.dir().file("operator") + "/" + entitlement::EntitlementStore::kDatabaseName).value();
     db.exec("UPDATE operator SET x25519_private = zeroblob(32)");
     db.exec("UPDATE signing SET ed25519_private = zeroblob(32)");
   }
@@ -702,7 +704,7 @@ TEST_F(SettlementTest, ABillingNotYetCertifiedOpensNoHistoryAndSaysHowToBeCertif
   const auto op = entitlement::OperatorPublicFile::read(world.dir().file("operator/operator.pub")).value();
   const auto home = world.dir().file("billing-3");
   {
-    auto fresh = BillingStore::create(home, 3, op, world.engine_endpoint());
+    auto fresh = BillingStore::create(home, 3, op, world.engine_endpoint(), testing::store_database_url());
     ASSERT_TRUE(fresh.ok()) << fresh.error().message;
     EXPECT_FALSE(fresh->certified());
   }

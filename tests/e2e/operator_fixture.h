@@ -60,7 +60,8 @@ class OperatorFixture : public ::testing::Test {
     EXPECT_NE(took.output.find("\"outcome\":\"no entitlement\""), std::string::npos) << took.output;
     // Billing has a home of its own and reaches the engine only at its endpoint: its keys go to the
     // operator as billing.pub and come back certified as a file, no home shared.
-    must("billing init --home " + bil() + " --operator " + ent() + "/operator.pub --engine " + engine);
+    must("billing init --home " + bil() + " --operator " + ent() + "/operator.pub --engine " + engine +
+         (database.empty() ? "" : " --db " + database));
     must("entitlement billing add --home " + ent() + " --public-file " + bil() + "/billing.pub --out " + dir.file("billing-1.cert"));
     must("billing certify --home " + bil() + " --certificate " + dir.file("billing-1.cert"));
   }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "store_backend.h"
 #include "usher/billing/billing_store.h"
 #include "usher/core/clock.h"
 #include "usher/entitlement/identity_files.h"
@@ -20,7 +21,7 @@ inline Result<billing::BillingStore> certified_billing(entitlement::EntitlementS
                                                        const std::string& home, std::uint32_t billing_id,
                                                        const std::string& engine_endpoint = billing::kDefaultEngineEndpoint) {
   USHER_TRY(auto op, entitlement::OperatorPublicFile::read(engine_home + "/" + entitlement::OperatorPublicFile::kFileName));
-  USHER_TRY(auto store, billing::BillingStore::create(home, billing_id, op, engine_endpoint));
+  USHER_TRY(auto store, billing::BillingStore::create(home, billing_id, op, engine_endpoint, store_database_url()));
   const auto pub = store.public_file();
   USHER_CHECK(store.install_certificate(engine.certify_billing(pub.billing_id, pub.ed25519_public, pub.x25519_public, unix_now())));
   return store;

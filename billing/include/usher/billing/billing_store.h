@@ -127,6 +127,7 @@ class BillingStore {
  public:
   static constexpr const char* kDatabaseName = "billing.db";
   static constexpr const char* kPublicName = "billing.pub";  // billing's id and public keys, for the operator
+  static constexpr const char* kKeyName = "billing.key";     // its private keys, when its store is on PostgreSQL
 
   // Makes billing's key pairs (Ed25519 to sign receipts and room states, X25519 that STBs seal their
   // history for) and writes billing.pub, for the operator to certify (`usher entitlement billing
@@ -134,8 +135,11 @@ class BillingStore {
   // then billing is not certified (certified() false): STBs would trust nothing it signs and the
   // engine answers none of its requests. `op`: the operator's public identity (operator.pub);
   // `engine_endpoint`: where billing asks the engine (kept in billing's identity).
+  // `database_url` (postgresql://...): billing's store on that server, in its schema "billing"
+  // (billing and the engine may share a database); the home keeps the URL and billing's private
+  // keys (billing.key). A second billing of the same id runs from a copy of the home.
   static Result<BillingStore> create(const std::string& home, std::uint32_t billing_id, const entitlement::OperatorPublicFile& op,
-                                     const std::string& engine_endpoint = kDefaultEngineEndpoint);
+                                     const std::string& engine_endpoint = kDefaultEngineEndpoint, const std::string& database_url = "");
   // Installs a certificate the operator made from billing.pub (`usher entitlement billing add`):
   // it must be signed by the operator's issuing key (kept from operator.pub) and name billing's id
   // and both its keys. Errc::auth_failed for another signer, Errc::invalid_argument for another
@@ -251,6 +255,8 @@ class BillingStore {
 
  private:
   BillingStore(sql::Database db, EngineClient engine, entitlement::BillingCertificate cert, bool certified, Secret<32> sealing_private);
+  static Result<BillingStore> create_in(const std::string& home, std::uint32_t billing_id, const entitlement::OperatorPublicFile& op,
+                                        const std::string& engine_endpoint);
   Secret<32> signing_private();
   struct Cursor {
     std::uint64_t sequence = 0;
