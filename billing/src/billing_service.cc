@@ -30,7 +30,7 @@ Result<std::span<const std::uint8_t>> BillingService::authenticate(const ent::Fr
   if (!card_key || !s->verify(frame.type_or_status, frame.id, *card_key)) {
     return make_error(Errc::auth_failed, "the request is not signed by the handset holding card " + std::to_string(s->card_id));
   }
-  if (auto fresh = ent::check_request_time(s->time, now); !fresh) return fresh.error();
+  USHER_CHECK(ent::check_request_time(s->time, now));
   if (!per_card_.admit(s->card_id, RateLimiter::Clock::now())) {
     return make_error(Errc::busy, "too many requests from card " + std::to_string(s->card_id) + ": try again in a few seconds");
   }
@@ -45,29 +45,23 @@ Result<std::vector<std::uint8_t>> BillingService::dispatch(std::uint8_t type, st
                                                            std::vector<Payment>& payments, std::size_t index, std::uint64_t signer_card) {
   switch (static_cast<ent::BillingMessage>(type)) {
     case ent::BillingMessage::relay: {
-      auto q = ent::decode_relay_request(body);
-      if (!q) return q.error();
-      if (q->card_id != signer_card) return make_error(Errc::auth_failed, "a relay names the card of the handset that signs it");
-      auto r = store_.relay(q->sealed_history, q->card_id, now);
-      if (!r) return r.error();
-      return ent::encode(*r);
+      USHER_TRY(auto q, ent::decode_relay_request(body));
+      if (q.card_id != signer_card) return make_error(Errc::auth_failed, "a relay names the card of the handset that signs it");
+      USHER_TRY(auto r, store_.relay(q.sealed_history, q.card_id, now));
+      return ent::encode(r);
     }
     case ent::BillingMessage::pay: {
-      auto q = ent::decode_pay_request(body);
-      if (!q) return q.error();
-      auto started = store_.start_payment(q->settlement_id, q->spend, now);
-      if (!started) return started.error();
-      if (*started) return (*started)->encode();  // paid before: the same receipt
-      payments.push_back({index, q->settlement_id, false, std::nullopt});
+      USHER_TRY(auto q, ent::decode_pay_request(body));
+      USHER_TRY(auto started, store_.start_payment(q.settlement_id, q.spend, now));
+      if (started) return (started)->encode();  // paid before: the same receipt
+      payments.push_back({index, q.settlement_id, false, std::nullopt});
       return std::vector<std::uint8_t>{};  // not answered here: once charged (step 3)
     }
     case ent::BillingMessage::prepay: {
-      auto q = ent::decode_prepay_request(body);
-      if (!q) return q.error();
-      if (q->card_id != signer_card) return make_error(Errc::auth_failed, "a prepayment names the card of the handset that signs it");
-      auto r = store_.prepay(q->stb_id, q->amount, q->card_id, now);
-      if (!r) return r.error();
-      return ent::encode(*r);
+      USHER_TRY(auto q, ent::decode_prepay_request(body));
+      if (q.card_id != signer_card) return make_error(Errc::auth_failed, "a prepayment names the card of the handset that signs it");
+      USHER_TRY(auto r, store_.prepay(q.stb_id, q.amount, q.card_id, now));
+      return ent::encode(r);
     }
     case ent::BillingMessage::certificate:
       // Public: the handset relays it to the STB, which seals its history for billing's key.

@@ -239,7 +239,7 @@ Result<BillingStore> BillingStore::create_in(const std::string& home, std::uint3
                                {{kKeyFileFields[0], key_bytes(keys.private_key)}, {kKeyFileFields[1], key_bytes(sealing.private_key)}}));
   }
   const entitlement::BillingPublicFile pub{billing_id, keys.public_key, sealing.public_key};
-  if (auto written = pub.write((fs::path(home) / kPublicName).string()); !written) return written.error();
+  USHER_CHECK(pub.write((fs::path(home) / kPublicName).string()));
   BillingStore store(std::move(db), EngineClient(engine_endpoint, billing_id, keys.private_key.clone(), op.ed25519_public), uncertified,
                      false, std::move(sealing.private_key));
   if (keys_in_home) store.signing_private_ = keys.private_key.clone();
@@ -270,8 +270,7 @@ Result<BillingStore> BillingStore::open(const std::string& home, const std::stri
       sealing = st.column_key(4);
     }
   }
-  auto cert = entitlement::BillingCertificate::decode(cert_bytes);
-  if (!cert) return cert.error();
+  USHER_TRY(auto cert, entitlement::BillingCertificate::decode(cert_bytes));
   if (keys_in_home) {
     const auto key_path = (fs::path(home) / kKeyName).string();
     auto fields = read_key_file(key_path, {kKeyFileFields[0], kKeyFileFields[1]});
@@ -283,8 +282,8 @@ Result<BillingStore> BillingStore::open(const std::string& home, const std::stri
     sealing = Key256(std::span<const std::uint8_t, 32>((*fields)[kKeyFileFields[1]].data(), 32));
     // The keys must be those the certificate names: a home of another billing is refused.
     const std::uint8_t probe[] = {'u', 's', 'h', 'e', 'r'};
-    if (!crypto::ed25519_verify(cert->billing_public, probe, crypto::ed25519_sign(*signing, probe)) ||
-        (cert->billing_x25519 != crypto::PublicKey{} && crypto::x25519_public(*sealing) != cert->billing_x25519)) {
+    if (!crypto::ed25519_verify(cert.billing_public, probe, crypto::ed25519_sign(*signing, probe)) ||
+        (cert.billing_x25519 != crypto::PublicKey{} && crypto::x25519_public(*sealing) != cert.billing_x25519)) {
       return make_error(Errc::storage, "the billing keys in " + key_path + " are not those of the billing in " + path + ": refused");
     }
   }
@@ -292,17 +291,17 @@ Result<BillingStore> BillingStore::open(const std::string& home, const std::stri
   if (operator_ed25519.size() != op_signing.size()) return make_error(Errc::storage, path + " does not hold the operator's public identity");
   std::copy(operator_ed25519.begin(), operator_ed25519.end(), op_signing.begin());
   // Not so for the unsigned certificate `billing init` writes, until the operator's is installed.
-  const bool certified = cert->verify(op_signing);
+  const bool certified = cert.verify(op_signing);
   if (!engine_endpoint.empty()) endpoint = engine_endpoint;
   std::optional<Secret<32>> kept_signing;
   if (keys_in_home) kept_signing = signing->clone();
-  EngineClient engine(endpoint, cert->billing_id, std::move(*signing), op_signing, engine_options);
-  BillingStore store(std::move(db), std::move(engine), *cert, certified, std::move(*sealing));
+  EngineClient engine(endpoint, cert.billing_id, std::move(*signing), op_signing, engine_options);
+  BillingStore store(std::move(db), std::move(engine), cert, certified, std::move(*sealing));
   if (kept_signing) store.signing_private_ = std::move(kept_signing);
   // A billing made by an older Usher had no billing.pub (nor an X25519 key): written here, for the
   // operator to certify its keys again.
   if (const auto pub_path = (fs::path(home) / kPublicName).string(); !fs::exists(pub_path)) {
-    if (auto written = store.public_file().write(pub_path); !written) return written.error();
+    USHER_CHECK(store.public_file().write(pub_path));
   }
   return store;
 }
@@ -348,8 +347,7 @@ Status BillingStore::install_certificate(const entitlement::BillingCertificate& 
 }
 
 Result<BillingStore::OpenedHistory> BillingStore::open_sealed(std::span<const std::uint8_t> sealed) {
-  auto header = entitlement::sealed_history_header(sealed);
-  if (!header) return header.error();
+  USHER_TRY(auto header, entitlement::sealed_history_header(sealed));
   // The certificate STBs seal for must name the X25519 key billing holds: one from an older Usher
   // names none (version 1), and until the operator's is installed billing has none at all.
   const auto certified_sealing = certificate_.sealing_key();
@@ -359,14 +357,13 @@ Result<BillingStore::OpenedHistory> BillingStore::open_sealed(std::span<const st
                                               "by an older Usher): have the operator certify its billing.pub (usher entitlement billing "
                                               "add --public-file) and install it (usher billing certify --certificate)");
   }
-  auto records = entitlement::open_history(sealed, certificate_.billing_id, sealing_private_);
-  if (!records) return records.error();
-  auto stb_public = engine_.stb_key(header->stb_id);
+  USHER_TRY(auto records, entitlement::open_history(sealed, certificate_.billing_id, sealing_private_));
+  auto stb_public = engine_.stb_key(header.stb_id);
   if (!stb_public) {
     if (stb_public.error().code != Errc::not_found) return stb_public.error();
-    return make_error(Errc::not_entitled, "history from an unknown STB " + std::to_string(header->stb_id));
+    return make_error(Errc::not_entitled, "history from an unknown STB " + std::to_string(header.stb_id));
   }
-  return OpenedHistory{header->stb_id, *stb_public, std::move(records.value())};
+  return OpenedHistory{header.stb_id, *stb_public, std::move(records)};
 }
 
 entitlement::LinkSigner BillingStore::link_signer(std::uint32_t stb_id) {
@@ -411,10 +408,9 @@ Result<Money> BillingStore::price_of(std::uint32_t stb_id, const HistoryRecord& 
   // One sale per entitlement: a ticket the engine sold the STB for the event (before the impulse
   // purchase reached billing) was paid already. A prepaid record was paid when the credit was sold.
   if (r.payment != entitlement::kPaymentPrepaid) {
-    auto held = engine_.holding(stb_id, r.event_id);
-    if (!held) return held.error();
-    if (*held && (*held)->ticket_id != 0) {
-      if (reason) *reason = "already paid with ticket " + std::to_string((*held)->ticket_id);
+    USHER_TRY(auto held, engine_.holding(stb_id, r.event_id));
+    if (held && (held)->ticket_id != 0) {
+      if (reason) *reason = "already paid with ticket " + std::to_string((held)->ticket_id);
       return Money{0, ev->price.currency};
     }
   }
@@ -450,18 +446,17 @@ std::uint64_t BillingStore::quote_ttl() {
 }
 
 Result<BillingStore::Checked> BillingStore::check_history(std::span<const std::uint8_t> sealed) {
-  auto opened = open_sealed(sealed);
-  if (!opened) return opened.error();
+  USHER_TRY(auto opened, open_sealed(sealed));
   Checked out;
-  out.stb_id = opened->stb_id;
-  const auto cur = cursor(opened->stb_id);
+  out.stb_id = opened.stb_id;
+  const auto cur = cursor(opened.stb_id);
   std::size_t i = 0;
   // Records billing has settled already but the STB still holds as unsettled: its receipt was lost
   // on the way back. They must be the very records billing settled; their receipts go back again.
   auto settled = db_.prepare("SELECT r.hash, s.receipt FROM records r JOIN settlements s USING (settlement_id) "
                              "WHERE r.stb_id = ? AND r.sequence = ?");
-  for (; i < opened->records.size() && opened->records[i].sequence <= cur.sequence; ++i) {
-    const auto& r = opened->records[i];
+  for (; i < opened.records.size() && opened.records[i].sequence <= cur.sequence; ++i) {
+    const auto& r = opened.records[i];
     settled.reset();
     settled.bind(1, out.stb_id).bind(2, static_cast<std::int64_t>(r.sequence));
     if (!settled.step()) return make_error(Errc::stale, "history record " + std::to_string(r.sequence) + " of STB " + std::to_string(out.stb_id) +
@@ -472,20 +467,20 @@ Result<BillingStore::Checked> BillingStore::check_history(std::span<const std::u
     auto receipt = settled.column_blob(1);
     if (std::find(out.receipts.begin(), out.receipts.end(), receipt) == out.receipts.end()) out.receipts.push_back(std::move(receipt));
   }
-  out.fresh.assign(opened->records.begin() + static_cast<std::ptrdiff_t>(i), opened->records.end());
+  out.fresh.assign(opened.records.begin() + static_cast<std::ptrdiff_t>(i), opened.records.end());
   if (!out.fresh.empty() && out.receipts.empty() && out.fresh.front().sequence > cur.sequence + 1) {
     return make_error(Errc::stale, "history of STB " + std::to_string(out.stb_id) + " starts at record " +
                                        std::to_string(out.fresh.front().sequence) + " but billing expects " +
                                        std::to_string(cur.sequence + 1) + ": records are missing");
   }
-  if (auto ok = entitlement::verify_history(out.fresh, opened->stb_public, cur.sequence, cur.hash); !ok) return ok.error();
+  USHER_CHECK(entitlement::verify_history(out.fresh, opened.stb_public, cur.sequence, cur.hash));
   // The engine learns what the STB bought on impulse, so that no handset sells it the event again.
   // A hotel room's purchases belong to the stay (the next guest may buy the same event).
   std::vector<HistoryRecord> at_home;
   for (const auto& r : out.fresh) {
     if (r.stay_id == 0) at_home.push_back(r);
   }
-  if (auto told = engine_.record_impulse_purchases(out.stb_id, at_home); !told) return told.error();
+  USHER_CHECK(engine_.record_impulse_purchases(out.stb_id, at_home));
   return out;
 }
 
@@ -497,30 +492,27 @@ Result<RelayReply> BillingStore::relay(std::span<const std::uint8_t> sealed, std
     if (auto stb = entitlement::sealed_history_stb(sealed); stb) finish_interrupted(*stb, now);
   }
   sql::Transaction tx(db_);
-  auto checked = check_history(sealed);
-  if (!checked) return checked.error();
+  USHER_TRY(auto checked, check_history(sealed));
   RelayReply reply;
-  reply.receipts = std::move(checked->receipts);
-  if (checked->fresh.empty()) return reply;
-  if (room_of_stb(checked->stb_id) && card_id == 0) {
-    return make_error(Errc::invalid_argument, "STB " + std::to_string(checked->stb_id) + " is a hotel room STB: use room_report");
+  reply.receipts = std::move(checked.receipts);
+  if (checked.fresh.empty()) return reply;
+  if (room_of_stb(checked.stb_id) && card_id == 0) {
+    return make_error(Errc::invalid_argument, "STB " + std::to_string(checked.stb_id) + " is a hotel room STB: use room_report");
   }
-  Money amount{0, checked->fresh.front().price.currency};
+  Money amount{0, checked.fresh.front().price.currency};
   Money prepaid_used{0, amount.currency};
-  for (const auto& r : checked->fresh) {
-    auto price = price_of(checked->stb_id, r);
-    if (!price) return price.error();
-    if (price->currency != amount.currency) return make_error(Errc::invalid_argument, "a history in more than one currency");
-    (r.payment == entitlement::kPaymentPrepaid ? prepaid_used : amount).minor += price->minor;
+  for (const auto& r : checked.fresh) {
+    USHER_TRY(auto price, price_of(checked.stb_id, r));
+    if (price.currency != amount.currency) return make_error(Errc::invalid_argument, "a history in more than one currency");
+    (r.payment == entitlement::kPaymentPrepaid ? prepaid_used : amount).minor += price.minor;
   }
-  const auto& last = checked->fresh.back();
+  const auto& last = checked.fresh.back();
   const auto last_hash = last.hash();
   if (amount.minor == 0) {
     // All paid from prepaid credit: settled at once, nothing to charge.
-    auto rc = settle_records(SettlementKind::deferred, checked->stb_id, checked->fresh, amount, card_id, 0, 0, now);
-    if (!rc) return rc.error();
+    USHER_TRY(auto rc, settle_records(SettlementKind::deferred, checked.stb_id, checked.fresh, amount, card_id, 0, 0, now));
     tx.commit();
-    reply.receipts.push_back(rc->encode());
+    reply.receipts.push_back(rc.encode());
     return reply;
   }
   std::uint64_t id = 0;
@@ -530,7 +522,7 @@ Result<RelayReply> BillingStore::relay(std::span<const std::uint8_t> sealed, std
   {
     auto same = db_.prepare("SELECT settlement_id FROM settlements WHERE stb_id = ? AND kind = " + sql_value(SettlementKind::deferred) + " AND state = " + sql_value(SettlementState::quoted) + " AND "
                             "first_sequence = ? AND last_sequence = ? AND last_hash = ? AND card_id = ? AND created > ?");
-    same.bind(1, checked->stb_id).bind(2, static_cast<std::int64_t>(checked->fresh.front().sequence))
+    same.bind(1, checked.stb_id).bind(2, static_cast<std::int64_t>(checked.fresh.front().sequence))
         .bind(3, static_cast<std::int64_t>(last.sequence)).bind(4, bytes_of(last_hash)).bind(5, static_cast<std::int64_t>(card_id))
         .bind(6, expired);
     if (same.step()) id = static_cast<std::uint64_t>(same.column_int(0));
@@ -539,11 +531,11 @@ Result<RelayReply> BillingStore::relay(std::span<const std::uint8_t> sealed, std
     // This card's quote for fewer records (the history grew since) is superseded, and expired
     // quotes go; another card's live quote stays: it is that card's until it expires.
     auto drop = db_.prepare("DELETE FROM settlements WHERE stb_id = ? AND kind = " + sql_value(SettlementKind::deferred) + " AND state = " + sql_value(SettlementState::quoted) + " AND (card_id = ? OR created <= ?)");
-    drop.bind(1, checked->stb_id).bind(2, static_cast<std::int64_t>(card_id)).bind(3, expired);
+    drop.bind(1, checked.stb_id).bind(2, static_cast<std::int64_t>(card_id)).bind(3, expired);
     drop.run();
     auto ins = db_.prepare("INSERT INTO settlements (kind, stb_id, first_sequence, last_sequence, last_hash, amount_minor, currency, "
                            "card_id, state, history, created) VALUES (" + sql_value(SettlementKind::deferred) + ", ?, ?, ?, ?, ?, ?, ?, " + sql_value(SettlementState::quoted) + ", ?, ?) RETURNING settlement_id");
-    ins.bind(1, checked->stb_id).bind(2, static_cast<std::int64_t>(checked->fresh.front().sequence))
+    ins.bind(1, checked.stb_id).bind(2, static_cast<std::int64_t>(checked.fresh.front().sequence))
         .bind(3, static_cast<std::int64_t>(last.sequence)).bind(4, bytes_of(last_hash)).bind(5, amount.minor)
         .bind(6, entitlement::to_string(amount.currency)).bind(7, static_cast<std::int64_t>(card_id)).bind(8, sealed)
         .bind(9, static_cast<std::int64_t>(now));
@@ -553,8 +545,8 @@ Result<RelayReply> BillingStore::relay(std::span<const std::uint8_t> sealed, std
   }
   tx.commit();
   reply.has_quote = true;
-  reply.quote = {id, SettlementKind::deferred, checked->stb_id, amount, checked->fresh.front().sequence, last.sequence,
-                 entitlement::settlement_payee(id, checked->stb_id)};
+  reply.quote = {id, SettlementKind::deferred, checked.stb_id, amount, checked.fresh.front().sequence, last.sequence,
+                 entitlement::settlement_payee(id, checked.stb_id)};
   return reply;
 }
 
@@ -607,9 +599,8 @@ void BillingStore::finish_interrupted(std::uint32_t stb_id, std::uint64_t now) {
 }
 
 Result<Receipt> BillingStore::pay(std::uint64_t settlement_id, const entitlement::SpendAuthorization& spend, std::uint64_t now) {
-  auto started = start_payment(settlement_id, spend, now);
-  if (!started) return started.error();
-  if (*started) return **started;
+  USHER_TRY(auto started, start_payment(settlement_id, spend, now));
+  if (started) return *started;
   return finish(settlement_id, now);
 }
 
@@ -619,9 +610,8 @@ Result<std::optional<Receipt>> BillingStore::start_payment(std::uint64_t settlem
   auto s = settlement(settlement_id);
   if (!s) return make_error(s.error().code, s.error().message + " (relay the history again)");
   if (s->state == SettlementState::paid) {  // a retry: the same receipt
-    auto rc = Receipt::decode(s->receipt);
-    if (!rc) return rc.error();
-    return std::optional<Receipt>(*rc);
+    USHER_TRY(auto rc, Receipt::decode(s->receipt));
+    return std::optional<Receipt>(rc);
   }
   if (s->state == SettlementState::charging) return std::optional<Receipt>();  // a retry while the charge is under way
   if (s->created + quote_ttl() < now) {
@@ -649,16 +639,13 @@ Result<BillingStore::OpenSettlement> BillingStore::settlement(std::uint64_t sett
   st.bind(1, static_cast<std::int64_t>(settlement_id));
   if (!st.step()) return make_error(Errc::not_found, "no settlement " + std::to_string(settlement_id));
   OpenSettlement s;
-  auto state = settlement_state_of(st, 0);
-  if (!state) return state.error();
-  s.state = *state;
-  auto kind = settlement_kind_of(st, 5);
-  if (!kind) return kind.error();
-  s.kind = *kind;
+  USHER_TRY(auto state, settlement_state_of(st, 0));
+  s.state = state;
+  USHER_TRY(auto kind, settlement_kind_of(st, 5));
+  s.kind = kind;
   if (s.state == SettlementState::charging) {
-    auto spend = entitlement::SpendAuthorization::decode(st.column_blob(1));
-    if (!spend) return spend.error();
-    s.spend = *spend;
+    USHER_TRY(auto spend, entitlement::SpendAuthorization::decode(st.column_blob(1)));
+    s.spend = spend;
   }
   s.amount = money_of(st, 2, 3);
   s.stb_id = static_cast<std::uint32_t>(st.column_int(4));
@@ -671,19 +658,18 @@ Result<BillingStore::OpenSettlement> BillingStore::settlement(std::uint64_t sett
 }
 
 Result<Receipt> BillingStore::finish(std::uint64_t settlement_id, std::uint64_t now) {
-  if (auto charged = charge(settlement_id); !charged) return charged.error();
+  USHER_CHECK(charge(settlement_id));
   return complete_payment(settlement_id, now);
 }
 
 Status BillingStore::charge(std::uint64_t settlement_id) {
-  auto s = settlement(settlement_id);
-  if (!s) return s.error();
-  if (s->state == SettlementState::paid) return ok_status();
-  if (s->state != SettlementState::charging) return make_error(Errc::invalid_argument, "settlement " + std::to_string(settlement_id) + " is not being paid");
+  USHER_TRY(auto s, settlement(settlement_id));
+  if (s.state == SettlementState::paid) return ok_status();
+  if (s.state != SettlementState::charging) return make_error(Errc::invalid_argument, "settlement " + std::to_string(settlement_id) + " is not being paid");
   // The charge, through the engine's ledger, once per settlement and spend.
-  const auto rid = charge_request_id(settlement_id, s->spend);
-  const auto payee = entitlement::settlement_payee(settlement_id, s->stb_id);
-  auto charged = engine_.charge_settlement(rid, s->spend, s->amount, payee);
+  const auto rid = charge_request_id(settlement_id, s.spend);
+  const auto payee = entitlement::settlement_payee(settlement_id, s.stb_id);
+  auto charged = engine_.charge_settlement(rid, s.spend, s.amount, payee);
   if (!charged) {
     if (!engine_unavailable(charged.error())) {
       // Refused for good (a bad signature, too small a balance): back to a quote, nothing charged.
@@ -698,48 +684,45 @@ Status BillingStore::charge(std::uint64_t settlement_id) {
 
 Result<Receipt> BillingStore::complete_payment(std::uint64_t settlement_id, std::uint64_t now) {
   sql::Transaction tx(db_);
-  auto s = settlement(settlement_id);
-  if (!s) return s.error();
-  if (s->state == SettlementState::paid) return Receipt::decode(s->receipt);
-  if (s->state != SettlementState::charging) return make_error(Errc::invalid_argument, "settlement " + std::to_string(settlement_id) + " is not being paid");
+  USHER_TRY(auto s, settlement(settlement_id));
+  if (s.state == SettlementState::paid) return Receipt::decode(s.receipt);
+  if (s.state != SettlementState::charging) return make_error(Errc::invalid_argument, "settlement " + std::to_string(settlement_id) + " is not being paid");
   // The receipt names the card that paid (it may be another than the relaying handset's: a gift).
   Result<Receipt> rc = make_error(Errc::storage, "settlement not finished");
-  if (s->kind == SettlementKind::prepayment) {
+  if (s.kind == SettlementKind::prepayment) {
     auto st = db_.prepare("INSERT INTO stbs (stb_id, settled_hash, prepaid_minor, prepaid_currency) VALUES (?, ?, ?, ?) "
                           "ON CONFLICT (stb_id) DO UPDATE SET prepaid_minor = stbs.prepaid_minor + excluded.prepaid_minor, "
                           "prepaid_currency = excluded.prepaid_currency");
     const std::vector<std::uint8_t> no_hash(32, 0);
-    st.bind(1, s->stb_id).bind(2, no_hash).bind(3, s->amount.minor).bind(4, entitlement::to_string(s->amount.currency));
+    st.bind(1, s.stb_id).bind(2, no_hash).bind(3, s.amount.minor).bind(4, entitlement::to_string(s.amount.currency));
     st.run();
     Receipt r;
-    r.kind = s->kind;
+    r.kind = s.kind;
     r.receipt_id = settlement_id;
-    r.stb_id = s->stb_id;
-    r.amount = s->amount;
-    r.card_id = s->spend.card_id;
+    r.stb_id = s.stb_id;
+    r.amount = s.amount;
+    r.card_id = s.spend.card_id;
     rc = issue_receipt(r, now);
   } else {
-    if (cursor(s->stb_id).sequence + 1 != s->first) {
+    if (cursor(s.stb_id).sequence + 1 != s.first) {
       // The records were settled by another path after this payment started (a room report let
       // through by a store from before that was refused): the card gets its money back, once, and
       // the settlement becomes a quote that can no longer be paid.
-      const auto payee = entitlement::settlement_payee(settlement_id, s->stb_id);
-      auto refunded = engine_.refund_settlement(refund_request_id(settlement_id, s->spend), s->spend.card_id, s->amount, payee);
-      if (!refunded) return refunded.error();
+      const auto payee = entitlement::settlement_payee(settlement_id, s.stb_id);
+      USHER_CHECK(engine_.refund_settlement(refund_request_id(settlement_id, s.spend), s.spend.card_id, s.amount, payee));
       auto upd = db_.prepare("UPDATE settlements SET state = " + sql_value(SettlementState::quoted) + ", spend = NULL WHERE settlement_id = ?");
       upd.bind(1, static_cast<std::int64_t>(settlement_id));
       upd.run();
       tx.commit();
       return make_error(Errc::stale, "the records of settlement " + std::to_string(settlement_id) + " were settled otherwise meanwhile: " +
-                                         entitlement::format_money(s->amount) + " refunded to card " + std::to_string(s->spend.card_id));
+                                         entitlement::format_money(s.amount) + " refunded to card " + std::to_string(s.spend.card_id));
     }
-    auto opened = open_sealed(s->sealed);
-    if (!opened) return opened.error();
+    USHER_TRY(auto opened, open_sealed(s.sealed));
     std::vector<HistoryRecord> records;
-    for (const auto& r : opened->records) {
-      if (r.sequence >= s->first && r.sequence <= s->last) records.push_back(r);
+    for (const auto& r : opened.records) {
+      if (r.sequence >= s.first && r.sequence <= s.last) records.push_back(r);
     }
-    rc = settle_records(s->kind, s->stb_id, records, s->amount, s->spend.card_id, 0, settlement_id, now);
+    rc = settle_records(s.kind, s.stb_id, records, s.amount, s.spend.card_id, 0, settlement_id, now);
   }
   if (!rc) return rc;
   tx.commit();

@@ -23,9 +23,8 @@ Result<Money> BillingStore::hotel_credit() {
   if (!st.step()) return make_error(Errc::not_found, "no hotel credit limit set (`usher billing hotel config --credit 100.00 --currency EUR`)");
   const auto v = st.column_text(0);
   const auto sp = v.find(' ');
-  auto cur = entitlement::parse_currency(v.substr(sp + 1));
-  if (!cur) return cur.error();
-  return Money{std::stoll(v.substr(0, sp)), *cur};
+  USHER_TRY(auto cur, entitlement::parse_currency(v.substr(sp + 1)));
+  return Money{std::stoll(v.substr(0, sp)), cur};
 }
 
 Status BillingStore::set_hotel_name(const std::string& name) {
@@ -99,13 +98,12 @@ Result<Stay> BillingStore::check_in(const std::string& room_name, const std::str
   // The room STB would refuse a room state under no certificate of the operator's.
   USHER_CHECK(check_certified());
   sql::Transaction tx(db_);
-  auto r = room(room_name);
-  if (!r) return r.error();
-  if (r->stay_id != 0) {
-    auto s = stay(r->stay_id);
+  USHER_TRY(auto r, room(room_name));
+  if (r.stay_id != 0) {
+    auto s = stay(r.stay_id);
     return make_error(Errc::already_exists, "room " + room_name + " is occupied by " + (s ? s->guest_name : "a guest") + ": check out first");
   }
-  if (auto limit = hotel_credit(); !limit) return limit.error();
+  USHER_CHECK(hotel_credit());
   auto st = db_.prepare("INSERT INTO stays (room, guest_id, guest_name, checkin) VALUES (?, ?, ?, ?) RETURNING stay_id");
   st.bind(1, room_name).bind(2, guest_id).bind(3, guest_name).bind(4, static_cast<std::int64_t>(now));
   st.step();
@@ -117,14 +115,12 @@ Result<Stay> BillingStore::check_in(const std::string& room_name, const std::str
 
 Result<std::vector<std::uint8_t>> BillingStore::room_state(const std::string& room_name, bool clear, const std::string& billing_endpoint) {
   sql::Transaction tx(db_);
-  auto r = room(room_name);
-  if (!r) return r.error();
-  auto limit = hotel_credit();
-  if (!limit) return limit.error();
+  USHER_TRY(auto r, room(room_name));
+  USHER_TRY(auto limit, hotel_credit());
   entitlement::RoomState state;
-  state.stb_id = r->stb_id;
-  state.stay_id = r->stay_id;
-  state.credit_limit = *limit;
+  state.stb_id = r.stb_id;
+  state.stay_id = r.stay_id;
+  state.credit_limit = limit;
   state.clear = clear;
   // A clear the STB has not taken yet (it was away at check-out) still has to happen: the next
   // guest must not see the last one's tickets.
@@ -162,13 +158,12 @@ void BillingStore::mark_state_delivered(const std::string& room_name) {
 }
 
 Result<Stay> BillingStore::close_stay(const std::string& room_name, std::uint64_t now) {
-  auto r = room(room_name);
-  if (!r) return r.error();
-  if (r->stay_id == 0) return make_error(Errc::not_found, "room " + room_name + " is vacant: nobody to check out");
+  USHER_TRY(auto r, room(room_name));
+  if (r.stay_id == 0) return make_error(Errc::not_found, "room " + room_name + " is vacant: nobody to check out");
   auto st = db_.prepare("UPDATE stays SET checkout = ? WHERE stay_id = ?");
-  st.bind(1, static_cast<std::int64_t>(now)).bind(2, static_cast<std::int64_t>(r->stay_id));
+  st.bind(1, static_cast<std::int64_t>(now)).bind(2, static_cast<std::int64_t>(r.stay_id));
   st.run();
-  return stay(r->stay_id);
+  return stay(r.stay_id);
 }
 
 Result<Stay> BillingStore::stay(std::uint64_t stay_id) {
@@ -189,13 +184,12 @@ Result<RelayReply> BillingStore::room_report(std::span<const std::uint8_t> seale
   sql::Transaction tx(db_);
   auto checked = check_history(sealed);
   if (!checked) return checked.error();
-  auto room = room_of_stb(checked->stb_id);
-  if (!room) return room.error();
+  USHER_TRY(auto room, room_of_stb(checked->stb_id));
   RelayReply reply;
   reply.receipts = std::move(checked->receipts);
   // One path settles each record: not while a guest's handset is paying for the same records.
   if (!checked->fresh.empty()) {
-    if (auto free = check_no_payment_under_way(checked->stb_id); !free) return free.error();
+    USHER_CHECK(check_no_payment_under_way(checked->stb_id));
   }
   // One folio settlement per run of records of one stay.
   std::size_t i = 0;
@@ -204,20 +198,18 @@ Result<RelayReply> BillingStore::room_report(std::span<const std::uint8_t> seale
     std::vector<HistoryRecord> run;
     while (i < checked->fresh.size() && checked->fresh[i].stay_id == stay_id) run.push_back(checked->fresh[i++]);
     auto s = stay(stay_id);
-    if (!s || s->room != room->room) {
+    if (!s || s->room != room.room) {
       return make_error(Errc::not_entitled, "STB " + std::to_string(checked->stb_id) + " reports purchases for stay " +
-                                                std::to_string(stay_id) + ", not a stay in room " + room->room);
+                                                std::to_string(stay_id) + ", not a stay in room " + room.room);
     }
     Money amount{0, run.front().price.currency};
     std::vector<Money> prices;
     for (const auto& r : run) {
-      auto price = price_of(checked->stb_id, r);
-      if (!price) return price.error();
-      amount.minor += price->minor;
-      prices.push_back(*price);
+      USHER_TRY(auto price, price_of(checked->stb_id, r));
+      amount.minor += price.minor;
+      prices.push_back(price);
     }
-    auto rc = settle_records(SettlementKind::folio, checked->stb_id, run, amount, 0, stay_id, 0, now);
-    if (!rc) return rc.error();
+    USHER_TRY(auto rc, settle_records(SettlementKind::folio, checked->stb_id, run, amount, 0, stay_id, 0, now));
     // Each charge also goes to the hotel's PMS (a late charge if the guest has left).
     auto post = db_.prepare("INSERT INTO pms_postings (stay_id, room, guest_id, amount_minor, currency, description, time, stb_id, sequence) "
                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
@@ -231,7 +223,7 @@ Result<RelayReply> BillingStore::room_report(std::span<const std::uint8_t> seale
           .bind(7, static_cast<std::int64_t>(r.time)).bind(8, checked->stb_id).bind(9, static_cast<std::int64_t>(r.sequence));
       post.run();
     }
-    reply.receipts.push_back(rc->encode());
+    reply.receipts.push_back(rc.encode());
   }
   tx.commit();
   return reply;

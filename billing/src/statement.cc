@@ -127,9 +127,8 @@ Result<Statement> BillingStore::stb_statement(std::uint32_t stb_id) {
     }
   }
   // Cash: tickets bought with a handset and paid at once (F1-F3, passes), and their refunds.
-  auto payments = engine_.ticket_payments(stb_id);
-  if (!payments) return payments.error();
-  for (const auto& pay : *payments) {
+  USHER_TRY(auto payments, engine_.ticket_payments(stb_id));
+  for (const auto& pay : payments) {
     StatementLine l;
     l.time = pay.time;
     l.stb_id = stb_id;
@@ -146,29 +145,26 @@ Result<Statement> BillingStore::stb_statement(std::uint32_t stb_id) {
 Result<Statement> BillingStore::account_statement(const std::string& account) {
   Statement s;
   s.title = "Account " + account;
-  auto stbs = engine_.account_stbs(account);
-  if (!stbs) return stbs.error();
-  for (auto stb : *stbs) {
-    auto part = stb_statement(stb);
-    if (!part) return part.error();
-    s.lines.insert(s.lines.end(), part->lines.begin(), part->lines.end());
+  USHER_TRY(auto stbs, engine_.account_stbs(account));
+  for (auto stb : stbs) {
+    USHER_TRY(auto part, stb_statement(stb));
+    s.lines.insert(s.lines.end(), part.lines.begin(), part.lines.end());
   }
   finish_statement(s);
   return s;
 }
 
 Result<Statement> BillingStore::folio(std::uint64_t stay_id) {
-  auto stay_info = stay(stay_id);
-  if (!stay_info) return stay_info.error();
+  USHER_TRY(auto stay_info, stay(stay_id));
   Statement s;
   s.header = {{"Hotel", hotel_name()},
-              {"Guest", stay_info->guest_name + " (guest " + stay_info->guest_id + ")"},
-              {"Room", stay_info->room},
-              {"Stay", std::to_string(stay_id) + ", in " + format_utc(stay_info->checkin, kStatementTime) +
-                           (stay_info->checkout != 0 ? ", out " + format_utc(stay_info->checkout, kStatementTime) : std::string(", checked in"))}};
-  s.title = "Folio " + std::to_string(stay_id) + ": " + stay_info->guest_name + " (guest " + stay_info->guest_id + "), room " +
-            stay_info->room + ", in " + format_utc(stay_info->checkin, kStatementTime) +
-            (stay_info->checkout != 0 ? ", out " + format_utc(stay_info->checkout, kStatementTime) : std::string(", checked in"));
+              {"Guest", stay_info.guest_name + " (guest " + stay_info.guest_id + ")"},
+              {"Room", stay_info.room},
+              {"Stay", std::to_string(stay_id) + ", in " + format_utc(stay_info.checkin, kStatementTime) +
+                           (stay_info.checkout != 0 ? ", out " + format_utc(stay_info.checkout, kStatementTime) : std::string(", checked in"))}};
+  s.title = "Folio " + std::to_string(stay_id) + ": " + stay_info.guest_name + " (guest " + stay_info.guest_id + "), room " +
+            stay_info.room + ", in " + format_utc(stay_info.checkin, kStatementTime) +
+            (stay_info.checkout != 0 ? ", out " + format_utc(stay_info.checkout, kStatementTime) : std::string(", checked in"));
   auto st = db_.prepare(std::string(kLineQuery) + "WHERE s.kind = " + sql_value(SettlementKind::folio) + " AND s.stay_id = ? ORDER BY r.time, r.sequence");
   st.bind(1, static_cast<std::int64_t>(stay_id));
   while (st.step()) s.lines.push_back(line_from(st));

@@ -259,10 +259,9 @@ Status check_schema(sql::Database& db, const std::string& path, const sql::Schem
   const std::string damaged = path + " is damaged";
   const std::string advice = ": refused as it is (restore it from a backup, or make a new STB with `usher stb init`)";
   try {
-    auto fresh = sql::Database::open(":memory:");
-    if (!fresh) return fresh.error();
-    if (auto made = schema.migrate(*fresh, ":memory:"); !made) return made.error();
-    auto want = fresh->prepare("SELECT name, sql FROM sqlite_master WHERE type = 'table' ORDER BY name");
+    USHER_TRY(auto fresh, sql::Database::open(":memory:"));
+    USHER_CHECK(schema.migrate(fresh, ":memory:"));
+    auto want = fresh.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'table' ORDER BY name");
     auto have = db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?");
     while (want.step()) {
       const auto name = want.column_text(0);
@@ -300,22 +299,21 @@ Result<SecureElement> SecureElement::init(const std::string& home, std::uint32_t
                                           const entitlement::OperatorPublicFile& op) {
   const auto path = (fs::path(home) / kDatabaseName).string();
   if (fs::exists(path)) return make_error(Errc::already_exists, "an STB is already initialised in " + home);
-  auto db = open_private_database(home, kDatabaseName, IfMissing::create);
-  if (!db) return db.error();
-  if (auto migrated = schema().migrate(*db, path); !migrated) return migrated.error();
+  USHER_TRY(auto db, open_private_database(home, kDatabaseName, IfMissing::create));
+  USHER_CHECK(schema().migrate(db, path));
   auto x = crypto::X25519KeyPair::generate();
   auto ed = crypto::Ed25519KeyPair::generate();
   auto emm_key = entitlement::derive_emm_key(x.private_key, op.x25519_public, op.ca_system_id, stb_id);
   if (!emm_key) return make_error(Errc::invalid_argument, "operator key unusable: " + emm_key.error().message);
   const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-  auto st = db->prepare("INSERT INTO identity VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  auto st = db.prepare("INSERT INTO identity VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   st.bind(1, stb_id).bind(2, op.ca_system_id).bind(3, op.x25519_public).bind(4, op.ed25519_public)
       .bind(5, x.private_key.bytes()).bind(6, x.public_key).bind(7, ed.private_key.bytes()).bind(8, ed.public_key).bind(9, now);
   st.run();
   entitlement::StbPublicFile pub{stb_id, x.public_key, ed.public_key};
-  if (auto s = pub.write((fs::path(home) / kPublicName).string()); !s) return s.error();
+  USHER_CHECK(pub.write((fs::path(home) / kPublicName).string()));
   auto store_key = derive_store_key(x.private_key, stb_id, op.x25519_public, op.ed25519_public);
-  SecureElement se(std::move(*db), stb_id, op.ca_system_id, std::move(*emm_key), std::move(store_key), pub);
+  SecureElement se(std::move(db), stb_id, op.ca_system_id, std::move(*emm_key), std::move(store_key), pub);
   se.issuer_public_ = op.ed25519_public;
   return se;
 }
@@ -341,8 +339,8 @@ Result<SecureElement> SecureElement::open(const std::string& home, Access access
     Logger("stb").warn("opened ", path, " for this process alone (", db.error().message, "): is the disk full?");
     db = std::move(alone);
   }
-  if (auto version = bring_forward(*db, path, access); !version) return version.error();
-  if (auto checked = check_schema(*db, path, schema()); !checked) return checked.error();
+  USHER_CHECK(bring_forward(*db, path, access));
+  USHER_CHECK(check_schema(*db, path, schema()));
   try {
     auto st = db->prepare(
         "SELECT stb_id, ca_system_id, operator_x25519, x25519_private, x25519_public, ed25519_public, operator_ed25519 "
@@ -354,10 +352,9 @@ Result<SecureElement> SecureElement::open(const std::string& home, Access access
     const auto op_ed = blob_public(st.column_blob(6));
     auto priv = st.column_key(3);
     entitlement::StbPublicFile pub{stb_id, blob_public(st.column_blob(4)), blob_public(st.column_blob(5))};
-    auto emm_key = entitlement::derive_emm_key(priv, op, ca, stb_id);
-    if (!emm_key) return emm_key.error();
+    USHER_TRY(auto emm_key, entitlement::derive_emm_key(priv, op, ca, stb_id));
     auto store_key = derive_store_key(priv, stb_id, op, op_ed);
-    SecureElement se(std::move(*db), stb_id, ca, std::move(*emm_key), std::move(store_key), pub);
+    SecureElement se(std::move(*db), stb_id, ca, std::move(emm_key), std::move(store_key), pub);
     se.issuer_public_ = op_ed;
     se.load();
     return se;
@@ -569,19 +566,17 @@ Result<std::optional<std::uint64_t>> SecureElement::collection_overdue(std::uint
 }
 
 Result<EmmOutcome> SecureElement::apply_emm(std::span<const std::uint8_t> section) {
-  auto header = entitlement::peek_emm(section);
-  if (!header) return header.error();
-  if (header->stb_id != stb_id_) return EmmOutcome::not_addressed;
-  if (applied_.contains(header->sequence)) return EmmOutcome::duplicate;
-  auto emm = entitlement::decode_emm(section, emm_key_);
-  if (!emm) return emm.error();
+  USHER_TRY(auto header, entitlement::peek_emm(section));
+  if (header.stb_id != stb_id_) return EmmOutcome::not_addressed;
+  if (applied_.contains(header.sequence)) return EmmOutcome::duplicate;
+  USHER_TRY(auto emm, entitlement::decode_emm(section, emm_key_));
   // A full disk (or any other storage failure) undoes the whole EMM and leaves what is held as it
   // was: the STB goes on descrambling with it and the carousel brings the EMM again.
   try {
-    return apply_emm_content(*emm);
+    return apply_emm_content(emm);
   } catch (const std::exception& e) {
     (void)reload();  // a failed re-read keeps what was loaded before: it was verified
-    return make_error(Errc::storage, "EMM " + std::to_string(emm->sequence) + " not stored: " + e.what());
+    return make_error(Errc::storage, "EMM " + std::to_string(emm.sequence) + " not stored: " + e.what());
   }
 }
 
@@ -593,8 +588,7 @@ Result<EmmOutcome> SecureElement::apply_emm_content(const entitlement::EmmConten
   sql::Transaction tx(db_);
   for (const auto& item : emm->items) {
     if (const auto* t = std::get_if<entitlement::EmmTicket>(&item)) {
-      auto stored = store_ticket(t->ticket, t->event_key);
-      if (!stored) return stored.error();
+      USHER_CHECK(store_ticket(t->ticket, t->event_key));
       ++applied_items;
       continue;
     }
@@ -775,13 +769,13 @@ Status SecureElement::refuse_if_bought(std::uint32_t event_id) {
 
 Result<std::string> SecureElement::handset_purchase_code(std::uint16_t event_id, std::uint64_t expires) {
   // The engine refuses a second sale anyway; refusing here spares the viewer a code that can only fail.
-  if (auto bought = refuse_if_bought(event_id); !bought) return bought.error();
+  USHER_CHECK(refuse_if_bought(event_id));
   return request_code(event_id, expires);
 }
 
 Result<entitlement::HistoryRecord> SecureElement::impulse_buy(std::uint32_t event_id, std::uint64_t now) {
   sql::Transaction tx(db_);
-  if (auto bought = refuse_if_bought(event_id); !bought) return bought.error();
+  USHER_CHECK(refuse_if_bought(event_id));
   auto offer = db_.prepare(
       "SELECT service_id, start, duration, price_minor, currency, event_key, title, min_age, mac FROM offers WHERE event_id = ?");
   offer.bind(1, event_id);
@@ -807,35 +801,31 @@ Result<entitlement::HistoryRecord> SecureElement::impulse_buy(std::uint32_t even
   std::optional<entitlement::Money> limit;
   std::uint64_t stay_id = 0;
   {
-    auto room = stored_room();
-    if (!room) return room.error();
-    if (*room) {
-      stay_id = (*room)->stay_id;
+    USHER_TRY(auto room, stored_room());
+    if (room) {
+      stay_id = (room)->stay_id;
       if (stay_id == 0) return make_error(Errc::not_entitled, "this room is vacant: no purchases until a guest checks in");
-      limit = (*room)->limit;
+      limit = (room)->limit;
     }
   }
   if (!limit) {
-    auto credit = stored_credit();
-    if (!credit) return credit.error();
-    if (*credit) limit = (*credit)->limit;
+    USHER_TRY(auto credit, stored_credit());
+    if (credit) limit = (credit)->limit;
   }
   // Prepaid credit ([0269] prepayment) is spent first; the rest goes on the credit line.
   std::uint8_t payment = entitlement::kPaymentCredit;
   std::optional<entitlement::Money> prepaid;
   if (stay_id == 0) {
-    auto pre = stored_prepaid();
-    if (!pre) return pre.error();
-    prepaid = *pre;
+    USHER_TRY(auto pre, stored_prepaid());
+    prepaid = pre;
     if (prepaid && prepaid->currency == price.currency && prepaid->minor >= price.minor) payment = entitlement::kPaymentPrepaid;
   }
   if (payment == entitlement::kPaymentCredit) {
     if (!limit) return make_error(Errc::not_entitled, "this STB has no credit line: pay with your handset (--pay-by-handset)");
     // The collection deadline: purchases on credit not relayed in time stop the next ones.
-    auto overdue = collection_overdue(now);
-    if (!overdue) return overdue.error();
-    if (*overdue) {
-      return make_error(Errc::not_entitled, "purchases on this STB's credit were due to be relayed by " + format_utc(**overdue) +
+    USHER_TRY(auto overdue, collection_overdue(now));
+    if (overdue) {
+      return make_error(Errc::not_entitled, "purchases on this STB's credit were due to be relayed by " + format_utc(*overdue) +
                                                 ": relay your history with your handset (usher wallet relay) before buying more");
     }
     if (limit->currency != price.currency) return make_error(Errc::not_entitled, "the event is priced in another currency than the credit line");
@@ -933,7 +923,7 @@ Status SecureElement::accept_billing_certificate(std::span<const std::uint8_t> b
     return make_error(Errc::auth_failed, "billing certificate of billing " + std::to_string(cert->billing_id) +
                                              " is not signed by the operator: refused");
   }
-  if (auto key = cert->sealing_key(); !key) return key.error();
+  USHER_CHECK(cert->sealing_key());
   auto held = billing_certificate();
   if (held && std::ranges::equal(held->encode(), bytes)) return ok_status();  // the usual case: the one already held
   if (held && held->billing_id == cert->billing_id && held->issued > cert->issued) {
@@ -964,18 +954,16 @@ Result<entitlement::BillingCertificate> SecureElement::billing_certificate() {
 Result<std::vector<std::uint8_t>> SecureElement::sealed_unsettled_history() { return seal_for_billing(history(true)); }
 
 Result<std::vector<std::uint8_t>> SecureElement::seal_for_billing(std::span<const entitlement::HistoryRecord> records) {
-  auto cert = billing_certificate();
-  if (!cert) return cert.error();
-  return entitlement::seal_history(records, stb_id_, cert->billing_id, cert->billing_x25519);
+  USHER_TRY(auto cert, billing_certificate());
+  return entitlement::seal_history(records, stb_id_, cert.billing_id, cert.billing_x25519);
 }
 
 Result<entitlement::Money> SecureElement::credit_limit() {
   {
-    auto room = stored_room();
-    if (!room) return room.error();
-    if (*room) {
-      if ((*room)->stay_id == 0) return make_error(Errc::not_found, "vacant room: no credit");
-      return (*room)->limit;
+    USHER_TRY(auto room, stored_room());
+    if (room) {
+      if ((room)->stay_id == 0) return make_error(Errc::not_found, "vacant room: no credit");
+      return (room)->limit;
     }
   }
   auto credit = stored_credit();
@@ -1031,12 +1019,11 @@ Result<SecureElement::ReceiptOutcome> SecureElement::apply_receipt(std::span<con
   ReceiptOutcome out;
   out.receipt = *rc;
   if (rc->kind == entitlement::SettlementKind::prepayment) {
-    auto cur = stored_prepaid();
-    if (!cur) return cur.error();
-    if (*cur && (*cur)->currency != rc->amount.currency) {
-      return make_error(Errc::invalid_argument, "prepaid credit is held in " + entitlement::to_string((*cur)->currency));
+    USHER_TRY(auto cur, stored_prepaid());
+    if (cur && (cur)->currency != rc->amount.currency) {
+      return make_error(Errc::invalid_argument, "prepaid credit is held in " + entitlement::to_string((cur)->currency));
     }
-    write_prepaid({(*cur ? (*cur)->minor : 0) + rc->amount.minor, rc->amount.currency});
+    write_prepaid({(cur ? (cur)->minor : 0) + rc->amount.minor, rc->amount.currency});
   } else {
     // Exactly the records first..last, the last one with the hash billing signed, all unsettled;
     // judged on the records as signed and tagged (a row that does not verify counts as unsettled,
@@ -1205,11 +1192,10 @@ Result<entitlement::EcmPeriod> SecureElement::open_ppv_ecm(std::span<const std::
     if (t.status == StbTicketStatus::revoked) revoked = true;
   }
   if (found == nullptr) return make_error(Errc::not_entitled, ev + (revoked ? ": ticket revoked" : ": no ticket on this STB"));
-  auto ecm = entitlement::decode_ecm_part(section, part, found->event_key);
-  if (!ecm) return ecm.error();
-  if (ecm->time_unix < found->ticket.valid_from || ecm->time_unix >= found->ticket.valid_until) {
+  USHER_TRY(auto ecm, entitlement::decode_ecm_part(section, part, found->event_key));
+  if (ecm.time_unix < found->ticket.valid_from || ecm.time_unix >= found->ticket.valid_until) {
     return make_error(Errc::not_entitled, ev + ": ticket valid " + format_utc(found->ticket.valid_from) + " to " +
-                                              format_utc(found->ticket.valid_until) + ", broadcast time is " + format_utc(ecm->time_unix));
+                                              format_utc(found->ticket.valid_until) + ", broadcast time is " + format_utc(ecm.time_unix));
   }
   return ecm;
 }
@@ -1228,27 +1214,25 @@ std::string SecureElement::ticket_status(std::uint64_t ticket_id) const {
 }
 
 Result<entitlement::EcmPeriod> SecureElement::open_ecm(std::span<const std::uint8_t> section, entitlement::EcmPart part) const {
-  auto header = entitlement::peek_ecm(section);
-  if (!header) return header.error();
-  if (header->audience(part) != 0) return open_ppv_ecm(section, *header, part);
-  const auto it = held_.find(header->service_id);
-  const std::string svc = "service " + std::to_string(header->service_id);
+  USHER_TRY(auto header, entitlement::peek_ecm(section));
+  if (header.audience(part) != 0) return open_ppv_ecm(section, header, part);
+  const auto it = held_.find(header.service_id);
+  const std::string svc = "service " + std::to_string(header.service_id);
   if (it == held_.end()) return make_error(Errc::not_entitled, svc + ": no entitlement on this STB (no subscription)");
   const auto& h = it->second;
   if (h.info.revoked) return make_error(Errc::not_entitled, svc + ": entitlement revoked");
-  if (h.info.key_version != header->key_version) {
-    return make_error(Errc::not_entitled, svc + ": ECM uses key version " + std::to_string(header->key_version) +
+  if (h.info.key_version != header.key_version) {
+    return make_error(Errc::not_entitled, svc + ": ECM uses key version " + std::to_string(header.key_version) +
                                               ", this STB holds version " + std::to_string(h.info.key_version));
   }
-  auto ecm = entitlement::decode_ecm_part(section, part, h.key);
-  if (!ecm) return ecm.error();
-  if (ecm->time_unix < h.info.not_before) {
+  USHER_TRY(auto ecm, entitlement::decode_ecm_part(section, part, h.key));
+  if (ecm.time_unix < h.info.not_before) {
     return make_error(Errc::not_entitled, svc + ": entitlement starts at " + format_utc(h.info.not_before) +
-                                              ", broadcast time is " + format_utc(ecm->time_unix));
+                                              ", broadcast time is " + format_utc(ecm.time_unix));
   }
-  if (ecm->time_unix > h.info.not_after) {
+  if (ecm.time_unix > h.info.not_after) {
     return make_error(Errc::not_entitled, svc + ": entitlement ended at " + format_utc(h.info.not_after) +
-                                              ", broadcast time is " + format_utc(ecm->time_unix));
+                                              ", broadcast time is " + format_utc(ecm.time_unix));
   }
   return ecm;
 }

@@ -13,7 +13,7 @@ Status write_shown_code(const std::string& home, const char* name, const std::st
   const auto path = fs::path(home) / name;
   const auto temporary = fs::path(home) / (std::string(name) + ".new");
   // Made 0600 before the code is written, so that no other user can read it in between.
-  if (auto made = make_private_file(temporary.string(), true); !made) return made.error();
+  USHER_CHECK(make_private_file(temporary.string(), true));
   {
     std::ofstream out(temporary, std::ios::trunc);
     out << code << "\n";

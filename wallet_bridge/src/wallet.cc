@@ -22,58 +22,48 @@ Result<std::vector<std::uint8_t>> EngineClient::call(MessageType type, std::span
 }
 
 Result<std::vector<entitlement::EventInfo>> EngineClient::events() {
-  auto body = call(MessageType::list_events, {});
-  if (!body) return body.error();
-  return entitlement::decode_events(*body);
+  USHER_TRY(auto body, call(MessageType::list_events, {}));
+  return entitlement::decode_events(body);
 }
 
 Result<entitlement::PrepaidCardCertificate> EngineClient::register_handset(const entitlement::RegisterHandsetRequest& r,
                                                                                      const Secret<32>& handset_private) {
-  auto body = call(MessageType::register_handset, entitlement::encode(r), {0, &handset_private});
-  if (!body) return body.error();
-  auto reply = entitlement::decode_register_handset_reply(*body);
-  if (!reply) return reply.error();
-  if (reply->certificate.card_id != reply->card_id) return make_error(Errc::malformed, "card certificate names another card");
-  return reply->certificate;
+  USHER_TRY(auto body, call(MessageType::register_handset, entitlement::encode(r), {0, &handset_private}));
+  USHER_TRY(auto reply, entitlement::decode_register_handset_reply(body));
+  if (reply.certificate.card_id != reply.card_id) return make_error(Errc::malformed, "card certificate names another card");
+  return reply.certificate;
 }
 
 Result<entitlement::Money> EngineClient::top_up(const entitlement::TopUpRequest& r, const entitlement::RequestSigner& signer) {
-  auto body = call(MessageType::top_up, entitlement::encode(r), signer);
-  if (!body) return body.error();
-  auto card = entitlement::decode_card(*body);
-  if (!card) return card.error();
-  return card->second;
+  USHER_TRY(auto body, call(MessageType::top_up, entitlement::encode(r), signer));
+  USHER_TRY(auto card, entitlement::decode_card(body));
+  return card.second;
 }
 
 Result<entitlement::Money> EngineClient::balance(const entitlement::RequestSigner& signer) {
   ByteWriter b;
   b.u64(signer.card_id);
-  auto body = call(MessageType::balance, b.data(), signer);
-  if (!body) return body.error();
-  auto card = entitlement::decode_card(*body);
-  if (!card) return card.error();
-  return card->second;
+  USHER_TRY(auto body, call(MessageType::balance, b.data(), signer));
+  USHER_TRY(auto card, entitlement::decode_card(body));
+  return card.second;
 }
 
 Result<entitlement::BuyTicketReply> EngineClient::buy_by_code(const entitlement::BuyByCodeRequest& r) {
-  auto body = call(MessageType::buy_by_code, entitlement::encode(r));
-  if (!body) return body.error();
-  return entitlement::decode_buy_ticket_reply(*body);
+  USHER_TRY(auto body, call(MessageType::buy_by_code, entitlement::encode(r)));
+  return entitlement::decode_buy_ticket_reply(body);
 }
 
 Result<std::vector<std::uint64_t>> EngineClient::delivery_acks(const std::vector<entitlement::DeliveryAck>& acks) {
   std::vector<std::vector<std::uint8_t>> blobs;
   for (const auto& a : acks) blobs.push_back(a.encode());
-  auto body = call(MessageType::delivery_acks, entitlement::encode_blobs(blobs));
-  if (!body) return body.error();
-  return entitlement::decode_ids(*body);
+  USHER_TRY(auto body, call(MessageType::delivery_acks, entitlement::encode_blobs(blobs)));
+  return entitlement::decode_ids(body);
 }
 
 Result<std::vector<std::optional<std::uint64_t>>> EngineClient::delivered(const std::vector<std::uint64_t>& ids,
                                                                           const entitlement::RequestSigner& signer) {
-  auto body = call(MessageType::ticket_status, entitlement::encode_ids(ids), signer);
-  if (!body) return body.error();
-  ByteReader r(*body);
+  USHER_TRY(auto body, call(MessageType::ticket_status, entitlement::encode_ids(ids), signer));
+  ByteReader r(body);
   std::uint16_t n = 0;
   std::vector<std::optional<std::uint64_t>> out;
   if (!r.u16(n) || n != ids.size()) return make_error(Errc::malformed, "ticket_status reply: malformed");
@@ -90,9 +80,8 @@ Result<std::vector<std::uint32_t>> EngineClient::account_stbs(const std::string&
   ByteWriter w;
   w.u16(static_cast<std::uint16_t>(account.size()));
   w.bytes({reinterpret_cast<const std::uint8_t*>(account.data()), account.size()});
-  auto body = call(MessageType::account_stbs, w.data(), signer);
-  if (!body) return body.error();
-  ByteReader r(*body);
+  USHER_TRY(auto body, call(MessageType::account_stbs, w.data(), signer));
+  ByteReader r(body);
   std::uint16_t n = 0;
   std::vector<std::uint32_t> out;
   if (!r.u16(n)) return make_error(Errc::malformed, "account_stbs reply: malformed");
@@ -103,22 +92,19 @@ Result<std::vector<std::uint32_t>> EngineClient::account_stbs(const std::string&
 }
 
 Result<entitlement::BuyTicketReply> EngineClient::buy_pass(const entitlement::BuyPassRequest& r) {
-  auto body = call(MessageType::buy_pass, entitlement::encode(r));
-  if (!body) return body.error();
-  return entitlement::decode_buy_ticket_reply(*body);
+  USHER_TRY(auto body, call(MessageType::buy_pass, entitlement::encode(r)));
+  return entitlement::decode_buy_ticket_reply(body);
 }
 
 Result<entitlement::Money> EngineClient::pass_price(std::uint16_t service_id) {
   const std::vector<std::uint8_t> b{static_cast<std::uint8_t>(service_id >> 8), static_cast<std::uint8_t>(service_id & 0xFF)};
-  auto body = call(MessageType::pass_price, b);
-  if (!body) return body.error();
-  return entitlement::decode_money(*body);
+  USHER_TRY(auto body, call(MessageType::pass_price, b));
+  return entitlement::decode_money(body);
 }
 
 Result<entitlement::BuyTicketReply> EngineClient::buy_ticket(const entitlement::BuyTicketRequest& r) {
-  auto body = call(MessageType::buy_ticket, entitlement::encode(r));
-  if (!body) return body.error();
-  return entitlement::decode_buy_ticket_reply(*body);
+  USHER_TRY(auto body, call(MessageType::buy_ticket, entitlement::encode(r)));
+  return entitlement::decode_buy_ticket_reply(body);
 }
 
 namespace {
@@ -190,28 +176,25 @@ Result<Wallet> Wallet::init(const std::string& home, const std::string& account,
   if (!card->verify(op.ed25519_public) || card->holder_public != keys.public_key || card->currency != currency) {
     return make_error(Errc::auth_failed, "the engine's card certificate does not verify against the operator's key");
   }
-  auto db = open_private_database(home, kDatabaseName, IfMissing::create);
-  if (!db) return db.error();
-  if (auto migrated = schema().migrate(*db, path); !migrated) return migrated.error();
-  auto st = db->prepare("INSERT INTO identity VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)");
+  USHER_TRY(auto db, open_private_database(home, kDatabaseName, IfMissing::create));
+  USHER_CHECK(schema().migrate(db, path));
+  auto st = db.prepare("INSERT INTO identity VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)");
   st.bind(1, account).bind(2, entitlement::to_string(currency)).bind(3, engine).bind(4, static_cast<std::int64_t>(card->card_id))
       .bind(5, keys.private_key.bytes()).bind(6, keys.public_key).bind(7, op.ed25519_public).bind(8, card->encode());
   st.run();
-  return Wallet(std::move(*db), engine, card->card_id, account, currency, op.ed25519_public);
+  return Wallet(std::move(db), engine, card->card_id, account, currency, op.ed25519_public);
 }
 
 Result<Wallet> Wallet::open(const std::string& home) {
   const auto path = (fs::path(home) / kDatabaseName).string();
   if (!fs::exists(path)) return make_error(Errc::not_found, "no wallet in " + home + " (run `usher wallet init` first)");
-  auto db = open_private_database(home, kDatabaseName, IfMissing::refuse);
-  if (!db) return db.error();
-  if (auto migrated = schema().migrate(*db, path); !migrated) return migrated.error();
-  auto st = db->prepare("SELECT account, currency, engine, card_id, issuer_ed25519 FROM identity WHERE id = 1");
+  USHER_TRY(auto db, open_private_database(home, kDatabaseName, IfMissing::refuse));
+  USHER_CHECK(schema().migrate(db, path));
+  auto st = db.prepare("SELECT account, currency, engine, card_id, issuer_ed25519 FROM identity WHERE id = 1");
   if (!st.step()) return make_error(Errc::storage, path + " has no identity");
   const auto cur = st.column_text(1);
-  auto currency = entitlement::parse_currency(cur);
-  if (!currency) return currency.error();
-  Wallet w(std::move(*db), st.column_text(2), static_cast<std::uint64_t>(st.column_int(3)), st.column_text(0), *currency,
+  USHER_TRY(auto currency, entitlement::parse_currency(cur));
+  Wallet w(std::move(db), st.column_text(2), static_cast<std::uint64_t>(st.column_int(3)), st.column_text(0), currency,
            blob32(st.column_blob(4)));
   return w;
 }
@@ -251,10 +234,9 @@ Result<std::vector<std::uint32_t>> Wallet::account_stbs(const std::string& accou
 Result<std::vector<entitlement::EventInfo>> Wallet::events() { return client_->events(); }
 
 Result<OwnedTicket> Wallet::buy(std::uint32_t event_id, std::uint32_t stb_id, bool gift, std::uint64_t deliver_at) {
-  auto events = client_->events();
-  if (!events) return events.error();
+  USHER_TRY(auto events, client_->events());
   const entitlement::EventInfo* ev = nullptr;
-  for (const auto& e : *events) {
+  for (const auto& e : events) {
     if (e.event_id == event_id) ev = &e;
   }
   if (ev == nullptr) return make_error(Errc::not_found, "the engine has no event " + std::to_string(event_id));
@@ -264,49 +246,42 @@ Result<OwnedTicket> Wallet::buy(std::uint32_t event_id, std::uint32_t stb_id, bo
   spend.payee = entitlement::payee_for(event_id, stb_id);
   crypto::random_bytes(spend.nonce);
   spend.sign(handset_private());
-  auto reply = client_->buy_ticket({event_id, stb_id, spend, deliver_at});
-  if (!reply) return reply.error();
-  return keep(*reply, event_id, stb_id, gift, deliver_at);
+  USHER_TRY(auto reply, client_->buy_ticket({event_id, stb_id, spend, deliver_at}));
+  return keep(reply, event_id, stb_id, gift, deliver_at);
 }
 
 Result<OwnedTicket> Wallet::buy_pass(std::uint16_t service_id, std::uint16_t days, std::uint32_t stb_id, bool gift) {
-  auto per_day = client_->pass_price(service_id);
-  if (!per_day) return per_day.error();
+  USHER_TRY(auto per_day, client_->pass_price(service_id));
   entitlement::SpendAuthorization spend;
   spend.card_id = card_id_;
-  spend.amount = {per_day->minor * days, per_day->currency};
+  spend.amount = {per_day.minor * days, per_day.currency};
   spend.payee = entitlement::pass_payee_for(service_id, days, stb_id);
   crypto::random_bytes(spend.nonce);
   spend.sign(handset_private());
-  auto reply = client_->buy_pass({service_id, days, stb_id, spend});
-  if (!reply) return reply.error();
-  return keep(*reply, 0, stb_id, gift, 0);
+  USHER_TRY(auto reply, client_->buy_pass({service_id, days, stb_id, spend}));
+  return keep(reply, 0, stb_id, gift, 0);
 }
 
 Result<std::pair<entitlement::RequestCode, entitlement::EventInfo>> Wallet::describe_code(const std::string& code) {
-  auto request = entitlement::read_request_code(code);
-  if (!request) return request.error();
-  auto events = client_->events();
-  if (!events) return events.error();
-  for (const auto& e : *events) {
-    if (e.event_id == request->event_id) return std::make_pair(*request, e);
+  USHER_TRY(auto request, entitlement::read_request_code(code));
+  USHER_TRY(auto events, client_->events());
+  for (const auto& e : events) {
+    if (e.event_id == request.event_id) return std::make_pair(request, e);
   }
-  return make_error(Errc::not_found, "the engine has no event " + std::to_string(request->event_id));
+  return make_error(Errc::not_found, "the engine has no event " + std::to_string(request.event_id));
 }
 
 Result<OwnedTicket> Wallet::approve(const std::string& code) {
-  auto described = describe_code(code);
-  if (!described) return described.error();
-  const auto& [request, ev] = *described;
+  USHER_TRY(auto described, describe_code(code));
+  const auto& [request, ev] = described;
   entitlement::SpendAuthorization spend;
   spend.card_id = card_id_;
   spend.amount = ev.price;
   spend.payee = entitlement::payee_for(ev.event_id, request.stb_id);
   crypto::random_bytes(spend.nonce);
   spend.sign(handset_private());
-  auto reply = client_->buy_by_code({code, spend});
-  if (!reply) return reply.error();
-  return keep(*reply, ev.event_id, request.stb_id, false, 0);
+  USHER_TRY(auto reply, client_->buy_by_code({code, spend}));
+  return keep(reply, ev.event_id, request.stb_id, false, 0);
 }
 
 Result<OwnedTicket> Wallet::keep(const entitlement::BuyTicketReply& reply_value, std::uint32_t event_id, std::uint32_t stb_id,
@@ -337,8 +312,7 @@ Status Wallet::deliver(std::uint64_t ticket_id, const std::string& link_endpoint
     section = st.column_blob(0);
   }
   net::RequestClient link(link_endpoint, kLinkOptions);
-  auto body = entitlement::call_framed(link, static_cast<std::uint8_t>(entitlement::LinkMessage::deliver_emm), section);
-  if (!body) return body.error();
+  USHER_CHECK(entitlement::call_framed(link, static_cast<std::uint8_t>(entitlement::LinkMessage::deliver_emm), section));
   auto up = db_.prepare("UPDATE tickets SET delivered = 1 WHERE ticket_id = ?");
   up.bind(1, static_cast<std::int64_t>(ticket_id));
   up.run();
@@ -349,39 +323,34 @@ Result<std::vector<std::pair<std::uint64_t, std::uint64_t>>> Wallet::confirmed_d
   std::vector<std::uint64_t> ids;
   for (const auto& t : tickets()) ids.push_back(t.ticket.ticket_id);
   const auto key = handset_private();
-  auto states = client_->delivered(ids, {card_id_, &key});
-  if (!states) return states.error();
+  USHER_TRY(auto states, client_->delivered(ids, {card_id_, &key}));
   std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
   for (std::size_t i = 0; i < ids.size(); ++i) {
-    if ((*states)[i] && *(*states)[i] != 0) out.emplace_back(ids[i], *(*states)[i]);
+    if ((states)[i] && *(states)[i] != 0) out.emplace_back(ids[i], *(states)[i]);
   }
   return out;
 }
 
 Result<std::size_t> Wallet::relay_acks(const std::string& link_endpoint) {
   const auto key = handset_private();
-  auto signer = link_signer(link_endpoint, key);
-  if (!signer) return signer.error();
+  USHER_TRY(auto signer, link_signer(link_endpoint, key));
   net::RequestClient link(link_endpoint, kLinkOptions);
   auto link_call = [&](entitlement::LinkMessage type, std::span<const std::uint8_t> body) {
-    return entitlement::call_link_signed(link, type, body, *signer);
+    return entitlement::call_link_signed(link, type, body, signer);
   };
-  auto body = link_call(entitlement::LinkMessage::collect_acks, {});
-  if (!body) return body.error();
-  auto blobs = entitlement::decode_blobs(*body);
-  if (!blobs) return blobs.error();
+  USHER_TRY(auto body, link_call(entitlement::LinkMessage::collect_acks, {}));
+  USHER_TRY(auto blobs, entitlement::decode_blobs(body));
   std::vector<entitlement::DeliveryAck> acks;
-  for (const auto& b : *blobs) {
+  for (const auto& b : blobs) {
     auto a = entitlement::DeliveryAck::decode(b);
     if (a) acks.push_back(*a);  // the handset cannot check the STB's signature; the engine does
   }
   if (acks.empty()) return std::size_t{0};
-  auto confirmed = client_->delivery_acks(acks);
-  if (!confirmed) return confirmed.error();
-  if (auto done = link_call(entitlement::LinkMessage::acks_relayed, entitlement::encode_ids(*confirmed)); !done) {
+  USHER_TRY(auto confirmed, client_->delivery_acks(acks));
+  if (auto done = link_call(entitlement::LinkMessage::acks_relayed, entitlement::encode_ids(confirmed)); !done) {
     return done.error();
   }
-  return confirmed->size();
+  return confirmed.size();
 }
 
 std::vector<OwnedTicket> Wallet::tickets() {
@@ -399,9 +368,8 @@ std::vector<OwnedTicket> Wallet::tickets() {
 BillingClient::BillingClient(const std::string& endpoint, net::ClientOptions options) : client_(endpoint, options) {}
 
 Result<entitlement::RelayReply> BillingClient::relay(const entitlement::RelayRequest& r, const entitlement::RequestSigner& signer) {
-  auto body = entitlement::call_signed(client_, static_cast<std::uint8_t>(entitlement::BillingMessage::relay), entitlement::encode(r), signer);
-  if (!body) return body.error();
-  return entitlement::decode_relay_reply(*body);
+  USHER_TRY(auto body, entitlement::call_signed(client_, static_cast<std::uint8_t>(entitlement::BillingMessage::relay), entitlement::encode(r), signer));
+  return entitlement::decode_relay_reply(body);
 }
 
 Result<std::vector<std::uint8_t>> BillingClient::certificate() {
@@ -413,9 +381,8 @@ Result<std::vector<std::uint8_t>> BillingClient::pay(const entitlement::PayReque
 }
 
 Result<entitlement::RelayReply> BillingClient::prepay(const entitlement::PrepayRequest& r, const entitlement::RequestSigner& signer) {
-  auto body = entitlement::call_signed(client_, static_cast<std::uint8_t>(entitlement::BillingMessage::prepay), entitlement::encode(r), signer);
-  if (!body) return body.error();
-  return entitlement::decode_relay_reply(*body);
+  USHER_TRY(auto body, entitlement::call_signed(client_, static_cast<std::uint8_t>(entitlement::BillingMessage::prepay), entitlement::encode(r), signer));
+  return entitlement::decode_relay_reply(body);
 }
 
 Status Wallet::keep_receipt(const entitlement::Receipt& r, std::span<const std::uint8_t> bytes) {
@@ -437,15 +404,13 @@ Result<entitlement::Receipt> Wallet::pay_quote(BillingClient& billing, const ent
   spend.payee = quote.payee;
   crypto::random_bytes(spend.nonce);
   spend.sign(handset_private());
-  auto bytes = billing.pay({quote.settlement_id, spend});
-  if (!bytes) return bytes.error();
-  auto rc = entitlement::Receipt::decode(*bytes);
-  if (!rc) return rc.error();
-  if (rc->receipt_id != quote.settlement_id || rc->stb_id != quote.stb_id || rc->first_sequence != quote.first_sequence ||
-      rc->last_sequence != quote.last_sequence) {
+  USHER_TRY(auto bytes, billing.pay({quote.settlement_id, spend}));
+  USHER_TRY(auto rc, entitlement::Receipt::decode(bytes));
+  if (rc.receipt_id != quote.settlement_id || rc.stb_id != quote.stb_id || rc.first_sequence != quote.first_sequence ||
+      rc.last_sequence != quote.last_sequence) {
     return make_error(Errc::auth_failed, "billing's receipt does not cover what was quoted");
   }
-  if (auto kept = keep_receipt(*rc, *bytes); !kept) return kept.error();
+  USHER_CHECK(keep_receipt(rc, bytes));
   return rc;
 }
 
@@ -497,7 +462,7 @@ Result<std::uint32_t> Wallet::pair(const std::string& link_endpoint, const std::
   if (!constant_time_equal(proof, entitlement::pairing_proof(code, q.nonce, q.handset_public, stb_id))) {
     return make_error(Errc::auth_failed, "the device at " + link_endpoint + " does not know that code: not the STB showing it");
   }
-  if (auto kept = remember_link(stb_id, link_endpoint); !kept) return kept.error();
+  USHER_CHECK(remember_link(stb_id, link_endpoint));
   return stb_id;
 }
 
@@ -531,10 +496,9 @@ Result<std::string> Wallet::link_of(std::uint32_t stb_id) {
 Result<RelayOutcome> Wallet::relay_history(const std::string& link_endpoint, const std::string& billing_endpoint,
                                            std::uint32_t expected_stb) {
   const auto key = handset_private();
-  auto signer = link_signer(link_endpoint, key);
-  if (!signer) return signer.error();
-  if (expected_stb != 0 && signer->stb_id != expected_stb) {
-    return make_error(Errc::invalid_argument, "the STB at " + link_endpoint + " is STB " + std::to_string(signer->stb_id) + ", not STB " +
+  USHER_TRY(auto signer, link_signer(link_endpoint, key));
+  if (expected_stb != 0 && signer.stb_id != expected_stb) {
+    return make_error(Errc::invalid_argument, "the STB at " + link_endpoint + " is STB " + std::to_string(signer.stb_id) + ", not STB " +
                                                   std::to_string(expected_stb));
   }
   net::RequestClient link(link_endpoint, kLinkOptions);
@@ -549,40 +513,36 @@ Result<RelayOutcome> Wallet::relay_history(const std::string& link_endpoint, con
     return make_error(Errc::auth_failed, "the billing service at " + billing_endpoint + " shows a certificate the operator did not sign");
   }
   auto collect = [&]() {
-    return entitlement::call_link_signed(link, entitlement::LinkMessage::collect_history, *certificate, *signer);
+    return entitlement::call_link_signed(link, entitlement::LinkMessage::collect_history, *certificate, signer);
   };
   auto sealed = collect();
   if (!sealed) return make_error(sealed.error().code, "collecting the STB's history: " + sealed.error().message);
-  auto stb = entitlement::sealed_history_stb(*sealed);
-  if (!stb) return stb.error();
-  if (expected_stb != 0 && *stb != expected_stb) {
-    return make_error(Errc::invalid_argument, "the STB at " + link_endpoint + " is STB " + std::to_string(*stb) + ", not STB " +
+  USHER_TRY(auto stb, entitlement::sealed_history_stb(*sealed));
+  if (expected_stb != 0 && stb != expected_stb) {
+    return make_error(Errc::invalid_argument, "the STB at " + link_endpoint + " is STB " + std::to_string(stb) + ", not STB " +
                                                   std::to_string(expected_stb));
   }
-  out.stb_id = *stb;
+  out.stb_id = stb;
   // Receipts this wallet holds from an earlier round that did not reach the STB go first.
-  auto earlier = deliver_receipts(link, *signer, out.receipts);
-  if (!earlier) return earlier.error();
-  out.records_settled += *earlier;
-  if (*earlier > 0) {
+  USHER_TRY(auto earlier, deliver_receipts(link, signer, out.receipts));
+  out.records_settled += earlier;
+  if (earlier > 0) {
     sealed = collect();
     if (!sealed) return sealed.error();
   }
   auto reply = billing.relay({*sealed, card_id_}, {card_id_, &key});
   if (!reply) return make_error(reply.error().code, "billing: " + reply.error().message);
   for (const auto& bytes : reply->receipts) {
-    auto rc = entitlement::Receipt::decode(bytes);
-    if (!rc) return rc.error();
-    if (auto kept = keep_receipt(*rc, bytes); !kept) return kept.error();
+    USHER_TRY(auto rc, entitlement::Receipt::decode(bytes));
+    USHER_CHECK(keep_receipt(rc, bytes));
   }
   if (reply->has_quote) {
     auto rc = pay_quote(billing, reply->quote);
     if (!rc) return make_error(rc.error().code, "paying " + entitlement::format_money(reply->quote.amount) + ": " + rc.error().message);
     out.paid.minor += rc->amount.minor;
   }
-  auto settled = deliver_receipts(link, *signer, out.receipts);
-  if (!settled) return settled.error();
-  out.records_settled += *settled;
+  USHER_TRY(auto settled, deliver_receipts(link, signer, out.receipts));
+  out.records_settled += settled;
   return out;
 }
 
@@ -593,9 +553,8 @@ Result<StoredReceipt> Wallet::prepay(std::uint32_t stb_id, std::int64_t amount_m
   auto reply = billing.prepay({stb_id, {amount_minor, currency_}, card_id_}, {card_id_, &key});
   if (!reply) return make_error(reply.error().code, "billing: " + reply.error().message);
   if (!reply->has_quote) return make_error(Errc::malformed, "billing sent no quote for the prepayment");
-  auto rc = pay_quote(billing, reply->quote);
-  if (!rc) return rc.error();
-  StoredReceipt out{*rc, false};
+  USHER_TRY(auto rc, pay_quote(billing, reply->quote));
+  StoredReceipt out{rc, false};
   if (!link_endpoint.empty()) {
     auto signer = link_signer(link_endpoint, key);
     if (signer && signer->stb_id == stb_id) {
