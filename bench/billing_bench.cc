@@ -40,7 +40,7 @@ struct SyntheticStb {
   Key256 history_key;
   entitlement::HistoryRecord last;
 
-  SyntheticStb(testing::BroadcastWorld& world, std::uint32_t id) : stb_id(id) {
+  SyntheticStb(usher::testing::BroadcastWorld& world, std::uint32_t id) : stb_id(id) {
     auto x = crypto::X25519KeyPair::generate();
     (void)world.store().register_stb({id, x.public_key, signing.public_key});
     auto op = entitlement::OperatorPublicFile::read(world.dir().file("operator/operator.pub")).value();
@@ -66,8 +66,8 @@ struct SyntheticStb {
 };
 
 struct Books {
-  testing::BroadcastWorld world;
-  std::optional<testing::TestCard> handset;
+  usher::testing::BroadcastWorld world;
+  std::optional<usher::testing::TestCard> handset;
   std::uint64_t card = 0;
   std::optional<billing::BillingStore> billing;
   Books() {
