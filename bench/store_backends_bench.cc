@@ -1,0 +1,262 @@
+// The engine's store on each backend (issue 10, section 4), measured through the real path: a wallet
+// EngineClient -> ZeroMQ on loopback -> EngineService (a group of waiting requests in one
+// transaction) -> the store.
+//  - purchases_backend/B/C: purchases per second (counter purchases_per_s) with C clients at once
+//    (1, 8, 32), every purchase another (event, STB) pair, each client paying with a card of its
+//    own. B is where the store is:
+//      0  SQLite, WAL with synchronous=FULL (the embedded default; the baseline of the same run);
+//      1  one engine on PostgreSQL;
+//      2  two engines on one PostgreSQL database, as two engine processes would run: each its own
+//         EntitlementStore opened from its own copy of the operator's home, its own EngineService
+//         and ReplyServer thread; client c talks to engine c % 2.
+//  - purchase_round_trip/B (B = 0, 1): one purchase at a time, the time of each, for the ratio to
+//    zmq_echo_round_trip (billing_bench.cc) that ratio_main.cc prints.
+// The PostgreSQL server is this process's own (tests/support/postgres_server.h), started once, in
+// its durable mode: fsync and synchronous_commit on, so that a purchase is on disk before its reply
+// as it is with SQLite. Its data directory and the SQLite files are both under $TMPDIR (else /tmp):
+// the same disk for both. Where PostgreSQL cannot start, its benchmarks are skipped saying why.
+#include <benchmark/benchmark.h>
+
+#include <atomic>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "postgres_server.h"
+#include "temp_dir.h"
+#include "usher/core/postgres.h"
+#include "usher/core/zmq.h"
+#include "usher/entitlement/engine_service.h"
+#include "usher/entitlement/protocol.h"
+#include "usher/entitlement/store.h"
+#include "usher/wallet_bridge/wallet.h"
+
+namespace {
+
+using namespace usher;
+const entitlement::Currency kEur{'E', 'U', 'R'};
+constexpr std::uint64_t kT0 = 4'000'000'000;
+constexpr std::uint16_t kCaSystemId = 0x4AFF;
+constexpr int kPurchasesPerClient = 50;  // in a row, per client per iteration
+constexpr int kMaxClients = 32;
+
+// Where the engine's store is (the benchmarks' first argument).
+enum Backend : std::int64_t { sqlite_file = 0, postgres_one_engine = 1, postgres_two_engines = 2 };
+
+// Whether the server really syncs every commit: a benchmark against SQLite's synchronous=FULL on a
+// server that does not would flatter PostgreSQL.
+Status check_durable(usher::testing::PostgresServer& server) {
+  USHER_TRY(auto db, pg::Connection::open(server.url()));
+  return db.serializable("read the server's settings", [](pqxx::transaction_base& tx) -> Status {
+    for (const char* setting : {"fsync", "synchronous_commit", "full_page_writes"}) {
+      const auto value = tx.exec1(std::string("SELECT current_setting('") + setting + "')")[0].as<std::string>();
+      if (value != "on") return make_error(Errc::storage, std::string("the benchmark's server runs with ") + setting + "=" + value);
+    }
+    return ok_status();
+  });
+}
+
+// The process's durable PostgreSQL server, started (and checked) at the first call; the same error
+// on every call when it could not.
+Result<usher::testing::PostgresServer*> durable_server() {
+  static Result<std::unique_ptr<usher::testing::PostgresServer>> server = []() -> Result<std::unique_ptr<usher::testing::PostgresServer>> {
+    USHER_TRY(auto started, usher::testing::PostgresServer::start(usher::testing::Durability::durable));
+    USHER_CHECK(check_durable(*started));
+    return started;
+  }();
+  if (!server) return server.error();
+  return server->get();
+}
+
+// The operator's store with what the purchases need, on the benchmark's backend, served by one or
+// two engines over ZeroMQ until it goes.
+class Shop {
+ public:
+  // One sale per entitlement: kStbs boxes and kEvents one-minute events, kStbs * kEvents purchases.
+  static constexpr std::uint32_t kStbs = 32;
+  static constexpr std::uint32_t kEvents = 1000;
+
+  // Errc codes as the store gives them; where PostgreSQL cannot start, its reason.
+  static Result<std::unique_ptr<Shop>> open(Backend backend, int clients) {
+    std::unique_ptr<Shop> shop(new Shop());
+    std::string url;
+    if (backend != sqlite_file) {
+      USHER_TRY(auto server, durable_server());
+      USHER_TRY(url, server->create_database());
+    }
+    const std::string home = shop->dir_.file("operator");
+    USHER_TRY(auto store, entitlement::EntitlementStore::create(home, kCaSystemId, url));
+    shop->stores_.push_back(std::make_unique<entitlement::EntitlementStore>(std::move(store)));
+    USHER_CHECK(shop->fill(*shop->stores_.front(), clients));
+    if (backend == postgres_two_engines) {
+      // A second engine of the same operator: a copy of the first one's home (its keys and the
+      // database's URL), as another machine would hold.
+      const std::string second = shop->dir_.file("operator-b");
+      std::filesystem::copy(home, second, std::filesystem::copy_options::recursive);
+      USHER_TRY(auto other, entitlement::EntitlementStore::open(second));
+      shop->stores_.push_back(std::make_unique<entitlement::EntitlementStore>(std::move(other)));
+    }
+    for (auto& s : shop->stores_) shop->engines_.push_back(std::make_unique<ServedEngine>(*s));
+    return shop;
+  }
+
+  Shop(const Shop&) = delete;
+  Shop& operator=(const Shop&) = delete;
+  ~Shop() = default;
+
+  // The endpoint client `c` talks to: the engines take turns.
+  [[nodiscard]] std::string endpoint(int client) const {
+    return engines_[static_cast<std::size_t>(client) % engines_.size()]->server.endpoint();
+  }
+  // The next purchase, paid with client `c`'s card: another (event, STB) pair each time; nullopt
+  // when every pair is sold.
+  std::optional<entitlement::BuyTicketRequest> next_purchase(int client) {
+    const auto n = sold_++;
+    if (n >= kStbs * kEvents) return std::nullopt;
+    const auto& card = cards_.at(static_cast<std::size_t>(client));
+    entitlement::BuyTicketRequest q{1 + n / kStbs, 1001 + n % kStbs, {}, 0};
+    q.spend.card_id = card.card_id;
+    q.spend.amount = {1, kEur};
+    q.spend.payee = entitlement::payee_for(q.event_id, q.stb_id);
+    crypto::random_bytes(q.spend.nonce);
+    q.spend.sign(card.keys.private_key);
+    return q;
+  }
+
+ private:
+  // A card of a handset, registered and topped up straight in the store.
+  struct Card {
+    std::uint64_t card_id = 0;
+    crypto::Ed25519KeyPair keys = crypto::Ed25519KeyPair::generate();
+  };
+  // One engine as `usher entitlement serve` runs it: EngineService on a ReplyServer, in a thread.
+  struct ServedEngine {
+    // Per-card and registration limits out of the way: the benchmark measures the store.
+    static constexpr RateLimiter::Rate kUnlimited{1U << 30, 1U << 30};
+    entitlement::TestAcquirer acquirer;
+    entitlement::EngineService service;
+    net::ReplyServer server;
+    std::atomic<bool> stop{false};
+    std::thread thread;
+    explicit ServedEngine(entitlement::EntitlementStore& store)
+        : service(store, acquirer, {kUnlimited, kUnlimited}),
+          server("tcp://127.0.0.1:*", net::ReplyServer::BatchHandler([this](const auto& r) { return service.handle_batch(r); })),
+          thread([this] { server.run(stop); }) {}
+    ServedEngine(const ServedEngine&) = delete;
+    ServedEngine& operator=(const ServedEngine&) = delete;
+    ~ServedEngine() {
+      stop = true;
+      thread.join();
+    }
+  };
+
+  Shop() = default;
+
+  Status fill(entitlement::EntitlementStore& store, int clients) {
+    USHER_CHECK(store.add_service(1, "Bench"));
+    for (std::uint32_t s = 0; s < kStbs; ++s) {
+      USHER_CHECK(store.register_stb({1001 + s, crypto::X25519KeyPair::generate().public_key,
+                                      crypto::Ed25519KeyPair::generate().public_key}));
+    }
+    Status added = ok_status();
+    USHER_CHECK(store.batch([&] {
+      for (std::uint32_t e = 1; e <= kEvents && added; ++e) {
+        entitlement::EventInfo event;
+        event.event_id = e;
+        event.service_id = 1;
+        event.start = kT0 + 60 * std::uint64_t{e};
+        event.duration = 60;
+        event.title = "Bench";
+        event.price = {1, kEur};
+        if (auto r = store.add_event(event); !r) added = r.error();
+      }
+    }));
+    USHER_CHECK(added);
+    entitlement::TestAcquirer acquirer;
+    for (int c = 0; c < clients; ++c) {
+      Card card;
+      USHER_TRY(auto info, store.register_handset("bench-" + std::to_string(c), card.keys.public_key, kEur));
+      card.card_id = info.card_id;
+      USHER_CHECK(store.top_up(card.card_id, 100'000, "visa", acquirer));
+      cards_.push_back(std::move(card));
+    }
+    return ok_status();
+  }
+
+  usher::testing::TempDir dir_;
+  std::vector<std::unique_ptr<entitlement::EntitlementStore>> stores_;  // before the engines: they outlive them
+  std::vector<std::unique_ptr<ServedEngine>> engines_;
+  std::vector<Card> cards_;
+  std::atomic<std::uint32_t> sold_{0};
+};
+
+void BM_PurchasesOnBackend(benchmark::State& state) {
+  const auto backend = static_cast<Backend>(state.range(0));
+  const int clients = static_cast<int>(state.range(1));
+  auto shop = Shop::open(backend, clients);
+  if (!shop) {
+    state.SkipWithError(shop.error().message.c_str());
+    return;
+  }
+  std::vector<std::unique_ptr<wallet::EngineClient>> handsets;
+  for (int c = 0; c < clients; ++c) handsets.push_back(std::make_unique<wallet::EngineClient>((*shop)->endpoint(c)));
+  std::atomic<int> failures{0};
+  std::int64_t done = 0;
+  for (auto _ : state) {
+    std::vector<std::thread> threads;
+    for (int c = 0; c < clients; ++c) {
+      threads.emplace_back([&, c] {
+        auto& handset = *handsets[static_cast<std::size_t>(c)];
+        for (int i = 0; i < kPurchasesPerClient; ++i) {
+          auto purchase = (*shop)->next_purchase(c);
+          if (!purchase || !handset.buy_ticket(*purchase)) ++failures;
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    done += std::int64_t{clients} * kPurchasesPerClient;
+  }
+  if (failures > 0) state.SkipWithError("a purchase failed");
+  state.counters["purchases_per_s"] = benchmark::Counter(static_cast<double>(done), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_PurchasesOnBackend)
+    ->Name("purchases_backend")
+    ->ArgsProduct({{sqlite_file, postgres_one_engine, postgres_two_engines}, {1, 8, kMaxClients}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+void BM_PurchaseRoundTrip(benchmark::State& state) {
+  auto shop = Shop::open(static_cast<Backend>(state.range(0)), 1);
+  if (!shop) {
+    state.SkipWithError(shop.error().message.c_str());
+    return;
+  }
+  wallet::EngineClient handset((*shop)->endpoint(0));
+  // Signed before the clock starts: the round trip is the wire, the engine and the store.
+  std::vector<entitlement::BuyTicketRequest> purchases;
+  for (benchmark::IterationCount i = 0; i < state.max_iterations; ++i) {
+    auto purchase = (*shop)->next_purchase(0);
+    if (!purchase) {
+      state.SkipWithError("more iterations than purchases to sell");
+      return;
+    }
+    purchases.push_back(std::move(*purchase));
+  }
+  std::size_t next = 0;
+  for (auto _ : state) {
+    if (auto bought = handset.buy_ticket(purchases[next++]); !bought) {
+      state.SkipWithError(bought.error().message.c_str());
+      break;
+    }
+  }
+}
+BENCHMARK(BM_PurchaseRoundTrip)
+    ->Name("purchase_round_trip")
+    ->Arg(sqlite_file)
+    ->Arg(postgres_one_engine)
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
+}  // namespace
