@@ -66,7 +66,7 @@ Result<usher::testing::PostgresServer*> durable_server() {
     USHER_CHECK(check_durable(*started));
     return started;
   }();
-  if (!server) return server.error();
+  if (!server) return make_error(server.error().code, "PostgreSQL cannot be started here: " + server.error().message);
   return server->get();
 }
 
