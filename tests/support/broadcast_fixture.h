@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "postgres_server.h"
+#include "store_backend.h"
 #include "running_engine.h"
 #include "temp_dir.h"
 #include "usher/entitlement/request_auth.h"

@@ -30,6 +30,7 @@
 #include <string>
 
 #include "usher/core/result.h"
+#include "store_backend.h"
 
 namespace usher::testing {
 
@@ -102,15 +103,3 @@ bool postgres_required();
   }                                                                                                \
   ::usher::testing::PostgresServer& var = *var##_shared.value()
 
-namespace usher::testing {
-
-// The store suites run on both backends: each such test binary is also a ctest entry
-// "<binary>_on_postgresql", run with USHER_TEST_BACKEND=postgresql. The tests make their operator
-// and billing stores with store_database_url(): "" (the SQLite file in the home) normally, a new
-// database on the process's shared server in that run. Where the server cannot start the run prints
-// "PostgreSQL cannot be started here" and exits (ctest shows it skipped), or fails when
-// postgres_required().
-bool stores_on_postgresql();
-std::string store_database_url();
-
-}  // namespace usher::testing
