@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "broadcast_fixture.h"
+#include "synthetic_stb.h"
 #include "usher/billing/billing_service.h"
 #include "usher/billing/billing_store.h"
 #include "usher/core/zmq.h"
@@ -32,38 +33,7 @@ const entitlement::Currency kEur{'E', 'U', 'R'};
 constexpr std::uint64_t kT0 = 4'000'000'000;
 constexpr int kRecordsPerRelay = 100;
 
-// An STB made of bare keys (registered with the operator like any other), so that a benchmark can
-// write histories of any length without buying through a secure element.
-struct SyntheticStb {
-  std::uint32_t stb_id = 0;
-  crypto::Ed25519KeyPair signing = crypto::Ed25519KeyPair::generate();
-  Key256 history_key;
-  entitlement::HistoryRecord last;
-
-  SyntheticStb(usher::testing::BroadcastWorld& world, std::uint32_t id) : stb_id(id) {
-    auto x = crypto::X25519KeyPair::generate();
-    (void)world.store().register_stb({id, x.public_key, signing.public_key});
-    auto op = entitlement::OperatorPublicFile::read(world.dir().file("operator/operator.pub")).value();
-    history_key = entitlement::history_key(entitlement::derive_emm_key(x.private_key, op.x25519_public, op.ca_system_id, id).value());
-  }
-  std::vector<entitlement::HistoryRecord> next(int n) {
-    std::vector<entitlement::HistoryRecord> out;
-    for (int i = 0; i < n; ++i) {
-      entitlement::HistoryRecord r;
-      r.stb_id = stb_id;
-      r.sequence = last.sequence + 1;
-      r.previous = last.sequence == 0 ? crypto::Digest{} : last.hash();
-      r.time = kT0;
-      r.event_id = 7;
-      r.service_id = 1;
-      r.price = {1, kEur};
-      r.sign(signing.private_key);
-      out.push_back(r);
-      last = r;
-    }
-    return out;
-  }
-};
+using bench::SyntheticStb;
 
 struct Books {
   usher::testing::BroadcastWorld world;
@@ -86,8 +56,8 @@ void set_records(benchmark::State& state, std::int64_t records) {
 
 void BM_HistorySignatureCheck(benchmark::State& state) {
   Books books;
-  SyntheticStb stb(books.world, 2001);
-  const auto records = stb.next(kRecordsPerRelay);
+  SyntheticStb stb(books.world.store(), books.world.dir().file("operator"), 2001);
+  const auto records = stb.next(kRecordsPerRelay, kT0);
   const auto pub = stb.signing.public_key;
   for (auto _ : state) {
     if (!entitlement::verify_history(records, pub, 0, {})) state.SkipWithError("chain does not verify");
@@ -98,11 +68,11 @@ BENCHMARK(BM_HistorySignatureCheck)->Name("history_signature_check")->Unit(bench
 
 void BM_HistorySettled(benchmark::State& state) {
   Books books;
-  SyntheticStb stb(books.world, 2001);
+  SyntheticStb stb(books.world.store(), books.world.dir().file("operator"), 2001);
   std::int64_t settled = 0;
   for (auto _ : state) {
     state.PauseTiming();
-    const auto sealed = entitlement::seal_history(stb.next(kRecordsPerRelay), stb.stb_id, stb.history_key);
+    const auto sealed = entitlement::seal_history(stb.next(kRecordsPerRelay, kT0), stb.stb_id, stb.history_key);
     state.ResumeTiming();
     auto reply = books.billing->relay(sealed, books.card, kT0);
     if (!reply || !reply->has_quote) {
@@ -189,7 +159,7 @@ void BM_SettlementsConcurrent(benchmark::State& state) {
   constexpr int kPerClient = 10;  // settlements in a row per handset per iteration
   Books books;
   std::vector<std::unique_ptr<SyntheticStb>> stbs;
-  for (int i = 0; i < clients; ++i) stbs.push_back(std::make_unique<SyntheticStb>(books.world, static_cast<std::uint32_t>(3000 + i)));
+  for (int i = 0; i < clients; ++i) stbs.push_back(std::make_unique<SyntheticStb>(books.world.store(), books.world.dir().file("operator"), static_cast<std::uint32_t>(3000 + i)));
   // One card pays for every handset: the benchmark measures billing, not the per-card limit.
   billing::BillingService service(*books.billing, RateLimiter::Rate{1U << 30, 1U << 30});
   net::ReplyServer server("tcp://127.0.0.1:*", net::ReplyServer::BatchHandler([&](const auto& r) { return service.handle_batch(r); }));
@@ -204,7 +174,7 @@ void BM_SettlementsConcurrent(benchmark::State& state) {
     std::vector<std::vector<std::vector<std::uint8_t>>> sealed(static_cast<std::size_t>(clients));
     for (int i = 0; i < clients; ++i) {
       auto& stb = *stbs[static_cast<std::size_t>(i)];
-      for (int k = 0; k < kPerClient; ++k) sealed[static_cast<std::size_t>(i)].push_back(entitlement::seal_history(stb.next(1), stb.stb_id, stb.history_key));
+      for (int k = 0; k < kPerClient; ++k) sealed[static_cast<std::size_t>(i)].push_back(entitlement::seal_history(stb.next(1, kT0), stb.stb_id, stb.history_key));
     }
     state.ResumeTiming();
     std::vector<std::thread> threads;

@@ -115,13 +115,15 @@ class RatioReporter : public benchmark::ConsoleReporter {
     }
     // The engine's store on PostgreSQL (one engine, two engines on one database) against SQLite,
     // with as many clients.
-    for (const char* clients : {"1", "8", "32"}) {
-      const std::string base = std::string("purchases_backend/0/") + clients;
-      for (const char* backend : {"1", "2"}) {
-        const std::string n = std::string("purchases_backend/") + backend + "/" + clients;
-        if (!rates_.contains(n) || !rates_.contains(base)) continue;
-        std::printf("%-26s %6.0f purchases/s = %.2f x %s (%.0f/s)\n", n.c_str(), rates_[n], rates_[n] / rates_[base], base.c_str(),
-                    rates_[base]);
+    for (const char* what : {"purchases", "settlements"}) {
+      for (const char* clients : {"1", "8", "32"}) {
+        const std::string base = std::string(what) + "_backend/0/" + clients;
+        for (const char* backend : {"1", "2"}) {
+          const std::string n = std::string(what) + "_backend/" + backend + "/" + clients;
+          if (!rates_.contains(n) || !rates_.contains(base)) continue;
+          std::printf("%-26s %6.0f %s/s = %.2f x %s (%.0f/s)\n", n.c_str(), rates_[n], what, rates_[n] / rates_[base], base.c_str(),
+                      rates_[base]);
+        }
       }
     }
   }

@@ -11,6 +11,12 @@
 //         and ReplyServer thread; client c talks to engine c % 2.
 //  - purchase_round_trip/B (B = 0, 1): one purchase at a time, the time of each, for the ratio to
 //    zmq_echo_round_trip (billing_bench.cc) that ratio_main.cc prints.
+//  - settlements_backend/B/C (B = 0, 1): settlements per second (counter settlements_per_s) as
+//    billing_bench.cc's settlements_concurrent measures them (C handsets relaying and paying
+//    one-record histories to one billing service over ZeroMQ; billing asks the engine over ZeroMQ),
+//    with the engine's store on SQLite or on PostgreSQL. Billing's own store is SQLite in both: it
+//    cannot be put on PostgreSQL yet (BillingStore::create takes no database URL), and so neither
+//    can two billings share one.
 // The PostgreSQL server is this process's own (tests/support/postgres_server.h), started once, in
 // its durable mode: fsync and synchronous_commit on, so that a purchase is on disk before its reply
 // as it is with SQLite. Its data directory and the SQLite files are both under $TMPDIR (else /tmp):
@@ -24,8 +30,12 @@
 #include <thread>
 #include <vector>
 
+#include "broadcast_fixture.h"
 #include "postgres_server.h"
+#include "synthetic_stb.h"
 #include "temp_dir.h"
+#include "usher/billing/billing_service.h"
+#include "usher/billing/billing_store.h"
 #include "usher/core/postgres.h"
 #include "usher/core/zmq.h"
 #include "usher/entitlement/engine_service.h"
@@ -70,6 +80,41 @@ Result<usher::testing::PostgresServer*> durable_server() {
   return server->get();
 }
 
+// A new operator in `home`, its store on the benchmark's backend (a new database of the durable
+// server for PostgreSQL).
+Result<std::unique_ptr<entitlement::EntitlementStore>> create_operator(Backend backend, const std::string& home) {
+  std::string url;
+  if (backend != sqlite_file) {
+    USHER_TRY(auto server, durable_server());
+    USHER_TRY(url, server->create_database());
+  }
+  USHER_TRY(auto store, entitlement::EntitlementStore::create(home, kCaSystemId, url));
+  return std::make_unique<entitlement::EntitlementStore>(std::move(store));
+}
+
+// Per-card limits (and the engine's limit on registrations) out of the way: the benchmarks measure
+// the stores.
+constexpr RateLimiter::Rate kUnlimited{1U << 30, 1U << 30};
+
+// One engine as `usher entitlement serve` runs it: EngineService on a ReplyServer, in a thread.
+struct ServedEngine {
+  entitlement::TestAcquirer acquirer;
+  entitlement::EngineService service;
+  net::ReplyServer server;
+  std::atomic<bool> stop{false};
+  std::thread thread;
+  explicit ServedEngine(entitlement::EntitlementStore& store)
+      : service(store, acquirer, {kUnlimited, kUnlimited}),
+        server("tcp://127.0.0.1:*", net::ReplyServer::BatchHandler([this](const auto& r) { return service.handle_batch(r); })),
+        thread([this] { server.run(stop); }) {}
+  ServedEngine(const ServedEngine&) = delete;
+  ServedEngine& operator=(const ServedEngine&) = delete;
+  ~ServedEngine() {
+    stop = true;
+    thread.join();
+  }
+};
+
 // The operator's store with what the purchases need, on the benchmark's backend, served by one or
 // two engines over ZeroMQ until it goes.
 class Shop {
@@ -81,14 +126,9 @@ class Shop {
   // Errc codes as the store gives them; where PostgreSQL cannot start, its reason.
   static Result<std::unique_ptr<Shop>> open(Backend backend, int clients) {
     std::unique_ptr<Shop> shop(new Shop());
-    std::string url;
-    if (backend != sqlite_file) {
-      USHER_TRY(auto server, durable_server());
-      USHER_TRY(url, server->create_database());
-    }
     const std::string home = shop->dir_.file("operator");
-    USHER_TRY(auto store, entitlement::EntitlementStore::create(home, kCaSystemId, url));
-    shop->stores_.push_back(std::make_unique<entitlement::EntitlementStore>(std::move(store)));
+    USHER_TRY(auto store, create_operator(backend, home));
+    shop->stores_.push_back(std::move(store));
     USHER_CHECK(shop->fill(*shop->stores_.front(), clients));
     if (backend == postgres_two_engines) {
       // A second engine of the same operator: a copy of the first one's home (its keys and the
@@ -130,26 +170,6 @@ class Shop {
   struct Card {
     std::uint64_t card_id = 0;
     crypto::Ed25519KeyPair keys = crypto::Ed25519KeyPair::generate();
-  };
-  // One engine as `usher entitlement serve` runs it: EngineService on a ReplyServer, in a thread.
-  struct ServedEngine {
-    // Per-card and registration limits out of the way: the benchmark measures the store.
-    static constexpr RateLimiter::Rate kUnlimited{1U << 30, 1U << 30};
-    entitlement::TestAcquirer acquirer;
-    entitlement::EngineService service;
-    net::ReplyServer server;
-    std::atomic<bool> stop{false};
-    std::thread thread;
-    explicit ServedEngine(entitlement::EntitlementStore& store)
-        : service(store, acquirer, {kUnlimited, kUnlimited}),
-          server("tcp://127.0.0.1:*", net::ReplyServer::BatchHandler([this](const auto& r) { return service.handle_batch(r); })),
-          thread([this] { server.run(stop); }) {}
-    ServedEngine(const ServedEngine&) = delete;
-    ServedEngine& operator=(const ServedEngine&) = delete;
-    ~ServedEngine() {
-      stop = true;
-      thread.join();
-    }
   };
 
   Shop() = default;
@@ -257,6 +277,91 @@ BENCHMARK(BM_PurchaseRoundTrip)
     ->Arg(sqlite_file)
     ->Arg(postgres_one_engine)
     ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
+void BM_SettlementsOnBackend(benchmark::State& state) {
+  const auto backend = static_cast<Backend>(state.range(0));
+  const int clients = static_cast<int>(state.range(1));
+  constexpr int kPerClient = 10;  // settlements in a row per handset per iteration
+  usher::testing::TempDir dir;
+  const std::string home = dir.file("operator");
+  auto store = create_operator(backend, home);
+  if (!store) {
+    state.SkipWithError(store.error().message.c_str());
+    return;
+  }
+  auto& engine_store = **store;
+  entitlement::EventInfo event;
+  event.event_id = 7;
+  event.service_id = 1;
+  event.start = kT0;
+  event.duration = 3600;
+  event.title = "Bench";
+  event.price = {1, kEur};
+  if (!engine_store.add_service(1, "Bench") || !engine_store.add_event(event)) {
+    state.SkipWithError("cannot set up the operator's catalogue");
+    return;
+  }
+  usher::testing::TestCard handset(engine_store, "bench", 2'000'000);
+  std::vector<std::unique_ptr<bench::SyntheticStb>> stbs;
+  for (int i = 0; i < clients; ++i) {
+    stbs.push_back(std::make_unique<bench::SyntheticStb>(engine_store, home, static_cast<std::uint32_t>(3000 + i)));
+  }
+  // The engine billing asks, on its own connection to the operator's store, as `usher entitlement
+  // serve` would hold.
+  auto served_store = entitlement::EntitlementStore::open(home);
+  if (!served_store) {
+    state.SkipWithError(served_store.error().message.c_str());
+    return;
+  }
+  ServedEngine engine(*served_store);
+  auto books = billing::BillingStore::create(dir.file("billing"), home, 1, engine.server.endpoint());
+  if (!books) {
+    state.SkipWithError(books.error().message.c_str());
+    return;
+  }
+  billing::BillingService service(*books, kUnlimited);
+  net::ReplyServer server("tcp://127.0.0.1:*", net::ReplyServer::BatchHandler([&](const auto& r) { return service.handle_batch(r); }));
+  std::atomic<bool> stop{false};
+  std::thread serving([&] { server.run(stop); });
+  std::vector<std::unique_ptr<wallet::BillingClient>> handsets;
+  for (int i = 0; i < clients; ++i) handsets.push_back(std::make_unique<wallet::BillingClient>(server.endpoint()));
+  std::atomic<int> failures{0};
+  std::int64_t settled = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::vector<std::vector<std::vector<std::uint8_t>>> sealed(static_cast<std::size_t>(clients));
+    for (int i = 0; i < clients; ++i) {
+      auto& stb = *stbs[static_cast<std::size_t>(i)];
+      for (int k = 0; k < kPerClient; ++k) {
+        sealed[static_cast<std::size_t>(i)].push_back(entitlement::seal_history(stb.next(1, kT0), stb.stb_id, stb.history_key));
+      }
+    }
+    state.ResumeTiming();
+    std::vector<std::thread> threads;
+    for (int i = 0; i < clients; ++i) {
+      threads.emplace_back([&, i] {
+        auto& billing = *handsets[static_cast<std::size_t>(i)];
+        for (const auto& history : sealed[static_cast<std::size_t>(i)]) {
+          auto reply = billing.relay({history, handset.card_id()}, handset.signer());
+          if (!reply || !reply->has_quote || !billing.pay({reply->quote.settlement_id, handset.spend(reply->quote.amount, reply->quote.payee)})) {
+            ++failures;
+          }
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    settled += std::int64_t{clients} * kPerClient;
+  }
+  stop = true;
+  serving.join();
+  if (failures > 0) state.SkipWithError("a settlement failed");
+  state.counters["settlements_per_s"] = benchmark::Counter(static_cast<double>(settled), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_SettlementsOnBackend)
+    ->Name("settlements_backend")
+    ->ArgsProduct({{sqlite_file, postgres_one_engine}, {1, 8, kMaxClients}})
+    ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
 }  // namespace

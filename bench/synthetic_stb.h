@@ -1,0 +1,50 @@
+// SyntheticStb: an STB made of bare keys, registered with the operator like any other, so that a
+// benchmark can write viewing histories of any length without buying through a secure element.
+// Its records are of event 7 on service 1 at `time`, one minor unit of EUR each.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "usher/core/crypto.h"
+#include "usher/entitlement/history.h"
+#include "usher/entitlement/identity_files.h"
+#include "usher/entitlement/store.h"
+
+namespace usher::bench {
+
+struct SyntheticStb {
+  std::uint32_t stb_id = 0;
+  crypto::Ed25519KeyPair signing = crypto::Ed25519KeyPair::generate();
+  Key256 history_key;  // what billing opens the STB's sealed histories with
+  entitlement::HistoryRecord last;
+
+  // Registers STB `id` in the operator's `store`, whose home is `operator_home`.
+  SyntheticStb(entitlement::EntitlementStore& store, const std::string& operator_home, std::uint32_t id) : stb_id(id) {
+    auto x = crypto::X25519KeyPair::generate();
+    (void)store.register_stb({id, x.public_key, signing.public_key});
+    auto op = entitlement::OperatorPublicFile::read(operator_home + "/" + entitlement::EntitlementStore::kOperatorPublicName).value();
+    history_key = entitlement::history_key(entitlement::derive_emm_key(x.private_key, op.x25519_public, op.ca_system_id, id).value());
+  }
+  // The next `n` records of the STB's chain.
+  std::vector<entitlement::HistoryRecord> next(int n, std::uint64_t time) {
+    std::vector<entitlement::HistoryRecord> out;
+    for (int i = 0; i < n; ++i) {
+      entitlement::HistoryRecord r;
+      r.stb_id = stb_id;
+      r.sequence = last.sequence + 1;
+      r.previous = last.sequence == 0 ? crypto::Digest{} : last.hash();
+      r.time = time;
+      r.event_id = 7;
+      r.service_id = 1;
+      r.price = {1, {'E', 'U', 'R'}};
+      r.sign(signing.private_key);
+      out.push_back(r);
+      last = r;
+    }
+    return out;
+  }
+};
+
+}  // namespace usher::bench
