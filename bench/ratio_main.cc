@@ -95,6 +95,12 @@ class RatioReporter : public benchmark::ConsoleReporter {
       std::printf("%-26s %8.2f ms per round = %.0f x %s (%.0f us)\n", n, seconds_[n] * 1e3, seconds_[n] / seconds_[base], base,
                   seconds_[base] * 1e6);
     }
+    // A purchase on PostgreSQL sends its statements one after the other, each a round trip.
+    if (seconds_.contains("purchase_round_trip/1") && seconds_.contains("postgres_statement_round_trip")) {
+      std::printf("%-26s %8.2f ms per round = %.0f x postgres_statement_round_trip (%.0f us)\n", "purchase_round_trip/1",
+                  seconds_["purchase_round_trip/1"] * 1e3, seconds_["purchase_round_trip/1"] / seconds_["postgres_statement_round_trip"],
+                  seconds_["postgres_statement_round_trip"] * 1e6);
+    }
     if (!latency_.empty()) {
       std::printf("\nLatency added by the CSA batches (stream time, max hold %.0f ms), and zap time (tune to the first\n"
                   "clear packet; its floor is the wait for the ECM, repeated every %.0f ms):\n",

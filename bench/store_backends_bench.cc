@@ -11,6 +11,8 @@
 //         and ReplyServer thread; client c talks to engine c % 2.
 //  - purchase_round_trip/B (B = 0, 1): one purchase at a time, the time of each, for the ratio to
 //    zmq_echo_round_trip (billing_bench.cc) that ratio_main.cc prints.
+//  - postgres_statement_round_trip: one SELECT 1 to the same server, the cost of each of the
+//    statements a purchase on PostgreSQL sends one after the other.
 //  - settlements_backend/B/C (B = 0, 1): settlements per second (counter settlements_per_s) as
 //    billing_bench.cc's settlements_concurrent measures them (C handsets relaying and paying
 //    one-record histories to one billing service over ZeroMQ; billing asks the engine over ZeroMQ),
@@ -278,6 +280,33 @@ BENCHMARK(BM_PurchaseRoundTrip)
     ->Arg(postgres_one_engine)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
+
+// One statement to the durable server and its answer (SELECT 1, through the storage interface as
+// the stores send theirs): the unit a PostgreSQL store pays per statement, against which
+// purchase_round_trip/1 is read (ratio_main.cc).
+void BM_PostgresStatementRoundTrip(benchmark::State& state) {
+  auto server = durable_server();
+  if (!server) {
+    state.SkipWithError(server.error().message.c_str());
+    return;
+  }
+  auto url = (*server)->create_database();
+  if (!url) {
+    state.SkipWithError(url.error().message.c_str());
+    return;
+  }
+  auto db = sql::open_postgres(*url, "bench");
+  if (!db) {
+    state.SkipWithError(db.error().message.c_str());
+    return;
+  }
+  auto select = db->prepare("SELECT 1");
+  for (auto _ : state) {
+    if (!select.step()) state.SkipWithError("SELECT 1 gave no row");
+    select.reset();
+  }
+}
+BENCHMARK(BM_PostgresStatementRoundTrip)->Name("postgres_statement_round_trip")->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 void BM_SettlementsOnBackend(benchmark::State& state) {
   const auto backend = static_cast<Backend>(state.range(0));
