@@ -39,6 +39,14 @@ class RatioReporter : public benchmark::ConsoleReporter {
         }
         continue;
       }
+      if (r.counters.contains("pg1_ratio")) {
+        // purchases_backend_turns: the backends measured taking turns inside the benchmark.
+        std::string name = r.run_name.function_name + "/" + r.run_name.args;
+        if (r.run_type != Run::RT_Aggregate || r.aggregate_name == "median") {
+          for (const auto& [counter, value] : r.counters) turns_[short_name(name)][counter] = value.value;
+        }
+        continue;
+      }
       if (auto ratio = r.counters.find("ratio_to_raw"); ratio != r.counters.end()) {
         // Measured against raw libdvbcsa inside the benchmark itself, taking turns.
         std::string name = r.run_name.function_name;  // without the aggregate's suffix
@@ -119,6 +127,13 @@ class RatioReporter : public benchmark::ConsoleReporter {
       if (!rates_.contains(n) || !rates_.contains(base)) continue;
       std::printf("%-26s %6.0f settlements/s = %.2f x %s (%.0f/s)\n", n, rates_[n], rates_[n] / rates_[base], base, rates_[base]);
     }
+    if (!turns_.empty()) {
+      std::printf("The engine's store on each backend, taking turns round by round (the same moments for all three):\n");
+      for (auto& [name, c] : turns_) {
+        std::printf("  %-28s SQLite %4.0f/s; PostgreSQL: one engine %4.0f/s = %.2f x SQLite, two engines %4.0f/s = %.2f x SQLite\n",
+                    name.c_str(), c["sqlite_per_s"], c["pg1_per_s"], c["pg1_ratio"], c["pg2_per_s"], c["pg2_ratio"]);
+      }
+    }
     // The engine's store on PostgreSQL (one engine, two engines on one database) against SQLite,
     // with as many clients.
     for (const char* what : {"purchases", "settlements"}) {
@@ -140,6 +155,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
   std::set<std::string> medians_;
   std::map<std::string, double> latency_;      // pipeline_latency's counters
   std::map<std::string, double> interleaved_;  // *_interleaved: ratio to raw measured inside the benchmark
+  std::map<std::string, std::map<std::string, double>> turns_;  // purchases_backend_turns/C: its counters
 };
 
 }  // namespace

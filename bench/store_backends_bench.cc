@@ -9,6 +9,9 @@
 //      2  two engines on one PostgreSQL database, as two engine processes would run: each its own
 //         EntitlementStore opened from its own copy of the operator's home, its own EngineService
 //         and ReplyServer thread; client c talks to engine c % 2.
+//  - purchases_backend_turns/C: the three backends taking turns round by round (one round: C
+//    clients buying 50 each), with the ratios of PostgreSQL's purchases per second to SQLite's
+//    measured at the same moments: on a shared machine, steadier than purchases_backend's.
 //  - purchase_round_trip/B (B = 0, 1): one purchase at a time, the time of each, for the ratio to
 //    zmq_echo_round_trip (billing_bench.cc) that ratio_main.cc prints.
 //  - postgres_statement_round_trip: one SELECT 1 to the same server, the cost of each of the
@@ -26,6 +29,7 @@
 #include <benchmark/benchmark.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -141,6 +145,10 @@ class Shop {
       shop->stores_.push_back(std::make_unique<entitlement::EntitlementStore>(std::move(other)));
     }
     for (auto& s : shop->stores_) shop->engines_.push_back(std::make_unique<ServedEngine>(*s));
+    // Client c talks to engine c % engines: the engines take turns.
+    for (int c = 0; c < clients; ++c) {
+      shop->handsets_.push_back(std::make_unique<wallet::EngineClient>(shop->endpoint(c)));
+    }
     return shop;
   }
 
@@ -148,10 +156,27 @@ class Shop {
   Shop& operator=(const Shop&) = delete;
   ~Shop() = default;
 
-  // The endpoint client `c` talks to: the engines take turns.
+  // The endpoint client `c` talks to.
   [[nodiscard]] std::string endpoint(int client) const {
     return engines_[static_cast<std::size_t>(client) % engines_.size()]->server.endpoint();
   }
+  // One round: every client buys kPurchasesPerClient tickets in a row, all clients at once. The
+  // purchases that failed.
+  int round() {
+    std::atomic<int> failures{0};
+    std::vector<std::thread> threads;
+    for (std::size_t c = 0; c < handsets_.size(); ++c) {
+      threads.emplace_back([&, c] {
+        for (int i = 0; i < kPurchasesPerClient; ++i) {
+          auto purchase = next_purchase(static_cast<int>(c));
+          if (!purchase || !handsets_[c]->buy_ticket(*purchase)) ++failures;
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    return failures;
+  }
+  [[nodiscard]] std::int64_t purchases_per_round() const { return std::int64_t{kPurchasesPerClient} * std::ssize(handsets_); }
   // The next purchase, paid with client `c`'s card: another (event, STB) pair each time; nullopt
   // when every pair is sold.
   std::optional<entitlement::BuyTicketRequest> next_purchase(int client) {
@@ -211,34 +236,21 @@ class Shop {
   std::vector<std::unique_ptr<entitlement::EntitlementStore>> stores_;  // before the engines: they outlive them
   std::vector<std::unique_ptr<ServedEngine>> engines_;
   std::vector<Card> cards_;
+  std::vector<std::unique_ptr<wallet::EngineClient>> handsets_;  // one per client, with its card
   std::atomic<std::uint32_t> sold_{0};
 };
 
 void BM_PurchasesOnBackend(benchmark::State& state) {
-  const auto backend = static_cast<Backend>(state.range(0));
-  const int clients = static_cast<int>(state.range(1));
-  auto shop = Shop::open(backend, clients);
+  auto shop = Shop::open(static_cast<Backend>(state.range(0)), static_cast<int>(state.range(1)));
   if (!shop) {
     state.SkipWithError(shop.error().message.c_str());
     return;
   }
-  std::vector<std::unique_ptr<wallet::EngineClient>> handsets;
-  for (int c = 0; c < clients; ++c) handsets.push_back(std::make_unique<wallet::EngineClient>((*shop)->endpoint(c)));
-  std::atomic<int> failures{0};
+  int failures = 0;
   std::int64_t done = 0;
   for (auto _ : state) {
-    std::vector<std::thread> threads;
-    for (int c = 0; c < clients; ++c) {
-      threads.emplace_back([&, c] {
-        auto& handset = *handsets[static_cast<std::size_t>(c)];
-        for (int i = 0; i < kPurchasesPerClient; ++i) {
-          auto purchase = (*shop)->next_purchase(c);
-          if (!purchase || !handset.buy_ticket(*purchase)) ++failures;
-        }
-      });
-    }
-    for (auto& t : threads) t.join();
-    done += std::int64_t{clients} * kPurchasesPerClient;
+    failures += (*shop)->round();
+    done += (*shop)->purchases_per_round();
   }
   if (failures > 0) state.SkipWithError("a purchase failed");
   state.counters["purchases_per_s"] = benchmark::Counter(static_cast<double>(done), benchmark::Counter::kIsRate);
@@ -246,6 +258,49 @@ void BM_PurchasesOnBackend(benchmark::State& state) {
 BENCHMARK(BM_PurchasesOnBackend)
     ->Name("purchases_backend")
     ->ArgsProduct({{sqlite_file, postgres_one_engine, postgres_two_engines}, {1, 8, kMaxClients}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// The three backends taking turns round by round, C clients each, so that the load of a shared
+// machine falls on all three alike (purchases_backend/B/C times them one after the other, minutes
+// apart). Counters: each backend's purchases per second over its own rounds, and PostgreSQL's as a
+// ratio to SQLite's.
+void BM_PurchasesBackendsTakingTurns(benchmark::State& state) {
+  const int clients = static_cast<int>(state.range(0));
+  std::vector<std::unique_ptr<Shop>> shops;
+  for (Backend backend : {sqlite_file, postgres_one_engine, postgres_two_engines}) {
+    auto shop = Shop::open(backend, clients);
+    if (!shop) {
+      state.SkipWithError(shop.error().message.c_str());
+      return;
+    }
+    shops.push_back(std::move(*shop));
+  }
+  using Clock = std::chrono::steady_clock;
+  std::vector<Clock::duration> spent(shops.size());
+  int failures = 0;
+  for (auto _ : state) {
+    for (std::size_t b = 0; b < shops.size(); ++b) {
+      const auto start = Clock::now();
+      failures += shops[b]->round();
+      spent[b] += Clock::now() - start;
+    }
+  }
+  if (failures > 0) state.SkipWithError("a purchase failed");
+  auto per_second = [&](std::size_t b) {
+    return static_cast<double>(state.iterations() * shops[b]->purchases_per_round()) / std::chrono::duration<double>(spent[b]).count();
+  };
+  state.counters["sqlite_per_s"] = per_second(0);
+  state.counters["pg1_per_s"] = per_second(1);
+  state.counters["pg2_per_s"] = per_second(2);
+  state.counters["pg1_ratio"] = per_second(1) / per_second(0);
+  state.counters["pg2_ratio"] = per_second(2) / per_second(0);
+}
+BENCHMARK(BM_PurchasesBackendsTakingTurns)
+    ->Name("purchases_backend_turns")
+    ->Arg(1)
+    ->Arg(8)
+    ->Arg(kMaxClients)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
