@@ -10,6 +10,8 @@
 #include "usher/billing/hotel_desk.h"
 #include "usher/core/log.h"
 #include "usher/core/zmq.h"
+#include "usher/entitlement/identity_files.h"
+#include "usher/entitlement/store.h"
 
 namespace usher::cli {
 namespace {
@@ -18,6 +20,9 @@ struct BillingOptions {
   std::string home;
   std::string engine_home;
   std::string engine;  // the engine's endpoint ("" : the one in billing's identity)
+  std::string operator_file;
+  std::string certificate_file;
+  std::string database_url;
   std::uint32_t id = 1;
   std::string bind = "tcp://127.0.0.1:7720";
   std::string pms;
@@ -42,6 +47,14 @@ struct BillingOptions {
 };
 
 billing::BillingStore open(const BillingOptions& a) { return need(billing::BillingStore::open(a.home, a.engine)); }
+
+// One machine: the operator's store, opened for this only, certifies billing's keys (as `usher
+// entitlement billing add` would) and billing installs the certificate. Billing keeps nothing of it.
+void certify_here(billing::BillingStore& store, const std::string& engine_home) {
+  auto engine = need(entitlement::EntitlementStore::open(engine_home));
+  const auto pub = store.public_file();
+  (void)need(store.install_certificate(engine.certify_billing(pub.billing_id, pub.ed25519_public, pub.x25519_public, unix_now())));
+}
 
 billing::PmsLink::Options pms_options(const std::string& spec) {
   const auto colon = spec.rfind(':');
@@ -101,16 +114,62 @@ void add_billing(CLI::App& root, Commands& commands) {
   };
 
   auto* init = leaf(billing_group, "init",
-                    "Makes billing's signing key; the operator (ENT_HOME) certifies it, so STBs trust its receipts and the engine "
-                    "answers billing's requests. Billing keeps the engine's endpoint, never its home.");
-  init->add_option("--engine-home", o->engine_home, "the operator's directory (read for the certification only)")->type_name("ENT_HOME")->required();
+                    "Makes billing's keys (Ed25519 to sign receipts and room states, X25519 that STBs seal their history for) and "
+                    "writes DIR/billing.pub for the operator to certify (`usher entitlement billing add --public-file`); `usher billing "
+                    "certify --certificate` installs what it gives back. Billing keeps the engine's endpoint and the operator's public "
+                    "identity, never the engine's home nor a key of the operator's. On the operator's machine --engine-home certifies "
+                    "at once.");
+  init->add_option("--operator", o->operator_file, "the operator's public identity")->type_name("ENT_HOME/operator.pub");
+  init->add_option("--engine-home", o->engine_home, "one machine: the operator's directory, read once to certify billing (and for operator.pub)")
+      ->type_name("ENT_HOME");
   init->add_option("--engine", o->engine, "where billing asks the engine (default tcp://127.0.0.1:7700)")->type_name("ENDPOINT");
   add_integer<std::uint32_t>(*init, "--id", o->id, "billing's id (default 1)", 1, 0xFFFFFFFF);
+  init->add_option("--db", o->database_url,
+                   "keep billing's store on this PostgreSQL server (postgresql://USER:PASSWORD@HOST:PORT/DATABASE) instead of a "
+                   "SQLite file in the home; the home keeps the URL and billing's keys, and a copy of it runs another billing on "
+                   "the same database")
+      ->type_name("URL");
   commands.on(init, [o] {
-    auto store = need(billing::BillingStore::create(o->home, o->engine_home, o->id,
-                                                    o->engine.empty() ? std::string(billing::kDefaultEngineEndpoint) : o->engine));
-    std::printf("billing %u initialised in %s, certified by the operator in %s\n", store.certificate().billing_id, o->home.c_str(),
-                o->engine_home.c_str());
+    if (o->operator_file.empty() && o->engine_home.empty()) throw UsageError("give --operator ENT_HOME/operator.pub (or, on the operator's machine, --engine-home ENT_HOME)");
+    const auto operator_file = !o->operator_file.empty() ? o->operator_file
+                                                         : (std::filesystem::path(o->engine_home) / entitlement::OperatorPublicFile::kFileName).string();
+    const auto op = need(entitlement::OperatorPublicFile::read(operator_file));
+    auto store = need(billing::BillingStore::create(o->home, o->id, op,
+                                                    o->engine.empty() ? std::string(billing::kDefaultEngineEndpoint) : o->engine,
+                                                    o->database_url));
+    const auto pub = (std::filesystem::path(o->home) / billing::BillingStore::kPublicName).string();
+    if (!o->engine_home.empty()) {
+      certify_here(store, o->engine_home);
+      std::printf("billing %u initialised in %s, certified by the operator in %s (public keys in %s)\n", store.certificate().billing_id,
+                  o->home.c_str(), o->engine_home.c_str(), pub.c_str());
+    } else {
+      std::printf("billing %u initialised in %s; give %s to the operator (usher entitlement billing add --public-file) and install the "
+                  "certificate it makes (usher billing certify --certificate FILE)\n",
+                  store.certificate().billing_id, o->home.c_str(), pub.c_str());
+    }
+    return 0;
+  });
+
+  auto* certify = leaf(billing_group, "certify",
+                       "Installs billing's certificate: the file `usher entitlement billing add` wrote from billing.pub (--certificate), "
+                       "checked against the operator's key billing keeps, or, on the operator's machine, made from the operator's "
+                       "directory (--engine-home). A billing made by an older Usher is certified again so (its X25519 key, made when "
+                       "its store was brought forward, is in billing.pub). STBs then seal their history for it; receipts already "
+                       "issued stay valid.");
+  auto* certify_file = certify->add_option("--certificate", o->certificate_file, "from `usher entitlement billing add`")->type_name("FILE");
+  auto* certify_engine = certify->add_option("--engine-home", o->engine_home, "one machine: the operator's directory, read once")
+                             ->type_name("ENT_HOME");
+  certify_engine->excludes(certify_file);
+  commands.on(certify, [o] {
+    auto store = open(*o);
+    if (!o->certificate_file.empty()) {
+      (void)need(store.install_certificate(need(entitlement::read_billing_certificate(o->certificate_file))));
+    } else if (!o->engine_home.empty()) {
+      certify_here(store, o->engine_home);
+    } else {
+      throw UsageError("give --certificate FILE (or, on the operator's machine, --engine-home ENT_HOME)");
+    }
+    std::printf("billing %u certified by the operator\n", store.certificate().billing_id);
     return 0;
   });
 
@@ -134,6 +193,7 @@ void add_billing(CLI::App& root, Commands& commands) {
     entitlement::RequestCounters counters(entitlement::billing_message_kind);
     const auto metrics = start_metrics(o->monitor, [&counters] { return service_metrics("billing", counters.snapshot()); });
     auto store = open(*o);
+    (void)need(store.check_certified());
     Logger log("billing");
     if (const auto n = store.recover(unix_now()); n > 0) log.info("finished ", n, " settlements a stop left half done");
     billing::BillingService service(store);

@@ -217,7 +217,11 @@ int demo(const DemoOptions& a) {
   const std::string stb1001 = (dir / "stb-1001").string();
   bool settlement_ok = false;
   bool hotel_ok = false;
-  step(log, {"billing", "init", "--home", billing_home, "--engine-home", ent, "--engine", engine});
+  // Billing's keys go to the operator as billing.pub and come back certified: no home is shared.
+  const std::string billing_cert = (dir / "billing-1.cert").string();
+  step(log, {"billing", "init", "--home", billing_home, "--operator", ent + "/operator.pub", "--engine", engine});
+  step(log, {"entitlement", "billing", "add", "--home", ent, "--public-file", billing_home + "/billing.pub", "--out", billing_cert});
+  step(log, {"billing", "certify", "--home", billing_home, "--certificate", billing_cert});
   {
     Background serve(log, {"entitlement", "serve", "--home", ent, "--bind", engine});
     Background bill(log, {"billing", "serve", "--home", billing_home, "--bind", billing});

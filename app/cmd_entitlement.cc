@@ -39,6 +39,7 @@ struct EntitlementOptions {
   std::string title;
   std::uint8_t min_age = 0;
   std::string file;
+  std::string out;
   std::uint64_t ticket = 0;
   bool refund = false;
   std::string bind = "tcp://127.0.0.1:7700";
@@ -269,6 +270,22 @@ void add_entitlement(CLI::App& root, Commands& commands) {
     auto f = need(headend::HeadendPublicFile::read(o->file));
     fail_on(store.register_headend(f.headend_id, f.x25519_public));
     std::printf("headend %u registered\n", f.headend_id);
+    return 0;
+  });
+
+  auto* billing_group = add_group(*ent, "billing", "the billing services the operator certifies");
+  auto* billing_add = leaf(billing_group, "add",
+                           "Certifies a billing service's keys from the file `usher billing init` wrote (BILLING_HOME/billing.pub) and "
+                           "writes its certificate, which billing installs with `usher billing certify --certificate`.");
+  billing_add->add_option("--public-file", o->file, "BILLING_HOME/billing.pub")->type_name("FILE")->required();
+  billing_add->add_option("--out", o->out, "where to write the certificate (default billing-ID.cert)")->type_name("FILE");
+  commands.on(billing_add, [o] {
+    auto store = open(*o);
+    auto f = need(entitlement::BillingPublicFile::read(o->file));
+    const auto cert = store.certify_billing(f.billing_id, f.ed25519_public, f.x25519_public, unix_now());
+    const auto out = o->out.empty() ? "billing-" + std::to_string(f.billing_id) + ".cert" : o->out;
+    fail_on(entitlement::write_billing_certificate(cert, out));
+    std::printf("billing %u certified; give it %s (usher billing certify --certificate %s)\n", f.billing_id, out.c_str(), out.c_str());
     return 0;
   });
 

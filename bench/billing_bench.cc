@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "broadcast_fixture.h"
+#include "certified_billing.h"
 #include "synthetic_stb.h"
 #include "usher/billing/billing_service.h"
 #include "usher/billing/billing_store.h"
@@ -36,8 +37,8 @@ constexpr int kRecordsPerRelay = 100;
 using bench::SyntheticStb;
 
 struct Books {
-  usher::testing::BroadcastWorld world;
-  std::optional<usher::testing::TestCard> handset;
+  testing::BroadcastWorld world;
+  std::optional<testing::TestCard> handset;
   std::uint64_t card = 0;
   std::optional<billing::BillingStore> billing;
   Books() {
@@ -45,7 +46,7 @@ struct Books {
     world.add_event(7, 1, kT0, 3600, 1, "Bench");
     handset.emplace(world.store(), "bench", 2'000'000);
     card = handset->card_id();
-    billing.emplace(billing::BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1, world.engine_endpoint()).value());
+    billing.emplace(usher::testing::certified_billing(world.store(), world.dir().file("operator"), world.dir().file("billing"), 1, world.engine_endpoint()).value());
   }
   entitlement::SpendAuthorization spend(const entitlement::Quote& q) { return handset->spend(q.amount, q.payee); }
 };
@@ -56,7 +57,7 @@ void set_records(benchmark::State& state, std::int64_t records) {
 
 void BM_HistorySignatureCheck(benchmark::State& state) {
   Books books;
-  SyntheticStb stb(books.world.store(), books.world.dir().file("operator"), 2001);
+  SyntheticStb stb(books.world.store(), 2001);
   const auto records = stb.next(kRecordsPerRelay, kT0);
   const auto pub = stb.signing.public_key;
   for (auto _ : state) {
@@ -68,11 +69,11 @@ BENCHMARK(BM_HistorySignatureCheck)->Name("history_signature_check")->Unit(bench
 
 void BM_HistorySettled(benchmark::State& state) {
   Books books;
-  SyntheticStb stb(books.world.store(), books.world.dir().file("operator"), 2001);
+  SyntheticStb stb(books.world.store(), 2001);
   std::int64_t settled = 0;
   for (auto _ : state) {
     state.PauseTiming();
-    const auto sealed = entitlement::seal_history(stb.next(kRecordsPerRelay, kT0), stb.stb_id, stb.history_key);
+    const auto sealed = stb.seal(stb.next(kRecordsPerRelay, kT0), books.billing->certificate());
     state.ResumeTiming();
     auto reply = books.billing->relay(sealed, books.card, kT0);
     if (!reply || !reply->has_quote) {
@@ -159,7 +160,7 @@ void BM_SettlementsConcurrent(benchmark::State& state) {
   constexpr int kPerClient = 10;  // settlements in a row per handset per iteration
   Books books;
   std::vector<std::unique_ptr<SyntheticStb>> stbs;
-  for (int i = 0; i < clients; ++i) stbs.push_back(std::make_unique<SyntheticStb>(books.world.store(), books.world.dir().file("operator"), static_cast<std::uint32_t>(3000 + i)));
+  for (int i = 0; i < clients; ++i) stbs.push_back(std::make_unique<SyntheticStb>(books.world.store(), static_cast<std::uint32_t>(3000 + i)));
   // One card pays for every handset: the benchmark measures billing, not the per-card limit.
   billing::BillingService service(*books.billing, RateLimiter::Rate{1U << 30, 1U << 30});
   net::ReplyServer server("tcp://127.0.0.1:*", net::ReplyServer::BatchHandler([&](const auto& r) { return service.handle_batch(r); }));
@@ -174,7 +175,7 @@ void BM_SettlementsConcurrent(benchmark::State& state) {
     std::vector<std::vector<std::vector<std::uint8_t>>> sealed(static_cast<std::size_t>(clients));
     for (int i = 0; i < clients; ++i) {
       auto& stb = *stbs[static_cast<std::size_t>(i)];
-      for (int k = 0; k < kPerClient; ++k) sealed[static_cast<std::size_t>(i)].push_back(entitlement::seal_history(stb.next(1, kT0), stb.stb_id, stb.history_key));
+      for (int k = 0; k < kPerClient; ++k) sealed[static_cast<std::size_t>(i)].push_back(stb.seal(stb.next(1, kT0), books.billing->certificate()));
     }
     state.ResumeTiming();
     std::vector<std::thread> threads;

@@ -16,12 +16,12 @@
 //    zmq_echo_round_trip (billing_bench.cc) that ratio_main.cc prints.
 //  - postgres_statement_round_trip: one SELECT 1 to the same server, the cost of each of the
 //    statements a purchase on PostgreSQL sends one after the other.
-//  - settlements_backend/B/C (B = 0, 1): settlements per second (counter settlements_per_s) as
-//    billing_bench.cc's settlements_concurrent measures them (C handsets relaying and paying
-//    one-record histories to one billing service over ZeroMQ; billing asks the engine over ZeroMQ),
-//    with the engine's store on SQLite or on PostgreSQL. Billing's own store is SQLite in both: it
-//    cannot be put on PostgreSQL yet (BillingStore::create takes no database URL), and so neither
-//    can two billings share one.
+//  - settlements_backend/B/C: settlements per second (counter settlements_per_s) as billing_bench.cc's
+//    settlements_concurrent measures them: C handsets relaying and paying one-record histories
+//    over ZeroMQ, billing asking the engine over ZeroMQ. B as above for the engine's and billing's
+//    stores both (on PostgreSQL in one database, schemas "engine" and "billing"); with B = 2 two
+//    billings (one from a copy of the other's home) each ask their own engine, client c relaying to
+//    billing c % 2.
 // The PostgreSQL server is this process's own (tests/support/postgres_server.h), started once, in
 // its durable mode: fsync and synchronous_commit on, so that a purchase is on disk before its reply
 // as it is with SQLite. Its data directory and the SQLite files are both under $TMPDIR (else /tmp):
@@ -32,6 +32,7 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -42,9 +43,11 @@
 #include "temp_dir.h"
 #include "usher/billing/billing_service.h"
 #include "usher/billing/billing_store.h"
+#include "usher/core/clock.h"
 #include "usher/core/postgres.h"
 #include "usher/core/zmq.h"
 #include "usher/entitlement/engine_service.h"
+#include "usher/entitlement/identity_files.h"
 #include "usher/entitlement/protocol.h"
 #include "usher/entitlement/store.h"
 #include "usher/wallet_bridge/wallet.h"
@@ -86,16 +89,12 @@ Result<usher::testing::PostgresServer*> durable_server() {
   return server->get();
 }
 
-// A new operator in `home`, its store on the benchmark's backend (a new database of the durable
-// server for PostgreSQL).
-Result<std::unique_ptr<entitlement::EntitlementStore>> create_operator(Backend backend, const std::string& home) {
-  std::string url;
-  if (backend != sqlite_file) {
-    USHER_TRY(auto server, durable_server());
-    USHER_TRY(url, server->create_database());
-  }
-  USHER_TRY(auto store, entitlement::EntitlementStore::create(home, kCaSystemId, url));
-  return std::make_unique<entitlement::EntitlementStore>(std::move(store));
+// Where a new store goes on the backend: "" (a SQLite file in its home), or a new database of the
+// durable server.
+Result<std::string> database_url(Backend backend) {
+  if (backend == sqlite_file) return std::string();
+  USHER_TRY(auto server, durable_server());
+  return server->create_database();
 }
 
 // Per-card limits (and the engine's limit on registrations) out of the way: the benchmarks measure
@@ -133,8 +132,9 @@ class Shop {
   static Result<std::unique_ptr<Shop>> open(Backend backend, int clients) {
     std::unique_ptr<Shop> shop(new Shop());
     const std::string home = shop->dir_.file("operator");
-    USHER_TRY(auto store, create_operator(backend, home));
-    shop->stores_.push_back(std::move(store));
+    USHER_TRY(auto url, database_url(backend));
+    USHER_TRY(auto store, entitlement::EntitlementStore::create(home, kCaSystemId, url));
+    shop->stores_.push_back(std::make_unique<entitlement::EntitlementStore>(std::move(store)));
     USHER_CHECK(shop->fill(*shop->stores_.front(), clients));
     if (backend == postgres_two_engines) {
       // A second engine of the same operator: a copy of the first one's home (its keys and the
@@ -363,88 +363,152 @@ void BM_PostgresStatementRoundTrip(benchmark::State& state) {
 }
 BENCHMARK(BM_PostgresStatementRoundTrip)->Name("postgres_statement_round_trip")->Unit(benchmark::kMicrosecond)->UseRealTime();
 
-void BM_SettlementsOnBackend(benchmark::State& state) {
-  const auto backend = static_cast<Backend>(state.range(0));
-  const int clients = static_cast<int>(state.range(1));
-  constexpr int kPerClient = 10;  // settlements in a row per handset per iteration
-  usher::testing::TempDir dir;
-  const std::string home = dir.file("operator");
-  auto store = create_operator(backend, home);
-  if (!store) {
-    state.SkipWithError(store.error().message.c_str());
-    return;
-  }
-  auto& engine_store = **store;
-  entitlement::EventInfo event;
-  event.event_id = 7;
-  event.service_id = 1;
-  event.start = kT0;
-  event.duration = 3600;
-  event.title = "Bench";
-  event.price = {1, kEur};
-  if (!engine_store.add_service(1, "Bench") || !engine_store.add_event(event)) {
-    state.SkipWithError("cannot set up the operator's catalogue");
-    return;
-  }
-  usher::testing::TestCard handset(engine_store, "bench", 2'000'000);
-  std::vector<std::unique_ptr<bench::SyntheticStb>> stbs;
-  for (int i = 0; i < clients; ++i) {
-    stbs.push_back(std::make_unique<bench::SyntheticStb>(engine_store, home, static_cast<std::uint32_t>(3000 + i)));
-  }
-  // The engine billing asks, on its own connection to the operator's store, as `usher entitlement
-  // serve` would hold.
-  auto served_store = entitlement::EntitlementStore::open(home);
-  if (!served_store) {
-    state.SkipWithError(served_store.error().message.c_str());
-    return;
-  }
-  ServedEngine engine(*served_store);
-  auto books = billing::BillingStore::create(dir.file("billing"), home, 1, engine.server.endpoint());
-  if (!books) {
-    state.SkipWithError(books.error().message.c_str());
-    return;
-  }
-  billing::BillingService service(*books, kUnlimited);
-  net::ReplyServer server("tcp://127.0.0.1:*", net::ReplyServer::BatchHandler([&](const auto& r) { return service.handle_batch(r); }));
-  std::atomic<bool> stop{false};
-  std::thread serving([&] { server.run(stop); });
-  std::vector<std::unique_ptr<wallet::BillingClient>> handsets;
-  for (int i = 0; i < clients; ++i) handsets.push_back(std::make_unique<wallet::BillingClient>(server.endpoint()));
-  std::atomic<int> failures{0};
-  std::int64_t settled = 0;
-  for (auto _ : state) {
-    state.PauseTiming();
-    std::vector<std::vector<std::vector<std::uint8_t>>> sealed(static_cast<std::size_t>(clients));
+// Billing's counter as the settlements need it: the operator's store on the backend with event 7
+// and a card that pays, one or two engines serving it, and as many billings (certified by the
+// operator, each asking its own engine; a second one opened from a copy of the first one's home),
+// each a BillingService on a ReplyServer in a thread.
+class SettlementDesk {
+ public:
+  static Result<std::unique_ptr<SettlementDesk>> open(Backend backend, int clients) {
+    std::unique_ptr<SettlementDesk> desk(new SettlementDesk());
+    const std::string home = desk->dir_.file("operator");
+    USHER_TRY(auto url, database_url(backend));
+    USHER_TRY(auto created, entitlement::EntitlementStore::create(home, kCaSystemId, url));
+    auto& store = *desk->stores_.emplace_back(std::make_unique<entitlement::EntitlementStore>(std::move(created)));
+    entitlement::EventInfo event;
+    event.event_id = 7;
+    event.service_id = 1;
+    event.start = kT0;
+    event.duration = 3600;
+    event.title = "Bench";
+    event.price = {1, kEur};
+    USHER_CHECK(store.add_service(1, "Bench"));
+    USHER_CHECK(store.add_event(event));
+    desk->handset_.emplace(store, "bench", 2'000'000);
     for (int i = 0; i < clients; ++i) {
-      auto& stb = *stbs[static_cast<std::size_t>(i)];
-      for (int k = 0; k < kPerClient; ++k) {
-        sealed[static_cast<std::size_t>(i)].push_back(entitlement::seal_history(stb.next(1, kT0), stb.stb_id, stb.history_key));
-      }
+      desk->stbs_.push_back(std::make_unique<bench::SyntheticStb>(store, static_cast<std::uint32_t>(3000 + i)));
     }
-    state.ResumeTiming();
+    // The engines billing asks, each on its own connection to the operator's store, as `usher
+    // entitlement serve` holds one: the first from the operator's home, a second from a copy.
+    std::vector<std::string> homes{home};
+    if (backend == postgres_two_engines) {
+      homes.push_back(desk->dir_.file("operator-b"));
+      std::filesystem::copy(home, homes.back(), std::filesystem::copy_options::recursive);
+    }
+    for (const auto& h : homes) {
+      USHER_TRY(auto served, entitlement::EntitlementStore::open(h));
+      desk->engines_.push_back(std::make_unique<ServedEngine>(*desk->stores_.emplace_back(
+          std::make_unique<entitlement::EntitlementStore>(std::move(served)))));
+    }
+    // Billing as an operator makes it: init (on the same database as the engine, schema
+    // "billing"), the operator certifying billing.pub, billing installing the certificate.
+    const std::string billing_home = desk->dir_.file("billing");
+    USHER_TRY(auto op, entitlement::OperatorPublicFile::read(home + "/" + entitlement::OperatorPublicFile::kFileName));
+    USHER_TRY(auto billing, billing::BillingStore::create(billing_home, 1, op, desk->engines_[0]->server.endpoint(), url));
+    const auto pub = billing.public_file();
+    USHER_CHECK(billing.install_certificate(store.certify_billing(pub.billing_id, pub.ed25519_public, pub.x25519_public, unix_now())));
+    desk->billings_.push_back(std::make_unique<ServedBilling>(std::move(billing)));
+    if (backend == postgres_two_engines) {
+      const std::string second = desk->dir_.file("billing-b");
+      std::filesystem::copy(billing_home, second, std::filesystem::copy_options::recursive);
+      USHER_TRY(auto other, billing::BillingStore::open(second, desk->engines_[1]->server.endpoint()));
+      desk->billings_.push_back(std::make_unique<ServedBilling>(std::move(other)));
+    }
+    // Client c relays to billing c % billings.
+    for (int c = 0; c < clients; ++c) {
+      desk->handsets_.push_back(
+          std::make_unique<wallet::BillingClient>(desk->billings_[static_cast<std::size_t>(c) % desk->billings_.size()]->server.endpoint()));
+    }
+    return desk;
+  }
+
+  SettlementDesk(const SettlementDesk&) = delete;
+  SettlementDesk& operator=(const SettlementDesk&) = delete;
+  ~SettlementDesk() = default;
+
+  // Each client's next `per_client` one-record histories, sealed for billing (the certificate is the
+  // same for every billing of the id).
+  std::vector<std::vector<std::vector<std::uint8_t>>> seal_next(int per_client) {
+    std::vector<std::vector<std::vector<std::uint8_t>>> sealed(stbs_.size());
+    for (std::size_t i = 0; i < stbs_.size(); ++i) {
+      for (int k = 0; k < per_client; ++k) sealed[i].push_back(stbs_[i]->seal(stbs_[i]->next(1, kT0), billings_[0]->store.certificate()));
+    }
+    return sealed;
+  }
+  // Every client relays and pays its histories, all clients at once. The settlements that failed.
+  int settle(const std::vector<std::vector<std::vector<std::uint8_t>>>& sealed) {
+    std::atomic<int> failures{0};
     std::vector<std::thread> threads;
-    for (int i = 0; i < clients; ++i) {
+    for (std::size_t i = 0; i < handsets_.size(); ++i) {
       threads.emplace_back([&, i] {
-        auto& billing = *handsets[static_cast<std::size_t>(i)];
-        for (const auto& history : sealed[static_cast<std::size_t>(i)]) {
-          auto reply = billing.relay({history, handset.card_id()}, handset.signer());
-          if (!reply || !reply->has_quote || !billing.pay({reply->quote.settlement_id, handset.spend(reply->quote.amount, reply->quote.payee)})) {
+        auto& billing = *handsets_[i];
+        for (const auto& history : sealed[i]) {
+          auto reply = billing.relay({history, handset_->card_id()}, handset_->signer());
+          if (!reply || !reply->has_quote ||
+              !billing.pay({reply->quote.settlement_id, handset_->spend(reply->quote.amount, reply->quote.payee)})) {
             ++failures;
           }
         }
       });
     }
     for (auto& t : threads) t.join();
-    settled += std::int64_t{clients} * kPerClient;
+    return failures;
   }
-  stop = true;
-  serving.join();
+
+ private:
+  // One billing as `usher billing serve` runs it.
+  struct ServedBilling {
+    billing::BillingStore store;
+    billing::BillingService service;
+    net::ReplyServer server;
+    std::atomic<bool> stop{false};
+    std::thread thread;
+    explicit ServedBilling(billing::BillingStore s)
+        : store(std::move(s)),
+          service(store, kUnlimited),
+          server("tcp://127.0.0.1:*", net::ReplyServer::BatchHandler([this](const auto& r) { return service.handle_batch(r); })),
+          thread([this] { server.run(stop); }) {}
+    ServedBilling(const ServedBilling&) = delete;
+    ServedBilling& operator=(const ServedBilling&) = delete;
+    ~ServedBilling() {
+      stop = true;
+      thread.join();
+    }
+  };
+
+  SettlementDesk() = default;
+
+  usher::testing::TempDir dir_;
+  std::vector<std::unique_ptr<entitlement::EntitlementStore>> stores_;  // before the engines: they outlive them
+  std::optional<usher::testing::TestCard> handset_;
+  std::vector<std::unique_ptr<bench::SyntheticStb>> stbs_;
+  std::vector<std::unique_ptr<ServedEngine>> engines_;    // before the billings: they outlive them
+  std::vector<std::unique_ptr<ServedBilling>> billings_;
+  std::vector<std::unique_ptr<wallet::BillingClient>> handsets_;
+};
+
+void BM_SettlementsOnBackend(benchmark::State& state) {
+  constexpr int kPerClient = 10;  // settlements in a row per handset per iteration
+  auto desk = SettlementDesk::open(static_cast<Backend>(state.range(0)), static_cast<int>(state.range(1)));
+  if (!desk) {
+    state.SkipWithError(desk.error().message.c_str());
+    return;
+  }
+  int failures = 0;
+  std::int64_t settled = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    const auto sealed = (*desk)->seal_next(kPerClient);
+    state.ResumeTiming();
+    failures += (*desk)->settle(sealed);
+    settled += state.range(1) * kPerClient;
+  }
   if (failures > 0) state.SkipWithError("a settlement failed");
   state.counters["settlements_per_s"] = benchmark::Counter(static_cast<double>(settled), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_SettlementsOnBackend)
     ->Name("settlements_backend")
-    ->ArgsProduct({{sqlite_file, postgres_one_engine}, {1, 8, kMaxClients}})
+    ->ArgsProduct({{sqlite_file, postgres_one_engine, postgres_two_engines}, {1, 8, kMaxClients}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

@@ -1,15 +1,14 @@
 // SyntheticStb: an STB made of bare keys, registered with the operator like any other, so that a
 // benchmark can write viewing histories of any length without buying through a secure element.
-// Its records are of event 7 on service 1 at `time`, one minor unit of EUR each.
+// Its records are of event 7 on service 1 at `time`, one minor unit of EUR each, sealed for
+// billing's key as a secure element seals them.
 #pragma once
 
 #include <cstdint>
-#include <string>
 #include <vector>
 
 #include "usher/core/crypto.h"
 #include "usher/entitlement/history.h"
-#include "usher/entitlement/identity_files.h"
 #include "usher/entitlement/store.h"
 
 namespace usher::bench {
@@ -17,15 +16,17 @@ namespace usher::bench {
 struct SyntheticStb {
   std::uint32_t stb_id = 0;
   crypto::Ed25519KeyPair signing = crypto::Ed25519KeyPair::generate();
-  Key256 history_key;  // what billing opens the STB's sealed histories with
   entitlement::HistoryRecord last;
 
-  // Registers STB `id` in the operator's `store`, whose home is `operator_home`.
-  SyntheticStb(entitlement::EntitlementStore& store, const std::string& operator_home, std::uint32_t id) : stb_id(id) {
+  // Registers STB `id` in the operator's `store`.
+  SyntheticStb(entitlement::EntitlementStore& store, std::uint32_t id) : stb_id(id) {
     auto x = crypto::X25519KeyPair::generate();
     (void)store.register_stb({id, x.public_key, signing.public_key});
-    auto op = entitlement::OperatorPublicFile::read(operator_home + "/" + entitlement::EntitlementStore::kOperatorPublicName).value();
-    history_key = entitlement::history_key(entitlement::derive_emm_key(x.private_key, op.x25519_public, op.ca_system_id, id).value());
+  }
+  // Sealed for billing's key, as a secure element seals.
+  [[nodiscard]] std::vector<std::uint8_t> seal(const std::vector<entitlement::HistoryRecord>& records,
+                                               const entitlement::BillingCertificate& billing) const {
+    return entitlement::seal_history(records, stb_id, billing.billing_id, billing.billing_x25519);
   }
   // The next `n` records of the STB's chain.
   std::vector<entitlement::HistoryRecord> next(int n, std::uint64_t time) {

@@ -15,6 +15,7 @@
 #include "usher/core/log.h"
 #include "usher/core/zmq.h"
 #include "usher/entitlement/engine_service.h"
+#include "usher/entitlement/identity_files.h"
 #include "usher/entitlement/request_auth.h"
 #include "usher/entitlement/store.h"
 
@@ -48,9 +49,14 @@ struct World {
     engine_service.emplace(*served, acquirer);
     engine_server.emplace("tcp://127.0.0.1:*", net::ReplyServer::BatchHandler([this](const auto& r) { return engine_service->handle_batch(r); }));
     std::thread([this] { engine_server->run(never); }).detach();
-    auto b = billing::BillingStore::create(dir + "/billing", dir + "/ent", 1, engine_server->endpoint());
+    // As `usher billing init`, `usher entitlement billing add` and `usher billing certify` make it.
+    auto op = OperatorPublicFile::read(dir + "/ent/" + OperatorPublicFile::kFileName);
+    if (!op) std::abort();
+    auto b = billing::BillingStore::create(dir + "/billing", 1, *op, engine_server->endpoint());
     if (!b) std::abort();
     books.emplace(std::move(b.value()));
+    const auto pub = books->public_file();
+    if (!books->install_certificate(engine->certify_billing(pub.billing_id, pub.ed25519_public, pub.x25519_public, unix_now()))) std::abort();
     (void)books->set_hotel_credit({1000, {'E', 'U', 'R'}});
     (void)books->add_room("102", 1001, "tcp://127.0.0.1:1");
     service.emplace(*books, RateLimiter::Rate{1U << 30, 1U << 30});

@@ -1,16 +1,20 @@
 // The entitlement engine's request handler on arbitrary bytes (every message a handset can send),
-// over a real store in a temporary directory; and the asset decoders a handset and an STB use.
+// over a real store in a temporary directory; the asset decoders a handset and an STB use; and the
+// public identity files.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <fstream>
 #include <string>
 
 #include "usher/entitlement/billing_requests.h"
 #include "usher/entitlement/history.h"
+#include "usher/entitlement/identity_files.h"
 #include "usher/core/clock.h"
 #include "usher/entitlement/engine_service.h"
 #include "usher/entitlement/protocol.h"
 #include "usher/entitlement/request_auth.h"
+#include "usher/entitlement/settlement.h"
 
 namespace {
 // Limits the fuzzer never reaches, so that every input is judged on its content.
@@ -29,7 +33,7 @@ struct Engine {
     auto card = store.register_handset("fuzz", handset.public_key, {'E', 'U', 'R'});
     if (!card) std::abort();
     card_id = card->card_id;
-    (void)store.certify_billing(1, billing.public_key, usher::unix_now());
+    (void)store.certify_billing(1, billing.public_key, usher::crypto::X25519KeyPair::generate().public_key, usher::unix_now());
   }
 };
 Engine& engine() {
@@ -78,7 +82,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)decode_settlement_charge(in);
   (void)decode_settlement_refund(in);
   (void)decode_ticket_payment_lines(in);
-  (void)decode_opened_history(in);
   (void)decode_u32(in);
   (void)decode_u64(in);
   (void)decode_text(in);
@@ -94,7 +97,37 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)PrepaidCardCertificate::decode(in);
   (void)DeliveryAck::decode(in);
   (void)HistoryRecord::decode(in);
+  // Sealed histories (version 2, for billing's X25519 key): the clear header, the opening with a
+  // billing's key (and with the billing the header names), the records inside, and billing's
+  // certificate, which the STB takes from the handset.
+  static const auto billing_key = usher::crypto::X25519KeyPair::generate();
   (void)sealed_history_stb(in);
-  (void)open_history(in, usher::Key256{});
+  if (auto header = sealed_history_header(in); header) (void)open_history(in, header->billing_id, billing_key.private_key);
+  (void)open_history(in, 1, billing_key.private_key);
+  (void)decode_history_records(in, 1001);
+  if (auto cert = BillingCertificate::decode(in); cert) (void)cert->sealing_key();
+  // The identity files the operator is handed (stb.pub, billing.pub) and hands out (operator.pub,
+  // billing's certificate file), read from disk: one that reads must write back to what was read.
+  static const std::string identity_dir = [] {
+    char templ[] = "/tmp/usher-fuzz-identity-XXXXXX";
+    return std::string(mkdtemp(templ));
+  }();
+  const auto path = identity_dir + "/in";
+  std::ofstream(path, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+  if (auto billing = BillingPublicFile::read(path); billing) {
+    if (!billing->write(identity_dir + "/billing.pub")) __builtin_trap();
+    auto back = BillingPublicFile::read(identity_dir + "/billing.pub");
+    if (!back || back->billing_id != billing->billing_id || back->ed25519_public != billing->ed25519_public ||
+        back->x25519_public != billing->x25519_public) {
+      __builtin_trap();
+    }
+  }
+  if (auto cert = read_billing_certificate(path); cert) {
+    if (!write_billing_certificate(*cert, identity_dir + "/billing.cert")) __builtin_trap();
+    auto back = read_billing_certificate(identity_dir + "/billing.cert");
+    if (!back || back->encode() != cert->encode()) __builtin_trap();
+  }
+  (void)StbPublicFile::read(path);
+  (void)OperatorPublicFile::read(path);
   return 0;
 }

@@ -163,7 +163,13 @@ int main(int argc, char** argv) {
   rec.service_id = 1;
   rec.price = {1250, eur};
   rec.sign(handset.private_key);
-  const auto sealed = entitlement::seal_history(std::vector{rec}, 1001, Key256{});
+  const auto sealed = entitlement::seal_history(std::vector{rec}, 1001, 1, crypto::X25519KeyPair::generate().public_key);
+  write(engine, "sealed-history", sealed);
+  entitlement::BillingCertificate billing_cert;
+  billing_cert.billing_id = 1;
+  billing_cert.billing_x25519 = crypto::X25519KeyPair::generate().public_key;
+  billing_cert.sign(handset.private_key);
+  write(engine, "billing-certificate", billing_cert.encode());
   const auto bill = root / "fuzz_billing";
   write(bill, "relay", signed_request(static_cast<std::uint8_t>(entitlement::BillingMessage::relay),
                                       entitlement::encode(entitlement::RelayRequest{sealed, 1}), 1));

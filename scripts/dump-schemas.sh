@@ -62,7 +62,9 @@ dump() {
 "$usher" stb init --home box --id 1001 --operator ops/operator.pub >/dev/null
 "$usher" entitlement device add --home ops --stb-file box/stb.pub --account alice >/dev/null
 "$usher" headend init --home head --id 1 --operator ops/operator.pub >/dev/null
-"$usher" billing init --home bill --engine-home ops >/dev/null
+"$usher" billing init --home bill --operator ops/operator.pub >/dev/null
+"$usher" entitlement billing add --home ops --public-file bill/billing.pub --out bill.cert >/dev/null
+"$usher" billing certify --home bill --certificate bill.cert >/dev/null
 "$usher" entitlement serve --home ops --bind "$engine" >/dev/null 2>&1 &
 pids+=($!)
 "$usher" stb link --home box --bind "$link" >/dev/null 2>&1 &

@@ -69,6 +69,9 @@ Result<std::vector<std::uint8_t>> BillingService::dispatch(std::uint8_t type, st
       if (!r) return r.error();
       return ent::encode(*r);
     }
+    case ent::BillingMessage::certificate:
+      // Public: the handset relays it to the STB, which seals its history for billing's key.
+      return store_.certificate().encode();
     case ent::BillingMessage::room_report: {
       auto r = store_.room_report(body, now);
       if (!r) return r.error();

@@ -1,6 +1,7 @@
 // BillingStore: the books, and F4 settlement and prepayment (relay, quote, pay once, receipts).
 // The hotel part is in hotel_books.cc, statements in statement.cc.
 #include "usher/billing/billing_store.h"
+#include "usher/core/store_database.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -11,7 +12,6 @@
 #include "usher/core/clock.h"
 #include "usher/core/home.h"
 #include "usher/entitlement/protocol.h"
-#include "usher/entitlement/store.h"
 #include "columns.h"
 
 namespace usher::billing {
@@ -54,8 +54,9 @@ bool engine_unavailable(const Error& e) { return e.code == Errc::io || e.code ==
 const char* to_string(SettlementState state) { return stored_name(kSettlementStates, state); }
 const char* to_string(PmsPostingState state) { return stored_name(kPmsPostingStates, state); }
 
-BillingStore::BillingStore(sql::Database db, EngineClient engine, entitlement::BillingCertificate cert)
-    : db_(std::move(db)), engine_(std::move(engine)), certificate_(cert) {}
+BillingStore::BillingStore(sql::Database db, EngineClient engine, entitlement::BillingCertificate cert, bool certified,
+                           Secret<32> sealing_private)
+    : db_(std::move(db)), engine_(std::move(engine)), certificate_(cert), certified_(certified), sealing_private_(std::move(sealing_private)) {}
 
 // Step 1 is the schema of the stores written before versions were kept (user_version 0), in
 // IF NOT EXISTS statements so that such a file is recognised as schema 1 and kept as it is.
@@ -162,7 +163,7 @@ const sql::Schema& BillingStore::schema() {
            if (st.step()) engine_home = st.column_text(0);
          }
          if (!engine_home.empty()) {
-           const auto pub_path = (fs::path(engine_home) / entitlement::EntitlementStore::kOperatorPublicName).string();
+           const auto pub_path = (fs::path(engine_home) / entitlement::OperatorPublicFile::kFileName).string();
            auto op = entitlement::OperatorPublicFile::read(pub_path);
            if (!op) throw std::runtime_error("cannot read the operator's public identity " + pub_path + ": " + op.error().message);
            auto st = db.prepare("UPDATE identity SET ca_system_id = ?, operator_x25519 = ?, operator_ed25519 = ? WHERE id = 1");
@@ -170,63 +171,140 @@ const sql::Schema& BillingStore::schema() {
            st.run();
          }
          db.exec("ALTER TABLE identity DROP COLUMN engine_home");
+       }},
+      // Billing's own X25519 key, which STBs seal their history for, so that no key of the
+      // operator's is needed to read them. A billing made before it gets one here; its certificate
+      // (version 1) names none until the operator certifies billing.pub again.
+      {3, "billing's X25519 key", [](sql::Database& db) {
+         db.exec("ALTER TABLE identity ADD COLUMN x25519_private BLOB");
+         auto st = db.prepare("UPDATE identity SET x25519_private = ? WHERE id = 1");
+         st.bind(1, crypto::X25519KeyPair::generate().private_key.bytes());
+         st.run();
        }}});
   return kSchema;
 }
 
-Result<BillingStore> BillingStore::create(const std::string& home, const std::string& engine_home, std::uint32_t billing_id,
-                                          const std::string& engine_endpoint) {
-  const auto path = (fs::path(home) / kDatabaseName).string();
-  if (fs::exists(path)) return make_error(Errc::already_exists, "a billing service is already initialised in " + home);
+namespace {
+
+const StoreNames kStoreNames{BillingStore::kDatabaseName, "billing"};
+constexpr const char* kKeyFileFields[] = {"ed25519_private", "x25519_private"};
+
+std::vector<std::uint8_t> key_bytes(const Secret<32>& key) { return {key.bytes().begin(), key.bytes().end()}; }
+
+}  // namespace
+
+Result<BillingStore> BillingStore::create(const std::string& home, std::uint32_t billing_id, const entitlement::OperatorPublicFile& op,
+                                          const std::string& engine_endpoint, const std::string& database_url) {
+  if (has_store_database(home, kStoreNames)) return make_error(Errc::already_exists, "a billing service is already initialised in " + home);
   if (engine_endpoint.empty()) return make_error(Errc::invalid_argument, "billing needs the engine's endpoint");
-  auto op = entitlement::OperatorPublicFile::read((fs::path(engine_home) / entitlement::EntitlementStore::kOperatorPublicName).string());
-  if (!op) return op.error();
-  auto keys = crypto::Ed25519KeyPair::generate();
-  entitlement::BillingCertificate cert;
-  {
-    // The operator's home is opened for the certification only (which also lets the engine answer
-    // this billing's requests); billing keeps none of it.
-    auto engine = entitlement::EntitlementStore::open(engine_home);
-    if (!engine) return engine.error();
-    cert = engine->certify_billing(billing_id, keys.public_key, unix_now());
+  USHER_CHECK(keep_database_url(home, database_url));
+  auto made = create_in(home, billing_id, op, engine_endpoint);
+  if (!made && !database_url.empty()) {
+    std::error_code ec;
+    fs::remove(fs::path(home) / kDatabaseUrlFile, ec);  // the home is left as it was: init can be run again
   }
-  auto db = open_private_database(home, kDatabaseName, IfMissing::create);
-  if (!db) return db.error();
-  if (auto migrated = schema().migrate(*db, path); !migrated) return migrated.error();
-  auto st = db->prepare("INSERT INTO identity (id, billing_id, ed25519_private, certificate, engine_endpoint, ca_system_id, operator_x25519, "
-                        "operator_ed25519) VALUES (1, ?, ?, ?, ?, ?, ?, ?)");
-  st.bind(1, billing_id).bind(2, keys.private_key.bytes()).bind(3, cert.encode()).bind(4, engine_endpoint).bind(5, op->ca_system_id)
-      .bind(6, op->x25519_public).bind(7, op->ed25519_public);
-  st.run();
-  return BillingStore(std::move(*db), EngineClient(engine_endpoint, billing_id, keys.private_key.clone(), op->ed25519_public), cert);
+  return made;
+}
+
+Result<BillingStore> BillingStore::create_in(const std::string& home, std::uint32_t billing_id, const entitlement::OperatorPublicFile& op,
+                                             const std::string& engine_endpoint) {
+  USHER_TRY(auto db, open_store_database(home, kStoreNames, IfMissing::create));
+  USHER_CHECK(schema().migrate(db, db.where()));
+  // On a database server billing's private keys stay in the home (billing.key), never in the database.
+  const bool keys_in_home = db.dialect() != sql::Dialect::sqlite;
+  // Two key pairs: Ed25519 signs receipts and room states, X25519 is what STBs seal history for.
+  // Until the operator's certificate is installed, an unsigned one naming them stands in for it.
+  auto keys = crypto::Ed25519KeyPair::generate();
+  auto sealing = crypto::X25519KeyPair::generate();
+  entitlement::BillingCertificate uncertified;
+  uncertified.billing_id = billing_id;
+  uncertified.billing_public = keys.public_key;
+  uncertified.billing_x25519 = sealing.public_key;
+  const std::vector<std::uint8_t> none;
+  USHER_CHECK(db.atomically(
+      [&] {
+        auto existing = db.prepare("SELECT 1 FROM identity");
+        if (existing.step()) throw std::runtime_error("it already holds a billing (use that billing's home, with its keys)");
+        auto st = db.prepare("INSERT INTO identity (id, billing_id, ed25519_private, certificate, engine_endpoint, ca_system_id, "
+                             "operator_x25519, operator_ed25519, x25519_private) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)");
+        st.bind(1, billing_id).bind(2, keys_in_home ? std::span<const std::uint8_t>(none) : keys.private_key.bytes())
+            .bind(3, uncertified.encode()).bind(4, engine_endpoint).bind(5, op.ca_system_id).bind(6, op.x25519_public)
+            .bind(7, op.ed25519_public).bind(8, keys_in_home ? std::span<const std::uint8_t>(none) : sealing.private_key.bytes());
+        st.run();
+      },
+      "cannot make billing's identity in " + db.where()));
+  if (keys_in_home) {
+    USHER_CHECK(write_key_file((fs::path(home) / kKeyName).string(),
+                               "Usher billing private keys: keep this file secret, and on the billings of this id only",
+                               {{kKeyFileFields[0], key_bytes(keys.private_key)}, {kKeyFileFields[1], key_bytes(sealing.private_key)}}));
+  }
+  const entitlement::BillingPublicFile pub{billing_id, keys.public_key, sealing.public_key};
+  if (auto written = pub.write((fs::path(home) / kPublicName).string()); !written) return written.error();
+  BillingStore store(std::move(db), EngineClient(engine_endpoint, billing_id, keys.private_key.clone(), op.ed25519_public), uncertified,
+                     false, std::move(sealing.private_key));
+  if (keys_in_home) store.signing_private_ = keys.private_key.clone();
+  return store;
 }
 
 Result<BillingStore> BillingStore::open(const std::string& home, const std::string& engine_endpoint, net::ClientOptions engine_options) {
-  const auto path = (fs::path(home) / kDatabaseName).string();
-  if (!fs::exists(path)) return make_error(Errc::not_found, "no billing service in " + home + " (run `usher billing init` first)");
-  auto db = open_private_database(home, kDatabaseName, IfMissing::refuse);
-  if (!db) return db.error();
-  if (auto migrated = schema().migrate(*db, path); !migrated) return migrated.error();
+  if (!has_store_database(home, kStoreNames)) {
+    return make_error(Errc::not_found, "no billing service in " + home + " (run `usher billing init` first)");
+  }
+  USHER_TRY(auto db, open_store_database(home, kStoreNames, IfMissing::refuse));
+  const std::string path = db.where();
+  USHER_CHECK(schema().migrate(db, path));
   std::string endpoint;
   std::vector<std::uint8_t> cert_bytes;
   std::vector<std::uint8_t> operator_ed25519;
   std::optional<Secret<32>> signing;
+  std::optional<Secret<32>> sealing;
+  const bool keys_in_home = db.dialect() != sql::Dialect::sqlite;
   {
-    auto st = db->prepare("SELECT engine_endpoint, certificate, operator_ed25519, ed25519_private FROM identity WHERE id = 1");
+    auto st = db.prepare("SELECT engine_endpoint, certificate, operator_ed25519, ed25519_private, x25519_private FROM identity WHERE id = 1");
     if (!st.step()) return make_error(Errc::storage, path + " has no billing identity");
     endpoint = st.column_text(0);
     cert_bytes = st.column_blob(1);
     if (!st.column_is_null(2)) operator_ed25519 = st.column_blob(2);
-    signing = st.column_key(3);
+    if (!keys_in_home) {
+      signing = st.column_key(3);
+      sealing = st.column_key(4);
+    }
   }
   auto cert = entitlement::BillingCertificate::decode(cert_bytes);
   if (!cert) return cert.error();
+  if (keys_in_home) {
+    const auto key_path = (fs::path(home) / kKeyName).string();
+    auto fields = read_key_file(key_path, {kKeyFileFields[0], kKeyFileFields[1]});
+    if (!fields) {
+      return make_error(Errc::storage, fields.error().message + ": billing's keys on a database server are kept in the home " +
+                                           "(copy the home that `usher billing init --db` made)");
+    }
+    signing = Key256(std::span<const std::uint8_t, 32>((*fields)[kKeyFileFields[0]].data(), 32));
+    sealing = Key256(std::span<const std::uint8_t, 32>((*fields)[kKeyFileFields[1]].data(), 32));
+    // The keys must be those the certificate names: a home of another billing is refused.
+    const std::uint8_t probe[] = {'u', 's', 'h', 'e', 'r'};
+    if (!crypto::ed25519_verify(cert->billing_public, probe, crypto::ed25519_sign(*signing, probe)) ||
+        (cert->billing_x25519 != crypto::PublicKey{} && crypto::x25519_public(*sealing) != cert->billing_x25519)) {
+      return make_error(Errc::storage, "the billing keys in " + key_path + " are not those of the billing in " + path + ": refused");
+    }
+  }
   crypto::PublicKey op_signing{};
   if (operator_ed25519.size() != op_signing.size()) return make_error(Errc::storage, path + " does not hold the operator's public identity");
   std::copy(operator_ed25519.begin(), operator_ed25519.end(), op_signing.begin());
+  // Not so for the unsigned certificate `billing init` writes, until the operator's is installed.
+  const bool certified = cert->verify(op_signing);
   if (!engine_endpoint.empty()) endpoint = engine_endpoint;
+  std::optional<Secret<32>> kept_signing;
+  if (keys_in_home) kept_signing = signing->clone();
   EngineClient engine(endpoint, cert->billing_id, std::move(*signing), op_signing, engine_options);
-  return BillingStore(std::move(*db), std::move(engine), *cert);
+  BillingStore store(std::move(db), std::move(engine), *cert, certified, std::move(*sealing));
+  if (kept_signing) store.signing_private_ = std::move(kept_signing);
+  // A billing made by an older Usher had no billing.pub (nor an X25519 key): written here, for the
+  // operator to certify its keys again.
+  if (const auto pub_path = (fs::path(home) / kPublicName).string(); !fs::exists(pub_path)) {
+    if (auto written = store.public_file().write(pub_path); !written) return written.error();
+  }
+  return store;
 }
 
 Secret<32> BillingStore::signing_private() {
@@ -235,6 +313,60 @@ Secret<32> BillingStore::signing_private() {
   st.step();
   signing_private_ = st.column_key(0);
   return signing_private_->clone();
+}
+
+entitlement::BillingPublicFile BillingStore::public_file() const {
+  return {certificate_.billing_id, certificate_.billing_public, crypto::x25519_public(sealing_private_)};
+}
+
+Status BillingStore::check_certified() const {
+  if (certified_) return ok_status();
+  return make_error(Errc::not_entitled, "billing " + std::to_string(certificate_.billing_id) +
+                                            " is not certified yet: give its billing.pub to the operator (usher entitlement billing add "
+                                            "--public-file), then install the certificate it makes (usher billing certify --certificate)");
+}
+
+Status BillingStore::install_certificate(const entitlement::BillingCertificate& certificate) {
+  if (!certificate.verify(engine_.operator_signing_public())) {
+    return make_error(Errc::auth_failed, "that certificate is not signed by this billing's operator (the operator.pub it was made with): "
+                                         "not installed");
+  }
+  auto sealing = certificate.sealing_key();
+  if (!sealing) return make_error(Errc::invalid_argument, sealing.error().message);
+  const auto mine = public_file();
+  if (certificate.billing_id != mine.billing_id || certificate.billing_public != mine.ed25519_public || *sealing != mine.x25519_public) {
+    return make_error(Errc::invalid_argument, "that certificate is for billing " + std::to_string(certificate.billing_id) +
+                                                  " with other keys than this billing's (" + std::to_string(mine.billing_id) +
+                                                  "): certify this billing's billing.pub");
+  }
+  auto upd = db_.prepare("UPDATE identity SET certificate = ? WHERE id = 1");
+  upd.bind(1, certificate.encode());
+  upd.run();
+  certificate_ = certificate;
+  certified_ = true;
+  return ok_status();
+}
+
+Result<BillingStore::OpenedHistory> BillingStore::open_sealed(std::span<const std::uint8_t> sealed) {
+  auto header = entitlement::sealed_history_header(sealed);
+  if (!header) return header.error();
+  // The certificate STBs seal for must name the X25519 key billing holds: one from an older Usher
+  // names none (version 1), and until the operator's is installed billing has none at all.
+  const auto certified_sealing = certificate_.sealing_key();
+  if (!certified_ || !certified_sealing || *certified_sealing != crypto::x25519_public(sealing_private_)) {
+    return make_error(Errc::not_entitled, "billing " + std::to_string(certificate_.billing_id) +
+                                              " has no certified X25519 key to open histories with (not certified yet, or certified "
+                                              "by an older Usher): have the operator certify its billing.pub (usher entitlement billing "
+                                              "add --public-file) and install it (usher billing certify --certificate)");
+  }
+  auto records = entitlement::open_history(sealed, certificate_.billing_id, sealing_private_);
+  if (!records) return records.error();
+  auto stb_public = engine_.stb_key(header->stb_id);
+  if (!stb_public) {
+    if (stb_public.error().code != Errc::not_found) return stb_public.error();
+    return make_error(Errc::not_entitled, "history from an unknown STB " + std::to_string(header->stb_id));
+  }
+  return OpenedHistory{header->stb_id, *stb_public, std::move(records.value())};
 }
 
 entitlement::LinkSigner BillingStore::link_signer(std::uint32_t stb_id) {
@@ -317,12 +449,8 @@ std::uint64_t BillingStore::quote_ttl() {
   }
 }
 
-Result<entitlement::OpenedHistoryReply> BillingStore::open_history(std::span<const std::uint8_t> sealed) {
-  return engine_.open_sealed_history(sealed);
-}
-
 Result<BillingStore::Checked> BillingStore::check_history(std::span<const std::uint8_t> sealed) {
-  auto opened = open_history(sealed);
+  auto opened = open_sealed(sealed);
   if (!opened) return opened.error();
   Checked out;
   out.stb_id = opened->stb_id;
@@ -431,6 +559,8 @@ Result<RelayReply> BillingStore::relay(std::span<const std::uint8_t> sealed, std
 }
 
 Result<RelayReply> BillingStore::prepay(std::uint32_t stb_id, const Money& amount, std::uint64_t card_id, std::uint64_t now) {
+  // A receipt under no certificate of the operator's would be refused by the STB after the card paid.
+  USHER_CHECK(check_certified());
   if (amount.minor <= 0) return make_error(Errc::invalid_argument, "a prepayment must be positive");
   if (auto known = engine_.stb_key(stb_id); !known) {
     if (known.error().code == Errc::not_found) return make_error(Errc::not_entitled, "no STB " + std::to_string(stb_id));
@@ -603,7 +733,7 @@ Result<Receipt> BillingStore::complete_payment(std::uint64_t settlement_id, std:
       return make_error(Errc::stale, "the records of settlement " + std::to_string(settlement_id) + " were settled otherwise meanwhile: " +
                                          entitlement::format_money(s->amount) + " refunded to card " + std::to_string(s->spend.card_id));
     }
-    auto opened = open_history(s->sealed);
+    auto opened = open_sealed(s->sealed);
     if (!opened) return opened.error();
     std::vector<HistoryRecord> records;
     for (const auto& r : opened->records) {

@@ -115,10 +115,4 @@ Result<std::vector<std::uint32_t>> EngineClient::account_stbs(const std::string&
   return ent::decode_stb_ids(*body);
 }
 
-Result<ent::OpenedHistoryReply> EngineClient::open_sealed_history(std::span<const std::uint8_t> sealed) {
-  auto body = call(ent::MessageType::billing_open_history, ent::new_request_id(), sealed);
-  if (!body) return body.error();
-  return ent::decode_opened_history(*body);
-}
-
 }  // namespace usher::billing

@@ -96,6 +96,8 @@ Result<Room> BillingStore::room_of_stb(std::uint32_t stb_id) {
 
 Result<Stay> BillingStore::check_in(const std::string& room_name, const std::string& guest_id, const std::string& guest_name,
                                     std::uint64_t now) {
+  // The room STB would refuse a room state under no certificate of the operator's.
+  USHER_CHECK(check_certified());
   sql::Transaction tx(db_);
   auto r = room(room_name);
   if (!r) return r.error();

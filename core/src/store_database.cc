@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "usher/core/hex.h"
 #include "usher/core/postgres.h"
 #include "usher/core/sqlite.h"
 
@@ -49,6 +50,34 @@ Result<sql::Database> open_store_database(const std::string& home, const StoreNa
 bool has_store_database(const std::string& home, const StoreNames& names) {
   std::error_code ec;
   return fs::exists(fs::path(home) / kDatabaseUrlFile, ec) || fs::exists(fs::path(home) / names.sqlite_file, ec);
+}
+
+Status write_key_file(const std::string& path, const std::string& comment, const KeyFileFields& fields) {
+  USHER_CHECK(make_private_file(path, true));
+  std::ofstream out(path, std::ios::trunc);
+  out << "# " << comment << "\n";
+  for (const auto& [name, bytes] : fields) out << name << "=" << to_hex(bytes) << "\n";
+  out.close();
+  if (!out) return make_error(Errc::io, "cannot write " + path);
+  return ok_status();
+}
+
+Result<KeyFileFields> read_key_file(const std::string& path, const std::vector<std::string>& required) {
+  if (!make_private_file(path, false)) return make_error(Errc::storage, path + " is missing or cannot be made private");
+  std::ifstream in(path);
+  KeyFileFields fields;
+  for (std::string line; std::getline(in, line);) {
+    const auto eq = line.find('=');
+    if (line.empty() || line[0] == '#' || eq == std::string::npos) continue;
+    auto bytes = from_hex(line.substr(eq + 1));
+    if (!bytes) return make_error(Errc::storage, path + " has a malformed " + line.substr(0, eq));
+    fields[line.substr(0, eq)] = std::move(*bytes);
+  }
+  for (const auto& name : required) {
+    const auto it = fields.find(name);
+    if (it == fields.end() || it->second.size() != 32) return make_error(Errc::storage, path + " has no 32-byte " + name);
+  }
+  return fields;
 }
 
 }  // namespace usher

@@ -83,6 +83,7 @@ std::vector<std::uint8_t> LocalLink::signed_request(const entitlement::Frame& fr
   const auto now = unix_now();
   crypto::PublicKey key{};
   bool known = false;
+  std::span<const std::uint8_t> billing_signer;  // billing's certificate, when billing itself asks
   if (s->signer.size() == key.size()) {
     std::copy(s->signer.begin(), s->signer.end(), key.begin());
     auto st = db_.prepare("SELECT 1 FROM paired_handsets WHERE ed25519_public = ?");
@@ -91,6 +92,7 @@ std::vector<std::uint8_t> LocalLink::signed_request(const entitlement::Frame& fr
   } else if (auto cert = entitlement::BillingCertificate::decode(s->signer); cert && cert->verify(se_.issuer_public())) {
     key = cert->billing_public;
     known = true;
+    billing_signer = s->signer;
   }
   if (!known || !s->verify(frame.type_or_status, frame.id, se_.stb_id(), key)) {
     log_.warn("local link: refused an unpaired or forged request (type ", static_cast<int>(frame.type_or_status), ")");
@@ -102,7 +104,7 @@ std::vector<std::uint8_t> LocalLink::signed_request(const entitlement::Frame& fr
   std::erase_if(answered_, [&](const auto& e) { return e.second.first + 2 * entitlement::kRequestWindowSeconds < now; });
   const auto replay_key = s->replay_key();
   if (auto seen = answered_.find(replay_key); seen != answered_.end()) return seen->second.second;
-  auto reply = serve(frame, s->body);
+  auto reply = serve(frame, s->body, billing_signer);
   if (!reply.empty() && reply.size() > 1 && reply[1] == 0) answered_[replay_key] = {s->time, reply};
   return reply;
 }
@@ -130,7 +132,8 @@ std::vector<std::uint8_t> LocalLink::handle(std::span<const std::uint8_t> reques
   return entitlement::encode_error(frame->id, make_error(Errc::invalid_argument, "unknown local-link message"));
 }
 
-std::vector<std::uint8_t> LocalLink::serve(const entitlement::Frame& frame, std::span<const std::uint8_t> body) {
+std::vector<std::uint8_t> LocalLink::serve(const entitlement::Frame& frame, std::span<const std::uint8_t> body,
+                                           std::span<const std::uint8_t> billing_signer) {
   const auto* f = &frame;
   switch (static_cast<LinkMessage>(f->type_or_status)) {
     case LinkMessage::deliver_emm: {
@@ -150,8 +153,24 @@ std::vector<std::uint8_t> LocalLink::serve(const entitlement::Frame& frame, std:
       for (const auto& a : se_.pending_acks()) acks.push_back(a.encode());
       return entitlement::encode_ok(f->id, entitlement::encode_blobs(acks));
     }
-    case LinkMessage::collect_history:
-      return entitlement::encode_ok(f->id, se_.sealed_unsettled_history());
+    case LinkMessage::collect_history: {
+      // The history is sealed for billing's key: the billing certificate the handset relays with
+      // the request (or billing's own, when billing asks), checked against the operator's key and
+      // kept; with neither, the one the STB holds from before.
+      const auto certificate = !body.empty() ? body : billing_signer;
+      if (!certificate.empty()) {
+        if (auto accepted = se_.accept_billing_certificate(certificate); !accepted) {
+          log_.warn("local link: billing certificate refused: ", accepted.error().message);
+          return entitlement::encode_error(f->id, accepted.error());
+        }
+      }
+      auto sealed = se_.sealed_unsettled_history();
+      if (!sealed) {
+        log_.warn("local link: history not sealed: ", sealed.error().message);
+        return entitlement::encode_error(f->id, sealed.error());
+      }
+      return entitlement::encode_ok(f->id, *sealed);
+    }
     case LinkMessage::apply_receipt: {
       auto applied = se_.apply_receipt(body, unix_now());
       if (!applied) {

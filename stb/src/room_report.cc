@@ -7,9 +7,11 @@
 namespace usher::stb {
 
 Result<std::uint64_t> report_to_billing(SecureElement& se, const std::string& billing_endpoint) {
+  // Sealed for the hotel billing's certificate the room state brought.
+  auto sealed = se.sealed_unsettled_history();
+  if (!sealed) return sealed.error();
   net::RequestClient client(billing_endpoint, {std::chrono::milliseconds(1500), 2, 1});
-  auto body = entitlement::call_framed(client, static_cast<std::uint8_t>(entitlement::BillingMessage::room_report),
-                                       se.sealed_unsettled_history());
+  auto body = entitlement::call_framed(client, static_cast<std::uint8_t>(entitlement::BillingMessage::room_report), *sealed);
   if (!body) return body.error();
   auto reply = entitlement::decode_relay_reply(*body);
   if (!reply) return reply.error();

@@ -239,6 +239,14 @@ const sql::Schema& SecureElement::schema() {
     CREATE TABLE emm_applied (
       sequence INTEGER PRIMARY KEY,
       applied INTEGER NOT NULL);
+  )")},
+  // The billing the STB seals its history for: its certificate as received (no tag: the operator's
+  // signature is checked each time it is used, so an edited row is refused all the same).
+  {3, "billing's certificate", sql::sql_steps(R"(
+    CREATE TABLE billing_certificate (
+      id INTEGER PRIMARY KEY CHECK (id = 1),
+      certificate BLOB NOT NULL,
+      received INTEGER NOT NULL);
   )")}});
   return kSchema;
 }
@@ -918,10 +926,47 @@ std::vector<entitlement::HistoryRecord> SecureElement::history(bool unsettled_on
   return out;
 }
 
-std::vector<std::uint8_t> SecureElement::sealed_unsettled_history() { return seal_for_billing(history(true)); }
+Status SecureElement::accept_billing_certificate(std::span<const std::uint8_t> bytes) {
+  auto cert = entitlement::BillingCertificate::decode(bytes);
+  if (!cert) return cert.error();
+  if (!cert->verify(issuer_public_)) {
+    return make_error(Errc::auth_failed, "billing certificate of billing " + std::to_string(cert->billing_id) +
+                                             " is not signed by the operator: refused");
+  }
+  if (auto key = cert->sealing_key(); !key) return key.error();
+  auto held = billing_certificate();
+  if (held && std::ranges::equal(held->encode(), bytes)) return ok_status();  // the usual case: the one already held
+  if (held && held->billing_id == cert->billing_id && held->issued > cert->issued) {
+    return make_error(Errc::stale, "billing " + std::to_string(cert->billing_id) +
+                                       "'s certificate is older than the one this STB holds: refused");
+  }
+  auto st = db_.prepare("INSERT OR REPLACE INTO billing_certificate VALUES (1, ?, ?)");
+  st.bind(1, bytes).bind(2, static_cast<std::int64_t>(unix_now()));
+  st.run();
+  return ok_status();
+}
 
-std::vector<std::uint8_t> SecureElement::seal_for_billing(std::span<const entitlement::HistoryRecord> records) const {
-  return entitlement::seal_history(records, stb_id_, entitlement::history_key(emm_key_));
+Result<entitlement::BillingCertificate> SecureElement::billing_certificate() {
+  auto st = db_.prepare("SELECT certificate FROM billing_certificate WHERE id = 1");
+  if (!st.step()) {
+    return make_error(Errc::not_found, "this STB holds no billing certificate, so it cannot seal its history for billing: the handset "
+                                       "hands it over with its request for the history (usher wallet relay), a hotel room STB "
+                                       "gets it with its room state");
+  }
+  auto cert = entitlement::BillingCertificate::decode(st.column_blob(0));
+  if (!cert || !cert->verify(issuer_public_) || !cert->sealing_key()) {
+    return make_error(Errc::auth_failed, "the billing certificate stored in this STB does not verify: it was edited; the handset's "
+                                         "next relay brings billing's certificate again");
+  }
+  return *cert;
+}
+
+Result<std::vector<std::uint8_t>> SecureElement::sealed_unsettled_history() { return seal_for_billing(history(true)); }
+
+Result<std::vector<std::uint8_t>> SecureElement::seal_for_billing(std::span<const entitlement::HistoryRecord> records) {
+  auto cert = billing_certificate();
+  if (!cert) return cert.error();
+  return entitlement::seal_history(records, stb_id_, cert->billing_id, cert->billing_x25519);
 }
 
 Result<entitlement::Money> SecureElement::credit_limit() {
@@ -1069,6 +1114,11 @@ Status SecureElement::apply_room_state(std::span<const std::uint8_t> bytes) {
       .bind(6, room_tag(store_key_, static_cast<std::int64_t>(state->counter), static_cast<std::int64_t>(state->stay_id),
                         state->credit_limit.minor, currency, state->billing_endpoint));
   st.run();
+  // The hotel's billing is the one this room reports to: its history is sealed for it. A version 1
+  // certificate still signs room states, but gives no key to seal for (the box says so at sealing).
+  if (state->certificate.sealing_key()) {
+    if (auto kept = accept_billing_certificate(state->certificate.encode()); !kept && kept.error().code != Errc::stale) return kept.error();
+  }
   tx.commit();
   load();
   return ok_status();

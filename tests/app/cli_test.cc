@@ -252,6 +252,8 @@ TEST_F(CliCommands, TyposRangesAndFormatsForEveryCommand) {
                      // billing
                      {"billing init --home b --engine-home ent --id 0", "'0' is out of range"},
                      {"billing init --home b --engine-hme ent", "(did you mean --engine-home?)"},
+                     {"billing init --home b", "give --operator"},
+                     {"billing certify --home b --certificate c --engine-home ent", "excludes"},
                      {"billing serve --home b --sync 0", "--sync must be"},
                      {"billing serve --home b --sync 5x", "bad duration"},
                      {"billing serve --home b --pms 127.0.0.1:99999", "out of range"},
@@ -301,11 +303,11 @@ TEST_F(CliCommands, HelpForEveryCommandAndVersion) {
       "entitlement package add", "entitlement package list", "entitlement device", "entitlement device add",
       "entitlement device assign", "entitlement device list", "entitlement grant", "entitlement revoke", "entitlement grants",
       "entitlement config", "entitlement event", "entitlement event add", "entitlement event list", "entitlement headend",
-      "entitlement headend add", "entitlement credit", "entitlement tickets", "entitlement ticket", "entitlement ticket revoke",
+      "entitlement headend add", "entitlement billing", "entitlement billing add", "entitlement credit", "entitlement tickets", "entitlement ticket", "entitlement ticket revoke",
       "entitlement serve", "headend", "headend init", "headend run", "stb", "stb init", "stb run", "stb entitlements", "stb buy",
       "stb history", "stb parental", "stb tickets", "stb link", "wallet", "wallet init", "wallet topup", "wallet card",
       "wallet balance", "wallet events", "wallet buy", "wallet gift", "wallet relay-acks", "wallet approve", "wallet tickets",
-      "wallet relay", "wallet prepay", "wallet receipts", "billing", "billing init", "billing serve", "billing pms",
+      "wallet relay", "wallet prepay", "wallet receipts", "billing", "billing init", "billing certify", "billing serve", "billing pms",
       "billing statement", "billing hotel", "billing hotel config", "billing hotel room", "billing hotel room add",
       "billing hotel rooms", "billing hotel checkin", "billing hotel checkout", "billing hotel folio", "billing hotel stays",
       "billing hotel postings", "billing hotel status"};

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "broadcast_fixture.h"
+#include "certified_billing.h"
 #include "usher/billing/billing_service.h"
 #include "usher/billing/billing_store.h"
 #include "usher/core/clock.h"
@@ -23,9 +24,10 @@ class BillingAuthTest : public ::testing::Test {
     ASSERT_TRUE(world.store().set_credit(1001, {3000, kEur}, unix_now()).ok());
     for (const auto& emm : world.store().emm_sections(0)) (void)world.stb(1001).apply_emm(emm);
     ASSERT_TRUE(world.stb(1001).impulse_buy(1, unix_now()).ok());
-    auto b = BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1, world.engine_endpoint());
+    auto b = testing::certified_billing(world.store(), world.dir().file("operator"), world.dir().file("billing"), 1, world.engine_endpoint());
     ASSERT_TRUE(b.ok()) << b.error().message;
     billing.emplace(std::move(b.value()));
+    world.give_billing_certificate(billing->certificate());  // as the handset relays it with its request
     alice.emplace(world.store(), "alice", 10000);
     mallory.emplace(world.store(), "mallory", 10000);
   }
@@ -39,7 +41,7 @@ class BillingAuthTest : public ::testing::Test {
     return entitlement::reply_body(service.handle(bytes), entitlement::decode_frame(bytes)->id);
   }
   std::vector<std::uint8_t> relay_body(std::uint64_t card) {
-    return entitlement::encode(entitlement::RelayRequest{world.stb(1001).sealed_unsettled_history(), card});
+    return entitlement::encode(entitlement::RelayRequest{world.stb(1001).sealed_unsettled_history().value(), card});
   }
   std::vector<std::uint8_t> prepay_body(std::uint64_t card) { return entitlement::encode(entitlement::PrepayRequest{1001, {1500, kEur}, card}); }
 

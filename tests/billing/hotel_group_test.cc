@@ -7,8 +7,10 @@
 #include <cctype>
 
 #include "broadcast_fixture.h"
+#include "certified_billing.h"
 #include "cli_process.h"
 #include "stb_link_server.h"
+#include "usher/core/store_database.h"
 #include "usher/billing/billing_service.h"
 #include "usher/billing/hotel_desk.h"
 #include "usher/entitlement/protocol.h"
@@ -51,7 +53,8 @@ class HotelGroupTest : public ::testing::Test {
       (void)world.stb(kRoomStb).apply_emm(emm);
       (void)world.stb(kHomeStb).apply_emm(emm);
     }
-    billing.emplace(BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1, world.engine_endpoint()).value());
+    billing.emplace(testing::certified_billing(world.store(), world.dir().file("operator"), world.dir().file("billing"), 1, world.engine_endpoint()).value());
+    world.give_billing_certificate(billing->certificate());  // as the handset relays it with its request
     ASSERT_TRUE(billing->set_hotel_credit({5000, kEur}).ok());
     link = std::make_unique<testing::StbLinkServer>(world.stb_home(kRoomStb));
     desk.emplace(*billing, "tcp://127.0.0.1:1");
@@ -72,7 +75,7 @@ class HotelGroupTest : public ::testing::Test {
   }
   std::int64_t charged() { return kTopUp - world.store().balance(guest->card_id())->minor; }
   std::int64_t count(const std::string& sql) {
-    auto db = sql::Database::open(world.dir().file("billing/billing.db"), false).value();
+    auto db = open_store_database(world.dir().file("billing"), {"billing.db", "billing"}, IfMissing::refuse).value();
     auto st = db.prepare(sql);
     st.step();
     return st.column_int(0);
@@ -93,7 +96,7 @@ TEST_P(HotelGroupPairs, EachRecordIsSettledByOnePathAndBillingKeepsServing) {
   // The guest bought a film on the room STB; its room report failed. The guest's handset relayed
   // the history and has a quote to pay.
   ASSERT_TRUE(se().impulse_buy(1, kT0).ok());
-  const auto sealed = se().sealed_unsettled_history();
+  const auto sealed = se().sealed_unsettled_history().value();
   auto relayed = billing->relay(sealed, guest->card_id(), kT0);
   ASSERT_TRUE(relayed.ok()) << relayed.error().message;
   ASSERT_TRUE(relayed->has_quote);
@@ -154,7 +157,7 @@ TEST_P(HotelGroupPairs, EachRecordIsSettledByOnePathAndBillingKeepsServing) {
   // Billing goes on serving everyone else: another STB's history is quoted and paid.
   ASSERT_TRUE(world.stb(kHomeStb).impulse_buy(1, kT0).ok());
   testing::TestCard other(world.store(), "other", kTopUp);
-  auto q = billing->relay(world.stb(kHomeStb).sealed_unsettled_history(), other.card_id(), kT0);
+  auto q = billing->relay(world.stb(kHomeStb).sealed_unsettled_history().value(), other.card_id(), kT0);
   ASSERT_TRUE(q.ok()) << q.error().message;
   auto paid = billing->pay(q->quote.settlement_id, other.spend(q->quote.amount, q->quote.payee), kT0);
   ASSERT_TRUE(paid.ok()) << paid.error().message;
@@ -178,12 +181,12 @@ INSTANTIATE_TEST_SUITE_P(EveryPair, HotelGroupPairs, ::testing::ValuesIn(all_pai
 // money back, once) and serves the others.
 TEST_F(HotelGroupTest, AStoreLeftWithASettlementThatCannotCompleteStillStartsAndRefundsOnce) {
   ASSERT_TRUE(se().impulse_buy(1, kT0).ok());
-  const auto sealed = se().sealed_unsettled_history();
+  const auto sealed = se().sealed_unsettled_history().value();
   const auto quote = billing->relay(sealed, guest->card_id(), kT0).value().quote;
   ASSERT_TRUE(billing->room_report(sealed, kT0).ok());
   const auto spend = guest->spend(quote.amount, quote.payee);
   {
-    auto db = sql::Database::open(world.dir().file("billing/billing.db"), false).value();
+    auto db = open_store_database(world.dir().file("billing"), {"billing.db", "billing"}, IfMissing::refuse).value();
     auto st = db.prepare("UPDATE settlements SET state = 'charging', spend = ? WHERE settlement_id = ?");
     st.bind(1, spend.encode()).bind(2, static_cast<std::int64_t>(quote.settlement_id));
     st.run();
@@ -217,7 +220,7 @@ TEST_F(HotelGroupTest, AStoreLeftWithASettlementThatCannotCompleteStillStartsAnd
   EXPECT_EQ(charged(), 0);
 
   ASSERT_TRUE(world.stb(kHomeStb).impulse_buy(1, kT0).ok());
-  auto q = billing->relay(world.stb(kHomeStb).sealed_unsettled_history(), guest->card_id(), kT0);
+  auto q = billing->relay(world.stb(kHomeStb).sealed_unsettled_history().value(), guest->card_id(), kT0);
   ASSERT_TRUE(q.ok()) << q.error().message;
   ASSERT_TRUE(billing->pay(q->quote.settlement_id, guest->spend(q->quote.amount, q->quote.payee), kT0).ok());
   EXPECT_EQ(charged(), kPrice);

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "broadcast_fixture.h"
+#include "certified_billing.h"
 #include "cli_process.h"
 #include "temp_dir.h"
 #include "pms_simulator.h"
@@ -29,18 +30,23 @@ class HotelTest : public ::testing::Test {
     // The room STB gets the offers (event keys and prices) by EMM, with no credit line of its own.
     ASSERT_TRUE(world.store().set_credit(1003, {0, kEur}, kT0).ok());
     for (const auto& emm : world.store().emm_sections(0)) (void)se().apply_emm(emm);
-    billing.emplace(BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1, world.engine_endpoint()).value());
+    billing.emplace(testing::certified_billing(world.store(), world.dir().file("operator"), world.dir().file("billing"), 1, world.engine_endpoint()).value());
     ASSERT_TRUE(billing->set_hotel_credit({5000, kEur}).ok());
     link = std::make_unique<RoomStbLink>(world.stb_home(1003));
     desk.emplace(*billing, "tcp://127.0.0.1:1");  // the room STB does not report by itself in these tests
+    ASSERT_EQ(se().billing_certificate().error().code, Errc::not_found);
     auto told = desk->add_room("102", 1003, link->endpoint());
     ASSERT_TRUE(told.ok()) << told.error().message;
     EXPECT_TRUE(*told);
+    // The room state brought the hotel billing's certificate: the room STB seals its history for it.
+    auto held = se().billing_certificate();
+    ASSERT_TRUE(held.ok()) << held.error().message;
+    EXPECT_EQ(held->encode(), billing->certificate().encode());
   }
   stb::SecureElement& se() { return world.stb(1003); }
   // What the STB does after a purchase on the hotel network: report, apply the folio receipts.
   void report() {
-    auto reply = billing->room_report(se().sealed_unsettled_history(), kT0);
+    auto reply = billing->room_report(se().sealed_unsettled_history().value(), kT0);
     ASSERT_TRUE(reply.ok()) << reply.error().message;
     for (const auto& rc : reply->receipts) ASSERT_TRUE(se().apply_receipt(rc, kT0).ok());
   }
@@ -116,7 +122,7 @@ TEST_F(HotelTest, AGuestMayPayWithTheirOwnHandsetInstead) {
   ASSERT_TRUE(se().impulse_buy(1, kT0).ok());
   // Before the room reports it, the guest's handset relays the room STB's history and pays.
   testing::TestCard guest(world.store(), "guest-12345", 5000);
-  auto reply = billing->relay(se().sealed_unsettled_history(), guest.card_id(), kT0);
+  auto reply = billing->relay(se().sealed_unsettled_history().value(), guest.card_id(), kT0);
   ASSERT_TRUE(reply.ok()) << reply.error().message;
   ASSERT_TRUE(reply->has_quote);
   auto rc = billing->pay(reply->quote.settlement_id, guest.spend(reply->quote.amount, reply->quote.payee), kT0);

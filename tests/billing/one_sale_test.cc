@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "broadcast_fixture.h"
+#include "certified_billing.h"
 #include "usher/billing/billing_store.h"
 
 namespace usher::billing {
@@ -47,9 +48,10 @@ class OneSaleTest : public ::testing::Test {
     ASSERT_TRUE(world.store().set_pass_price(1, {kPassPerDay, kEur}).ok());
     ASSERT_TRUE(world.store().set_stb_account(kStb, "alice").ok());
     deliver_emms();
-    auto b = BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1, world.engine_endpoint());
+    auto b = testing::certified_billing(world.store(), world.dir().file("operator"), world.dir().file("billing"), 1, world.engine_endpoint());
     ASSERT_TRUE(b.ok()) << b.error().message;
     billing.emplace(std::move(b.value()));
+    world.give_billing_certificate(billing->certificate());  // as the handset relays it with its request
     alice.emplace(world.store(), "alice", kTopUp);
     bob.emplace(world.store(), "bob", kTopUp);
   }
@@ -62,7 +64,7 @@ class OneSaleTest : public ::testing::Test {
   void settle() {
     auto& se = world.stb(kStb);
     if (se.settlement_status().unsettled_records == 0) return;
-    auto reply = billing->relay(se.sealed_unsettled_history(), alice->card_id(), kT0);
+    auto reply = billing->relay(se.sealed_unsettled_history().value(), alice->card_id(), kT0);
     ASSERT_TRUE(reply.ok()) << reply.error().message;
     for (const auto& r : reply->receipts) ASSERT_TRUE(se.apply_receipt(r, kT0).ok());
     if (!reply->has_quote) return;

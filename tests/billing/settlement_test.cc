@@ -2,12 +2,18 @@
 // elements and SQLite files (the network is left to the end-to-end tests).
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
 #include "broadcast_fixture.h"
-#include "usher/core/clock.h"
+#include "certified_billing.h"
+#include "usher/core/store_database.h"
 #include "usher/billing/billing_service.h"
 #include "usher/billing/billing_store.h"
 #include "usher/core/clock.h"
 #include "usher/core/sqlite.h"
+#include "usher/entitlement/messages.h"
 #include "usher/entitlement/protocol.h"
 
 namespace usher::billing {
@@ -15,6 +21,21 @@ namespace {
 
 constexpr std::uint64_t kT0 = 1'900'000'000;
 const entitlement::Currency kEur{'E', 'U', 'R'};
+
+// The operator's private keys (X25519, Ed25519), wherever its store keeps them: in entitlement.db,
+// or in operator.key beside a store on PostgreSQL.
+std::vector<std::vector<std::uint8_t>> operator_private_keys(testing::BroadcastWorld& world) {
+  const auto home = world.dir().file("operator");
+  if (testing::stores_on_postgresql()) {
+    auto keys = read_key_file(home + "/" + entitlement::EntitlementStore::kOperatorKeyName, {"x25519_private", "ed25519_private"}).value();
+    return {keys["x25519_private"], keys["ed25519_private"]};
+  }
+  auto db = sql::Database::open(home + "/" + entitlement::EntitlementStore::kDatabaseName).value();
+  auto x = db.prepare("SELECT x25519_private FROM operator WHERE id = 1");
+  auto ed = db.prepare("SELECT ed25519_private FROM signing WHERE id = 1");
+  if (!x.step() || !ed.step()) throw std::runtime_error("no operator keys in the engine's store");
+  return {x.column_blob(0), ed.column_blob(0)};
+}
 
 class SettlementTest : public ::testing::Test {
  protected:
@@ -26,9 +47,10 @@ class SettlementTest : public ::testing::Test {
     ASSERT_TRUE(world.store().set_credit(1001, {3000, kEur}, kT0).ok());
     ASSERT_TRUE(world.store().set_credit(1002, {3000, kEur}, kT0).ok());
     deliver_emms();
-    auto b = BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1, world.engine_endpoint());
+    auto b = testing::certified_billing(world.store(), world.dir().file("operator"), world.dir().file("billing"), 1, world.engine_endpoint());
     ASSERT_TRUE(b.ok()) << b.error().message;
     billing.emplace(std::move(b.value()));
+    world.give_billing_certificate(billing->certificate());  // as the handset relays it with its request
     handset.emplace(world.store(), "alice", 10000);
     card = handset->card_id();
   }
@@ -67,7 +89,7 @@ TEST_F(SettlementTest, ACollectionDeadlineStopsImpulseBuysUntilTheHistoryIsRelay
   ASSERT_TRUE(world.stb(1002).impulse_buy(2, kT0 + 7200).ok());
 
   // The handset relays, pays, brings the receipt back: buying works again.
-  auto reply = billing->relay(se.sealed_unsettled_history(), card, kT0 + 3600);
+  auto reply = billing->relay(se.sealed_unsettled_history().value(), card, kT0 + 3600);
   ASSERT_TRUE(reply.ok()) << reply.error().message;
   auto receipt = billing->pay(reply->quote.settlement_id, spend_for(reply->quote), kT0 + 3600);
   ASSERT_TRUE(receipt.ok()) << receipt.error().message;
@@ -101,7 +123,7 @@ TEST_F(SettlementTest, PurchasesMarkedSettledByHandFreeNoCreditAndARelaySettlesT
   EXPECT_EQ(se.settlement_status().unsettled_records, 2u);
   EXPECT_EQ(se.settlement_status().unsettled.minor, 2500);
 
-  auto reply = billing->relay(se.sealed_unsettled_history(), card, kT0);
+  auto reply = billing->relay(se.sealed_unsettled_history().value(), card, kT0);
   ASSERT_TRUE(reply.ok()) << reply.error().message;
   EXPECT_EQ(reply->quote.amount.minor, 2500);
   auto receipt = billing->pay(reply->quote.settlement_id, spend_for(reply->quote), kT0);
@@ -133,7 +155,7 @@ TEST_F(SettlementTest, RelayPaysOnceAndTheReceiptFreesTheCredit) {
   ASSERT_TRUE(se.impulse_buy(2, kT0).ok());
   EXPECT_EQ(se.impulse_buy(3, kT0).error().code, Errc::not_entitled);  // 25.00 of 30.00 used
 
-  const auto sealed = se.sealed_unsettled_history();
+  const auto sealed = se.sealed_unsettled_history().value();
   auto reply = billing->relay(sealed, card, kT0);
   ASSERT_TRUE(reply.ok()) << reply.error().message;
   ASSERT_TRUE(reply->has_quote);
@@ -178,11 +200,11 @@ TEST_F(SettlementTest, RelayPaysOnceAndTheReceiptFreesTheCredit) {
 TEST_F(SettlementTest, ALostReceiptIsHandedBackWithTheNextQuote) {
   auto& se = world.stb(1001);
   ASSERT_TRUE(se.impulse_buy(1, kT0).ok());
-  auto q1 = billing->relay(se.sealed_unsettled_history(), card, kT0).value().quote;
+  auto q1 = billing->relay(se.sealed_unsettled_history().value(), card, kT0).value().quote;
   auto r1 = billing->pay(q1.settlement_id, spend_for(q1), kT0).value();
   // The handset died before giving r1 to the STB; the viewer buys again.
   ASSERT_TRUE(se.impulse_buy(2, kT0).ok());
-  auto reply = billing->relay(se.sealed_unsettled_history(), card, kT0).value();
+  auto reply = billing->relay(se.sealed_unsettled_history().value(), card, kT0).value();
   ASSERT_EQ(reply.receipts.size(), 1u);
   EXPECT_EQ(reply.receipts[0], r1.encode());
   ASSERT_TRUE(reply.has_quote);
@@ -201,25 +223,25 @@ TEST_F(SettlementTest, BadHistoriesAreRefusedAndChangeNothing) {
   const auto records = se.history();
   const auto before = balance();
 
-  auto tampered = se.sealed_unsettled_history();
+  auto tampered = se.sealed_unsettled_history().value();
   tampered[tampered.size() / 2] ^= 1;
   EXPECT_EQ(billing->relay(tampered, card, kT0).error().code, Errc::auth_failed);
 
   // A gap (record 2 without 1) and a reordering.
-  EXPECT_EQ(billing->relay(se.seal_for_billing({records.begin() + 1, records.end()}), card, kT0).error().code, Errc::stale);
+  EXPECT_EQ(billing->relay(se.seal_for_billing({records.begin() + 1, records.end()}).value(), card, kT0).error().code, Errc::stale);
   std::vector<entitlement::HistoryRecord> reordered{records[1], records[0]};
-  EXPECT_EQ(billing->relay(se.seal_for_billing(reordered), card, kT0).error().code, Errc::stale);
+  EXPECT_EQ(billing->relay(se.seal_for_billing(reordered).value(), card, kT0).error().code, Errc::stale);
 
   // A record altered and re-signed by someone else is caught by the signature.
   auto forged = records;
   forged[1].price.minor = 1;
   forged[1].sign(crypto::Ed25519KeyPair::generate().private_key);
-  EXPECT_EQ(billing->relay(se.seal_for_billing(forged), card, kT0).error().code, Errc::auth_failed);
+  EXPECT_EQ(billing->relay(se.seal_for_billing(forged).value(), card, kT0).error().code, Errc::auth_failed);
 
   // An STB the operator does not know.
   entitlement::HistoryRecord stray = records[0];
   stray.stb_id = 4242;
-  const auto unknown = entitlement::seal_history(std::vector{stray}, 4242, Key256{});
+  const auto unknown = entitlement::seal_history(std::vector{stray}, 4242, 1, billing->certificate().billing_x25519);
   auto refused = billing->relay(unknown, card, kT0);
   EXPECT_EQ(refused.error().code, Errc::not_entitled);
   EXPECT_NE(refused.error().message.find("unknown STB 4242"), std::string::npos);
@@ -231,7 +253,7 @@ TEST_F(SettlementTest, BadHistoriesAreRefusedAndChangeNothing) {
 TEST_F(SettlementTest, ForgedAlteredAndMisdirectedReceiptsAreRefused) {
   auto& se = world.stb(1001);
   ASSERT_TRUE(se.impulse_buy(1, kT0).ok());
-  auto q = billing->relay(se.sealed_unsettled_history(), card, kT0).value().quote;
+  auto q = billing->relay(se.sealed_unsettled_history().value(), card, kT0).value().quote;
   auto rc = billing->pay(q.settlement_id, spend_for(q), kT0).value();
 
   auto altered = rc.encode();
@@ -253,7 +275,7 @@ TEST_F(SettlementTest, ForgedAlteredAndMisdirectedReceiptsAreRefused) {
 TEST_F(SettlementTest, RefusedPaymentsChargeNothingAndLeaveTheQuoteOpen) {
   auto& se = world.stb(1001);
   ASSERT_TRUE(se.impulse_buy(1, kT0).ok());
-  auto q = billing->relay(se.sealed_unsettled_history(), card, kT0).value().quote;
+  auto q = billing->relay(se.sealed_unsettled_history().value(), card, kT0).value().quote;
   auto wrong = spend_for(q);
   wrong.amount.minor = 1;
   wrong.sign(handset->keys().private_key);
@@ -284,7 +306,7 @@ TEST_F(SettlementTest, PrepaidCreditIsSpentFirstAndSettledWithoutACharge) {
   EXPECT_EQ(r3.payment, entitlement::kPaymentCredit);
   EXPECT_EQ(se.settlement_status().prepaid->minor, 0);
 
-  auto reply = billing->relay(se.sealed_unsettled_history(), card, kT0).value();
+  auto reply = billing->relay(se.sealed_unsettled_history().value(), card, kT0).value();
   ASSERT_TRUE(reply.has_quote);
   EXPECT_EQ(reply.quote.amount.minor, 1250);  // only the record on credit is charged
   auto rc = billing->pay(reply.quote.settlement_id, spend_for(reply.quote), kT0).value();
@@ -306,7 +328,7 @@ TEST_F(SettlementTest, StatementsShowCashPurchasesPassesAndRefundsFromTheLedger)
   ASSERT_TRUE(pass.ok()) << pass.error().message;
   ASSERT_TRUE(world.store().revoke_ticket(ticket->ticket.ticket_id, true).ok());
   ASSERT_TRUE(world.stb(1001).impulse_buy(1, kT0).ok());
-  auto q = billing->relay(world.stb(1001).sealed_unsettled_history(), card, kT0).value().quote;
+  auto q = billing->relay(world.stb(1001).sealed_unsettled_history().value(), card, kT0).value().quote;
   ASSERT_TRUE(billing->pay(q.settlement_id, spend_for(q), kT0).ok());
 
   const auto statement = billing->account_statement("alice").value();
@@ -326,7 +348,7 @@ TEST_F(SettlementTest, AHistoryAllPrepaidSettlesAtOnce) {
   auto voucher = billing->pay(quote.settlement_id, spend_for(quote), kT0).value();
   ASSERT_TRUE(se.apply_receipt(voucher.encode(), kT0).ok());
   ASSERT_TRUE(se.impulse_buy(1, kT0).ok());
-  auto reply = billing->relay(se.sealed_unsettled_history(), card, kT0).value();
+  auto reply = billing->relay(se.sealed_unsettled_history().value(), card, kT0).value();
   EXPECT_FALSE(reply.has_quote);
   ASSERT_EQ(reply.receipts.size(), 1u);
   ASSERT_TRUE(se.apply_receipt(reply.receipts[0], kT0).ok());
@@ -369,10 +391,10 @@ TEST_F(SettlementTest, AGroupOfRequestsIsAnsweredAsEachWouldBeAlone) {
   };
 
   // Two relays and a malformed request in one group.
-  auto relays = group({signed_frame(BillingMessage::relay, entitlement::encode(entitlement::RelayRequest{world.stb(1001).sealed_unsettled_history(), card}),
+  auto relays = group({signed_frame(BillingMessage::relay, entitlement::encode(entitlement::RelayRequest{world.stb(1001).sealed_unsettled_history().value(), card}),
                                     handset->signer()),
                        signed_frame(BillingMessage::relay, {1, 2, 3}, handset->signer()),
-                       signed_frame(BillingMessage::relay, entitlement::encode(entitlement::RelayRequest{world.stb(1002).sealed_unsettled_history(), poor.card_id()}),
+                       signed_frame(BillingMessage::relay, entitlement::encode(entitlement::RelayRequest{world.stb(1002).sealed_unsettled_history().value(), poor.card_id()}),
                                     poor.signer())});
   ASSERT_TRUE(relays[0].ok()) << relays[0].error().message;
   EXPECT_EQ(relays[1].error().code, Errc::malformed);
@@ -445,10 +467,51 @@ TEST(SignedObjects, RoundTripAndRefuseNonCanonicalBytes) {
 
 // Anyone who fetched a sealed history could relay it with another card id: that used to delete the
 // owner's quote each time. A quote is its card's until it expires; other relays leave it alone.
+// Billing's certificate, version 2 (with billing's X25519 key) and version 1 (signing key only, as
+// billings certified before it had one hold): both decode to what was signed, and still verify;
+// only version 2 gives a key to seal for. Another version is refused.
+TEST(SignedObjects, BillingCertificatesOfBothVersionsDecodeOnlyVersionTwoSeals) {
+  const auto issuer = crypto::Ed25519KeyPair::generate();
+  entitlement::BillingCertificate v2;
+  v2.billing_id = 7;
+  v2.billing_public = crypto::Ed25519KeyPair::generate().public_key;
+  v2.billing_x25519 = crypto::X25519KeyPair::generate().public_key;
+  v2.issued = kT0;
+  v2.sign(issuer.private_key);
+  const auto v2_bytes = v2.encode();
+  ASSERT_EQ(v2_bytes.size(), 1u + 4 + 32 + 32 + 8 + 64);
+  auto back = entitlement::BillingCertificate::decode(v2_bytes);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(back->encode(), v2_bytes);
+  EXPECT_TRUE(back->verify(issuer.public_key));
+  EXPECT_EQ(back->sealing_key().value(), v2.billing_x25519);
+
+  auto v1 = v2;
+  v1.version = entitlement::BillingCertificate::kVersionSigningOnly;
+  v1.billing_x25519 = {};
+  v1.sign(issuer.private_key);
+  const auto v1_bytes = v1.encode();
+  ASSERT_EQ(v1_bytes.size(), 1u + 4 + 32 + 8 + 64);
+  auto old = entitlement::BillingCertificate::decode(v1_bytes);
+  ASSERT_TRUE(old.ok()) << old.error().message;
+  EXPECT_EQ(old->encode(), v1_bytes);
+  EXPECT_TRUE(old->verify(issuer.public_key));
+  ASSERT_FALSE(old->sealing_key().ok());
+  EXPECT_EQ(old->sealing_key().error().code, Errc::not_entitled);
+  EXPECT_NE(old->sealing_key().error().message.find("version 1"), std::string::npos);
+
+  // A version 2 body under version byte 1 (or the reverse) is the wrong length; version 3 is unknown.
+  auto relabelled = v2_bytes;
+  relabelled[0] = 1;
+  EXPECT_EQ(entitlement::BillingCertificate::decode(relabelled).error().code, Errc::malformed);
+  relabelled[0] = 3;
+  EXPECT_EQ(entitlement::BillingCertificate::decode(relabelled).error().code, Errc::malformed);
+}
+
 TEST_F(SettlementTest, SomeoneElsesRelayLeavesTheOwnersQuoteAlone) {
   auto& se = world.stb(1001);
   ASSERT_TRUE(se.impulse_buy(1, kT0).ok());
-  const auto sealed = se.sealed_unsettled_history();
+  const auto sealed = se.sealed_unsettled_history().value();
   const auto mine = billing->relay(sealed, card, kT0).value().quote;
   testing::TestCard mallory(world.store(), "mallory", 10000);
   entitlement::Quote theirs;
@@ -476,7 +539,7 @@ TEST_F(SettlementTest, QuotesExpire) {
   EXPECT_EQ(billing->quote_ttl(), 60u);
   auto& se = world.stb(1001);
   ASSERT_TRUE(se.impulse_buy(1, kT0).ok());
-  const auto sealed = se.sealed_unsettled_history();
+  const auto sealed = se.sealed_unsettled_history().value();
   const auto old = billing->relay(sealed, card, kT0).value().quote;
   auto late = billing->pay(old.settlement_id, spend_for(old), kT0 + 61);
   ASSERT_FALSE(late.ok());
@@ -507,7 +570,7 @@ namespace {
 // States and kinds are enums in code, mapped to their stored values in one place: a value read back
 // that is none of them (a damaged or foreign billing.db) is an error, never taken for a default.
 TEST_F(SettlementTest, StoredStatesAndKindsBillingDoesNotKnowAreErrors) {
-  auto db = sql::Database::open(world.dir().file("billing/billing.db"), false).value();
+  auto db = open_store_database(world.dir().file("billing"), {"billing.db", "billing"}, IfMissing::refuse).value();
   auto ins = db.prepare("INSERT INTO settlements (kind, stb_id, first_sequence, last_sequence, last_hash, amount_minor, currency, card_id, "
                         "state, created) VALUES (9, 1001, 1, 1, ?, 1250, 'EUR', 1, 'quoted', " + std::to_string(kT0) + ") RETURNING settlement_id");
   ins.bind(1, std::vector<std::uint8_t>(32, 0));
@@ -534,6 +597,152 @@ TEST_F(SettlementTest, StoredStatesAndKindsBillingDoesNotKnowAreErrors) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("'sideways'"), std::string::npos) << e.what();
   }
+}
+
+// Billing's own X25519 key (issue 10): a history sealed for billing 1 is opened by billing 1 only.
+// Billing 2, certified by the same operator, cannot open it, not even with the header relabelled
+// for it; nor can the operator's EMM key for the STB, which opened every history before.
+TEST_F(SettlementTest, AHistorySealedForOneBillingIsOpenedByNoOtherBillingNorByTheOperatorsKey) {
+  auto& se = world.stb(1001);
+  ASSERT_TRUE(se.impulse_buy(1, kT0).ok());
+  const auto sealed = se.sealed_unsettled_history().value();
+  const auto header = entitlement::sealed_history_header(sealed).value();
+  EXPECT_EQ(header.stb_id, 1001u);
+  EXPECT_EQ(header.billing_id, 1u);
+
+  auto other = testing::certified_billing(world.store(), world.dir().file("operator"), world.dir().file("billing-2"), 2, world.engine_endpoint());
+  ASSERT_TRUE(other.ok()) << other.error().message;
+  auto refused = other->relay(sealed, card, kT0);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::not_entitled);
+  EXPECT_NE(refused.error().message.find("sealed for billing 1"), std::string::npos) << refused.error().message;
+  auto relabelled = sealed;
+  relabelled[1 + 4 + 3] = 2;  // the billing id's last byte: billing 2's key does not open it
+  EXPECT_EQ(other->relay(relabelled, card, kT0).error().code, Errc::auth_failed);
+
+  // The operator's key: the STB's EMM key, derived as the engine does, and the key the old seal
+  // took from it, open nothing.
+  const auto operator_private = Key256(std::span<const std::uint8_t, 32>(operator_private_keys(world).at(0).data(), 32));
+  const auto emm_key = entitlement::derive_emm_key(operator_private, se.public_identity().x25519_public, 0x4AFF, 1001).value();
+  static constexpr std::uint8_t kOldSalt[] = {'u', 's', 'h', 'e', 'r', '-', 'h', 'i', 's', 't', 'o', 'r', 'y', '-', 'v', '1'};
+  const std::span<const std::uint8_t> bytes(sealed);
+  constexpr std::size_t kHeader = 1 + 4 + 4 + 32 + crypto::kGcmNonceSize;
+  const std::span<const std::uint8_t, crypto::kGcmNonceSize> nonce(sealed.data() + kHeader - crypto::kGcmNonceSize, crypto::kGcmNonceSize);
+  for (const auto& key : {crypto::hkdf_sha256(emm_key.bytes(), kOldSalt, {}), emm_key.clone()}) {
+    EXPECT_EQ(crypto::aead_open(key, nonce, bytes.first(kHeader), bytes.subspan(kHeader)).error().code, Errc::auth_failed);
+  }
+
+  // The billing it is sealed for opens it.
+  auto reply = billing->relay(sealed, card, kT0);
+  ASSERT_TRUE(reply.ok()) << reply.error().message;
+  EXPECT_TRUE(reply->has_quote);
+}
+
+// Billing needs none of the operator's keys to open a history: with them wiped from the engine's
+// store, a relay still opens and checks (the old code derived the STB's EMM key from the
+// operator's X25519 key here); and no file in billing's home holds them.
+TEST_F(SettlementTest, BillingOpensHistoriesWithoutTheOperatorsKeysAndItsHomeHoldsNone) {
+  const auto operator_secrets = operator_private_keys(world);
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(world.dir().file("billing"))) {
+    if (!entry.is_regular_file()) continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    const std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    for (const auto& secret : operator_secrets) {
+      EXPECT_EQ(content.find(std::string(secret.begin(), secret.end())), std::string::npos) << entry.path();
+    }
+  }
+
+  auto& se = world.stb(1001);
+  ASSERT_TRUE(se.impulse_buy(1, kT0).ok());
+  if (!testing::stores_on_postgresql()) {  // on PostgreSQL the database never held them (operator.key)
+    auto db = sql::Database::open(world.dir().file("operator") + "/" + entitlement::EntitlementStore::kDatabaseName).value();
+    db.exec("UPDATE operator SET x25519_private = zeroblob(32)");
+    db.exec("UPDATE signing SET ed25519_private = zeroblob(32)");
+  }
+  billing.reset();
+  auto reopened = BillingStore::open(world.dir().file("billing"));
+  ASSERT_TRUE(reopened.ok()) << reopened.error().message;
+  auto reply = reopened->relay(se.sealed_unsettled_history().value(), card, kT0);
+  ASSERT_TRUE(reply.ok()) << reply.error().message;
+  EXPECT_TRUE(reply->has_quote);
+  EXPECT_EQ(reply->quote.amount.minor, 1250);
+}
+
+// Certification without the operator's home (`usher billing init` writes billing.pub, `usher
+// entitlement billing add` certifies it, `usher billing certify --certificate` installs it): only a
+// certificate the operator signed for this billing's own keys is installed.
+TEST_F(SettlementTest, ACertificateMadeFromBillingsPublicFileIsInstalledOnlyForItsOwnKeysAndOperator) {
+  const auto pub = entitlement::BillingPublicFile::read(world.dir().file("billing") + "/" + BillingStore::kPublicName);
+  ASSERT_TRUE(pub.ok()) << pub.error().message;
+  EXPECT_EQ(pub->billing_id, 1u);
+  EXPECT_EQ(pub->ed25519_public, billing->certificate().billing_public);
+  EXPECT_EQ(pub->x25519_public, billing->certificate().billing_x25519);
+  const auto before = billing->certificate().encode();
+
+  auto others = world.store().certify_billing(1, crypto::Ed25519KeyPair::generate().public_key, pub->x25519_public, kT0 + 5);
+  EXPECT_EQ(billing->install_certificate(others).error().code, Errc::invalid_argument);
+  auto forged = world.store().certify_billing(1, pub->ed25519_public, pub->x25519_public, kT0 + 5);
+  forged.sign(crypto::Ed25519KeyPair::generate().private_key);
+  EXPECT_EQ(billing->install_certificate(forged).error().code, Errc::auth_failed);
+  EXPECT_EQ(billing->certificate().encode(), before);
+
+  const auto path = world.dir().file("billing-1.cert");
+  ASSERT_TRUE(entitlement::write_billing_certificate(world.store().certify_billing(pub->billing_id, pub->ed25519_public, pub->x25519_public, kT0 + 5), path).ok());
+  auto cert = entitlement::read_billing_certificate(path);
+  ASSERT_TRUE(cert.ok()) << cert.error().message;
+  ASSERT_TRUE(billing->install_certificate(*cert).ok());
+  EXPECT_EQ(billing->certificate().issued, kT0 + 5);
+  auto reopened = BillingStore::open(world.dir().file("billing"));
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ(reopened->certificate().issued, kT0 + 5);
+}
+
+// `usher billing init` alone: billing has its keys and billing.pub, but no certificate of the
+// operator's yet. It opens no history (STBs have nothing to seal for) and says how to be
+// certified, also after a restart; once the certificate is installed it opens what STBs seal.
+TEST_F(SettlementTest, ABillingNotYetCertifiedOpensNoHistoryAndSaysHowToBeCertified) {
+  const auto op = entitlement::OperatorPublicFile::read(world.dir().file("operator/operator.pub")).value();
+  const auto home = world.dir().file("billing-3");
+  {
+    auto fresh = BillingStore::create(home, 3, op, world.engine_endpoint(), testing::store_database_url());
+    ASSERT_TRUE(fresh.ok()) << fresh.error().message;
+    EXPECT_FALSE(fresh->certified());
+  }
+  auto store = BillingStore::open(home);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  EXPECT_FALSE(store->certified());
+  const auto not_yet = store->check_certified();
+  ASSERT_FALSE(not_yet.ok());
+  EXPECT_NE(not_yet.error().message.find("usher billing certify --certificate"), std::string::npos) << not_yet.error().message;
+  const auto pub = store->public_file();
+  const auto sealed = entitlement::seal_history({}, 1001, 3, pub.x25519_public);
+  auto refused = store->relay(sealed, card, kT0);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::not_entitled);
+  EXPECT_NE(refused.error().message.find("usher entitlement billing add"), std::string::npos) << refused.error().message;
+  // Nothing is sold or signed under no certificate: the STB would refuse the receipt or room state.
+  const auto before = balance();
+  EXPECT_EQ(store->prepay(1001, {500, kEur}, card, kT0).error().code, Errc::not_entitled);
+  EXPECT_EQ(store->check_in("101", "g1", "Guest", kT0).error().code, Errc::not_entitled);
+  EXPECT_EQ(balance(), before);
+
+  ASSERT_TRUE(store->install_certificate(world.store().certify_billing(3, pub.ed25519_public, pub.x25519_public, kT0)).ok());
+  EXPECT_TRUE(store->certified());
+  EXPECT_TRUE(store->check_certified().ok());
+  auto opened = store->relay(sealed, card, kT0);
+  EXPECT_TRUE(opened.ok()) << opened.error().message;
+  EXPECT_TRUE(BillingStore::open(home)->certified());
+}
+
+// A history in the old format (version 1, sealed under a key from the STB's EMM key) is refused
+// with a message that says so.
+TEST_F(SettlementTest, AHistoryInTheOldFormatIsRefusedClearly) {
+  auto sealed = world.stb(1001).sealed_unsettled_history().value();
+  sealed[0] = 1;
+  auto refused = billing->relay(sealed, card, kT0);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::malformed);
+  EXPECT_NE(refused.error().message.find("version 1"), std::string::npos) << refused.error().message;
 }
 
 TEST(BillingEnums, StoredNamesAreTheOnesTheSchemaKnows) {

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "broadcast_fixture.h"
+#include "certified_billing.h"
 #include "temp_dir.h"
 #include "usher/billing/billing_store.h"
 #include "usher/core/home.h"
@@ -161,7 +162,7 @@ TEST(PrivateHome, EveryStoreMakesItsHomeAndDatabaseOwnerOnly) {
   world.add_stb(1001);
   auto op = entitlement::OperatorPublicFile::read(world.dir().file("operator/operator.pub")).value();
   ASSERT_TRUE(headend::HeadendIdentity::init(world.dir().file("headend"), 5, op).ok());
-  ASSERT_TRUE(billing::BillingStore::create(world.dir().file("billing"), world.dir().file("operator"), 1, world.engine_endpoint()).ok());
+  ASSERT_TRUE(testing::certified_billing(world.store(), world.dir().file("operator"), world.dir().file("billing"), 1, world.engine_endpoint()).ok());
   {
     stb::LocalLink link(world.stb(1001), world.stb_home(1001));
   }

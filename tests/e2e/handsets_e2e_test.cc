@@ -71,7 +71,9 @@ TEST(ManyHandsets, HundredRelaysAtOnceEachChargedExactlyOnce) {
   const std::string billing = "tcp://127.0.0.1:" + std::to_string(billing_port);
   const auto ent = world.dir().file("operator");
   const auto bil = world.dir().file("billing");
-  ASSERT_EQ(run(usher("billing init --home " + bil + " --engine-home " + ent + " --engine " + engine)).status, 0);
+  ASSERT_EQ(run(usher("billing init --home " + bil + " --operator " + ent + "/operator.pub --engine " + engine)).status, 0);
+  ASSERT_EQ(run(usher("entitlement billing add --home " + ent + " --public-file " + bil + "/billing.pub --out " + bil + ".cert")).status, 0);
+  ASSERT_EQ(run(usher("billing certify --home " + bil + " --certificate " + bil + ".cert")).status, 0);
   Background engine_proc(usher("entitlement serve --home " + ent + " --bind " + engine) + " 2>" + world.dir().file("engine.log"));
   Background billing_proc(usher("billing serve --home " + bil + " --bind " + billing) + " 2>" + world.dir().file("billing.log"));
   ASSERT_TRUE(testing::wait_listening(engine_port));

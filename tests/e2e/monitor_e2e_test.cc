@@ -376,7 +376,9 @@ TEST_F(Monitor, EntitlementServeIdleAndBusyStopsWithItsCounters) {
 
 TEST_F(Monitor, BillingServeStopsWithItsCountersOnEitherSignal) {
   const auto bil = dir.file("billing");
-  must("billing init --home " + bil + " --engine-home " + ent());
+  must("billing init --home " + bil + " --operator " + ent() + "/operator.pub");
+  must("entitlement billing add --home " + ent() + " --public-file " + bil + "/billing.pub --out " + dir.file("billing-1.cert"));
+  must("billing certify --home " + bil + " --certificate " + dir.file("billing-1.cert"));
   for (const int sig : {SIGTERM, SIGINT}) {
     SCOPED_TRACE(sig == SIGINT ? "SIGINT" : "SIGTERM");
     const auto ports = testing::free_ports(2);

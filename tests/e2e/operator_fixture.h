@@ -11,6 +11,7 @@
 #include <string>
 
 #include "cli_process.h"
+#include "store_backend.h"
 #include "temp_dir.h"
 
 namespace usher::testing {
@@ -32,7 +33,9 @@ class OperatorFixture : public ::testing::Test {
     ASSERT_EQ(ports.size(), 1 + extra);
     engine = endpoint(0);
     must("streams generate --seconds 2 --out " + dir.file("source.ts"));
-    must("entitlement init --home " + ent());
+    // In the PostgreSQL run of the suites the operator's store is on the test's server.
+    const std::string database = testing::store_database_url();
+    must("entitlement init --home " + ent() + (database.empty() ? "" : " --db " + database));
     must("entitlement service add --home " + ent() + " --id 1 --name Sport");
     must("stb init --home " + stb() + " --id " + s.stb_id + " --operator " + ent() + "/operator.pub");
     must("entitlement device add --home " + ent() + " --stb-file " + stb() + "/stb.pub" + (s.account.empty() ? "" : " --account " + s.account));
@@ -55,9 +58,12 @@ class OperatorFixture : public ::testing::Test {
     auto took = run(usher("stb run --home " + stb() + " --in " + dir.file("air.ts") + " --out " + dir.file("watched.ts")));
     EXPECT_EQ(took.status, 3) << took.output;
     EXPECT_NE(took.output.find("\"outcome\":\"no entitlement\""), std::string::npos) << took.output;
-    // Billing has a home of its own and reaches the engine only at its endpoint (the operator's
-    // home is read at init for the certification).
-    must("billing init --home " + bil() + " --engine-home " + ent() + " --engine " + engine);
+    // Billing has a home of its own and reaches the engine only at its endpoint: its keys go to the
+    // operator as billing.pub and come back certified as a file, no home shared.
+    must("billing init --home " + bil() + " --operator " + ent() + "/operator.pub --engine " + engine +
+         (database.empty() ? "" : " --db " + database));
+    must("entitlement billing add --home " + ent() + " --public-file " + bil() + "/billing.pub --out " + dir.file("billing-1.cert"));
+    must("billing certify --home " + bil() + " --certificate " + dir.file("billing-1.cert"));
   }
 
   std::string must(const std::string& args) {

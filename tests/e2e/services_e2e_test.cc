@@ -101,6 +101,7 @@ TEST(ServiceLimits, BillingAndTheLocalLinkRefuseFramesOverTheirLimits) {
   const std::string link = "tcp://127.0.0.1:" + std::to_string(ports[1]);
   ASSERT_EQ(run(usher("entitlement init --home " + dir.file("ent"))).status, 0);
   ASSERT_EQ(run(usher("stb init --home " + dir.file("stb") + " --id 1001 --operator " + dir.file("ent") + "/operator.pub")).status, 0);
+  // One machine: --engine-home has the operator certify billing at once.
   ASSERT_EQ(run(usher("billing init --home " + dir.file("billing") + " --engine-home " + dir.file("ent"))).status, 0);
   Background billing_proc(usher("billing serve --home " + dir.file("billing") + " --bind " + billing) + " 2>>" + dir.file("billing.log"));
   Background link_proc(usher("stb link --home " + dir.file("stb") + " --bind " + link) + " 2>>" + dir.file("link.log"));

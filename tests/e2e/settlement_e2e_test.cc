@@ -7,9 +7,11 @@
 
 #include <algorithm>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <deque>
+#include <filesystem>
 #include <random>
 #include <regex>
 #include <vector>
@@ -262,6 +264,81 @@ TEST_F(SettlementE2e, KillNineAnywhereInTheRelayChargesEachPurchaseExactlyOnce) 
   EXPECT_EQ(cents(statement, "Total"), bought) << statement;
 }
 
+// Issue 10: two engines and two billings serve one PostgreSQL database, each pair from a copy of its
+// home, each billing asking its own engine. The handset relays to either billing in turn while kill -9
+// lands on any process (the handset, a billing, an engine, the STB's link), each restarted at once:
+// every purchase is still charged exactly once, and both billings' books are the same books.
+TEST_F(SettlementE2e, KillNineWithTwoEnginesAndTwoBillingsOnOneDatabaseChargesEachPurchaseOnce) {
+  if (!testing::stores_on_postgresql()) GTEST_SKIP() << "two engines and two billings share their stores only on a database server";
+  const auto more = testing::free_ports(2);
+  ASSERT_EQ(more.size(), 2u);
+  const std::string engine_b = "tcp://127.0.0.1:" + std::to_string(more[0]);
+  const std::string billing_b = "tcp://127.0.0.1:" + std::to_string(more[1]);
+  std::filesystem::copy(ent(), dir.file("ent-b"), std::filesystem::copy_options::recursive);
+  std::filesystem::copy(bil(), dir.file("billing-b"), std::filesystem::copy_options::recursive);
+  // The copies serve the same stores: a billing's engine is named at `serve`.
+  Background engine_b_proc(usher("entitlement serve --home " + dir.file("ent-b") + " --bind " + engine_b) + " 2>>" + dir.file("engine-b.log"));
+  Background billing_b_proc(usher("billing serve --home " + dir.file("billing-b") + " --bind " + billing_b + " --engine " + engine_b) + " 2>>" +
+                            dir.file("billing-b.log"));
+  ASSERT_TRUE(testing::wait_listening(more[0]));
+  ASSERT_TRUE(testing::wait_listening(more[1]));
+
+  const auto start_balance = balance();
+  std::mt19937 rng(static_cast<unsigned>(std::time(nullptr)));
+  RecordProperty("seed", static_cast<int>(rng()));
+  std::int64_t bought = 0;
+  int next_event = 1;
+  constexpr int kTrials = 30;
+  const char* names[] = {"handset", "billing A", "billing B", "engine A", "engine B", "STB link"};
+  int killed[6] = {0, 0, 0, 0, 0, 0};
+  int landed = 0;
+  for (int trial = 0; trial < kTrials; ++trial) {
+    SCOPED_TRACE("trial " + std::to_string(trial));
+    if (rng() % 4 != 0 && next_event <= kEvents) {
+      auto r = run(usher("stb buy --home " + stb() + " --event " + std::to_string(next_event)));
+      if (r.status == 0) bought += price_[next_event];
+      ++next_event;
+    }
+    const std::string to = trial % 2 == 0 ? billing : billing_b;
+    Background handset(usher("wallet relay" + w() + " --stb 1001 --billing " + to) + " >/dev/null 2>>" + dir.file("relay.log"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 60));
+    const int victim = static_cast<int>(rng() % 6);
+    ++killed[victim];
+    landed += handset.running() ? 1 : 0;
+    if (victim == 0) {
+      handset.stop(SIGKILL);
+    } else {
+      Background& proc = victim == 1 ? *billing_proc : victim == 2 ? billing_b_proc : victim == 3 ? *engine_proc : victim == 4 ? engine_b_proc : *link_proc;
+      proc.stop(SIGKILL);
+      proc.start();
+      handset.wait();
+    }
+    ASSERT_TRUE(testing::wait_listening(ports[0]));
+    ASSERT_TRUE(testing::wait_listening(more[0]));
+    // A plain relay to the other billing settles whatever is left; the books agree to the cent.
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    const std::string other = trial % 2 == 0 ? billing_b : billing;
+    testing::Run r;
+    for (int attempt = 0; attempt < 3; ++attempt) {  // a billing just restarted may still be binding
+      r = run(usher("wallet relay" + w() + " --stb 1001 --billing " + other));
+      if (r.status == 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+    ASSERT_EQ(r.status, 0) << r.output << "\nbilling A: " << file_text(dir.file("billing.log")).substr(0, 3000)
+                           << "\nbilling B: " << file_text(dir.file("billing-b.log")).substr(0, 3000);
+    ASSERT_EQ(balance(), start_balance - bought);
+    auto history = must("stb history --home " + stb());
+    ASSERT_NE(history.find("0 purchases not yet collected"), std::string::npos) << history;
+  }
+  std::string summary = "kill -9 with two engines and two billings:";
+  for (int v = 0; v < 6; ++v) summary += std::string(" ") + names[v] + " " + std::to_string(killed[v]);
+  std::printf("%s; %d while a relay was running\n", summary.c_str(), landed);
+  EXPECT_GT(next_event, 12);
+  // One set of books, whichever billing is asked.
+  EXPECT_EQ(cents(must("billing statement --home " + bil() + " --stb 1001"), "Total"), bought);
+  EXPECT_EQ(cents(must("billing statement --home " + dir.file("billing-b") + " --stb 1001"), "Total"), bought);
+}
+
 // Billing killed -9 after the engine charged the card for a settlement and before billing heard of
 // it: the restarted billing finishes the settlement with the engine's first answer (the same request
 // id), the handset's retry gets the receipt, and the card is charged once.
@@ -310,6 +387,59 @@ TEST_F(SettlementE2e, TheEngineDownDuringARelayIsRefusedThenSettlesOnceWhenItIsB
   EXPECT_NE(must(relay()).find("0 purchases settled"), std::string::npos);
   EXPECT_EQ(balance(), start_balance - price_[2]);
   EXPECT_NE(must("stb history --home " + stb()).find("0 purchases not yet collected"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace usher
+
+namespace usher {
+namespace {
+
+std::string whole_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Billing's keys reach the operator as billing.pub and come back certified as a file: no home is
+// shared. Until the certificate is installed billing does not serve; a certificate for other keys
+// is refused; billing's home never names the operator's.
+TEST(BillingCertification, BillingIsCertifiedFromItsPublicFileWithNoHomeShared) {
+  testing::TempDir dir;
+  const auto ent = dir.file("operator-home");
+  const auto bil = dir.file("billing");
+  ASSERT_EQ(run(usher("entitlement init --home " + ent)).status, 0);
+  auto init = run(usher("billing init --home " + bil + " --operator " + ent + "/operator.pub"));
+  ASSERT_EQ(init.status, 0) << init.output;
+  EXPECT_NE(init.output.find("usher entitlement billing add"), std::string::npos) << init.output;
+  ASSERT_TRUE(std::filesystem::exists(bil + "/billing.pub"));
+
+  // Not certified yet: serve refuses at once, saying how.
+  const auto port = testing::free_ports(1).at(0);
+  auto refused = run(usher("billing serve --home " + bil + " --bind tcp://127.0.0.1:" + std::to_string(port)) + " 2>&1");
+  EXPECT_NE(refused.status, 0);
+  EXPECT_NE(refused.output.find("not certified yet"), std::string::npos) << refused.output;
+
+  // Neither a certificate nor the operator's home: a usage error.
+  EXPECT_EQ(run(usher("billing certify --home " + bil) + " 2>&1").status, 2);
+
+  // Another billing's certificate is refused and changes nothing.
+  const auto other = dir.file("billing-2");
+  ASSERT_EQ(run(usher("billing init --home " + other + " --id 2 --operator " + ent + "/operator.pub")).status, 0);
+  ASSERT_EQ(run(usher("entitlement billing add --home " + ent + " --public-file " + other + "/billing.pub --out " + dir.file("b2.cert"))).status, 0);
+  auto wrong = run(usher("billing certify --home " + bil + " --certificate " + dir.file("b2.cert")) + " 2>&1");
+  EXPECT_NE(wrong.status, 0);
+  EXPECT_NE(wrong.output.find("other keys than this billing's"), std::string::npos) << wrong.output;
+
+  auto added = run(usher("entitlement billing add --home " + ent + " --public-file " + bil + "/billing.pub --out " + dir.file("b1.cert")));
+  ASSERT_EQ(added.status, 0) << added.output;
+  auto certified = run(usher("billing certify --home " + bil + " --certificate " + dir.file("b1.cert")));
+  ASSERT_EQ(certified.status, 0) << certified.output;
+  EXPECT_NE(certified.output.find("billing 1 certified by the operator"), std::string::npos) << certified.output;
+
+  // Billing's home holds nothing that names the operator's home.
+  for (const auto& entry : std::filesystem::directory_iterator(bil)) {
+    EXPECT_EQ(whole_file(entry.path().string()).find("operator-home"), std::string::npos) << entry.path();
+  }
 }
 
 }  // namespace

@@ -20,7 +20,7 @@ class BillingRequestsTest : public ::testing::Test {
     world.add_service(1);
     world.add_stb(1001);
     world.add_event(7, 1, 4'000'000'000, 3600, 1250, "Final");
-    (void)world.store().certify_billing(1, billing.public_key, unix_now());
+    (void)world.store().certify_billing(1, billing.public_key, crypto::X25519KeyPair::generate().public_key, unix_now());
     card.emplace(world.store(), "alice", 5000);
   }
   std::vector<std::uint8_t> as_billing(MessageType type, const std::vector<std::uint8_t>& body, const Secret<32>& key,
@@ -116,7 +116,7 @@ TEST_F(BillingRequestsTest, AChargeUnderTheSameRequestIdHappensOnce) {
 TEST_F(BillingRequestsTest, MalformedBodiesAreRefusedAndChangeNothing) {
   for (auto type : {MessageType::billing_event, MessageType::billing_stb_key, MessageType::billing_card, MessageType::billing_holding,
                     MessageType::billing_impulse_purchases, MessageType::billing_charge, MessageType::billing_refund,
-                    MessageType::billing_ticket_payments, MessageType::billing_account_stbs, MessageType::billing_open_history}) {
+                    MessageType::billing_ticket_payments, MessageType::billing_account_stbs}) {
     SCOPED_TRACE(static_cast<int>(type));
     auto r = answer(as_billing(type, {0xFF, 0xFF, 0xFF}, billing.private_key));
     ASSERT_FALSE(r.ok());
@@ -125,6 +125,17 @@ TEST_F(BillingRequestsTest, MalformedBodiesAreRefusedAndChangeNothing) {
   // A count larger than the body: refused before anything is reserved for it.
   EXPECT_FALSE(decode_impulse_purchases(std::vector<std::uint8_t>{0, 0, 0x03, 0xE9, 0xFF, 0xFF}).ok());
   EXPECT_EQ(world.store().balance(card->card_id())->minor, 5000);
+}
+
+// Message 23 was the engine opening relayed histories for billing with EMM-derived keys; billing
+// opens them with its own X25519 key now, and the engine answers 23 as a type it does not know,
+// even signed by a certified billing.
+TEST_F(BillingRequestsTest, TheEngineOpensNoHistoryForBilling) {
+  const auto sealed = seal_history({}, 1001, 1, crypto::X25519KeyPair::generate().public_key);
+  auto r = answer(as_billing(static_cast<MessageType>(23), sealed, billing.private_key));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, Errc::invalid_argument);
+  EXPECT_NE(r.error().message.find("unknown message type 23"), std::string::npos) << r.error().message;
 }
 
 }  // namespace

@@ -39,6 +39,8 @@ rule(usher_formats SQLite::SQLite3 usher_sql usher_sqlite usher_postgres usher_e
 rule(usher_headend usher_engine usher_postgres)
 rule(usher_stb usher_engine usher_postgres)
 rule(usher_wallet_bridge usher_engine usher_postgres)
+# Billing is the engine's client over its protocol, with keys of its own: it may run on another host.
+rule(usher_billing usher_engine)
 
 # symbols(<target> <regex>): the archive of <target> has no undefined symbol matching <regex>.
 function(symbols target regex)
@@ -68,9 +70,10 @@ symbols(usher_formats "${sqlite_calls}|${engine_calls}")
 symbols(usher_headend "${engine_calls}")
 symbols(usher_stb "${engine_calls}")
 symbols(usher_wallet_bridge "${engine_calls}")
+symbols(usher_billing "${engine_calls}")
 
 if(failures)
   message(FATAL_ERROR "the libraries' layers are broken:${failures}")
 endif()
-message(STATUS "layers kept: usher_core and usher_formats link no SQLite; usher_headend, usher_stb and "
-  "usher_wallet_bridge link no engine")
+message(STATUS "layers kept: usher_core and usher_formats link no SQLite; usher_headend, usher_stb, "
+  "usher_wallet_bridge and usher_billing link no engine")

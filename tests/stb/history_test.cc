@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "broadcast_fixture.h"
+#include "usher/core/sqlite.h"
 #include "usher/entitlement/history.h"
 
 namespace usher::stb {
@@ -18,13 +19,29 @@ namespace {
 
 constexpr std::uint64_t kT0 = 1'900'000'000;
 
-// What billing does first with a relayed history: open it with the STB's key, check the chain.
-Result<std::vector<entitlement::HistoryRecord>> open_and_verify(entitlement::EntitlementStore& store, std::span<const std::uint8_t> sealed,
-                                                               std::uint64_t after_sequence, const crypto::Digest& after_hash) {
-  auto opened = store.open_sealed_history(sealed);
-  if (!opened) return opened.error();
-  if (auto ok = entitlement::verify_history(opened->records, opened->stb_public, after_sequence, after_hash); !ok) return ok.error();
-  return std::move(opened->records);
+// A billing service's keys, certified by the world's operator (what `usher billing init` and `usher
+// entitlement billing add` make).
+struct TestBilling {
+  TestBilling(entitlement::EntitlementStore& store, std::uint32_t billing_id) : id(billing_id) {
+    certificate = store.certify_billing(id, signing.public_key, sealing.public_key, kT0);
+  }
+  std::uint32_t id;
+  crypto::Ed25519KeyPair signing = crypto::Ed25519KeyPair::generate();
+  crypto::X25519KeyPair sealing = crypto::X25519KeyPair::generate();
+  entitlement::BillingCertificate certificate;
+};
+
+// What billing does first with a relayed history: open it with its own X25519 key, check the
+// chain with the STB's signing key.
+Result<std::vector<entitlement::HistoryRecord>> open_and_verify(const TestBilling& billing, entitlement::EntitlementStore& store,
+                                                               std::span<const std::uint8_t> sealed, std::uint64_t after_sequence,
+                                                               const crypto::Digest& after_hash) {
+  auto records = entitlement::open_history(sealed, billing.id, billing.sealing.private_key);
+  if (!records) return records.error();
+  auto stb_public = store.stb_signing_public(entitlement::sealed_history_stb(sealed).value());
+  if (!stb_public) return stb_public.error();
+  if (auto ok = entitlement::verify_history(*records, *stb_public, after_sequence, after_hash); !ok) return ok.error();
+  return records;
 }
 const entitlement::Currency kEur{'E', 'U', 'R'};
 
@@ -181,38 +198,111 @@ TEST_F(ImpulseTest, HistoryLeavesOverTheLocalLinkSealedForBillingOnly) {
   auto& se = world.stb(1001);
   ASSERT_TRUE(se.impulse_buy(1, kT0).ok());
   ASSERT_TRUE(se.impulse_buy(2, kT0).ok());
+  const TestBilling billing(world.store(), 1);
+  const TestBilling other_billing(world.store(), 2);
 
-  // The handset asks over the local link, as the wallet will.
+  // The handset asks over the local link, as the wallet does, relaying billing's certificate.
   LocalLink link(se, world.stb_home(1001));
   testing::LinkHandset handset;
   ASSERT_TRUE(handset.pair(link));
   EXPECT_EQ(handset.stb_id, 1001u);
   const auto id = entitlement::new_request_id();
-  auto reply = link.handle(handset.request(entitlement::LinkMessage::collect_history, {}, id));
+  auto reply = link.handle(handset.request(entitlement::LinkMessage::collect_history, billing.certificate.encode(), id));
   auto sealed = entitlement::reply_body(reply, id);
   ASSERT_TRUE(sealed.ok()) << sealed.error().message;
   EXPECT_EQ(*entitlement::sealed_history_stb(*sealed), 1001u);
+  EXPECT_EQ(entitlement::sealed_history_header(*sealed)->billing_id, 1u);
 
-  // Billing (the operator) opens it and checks the chain from the start.
-  auto records = open_and_verify(world.store(), *sealed, 0, {});
+  // Billing opens it with its own key and checks the chain from the start.
+  auto records = open_and_verify(billing, world.store(), *sealed, 0, {});
   ASSERT_TRUE(records.ok()) << records.error().message;
   ASSERT_EQ(records->size(), 2u);
   EXPECT_EQ((*records)[1].price.minor, 1250);
   // Resuming after record 1 is refused (a replay of a settled part would start at 1 again).
-  EXPECT_EQ(open_and_verify(world.store(), *sealed, 1, (*records)[0].hash()).error().code, Errc::stale);
+  EXPECT_EQ(open_and_verify(billing, world.store(), *sealed, 1, (*records)[0].hash()).error().code, Errc::stale);
 
-  // The handset cannot change a byte of it without billing noticing.
-  for (std::size_t i = 5; i < sealed->size(); i += 7) {
+  // Another billing, certified by the same operator, cannot open it: refused by the header, and
+  // with the header relabelled for it, by the key.
+  EXPECT_EQ(open_and_verify(other_billing, world.store(), *sealed, 0, {}).error().code, Errc::not_entitled);
+  auto for_other = *sealed;
+  for_other[8] = 2;
+  EXPECT_EQ(open_and_verify(other_billing, world.store(), for_other, 0, {}).error().code, Errc::auth_failed);
+
+  // The handset cannot change a byte of it without billing noticing: every byte of the clear
+  // header (version, STB, billing, ephemeral key, nonce) and the sealed part.
+  constexpr std::size_t kHeader = 1 + 4 + 4 + 32 + crypto::kGcmNonceSize;
+  for (std::size_t i = 0; i < sealed->size(); i += (i < kHeader ? 1 : 7)) {
     auto t = *sealed;
     t[i] ^= 0x01;
-    EXPECT_FALSE(open_and_verify(world.store(), t, 0, {}).ok()) << i;
+    EXPECT_FALSE(open_and_verify(billing, world.store(), t, 0, {}).ok()) << i;
   }
-  // Relabelled as another STB's: the key does not fit.
+  // Relabelled as another STB's: the authenticated header does not fit.
   world.add_stb(1002);
   auto relabelled = *sealed;
   relabelled[4] = static_cast<std::uint8_t>(1002 & 0xFF);
   relabelled[3] = static_cast<std::uint8_t>(1002 >> 8);
-  EXPECT_EQ(open_and_verify(world.store(), relabelled, 0, {}).error().code, Errc::auth_failed);
+  EXPECT_EQ(open_and_verify(billing, world.store(), relabelled, 0, {}).error().code, Errc::auth_failed);
+
+  // Each seal has its own ephemeral key.
+  auto again = se.sealed_unsettled_history();
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_NE(entitlement::sealed_history_header(*again)->ephemeral, entitlement::sealed_history_header(*sealed)->ephemeral);
+}
+
+// The STB seals only for a billing the operator certified, with an X25519 key: a forged certificate
+// and a version 1 one are refused, and a box that holds none says how it gets one.
+TEST_F(ImpulseTest, TheStbSealsOnlyForABillingTheOperatorCertified) {
+  ASSERT_TRUE(world.store().set_credit(1001, {5000, kEur}, kT0).ok());
+  deliver_emms();
+  auto& se = world.stb(1001);
+  ASSERT_TRUE(se.impulse_buy(1, kT0).ok());
+  LocalLink link(se, world.stb_home(1001));
+  testing::LinkHandset handset;
+  ASSERT_TRUE(handset.pair(link));
+  auto collect = [&](std::span<const std::uint8_t> certificate) {
+    const auto id = entitlement::new_request_id();
+    return entitlement::reply_body(link.handle(handset.request(entitlement::LinkMessage::collect_history, certificate, id)), id);
+  };
+
+  auto none = collect({});
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.error().code, Errc::not_found);
+  EXPECT_NE(none.error().message.find("holds no billing certificate"), std::string::npos) << none.error().message;
+
+  const TestBilling billing(world.store(), 1);
+  auto forged = billing.certificate;
+  forged.billing_x25519 = crypto::X25519KeyPair::generate().public_key;  // someone's key under the operator's signature
+  auto refused = collect(forged.encode());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::auth_failed);
+  EXPECT_NE(refused.error().message.find("not signed by the operator"), std::string::npos) << refused.error().message;
+  forged.sign(billing.signing.private_key);  // self-signed
+  EXPECT_EQ(collect(forged.encode()).error().code, Errc::auth_failed);
+  EXPECT_FALSE(se.billing_certificate().ok());  // nothing kept
+
+  // A version 1 certificate (signing key only) verifies but gives no key to seal for.
+  auto v1 = billing.certificate;
+  v1.version = entitlement::BillingCertificate::kVersionSigningOnly;
+  {
+    auto db = sql::Database::open(world.dir().file("operator") + "/" + entitlement::EntitlementStore::kDatabaseName).value();
+    auto st = db.prepare("SELECT ed25519_private FROM signing WHERE id = 1");
+    ASSERT_TRUE(st.step());
+    v1.sign(st.column_key(0));  // the operator's issuing key
+  }
+  ASSERT_TRUE(v1.verify(se.issuer_public()));
+  auto old = collect(v1.encode());
+  ASSERT_FALSE(old.ok());
+  EXPECT_EQ(old.error().code, Errc::not_entitled);
+  EXPECT_NE(old.error().message.find("version 1"), std::string::npos) << old.error().message;
+
+  // The genuine one is kept: later requests without it seal for it too, also after a restart.
+  ASSERT_TRUE(collect(billing.certificate.encode()).ok());
+  auto& reopened = world.reopen(1001);
+  ASSERT_TRUE(reopened.billing_certificate().ok());
+  EXPECT_EQ(reopened.billing_certificate()->billing_id, 1u);
+  auto sealed = reopened.sealed_unsettled_history();
+  ASSERT_TRUE(sealed.ok()) << sealed.error().message;
+  EXPECT_TRUE(open_and_verify(billing, world.store(), *sealed, 0, {}).ok());
 }
 
 }  // namespace

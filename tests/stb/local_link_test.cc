@@ -144,7 +144,7 @@ TEST_F(LocalLinkTest, PairedRequestsAreBoundToTheirStbTimeAndBytes) {
 TEST_F(LocalLinkTest, BillingWithTheOperatorsCertificateIsServedAForgedOneIsNot) {
   LocalLink link(world.stb(1001), world.stb_home(1001));
   const auto billing = crypto::Ed25519KeyPair::generate();
-  const auto certificate = world.store().certify_billing(1, billing.public_key, unix_now());
+  const auto certificate = world.store().certify_billing(1, billing.public_key, crypto::X25519KeyPair::generate().public_key, unix_now());
   auto forged = certificate;
   forged.sign(billing.private_key);  // self-signed
   for (const auto& [cert, expect_ok] : {std::pair{certificate, true}, {forged, false}}) {

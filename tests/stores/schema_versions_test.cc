@@ -209,6 +209,29 @@ TEST(NewerSchema, UsherCommandsReportTheRefusalAndExitNonZero) {
 
 // --- Billing ---
 
+// A billing whose store an older Usher wrote: step 3 made it an X25519 key and open() wrote
+// billing.pub with it and the signing key it had. Its certificate names no such key, so a relay is
+// refused saying how to certify billing.pub; once the operator's certificate of it is installed,
+// STBs seal for it and billing opens what they seal.
+void expect_billing_certified_again(billing::BillingStore& store, EntitlementStore& engine, const std::string& home) {
+  const auto signing_before = store.certificate().billing_public;
+  auto pub = entitlement::BillingPublicFile::read(home + "/" + billing::BillingStore::kPublicName);
+  ASSERT_TRUE(pub.ok()) << pub.error().message;
+  EXPECT_EQ(pub->ed25519_public, signing_before);
+  EXPECT_EQ(pub->x25519_public, store.public_file().x25519_public);
+  const auto sealed = entitlement::seal_history({}, 1004, 1, store.certificate().billing_x25519);
+  auto refused = store.relay(sealed, 1, kT0);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::not_entitled);
+  EXPECT_NE(refused.error().message.find("usher entitlement billing add"), std::string::npos) << refused.error().message;
+  ASSERT_TRUE(store.install_certificate(engine.certify_billing(pub->billing_id, pub->ed25519_public, pub->x25519_public, kT0 + 9)).ok());
+  EXPECT_EQ(store.certificate().version, entitlement::BillingCertificate::kVersionWithSealing);
+  EXPECT_EQ(store.certificate().billing_public, signing_before);
+  const auto resealed = entitlement::seal_history({}, 1004, 1, store.certificate().sealing_key().value());
+  auto opened = store.relay(resealed, 1, kT0);
+  EXPECT_TRUE(opened.ok()) << opened.error().message;
+}
+
 TEST(PreviousSchema, BillingOpensAStoreOfTheLastSchemaWithItsRowsAndTakesNewOnes) {
   testing::TempDir dir;
   const auto engine_home = dir.file("operator");
@@ -220,7 +243,7 @@ TEST(PreviousSchema, BillingOpensAStoreOfTheLastSchemaWithItsRowsAndTakesNewOnes
   {
     auto db = make_from_dump(path, "billing", 1);
     auto keys = crypto::Ed25519KeyPair::generate();
-    auto cert = engine->certify_billing(1, keys.public_key, kT0);
+    auto cert = engine->certify_billing(1, keys.public_key, crypto::X25519KeyPair::generate().public_key, kT0);
     auto st = db.prepare("INSERT INTO identity VALUES (1, 1, ?, ?, ?)");
     st.bind(1, fs::absolute(engine_home).string()).bind(2, keys.private_key.bytes()).bind(3, cert.encode());
     st.run();
@@ -255,6 +278,9 @@ TEST(PreviousSchema, BillingOpensAStoreOfTheLastSchemaWithItsRowsAndTakesNewOnes
     ASSERT_TRUE(store->set_hotel_credit({10000, *entitlement::parse_currency("EUR")}).ok());
     EXPECT_EQ(store->rooms().size(), 2u);
     EXPECT_EQ(store->hotel_credit()->minor, 10000);
+    // Step 3 made billing an X25519 key, which its certificate does not name: it cannot open a
+    // history yet, and says what to do.
+    expect_billing_certified_again(*store, *engine, home);
   }
   EXPECT_EQ(version_of(path), billing::BillingStore::schema().latest());
   // Step 2 took the operator's public identity from the home step 1 named, and forgot the home.
@@ -268,10 +294,52 @@ TEST(PreviousSchema, BillingOpensAStoreOfTheLastSchemaWithItsRowsAndTakesNewOnes
   while (cols.step()) EXPECT_NE(cols.column_text(0), "engine_home");
 }
 
+// Schema 2 (billing as the engine's client: its endpoint and the operator's public identity, no
+// X25519 key yet) brought forward by step 3.
+TEST(PreviousSchema, BillingOpensAStoreOfSchemaTwoAndGetsItsOwnX25519Key) {
+  testing::TempDir dir;
+  auto engine = EntitlementStore::create(dir.file("operator"), 0x4aff);
+  ASSERT_TRUE(engine.ok()) << engine.error().message;
+  ASSERT_TRUE(engine->register_stb({1004, crypto::X25519KeyPair::generate().public_key, crypto::Ed25519KeyPair::generate().public_key}).ok());
+  const auto op = entitlement::OperatorPublicFile::read(dir.file("operator/operator.pub")).value();
+  const auto home = dir.file("billing");
+  const auto path = home + "/" + billing::BillingStore::kDatabaseName;
+  testing::RunningEngine served(*engine);
+  {
+    auto db = make_from_dump(path, "billing", 2);
+    auto keys = crypto::Ed25519KeyPair::generate();
+    auto cert = engine->certify_billing(1, keys.public_key, crypto::X25519KeyPair::generate().public_key, kT0);
+    auto st = db.prepare("INSERT INTO identity VALUES (1, 1, ?, ?, ?, ?, ?, ?)");
+    st.bind(1, keys.private_key.bytes()).bind(2, cert.encode()).bind(3, served.endpoint()).bind(4, op.ca_system_id);
+    bind_key(st, 5, op.x25519_public);
+    bind_key(st, 6, op.ed25519_public);
+    st.run();
+    const std::vector<std::uint8_t> hash(32, 0x22);
+    st = db.prepare("INSERT INTO stbs (stb_id, settled_sequence, settled_hash) VALUES (1001, 3, ?)");
+    st.bind(1, hash);
+    st.run();
+  }
+  ASSERT_EQ(version_of(path), 2);
+  ASSERT_FALSE(std::filesystem::exists(home + "/" + billing::BillingStore::kPublicName));
+  {
+    auto store = billing::BillingStore::open(home);
+    ASSERT_TRUE(store.ok()) << store.error().message;
+    EXPECT_EQ(store->settled_sequence(1001), 3u);
+    EXPECT_EQ(store->engine().endpoint(), served.endpoint());
+    expect_billing_certified_again(*store, *engine, home);
+  }
+  EXPECT_EQ(version_of(path), billing::BillingStore::schema().latest());
+  auto reopened = billing::BillingStore::open(home);
+  ASSERT_TRUE(reopened.ok()) << reopened.error().message;
+  EXPECT_TRUE(reopened->certified());
+  EXPECT_EQ(reopened->certificate().issued, static_cast<std::uint64_t>(kT0 + 9));
+}
+
 TEST(NewerSchema, BillingRefusesAFileFromANewerUsherAndLeavesIt) {
   testing::TempDir dir;
   ASSERT_TRUE(EntitlementStore::create(dir.file("operator"), 0x4aff).ok());
-  ASSERT_TRUE(billing::BillingStore::create(dir.file("billing"), dir.file("operator"), 1).ok());
+  const auto op = entitlement::OperatorPublicFile::read(dir.file("operator/operator.pub")).value();
+  ASSERT_TRUE(billing::BillingStore::create(dir.file("billing"), 1, op).ok());
   const auto path = dir.file("billing") + "/" + billing::BillingStore::kDatabaseName;
   const auto before = make_newer(path, billing::BillingStore::schema());
   expect_newer_refused(billing::BillingStore::open(dir.file("billing")), path, billing::BillingStore::schema());
@@ -363,11 +431,18 @@ TEST(PreviousSchema, TheSecureElementOpensAStoreOfItsSchemaAndTakesNewRows) {
   auto files = write_stb_v2(dir);
   const auto path = files.home + "/" + stb::SecureElement::kDatabaseName;
   ASSERT_EQ(version_of(path), 2);
+  // Schema 3 added the billing certificate's table: a read-only open of a version 2 file says how to
+  // bring it forward and writes nothing; a read-write open brings it forward.
+  auto refused = stb::SecureElement::open(files.home, stb::SecureElement::Access::read_only);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("open it once for writing"), std::string::npos) << refused.error().message;
+  EXPECT_EQ(version_of(path), 2);
+  auto se = stb::SecureElement::open(files.home);
+  ASSERT_TRUE(se.ok()) << se.error().message;
   auto shown = stb::SecureElement::open(files.home, stb::SecureElement::Access::read_only);
   ASSERT_TRUE(shown.ok()) << shown.error().message;
   EXPECT_EQ(shown->stb_id(), 1001u);
-  auto se = stb::SecureElement::open(files.home);
-  ASSERT_TRUE(se.ok()) << se.error().message;
+  EXPECT_FALSE(se->billing_certificate().ok());  // none yet: the next relay brings it
   // A new row: a parental PIN, then a change of it that must name the stored one.
   ASSERT_TRUE(se->set_parental("2468", 12, "").ok());
   EXPECT_FALSE(se->set_parental("1357", 16, "0000").ok());

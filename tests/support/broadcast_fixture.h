@@ -102,6 +102,11 @@ class BroadcastWorld {
     return *it->second;
   }
   stb::SecureElement& stb(std::uint32_t id) { return *stbs_.at(id); }
+  // Hands billing's certificate to every STB of the world (as the handset does with its request for
+  // the history), so that they seal their history for that billing.
+  void give_billing_certificate(const entitlement::BillingCertificate& certificate) {
+    for (auto& [id, se] : stbs_) check(se->accept_billing_certificate(certificate.encode()));
+  }
   std::string stb_home(std::uint32_t id) const { return dir_.file("stb-" + std::to_string(id)); }
   // Reopens an STB from disk (as after a restart).
   stb::SecureElement& reopen(std::uint32_t id) {

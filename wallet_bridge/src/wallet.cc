@@ -404,6 +404,10 @@ Result<entitlement::RelayReply> BillingClient::relay(const entitlement::RelayReq
   return entitlement::decode_relay_reply(*body);
 }
 
+Result<std::vector<std::uint8_t>> BillingClient::certificate() {
+  return entitlement::call_framed(client_, static_cast<std::uint8_t>(entitlement::BillingMessage::certificate), {});
+}
+
 Result<std::vector<std::uint8_t>> BillingClient::pay(const entitlement::PayRequest& r) {
   return entitlement::call_framed(client_, static_cast<std::uint8_t>(entitlement::BillingMessage::pay), entitlement::encode(r));
 }
@@ -537,7 +541,16 @@ Result<RelayOutcome> Wallet::relay_history(const std::string& link_endpoint, con
   BillingClient billing(billing_endpoint);
   RelayOutcome out;
   out.paid.currency = currency_;
-  auto collect = [&]() { return entitlement::call_link_signed(link, entitlement::LinkMessage::collect_history, {}, *signer); };
+  // The STB seals its history for billing's X25519 key: billing hands out its certificate (public),
+  // the handset passes it on with its request and the STB checks it against the operator's key.
+  auto certificate = billing.certificate();
+  if (!certificate) return make_error(certificate.error().code, "billing's certificate: " + certificate.error().message);
+  if (auto cert = entitlement::BillingCertificate::decode(*certificate); !cert || !cert->verify(issuer_)) {
+    return make_error(Errc::auth_failed, "the billing service at " + billing_endpoint + " shows a certificate the operator did not sign");
+  }
+  auto collect = [&]() {
+    return entitlement::call_link_signed(link, entitlement::LinkMessage::collect_history, *certificate, *signer);
+  };
   auto sealed = collect();
   if (!sealed) return make_error(sealed.error().code, "collecting the STB's history: " + sealed.error().message);
   auto stb = entitlement::sealed_history_stb(*sealed);

@@ -34,14 +34,13 @@ std::optional<StbInfo> EntitlementStore::stb(std::uint32_t stb_id) {
 }
 
 Result<PrepaidCardCertificate> EntitlementStore::card_certificate(std::uint64_t card_id) {
-  auto c = card(card_id);
-  if (!c) return c.error();
+  USHER_TRY(auto c, card(card_id));
   auto st = db_.prepare("SELECT issued FROM cards WHERE card_id = ?");
   st.bind(1, static_cast<std::int64_t>(card_id));
   if (!st.step()) return make_error(Errc::not_found, "no prepaid card " + std::to_string(card_id));
   // The certificate register_handset issued: the same fields, so the same signature (Ed25519 is
   // deterministic).
-  PrepaidCardCertificate cert{card_id, c->handset_public, c->currency, static_cast<std::uint64_t>(st.column_int(0)), 1, ca_system_id_, {}};
+  PrepaidCardCertificate cert{card_id, c.handset_public, c.currency, static_cast<std::uint64_t>(st.column_int(0)), 1, ca_system_id_, {}};
   cert.sign(signing_private());
   return cert;
 }
@@ -67,94 +66,76 @@ Result<std::vector<std::uint8_t>> EngineService::dispatch_billing(const Frame& f
     return make_error(Errc::auth_failed, "the request is not signed by a billing the operator certified (billing " + std::to_string(s->card_id) + ")");
   }
   const auto now = unix_now();
-  if (auto fresh = check_request_time(s->time, now); !fresh) return fresh.error();
+  USHER_CHECK(check_request_time(s->time, now));
   const auto body = s->body;
   auto answer = [&]() -> Result<std::vector<std::uint8_t>> {
     switch (type) {
       case MessageType::billing_event: {
-        auto id = decode_u32(body);
-        if (!id) return id.error();
-        auto ev = store_.event(*id);
-        if (!ev) return ev.error();
-        return encode_events({*ev});
+        USHER_TRY(auto id, decode_u32(body));
+        USHER_TRY(auto ev, store_.event(id));
+        return encode_events({ev});
       }
       case MessageType::billing_stb_key: {
-        auto id = decode_u32(body);
-        if (!id) return id.error();
-        auto stb = store_.stb(*id);
-        if (!stb) return make_error(Errc::not_found, "no STB " + std::to_string(*id) + " registered with the operator");
+        USHER_TRY(auto id, decode_u32(body));
+        auto stb = store_.stb(id);
+        if (!stb) return make_error(Errc::not_found, "no STB " + std::to_string(id) + " registered with the operator");
         return std::vector<std::uint8_t>(stb->ed25519_public.begin(), stb->ed25519_public.end());
       }
       case MessageType::billing_card: {
-        auto id = decode_u64(body);
-        if (!id) return id.error();
-        auto cert = store_.card_certificate(*id);
-        if (!cert) return cert.error();
+        USHER_TRY(auto id, decode_u64(body));
+        USHER_TRY(auto cert, store_.card_certificate(id));
         ByteWriter w;
-        put_blob(w, cert->encode());
+        put_blob(w, cert.encode());
         return w.take();
       }
       case MessageType::billing_holding: {
-        auto q = decode_holding_query(body);
-        if (!q) return q.error();
+        USHER_TRY(auto q, decode_holding_query(body));
         HoldingReply reply;
-        if (auto held = store_.holding(q->stb_id, q->event_id)) reply = {true, held->ticket_id, held->impulse_sequence};
+        if (auto held = store_.holding(q.stb_id, q.event_id)) reply = {true, held->ticket_id, held->impulse_sequence};
         return encode(reply);
       }
       case MessageType::billing_impulse_purchases: {
-        auto q = decode_impulse_purchases(body);
-        if (!q) return q.error();
+        USHER_TRY(auto q, decode_impulse_purchases(body));
         std::vector<HistoryRecord> records;
-        for (const auto& e : q->entries) {
+        for (const auto& e : q.entries) {
           HistoryRecord r;
-          r.stb_id = q->stb_id;
+          r.stb_id = q.stb_id;
           r.event_id = e.event_id;
           r.sequence = e.sequence;
           records.push_back(r);
         }
-        store_.record_impulse_purchases(q->stb_id, records);
+        store_.record_impulse_purchases(q.stb_id, records);
         ByteWriter w;  // a reply of its own (the engine keeps no empty one): how many it was told of
         w.u16(static_cast<std::uint16_t>(records.size()));
         return w.take();
       }
       case MessageType::billing_charge: {
-        auto q = decode_settlement_charge(body);
-        if (!q) return q.error();
+        USHER_TRY(auto q, decode_settlement_charge(body));
         // Under billing's request id, derived from the settlement and the spend: a retry (billing
         // restarted, a reply lost) gets the first answer whenever it comes, and no second debit.
         return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
-          auto bal = store_.charge_settlement(q->spend, q->amount, q->payee);
-          if (!bal) return bal.error();
-          return encode_money(*bal);
+          USHER_TRY(auto bal, store_.charge_settlement(q.spend, q.amount, q.payee));
+          return encode_money(bal);
         });
       }
       case MessageType::billing_refund: {
-        auto q = decode_settlement_refund(body);
-        if (!q) return q.error();
+        USHER_TRY(auto q, decode_settlement_refund(body));
         return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
-          auto bal = store_.refund_settlement(q->card_id, q->amount, q->payee);
-          if (!bal) return bal.error();
-          return encode_money(*bal);
+          USHER_TRY(auto bal, store_.refund_settlement(q.card_id, q.amount, q.payee));
+          return encode_money(bal);
         });
       }
       case MessageType::billing_ticket_payments: {
-        auto id = decode_u32(body);
-        if (!id) return id.error();
+        USHER_TRY(auto id, decode_u32(body));
         std::vector<TicketPaymentLine> lines;
-        for (const auto& p : store_.ticket_payments(*id)) {
+        for (const auto& p : store_.ticket_payments(id)) {
           lines.push_back({p.ticket_id, static_cast<std::uint8_t>(p.kind), p.title, p.event_id, p.time, p.amount});
         }
         return encode(lines);
       }
       case MessageType::billing_account_stbs: {
-        auto account = decode_text(body);
-        if (!account) return account.error();
-        return encode_stb_ids(store_.account_stbs(*account));
-      }
-      case MessageType::billing_open_history: {
-        auto opened = store_.open_sealed_history(body);
-        if (!opened) return opened.error();
-        return encode(OpenedHistoryReply{opened->stb_id, opened->stb_public, std::move(opened->records)});
+        USHER_TRY(auto account, decode_text(body));
+        return encode_stb_ids(store_.account_stbs(account));
       }
       default:
         break;

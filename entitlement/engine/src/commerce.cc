@@ -72,8 +72,7 @@ Result<std::vector<std::uint8_t>> EntitlementStore::sealed_key_bundle(std::uint3
     if (!st.step()) return make_error(Errc::not_entitled, "headend " + std::to_string(headend_id) + " is not registered");
     pub = blob32(st.column_blob(0));
   }
-  auto key = derive_emm_key(operator_private(), pub, ca_system_id_, headend_id | 0x80000000u);
-  if (!key) return key.error();
+  USHER_TRY(auto key, derive_emm_key(operator_private(), pub, ca_system_id_, headend_id | 0x80000000u));
   KeyBundle b;
   b.generated = now;
   {
@@ -96,7 +95,7 @@ Result<std::vector<std::uint8_t>> EntitlementStore::sealed_key_bundle(std::uint3
       b.events.push_back(std::move(e));
     }
   }
-  return seal_key_bundle(b, *key, headend_id);
+  return seal_key_bundle(b, key, headend_id);
 }
 
 Status EntitlementStore::batch(const std::function<void()>& work) { return db_.atomically(work, "the engine could not store the change"); }
@@ -138,11 +137,10 @@ Result<EventInfo> EntitlementStore::add_event(const EventInfo& e) {
     while (c.step()) credit_stbs.push_back(static_cast<std::uint32_t>(c.column_int(0)));
   }
   for (auto stb : credit_stbs) {
-    auto offer = offer_for(e.event_id);
-    if (!offer) return offer.error();
+    USHER_TRY(auto offer, offer_for(e.event_id));
     std::vector<EmmItem> items;
-    items.emplace_back(std::move(offer.value()));
-    if (auto q = queue_emm(stb, std::move(items), e.end()); !q) return q.error();
+    items.emplace_back(std::move(offer));
+    USHER_CHECK(queue_emm(stb, std::move(items), e.end()));
   }
   tx.commit();
   return e;
@@ -224,14 +222,13 @@ Result<CardInfo> EntitlementStore::card(std::uint64_t card_id) {
 }
 
 Result<Money> EntitlementStore::balance(std::uint64_t card_id) {
-  auto c = card(card_id);
-  if (!c) return c.error();
+  USHER_TRY(auto c, card(card_id));
   // The running balance, kept with each posting in the same transaction (balances_match_ledger()
   // checks it against the postings).
   auto st = db_.prepare("SELECT balance FROM cards WHERE card_id = ?");
   st.bind(1, static_cast<std::int64_t>(card_id));
   st.step();
-  return Money{st.column_int(0), c->currency};
+  return Money{st.column_int(0), c.currency};
 }
 
 namespace {
@@ -262,22 +259,19 @@ void post(sql::Database& db, LedgerEntryKind kind, const std::string& reference,
 
 Result<Money> EntitlementStore::top_up(std::uint64_t card_id, std::int64_t amount_minor, const std::string& reference,
                                        FundingSource& funding) {
-  auto c = card(card_id);
-  if (!c) return c.error();
-  const Money amount{amount_minor, c->currency};
-  auto auth = funding.charge(amount, reference);
-  if (!auth) return auth.error();
+  USHER_TRY(auto c, card(card_id));
+  const Money amount{amount_minor, c.currency};
+  USHER_TRY(auto auth, funding.charge(amount, reference));
   sql::Transaction tx(db_);
-  post(db_, LedgerEntryKind::top_up, *auth, kAcquirerAccount, card_account(card_id), amount);
+  post(db_, LedgerEntryKind::top_up, auth, kAcquirerAccount, card_account(card_id), amount);
   tx.commit();
   return balance(card_id);
 }
 
 Status EntitlementStore::check_spend(const SpendAuthorization& spend, const Money& price, const std::string& payee,
                                      std::uint32_t stb_id) {
-  auto c = card(spend.card_id);
-  if (!c) return c.error();
-  if (!spend.verify(c->handset_public)) {
+  USHER_TRY(auto c, card(spend.card_id));
+  if (!spend.verify(c.handset_public)) {
     return make_error(Errc::auth_failed, "spend authorization is not signed by the handset holding card " +
                                              std::to_string(spend.card_id));
   }
@@ -306,10 +300,9 @@ Status EntitlementStore::claim_spend(const SpendAuthorization& spend) {
     nonce.run();
   }
   if (db_.changes() == 0) return make_error(Errc::replayed, "spend authorization already used (nonce seen before)");
-  auto bal = balance(spend.card_id);
-  if (!bal) return bal.error();
-  if (bal->minor < spend.amount.minor) {
-    return make_error(Errc::not_entitled, "balance " + format_money(*bal) + " is less than the price " + format_money(spend.amount));
+  USHER_TRY(auto bal, balance(spend.card_id));
+  if (bal.minor < spend.amount.minor) {
+    return make_error(Errc::not_entitled, "balance " + format_money(bal) + " is less than the price " + format_money(spend.amount));
   }
   return ok_status();
 }
@@ -392,8 +385,8 @@ Status EntitlementStore::check_not_held(const Ticket& draft) {
 Result<Ticket> EntitlementStore::pay_and_issue(const SpendAuthorization& spend, Ticket draft, LedgerEntryKind kind) {
   // Checked inside the purchase's IMMEDIATE transaction (purchases are serialised), and the
   // unique index on valid tickets stands behind it.
-  if (auto free = check_not_held(draft); !free) return free.error();
-  if (auto claimed = claim_spend(spend); !claimed) return claimed.error();
+  USHER_CHECK(check_not_held(draft));
+  USHER_CHECK(claim_spend(spend));
   auto ins = db_.prepare("INSERT INTO tickets (event_id, stb_id, card_id, status) VALUES (?, ?, ?, " + sql_value(TicketStatus::valid) +
                          ") RETURNING ticket_id");
   ins.bind(1, draft.event_id).bind(2, draft.stb_id).bind(3, static_cast<std::int64_t>(spend.card_id));
@@ -412,31 +405,28 @@ Result<Ticket> EntitlementStore::pay_and_issue(const SpendAuthorization& spend, 
 
 Result<Purchase> EntitlementStore::buy_ticket(std::uint32_t event_id, std::uint32_t stb_id,
                                               const SpendAuthorization& spend, std::uint64_t now, std::uint64_t deliver_at) {
-  auto ev = event(event_id);
-  if (!ev) return ev.error();
-  if (now >= ev->end()) return make_error(Errc::not_entitled, "event " + std::to_string(event_id) + " is over");
-  if (deliver_at >= ev->end()) {
+  USHER_TRY(auto ev, event(event_id));
+  if (now >= ev.end()) return make_error(Errc::not_entitled, "event " + std::to_string(event_id) + " is over");
+  if (deliver_at >= ev.end()) {
     return make_error(Errc::invalid_argument, "delivery would come after event " + std::to_string(event_id) + " has ended");
   }
-  if (auto ok = check_spend(spend, ev->price, payee_for(event_id, stb_id), stb_id); !ok) return ok.error();
+  USHER_CHECK(check_spend(spend, ev.price, payee_for(event_id, stb_id), stb_id));
   sql::Transaction tx(db_);
   Ticket draft;
   draft.event_id = event_id;
-  draft.service_id = ev->service_id;
+  draft.service_id = ev.service_id;
   draft.stb_id = stb_id;
-  draft.valid_from = ev->start;
-  draft.valid_until = ev->end();
+  draft.valid_from = ev.start;
+  draft.valid_until = ev.end();
   draft.issued = now;
-  draft.title = ev->title;
-  auto t = pay_and_issue(spend, std::move(draft), LedgerEntryKind::ppv);
-  if (!t) return t.error();
-  auto key = current_event(ev->service_id, ev->start);
+  draft.title = ev.title;
+  USHER_TRY(auto t, pay_and_issue(spend, std::move(draft), LedgerEntryKind::ppv));
+  auto key = current_event(ev.service_id, ev.start);
   if (!key) return make_error(Errc::storage, "event key missing for event " + std::to_string(event_id));
   std::vector<EmmItem> items;
-  items.emplace_back(EmmTicket{t->encode(), key->key.clone()});
-  auto emm = queue_emm(stb_id, std::move(items), ev->end(), deliver_at);
-  if (!emm) return emm.error();
-  Purchase p{std::move(t.value()), std::move(emm.value()), {}};
+  items.emplace_back(EmmTicket{t.encode(), key->key.clone()});
+  USHER_TRY(auto emm, queue_emm(stb_id, std::move(items), ev.end(), deliver_at));
+  Purchase p{std::move(t), std::move(emm), {}};
   tx.commit();
   p.balance = *balance(spend.card_id);
   return p;
@@ -463,10 +453,9 @@ Result<Money> EntitlementStore::pass_price(std::uint16_t service_id) {
 Result<Purchase> EntitlementStore::buy_pass(std::uint16_t service_id, std::uint16_t days, std::uint32_t stb_id,
                                             const SpendAuthorization& spend, std::uint64_t now) {
   if (days == 0 || days > 366) return make_error(Errc::invalid_argument, "a pass lasts 1 to 366 days");
-  auto per_day = pass_price(service_id);
-  if (!per_day) return per_day.error();
-  const Money price{per_day->minor * days, per_day->currency};
-  if (auto ok = check_spend(spend, price, pass_payee_for(service_id, days, stb_id), stb_id); !ok) return ok.error();
+  USHER_TRY(auto per_day, pass_price(service_id));
+  const Money price{per_day.minor * days, per_day.currency};
+  USHER_CHECK(check_spend(spend, price, pass_payee_for(service_id, days, stb_id), stb_id));
   sql::Transaction tx(db_);
   Ticket draft;
   draft.type = kAssetTypeServicePass;
@@ -476,27 +465,24 @@ Result<Purchase> EntitlementStore::buy_pass(std::uint16_t service_id, std::uint1
   draft.valid_until = now + std::uint64_t{days} * 86400;
   draft.issued = now;
   draft.title = std::to_string(days) + "-day pass";
-  auto t = pay_and_issue(spend, std::move(draft), LedgerEntryKind::pass);
-  if (!t) return t.error();
+  USHER_TRY(auto t, pay_and_issue(spend, std::move(draft), LedgerEntryKind::pass));
   // The pass reaches the STB as a grant of the service for its window.
-  if (auto g = grant(stb_id, service_id, t->valid_from, t->valid_until); !g) return g.error();
+  USHER_CHECK(grant(stb_id, service_id, t.valid_from, t.valid_until));
   auto emm = db_.prepare("SELECT section FROM emm_queue WHERE stb_id = ? AND sequence = "
                          "(SELECT next_emm_sequence - 1 FROM stbs WHERE stb_id = ?)");
   emm.bind(1, stb_id).bind(2, stb_id);
   if (!emm.step()) return make_error(Errc::storage, "the pass's EMM is missing");
-  Purchase p{std::move(t.value()), emm.column_blob(0), {}};
+  Purchase p{std::move(t), emm.column_blob(0), {}};
   tx.commit();
   p.balance = *balance(spend.card_id);
   return p;
 }
 
 Result<Purchase> EntitlementStore::buy_by_code(const std::string& code, const SpendAuthorization& spend, std::uint64_t now) {
-  auto request = read_request_code(code);
-  if (!request) return request.error();
-  auto key = emm_key_for(request->stb_id);
-  if (!key) return key.error();
-  if (auto ok = verify_request_code(code, request_code_key(*key)); !ok) return ok.error();
-  if (now > request->expires) return make_error(Errc::stale, "request code expired; ask the STB for a new one");
+  USHER_TRY(auto request, read_request_code(code));
+  USHER_TRY(auto key, emm_key_for(request.stb_id));
+  USHER_CHECK(verify_request_code(code, request_code_key(key)));
+  if (now > request.expires) return make_error(Errc::stale, "request code expired; ask the STB for a new one");
   const auto canonical = canonical_request_code(code);
   sql::Transaction tx(db_);
   {
@@ -506,30 +492,28 @@ Result<Purchase> EntitlementStore::buy_by_code(const std::string& code, const Sp
       return make_error(Errc::replayed, "request code already used (ticket " + std::to_string(used.column_int(0)) + ")");
     }
   }
-  auto p = buy_ticket(request->event_id, request->stb_id, spend, now);
-  if (!p) return p.error();
+  USHER_TRY(auto p, buy_ticket(request.event_id, request.stb_id, spend, now));
   auto mark = db_.prepare("INSERT INTO used_codes VALUES (?, ?)");
-  mark.bind(1, canonical).bind(2, static_cast<std::int64_t>(p->ticket.ticket_id));
+  mark.bind(1, canonical).bind(2, static_cast<std::int64_t>(p.ticket.ticket_id));
   mark.run();
   tx.commit();
   return p;
 }
 
 Result<EmmOffer> EntitlementStore::offer_for(std::uint32_t event_id) {
-  auto ev = event(event_id);
-  if (!ev) return ev.error();
-  auto key = current_event(ev->service_id, ev->start);
+  USHER_TRY(auto ev, event(event_id));
+  auto key = current_event(ev.service_id, ev.start);
   if (!key) return make_error(Errc::storage, "event key missing for event " + std::to_string(event_id));
   EmmOffer o;
-  o.event_id = ev->event_id;
-  o.service_id = ev->service_id;
-  o.start = ev->start;
-  o.duration = ev->duration;
-  o.price_minor = ev->price.minor;
-  o.currency = ev->price.currency;
-  o.min_age = ev->min_age;
+  o.event_id = ev.event_id;
+  o.service_id = ev.service_id;
+  o.start = ev.start;
+  o.duration = ev.duration;
+  o.price_minor = ev.price.minor;
+  o.currency = ev.price.currency;
+  o.min_age = ev.min_age;
   o.event_key = key->key.clone();
-  o.title = ev->title;
+  o.title = ev.title;
   return o;
 }
 
@@ -551,40 +535,28 @@ Status EntitlementStore::set_credit(std::uint32_t stb_id, const Money& limit, st
   std::uint64_t until = now + 30 * 86400;
   for (const auto& e : events()) {
     if (e.end() <= now || items.size() >= 12) continue;  // one EMM section holds about a dozen offers
-    auto offer = offer_for(e.event_id);
-    if (!offer) return offer.error();
+    USHER_TRY(auto offer, offer_for(e.event_id));
     until = std::max(until, e.end());
-    items.emplace_back(std::move(offer.value()));
+    items.emplace_back(std::move(offer));
   }
-  if (auto s = queue_emm(stb_id, std::move(items), until); !s) return s.error();
+  USHER_CHECK(queue_emm(stb_id, std::move(items), until));
   tx.commit();
   return ok_status();
 }
 
-Result<EntitlementStore::OpenedHistory> EntitlementStore::open_sealed_history(std::span<const std::uint8_t> sealed) {
-  auto stb_id = sealed_history_stb(sealed);
-  if (!stb_id) return stb_id.error();
-  OpenedHistory out;
-  out.stb_id = *stb_id;
-  {
-    auto st = db_.prepare("SELECT ed25519_public FROM stbs WHERE stb_id = ?");
-    st.bind(1, *stb_id);
-    if (!st.step()) return make_error(Errc::not_entitled, "history from an unknown STB " + std::to_string(*stb_id));
-    out.stb_public = blob32(st.column_blob(0));
-  }
-  auto key = emm_key_for(*stb_id);
-  if (!key) return key.error();
-  auto records = open_history(sealed, history_key(*key));
-  if (!records) return records.error();
-  out.records = std::move(records.value());
-  return out;
+Result<crypto::PublicKey> EntitlementStore::stb_signing_public(std::uint32_t stb_id) {
+  auto st = db_.prepare("SELECT ed25519_public FROM stbs WHERE stb_id = ?");
+  st.bind(1, stb_id);
+  if (!st.step()) return make_error(Errc::not_entitled, "history from an unknown STB " + std::to_string(stb_id));
+  return blob32(st.column_blob(0));
 }
 
 BillingCertificate EntitlementStore::certify_billing(std::uint32_t billing_id, const crypto::PublicKey& billing_public,
-                                                     std::uint64_t now) {
+                                                     const crypto::PublicKey& billing_x25519, std::uint64_t now) {
   BillingCertificate c;
   c.billing_id = billing_id;
   c.billing_public = billing_public;
+  c.billing_x25519 = billing_x25519;
   c.issued = now;
   c.sign(signing_private());
   remember_billing(c);
@@ -592,16 +564,16 @@ BillingCertificate EntitlementStore::certify_billing(std::uint32_t billing_id, c
 }
 
 Result<Money> EntitlementStore::charge_settlement(const SpendAuthorization& spend, const Money& amount, const std::string& payee) {
-  if (auto ok = check_spend(spend, amount, payee, 0); !ok) return ok.error();
+  USHER_CHECK(check_spend(spend, amount, payee, 0));
   sql::Transaction tx(db_);
-  if (auto claimed = claim_spend(spend); !claimed) return claimed.error();
+  USHER_CHECK(claim_spend(spend));
   post(db_, LedgerEntryKind::settlement, payee, card_account(spend.card_id), kSettlementAccount, amount);
   tx.commit();
   return balance(spend.card_id);
 }
 
 Result<Money> EntitlementStore::refund_settlement(std::uint64_t card_id, const Money& amount, const std::string& payee) {
-  if (auto c = card(card_id); !c) return c.error();
+  USHER_CHECK(card(card_id));
   sql::Transaction tx(db_);
   post(db_, LedgerEntryKind::settlement_refund, payee, kSettlementAccount, card_account(card_id), amount);
   tx.commit();
@@ -648,14 +620,14 @@ Status EntitlementStore::revoke_ticket(std::uint64_t ticket_id, bool refund) {
     auto g = db_.prepare("SELECT 1 FROM grants WHERE stb_id = ? AND service_id = ? AND not_before = ? AND not_after = ? AND revoked = 0");
     g.bind(1, stb_id).bind(2, pass->service_id).bind(3, static_cast<std::int64_t>(pass->valid_from)).bind(4, static_cast<std::int64_t>(pass->valid_until));
     if (g.step()) {
-      if (auto r = revoke(stb_id, pass->service_id); !r) return r.error();
+      USHER_CHECK(revoke(stb_id, pass->service_id));
     }
   }
   std::vector<EmmItem> items;
   items.emplace_back(EmmTicketRevoke{ticket_id});
   auto ev = event(event_id);
   const std::uint64_t until = ev ? std::max<std::uint64_t>(ev->end(), static_cast<std::uint64_t>(now_unix())) + 86400 : 0;
-  if (auto s = queue_emm(stb_id, std::move(items), until); !s) return s.error();
+  USHER_CHECK(queue_emm(stb_id, std::move(items), until));
   tx.commit();
   return ok_status();
 }

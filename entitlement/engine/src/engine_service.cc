@@ -63,9 +63,8 @@ Result<std::vector<std::uint8_t>> EngineService::dispatch_signed(const Frame& f)
   const auto now = unix_now();
   std::optional<CardInfo> signer;
   if (type == MessageType::register_handset) {
-    auto q = decode_register_handset(s->body);
-    if (!q) return q.error();
-    if (s->card_id != 0 || !s->verify(f.type_or_status, f.id, q->handset_public)) {
+    USHER_TRY(auto q, decode_register_handset(s->body));
+    if (s->card_id != 0 || !s->verify(f.type_or_status, f.id, q.handset_public)) {
       return make_error(Errc::auth_failed, "register_handset must be signed by the key it registers");
     }
     if (!registrations_.admit(0, RateLimiter::Clock::now())) {
@@ -83,40 +82,34 @@ Result<std::vector<std::uint8_t>> EngineService::dispatch_signed(const Frame& f)
     signer = std::move(*card);
   }
   // After the signature: only the signer hears about its clock.
-  if (auto fresh = check_request_time(s->time, now); !fresh) return fresh.error();
+  USHER_CHECK(check_request_time(s->time, now));
   const auto body = s->body;
   return store_.once_signed(s->replay_key(), s->card_id, s->time, now, [&]() -> Result<std::vector<std::uint8_t>> {
     switch (type) {
       case MessageType::register_handset: {
-        auto q = decode_register_handset(body);
-        if (!q) return q.error();
-        auto c = store_.register_handset(q->account, q->handset_public, q->currency);
-        if (!c) return c.error();
-        return encode(RegisterHandsetReply{c->card_id, {0, c->currency}, c->certificate});
+        USHER_TRY(auto q, decode_register_handset(body));
+        USHER_TRY(auto c, store_.register_handset(q.account, q.handset_public, q.currency));
+        return encode(RegisterHandsetReply{c.card_id, {0, c.currency}, c.certificate});
       }
       case MessageType::balance: {
         ByteReader r(body);
         std::uint64_t card_id = 0;
         if (!r.u64(card_id) || !finished(r)) return bad("balance");
         if (card_id != signer->card_id) return make_error(Errc::not_entitled, "a handset reads its own card's balance only");
-        auto b = store_.balance(card_id);
-        if (!b) return b.error();
-        return encode_card(card_id, *b);
+        USHER_TRY(auto b, store_.balance(card_id));
+        return encode_card(card_id, b);
       }
       case MessageType::top_up: {
-        auto q = decode_top_up(body);
-        if (!q) return q.error();
-        if (q->card_id != signer->card_id) return make_error(Errc::not_entitled, "a handset tops up its own card only");
-        auto b = store_.top_up(q->card_id, q->amount_minor, q->funding_reference, funding_);
-        if (!b) return b.error();
-        return encode_card(q->card_id, *b);
+        USHER_TRY(auto q, decode_top_up(body));
+        if (q.card_id != signer->card_id) return make_error(Errc::not_entitled, "a handset tops up its own card only");
+        USHER_TRY(auto b, store_.top_up(q.card_id, q.amount_minor, q.funding_reference, funding_));
+        return encode_card(q.card_id, b);
       }
       case MessageType::ticket_status: {
-        auto ids = decode_ids(body);
-        if (!ids) return ids.error();
+        USHER_TRY(auto ids, decode_ids(body));
         ByteWriter w;
-        w.u16(static_cast<std::uint16_t>(ids->size()));
-        for (auto id : *ids) {
+        w.u16(static_cast<std::uint16_t>(ids.size()));
+        for (auto id : ids) {
           // Another card's ticket is reported as unknown: its state is its buyer's to know.
           const bool mine = store_.ticket_card(id) == signer->card_id;
           auto st = mine ? store_.ticket_state(id) : Result<EntitlementStore::TicketState>(make_error(Errc::not_found, ""));
@@ -153,66 +146,55 @@ Result<std::vector<std::uint8_t>> EngineService::dispatch(const Frame& f) {
     case MessageType::account_stbs:
       return dispatch_signed(f);
     case MessageType::buy_ticket: {
-      auto q = decode_buy_ticket(f.body);
-      if (!q) return q.error();
-      if (auto admitted = admit_spend(q->spend); !admitted) return admitted.error();
+      USHER_TRY(auto q, decode_buy_ticket(f.body));
+      USHER_CHECK(admit_spend(q.spend));
       return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
-        auto p = store_.buy_ticket(q->event_id, q->stb_id, q->spend, unix_now(), q->deliver_at);
-        if (!p) return p.error();
-        return encode(BuyTicketReply{p->ticket.encode(), p->emm_section, p->balance});
+        USHER_TRY(auto p, store_.buy_ticket(q.event_id, q.stb_id, q.spend, unix_now(), q.deliver_at));
+        return encode(BuyTicketReply{p.ticket.encode(), p.emm_section, p.balance});
       });
     }
     case MessageType::buy_by_code: {
-      auto q = decode_buy_by_code(f.body);
-      if (!q) return q.error();
-      if (auto admitted = admit_spend(q->spend); !admitted) return admitted.error();
+      USHER_TRY(auto q, decode_buy_by_code(f.body));
+      USHER_CHECK(admit_spend(q.spend));
       return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
-        auto p = store_.buy_by_code(q->code, q->spend, unix_now());
-        if (!p) return p.error();
-        return encode(BuyTicketReply{p->ticket.encode(), p->emm_section, p->balance});
+        USHER_TRY(auto p, store_.buy_by_code(q.code, q.spend, unix_now()));
+        return encode(BuyTicketReply{p.ticket.encode(), p.emm_section, p.balance});
       });
     }
     case MessageType::delivery_acks: {
-      auto blobs = decode_blobs(f.body);
-      if (!blobs) return blobs.error();
+      USHER_TRY(auto blobs, decode_blobs(f.body));
       std::vector<DeliveryAck> acks;
-      for (const auto& b : *blobs) {
-        auto a = DeliveryAck::decode(b);
-        if (!a) return a.error();
-        acks.push_back(*a);
+      for (const auto& b : blobs) {
+        USHER_TRY(auto a, DeliveryAck::decode(b));
+        acks.push_back(a);
       }
       return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
-        auto confirmed = store_.record_delivery_acks(acks);
-        if (!confirmed) return confirmed.error();
-        return encode_ids(*confirmed);
+        USHER_TRY(auto confirmed, store_.record_delivery_acks(acks));
+        return encode_ids(confirmed);
       });
     }
     case MessageType::buy_pass: {
-      auto q = decode_buy_pass(f.body);
-      if (!q) return q.error();
-      if (auto admitted = admit_spend(q->spend); !admitted) return admitted.error();
+      USHER_TRY(auto q, decode_buy_pass(f.body));
+      USHER_CHECK(admit_spend(q.spend));
       return store_.once(f.id, [&]() -> Result<std::vector<std::uint8_t>> {
-        auto p = store_.buy_pass(q->service_id, q->days, q->stb_id, q->spend, unix_now());
-        if (!p) return p.error();
-        return encode(BuyTicketReply{p->ticket.encode(), p->emm_section, p->balance});
+        USHER_TRY(auto p, store_.buy_pass(q.service_id, q.days, q.stb_id, q.spend, unix_now()));
+        return encode(BuyTicketReply{p.ticket.encode(), p.emm_section, p.balance});
       });
     }
     case MessageType::pass_price: {
       ByteReader r(f.body);
       std::uint16_t service = 0;
       if (!r.u16(service) || !finished(r)) return bad("pass_price");
-      auto price = store_.pass_price(service);
-      if (!price) return price.error();
-      return encode_money(*price);
+      USHER_TRY(auto price, store_.pass_price(service));
+      return encode_money(price);
     }
     case MessageType::headend_keys: {
       ByteReader r(f.body);
       std::uint32_t headend_id = 0;
       if (!r.u32(headend_id) || !finished(r)) return bad("headend_keys");
-      auto sealed = store_.sealed_key_bundle(headend_id, unix_now());
-      if (!sealed) return sealed.error();
+      USHER_TRY(auto sealed, store_.sealed_key_bundle(headend_id, unix_now()));
       ByteWriter w;
-      put_blob(w, *sealed);
+      put_blob(w, sealed);
       return w.take();
     }
     case MessageType::emm_carousel:
@@ -226,7 +208,6 @@ Result<std::vector<std::uint8_t>> EngineService::dispatch(const Frame& f) {
     case MessageType::billing_refund:
     case MessageType::billing_ticket_payments:
     case MessageType::billing_account_stbs:
-    case MessageType::billing_open_history:
       return dispatch_billing(f);
   }
   return make_error(Errc::invalid_argument, "unknown message type " + std::to_string(f.type_or_status));

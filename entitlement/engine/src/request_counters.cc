@@ -55,8 +55,6 @@ std::string engine_message_kind(std::uint8_t type) {
       return "billing_ticket_payments";
     case MessageType::billing_account_stbs:
       return "billing_account_stbs";
-    case MessageType::billing_open_history:
-      return "billing_open_history";
   }
   return "unknown";
 }
@@ -71,6 +69,8 @@ std::string billing_message_kind(std::uint8_t type) {
       return "prepay";
     case BillingMessage::room_report:
       return "room_report";
+    case BillingMessage::certificate:
+      return "certificate";
   }
   return "unknown";
 }

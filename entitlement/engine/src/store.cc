@@ -206,44 +206,33 @@ struct OperatorKeyFile {
 };
 
 Status write_operator_key_file(const std::string& home, const OperatorKeyFile& keys) {
-  const std::string path = (fs::path(home) / EntitlementStore::kOperatorKeyName).string();
-  USHER_CHECK(make_private_file(path, true));
-  std::ofstream out(path, std::ios::trunc);
-  out << "# Usher operator private keys: keep this file secret, and on every engine of this operator only\n"
-      << "x25519_private=" << to_hex(keys.x25519_private.bytes()) << "\nx25519_public=" << to_hex(keys.x25519_public)
-      << "\ned25519_private=" << to_hex(keys.ed25519_private.bytes()) << "\ned25519_public=" << to_hex(keys.ed25519_public) << "\n";
-  out.close();
-  if (!out) return make_error(Errc::io, "cannot write " + path);
-  return ok_status();
+  const auto priv = [](const Key256& k) { return std::vector<std::uint8_t>(k.bytes().begin(), k.bytes().end()); };
+  const auto pub = [](const crypto::PublicKey& k) { return std::vector<std::uint8_t>(k.begin(), k.end()); };
+  return write_key_file((fs::path(home) / EntitlementStore::kOperatorKeyName).string(),
+                        "Usher operator private keys: keep this file secret, and on the engines of this operator only",
+                        {{"x25519_private", priv(keys.x25519_private)},
+                         {"x25519_public", pub(keys.x25519_public)},
+                         {"ed25519_private", priv(keys.ed25519_private)},
+                         {"ed25519_public", pub(keys.ed25519_public)}});
 }
 
 Result<OperatorKeyFile> read_operator_key_file(const std::string& home) {
   const std::string path = (fs::path(home) / EntitlementStore::kOperatorKeyName).string();
-  const auto unusable = [&](const std::string& why) {
-    return make_error(Errc::storage, path + " " + why + ": the operator's keys on a database server are kept in the home " +
+  auto fields = read_key_file(path, {"x25519_private", "x25519_public", "ed25519_private", "ed25519_public"});
+  if (!fields) {
+    return make_error(Errc::storage, fields.error().message + ": the operator's keys on a database server are kept in the home " +
                                          "(copy the home that `usher entitlement init --db` made)");
-  };
-  if (!make_private_file(path, false)) return unusable("is missing or cannot be made private");
-  std::ifstream in(path);
-  std::map<std::string, std::vector<std::uint8_t>> fields;
-  for (std::string line; std::getline(in, line);) {
-    const auto eq = line.find('=');
-    if (line.empty() || line[0] == '#' || eq == std::string::npos) continue;
-    auto bytes = from_hex(line.substr(eq + 1));
-    if (!bytes || bytes->size() != 32) return unusable("has a malformed " + line.substr(0, eq));
-    fields[line.substr(0, eq)] = std::move(*bytes);
   }
-  for (const char* name : {"x25519_private", "x25519_public", "ed25519_private", "ed25519_public"}) {
-    if (fields.count(name) == 0) return unusable(std::string("has no ") + name);
-  }
+  auto& f = *fields;
   OperatorKeyFile keys;
-  keys.x25519_private = Key256(std::span<const std::uint8_t, 32>(fields["x25519_private"].data(), 32));
-  keys.x25519_public = blob_key(fields["x25519_public"]);
-  keys.ed25519_private = Key256(std::span<const std::uint8_t, 32>(fields["ed25519_private"].data(), 32));
-  keys.ed25519_public = blob_key(fields["ed25519_public"]);
+  keys.x25519_private = Key256(std::span<const std::uint8_t, 32>(f["x25519_private"].data(), 32));
+  keys.x25519_public = blob_key(f["x25519_public"]);
+  keys.ed25519_private = Key256(std::span<const std::uint8_t, 32>(f["ed25519_private"].data(), 32));
+  keys.ed25519_public = blob_key(f["ed25519_public"]);
   const std::uint8_t probe[] = {'u', 's', 'h', 'e', 'r'};
-  if (!crypto::ed25519_verify(keys.ed25519_public, probe, crypto::ed25519_sign(keys.ed25519_private, probe))) {
-    return unusable("holds an Ed25519 private key that does not match its public key");
+  if (crypto::x25519_public(keys.x25519_private) != keys.x25519_public ||
+      !crypto::ed25519_verify(keys.ed25519_public, probe, crypto::ed25519_sign(keys.ed25519_private, probe))) {
+    return make_error(Errc::storage, path + " holds a private key that does not match its public key");
   }
   return keys;
 }

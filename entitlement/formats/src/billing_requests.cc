@@ -158,30 +158,6 @@ Result<std::vector<TicketPaymentLine>> decode_ticket_payment_lines(std::span<con
   return out;
 }
 
-std::vector<std::uint8_t> encode(const OpenedHistoryReply& h) {
-  ByteWriter w;
-  w.u32(h.stb_id);
-  w.bytes(h.stb_public);
-  w.u16(static_cast<std::uint16_t>(h.records.size()));
-  for (const auto& rec : h.records) put_blob(w, rec.encode());
-  return w.take();
-}
-Result<OpenedHistoryReply> decode_opened_history(std::span<const std::uint8_t> body) {
-  ByteReader r(body);
-  OpenedHistoryReply h;
-  std::uint16_t n = 0;
-  if (!r.u32(h.stb_id) || !r.bytes(h.stb_public) || !r.u16(n)) return bad("opened history");
-  for (std::uint16_t i = 0; i < n; ++i) {
-    std::vector<std::uint8_t> b;
-    if (!get_blob(r, b)) return bad("opened history");
-    auto rec = HistoryRecord::decode(b);
-    if (!rec) return rec.error();
-    h.records.push_back(std::move(*rec));
-  }
-  if (!finished(r)) return bad("opened history");
-  return h;
-}
-
 std::vector<std::uint8_t> encode_u32(std::uint32_t v) {
   ByteWriter w;
   w.u32(v);

@@ -1,5 +1,8 @@
 #include "usher/entitlement/history.h"
 
+#include <stdexcept>
+#include <string>
+
 #include "usher/core/bytes.h"
 
 namespace usher::entitlement {
@@ -83,22 +86,33 @@ Status verify_history(std::span<const HistoryRecord> records, const crypto::Publ
   return ok_status();
 }
 
-Key256 history_key(const Key256& emm_key) {
-  static constexpr std::uint8_t kSalt[] = {'u', 's', 'h', 'e', 'r', '-', 'h', 'i', 's', 't', 'o', 'r', 'y', '-', 'v', '1'};
-  return crypto::hkdf_sha256(emm_key.bytes(), kSalt, {});
+namespace {
+constexpr std::size_t kSealedHeaderSize = 1 + 4 + 4 + 32 + crypto::kGcmNonceSize;
+constexpr std::array<std::uint8_t, 16> kSealLabel = {'u', 's', 'h', 'e', 'r', '-', 'h', 'i', 's', 't', 'o', 'r', 'y', '-', 'v', '2'};
+
+std::vector<std::uint8_t> header_bytes(const SealedHistoryHeader& h) {
+  ByteWriter w;
+  w.u8(kSealedHistoryVersion);
+  w.u32(h.stb_id);
+  w.u32(h.billing_id);
+  w.bytes(h.ephemeral);
+  w.bytes(h.nonce);
+  return w.take();
 }
 
-namespace {
-constexpr std::uint8_t kSealedVersion = 1;
-std::vector<std::uint8_t> sealed_aad(std::uint32_t stb_id) {
-  ByteWriter w;
-  w.u8(kSealedVersion);
-  w.u32(stb_id);
-  return w.take();
+Key256 sealing_key(const Secret<32>& shared, const SealedHistoryHeader& h, const crypto::PublicKey& billing_x25519) {
+  ByteWriter info;
+  info.bytes(kSealLabel);
+  info.u32(h.stb_id);
+  info.u32(h.billing_id);
+  info.bytes(h.ephemeral);
+  info.bytes(billing_x25519);
+  return crypto::hkdf_sha256(shared.bytes(), kSealLabel, info.data());
 }
 }  // namespace
 
-std::vector<std::uint8_t> seal_history(std::span<const HistoryRecord> records, std::uint32_t stb_id, const Key256& key) {
+std::vector<std::uint8_t> seal_history(std::span<const HistoryRecord> records, std::uint32_t stb_id, std::uint32_t billing_id,
+                                       const crypto::PublicKey& billing_x25519) {
   ByteWriter plain;
   plain.u16(static_cast<std::uint16_t>(records.size()));
   for (const auto& r : records) {
@@ -106,34 +120,64 @@ std::vector<std::uint8_t> seal_history(std::span<const HistoryRecord> records, s
     plain.u16(static_cast<std::uint16_t>(b.size()));
     plain.bytes(b);
   }
-  std::array<std::uint8_t, crypto::kGcmNonceSize> nonce{};
-  crypto::random_bytes(nonce);
-  const auto aad = sealed_aad(stb_id);
-  const auto sealed = crypto::aead_seal(key, nonce, aad, plain.data());
+  SealedHistoryHeader h;
+  h.stb_id = stb_id;
+  h.billing_id = billing_id;
+  auto ephemeral = crypto::X25519KeyPair::generate();
+  h.ephemeral = ephemeral.public_key;
+  crypto::random_bytes(h.nonce);
+  auto shared = crypto::x25519(ephemeral.private_key, billing_x25519);
+  // Billing's key comes from a certificate the operator signed; a key with no shared secret would
+  // be the operator's mistake, not input to recover from.
+  if (!shared) throw std::runtime_error("sealing a history: billing " + std::to_string(billing_id) + "'s X25519 key is unusable");
+  const auto header = header_bytes(h);
+  const auto sealed = crypto::aead_seal(sealing_key(*shared, h, billing_x25519), h.nonce, header, plain.data());
   ByteWriter out;
-  out.bytes(aad);
-  out.bytes(nonce);
+  out.bytes(header);
   out.bytes(sealed);
   return out.take();
 }
 
-Result<std::uint32_t> sealed_history_stb(std::span<const std::uint8_t> sealed) {
+Result<SealedHistoryHeader> sealed_history_header(std::span<const std::uint8_t> sealed) {
   ByteReader r(sealed);
   std::uint8_t version = 0;
-  std::uint32_t stb_id = 0;
-  if (!r.u8(version) || !r.u32(stb_id)) return make_error(Errc::malformed, "sealed history: truncated");
-  if (version != kSealedVersion) return make_error(Errc::malformed, "sealed history: unsupported version " + std::to_string(version));
-  return stb_id;
+  if (!r.u8(version)) return make_error(Errc::malformed, "sealed history: truncated");
+  if (version == 1) {
+    return make_error(Errc::malformed, "sealed history: version 1 (sealed for the operator's key) is no longer accepted: the STB's "
+                                       "software must seal for billing's key (version 2)");
+  }
+  if (version != kSealedHistoryVersion) return make_error(Errc::malformed, "sealed history: unsupported version " + std::to_string(version));
+  SealedHistoryHeader h;
+  r.u32(h.stb_id);
+  r.u32(h.billing_id);
+  r.bytes(h.ephemeral);
+  r.bytes(h.nonce);
+  if (r.failed() || r.remaining() < crypto::kGcmTagSize) return make_error(Errc::malformed, "sealed history: truncated");
+  return h;
 }
 
-Result<std::vector<HistoryRecord>> open_history(std::span<const std::uint8_t> sealed, const Key256& key) {
-  auto stb_id = sealed_history_stb(sealed);
-  if (!stb_id) return stb_id.error();
-  if (sealed.size() < 5 + crypto::kGcmNonceSize + crypto::kGcmTagSize) return make_error(Errc::malformed, "sealed history: truncated");
-  std::span<const std::uint8_t, crypto::kGcmNonceSize> nonce(sealed.data() + 5, crypto::kGcmNonceSize);
-  auto plain = crypto::aead_open(key, nonce, sealed_aad(*stb_id), sealed.subspan(5 + crypto::kGcmNonceSize));
+Result<std::uint32_t> sealed_history_stb(std::span<const std::uint8_t> sealed) {
+  USHER_TRY(auto h, sealed_history_header(sealed));
+  return h.stb_id;
+}
+
+Result<std::vector<HistoryRecord>> open_history(std::span<const std::uint8_t> sealed, std::uint32_t billing_id,
+                                                const Secret<32>& billing_x25519_private) {
+  USHER_TRY(auto h, sealed_history_header(sealed));
+  if (h.billing_id != billing_id) {
+    return make_error(Errc::not_entitled, "sealed history of STB " + std::to_string(h.stb_id) + " is sealed for billing " +
+                                              std::to_string(h.billing_id) + ", not for this billing (" + std::to_string(billing_id) + ")");
+  }
+  auto shared = crypto::x25519(billing_x25519_private, h.ephemeral);
+  if (!shared) return make_error(Errc::auth_failed, "sealed history: unusable ephemeral key");
+  const auto key = sealing_key(*shared, h, crypto::x25519_public(billing_x25519_private));
+  auto plain = crypto::aead_open(key, h.nonce, sealed.first(kSealedHeaderSize), sealed.subspan(kSealedHeaderSize));
   if (!plain) return make_error(plain.error().code, "sealed history: " + plain.error().message);
-  ByteReader r(*plain);
+  return decode_history_records(*plain, h.stb_id);
+}
+
+Result<std::vector<HistoryRecord>> decode_history_records(std::span<const std::uint8_t> plain, std::uint32_t stb_id) {
+  ByteReader r(plain);
   std::uint16_t n = 0;
   std::vector<HistoryRecord> out;
   if (!r.u16(n)) return make_error(Errc::malformed, "sealed history: no record count");
@@ -141,10 +185,9 @@ Result<std::vector<HistoryRecord>> open_history(std::span<const std::uint8_t> se
     std::uint16_t len = 0;
     std::span<const std::uint8_t> b;
     if (!r.u16(len) || !r.view(len, b)) return make_error(Errc::malformed, "sealed history: truncated record");
-    auto rec = HistoryRecord::decode(b);
-    if (!rec) return rec.error();
-    if (rec->stb_id != *stb_id) return make_error(Errc::auth_failed, "sealed history: a record of another STB");
-    out.push_back(*rec);
+    USHER_TRY(auto rec, HistoryRecord::decode(b));
+    if (rec.stb_id != stb_id) return make_error(Errc::auth_failed, "sealed history: a record of another STB");
+    out.push_back(rec);
   }
   if (r.remaining() != 0) return make_error(Errc::malformed, "sealed history: trailing bytes");
   return out;

@@ -13,9 +13,8 @@ using namespace wire;
 
 Result<std::vector<std::uint8_t>> call_framed(net::RequestClient& client, std::uint8_t type, std::span<const std::uint8_t> body) {
   const auto id = new_request_id();
-  auto reply = client.call(encode_request(static_cast<MessageType>(type), id, body));
-  if (!reply) return reply.error();
-  return reply_body(*reply, id);
+  USHER_TRY(auto reply, client.call(encode_request(static_cast<MessageType>(type), id, body)));
+  return reply_body(reply, id);
 }
 
 RequestId new_request_id() {
@@ -65,14 +64,13 @@ std::vector<std::uint8_t> encode_error(const RequestId& id, const Error& error) 
 }
 
 Result<std::vector<std::uint8_t>> reply_body(std::span<const std::uint8_t> reply, const RequestId& expected_id) {
-  auto f = decode_frame(reply);
-  if (!f) return f.error();
-  if (f->id != expected_id) return make_error(Errc::malformed, "reply is for another request");
-  if (f->type_or_status == 0) return std::move(f->body);
-  ByteReader r(f->body);
+  USHER_TRY(auto f, decode_frame(reply));
+  if (f.id != expected_id) return make_error(Errc::malformed, "reply is for another request");
+  if (f.type_or_status == 0) return std::move(f.body);
+  ByteReader r(f.body);
   std::string message;
   if (!get_text(r, message)) message = "(no message)";
-  const int code = f->type_or_status - 1;
+  const int code = f.type_or_status - 1;
   if (code < 0 || code > static_cast<int>(Errc::busy)) return make_error(Errc::malformed, "unknown error status: " + message);
   return make_error(static_cast<Errc>(code), message);
 }
@@ -165,9 +163,8 @@ Result<RegisterHandsetRequest> decode_register_handset(std::span<const std::uint
   RegisterHandsetRequest q;
   std::array<std::uint8_t, 3> c{};
   if (!r.bytes(q.handset_public) || !get_text(r, q.account) || !r.bytes(c) || !finished(r)) return bad("register_handset");
-  auto cur = parse_currency(std::string(c.begin(), c.end()));
-  if (!cur) return cur.error();
-  q.currency = *cur;
+  USHER_TRY(auto cur, parse_currency(std::string(c.begin(), c.end())));
+  q.currency = cur;
   return q;
 }
 std::vector<std::uint8_t> encode(const RegisterHandsetReply& a) {
@@ -182,9 +179,8 @@ Result<RegisterHandsetReply> decode_register_handset_reply(std::span<const std::
   RegisterHandsetReply a;
   std::vector<std::uint8_t> cert;
   if (!r.u64(a.card_id) || !get_money(r, a.balance) || !get_blob(r, cert) || !finished(r)) return bad("register_handset reply");
-  auto c = PrepaidCardCertificate::decode(cert);
-  if (!c) return c.error();
-  a.certificate = *c;
+  USHER_TRY(auto c, PrepaidCardCertificate::decode(cert));
+  a.certificate = c;
   return a;
 }
 

@@ -6,7 +6,6 @@ namespace usher::entitlement {
 namespace {
 using namespace wire;
 
-constexpr std::uint8_t kCertificateVersion = 1;
 constexpr std::uint8_t kReceiptVersion = 1;
 constexpr std::uint8_t kRoomStateVersion = 1;
 constexpr std::uint8_t kRelayVersion = 1;
@@ -41,9 +40,10 @@ const char* to_string(SettlementKind kind) {
 
 std::vector<std::uint8_t> BillingCertificate::signed_part() const {
   ByteWriter w;
-  w.u8(kCertificateVersion);
+  w.u8(version);
   w.u32(billing_id);
   w.bytes(billing_public);
+  if (version >= kVersionWithSealing) w.bytes(billing_x25519);
   w.u64(issued);
   return w.take();
 }
@@ -55,14 +55,24 @@ std::vector<std::uint8_t> BillingCertificate::encode() const {
 Result<BillingCertificate> BillingCertificate::decode(std::span<const std::uint8_t> bytes) {
   ByteReader r(bytes);
   BillingCertificate c;
-  std::uint8_t version = 0;
-  if (!r.u8(version) || version != kCertificateVersion) return make_error(Errc::malformed, "billing certificate: unknown version");
+  if (!r.u8(c.version) || (c.version != kVersionSigningOnly && c.version != kVersionWithSealing)) {
+    return make_error(Errc::malformed, "billing certificate: unknown version");
+  }
   r.u32(c.billing_id);
   r.bytes(c.billing_public);
+  if (c.version >= kVersionWithSealing) r.bytes(c.billing_x25519);
   r.u64(c.issued);
   r.bytes(c.signature);
   if (!finished(r)) return make_error(Errc::malformed, "billing certificate: wrong length");
   return c;
+}
+Result<crypto::PublicKey> BillingCertificate::sealing_key() const {
+  if (version < kVersionWithSealing) {
+    return make_error(Errc::not_entitled, "billing " + std::to_string(billing_id) +
+                                              "'s certificate is version 1 and carries no X25519 key to seal histories for: "
+                                              "have the operator certify billing's keys again (usher billing certify)");
+  }
+  return billing_x25519;
 }
 void BillingCertificate::sign(const Secret<32>& issuer_private) { signature = crypto::ed25519_sign(issuer_private, signed_part()); }
 bool BillingCertificate::verify(const crypto::PublicKey& issuer_public) const {

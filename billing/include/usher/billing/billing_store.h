@@ -1,13 +1,14 @@
 // BillingStore: the billing service's books (billing.db under its home, mode 0600: it holds
 // billing's signing key). It settles STBs' viewing histories (flow F4) and hotel folios (F6):
 //
-//  - relay(): a history the handset relayed, opened and checked with the STB's key (signatures,
+//  - relay(): a history the handset relayed, opened with billing's own X25519 key (the STB sealed it
+//    for the key in billing's certificate) and checked with the STB's signing key (signatures,
 //    chain, no gap or replay), priced from the engine's catalogue, and answered with a quote (or,
 //    for records already paid, the receipts again).
 //
 // Billing reaches the operator's engine only through its protocol (EngineClient, signed with
 // billing's key): its home holds billing's database and keys, the engine's endpoint and the
-// operator's public identity, never the engine's home or database.
+// operator's public identity, never the engine's home or database, and no key of the operator's.
 //  - pay(): the handset's spend authorization for a quote, charged once through the engine's
 //    ledger, answered with a receipt signed by billing covering exactly the records paid.
 //    A settlement goes quoted -> charging -> paid; one found "charging" after a crash is driven to
@@ -28,6 +29,7 @@
 #include "usher/core/result.h"
 #include "usher/core/schema.h"
 #include "usher/core/sqlite.h"
+#include "usher/entitlement/identity_files.h"
 #include "usher/entitlement/link_auth.h"
 #include "usher/entitlement/settlement.h"
 #include "usher/billing/engine_client.h"
@@ -124,16 +126,37 @@ struct PmsLinkState {
 class BillingStore {
  public:
   static constexpr const char* kDatabaseName = "billing.db";
+  static constexpr const char* kPublicName = "billing.pub";  // billing's id and public keys, for the operator
+  static constexpr const char* kKeyName = "billing.key";     // its private keys, when its store is on PostgreSQL
 
-  // Makes billing's key pair and has the operator certify it (the STBs trust receipts through the
-  // operator's issuing key; the engine then answers billing's requests). `engine_home`: the
-  // operator's home, opened for the certification only; `engine_endpoint`: where billing asks the
-  // engine from then on (kept in billing's identity).
-  static Result<BillingStore> create(const std::string& home, const std::string& engine_home, std::uint32_t billing_id,
-                                     const std::string& engine_endpoint = kDefaultEngineEndpoint);
+  // Makes billing's key pairs (Ed25519 to sign receipts and room states, X25519 that STBs seal their
+  // history for) and writes billing.pub, for the operator to certify (`usher entitlement billing
+  // add --public-file`); the certificate it makes is installed with install_certificate. Until
+  // then billing is not certified (certified() false): STBs would trust nothing it signs and the
+  // engine answers none of its requests. `op`: the operator's public identity (operator.pub);
+  // `engine_endpoint`: where billing asks the engine (kept in billing's identity).
+  // `database_url` (postgresql://...): billing's store on that server, in its schema "billing"
+  // (billing and the engine may share a database); the home keeps the URL and billing's private
+  // keys (billing.key). A second billing of the same id runs from a copy of the home.
+  static Result<BillingStore> create(const std::string& home, std::uint32_t billing_id, const entitlement::OperatorPublicFile& op,
+                                     const std::string& engine_endpoint = kDefaultEngineEndpoint, const std::string& database_url = "");
+  // Installs a certificate the operator made from billing.pub (`usher entitlement billing add`):
+  // it must be signed by the operator's issuing key (kept from operator.pub) and name billing's id
+  // and both its keys. Errc::auth_failed for another signer, Errc::invalid_argument for another
+  // billing's keys or a version 1 certificate; nothing changes then. A billing made by an older
+  // Usher keeps its Ed25519 key, so receipts already issued stay valid.
+  Status install_certificate(const entitlement::BillingCertificate& certificate);
+  // Billing's public keys as billing.pub holds them (written by create, and by open when missing).
+  [[nodiscard]] entitlement::BillingPublicFile public_file() const;
+  // True once a certificate the operator signed is installed. One from an older Usher (version 1)
+  // names no X25519 key: such a billing signs receipts but opens no history until certified again.
+  [[nodiscard]] bool certified() const { return certified_; }
+  // Errc::not_entitled, saying how to certify billing, when it is not certified yet.
+  Status check_certified() const;
   // Opens billing's store, bringing its schema forward (Errc::storage, the file untouched, when a
-  // newer Usher wrote it). `engine_endpoint`: the engine to ask ("" the one in billing's identity);
-  // nothing is asked before a request needs it.
+  // newer Usher wrote it; a billing made before it had an X25519 key gets one, to be certified, and
+  // billing.pub). `engine_endpoint`: the engine to ask ("" the one in billing's identity); nothing
+  // is asked before a request needs it.
   static Result<BillingStore> open(const std::string& home, const std::string& engine_endpoint = "",
                                    net::ClientOptions engine_options = kEngineClientOptions);
   // The numbered steps of billing.db's schema (docs/architecture.md, "Schema versions").
@@ -231,15 +254,25 @@ class BillingStore {
   std::uint64_t settled_sequence(std::uint32_t stb_id);
 
  private:
-  BillingStore(sql::Database db, EngineClient engine, entitlement::BillingCertificate cert);
-  // The one place a relayed history is opened (records and the STB's key).
-  Result<entitlement::OpenedHistoryReply> open_history(std::span<const std::uint8_t> sealed);
+  BillingStore(sql::Database db, EngineClient engine, entitlement::BillingCertificate cert, bool certified, Secret<32> sealing_private);
+  static Result<BillingStore> create_in(const std::string& home, std::uint32_t billing_id, const entitlement::OperatorPublicFile& op,
+                                        const std::string& engine_endpoint);
   Secret<32> signing_private();
   struct Cursor {
     std::uint64_t sequence = 0;
     crypto::Digest hash{};
   };
   Cursor cursor(std::uint32_t stb_id);
+  // A relayed history opened with billing's X25519 key (records decrypted; the chain is checked by
+  // the caller with verify_history from where it last settled), with the key its STB signs with.
+  struct OpenedHistory {
+    std::uint32_t stb_id = 0;
+    crypto::PublicKey stb_public{};
+    std::vector<entitlement::HistoryRecord> records;
+  };
+  // The one place a relayed history is opened. Errc::not_entitled for a history sealed for another
+  // billing or from an STB the operator does not know; Errc::auth_failed when it was altered.
+  Result<OpenedHistory> open_sealed(std::span<const std::uint8_t> sealed);
   struct Checked {
     std::uint32_t stb_id = 0;
     std::vector<std::vector<std::uint8_t>> receipts;  // for records already settled
@@ -276,8 +309,11 @@ class BillingStore {
 
   sql::Database db_;
   EngineClient engine_;
+  // The installed certificate; until one is, an unsigned one naming billing's id and keys.
   entitlement::BillingCertificate certificate_;
+  bool certified_ = false;
   std::optional<Secret<32>> signing_private_;
+  Secret<32> sealing_private_;  // X25519: opens the histories STBs seal for billing
 };
 
 }  // namespace usher::billing

@@ -46,6 +46,8 @@ class EngineClient {
   ~EngineClient();
 
   [[nodiscard]] const std::string& endpoint() const { return endpoint_; }
+  // The operator's issuing key (from operator.pub): what billing's certificate must be signed by.
+  [[nodiscard]] const crypto::PublicKey& operator_signing_public() const { return operator_signing_public_; }
 
   // A PPV event of the catalogue (Errc::not_found: no such event).
   Result<entitlement::EventInfo> event(std::uint32_t event_id);
@@ -70,9 +72,6 @@ class EngineClient {
                                                const entitlement::Money& amount, const std::string& payee);
   Result<std::vector<entitlement::TicketPaymentLine>> ticket_payments(std::uint32_t stb_id);
   Result<std::vector<std::uint32_t>> account_stbs(const std::string& account);
-  // A relayed history opened by the engine (the STB's records and key), until billing opens
-  // histories with a key of its own.
-  Result<entitlement::OpenedHistoryReply> open_sealed_history(std::span<const std::uint8_t> sealed);
 
  private:
   Result<std::vector<std::uint8_t>> call(entitlement::MessageType type, const entitlement::RequestId& id,

@@ -7,7 +7,10 @@
 //   USHER_TRY(auto db, open_store_database(home, {"entitlement.db", "engine"}, IfMissing::refuse));
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <optional>
+#include <vector>
 #include <string>
 
 #include "usher/core/home.h"
@@ -38,5 +41,13 @@ Result<sql::Database> open_store_database(const std::string& home, const StoreNa
 
 // Whether the home has a store (a kept URL, or the SQLite file).
 bool has_store_database(const std::string& home, const StoreNames& names);
+
+// Private keys kept in the home beside a store on a database server (operator.key, billing.key),
+// so that the database never holds them: "name=hex" lines, the file mode 0600.
+using KeyFileFields = std::map<std::string, std::vector<std::uint8_t>>;
+Status write_key_file(const std::string& path, const std::string& comment, const KeyFileFields& fields);
+// Errc::storage naming the file when it is missing, not private, or lacks one of `required` as
+// 32 bytes.
+Result<KeyFileFields> read_key_file(const std::string& path, const std::vector<std::string>& required);
 
 }  // namespace usher

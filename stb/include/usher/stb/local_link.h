@@ -3,7 +3,8 @@
 // requests (entitlement::LinkMessage): a ticket's EMM handed over by anyone (it is sealed for this
 // STB), a room state signed by billing, and, only to a handset paired with the code the STB shows
 // (or to billing, certified by the operator), its delivery acks, its viewing history and receipts
-// for it (entitlement/link_auth.h).
+// for it (entitlement/link_auth.h). The history is sealed for the billing whose certificate comes
+// with the request (the handset relays billing's; billing shows its own), checked and kept.
 //
 //   LocalLink link(se, home);       // shows (logs, and writes to home/pairing-code) a pairing code
 //   auto reply = link.handle(request_bytes);
@@ -46,7 +47,10 @@ class LocalLink {
   std::vector<std::uint8_t> pair(const entitlement::Frame& frame);
   // The signed requests: checked (signer, signature, time), answered once.
   std::vector<std::uint8_t> signed_request(const entitlement::Frame& frame);
-  std::vector<std::uint8_t> serve(const entitlement::Frame& frame, std::span<const std::uint8_t> body);
+  // `billing_signer`: billing's certificate when billing signed the request (a hotel's billing
+  // collecting a room STB's history), else empty.
+  std::vector<std::uint8_t> serve(const entitlement::Frame& frame, std::span<const std::uint8_t> body,
+                                  std::span<const std::uint8_t> billing_signer = {});
   void show_new_code();
 
   SecureElement& se_;

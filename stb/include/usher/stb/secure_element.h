@@ -115,10 +115,21 @@ class SecureElement {
   Result<entitlement::HistoryRecord> impulse_buy(std::uint32_t event_id, std::uint64_t now);
   std::vector<entitlement::HistoryRecord> history(bool unsettled_only = false);
   Result<entitlement::Money> credit_limit();
-  // The unsettled records, sealed for billing (the handset relays them without reading them).
-  std::vector<std::uint8_t> sealed_unsettled_history();
+  // F4: billing's certificate (relayed by the handset with its request for the history, shown by
+  // billing itself on the local link, or carried by a hotel room state): checked against the
+  // operator's issuing key and kept; the STB seals its history for the billing it names from then
+  // on. Errc::auth_failed for one the operator did not sign, Errc::not_entitled for a version 1
+  // certificate (no X25519 key), Errc::stale for an older one of the billing it holds. Nothing
+  // changes unless it is accepted.
+  Status accept_billing_certificate(std::span<const std::uint8_t> certificate);
+  // The certificate of the billing this STB seals for, checked again; Errc::not_found (saying how
+  // it gets one) when it holds none.
+  Result<entitlement::BillingCertificate> billing_certificate();
+  // The unsettled records, sealed for billing's X25519 key (the handset relays them without reading
+  // them). Errc::not_found when the STB holds no billing certificate.
+  Result<std::vector<std::uint8_t>> sealed_unsettled_history();
   // Any run of records sealed the same way (tests use it to present billing with gaps and replays).
-  std::vector<std::uint8_t> seal_for_billing(std::span<const entitlement::HistoryRecord> records) const;
+  Result<std::vector<std::uint8_t>> seal_for_billing(std::span<const entitlement::HistoryRecord> records);
 
   // A receipt from billing (brought by the handset, or by billing itself in a hotel): checked
   // against the operator's key, this STB and its history; marks exactly the records it covers

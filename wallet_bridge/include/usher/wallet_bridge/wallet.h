@@ -68,6 +68,8 @@ class BillingClient {
   explicit BillingClient(const std::string& endpoint, net::ClientOptions options = kOptions);
   // Relays and prepayments name the card: signed by its handset.
   Result<entitlement::RelayReply> relay(const entitlement::RelayRequest& r, const entitlement::RequestSigner& signer);
+  // Billing's certificate (public: what the handset relays to the STB, which seals its history for it).
+  Result<std::vector<std::uint8_t>> certificate();
   Result<std::vector<std::uint8_t>> pay(const entitlement::PayRequest& r);  // the receipt's bytes
   Result<entitlement::RelayReply> prepay(const entitlement::PrepayRequest& r, const entitlement::RequestSigner& signer);
 
@@ -133,8 +135,8 @@ class Wallet {
   Result<std::vector<std::pair<std::uint64_t, std::uint64_t>>> confirmed_deliveries();
   // Collects the signed delivery acks of the STB at `link_endpoint` and relays them to the engine.
   Result<std::size_t> relay_acks(const std::string& link_endpoint);
-  // F4: collects the STB's unsettled viewing history over its local link (sealed: the handset cannot
-  // read or change it), relays it to billing, pays what billing asks with the prepaid card, and
+  // F4: asks billing for its certificate, hands it to the STB with its request for its unsettled
+  // viewing history (sealed for billing's key: the handset cannot read or change it), relays it to billing, pays what billing asks with the prepaid card, and
   // hands the signed receipt back to the STB, which frees its credit. Safe to run again after any
   // failure: billing charges once and hands back the same receipt.
   // With `expected_stb`, refused unless the STB at that link is that one.

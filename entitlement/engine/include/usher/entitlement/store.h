@@ -75,7 +75,7 @@ class TestAcquirer final : public FundingSource {
 class EntitlementStore {
  public:
   static constexpr const char* kDatabaseName = "entitlement.db";
-  static constexpr const char* kOperatorPublicName = "operator.pub";
+  static constexpr const char* kOperatorPublicName = OperatorPublicFile::kFileName;
   // The operator's private keys, in the home, when the store is on a PostgreSQL server.
   static constexpr const char* kOperatorKeyName = "operator.key";
 
@@ -179,19 +179,15 @@ class EntitlementStore {
   Status set_credit(std::uint32_t stb_id, const Money& limit, std::uint64_t now,
                     std::optional<std::uint64_t> collect_within = std::nullopt);
 
-  // F4, billing's first step: a relayed history opened with its STB's key (records decrypted; the
-  // chain is checked by the caller with verify_history from where it last settled).
-  struct OpenedHistory {
-    std::uint32_t stb_id = 0;
-    crypto::PublicKey stb_public{};
-    std::vector<HistoryRecord> records;
-  };
-  // Errc::not_entitled for an STB the operator does not know; Errc::auth_failed when it was altered.
-  Result<OpenedHistory> open_sealed_history(std::span<const std::uint8_t> sealed);
+  // F4: the key STB `stb_id`'s history records are signed with (billing opens a relayed history
+  // with its own X25519 key and checks the records with this one). Errc::not_entitled for an STB
+  // the operator does not know.
+  Result<crypto::PublicKey> stb_signing_public(std::uint32_t stb_id);
 
-  // Billing: certifies a billing service's signing key with the operator's issuing key, so that
-  // STBs trust its receipts.
-  BillingCertificate certify_billing(std::uint32_t billing_id, const crypto::PublicKey& billing_public, std::uint64_t now);
+  // Billing: certifies a billing service's keys with the operator's issuing key: its Ed25519 key,
+  // so that STBs trust its receipts, and its X25519 key, which STBs seal their history for.
+  BillingCertificate certify_billing(std::uint32_t billing_id, const crypto::PublicKey& billing_public,
+                                     const crypto::PublicKey& billing_x25519, std::uint64_t now);
   // The key of a billing the operator certified (certify_billing keeps each, the latest per id):
   // the engine answers billing's requests only when signed by it. nullopt: never certified here.
   std::optional<crypto::PublicKey> billing_public(std::uint32_t billing_id);

@@ -104,16 +104,6 @@ struct TicketPaymentLine {
 std::vector<std::uint8_t> encode(const std::vector<TicketPaymentLine>& lines);
 Result<std::vector<TicketPaymentLine>> decode_ticket_payment_lines(std::span<const std::uint8_t> body);
 
-// billing_open_history: the sealed history (the whole body) -> u32 stb_id | 32 STB Ed25519 key | u16 count | blob
-// record each. How billing reads a relayed history until it holds a key of its own to open it.
-struct OpenedHistoryReply {
-  std::uint32_t stb_id = 0;
-  crypto::PublicKey stb_public{};
-  std::vector<HistoryRecord> records;
-};
-std::vector<std::uint8_t> encode(const OpenedHistoryReply& r);
-Result<OpenedHistoryReply> decode_opened_history(std::span<const std::uint8_t> body);
-
 // Single-field bodies: u32 (billing_event, billing_stb_key, billing_ticket_payments), u64
 // (billing_card), text (billing_account_stbs).
 std::vector<std::uint8_t> encode_u32(std::uint32_t v);

@@ -49,13 +49,46 @@ struct HistoryRecord {
 Status verify_history(std::span<const HistoryRecord> records, const crypto::PublicKey& stb_public,
                       std::uint64_t after_sequence, const crypto::Digest& after_hash);
 
-// The STB's unsettled history as the handset carries it to billing: sealed (AES-256-GCM) under a
-// key only that STB and the operator share, so the handset can neither read nor alter it.
-//   u8 version 1 | u32 stb_id | 12 nonce | sealed(u16 count, then u16 length + record each) | tag
-Key256 history_key(const Key256& emm_key);
-std::vector<std::uint8_t> seal_history(std::span<const HistoryRecord> records, std::uint32_t stb_id, const Key256& key);
-// The STB a sealed history comes from (clear, authenticated), to pick the key.
+// The STB's unsettled history as the handset (or a hotel room STB itself) carries it to billing:
+// sealed for billing's X25519 key, taken from billing's certificate (settlement.h), so that only
+// that billing can read it and the handset can neither read nor alter it. The operator's keys play
+// no part: nothing outside the engine derives an STB's EMM key.
+//
+//   header = u8 version 2 | u32 stb_id | u32 billing_id | 32 ephemeral X25519 public | 12 nonce
+//   sealed = header | AES-256-GCM(key, nonce, aad = header; u16 count, then u16 length + record each)
+//            | 16 tag
+//   key    = HKDF-SHA256(ikm  = X25519(ephemeral private, billing's X25519 public),
+//                        salt = "usher-history-v2",
+//                        info = "usher-history-v2" | u32 stb_id | u32 billing_id | 32 ephemeral public |
+//                               32 billing's X25519 public)
+//
+// The STB makes a new ephemeral key pair for every seal and forgets its private half at once. The
+// records inside stay signed by the STB (Ed25519): billing checks them with verify_history, so a
+// handset cannot make up a history even though anyone can seal for billing's public key.
+// Version 1 (sealed under a key derived from the STB's EMM key, which only the operator could open)
+// is refused.
+inline constexpr std::uint8_t kSealedHistoryVersion = 2;
+
+struct SealedHistoryHeader {
+  std::uint32_t stb_id = 0;
+  std::uint32_t billing_id = 0;  // the billing it is sealed for
+  crypto::PublicKey ephemeral{};
+  std::array<std::uint8_t, crypto::kGcmNonceSize> nonce{};
+};
+
+std::vector<std::uint8_t> seal_history(std::span<const HistoryRecord> records, std::uint32_t stb_id, std::uint32_t billing_id,
+                                       const crypto::PublicKey& billing_x25519);
+// The clear header (authenticated when the history is opened): the STB it comes from and the
+// billing it is for. Errc::malformed for a truncated header or another version.
+Result<SealedHistoryHeader> sealed_history_header(std::span<const std::uint8_t> sealed);
 Result<std::uint32_t> sealed_history_stb(std::span<const std::uint8_t> sealed);
-Result<std::vector<HistoryRecord>> open_history(std::span<const std::uint8_t> sealed, const Key256& key);
+// Opens a history as billing `billing_id` with its X25519 private key. Errc::not_entitled when it is
+// sealed for another billing; Errc::auth_failed when anything (header included) was altered or it
+// was sealed for another key.
+Result<std::vector<HistoryRecord>> open_history(std::span<const std::uint8_t> sealed, std::uint32_t billing_id,
+                                                const Secret<32>& billing_x25519_private);
+// The sealed part once opened (u16 count, then u16 length + record each), every record of STB
+// `stb_id`. open_history ends with it; the fuzz targets reach it directly.
+Result<std::vector<HistoryRecord>> decode_history_records(std::span<const std::uint8_t> plain, std::uint32_t stb_id);
 
 }  // namespace usher::entitlement

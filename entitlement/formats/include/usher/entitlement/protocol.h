@@ -53,7 +53,8 @@ enum class MessageType : std::uint8_t {
   billing_refund = 20,             // SettlementRefund -> money balance; once per request id
   billing_ticket_payments = 21,    // u32 stb_id -> TicketPaymentLine list
   billing_account_stbs = 22,       // text account -> u16 count, u32 stb_id each
-  billing_open_history = 23,       // the sealed history (the whole body) -> OpenedHistoryReply
+  // 23 was billing_open_history (the engine opening relayed histories for billing with EMM-derived
+  // keys) until billing held an X25519 key of its own: now unknown, and not to be reused.
 };
 
 // The local link between a handset and an STB uses the same frames with these types.
@@ -61,7 +62,7 @@ enum class LinkMessage : std::uint8_t {
   deliver_emm = 1,   // body: an EMM section (a ticket) -> ok once stored
   collect_acks = 2,  // (empty) -> u16 count, blob DeliveryAck each
   acks_relayed = 3,  // u16 count, u64 ticket id each -> ok
-  collect_history = 4,  // (empty) -> the unsettled viewing history, sealed for billing (history.h)
+  collect_history = 4,  // (empty, or billing's certificate to seal for) -> the unsettled viewing history, sealed for billing (history.h)
   apply_receipt = 5,    // blob Receipt (settlement.h) -> u64 records settled
   room_state = 6,       // blob RoomState (settlement.h) -> ok
   pair = 7,             // PairRequest (link_auth.h) -> u32 stb_id, 32 proof

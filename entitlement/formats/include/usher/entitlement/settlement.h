@@ -1,8 +1,13 @@
 // Objects billing signs (flows F4 and F6), verified offline by the STB:
 //
-//  - BillingCertificate: billing's Ed25519 key, signed by the operator's issuing key (the one that
-//    signs tickets, which every STB already trusts). An STB needs no other configuration to check a
-//    receipt.
+//  - BillingCertificate: billing's Ed25519 key (receipts, room states, link requests) and, from
+//    version 2, its X25519 key (what STBs seal their history for), signed by the operator's issuing
+//    key (the one that signs tickets, which every STB already trusts). An STB needs no other
+//    configuration to check a receipt or to seal its history for billing.
+//      v1 = u8 1 | u32 billing_id | 32 ed25519 | u64 issued | 64 signature
+//      v2 = u8 2 | u32 billing_id | 32 ed25519 | 32 x25519 | u64 issued | 64 signature
+//    A v1 certificate (billing certified before it had an X25519 key) still decodes and still
+//    vouches for receipts; sealing_key() refuses it with a message saying what to do.
 //  - Receipt: what billing returns for a settlement. For a deferred (F4) or folio (F6) settlement it
 //    covers exactly the history records first..last of one STB, naming the last one's hash, so it
 //    cannot be stretched to other records; for a prepayment it credits the STB with an amount.
@@ -24,10 +29,19 @@
 namespace usher::entitlement {
 
 struct BillingCertificate {
+  static constexpr std::uint8_t kVersionSigningOnly = 1;
+  static constexpr std::uint8_t kVersionWithSealing = 2;
+
+  std::uint8_t version = kVersionWithSealing;
   std::uint32_t billing_id = 0;
-  crypto::PublicKey billing_public{};
+  crypto::PublicKey billing_public{};  // Ed25519
+  crypto::PublicKey billing_x25519{};  // X25519, version 2 only (zero in version 1)
   std::uint64_t issued = 0;
   crypto::Signature signature{};  // by the operator's issuing key
+
+  // Billing's X25519 key, for sealing a history to it. Errc::not_entitled for a version 1
+  // certificate, which carries none.
+  [[nodiscard]] Result<crypto::PublicKey> sealing_key() const;
 
   [[nodiscard]] std::vector<std::uint8_t> signed_part() const;
   [[nodiscard]] std::vector<std::uint8_t> encode() const;
@@ -88,6 +102,8 @@ enum class BillingMessage : std::uint8_t {
   pay = 2,          // u64 settlement_id, blob SpendAuthorization -> blob Receipt
   prepay = 3,       // u32 stb_id, money amount, u64 card_id -> RelayReply (a quote only)
   room_report = 4,  // blob sealed history (a hotel room STB) -> RelayReply (receipts only)
+  certificate = 5,  // (empty) -> BillingCertificate: public, handed to anyone (the handset relays
+                    // it to the STB, which seals its history for it)
 };
 
 // The payee string a handset signs to pay settlement `settlement_id` for STB `stb_id`.
