@@ -19,6 +19,7 @@
 
 #include "broadcast_fixture.h"
 #include "certified_billing.h"
+#include "synthetic_stb.h"
 #include "usher/billing/billing_service.h"
 #include "usher/billing/billing_store.h"
 #include "usher/core/zmq.h"
@@ -33,39 +34,7 @@ const entitlement::Currency kEur{'E', 'U', 'R'};
 constexpr std::uint64_t kT0 = 4'000'000'000;
 constexpr int kRecordsPerRelay = 100;
 
-// An STB made of bare keys (registered with the operator like any other), so that a benchmark can
-// write histories of any length without buying through a secure element.
-struct SyntheticStb {
-  std::uint32_t stb_id = 0;
-  crypto::Ed25519KeyPair signing = crypto::Ed25519KeyPair::generate();
-  entitlement::HistoryRecord last;
-
-  SyntheticStb(testing::BroadcastWorld& world, std::uint32_t id) : stb_id(id) {
-    auto x = crypto::X25519KeyPair::generate();
-    (void)world.store().register_stb({id, x.public_key, signing.public_key});
-  }
-  // Sealed for billing's key, as a secure element seals.
-  std::vector<std::uint8_t> seal(const std::vector<entitlement::HistoryRecord>& records, const entitlement::BillingCertificate& billing) const {
-    return entitlement::seal_history(records, stb_id, billing.billing_id, billing.billing_x25519);
-  }
-  std::vector<entitlement::HistoryRecord> next(int n) {
-    std::vector<entitlement::HistoryRecord> out;
-    for (int i = 0; i < n; ++i) {
-      entitlement::HistoryRecord r;
-      r.stb_id = stb_id;
-      r.sequence = last.sequence + 1;
-      r.previous = last.sequence == 0 ? crypto::Digest{} : last.hash();
-      r.time = kT0;
-      r.event_id = 7;
-      r.service_id = 1;
-      r.price = {1, kEur};
-      r.sign(signing.private_key);
-      out.push_back(r);
-      last = r;
-    }
-    return out;
-  }
-};
+using bench::SyntheticStb;
 
 struct Books {
   testing::BroadcastWorld world;
@@ -88,8 +57,8 @@ void set_records(benchmark::State& state, std::int64_t records) {
 
 void BM_HistorySignatureCheck(benchmark::State& state) {
   Books books;
-  SyntheticStb stb(books.world, 2001);
-  const auto records = stb.next(kRecordsPerRelay);
+  SyntheticStb stb(books.world.store(), 2001);
+  const auto records = stb.next(kRecordsPerRelay, kT0);
   const auto pub = stb.signing.public_key;
   for (auto _ : state) {
     if (!entitlement::verify_history(records, pub, 0, {})) state.SkipWithError("chain does not verify");
@@ -100,11 +69,11 @@ BENCHMARK(BM_HistorySignatureCheck)->Name("history_signature_check")->Unit(bench
 
 void BM_HistorySettled(benchmark::State& state) {
   Books books;
-  SyntheticStb stb(books.world, 2001);
+  SyntheticStb stb(books.world.store(), 2001);
   std::int64_t settled = 0;
   for (auto _ : state) {
     state.PauseTiming();
-    const auto sealed = stb.seal(stb.next(kRecordsPerRelay), books.billing->certificate());
+    const auto sealed = stb.seal(stb.next(kRecordsPerRelay, kT0), books.billing->certificate());
     state.ResumeTiming();
     auto reply = books.billing->relay(sealed, books.card, kT0);
     if (!reply || !reply->has_quote) {
@@ -191,7 +160,7 @@ void BM_SettlementsConcurrent(benchmark::State& state) {
   constexpr int kPerClient = 10;  // settlements in a row per handset per iteration
   Books books;
   std::vector<std::unique_ptr<SyntheticStb>> stbs;
-  for (int i = 0; i < clients; ++i) stbs.push_back(std::make_unique<SyntheticStb>(books.world, static_cast<std::uint32_t>(3000 + i)));
+  for (int i = 0; i < clients; ++i) stbs.push_back(std::make_unique<SyntheticStb>(books.world.store(), static_cast<std::uint32_t>(3000 + i)));
   // One card pays for every handset: the benchmark measures billing, not the per-card limit.
   billing::BillingService service(*books.billing, RateLimiter::Rate{1U << 30, 1U << 30});
   net::ReplyServer server("tcp://127.0.0.1:*", net::ReplyServer::BatchHandler([&](const auto& r) { return service.handle_batch(r); }));
@@ -206,7 +175,7 @@ void BM_SettlementsConcurrent(benchmark::State& state) {
     std::vector<std::vector<std::vector<std::uint8_t>>> sealed(static_cast<std::size_t>(clients));
     for (int i = 0; i < clients; ++i) {
       auto& stb = *stbs[static_cast<std::size_t>(i)];
-      for (int k = 0; k < kPerClient; ++k) sealed[static_cast<std::size_t>(i)].push_back(stb.seal(stb.next(1), books.billing->certificate()));
+      for (int k = 0; k < kPerClient; ++k) sealed[static_cast<std::size_t>(i)].push_back(stb.seal(stb.next(1, kT0), books.billing->certificate()));
     }
     state.ResumeTiming();
     std::vector<std::thread> threads;

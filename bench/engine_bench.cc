@@ -29,7 +29,7 @@ struct Engine {
   // kStbs boxes and kEvents one-minute events to sell (kStbs * kEvents purchases in all).
   static constexpr std::uint32_t kStbs = 16;
   static constexpr std::uint32_t kEvents = 4000;
-  testing::BroadcastWorld world;
+  usher::testing::BroadcastWorld world;
   entitlement::TestAcquirer acquirer;
   crypto::Ed25519KeyPair handset = crypto::Ed25519KeyPair::generate();
   std::uint64_t card = 0;
@@ -108,7 +108,7 @@ void BM_EmmSeal(benchmark::State& state) {
 BENCHMARK(BM_EmmSeal)->Name("emm_generate");
 
 void BM_EmmGrantThroughStore(benchmark::State& state) {
-  testing::BroadcastWorld world;
+  usher::testing::BroadcastWorld world;
   world.add_service(1);
   world.add_stb(1001);
   std::uint64_t n = 0;
@@ -120,7 +120,7 @@ void BM_EmmGrantThroughStore(benchmark::State& state) {
 BENCHMARK(BM_EmmGrantThroughStore)->Name("emm_grant_via_store")->Unit(benchmark::kMicrosecond);
 
 void BM_EcmToControlWord(benchmark::State& state) {
-  testing::BroadcastWorld world;
+  usher::testing::BroadcastWorld world;
   world.add_service(1);
   auto& se = world.add_stb(1001);
   if (!world.store().grant(1001, 1, kT0 - 10, kT0 + 86400)) std::abort();

@@ -1,5 +1,6 @@
 // The benchmarks' main: Google Benchmark's usual table, then each figure as a ratio to its
-// baseline measured in the same run (raw libdvbcsa, signature checking alone, a ZeroMQ echo).
+// baseline measured in the same run (raw libdvbcsa, signature checking alone, a ZeroMQ echo, the
+// engine's store on SQLite).
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
@@ -38,24 +39,36 @@ class RatioReporter : public benchmark::ConsoleReporter {
         }
         continue;
       }
+      if (r.counters.contains("pg1_ratio")) {
+        // purchases_backend_turns: the backends measured taking turns inside the benchmark.
+        std::string name = r.run_name.function_name + "/" + r.run_name.args;
+        if (r.run_type != Run::RT_Aggregate || r.aggregate_name == "median") {
+          for (const auto& [counter, value] : r.counters) turns_[short_name(name)][counter] = value.value;
+        }
+        continue;
+      }
       if (auto ratio = r.counters.find("ratio_to_raw"); ratio != r.counters.end()) {
         // Measured against raw libdvbcsa inside the benchmark itself, taking turns.
         std::string name = r.run_name.function_name;  // without the aggregate's suffix
         if (r.run_type != Run::RT_Aggregate || r.aggregate_name == "median") interleaved_[name] = ratio->second.value;
         continue;
       }
-      auto it = r.counters.find("TS_Mbps");
-      if (it == r.counters.end()) it = r.counters.find("records_per_s");
-      if (it == r.counters.end()) it = r.counters.find("settlements_per_s");
+      auto it = r.counters.end();
+      for (const char* counter : {"TS_Mbps", "records_per_s", "settlements_per_s", "purchases_per_s"}) {
+        if (it == r.counters.end()) it = r.counters.find(counter);
+      }
       const bool rate = it != r.counters.end();
-      // Round trips compare by time per iteration (lower is better).
+      // Round trips compare by time per iteration (lower is better), in the benchmark's own unit.
       const double value = rate ? it->second.value : r.GetAdjustedRealTime();
       // With --benchmark_repetitions the median stands for the benchmark; otherwise the single run.
       std::string name = r.benchmark_name();
       const bool median = name.size() > 7 && name.ends_with("_median");
       if (median) name.resize(name.size() - 7);
       name = short_name(name);
-      if (median || !medians_.contains(name)) rates_[name] = value;
+      if (median || !medians_.contains(name)) {
+        rates_[name] = value;
+        if (!rate) seconds_[name] = value / benchmark::GetTimeUnitMultiplier(r.time_unit);
+      }
       if (median) medians_.insert(name);
     }
   }
@@ -82,10 +95,19 @@ class RatioReporter : public benchmark::ConsoleReporter {
                   rates_["history_settled"], rates_["history_settled"] / rates_["history_signature_check"],
                   rates_["history_signature_check"]);
     }
-    if (rates_.contains("relay_round_trip") && rates_.contains("zmq_echo_round_trip")) {
-      // Both in their own unit: relay in ms, echo in us.
-      std::printf("%-18s %8.2f ms per round = %.0f x zmq_echo_round_trip (%.0f us)\n", "relay_round_trip", rates_["relay_round_trip"],
-                  rates_["relay_round_trip"] * 1000.0 / rates_["zmq_echo_round_trip"], rates_["zmq_echo_round_trip"]);
+    // Round trips through ZeroMQ against one empty request/reply on it: what the service and its
+    // store add to the wire (purchase_round_trip/B: the engine's store on backend B, store_backends_bench.cc).
+    for (const char* n : {"relay_round_trip", "purchase_round_trip/0", "purchase_round_trip/1"}) {
+      const char* base = "zmq_echo_round_trip";
+      if (!seconds_.contains(n) || !seconds_.contains(base)) continue;
+      std::printf("%-26s %8.2f ms per round = %.0f x %s (%.0f us)\n", n, seconds_[n] * 1e3, seconds_[n] / seconds_[base], base,
+                  seconds_[base] * 1e6);
+    }
+    // A purchase on PostgreSQL sends its statements one after the other, each a round trip.
+    if (seconds_.contains("purchase_round_trip/1") && seconds_.contains("postgres_statement_round_trip")) {
+      std::printf("%-26s %8.2f ms per round = %.0f x postgres_statement_round_trip (%.0f us)\n", "purchase_round_trip/1",
+                  seconds_["purchase_round_trip/1"] * 1e3, seconds_["purchase_round_trip/1"] / seconds_["postgres_statement_round_trip"],
+                  seconds_["postgres_statement_round_trip"] * 1e6);
     }
     if (!latency_.empty()) {
       std::printf("\nLatency added by the CSA batches (stream time, max hold %.0f ms), and zap time (tune to the first\n"
@@ -105,13 +127,38 @@ class RatioReporter : public benchmark::ConsoleReporter {
       if (!rates_.contains(n) || !rates_.contains(base)) continue;
       std::printf("%-26s %6.0f settlements/s = %.2f x %s (%.0f/s)\n", n, rates_[n], rates_[n] / rates_[base], base, rates_[base]);
     }
+    if (!turns_.empty()) {
+      std::printf("The engine's store on each backend, taking turns round by round (the same moments for all three):\n");
+      for (const char* clients : {"1", "8", "32"}) {
+        const std::string name = std::string("purchases_backend_turns/") + clients;
+        if (!turns_.contains(name)) continue;
+        auto& c = turns_[name];
+        std::printf("  %-28s SQLite %4.0f/s; PostgreSQL: one engine %4.0f/s = %.2f x SQLite, two engines %4.0f/s = %.2f x SQLite\n",
+                    name.c_str(), c["sqlite_per_s"], c["pg1_per_s"], c["pg1_ratio"], c["pg2_per_s"], c["pg2_ratio"]);
+      }
+    }
+    // The engine's store on PostgreSQL (one engine, two engines on one database) against SQLite,
+    // with as many clients.
+    for (const char* what : {"purchases", "settlements"}) {
+      for (const char* clients : {"1", "8", "32"}) {
+        const std::string base = std::string(what) + "_backend/0/" + clients;
+        for (const char* backend : {"1", "2"}) {
+          const std::string n = std::string(what) + "_backend/" + backend + "/" + clients;
+          if (!rates_.contains(n) || !rates_.contains(base)) continue;
+          std::printf("%-26s %6.0f %s/s = %.2f x %s (%.0f/s)\n", n.c_str(), rates_[n], what, rates_[n] / rates_[base], base.c_str(),
+                      rates_[base]);
+        }
+      }
+    }
   }
 
  private:
   std::map<std::string, double> rates_;
+  std::map<std::string, double> seconds_;  // round trips: seconds per iteration
   std::set<std::string> medians_;
   std::map<std::string, double> latency_;      // pipeline_latency's counters
   std::map<std::string, double> interleaved_;  // *_interleaved: ratio to raw measured inside the benchmark
+  std::map<std::string, std::map<std::string, double>> turns_;  // purchases_backend_turns/C: its counters
 };
 
 }  // namespace

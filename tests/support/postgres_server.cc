@@ -181,6 +181,12 @@ bool write_password(const std::string& path, const std::string& password, const 
   return written && owned;
 }
 
+// The server's settings past its port and directories: the fast ones skip every disk sync.
+std::vector<std::string> durability_settings(Durability durability) {
+  if (durability == Durability::durable) return {"-c", "fsync=on", "-c", "synchronous_commit=on", "-c", "full_page_writes=on"};
+  return {"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "shared_buffers=16MB"};
+}
+
 }  // namespace
 
 bool postgres_required() {
@@ -188,11 +194,12 @@ bool postgres_required() {
   return env != nullptr && std::string(env) == "1";
 }
 
-Result<std::unique_ptr<PostgresServer>> PostgresServer::start() {
+Result<std::unique_ptr<PostgresServer>> PostgresServer::start(Durability durability) {
   USHER_TRY(auto bin, server_binaries());
   USHER_TRY(auto who, unprivileged_user());
 
   std::unique_ptr<PostgresServer> server(new PostgresServer());
+  server->durability_ = durability;
   const char* base = std::getenv("TMPDIR");
   std::string templ = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/usher-pg-XXXXXX";
   if (mkdtemp(templ.data()) == nullptr) return make_error(Errc::io, "cannot make a directory like " + templ);
@@ -204,13 +211,15 @@ Result<std::unique_ptr<PostgresServer>> PostgresServer::start() {
   }
 
   // initdb: the superuser `usher` with a password for TCP (scram-sha-256), trust on the socket,
-  // which only the server's user can reach. --no-sync: a throwaway cluster needs no disk syncs.
+  // which only the server's user can reach. --no-sync for the fast server: a throwaway cluster
+  // needs no disk syncs.
   server->password_ = random_password();
   const std::string password_file = templ + "/password";
   if (!write_password(password_file, server->password_, who)) return make_error(Errc::io, "cannot write " + password_file);
-  USHER_TRY(auto initdb, spawn({bin + "/initdb", "-D", data, "-U", "usher", "--pwfile=" + password_file,
-                                "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"},
-                               templ + "/initdb.log", who, false));
+  std::vector<std::string> initdb_argv{bin + "/initdb", "-D", data, "-U", "usher", "--pwfile=" + password_file,
+                                       "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C"};
+  if (durability == Durability::fast) initdb_argv.emplace_back("--no-sync");
+  USHER_TRY(auto initdb, spawn(initdb_argv, templ + "/initdb.log", who, false));
   const int initdb_status = wait_exit(initdb, std::chrono::hours(1)).value_or(-1);
   ::unlink(password_file.c_str());
   if (!WIFEXITED(initdb_status) || WEXITSTATUS(initdb_status) != 0) {
@@ -224,11 +233,11 @@ Result<std::unique_ptr<PostgresServer>> PostgresServer::start() {
       USHER_TRY(auto probe, net::TcpListener::bind("127.0.0.1", 0));
       server->port_ = probe.port();
     }
-    USHER_TRY(auto pid, spawn({bin + "/postgres", "-D", data, "-p", std::to_string(server->port_), "-c",
-                               "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=" + templ, "-c", "fsync=off", "-c",
-                               "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "shared_buffers=16MB", "-c",
-                               "max_connections=60", "-c", "lc_messages=C"},
-                              log, who, true));
+    std::vector<std::string> server_argv{bin + "/postgres", "-D", data, "-p", std::to_string(server->port_), "-c",
+                                         "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=" + templ, "-c",
+                                         "max_connections=60", "-c", "lc_messages=C"};
+    for (auto& setting : durability_settings(durability)) server_argv.push_back(std::move(setting));
+    USHER_TRY(auto pid, spawn(server_argv, log, who, true));
     server->pid_ = pid;
     const auto until = Clock::now() + std::chrono::seconds(60);
     bool ready = false;

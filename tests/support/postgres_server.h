@@ -34,12 +34,24 @@
 
 namespace usher::testing {
 
+// How a PostgresServer keeps what is committed.
+enum class Durability {
+  // For tests: fsync, synchronous_commit and full_page_writes off and a small buffer pool. A commit
+  // returns before its WAL is written, so a crash of the server or the machine may lose the last
+  // ones; killing its clients (the engines a kill -9 trial kills) loses nothing. Fast.
+  fast,
+  // As a production server: PostgreSQL's defaults (fsync, synchronous_commit and full_page_writes
+  // on, 128 MB of shared buffers); a commit returns once its WAL is flushed to disk. For benchmarks
+  // against SQLite with synchronous=FULL, which syncs every commit too.
+  durable,
+};
+
 class PostgresServer {
  public:
   // initdb, start, wait until it accepts connections, create the database "usher". The error says
   // why it could not (no server binaries, no unprivileged user, initdb or the server failing: with
   // the end of its log).
-  static Result<std::unique_ptr<PostgresServer>> start();
+  static Result<std::unique_ptr<PostgresServer>> start(Durability durability = Durability::fast);
   // The process's shared server, started on the first call and stopped when the process exits;
   // the same error on every call when it could not start.
   static Result<PostgresServer*> shared();
@@ -53,6 +65,7 @@ class PostgresServer {
   // A new empty database, for one test: its URL.
   Result<std::string> create_database();
 
+  [[nodiscard]] Durability durability() const { return durability_; }
   [[nodiscard]] std::uint16_t port() const { return port_; }
   [[nodiscard]] const std::string& directory() const { return directory_; }
   // The postmaster's process id (0 once stopped).
@@ -64,6 +77,7 @@ class PostgresServer {
  private:
   PostgresServer() = default;
 
+  Durability durability_ = Durability::fast;
   std::string directory_;
   std::string password_;
   std::uint16_t port_ = 0;
