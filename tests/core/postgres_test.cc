@@ -244,6 +244,23 @@ Error wait_refused(const std::string& url) {
   }
 }
 
+// The benchmarks compare PostgreSQL with SQLite at synchronous=FULL: their server syncs its commits.
+TEST(PostgresServerLifetime, ADurableServerSyncsItsCommits) {
+  auto server = PostgresServer::start(testing::Durability::durable);
+  if (!server) {
+    if (testing::postgres_required()) FAIL() << server.error().message;
+    GTEST_SKIP() << "PostgreSQL cannot be started here: " << server.error().message;
+  }
+  auto db = pg::Connection::open((*server)->url());
+  ASSERT_TRUE(db.ok()) << db.error().message;
+  auto settings = db->serializable("read settings", [](pqxx::transaction_base& tx) -> Result<std::string> {
+    auto row = tx.exec1("SELECT current_setting('fsync') || current_setting('synchronous_commit') || current_setting('full_page_writes')");
+    return std::string(row[0].c_str());
+  });
+  ASSERT_TRUE(settings.ok()) << settings.error().message;
+  EXPECT_EQ(*settings, "ononon");
+}
+
 TEST(PostgresServerLifetime, StoppedItRefusesAndIsGoneAndASecondStartsInTheSameProcess) {
   std::string url;
   std::string directory;
