@@ -147,9 +147,21 @@ class PostgresConnection final : public Connection {
   void begin() override {
     if (depth_ < 0) {
       reconnect_if_lost();
-      raw_exec("BEGIN");
+      // One round trip for both (a simple query may hold several statements).
       depth_ = 0;
-      raw_exec("SELECT pg_advisory_xact_lock(hashtext('usher." + schema_ + "'))");
+      try {
+        raw_exec("BEGIN; SELECT pg_advisory_xact_lock(hashtext('usher." + schema_ + "'))");
+      } catch (...) {
+        // No Transaction was made, so nothing else ends this one.
+        if (depth_ >= 0) {
+          depth_ = -1;
+          try {
+            raw_exec("ROLLBACK");
+          } catch (...) {
+          }
+        }
+        throw;
+      }
     } else {
       raw_exec("SAVEPOINT nested_" + std::to_string(++depth_));
     }
