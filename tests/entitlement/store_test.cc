@@ -37,6 +37,31 @@ TEST(EntitlementStore, CreateOpenAndRefuseSecondOperator) {
   EXPECT_EQ(std::filesystem::exists(dir.file("entitlement.db")), !on_server);
 }
 
+// Schema versions on either backend: a store of the previous schema (before the engine kept the
+// billings it certified) is brought forward on open, its rows kept.
+TEST(EntitlementStore, AStoreOfThePreviousSchemaIsBroughtForwardWithItsRows) {
+  testing::TempDir dir;
+  {
+    auto store = EntitlementStore::create(dir.path(), 0x4AFF, testing::store_database_url()).value();
+    ASSERT_TRUE(store.add_service(1, "One").ok());
+  }
+  ASSERT_EQ(EntitlementStore::schema().latest(), 2) << "add the newest step's undoing here";
+  {
+    auto db = open_store_database(dir.path(), {EntitlementStore::kDatabaseName, "engine"}, IfMissing::refuse).value();
+    db.exec("DROP TABLE billings");
+    db.connection().set_schema_version(1);
+  }
+  auto store = EntitlementStore::open(dir.path());
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  ASSERT_EQ(store->services().size(), 1u);
+  const auto billing = crypto::Ed25519KeyPair::generate();
+  (void)store->certify_billing(7, billing.public_key, crypto::X25519KeyPair::generate().public_key, 1'900'000'000);
+  ASSERT_TRUE(store->billing_public(7).has_value());
+  EXPECT_EQ(*store->billing_public(7), billing.public_key);
+  auto db = open_store_database(dir.path(), {EntitlementStore::kDatabaseName, "engine"}, IfMissing::refuse).value();
+  EXPECT_EQ(sql::user_version(db), 2);
+}
+
 // Schema versions on either backend: a store from a newer Usher is refused and left as it is.
 TEST(EntitlementStore, AStoreOfANewerSchemaIsRefusedAndLeftAsItIs) {
   testing::TempDir dir;
