@@ -197,11 +197,14 @@ Result<BillingStore> BillingStore::create(const std::string& home, std::uint32_t
                                           const std::string& engine_endpoint, const std::string& database_url) {
   if (has_store_database(home, kStoreNames)) return make_error(Errc::already_exists, "a billing service is already initialised in " + home);
   if (engine_endpoint.empty()) return make_error(Errc::invalid_argument, "billing needs the engine's endpoint");
+  std::error_code ec;
+  const bool new_home = !fs::exists(home, ec);
   USHER_CHECK(keep_database_url(home, database_url));
   auto made = create_in(home, billing_id, op, engine_endpoint);
   if (!made && !database_url.empty()) {
-    std::error_code ec;
-    fs::remove(fs::path(home) / kDatabaseUrlFile, ec);  // the home is left as it was: init can be run again
+    // The home is left as it was (init can be run again): no URL kept, and no empty directory made.
+    fs::remove(fs::path(home) / kDatabaseUrlFile, ec);
+    if (new_home) fs::remove(home, ec);  // only when empty
   }
   return made;
 }

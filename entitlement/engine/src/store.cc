@@ -241,11 +241,14 @@ Result<OperatorKeyFile> read_operator_key_file(const std::string& home) {
 
 Result<EntitlementStore> EntitlementStore::create(const std::string& home, std::uint16_t ca_system_id, const std::string& database_url) {
   if (has_store_database(home, kStoreNames)) return make_error(Errc::already_exists, "an operator already exists in " + home);
+  std::error_code ec;
+  const bool new_home = !fs::exists(home, ec);
   USHER_CHECK(keep_database_url(home, database_url));
   auto made = create_in(home, ca_system_id);
   if (!made && !database_url.empty()) {
-    std::error_code ec;
-    fs::remove(fs::path(home) / kDatabaseUrlFile, ec);  // the home is left as it was: init can be run again
+    // The home is left as it was (init can be run again): no URL kept, and no empty directory made.
+    fs::remove(fs::path(home) / kDatabaseUrlFile, ec);
+    if (new_home) fs::remove(home, ec);  // only when empty
   }
   return made;
 }
