@@ -197,16 +197,7 @@ Result<BillingStore> BillingStore::create(const std::string& home, std::uint32_t
                                           const std::string& engine_endpoint, const std::string& database_url) {
   if (has_store_database(home, kStoreNames)) return make_error(Errc::already_exists, "a billing service is already initialised in " + home);
   if (engine_endpoint.empty()) return make_error(Errc::invalid_argument, "billing needs the engine's endpoint");
-  std::error_code ec;
-  const bool new_home = !fs::exists(home, ec);
-  USHER_CHECK(keep_database_url(home, database_url));
-  auto made = create_in(home, billing_id, op, engine_endpoint);
-  if (!made && !database_url.empty()) {
-    // The home is left as it was (init can be run again): no URL kept, and no empty directory made.
-    fs::remove(fs::path(home) / kDatabaseUrlFile, ec);
-    if (new_home) fs::remove(home, ec);  // only when empty
-  }
-  return made;
+  return making_store_home(home, database_url, [&] { return create_in(home, billing_id, op, engine_endpoint); });
 }
 
 Result<BillingStore> BillingStore::create_in(const std::string& home, std::uint32_t billing_id, const entitlement::OperatorPublicFile& op,
@@ -284,8 +275,7 @@ Result<BillingStore> BillingStore::open(const std::string& home, const std::stri
     signing = Key256(std::span<const std::uint8_t, 32>((*fields)[kKeyFileFields[0]].data(), 32));
     sealing = Key256(std::span<const std::uint8_t, 32>((*fields)[kKeyFileFields[1]].data(), 32));
     // The keys must be those the certificate names: a home of another billing is refused.
-    const std::uint8_t probe[] = {'u', 's', 'h', 'e', 'r'};
-    if (!crypto::ed25519_verify(cert.billing_public, probe, crypto::ed25519_sign(*signing, probe)) ||
+    if (crypto::ed25519_public(*signing) != cert.billing_public ||
         (cert.billing_x25519 != crypto::PublicKey{} && crypto::x25519_public(*sealing) != cert.billing_x25519)) {
       return make_error(Errc::storage, "the billing keys in " + key_path + " are not those of the billing in " + path + ": refused");
     }

@@ -133,6 +133,10 @@ PublicKey x25519_public(const Secret<32>& private_key) {
   return raw_public_of(raw_private(EVP_PKEY_X25519, private_key).get());
 }
 
+PublicKey ed25519_public(const Secret<32>& private_key) {
+  return raw_public_of(raw_private(EVP_PKEY_ED25519, private_key).get());
+}
+
 Result<Secret<32>> x25519(const Secret<32>& private_key, const PublicKey& peer_public) {
   Pkey mine = raw_private(EVP_PKEY_X25519, private_key);
   Pkey peer(EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, peer_public.data(), peer_public.size()));

@@ -47,6 +47,17 @@ Result<sql::Database> open_store_database(const std::string& home, const StoreNa
   return open_private_database(home, names.sqlite_file, missing);
 }
 
+bool directory_exists(const std::string& path) {
+  std::error_code ec;
+  return fs::exists(path, ec);
+}
+
+void forget_new_home(const std::string& home, const std::string& database_url, bool new_home) {
+  std::error_code ec;
+  if (!database_url.empty()) fs::remove(fs::path(home) / kDatabaseUrlFile, ec);
+  if (new_home) fs::remove(home, ec);  // only when empty: a SQLite file made meanwhile stays, as before
+}
+
 bool has_store_database(const std::string& home, const StoreNames& names) {
   std::error_code ec;
   return fs::exists(fs::path(home) / kDatabaseUrlFile, ec) || fs::exists(fs::path(home) / names.sqlite_file, ec);

@@ -37,6 +37,14 @@ TEST(X25519, Rfc7748KnownAnswer) {
   EXPECT_EQ(to_hex(shared->bytes()), "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
 }
 
+// RFC 8032, section 7.1, test 1: the public key of a seed (what a key file is checked with).
+TEST(Ed25519, PublicKeyOfASeedIsRfc8032s) {
+  const auto seed = secret("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60");
+  EXPECT_EQ(to_hex(ed25519_public(seed)), "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+  const auto pair = Ed25519KeyPair::generate();
+  EXPECT_EQ(ed25519_public(pair.private_key), pair.public_key);
+}
+
 TEST(X25519, GeneratedPairsAgreeAndLowOrderKeyIsRefused) {
   auto a = X25519KeyPair::generate();
   auto b = X25519KeyPair::generate();

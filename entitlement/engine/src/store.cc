@@ -229,9 +229,7 @@ Result<OperatorKeyFile> read_operator_key_file(const std::string& home) {
   keys.x25519_public = blob_key(f["x25519_public"]);
   keys.ed25519_private = Key256(std::span<const std::uint8_t, 32>(f["ed25519_private"].data(), 32));
   keys.ed25519_public = blob_key(f["ed25519_public"]);
-  const std::uint8_t probe[] = {'u', 's', 'h', 'e', 'r'};
-  if (crypto::x25519_public(keys.x25519_private) != keys.x25519_public ||
-      !crypto::ed25519_verify(keys.ed25519_public, probe, crypto::ed25519_sign(keys.ed25519_private, probe))) {
+  if (crypto::x25519_public(keys.x25519_private) != keys.x25519_public || crypto::ed25519_public(keys.ed25519_private) != keys.ed25519_public) {
     return make_error(Errc::storage, path + " holds a private key that does not match its public key");
   }
   return keys;
@@ -241,16 +239,7 @@ Result<OperatorKeyFile> read_operator_key_file(const std::string& home) {
 
 Result<EntitlementStore> EntitlementStore::create(const std::string& home, std::uint16_t ca_system_id, const std::string& database_url) {
   if (has_store_database(home, kStoreNames)) return make_error(Errc::already_exists, "an operator already exists in " + home);
-  std::error_code ec;
-  const bool new_home = !fs::exists(home, ec);
-  USHER_CHECK(keep_database_url(home, database_url));
-  auto made = create_in(home, ca_system_id);
-  if (!made && !database_url.empty()) {
-    // The home is left as it was (init can be run again): no URL kept, and no empty directory made.
-    fs::remove(fs::path(home) / kDatabaseUrlFile, ec);
-    if (new_home) fs::remove(home, ec);  // only when empty
-  }
-  return made;
+  return making_store_home(home, database_url, [&] { return create_in(home, ca_system_id); });
 }
 
 Result<EntitlementStore> EntitlementStore::create_in(const std::string& home, std::uint16_t ca_system_id) {

@@ -45,6 +45,8 @@ struct Ed25519KeyPair {
   PublicKey public_key;
   static Ed25519KeyPair generate();
 };
+// The public key that belongs to a private key (the seed).
+PublicKey ed25519_public(const Secret<32>& private_key);
 Signature ed25519_sign(const Secret<32>& private_key, std::span<const std::uint8_t> message);
 bool ed25519_verify(const PublicKey& public_key, std::span<const std::uint8_t> message, const Signature& sig);
 

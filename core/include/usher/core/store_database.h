@@ -35,6 +35,22 @@ Result<std::optional<std::string>> stored_database_url(const std::string& home);
 // home, made private. Errc::invalid_argument for a URL that is not PostgreSQL's, saying which.
 Status keep_database_url(const std::string& home, const std::string& url);
 
+bool directory_exists(const std::string& path);
+// The undoing making_store_home does: the kept URL, and the home itself when it was new and is empty.
+void forget_new_home(const std::string& home, const std::string& database_url, bool new_home);
+
+// Makes a new home's store with `make` (which opens it with open_store_database): the URL kept
+// first (keep_database_url), and when `make` fails the home is left as it was, so that init can be
+// run again: no URL kept, no empty directory made.
+template <typename Make>
+auto making_store_home(const std::string& home, const std::string& database_url, Make&& make) -> decltype(make()) {
+  const bool new_home = !directory_exists(home);
+  USHER_CHECK(keep_database_url(home, database_url));
+  auto made = make();
+  if (!made) forget_new_home(home, database_url, new_home);
+  return made;
+}
+
 // Opens the store's database: PostgreSQL when the home keeps a URL, else the SQLite file (made
 // when `missing` is create). Errc::not_found when the home has neither (and `missing` is refuse).
 Result<sql::Database> open_store_database(const std::string& home, const StoreNames& names, IfMissing missing);
