@@ -1,4 +1,4 @@
-// ECM and EMM decoding as the STB sees them: peek at the clear header, then open with a key.
+// ECM and EMM (unique, group, global) decoding as the STB sees them: peek at the clear header, then open with a key.
 // A fixed key lets the fuzzer reach the decoding of authentic-looking messages when seeded with
 // messages sealed under it (fuzz_seeds writes some).
 #include <cstddef>
@@ -20,5 +20,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     (void)entitlement::decode_ecm(in, key, key);
   }
   if (auto h = entitlement::peek_emm(in)) (void)entitlement::decode_emm(in, key);
+  if (auto h = entitlement::peek_any_emm(in)) {
+    if (h->address.type != entitlement::EmmAddressType::unique) (void)entitlement::decode_shared_emm(in, key);
+  }
   return 0;
 }

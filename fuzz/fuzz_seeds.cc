@@ -61,6 +61,20 @@ int main(int argc, char** argv) {
   const auto emm_section = entitlement::encode_emm(emm, key);
   write(root / "fuzz_messages", "ecm", ecm_section);
   write(root / "fuzz_messages", "emm", emm_section);
+  {
+    entitlement::SharedEmmContent group{{entitlement::EmmAddressType::group, 7, 1}, 2, 1'900'000'000, {}};
+    entitlement::EmmMemberGrant grant;
+    grant.members.set(3);
+    grant.not_after = 2'000'000'000;
+    grant.services.push_back({1, 1, key.clone()});
+    group.items.emplace_back(std::move(grant));
+    group.items.emplace_back(entitlement::EmmMemberRevoke{{}, {1, 2}});
+    write(root / "fuzz_messages", "group_emm", entitlement::encode_shared_emm(group, key));
+    entitlement::SharedEmmContent global{{entitlement::EmmAddressType::global, 0, 1}, 3, 1'900'000'000, {}};
+    global.items.emplace_back(entitlement::EmmMessage{1, "hello"});
+    global.items.emplace_back(entitlement::EmmGlobalKey{2, key.clone()});
+    write(root / "fuzz_messages", "global_emm", entitlement::encode_shared_emm(global, key));
+  }
 
   std::vector<streams::TsPacket> mux;
   streams::SectionPacketizer pat_pz(0), pmt_pz(0x100), cat_pz(1), ecm_pz(0x1FE0), emm_pz(0x1FF0);

@@ -212,5 +212,170 @@ TEST(Emm, TamperWrongKeyAndRelabelledAddressAreRefused) {
   EXPECT_EQ(decode_emm(seq, key).error().code, Errc::auth_failed);
 }
 
+
+SharedEmmContent sample_group_emm() {
+  SharedEmmContent emm;
+  emm.address = {EmmAddressType::group, 3907, 2};
+  emm.sequence = 1'000'001;
+  emm.issued_unix = 1'800'000'000;
+  EmmMemberGrant grant;
+  grant.members.set(0);
+  grant.members.set(9);
+  grant.members.set(255);
+  grant.not_before = 100;
+  grant.not_after = 200;
+  grant.services.push_back({1, 4, random_key()});
+  grant.services.push_back({2, 7, random_key()});
+  emm.items.emplace_back(std::move(grant));
+  EmmMemberRevoke revoke;
+  revoke.members.set(17);
+  revoke.services = {1, 2};
+  emm.items.emplace_back(std::move(revoke));
+  return emm;
+}
+
+TEST(MemberBitmap, PositionZeroIsTheFirstByteMostSignificantBit) {
+  MemberBitmap m;
+  m.set(0);
+  m.set(9);
+  m.set(255);
+  EXPECT_EQ(m.bits[0], 0x80);
+  EXPECT_EQ(m.bits[1], 0x40);
+  EXPECT_EQ(m.bits[31], 0x01);
+  EXPECT_TRUE(m.has(9));
+  EXPECT_FALSE(m.has(8));
+  EXPECT_EQ(m.count(), 3u);
+  m.clear(9);
+  EXPECT_FALSE(m.has(9));
+  EXPECT_EQ(m.count(), 2u);
+}
+
+TEST(GroupEmm, RoundTripWithTheHeaderAReceiverFiltersOn) {
+  const auto key = random_key();
+  const auto emm = sample_group_emm();
+  const auto section = encode_shared_emm(emm, key);
+  EXPECT_EQ(section[0], kTableEmmGroup);
+  // Clear header, byte by byte (docs/messages.md): version 1, group 3907, key version 2, sequence.
+  const std::vector<std::uint8_t> header(section.begin() + 3, section.begin() + 3 + 17);
+  EXPECT_EQ(header, (std::vector<std::uint8_t>{1, 0, 0, 0x0F, 0x43, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0x0F, 0x42, 0x41}));
+  auto peeked = peek_any_emm(section);
+  ASSERT_TRUE(peeked.ok()) << peeked.error().message;
+  EXPECT_EQ(peeked->address, (EmmAddress{EmmAddressType::group, 3907, 2}));
+  EXPECT_EQ(peeked->sequence, 1'000'001u);
+  auto back = decode_shared_emm(section, key);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(back->address, emm.address);
+  EXPECT_EQ(back->issued_unix, 1'800'000'000u);
+  ASSERT_EQ(back->items.size(), 2u);
+  const auto& g = std::get<EmmMemberGrant>(back->items[0]);
+  const auto& sent = std::get<EmmMemberGrant>(emm.items[0]);
+  EXPECT_EQ(g.members, sent.members);
+  EXPECT_EQ(g.not_before, 100u);
+  EXPECT_EQ(g.not_after, 200u);
+  ASSERT_EQ(g.services.size(), 2u);
+  EXPECT_EQ(g.services[1].service_id, 2);
+  EXPECT_EQ(g.services[1].key_version, 7);
+  EXPECT_TRUE(constant_time_equal(g.services[1].key.bytes(), sent.services[1].key.bytes()));
+  const auto& v = std::get<EmmMemberRevoke>(back->items[1]);
+  EXPECT_TRUE(v.members.has(17));
+  EXPECT_EQ(v.services, (std::vector<std::uint16_t>{1, 2}));
+  // A unique EMM's reader refuses it, and the shared reader refuses a unique EMM.
+  EXPECT_FALSE(peek_emm(section).ok());
+  EmmContent unique{5, 1, 0, {}};
+  unique.items.emplace_back(EmmRevoke{1});
+  EXPECT_EQ(decode_shared_emm(encode_emm(unique, key), key).error().code, Errc::malformed);
+}
+
+TEST(GroupEmm, EveryTamperedByteWrongKeyAndRelabelledAddressAreRefused) {
+  const auto key = random_key();
+  const auto section = encode_shared_emm(sample_group_emm(), key);
+  for (std::size_t i = 0; i < section.size(); ++i) {
+    auto t = section;
+    t[i] ^= 0x40;
+    EXPECT_FALSE(decode_shared_emm(t, key).ok()) << i;
+  }
+  EXPECT_EQ(decode_shared_emm(section, random_key()).error().code, Errc::auth_failed);
+  // Another group, key version or sequence in the clear header breaks the tag: a group's EMM cannot
+  // be passed off as another group's, or replayed as newer.
+  for (const std::size_t at : {3u + 1 + 3, 3u + 5 + 3, 3u + 9 + 7}) {
+    auto t = section;
+    t[at] ^= 1;
+    EXPECT_EQ(decode_shared_emm(t, key).error().code, Errc::auth_failed) << at;
+  }
+  // Relabelled as a global EMM (table_id 0x84): the header names a group, refused before any key is tried.
+  auto relabelled = section;
+  relabelled[0] = kTableEmmGlobal;
+  EXPECT_EQ(decode_shared_emm(relabelled, key).error().code, Errc::malformed);
+}
+
+TEST(GlobalEmm, RoundTripOffersMessagesAndTheNextGlobalKey) {
+  const auto key = random_key();
+  SharedEmmContent emm;
+  emm.address = {EmmAddressType::global, 0, 5};
+  emm.sequence = 77;
+  EmmOffer offer;
+  offer.event_id = 9;
+  offer.service_id = 3;
+  offer.price_minor = 499;
+  offer.currency = {'E', 'U', 'R'};
+  offer.event_key = random_key();
+  offer.title = "Final";
+  emm.items.emplace_back(std::move(offer));
+  emm.items.emplace_back(EmmMessage{12, "Maintenance tonight at 03:00"});
+  const auto next = random_key();
+  emm.items.emplace_back(EmmGlobalKey{6, next.clone()});
+  const auto section = encode_shared_emm(emm, key);
+  EXPECT_EQ(section[0], kTableEmmGlobal);
+  auto back = decode_shared_emm(section, key);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(back->address, (EmmAddress{EmmAddressType::global, 0, 5}));
+  ASSERT_EQ(back->items.size(), 3u);
+  EXPECT_EQ(std::get<EmmOffer>(back->items[0]).title, "Final");
+  EXPECT_EQ(std::get<EmmMessage>(back->items[1]).text, "Maintenance tonight at 03:00");
+  EXPECT_EQ(std::get<EmmMessage>(back->items[1]).message_id, 12u);
+  EXPECT_EQ(std::get<EmmGlobalKey>(back->items[2]).key_version, 6u);
+  EXPECT_TRUE(constant_time_equal(std::get<EmmGlobalKey>(back->items[2]).key.bytes(), next.bytes()));
+  // A global header naming a group is malformed.
+  auto named = section;
+  named[3 + 4] = 1;
+  EXPECT_EQ(peek_any_emm(named).error().code, Errc::malformed);
+  EXPECT_THROW(encode_shared_emm(SharedEmmContent{{EmmAddressType::global, 4, 1}, 1, 0, {}}, key), std::invalid_argument);
+  EXPECT_THROW(encode_shared_emm(SharedEmmContent{{EmmAddressType::unique, 4, 0}, 1, 0, {}}, key), std::invalid_argument);
+}
+
+TEST(Emm, GroupAndGlobalKeysTravelInAUniqueEmm) {
+  const auto key = random_key();
+  EmmContent emm{1001, 3, 0, {}};
+  const auto group_key = random_key();
+  emm.items.emplace_back(EmmGroupKey{42, 200, 3, group_key.clone()});
+  emm.items.emplace_back(EmmGlobalKey{1, random_key()});
+  auto back = decode_emm(encode_emm(emm, key), key);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  const auto& g = std::get<EmmGroupKey>(back->items[0]);
+  EXPECT_EQ(g.group_id, 42u);
+  EXPECT_EQ(g.position, 200);
+  EXPECT_EQ(g.key_version, 3u);
+  EXPECT_TRUE(constant_time_equal(g.key.bytes(), group_key.bytes()));
+  auto any = peek_any_emm(encode_emm(emm, key));
+  ASSERT_TRUE(any.ok());
+  EXPECT_EQ(any->address, (EmmAddress{EmmAddressType::unique, 1001, 0}));
+}
+
+TEST(Emm, WhatFitsInOneSectionIsMeasuredBeforeSealing) {
+  // Member grants of 25 services fit (about 900 bytes); 26 do not, and encoding says so.
+  const auto key = random_key();
+  auto grant_of = [](std::uint16_t services) {
+    EmmMemberGrant g;
+    for (std::uint16_t s = 1; s <= services; ++s) g.services.push_back({s, 1, Key256()});
+    std::vector<EmmItem> items;
+    items.emplace_back(std::move(g));
+    return items;
+  };
+  EXPECT_LE(emm_plaintext_size(grant_of(25)), kMaxEmmPlaintext);
+  EXPECT_GT(emm_plaintext_size(grant_of(26)), kMaxEmmPlaintext);
+  EXPECT_NO_THROW(encode_shared_emm(SharedEmmContent{{EmmAddressType::group, 1, 1}, 1, 0, grant_of(25)}, key));
+  EXPECT_THROW(encode_shared_emm(SharedEmmContent{{EmmAddressType::group, 1, 1}, 1, 0, grant_of(26)}, key), std::length_error);
+}
+
 }  // namespace
 }  // namespace usher::entitlement

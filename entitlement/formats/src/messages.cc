@@ -208,66 +208,285 @@ Result<Key256> derive_emm_key(const Secret<32>& own_private, const crypto::Publi
   return crypto::hkdf_sha256(shared.bytes(), kSalt, info.data());
 }
 
+namespace {
+
+constexpr std::uint8_t kItemGroupKey = 8;
+constexpr std::uint8_t kItemGlobalKey = 9;
+constexpr std::uint8_t kItemMemberGrant = 10;
+constexpr std::uint8_t kItemMemberRevoke = 11;
+constexpr std::uint8_t kItemMessage = 12;
+constexpr std::size_t kMaxOfferTitle = 200;
+constexpr std::size_t kMaxMessageText = 200;
+// Shared EMMs' clear header: version, group id (0 for global), key version, sequence.
+constexpr std::size_t kSharedEmmHeaderSize = 1 + 4 + 4 + 8;
+constexpr std::uint8_t kSharedEmmVersion = 1;
+
+std::span<const std::uint8_t> chars(const std::string& s, std::size_t n) { return {reinterpret_cast<const std::uint8_t*>(s.data()), n}; }
+
+void write_item(ByteWriter& plain, const EmmItem& item) {
+  ByteWriter d;
+  std::uint8_t type = 0;
+  if (const auto* g = std::get_if<EmmGrant>(&item)) {
+    type = kItemGrant;
+    d.u16(g->service_id);
+    d.u16(g->key_version);
+    d.bytes(g->service_key.bytes());
+    d.u64(g->not_before);
+    d.u64(g->not_after);
+  } else if (const auto* v = std::get_if<EmmRevoke>(&item)) {
+    type = kItemRevoke;
+    d.u16(v->service_id);
+  } else if (const auto* t = std::get_if<EmmTicket>(&item)) {
+    type = kItemTicket;
+    d.bytes(t->ticket);
+    d.bytes(t->event_key.bytes());
+  } else if (const auto* r = std::get_if<EmmTicketRevoke>(&item)) {
+    type = kItemTicketRevoke;
+    d.u64(r->ticket_id);
+  } else if (const auto* c = std::get_if<EmmCredit>(&item)) {
+    type = kItemCredit;
+    d.u64(static_cast<std::uint64_t>(c->limit_minor));
+    d.bytes({reinterpret_cast<const std::uint8_t*>(c->currency.data()), 3});
+  } else if (const auto* k = std::get_if<EmmCollection>(&item)) {
+    type = kItemCollection;
+    d.u64(k->within_seconds);
+  } else if (const auto* o = std::get_if<EmmOffer>(&item)) {
+    const auto n = std::min(o->title.size(), kMaxOfferTitle);
+    type = kItemOffer;
+    d.u32(o->event_id);
+    d.u16(o->service_id);
+    d.u64(o->start);
+    d.u32(o->duration);
+    d.u64(static_cast<std::uint64_t>(o->price_minor));
+    d.bytes({reinterpret_cast<const std::uint8_t*>(o->currency.data()), 3});
+    d.u8(o->min_age);
+    d.bytes(o->event_key.bytes());
+    d.u8(static_cast<std::uint8_t>(n));
+    d.bytes(chars(o->title, n));
+  } else if (const auto* gk = std::get_if<EmmGroupKey>(&item)) {
+    type = kItemGroupKey;
+    d.u32(gk->group_id);
+    d.u8(gk->position);
+    d.u32(gk->key_version);
+    d.bytes(gk->key.bytes());
+  } else if (const auto* xk = std::get_if<EmmGlobalKey>(&item)) {
+    type = kItemGlobalKey;
+    d.u32(xk->key_version);
+    d.bytes(xk->key.bytes());
+  } else if (const auto* mg = std::get_if<EmmMemberGrant>(&item)) {
+    if (mg->services.size() > 255) throw std::length_error("EMM: a member grant names at most 255 services");
+    type = kItemMemberGrant;
+    d.bytes(mg->members.bits);
+    d.u64(mg->not_before);
+    d.u64(mg->not_after);
+    d.u8(static_cast<std::uint8_t>(mg->services.size()));
+    for (const auto& key_item : mg->services) {
+      d.u16(key_item.service_id);
+      d.u16(key_item.key_version);
+      d.bytes(key_item.key.bytes());
+    }
+  } else if (const auto* mr = std::get_if<EmmMemberRevoke>(&item)) {
+    if (mr->services.size() > 255) throw std::length_error("EMM: a member revoke names at most 255 services");
+    type = kItemMemberRevoke;
+    d.bytes(mr->members.bits);
+    d.u8(static_cast<std::uint8_t>(mr->services.size()));
+    for (const auto s : mr->services) d.u16(s);
+  } else if (const auto* m = std::get_if<EmmMessage>(&item)) {
+    const auto n = std::min(m->text.size(), kMaxMessageText);
+    type = kItemMessage;
+    d.u64(m->message_id);
+    d.u8(static_cast<std::uint8_t>(n));
+    d.bytes(chars(m->text, n));
+  }
+  auto data = d.take();
+  plain.u8(type);
+  plain.u16(static_cast<std::uint16_t>(data.size()));
+  plain.bytes(data);
+  secure_zero(data.data(), data.size());
+}
+
+std::vector<std::uint8_t> write_items(std::uint64_t issued_unix, const std::vector<EmmItem>& items) {
+  if (items.size() > 255) throw std::length_error("EMM: at most 255 items");
+  ByteWriter plain;
+  plain.u64(issued_unix);
+  plain.u8(static_cast<std::uint8_t>(items.size()));
+  for (const auto& item : items) write_item(plain, item);
+  return plain.take();
+}
+
+Status wrong_length(const char* item) { return make_error(Errc::malformed, std::string("EMM: ") + item + " item has the wrong length"); }
+
+// Reads one item's data; unknown types are skipped (nothing appended): a newer engine may add some.
+Status read_item(std::uint8_t type, std::span<const std::uint8_t> data, std::vector<EmmItem>& items) {
+  ByteReader item(data);
+  auto done = [&](const char* what) { return item.failed() || item.remaining() != 0 ? wrong_length(what) : ok_status(); };
+  if (type == kItemGrant) {
+    EmmGrant g;
+    item.u16(g.service_id);
+    item.u16(g.key_version);
+    item.bytes(g.service_key.mutable_bytes());
+    item.u64(g.not_before);
+    item.u64(g.not_after);
+    USHER_CHECK(done("grant"));
+    items.emplace_back(std::move(g));
+  } else if (type == kItemRevoke) {
+    EmmRevoke v;
+    item.u16(v.service_id);
+    USHER_CHECK(done("revoke"));
+    items.emplace_back(v);
+  } else if (type == kItemTicket) {
+    if (data.size() < 32) return make_error(Errc::malformed, "EMM: ticket item too short");
+    EmmTicket t;
+    t.ticket.assign(data.begin(), data.end() - 32);
+    std::copy(data.end() - 32, data.end(), t.event_key.mutable_bytes().begin());
+    items.emplace_back(std::move(t));
+  } else if (type == kItemCredit) {
+    EmmCredit c;
+    std::uint64_t limit = 0;
+    std::array<std::uint8_t, 3> cur{};
+    item.u64(limit);
+    item.bytes(cur);
+    USHER_CHECK(done("credit"));
+    c.limit_minor = static_cast<std::int64_t>(limit);
+    std::copy(cur.begin(), cur.end(), c.currency.begin());
+    items.emplace_back(c);
+  } else if (type == kItemOffer) {
+    EmmOffer o;
+    std::uint64_t price = 0;
+    std::array<std::uint8_t, 3> cur{};
+    std::uint8_t n = 0;
+    std::span<const std::uint8_t> title;
+    item.u32(o.event_id);
+    item.u16(o.service_id);
+    item.u64(o.start);
+    item.u32(o.duration);
+    item.u64(price);
+    item.bytes(cur);
+    item.u8(o.min_age);
+    item.bytes(o.event_key.mutable_bytes());
+    item.u8(n);
+    item.view(n, title);
+    USHER_CHECK(done("offer"));
+    o.price_minor = static_cast<std::int64_t>(price);
+    std::copy(cur.begin(), cur.end(), o.currency.begin());
+    o.title.assign(title.begin(), title.end());
+    items.emplace_back(std::move(o));
+  } else if (type == kItemCollection) {
+    EmmCollection k;
+    item.u64(k.within_seconds);
+    USHER_CHECK(done("collection"));
+    items.emplace_back(k);
+  } else if (type == kItemTicketRevoke) {
+    EmmTicketRevoke v;
+    item.u64(v.ticket_id);
+    USHER_CHECK(done("ticket revoke"));
+    items.emplace_back(v);
+  } else if (type == kItemGroupKey) {
+    EmmGroupKey g;
+    item.u32(g.group_id);
+    item.u8(g.position);
+    item.u32(g.key_version);
+    item.bytes(g.key.mutable_bytes());
+    USHER_CHECK(done("group key"));
+    items.emplace_back(std::move(g));
+  } else if (type == kItemGlobalKey) {
+    EmmGlobalKey g;
+    item.u32(g.key_version);
+    item.bytes(g.key.mutable_bytes());
+    USHER_CHECK(done("global key"));
+    items.emplace_back(std::move(g));
+  } else if (type == kItemMemberGrant) {
+    EmmMemberGrant g;
+    std::uint8_t n = 0;
+    item.bytes(g.members.bits);
+    item.u64(g.not_before);
+    item.u64(g.not_after);
+    item.u8(n);
+    for (int i = 0; i < n && !item.failed(); ++i) {
+      ServiceKeyItem k;
+      item.u16(k.service_id);
+      item.u16(k.key_version);
+      item.bytes(k.key.mutable_bytes());
+      g.services.push_back(std::move(k));
+    }
+    USHER_CHECK(done("member grant"));
+    items.emplace_back(std::move(g));
+  } else if (type == kItemMemberRevoke) {
+    EmmMemberRevoke v;
+    std::uint8_t n = 0;
+    item.bytes(v.members.bits);
+    item.u8(n);
+    for (int i = 0; i < n && !item.failed(); ++i) {
+      std::uint16_t s = 0;
+      item.u16(s);
+      v.services.push_back(s);
+    }
+    USHER_CHECK(done("member revoke"));
+    items.emplace_back(std::move(v));
+  } else if (type == kItemMessage) {
+    EmmMessage m;
+    std::uint8_t n = 0;
+    std::span<const std::uint8_t> text;
+    item.u64(m.message_id);
+    item.u8(n);
+    item.view(n, text);
+    USHER_CHECK(done("message"));
+    m.text.assign(text.begin(), text.end());
+    items.emplace_back(std::move(m));
+  }
+  return ok_status();
+}
+
+// The plaintext after the clear header: issued time, item count, items.
+Status read_items(std::vector<std::uint8_t>& plaintext, std::uint64_t& issued_unix, std::vector<EmmItem>& items) {
+  ByteReader r(plaintext);
+  std::uint8_t count = 0;
+  r.u64(issued_unix);
+  r.u8(count);
+  Status status = ok_status();
+  for (int i = 0; i < count && !r.failed() && status; ++i) {
+    std::uint8_t type = 0;
+    std::uint16_t len = 0;
+    std::span<const std::uint8_t> data;
+    if (!r.u8(type) || !r.u16(len) || !r.view(len, data)) break;
+    status = read_item(type, data, items);
+  }
+  const bool failed = r.failed() || r.remaining() != 0;
+  secure_zero(plaintext.data(), plaintext.size());
+  USHER_CHECK(status);
+  if (failed) return make_error(Errc::malformed, "EMM: payload has the wrong length");
+  return ok_status();
+}
+
+std::vector<std::uint8_t> seal_emm(std::uint8_t table_id, const std::vector<std::uint8_t>& header, std::uint64_t issued_unix,
+                                   const std::vector<EmmItem>& items, const Key256& key) {
+  auto p = write_items(issued_unix, items);
+  auto section = seal_into_section(table_id, header, p, key);
+  secure_zero(p.data(), p.size());
+  if (section.size() > 3 + kMaxBody) throw std::length_error("EMM too large for one section");
+  return section;
+}
+
+}  // namespace
+
+std::size_t MemberBitmap::count() const {
+  std::size_t n = 0;
+  for (const auto b : bits) n += static_cast<std::size_t>(__builtin_popcount(b));
+  return n;
+}
+
+std::size_t emm_plaintext_size(const std::vector<EmmItem>& items) {
+  auto p = write_items(0, items);
+  secure_zero(p.data(), p.size());
+  return p.size();
+}
+
 std::vector<std::uint8_t> encode_emm(const EmmContent& emm, const Key256& emm_key) {
   ByteWriter header;
   header.u8(kEmmVersion);
   header.u32(emm.stb_id);
   header.u64(emm.sequence);
-  ByteWriter plain;
-  plain.u64(emm.issued_unix);
-  plain.u8(static_cast<std::uint8_t>(emm.items.size()));
-  for (const auto& item : emm.items) {
-    if (const auto* g = std::get_if<EmmGrant>(&item)) {
-      plain.u8(kItemGrant);
-      plain.u16(2 + 2 + 32 + 8 + 8);
-      plain.u16(g->service_id);
-      plain.u16(g->key_version);
-      plain.bytes(g->service_key.bytes());
-      plain.u64(g->not_before);
-      plain.u64(g->not_after);
-    } else if (const auto* v = std::get_if<EmmRevoke>(&item)) {
-      plain.u8(kItemRevoke);
-      plain.u16(2);
-      plain.u16(v->service_id);
-    } else if (const auto* t = std::get_if<EmmTicket>(&item)) {
-      plain.u8(kItemTicket);
-      plain.u16(static_cast<std::uint16_t>(t->ticket.size() + 32));
-      plain.bytes(t->ticket);
-      plain.bytes(t->event_key.bytes());
-    } else if (const auto* r = std::get_if<EmmTicketRevoke>(&item)) {
-      plain.u8(kItemTicketRevoke);
-      plain.u16(8);
-      plain.u64(r->ticket_id);
-    } else if (const auto* c = std::get_if<EmmCredit>(&item)) {
-      plain.u8(kItemCredit);
-      plain.u16(11);
-      plain.u64(static_cast<std::uint64_t>(c->limit_minor));
-      plain.bytes({reinterpret_cast<const std::uint8_t*>(c->currency.data()), 3});
-    } else if (const auto* k = std::get_if<EmmCollection>(&item)) {
-      plain.u8(kItemCollection);
-      plain.u16(8);
-      plain.u64(k->within_seconds);
-    } else if (const auto* o = std::get_if<EmmOffer>(&item)) {
-      const auto n = std::min<std::size_t>(o->title.size(), 200);
-      plain.u8(kItemOffer);
-      plain.u16(static_cast<std::uint16_t>(4 + 2 + 8 + 4 + 8 + 3 + 1 + 32 + 1 + n));
-      plain.u32(o->event_id);
-      plain.u16(o->service_id);
-      plain.u64(o->start);
-      plain.u32(o->duration);
-      plain.u64(static_cast<std::uint64_t>(o->price_minor));
-      plain.bytes({reinterpret_cast<const std::uint8_t*>(o->currency.data()), 3});
-      plain.u8(o->min_age);
-      plain.bytes(o->event_key.bytes());
-      plain.u8(static_cast<std::uint8_t>(n));
-      plain.bytes({reinterpret_cast<const std::uint8_t*>(o->title.data()), n});
-    }
-  }
-  auto p = plain.take();
-  auto section = seal_into_section(kTableEmmUnique, header.data(), p, emm_key);
-  secure_zero(p.data(), p.size());
-  if (section.size() > 3 + kMaxBody) throw std::length_error("EMM too large for one section");
-  return section;
+  return seal_emm(kTableEmmUnique, header.data(), emm.issued_unix, emm.items, emm_key);
 }
 
 Result<EmmHeader> peek_emm(std::span<const std::uint8_t> section) {
@@ -288,82 +507,53 @@ Result<EmmContent> decode_emm(std::span<const std::uint8_t> section, const Key25
   EmmContent emm;
   emm.stb_id = header.stb_id;
   emm.sequence = header.sequence;
-  ByteReader r(opened.plaintext);
-  std::uint8_t count = 0;
-  r.u64(emm.issued_unix);
-  r.u8(count);
-  for (int i = 0; i < count && !r.failed(); ++i) {
-    std::uint8_t type = 0;
-    std::uint16_t len = 0;
-    std::span<const std::uint8_t> data;
-    if (!r.u8(type) || !r.u16(len) || !r.view(len, data)) break;
-    ByteReader item(data);
-    if (type == kItemGrant) {
-      EmmGrant g;
-      item.u16(g.service_id);
-      item.u16(g.key_version);
-      item.bytes(g.service_key.mutable_bytes());
-      item.u64(g.not_before);
-      item.u64(g.not_after);
-      if (item.failed() || item.remaining() != 0) return make_error(Errc::malformed, "EMM: grant item has the wrong length");
-      emm.items.emplace_back(std::move(g));
-    } else if (type == kItemRevoke) {
-      EmmRevoke v;
-      item.u16(v.service_id);
-      if (item.failed() || item.remaining() != 0) return make_error(Errc::malformed, "EMM: revoke item has the wrong length");
-      emm.items.emplace_back(v);
-    } else if (type == kItemTicket) {
-      if (data.size() < 32) return make_error(Errc::malformed, "EMM: ticket item too short");
-      EmmTicket t;
-      t.ticket.assign(data.begin(), data.end() - 32);
-      std::copy(data.end() - 32, data.end(), t.event_key.mutable_bytes().begin());
-      emm.items.emplace_back(std::move(t));
-    } else if (type == kItemCredit) {
-      EmmCredit c;
-      std::uint64_t limit = 0;
-      std::array<std::uint8_t, 3> cur{};
-      item.u64(limit);
-      item.bytes(cur);
-      if (item.failed() || item.remaining() != 0) return make_error(Errc::malformed, "EMM: credit item has the wrong length");
-      c.limit_minor = static_cast<std::int64_t>(limit);
-      std::copy(cur.begin(), cur.end(), c.currency.begin());
-      emm.items.emplace_back(c);
-    } else if (type == kItemOffer) {
-      EmmOffer o;
-      std::uint64_t price = 0;
-      std::array<std::uint8_t, 3> cur{};
-      std::uint8_t n = 0;
-      std::span<const std::uint8_t> title;
-      item.u32(o.event_id);
-      item.u16(o.service_id);
-      item.u64(o.start);
-      item.u32(o.duration);
-      item.u64(price);
-      item.bytes(cur);
-      item.u8(o.min_age);
-      item.bytes(o.event_key.mutable_bytes());
-      item.u8(n);
-      item.view(n, title);
-      if (item.failed() || item.remaining() != 0) return make_error(Errc::malformed, "EMM: offer item has the wrong length");
-      o.price_minor = static_cast<std::int64_t>(price);
-      std::copy(cur.begin(), cur.end(), o.currency.begin());
-      o.title.assign(title.begin(), title.end());
-      emm.items.emplace_back(std::move(o));
-    } else if (type == kItemCollection) {
-      EmmCollection k;
-      item.u64(k.within_seconds);
-      if (item.failed() || item.remaining() != 0) return make_error(Errc::malformed, "EMM: collection item has the wrong length");
-      emm.items.emplace_back(k);
-    } else if (type == kItemTicketRevoke) {
-      EmmTicketRevoke v;
-      item.u64(v.ticket_id);
-      if (item.failed() || item.remaining() != 0) return make_error(Errc::malformed, "EMM: ticket revoke item has the wrong length");
-      emm.items.emplace_back(v);
-    }  // unknown item types are skipped: a newer engine may add some
+  USHER_CHECK(read_items(opened.plaintext, emm.issued_unix, emm.items));
+  return emm;
+}
+
+Result<AnyEmmHeader> peek_any_emm(std::span<const std::uint8_t> section) {
+  if (section.empty()) return make_error(Errc::malformed, "EMM: empty section");
+  if (section[0] == kTableEmmUnique) {
+    USHER_TRY(auto h, peek_emm(section));
+    return AnyEmmHeader{{EmmAddressType::unique, h.stb_id, 0}, h.sequence};
   }
-  const bool failed = r.failed() || r.remaining() != 0;
-  secure_zero(opened.plaintext.data(), opened.plaintext.size());
-  if (failed) return make_error(Errc::malformed, "EMM: payload has the wrong length");
+  if (section[0] != kTableEmmGroup && section[0] != kTableEmmGlobal) {
+    return make_error(Errc::malformed, "EMM: table_id is not 0x82, 0x83 or 0x84");
+  }
+  const auto parsed = streams::parse_section(section);
+  if (!parsed) return make_error(Errc::malformed, std::string("EMM: section ") + parsed.error().message);
+  ByteReader r(parsed->body);
+  std::uint8_t version = 0;
+  AnyEmmHeader h;
+  h.address.type = section[0] == kTableEmmGroup ? EmmAddressType::group : EmmAddressType::global;
+  if (!r.u8(version) || !r.u32(h.address.id) || !r.u32(h.address.key_version) || !r.u64(h.sequence)) {
+    return make_error(Errc::malformed, "EMM: truncated header");
+  }
+  if (version != kSharedEmmVersion) return make_error(Errc::malformed, "EMM: unsupported version " + std::to_string(version));
+  if (h.address.type == EmmAddressType::global && h.address.id != 0) return make_error(Errc::malformed, "EMM: a global EMM names a group");
+  return h;
+}
+
+std::vector<std::uint8_t> encode_shared_emm(const SharedEmmContent& emm, const Key256& key) {
+  if (emm.address.type == EmmAddressType::unique) throw std::invalid_argument("encode_shared_emm: a unique address (use encode_emm)");
+  if (emm.address.type == EmmAddressType::global && emm.address.id != 0) throw std::invalid_argument("encode_shared_emm: a global EMM names no group");
+  ByteWriter header;
+  header.u8(kSharedEmmVersion);
+  header.u32(emm.address.id);
+  header.u32(emm.address.key_version);
+  header.u64(emm.sequence);
+  const auto table = emm.address.type == EmmAddressType::group ? kTableEmmGroup : kTableEmmGlobal;
+  return seal_emm(table, header.data(), emm.issued_unix, emm.items, key);
+}
+
+Result<SharedEmmContent> decode_shared_emm(std::span<const std::uint8_t> section, const Key256& key) {
+  USHER_TRY(auto header, peek_any_emm(section));
+  if (header.address.type == EmmAddressType::unique) return make_error(Errc::malformed, "EMM: a unique EMM, not a group or global one");
+  USHER_TRY(auto opened, open_section(section, kSharedEmmHeaderSize, key, "EMM", kSharedEmmVersion));
+  SharedEmmContent emm;
+  emm.address = header.address;
+  emm.sequence = header.sequence;
+  USHER_CHECK(read_items(opened.plaintext, emm.issued_unix, emm.items));
   return emm;
 }
 

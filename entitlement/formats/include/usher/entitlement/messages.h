@@ -6,8 +6,16 @@
 // (the service key, or the key of the PPV event on air in that period): the ECM before an event does
 // not hand the event's first control word to the service's subscribers, nor the event's last ECM the
 // control word after it to the event's ticket holders only.
-// EMM (table_id 0x82, unique address): entitlements and service keys for one STB, sealed under a key
-// derived from X25519 between the operator and that STB, with a per-STB sequence number.
+// EMM, three addresses (docs/messages.md, "Addressing"):
+//   - unique (table_id 0x82): one STB, sealed under a key derived from X25519 between the operator
+//     and that STB: tickets, credit, and the group and global keys the box needs for the others;
+//   - group (0x83): the up to 256 STBs of one group, sealed under the group's key: grants and
+//     revocations with a member bitmap, so a renewal of a million boxes is one EMM per 256;
+//   - global (0x84): every STB of the operator, sealed under the global key: impulse offers,
+//     free-to-view service keys, operator messages, the next global key.
+// Every EMM's sequence number comes from one operator-wide counter: increasing per address, and
+// comparable across addresses, so an older grant never overrides a newer revocation whichever
+// address carried each.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +34,9 @@ namespace usher::entitlement {
 inline constexpr std::uint8_t kTableEcmEven = 0x80;
 inline constexpr std::uint8_t kTableEcmOdd = 0x81;
 inline constexpr std::uint8_t kTableEmmUnique = 0x82;
+inline constexpr std::uint8_t kTableEmmGroup = 0x83;
+inline constexpr std::uint8_t kTableEmmGlobal = 0x84;
+inline constexpr std::size_t kGroupSize = 256;  // STBs per group: one bit each in a member bitmap
 inline constexpr std::uint8_t kEcmVersion = 2;  // 2: one sealed block per control word
 inline constexpr std::uint8_t kEmmVersion = 1;
 // Not registered with DVB: 0x4AFF sits in a range the ETSI TS 101 162 allocation leaves unassigned to
@@ -119,7 +130,59 @@ struct EmmOffer {
 struct EmmCollection {
   std::uint64_t within_seconds = 0;
 };
-using EmmItem = std::variant<EmmGrant, EmmRevoke, EmmTicket, EmmTicketRevoke, EmmCredit, EmmOffer, EmmCollection>;
+
+// Which members of a group an item is for: bit p (byte p / 8, most significant bit first) is the
+// STB at position p.
+struct MemberBitmap {
+  std::array<std::uint8_t, kGroupSize / 8> bits{};
+  [[nodiscard]] bool has(std::uint8_t position) const { return (bits[position / 8] >> (7 - position % 8)) & 1; }
+  void set(std::uint8_t position) { bits[position / 8] |= static_cast<std::uint8_t>(0x80 >> (position % 8)); }
+  void clear(std::uint8_t position) { bits[position / 8] &= static_cast<std::uint8_t>(~(0x80 >> (position % 8))); }
+  [[nodiscard]] std::size_t count() const;
+  bool operator==(const MemberBitmap&) const = default;
+};
+
+// Unique only: the STB's group, its position in it and the group's key (at registration, and again
+// when the group is re-keyed to cut a box off).
+struct EmmGroupKey {
+  std::uint32_t group_id = 0;
+  std::uint8_t position = 0;
+  std::uint32_t key_version = 0;
+  Key256 key;
+};
+// The operator's global key (unique: at registration; global: the next key, under the current one).
+struct EmmGlobalKey {
+  std::uint32_t key_version = 0;
+  Key256 key;
+};
+// One service's key of one version (a member grant carries one per service; during a rotation the
+// next version is announced before the headend uses it).
+struct ServiceKeyItem {
+  std::uint16_t service_id = 0;
+  std::uint16_t key_version = 0;
+  Key256 key;
+};
+// Group only: grants (or renews) the services to the members whose bit is set, for the window.
+// A member whose bit is clear takes nothing from it and loses nothing by it.
+struct EmmMemberGrant {
+  MemberBitmap members;
+  std::uint64_t not_before = 0;
+  std::uint64_t not_after = 0;
+  std::vector<ServiceKeyItem> services;
+};
+// Group only: withdraws the services from the members whose bit is set.
+struct EmmMemberRevoke {
+  MemberBitmap members;
+  std::vector<std::uint16_t> services;
+};
+// Global only: a text from the operator for every box (shown on screen by the STB's owner).
+struct EmmMessage {
+  std::uint64_t message_id = 0;
+  std::string text;  // UTF-8, at most 200 bytes
+};
+
+using EmmItem = std::variant<EmmGrant, EmmRevoke, EmmTicket, EmmTicketRevoke, EmmCredit, EmmOffer, EmmCollection, EmmGroupKey,
+                             EmmGlobalKey, EmmMemberGrant, EmmMemberRevoke, EmmMessage>;
 
 struct EmmContent {
   std::uint32_t stb_id = 0;
@@ -132,6 +195,39 @@ struct EmmHeader {
   std::uint32_t stb_id = 0;
   std::uint64_t sequence = 0;
 };
+
+// Who an EMM is for, as its clear header says (a receiver filters on it without decrypting).
+enum class EmmAddressType : std::uint8_t { unique, group, global };
+struct EmmAddress {
+  EmmAddressType type = EmmAddressType::unique;
+  std::uint32_t id = 0;           // unique: the STB; group: the group; global: 0
+  std::uint32_t key_version = 0;  // group or global: the version of the key it is sealed under
+  bool operator==(const EmmAddress&) const = default;
+};
+struct AnyEmmHeader {
+  EmmAddress address;
+  std::uint64_t sequence = 0;
+};
+// Reads the clear header of an EMM of any address (0x82, 0x83, 0x84).
+Result<AnyEmmHeader> peek_any_emm(std::span<const std::uint8_t> section);
+
+// A group or global EMM.
+struct SharedEmmContent {
+  EmmAddress address;  // type group or global
+  std::uint64_t sequence = 0;
+  std::uint64_t issued_unix = 0;
+  std::vector<EmmItem> items;
+};
+// Sealed under the group's key (group) or the global key (global) of address.key_version. Throws
+// std::invalid_argument for a unique address; std::length_error when the items do not fit.
+std::vector<std::uint8_t> encode_shared_emm(const SharedEmmContent& emm, const Key256& key);
+// Errc::malformed (not a group or global EMM, truncated, bad item) or Errc::auth_failed.
+Result<SharedEmmContent> decode_shared_emm(std::span<const std::uint8_t> section, const Key256& key);
+// What fits in one section: the plaintext an EMM of these items takes (issue time and item count
+// included). An EMM of any address holds up to kMaxEmmPlaintext; encode_* throw std::length_error
+// above it, so a sender splits its items with this.
+std::size_t emm_plaintext_size(const std::vector<EmmItem>& items);
+inline constexpr std::size_t kMaxEmmPlaintext = 1021 - (1 + 4 + 4 + 8) - 12 - 16;
 
 // The key only the operator and one STB can compute (static-static X25519, then HKDF-SHA256).
 Result<Key256> derive_emm_key(const Secret<32>& own_private, const crypto::PublicKey& peer_public,
