@@ -137,14 +137,16 @@ Status EngineKeySource::fetch() {
       delta = {};
       restart = true;
     }
-    for (const auto id : page.removed) {
-      if (carousel_.erase(id) > 0) delta.removed.push_back(id);
-    }
+    // Additions first: a page may add an entry and remove it again (ids are never reused, so a
+    // removal always follows the addition it undoes).
     for (auto& a : page.added) {
       EmmEntry e{a.id, a.priority, a.carousel_from, a.carousel_until,
                  std::make_shared<const std::vector<std::uint8_t>>(std::move(a.section))};
       carousel_[e.id] = e;
       delta.added.push_back(std::move(e));
+    }
+    for (const auto id : page.removed) {
+      if (carousel_.erase(id) > 0) delta.removed.push_back(id);
     }
   }
   // Entries whose time is over go here too, whether or not the engine has purged them yet.

@@ -344,12 +344,14 @@ void Scrambler::refresh_emms() {
     emm_next_ = 0;
     emm_carousel_bytes_ = 0;
   }
+  // Ids are never reused: an entry both added and removed here is not taken at all.
+  const std::set<std::uint64_t> removed(changes.removed.begin(), changes.removed.end());
   for (const auto id : changes.removed) {
     if (auto* e = find(id)) drop_emm(static_cast<std::size_t>(e - emm_carousel_.data()));
   }
   const std::uint64_t now = broadcast_time();
   for (auto& e : changes.added) {
-    if (!e.section || find(e.id) != nullptr) continue;
+    if (!e.section || removed.contains(e.id) || find(e.id) != nullptr) continue;
     const bool fresh = started_ && e.live_at(now) && !held_before.contains(e.id);
     if (fresh) emm_fresh_[static_cast<std::size_t>(e.priority)].emplace_back(e.section);
     if (!held_before.contains(e.id)) ++stats_.emm_sections;
