@@ -33,6 +33,7 @@ struct EntitlementOptions {
   std::uint64_t until = 0;
   std::uint32_t days = 30;
   std::uint64_t emm_repeat = 0;
+  std::uint64_t emm_kbps = 0;
   std::uint32_t event_id = 0;
   std::uint64_t start = 0;
   std::uint64_t duration = 0;
@@ -215,14 +216,22 @@ void add_entitlement(CLI::App& root, Commands& commands) {
     return 0;
   });
 
-  auto* config = leaf(ent, "config", "Shows (or sets) how long the headends repeat each EMM after it is first sent.");
+  auto* config = leaf(ent, "config",
+                      "Shows (or sets) how long the headends repeat each EMM after it is first sent, and their EMM bandwidth.");
   auto* repeat = add_duration(*config, "--emm-repeat", o->emm_repeat, "repetition after first sending, 0: while it lasts");
-  commands.on(config, [o, repeat] {
+  auto* emm_kbps = add_integer<std::uint64_t>(*config, "--emm-kbps", o->emm_kbps,
+                                              "the EMM bandwidth of headends run with no --emm-kbps/--emm-bitrate, in kbit/s (0: "
+                                              "their default)",
+                                              0, 100'000);
+  commands.on(config, [o, repeat, emm_kbps] {
     auto store = open(*o);
     if (repeat->count() > 0) fail_on(store.set_emm_repeat_seconds(o->emm_repeat));
+    if (emm_kbps->count() > 0) fail_on(store.set_emm_kbps(o->emm_kbps));
     const auto seconds = store.emm_repeat_seconds();
     std::printf("EMM repetition: %s\n",
                 seconds == 0 ? "while each entitlement lasts" : (std::to_string(seconds) + " s after first sending").c_str());
+    const auto kbps = store.emm_kbps();
+    std::printf("EMM bandwidth of headends given none: %s\n", kbps == 0 ? "their default" : (std::to_string(kbps) + " kbit/s").c_str());
     return 0;
   });
 

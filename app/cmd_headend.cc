@@ -32,6 +32,8 @@ struct HeadendOptions {
   bool pass_scrambled = false;
   std::string insert = "auto";
   std::uint64_t emm_bitrate = 128'000;
+  std::uint64_t emm_kbps = 0;
+  bool emm_budget_given = false;  // --emm-bitrate or --emm-kbps: else the engine's setting, else the default
   std::int32_t network_id = -1;  // -1: the input SDT's, else 0xFF01
   std::uint64_t max_hold_ms = 20;
   MonitorOptions monitor;
@@ -70,6 +72,10 @@ std::string headend_metrics(const headend::Scrambler& scrambler, const headend::
   m.counter("usher_headend_repetitions_skipped_total", "ECM/CAT/EIT repetitions skipped for want of room.",
             static_cast<double>(s.repetitions_skipped));
   m.gauge("usher_headend_emm_bitrate_share", "The EMMs' bandwidth share in bit/s.", static_cast<double>(emm_bitrate));
+  m.gauge("usher_headend_emm_carousel_entries", "EMMs live on the carousel.", static_cast<double>(s.emm_carousel_entries));
+  m.gauge("usher_headend_emm_carousel_cycle_seconds",
+          "One pass of the EMM carousel at the budget: the longest a box switched on waits for its EMMs.",
+          scrambler.emm_carousel_cycle_seconds());
   m.gauge("usher_headend_stream_seconds", "Stream time processed, in seconds.", scrambler.clock().seconds());
   m.gauge("usher_headend_bitrate", "The stream's bit rate as measured from its PCRs (bit/s).", static_cast<double>(scrambler.clock().bitrate()));
   for (const auto& st : scrambler.service_states()) {
@@ -96,7 +102,7 @@ int run(const HeadendOptions& a, bool start_time_given) {
   auto policy = headend::parse_insert_policy(a.insert);
   if (!policy) throw UsageError(policy.error().message);
   config.insert_policy = *policy;
-  config.emm_bitrate = a.emm_bitrate;
+  config.emm_bitrate = a.emm_kbps > 0 ? a.emm_kbps * 1000 : a.emm_bitrate;
   config.max_hold_ms = static_cast<std::uint32_t>(a.max_hold_ms);
   if (a.network_id >= 0) config.original_network_id = static_cast<std::uint16_t>(a.network_id);
   if (start_time_given) config.start_unix = a.start_time;
@@ -118,6 +124,10 @@ int run(const HeadendOptions& a, bool start_time_given) {
     }
     source->start();
     engine = source.get();
+    if (!a.emm_budget_given && source->engine_emm_bitrate() > 0) {
+      config.emm_bitrate = source->engine_emm_bitrate();
+      log.info("EMM budget ", config.emm_bitrate / 1000, " kbit/s, as set on the engine");
+    }
     config.ca_system_id = identity->ca_system_id();
     keys = std::move(source);
   } else {
@@ -131,6 +141,7 @@ int run(const HeadendOptions& a, bool start_time_given) {
   streams::check_output_is_not_input(a.in, a.out);
   auto in = streams::open_source(a.in, live_source_options(std::chrono::milliseconds(a.idle_timeout_ms)));
   const bool live = is_live_input(a.in) && in->size_bytes() == 0;  // stdin redirected from a file has a size: progress
+  const std::uint64_t emm_bitrate = config.emm_bitrate;
   headend::Scrambler scrambler(std::move(config), *keys);
   auto refused = [&] {
     if (scrambler.refusal()) throw std::runtime_error(scrambler.refusal()->message);
@@ -143,7 +154,7 @@ int run(const HeadendOptions& a, bool start_time_given) {
   const auto started = std::chrono::steady_clock::now();
   auto last_status = scrambler.stats();
   double last_stream_seconds = 0;
-  snapshot.publish(headend_metrics(scrambler, last_status, a.emm_bitrate));
+  snapshot.publish(headend_metrics(scrambler, last_status, emm_bitrate));
   pump(
       *in, *out,
       [&](auto input, auto& output) {
@@ -158,12 +169,12 @@ int run(const HeadendOptions& a, bool start_time_given) {
         scrambler.refresh_emms();
         const auto s = scrambler.stats();
         log.debug("stream time ", scrambler.clock().seconds(), " s, ", s.packets_scrambled, " packets scrambled");
-        if (metrics) snapshot.publish(headend_metrics(scrambler, s, a.emm_bitrate));
+        if (metrics) snapshot.publish(headend_metrics(scrambler, s, emm_bitrate));
         if (!status.due()) return;
         const double stream_seconds = scrambler.clock().seconds();
         if (live) {
           print_status("headend", headend_status(scrambler, s, last_status, status.elapsed_seconds(),
-                                                 stream_seconds - last_stream_seconds, a.emm_bitrate) +
+                                                 stream_seconds - last_stream_seconds, emm_bitrate) +
                                   transport_status(*in, *out));
         } else {
           const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -204,7 +215,7 @@ int run(const HeadendOptions& a, bool start_time_given) {
                            {"stopped", stopped}};
   add_transport_counters(line, *in, *out);
   print_json_line(stderr, line);
-  if (metrics) snapshot.publish(headend_metrics(scrambler, s, a.emm_bitrate));
+  if (metrics) snapshot.publish(headend_metrics(scrambler, s, emm_bitrate));
   if (engine != nullptr && !engine->engine_reachable()) log.warn("finished while the engine was unreachable");
   if (s.services_scrambled == 0 && !stopped) {
     log.error("no service was scrambled (no PAT/PMT found, or --services matched nothing)");
@@ -265,8 +276,13 @@ void add_headend(CLI::App& root, Commands& commands) {
                       "add (added where no null is at hand), or auto (replace-nulls when the input's stuffing is enough)")
       ->type_name("MODE")
       ->capture_default_str();
-  add_integer<std::uint64_t>(*run_cmd, "--emm-bitrate", o->emm_bitrate, "the EMMs' bandwidth share in bit/s (0: no EMMs; default 128000)",
-                             0, 100'000'000);
+  auto* emm_bitrate = add_integer<std::uint64_t>(*run_cmd, "--emm-bitrate", o->emm_bitrate,
+                                                 "the EMMs' bandwidth budget in bit/s, used to the full (0: no EMMs; default: the "
+                                                 "engine's `entitlement settings --emm-kbps`, else 128000)",
+                                                 0, 100'000'000);
+  auto* emm_kbps = add_integer<std::uint64_t>(*run_cmd, "--emm-kbps", o->emm_kbps, "the EMMs' bandwidth budget in kbit/s (--emm-bitrate / 1000)",
+                                              1, 100'000);
+  emm_kbps->excludes(emm_bitrate);
   add_integer<std::int32_t>(*run_cmd, "--network-id", o->network_id,
                             "original_network_id in the SDT and EIT (default: the input SDT's, else 0xFF01)", 0, 0xFFFF, true);
   add_duration_ms(*run_cmd, "--idle-timeout", o->idle_timeout_ms, "a UDP input ends after this much silence (default: never)");
@@ -277,7 +293,7 @@ void add_headend(CLI::App& root, Commands& commands) {
                       "input); progress on a file");
   run_cmd->footer("SIGINT (Ctrl-C) or SIGTERM ends the run as the end of its input does: the output is flushed and ends on a "
                   "whole packet, the JSON counters are printed, exit status 0 (a second signal exits at once).");
-  commands.on(run_cmd, [o, period, interval, start] {
+  commands.on(run_cmd, [o, period, interval, start, emm_bitrate, emm_kbps] {
     if (o->max_hold_ms < 1 || o->max_hold_ms > 2000) throw UsageError("--max-hold must be from 1ms to 2s");
     if (period->count() > 0 && (o->crypto_period_s == 0 || o->crypto_period_s > 3600)) {
       throw UsageError("--crypto-period must be from 1 s to 1 h");
@@ -285,6 +301,7 @@ void add_headend(CLI::App& root, Commands& commands) {
     if (interval->count() > 0 && (o->ecm_interval_ms < 10 || o->ecm_interval_ms > 60'000)) {
       throw UsageError("--ecm-interval must be from 10ms to 60s");
     }
+    o->emm_budget_given = emm_bitrate->count() > 0 || emm_kbps->count() > 0;
     return run(*o, start->count() > 0);
   });
 }

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 
 #include "packets.h"
 #include "usher/headend/scrambler.h"
@@ -14,8 +15,15 @@ class FixedKeys final : public usher::headend::KeySource {
     if (id % 3 == 0) return usher::make_error(usher::Errc::not_found, "no key");
     return usher::entitlement::ServiceKey{1, usher::Key256{}};
   }
-  std::vector<std::vector<std::uint8_t>> emm_sections(std::uint64_t) override {
-    return {usher::streams::build_short_section(0x82, std::vector<std::uint8_t>(40, 1))};
+  usher::headend::EmmChanges emm_changes(std::uint64_t version) override {
+    usher::headend::EmmChanges changes;
+    changes.version = 1;
+    if (version != 0) return changes;
+    changes.restart = true;
+    changes.added.push_back({1, usher::entitlement::EmmPriority::urgent, 0, ~std::uint64_t{0} >> 1,
+                             std::make_shared<const std::vector<std::uint8_t>>(
+                                 usher::streams::build_short_section(0x82, std::vector<std::uint8_t>(40, 1)))});
+    return changes;
   }
   std::optional<usher::entitlement::EventKey> current_event(std::uint16_t service_id, std::uint64_t time) override {
     if ((service_id + time) % 5 != 0) return std::nullopt;

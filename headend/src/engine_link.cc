@@ -1,9 +1,12 @@
 #include "usher/headend/engine_link.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <unordered_set>
 
+#include "usher/core/clock.h"
 #include "usher/core/hex.h"
 #include "usher/core/home.h"
 #include "usher/core/zmq.h"
@@ -110,13 +113,107 @@ Status EngineKeySource::fetch() {
   std::span<const std::uint8_t> sealed;
   if (!r.u16(n) || !r.view(n, sealed)) return make_error(Errc::malformed, "headend_keys reply: malformed");
   USHER_TRY(auto bundle, entitlement::open_key_bundle(sealed, bundle_key_, headend_id_));
-  USHER_TRY(auto emm_body, call(entitlement::MessageType::emm_carousel, {}));
-  USHER_TRY(auto emms, entitlement::decode_sections(emm_body));
+  std::uint64_t emm_bitrate = 0;
+  if (r.remaining() >= 8) r.u64(emm_bitrate);  // an engine that predates the setting sends none
+  // The EMM feed: pages from the cursor until the engine has no more (or enough for one refresh).
+  std::vector<entitlement::EmmFeedPage> pages;
+  std::uint64_t cursor = cursor_;
+  for (std::size_t i = 0; i < kMaxPagesPerFetch; ++i) {
+    USHER_TRY(auto body, call(entitlement::MessageType::emm_changes, entitlement::encode_emm_changes_request(cursor)));
+    USHER_TRY(auto page, entitlement::decode_emm_feed_page(body));
+    cursor = page.next_cursor;
+    const bool more = page.more;
+    pages.push_back(std::move(page));
+    if (!more) break;
+  }
   std::lock_guard lock(mutex_);
   bundle_ = std::move(bundle);
-  emms_ = std::move(emms);
+  engine_emm_bitrate_ = emm_bitrate;
+  bool restart = false;
+  EmmChanges delta;
+  for (auto& page : pages) {
+    if (page.restart) {
+      carousel_.clear();
+      delta = {};
+      restart = true;
+    }
+    // Additions first: a page may add an entry and remove it again (ids are never reused, so a
+    // removal always follows the addition it undoes).
+    for (auto& a : page.added) {
+      EmmEntry e{a.id, a.priority, a.carousel_from, a.carousel_until,
+                 std::make_shared<const std::vector<std::uint8_t>>(std::move(a.section))};
+      carousel_[e.id] = e;
+      delta.added.push_back(std::move(e));
+    }
+    for (const auto id : page.removed) {
+      if (carousel_.erase(id) > 0) delta.removed.push_back(id);
+    }
+  }
+  // Entries whose time is over go here too, whether or not the engine has purged them yet.
+  const auto now = unix_now();
+  for (auto it = carousel_.begin(); it != carousel_.end();) {
+    if (it->second.carousel_until + kExpiryMarginSeconds < now) {
+      delta.removed.push_back(it->first);
+      it = carousel_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  cursor_ = cursor;
+  if (restart) {
+    log_changes_.clear();
+    log_base_ = ++version_;
+  } else if (!delta.added.empty() || !delta.removed.empty()) {
+    delta.version = ++version_;
+    log_changes_.emplace_back(version_, std::move(delta));
+    if (log_changes_.size() > 256) {  // nobody is taking them: whoever comes later restarts
+      log_base_ = log_changes_.front().first;
+      log_changes_.pop_front();
+    }
+  }
   ++refreshes_;
   return ok_status();
+}
+
+EmmChanges EngineKeySource::emm_changes(std::uint64_t version) {
+  std::lock_guard lock(mutex_);
+  EmmChanges out;
+  out.version = version_;
+  if (version == 0 || version < log_base_ || version > version_) {
+    out.restart = true;
+    out.added.reserve(carousel_.size());
+    for (const auto& [id, e] : carousel_) out.added.push_back(e);
+    log_changes_.clear();
+    log_base_ = version_;
+    return out;
+  }
+  std::unordered_set<std::uint64_t> removed;
+  for (const auto& [v, changes] : log_changes_) {
+    if (v <= version) continue;
+    out.removed.insert(out.removed.end(), changes.removed.begin(), changes.removed.end());
+    removed.insert(changes.removed.begin(), changes.removed.end());
+    out.added.insert(out.added.end(), changes.added.begin(), changes.added.end());
+  }
+  // An entry added and removed since: not handed over (its removal is, harmlessly).
+  if (!removed.empty()) std::erase_if(out.added, [&](const EmmEntry& e) { return removed.contains(e.id); });
+  // One consumer: what it has taken is not kept.
+  std::erase_if(log_changes_, [&](const auto& c) { return c.first <= version_; });
+  log_base_ = version_;
+  return out;
+}
+
+std::vector<std::vector<std::uint8_t>> EngineKeySource::carousel(std::uint64_t now_unix) {
+  std::lock_guard lock(mutex_);
+  std::vector<std::vector<std::uint8_t>> out;
+  for (const auto& [id, e] : carousel_) {
+    if (e.live_at(now_unix)) out.push_back(*e.section);
+  }
+  return out;
+}
+
+std::size_t EngineKeySource::carousel_entries() {
+  std::lock_guard lock(mutex_);
+  return carousel_.size();
 }
 
 void EngineKeySource::start() {
@@ -149,11 +246,6 @@ Result<entitlement::ServiceKey> EngineKeySource::service_key(std::uint16_t servi
     if (s.service_id == service_id) return entitlement::ServiceKey{s.key_version, s.key.clone()};
   }
   return make_error(Errc::not_found, "the engine has no service " + std::to_string(service_id));
-}
-
-std::vector<std::vector<std::uint8_t>> EngineKeySource::emm_sections(std::uint64_t) {
-  std::lock_guard lock(mutex_);
-  return emms_;
 }
 
 std::optional<entitlement::EventKey> EngineKeySource::current_event(std::uint16_t service_id, std::uint64_t time) {

@@ -260,8 +260,8 @@ void Scrambler::choose_policy(std::size_t services, std::uint64_t nulls, std::ui
   // What the inserted streams need (bit/s): ECM and CAT repetitions, the EMM share, the EIT
   // present/following and the SDT; against what the input's stuffing carries.
   const std::uint64_t packet_bits = streams::kPacketSize * 8;
-  // EMMs: their share, or what one (two-packet) section each emm_interval takes if that is less.
-  const std::uint64_t emm = std::min<std::uint64_t>(config_.emm_bitrate, 2 * packet_bits * 1000 / std::max<std::uint32_t>(config_.emm_interval_ms, 1));
+  // EMMs: their budget, used to the full while they wait.
+  const std::uint64_t emm = config_.emm_bitrate;
   const std::uint64_t needed = services * packet_bits * 1000 / std::max<std::uint32_t>(config_.ecm_interval_ms, 1) +
                                packet_bits * 1000 / std::max<std::uint32_t>(config_.cat_interval_ms, 1) + emm +
                                services * 2 * packet_bits * 1000 / std::max<std::uint32_t>(config_.eit_interval_ms, 1) +
@@ -302,8 +302,9 @@ void Scrambler::start() {
   cat_out_ = true;  // nothing can come between it and the EMMs queued after it
   next_cat_ = clock_.now() + ms_to_ticks(config_.cat_interval_ms);
   // As many EMMs as the share's burst allows go with the CAT, ahead of the first ECM, so that boxes
-  // watching from the start have their rights in time; the rest of the carousel follows at the share.
-  while (queue_emm(true)) {
+  // watching from the start have their rights in time (one pass at most); the rest of the carousel
+  // follows at the share.
+  for (std::uint64_t i = 0; i < emm_carousel_live_ && queue_emm(true); ++i) {
   }
 }
 
@@ -312,16 +313,103 @@ std::uint64_t Scrambler::broadcast_time_at(std::uint64_t stream_time) const {
 }
 std::uint64_t Scrambler::broadcast_time() const { return broadcast_time_at(clock_.now()); }
 
+namespace {
+// The TS packets a section takes on its PID (a pointer field before it, 184 payload bytes each).
+std::uint64_t emm_packets_of(std::size_t section_bytes) { return (section_bytes + 1 + 183) / 184; }
+}  // namespace
+
+void Scrambler::drop_emm(std::size_t slot) {
+  auto& e = emm_carousel_[slot];
+  if (!e.section) return;
+  emm_carousel_bytes_ -= emm_packets_of(e.section->size()) * streams::kPacketSize;
+  e.section.reset();
+  ++emm_removed_slots_;
+}
+
 void Scrambler::refresh_emms() {
-  auto fresh = keys_.emm_sections(broadcast_time());
-  std::set<std::vector<std::uint8_t>> known(emm_carousel_.begin(), emm_carousel_.end());
-  for (const auto& s : fresh) {
-    if (known.contains(s)) continue;
-    if (started_) emm_fresh_.push_back(s);  // new: first in line, within the EMM share
-    ++stats_.emm_sections;
+  auto changes = keys_.emm_changes(emm_version_);
+  emm_version_ = changes.version;
+  const auto find = [this](std::uint64_t id) -> EmmEntry* {
+    const auto it = std::lower_bound(emm_carousel_.begin(), emm_carousel_.end(), id,
+                                     [](const EmmEntry& e, std::uint64_t v) { return e.id < v; });
+    return it != emm_carousel_.end() && it->id == id && it->section ? &*it : nullptr;
+  };
+  std::set<std::uint64_t> held_before;  // on a restart: what was held already is not new
+  if (changes.restart) {
+    for (const auto& e : emm_carousel_) {
+      if (e.section) held_before.insert(e.id);
+    }
+    emm_carousel_.clear();
+    emm_removed_slots_ = 0;
+    emm_next_ = 0;
+    emm_carousel_bytes_ = 0;
   }
-  emm_carousel_ = std::move(fresh);
+  // Ids are never reused: an entry both added and removed here is not taken at all.
+  const std::set<std::uint64_t> removed(changes.removed.begin(), changes.removed.end());
+  for (const auto id : changes.removed) {
+    if (auto* e = find(id)) drop_emm(static_cast<std::size_t>(e - emm_carousel_.data()));
+  }
+  const std::uint64_t now = broadcast_time();
+  for (auto& e : changes.added) {
+    if (!e.section || removed.contains(e.id) || find(e.id) != nullptr) continue;
+    const bool fresh = started_ && e.live_at(now) && !held_before.contains(e.id);
+    if (fresh) emm_fresh_[static_cast<std::size_t>(e.priority)].emplace_back(e.section);
+    if (!held_before.contains(e.id)) ++stats_.emm_sections;
+    emm_carousel_bytes_ += emm_packets_of(e.section->size()) * streams::kPacketSize;
+    if (emm_carousel_.empty() || emm_carousel_.back().id < e.id) {
+      emm_carousel_.push_back(std::move(e));
+    } else {  // out of order (not from the engine's feed): kept in id order all the same
+      const auto it = std::lower_bound(emm_carousel_.begin(), emm_carousel_.end(), e.id,
+                                       [](const EmmEntry& x, std::uint64_t v) { return x.id < v; });
+      if (it != emm_carousel_.end() && it->id == e.id) {
+        *it = std::move(e);
+        --emm_removed_slots_;
+      } else {
+        const auto at = static_cast<std::size_t>(it - emm_carousel_.begin());
+        emm_carousel_.insert(it, std::move(e));
+        if (at < emm_next_) ++emm_next_;
+      }
+    }
+  }
+  // What has had its time goes here too, whether or not the engine has purged it yet.
+  emm_carousel_live_ = 0;
+  for (std::size_t i = 0; i < emm_carousel_.size(); ++i) {
+    auto& e = emm_carousel_[i];
+    if (!e.section) continue;
+    if (e.carousel_until < now) {
+      drop_emm(i);
+    } else if (e.carousel_from <= now) {
+      ++emm_carousel_live_;
+    }
+  }
+  if (emm_removed_slots_ > 0 && emm_removed_slots_ * 2 >= emm_carousel_.size()) {
+    // Squeezed out, the round robin going on from the same entry.
+    std::size_t next = 0;
+    for (std::size_t i = 0; i < emm_next_ && i < emm_carousel_.size(); ++i) next += emm_carousel_[i].section ? 1 : 0;
+    std::erase_if(emm_carousel_, [](const EmmEntry& e) { return !e.section; });
+    emm_removed_slots_ = 0;
+    emm_next_ = next;
+  }
   if (emm_next_ >= emm_carousel_.size()) emm_next_ = 0;
+  stats_.emm_carousel_entries = emm_carousel_live_;
+  stats_.emm_carousel_bytes = emm_carousel_bytes_;
+  std::uint64_t waiting = 0;
+  for (const auto& q : emm_fresh_) waiting += q.size();
+  stats_.emm_waiting = waiting;
+  const auto entries = emm_carousel_.size() - emm_removed_slots_;
+  if (entries != 0 && (logged_carousel_entries_ == 0 || entries > logged_carousel_entries_ * 11 / 10 ||
+                       entries < logged_carousel_entries_ * 9 / 10)) {
+    logged_carousel_entries_ = entries;
+    char cycle[32];
+    std::snprintf(cycle, sizeof(cycle), "%.1f", emm_carousel_cycle_seconds());
+    log_.info("EMM carousel: ", entries, " entries, ", emm_carousel_bytes_ / 1000, " kB on the wire; one pass takes ", cycle,
+              " s at ", config_.emm_bitrate / 1000, " kbit/s: a box switched on waits at most that for its EMMs");
+  }
+}
+
+double Scrambler::emm_carousel_cycle_seconds() const {
+  if (config_.emm_bitrate == 0) return 0.0;
+  return static_cast<double>(emm_carousel_bytes_) * 8.0 / static_cast<double>(config_.emm_bitrate);
 }
 
 void Scrambler::emit_now(const TsPacket& packet) { pipeline_.push(packet, CsaPipeline::kNoSlot); }
@@ -854,40 +942,52 @@ void Scrambler::schedule(bool) {
 }
 
 void Scrambler::schedule_emm() {
-  // One section at a time, once the last one has left and the interval is over.
-  if (clock_.now() < next_emm_ || pending_by_pid_[emm_pid_] > 0) return;
-  if (queue_emm(false)) next_emm_ = clock_.now() + ms_to_ticks(config_.emm_interval_ms);
+  // The budget is used to the full: sections are queued as long as the token bucket allows and only
+  // a few packets wait for their place in the output (no fixed interval between sections).
+  while (pending_by_pid_[emm_pid_] < kEmmPendingPackets && queue_emm(false)) {
+  }
 }
 
 bool Scrambler::queue_emm(bool now) {
   // The share is a token bucket in stream time (the generic cell rate algorithm): each EMM packet
   // takes its time at emm_bitrate; a section goes if that leaves the schedule no more than
   // kEmmBurstMs ahead of the clock. So in any window of W ms at most (W + kEmmBurstMs) at the share,
-  // plus one section, go out. Only after the CAT that announces the EMM PID. New EMMs go first.
+  // plus one section, go out. Only after the CAT that announces the EMM PID. New EMMs go first,
+  // urgent ones before renewals before the rest; then the carousel, round robin over what is live.
   if (!cat_out_ || config_.emm_bitrate == 0) return false;
   const std::vector<std::uint8_t>* section = nullptr;
-  if (!emm_fresh_.empty()) {
-    section = &emm_fresh_.front();
-  } else if (!emm_carousel_.empty()) {
-    section = &emm_carousel_[emm_next_];
-  } else {
-    return false;
+  std::deque<std::shared_ptr<const std::vector<std::uint8_t>>>* fresh = nullptr;
+  for (auto& q : emm_fresh_) {
+    if (!q.empty()) {
+      fresh = &q;
+      section = q.front().get();
+      break;
+    }
+  }
+  std::size_t slot = emm_next_;
+  if (section == nullptr) {
+    if (emm_carousel_live_ == 0 || emm_carousel_.empty()) return false;
+    const std::uint64_t time = broadcast_time();
+    std::size_t looked = 0;
+    while (looked < emm_carousel_.size() && !(emm_carousel_[slot].section && emm_carousel_[slot].live_at(time))) {
+      slot = (slot + 1) % emm_carousel_.size();
+      ++looked;
+    }
+    if (looked == emm_carousel_.size()) return false;
+    section = emm_carousel_[slot].section.get();
   }
   const std::uint64_t t = clock_.now();
-  scratch_.clear();
-  emm_packetizer_->packetize(*section, scratch_);  // to count its packets (continuity is set as they leave)
-  const std::uint64_t packets = scratch_.size();
+  const std::uint64_t packets = emm_packets_of(section->size());
   const std::uint64_t packet_ticks = streams::kPacketSize * 8 * streams::kPcrHz / config_.emm_bitrate;
   const std::uint64_t tat = std::max(emm_tat_, t);
   if (tat + packets * packet_ticks > t + ms_to_ticks(kEmmBurstMs) + packet_ticks) return false;
   queue_section(*emm_packetizer_, *section, now);
   emm_tat_ = tat + packets * packet_ticks;
-  if (!emm_fresh_.empty()) {
-    emm_fresh_.pop_front();
+  if (fresh != nullptr) {
+    fresh->pop_front();
+    if (stats_.emm_waiting > 0) --stats_.emm_waiting;
   } else {
-    emm_next_ = (emm_next_ + 1) % emm_carousel_.size();
-    // A whole pass of a carousel smaller than the burst is enough at start.
-    if (now && emm_next_ == 0) return false;
+    emm_next_ = (slot + 1) % emm_carousel_.size();
   }
   return true;
 }

@@ -45,9 +45,16 @@ TEST(EntitlementStore, AStoreOfThePreviousSchemaIsBroughtForwardWithItsRows) {
     auto store = EntitlementStore::create(dir.path(), 0x4AFF, testing::store_database_url()).value();
     ASSERT_TRUE(store.add_service(1, "One").ok());
   }
-  ASSERT_EQ(EntitlementStore::schema().latest(), 2) << "add the newest step's undoing here";
+  ASSERT_EQ(EntitlementStore::schema().latest(), 3) << "add the newest step's undoing here";
   {
     auto db = open_store_database(dir.path(), {EntitlementStore::kDatabaseName, "engine"}, IfMissing::refuse).value();
+    // Step 3 undone: the EMM queue without change numbers, with an entry queued then.
+    db.exec("DROP INDEX emm_queue_by_change; DROP INDEX emm_queue_by_until; DROP TABLE emm_removed; "
+            "ALTER TABLE emm_queue DROP COLUMN change_number; ALTER TABLE emm_queue DROP COLUMN priority; "
+            "DELETE FROM settings WHERE name IN ('emm_change', 'emm_removed_horizon')");
+    db.exec("INSERT INTO emm_queue (stb_id, sequence, carousel_until, carousel_from, created, section) "
+            "VALUES (1001, 1, 4000000000, 0, 0, X'82')");
+    // Step 2 undone.
     db.exec("DROP TABLE billings");
     db.connection().set_schema_version(1);
   }
@@ -58,8 +65,13 @@ TEST(EntitlementStore, AStoreOfThePreviousSchemaIsBroughtForwardWithItsRows) {
   (void)store->certify_billing(7, billing.public_key, crypto::X25519KeyPair::generate().public_key, 1'900'000'000);
   ASSERT_TRUE(store->billing_public(7).has_value());
   EXPECT_EQ(*store->billing_public(7), billing.public_key);
+  // The entry queued before the feed existed is in it, with the change number of its id.
+  const auto feed = store->emm_changes(0);
+  ASSERT_EQ(feed.added.size(), 1u);
+  EXPECT_EQ(feed.added[0].section, std::vector<std::uint8_t>{0x82});
+  EXPECT_EQ(feed.next_cursor, feed.added[0].id);
   auto db = open_store_database(dir.path(), {EntitlementStore::kDatabaseName, "engine"}, IfMissing::refuse).value();
-  EXPECT_EQ(sql::user_version(db), 2);
+  EXPECT_EQ(sql::user_version(db), 3);
 }
 
 // Schema versions on either backend: a store from a newer Usher is refused and left as it is.

@@ -53,7 +53,7 @@ TEST_F(EngineLinkTest, ScramblesWithEngineKeysAndCarriesOnWhenTheEngineGoesAway)
   const auto endpoint = engine->endpoint();
   EngineKeySource keys(endpoint, *identity, std::chrono::milliseconds(50), std::chrono::milliseconds(100));
   ASSERT_TRUE(keys.fetch().ok());
-  EXPECT_EQ(keys.emm_sections(0).size(), 1u);
+  EXPECT_EQ(keys.carousel_entries(), 1u);
   keys.start();
 
   testing::SyntheticMuxOptions o;

@@ -140,7 +140,7 @@ Result<EventInfo> EntitlementStore::add_event(const EventInfo& e) {
     USHER_TRY(auto offer, offer_for(e.event_id));
     std::vector<EmmItem> items;
     items.emplace_back(std::move(offer));
-    USHER_CHECK(queue_emm(stb, std::move(items), e.end()));
+    USHER_CHECK(queue_emm(stb, std::move(items), EmmPriority::renewal, e.end()));
   }
   tx.commit();
   return e;
@@ -425,7 +425,7 @@ Result<Purchase> EntitlementStore::buy_ticket(std::uint32_t event_id, std::uint3
   if (!key) return make_error(Errc::storage, "event key missing for event " + std::to_string(event_id));
   std::vector<EmmItem> items;
   items.emplace_back(EmmTicket{t.encode(), key->key.clone()});
-  USHER_TRY(auto emm, queue_emm(stb_id, std::move(items), ev.end(), deliver_at));
+  USHER_TRY(auto emm, queue_emm(stb_id, std::move(items), EmmPriority::urgent, ev.end(), deliver_at));
   Purchase p{std::move(t), std::move(emm), {}};
   tx.commit();
   p.balance = *balance(spend.card_id);
@@ -539,7 +539,7 @@ Status EntitlementStore::set_credit(std::uint32_t stb_id, const Money& limit, st
     until = std::max(until, e.end());
     items.emplace_back(std::move(offer));
   }
-  USHER_CHECK(queue_emm(stb_id, std::move(items), until));
+  USHER_CHECK(queue_emm(stb_id, std::move(items), EmmPriority::urgent, until));
   tx.commit();
   return ok_status();
 }
@@ -627,7 +627,7 @@ Status EntitlementStore::revoke_ticket(std::uint64_t ticket_id, bool refund) {
   items.emplace_back(EmmTicketRevoke{ticket_id});
   auto ev = event(event_id);
   const std::uint64_t until = ev ? std::max<std::uint64_t>(ev->end(), static_cast<std::uint64_t>(now_unix())) + 86400 : 0;
-  USHER_CHECK(queue_emm(stb_id, std::move(items), until));
+  USHER_CHECK(queue_emm(stb_id, std::move(items), EmmPriority::urgent, until));
   tx.commit();
   return ok_status();
 }

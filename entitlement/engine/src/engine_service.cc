@@ -29,21 +29,46 @@ std::vector<std::uint8_t> EngineService::handle(std::span<const std::uint8_t> re
   }
 }
 
+namespace {
+// Requests answered from a plain read, outside the batch's write transaction: a headend following
+// the EMM feed never holds the lock that purchases wait for.
+bool read_only(std::span<const std::uint8_t> request) {
+  return request.size() >= 2 && request[0] == kProtocolVersion && request[1] == static_cast<std::uint8_t>(MessageType::emm_changes);
+}
+}  // namespace
+
 std::vector<std::vector<std::uint8_t>> EngineService::handle_batch(const std::vector<std::span<const std::uint8_t>>& requests) {
-  std::vector<std::vector<std::uint8_t>> replies;
-  replies.reserve(requests.size());
-  auto committed = store_.batch([&] {
-    for (const auto& r : requests) replies.push_back(handle(r));
-  });
-  if (!committed) {
-    // Nothing of the group is durable: every request is answered with the failure.
-    for (std::size_t i = 0; i < requests.size(); ++i) {
-      RequestId id{};
-      if (requests[i].size() >= 2 + id.size()) std::copy_n(requests[i].begin() + 2, id.size(), id.begin());
-      replies[i] = encode_error(id, committed.error());
+  std::vector<std::vector<std::uint8_t>> replies(requests.size());
+  std::vector<std::size_t> writes;
+  std::vector<std::size_t> reads;
+  for (std::size_t i = 0; i < requests.size(); ++i) (read_only(requests[i]) ? reads : writes).push_back(i);
+  if (!writes.empty()) {
+    auto committed = store_.batch([&] {
+      for (const auto i : writes) replies[i] = handle(requests[i]);
+    });
+    if (!committed) {
+      // Nothing of the group is durable: every request is answered with the failure.
+      for (const auto i : writes) {
+        RequestId id{};
+        if (requests[i].size() >= 2 + id.size()) std::copy_n(requests[i].begin() + 2, id.size(), id.begin());
+        replies[i] = encode_error(id, committed.error());
+      }
     }
   }
+  // After the commit: a headend asking in the same batch as a purchase sees its EMM.
+  for (const auto i : reads) replies[i] = handle(requests[i]);
   return replies;
+}
+
+std::vector<std::uint8_t> EngineService::emm_changes(std::uint64_t cursor) {
+  // Expired entries leave the queue a few at a time, in a transaction as short as a purchase's,
+  // as removals of the feed; then the page is read with no write lock held.
+  try {
+    store_.purge_expired_emms(unix_now());
+  } catch (const std::exception& e) {
+    Logger("entitlement").warn("expired EMMs not purged this time: ", e.what());
+  }
+  return encode(store_.emm_changes(cursor));
 }
 
 Status EngineService::admit_spend(const SpendAuthorization& spend) {
@@ -195,10 +220,17 @@ Result<std::vector<std::uint8_t>> EngineService::dispatch(const Frame& f) {
       USHER_TRY(auto sealed, store_.sealed_key_bundle(headend_id, unix_now()));
       ByteWriter w;
       put_blob(w, sealed);
+      // The EMM bandwidth the operator set (bit/s; 0: none), after the bundle: a headend that
+      // predates it stops reading before.
+      w.u64(store_.emm_kbps() * 1000);
       return w.take();
     }
     case MessageType::emm_carousel:
       return encode_sections(store_.emm_sections(unix_now()));
+    case MessageType::emm_changes: {
+      USHER_TRY(auto cursor, decode_emm_changes_request(f.body));
+      return emm_changes(cursor);
+    }
     case MessageType::billing_event:
     case MessageType::billing_stb_key:
     case MessageType::billing_card:

@@ -25,6 +25,8 @@ std::string engine_message_kind(std::uint8_t type) {
       return "headend_keys";
     case MessageType::emm_carousel:
       return "emm_carousel";
+    case MessageType::emm_changes:
+      return "emm_changes";
     case MessageType::buy_by_code:
       return "buy_by_code";
     case MessageType::delivery_acks:

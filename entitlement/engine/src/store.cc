@@ -162,6 +162,23 @@ const sql::Schema& EntitlementStore::schema() {
       billing_id INTEGER PRIMARY KEY,
       ed25519_public BLOB NOT NULL,
       certified INTEGER NOT NULL);
+  )")},
+                                                     // The EMM feed (emm_changes): each queue entry gets the change
+                                                     // number that added it (existing ones in id order) and a
+                                                     // priority; removals are kept with theirs.
+                                                     {3, "the EMM queue followed by change numbers", sql::sql_steps(R"(
+    ALTER TABLE emm_queue ADD COLUMN change_number INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE emm_queue ADD COLUMN priority INTEGER NOT NULL DEFAULT 1;
+    UPDATE emm_queue SET change_number = id;
+    CREATE INDEX emm_queue_by_change ON emm_queue (change_number);
+    CREATE INDEX emm_queue_by_until ON emm_queue (carousel_until);
+    CREATE TABLE emm_removed (
+      change_number INTEGER PRIMARY KEY,
+      id INTEGER NOT NULL,
+      removed INTEGER NOT NULL);
+    CREATE INDEX emm_removed_by_time ON emm_removed (removed);
+    INSERT INTO settings (name, value) SELECT 'emm_change', COALESCE(MAX(id), 0) FROM emm_queue;
+    INSERT INTO settings (name, value) VALUES ('emm_removed_horizon', 0);
   )")}});
   return kSchema;
 }
@@ -433,7 +450,7 @@ std::vector<StbInfo> EntitlementStore::stbs() {
   return out;
 }
 
-Result<std::vector<std::uint8_t>> EntitlementStore::queue_emm(std::uint32_t stb_id, std::vector<EmmItem> items,
+Result<std::vector<std::uint8_t>> EntitlementStore::queue_emm(std::uint32_t stb_id, std::vector<EmmItem> items, EmmPriority priority,
                                                              std::uint64_t carousel_until, std::uint64_t carousel_from) {
   auto st = db_.prepare("SELECT x25519_public, next_emm_sequence FROM stbs WHERE stb_id = ?");
   st.bind(1, stb_id);
@@ -442,15 +459,51 @@ Result<std::vector<std::uint8_t>> EntitlementStore::queue_emm(std::uint32_t stb_
   USHER_TRY(auto key, emm_key_for(stb_id));
   EmmContent emm{stb_id, sequence, unix_now(), std::move(items)};
   const auto section = encode_emm(emm, key);
-  auto ins = db_.prepare(
-      "INSERT INTO emm_queue (stb_id, sequence, carousel_until, carousel_from, created, section) VALUES (?, ?, ?, ?, ?, ?)");
-  ins.bind(1, stb_id).bind(2, static_cast<std::int64_t>(sequence)).bind(3, static_cast<std::int64_t>(carousel_until))
-      .bind(4, static_cast<std::int64_t>(carousel_from)).bind(5, static_cast<std::int64_t>(unix_now())).bind(6, section);
-  ins.run();
+  sql::Transaction tx(db_);
+  store_emm_section(stb_id, sequence, section, priority, carousel_from, carousel_until);
   auto up = db_.prepare("UPDATE stbs SET next_emm_sequence = next_emm_sequence + 1 WHERE stb_id = ?");
   up.bind(1, stb_id);
   up.run();
+  tx.commit();
   return section;
+}
+
+std::uint64_t EntitlementStore::next_emm_change() {
+  // One counter per store, moved on inside the writer's transaction: under the store's one write
+  // lock (SQLite's, or the advisory lock on PostgreSQL) change numbers follow commit order, so a
+  // reader that has seen change N has seen every change below it.
+  auto up = db_.prepare("UPDATE settings SET value = value + 1 WHERE name = 'emm_change'");
+  up.run();
+  auto st = db_.prepare("SELECT value FROM settings WHERE name = 'emm_change'");
+  if (!st.step()) throw std::runtime_error("the store has no EMM change counter");
+  return static_cast<std::uint64_t>(st.column_int(0));
+}
+
+void EntitlementStore::store_emm_section(std::uint32_t stb_id, std::uint64_t sequence, std::span<const std::uint8_t> section,
+                                         EmmPriority priority, std::uint64_t carousel_from, std::uint64_t carousel_until) {
+  sql::Transaction tx(db_);
+  const auto change = next_emm_change();
+  auto ins = db_.prepare(
+      "INSERT INTO emm_queue (stb_id, sequence, carousel_until, carousel_from, created, section, change_number, priority) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+  ins.bind(1, stb_id).bind(2, static_cast<std::int64_t>(sequence)).bind(3, static_cast<std::int64_t>(carousel_until))
+      .bind(4, static_cast<std::int64_t>(carousel_from)).bind(5, static_cast<std::int64_t>(unix_now())).bind(6, section)
+      .bind(7, static_cast<std::int64_t>(change)).bind(8, static_cast<std::int64_t>(priority));
+  ins.run();
+  tx.commit();
+}
+
+void EntitlementStore::remove_emm_entry(std::int64_t id) {
+  sql::Transaction tx(db_);
+  auto del = db_.prepare("DELETE FROM emm_queue WHERE id = ?");
+  del.bind(1, id);
+  del.run();
+  if (db_.changes() > 0) {
+    auto rm = db_.prepare("INSERT INTO emm_removed (change_number, id, removed) VALUES (?, ?, ?)");
+    rm.bind(1, static_cast<std::int64_t>(next_emm_change())).bind(2, id).bind(3, static_cast<std::int64_t>(unix_now()));
+    rm.run();
+  }
+  tx.commit();
 }
 
 Result<Key256> EntitlementStore::emm_key_for(std::uint32_t stb_id) {
@@ -473,6 +526,13 @@ Status EntitlementStore::grant(std::uint32_t stb_id, std::uint16_t service_id, s
   }
   USHER_TRY(auto key, service_key(service_id));
   sql::Transaction tx(db_);
+  // A grant the box holds already, extended or moved: a renewal, which can wait behind new rights.
+  bool renewal = false;
+  {
+    auto held = db_.prepare("SELECT 1 FROM grants WHERE stb_id = ? AND service_id = ? AND revoked = 0");
+    held.bind(1, stb_id).bind(2, service_id);
+    renewal = held.step();
+  }
   auto st = db_.prepare(
       "INSERT INTO grants (stb_id, service_id, not_before, not_after, revoked) VALUES (?, ?, ?, ?, 0) "
       "ON CONFLICT (stb_id, service_id) DO UPDATE SET not_before = excluded.not_before, "
@@ -485,7 +545,7 @@ Status EntitlementStore::grant(std::uint32_t stb_id, std::uint16_t service_id, s
   }
   std::vector<EmmItem> items;
   items.emplace_back(EmmGrant{service_id, key.key_version, key.key.clone(), not_before, not_after});
-  USHER_CHECK(queue_emm(stb_id, std::move(items), not_after));
+  USHER_CHECK(queue_emm(stb_id, std::move(items), renewal ? EmmPriority::renewal : EmmPriority::urgent, not_after));
   tx.commit();
   return ok_status();
 }
@@ -516,14 +576,10 @@ Status EntitlementStore::revoke(std::uint32_t stb_id, std::uint16_t service_id) 
     });
     if (about_this_service) replaced.push_back(queued.column_int(0));
   }
-  for (const auto id : replaced) {
-    auto del = db_.prepare("DELETE FROM emm_queue WHERE id = ?");
-    del.bind(1, id);
-    del.run();
-  }
+  for (const auto id : replaced) remove_emm_entry(id);
   std::vector<EmmItem> items;
   items.emplace_back(EmmRevoke{service_id});
-  USHER_CHECK(queue_emm(stb_id, std::move(items), unix_now() + kRevokeCarouselSeconds));
+  USHER_CHECK(queue_emm(stb_id, std::move(items), EmmPriority::urgent, unix_now() + kRevokeCarouselSeconds));
   tx.commit();
   return ok_status();
 }
@@ -563,6 +619,124 @@ std::vector<std::vector<std::uint8_t>> EntitlementStore::emm_sections(std::uint6
   st.bind(1, static_cast<std::int64_t>(now)).bind(2, static_cast<std::int64_t>(repeat));
   while (st.step()) out.push_back(st.column_blob(0));
   return out;
+}
+
+EmmFeedPage EntitlementStore::emm_changes(std::uint64_t cursor, std::size_t max_entries, std::size_t max_bytes) {
+  EmmFeedPage page;
+  max_entries = std::max<std::size_t>(max_entries, 1);
+  // The last committed change first: every change up to it is committed (numbers follow commit
+  // order), so the page can end there without skipping a row committed late with a lower number.
+  std::uint64_t last = 0;
+  std::uint64_t horizon = 0;
+  {
+    auto st = db_.prepare("SELECT name, value FROM settings WHERE name IN ('emm_change', 'emm_removed_horizon')");
+    while (st.step()) (st.column_text(0) == "emm_change" ? last : horizon) = static_cast<std::uint64_t>(st.column_int(1));
+  }
+  if (cursor > last) cursor = 0;  // a cursor from another store (or a store made again): start over
+  if (cursor != 0 && cursor < horizon) cursor = 0;  // the removals after it are forgotten
+  page.restart = cursor == 0;
+  const auto repeat = emm_repeat_seconds();
+  std::uint64_t bound = last;
+  std::vector<std::uint64_t> added_changes;  // beside page.added
+  {
+    auto st = db_.prepare(
+        "SELECT id, priority, carousel_from, carousel_until, created, section, change_number FROM emm_queue "
+        "WHERE change_number > ? AND change_number <= ? ORDER BY change_number LIMIT ?");
+    st.bind(1, static_cast<std::int64_t>(cursor)).bind(2, static_cast<std::int64_t>(last)).bind(3, static_cast<std::int64_t>(max_entries + 1));
+    std::size_t bytes = 0;
+    while (st.step()) {
+      const auto change = static_cast<std::uint64_t>(st.column_int(6));
+      if (page.added.size() == max_entries || bytes >= max_bytes) {
+        page.more = true;
+        bound = change - 1;
+        break;
+      }
+      EmmFeedEntry e;
+      e.id = static_cast<std::uint64_t>(st.column_int(0));
+      e.priority = static_cast<EmmPriority>(std::clamp<std::int64_t>(st.column_int(1), 0, kEmmPriorityLast));
+      e.carousel_from = static_cast<std::uint64_t>(st.column_int(2));
+      e.carousel_until = static_cast<std::uint64_t>(st.column_int(3));
+      if (repeat != 0) {
+        // As emm_sections: repeated at most `repeat` seconds from when it was first sent.
+        const auto created = static_cast<std::uint64_t>(st.column_int(4));
+        e.carousel_until = std::min(e.carousel_until, std::max(created, e.carousel_from) + repeat);
+      }
+      e.section = st.column_blob(5);
+      bytes += e.section.size();
+      page.added.push_back(std::move(e));
+      added_changes.push_back(change);
+    }
+  }
+  {
+    auto st = db_.prepare("SELECT change_number, id FROM emm_removed WHERE change_number > ? AND change_number <= ? ORDER BY change_number LIMIT ?");
+    st.bind(1, static_cast<std::int64_t>(cursor)).bind(2, static_cast<std::int64_t>(bound)).bind(3, static_cast<std::int64_t>(max_entries + 1));
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> removals;
+    while (st.step()) removals.emplace_back(static_cast<std::uint64_t>(st.column_int(0)), static_cast<std::uint64_t>(st.column_int(1)));
+    if (removals.size() > max_entries) {
+      // Too many removals for one page: it ends before the first left out, and the entries added
+      // after that wait for the next page.
+      bound = removals[max_entries].first - 1;
+      removals.resize(max_entries);
+      page.more = true;
+    }
+    if (!page.restart) {
+      for (const auto& r : removals) page.removed.push_back(r.second);
+    }
+  }
+  // What was added after the bound goes in the next page (ordered by change number: at the end).
+  while (!page.added.empty() && added_changes.back() > bound) {
+    page.added.pop_back();
+    added_changes.pop_back();
+  }
+  page.next_cursor = bound;
+  return page;
+}
+
+std::size_t EntitlementStore::purge_expired_emms(std::uint64_t now, std::size_t at_most) {
+  if (now < kEmmExpiryMarginSeconds) return 0;
+  const auto before = static_cast<std::int64_t>(now - kEmmExpiryMarginSeconds);
+  const auto repeat = static_cast<std::int64_t>(emm_repeat_seconds());
+  std::vector<std::int64_t> expired;
+  {
+    auto st = db_.prepare(
+        "SELECT id FROM emm_queue WHERE carousel_until < ?1 OR (CAST(?2 AS INTEGER) != 0 AND "
+        "(CASE WHEN created > carousel_from THEN created ELSE carousel_from END) + ?2 < ?1) ORDER BY id LIMIT ?3");
+    st.bind(1, before).bind(2, repeat).bind(3, static_cast<std::int64_t>(at_most));
+    while (st.step()) expired.push_back(st.column_int(0));
+  }
+  const bool forget = now > kEmmRemovalKeepSeconds;
+  std::int64_t forgotten = 0;
+  if (forget) {
+    auto st = db_.prepare("SELECT MAX(change_number) FROM emm_removed WHERE removed < ?");
+    st.bind(1, static_cast<std::int64_t>(now - kEmmRemovalKeepSeconds));
+    if (st.step()) forgotten = st.column_int(0);
+  }
+  if (expired.empty() && forgotten == 0) return 0;
+  sql::Transaction tx(db_);
+  for (const auto id : expired) remove_emm_entry(id);
+  if (forgotten > 0) {
+    // A headend whose cursor is older than the removals forgotten here starts over (restart).
+    auto del = db_.prepare("DELETE FROM emm_removed WHERE change_number <= ?");
+    del.bind(1, forgotten);
+    del.run();
+    auto up = db_.prepare("UPDATE settings SET value = ? WHERE name = 'emm_removed_horizon' AND value < ?");
+    up.bind(1, forgotten).bind(2, forgotten);
+    up.run();
+  }
+  tx.commit();
+  return expired.size();
+}
+
+Status EntitlementStore::set_emm_kbps(std::uint64_t kbps) {
+  auto st = db_.prepare("INSERT INTO settings VALUES ('emm_kbps', ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value");
+  st.bind(1, static_cast<std::int64_t>(kbps));
+  st.run();
+  return ok_status();
+}
+
+std::uint64_t EntitlementStore::emm_kbps() {
+  auto st = db_.prepare("SELECT value FROM settings WHERE name = 'emm_kbps'");
+  return st.step() ? static_cast<std::uint64_t>(st.column_int(0)) : 0;
 }
 
 }  // namespace usher::entitlement

@@ -296,4 +296,68 @@ Result<std::vector<std::vector<std::uint8_t>>> decode_sections(std::span<const s
   return out;
 }
 
+std::vector<std::uint8_t> encode_emm_changes_request(std::uint64_t cursor) {
+  ByteWriter w;
+  w.u64(cursor);
+  return w.take();
+}
+
+Result<std::uint64_t> decode_emm_changes_request(std::span<const std::uint8_t> body) {
+  ByteReader r(body);
+  std::uint64_t cursor = 0;
+  if (!r.u64(cursor) || !finished(r)) return make_error(Errc::malformed, "emm_changes: the body must be one u64 cursor (8 bytes)");
+  return cursor;
+}
+
+namespace {
+constexpr std::uint8_t kFeedMore = 1;
+constexpr std::uint8_t kFeedRestart = 2;
+}  // namespace
+
+std::vector<std::uint8_t> encode(const EmmFeedPage& page) {
+  ByteWriter w;
+  w.u64(page.next_cursor);
+  w.u8(static_cast<std::uint8_t>((page.more ? kFeedMore : 0) | (page.restart ? kFeedRestart : 0)));
+  w.u32(static_cast<std::uint32_t>(page.added.size()));
+  for (const auto& e : page.added) {
+    w.u64(e.id);
+    w.u8(static_cast<std::uint8_t>(e.priority));
+    w.u64(e.carousel_from);
+    w.u64(e.carousel_until);
+    put_blob(w, e.section);
+  }
+  w.u32(static_cast<std::uint32_t>(page.removed.size()));
+  for (const auto id : page.removed) w.u64(id);
+  return w.take();
+}
+
+Result<EmmFeedPage> decode_emm_feed_page(std::span<const std::uint8_t> body) {
+  ByteReader r(body);
+  EmmFeedPage page;
+  std::uint8_t flags = 0;
+  std::uint32_t added = 0;
+  if (!r.u64(page.next_cursor) || !r.u8(flags) || !r.u32(added)) return bad("emm_changes reply");
+  if ((flags & ~(kFeedMore | kFeedRestart)) != 0) return make_error(Errc::malformed, "emm_changes reply: unknown flags");
+  page.more = (flags & kFeedMore) != 0;
+  page.restart = (flags & kFeedRestart) != 0;
+  // Each entry takes at least 27 bytes: a count the body cannot hold is refused before reserving.
+  if (added > r.remaining() / 27) return bad("emm_changes reply");
+  page.added.reserve(added);
+  for (std::uint32_t i = 0; i < added; ++i) {
+    auto& e = page.added.emplace_back();
+    std::uint8_t priority = 0;
+    if (!r.u64(e.id) || !r.u8(priority) || !r.u64(e.carousel_from) || !r.u64(e.carousel_until) || !get_blob(r, e.section)) {
+      return bad("emm_changes reply");
+    }
+    if (priority > kEmmPriorityLast) return make_error(Errc::malformed, "emm_changes reply: unknown priority " + std::to_string(priority));
+    e.priority = static_cast<EmmPriority>(priority);
+  }
+  std::uint32_t removed = 0;
+  if (!r.u32(removed) || removed > r.remaining() / 8) return bad("emm_changes reply");
+  page.removed.resize(removed);
+  for (auto& id : page.removed) r.u64(id);
+  if (!finished(r)) return bad("emm_changes reply");
+  return page;
+}
+
 }  // namespace usher::entitlement

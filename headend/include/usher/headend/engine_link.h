@@ -5,14 +5,18 @@
 // seals key bundles for it alone.
 //
 // EngineKeySource: a KeySource fed over ZeroMQ. It fetches the sealed key bundle (service keys,
-// PPV events and their keys for the coming days) and the EMM carousel, then refreshes both in the
-// background. When the engine goes away it keeps scrambling with what it holds, says so once, and
+// PPV events and their keys for the coming days) and follows the engine's EMM queue by a cursor
+// (emm_changes: only what changed since the last page, a page at a time), then refreshes both in the
+// background. The carousel is held in memory by entry id, each section once, shared with the
+// scrambler; a restarted headend catches up from cursor 0. When the engine goes away it keeps scrambling with what it holds, says so once, and
 // picks up again when the engine is back: entitled viewers see no black screen while the keys last.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -69,10 +73,25 @@ class EngineKeySource final : public KeySource {
   void start();
 
   Result<entitlement::ServiceKey> service_key(std::uint16_t service_id) override;
-  std::vector<std::vector<std::uint8_t>> emm_sections(std::uint64_t now_unix) override;
+  // Served from what the last fetches brought: changes since `version` (one consumer: the log of
+  // changes it has taken is dropped), or the whole carousel as a restart when `version` is 0 or
+  // older than the log.
+  EmmChanges emm_changes(std::uint64_t version) override;
   std::optional<entitlement::EventKey> current_event(std::uint16_t service_id, std::uint64_t time) override;
   std::vector<entitlement::EventInfo> schedule(std::uint16_t service_id, std::uint64_t time, std::size_t count) override;
 
+  // The carousel held now: the sections live at `now_unix`, in id order (what the engine's
+  // emm_sections would say, for tests and checks).
+  std::vector<std::vector<std::uint8_t>> carousel(std::uint64_t now_unix);
+  [[nodiscard]] std::size_t carousel_entries();
+  // The engine's cursor in its EMM feed.
+  [[nodiscard]] std::uint64_t cursor() const { return cursor_; }
+  // The EMM bandwidth the operator set on the engine (bit/s; 0: none, or an engine that predates it).
+  [[nodiscard]] std::uint64_t engine_emm_bitrate() const { return engine_emm_bitrate_; }
+  // Entries are dropped here this long after their carousel ended (the engine purges them too).
+  static constexpr std::uint64_t kExpiryMarginSeconds = 3600;
+  // Pages taken in one fetch at most (then the next refresh goes on from the cursor).
+  static constexpr std::size_t kMaxPagesPerFetch = 2000;
   [[nodiscard]] bool engine_reachable() const { return reachable_; }
   [[nodiscard]] std::uint64_t refreshes() const { return refreshes_; }
 
@@ -86,7 +105,13 @@ class EngineKeySource final : public KeySource {
   Logger log_{"headend"};
   std::mutex mutex_;
   entitlement::KeyBundle bundle_;
-  std::vector<std::vector<std::uint8_t>> emms_;
+  std::map<std::uint64_t, EmmEntry> carousel_;  // by entry id
+  std::atomic<std::uint64_t> cursor_{0};
+  std::atomic<std::uint64_t> engine_emm_bitrate_{0};
+  // Changes not yet taken by the scrambler, by version; a consumer older than log_base_ restarts.
+  std::deque<std::pair<std::uint64_t, EmmChanges>> log_changes_;
+  std::uint64_t version_ = 0;
+  std::uint64_t log_base_ = 0;
   std::atomic<bool> reachable_{false};
   std::atomic<std::uint64_t> refreshes_{0};
   std::atomic<bool> stop_{false};

@@ -37,6 +37,7 @@
 //   scrambler.finish(out);
 #pragma once
 
+#include <array>
 #include <bitset>
 #include <cstdint>
 #include <deque>
@@ -51,6 +52,7 @@
 #include "usher/core/log.h"
 #include "usher/entitlement/messages.h"
 #include "usher/entitlement/catalogue.h"
+#include "usher/entitlement/protocol.h"
 #include "usher/streams/csa.h"
 #include "usher/streams/pid_map.h"
 #include "usher/streams/psi.h"
@@ -59,13 +61,34 @@
 
 namespace usher::headend {
 
+// One EMM of the carousel as the headend holds it: its section (shared, never copied between the
+// key source and the scheduler), how soon it must go, and while when it is repeated.
+struct EmmEntry {
+  std::uint64_t id = 0;  // the engine's queue entry: ids grow with each entry queued
+  entitlement::EmmPriority priority = entitlement::EmmPriority::background;
+  std::uint64_t carousel_from = 0;   // unix seconds, broadcast time
+  std::uint64_t carousel_until = 0;  // inclusive
+  std::shared_ptr<const std::vector<std::uint8_t>> section;
+  [[nodiscard]] bool live_at(std::uint64_t time) const { return carousel_from <= time && time <= carousel_until; }
+};
+
+// What the EMM queue gained and lost since a version the key source gave before.
+struct EmmChanges {
+  std::uint64_t version = 0;  // pass it to the next call
+  bool restart = false;       // drop everything held before, then apply
+  std::vector<EmmEntry> added;          // in id order
+  std::vector<std::uint64_t> removed;   // entry ids
+};
+
 // Where the scrambler gets service keys and EMMs: the engine over ZeroMQ (EngineKeySource,
 // engine_link.h), or the operator's store in the same process (StoreKeySource, store_key_source.h).
 class KeySource {
  public:
   virtual ~KeySource() = default;
   virtual Result<entitlement::ServiceKey> service_key(std::uint16_t service_id) = 0;
-  virtual std::vector<std::vector<std::uint8_t>> emm_sections(std::uint64_t now_unix) = 0;
+  // The EMM queue's changes since `version` (0: from the start, as a restart). Cheap when nothing
+  // changed: the scrambler asks every second, never for the whole queue again.
+  virtual EmmChanges emm_changes(std::uint64_t version) = 0;
   // The PPV event on air on a service at a broadcast time, whose key seals the ECMs meanwhile.
   virtual std::optional<entitlement::EventKey> current_event(std::uint16_t service_id, std::uint64_t time) = 0;
   // The PPV events of a service that end after `time`, earliest first, at most `count` (for the EIT).
@@ -89,9 +112,9 @@ struct ScramblerConfig {
   std::uint32_t crypto_period_ms = 10'000;
   std::uint32_t ecm_interval_ms = 100;
   std::uint32_t cat_interval_ms = 500;
-  std::uint32_t emm_interval_ms = 50;      // at most one EMM section per interval from the carousel
-  std::uint64_t emm_bitrate = 128'000;     // EMMs' bandwidth share (bit/s of stream time, packets counted
-                                           // whole); one section may go as a burst, then the share holds
+  std::uint64_t emm_bitrate = 128'000;     // EMMs' bandwidth budget (bit/s of stream time, packets counted
+                                           // whole), used to the full while EMMs wait: new ones by priority,
+                                           // then the carousel; kEmmBurstMs of it may go at once, never more
   InsertPolicy insert_policy = InsertPolicy::automatic;
   std::uint32_t eit_interval_ms = 2000;    // EIT present/following repetition
   std::uint32_t sdt_interval_ms = 2000;    // our SDT's repetition, when the input has none
@@ -134,6 +157,9 @@ struct ScramblerStats {
   std::uint64_t inserts_unsent = 0;       // replace_nulls: still waiting for a null at the end
   std::uint64_t repetitions_skipped = 0;  // an ECM/CAT/EIT repetition while the last one still waits
   std::uint64_t emm_packets = 0;
+  std::uint64_t emm_carousel_entries = 0;  // live on the carousel now
+  std::uint64_t emm_carousel_bytes = 0;    // their sections' bytes
+  std::uint64_t emm_waiting = 0;           // new EMMs waiting for their first sending
   std::uint64_t input_nulls = 0;
   bool replacing_nulls = false;           // the policy in force (automatic decides after the survey)
   std::uint64_t crypto_periods = 0;
@@ -191,8 +217,12 @@ class Scrambler {
   void process(std::span<const streams::TsPacket> in, std::vector<streams::TsPacket>& out);
   // End of input: scrambles what is held back and appends it.
   void finish(std::vector<streams::TsPacket>& out);
-  // Re-reads the EMM carousel from the key source; new EMMs go out at once.
+  // Takes the EMM queue's changes from the key source: new EMMs go first (by priority) within the
+  // budget, then the carousel again; expired ones are dropped.
   void refresh_emms();
+  // How long one pass of the carousel takes at the budget (stream seconds): a box switched on
+  // waits at most this long for an EMM of it that is on the carousel (plus the EMMs ahead of it).
+  [[nodiscard]] double emm_carousel_cycle_seconds() const;
 
   // Set when the scrambler refuses to go on; it outputs nothing from then on. A refusal while the
   // input is surveyed (see above) means that nothing at all was output: report it and stop.
@@ -278,10 +308,17 @@ class Scrambler {
   streams::SectionPacketizer cat_packetizer_{streams::kCatPid};
   std::uint16_t emm_pid_ = 0;
   std::unique_ptr<streams::SectionPacketizer> emm_packetizer_;
-  std::vector<std::vector<std::uint8_t>> emm_carousel_;
+  // The carousel, in id order (the order entries are added); removed ones are left as empty slots
+  // until they are half of it, then squeezed out.
+  std::vector<EmmEntry> emm_carousel_;
+  std::size_t emm_removed_slots_ = 0;
   std::size_t emm_next_ = 0;
+  std::uint64_t emm_version_ = 0;  // of the key source's changes
+  std::uint64_t emm_carousel_bytes_ = 0;
+  std::uint64_t emm_carousel_live_ = 0;
+  std::size_t logged_carousel_entries_ = 0;
+  void drop_emm(std::size_t slot);
   std::uint64_t next_cat_ = 0;
-  std::uint64_t next_emm_ = 0;
   std::uint64_t next_eit_ = 0;
   bool input_has_eit_ = false;
   streams::SectionPacketizer eit_packetizer_{streams::kEitPid};
@@ -307,7 +344,10 @@ class Scrambler {
   streams::TsPacket restamp_;
   std::uint64_t input_bitrate_ = 0;  // measured during the survey
   std::uint64_t emm_tat_ = 0;  // EMM share: stream time when the packets sent so far are paid for        // the first CAT (which announces the EMM PID) has left
-  std::deque<std::vector<std::uint8_t>> emm_fresh_;  // handed over since the last look: sent first
+  // Handed over since the start, waiting for their first sending: by priority (urgent first).
+  std::array<std::deque<std::shared_ptr<const std::vector<std::uint8_t>>>, entitlement::kEmmPriorityLast + 1> emm_fresh_;
+  // At most this many EMM packets wait for their place in the output at once.
+  static constexpr std::uint32_t kEmmPendingPackets = 8;
   std::vector<streams::TsPacket> scratch_;
   ScramblerStats stats_;
 };

@@ -30,11 +30,14 @@ class EngineService {
   std::vector<std::uint8_t> handle(std::span<const std::uint8_t> request);
   // Handles a group in one database transaction (each request in its own savepoint, so a refused
   // one changes nothing) and returns the replies only after the commit: one disk sync for the group,
-  // and no reply for a change that is not yet durable.
+  // and no reply for a change that is not yet durable. Reads of the EMM feed (emm_changes) are
+  // answered after the commit, outside the transaction.
   std::vector<std::vector<std::uint8_t>> handle_batch(const std::vector<std::span<const std::uint8_t>>& requests);
 
  private:
   Result<std::vector<std::uint8_t>> dispatch(const Frame& frame);
+  // emm_changes: purges a few expired entries (a short write), then reads a page of the feed.
+  std::vector<std::uint8_t> emm_changes(std::uint64_t cursor);
   // register_handset, top_up, balance, ticket_status, account_stbs: checked (signature, time,
   // limit), then answered once.
   Result<std::vector<std::uint8_t>> dispatch_signed(const Frame& frame);

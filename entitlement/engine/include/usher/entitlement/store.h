@@ -25,6 +25,7 @@
 #include "usher/entitlement/history.h"
 #include "usher/entitlement/identity_files.h"
 #include "usher/entitlement/messages.h"
+#include "usher/entitlement/protocol.h"
 #include "usher/entitlement/settlement.h"
 
 namespace usher::entitlement {
@@ -125,6 +126,21 @@ class EntitlementStore {
   // carries lasts, the default).
   Status set_emm_repeat_seconds(std::uint64_t seconds);
   std::uint64_t emm_repeat_seconds();
+  // The EMM feed (protocol.h, emm_changes): what the queue gained and lost after `cursor`, in change
+  // order, one bounded page at a time. A plain read: it takes no write lock and waits for none.
+  // `max_entries` and `max_bytes` are for tests; the protocol's bounds are the defaults.
+  EmmFeedPage emm_changes(std::uint64_t cursor, std::size_t max_entries = kEmmFeedMaxEntries,
+                          std::size_t max_bytes = kEmmFeedMaxBytes);
+  // Removes at most `at_most` entries whose carousel ended before `now` - kEmmExpiryMarginSeconds
+  // (or whose repeat time is over), each as a removal of the feed, and forgets removals older than
+  // kEmmRemovalKeepSeconds; one short transaction. Returns how many entries went.
+  std::size_t purge_expired_emms(std::uint64_t now, std::size_t at_most = 500);
+  static constexpr std::uint64_t kEmmExpiryMarginSeconds = 3600;
+  static constexpr std::uint64_t kEmmRemovalKeepSeconds = 7 * 86400;
+  // The EMM stream's bandwidth for headends that are given none (`headend run --emm-kbps`), in
+  // kbit/s; 0: not set (each headend's default).
+  Status set_emm_kbps(std::uint64_t kbps);
+  std::uint64_t emm_kbps();
 
   // --- Pay-per-view catalogue ---
   [[nodiscard]] const crypto::PublicKey& signing_public() const { return signing_public_; }
@@ -281,8 +297,17 @@ class EntitlementStore {
   static Status bring_forward(sql::Database& db, const std::string& path);
   static void add_one_valid_ticket_index(sql::Database& db);
   // Seals and queues an EMM for the carousel; returns its section.
-  Result<std::vector<std::uint8_t>> queue_emm(std::uint32_t stb_id, std::vector<EmmItem> items, std::uint64_t carousel_until,
-                                              std::uint64_t carousel_from = 0);
+  Result<std::vector<std::uint8_t>> queue_emm(std::uint32_t stb_id, std::vector<EmmItem> items, EmmPriority priority,
+                                              std::uint64_t carousel_until, std::uint64_t carousel_from = 0);
+  // The storage part of queueing an EMM: puts a sealed section in emm_queue with the next change
+  // number of the feed, inside a write transaction (its own, or the caller's). For every kind of
+  // EMM (unique, group, global): `stb_id` and `sequence` are the address's.
+  void store_emm_section(std::uint32_t stb_id, std::uint64_t sequence, std::span<const std::uint8_t> section, EmmPriority priority,
+                         std::uint64_t carousel_from, std::uint64_t carousel_until);
+  // Takes an entry off the queue as a removal of the feed (inside the caller's write transaction).
+  void remove_emm_entry(std::int64_t id);
+  // The feed's next change number; only inside a write transaction (so numbers follow commit order).
+  std::uint64_t next_emm_change();
   Secret<32> operator_private();
   // Keeps a certified billing's key (certify_billing), so that its requests are accepted.
   void remember_billing(const BillingCertificate& certificate);

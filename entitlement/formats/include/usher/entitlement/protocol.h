@@ -55,6 +55,7 @@ enum class MessageType : std::uint8_t {
   billing_account_stbs = 22,       // text account -> u16 count, u32 stb_id each
   // 23 was billing_open_history (the engine opening relayed histories for billing with EMM-derived
   // keys) until billing held an X25519 key of its own: now unknown, and not to be reused.
+  emm_changes = 24,  // u64 cursor (0: from the start) -> EmmFeedPage (what the EMM queue gained and lost since)
 };
 
 // The local link between a handset and an STB uses the same frames with these types.
@@ -152,5 +153,46 @@ Result<std::vector<std::uint64_t>> decode_ids(std::span<const std::uint8_t> body
 std::vector<std::uint8_t> encode_sections(const std::vector<std::vector<std::uint8_t>>& sections);
 Result<std::vector<std::vector<std::uint8_t>>> decode_sections(std::span<const std::uint8_t> body);
 Result<std::vector<EventInfo>> decode_events(std::span<const std::uint8_t> body);
+
+// --- The EMM feed (emm_changes): a headend follows the engine's EMM queue by a cursor ---
+//
+// Every entry added to or removed from the queue gets the next change number of the store, drawn
+// inside the write transaction that makes the change: change numbers are in commit order, with no
+// gap a reader could skip. A headend keeps the cursor of the last page it applied and asks for what
+// changed after it; a page is bounded (kEmmFeedMaxEntries, kEmmFeedMaxBytes) and says when more is
+// waiting. docs/protocol.md, "The EMM feed".
+
+// How soon an EMM must go out. The scheduler sends queued entries in this order before the carousel.
+enum class EmmPriority : std::uint8_t {
+  urgent = 0,      // revocations, new grants, tickets, credit lines
+  renewal = 1,     // renewals, key rotations, event offers
+  background = 2,  // the rest: carousel only
+};
+inline constexpr std::uint8_t kEmmPriorityLast = 2;
+
+struct EmmFeedEntry {
+  std::uint64_t id = 0;  // the queue entry's id: removals name it
+  EmmPriority priority = EmmPriority::background;
+  std::uint64_t carousel_from = 0;   // unix seconds: repeated from then...
+  std::uint64_t carousel_until = 0;  // ...until then (inclusive)
+  std::vector<std::uint8_t> section;
+};
+
+struct EmmFeedPage {
+  std::uint64_t next_cursor = 0;  // ask from here next time
+  bool more = false;              // more is waiting after this page: ask again at once
+  // The cursor asked for was older than the removals the engine still keeps: this page starts
+  // from the beginning, and the caller drops what it held before applying it.
+  bool restart = false;
+  std::vector<EmmFeedEntry> added;
+  std::vector<std::uint64_t> removed;
+};
+inline constexpr std::size_t kEmmFeedMaxEntries = 8000;
+inline constexpr std::size_t kEmmFeedMaxBytes = 1024 * 1024;  // sections, in a page (one section more at most)
+
+std::vector<std::uint8_t> encode_emm_changes_request(std::uint64_t cursor);
+Result<std::uint64_t> decode_emm_changes_request(std::span<const std::uint8_t> body);
+std::vector<std::uint8_t> encode(const EmmFeedPage& page);
+Result<EmmFeedPage> decode_emm_feed_page(std::span<const std::uint8_t> body);
 
 }  // namespace usher::entitlement

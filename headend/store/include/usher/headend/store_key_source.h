@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -20,7 +21,24 @@ class StoreKeySource final : public KeySource {
  public:
   explicit StoreKeySource(entitlement::EntitlementStore& store) : store_(store) {}
   Result<entitlement::ServiceKey> service_key(std::uint16_t id) override { return store_.service_key(id); }
-  std::vector<std::vector<std::uint8_t>> emm_sections(std::uint64_t now) override { return store_.emm_sections(now); }
+  // The store's EMM feed from the cursor `version`, every page at once.
+  EmmChanges emm_changes(std::uint64_t version) override {
+    EmmChanges out;
+    for (;;) {
+      auto page = store_.emm_changes(version);
+      if (page.restart) out = {};
+      out.restart = out.restart || page.restart;
+      out.removed.insert(out.removed.end(), page.removed.begin(), page.removed.end());
+      for (auto& a : page.added) {
+        out.added.push_back({a.id, a.priority, a.carousel_from, a.carousel_until,
+                             std::make_shared<const std::vector<std::uint8_t>>(std::move(a.section))});
+      }
+      version = page.next_cursor;
+      if (!page.more) break;
+    }
+    out.version = version;
+    return out;
+  }
   std::optional<entitlement::EventKey> current_event(std::uint16_t service_id, std::uint64_t time) override {
     return store_.current_event(service_id, time);
   }
