@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <exception>
+#include <thread>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
@@ -18,6 +20,45 @@ namespace usher::entitlement {
 namespace {
 
 constexpr std::size_t kListedInMessage = 20;
+
+// The crypto of a bulk operation (an X25519 per box) runs on every core, up to this many threads;
+// SQLite stays on the calling thread.
+unsigned crypto_threads(std::size_t work_items) {
+  if (work_items < 64) return 1;
+  return std::clamp(std::thread::hardware_concurrency(), 1U, 8U);
+}
+
+// Calls work(thread, i) for every i in [0, n), spread over `threads` threads (thread in [0,
+// threads)); the first exception a call throws is thrown here once all have stopped.
+template <typename Work>
+void in_parallel(std::size_t n, unsigned threads, const Work& work) {
+  if (threads <= 1) {
+    for (std::size_t i = 0; i < n; ++i) work(0U, i);
+    return;
+  }
+  std::vector<std::exception_ptr> failures(threads);
+  std::vector<std::thread> workers;
+  for (unsigned t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      try {
+        for (std::size_t i = t; i < n; i += threads) work(t, i);
+      } catch (...) {
+        failures[t] = std::current_exception();
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  for (const auto& f : failures) {
+    if (f) std::rethrow_exception(f);
+  }
+}
+
+// One loaded operator key per thread.
+std::vector<crypto::X25519Agreement> agreements(const Secret<32>& own_private, unsigned threads) {
+  std::vector<crypto::X25519Agreement> out;
+  for (unsigned t = 0; t < threads; ++t) out.emplace_back(own_private);
+  return out;
+}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -359,10 +400,10 @@ Result<EntitlementStore::BulkCounts> EntitlementStore::register_stbs(std::span<c
     }
   };
   std::vector<bool> registered(rows.size(), false);
+  std::vector<std::size_t> unchecked;  // new boxes, whose X25519 key is checked below
   {
     std::unordered_map<std::uint32_t, std::size_t> seen;
     seen.reserve(rows.size());
-    const auto op = operator_private();
     auto existing = db_.prepare("SELECT x25519_public, ed25519_public FROM stbs WHERE stb_id = ?");
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const auto& stb = rows[i].stb;
@@ -390,9 +431,20 @@ Result<EntitlementStore::BulkCounts> EntitlementStore::register_stbs(std::span<c
         }
         continue;
       }
-      // The check register_stb makes: a key whose shared secret with the operator is degenerate
-      // could never open an EMM.
-      if (!crypto::x25519(op, stb.x25519_public)) refuse(i, name + " has an unusable X25519 public key");
+      unchecked.push_back(i);
+    }
+  }
+  {
+    // The check register_stb makes: a key whose shared secret with the operator is degenerate
+    // could never open an EMM.
+    const unsigned threads = crypto_threads(unchecked.size());
+    const auto own = agreements(operator_private(), threads);
+    std::vector<char> unusable(unchecked.size(), 0);
+    in_parallel(unchecked.size(), threads, [&](unsigned t, std::size_t k) {
+      unusable[k] = own[t].agree(rows[unchecked[k]].stb.x25519_public) ? 0 : 1;
+    });
+    for (std::size_t k = 0; k < unchecked.size(); ++k) {
+      if (unusable[k] != 0) refuse(unchecked[k], "STB " + std::to_string(rows[unchecked[k]].stb.stb_id) + " has an unusable X25519 public key");
     }
   }
   if (!refused.empty()) {
@@ -555,43 +607,68 @@ Result<EntitlementStore::BulkCounts> EntitlementStore::grant_many(std::span<cons
 }
 
 Status EntitlementStore::queue_grant_emms(std::span<const std::uint32_t> stb_ids, std::span<const EmmGrant> grants) {
-  const auto op = operator_private();
   const auto now = unix_now();
-  auto box = db_.prepare("SELECT x25519_public, next_emm_sequence FROM stbs WHERE stb_id = ?");
+  // Each box's key and next sequence number, read here; the keys derived and the EMMs sealed on
+  // every core; then written here.
+  struct Box {
+    crypto::PublicKey x25519_public{};
+    std::uint64_t sequence = 0;
+    std::vector<std::vector<std::uint8_t>> sections;
+  };
+  std::vector<Box> boxes(stb_ids.size());
+  {
+    auto box = db_.prepare("SELECT x25519_public, next_emm_sequence FROM stbs WHERE stb_id = ?");
+    for (std::size_t i = 0; i < stb_ids.size(); ++i) {
+      box.reset();
+      box.bind(1, stb_ids[i]);
+      if (!box.step()) return make_error(Errc::not_found, "no STB " + std::to_string(stb_ids[i]) + " (register it first)");
+      const auto blob = box.column_blob(0);
+      if (blob.size() != boxes[i].x25519_public.size()) return make_error(Errc::storage, "STB " + std::to_string(stb_ids[i]) + " has no X25519 key");
+      std::copy(blob.begin(), blob.end(), boxes[i].x25519_public.begin());
+      boxes[i].sequence = static_cast<std::uint64_t>(box.column_int(1));
+    }
+  }
+  const unsigned threads = crypto_threads(stb_ids.size());
+  const auto own = agreements(operator_private(), threads);
+  std::vector<std::string> failed(threads);
+  in_parallel(stb_ids.size(), threads, [&](unsigned t, std::size_t i) {
+    // The box's EMM key: from the cache when a purchase or a grant already derived it; else derived
+    // here and not kept (a bulk grant reaches each box once, and a million keys need not stay).
+    std::optional<Key256> derived;
+    const Key256* key = nullptr;
+    if (const auto cached = emm_keys_.find(stb_ids[i]); cached != emm_keys_.end()) {
+      key = &cached->second;
+    } else {
+      auto k = derive_emm_key(own[t], boxes[i].x25519_public, ca_system_id_, stb_ids[i]);
+      if (!k) {
+        if (failed[t].empty()) failed[t] = "STB " + std::to_string(stb_ids[i]) + ": " + k.error().message;
+        return;
+      }
+      derived = std::move(*k);
+      key = &*derived;
+    }
+    for (std::size_t g = 0; g < grants.size(); ++g) {
+      const auto& grant = grants[g];
+      std::vector<EmmItem> items;
+      items.emplace_back(EmmGrant{grant.service_id, grant.key_version, grant.service_key.clone(), grant.not_before, grant.not_after});
+      boxes[i].sections.push_back(encode_emm(EmmContent{stb_ids[i], boxes[i].sequence + g, now, std::move(items)}, *key));
+    }
+  });
+  for (const auto& f : failed) {
+    if (!f.empty()) return make_error(Errc::crypto, f);
+  }
   auto insert = db_.prepare(
       "INSERT INTO emm_queue (stb_id, sequence, carousel_until, carousel_from, created, section) VALUES (?, ?, ?, 0, ?, ?)");
   auto advance = db_.prepare("UPDATE stbs SET next_emm_sequence = ? WHERE stb_id = ?");
-  for (const auto stb_id : stb_ids) {
-    box.reset();
-    box.bind(1, stb_id);
-    if (!box.step()) return make_error(Errc::not_found, "no STB " + std::to_string(stb_id) + " (register it first)");
-    auto sequence = static_cast<std::uint64_t>(box.column_int(1));
-    // The box's EMM key: from the cache when a purchase or grant already derived it; else derived
-    // here and not kept (a bulk grant touches each box once, and a million keys need not stay).
-    std::optional<Key256> derived;
-    const Key256* key = nullptr;
-    if (const auto cached = emm_keys_.find(stb_id); cached != emm_keys_.end()) {
-      key = &cached->second;
-    } else {
-      crypto::PublicKey box_public{};
-      const auto blob = box.column_blob(0);
-      if (blob.size() != box_public.size()) return make_error(Errc::storage, "STB " + std::to_string(stb_id) + " has no X25519 key");
-      std::copy(blob.begin(), blob.end(), box_public.begin());
-      USHER_TRY(derived, derive_emm_key(op, box_public, ca_system_id_, stb_id));
-      key = &*derived;
-    }
-    for (const auto& grant : grants) {
-      std::vector<EmmItem> items;
-      items.emplace_back(EmmGrant{grant.service_id, grant.key_version, grant.service_key.clone(), grant.not_before, grant.not_after});
-      const auto section = encode_emm(EmmContent{stb_id, sequence, now, std::move(items)}, *key);
+  for (std::size_t i = 0; i < stb_ids.size(); ++i) {
+    for (std::size_t g = 0; g < grants.size(); ++g) {
       insert.reset();
-      insert.bind(1, stb_id).bind(2, static_cast<std::int64_t>(sequence)).bind(3, static_cast<std::int64_t>(grant.not_after))
-          .bind(4, static_cast<std::int64_t>(now)).bind(5, section);
+      insert.bind(1, stb_ids[i]).bind(2, static_cast<std::int64_t>(boxes[i].sequence + g))
+          .bind(3, static_cast<std::int64_t>(grants[g].not_after)).bind(4, static_cast<std::int64_t>(now)).bind(5, boxes[i].sections[g]);
       insert.run();
-      ++sequence;
     }
     advance.reset();
-    advance.bind(1, static_cast<std::int64_t>(sequence)).bind(2, stb_id);
+    advance.bind(1, static_cast<std::int64_t>(boxes[i].sequence + grants.size())).bind(2, stb_ids[i]);
     advance.run();
   }
   return ok_status();
