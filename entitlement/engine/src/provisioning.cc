@@ -200,7 +200,7 @@ class StbFileParser {
       if (fields.size() != 3 && fields.size() != 4) {
         return make_error(Errc::invalid_argument, "expected stb_id,x25519,ed25519[,account]: got " + std::to_string(fields.size()) + " fields");
       }
-    } else if (fields.size() != columns_.size()) {
+    } else if (fields.size() != columns_.size() && !(fields.size() + 1 == columns_.size() && columns_.back() == Column::account)) {
       return make_error(Errc::invalid_argument,
                         "expected " + std::to_string(columns_.size()) + " fields as the header says: got " + std::to_string(fields.size()));
     }

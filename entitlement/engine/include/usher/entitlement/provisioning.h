@@ -46,7 +46,8 @@ struct StbFile {
 };
 
 // Parses and checks every line: the id (decimal, 1 to 4294967295), both keys (64 hex digits each),
-// the columns a CSV header names (stb_id, x25519, ed25519 and account, in any order), the fields of
+// the columns a CSV header names (stb_id, x25519, ed25519 and account, in any order; a row may leave
+// out an account named last), the fields of
 // a JSON line, and ids given twice. Blank lines and lines starting with '#' are ignored; CRLF line
 // ends are accepted. Checks nothing against a store.
 StbFile parse_stb_file(std::string_view text, StbFileFormat format);
