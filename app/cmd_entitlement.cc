@@ -1,11 +1,18 @@
 // usher entitlement: the operator's catalogue, set-top boxes, grants and revocations.
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
 
 #include "cli.h"
 #include "usher/core/log.h"
 #include "usher/core/zmq.h"
 #include "usher/entitlement/engine_service.h"
 #include "usher/entitlement/protocol.h"
+#include "usher/entitlement/provisioning.h"
 #include "usher/entitlement/store.h"
 #include "usher/headend/engine_link.h"
 
@@ -44,6 +51,12 @@ struct EntitlementOptions {
   std::uint64_t ticket = 0;
   bool refund = false;
   std::string bind = "tcp://127.0.0.1:7700";
+  // Bulk provisioning (device import, grant to many boxes).
+  std::string format;
+  std::string stbs_file;
+  std::string stb_range;
+  bool all_stbs = false;
+  std::size_t per_transaction = entitlement::EntitlementStore::kBulkTransactionRows;
 };
 
 constexpr const char* kHomeDefault = "usher-data/entitlement";
@@ -54,6 +67,27 @@ entitlement::Currency currency(const EntitlementOptions& a) { return need(entitl
 
 void fail_on(const Status& s) {
   if (!s) throw std::runtime_error(s.error().message);
+}
+
+// A whole input file, or stdin for "-".
+std::string read_input(const std::string& path) {
+  if (path == "-") return std::string(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path + ": " + std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw std::runtime_error("cannot read " + path);
+  return text.str();
+}
+
+// Bulk commands: a status line per committed transaction, and a stop between two on Ctrl-C.
+entitlement::EntitlementStore::BulkProgress bulk_progress(std::size_t total, const char* what) {
+  install_stop_handlers();
+  return [total, what](const entitlement::EntitlementStore::BulkCounts& c) {
+    print_status("entitlement", std::to_string(c.added + c.skipped) + " of " + std::to_string(total) + " " + what + " done (" +
+                                    std::to_string(c.added) + " added, " + std::to_string(c.skipped) + " skipped)");
+    return !stop_requested();
+  };
 }
 
 }  // namespace
@@ -158,6 +192,36 @@ void add_entitlement(CLI::App& root, Commands& commands) {
     std::printf("STB %u registered%s\n", f.stb_id, o->account.empty() ? "" : (" for account " + o->account).c_str());
     return 0;
   });
+  auto* device_import = leaf(device, "import",
+                             "Registers many STBs from a file a subscriber-management system exports (docs/provisioning.md): CSV lines "
+                             "stb_id,x25519_hex,ed25519_hex[,account] (a header line may name the columns) or JSON lines "
+                             "{\"stb_id\":N,\"x25519\":\"hex\",\"ed25519\":\"hex\",\"account\":\"name\"}. The whole file is checked first "
+                             "and nothing is imported if a line is bad; boxes already registered with the same keys are skipped, so "
+                             "running the same command again resumes an interrupted import.");
+  device_import->add_option("--file", o->file, "the file, - for stdin")->type_name("FILE")->required();
+  device_import->add_option("--format", o->format, "csv or jsonl (default: from the file's extension)")
+      ->type_name("FORMAT")
+      ->check(CLI::IsMember({"csv", "jsonl"}));
+  add_integer<std::size_t>(*device_import, "--batch", o->per_transaction, "boxes per transaction (default 10000)", 1, 1000000);
+  commands.on(device_import, [o] {
+    auto format = o->format.empty() ? entitlement::stb_file_format_for(o->file) : entitlement::parse_stb_file_format(o->format);
+    if (!format) throw UsageError("say --format csv or --format jsonl: the name " + o->file + " does not tell");
+    auto store = open(*o);
+    const auto file = entitlement::parse_stb_file(read_input(o->file), *format);
+    if (!file.problems.empty()) {
+      std::string list;
+      for (const auto& p : file.problems) list += "\n  " + o->file + ":" + std::to_string(p.line) + ": " + p.message;
+      throw std::runtime_error(std::to_string(file.problems.size()) + " bad lines in " + o->file + ", nothing imported:" + list);
+    }
+    const auto counts = need(store.register_stbs(file.rows, o->per_transaction, bulk_progress(file.rows.size(), "STBs")));
+    std::printf("%zu STBs added, %zu already registered (skipped)\n", counts.added, counts.skipped);
+    if (counts.added + counts.skipped < file.rows.size()) {
+      std::printf("interrupted: %zu STBs not imported yet; run the same command again to finish\n",
+                  file.rows.size() - counts.added - counts.skipped);
+      return 1;
+    }
+    return 0;
+  });
   auto* device_assign = leaf(device, "assign", "Gives an STB to an account.");
   stb_id(device_assign)->required();
   device_assign->add_option("--account", o->account, "the account")->type_name("NAME")->required();
@@ -176,8 +240,28 @@ void add_entitlement(CLI::App& root, Commands& commands) {
 
   for (const bool granting : {true, false}) {
     auto* cmd = leaf(ent, granting ? "grant" : "revoke",
-                     granting ? "Grants a service or package to an STB (sent as an EMM)." : "Withdraws a service or package from an STB (by EMM).");
-    stb_id(cmd)->required();
+                     granting ? "Grants a service or package to an STB, or to many with --stbs-file, --all or --stb-range (sent as "
+                                "EMMs; a bulk grant skips boxes that already hold the same window, so running it again resumes it)."
+                              : "Withdraws a service or package from an STB (by EMM).");
+    auto* one_stb = stb_id(cmd);
+    CLI::Option* stbs_file = nullptr;
+    CLI::Option* all_stbs = nullptr;
+    CLI::Option* stb_range = nullptr;
+    if (granting) {
+      stbs_file = cmd->add_option("--stbs-file", o->stbs_file,
+                                  "grant to the STBs listed in FILE (an id per line, or the file `device import` read; - for stdin)")
+                      ->type_name("FILE");
+      all_stbs = cmd->add_flag("--all", o->all_stbs, "grant to every registered STB");
+      stb_range = cmd->add_option("--stb-range", o->stb_range, "grant to the registered STBs with ids FIRST to LAST")->type_name("FIRST-LAST");
+      for (auto* a : {one_stb, stbs_file, all_stbs, stb_range}) {
+        for (auto* b : {one_stb, stbs_file, all_stbs, stb_range}) {
+          if (a != b) a->excludes(b);
+        }
+      }
+      add_integer<std::size_t>(*cmd, "--batch", o->per_transaction, "STBs per transaction in a bulk grant (default 10000)", 1, 1000000);
+    } else {
+      one_stb->required();
+    }
     auto* by_service = add_integer<std::uint16_t>(*cmd, "--service", o->service_id, "the service_id", 1, 0xFFFF);
     auto* by_package = add_integer<std::uint16_t>(*cmd, "--package", o->package_id, "the package id", 1, 0xFFFF);
     by_service->excludes(by_package);
@@ -188,10 +272,44 @@ void add_entitlement(CLI::App& root, Commands& commands) {
       until = add_time(*cmd, "--until", o->until, "end");
       add_integer<std::uint32_t>(*cmd, "--days", o->days, "length instead of --until (default 30)", 1, 36500)->excludes(until);
     }
-    commands.on(cmd, [o, granting, by_service, by_package, from, until] {
+    commands.on(cmd, [o, granting, by_service, by_package, from, until, one_stb, stbs_file, all_stbs, stb_range] {
       if (by_service->count() + by_package->count() != 1) throw UsageError("say what: --service N or --package P");
       const bool is_package = by_package->count() == 1;
       const auto id = is_package ? o->package_id : o->service_id;
+      const bool bulk = granting && stbs_file->count() + all_stbs->count() + stb_range->count() > 0;
+      if (granting && !bulk && one_stb->count() == 0) throw UsageError("say which STBs: --stb N, --stbs-file FILE, --all or --stb-range FIRST-LAST");
+      if (bulk) {
+        std::optional<std::pair<std::uint32_t, std::uint32_t>> range;
+        if (stb_range->count() > 0) range = need(entitlement::parse_stb_range(o->stb_range));
+        std::vector<std::uint32_t> listed;
+        if (stbs_file->count() > 0) listed = need(entitlement::parse_stb_id_list(read_input(o->stbs_file)));
+        auto store = open(*o);
+        const auto services = is_package ? need(store.package_services(id)) : std::vector<std::uint16_t>{id};
+        std::vector<std::uint32_t> stbs;
+        if (stbs_file->count() > 0) {
+          stbs = std::move(listed);
+        } else if (range) {
+          stbs = store.stb_ids(range->first, range->second);
+        } else {
+          stbs = store.stb_ids();
+        }
+        if (stbs.empty()) throw std::runtime_error("no registered STB to grant to");
+        // Without --from the window starts at the day's start (UTC), so that the same command run
+        // again the same day names the same window and skips the boxes it already reached.
+        const auto not_before = from->count() > 0 ? o->from : unix_now() / 86400 * 86400;
+        const auto not_after = until->count() > 0 ? o->until : not_before + std::uint64_t{o->days} * 86400;
+        const auto counts = need(store.grant_many(stbs, services, not_before, not_after, o->per_transaction, bulk_progress(stbs.size(), "STBs")));
+        std::printf("%s %u granted from %s until %s to %zu STBs; %zu already held it (skipped); EMMs queued\n",
+                    is_package ? "package" : "service", id, format_utc(not_before).c_str(), format_utc(not_after).c_str(), counts.added,
+                    counts.skipped);
+        if (counts.added + counts.skipped < stbs.size()) {
+          std::printf("interrupted: %zu STBs not granted yet; run again with --from %llu --until %llu to finish\n",
+                      stbs.size() - counts.added - counts.skipped, static_cast<unsigned long long>(not_before),
+                      static_cast<unsigned long long>(not_after));
+          return 1;
+        }
+        return 0;
+      }
       auto store = open(*o);
       if (!granting) {
         fail_on(is_package ? store.revoke_package(o->stb, id) : store.revoke(o->stb, id));

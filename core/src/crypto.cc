@@ -137,11 +137,20 @@ PublicKey ed25519_public(const Secret<32>& private_key) {
   return raw_public_of(raw_private(EVP_PKEY_ED25519, private_key).get());
 }
 
-Result<Secret<32>> x25519(const Secret<32>& private_key, const PublicKey& peer_public) {
-  Pkey mine = raw_private(EVP_PKEY_X25519, private_key);
+struct X25519Agreement::Key {
+  Pkey pkey;
+};
+
+X25519Agreement::X25519Agreement(const Secret<32>& private_key)
+    : key_(std::make_unique<Key>(Key{raw_private(EVP_PKEY_X25519, private_key)})) {}
+X25519Agreement::X25519Agreement(X25519Agreement&&) noexcept = default;
+X25519Agreement& X25519Agreement::operator=(X25519Agreement&&) noexcept = default;
+X25519Agreement::~X25519Agreement() = default;
+
+Result<Secret<32>> X25519Agreement::agree(const PublicKey& peer_public) const {
   Pkey peer(EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, peer_public.data(), peer_public.size()));
   if (!peer) return make_error(Errc::crypto, "invalid X25519 public key");
-  PkeyCtx ctx(EVP_PKEY_CTX_new(mine.get(), nullptr));
+  PkeyCtx ctx(EVP_PKEY_CTX_new(key_->pkey.get(), nullptr));
   Secret<32> shared;
   std::size_t len = 32;
   if (!ctx || EVP_PKEY_derive_init(ctx.get()) != 1 || EVP_PKEY_derive_set_peer(ctx.get(), peer.get()) != 1 ||
@@ -149,6 +158,10 @@ Result<Secret<32>> x25519(const Secret<32>& private_key, const PublicKey& peer_p
     return make_error(Errc::crypto, "X25519 key agreement failed (low-order public key?)");
   }
   return shared;
+}
+
+Result<Secret<32>> x25519(const Secret<32>& private_key, const PublicKey& peer_public) {
+  return X25519Agreement(private_key).agree(peer_public);
 }
 
 Signature ed25519_sign(const Secret<32>& private_key, std::span<const std::uint8_t> message) {

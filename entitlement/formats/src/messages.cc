@@ -200,7 +200,12 @@ Result<EcmContent> decode_ecm(std::span<const std::uint8_t> section, const Key25
 
 Result<Key256> derive_emm_key(const Secret<32>& own_private, const crypto::PublicKey& peer_public,
                               std::uint16_t ca_system_id, std::uint32_t stb_id) {
-  USHER_TRY(auto shared, crypto::x25519(own_private, peer_public));
+  return derive_emm_key(crypto::X25519Agreement(own_private), peer_public, ca_system_id, stb_id);
+}
+
+Result<Key256> derive_emm_key(const crypto::X25519Agreement& own, const crypto::PublicKey& peer_public, std::uint16_t ca_system_id,
+                              std::uint32_t stb_id) {
+  USHER_TRY(auto shared, own.agree(peer_public));
   static constexpr std::uint8_t kSalt[] = {'u', 's', 'h', 'e', 'r', '-', 'e', 'm', 'm', '-', 'v', '1'};
   ByteWriter info;
   info.u16(ca_system_id);

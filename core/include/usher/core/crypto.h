@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -37,6 +38,24 @@ struct X25519KeyPair {
 };
 // Diffie-Hellman; Errc::crypto for a low-order or invalid peer key.
 Result<Secret<32>> x25519(const Secret<32>& private_key, const PublicKey& peer_public);
+// X25519 of one private key with many peers (the engine's bulk work over a million boxes): the key
+// is loaded into OpenSSL once, where x25519() loads it, and so computes its public key, at every
+// call. Each object is for one thread at a time.
+class X25519Agreement {
+ public:
+  explicit X25519Agreement(const Secret<32>& private_key);
+  X25519Agreement(X25519Agreement&&) noexcept;
+  X25519Agreement& operator=(X25519Agreement&&) noexcept;
+  X25519Agreement(const X25519Agreement&) = delete;
+  X25519Agreement& operator=(const X25519Agreement&) = delete;
+  ~X25519Agreement();
+  // As x25519(private_key, peer_public).
+  [[nodiscard]] Result<Secret<32>> agree(const PublicKey& peer_public) const;
+
+ private:
+  struct Key;
+  std::unique_ptr<Key> key_;
+};
 // The public key that belongs to a private key.
 PublicKey x25519_public(const Secret<32>& private_key);
 

@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,14 @@ struct StbInfo {
   std::uint32_t stb_id = 0;
   crypto::PublicKey x25519_public{};
   crypto::PublicKey ed25519_public{};
+};
+
+// Bulk provisioning (provisioning.h, provisioning.cc): one box of an import, with the account it
+// belongs to ("" for none) and the line of the file it came from (0: not from a file).
+struct StbRow {
+  StbInfo stb;
+  std::string account;
+  std::size_t line = 0;
 };
 
 struct GrantInfo {
@@ -264,6 +273,33 @@ class EntitlementStore {
   Status set_stb_account(std::uint32_t stb_id, const std::string& account);
   std::vector<std::uint32_t> account_stbs(const std::string& account);
 
+  // --- Bulk provisioning (provisioning.cc, docs/provisioning.md) ---
+  // What a bulk command did: boxes added (registered, or granted), and boxes skipped because they
+  // already were (the same keys; the same grant window), which is what makes a re-run resume.
+  struct BulkCounts {
+    std::size_t added = 0;
+    std::size_t skipped = 0;
+  };
+  // Called after each committed transaction with the counts so far; returning false stops before
+  // the next one (what is committed stays, and the same call again resumes).
+  using BulkProgress = std::function<bool(const BulkCounts&)>;
+  static constexpr std::size_t kBulkTransactionRows = 10000;
+  // Registers many boxes, `per_transaction` in each transaction (each all or nothing). Every row is
+  // checked first, and nothing is written if any is refused: id 0, an id given twice, an unusable
+  // X25519 key, an id registered with other keys (the message names each, by line). A row already
+  // registered with the same keys is skipped, untouched.
+  Result<BulkCounts> register_stbs(std::span<const StbRow> rows, std::size_t per_transaction = kBulkTransactionRows,
+                                   const BulkProgress& progress = {});
+  // Grants `services` to every box of `stbs` for [not_before, not_after], `per_transaction` boxes in
+  // each transaction, queueing the EMMs that carry the grants. Refused with no change when a service
+  // or a box is unknown (the message lists the unregistered ids). A box that already holds each of
+  // the services for exactly this window, unrevoked, is skipped: no second EMM.
+  Result<BulkCounts> grant_many(std::span<const std::uint32_t> stbs, std::span<const std::uint16_t> services, std::uint64_t not_before,
+                                std::uint64_t not_after, std::size_t per_transaction = kBulkTransactionRows,
+                                const BulkProgress& progress = {});
+  // The ids of the registered boxes in [first, last], in order.
+  std::vector<std::uint32_t> stb_ids(std::uint32_t first = 1, std::uint32_t last = 0xFFFFFFFF);
+
   // Sum of every posting in the ledger (0 when every transaction balances) and the number of postings.
   std::pair<std::int64_t, std::int64_t> ledger_check();
   // True when every card's running balance equals the sum of its postings.
@@ -311,6 +347,14 @@ class EntitlementStore {
   Secret<32> operator_private();
   // Keeps a certified billing's key (certify_billing), so that its requests are accepted.
   void remember_billing(const BillingCertificate& certificate);
+
+  // --- Bulk provisioning (provisioning.cc) ---
+  // Inside the transaction that registers a box (register_stbs): what a new box needs beyond its
+  // row (its group, when groups come).
+  void on_stb_registered(std::uint32_t /*stb_id*/) {}
+  // Inside a bulk grant's transaction: queues the EMMs that carry `grants` to each of `stb_ids`
+  // (today one unique EMM per box and grant, as grant() does).
+  Status queue_grant_emms(std::span<const std::uint32_t> stb_ids, std::span<const EmmGrant> grants);
 
   sql::Database db_;
   std::uint16_t ca_system_id_;

@@ -232,6 +232,9 @@ inline constexpr std::size_t kMaxEmmPlaintext = 1021 - (1 + 4 + 4 + 8) - 12 - 16
 // The key only the operator and one STB can compute (static-static X25519, then HKDF-SHA256).
 Result<Key256> derive_emm_key(const Secret<32>& own_private, const crypto::PublicKey& peer_public,
                               std::uint16_t ca_system_id, std::uint32_t stb_id);
+// The same with the own key loaded once, for deriving the keys of many boxes (bulk grants).
+Result<Key256> derive_emm_key(const crypto::X25519Agreement& own, const crypto::PublicKey& peer_public, std::uint16_t ca_system_id,
+                              std::uint32_t stb_id);
 
 std::vector<std::uint8_t> encode_emm(const EmmContent& emm, const Key256& emm_key);
 Result<EmmHeader> peek_emm(std::span<const std::uint8_t> section);
