@@ -164,6 +164,8 @@ int run(const StbOptions& a) {
                            {"emm_duplicate", s.emm_duplicate},
                            {"emm_refused", s.emm_refused},
                            {"emm_other_stb", s.emm_other_stb},
+                           {"emm_nothing_for_stb", s.emm_nothing_for_stb},
+                           {"emm_items_skipped", se ? se->emm_items_skipped() : 0},
                            {"store_failures", s.store_failures},
                            {"cc_errors", s.cc_errors},
                            {"sections_dropped", s.sections_dropped},

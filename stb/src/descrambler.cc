@@ -227,6 +227,7 @@ void Descrambler::on_emm(std::span<const std::uint8_t> section) {
       break;
     case EmmOutcome::duplicate: ++stats_.emm_duplicate; break;
     case EmmOutcome::not_addressed: ++stats_.emm_other_stb; break;
+    case EmmOutcome::nothing_for_this_stb: ++stats_.emm_nothing_for_stb; break;
   }
 }
 

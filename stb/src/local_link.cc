@@ -145,6 +145,9 @@ std::vector<std::uint8_t> LocalLink::serve(const entitlement::Frame& frame, std:
       if (*outcome == EmmOutcome::not_addressed) {
         return entitlement::encode_error(f->id, make_error(Errc::not_entitled, "that ticket is for another STB"));
       }
+      if (*outcome == EmmOutcome::nothing_for_this_stb) {
+        return entitlement::encode_error(f->id, make_error(Errc::not_entitled, "nothing in that EMM is for this STB"));
+      }
       log_.info("local link: ticket EMM ", *outcome == EmmOutcome::applied ? "stored" : "already held");
       return entitlement::encode_ok(f->id, {});
     }

@@ -92,6 +92,19 @@ std::vector<std::uint8_t> entitlement_tag(const Key256& store_key, const Entitle
   return RowTag("entitlements").num(e.service_id).num(e.key_version).blob(key).num(static_cast<std::int64_t>(e.not_before))
       .num(static_cast<std::int64_t>(e.not_after)).num(e.revoked ? 1 : 0).num(static_cast<std::int64_t>(e.sequence)).under(store_key);
 }
+// A version of a service key other than the newest (which is in the entitlement's own row), bound to
+// the entitlement's sequence: it is used only with the entitlement row it was written with.
+std::vector<std::uint8_t> service_key_tag(const Key256& store_key, std::int64_t service_id, std::int64_t key_version,
+                                          std::span<const std::uint8_t> key, std::int64_t sequence) {
+  return RowTag("service_keys").num(service_id).num(key_version).blob(key).num(sequence).under(store_key);
+}
+std::vector<std::uint8_t> group_key_tag(const Key256& store_key, std::int64_t group_id, std::int64_t position, std::int64_t key_version,
+                                        std::span<const std::uint8_t> key, std::int64_t sequence) {
+  return RowTag("group_key").num(group_id).num(position).num(key_version).blob(key).num(sequence).under(store_key);
+}
+std::vector<std::uint8_t> global_key_tag(const Key256& store_key, std::int64_t key_version, std::span<const std::uint8_t> key) {
+  return RowTag("global_keys").num(key_version).blob(key).under(store_key);
+}
 std::vector<std::uint8_t> credit_tag(const Key256& store_key, std::int64_t limit_minor, const std::string& currency, std::int64_t sequence) {
   return RowTag("credit").num(limit_minor).text(currency).num(sequence).under(store_key);
 }
@@ -247,6 +260,36 @@ const sql::Schema& SecureElement::schema() {
       id INTEGER PRIMARY KEY CHECK (id = 1),
       certificate BLOB NOT NULL,
       received INTEGER NOT NULL);
+  )")},
+  // Group and global EMMs (docs/messages.md, "Addressing"): the STB's group with its key, the
+  // operator's global keys, and the versions of each service key other than the newest (whose key
+  // stays in its entitlements row), so that ECMs of the current and the next version both open
+  // across a rotation. Each row tagged like the others; messages grant nothing and are not.
+  {4, "group and global keys, service key versions, operator messages", sql::sql_steps(R"(
+    CREATE TABLE service_keys (
+      service_id INTEGER NOT NULL,
+      key_version INTEGER NOT NULL,
+      service_key BLOB NOT NULL,
+      sequence INTEGER NOT NULL,
+      mac BLOB NOT NULL,
+      PRIMARY KEY (service_id, key_version));
+    CREATE TABLE group_key (
+      id INTEGER PRIMARY KEY CHECK (id = 1),
+      group_id INTEGER NOT NULL,
+      position INTEGER NOT NULL,
+      key_version INTEGER NOT NULL,
+      group_key BLOB NOT NULL,
+      sequence INTEGER NOT NULL,
+      mac BLOB NOT NULL);
+    CREATE TABLE global_keys (
+      key_version INTEGER PRIMARY KEY,
+      global_key BLOB NOT NULL,
+      mac BLOB NOT NULL);
+    CREATE TABLE operator_messages (
+      message_id INTEGER PRIMARY KEY,
+      text TEXT NOT NULL,
+      sequence INTEGER NOT NULL,
+      issued INTEGER NOT NULL);
   )")}});
   return kSchema;
 }
@@ -371,14 +414,64 @@ void SecureElement::load() {
   while (st.step()) {
     Entitlement info{static_cast<std::uint16_t>(st.column_int(0)), static_cast<std::uint16_t>(st.column_int(1)),
                      static_cast<std::uint64_t>(st.column_int(3)), static_cast<std::uint64_t>(st.column_int(4)),
-                     st.column_int(5) != 0, static_cast<std::uint64_t>(st.column_int(6))};
+                     st.column_int(5) != 0, static_cast<std::uint64_t>(st.column_int(6)), {}};
     const auto key = st.column_blob(2);
     if (key.size() != 32 || info.service_id != st.column_int(0) || !tag_ok(entitlement_tag(store_key_, info, key), st.column_blob(7))) {
       ++refused;
       log.warn("stored entitlement for service ", st.column_int(0), " does not verify: refused");
       continue;
     }
-    held_.emplace(info.service_id, Held{info, Key256(std::span<const std::uint8_t, 32>(key.data(), 32))});
+    Held held{info, {}};
+    if (!info.revoked) held.keys.emplace(info.key_version, Key256(std::span<const std::uint8_t, 32>(key.data(), 32)));
+    held_.emplace(info.service_id, std::move(held));
+  }
+  {
+    // The other versions of a key: only with the entitlement row they were written with.
+    auto k = db_.prepare("SELECT service_id, key_version, service_key, sequence, mac FROM service_keys");
+    while (k.step()) {
+      const auto key = k.column_blob(2);
+      auto it = held_.find(static_cast<std::uint16_t>(k.column_int(0)));
+      const bool ok = key.size() == 32 && it != held_.end() && !it->second.info.revoked && it->second.info.service_id == k.column_int(0) &&
+                      static_cast<std::uint64_t>(k.column_int(3)) == it->second.info.sequence && k.column_int(1) >= 0 &&
+                      k.column_int(1) < it->second.info.key_version &&
+                      tag_ok(service_key_tag(store_key_, k.column_int(0), k.column_int(1), key, k.column_int(3)), k.column_blob(4));
+      if (!ok) {
+        ++refused;
+        log.warn("stored key version ", k.column_int(1), " of service ", k.column_int(0), " does not verify: refused");
+        continue;
+      }
+      it->second.keys.emplace(static_cast<std::uint16_t>(k.column_int(1)), Key256(std::span<const std::uint8_t, 32>(key.data(), 32)));
+    }
+  }
+  group_.reset();
+  {
+    auto g = db_.prepare("SELECT group_id, position, key_version, group_key, sequence, mac FROM group_key WHERE id = 1");
+    if (g.step()) {
+      const auto key = g.column_blob(3);
+      if (key.size() == 32 && g.column_int(1) >= 0 && g.column_int(1) < 256 &&
+          tag_ok(group_key_tag(store_key_, g.column_int(0), g.column_int(1), g.column_int(2), key, g.column_int(4)), g.column_blob(5))) {
+        group_ = HeldGroup{{static_cast<std::uint32_t>(g.column_int(0)), static_cast<std::uint8_t>(g.column_int(1)),
+                            static_cast<std::uint32_t>(g.column_int(2))},
+                           Key256(std::span<const std::uint8_t, 32>(key.data(), 32)),
+                           static_cast<std::uint64_t>(g.column_int(4))};
+      } else {
+        ++refused;
+        log.warn("stored group key does not verify: refused (group EMMs are not read until the operator sends it again)");
+      }
+    }
+  }
+  global_keys_.clear();
+  {
+    auto g = db_.prepare("SELECT key_version, global_key, mac FROM global_keys");
+    while (g.step()) {
+      const auto key = g.column_blob(1);
+      if (key.size() != 32 || !tag_ok(global_key_tag(store_key_, g.column_int(0), key), g.column_blob(2))) {
+        ++refused;
+        log.warn("stored global key version ", g.column_int(0), " does not verify: refused");
+        continue;
+      }
+      global_keys_.emplace(static_cast<std::uint32_t>(g.column_int(0)), Key256(std::span<const std::uint8_t, 32>(key.data(), 32)));
+    }
   }
   tickets_.clear();
   std::set<std::uint64_t> revoked;
@@ -434,6 +527,8 @@ void SecureElement::load() {
 Status SecureElement::reload() {
   // load() fills the members as it goes: read into a copy's worth of state only if it all reads.
   auto held = std::move(held_);
+  auto group = std::move(group_);
+  auto global_keys = std::move(global_keys_);
   auto tickets = std::move(tickets_);
   auto applied = applied_;
   const auto age = parental_max_age_;
@@ -441,6 +536,8 @@ Status SecureElement::reload() {
     load();
   } catch (const std::exception& e) {
     held_ = std::move(held);
+    group_ = std::move(group);
+    global_keys_ = std::move(global_keys);
     tickets_ = std::move(tickets);
     applied_ = std::move(applied);
     parental_max_age_ = age;
@@ -565,30 +662,185 @@ Result<std::optional<std::uint64_t>> SecureElement::collection_overdue(std::uint
   return std::optional<std::uint64_t>(due);
 }
 
+namespace {
+// Which items each address may carry (docs/messages.md, "Items are judged by the address that
+// carried them"): a unique EMM what concerns one box, a group EMM the member grants and revokes, a
+// global EMM what concerns every box.
+bool item_allowed(entitlement::EmmAddressType type, const entitlement::EmmItem& item) {
+  using namespace entitlement;
+  switch (type) {
+    case EmmAddressType::unique:
+      return !std::holds_alternative<EmmMemberGrant>(item) && !std::holds_alternative<EmmMemberRevoke>(item) &&
+             !std::holds_alternative<EmmMessage>(item);
+    case EmmAddressType::group:
+      return std::holds_alternative<EmmMemberGrant>(item) || std::holds_alternative<EmmMemberRevoke>(item);
+    case EmmAddressType::global:
+      return std::holds_alternative<EmmOffer>(item) || std::holds_alternative<EmmGlobalKey>(item) || std::holds_alternative<EmmMessage>(item);
+  }
+  return false;
+}
+
+const char* address_name(entitlement::EmmAddressType type) {
+  switch (type) {
+    case entitlement::EmmAddressType::unique: return "unique";
+    case entitlement::EmmAddressType::group: return "group";
+    case entitlement::EmmAddressType::global: return "global";
+  }
+  return "?";
+}
+}  // namespace
+
+// What an EMM changes in memory, gathered while its transaction runs and made current once it is
+// committed: a failure leaves what was held as it was, and nothing is re-read from the store.
+struct SecureElement::EmmEffects {
+  std::map<std::uint16_t, Held> services;  // the state of each service looked at, changed or not
+  std::set<std::uint16_t> changed;         // the services this EMM changed
+  std::vector<HeldTicket> tickets;         // tickets stored
+  std::vector<std::uint64_t> revoked_tickets;
+  std::optional<HeldGroup> group;
+  std::optional<std::map<std::uint32_t, Key256>> global_keys;
+};
+
 Result<EmmOutcome> SecureElement::apply_emm(std::span<const std::uint8_t> section) {
-  USHER_TRY(auto header, entitlement::peek_emm(section));
-  if (header.stb_id != stb_id_) return EmmOutcome::not_addressed;
+  // The clear header is all a box reads of an EMM that is not for it: no decryption, no allocation.
+  USHER_TRY(auto header, entitlement::peek_any_emm(section));
+  const auto& address = header.address;
+  const Key256* shared_key = nullptr;
+  switch (address.type) {
+    case entitlement::EmmAddressType::unique:
+      if (address.id != stb_id_) return EmmOutcome::not_addressed;
+      break;
+    case entitlement::EmmAddressType::group:
+      if (!group_ || address.id != group_->membership.group_id || address.key_version != group_->membership.key_version) {
+        return EmmOutcome::not_addressed;
+      }
+      shared_key = &group_->key;
+      break;
+    case entitlement::EmmAddressType::global: {
+      const auto it = global_keys_.find(address.key_version);
+      if (it == global_keys_.end()) return EmmOutcome::not_addressed;
+      shared_key = &it->second;
+      break;
+    }
+  }
   if (applied_.contains(header.sequence)) return EmmOutcome::duplicate;
-  USHER_TRY(auto emm, entitlement::decode_emm(section, emm_key_));
+  OpenedEmm opened;
+  opened.type = address.type;
+  opened.sequence = header.sequence;
+  entitlement::EmmContent unique;
+  entitlement::SharedEmmContent shared;
+  if (shared_key == nullptr) {
+    USHER_TRY(auto emm, entitlement::decode_emm(section, emm_key_));
+    unique = std::move(emm);
+    opened.issued_unix = unique.issued_unix;
+    opened.items = &unique.items;
+  } else {
+    USHER_TRY(auto emm, entitlement::decode_shared_emm(section, *shared_key));
+    shared = std::move(emm);
+    opened.issued_unix = shared.issued_unix;
+    opened.items = &shared.items;
+  }
   // A full disk (or any other storage failure) undoes the whole EMM and leaves what is held as it
   // was: the STB goes on descrambling with it and the carousel brings the EMM again.
   try {
-    return apply_emm_content(emm);
+    return apply_emm_content(opened);
   } catch (const std::exception& e) {
-    (void)reload();  // a failed re-read keeps what was loaded before: it was verified
-    return make_error(Errc::storage, "EMM " + std::to_string(emm.sequence) + " not stored: " + e.what());
+    return make_error(Errc::storage, "EMM " + std::to_string(opened.sequence) + " not stored: " + e.what());
   }
 }
 
-Result<EmmOutcome> SecureElement::apply_emm_content(const entitlement::EmmContent& emm_content) {
-  const auto* emm = &emm_content;
-  const auto seq = emm->sequence;
+SecureElement::Held& SecureElement::service_being_changed(EmmEffects& effects, std::uint16_t service_id) const {
+  if (auto it = effects.services.find(service_id); it != effects.services.end()) return it->second;
+  Held copy;
+  copy.info.service_id = service_id;
+  if (auto it = held_.find(service_id); it != held_.end()) {
+    copy.info = it->second.info;
+    for (const auto& [version, key] : it->second.keys) copy.keys.emplace(version, key.clone());
+  }
+  return effects.services.emplace(service_id, std::move(copy)).first->second;
+}
+
+void SecureElement::write_service(const Held& held) {
+  const auto& e = held.info;
+  auto drop = db_.prepare("DELETE FROM service_keys WHERE service_id = ?");
+  drop.bind(1, e.service_id);
+  drop.run();
+  if (held.keys.empty()) {
+    // Keep a row (without a usable key) so that an older grant replayed later is recognised as stale.
+    const std::array<std::uint8_t, 32> zero{};
+    auto st = db_.prepare("INSERT OR REPLACE INTO entitlements VALUES (?, 0, ?, 0, 0, 1, ?, ?)");
+    st.bind(1, e.service_id).bind(2, std::span<const std::uint8_t>(zero)).bind(3, static_cast<std::int64_t>(e.sequence))
+        .bind(4, entitlement_tag(store_key_, e, zero));
+    st.run();
+    return;
+  }
+  // The newest version's key in the entitlement's row (as before versions were kept), the others
+  // beside it, each bound to the entitlement's sequence.
+  const auto& newest = *held.keys.rbegin();
+  auto st = db_.prepare("INSERT OR REPLACE INTO entitlements VALUES (?, ?, ?, ?, ?, 0, ?, ?)");
+  st.bind(1, e.service_id).bind(2, newest.first).bind(3, newest.second.bytes())
+      .bind(4, static_cast<std::int64_t>(e.not_before)).bind(5, static_cast<std::int64_t>(e.not_after))
+      .bind(6, static_cast<std::int64_t>(e.sequence)).bind(7, entitlement_tag(store_key_, e, newest.second.bytes()));
+  st.run();
+  auto other = db_.prepare("INSERT INTO service_keys VALUES (?, ?, ?, ?, ?)");
+  for (const auto& [version, key] : held.keys) {
+    if (version == newest.first) continue;
+    other.reset();
+    other.bind(1, e.service_id).bind(2, version).bind(3, key.bytes()).bind(4, static_cast<std::int64_t>(e.sequence))
+        .bind(5, service_key_tag(store_key_, e.service_id, version, key.bytes(), static_cast<std::int64_t>(e.sequence)));
+    other.run();
+  }
+}
+
+Result<EmmOutcome> SecureElement::apply_emm_content(const OpenedEmm& emm) {
+  const auto seq = emm.sequence;
   int applied_items = 0;
+  int skipped_items = 0;
   std::string stale;
+  EmmEffects effects;
   sql::Transaction tx(db_);
-  for (const auto& item : emm->items) {
+
+  // Per service, an item from an EMM older than the one that last changed the service is stale.
+  // Sequence numbers come from one operator-wide counter, so this holds across addresses; the same
+  // EMM may name a service twice (the current and the next key of a rotation).
+  auto fresh_for = [&](std::uint16_t service) {
+    const auto& h = service_being_changed(effects, service);
+    if (h.info.sequence <= seq) return true;
+    stale = "EMM " + std::to_string(seq) + " is older than EMM " + std::to_string(h.info.sequence) + " already applied for service " +
+            std::to_string(service) + " (reordered or replayed)";
+    return false;
+  };
+  auto grant = [&](std::uint16_t service, std::uint16_t key_version, const Key256& key, std::uint64_t not_before, std::uint64_t not_after) {
+    auto& h = service_being_changed(effects, service);
+    if (h.info.revoked) h.keys.clear();
+    h.info.not_before = not_before;
+    h.info.not_after = not_after;
+    h.info.revoked = false;
+    h.info.sequence = seq;
+    h.keys.insert_or_assign(key_version, key.clone());
+    while (h.keys.size() > kServiceKeyVersionsHeld) h.keys.erase(h.keys.begin());  // the oldest version goes
+    h.info.key_version = h.keys.rbegin()->first;
+    write_service(h);
+    effects.changed.insert(service);
+  };
+  auto revoke = [&](std::uint16_t service) {
+    auto& h = service_being_changed(effects, service);
+    h.info = Entitlement{service, 0, 0, 0, true, seq, {}};
+    h.keys.clear();
+    write_service(h);
+    effects.changed.insert(service);
+  };
+
+  for (const auto& item : *emm.items) {
+    if (!item_allowed(emm.type, item)) {
+      ++skipped_items;
+      continue;
+    }
     if (const auto* t = std::get_if<entitlement::EmmTicket>(&item)) {
-      USHER_CHECK(store_ticket(t->ticket, t->event_key));
+      USHER_TRY(auto stored, store_ticket(t->ticket, t->event_key));
+      const bool twice = stored && std::any_of(effects.tickets.begin(), effects.tickets.end(),
+                                               [&](const HeldTicket& h) { return h.ticket.ticket_id == stored->ticket.ticket_id; });
+      if (stored && !twice) effects.tickets.push_back(std::move(*stored));
       ++applied_items;
       continue;
     }
@@ -633,52 +885,157 @@ Result<EmmOutcome> SecureElement::apply_emm_content(const entitlement::EmmConten
       auto ins = db_.prepare("INSERT OR IGNORE INTO revoked_tickets VALUES (?)");
       ins.bind(1, static_cast<std::int64_t>(r->ticket_id));
       ins.run();
-      for (const auto& held : tickets_) {
-        if (held.ticket.ticket_id != r->ticket_id) continue;
+      auto rewrite = [&](const HeldTicket& held) {
         auto up = db_.prepare("UPDATE tickets SET status = " + sql_literal(kStbTicketStatuses, StbTicketStatus::revoked) + ", mac = ? WHERE ticket_id = ?");
         up.bind(1, ticket_tag(r->ticket_id, held.ticket.event_id, held.bytes, held.event_key, StbTicketStatus::revoked))
             .bind(2, static_cast<std::int64_t>(r->ticket_id));
         up.run();
+      };
+      for (const auto& held : tickets_) {
+        if (held.ticket.ticket_id == r->ticket_id) rewrite(held);
+      }
+      for (auto& held : effects.tickets) {
+        if (held.ticket.ticket_id != r->ticket_id) continue;
+        rewrite(held);
+        held.status = StbTicketStatus::revoked;
+      }
+      effects.revoked_tickets.push_back(r->ticket_id);
+      ++applied_items;
+      continue;
+    }
+    if (const auto* gk = std::get_if<entitlement::EmmGroupKey>(&item)) {
+      // A newer key of the group replaces the old one (a re-keying that cuts another member off),
+      // and a newer EMM may move the box to another group; an older one is a replay.
+      const auto* held = effects.group ? &*effects.group : (group_ ? &*group_ : nullptr);
+      if (held != nullptr && (held->sequence > seq || (held->membership.group_id == gk->group_id && held->membership.key_version > gk->key_version))) {
+        stale = "EMM " + std::to_string(seq) + " gives version " + std::to_string(gk->key_version) + " of group " + std::to_string(gk->group_id) +
+                "'s key, older than the one held (version " + std::to_string(held->membership.key_version) + " from EMM " +
+                std::to_string(held->sequence) + ")";
+        continue;
+      }
+      auto st = db_.prepare("INSERT OR REPLACE INTO group_key VALUES (1, ?, ?, ?, ?, ?, ?)");
+      st.bind(1, static_cast<std::int64_t>(gk->group_id)).bind(2, gk->position).bind(3, static_cast<std::int64_t>(gk->key_version))
+          .bind(4, gk->key.bytes()).bind(5, static_cast<std::int64_t>(seq))
+          .bind(6, group_key_tag(store_key_, gk->group_id, gk->position, gk->key_version, gk->key.bytes(), static_cast<std::int64_t>(seq)));
+      st.run();
+      effects.group = HeldGroup{{gk->group_id, gk->position, gk->key_version}, gk->key.clone(), seq};
+      ++applied_items;
+      continue;
+    }
+    if (const auto* gl = std::get_if<entitlement::EmmGlobalKey>(&item)) {
+      if (!effects.global_keys) {
+        effects.global_keys.emplace();
+        for (const auto& [version, key] : global_keys_) effects.global_keys->emplace(version, key.clone());
+      }
+      auto& keys = *effects.global_keys;
+      if (keys.size() >= kGlobalKeyVersionsHeld && !keys.contains(gl->key_version) && gl->key_version < keys.begin()->first) {
+        stale = "EMM " + std::to_string(seq) + " gives version " + std::to_string(gl->key_version) + " of the global key, older than those held";
+        continue;
+      }
+      keys.insert_or_assign(gl->key_version, gl->key.clone());
+      while (keys.size() > kGlobalKeyVersionsHeld) keys.erase(keys.begin());
+      db_.exec("DELETE FROM global_keys");
+      auto st = db_.prepare("INSERT INTO global_keys VALUES (?, ?, ?)");
+      for (const auto& [version, key] : keys) {
+        st.reset();
+        st.bind(1, static_cast<std::int64_t>(version)).bind(2, key.bytes()).bind(3, global_key_tag(store_key_, version, key.bytes()));
+        st.run();
       }
       ++applied_items;
       continue;
     }
-    const std::uint16_t service = std::visit(
-        [](const auto& i) -> std::uint16_t {
-          if constexpr (requires { i.service_id; }) return i.service_id;
-          return 0;
-        },
-        item);
-    if (auto it = held_.find(service); it != held_.end() && it->second.info.sequence >= seq) {
-      stale = "EMM " + std::to_string(seq) + " is older than EMM " + std::to_string(it->second.info.sequence) +
-              " already applied for service " + std::to_string(service) + " (reordered or replayed)";
+    if (const auto* m = std::get_if<entitlement::EmmMessage>(&item)) {
+      auto st = db_.prepare("INSERT OR IGNORE INTO operator_messages VALUES (?, ?, ?, ?)");
+      st.bind(1, static_cast<std::int64_t>(m->message_id)).bind(2, m->text).bind(3, static_cast<std::int64_t>(seq))
+          .bind(4, static_cast<std::int64_t>(emm.issued_unix));
+      st.run();
+      auto trim = db_.prepare("DELETE FROM operator_messages WHERE message_id NOT IN "
+                              "(SELECT message_id FROM operator_messages ORDER BY sequence DESC, message_id DESC LIMIT ?)");
+      trim.bind(1, static_cast<std::int64_t>(kMessagesKept));
+      trim.run();
+      ++applied_items;
+      continue;
+    }
+    if (const auto* mg = std::get_if<entitlement::EmmMemberGrant>(&item)) {
+      if (!mg->members.has(group_->membership.position)) continue;  // not for this member: it takes nothing and loses nothing
+      bool any = false;
+      for (const auto& s : mg->services) {
+        if (!fresh_for(s.service_id)) continue;
+        grant(s.service_id, s.key_version, s.key, mg->not_before, mg->not_after);
+        any = true;
+      }
+      applied_items += any ? 1 : 0;
+      continue;
+    }
+    if (const auto* mr = std::get_if<entitlement::EmmMemberRevoke>(&item)) {
+      if (!mr->members.has(group_->membership.position)) continue;
+      bool any = false;
+      for (const auto service : mr->services) {
+        if (!fresh_for(service)) continue;
+        revoke(service);
+        any = true;
+      }
+      applied_items += any ? 1 : 0;
       continue;
     }
     if (const auto* g = std::get_if<entitlement::EmmGrant>(&item)) {
-      const Entitlement e{g->service_id, g->key_version, g->not_before, g->not_after, false, seq};
-      auto st = db_.prepare("INSERT OR REPLACE INTO entitlements VALUES (?, ?, ?, ?, ?, 0, ?, ?)");
-      st.bind(1, g->service_id).bind(2, g->key_version).bind(3, g->service_key.bytes())
-          .bind(4, static_cast<std::int64_t>(g->not_before)).bind(5, static_cast<std::int64_t>(g->not_after))
-          .bind(6, static_cast<std::int64_t>(seq)).bind(7, entitlement_tag(store_key_, e, g->service_key.bytes()));
-      st.run();
-    } else if (const auto* v = std::get_if<entitlement::EmmRevoke>(&item)) {
-      // Keep a row (without a usable key) so that an older grant replayed later is recognised as stale.
-      const std::array<std::uint8_t, 32> zero{};
-      const Entitlement e{v->service_id, 0, 0, 0, true, seq};
-      auto st = db_.prepare("INSERT OR REPLACE INTO entitlements VALUES (?, 0, ?, 0, 0, 1, ?, ?)");
-      st.bind(1, v->service_id).bind(2, std::span<const std::uint8_t>(zero)).bind(3, static_cast<std::int64_t>(seq))
-          .bind(4, entitlement_tag(store_key_, e, zero));
-      st.run();
+      if (!fresh_for(g->service_id)) continue;
+      grant(g->service_id, g->key_version, g->service_key, g->not_before, g->not_after);
+      ++applied_items;
+      continue;
     }
-    ++applied_items;
+    if (const auto* v = std::get_if<entitlement::EmmRevoke>(&item)) {
+      if (!fresh_for(v->service_id)) continue;
+      revoke(v->service_id);
+      ++applied_items;
+      continue;
+    }
   }
-  if (applied_items == 0 && !stale.empty()) return make_error(Errc::stale, stale);
+  // Recorded whatever came of it (stale included: only an authentic EMM gets here), so that the
+  // carousel's repetitions are duplicates, told apart before any decryption.
   auto mark = db_.prepare("INSERT INTO emm_applied VALUES (?, ?)");
-  mark.bind(1, static_cast<std::int64_t>(seq)).bind(2, static_cast<std::int64_t>(emm->issued_unix));
+  mark.bind(1, static_cast<std::int64_t>(seq)).bind(2, static_cast<std::int64_t>(emm.issued_unix));
   mark.run();
   tx.commit();
-  load();
+
+  // Committed: what changed becomes what is held (nothing else is re-read).
+  applied_.insert(seq);
+  items_skipped_ += static_cast<std::uint64_t>(skipped_items);
+  if (skipped_items != 0) {
+    Logger("stb").warn("EMM ", seq, " (", address_name(emm.type), "): ", skipped_items, " items its address may not carry, skipped");
+  }
+  for (const auto service : effects.changed) held_.insert_or_assign(service, std::move(effects.services.at(service)));
+  for (auto& t : effects.tickets) tickets_.push_back(std::move(t));
+  for (const auto id : effects.revoked_tickets) {
+    for (auto& t : tickets_) {
+      if (t.ticket.ticket_id == id) t.status = StbTicketStatus::revoked;
+    }
+  }
+  if (effects.group) group_ = std::move(effects.group);
+  if (effects.global_keys) global_keys_ = std::move(*effects.global_keys);
+
+  if (applied_items == 0 && !stale.empty()) return make_error(Errc::stale, stale);
+  if (applied_items == 0 && !emm.items->empty()) return EmmOutcome::nothing_for_this_stb;
   return EmmOutcome::applied;
+}
+
+std::optional<GroupMembership> SecureElement::group() const {
+  if (!group_) return std::nullopt;
+  return group_->membership;
+}
+
+std::vector<std::uint32_t> SecureElement::global_key_versions() const {
+  std::vector<std::uint32_t> out;
+  for (const auto& [version, key] : global_keys_) out.push_back(version);
+  return out;
+}
+
+std::vector<OperatorMessage> SecureElement::messages() {
+  std::vector<OperatorMessage> out;
+  auto st = db_.prepare("SELECT message_id, issued, text FROM operator_messages ORDER BY sequence DESC, message_id DESC LIMIT ?");
+  st.bind(1, static_cast<std::int64_t>(kMessagesKept));
+  while (st.step()) out.push_back({static_cast<std::uint64_t>(st.column_int(0)), static_cast<std::uint64_t>(st.column_int(1)), st.column_text(2)});
+  return out;
 }
 
 namespace {
@@ -718,7 +1075,7 @@ std::string SecureElement::request_code(std::uint16_t event_id, std::uint64_t ex
   return entitlement::make_request_code(code, entitlement::request_code_key(emm_key_));
 }
 
-Status SecureElement::store_ticket(std::span<const std::uint8_t> bytes, const Key256& event_key) {
+Result<std::optional<SecureElement::HeldTicket>> SecureElement::store_ticket(std::span<const std::uint8_t> bytes, const Key256& event_key) {
   auto ticket = entitlement::Ticket::decode(bytes);
   if (!ticket) return ticket.error();
   if (!ticket->verify(issuer_public_)) return make_error(Errc::auth_failed, "ticket not signed by this STB's operator");
@@ -741,7 +1098,8 @@ Status SecureElement::store_ticket(std::span<const std::uint8_t> bytes, const Ke
       .bind(4, event_key.bytes()).bind(5, std::string(to_string(status))).bind(6, stored)
       .bind(7, ticket_tag(ticket->ticket_id, ticket->event_id, bytes, event_key, status));
   st.run();
-  return ok_status();
+  if (held) return std::optional<HeldTicket>();
+  return std::optional<HeldTicket>(HeldTicket{std::move(ticket.value()), event_key.clone(), status, {bytes.begin(), bytes.end()}});
 }
 
 
@@ -1221,11 +1579,16 @@ Result<entitlement::EcmPeriod> SecureElement::open_ecm(std::span<const std::uint
   if (it == held_.end()) return make_error(Errc::not_entitled, svc + ": no entitlement on this STB (no subscription)");
   const auto& h = it->second;
   if (h.info.revoked) return make_error(Errc::not_entitled, svc + ": entitlement revoked");
-  if (h.info.key_version != header.key_version) {
+  // The ECM names the version of the service key it is sealed under: across a rotation the current
+  // and the next version are both held.
+  const auto key = h.keys.find(header.key_version);
+  if (key == h.keys.end()) {
+    std::string versions;
+    for (const auto& [version, k] : h.keys) versions += (versions.empty() ? "" : ", ") + std::to_string(version);
     return make_error(Errc::not_entitled, svc + ": ECM uses key version " + std::to_string(header.key_version) +
-                                              ", this STB holds version " + std::to_string(h.info.key_version));
+                                              ", this STB holds version" + (h.keys.size() == 1 ? " " : "s ") + versions);
   }
-  USHER_TRY(auto ecm, entitlement::decode_ecm_part(section, part, h.key));
+  USHER_TRY(auto ecm, entitlement::decode_ecm_part(section, part, key->second));
   if (ecm.time_unix < h.info.not_before) {
     return make_error(Errc::not_entitled, svc + ": entitlement starts at " + format_utc(h.info.not_before) +
                                               ", broadcast time is " + format_utc(ecm.time_unix));
@@ -1239,7 +1602,10 @@ Result<entitlement::EcmPeriod> SecureElement::open_ecm(std::span<const std::uint
 
 std::vector<Entitlement> SecureElement::entitlements() const {
   std::vector<Entitlement> out;
-  for (const auto& [id, h] : held_) out.push_back(h.info);
+  for (const auto& [id, h] : held_) {
+    out.push_back(h.info);
+    for (const auto& [version, key] : h.keys) out.back().key_versions.push_back(version);
+  }
   return out;
 }
 

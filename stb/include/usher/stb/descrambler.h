@@ -46,7 +46,8 @@ struct DescramblerStats {
   std::uint64_t emm_taken = 0;
   std::uint64_t emm_duplicate = 0;
   std::uint64_t emm_refused = 0;
-  std::uint64_t emm_other_stb = 0;
+  std::uint64_t emm_other_stb = 0;          // filtered on the clear header: another STB, group or key version
+  std::uint64_t emm_nothing_for_stb = 0;    // authentic, but nothing in it for this STB (bit clear, items skipped)
   std::uint64_t store_failures = 0;          // EMMs or ticket updates the store could not keep (full disk): what is held still plays
   std::uint64_t cc_errors = 0;
   std::uint64_t sections_dropped = 0;

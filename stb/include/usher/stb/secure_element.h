@@ -39,17 +39,37 @@ namespace usher::stb {
 
 struct Entitlement {
   std::uint16_t service_id = 0;
-  std::uint16_t key_version = 0;
+  std::uint16_t key_version = 0;  // the newest version of the service key held
   std::uint64_t not_before = 0;
   std::uint64_t not_after = 0;
   bool revoked = false;
   std::uint64_t sequence = 0;  // EMM that last changed it
+  // Every version of the service key held, ascending: the current one and, ahead of a rotation,
+  // the next (kServiceKeyVersionsHeld at most; older ones are dropped).
+  std::vector<std::uint16_t> key_versions;
 };
 
 enum class EmmOutcome {
   applied,        // new and authentic: entitlements updated
-  not_addressed,  // for another STB: ignored, as a receiver filters them
+  not_addressed,  // for another STB, another group, or a key version this STB does not hold: ignored
+                  // without decrypting, as a receiver filters them
   duplicate,      // already applied (the carousel repeats EMMs): no effect
+  nothing_for_this_stb,  // authentic, but nothing in it is for this STB (its bit clear in the member
+                         // bitmap, or only items its address may not carry, skipped and counted)
+};
+
+// The STB's place in its group (from a unique EMM's group key item): what group EMMs it reads.
+struct GroupMembership {
+  std::uint32_t group_id = 0;
+  std::uint8_t position = 0;
+  std::uint32_t key_version = 0;
+};
+
+// A text from the operator, carried by a global EMM.
+struct OperatorMessage {
+  std::uint64_t message_id = 0;
+  std::uint64_t issued = 0;  // the EMM's issue time, unix seconds
+  std::string text;
 };
 
 // A held ticket's state: valid, used (watched at least once; still honoured), or revoked.
@@ -59,6 +79,11 @@ const char* to_string(StbTicketStatus status);  // as stored (and tagged): "vali
 class SecureElement {
  public:
   static constexpr const char* kDatabaseName = "stb.db";
+  // Versions of each service key kept (the current and the next), of the global key, and operator
+  // messages kept.
+  static constexpr std::size_t kServiceKeyVersionsHeld = 2;
+  static constexpr std::size_t kGlobalKeyVersionsHeld = 2;
+  static constexpr std::size_t kMessagesKept = 8;
   static constexpr const char* kPublicName = "stb.pub";
 
   // Makes the STB's identity and key pairs, trusting `operator_identity` for EMMs.
@@ -81,11 +106,25 @@ class SecureElement {
   [[nodiscard]] std::uint16_t ca_system_id() const { return ca_system_id_; }
   [[nodiscard]] entitlement::StbPublicFile public_identity() const { return public_; }
 
-  // Errc::auth_failed (forged, tampered, wrong key), Errc::stale (older than what was applied for
-  // the same service: reordered), Errc::malformed; Errc::storage when the store cannot keep it
-  // (a full disk): nothing is applied, what is held stays usable, and the carousel brings the EMM
-  // again.
+  // Takes an EMM of any address (unique 0x82, group 0x83, global 0x84; docs/messages.md). Filters
+  // on the clear header first (another STB or group, a key version not held, a sequence already
+  // applied: no decryption). Items an address may not carry are skipped and counted
+  // (emm_items_skipped). Errc::auth_failed (forged, tampered, wrong key), Errc::stale (older than
+  // what was applied for the same service or group key: reordered; remembered, so its repetitions
+  // are duplicates), Errc::malformed; Errc::storage when the store cannot keep it (a full disk):
+  // nothing is applied, what is held stays usable, and the carousel brings the EMM again. Only
+  // what the EMM changed is updated in memory, so applying one takes the same time however many
+  // tickets are held.
   Result<EmmOutcome> apply_emm(std::span<const std::uint8_t> section);
+  // Items refused since this SecureElement was opened because their EMM's address may not carry
+  // them (a ticket in a group EMM, a member grant in a unique one...).
+  [[nodiscard]] std::uint64_t emm_items_skipped() const { return items_skipped_; }
+  // The group this STB reads group EMMs of, if it was given one.
+  [[nodiscard]] std::optional<GroupMembership> group() const;
+  // Versions of the operator's global key held, ascending.
+  [[nodiscard]] std::vector<std::uint32_t> global_key_versions() const;
+  // The last kMessagesKept operator messages, newest first.
+  [[nodiscard]] std::vector<OperatorMessage> messages();
   // Opens one control word of an ECM (the current period's or the next's) if this STB belongs to that
   // period's audience at its broadcast time: entitled to the service, or holding a ticket for the PPV
   // event the block is sealed for.
@@ -179,8 +218,13 @@ class SecureElement {
   // Errc::already_exists when this STB holds a valid ticket for the event or bought it on impulse.
   Status refuse_if_bought(std::uint32_t event_id);
   struct Held {
-    Entitlement info;
+    Entitlement info;                      // info.key_versions is filled in by entitlements()
+    std::map<std::uint16_t, Key256> keys;  // by key version; empty when revoked
+  };
+  struct HeldGroup {
+    GroupMembership membership;
     Key256 key;
+    std::uint64_t sequence = 0;  // the unique EMM that gave it
   };
   SecureElement(sql::Database db, std::uint32_t stb_id, std::uint16_t ca_system_id, Key256 emm_key,
                 Key256 store_key, entitlement::StbPublicFile pub);
@@ -206,7 +250,18 @@ class SecureElement {
   void write_prepaid(const entitlement::Money& balance);
   std::vector<std::uint8_t> ticket_tag(std::uint64_t ticket_id, std::uint32_t event_id, std::span<const std::uint8_t> ticket,
                                        const Key256& event_key, StbTicketStatus status) const;
-  Result<EmmOutcome> apply_emm_content(const entitlement::EmmContent& emm);
+  // An opened EMM of any address, and what applying it changes in memory (made current only once
+  // its transaction is committed).
+  struct OpenedEmm {
+    entitlement::EmmAddressType type = entitlement::EmmAddressType::unique;
+    std::uint64_t sequence = 0;
+    std::uint64_t issued_unix = 0;
+    const std::vector<entitlement::EmmItem>* items = nullptr;
+  };
+  struct EmmEffects;
+  Result<EmmOutcome> apply_emm_content(const OpenedEmm& emm);
+  Held& service_being_changed(EmmEffects& effects, std::uint16_t service_id) const;
+  void write_service(const Held& held);
   // The viewing history as stored, each record's signature checked and each row's tag (which covers
   // whether it is settled). A record whose row does not verify counts as not settled (billing knows
   // better and says so with a receipt); one whose signature does not verify is left out and counted.
@@ -233,7 +288,8 @@ class SecureElement {
     std::vector<std::uint8_t> bytes;  // as stored and tagged
   };
   void load();
-  Status store_ticket(std::span<const std::uint8_t> ticket, const Key256& event_key);
+  // Stores a ticket from an EMM; returns it as held in memory once committed (none when already held).
+  Result<std::optional<HeldTicket>> store_ticket(std::span<const std::uint8_t> ticket, const Key256& event_key);
   Result<entitlement::EcmPeriod> open_ppv_ecm(std::span<const std::uint8_t> section, const entitlement::EcmHeader& header,
                                               entitlement::EcmPart part) const;
 
@@ -245,6 +301,9 @@ class SecureElement {
   entitlement::StbPublicFile public_;
   crypto::PublicKey issuer_public_{};  // the operator's ticket-signing key
   std::map<std::uint16_t, Held> held_;
+  std::optional<HeldGroup> group_;
+  std::map<std::uint32_t, Key256> global_keys_;  // by version
+  std::uint64_t items_skipped_ = 0;
   std::vector<HeldTicket> tickets_;
   std::uint8_t parental_max_age_ = 255;  // no limit until one is set
   std::set<std::uint64_t> applied_;
