@@ -56,8 +56,11 @@ TEST(EntitlementStore, AStoreOfThePreviousSchemaIsBroughtForwardWithItsRows) {
     db.exec("DROP INDEX emm_queue_by_change; DROP INDEX emm_queue_by_until; DROP TABLE emm_removed; "
             "ALTER TABLE emm_queue DROP COLUMN change_number; ALTER TABLE emm_queue DROP COLUMN priority; "
             "DELETE FROM settings WHERE name IN ('emm_change', 'emm_removed_horizon')");
-    db.exec("INSERT INTO emm_queue (stb_id, sequence, carousel_until, carousel_from, created, section) "
-            "VALUES (1001, 1, 4000000000, 0, 0, X'82')");
+    const std::vector<std::uint8_t> section{0x82};
+    auto queued = db.prepare("INSERT INTO emm_queue (stb_id, sequence, carousel_until, carousel_from, created, section) "
+                             "VALUES (1001, 1, 4000000000, 0, 0, ?)");
+    queued.bind(1, std::span<const std::uint8_t>(section));
+    queued.run();
     // Step 2 undone.
     db.exec("DROP TABLE billings");
     db.connection().set_schema_version(1);
