@@ -9,6 +9,8 @@
 #include <benchmark/benchmark.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <thread>
 
 #include "broadcast_fixture.h"
@@ -157,5 +159,125 @@ void BM_EcmToControlWord(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_EcmToControlWord)->Name("ecm_to_control_word")->Unit(benchmark::kMicrosecond);
+
+// Issue 11 §2: purchases per second with a headend attached, against the same engine alone. The
+// store holds USHER_BENCH_EMMS queued EMMs (default 10,000; the closing figures use 100,000); the
+// headend-like client follows the EMM feed (emm_changes) every second, a page at a time while the
+// engine says more, as EngineKeySource does. Phases alternate (alone, attached) so that both see
+// the same store; each phase is 8 clients buying kPhasePurchases tickets in all. In the "attached"
+// phase the headend has caught up before (its catch-up from cursor 0 is timed on its own:
+// catch_up_s, the engine otherwise idle); in the "restarting" phase it catches up from cursor 0
+// while the clients buy (restart_ratio).
+void BM_PurchasesWithHeadendAttached(benchmark::State& state) {
+  Engine engine;
+  std::uint64_t emms = 10'000;
+  if (const char* env = std::getenv("USHER_BENCH_EMMS")) emms = std::strtoull(env, nullptr, 10);
+  const auto queued = engine.world.store().batch([&] {
+    for (std::uint64_t i = 0; i < emms; ++i) {
+      if (!engine.world.store().grant(1001 + static_cast<std::uint32_t>(i % Engine::kStbs), 1, kT0, kT0 + 86400 + i)) {
+        throw std::runtime_error("grant failed");
+      }
+    }
+  });
+  if (!queued) {
+    state.SkipWithError("could not queue the EMMs");
+    return;
+  }
+  constexpr RateLimiter::Rate kUnlimited{1U << 30, 1U << 30};
+  entitlement::EngineService service(engine.world.store(), engine.acquirer, {kUnlimited, kUnlimited});
+  net::ReplyServer server("tcp://127.0.0.1:*", net::ReplyServer::BatchHandler([&](const auto& r) { return service.handle_batch(r); }),
+                          entitlement::kEngineServerLimits);
+  std::atomic<bool> stop{false};
+  std::thread serving([&] { server.run(stop); });
+  constexpr int kClients = 8;
+  constexpr int kPhasePurchases = 1600;
+  std::uint64_t followed = 0;  // the attached headend's cursor between phases
+  double catch_up = 0;
+  const auto follow = [&](net::RequestClient& client, std::uint64_t& cursor, const std::atomic<bool>& done) -> Result<std::uint64_t> {
+    std::uint64_t pages = 0;
+    for (bool more = true; more && !done; ++pages) {
+      USHER_TRY(auto body, entitlement::call_framed(client, static_cast<std::uint8_t>(entitlement::MessageType::emm_changes),
+                                                    entitlement::encode_emm_changes_request(cursor)));
+      USHER_TRY(auto page, entitlement::decode_emm_feed_page(body));
+      cursor = page.next_cursor;
+      more = page.more;
+    }
+    return pages;
+  };
+  {
+    net::RequestClient client(server.endpoint(), {std::chrono::seconds(10), 1});
+    const std::atomic<bool> never{false};
+    const auto start = std::chrono::steady_clock::now();
+    if (!follow(client, followed, never)) {
+      state.SkipWithError("the feed could not be followed");
+      stop = true;
+      serving.join();
+      return;
+    }
+    catch_up = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+  enum class Headend { none, attached, restarting };
+  const auto phase = [&](Headend mode, std::atomic<int>& failures) {
+    std::atomic<bool> done{false};
+    std::uint64_t pages = 0;
+    std::thread headend;
+    if (mode != Headend::none) {
+      headend = std::thread([&] {
+        net::RequestClient client(server.endpoint(), {std::chrono::seconds(10), 1});
+        std::uint64_t restarted = 0;
+        std::uint64_t& cursor = mode == Headend::attached ? followed : restarted;
+        while (!done) {
+          auto taken = follow(client, cursor, done);
+          if (!taken) {
+            ++failures;
+            return;
+          }
+          pages += *taken;
+          for (int i = 0; i < 100 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+      });
+    }
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<std::thread> clients;
+    for (int c = 0; c < kClients; ++c) {
+      clients.emplace_back([&] {
+        wallet::EngineClient client(server.endpoint());
+        for (int i = 0; i < kPhasePurchases / kClients; ++i) {
+          if (!client.buy_ticket(engine.buy())) ++failures;
+        }
+      });
+    }
+    for (auto& th : clients) th.join();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    done = true;
+    if (headend.joinable()) headend.join();
+    return std::pair{seconds, pages};
+  };
+  double alone = 0;
+  double attached = 0;
+  double restarting = 0;
+  std::uint64_t pages = 0;
+  std::atomic<int> failures{0};
+  for (auto _ : state) {
+    alone += phase(Headend::none, failures).first;
+    const auto [seconds, taken] = phase(Headend::attached, failures);
+    attached += seconds;
+    pages += taken;
+    restarting += phase(Headend::restarting, failures).first;
+  }
+  stop = true;
+  serving.join();
+  if (failures > 0) state.SkipWithError("a purchase or a feed page failed");
+  const double purchases = static_cast<double>(state.iterations()) * kPhasePurchases;
+  state.counters["queued_emms"] = static_cast<double>(emms);
+  state.counters["alone_per_s"] = purchases / alone;
+  state.counters["headend_per_s"] = purchases / attached;
+  state.counters["attached_ratio"] = alone / attached;  // 1.0: no cost; target at least 0.9
+  state.counters["restart_ratio"] = alone / restarting;
+  state.counters["catch_up_s"] = catch_up;
+  state.counters["feed_pages"] = static_cast<double>(pages);
+  state.SetItemsProcessed(static_cast<std::int64_t>(3 * purchases));
+}
+BENCHMARK(BM_PurchasesWithHeadendAttached)->Name("purchases_headend_attached")->Iterations(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace

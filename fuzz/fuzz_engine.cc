@@ -1,6 +1,7 @@
 // The entitlement engine's request handler on arbitrary bytes (every message a handset can send),
 // over a real store in a temporary directory; the asset decoders a handset and an STB use; and the
 // public identity files.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -75,6 +76,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto id = new_request_id();
     const auto billing_body = sign_billing_request(data[0], id, in.subspan(1), 1, usher::unix_now(), engine().billing.private_key);
     if (engine().service.handle(encode_request(static_cast<MessageType>(data[0]), id, billing_body)).size() < 18) __builtin_trap();
+  }
+  // The EMM feed (emm_changes): the request's cursor and the reply a headend reads; a page that
+  // decodes encodes back to the same bytes.
+  (void)decode_emm_changes_request(in);
+  if (auto page = decode_emm_feed_page(in); page) {
+    const auto again = encode(*page);
+    if (again.size() != size || !std::equal(again.begin(), again.end(), data)) __builtin_trap();
   }
   (void)decode_holding_query(in);
   (void)decode_holding_reply(in);

@@ -166,6 +166,15 @@ int main(int argc, char** argv) {
  write(root / "fuzz_local_link", "deliver", entitlement::encode_request(static_cast<entitlement::MessageType>(1), id, emm_section));
   write(root / "fuzz_local_link", "acks", entitlement::encode_request(static_cast<entitlement::MessageType>(2), id, {}));
   write(engine, "buy", entitlement::encode_request(entitlement::MessageType::buy_ticket, id, entitlement::encode(buy)));
+  write(engine, "emm-changes", entitlement::encode_request(entitlement::MessageType::emm_changes, id, entitlement::encode_emm_changes_request(0)));
+  {
+    entitlement::EmmFeedPage page;
+    page.next_cursor = 9;
+    page.more = true;
+    page.added.push_back({7, entitlement::EmmPriority::renewal, 1, 2, std::vector<std::uint8_t>(40, 0x82)});
+    page.removed = {3, 5};
+    write(engine, "emm-feed-page", entitlement::encode(page));
+  }
   write(root / "fuzz_sections", "pat", pat.serialize());
 
   // Billing: a sealed history (of an STB billing does not know), a payment, a prepayment, a

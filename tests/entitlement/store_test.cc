@@ -2,9 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
+#include <map>
+#include <thread>
 
 #include "postgres_server.h"
+#include "usher/core/clock.h"
 #include "usher/core/store_database.h"
 #include "temp_dir.h"
 
@@ -52,8 +56,11 @@ TEST(EntitlementStore, AStoreOfThePreviousSchemaIsBroughtForwardWithItsRows) {
     db.exec("DROP INDEX emm_queue_by_change; DROP INDEX emm_queue_by_until; DROP TABLE emm_removed; "
             "ALTER TABLE emm_queue DROP COLUMN change_number; ALTER TABLE emm_queue DROP COLUMN priority; "
             "DELETE FROM settings WHERE name IN ('emm_change', 'emm_removed_horizon')");
-    db.exec("INSERT INTO emm_queue (stb_id, sequence, carousel_until, carousel_from, created, section) "
-            "VALUES (1001, 1, 4000000000, 0, 0, X'82')");
+    const std::vector<std::uint8_t> section{0x82};
+    auto queued = db.prepare("INSERT INTO emm_queue (stb_id, sequence, carousel_until, carousel_from, created, section) "
+                             "VALUES (1001, 1, 4000000000, 0, 0, ?)");
+    queued.bind(1, std::span<const std::uint8_t>(section));
+    queued.run();
     // Step 2 undone.
     db.exec("DROP TABLE billings");
     db.connection().set_schema_version(1);
@@ -244,6 +251,71 @@ TEST(EntitlementStore, GrantEndingAfterTheLatestTimeIsRefusedAndQueuesNothing) {
   ASSERT_TRUE(store.grant(7, 1, 1'000'000, kLatestGrantEnd).ok());
   ASSERT_EQ(store.grants().size(), 1u);
   EXPECT_EQ(store.grants()[0].not_after, kLatestGrantEnd);
+}
+
+// Issue 11 §2: two engines writing one store (two connections: on PostgreSQL two engines of the
+// operator, each with its advisory lock per store; on SQLite two processes' worth of connections to
+// one file) while a headend follows the EMM feed: change numbers follow commit order, so the reader
+// skips no row committed late, and what it holds at the end is the queue.
+TEST(EntitlementStore, TwoWritersAndAReaderOfTheEmmFeedAgreeOnTheQueue) {
+  testing::TempDir dir;
+  const std::string home = dir.file("ops");
+  constexpr std::uint32_t kBoxes = 12;
+  {
+    auto store = EntitlementStore::create(home, 0x4AFF, testing::store_database_url()).value();
+    ASSERT_TRUE(store.add_service(1, "One").ok());
+    ASSERT_TRUE(store.add_service(2, "Two").ok());
+    for (std::uint32_t id = 1001; id < 1001 + kBoxes; ++id) {
+      StbKeys box;
+      ASSERT_TRUE(store.register_stb({id, box.x.public_key, box.ed.public_key}).ok());
+    }
+  }
+  constexpr std::uint64_t kNow = 1'900'000'000;
+  std::atomic<bool> writing{true};
+  std::atomic<int> failures{0};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 2; ++w) {
+    writers.emplace_back([&, w] {
+      auto engine = EntitlementStore::open(home);
+      if (!engine) {
+        ++failures;
+        return;
+      }
+      for (std::uint32_t round = 0; round < 6; ++round) {
+        for (std::uint32_t id = 1001; id < 1001 + kBoxes; ++id) {
+          const auto service = static_cast<std::uint16_t>(1 + w);
+          if (!engine->grant(id, service, kNow, kNow + 86400 + round)) ++failures;
+          if (round % 3 == 2 && !engine->revoke(id, service)) ++failures;
+        }
+      }
+    });
+  }
+  std::map<std::uint64_t, std::vector<std::uint8_t>> held;
+  std::uint64_t cursor = 0;
+  auto headend = EntitlementStore::open(home).value();
+  const auto follow = [&] {
+    for (;;) {
+      auto page = headend.emm_changes(cursor, 7);
+      ASSERT_GE(page.next_cursor, cursor);
+      if (page.restart) held.clear();
+      for (auto& e : page.added) held[e.id] = std::move(e.section);
+      for (const auto id : page.removed) held.erase(id);
+      cursor = page.next_cursor;
+      if (!page.more) break;
+    }
+  };
+  std::thread reader([&] {
+    while (writing) follow();
+  });
+  for (auto& t : writers) t.join();
+  writing = false;
+  reader.join();
+  follow();
+  EXPECT_EQ(failures.load(), 0);
+  std::vector<std::vector<std::uint8_t>> sections;
+  for (auto& [id, s] : held) sections.push_back(s);
+  EXPECT_EQ(sections, headend.emm_sections(unix_now()));  // the revokes: repeated for a week from now
+  EXPECT_EQ(sections.size(), 2u * kBoxes);  // per box and service: the last revoke, which replaced its grants
 }
 
 }  // namespace

@@ -697,10 +697,15 @@ std::size_t EntitlementStore::purge_expired_emms(std::uint64_t now, std::size_t 
   const auto before = static_cast<std::int64_t>(now - kEmmExpiryMarginSeconds);
   const auto repeat = static_cast<std::int64_t>(emm_repeat_seconds());
   std::vector<std::int64_t> expired;
-  {
+  if (repeat == 0) {
+    // The usual case, on the index: as cheap with a million entries queued as with ten.
+    auto st = db_.prepare("SELECT id FROM emm_queue WHERE carousel_until < ? LIMIT ?");
+    st.bind(1, before).bind(2, static_cast<std::int64_t>(at_most));
+    while (st.step()) expired.push_back(st.column_int(0));
+  } else {
     auto st = db_.prepare(
-        "SELECT id FROM emm_queue WHERE carousel_until < ?1 OR (CAST(?2 AS INTEGER) != 0 AND "
-        "(CASE WHEN created > carousel_from THEN created ELSE carousel_from END) + ?2 < ?1) ORDER BY id LIMIT ?3");
+        "SELECT id FROM emm_queue WHERE carousel_until < ?1 OR "
+        "(CASE WHEN created > carousel_from THEN created ELSE carousel_from END) + ?2 < ?1 LIMIT ?3");
     st.bind(1, before).bind(2, repeat).bind(3, static_cast<std::int64_t>(at_most));
     while (st.step()) expired.push_back(st.column_int(0));
   }

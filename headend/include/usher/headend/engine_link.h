@@ -91,7 +91,7 @@ class EngineKeySource final : public KeySource {
   // Entries are dropped here this long after their carousel ended (the engine purges them too).
   static constexpr std::uint64_t kExpiryMarginSeconds = 3600;
   // Pages taken in one fetch at most (then the next refresh goes on from the cursor).
-  static constexpr std::size_t kMaxPagesPerFetch = 2000;
+  static constexpr std::size_t kMaxPagesPerFetch = 1000;
   [[nodiscard]] bool engine_reachable() const { return reachable_; }
   [[nodiscard]] std::uint64_t refreshes() const { return refreshes_; }
 

@@ -187,8 +187,10 @@ struct EmmFeedPage {
   std::vector<EmmFeedEntry> added;
   std::vector<std::uint64_t> removed;
 };
-inline constexpr std::size_t kEmmFeedMaxEntries = 8000;
-inline constexpr std::size_t kEmmFeedMaxBytes = 1024 * 1024;  // sections, in a page (one section more at most)
+// A page costs the engine's one thread about what a few purchases do (they wait behind it), and a
+// headend catching up takes as many pages as it needs, one after the other.
+inline constexpr std::size_t kEmmFeedMaxEntries = 2000;
+inline constexpr std::size_t kEmmFeedMaxBytes = 256 * 1024;  // sections, in a page (one section more at most)
 
 std::vector<std::uint8_t> encode_emm_changes_request(std::uint64_t cursor);
 Result<std::uint64_t> decode_emm_changes_request(std::span<const std::uint8_t> body);
