@@ -504,9 +504,8 @@ Result<EntitlementStore::BulkCounts> EntitlementStore::register_stbs(std::span<c
     }
     counts.added += chunk.added;
     counts.skipped += chunk.skipped;
-    if (progress && end < rows.size() && !progress(counts)) break;
+    if (progress && !progress(counts)) break;
   }
-  if (progress) progress(counts);
   return counts;
 }
 
@@ -602,9 +601,8 @@ Result<EntitlementStore::BulkCounts> EntitlementStore::grant_many(std::span<cons
     }
     counts.added += chunk.added;
     counts.skipped += chunk.skipped;
-    if (progress && end < ids.size() && !progress(counts)) break;
+    if (progress && !progress(counts)) break;
   }
-  if (progress) progress(counts);
   return counts;
 }
 
