@@ -240,6 +240,15 @@ int main(int argc, char** argv) {
                                  "999999999999999", "--hoem"}) {
     write(root / "fuzz_cli", "value" + std::to_string(n++), {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()});
   }
+  // fuzz_provisioning: byte 0 picks CSV (0) or JSON lines (1), the rest is a box file.
+  const std::string hex_key(64, 'a');
+  const std::string csv(1, '\0');
+  const std::string jsonl(1, '\1');
+  for (const std::string file : {csv + "stb_id,x25519,ed25519,account\n1001," + hex_key + "," + hex_key + ",smith\r\n# note\n1002," + hex_key + "," + hex_key + "\n",
+                                 csv + "1,\"" + hex_key + "\"," + hex_key + ",\"a \"\"b\"\"\"\n1-20\n",
+                                 jsonl + "{\"stb_id\":7,\"x25519\":\"" + hex_key + "\",\"ed25519\":\"" + hex_key + "\",\"account\":\"x\"}\n"}) {
+    write(root / "fuzz_provisioning", "file" + std::to_string(n++), {reinterpret_cast<const std::uint8_t*>(file.data()), file.size()});
+  }
   // fuzz_stb_store: byte 0 picks the column, byte 1 how the rest is written (blob, integer, text).
   for (std::uint8_t column = 0; column < 25; ++column) {
     for (std::uint8_t how = 0; how < 3; ++how) {

@@ -8,7 +8,7 @@ seeds=$(mktemp -d)
 trap 'rm -rf "$seeds"' EXIT
 "$build/fuzz/fuzz_seeds" "$seeds"
 status=0
-for target in fuzz_packet_sync fuzz_locator fuzz_rtp fuzz_sections fuzz_messages fuzz_descrambler fuzz_scrambler fuzz_engine fuzz_local_link fuzz_billing fuzz_pms fuzz_cli fuzz_stb_store fuzz_metrics fuzz_postgres_url; do
+for target in fuzz_packet_sync fuzz_locator fuzz_rtp fuzz_sections fuzz_messages fuzz_descrambler fuzz_scrambler fuzz_engine fuzz_local_link fuzz_billing fuzz_pms fuzz_cli fuzz_stb_store fuzz_metrics fuzz_postgres_url fuzz_provisioning; do
   corpus="fuzz-corpus/$target"
   mkdir -p "$corpus" "$seeds/$target"
   echo "--- $target (${seconds}s)"

@@ -301,7 +301,7 @@ TEST_F(CliCommands, HelpForEveryCommandAndVersion) {
       "", "demo", "streams", "streams generate", "streams info", "entitlement", "entitlement init", "entitlement service",
       "entitlement service add", "entitlement service price", "entitlement service list", "entitlement package",
       "entitlement package add", "entitlement package list", "entitlement device", "entitlement device add",
-      "entitlement device assign", "entitlement device list", "entitlement grant", "entitlement revoke", "entitlement grants",
+      "entitlement device import", "entitlement device assign", "entitlement device list", "entitlement grant", "entitlement revoke", "entitlement grants",
       "entitlement config", "entitlement event", "entitlement event add", "entitlement event list", "entitlement headend",
       "entitlement headend add", "entitlement billing", "entitlement billing add", "entitlement credit", "entitlement tickets", "entitlement ticket", "entitlement ticket revoke",
       "entitlement serve", "headend", "headend init", "headend run", "stb", "stb init", "stb run", "stb entitlements", "stb buy",

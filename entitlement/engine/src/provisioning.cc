@@ -265,7 +265,9 @@ class StbFileParser {
     if (!json.is_object()) return make_error(Errc::invalid_argument, "a JSON line must be an object {\"stb_id\":N,\"x25519\":...}");
     StbRow row;
     bool has[4] = {false, false, false, false};
-    for (const auto& [name, value] : json.items()) {
+    for (const auto& item : json.items()) {
+      const std::string& name = item.key();
+      const auto& value = item.value();
       const auto known = std::find_if(column_names().begin(), column_names().end(), [&](const auto& n) { return n.first == name; });
       if (known == column_names().end()) {
         return make_error(Errc::invalid_argument, "unknown field \"" + name.substr(0, 40) + "\" (fields: stb_id, x25519, ed25519, account)");
@@ -502,9 +504,8 @@ Result<EntitlementStore::BulkCounts> EntitlementStore::register_stbs(std::span<c
     }
     counts.added += chunk.added;
     counts.skipped += chunk.skipped;
-    if (progress && end < rows.size() && !progress(counts)) break;
+    if (progress && !progress(counts)) break;
   }
-  if (progress) progress(counts);
   return counts;
 }
 
@@ -600,9 +601,8 @@ Result<EntitlementStore::BulkCounts> EntitlementStore::grant_many(std::span<cons
     }
     counts.added += chunk.added;
     counts.skipped += chunk.skipped;
-    if (progress && end < ids.size() && !progress(counts)) break;
+    if (progress && !progress(counts)) break;
   }
-  if (progress) progress(counts);
   return counts;
 }
 
