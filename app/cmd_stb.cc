@@ -242,8 +242,26 @@ void add_stb(CLI::App& root, Commands& commands) {
     auto se = open_read_only(*o);
     std::printf("STB %u\n", se.stb_id());
     for (const auto& e : se.entitlements()) {
-      std::printf("  service %u: %s .. %s%s (EMM %llu)\n", e.service_id, format_utc(e.not_before).c_str(),
-                  format_utc(e.not_after).c_str(), e.revoked ? " revoked" : "", static_cast<unsigned long long>(e.sequence));
+      std::string versions;
+      for (auto v : e.key_versions) versions += (versions.empty() ? ", key version " : " and ") + std::to_string(v);
+      std::printf("  service %u: %s .. %s%s%s (EMM %llu)\n", e.service_id, format_utc(e.not_before).c_str(),
+                  format_utc(e.not_after).c_str(), e.revoked ? " revoked" : "", versions.c_str(), static_cast<unsigned long long>(e.sequence));
+    }
+    if (const auto g = se.group()) std::printf("  group %u, position %u, group key version %u\n", g->group_id, g->position, g->key_version);
+    for (auto v : se.global_key_versions()) std::printf("  global key version %u\n", v);
+    return 0;
+  });
+
+  auto* messages = leaf("messages", "The last operator messages this STB received (global EMMs), newest first.");
+  commands.on(messages, [o, open_read_only] {
+    auto se = open_read_only(*o);
+    for (const auto& m : se.messages()) {
+      // Shown as text, never as terminal control sequences (UTF-8 beyond ASCII passes as it is).
+      std::string text = m.text;
+      for (auto& c : text) {
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) c = ' ';
+      }
+      std::printf("%s  %s\n", format_utc(m.issued).c_str(), text.c_str());
     }
     return 0;
   });

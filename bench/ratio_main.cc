@@ -49,6 +49,13 @@ class RatioReporter : public benchmark::ConsoleReporter {
         }
         continue;
       }
+      if (r.counters.contains("tickets_ratio") || r.counters.contains("core_pct_at_1Mbps")) {
+        // stb_bench.cc: the STB's EMM costs, printed from their own counters.
+        if (r.run_type != Run::RT_Aggregate || r.aggregate_name == "median") {
+          for (const auto& [counter, value] : r.counters) stb_[short_name(r.run_name.function_name)][counter] = value.value;
+        }
+        continue;
+      }
       if (auto ratio = r.counters.find("ratio_to_raw"); ratio != r.counters.end()) {
         // Measured against raw libdvbcsa inside the benchmark itself, taking turns.
         std::string name = r.run_name.function_name;  // without the aggregate's suffix
@@ -151,6 +158,23 @@ class RatioReporter : public benchmark::ConsoleReporter {
                       rates_[base]);
         }
       }
+    }    print_stb();
+  }
+
+  // The STB's EMM costs (stb_bench.cc).
+  void print_stb() {
+    if (stb_.contains("stb_emm_apply_by_tickets")) {
+      auto& c = stb_["stb_emm_apply_by_tickets"];
+      std::printf("%-26s %6.0f us per EMM holding 4000 tickets = %.2f x holding none (%.0f us), taking turns\n", "stb_emm_apply_by_tickets",
+                  c["us_4000_tickets"], c["tickets_ratio"], c["us_0_tickets"]);
+      std::printf("%-26s %6.0f us of CPU per EMM holding 4000 tickets = %.2f x holding none (%.0f us)\n", "", c["cpu_us_4000_tickets"],
+                  c["cpu_tickets_ratio"], c["cpu_us_0_tickets"]);
+    }
+    for (const char* n : {"stb_emm_filter", "stb_emm_filter_ts"}) {
+      if (!stb_.contains(n)) continue;
+      auto& c = stb_[n];
+      std::printf("%-26s %6.0f ns per EMM for others = %.3f %% of one core at 1 Mbit/s of EMMs (%.0f EMMs/s)\n", n, c["ns_per_emm"],
+                  c["core_pct_at_1Mbps"], 1e6 / (188 * 8));
     }
   }
 
@@ -165,6 +189,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
   std::map<std::string, double> latency_;      // pipeline_latency's counters
   std::map<std::string, double> interleaved_;  // *_interleaved: ratio to raw measured inside the benchmark
   std::map<std::string, std::map<std::string, double>> turns_;  // purchases_backend_turns/C: its counters
+  std::map<std::string, std::map<std::string, double>> stb_;    // stb_bench.cc: its counters
 };
 
 }  // namespace

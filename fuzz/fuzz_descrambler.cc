@@ -9,6 +9,7 @@
 
 #include "packets.h"
 #include "usher/core/crypto.h"
+#include "usher/entitlement/messages.h"
 #include "usher/stb/descrambler.h"
 
 namespace {
@@ -18,9 +19,22 @@ usher::stb::SecureElement& secure_element() {
     std::string dir = mkdtemp(templ);
     usher::entitlement::OperatorPublicFile op;
     op.ca_system_id = 0x4AFF;
-    op.x25519_public = usher::crypto::X25519KeyPair::generate().public_key;
+    const auto op_x = usher::crypto::X25519KeyPair::generate();
+    op.x25519_public = op_x.public_key;
     auto r = usher::stb::SecureElement::init(dir + "/stb", 1001, op);
     if (!r) std::abort();
+    // In group 1 (position 0) with group key version 1, and holding global key version 1: group and
+    // global EMMs of the input that name them get past the header filter to the decryption.
+    const auto emm_key = usher::entitlement::derive_emm_key(op_x.private_key, r->public_identity().x25519_public, 0x4AFF, 1001);
+    if (!emm_key) std::abort();
+    usher::Key256 group_key;
+    usher::crypto::random_bytes(group_key.mutable_bytes());
+    usher::Key256 global_key;
+    usher::crypto::random_bytes(global_key.mutable_bytes());
+    usher::entitlement::EmmContent keys{1001, 1, 1'900'000'000, {}};
+    keys.items.emplace_back(usher::entitlement::EmmGroupKey{1, 0, 1, std::move(group_key)});
+    keys.items.emplace_back(usher::entitlement::EmmGlobalKey{1, std::move(global_key)});
+    if (!r->apply_emm(usher::entitlement::encode_emm(keys, *emm_key))) std::abort();
     return new usher::stb::SecureElement(std::move(r.value()));
   }();
   return *se;

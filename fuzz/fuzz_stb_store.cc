@@ -31,13 +31,18 @@ constexpr Column kColumns[] = {
     {"credit", "limit_minor"},       {"credit", "mac"},             {"collection", "within"},  {"history", "record"},
     {"history", "settled"},          {"history", "payment"},        {"chain", "last_hash"},    {"chain", "last_sequence"},
     {"identity", "x25519_private"},  {"identity", "stb_id"},        {"identity", "operator_ed25519"},
-    {"parental", "max_age"},         {"emm_applied", "applied"},
+    {"parental", "max_age"},         {"emm_applied", "applied"},    {"emm_applied", "sequence"},
+    {"service_keys", "service_key"}, {"service_keys", "key_version"}, {"service_keys", "sequence"}, {"service_keys", "mac"},
+    {"group_key", "group_id"},       {"group_key", "position"},     {"group_key", "key_version"}, {"group_key", "group_key"},
+    {"group_key", "mac"},            {"global_keys", "key_version"}, {"global_keys", "global_key"}, {"operator_messages", "text"},
 };
 
 struct Template {
   std::string dir;
   std::vector<std::uint8_t> ecm_service;
   std::vector<std::uint8_t> ecm_event;
+  std::vector<std::uint8_t> group_emm;   // a member grant for the box's group, not yet applied
+  std::vector<std::uint8_t> global_emm;  // an operator message, not yet applied
 };
 
 // A store with something in every table that grants: a grant, a credit line with a deadline, an
@@ -45,7 +50,7 @@ struct Template {
 const Template& make_template() {
   static const Template* t = [] {
     char templ[] = "/tmp/usher-fuzz-store-XXXXXX";
-    auto* out = new Template{mkdtemp(templ), {}, {}};
+    auto* out = new Template{mkdtemp(templ), {}, {}, {}, {}};
     auto op_x = crypto::X25519KeyPair::generate();
     entitlement::OperatorPublicFile op;
     op.ca_system_id = 0x4AFF;
@@ -73,8 +78,41 @@ const Template& make_template() {
     offer.event_key = event_key.clone();
     offer.title = "Final";
     emm.items.emplace_back(std::move(offer));
+    Key256 group_key;
+    crypto::random_bytes(group_key.mutable_bytes());
+    Key256 global_key;
+    crypto::random_bytes(global_key.mutable_bytes());
+    emm.items.emplace_back(entitlement::EmmGroupKey{7, 3, 1, group_key.clone()});
+    emm.items.emplace_back(entitlement::EmmGlobalKey{1, global_key.clone()});
     if (!se->apply_emm(entitlement::encode_emm(emm, *emm_key)).ok()) std::abort();
     if (!se->impulse_buy(7, kT0).ok()) std::abort();
+    // Version 2 of the service key: version 1 moves to its own row (service_keys).
+    {
+      entitlement::EmmContent next{1001, 2, kT0, {}};
+      Key256 v2;
+      crypto::random_bytes(v2.mutable_bytes());
+      next.items.emplace_back(entitlement::EmmGrant{1, 2, std::move(v2), 0, kT0 * 2});
+      if (!se->apply_emm(entitlement::encode_emm(next, *emm_key)).ok()) std::abort();
+    }
+    {
+      std::vector<entitlement::EmmItem> items;
+      items.emplace_back(entitlement::EmmMessage{1, "kept"});
+      entitlement::SharedEmmContent global{{entitlement::EmmAddressType::global, 0, 1}, 3, kT0, std::move(items)};
+      if (!se->apply_emm(entitlement::encode_shared_emm(global, global_key)).ok()) std::abort();
+    }
+    {
+      entitlement::EmmMemberGrant grant;
+      grant.members.set(3);
+      grant.not_before = 0;
+      grant.not_after = kT0 * 2;
+      grant.services.push_back({2, 1, service_key.clone()});
+      std::vector<entitlement::EmmItem> items;
+      items.emplace_back(std::move(grant));
+      out->group_emm = entitlement::encode_shared_emm({{entitlement::EmmAddressType::group, 7, 1}, 10, kT0, std::move(items)}, group_key);
+      std::vector<entitlement::EmmItem> message;
+      message.emplace_back(entitlement::EmmMessage{2, "new"});
+      out->global_emm = entitlement::encode_shared_emm({{entitlement::EmmAddressType::global, 0, 1}, 11, kT0, std::move(message)}, global_key);
+    }
     entitlement::EcmContent ecm;
     ecm.service_id = 1;
     ecm.key_version = 1;
@@ -132,7 +170,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       (void)se->settlement_status();
       (void)se->credit_limit();
       (void)se->tickets();
+      (void)se->entitlements();
+      (void)se->group();
+      (void)se->global_key_versions();
+      (void)se->messages();
       if (access == stb::SecureElement::Access::read_write) {
+        (void)se->apply_emm(t.group_emm);
+        (void)se->apply_emm(t.global_emm);
+        (void)se->open_ecm(t.ecm_service);
         (void)se->pending_acks();
         (void)se->impulse_buy(7, kT0 + 100);
         (void)se->mark_watched(7);

@@ -305,7 +305,7 @@ TEST_F(CliCommands, HelpForEveryCommandAndVersion) {
       "entitlement config", "entitlement event", "entitlement event add", "entitlement event list", "entitlement headend",
       "entitlement headend add", "entitlement billing", "entitlement billing add", "entitlement credit", "entitlement tickets", "entitlement ticket", "entitlement ticket revoke",
       "entitlement serve", "headend", "headend init", "headend run", "stb", "stb init", "stb run", "stb entitlements", "stb buy",
-      "stb history", "stb parental", "stb tickets", "stb link", "wallet", "wallet init", "wallet topup", "wallet card",
+      "stb history", "stb parental", "stb tickets", "stb messages", "stb link", "wallet", "wallet init", "wallet topup", "wallet card",
       "wallet balance", "wallet events", "wallet buy", "wallet gift", "wallet relay-acks", "wallet approve", "wallet tickets",
       "wallet relay", "wallet prepay", "wallet receipts", "billing", "billing init", "billing certify", "billing serve", "billing pms",
       "billing statement", "billing hotel", "billing hotel config", "billing hotel room", "billing hotel room add",

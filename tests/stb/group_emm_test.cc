@@ -404,6 +404,27 @@ TEST_F(GroupEmmTest, ApplyingAnEmmUpdatesWhatItChangedWithoutRereadingTheStore) 
   EXPECT_EQ(op.reopen(1001).ticket_status(ticket.ticket_id), "revoked");
 }
 
+TEST_F(GroupEmmTest, AnEmmRefusedHalfwayLeavesWhatWasHeldInMemoryAndOnDisk) {
+  auto& se = op.box(1001);
+  Key256 v1 = random_key();
+  Key256 v2 = random_key();
+  ASSERT_EQ(*se.apply_emm(op.unique(1001, items_of(entitlement::EmmGrant{1, 1, v1.clone(), kT0, kT0 + 86400}))), EmmOutcome::applied);
+  // A new key version, then a ticket bound to another STB: the ticket is refused after the grant
+  // was written, and the whole EMM is undone (the grant included).
+  const auto bad = op.unique(1001, items_of(entitlement::EmmGrant{1, 2, v2.clone(), kT0, kT0 + 2 * 86400},
+                                            entitlement::EmmTicket{op.ticket_for(1002, 9).encode(), random_key()}));
+  auto refused = se.apply_emm(bad);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::not_entitled);
+  EXPECT_EQ(se.entitlements().at(0).key_versions, (std::vector<std::uint16_t>{1}));
+  EXPECT_EQ(se.open_ecm(ecm(1, 2, v2)).error().code, Errc::not_entitled);
+  EXPECT_TRUE(se.open_ecm(ecm(1, 1, v1)).ok());
+  EXPECT_EQ(se.apply_emm(bad).error().code, Errc::not_entitled);  // not recorded: refused again, not a duplicate
+  auto& reopened = op.reopen(1001);
+  EXPECT_EQ(reopened.entitlements().at(0).key_versions, (std::vector<std::uint16_t>{1}));
+  EXPECT_EQ(reopened.entitlements().at(0).not_after, kT0 + 86400);
+}
+
 TEST_F(GroupEmmTest, TheDescramblerHandsGroupAndGlobalEmmsFromTheStreamToTheSecureElement) {
   constexpr std::uint16_t kEmmPid = 0x1FF0;
   Key256 g1 = random_key();

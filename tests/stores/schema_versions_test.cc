@@ -17,6 +17,7 @@
 #include "usher/core/crypto.h"
 #include "usher/core/schema.h"
 #include "usher/core/sqlite.h"
+#include "usher/entitlement/messages.h"
 #include "usher/entitlement/store.h"
 #include "usher/headend/engine_link.h"
 #include "usher/stb/local_link.h"
@@ -482,6 +483,82 @@ TEST(OlderSchema, TheSecureElementRefusesFilesBelowItsFirstStepUnchanged) {
     }
     EXPECT_EQ(read_all(path), before);
   }
+}
+
+// Schema 4 (issue 11) added the group key, the global keys, the other versions of each service key
+// and operator messages: a store of schema 3 holding a grant (its row tagged as schema 3 wrote it)
+// is brought forward, its grant still opens its ECMs, and the new rows are taken.
+TEST(PreviousSchema, TheSecureElementKeepsASchema3GrantAndTakesGroupEmmsAfterTheStep) {
+  testing::TempDir dir;
+  auto op_x = crypto::X25519KeyPair::generate();
+  entitlement::OperatorPublicFile op;
+  op.ca_system_id = 0x4aff;
+  op.x25519_public = op_x.public_key;
+  op.ed25519_public = crypto::Ed25519KeyPair::generate().public_key;
+  Key256 v1;
+  crypto::random_bytes(v1.mutable_bytes());
+  std::vector<std::uint8_t> grant_emm;
+  {
+    // The rows as the secure element writes them (identity, and a grant's entitlement row)...
+    auto made = stb::SecureElement::init(dir.file("made"), 1001, op);
+    ASSERT_TRUE(made.ok()) << made.error().message;
+    const auto key = entitlement::derive_emm_key(op_x.private_key, made->public_identity().x25519_public, 0x4aff, 1001).value();
+    entitlement::EmmContent emm{1001, 1, static_cast<std::uint64_t>(kT0), {}};
+    emm.items.emplace_back(entitlement::EmmGrant{1, 1, v1.clone(), 0, static_cast<std::uint64_t>(kT0) * 2});
+    ASSERT_EQ(*made->apply_emm(entitlement::encode_emm(emm, key)), stb::EmmOutcome::applied);
+  }
+  // ... copied into a file of schema 3.
+  const auto home = dir.file("box");
+  const auto path = home + "/" + stb::SecureElement::kDatabaseName;
+  {
+    auto db = make_from_dump(path, "stb", 3);
+    auto attach = db.prepare("ATTACH DATABASE ? AS made");
+    attach.bind(1, dir.file("made") + "/" + stb::SecureElement::kDatabaseName);
+    attach.run();
+    db.exec("INSERT INTO identity SELECT * FROM made.identity; INSERT INTO entitlements SELECT * FROM made.entitlements;"
+            "INSERT INTO emm_applied SELECT * FROM made.emm_applied;");
+    db.exec("DETACH DATABASE made");
+  }
+  ASSERT_EQ(version_of(path), 3);
+  auto se = stb::SecureElement::open(home);
+  ASSERT_TRUE(se.ok()) << se.error().message;
+  EXPECT_EQ(version_of(path), 4);
+  EXPECT_EQ(se->rows_refused(), 0u);
+  auto ecm_of = [](std::uint16_t version, const Key256& key) {
+    entitlement::EcmContent e;
+    e.service_id = 1;
+    e.key_version = version;
+    e.current.time_unix = static_cast<std::uint64_t>(kT0);
+    e.next.time_unix = static_cast<std::uint64_t>(kT0);
+    e.next.crypto_period = 1;
+    e.current.cw = ControlWord::random();
+    e.next.cw = ControlWord::random();
+    return entitlement::encode_ecm(e, key, key);
+  };
+  EXPECT_TRUE(se->open_ecm(ecm_of(1, v1)).ok());
+  // The group key by a unique EMM, then version 2 of the service key by a group EMM: both versions open.
+  const auto key = entitlement::derive_emm_key(op_x.private_key, se->public_identity().x25519_public, 0x4aff, 1001).value();
+  Key256 group_key;
+  crypto::random_bytes(group_key.mutable_bytes());
+  entitlement::EmmContent join{1001, 2, static_cast<std::uint64_t>(kT0), {}};
+  join.items.emplace_back(entitlement::EmmGroupKey{9, 0, 1, group_key.clone()});
+  ASSERT_EQ(*se->apply_emm(entitlement::encode_emm(join, key)), stb::EmmOutcome::applied);
+  Key256 v2;
+  crypto::random_bytes(v2.mutable_bytes());
+  entitlement::EmmMemberGrant grant;
+  grant.members.set(0);
+  grant.not_after = static_cast<std::uint64_t>(kT0) * 2;
+  grant.services.push_back({1, 2, v2.clone()});
+  std::vector<entitlement::EmmItem> items;
+  items.emplace_back(std::move(grant));
+  const auto group_emm =
+      entitlement::encode_shared_emm({{entitlement::EmmAddressType::group, 9, 1}, 3, static_cast<std::uint64_t>(kT0), std::move(items)}, group_key);
+  ASSERT_EQ(*se->apply_emm(group_emm), stb::EmmOutcome::applied);
+  auto again = stb::SecureElement::open(home, stb::SecureElement::Access::read_only);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_TRUE(again->open_ecm(ecm_of(1, v1)).ok());
+  EXPECT_TRUE(again->open_ecm(ecm_of(2, v2)).ok());
+  EXPECT_EQ(again->group()->group_id, 9u);
 }
 
 TEST(PreviousSchema, TheLocalLinkOpensItsStoreOfTheLastSchemaWithItsPairedHandsets) {
