@@ -167,7 +167,8 @@ BENCHMARK(BM_EcmToControlWord)->Name("ecm_to_control_word")->Unit(benchmark::kMi
 // the same store; each phase is 8 clients buying kPhasePurchases tickets in all. In the "attached"
 // phase the headend has caught up before (its catch-up from cursor 0 is timed on its own:
 // catch_up_s, the engine otherwise idle); in the "restarting" phase it catches up from cursor 0
-// while the clients buy (restart_ratio).
+// while the clients buy (restart_ratio); in the "whole_queue" phase it asks for the whole queue
+// (emm_carousel) every 5 s, as the headend did before issue 11 (whole_queue_ratio).
 void BM_PurchasesWithHeadendAttached(benchmark::State& state) {
   Engine engine;
   std::uint64_t emms = 10'000;
@@ -216,7 +217,7 @@ void BM_PurchasesWithHeadendAttached(benchmark::State& state) {
     }
     catch_up = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
-  enum class Headend { none, attached, restarting };
+  enum class Headend { none, attached, restarting, whole_queue };
   const auto phase = [&](Headend mode, std::atomic<int>& failures) {
     std::atomic<bool> done{false};
     std::uint64_t pages = 0;
@@ -227,6 +228,17 @@ void BM_PurchasesWithHeadendAttached(benchmark::State& state) {
         std::uint64_t restarted = 0;
         std::uint64_t& cursor = mode == Headend::attached ? followed : restarted;
         while (!done) {
+          if (mode == Headend::whole_queue) {
+            // The headend before issue 11: the whole queue (emm_carousel) every 5 s.
+            auto body = entitlement::call_framed(client, static_cast<std::uint8_t>(entitlement::MessageType::emm_carousel), {});
+            if (!body || !entitlement::decode_sections(*body)) {
+              ++failures;
+              return;
+            }
+            ++pages;
+            for (int i = 0; i < 500 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            continue;
+          }
           auto taken = follow(client, cursor, done);
           if (!taken) {
             ++failures;
@@ -256,6 +268,7 @@ void BM_PurchasesWithHeadendAttached(benchmark::State& state) {
   double alone = 0;
   double attached = 0;
   double restarting = 0;
+  double whole_queue = 0;
   std::uint64_t pages = 0;
   std::atomic<int> failures{0};
   for (auto _ : state) {
@@ -264,6 +277,7 @@ void BM_PurchasesWithHeadendAttached(benchmark::State& state) {
     attached += seconds;
     pages += taken;
     restarting += phase(Headend::restarting, failures).first;
+    whole_queue += phase(Headend::whole_queue, failures).first;
   }
   stop = true;
   serving.join();
@@ -274,9 +288,10 @@ void BM_PurchasesWithHeadendAttached(benchmark::State& state) {
   state.counters["headend_per_s"] = purchases / attached;
   state.counters["attached_ratio"] = alone / attached;  // 1.0: no cost; target at least 0.9
   state.counters["restart_ratio"] = alone / restarting;
+  state.counters["whole_queue_ratio"] = alone / whole_queue;  // the headend before issue 11
   state.counters["catch_up_s"] = catch_up;
   state.counters["feed_pages"] = static_cast<double>(pages);
-  state.SetItemsProcessed(static_cast<std::int64_t>(3 * purchases));
+  state.SetItemsProcessed(static_cast<std::int64_t>(4 * purchases));
 }
 BENCHMARK(BM_PurchasesWithHeadendAttached)->Name("purchases_headend_attached")->Iterations(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
