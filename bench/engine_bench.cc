@@ -8,6 +8,7 @@
 //    descrambler installs the keys.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -163,12 +164,13 @@ BENCHMARK(BM_EcmToControlWord)->Name("ecm_to_control_word")->Unit(benchmark::kMi
 // Issue 11 §2: purchases per second with a headend attached, against the same engine alone. The
 // store holds USHER_BENCH_EMMS queued EMMs (default 10,000; the closing figures use 100,000); the
 // headend-like client follows the EMM feed (emm_changes) every second, a page at a time while the
-// engine says more, as EngineKeySource does. Phases alternate (alone, attached) so that both see
-// the same store; each phase is 8 clients buying kPhasePurchases tickets in all. In the "attached"
-// phase the headend has caught up before (its catch-up from cursor 0 is timed on its own:
-// catch_up_s, the engine otherwise idle); in the "restarting" phase it catches up from cursor 0
-// while the clients buy (restart_ratio); in the "whole_queue" phase it asks for the whole queue
-// (emm_carousel) every 5 s, as the headend did before issue 11 (whole_queue_ratio).
+// engine says more, as EngineKeySource does. Phases take turns on the same store, in the other
+// order every other iteration (the store grows as it sells); each is 8 clients buying
+// kPhasePurchases tickets in all: alone; "attached", the headend caught up before (its catch-up
+// from cursor 0 is timed on its own: catch_up_s, the engine otherwise idle) and following;
+// "restarting", the headend catching up from cursor 0 while the clients buy (restart_ratio); and
+// "whole_queue", the headend before issue 11, asking for the whole queue (emm_carousel) every 5 s
+// (whole_queue_ratio).
 void BM_PurchasesWithHeadendAttached(benchmark::State& state) {
   Engine engine;
   std::uint64_t emms = 10'000;
@@ -271,13 +273,20 @@ void BM_PurchasesWithHeadendAttached(benchmark::State& state) {
   double whole_queue = 0;
   std::uint64_t pages = 0;
   std::atomic<int> failures{0};
+  bool reversed = false;  // every other iteration in the other order: the store grows as it sells
   for (auto _ : state) {
-    alone += phase(Headend::none, failures).first;
-    const auto [seconds, taken] = phase(Headend::attached, failures);
-    attached += seconds;
-    pages += taken;
-    restarting += phase(Headend::restarting, failures).first;
-    whole_queue += phase(Headend::whole_queue, failures).first;
+    std::vector<Headend> order{Headend::none, Headend::attached, Headend::restarting, Headend::whole_queue};
+    if (reversed) std::reverse(order.begin(), order.end());
+    reversed = !reversed;
+    for (const auto mode : order) {
+      const auto [seconds, taken] = phase(mode, failures);
+      switch (mode) {
+        case Headend::none: alone += seconds; break;
+        case Headend::attached: attached += seconds; pages += taken; break;
+        case Headend::restarting: restarting += seconds; break;
+        case Headend::whole_queue: whole_queue += seconds; break;
+      }
+    }
   }
   stop = true;
   serving.join();
