@@ -280,7 +280,11 @@ void add_entitlement(CLI::App& root, Commands& commands) {
       if (granting && !bulk && one_stb->count() == 0) throw UsageError("say which STBs: --stb N, --stbs-file FILE, --all or --stb-range FIRST-LAST");
       if (bulk) {
         std::optional<std::pair<std::uint32_t, std::uint32_t>> range;
-        if (stb_range->count() > 0) range = need(entitlement::parse_stb_range(o->stb_range));
+        if (stb_range->count() > 0) {
+          auto parsed = entitlement::parse_stb_range(o->stb_range);
+          if (!parsed) throw UsageError("--stb-range: " + parsed.error().message);
+          range = *parsed;
+        }
         std::vector<std::uint32_t> listed;
         if (stbs_file->count() > 0) listed = need(entitlement::parse_stb_id_list(read_input(o->stbs_file)));
         auto store = open(*o);

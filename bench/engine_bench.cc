@@ -8,6 +8,7 @@
 //    descrambler installs the keys.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -163,11 +164,13 @@ BENCHMARK(BM_EcmToControlWord)->Name("ecm_to_control_word")->Unit(benchmark::kMi
 // Issue 11 §2: purchases per second with a headend attached, against the same engine alone. The
 // store holds USHER_BENCH_EMMS queued EMMs (default 10,000; the closing figures use 100,000); the
 // headend-like client follows the EMM feed (emm_changes) every second, a page at a time while the
-// engine says more, as EngineKeySource does. Phases alternate (alone, attached) so that both see
-// the same store; each phase is 8 clients buying kPhasePurchases tickets in all. In the "attached"
-// phase the headend has caught up before (its catch-up from cursor 0 is timed on its own:
-// catch_up_s, the engine otherwise idle); in the "restarting" phase it catches up from cursor 0
-// while the clients buy (restart_ratio).
+// engine says more, as EngineKeySource does. Phases take turns on the same store, in the other
+// order every other iteration (the store grows as it sells); each is 8 clients buying
+// kPhasePurchases tickets in all: alone; "attached", the headend caught up before (its catch-up
+// from cursor 0 is timed on its own: catch_up_s, the engine otherwise idle) and following;
+// "restarting", the headend catching up from cursor 0 while the clients buy (restart_ratio); and
+// "whole_queue", the headend before issue 11, asking for the whole queue (emm_carousel) every 5 s
+// (whole_queue_ratio).
 void BM_PurchasesWithHeadendAttached(benchmark::State& state) {
   Engine engine;
   std::uint64_t emms = 10'000;
@@ -216,7 +219,7 @@ void BM_PurchasesWithHeadendAttached(benchmark::State& state) {
     }
     catch_up = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
-  enum class Headend { none, attached, restarting };
+  enum class Headend { none, attached, restarting, whole_queue };
   const auto phase = [&](Headend mode, std::atomic<int>& failures) {
     std::atomic<bool> done{false};
     std::uint64_t pages = 0;
@@ -227,6 +230,17 @@ void BM_PurchasesWithHeadendAttached(benchmark::State& state) {
         std::uint64_t restarted = 0;
         std::uint64_t& cursor = mode == Headend::attached ? followed : restarted;
         while (!done) {
+          if (mode == Headend::whole_queue) {
+            // The headend before issue 11: the whole queue (emm_carousel) every 5 s.
+            auto body = entitlement::call_framed(client, static_cast<std::uint8_t>(entitlement::MessageType::emm_carousel), {});
+            if (!body || !entitlement::decode_sections(*body)) {
+              ++failures;
+              return;
+            }
+            ++pages;
+            for (int i = 0; i < 500 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            continue;
+          }
           auto taken = follow(client, cursor, done);
           if (!taken) {
             ++failures;
@@ -256,14 +270,23 @@ void BM_PurchasesWithHeadendAttached(benchmark::State& state) {
   double alone = 0;
   double attached = 0;
   double restarting = 0;
+  double whole_queue = 0;
   std::uint64_t pages = 0;
   std::atomic<int> failures{0};
+  bool reversed = false;  // every other iteration in the other order: the store grows as it sells
   for (auto _ : state) {
-    alone += phase(Headend::none, failures).first;
-    const auto [seconds, taken] = phase(Headend::attached, failures);
-    attached += seconds;
-    pages += taken;
-    restarting += phase(Headend::restarting, failures).first;
+    std::vector<Headend> order{Headend::none, Headend::attached, Headend::restarting, Headend::whole_queue};
+    if (reversed) std::reverse(order.begin(), order.end());
+    reversed = !reversed;
+    for (const auto mode : order) {
+      const auto [seconds, taken] = phase(mode, failures);
+      switch (mode) {
+        case Headend::none: alone += seconds; break;
+        case Headend::attached: attached += seconds; pages += taken; break;
+        case Headend::restarting: restarting += seconds; break;
+        case Headend::whole_queue: whole_queue += seconds; break;
+      }
+    }
   }
   stop = true;
   serving.join();
@@ -274,9 +297,10 @@ void BM_PurchasesWithHeadendAttached(benchmark::State& state) {
   state.counters["headend_per_s"] = purchases / attached;
   state.counters["attached_ratio"] = alone / attached;  // 1.0: no cost; target at least 0.9
   state.counters["restart_ratio"] = alone / restarting;
+  state.counters["whole_queue_ratio"] = alone / whole_queue;  // the headend before issue 11
   state.counters["catch_up_s"] = catch_up;
   state.counters["feed_pages"] = static_cast<double>(pages);
-  state.SetItemsProcessed(static_cast<std::int64_t>(3 * purchases));
+  state.SetItemsProcessed(static_cast<std::int64_t>(4 * purchases));
 }
 BENCHMARK(BM_PurchasesWithHeadendAttached)->Name("purchases_headend_attached")->Iterations(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 

@@ -168,6 +168,7 @@ TEST_F(CliCommands, TyposRangesAndFormatsForEveryCommand) {
                      {"entitlement grants --home ent --all", "unknown option --all"},
                      {"entitlement config --home ent --emm-repeat 5x", "bad duration"},
                      {"entitlement config --home ent --emm-rpeat 5h", "(did you mean --emm-repeat?)"},
+                     {"entitlement config --home ent --emm-kbps 100001", "out of range"},
                      {"entitlement event add --home ent --id 65536 --service 1 --start now --duration 1h --title T --price 1.00 --currency EUR",
                       "out of range"},
                      {"entitlement event add --home ent --id 7 --service 1 --start now --duration 90q --title T --price 1.00 --currency EUR",
@@ -193,6 +194,8 @@ TEST_F(CliCommands, TyposRangesAndFormatsForEveryCommand) {
                      {"headend run --entitlement-home ent --in a --out b --crypto-period abc", "bad duration"},
                      {"headend run --entitlement-home ent --in a --out b --crypto-period 0", "--crypto-period must be"},
                      {"headend run --entitlement-home ent --in a --out b --emm-pid 0", "out of range"},
+                     {"headend run --entitlement-home ent --in a --out b --emm-kbps 0", "out of range"},
+                     {"headend run --entitlement-home ent --in a --out b --emm-kbps 100 --emm-bitrate 100000", "excludes"},
                      {"headend run --entitlement-home ent --in a --out b --emm-pid 8192", "out of range"},
                      {"headend run --entitlement-home ent --in a --out b --ecm-pid 0x2000", "out of range"},
                      {"headend run --entitlement-home ent --in a --out b --ecm-interval 5", "--ecm-interval must be"},
@@ -284,6 +287,8 @@ TEST_F(CliCommands, DocumentedSpellingsAndFormatsAreAccepted) {
   EXPECT_NE(must("entitlement service add --home ent --id 010 --name Ten").find("service 10 "), std::string::npos);
   EXPECT_NE(must("entitlement config --home ent --emm-repeat 3d").find("259200 s"), std::string::npos);
   EXPECT_NE(must("entitlement config --home ent --emm-repeat 0").find("while each entitlement lasts"), std::string::npos);
+  EXPECT_NE(must("entitlement config --home ent --emm-kbps 1000").find("given none: 1000 kbit/s"), std::string::npos);
+  EXPECT_NE(must("entitlement config --home ent --emm-kbps 0").find("given none: their default"), std::string::npos);
   EXPECT_NE(must("entitlement event add --home ent --id 7 --service 1 --start 2026-12-01T20:00:00Z --duration 90m --title Final "
                  "--price 12.50 --currency EUR")
                 .find("for 5400 s, 12.50 EUR"),

@@ -90,6 +90,17 @@ TEST_F(EmmFeedTest, TheHeadendsCarouselIsTheEnginesAfterGrantsRevokesAndExpiry) 
   EXPECT_EQ(restarted.cursor(), keys.cursor());
 }
 
+// The operator's EMM budget (`entitlement config --emm-kbps`) reaches the headend with its keys.
+TEST_F(EmmFeedTest, TheEnginesEmmBudgetReachesTheHeadend) {
+  RunningEngine engine(world.store());
+  EngineKeySource keys(engine.endpoint(), *identity);
+  ASSERT_TRUE(keys.fetch().ok());
+  EXPECT_EQ(keys.engine_emm_bitrate(), 0u);  // none set: the headend's own default
+  ASSERT_TRUE(world.store().set_emm_kbps(1000).ok());
+  ASSERT_TRUE(keys.fetch().ok());
+  EXPECT_EQ(keys.engine_emm_bitrate(), 1'000'000u);
+}
+
 TEST_F(EmmFeedTest, TheScramblerTakesOnlyWhatChangedAfterTheFirstWholeCarousel) {
   RunningEngine engine(world.store());
   const auto now = unix_now();

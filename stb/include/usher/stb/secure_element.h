@@ -1,13 +1,16 @@
 // SecureElement: what a set-top box's secure chip would hold, kept in SQLite (stb.db under the STB's
 // home, mode 0600): its identity and key pairs (X25519 for receiving keys, Ed25519 for signing), the
-// operator's public key, its entitlements with their service keys, and the EMM sequence numbers it
-// has applied, and its PPV tickets with their event keys. ECMs are opened here and checked against the entitlements; control words come out
-// only to the descrambler.
+// operator's public key, its entitlements with their service keys (per key version: the current and
+// the next), its group (position and group key) and the operator's global keys, which open group
+// (0x83) and global (0x84) EMMs, the EMM sequence numbers it has applied, and its PPV tickets with
+// their event keys. ECMs are opened here and checked against the entitlements; control words come
+// out only to the descrambler.
 //
 // The file is on a disk the box's owner controls, so nothing in it is trusted because a row exists:
-// every row that grants something (an entitlement and its service key, a ticket and its event key,
-// an offer, the credit line, the collection deadline, prepaid credit, a hotel room's state, the
-// parental limit, whether a purchase is settled) carries a tag under a key derived from the STB's
+// every row that grants something (an entitlement and its service keys, the group and global keys,
+// a ticket and its event key, an offer, the credit line, the collection deadline, prepaid credit, a
+// hotel room's state, the parental limit, whether a purchase is settled) carries a tag under a key
+// derived from the STB's
 // secret; tickets and history records are also checked against their signature and their binding
 // to this STB, each time they are loaded. A row that does not verify is refused and counted
 // (rows_refused), never used. See docs/security.md. A store whose schema is not the one this code

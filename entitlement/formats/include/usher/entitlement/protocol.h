@@ -34,7 +34,7 @@ enum class MessageType : std::uint8_t {
   top_up = 3,            // signed by the card's handset
   balance = 4,           // signed by the card's handset
   buy_ticket = 5,
-  headend_keys = 6,   // u32 headend_id -> blob sealed key bundle
+  headend_keys = 6,   // u32 headend_id -> blob sealed key bundle, u64 EMM budget in bit/s (0: none set)
   emm_carousel = 7,   // (empty) -> u32 count, blob section each
   buy_by_code = 8,    // text request code, blob spend authorization -> as buy_ticket
   delivery_acks = 9,  // u16 count, blob DeliveryAck each -> u16 count, u64 ticket id each (now confirmed)
