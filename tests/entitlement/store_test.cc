@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "broadcast_fixture.h"
 #include "postgres_server.h"
 #include "usher/core/store_database.h"
 #include "temp_dir.h"
@@ -17,19 +18,8 @@ struct StbKeys {
   crypto::Ed25519KeyPair ed = crypto::Ed25519KeyPair::generate();
 };
 
-// The EMMs on the carousel at `now` that carry grants, revokes, credit and the like: without the
-// key EMM each box gets at registration and the group EMMs (tests/entitlement/groups_test.cc).
 std::vector<std::vector<std::uint8_t>> box_sections(EntitlementStore& store, std::uint64_t now) {
-  std::vector<std::vector<std::uint8_t>> out;
-  const auto queued = store.queued_emms();
-  for (auto& section : store.emm_sections(now)) {
-    const auto header = peek_any_emm(section).value();
-    if (header.address.type != EmmAddressType::unique) continue;
-    const auto it = std::find_if(queued.begin(), queued.end(), [&](const QueuedEmm& q) { return q.sequence == header.sequence; });
-    if (it != queued.end() && it->topic == "keys") continue;
-    out.push_back(std::move(section));
-  }
-  return out;
+  return testing::box_emm_sections(store, now);
 }
 
 TEST(EntitlementStore, CreateOpenAndRefuseSecondOperator) {
