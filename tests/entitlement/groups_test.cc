@@ -197,6 +197,33 @@ TEST_F(EntitlementGroups, RenewalOf600BoxesQueuesOneGroupEmmPerGroupWithExactlyT
   }
 }
 
+// A pass is carried as a grant of its service for the days paid: a renewal of a package of that
+// service does not lengthen it for nothing.
+TEST_F(EntitlementGroups, ARenewalLeavesPassesAlone) {
+  register_boxes(1, 2);
+  const auto now = unix_now();
+  const Currency eur{'E', 'U', 'R'};
+  ASSERT_TRUE(store->add_package(11, "News only", {1}).ok());
+  ASSERT_TRUE(store->set_pass_price(1, {100, eur}).ok());
+  const auto handset = crypto::Ed25519KeyPair::generate();
+  const auto card = store->register_handset("alice", handset.public_key, eur).value();
+  TestAcquirer acquirer;
+  ASSERT_TRUE(store->top_up(card.card_id, 1000, "visa-test", acquirer).ok());
+  SpendAuthorization spend;
+  spend.card_id = card.card_id;
+  spend.amount = {300, eur};
+  spend.payee = pass_payee_for(1, 3, 1);
+  crypto::random_bytes(spend.nonce);
+  spend.sign(handset.private_key);
+  const auto pass = store->buy_pass(1, 3, 1, spend, now);
+  ASSERT_TRUE(pass.ok()) << pass.error().message;
+  ASSERT_TRUE(store->grant_package(2, 11, now, now + 86400).ok());
+  const auto renewed = store->renew_package(11, now + 40 * 86400, now);
+  ASSERT_TRUE(renewed.ok()) << renewed.error().message;
+  EXPECT_EQ(*renewed, 1u);
+  for (const auto& g : store->grants()) EXPECT_EQ(g.not_after, g.stb_id == 1 ? now + 3 * 86400 : now + 40 * 86400) << "STB " << g.stb_id;
+}
+
 TEST_F(EntitlementGroups, GrantingOneBoxSendsItsUniqueEmmAndPutsItsBitInTheGroupsMemberGrant) {
   register_boxes(1, 3);
   const auto now = unix_now();

@@ -11,9 +11,11 @@
 #include <map>
 #include <set>
 #include <string>
+#include <tuple>
 
 #include "usher/core/clock.h"
 #include "usher/entitlement/store.h"
+#include "columns.h"
 
 namespace usher::entitlement {
 namespace {
@@ -359,16 +361,27 @@ Result<std::size_t> EntitlementStore::renew_package(std::uint16_t package_id, st
     std::uint16_t service_id;
     std::uint64_t not_before;
   };
+  // A pass bought for a service is carried as a grant of its window: it was paid for by the day
+  // and is not part of a subscription, so a renewal leaves it alone.
+  std::set<std::tuple<std::uint32_t, std::uint16_t, std::uint64_t, std::uint64_t>> passes;
+  {
+    auto st = db_.prepare("SELECT ticket FROM tickets WHERE event_id = 0 AND ticket IS NOT NULL AND status = " + sql_value(TicketStatus::valid));
+    while (st.step()) {
+      auto t = Ticket::decode(st.column_blob(0));
+      if (t && t->type == kAssetTypeServicePass) passes.emplace(t->stb_id, t->service_id, t->valid_from, t->valid_until);
+    }
+  }
   std::vector<Held> held;
   {
     auto st = db_.prepare(
-        "SELECT g.stb_id, g.service_id, g.not_before FROM grants g JOIN stbs s ON s.stb_id = g.stb_id "
+        "SELECT g.stb_id, g.service_id, g.not_before, g.not_after FROM grants g JOIN stbs s ON s.stb_id = g.stb_id "
         "WHERE g.service_id IN (" + id_list(services) + ") AND g.revoked = 0 AND g.not_after > ? AND g.not_after < ? AND s.cut_off = 0 "
         "ORDER BY g.stb_id, g.service_id");
     st.bind(1, static_cast<std::int64_t>(now)).bind(2, static_cast<std::int64_t>(not_after));
     while (st.step()) {
-      held.push_back({static_cast<std::uint32_t>(st.column_int(0)), static_cast<std::uint16_t>(st.column_int(1)),
-                      static_cast<std::uint64_t>(st.column_int(2))});
+      Held h{static_cast<std::uint32_t>(st.column_int(0)), static_cast<std::uint16_t>(st.column_int(1)),
+             static_cast<std::uint64_t>(st.column_int(2))};
+      if (passes.count({h.stb_id, h.service_id, h.not_before, static_cast<std::uint64_t>(st.column_int(3))}) == 0) held.push_back(h);
     }
   }
   // One window for all grants already running: the earliest start among them (any start in the
