@@ -177,7 +177,6 @@ const sql::Schema& EntitlementStore::schema() {
       ALTER TABLE stbs ADD COLUMN cut_off INTEGER NOT NULL DEFAULT 0;
       CREATE INDEX emm_queue_by_topic ON emm_queue (address_type, stb_id, topic);
       CREATE INDEX emm_groups_with_room ON emm_groups (group_id) WHERE members < 256;
-      CREATE INDEX group_members_by_group ON group_members (group_id, position);
       -- Boxes registered before groups get theirs at the next opening (it needs the operator's key).
       INSERT INTO settings (name, value) SELECT 'boxes_without_group', 1 WHERE EXISTS (SELECT 1 FROM stbs);
     )");

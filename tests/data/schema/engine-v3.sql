@@ -138,5 +138,4 @@ CREATE TABLE global_keys (
         created INTEGER NOT NULL);
 CREATE INDEX emm_queue_by_topic ON emm_queue (address_type, stb_id, topic);
 CREATE INDEX emm_groups_with_room ON emm_groups (group_id) WHERE members < 256;
-CREATE INDEX group_members_by_group ON group_members (group_id, position);
 PRAGMA user_version = 3;
