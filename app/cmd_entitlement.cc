@@ -50,6 +50,7 @@ struct EntitlementOptions {
   std::string out;
   std::uint64_t ticket = 0;
   bool refund = false;
+  std::string text;
   std::string bind = "tcp://127.0.0.1:7700";
   // Bulk provisioning (device import, grant to many boxes).
   std::string format;
@@ -328,6 +329,56 @@ void add_entitlement(CLI::App& root, Commands& commands) {
       return 0;
     });
   }
+  auto* cut_off = leaf(device, "cut-off", "Cuts off a cloned or stolen STB: revokes its grants and re-keys its group without it.");
+  stb_id(cut_off)->required();
+  commands.on(cut_off, [o] {
+    auto store = open(*o);
+    const auto group = store.group_of(o->stb);
+    fail_on(store.cut_off(o->stb));
+    if (group) {
+      std::printf("STB %u cut off: group %u re-keyed (key version %u); key EMMs queued for its other members\n", o->stb,
+                  group->group_id, group->key_version + 1);
+    } else {
+      std::printf("STB %u cut off\n", o->stb);
+    }
+    return 0;
+  });
+
+  auto* renew = leaf(ent, "renew", "Renews every current grant of a package, in group EMMs (one per group of boxes).");
+  add_integer<std::uint16_t>(*renew, "--package", o->package_id, "the package id", 1, 0xFFFF)->required();
+  auto* renew_until = add_time(*renew, "--until", o->until, "the new end");
+  auto* renew_days = add_integer<std::uint32_t>(*renew, "--days", o->days, "the new end, this many days from now", 1, 36500);
+  renew_days->excludes(renew_until);
+  commands.on(renew, [o, renew_until, renew_days] {
+    if (renew_until->count() + renew_days->count() != 1) throw UsageError("say until when: --until TIME or --days N");
+    const auto now = unix_now();
+    const auto not_after = renew_until->count() > 0 ? o->until : now + std::uint64_t{o->days} * 86400;
+    auto store = open(*o);
+    const auto renewed = need(store.renew_package(o->package_id, not_after, now));
+    std::printf("package %u renewed until %s for %zu STBs; group EMMs queued\n", o->package_id, format_utc(not_after).c_str(), renewed);
+    return 0;
+  });
+
+  auto* message = leaf(ent, "message", "Sends a text to every STB, in a global EMM.");
+  message->add_option("--text", o->text, "the text (UTF-8, at most 200 bytes)")->required();
+  add_integer<std::uint32_t>(*message, "--days", o->days, "how long it is carried (default 30)", 1, 36500);
+  commands.on(message, [o] {
+    auto store = open(*o);
+    const auto until = unix_now() + std::uint64_t{o->days} * 86400;
+    const auto id = need(store.send_message(o->text, until));
+    std::printf("message %llu queued for every STB until %s\n", static_cast<unsigned long long>(id), format_utc(until).c_str());
+    return 0;
+  });
+
+  auto* global_key = add_group(*ent, "global-key", "the operator's global key (global EMMs are sealed under it)");
+  auto* global_rotate = leaf(global_key, "rotate", "Announces the next global key to every STB, under the current one.");
+  commands.on(global_rotate, [o] {
+    auto store = open(*o);
+    const auto version = need(store.rotate_global_key());
+    std::printf("global key version %u announced; global EMMs are sealed under it from now on\n", version);
+    return 0;
+  });
+
   auto* grants = leaf(ent, "grants", "Lists the grants.");
   commands.on(grants, [o] {
     auto store = open(*o);

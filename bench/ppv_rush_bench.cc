@@ -56,7 +56,7 @@ std::size_t env_size(const char* name, std::size_t fallback) {
 void ppv_rush(benchmark::State& state) {
   const auto boxes = static_cast<std::uint32_t>(env_size("USHER_RUSH_BOXES", 4000));
   for (auto _ : state) {
-    TempDir dir;
+    usher::testing::TempDir dir;
     const std::string home = dir.file("operator");
     auto created = entitlement::EntitlementStore::create(home, kCaSystemId);
     if (!created) return state.SkipWithError(created.error().message.c_str());
@@ -199,7 +199,11 @@ void ppv_rush(benchmark::State& state) {
                                          *entitlement::OperatorPublicFile::read(home + "/" + entitlement::OperatorPublicFile::kFileName));
       if (se) {
         const auto pub = se->public_identity();
-        (void)store.register_stb({900'000'000, pub.x25519_public, pub.ed25519_public});
+        entitlement::StbInfo box;
+        box.stb_id = 900'000'000;
+        box.x25519_public = pub.x25519_public;
+        box.ed25519_public = pub.ed25519_public;
+        (void)store.register_stb(box);
         (void)store.set_credit(900'000'000, {1'000'000, kEur}, unix_now());
         // The box takes its EMMs (the credit line, the offers) from the feed.
         std::uint64_t c = cursor;

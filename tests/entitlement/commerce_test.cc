@@ -46,7 +46,7 @@ class CommerceTest : public ::testing::Test {
   }
   void expect_unchanged(std::int64_t balance, std::int64_t tickets_emms) {
     EXPECT_EQ(store().balance(card.card_id)->minor, balance);
-    EXPECT_EQ(static_cast<std::int64_t>(store().emm_sections(0).size()), tickets_emms);
+    EXPECT_EQ(static_cast<std::int64_t>(testing::box_emm_sections(store(), 0).size()), tickets_emms);
     EXPECT_EQ(store().ledger_check().first, 0);
     EXPECT_TRUE(store().balances_match_ledger());
   }
@@ -101,7 +101,7 @@ TEST_F(CommerceTest, PurchaseIssuesASignedTicketBoundToTheStbAndAnEmm) {
   }
   EXPECT_EQ(store().ledger_check().first, 0);
   // The EMM the handset received is the one on the carousel.
-  const auto carousel = store().emm_sections(kT0);
+  const auto carousel = testing::box_emm_sections(store(), kT0);
   ASSERT_EQ(carousel.size(), 1u);
   EXPECT_EQ(carousel[0], p->emm_section);
 }
@@ -296,7 +296,7 @@ TEST_F(CommerceTest, RevokedTicketIsRefundedAndRefusedByTheStbEvenIfTheRevokeCom
   EXPECT_EQ(store().tickets().at(0).status, TicketStatus::revoked);
 
   // The revoke EMM reaches the STB before the ticket EMM (the carousel order is not guaranteed).
-  const auto carousel = store().emm_sections(kT0);
+  const auto carousel = testing::box_emm_sections(store(), kT0);
   ASSERT_EQ(carousel.size(), 2u);
   auto& se = world.stb(1001);
   ASSERT_EQ(*se.apply_emm(carousel[1]), stb::EmmOutcome::applied);
@@ -327,14 +327,14 @@ TEST_F(CommerceTest, ScheduledDeliveryJoinsTheCarouselAtItsTime) {
   EXPECT_EQ(store().buy_ticket(7, 1001, spend(7, 1001), kT0 - 600, kT0 + 3600).error().code, Errc::invalid_argument);
   auto p = store().buy_ticket(7, 1001, spend(7, 1001), kT0 - 600, kT0 - 100);
   ASSERT_TRUE(p.ok());
-  EXPECT_TRUE(store().emm_sections(kT0 - 600).empty());
-  EXPECT_TRUE(store().emm_sections(kT0 - 101).empty());
-  ASSERT_EQ(store().emm_sections(kT0 - 100).size(), 1u);
-  EXPECT_EQ(store().emm_sections(kT0 - 100)[0], p->emm_section);
+  EXPECT_TRUE(testing::box_emm_sections(store(), kT0 - 600).empty());
+  EXPECT_TRUE(testing::box_emm_sections(store(), kT0 - 101).empty());
+  ASSERT_EQ(testing::box_emm_sections(store(), kT0 - 100).size(), 1u);
+  EXPECT_EQ(testing::box_emm_sections(store(), kT0 - 100)[0], p->emm_section);
   // With a repeat time, an EMM leaves the carousel that long after it was first sent.
   ASSERT_TRUE(store().set_emm_repeat_seconds(600).ok());
-  EXPECT_EQ(store().emm_sections(kT0 - 100 + 600).size(), 1u);
-  EXPECT_TRUE(store().emm_sections(kT0 - 100 + 601).empty());
+  EXPECT_EQ(testing::box_emm_sections(store(), kT0 - 100 + 600).size(), 1u);
+  EXPECT_TRUE(testing::box_emm_sections(store(), kT0 - 100 + 601).empty());
 }
 
 }  // namespace
@@ -488,7 +488,7 @@ TEST_F(CommerceTest, ARevokedPassIsRefundedWhatWasPaidAndItsGrantWithdrawn) {
   EXPECT_EQ(store().balance(card.card_id)->minor, 5000);  // refunded once
   ASSERT_EQ(store().grants().size(), 1u);
   EXPECT_TRUE(store().grants()[0].revoked);
-  for (const auto& section : store().emm_sections(now)) (void)se.apply_emm(section);
+  for (const auto& section : testing::box_emm_sections(store(), now)) (void)se.apply_emm(section);
   const auto after = se.entitlements();
   ASSERT_EQ(after.size(), 1u);
   EXPECT_EQ(after[0].service_id, 1u);

@@ -2,11 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <map>
 #include <thread>
 
+#include "broadcast_fixture.h"
 #include "postgres_server.h"
 #include "usher/core/clock.h"
 #include "usher/core/store_database.h"
@@ -19,6 +21,10 @@ struct StbKeys {
   crypto::X25519KeyPair x = crypto::X25519KeyPair::generate();
   crypto::Ed25519KeyPair ed = crypto::Ed25519KeyPair::generate();
 };
+
+std::vector<std::vector<std::uint8_t>> box_sections(EntitlementStore& store, std::uint64_t now) {
+  return testing::box_emm_sections(store, now);
+}
 
 TEST(EntitlementStore, CreateOpenAndRefuseSecondOperator) {
   testing::TempDir dir;
@@ -49,9 +55,20 @@ TEST(EntitlementStore, AStoreOfThePreviousSchemaIsBroughtForwardWithItsRows) {
     auto store = EntitlementStore::create(dir.path(), 0x4AFF, testing::store_database_url()).value();
     ASSERT_TRUE(store.add_service(1, "One").ok());
   }
-  ASSERT_EQ(EntitlementStore::schema().latest(), 3) << "add the newest step's undoing here";
+  ASSERT_EQ(EntitlementStore::schema().latest(), 4) << "add the newest step's undoing here";
   {
     auto db = open_store_database(dir.path(), {EntitlementStore::kDatabaseName, "engine"}, IfMissing::refuse).value();
+    // Step 4 (groups; EntitlementGroups.AStoreOfSchemaTwo... tests what it brings), then step 3.
+    db.exec(R"(
+      DROP INDEX emm_queue_by_topic;
+      DROP TABLE group_members;
+      DROP TABLE emm_groups;
+      DROP TABLE global_keys;
+      DROP TABLE emm_counter;
+      ALTER TABLE emm_queue DROP COLUMN address_type;
+      ALTER TABLE emm_queue DROP COLUMN topic;
+      ALTER TABLE stbs DROP COLUMN cut_off;
+    )");
     // Step 3 undone: the EMM queue without change numbers, with an entry queued then.
     db.exec("DROP INDEX emm_queue_by_change; DROP INDEX emm_queue_by_until; DROP TABLE emm_removed; "
             "ALTER TABLE emm_queue DROP COLUMN change_number; ALTER TABLE emm_queue DROP COLUMN priority; "
@@ -78,7 +95,7 @@ TEST(EntitlementStore, AStoreOfThePreviousSchemaIsBroughtForwardWithItsRows) {
   EXPECT_EQ(feed.added[0].section, std::vector<std::uint8_t>{0x82});
   EXPECT_EQ(feed.next_cursor, feed.added[0].id);
   auto db = open_store_database(dir.path(), {EntitlementStore::kDatabaseName, "engine"}, IfMissing::refuse).value();
-  EXPECT_EQ(sql::user_version(db), 3);
+  EXPECT_EQ(sql::user_version(db), 4);
 }
 
 // Schema versions on either backend: a store from a newer Usher is refused and left as it is.
@@ -130,17 +147,17 @@ TEST(EntitlementStore, GrantQueuesAnEmmOnlyThatStbCanRead) {
   EXPECT_EQ(store.grant(4242, 1, 0, 10).error().code, Errc::not_found);
   ASSERT_TRUE(store.grant(1001, 1, 100, 2'000'000'000).ok());
 
-  const auto sections = store.emm_sections(1000);
+  const auto sections = box_sections(store, 1000);
   ASSERT_EQ(sections.size(), 1u);
   auto key_a = derive_emm_key(a.x.private_key, store.operator_public(), 0x4AFF, 1001).value();
   auto key_b = derive_emm_key(b.x.private_key, store.operator_public(), 0x4AFF, 1001).value();
   auto emm = decode_emm(sections[0], key_a);
   ASSERT_TRUE(emm.ok());
-  EXPECT_EQ(emm->sequence, 1u);
+  EXPECT_EQ(emm->sequence, 3u);  // after the two boxes' key EMMs: one counter for the operator
   const auto& g = std::get<EmmGrant>(emm->items.at(0));
   EXPECT_TRUE(g.service_key == store.service_key(1)->key);
   EXPECT_FALSE(decode_emm(sections[0], key_b).ok());
-  EXPECT_TRUE(store.emm_sections(2'000'000'001).empty());  // past the grant: off the carousel
+  EXPECT_TRUE(box_sections(store, 2'000'000'001).empty());  // past the grant: off the carousel
 }
 
 TEST(EntitlementStore, RevokeReplacesTheCarouselAndKeepsOtherGrants) {
@@ -155,14 +172,14 @@ TEST(EntitlementStore, RevokeReplacesTheCarouselAndKeepsOtherGrants) {
   ASSERT_TRUE(store.revoke(7, 1).ok());
   EXPECT_EQ(store.revoke(7, 3).error().code, Errc::not_found);
   auto key = derive_emm_key(a.x.private_key, store.operator_public(), 0x4AFF, 7).value();
-  const auto sections = store.emm_sections(1000);
+  const auto sections = box_sections(store, 1000);
   ASSERT_EQ(sections.size(), 2u);
   auto first = decode_emm(sections[0], key).value();
   auto second = decode_emm(sections[1], key).value();
   EXPECT_EQ(std::get<EmmGrant>(first.items[0]).service_id, 2);  // the other grant stays, as it was
-  EXPECT_EQ(first.sequence, 2u);
+  EXPECT_EQ(first.sequence, 3u);  // 1 was the box's key EMM
   EXPECT_EQ(std::get<EmmRevoke>(second.items[0]).service_id, 1);  // the revoke replaces service 1's grant
-  EXPECT_EQ(second.sequence, 3u);                                 // newer than both grants
+  EXPECT_EQ(second.sequence, 4u);                                 // newer than both grants
   const auto grants = store.grants();
   ASSERT_EQ(grants.size(), 2u);
   EXPECT_TRUE(grants[0].revoked);
@@ -188,7 +205,7 @@ TEST(EntitlementStore, RevokeKeepsWhatElseIsQueuedForTheBox) {
   const auto key = derive_emm_key(a.x.private_key, store.operator_public(), 0x4AFF, 7).value();
   std::vector<std::uint64_t> sequences;
   bool credit = false, revoke_of_3 = false, grant_of_2 = false, revoke_of_1 = false, grant_of_1 = false;
-  for (const auto& section : store.emm_sections(1000)) {
+  for (const auto& section : box_sections(store, 1000)) {
     const auto emm = decode_emm(section, key).value();
     sequences.push_back(emm.sequence);
     for (const auto& item : emm.items) {
@@ -202,7 +219,7 @@ TEST(EntitlementStore, RevokeKeepsWhatElseIsQueuedForTheBox) {
   EXPECT_TRUE(grant_of_2);
   EXPECT_TRUE(revoke_of_1);
   EXPECT_FALSE(grant_of_1);
-  EXPECT_EQ(sequences, (std::vector<std::uint64_t>{3, 4, 5, 6}));  // nothing queued twice
+  EXPECT_EQ(sequences, (std::vector<std::uint64_t>{4, 5, 6, 7}));  // nothing queued twice (1: the key EMM)
 }
 
 }  // namespace
@@ -226,7 +243,8 @@ TEST(EntitlementStore, PackageGrantsAndRevokesEachOfItsServices) {
   ASSERT_EQ(grants.size(), 2u);
   EXPECT_EQ(grants[0].service_id, 1);
   EXPECT_EQ(grants[1].service_id, 2);
-  EXPECT_EQ(store.emm_sections(1000).size(), 2u);
+  EXPECT_EQ(box_sections(store, 1000).size(), 2u);
+  EXPECT_EQ(store.emm_sections(1000).size(), 4u);  // and the box's key EMM, and its group's member grant
   ASSERT_TRUE(store.revoke_package(7, 10).ok());
   for (const auto& g : store.grants()) EXPECT_TRUE(g.revoked);
   EXPECT_EQ(store.grant_package(7, 99, 0, 10).error().code, Errc::not_found);
@@ -247,7 +265,8 @@ TEST(EntitlementStore, GrantEndingAfterTheLatestTimeIsRefusedAndQueuesNothing) {
     EXPECT_EQ(store.grant_package(7, 10, 1'000'000, not_after).error().code, Errc::invalid_argument) << not_after;
   }
   EXPECT_TRUE(store.grants().empty());
-  EXPECT_TRUE(store.emm_sections(1'000'000).empty());
+  EXPECT_TRUE(box_sections(store, 1'000'000).empty());
+  EXPECT_EQ(store.emm_sections(1'000'000).size(), 1u);  // the key EMM of the box's registration only
   ASSERT_TRUE(store.grant(7, 1, 1'000'000, kLatestGrantEnd).ok());
   ASSERT_EQ(store.grants().size(), 1u);
   EXPECT_EQ(store.grants()[0].not_after, kLatestGrantEnd);

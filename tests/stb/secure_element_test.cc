@@ -41,7 +41,7 @@ TEST_F(SecureElementTest, GrantByEmmThenEcmOpensOnlyInsideTheWindow) {
   auto& se = world.stb(1001);
   EXPECT_EQ(se.open_ecm(ecm(1, kT0)).error().code, Errc::not_entitled);
   ASSERT_TRUE(world.store().grant(1001, 1, kT0, kT0 + 3600).ok());
-  const auto emms = world.store().emm_sections(kT0);
+  const auto emms = testing::box_emm_sections(world.store(), kT0);
   ASSERT_EQ(emms.size(), 1u);
   EXPECT_EQ(*se.apply_emm(emms[0]), EmmOutcome::applied);
   EXPECT_EQ(*se.apply_emm(emms[0]), EmmOutcome::duplicate);  // carousel repetition
@@ -61,7 +61,7 @@ TEST_F(SecureElementTest, GrantByEmmThenEcmOpensOnlyInsideTheWindow) {
 
 TEST_F(SecureElementTest, ForgedAndTamperedEmmsChangeNothing) {
   ASSERT_TRUE(world.store().grant(1001, 1, kT0, kT0 + 3600).ok());
-  auto emm = world.store().emm_sections(kT0).at(0);
+  auto emm = testing::box_emm_sections(world.store(), kT0).at(0);
   emm[emm.size() - 1] ^= 1;
   auto r = world.stb(1001).apply_emm(emm);
   ASSERT_FALSE(r.ok());
@@ -82,9 +82,9 @@ TEST_F(SecureElementTest, ForgedAndTamperedEmmsChangeNothing) {
 
 TEST_F(SecureElementTest, RevokeThenReplayedOldGrantIsStale) {
   ASSERT_TRUE(world.store().grant(1001, 1, kT0, kT0 + 3600).ok());
-  const auto grant = world.store().emm_sections(kT0).at(0);
+  const auto grant = testing::box_emm_sections(world.store(), kT0).at(0);
   ASSERT_TRUE(world.store().revoke(1001, 1).ok());
-  const auto revoke = world.store().emm_sections(0).at(0);
+  const auto revoke = testing::box_emm_sections(world.store(), 0).at(0);
   auto& se = world.stb(1001);
   // Arrives out of order: the revoke first, then the older grant (a recorded EMM replayed).
   ASSERT_EQ(*se.apply_emm(revoke), EmmOutcome::applied);
@@ -98,7 +98,7 @@ TEST_F(SecureElementTest, RevokeThenReplayedOldGrantIsStale) {
 
 TEST_F(SecureElementTest, StatePersistsAcrossRestart) {
   ASSERT_TRUE(world.store().grant(1001, 1, kT0, kT0 + 3600).ok());
-  const auto emm = world.store().emm_sections(kT0).at(0);
+  const auto emm = testing::box_emm_sections(world.store(), kT0).at(0);
   ASSERT_EQ(*world.stb(1001).apply_emm(emm), EmmOutcome::applied);
   auto& again = world.reopen(1001);
   EXPECT_EQ(*again.apply_emm(emm), EmmOutcome::duplicate);  // a replay after restart is still known

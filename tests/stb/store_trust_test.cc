@@ -303,7 +303,7 @@ TEST_F(FullDiskTest, TheStbKeepsWhatItHoldsAndSaysItCannotStore) {
   ASSERT_TRUE(world.store().set_credit(2001, {5000, kEur}, kT0).ok());
   int storage_failures = 0;
   for (int round = 0; round < 3; ++round) {
-    for (const auto& emm : world.store().emm_sections(0)) {
+    for (const auto& emm : testing::box_emm_sections(world.store(), 0)) {
       auto r = made->apply_emm(emm);
       if (!r.ok()) {
         EXPECT_EQ(r.error().code, Errc::storage) << r.error().message;

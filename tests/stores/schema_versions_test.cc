@@ -149,6 +149,11 @@ TEST(PreviousSchema, TheEngineStoreOpensAStoreOfTheLastSchemaWithItsRowsAndTakes
     EXPECT_EQ(store->ledger_check().first, 0);
     ASSERT_TRUE(store->holding(1001, 7).has_value());
     EXPECT_EQ(store->holding(1001, 7)->ticket_id, 1u);
+    // The box got a group (schema 3) and its key EMM.
+    ASSERT_TRUE(store->group_of(1001).has_value());
+    EXPECT_EQ(store->group_of(1001)->position, 0);
+    ASSERT_EQ(store->queued_emms().size(), 1u);
+    EXPECT_EQ(store->queued_emms()[0].topic, "keys");
     // New writes: another STB, a top-up through the ledger.
     ASSERT_TRUE(store->register_stb({1002, crypto::X25519KeyPair::generate().public_key, crypto::Ed25519KeyPair::generate().public_key}).ok());
     entitlement::TestAcquirer acquirer;

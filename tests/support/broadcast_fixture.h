@@ -8,6 +8,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "store_backend.h"
 #include "running_engine.h"
@@ -17,6 +18,22 @@
 #include "usher/stb/secure_element.h"
 
 namespace usher::testing {
+
+// The carousel at `now` without what every box has had since groups (issue 11): the key EMM of each
+// box's registration, and the group and global EMMs. What a test of one grant, ticket or revoke
+// looks at (tests/entitlement/groups_test.cc tests the others).
+inline std::vector<std::vector<std::uint8_t>> box_emm_sections(entitlement::EntitlementStore& store, std::uint64_t now) {
+  std::vector<std::vector<std::uint8_t>> out;
+  const auto queued = store.queued_emms();
+  for (auto& section : store.emm_sections(now)) {
+    const auto header = entitlement::peek_any_emm(section);
+    if (!header || header->address.type != entitlement::EmmAddressType::unique) continue;
+    const auto it = std::find_if(queued.begin(), queued.end(), [&](const entitlement::QueuedEmm& q) { return q.sequence == header->sequence; });
+    if (it != queued.end() && it->topic == "keys") continue;
+    out.push_back(std::move(section));
+  }
+  return out;
+}
 
 // A handset's prepaid card registered straight in the engine's store and topped up through the test
 // acquirer; it signs spend authorizations as the wallet does.

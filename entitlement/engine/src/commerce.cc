@@ -130,18 +130,12 @@ Result<EventInfo> EntitlementStore::add_event(const EventInfo& e) {
   } catch (const std::exception&) {
     return make_error(Errc::already_exists, "event " + std::to_string(e.event_id) + " already exists");
   }
-  // STBs with a credit line learn of it at once (F4 impulse purchase).
-  std::vector<std::uint32_t> credit_stbs;
-  {
-    auto c = db_.prepare("SELECT stb_id FROM stbs WHERE credit_limit IS NOT NULL");
-    while (c.step()) credit_stbs.push_back(static_cast<std::uint32_t>(c.column_int(0)));
-  }
-  for (auto stb : credit_stbs) {
-    USHER_TRY(auto offer, offer_for(e.event_id));
-    std::vector<EmmItem> items;
-    items.emplace_back(std::move(offer));
-    USHER_CHECK(queue_emm(stb, std::move(items), EmmPriority::renewal, e.end()));
-  }
+  // STBs with a credit line learn of it at once (F4 impulse purchase): one global EMM for all, not
+  // one per box (the STB uses the offer only with a credit line, as before).
+  USHER_TRY(auto offer, offer_for(e.event_id));
+  std::vector<EmmItem> items;
+  items.emplace_back(std::move(offer));
+  USHER_CHECK(queue_global_emm(std::move(items), e.end(), "offer/" + std::to_string(e.event_id), 0));
   tx.commit();
   return e;
 }
@@ -288,7 +282,8 @@ Status EntitlementStore::check_spend(const SpendAuthorization& spend, const Mone
   auto stb = db_.prepare("SELECT 1 FROM stbs WHERE stb_id = ?");
   stb.bind(1, stb_id);
   if (!stb.step()) return make_error(Errc::not_found, "no STB " + std::to_string(stb_id));
-  return ok_status();
+  stb.reset();
+  return check_not_cut_off(stb_id);
 }
 
 Status EntitlementStore::claim_spend(const SpendAuthorization& spend) {
@@ -468,9 +463,8 @@ Result<Purchase> EntitlementStore::buy_pass(std::uint16_t service_id, std::uint1
   USHER_TRY(auto t, pay_and_issue(spend, std::move(draft), LedgerEntryKind::pass));
   // The pass reaches the STB as a grant of the service for its window.
   USHER_CHECK(grant(stb_id, service_id, t.valid_from, t.valid_until));
-  auto emm = db_.prepare("SELECT section FROM emm_queue WHERE stb_id = ? AND sequence = "
-                         "(SELECT next_emm_sequence - 1 FROM stbs WHERE stb_id = ?)");
-  emm.bind(1, stb_id).bind(2, stb_id);
+  auto emm = db_.prepare("SELECT section FROM emm_queue WHERE stb_id = ? AND address_type = 0 ORDER BY sequence DESC LIMIT 1");
+  emm.bind(1, stb_id);
   if (!emm.step()) return make_error(Errc::storage, "the pass's EMM is missing");
   Purchase p{std::move(t), emm.column_blob(0), {}};
   tx.commit();
@@ -524,6 +518,7 @@ Status EntitlementStore::set_credit(std::uint32_t stb_id, const Money& limit, st
   if (collect_within && *collect_within > 10ULL * 365 * 86400) {
     return make_error(Errc::invalid_argument, "a collection deadline cannot be more than 10 years");
   }
+  USHER_CHECK(check_not_cut_off(stb_id));
   sql::Transaction tx(db_);
   auto st = db_.prepare("UPDATE stbs SET credit_limit = ?, credit_currency = ? WHERE stb_id = ?");
   st.bind(1, limit.minor).bind(2, to_string(limit.currency)).bind(3, stb_id);

@@ -480,7 +480,7 @@ Result<EntitlementStore::BulkCounts> EntitlementStore::register_stbs(std::span<c
         }
         insert.run();
         if (db_.changes() == 1) {
-          on_stb_registered(row.stb.stb_id);
+          USHER_CHECK(on_stb_registered(row.stb.stb_id));
           ++chunk.added;
           continue;
         }
@@ -607,69 +607,10 @@ Result<EntitlementStore::BulkCounts> EntitlementStore::grant_many(std::span<cons
 }
 
 Status EntitlementStore::queue_grant_emms(std::span<const std::uint32_t> stb_ids, std::span<const EmmGrant> grants) {
-  const auto now = unix_now();
-  // Each box's key and next sequence number, read here; the keys derived and the EMMs sealed on
-  // every core; then written here.
-  struct Box {
-    crypto::PublicKey x25519_public{};
-    std::uint64_t sequence = 0;
-    std::vector<std::vector<std::uint8_t>> sections;
-  };
-  std::vector<Box> boxes(stb_ids.size());
-  {
-    auto box = db_.prepare("SELECT x25519_public, next_emm_sequence FROM stbs WHERE stb_id = ?");
-    for (std::size_t i = 0; i < stb_ids.size(); ++i) {
-      box.reset();
-      box.bind(1, stb_ids[i]);
-      if (!box.step()) return make_error(Errc::not_found, "no STB " + std::to_string(stb_ids[i]) + " (register it first)");
-      const auto blob = box.column_blob(0);
-      if (blob.size() != boxes[i].x25519_public.size()) return make_error(Errc::storage, "STB " + std::to_string(stb_ids[i]) + " has no X25519 key");
-      std::copy(blob.begin(), blob.end(), boxes[i].x25519_public.begin());
-      boxes[i].sequence = static_cast<std::uint64_t>(box.column_int(1));
-    }
-  }
-  const unsigned threads = crypto_threads(stb_ids.size());
-  const auto own = agreements(operator_private(), threads);
-  std::vector<std::string> failed(threads);
-  in_parallel(stb_ids.size(), threads, [&](unsigned t, std::size_t i) {
-    // The box's EMM key: from the cache when a purchase or a grant already derived it; else derived
-    // here and not kept (a bulk grant reaches each box once, and a million keys need not stay).
-    std::optional<Key256> derived;
-    const Key256* key = nullptr;
-    if (const auto cached = emm_keys_.find(stb_ids[i]); cached != emm_keys_.end()) {
-      key = &cached->second;
-    } else {
-      auto k = derive_emm_key(own[t], boxes[i].x25519_public, ca_system_id_, stb_ids[i]);
-      if (!k) {
-        if (failed[t].empty()) failed[t] = "STB " + std::to_string(stb_ids[i]) + ": " + k.error().message;
-        return;
-      }
-      derived = std::move(*k);
-      key = &*derived;
-    }
-    for (std::size_t g = 0; g < grants.size(); ++g) {
-      const auto& grant = grants[g];
-      std::vector<EmmItem> items;
-      items.emplace_back(EmmGrant{grant.service_id, grant.key_version, grant.service_key.clone(), grant.not_before, grant.not_after});
-      boxes[i].sections.push_back(encode_emm(EmmContent{stb_ids[i], boxes[i].sequence + g, now, std::move(items)}, *key));
-    }
-  });
-  for (const auto& f : failed) {
-    if (!f.empty()) return make_error(Errc::crypto, f);
-  }
-  auto insert = db_.prepare(
-      "INSERT INTO emm_queue (stb_id, sequence, carousel_until, carousel_from, created, section) VALUES (?, ?, ?, 0, ?, ?)");
-  auto advance = db_.prepare("UPDATE stbs SET next_emm_sequence = ? WHERE stb_id = ?");
-  for (std::size_t i = 0; i < stb_ids.size(); ++i) {
-    for (std::size_t g = 0; g < grants.size(); ++g) {
-      insert.reset();
-      insert.bind(1, stb_ids[i]).bind(2, static_cast<std::int64_t>(boxes[i].sequence + g))
-          .bind(3, static_cast<std::int64_t>(grants[g].not_after)).bind(4, static_cast<std::int64_t>(now)).bind(5, boxes[i].sections[g]);
-      insert.run();
-    }
-    advance.reset();
-    advance.bind(1, static_cast<std::int64_t>(boxes[i].sequence + grants.size())).bind(2, stb_ids[i]);
-    advance.run();
+  // Many boxes at once: one member grant per group of 256 (groups.cc), not one EMM per box.
+  const std::vector<std::uint32_t> boxes(stb_ids.begin(), stb_ids.end());
+  for (const auto& grant : grants) {
+    USHER_CHECK(queue_group_grants(boxes, {grant.service_id}, grant.not_before, grant.not_after));
   }
   return ok_status();
 }

@@ -151,6 +151,49 @@ const sql::Schema& EntitlementStore::schema() {
       sequence INTEGER NOT NULL,
       PRIMARY KEY (stb_id, event_id));
   )";
+  // Step 3. The counter starts at the highest next number any box had, so that every box sees
+  // higher numbers than before; stbs.next_emm_sequence is no longer used after it.
+  static const auto add_groups = [](sql::Database& db) {
+    db.exec(R"(
+      CREATE TABLE emm_counter (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        next_sequence INTEGER NOT NULL);
+      CREATE TABLE emm_groups (
+        group_id INTEGER PRIMARY KEY,
+        key_version INTEGER NOT NULL,
+        group_key BLOB NOT NULL,
+        members INTEGER NOT NULL DEFAULT 0);
+      CREATE TABLE group_members (
+        stb_id INTEGER PRIMARY KEY REFERENCES stbs(stb_id),
+        group_id INTEGER NOT NULL REFERENCES emm_groups(group_id),
+        position INTEGER NOT NULL CHECK (position >= 0 AND position <= 255),
+        UNIQUE (group_id, position));
+      CREATE TABLE global_keys (
+        key_version INTEGER PRIMARY KEY,
+        global_key BLOB NOT NULL,
+        created INTEGER NOT NULL);
+      ALTER TABLE emm_queue ADD COLUMN address_type INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE emm_queue ADD COLUMN topic TEXT NOT NULL DEFAULT '';
+      ALTER TABLE stbs ADD COLUMN cut_off INTEGER NOT NULL DEFAULT 0;
+      CREATE INDEX emm_queue_by_topic ON emm_queue (address_type, stb_id, topic);
+      CREATE INDEX emm_groups_with_room ON emm_groups (group_id) WHERE members < 256;
+      -- Boxes registered before groups get theirs at the next opening (it needs the operator's key).
+      INSERT INTO settings (name, value) SELECT 'boxes_without_group', 1 WHERE EXISTS (SELECT 1 FROM stbs);
+    )");
+    std::int64_t next = 1;
+    for (const char* query : {"SELECT COALESCE(MAX(next_emm_sequence), 1) FROM stbs", "SELECT COALESCE(MAX(sequence), 0) + 1 FROM emm_queue"}) {
+      auto st = db.prepare(query);
+      if (st.step()) next = std::max(next, st.column_int(0));
+    }
+    auto counter = db.prepare("INSERT INTO emm_counter VALUES (1, ?)");
+    counter.bind(1, next);
+    counter.run();
+    Key256 global;
+    crypto::random_bytes(global.mutable_bytes());
+    auto key = db.prepare("INSERT INTO global_keys VALUES (1, ?, ?)");
+    key.bind(1, global.bytes()).bind(2, static_cast<std::int64_t>(unix_now()));
+    key.run();
+  };
   static const sql::Schema kSchema("engine store", {{1, "the engine's tables", [](sql::Database& db) {
                                                         db.exec(kTablesV1);
                                                         add_one_valid_ticket_index(db);
@@ -179,7 +222,11 @@ const sql::Schema& EntitlementStore::schema() {
     CREATE INDEX emm_removed_by_time ON emm_removed (removed);
     INSERT INTO settings (name, value) SELECT 'emm_change', COALESCE(MAX(id), 0) FROM emm_queue;
     INSERT INTO settings (name, value) VALUES ('emm_removed_horizon', 0);
-  )")}});
+  )")},
+                                                     // Groups of up to 256 boxes with their keys, the global key,
+                                                     // one EMM sequence counter for the operator, and EMMs of every
+                                                     // address on the queue (docs/architecture.md, "Key hierarchy").
+                                                     {4, "groups, global key, operator-wide EMM sequence", add_groups}});
   return kSchema;
 }
 
@@ -324,6 +371,7 @@ Result<EntitlementStore> EntitlementStore::open(const std::string& home) {
     store.operator_private_ = std::move(keys->x25519_private);
     store.signing_private_ = std::move(keys->ed25519_private);
   }
+  USHER_CHECK(store.assign_missing_groups());
   return store;
 }
 
@@ -408,18 +456,16 @@ Status EntitlementStore::grant_package(std::uint32_t stb_id, std::uint16_t packa
   for (auto service : services) {
     USHER_CHECK(grant(stb_id, service, not_before, not_after));
   }
+  // The unique EMMs reach the box now; its group's member grant carries the same on the carousel,
+  // for a box switched on later.
+  USHER_CHECK(queue_group_grants({stb_id}, services, not_before, not_after));
   tx.commit();
   return ok_status();
 }
 
 Status EntitlementStore::revoke_package(std::uint32_t stb_id, std::uint16_t package_id) {
   USHER_TRY(auto services, package_services(package_id));
-  sql::Transaction tx(db_);
-  for (auto service : services) {
-    USHER_CHECK(revoke(stb_id, service));
-  }
-  tx.commit();
-  return ok_status();
+  return revoke_services(stb_id, services);
 }
 
 Status EntitlementStore::register_stb(const StbInfo& stb) {
@@ -429,9 +475,16 @@ Status EntitlementStore::register_stb(const StbInfo& stb) {
   if (!crypto::x25519(operator_private(), stb.x25519_public)) {
     return make_error(Errc::invalid_argument, "STB " + std::to_string(stb.stb_id) + " has an unusable X25519 public key");
   }
+  sql::Transaction tx(db_);
   auto st = db_.prepare("INSERT INTO stbs (stb_id, x25519_public, ed25519_public, registered) VALUES (?, ?, ?, ?)");
   st.bind(1, stb.stb_id).bind(2, stb.x25519_public).bind(3, stb.ed25519_public).bind(4, static_cast<std::int64_t>(unix_now()));
-  st.run();
+  try {
+    st.run();
+  } catch (const std::exception&) {
+    return make_error(Errc::already_exists, "STB " + std::to_string(stb.stb_id) + " is already registered");
+  }
+  USHER_CHECK(assign_group(stb.stb_id));
+  tx.commit();
   return ok_status();
 }
 
@@ -451,20 +504,14 @@ std::vector<StbInfo> EntitlementStore::stbs() {
 }
 
 Result<std::vector<std::uint8_t>> EntitlementStore::queue_emm(std::uint32_t stb_id, std::vector<EmmItem> items, EmmPriority priority,
-                                                             std::uint64_t carousel_until, std::uint64_t carousel_from) {
-  auto st = db_.prepare("SELECT x25519_public, next_emm_sequence FROM stbs WHERE stb_id = ?");
-  st.bind(1, stb_id);
-  if (!st.step()) return make_error(Errc::not_found, "no STB " + std::to_string(stb_id) + " (register it first)");
-  const auto sequence = static_cast<std::uint64_t>(st.column_int(1));
+                                                             std::uint64_t carousel_until, std::uint64_t carousel_from,
+                                                             const std::string& topic) {
   USHER_TRY(auto key, emm_key_for(stb_id));
+  // From the operator-wide counter (docs/messages.md, "Sequence numbers"), not the box's own.
+  const auto sequence = draw_emm_sequence();
   EmmContent emm{stb_id, sequence, unix_now(), std::move(items)};
   const auto section = encode_emm(emm, key);
-  sql::Transaction tx(db_);
-  store_emm_section(stb_id, sequence, section, priority, carousel_from, carousel_until);
-  auto up = db_.prepare("UPDATE stbs SET next_emm_sequence = next_emm_sequence + 1 WHERE stb_id = ?");
-  up.bind(1, stb_id);
-  up.run();
-  tx.commit();
+  store_emm(EmmAddressType::unique, stb_id, topic, sequence, section, carousel_from, carousel_until, static_cast<int>(priority));
   return section;
 }
 
@@ -477,20 +524,6 @@ std::uint64_t EntitlementStore::next_emm_change() {
   auto st = db_.prepare("SELECT value FROM settings WHERE name = 'emm_change'");
   if (!st.step()) throw std::runtime_error("the store has no EMM change counter");
   return static_cast<std::uint64_t>(st.column_int(0));
-}
-
-void EntitlementStore::store_emm_section(std::uint32_t stb_id, std::uint64_t sequence, std::span<const std::uint8_t> section,
-                                         EmmPriority priority, std::uint64_t carousel_from, std::uint64_t carousel_until) {
-  sql::Transaction tx(db_);
-  const auto change = next_emm_change();
-  auto ins = db_.prepare(
-      "INSERT INTO emm_queue (stb_id, sequence, carousel_until, carousel_from, created, section, change_number, priority) "
-      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
-  ins.bind(1, stb_id).bind(2, static_cast<std::int64_t>(sequence)).bind(3, static_cast<std::int64_t>(carousel_until))
-      .bind(4, static_cast<std::int64_t>(carousel_from)).bind(5, static_cast<std::int64_t>(unix_now())).bind(6, section)
-      .bind(7, static_cast<std::int64_t>(change)).bind(8, static_cast<std::int64_t>(priority));
-  ins.run();
-  tx.commit();
 }
 
 void EntitlementStore::remove_emm_entry(std::int64_t id) {
@@ -525,6 +558,7 @@ Status EntitlementStore::grant(std::uint32_t stb_id, std::uint16_t service_id, s
     return make_error(Errc::invalid_argument, "a grant cannot end after 9999-12-31 (got unix time " + std::to_string(not_after) + ")");
   }
   USHER_TRY(auto key, service_key(service_id));
+  USHER_CHECK(check_not_cut_off(stb_id));
   sql::Transaction tx(db_);
   // A grant the box holds already, extended or moved: a renewal, which can wait behind new rights.
   bool renewal = false;
@@ -550,36 +584,45 @@ Status EntitlementStore::grant(std::uint32_t stb_id, std::uint16_t service_id, s
   return ok_status();
 }
 
-Status EntitlementStore::revoke(std::uint32_t stb_id, std::uint16_t service_id) {
+Status EntitlementStore::revoke(std::uint32_t stb_id, std::uint16_t service_id) { return revoke_services(stb_id, {service_id}); }
+
+Status EntitlementStore::revoke_services(std::uint32_t stb_id, const std::vector<std::uint16_t>& services) {
   sql::Transaction tx(db_);
-  auto st = db_.prepare("UPDATE grants SET revoked = 1 WHERE stb_id = ? AND service_id = ?");
-  st.bind(1, stb_id).bind(2, service_id);
-  st.run();
-  if (db_.changes() == 0) {
-    return make_error(Errc::not_found, "STB " + std::to_string(stb_id) + " has no grant for service " + std::to_string(service_id));
+  for (auto service_id : services) {
+    auto st = db_.prepare("UPDATE grants SET revoked = 1 WHERE stb_id = ? AND service_id = ?");
+    st.bind(1, stb_id).bind(2, service_id);
+    st.run();
+    if (db_.changes() == 0) {
+      return make_error(Errc::not_found, "STB " + std::to_string(stb_id) + " has no grant for service " + std::to_string(service_id));
+    }
+    // The revoke replaces the service's grant on the carousel: the EMMs that grant (or earlier
+    // revoked) this service stop being repeated. Everything else queued for the box stays: its other
+    // grants, and the tickets, credit, offers and other revokes it has paid for or must still learn
+    // (they used to be dropped with the whole queue, and only live grants queued again).
+    USHER_TRY(auto key, emm_key_for(stb_id));
+    auto queued = db_.prepare("SELECT id, section FROM emm_queue WHERE stb_id = ? AND address_type = 0");
+    queued.bind(1, stb_id);
+    std::vector<std::int64_t> replaced;
+    while (queued.step()) {
+      const auto emm = decode_emm(queued.column_blob(1), key);
+      if (!emm) continue;  // not ours to judge: left as it is
+      const bool about_this_service = std::any_of(emm->items.begin(), emm->items.end(), [&](const EmmItem& item) {
+        if (const auto* g = std::get_if<EmmGrant>(&item)) return g->service_id == service_id;
+        if (const auto* r = std::get_if<EmmRevoke>(&item)) return r->service_id == service_id;
+        return false;
+      });
+      if (about_this_service) replaced.push_back(queued.column_int(0));
+    }
+    for (const auto id : replaced) {
+      remove_emm_entry(id);
+    }
+    std::vector<EmmItem> items;
+    items.emplace_back(EmmRevoke{service_id});
+    USHER_CHECK(queue_emm(stb_id, std::move(items), EmmPriority::urgent, unix_now() + kRevokeCarouselSeconds));
   }
-  // The revoke replaces the service's grant on the carousel: the EMMs that grant (or earlier
-  // revoked) this service stop being repeated. Everything else queued for the box stays: its other
-  // grants, and the tickets, credit, offers and other revokes it has paid for or must still learn
-  // (they used to be dropped with the whole queue, and only live grants queued again).
-  USHER_TRY(auto key, emm_key_for(stb_id));
-  auto queued = db_.prepare("SELECT id, section FROM emm_queue WHERE stb_id = ?");
-  queued.bind(1, stb_id);
-  std::vector<std::int64_t> replaced;
-  while (queued.step()) {
-    const auto emm = decode_emm(queued.column_blob(1), key);
-    if (!emm) continue;  // not ours to judge: left as it is
-    const bool about_this_service = std::any_of(emm->items.begin(), emm->items.end(), [&](const EmmItem& item) {
-      if (const auto* g = std::get_if<EmmGrant>(&item)) return g->service_id == service_id;
-      if (const auto* r = std::get_if<EmmRevoke>(&item)) return r->service_id == service_id;
-      return false;
-    });
-    if (about_this_service) replaced.push_back(queued.column_int(0));
-  }
-  for (const auto id : replaced) remove_emm_entry(id);
-  std::vector<EmmItem> items;
-  items.emplace_back(EmmRevoke{service_id});
-  USHER_CHECK(queue_emm(stb_id, std::move(items), EmmPriority::urgent, unix_now() + kRevokeCarouselSeconds));
+  // And the group's carousel member grants of the services lose the box's bit: a box off during the
+  // revoke's carousel time would otherwise take the older group grant later, its bit still set.
+  if (auto membership = group_of(stb_id)) USHER_CHECK(refresh_group_grants_after_revoke(*membership, services));
   tx.commit();
   return ok_status();
 }

@@ -53,6 +53,27 @@ struct GrantInfo {
   bool revoked = false;
 };
 
+// A box's place in the operator's groups (docs/architecture.md, "Key hierarchy").
+struct GroupMembership {
+  std::uint32_t group_id = 0;
+  std::uint8_t position = 0;      // 0..255: its bit in the group's member bitmaps
+  std::uint32_t key_version = 0;  // of the group key it holds (or is being sent)
+};
+struct GroupInfo {
+  std::uint32_t group_id = 0;
+  std::uint32_t key_version = 0;
+  std::uint32_t members = 0;
+};
+// An EMM on the carousel, as the engine queued it (what the headend sends is its section).
+struct QueuedEmm {
+  EmmAddress address;  // key_version is left 0: the section's header says it
+  std::uint64_t sequence = 0;
+  std::string topic;   // what it carries, for replacing it: "keys", "grant/...", "offer/..." or ""
+  std::uint64_t carousel_from = 0;
+  std::uint64_t carousel_until = 0;
+  std::vector<std::uint8_t> section;
+};
+
 struct Purchase {
   Ticket ticket;
   std::vector<std::uint8_t> emm_section;  // the ticket's EMM, for the handset to pass to the STB
@@ -118,6 +139,8 @@ class EntitlementStore {
   Status grant_package(std::uint32_t stb_id, std::uint16_t package_id, std::uint64_t not_before, std::uint64_t not_after);
   Status revoke_package(std::uint32_t stb_id, std::uint16_t package_id);
 
+  // Registers the box and places it in a group (the first with a free position), queuing the
+  // unique EMM that gives it its group key and the global key.
   Status register_stb(const StbInfo& stb);
   std::vector<StbInfo> stbs();
   [[nodiscard]] bool has_stb(std::uint32_t stb_id);
@@ -128,6 +151,33 @@ class EntitlementStore {
   Status grant(std::uint32_t stb_id, std::uint16_t service_id, std::uint64_t not_before, std::uint64_t not_after);
   Status revoke(std::uint32_t stb_id, std::uint16_t service_id);
   std::vector<GrantInfo> grants();
+
+  // --- Groups, group and global EMMs (groups.cc; docs/architecture.md, "Key hierarchy") ---
+  // The box's group, position and group key version (nullopt: unknown or cut off).
+  std::optional<GroupMembership> group_of(std::uint32_t stb_id);
+  std::vector<GroupInfo> groups();
+  // A group's key of the version it has now (the engine keeps only the current one).
+  Result<EmmGroupKey> group_key(std::uint32_t group_id);
+  // The operator's current global key.
+  EmmGlobalKey global_key();
+  // The next sequence number the operator-wide EMM counter will give.
+  std::uint64_t next_emm_sequence();
+  // Renews every current (unrevoked, unexpired) grant of the package's services until `not_after`
+  // (those ending later are left as they are), in group EMMs: one member grant per group and window,
+  // not one EMM per box. Returns the number of boxes renewed.
+  Result<std::size_t> renew_package(std::uint16_t package_id, std::uint64_t not_after, std::uint64_t now);
+  // A cloned or stolen box: revokes its grants, takes it out of its group (its position is freed),
+  // gives the group a new key sent by unique EMM to each remaining member and seals the group's
+  // carousel again under it. The box can open no group EMM issued after. It stays registered, cut
+  // off: grants, credit and tickets for it are refused.
+  Status cut_off(std::uint32_t stb_id);
+  // A text for every box, in a global EMM carried until `until`. Returns its message id.
+  Result<std::uint64_t> send_message(const std::string& text, std::uint64_t until);
+  // Announces the next global key in a global EMM under the current one; later global EMMs, and the
+  // key EMMs of boxes registered after, use it. Returns the new version.
+  Result<std::uint32_t> rotate_global_key();
+  // What is queued, in order (tests, the feed's inspection).
+  std::vector<QueuedEmm> queued_emms();
 
   // EMM sections to carousel at `now` (unix seconds), oldest first.
   std::vector<std::vector<std::uint8_t>> emm_sections(std::uint64_t now);
@@ -334,26 +384,53 @@ class EntitlementStore {
   static void add_one_valid_ticket_index(sql::Database& db);
   // Seals and queues an EMM for the carousel; returns its section.
   Result<std::vector<std::uint8_t>> queue_emm(std::uint32_t stb_id, std::vector<EmmItem> items, EmmPriority priority,
-                                              std::uint64_t carousel_until, std::uint64_t carousel_from = 0);
-  // The storage part of queueing an EMM: puts a sealed section in emm_queue with the next change
-  // number of the feed, inside a write transaction (its own, or the caller's). For every kind of
-  // EMM (unique, group, global): `stb_id` and `sequence` are the address's.
-  void store_emm_section(std::uint32_t stb_id, std::uint64_t sequence, std::span<const std::uint8_t> section, EmmPriority priority,
-                         std::uint64_t carousel_from, std::uint64_t carousel_until);
+                                              std::uint64_t carousel_until, std::uint64_t carousel_from = 0,
+                                              const std::string& topic = "");
   // Takes an entry off the queue as a removal of the feed (inside the caller's write transaction).
   void remove_emm_entry(std::int64_t id);
   // The feed's next change number; only inside a write transaction (so numbers follow commit order).
   std::uint64_t next_emm_change();
+  // --- groups.cc ---
+  // The operator-wide EMM sequence counter: the next number, drawn inside the caller's transaction.
+  std::uint64_t draw_emm_sequence();
+  // Puts a sealed EMM of any address on the carousel. `priority`: 0 urgent (revocations, new
+  // grants, keys, tickets, credit), 1 renewals and key rotations, 2 background.
+  void store_emm(EmmAddressType type, std::uint32_t address_id, const std::string& topic, std::uint64_t sequence,
+                 const std::vector<std::uint8_t>& section, std::uint64_t carousel_from, std::uint64_t carousel_until, int priority);
+  // Drops the queued EMMs of an address with this topic (the newer one replaces them).
+  void drop_emms(EmmAddressType type, std::uint32_t address_id, const std::string& topic);
+  // Inside the caller's transaction: places a new box in a group and queues its key EMM.
+  Status assign_group(std::uint32_t stb_id);
+  // Boxes registered before groups existed get one, in one transaction (at open).
+  Status assign_missing_groups();
+  // The unique EMM with the box's group key and the global key (replacing the one queued before).
+  Status queue_key_emm(std::uint32_t stb_id);
+  // Inside the caller's transaction, after the boxes' grants are stored: per group of these boxes,
+  // the member grant of `services` for the window, with the bitmap of the members that hold them
+  // (priority renewal). Older member grants of those services in those groups are brought in line.
+  Status queue_group_grants(const std::vector<std::uint32_t>& stb_ids, const std::vector<std::uint16_t>& services,
+                            std::uint64_t not_before, std::uint64_t not_after);
+  // After `revoked` services were withdrawn from a box: its group's carousel member grants of them,
+  // sealed again from the grants table (without its bit), and the rest of each kept for it.
+  Status refresh_group_grants_after_revoke(const GroupMembership& box, const std::vector<std::uint16_t>& revoked);
+  // Revokes each service (a unique EMM each, as revoke()) and then brings the group's carousel in line once.
+  Status revoke_services(std::uint32_t stb_id, const std::vector<std::uint16_t>& services);
+  // One member grant (group, services, window), sealed again from the grants table (or dropped).
+  Status refresh_group_grant(std::uint32_t group_id, const std::vector<std::uint16_t>& services, std::uint64_t not_before,
+                             std::uint64_t not_after, int priority);
+  Result<std::uint64_t> queue_global_emm(std::vector<EmmItem> items, std::uint64_t carousel_until, const std::string& topic, int priority);
+  // Refused (Errc::not_entitled) for a box that was cut off.
+  Status check_not_cut_off(std::uint32_t stb_id);
   Secret<32> operator_private();
   // Keeps a certified billing's key (certify_billing), so that its requests are accepted.
   void remember_billing(const BillingCertificate& certificate);
 
   // --- Bulk provisioning (provisioning.cc) ---
   // Inside the transaction that registers a box (register_stbs): what a new box needs beyond its
-  // row (its group, when groups come).
-  void on_stb_registered(std::uint32_t /*stb_id*/) {}
+  // row: its group, position and key EMM (groups.cc).
+  Status on_stb_registered(std::uint32_t stb_id) { return assign_group(stb_id); }
   // Inside a bulk grant's transaction: queues the EMMs that carry `grants` to each of `stb_ids`
-  // (today one unique EMM per box and grant, as grant() does).
+  // (one member grant per group of 256, queue_group_grants).
   Status queue_grant_emms(std::span<const std::uint32_t> stb_ids, std::span<const EmmGrant> grants);
 
   sql::Database db_;

@@ -1,0 +1,392 @@
+// A million subscribers within broadcast bandwidth (issue 11, section 4): the operator's whole
+// population through the real engine store, the real headend's EMM output at a 1 Mbit/s budget,
+// and a random sample of real secure elements decoding that output.
+//
+//  - million_box_renewal: N boxes (USHER_SIM_BOXES, default 3,000; the closing note's figures use
+//    1,000,000) imported in bulk, subscribed to three packages of two services each (about 60 % of
+//    the boxes each), with a month's churn (3 % of each package's subscribers leave, as many join).
+//    Then, at stream time 0, the monthly renewal of every subscriber (the rotation of the service
+//    keys is not in the engine yet). The headend's Scrambler runs over a
+//    synthetic 4 Mbit/s multiplex with EMMs at 1 Mbit/s; S secure elements chosen at random
+//    (USHER_SIM_SAMPLE, default 5 % of N, at most 10,000) take the EMMs addressed to them from its
+//    output. While the renewal runs, one box of the sample per stream second is newly subscribed
+//    and one has a service revoked. Counters, in stream seconds unless said:
+//      renewal_s          until every sampled subscriber holds its renewed rights
+//      departed_renewed   sampled boxes that left and yet hold renewed rights (must be 0)
+//      urgent_p99_s       new subscriptions and revocations queued meanwhile: 99th percentile of the
+//                         time from queueing to the box applying it (urgent_max_s, urgent_n)
+//      filter_core_pct    the share of one core an STB spends filtering out EMMs not for it, at the
+//                         full EMM rate of the budget (each EMM as one packet: the most sections/s)
+//      register_s, grant_s, renew_s   wall seconds for bulk registration, the first month's grants,
+//                         and queueing the renewal and key rotation
+//      emm_sections, carousel_entries at the end of the run
+// The boxes' keys are derived from a seed (tests/support/synthetic_boxes.h); the sample's are real
+// secure elements' own (SecureElement::init), registered in the same import.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "synthetic_boxes.h"
+#include "synthetic_stream.h"
+#include "temp_dir.h"
+#include "usher/core/clock.h"
+#include "usher/entitlement/identity_files.h"
+#include "usher/entitlement/store.h"
+#include "usher/headend/scrambler.h"
+#include "usher/headend/store_key_source.h"
+#include "usher/stb/secure_element.h"
+#include "usher/streams/section.h"
+
+namespace {
+
+using namespace usher;
+using Clock = std::chrono::steady_clock;
+constexpr std::uint16_t kCaSystemId = 0x4AFF;
+constexpr std::uint64_t kDay = 86400;
+constexpr std::uint64_t kMuxBitrate = 4'000'000;
+constexpr std::uint64_t kEmmBudget = 1'000'000;
+constexpr double kMaxStreamSeconds = 900;
+
+std::size_t env_size(const char* name, std::size_t fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  return static_cast<std::size_t>(std::strtoull(v, nullptr, 10));
+}
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Packages 1, 2, 3 of services {1, 2}, {3, 4}, {5, 6}.
+std::vector<std::uint16_t> package_services(int package) {
+  return {static_cast<std::uint16_t>(2 * package - 1), static_cast<std::uint16_t>(2 * package)};
+}
+
+// The sample's secure elements, opened when an EMM is for them (ten thousand open stores would
+// take more file descriptors than a process gets): at most kOpen at once.
+class SampleBoxes {
+ public:
+  static constexpr std::size_t kOpen = 2000;
+  explicit SampleBoxes(const usher::testing::TempDir& dir) : dir_(dir) {}
+  std::string home(std::uint32_t id) const { return dir_.file("stb-" + std::to_string(id)); }
+  stb::SecureElement& open(std::uint32_t id) {
+    auto it = open_.find(id);
+    if (it != open_.end()) return *it->second;
+    if (open_.size() >= kOpen) open_.clear();
+    auto se = stb::SecureElement::open(home(id));
+    if (!se) throw std::runtime_error("secure element " + std::to_string(id) + ": " + se.error().message);
+    return *open_.emplace(id, std::make_unique<stb::SecureElement>(std::move(*se))).first->second;
+  }
+
+ private:
+  const usher::testing::TempDir& dir_;
+  std::map<std::uint32_t, std::unique_ptr<stb::SecureElement>> open_;
+};
+
+// What a sampled box must end up holding, and when it did.
+struct Expectation {
+  std::set<std::uint16_t> renewed;    // services whose renewed window (and next key) it must hold
+  std::set<std::uint16_t> departed;   // services of packages it left: no renewed window for them
+  double done_at = -1;                // stream seconds
+};
+
+bool holds_renewal(stb::SecureElement& se, const std::set<std::uint16_t>& services, std::uint64_t renewed_until,
+                   std::uint16_t next_version) {
+  std::size_t found = 0;
+  for (const auto& e : se.entitlements()) {
+    if (!services.contains(e.service_id) || e.revoked) continue;
+    if (e.not_after != renewed_until) return false;
+    if (std::find(e.key_versions.begin(), e.key_versions.end(), next_version) == e.key_versions.end()) return false;
+    ++found;
+  }
+  return found == services.size();
+}
+
+void million_box_renewal(benchmark::State& state) {
+  const std::size_t boxes = env_size("USHER_SIM_BOXES", 3000);
+  const std::size_t sample_size = std::min(boxes, env_size("USHER_SIM_SAMPLE", std::min<std::size_t>(10000, std::max<std::size_t>(boxes / 20, 50))));
+  for (auto _ : state) {
+    usher::testing::TempDir dir;
+    const std::string home = dir.file("operator");
+    auto created = entitlement::EntitlementStore::create(home, kCaSystemId);
+    if (!created) return state.SkipWithError(created.error().message.c_str());
+    auto& store = *created;
+    const auto op = entitlement::OperatorPublicFile::read(home + "/" + entitlement::OperatorPublicFile::kFileName);
+    if (!op) return state.SkipWithError(op.error().message.c_str());
+    for (std::uint16_t s = 1; s <= 6; ++s) (void)store.add_service(s, "Service " + std::to_string(s));
+    for (int p = 1; p <= 3; ++p) (void)store.add_package(static_cast<std::uint16_t>(p), "Package " + std::to_string(p), package_services(p));
+
+    std::mt19937 rng(20261125);
+    std::vector<std::uint32_t> ids(boxes);
+    for (std::size_t i = 0; i < boxes; ++i) ids[i] = static_cast<std::uint32_t>(i + 1);
+    std::vector<std::uint32_t> sample;
+    std::sample(ids.begin(), ids.end(), std::back_inserter(sample), static_cast<std::ptrdiff_t>(sample_size), rng);
+    const std::set<std::uint32_t> in_sample(sample.begin(), sample.end());
+
+    // The import: every box as an SMS export holds it; the sample's keys are their secure elements'.
+    SampleBoxes sampled(dir);
+    std::vector<entitlement::StbRow> rows;
+    rows.reserve(boxes);
+    for (const auto id : ids) {
+      if (in_sample.contains(id)) {
+        auto se = stb::SecureElement::init(sampled.home(id), id, *op);
+        if (!se) return state.SkipWithError(se.error().message.c_str());
+        const auto pub = se->public_identity();
+        entitlement::StbRow row;
+        row.stb.stb_id = id;
+        row.stb.x25519_public = pub.x25519_public;
+        row.stb.ed25519_public = pub.ed25519_public;
+        rows.push_back(std::move(row));
+      } else {
+        rows.push_back(usher::testing::synthetic_box(id));
+      }
+    }
+    auto t = Clock::now();
+    auto registered = store.register_stbs(rows);
+    if (!registered) return state.SkipWithError(registered.error().message.c_str());
+    state.counters["register_s"] = seconds_since(t);
+    rows.clear();
+    rows.shrink_to_fit();
+
+    // The month before: about 60 % of the boxes take each package.
+    const std::uint64_t t0 = unix_now();
+    const std::uint64_t month_end = t0 + 30 * kDay;
+    const std::uint64_t renewed_until = t0 + 60 * kDay;
+    std::map<int, std::vector<std::uint32_t>> subscribers;
+    std::uniform_real_distribution<double> coin(0, 1);
+    for (int p = 1; p <= 3; ++p) {
+      for (const auto id : ids) {
+        if (coin(rng) < 0.6) subscribers[p].push_back(id);
+      }
+    }
+    t = Clock::now();
+    for (int p = 1; p <= 3; ++p) {
+      const auto services = package_services(p);
+      auto granted = store.grant_many(subscribers[p], services, t0 - kDay, month_end);
+      if (!granted) return state.SkipWithError(granted.error().message.c_str());
+    }
+    // Churn over the month: 3 % of each package's subscribers leave (they are not renewed), as many
+    // boxes that did not have it join (granted during the month, so delivered long before).
+    std::map<std::uint32_t, Expectation> expect;
+    for (int p = 1; p <= 3; ++p) {
+      auto& subs = subscribers[p];
+      std::shuffle(subs.begin(), subs.end(), rng);
+      const std::size_t churn = subs.size() * 3 / 100;
+      std::vector<std::uint32_t> leaving(subs.end() - static_cast<std::ptrdiff_t>(churn), subs.end());
+      subs.resize(subs.size() - churn);
+      std::set<std::uint32_t> has(subs.begin(), subs.end());
+      for (const auto id : leaving) has.insert(id);
+      std::vector<std::uint32_t> joining;
+      for (const auto id : ids) {
+        if (joining.size() >= churn) break;
+        if (!has.contains(id) && coin(rng) < 0.1) joining.push_back(id);
+      }
+      const auto services = package_services(p);
+      auto granted = store.grant_many(joining, services, t0 - kDay, month_end);
+      if (!granted) return state.SkipWithError(granted.error().message.c_str());
+      subs.insert(subs.end(), joining.begin(), joining.end());
+      for (const auto id : leaving) {
+        if (in_sample.contains(id)) expect[id].departed.insert(services.begin(), services.end());
+      }
+      for (const auto id : subs) {
+        if (in_sample.contains(id)) {
+          for (const auto s : services) expect[id].renewed.insert(s);
+        }
+      }
+    }
+    state.counters["grant_s"] = seconds_since(t);
+
+    // Everything queued so far reached the boxes during the month: hand it to the sample directly.
+    auto route = [&](std::span<const std::uint8_t> section, auto&& each_box) {
+      const auto header = entitlement::peek_any_emm(section);
+      if (!header) return;
+      if (header->address.type == entitlement::EmmAddressType::unique) {
+        if (in_sample.contains(header->address.id)) each_box(header->address.id);
+        return;
+      }
+      for (const auto id : sample) each_box(id);  // group and global: every box looks at the header
+    };
+    {
+      std::uint64_t cursor = 0;
+      for (;;) {
+        auto page = store.emm_changes(cursor);
+        for (const auto& a : page.added) {
+          route(a.section, [&](std::uint32_t id) { (void)sampled.open(id).apply_emm(a.section); });
+        }
+        cursor = page.next_cursor;
+        if (!page.more) break;
+      }
+    }
+
+    // Stream time 0: the monthly renewal, and the next key of every service for the new month.
+    t = Clock::now();
+    // (A rotation of the service keys is not in the engine yet: the renewal carries the current key.)
+    std::uint16_t next_version = 0;
+    if (auto key = store.service_key(1)) next_version = key->key_version;
+    for (int p = 1; p <= 3; ++p) {
+      auto renewed = store.grant_many(subscribers[p], package_services(p), month_end, renewed_until);
+      if (!renewed) return state.SkipWithError(renewed.error().message.c_str());
+    }
+    state.counters["renew_s"] = seconds_since(t);
+
+    // The headend: the real Scrambler fed from the store, its EMM budget 1 Mbit/s.
+    headend::StoreKeySource keys(store);
+    headend::ScramblerConfig config;
+    config.ca_system_id = kCaSystemId;
+    config.services = {1};
+    config.emm_bitrate = kEmmBudget;
+    config.insert_policy = headend::InsertPolicy::replace_nulls;
+    config.start_unix = t0;
+    config.survey_ms = 200;
+    headend::Scrambler scrambler(std::move(config), keys);
+    usher::testing::SyntheticMuxOptions mux;
+    mux.services = {1};
+    mux.seconds = 1.0;
+    mux.bitrate = kMuxBitrate;
+    mux.null_fraction = 0.45;
+    const auto second_of_input = usher::testing::make_synthetic_mux(mux);
+
+    // New subscriptions and revocations while the renewal runs: one each per stream second, to boxes
+    // of the sample, with the stream time they were queued.
+    struct Urgent {
+      std::uint32_t stb = 0;
+      std::uint16_t service = 0;
+      bool grant = true;
+      double queued_at = 0;
+      double done_at = -1;
+    };
+    std::vector<Urgent> urgent;
+    std::vector<double> latencies;
+    std::size_t pending_renewals = 0;
+    for (auto& [id, e] : expect) {
+      if (!e.renewed.empty()) ++pending_renewals;
+    }
+    std::vector<std::vector<std::uint8_t>> stream_sections;  // for the filtering cost
+    double stream_s = 0;
+    double renewal_s = -1;
+    std::vector<streams::TsPacket> out;
+    std::uint16_t emm_pid = 0;
+    std::unique_ptr<streams::SectionAssembler> emms;
+    std::vector<std::vector<std::uint8_t>> arrived;
+    std::size_t next_urgent_box = 0;
+    std::vector<std::uint32_t> urgent_pool;  // boxes that left nothing: what they gain is theirs to hold
+    for (const auto id : sample) {
+      if (auto it = expect.find(id); it == expect.end() || it->second.departed.empty()) urgent_pool.push_back(id);
+    }
+    std::shuffle(urgent_pool.begin(), urgent_pool.end(), rng);
+
+    while (stream_s < kMaxStreamSeconds) {
+      out.clear();
+      scrambler.process(second_of_input, out);
+      stream_s += 1.0;
+      if (emm_pid == 0) {
+        emm_pid = scrambler.emm_pid();
+        emms = std::make_unique<streams::SectionAssembler>([&](auto s) { arrived.emplace_back(s.begin(), s.end()); });
+      }
+      for (const auto& p : out) {
+        if (p.pid() == emm_pid) emms->feed(p);
+      }
+      std::set<std::uint32_t> touched;
+      for (const auto& section : arrived) {
+        route(section, [&](std::uint32_t id) {
+          auto outcome = sampled.open(id).apply_emm(section);
+          if (outcome && *outcome == stb::EmmOutcome::applied) touched.insert(id);
+        });
+        if (stream_sections.size() < 20000) stream_sections.push_back(section);
+      }
+      arrived.clear();
+      for (const auto id : touched) {
+        auto& se = sampled.open(id);
+        auto it = expect.find(id);
+        if (it != expect.end() && !it->second.renewed.empty() && it->second.done_at < 0 &&
+            holds_renewal(se, it->second.renewed, renewed_until, next_version)) {
+          it->second.done_at = stream_s;
+          --pending_renewals;
+        }
+        for (auto& u : urgent) {
+          if (u.stb != id || u.done_at >= 0) continue;
+          for (const auto& e : se.entitlements()) {
+            if (e.service_id != u.service) continue;
+            if (u.grant ? (!e.revoked && e.not_after == renewed_until) : e.revoked) {
+              u.done_at = stream_s;
+              latencies.push_back(u.done_at - u.queued_at);
+            }
+          }
+        }
+      }
+      if (pending_renewals == 0 && renewal_s < 0) renewal_s = stream_s;
+      const bool urgent_done = std::all_of(urgent.begin(), urgent.end(), [](const Urgent& u) { return u.done_at >= 0; });
+      if (renewal_s >= 0 && urgent_done && stream_s > 5) break;
+      if (renewal_s < 0 && next_urgent_box + 2 <= urgent_pool.size()) {
+        // A box takes service 6 (as a new subscription would) and another loses service 1.
+        const auto gain = urgent_pool[next_urgent_box++];
+        const auto lose = urgent_pool[next_urgent_box++];
+        if (store.grant(gain, 6, month_end, renewed_until)) urgent.push_back({gain, 6, true, stream_s});
+        if (store.grant(lose, 1, t0 - kDay, renewed_until) && store.revoke(lose, 1)) urgent.push_back({lose, 1, false, stream_s});
+        // A box given service 6 now holds it renewed; one revoked is not expected to hold 1 renewed.
+        if (auto it = expect.find(gain); it != expect.end() && !it->second.renewed.empty()) it->second.renewed.insert(6);
+        if (auto it = expect.find(lose); it != expect.end()) {
+          if (it->second.renewed.erase(1) > 0 && it->second.renewed.empty() && it->second.done_at < 0) --pending_renewals;
+        }
+      }
+      scrambler.refresh_emms();
+    }
+    std::size_t departed_renewed = 0;
+    for (auto& [id, e] : expect) {
+      if (e.departed.empty()) continue;
+      for (const auto& ent : sampled.open(id).entitlements()) {
+        if (e.departed.contains(ent.service_id) && !e.renewed.contains(ent.service_id) && ent.not_after == renewed_until && !ent.revoked) {
+          ++departed_renewed;
+          break;
+        }
+      }
+    }
+    std::sort(latencies.begin(), latencies.end());
+    // Filtering: one box of the sample against every section of the stream not for it.
+    double filter_ns = 0;
+    {
+      auto& se = sampled.open(sample.front());
+      std::vector<const std::vector<std::uint8_t>*> others;
+      for (const auto& s : stream_sections) {
+        const auto h = entitlement::peek_any_emm(s);
+        if (!h) continue;
+        const bool mine = (h->address.type == entitlement::EmmAddressType::unique && h->address.id == se.stb_id()) ||
+                          (h->address.type == entitlement::EmmAddressType::group && se.group() && se.group()->group_id == h->address.id) ||
+                          h->address.type == entitlement::EmmAddressType::global;
+        if (!mine) others.push_back(&s);
+      }
+      if (!others.empty()) {
+        const int rounds = 20;
+        const auto f0 = Clock::now();
+        for (int r = 0; r < rounds; ++r) {
+          for (const auto* s : others) benchmark::DoNotOptimize(se.apply_emm(*s));
+        }
+        filter_ns = std::chrono::duration<double, std::nano>(Clock::now() - f0).count() / (rounds * static_cast<double>(others.size()));
+      }
+    }
+    const double max_sections_per_s = static_cast<double>(kEmmBudget) / (188.0 * 8.0);
+    state.counters["boxes"] = static_cast<double>(boxes);
+    state.counters["sample"] = static_cast<double>(sample.size());
+    state.counters["renewal_s"] = renewal_s;
+    state.counters["departed_renewed"] = static_cast<double>(departed_renewed);
+    state.counters["urgent_n"] = static_cast<double>(latencies.size());
+    state.counters["urgent_p99_s"] = latencies.empty() ? -1 : latencies[std::min(latencies.size() - 1, latencies.size() * 99 / 100)];
+    state.counters["urgent_max_s"] = latencies.empty() ? -1 : latencies.back();
+    state.counters["filter_ns"] = filter_ns;
+    state.counters["filter_core_pct"] = filter_ns * max_sections_per_s / 1e9 * 100;
+    state.counters["stream_s"] = stream_s;
+    state.counters["emm_sections"] = static_cast<double>(scrambler.stats().emm_sections);
+    state.counters["carousel_entries"] = static_cast<double>(scrambler.stats().emm_carousel_entries);
+    if (renewal_s < 0) state.SkipWithError("the renewal did not reach every sampled box within the stream simulated");
+    if (departed_renewed > 0) state.SkipWithError("a box that left holds renewed rights");
+  }
+}
+BENCHMARK(million_box_renewal)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+
+}  // namespace
