@@ -224,17 +224,6 @@ void million_box_renewal(benchmark::State& state) {
       }
     }
 
-    // Stream time 0: the monthly renewal, and the next key of every service for the new month.
-    t = Clock::now();
-    // (A rotation of the service keys is not in the engine yet: the renewal carries the current key.)
-    std::uint16_t next_version = 0;
-    if (auto key = store.service_key(1)) next_version = key->key_version;
-    for (int p = 1; p <= 3; ++p) {
-      auto renewed = store.grant_many(subscribers[p], package_services(p), month_end, renewed_until);
-      if (!renewed) return state.SkipWithError(renewed.error().message.c_str());
-    }
-    state.counters["renew_s"] = seconds_since(t);
-
     // The headend: the real Scrambler fed from the store, its EMM budget 1 Mbit/s.
     headend::StoreKeySource keys(store);
     headend::ScramblerConfig config;
@@ -251,6 +240,28 @@ void million_box_renewal(benchmark::State& state) {
     mux.bitrate = kMuxBitrate;
     mux.null_fraction = 0.45;
     const auto second_of_input = usher::testing::make_synthetic_mux(mux);
+    // The headend is on air before the renewal, its carousel holding what was queued during the
+    // month (as a headend that has run all along would): the renewal reaches it as new EMMs.
+    {
+      std::vector<streams::TsPacket> warm;
+      for (int i = 0; i < 2; ++i) {
+        scrambler.process(second_of_input, warm);
+        scrambler.refresh_emms();
+      }
+    }
+
+    // Stream time 0: the monthly renewal, and the next key of every service for the new month.
+    t = Clock::now();
+    // (A rotation of the service keys is not in the engine yet: the renewal carries the current key.)
+    std::uint16_t next_version = 0;
+    if (auto key = store.service_key(1)) next_version = key->key_version;
+    for (int p = 1; p <= 3; ++p) {
+      auto renewed = store.grant_many(subscribers[p], package_services(p), month_end, renewed_until);
+      if (!renewed) return state.SkipWithError(renewed.error().message.c_str());
+    }
+    state.counters["renew_s"] = seconds_since(t);
+
+    scrambler.refresh_emms();
 
     // New subscriptions and revocations while the renewal runs: one each per stream second, to boxes
     // of the sample, with the stream time they were queued.
