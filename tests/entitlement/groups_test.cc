@@ -437,13 +437,15 @@ TEST_F(EntitlementGroups, AMessageAndTheNextGlobalKeyGoToEveryBoxInGlobalEmms) {
   EXPECT_EQ(std::get<EmmGlobalKey>(emm->items[1]).key_version, 2u);
 }
 
-// A store of schema 2 (before groups): its boxes get groups and key EMMs at the first opening, the
-// counter starts above the numbers they had, and its operator gets a global key.
+// A store of schema 2 (before the EMM feed's step 3 and the groups' step 4): its boxes get groups and
+// key EMMs at the first opening, the counter starts above the numbers they had, and its operator
+// gets a global key.
 TEST_F(EntitlementGroups, AStoreOfSchemaTwoGetsGroupsAndACounterAboveItsBoxesNumbers) {
   register_boxes(1, 2);
   store.reset();
   {
     auto db = open_store_database(dir.path(), {EntitlementStore::kDatabaseName, "engine"}, IfMissing::refuse).value();
+    // Steps 4 and 3 undone, in that order.
     db.exec(R"(
       DROP INDEX emm_queue_by_topic;
       DROP TABLE group_members;
@@ -456,13 +458,19 @@ TEST_F(EntitlementGroups, AStoreOfSchemaTwoGetsGroupsAndACounterAboveItsBoxesNum
       ALTER TABLE stbs DROP COLUMN cut_off;
       UPDATE stbs SET next_emm_sequence = 41 WHERE stb_id = 1;
       UPDATE stbs SET next_emm_sequence = 7 WHERE stb_id = 2;
+      DROP INDEX emm_queue_by_change;
+      DROP INDEX emm_queue_by_until;
+      ALTER TABLE emm_queue DROP COLUMN change_number;
+      ALTER TABLE emm_queue DROP COLUMN priority;
+      DROP TABLE emm_removed;
+      DELETE FROM settings WHERE name IN ('emm_change', 'emm_removed_horizon');
     )");
     db.connection().set_schema_version(2);
   }
   auto opened = EntitlementStore::open(dir.path());
   ASSERT_TRUE(opened.ok()) << opened.error().message;
   store.emplace(std::move(*opened));
-  ASSERT_EQ(EntitlementStore::schema().latest(), 3);
+  ASSERT_EQ(EntitlementStore::schema().latest(), 4);
   EXPECT_EQ(store->group_of(1).value().position, 0);
   EXPECT_EQ(store->group_of(2).value().position, 1);
   const auto queue = store->queued_emms();

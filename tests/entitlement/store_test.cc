@@ -280,6 +280,7 @@ TEST(EntitlementStore, TwoWritersAndAReaderOfTheEmmFeedAgreeOnTheQueue) {
   testing::TempDir dir;
   const std::string home = dir.file("ops");
   constexpr std::uint32_t kBoxes = 12;
+  std::map<std::uint32_t, Key256> box_private;
   {
     auto store = EntitlementStore::create(home, 0x4AFF, testing::store_database_url()).value();
     ASSERT_TRUE(store.add_service(1, "One").ok());
@@ -287,6 +288,7 @@ TEST(EntitlementStore, TwoWritersAndAReaderOfTheEmmFeedAgreeOnTheQueue) {
     for (std::uint32_t id = 1001; id < 1001 + kBoxes; ++id) {
       StbKeys box;
       ASSERT_TRUE(store.register_stb({id, box.x.public_key, box.ed.public_key}).ok());
+      box_private.emplace(id, std::move(box.x.private_key));
     }
   }
   constexpr std::uint64_t kNow = 1'900'000'000;
@@ -334,7 +336,34 @@ TEST(EntitlementStore, TwoWritersAndAReaderOfTheEmmFeedAgreeOnTheQueue) {
   std::vector<std::vector<std::uint8_t>> sections;
   for (auto& [id, s] : held) sections.push_back(s);
   EXPECT_EQ(sections, headend.emm_sections(unix_now()));  // the revokes: repeated for a week from now
-  EXPECT_EQ(sections.size(), 2u * kBoxes);  // per box and service: the last revoke, which replaced its grants
+  // Per box: its key EMM from its registration (issue 11), and per service the last revoke, which
+  // replaced its grants. Each opened with the box's own key.
+  EXPECT_EQ(sections.size(), 3u * kBoxes);
+  std::map<std::uint32_t, int> key_emms;
+  std::map<std::pair<std::uint32_t, std::uint16_t>, int> revokes;
+  for (const auto& section : sections) {
+    const auto header = peek_any_emm(section);
+    ASSERT_TRUE(header.ok());
+    ASSERT_EQ(header->address.type, EmmAddressType::unique);
+    const auto stb_id = header->address.id;
+    ASSERT_EQ(box_private.count(stb_id), 1u) << stb_id;
+    const auto emm = decode_emm(section, derive_emm_key(box_private.at(stb_id), headend.operator_public(), 0x4AFF, stb_id).value());
+    ASSERT_TRUE(emm.ok()) << emm.error().message;
+    if (emm->items.size() == 2 && std::holds_alternative<EmmGroupKey>(emm->items[0]) && std::holds_alternative<EmmGlobalKey>(emm->items[1])) {
+      ++key_emms[stb_id];
+      continue;
+    }
+    ASSERT_EQ(emm->items.size(), 1u);
+    const auto* revoke = std::get_if<EmmRevoke>(&emm->items[0]);
+    ASSERT_NE(revoke, nullptr) << "only the last revoke of each service stays, no grant";
+    ++revokes[{stb_id, revoke->service_id}];
+  }
+  for (std::uint32_t id = 1001; id < 1001 + kBoxes; ++id) {
+    EXPECT_EQ(key_emms[id], 1) << id;
+    EXPECT_EQ((revokes[{id, std::uint16_t{1}}]), 1) << id;
+    EXPECT_EQ((revokes[{id, std::uint16_t{2}}]), 1) << id;
+  }
+  EXPECT_EQ(box_sections(headend, unix_now()).size(), 2u * kBoxes);  // without the key EMMs: the revokes
 }
 
 }  // namespace

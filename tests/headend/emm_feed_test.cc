@@ -55,7 +55,9 @@ TEST_F(EmmFeedTest, TheHeadendsCarouselIsTheEnginesAfterGrantsRevokesAndExpiry) 
     ASSERT_TRUE(world.store().grant(id, 1, now - 10, now + 86400).ok());
   }
   ASSERT_TRUE(keys.fetch().ok());
-  EXPECT_EQ(keys.carousel_entries(), 6u);
+  // Each box's key EMM from its registration (issue 11) and its grant.
+  EXPECT_EQ(keys.carousel_entries(), 6u + 6u);
+  EXPECT_EQ(testing::box_emm_sections(world.store(), now).size(), 6u);
   expect_same_carousel(keys);
   const auto cursor = keys.cursor();
 
@@ -64,7 +66,8 @@ TEST_F(EmmFeedTest, TheHeadendsCarouselIsTheEnginesAfterGrantsRevokesAndExpiry) 
   ASSERT_TRUE(world.store().grant(1004, 2, now - 10, now + 86400).ok());
   ASSERT_TRUE(keys.fetch().ok());
   EXPECT_GT(keys.cursor(), cursor);
-  EXPECT_EQ(keys.carousel_entries(), 7u);
+  EXPECT_EQ(keys.carousel_entries(), 6u + 7u);
+  EXPECT_EQ(testing::box_emm_sections(world.store(), now).size(), 7u);
   expect_same_carousel(keys);
 
   // A grant whose time ended hours ago: purged by the engine as a removal, gone from the headend.
@@ -72,7 +75,7 @@ TEST_F(EmmFeedTest, TheHeadendsCarouselIsTheEnginesAfterGrantsRevokesAndExpiry) 
   auto added = world.store().emm_changes(keys.cursor());
   ASSERT_EQ(added.added.size(), 1u);
   ASSERT_TRUE(keys.fetch().ok());
-  EXPECT_EQ(keys.carousel_entries(), 7u);
+  EXPECT_EQ(keys.carousel_entries(), 6u + 7u);
   expect_same_carousel(keys);
   const auto after_purge = world.store().emm_changes(added.next_cursor);
   EXPECT_EQ(after_purge.removed, std::vector<std::uint64_t>{added.added[0].id});
@@ -112,7 +115,12 @@ TEST_F(EmmFeedTest, TheScramblerTakesOnlyWhatChangedAfterTheFirstWholeCarousel) 
   ASSERT_TRUE(keys.fetch().ok());
   auto first = keys.emm_changes(0);
   EXPECT_TRUE(first.restart);
-  EXPECT_EQ(first.added.size(), 3u);
+  EXPECT_EQ(first.added.size(), 3u + 3u);  // each box's key EMM (issue 11) and its grant
+  // The grant of 1002 among them, by its section.
+  const auto grants = testing::box_emm_sections(world.store(), now);
+  ASSERT_EQ(grants.size(), 3u);
+  const auto grant_1002 = std::find_if(first.added.begin(), first.added.end(), [&](const auto& e) { return *e.section == grants[1]; });
+  ASSERT_NE(grant_1002, first.added.end());
   auto none = keys.emm_changes(first.version);
   EXPECT_FALSE(none.restart);
   EXPECT_TRUE(none.added.empty());
@@ -125,10 +133,10 @@ TEST_F(EmmFeedTest, TheScramblerTakesOnlyWhatChangedAfterTheFirstWholeCarousel) 
   ASSERT_EQ(next.added.size(), 1u);  // the revoke
   EXPECT_EQ(next.added[0].priority, entitlement::EmmPriority::urgent);
   ASSERT_EQ(next.removed.size(), 1u);  // the grant it replaces
-  EXPECT_EQ(next.removed[0], first.added[1].id);
+  EXPECT_EQ(next.removed[0], grant_1002->id);
   // The sections are shared with the key source's carousel, not copied.
   auto again = keys.emm_changes(0);
-  ASSERT_EQ(again.added.size(), 3u);
+  ASSERT_EQ(again.added.size(), 3u + 3u);
   EXPECT_EQ(again.added[0].section.get(), first.added[0].section.get());
 }
 
@@ -186,7 +194,7 @@ TEST_F(EmmFeedTest, AMalformedRequestIsRefusedWithAClearErrorAndAStrangeCursorSt
   auto page = entitlement::decode_emm_feed_page(*far);
   ASSERT_TRUE(page.ok());
   EXPECT_TRUE(page->restart);
-  EXPECT_EQ(page->added.size(), 1u);
+  EXPECT_EQ(page->added.size(), 2u);  // the box's key EMM (issue 11) and its grant
   // A reply cut short or padded does not decode.
   auto cut = *far;
   cut.pop_back();
@@ -255,7 +263,7 @@ TEST(EmmBudget, TheBudgetIsUsedToTheFullAndNeverExceededPcrToPcr) {
     EXPECT_LE(highest, 1.01 * static_cast<double>(budget) + 2 * 188 * 8);
     // The bound a box switched on waits: the carousel's packets at the budget.
     const auto s = scrambler.stats();
-    EXPECT_EQ(s.emm_carousel_entries, 20u);
+    EXPECT_EQ(s.emm_carousel_entries, 20u + 20u);  // each box's key EMM (issue 11) and its grant
     EXPECT_NEAR(scrambler.emm_carousel_cycle_seconds(), static_cast<double>(s.emm_carousel_bytes) * 8 / static_cast<double>(budget), 1e-9);
   }
 }
