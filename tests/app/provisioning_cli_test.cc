@@ -2,7 +2,8 @@
 // binary: the mistakes people make with export files (each refused whole, named by file and line,
 // nothing imported), the same file twice, kill -9 in the middle and the same command again (every
 // box once, no second EMM), and grants to boxes that are not registered or of packages that do not
-// exist.
+// exist. Bulk grants go as member grants (one group EMM per group, service and window, issue 11):
+// what each box is granted is read from its bit in its group's member grants.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -11,9 +12,11 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 #include <string>
 
 #include "cli_process.h"
+#include "member_grants.h"
 #include "synthetic_boxes.h"
 #include "temp_dir.h"
 #include "usher/core/hex.h"
@@ -86,11 +89,27 @@ class ProvisioningCli : public ::testing::Test {
   }
   void write(const std::string& name, const std::string& text) { ASSERT_TRUE(testing::write_file(dir.file(name), text)); }
   std::size_t registered() { return entitlement::EntitlementStore::open(dir.file("ent")).value().stbs().size(); }
-  // EMMs queued per box (the grants here are far in the future: all on the carousel).
+  // Unique EMMs queued per box but for its key EMM (the grants here are far in the future: all on
+  // the carousel).
   std::map<std::uint32_t, int> emms_per_box() {
     std::map<std::uint32_t, int> out;
     auto store = entitlement::EntitlementStore::open(dir.file("ent")).value();
-    for (const auto& section : store.emm_sections(kFrom)) ++out[entitlement::peek_emm(section).value().stb_id];
+    std::set<std::uint64_t> on_carousel;
+    for (const auto& section : store.emm_sections(kFrom)) on_carousel.insert(entitlement::peek_any_emm(section).value().sequence);
+    for (const auto& q : store.queued_emms()) {
+      if (q.address.type == entitlement::EmmAddressType::unique && q.topic != "keys" && on_carousel.count(q.sequence)) ++out[q.address.id];
+    }
+    return out;
+  }
+  // The member grants on the carousel, box by box.
+  testing::CarouselMemberGrants member_grants() {
+    auto store = entitlement::EntitlementStore::open(dir.file("ent")).value();
+    return testing::carousel_member_grants(store, kFrom);
+  }
+  // Everything queued, by sequence number.
+  std::vector<std::pair<std::uint64_t, std::string>> queue() {
+    std::vector<std::pair<std::uint64_t, std::string>> out;
+    for (const auto& q : entitlement::EntitlementStore::open(dir.file("ent")).value().queued_emms()) out.emplace_back(q.sequence, q.topic);
     return out;
   }
 
@@ -195,17 +214,29 @@ TEST_F(ProvisioningCli, GrantsToAllToARangeAndToTheBoxesOfAFile) {
   const auto all = must("entitlement grant --home ent --package 5 --all" + window);
   EXPECT_NE(all.find("package 5 granted from 2096-10-02T07:06:40Z until 2096-11-01T07:06:40Z to 300 STBs; 0 already held it"),
             std::string::npos) << all;
+  const auto queued = queue();
   const auto again = must("entitlement grant --home ent --package 5 --all" + window);
   EXPECT_NE(again.find("to 0 STBs; 300 already held it (skipped)"), std::string::npos) << again;
+  EXPECT_EQ(queue(), queued) << "no second EMM";
   const auto range = must("entitlement grant --home ent --service 1 --stb-range 1001-1010 --from " + std::to_string(kFrom) + " --days 60");
   EXPECT_NE(range.find("service 1 granted from 2096-10-02T07:06:40Z until 2096-12-01T07:06:40Z to 10 STBs"), std::string::npos) << range;
   // The imported file itself names the boxes (its header and keys ignored).
   const auto listed = must("entitlement grant --home ent --service 2 --stbs-file boxes.csv --from " + std::to_string(kFrom) + " --days 90");
   EXPECT_NE(listed.find("to 300 STBs"), std::string::npos) << listed;
-  const auto counts = emms_per_box();
-  ASSERT_EQ(counts.size(), 300u);
-  EXPECT_EQ(counts.at(1001), 4);  // package (2), service 1 again for 60 days, service 2 again for 90
-  EXPECT_EQ(counts.at(1100), 3);
+  // Each box's bit in its group's member grant of each service for the window it holds now: the
+  // package's 30 days for service 1 but boxes 1001..1010 (60 days), 90 days for service 2 for all
+  // (the package's member grants of service 2 left with their boxes). No EMM of a box's own.
+  const auto carousel = member_grants();
+  const auto all_boxes = testing::box_range(1001, 1300);
+  auto package_boxes = all_boxes;
+  for (std::uint32_t id = 1001; id <= 1010; ++id) package_boxes.erase(id);
+  EXPECT_EQ(carousel.boxes.size(), 3u);
+  EXPECT_EQ(carousel.boxes.at({1, kFrom, kUntil}), package_boxes);
+  EXPECT_EQ(carousel.boxes.at({1, kFrom, kFrom + 60 * 86400}), testing::box_range(1001, 1010));
+  EXPECT_EQ(carousel.boxes.at({2, kFrom, kFrom + 90 * 86400}), all_boxes);
+  EXPECT_EQ(carousel.emms.size(), 5u);  // group 1: the three; group 2 (boxes 1257..1300): not the 60 days
+  for (const auto& [at, n] : carousel.emms) EXPECT_EQ(n, 1) << "group " << at.first << " service " << at.second.service_id;
+  EXPECT_TRUE(emms_per_box().empty());
   EXPECT_EQ(must("entitlement grants --home ent").find("STB 1001 service 1 2096-10-02T07:06:40Z .. 2096-12-01T07:06:40Z"), 0u);
 }
 
@@ -213,6 +244,7 @@ TEST_F(ProvisioningCli, BulkGrantMistakesAreRefusedAndChangeNothing) {
   write("boxes.csv", csv_of(1, 10));
   must("entitlement device import --home ent --file boxes.csv");
   write("ids.txt", "1\n2\n404\n3\n405\n");
+  const auto queued = queue();  // the boxes' key EMMs
   struct Case {
     std::string args;
     int status;
@@ -237,7 +269,9 @@ TEST_F(ProvisioningCli, BulkGrantMistakesAreRefusedAndChangeNothing) {
     EXPECT_NE(r.output.find(c.expected), std::string::npos) << r.output;
   }
   EXPECT_EQ(must("entitlement grants --home ent"), "");
+  EXPECT_EQ(queue(), queued);
   EXPECT_TRUE(emms_per_box().empty());
+  EXPECT_TRUE(member_grants().emms.empty());
 }
 
 TEST_F(ProvisioningCli, AGrantKilledInTheMiddleThenRunAgainQueuesOneEmmPerBoxAndService) {
@@ -246,15 +280,31 @@ TEST_F(ProvisioningCli, AGrantKilledInTheMiddleThenRunAgainQueuesOneEmmPerBoxAnd
   const auto command = "entitlement grant --home " + dir.file("ent") + " --package 5 --all --from " + std::to_string(kFrom) + " --until " +
                        std::to_string(kUntil);
   ASSERT_TRUE(kill_after_first_transaction(testing::usher(command + " --batch 1")));
-  const auto granted_before = emms_per_box().size();
+  // What the killed run committed: whole transactions, each box's bit in both services' member grants.
+  auto part = member_grants();
+  const testing::GrantWindow news{1, kFrom, kUntil};
+  const testing::GrantWindow films{2, kFrom, kUntil};
+  const auto granted_before = part.boxes[news].size();
+  EXPECT_EQ(part.boxes[films].size(), granted_before);
+  EXPECT_EQ(entitlement::EntitlementStore::open(dir.file("ent")).value().grants().size(), 2 * granted_before);
   EXPECT_GE(granted_before, 1u);
   EXPECT_LT(granted_before, 1500u);
   const auto r = must(command);
   EXPECT_NE(r.find("to " + std::to_string(1500 - granted_before) + " STBs; " + std::to_string(granted_before) + " already held it"),
             std::string::npos) << r;
-  const auto counts = emms_per_box();
-  ASSERT_EQ(counts.size(), 1500u);
-  for (const auto& [stb, n] : counts) ASSERT_EQ(n, 2) << "STB " << stb;
+  // Every box's bit in its group's member grant of each service, one member grant per group (6 of
+  // 256) and service, none doubled by the second run; no EMM of a box's own.
+  const auto carousel = member_grants();
+  EXPECT_EQ(carousel.boxes.size(), 2u);
+  EXPECT_EQ(carousel.boxes.at({1, kFrom, kUntil}), testing::box_range(1, 1500));
+  EXPECT_EQ(carousel.boxes.at({2, kFrom, kUntil}), testing::box_range(1, 1500));
+  EXPECT_EQ(carousel.emms.size(), 12u);
+  for (const auto& [at, n] : carousel.emms) EXPECT_EQ(n, 1) << "group " << at.first << " service " << at.second.service_id;
+  EXPECT_TRUE(emms_per_box().empty());
+  // Run once more: nothing to do, nothing queued.
+  const auto queued = queue();
+  EXPECT_NE(must(command).find("to 0 STBs; 1500 already held it"), std::string::npos);
+  EXPECT_EQ(queue(), queued);
 }
 
 }  // namespace

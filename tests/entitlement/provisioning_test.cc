@@ -2,14 +2,17 @@
 // read and checked whole (every mistake named by line, nothing imported); bulk registration and
 // bulk grants in transactions of many boxes, refused whole on a bad row, resumed by running them
 // again (what was done is skipped, no second EMM). Real SQLite (and PostgreSQL in the _on_postgresql
-// run), real keys, real EMMs opened with each box's own key.
+// run), real keys, real EMMs opened with each box's own key or its group's key (bulk grants go as
+// member grants, one per group, service and window, since issue 11).
 #include "usher/entitlement/provisioning.h"
 
 #include <gtest/gtest.h>
 
 #include <functional>
 #include <map>
+#include <set>
 
+#include "member_grants.h"
 #include "postgres_server.h"
 #include "synthetic_boxes.h"
 #include "temp_dir.h"
@@ -199,10 +202,17 @@ class Provisioning : public ::testing::Test {
     for (std::uint32_t id = first; id < first + count; ++id) out.push_back(synthetic_box(id));
     return out;
   }
-  // The EMMs queued per box (all of them: granted far in the future, so every one is on the carousel).
+  // The unique EMMs queued per box but for its key EMM (queued at registration), each opened with
+  // the box's own key (all of them: granted far in the future, so every one is on the carousel).
   std::map<std::uint32_t, std::vector<EmmContent>> emms() {
     std::map<std::uint32_t, std::vector<EmmContent>> out;
+    std::set<std::uint64_t> key_emms;
+    for (const auto& q : store().queued_emms()) {
+      if (q.address.type == EmmAddressType::unique && q.topic == "keys") key_emms.insert(q.sequence);
+    }
     for (const auto& section : store().emm_sections(kFrom)) {
+      const auto any = peek_any_emm(section).value();
+      if (any.address.type != EmmAddressType::unique || key_emms.count(any.sequence)) continue;
       const auto header = peek_emm(section).value();
       const auto keys = testing::synthetic_box_keys(header.stb_id);
       const auto key = derive_emm_key(keys.x25519_private, store().operator_public(), 0x4AFF, header.stb_id).value();
@@ -210,6 +220,13 @@ class Provisioning : public ::testing::Test {
       EXPECT_TRUE(emm.ok()) << "STB " << header.stb_id << ": " << emm.error().message;
       if (emm) out[header.stb_id].push_back(std::move(*emm));
     }
+    return out;
+  }
+  testing::CarouselMemberGrants member_grants() { return testing::carousel_member_grants(store(), kFrom); }
+  // Everything queued, by sequence number: what a refused call must leave as it was.
+  std::vector<std::pair<std::uint64_t, std::string>> queue() {
+    std::vector<std::pair<std::uint64_t, std::string>> out;
+    for (const auto& q : store().queued_emms()) out.emplace_back(q.sequence, q.topic);
     return out;
   }
 
@@ -321,45 +338,102 @@ TEST_F(Provisioning, GrantsAPackageToManyBoxesWithEmmsEachBoxOpens) {
     EXPECT_EQ(g.not_after, kUntil);
     EXPECT_FALSE(g.revoked);
   }
-  // One EMM per box and service, each sealed for its box, in sequence.
-  const auto queued = emms();
-  ASSERT_EQ(queued.size(), 300u);
-  const auto news_key = store().service_key(1).value();
-  for (const auto& [stb, list] : queued) {
-    ASSERT_EQ(list.size(), 2u) << "STB " << stb;
-    EXPECT_EQ(list[0].sequence + 1, list[1].sequence);
-    const auto* grant = std::get_if<EmmGrant>(&list[0].items.at(0));
-    ASSERT_NE(grant, nullptr);
-    EXPECT_EQ(grant->service_id, 1);
-    EXPECT_TRUE(grant->service_key == news_key.key);
-    EXPECT_EQ(grant->not_after, kUntil);
+  // Since issue 11: one member grant per group of 256 and service (not one EMM per box and
+  // service), sealed under the group key, with every granted box's bit set and the service's key.
+  const auto carousel = member_grants();
+  ASSERT_EQ(store().groups().size(), 2u);
+  EXPECT_EQ(carousel.boxes.size(), 2u);
+  EXPECT_EQ(carousel.boxes.at({1, kFrom, kUntil}), testing::box_range(1001, 1300));
+  EXPECT_EQ(carousel.boxes.at({2, kFrom, kUntil}), testing::box_range(1001, 1300));
+  EXPECT_EQ(carousel.emms.size(), 4u);  // groups 1 and 2, services 1 and 2
+  for (const auto& [at, n] : carousel.emms) EXPECT_EQ(n, 1) << "group " << at.first << " service " << at.second.service_id;
+  EXPECT_TRUE(emms().empty()) << "no unique EMM per box";
+  // Each box opens its group's member grants: its key EMM, under its own key, gives it that group key.
+  for (const std::uint32_t stb : {1001u, 1256u, 1257u, 1300u}) {
+    SCOPED_TRACE("STB " + std::to_string(stb));
+    const auto membership = store().group_of(stb).value();
+    const auto keys = testing::synthetic_box_keys(stb);
+    const auto key = derive_emm_key(keys.x25519_private, store().operator_public(), 0x4AFF, stb).value();
+    int opened = 0;
+    for (const auto& q : store().queued_emms()) {
+      if (q.address.type != EmmAddressType::unique || q.address.id != stb || q.topic != "keys") continue;
+      const auto emm = decode_emm(q.section, key);
+      ASSERT_TRUE(emm.ok()) << emm.error().message;
+      const auto* group = std::get_if<EmmGroupKey>(&emm->items.at(0));
+      ASSERT_NE(group, nullptr);
+      EXPECT_EQ(group->group_id, membership.group_id);
+      EXPECT_EQ(group->position, membership.position);
+      EXPECT_TRUE(group->key == store().group_key(membership.group_id).value().key);
+      ++opened;
+    }
+    EXPECT_EQ(opened, 1);
   }
-  // A single grant afterwards takes the next sequence number: the bulk path kept the counter.
+  // A single grant afterwards takes the next number of the operator-wide counter, after every
+  // member grant: the bulk path kept the counter.
+  const auto next = store().next_emm_sequence();
+  EXPECT_GT(next, *carousel.sequences.rbegin());
   ASSERT_TRUE(store().grant(1001, 1, kFrom, kUntil + 86400).ok());
   const auto after = emms();
-  EXPECT_EQ(after.at(1001).back().sequence, after.at(1001)[1].sequence + 1);
+  ASSERT_EQ(after.size(), 1u);
+  ASSERT_EQ(after.at(1001).size(), 1u);
+  EXPECT_EQ(after.at(1001)[0].sequence, next);
+  const auto* grant = std::get_if<EmmGrant>(&after.at(1001)[0].items.at(0));
+  ASSERT_NE(grant, nullptr);
+  EXPECT_EQ(grant->service_id, 1);
+  EXPECT_TRUE(grant->service_key == store().service_key(1).value().key);
+  EXPECT_EQ(grant->not_after, kUntil + 86400);
 }
 
 TEST_F(Provisioning, TheSameGrantAgainIsSkippedWithNoSecondEmmAndANewWindowIsNot) {
   ASSERT_TRUE(store().register_stbs(rows(1, 50)).ok());
   const auto ids = store().stb_ids();
   const std::vector<std::uint16_t> news{1};
+  const testing::GrantWindow window{1, kFrom, kUntil};
   ASSERT_TRUE(store().grant_many(ids, news, kFrom, kUntil).ok());
+  const auto first = member_grants();
+  EXPECT_EQ(first.emms.size(), 1u);
+  EXPECT_EQ(first.boxes.at(window), testing::box_range(1, 50));
+
   ASSERT_TRUE(store().revoke(7, 1).ok());  // a revoked grant is granted again
+  auto without_7 = testing::box_range(1, 50);
+  without_7.erase(7);
+  EXPECT_EQ(member_grants().boxes.at(window), without_7) << "the revoke clears box 7's bit";
+  std::uint64_t revoke_sequence = 0;
+  for (const auto& q : store().queued_emms()) {
+    if (q.address.type == EmmAddressType::unique && q.address.id == 7 && q.topic != "keys") revoke_sequence = q.sequence;
+  }
+  EXPECT_NE(revoke_sequence, 0u) << "box 7's revoke";
+
   const auto again = store().grant_many(ids, news, kFrom, kUntil);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->added, 1u);
   EXPECT_EQ(again->skipped, 49u);
-  auto queued = emms();
-  EXPECT_EQ(queued.at(1).size(), 1u);
-  // Box 7: its first grant's EMM replaced by the revoke (sequence 2, off this far-future carousel),
-  // then the grant again.
-  ASSERT_EQ(queued.at(7).size(), 1u);
-  EXPECT_EQ(queued.at(7)[0].sequence, queued.at(1)[0].sequence + 2);
+  // Still one member grant for the group and service: sealed again, after the revoke, with box 7's
+  // bit back; no EMM of its own for any box (box 1's grant is not sent a second time).
+  const auto regranted = member_grants();
+  EXPECT_EQ(regranted.emms.size(), 1u);
+  EXPECT_EQ(regranted.boxes.at(window), testing::box_range(1, 50));
+  EXPECT_GT(*regranted.sequences.begin(), revoke_sequence);
+  EXPECT_EQ(emms().count(1), 0u);
+
+  // The same grant once more: every box skipped, nothing queued.
+  const auto before = queue();
+  const auto third = store().grant_many(ids, news, kFrom, kUntil);
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(third->added, 0u);
+  EXPECT_EQ(third->skipped, 50u);
+  EXPECT_EQ(queue(), before);
+
+  // A new window is not skipped: a member grant of it for every box (and the old window's, which
+  // no box holds any more, off the carousel).
   const auto renewed = store().grant_many(ids, news, kUntil, kUntil + 30 * 86400);
   ASSERT_TRUE(renewed.ok());
   EXPECT_EQ(renewed->added, 50u);
-  EXPECT_EQ(emms().at(1).size(), 2u);
+  const auto after = member_grants();
+  EXPECT_EQ(after.boxes.at({1, kUntil, kUntil + 30 * 86400}), testing::box_range(1, 50));
+  EXPECT_EQ(after.boxes.count(window), 0u);
+  EXPECT_EQ(after.emms.size(), 1u);
+  EXPECT_GT(*after.sequences.begin(), *regranted.sequences.rbegin());
 }
 
 TEST_F(Provisioning, AnInterruptedGrantIsResumedWithOneEmmPerBoxAndService) {
@@ -369,17 +443,34 @@ TEST_F(Provisioning, AnInterruptedGrantIsResumedWithOneEmmPerBoxAndService) {
   const auto first = store().grant_many(ids, services, kFrom, kUntil, 100, [](const auto&) { return false; });
   ASSERT_TRUE(first.ok());
   EXPECT_EQ(first->added, 100u);
+  const auto part = member_grants();
+  EXPECT_EQ(part.boxes.at({1, kFrom, kUntil}), testing::box_range(1, 100));
+  EXPECT_EQ(part.boxes.at({2, kFrom, kUntil}), testing::box_range(1, 100));
   const auto rest = store().grant_many(ids, services, kFrom, kUntil, 100);
   ASSERT_TRUE(rest.ok());
   EXPECT_EQ(rest->added, 300u);
   EXPECT_EQ(rest->skipped, 100u);
-  const auto queued = emms();
-  ASSERT_EQ(queued.size(), 400u);
-  for (const auto& [stb, list] : queued) EXPECT_EQ(list.size(), 2u) << "STB " << stb;
+  // Every box's bit in its group's member grant of each service, one member grant per group and
+  // service (the ones of the interrupted run sealed again, not doubled), no EMM per box.
+  const auto carousel = member_grants();
+  EXPECT_EQ(carousel.boxes.size(), 2u);
+  EXPECT_EQ(carousel.boxes.at({1, kFrom, kUntil}), testing::box_range(1, 400));
+  EXPECT_EQ(carousel.boxes.at({2, kFrom, kUntil}), testing::box_range(1, 400));
+  EXPECT_EQ(carousel.emms.size(), 4u);  // groups 1 and 2, services 1 and 2
+  for (const auto& [at, n] : carousel.emms) EXPECT_EQ(n, 1) << "group " << at.first << " service " << at.second.service_id;
+  EXPECT_TRUE(emms().empty());
+  // Run once more: nothing to do, nothing queued.
+  const auto before = queue();
+  const auto again = store().grant_many(ids, services, kFrom, kUntil, 100);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->added, 0u);
+  EXPECT_EQ(again->skipped, 400u);
+  EXPECT_EQ(queue(), before);
 }
 
 TEST_F(Provisioning, AGrantToUnregisteredBoxesIsRefusedWithTheirIdsAndChangesNothing) {
   ASSERT_TRUE(store().register_stbs(rows(1, 10)).ok());
+  const auto before = queue();  // the boxes' key EMMs
   std::vector<std::uint32_t> ids{1, 2, 3, 77, 4, 78};
   const std::vector<std::uint16_t> news{1};
   const auto refused = store().grant_many(ids, news, kFrom, kUntil);
@@ -388,11 +479,14 @@ TEST_F(Provisioning, AGrantToUnregisteredBoxesIsRefusedWithTheirIdsAndChangesNot
   EXPECT_NE(refused.error().message.find("2 of 6 STBs are not registered"), std::string::npos) << refused.error().message;
   EXPECT_NE(refused.error().message.find("77, 78"), std::string::npos) << refused.error().message;
   EXPECT_TRUE(store().grants().empty());
-  EXPECT_TRUE(store().emm_sections(kFrom).empty());
+  EXPECT_EQ(queue(), before);
+  EXPECT_TRUE(emms().empty());
+  EXPECT_TRUE(member_grants().emms.empty());
 }
 
 TEST_F(Provisioning, AGrantOfAnUnknownServiceOrABadWindowIsRefusedAndChangesNothing) {
   ASSERT_TRUE(store().register_stbs(rows(1, 10)).ok());
+  const auto before = queue();  // the boxes' key EMMs
   const auto ids = store().stb_ids();
   const std::vector<std::uint16_t> unknown{1, 9};
   EXPECT_EQ(store().grant_many(ids, unknown, kFrom, kUntil).error().code, Errc::not_found);
@@ -401,7 +495,9 @@ TEST_F(Provisioning, AGrantOfAnUnknownServiceOrABadWindowIsRefusedAndChangesNoth
   EXPECT_EQ(store().grant_many(ids, news, kFrom, kLatestGrantEnd + 1).error().code, Errc::invalid_argument);
   EXPECT_EQ(store().grant_many(ids, {}, kFrom, kUntil).error().code, Errc::invalid_argument);
   EXPECT_TRUE(store().grants().empty());
-  EXPECT_TRUE(store().emm_sections(kFrom).empty());
+  EXPECT_EQ(queue(), before);
+  EXPECT_TRUE(emms().empty());
+  EXPECT_TRUE(member_grants().emms.empty());
 }
 
 }  // namespace
