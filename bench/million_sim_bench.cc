@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_size.h"
 #include "synthetic_boxes.h"
 #include "synthetic_stream.h"
 #include "temp_dir.h"
@@ -55,11 +56,7 @@ constexpr std::uint64_t kMuxBitrate = 4'000'000;
 constexpr std::uint64_t kEmmBudget = 1'000'000;
 constexpr double kMaxStreamSeconds = 900;
 
-std::size_t env_size(const char* name, std::size_t fallback) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') return fallback;
-  return static_cast<std::size_t>(std::strtoull(v, nullptr, 10));
-}
+using usher::bench::size_from_env;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
@@ -109,8 +106,8 @@ bool holds_renewal(stb::SecureElement& se, const std::set<std::uint16_t>& servic
 }
 
 void million_box_renewal(benchmark::State& state) {
-  const std::size_t boxes = env_size("USHER_SIM_BOXES", 3000);
-  const std::size_t sample_size = std::min(boxes, env_size("USHER_SIM_SAMPLE", std::min<std::size_t>(10000, std::max<std::size_t>(boxes / 20, 50))));
+  const std::size_t boxes = size_from_env("USHER_SIM_BOXES", 3000);
+  const std::size_t sample_size = std::min(boxes, size_from_env("USHER_SIM_SAMPLE", std::min<std::size_t>(10000, std::max<std::size_t>(boxes / 20, 50))));
   for (auto _ : state) {
     usher::testing::TempDir dir;
     const std::string home = dir.file("operator");

@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_size.h"
 #include "synthetic_boxes.h"
 #include "temp_dir.h"
 #include "usher/core/clock.h"
@@ -47,14 +48,10 @@ constexpr std::uint16_t kCaSystemId = 0x4AFF;
 constexpr int kClients = 64;
 constexpr std::uint64_t kEmmBudget = 1'000'000;
 
-std::size_t env_size(const char* name, std::size_t fallback) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') return fallback;
-  return static_cast<std::size_t>(std::strtoull(v, nullptr, 10));
-}
+using usher::bench::size_from_env;
 
 void ppv_rush(benchmark::State& state) {
-  const auto boxes = static_cast<std::uint32_t>(env_size("USHER_RUSH_BOXES", 4000));
+  const auto boxes = static_cast<std::uint32_t>(size_from_env("USHER_RUSH_BOXES", 4000));
   for (auto _ : state) {
     usher::testing::TempDir dir;
     const std::string home = dir.file("operator");

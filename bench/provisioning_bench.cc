@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "bench_size.h"
 #include "synthetic_boxes.h"
 #include "temp_dir.h"
 #include "usher/entitlement/store.h"
@@ -18,11 +19,7 @@ namespace {
 
 using namespace usher;
 
-std::size_t bench_boxes() {
-  const char* env = std::getenv("USHER_BENCH_BOXES");
-  const auto n = env != nullptr ? std::strtoull(env, nullptr, 10) : 0;
-  return n > 0 ? static_cast<std::size_t>(n) : 20'000;
-}
+std::size_t bench_boxes() { return usher::bench::size_from_env("USHER_BENCH_BOXES", 20'000); }
 
 // Box ids 1,000,001 onward, their keys derived on every core.
 const std::vector<entitlement::StbRow>& boxes() {
