@@ -10,7 +10,8 @@
 //    synthetic 4 Mbit/s multiplex with EMMs at 1 Mbit/s; S secure elements chosen at random
 //    (USHER_SIM_SAMPLE, default 5 % of N, at most 10,000) take the EMMs addressed to them from its
 //    output. While the renewal runs, one box of the sample per stream second is newly subscribed
-//    and one has a service revoked. Counters, in stream seconds unless said:
+//    and one has a service revoked (a box that never held it subscribes, one holding service 1
+//    loses it). Counters, in stream seconds unless said:
 //      renewal_s          until every sampled subscriber holds its renewed rights
 //      departed_renewed   sampled boxes that left and yet hold renewed rights (must be 0)
 //      urgent_p99_s       new subscriptions and revocations queued meanwhile: 99th percentile of the
@@ -19,6 +20,7 @@
 //                         full EMM rate of the budget (each EMM as one packet: the most sections/s)
 //      register_s, grant_s, renew_s   wall seconds for bulk registration, the first month's grants,
 //                         and queueing the renewal and key rotation
+//      renewal_emms, renewal_packets  the EMMs the renewal queued, and the TS packets they take
 //      emm_sections, carousel_entries at the end of the run
 // The boxes' keys are derived from a seed (tests/support/synthetic_boxes.h); the sample's are real
 // secure elements' own (SecureElement::init), registered in the same import.
@@ -233,16 +235,14 @@ void million_box_renewal(benchmark::State& state) {
       }
       for (const auto id : sample) each_box(id);
     };
-    {
-      std::uint64_t cursor = 0;
-      for (;;) {
-        auto page = store.emm_changes(cursor);
-        for (const auto& a : page.added) {
-          route(a.section, [&](std::uint32_t id) { (void)sampled.open(id).apply_emm(a.section); });
-        }
-        cursor = page.next_cursor;
-        if (!page.more) break;
+    std::uint64_t cursor = 0;
+    for (;;) {
+      auto page = store.emm_changes(cursor);
+      for (const auto& a : page.added) {
+        route(a.section, [&](std::uint32_t id) { (void)sampled.open(id).apply_emm(a.section); });
       }
+      cursor = page.next_cursor;
+      if (!page.more) break;
     }
 
     // The headend: the real Scrambler fed from the store, its EMM budget 1 Mbit/s.
@@ -277,10 +277,28 @@ void million_box_renewal(benchmark::State& state) {
     std::uint16_t next_version = 0;
     if (auto key = store.service_key(1)) next_version = key->key_version;
     for (int p = 1; p <= 3; ++p) {
-      auto renewed = store.grant_many(subscribers[p], package_services(p), month_end, renewed_until);
+      // The window is extended, as `entitlement renew` does: a box keeps watching until month_end
+      // whichever of the two member grants it meets first (a box holds one window per service).
+      auto renewed = store.grant_many(subscribers[p], package_services(p), t0 - kDay, renewed_until);
       if (!renewed) return state.SkipWithError(renewed.error().message.c_str());
     }
     state.counters["renew_s"] = seconds_since(t);
+    {
+      // What the renewal put on the air: EMMs, and TS packets (a section takes (bytes + 1) / 184).
+      double sections = 0;
+      double packets = 0;
+      for (;;) {
+        auto page = store.emm_changes(cursor);
+        for (const auto& a : page.added) {
+          sections += 1;
+          packets += static_cast<double>((a.section.size() + 1 + 183) / 184);
+        }
+        cursor = page.next_cursor;
+        if (!page.more) break;
+      }
+      state.counters["renewal_emms"] = sections;
+      state.counters["renewal_packets"] = packets;
+    }
 
     scrambler.refresh_emms();
 
@@ -306,12 +324,27 @@ void million_box_renewal(benchmark::State& state) {
     std::uint16_t emm_pid = 0;
     std::unique_ptr<streams::SectionAssembler> emms;
     std::vector<std::vector<std::uint8_t>> arrived;
-    std::size_t next_urgent_box = 0;
-    std::vector<std::uint32_t> urgent_pool;  // boxes that left nothing: what they gain is theirs to hold
+    // A new subscription goes to a box that never held service 6, a revocation to one holding
+    // service 1: a grant to a box holding the service already is a renewal (it waits behind the
+    // month's renewal by design), and a grant made only to be revoked measures nothing real.
+    std::vector<std::uint32_t> gain_pool;
+    std::vector<std::uint32_t> lose_pool;
     for (const auto id : sample) {
-      if (auto it = expect.find(id); it == expect.end() || it->second.departed.empty()) urgent_pool.push_back(id);
+      const auto it = expect.find(id);
+      const bool left_nothing = it == expect.end() || it->second.departed.empty();
+      if (left_nothing && (it == expect.end() || !it->second.renewed.contains(6))) gain_pool.push_back(id);
+      if (left_nothing && it != expect.end() && it->second.renewed.contains(1)) lose_pool.push_back(id);
     }
-    std::shuffle(urgent_pool.begin(), urgent_pool.end(), rng);
+    std::shuffle(gain_pool.begin(), gain_pool.end(), rng);
+    std::shuffle(lose_pool.begin(), lose_pool.end(), rng);
+    // A box that both gains 6 and loses 1 would have its two changes measured together: kept apart.
+    {
+      const std::set<std::uint32_t> gaining(gain_pool.begin(), gain_pool.begin() + static_cast<std::ptrdiff_t>(gain_pool.size() / 2));
+      std::erase_if(lose_pool, [&](std::uint32_t id) { return gaining.contains(id); });
+      gain_pool.resize(gain_pool.size() / 2);
+    }
+    std::size_t next_gain = 0;
+    std::size_t next_lose = 0;
 
     while (stream_s < kMaxStreamSeconds) {
       out.clear();
@@ -355,14 +388,16 @@ void million_box_renewal(benchmark::State& state) {
       if (pending_renewals == 0 && renewal_s < 0) renewal_s = stream_s;
       const bool urgent_done = std::all_of(urgent.begin(), urgent.end(), [](const Urgent& u) { return u.done_at >= 0; });
       if (renewal_s >= 0 && urgent_done && stream_s > 5) break;
-      if (renewal_s < 0 && next_urgent_box + 2 <= urgent_pool.size()) {
-        // A box takes service 6 (as a new subscription would) and another loses service 1.
-        const auto gain = urgent_pool[next_urgent_box++];
-        const auto lose = urgent_pool[next_urgent_box++];
-        if (store.grant(gain, 6, month_end, renewed_until)) urgent.push_back({gain, 6, true, stream_s});
-        if (store.grant(lose, 1, t0 - kDay, renewed_until) && store.revoke(lose, 1)) urgent.push_back({lose, 1, false, stream_s});
-        // A box given service 6 now holds it renewed; one revoked is not expected to hold 1 renewed.
+      if (renewal_s < 0 && next_gain < gain_pool.size()) {
+        // A box takes service 6, as a new subscription would.
+        const auto gain = gain_pool[next_gain++];
+        if (store.grant(gain, 6, t0, renewed_until)) urgent.push_back({gain, 6, true, stream_s});
         if (auto it = expect.find(gain); it != expect.end() && !it->second.renewed.empty()) it->second.renewed.insert(6);
+      }
+      if (renewal_s < 0 && next_lose < lose_pool.size()) {
+        // Another loses service 1: it is no longer expected to hold 1 renewed.
+        const auto lose = lose_pool[next_lose++];
+        if (store.revoke(lose, 1)) urgent.push_back({lose, 1, false, stream_s});
         if (auto it = expect.find(lose); it != expect.end()) {
           if (it->second.renewed.erase(1) > 0 && it->second.renewed.empty() && it->second.done_at < 0) --pending_renewals;
         }

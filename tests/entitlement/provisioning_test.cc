@@ -434,6 +434,30 @@ TEST_F(Provisioning, TheSameGrantAgainIsSkippedWithNoSecondEmmAndANewWindowIsNot
   EXPECT_EQ(after.boxes.count(window), 0u);
   EXPECT_EQ(after.emms.size(), 1u);
   EXPECT_GT(*after.sequences.begin(), *regranted.sequences.rbegin());
+
+  // A renewal of some of the boxes only: the old window's member grant stays as it was until it
+  // ends (the others still hold it), the renewed boxes' bits with it: their newer, longer grant
+  // overrides it on each box whatever the order a box meets them in, and sealing it again would
+  // double a renewal's EMMs.
+  std::vector<std::uint32_t> first_twenty;
+  for (std::uint32_t id = 1; id <= 20; ++id) first_twenty.push_back(id);
+  const auto longer = kUntil + 60 * 86400;
+  ASSERT_TRUE(store().grant_many(first_twenty, news, kUntil, longer).ok());
+  const auto partly = member_grants();
+  EXPECT_EQ(partly.boxes.at({1, kUntil, longer}), testing::box_range(1, 20));
+  EXPECT_EQ(partly.boxes.at({1, kUntil, kUntil + 30 * 86400}), testing::box_range(1, 50));
+  EXPECT_EQ(partly.emms.size(), 2u);
+  EXPECT_TRUE(partly.sequences.contains(*after.sequences.begin())) << "the 30 days' member grant is not sealed again";
+
+  // A window that ends earlier is another matter: the member grants that would outlast it are
+  // sealed again without the boxes that moved.
+  std::vector<std::uint32_t> first_ten;
+  for (std::uint32_t id = 1; id <= 10; ++id) first_ten.push_back(id);
+  ASSERT_TRUE(store().grant_many(first_ten, news, kUntil, kUntil + 10 * 86400).ok());
+  const auto last = member_grants();
+  EXPECT_EQ(last.boxes.at({1, kUntil, kUntil + 10 * 86400}), testing::box_range(1, 10));
+  EXPECT_EQ(last.boxes.at({1, kUntil, longer}), testing::box_range(11, 20));
+  EXPECT_EQ(last.boxes.at({1, kUntil, kUntil + 30 * 86400}), testing::box_range(21, 50));
 }
 
 TEST_F(Provisioning, AnInterruptedGrantIsResumedWithOneEmmPerBoxAndService) {

@@ -261,6 +261,29 @@ TEST_F(GroupEmmTest, SequenceNumbersCompareAcrossAddresses) {
   EXPECT_TRUE(op.box(1002).open_ecm(ecm(1, 1, service_key)).ok());
 }
 
+// The engine leaves a month's member grant on the carousel until it ends when the box's renewal
+// (a longer window, in a newer member grant) is queued: a box that meets them in either order ends
+// with the renewed window.
+TEST_F(GroupEmmTest, ARenewalMetBeforeTheOlderMemberGrantKeepsTheRenewedWindow) {
+  const auto month_seq = op.next_sequence();
+  auto renewal = member_grant(members({3, 4}), 1, 1, service_key);
+  renewal.not_after = kT0 + 60 * 86400;
+  const auto renewed = op.group(kGroup, 1, group_key, items_of(std::move(renewal)));
+  const auto month = op.group(kGroup, 1, group_key, items_of(member_grant(members({3, 4}), 1, 1, service_key)), month_seq);
+  // Box 1001 (switched on late) meets the renewal first, then the month's grant from the carousel.
+  ASSERT_EQ(*op.box(1001).apply_emm(renewed), EmmOutcome::applied);
+  auto late = op.box(1001).apply_emm(month);
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.error().code, Errc::stale);
+  // Box 1002 meets them in the order queued.
+  ASSERT_EQ(*op.box(1002).apply_emm(month), EmmOutcome::applied);
+  ASSERT_EQ(*op.box(1002).apply_emm(renewed), EmmOutcome::applied);
+  for (const std::uint32_t id : {1001u, 1002u}) {
+    EXPECT_TRUE(op.box(id).open_ecm(ecm(1, 1, service_key, kT0 + 45 * 86400)).ok()) << "STB " << id;
+    EXPECT_TRUE(op.box(id).open_ecm(ecm(1, 1, service_key)).ok()) << "STB " << id;
+  }
+}
+
 TEST_F(GroupEmmTest, ABoxCutOffByARekeyingCannotReadTheGroupsNewerEmms) {
   // The operator replaces the group's key for every member but 1001 (cloned): 1002 gets version 2.
   Key256 key_v2 = random_key();

@@ -327,11 +327,20 @@ Status EntitlementStore::queue_group_grants(const std::vector<std::uint32_t>& st
   }
   for (auto group_id : group_ids) {
     // Member grants of these services for another window or set: boxes that moved to the new
-    // window leave their bitmaps.
+    // window leave their bitmaps. Except from one that ends no later than the new window (a
+    // renewal), while some box still holds it: the new member grant stays on the carousel at least
+    // as long and, newer, overrides the old one on every box in whatever order a box meets the
+    // two; sealing the old one again for the boxes that did not renew would double a renewal's
+    // EMMs (one more per group and package). One nobody holds any more goes.
     for (const auto& [topic, t] : grant_topics_of(db_, group_id)) {
       const bool is_new = t.not_before == not_before && t.not_after == not_after &&
                           std::find(chunks.begin(), chunks.end(), t.services) != chunks.end();
-      if (!is_new && shares_a_service(t.services, services)) USHER_CHECK(refresh_group_grant(group_id, t.services, t.not_before, t.not_after, kRenewal));
+      if (is_new || !shares_a_service(t.services, services)) continue;
+      if (t.not_after <= not_after) {
+        if (holders(db_, group_id, t.services, t.not_before, t.not_after).count() == 0) drop_emms(EmmAddressType::group, group_id, topic);
+        continue;
+      }
+      USHER_CHECK(refresh_group_grant(group_id, t.services, t.not_before, t.not_after, kRenewal));
     }
     for (const auto& chunk : chunks) USHER_CHECK(refresh_group_grant(group_id, chunk, not_before, not_after, kRenewal));
   }
