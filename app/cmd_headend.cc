@@ -74,8 +74,11 @@ std::string headend_metrics(const headend::Scrambler& scrambler, const headend::
   m.gauge("usher_headend_emm_bitrate_share", "The EMMs' bandwidth share in bit/s.", static_cast<double>(emm_bitrate));
   m.gauge("usher_headend_emm_carousel_entries", "EMMs live on the carousel.", static_cast<double>(s.emm_carousel_entries));
   m.gauge("usher_headend_emm_carousel_cycle_seconds",
-          "One pass of the EMM carousel at the budget: the longest a box switched on waits for its EMMs.",
+          "The longest a box switched on for the first time waits for its EMMs on the carousel (its key EMM, then the group and global ones).",
           scrambler.emm_carousel_cycle_seconds());
+  m.gauge("usher_headend_emm_shared_pass_seconds",
+          "One pass of the carousel's group and global EMMs: the longest a box that holds its group key waits for a renewal or a key.",
+          scrambler.emm_carousel_passes().shared_seconds);
   m.gauge("usher_headend_stream_seconds", "Stream time processed, in seconds.", scrambler.clock().seconds());
   m.gauge("usher_headend_bitrate", "The stream's bit rate as measured from its PCRs (bit/s).", static_cast<double>(scrambler.clock().bitrate()));
   for (const auto& st : scrambler.service_states()) {

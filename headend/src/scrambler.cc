@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include "input_survey.h"
@@ -321,7 +322,9 @@ std::uint64_t emm_packets_of(std::size_t section_bytes) { return (section_bytes 
 void Scrambler::drop_emm(std::size_t slot) {
   auto& e = emm_carousel_[slot];
   if (!e.section) return;
-  emm_carousel_bytes_ -= emm_packets_of(e.section->size()) * streams::kPacketSize;
+  const auto bytes = emm_packets_of(e.section->size()) * streams::kPacketSize;
+  emm_carousel_bytes_ -= bytes;
+  if (e.shared()) emm_shared_bytes_ -= bytes;
   e.section.reset();
   ++emm_removed_slots_;
 }
@@ -342,7 +345,9 @@ void Scrambler::refresh_emms() {
     emm_carousel_.clear();
     emm_removed_slots_ = 0;
     emm_next_ = 0;
+    emm_next_shared_ = 0;
     emm_carousel_bytes_ = 0;
+    emm_shared_bytes_ = 0;
   }
   // Ids are never reused: an entry both added and removed here is not taken at all.
   const std::set<std::uint64_t> removed(changes.removed.begin(), changes.removed.end());
@@ -355,7 +360,9 @@ void Scrambler::refresh_emms() {
     const bool fresh = started_ && e.live_at(now) && !held_before.contains(e.id);
     if (fresh) emm_fresh_[static_cast<std::size_t>(e.priority)].emplace_back(e.section);
     if (!held_before.contains(e.id)) ++stats_.emm_sections;
-    emm_carousel_bytes_ += emm_packets_of(e.section->size()) * streams::kPacketSize;
+    const auto bytes = emm_packets_of(e.section->size()) * streams::kPacketSize;
+    emm_carousel_bytes_ += bytes;
+    if (e.shared()) emm_shared_bytes_ += bytes;
     if (emm_carousel_.empty() || emm_carousel_.back().id < e.id) {
       emm_carousel_.push_back(std::move(e));
     } else {  // out of order (not from the engine's feed): kept in id order all the same
@@ -368,11 +375,13 @@ void Scrambler::refresh_emms() {
         const auto at = static_cast<std::size_t>(it - emm_carousel_.begin());
         emm_carousel_.insert(it, std::move(e));
         if (at < emm_next_) ++emm_next_;
+        if (at < emm_next_shared_) ++emm_next_shared_;
       }
     }
   }
   // What has had its time goes here too, whether or not the engine has purged it yet.
   emm_carousel_live_ = 0;
+  emm_shared_live_ = 0;
   for (std::size_t i = 0; i < emm_carousel_.size(); ++i) {
     auto& e = emm_carousel_[i];
     if (!e.section) continue;
@@ -380,17 +389,25 @@ void Scrambler::refresh_emms() {
       drop_emm(i);
     } else if (e.carousel_from <= now) {
       ++emm_carousel_live_;
+      if (e.shared()) ++emm_shared_live_;
     }
   }
   if (emm_removed_slots_ > 0 && emm_removed_slots_ * 2 >= emm_carousel_.size()) {
-    // Squeezed out, the round robin going on from the same entry.
+    // Squeezed out, both round robins going on from the same entries.
     std::size_t next = 0;
-    for (std::size_t i = 0; i < emm_next_ && i < emm_carousel_.size(); ++i) next += emm_carousel_[i].section ? 1 : 0;
+    std::size_t next_shared = 0;
+    for (std::size_t i = 0; i < emm_carousel_.size(); ++i) {
+      if (!emm_carousel_[i].section) continue;
+      if (i < emm_next_) ++next;
+      if (i < emm_next_shared_) ++next_shared;
+    }
     std::erase_if(emm_carousel_, [](const EmmEntry& e) { return !e.section; });
     emm_removed_slots_ = 0;
     emm_next_ = next;
+    emm_next_shared_ = next_shared;
   }
   if (emm_next_ >= emm_carousel_.size()) emm_next_ = 0;
+  if (emm_next_shared_ >= emm_carousel_.size()) emm_next_shared_ = 0;
   stats_.emm_carousel_entries = emm_carousel_live_;
   stats_.emm_carousel_bytes = emm_carousel_bytes_;
   std::uint64_t waiting = 0;
@@ -400,16 +417,40 @@ void Scrambler::refresh_emms() {
   if (entries != 0 && (logged_carousel_entries_ == 0 || entries > logged_carousel_entries_ * 11 / 10 ||
                        entries < logged_carousel_entries_ * 9 / 10)) {
     logged_carousel_entries_ = entries;
-    char cycle[32];
-    std::snprintf(cycle, sizeof(cycle), "%.1f", emm_carousel_cycle_seconds());
-    log_.info("EMM carousel: ", entries, " entries, ", emm_carousel_bytes_ / 1000, " kB on the wire; one pass takes ", cycle,
-              " s at ", config_.emm_bitrate / 1000, " kbit/s: a box switched on waits at most that for its EMMs");
+    const auto passes = emm_carousel_passes();
+    char shared[32];
+    char unique[32];
+    std::snprintf(shared, sizeof(shared), "%.1f", passes.shared_seconds);
+    std::snprintf(unique, sizeof(unique), "%.1f", passes.unique_seconds);
+    log_.info("EMM carousel: ", entries, " entries, ", emm_carousel_bytes_ / 1000, " kB on the wire (", emm_shared_bytes_ / 1000,
+              " kB group and global); at ", config_.emm_bitrate / 1000, " kbit/s a box that holds its group key waits at most ", shared,
+              " s for the group and global EMMs, a box switched on for the first time ", unique, " s more for its key EMM");
   }
 }
 
+double Scrambler::emm_shared_share() const {
+  // At least half to the shared EMMs, their share of the bytes if that is more: never slower
+  // for them than one carousel for all, and never a unique pass longer than two of those.
+  const auto unique = emm_carousel_bytes_ - emm_shared_bytes_;
+  if (emm_shared_bytes_ == 0) return 0.0;
+  if (unique == 0) return 1.0;
+  return std::max(0.5, static_cast<double>(emm_shared_bytes_) / static_cast<double>(emm_carousel_bytes_));
+}
+
+EmmCarouselPasses Scrambler::emm_carousel_passes() const {
+  EmmCarouselPasses p;
+  if (config_.emm_bitrate == 0) return p;
+  const double rate = static_cast<double>(config_.emm_bitrate);
+  const double share = emm_shared_share();
+  const auto unique = emm_carousel_bytes_ - emm_shared_bytes_;
+  if (emm_shared_bytes_ > 0) p.shared_seconds = static_cast<double>(emm_shared_bytes_) * 8.0 / (rate * share);
+  if (unique > 0) p.unique_seconds = static_cast<double>(unique) * 8.0 / (rate * (1.0 - share));
+  return p;
+}
+
 double Scrambler::emm_carousel_cycle_seconds() const {
-  if (config_.emm_bitrate == 0) return 0.0;
-  return static_cast<double>(emm_carousel_bytes_) * 8.0 / static_cast<double>(config_.emm_bitrate);
+  const auto p = emm_carousel_passes();
+  return p.shared_seconds + p.unique_seconds;
 }
 
 void Scrambler::emit_now(const TsPacket& packet) { pipeline_.push(packet, CsaPipeline::kNoSlot); }
@@ -964,16 +1005,31 @@ bool Scrambler::queue_emm(bool now) {
       break;
     }
   }
-  std::size_t slot = emm_next_;
+  std::size_t slot = 0;
+  bool shared_turn = false;
   if (section == nullptr) {
     if (emm_carousel_live_ == 0 || emm_carousel_.empty()) return false;
     const std::uint64_t time = broadcast_time();
-    std::size_t looked = 0;
-    while (looked < emm_carousel_.size() && !(emm_carousel_[slot].section && emm_carousel_[slot].live_at(time))) {
-      slot = (slot + 1) % emm_carousel_.size();
-      ++looked;
+    // The shared EMMs' turn while they are behind their share (or nothing else is live).
+    const bool any_shared = emm_shared_live_ > 0;
+    const bool any_unique = emm_carousel_live_ > emm_shared_live_;
+    shared_turn = any_shared && (!any_unique || emm_share_balance_ <= 0);
+    const auto next_live = [&](bool shared, std::size_t from) -> std::optional<std::size_t> {
+      std::size_t at = from;
+      for (std::size_t looked = 0; looked < emm_carousel_.size(); ++looked) {
+        const auto& e = emm_carousel_[at];
+        if (e.section && e.shared() == shared && e.live_at(time)) return at;
+        at = (at + 1) % emm_carousel_.size();
+      }
+      return std::nullopt;
+    };
+    auto found = next_live(shared_turn, shared_turn ? emm_next_shared_ : emm_next_);
+    if (!found) {  // the counts are as of the last refresh: what they said live may have ended since
+      shared_turn = !shared_turn;
+      found = next_live(shared_turn, shared_turn ? emm_next_shared_ : emm_next_);
     }
-    if (looked == emm_carousel_.size()) return false;
+    if (!found) return false;
+    slot = *found;
     section = emm_carousel_[slot].section.get();
   }
   const std::uint64_t t = clock_.now();
@@ -987,7 +1043,16 @@ bool Scrambler::queue_emm(bool now) {
     fresh->pop_front();
     if (stats_.emm_waiting > 0) --stats_.emm_waiting;
   } else {
-    emm_next_ = (slot + 1) % emm_carousel_.size();
+    const double bytes = static_cast<double>(packets * streams::kPacketSize);
+    const double share = emm_shared_share();
+    if (share <= 0.0 || share >= 1.0) {
+      emm_share_balance_ = 0;  // one kind only: nothing to balance
+    } else if (shared_turn) {
+      emm_share_balance_ += bytes * (1.0 - share);
+    } else {
+      emm_share_balance_ -= bytes * share;
+    }
+    (shared_turn ? emm_next_shared_ : emm_next_) = (slot + 1) % emm_carousel_.size();
   }
   return true;
 }

@@ -338,14 +338,16 @@ TEST_F(Provisioning, GrantsAPackageToManyBoxesWithEmmsEachBoxOpens) {
     EXPECT_EQ(g.not_after, kUntil);
     EXPECT_FALSE(g.revoked);
   }
-  // Since issue 11: one member grant per group of 256 and service (not one EMM per box and
-  // service), sealed under the group key, with every granted box's bit set and the service's key.
+  // Since issue 11: one member grant per group of 256 carrying both services of the package (not
+  // one EMM per box and service, nor one per group and service), sealed under the group key, with
+  // every granted box's bit set and each service's key.
   const auto carousel = member_grants();
   ASSERT_EQ(store().groups().size(), 2u);
   EXPECT_EQ(carousel.boxes.size(), 2u);
   EXPECT_EQ(carousel.boxes.at({1, kFrom, kUntil}), testing::box_range(1001, 1300));
   EXPECT_EQ(carousel.boxes.at({2, kFrom, kUntil}), testing::box_range(1001, 1300));
   EXPECT_EQ(carousel.emms.size(), 4u);  // groups 1 and 2, services 1 and 2
+  EXPECT_EQ(carousel.sequences.size(), 2u) << "one group EMM per group, both services in it";
   for (const auto& [at, n] : carousel.emms) EXPECT_EQ(n, 1) << "group " << at.first << " service " << at.second.service_id;
   EXPECT_TRUE(emms().empty()) << "no unique EMM per box";
   // Each box opens its group's member grants: its key EMM, under its own key, gives it that group key.
@@ -481,6 +483,7 @@ TEST_F(Provisioning, AnInterruptedGrantIsResumedWithOneEmmPerBoxAndService) {
   EXPECT_EQ(carousel.boxes.at({1, kFrom, kUntil}), testing::box_range(1, 400));
   EXPECT_EQ(carousel.boxes.at({2, kFrom, kUntil}), testing::box_range(1, 400));
   EXPECT_EQ(carousel.emms.size(), 4u);  // groups 1 and 2, services 1 and 2
+  EXPECT_EQ(carousel.sequences.size(), 2u) << "one group EMM per group, both services in it";
   for (const auto& [at, n] : carousel.emms) EXPECT_EQ(n, 1) << "group " << at.first << " service " << at.second.service_id;
   EXPECT_TRUE(emms().empty());
   // Run once more: nothing to do, nothing queued.

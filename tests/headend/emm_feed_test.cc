@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include "broadcast_fixture.h"
 #include "running_engine.h"
@@ -314,6 +315,63 @@ TEST(EmmBudget, NewUrgentEmmsGoFirstThenRenewalsThenTheCarousel) {
   ASSERT_LT(at(renewal), static_cast<std::ptrdiff_t>(sections.size()));
   EXPECT_LT(at(fresh_grant), at(renewal));
   EXPECT_LE(at(renewal), 10);  // right after what was already on its way, ahead of the carousel's 30
+}
+
+// Group and global EMMs (a renewal of 256 boxes each) take turns with the unique ones (one box's key
+// each) and get at least half of the carousel: with 300 boxes' key EMMs and 2 member grants, each
+// member grant goes about every fourth section, not once per 302.
+TEST(EmmBudget, GroupEmmsGetHalfTheCarouselHoweverManyUniqueEmmsThereAre) {
+  testing::BroadcastWorld world;
+  world.add_service(1);
+  std::vector<std::uint32_t> ids;
+  for (std::uint32_t id = 1001; id <= 1300; ++id) {
+    world.add_stb(id);
+    ids.push_back(id);
+  }
+  const std::vector<std::uint16_t> services{1};
+  ASSERT_TRUE(world.store().grant_many(ids, services, kStart - 10, kStart + 86400).ok());
+  testing::SyntheticMuxOptions o;
+  o.seconds = 6;
+  o.null_fraction = 0.2;
+  const auto clear = testing::make_synthetic_mux(o);
+  ScramblerConfig cfg;
+  cfg.start_unix = kStart;
+  cfg.emm_bitrate = 60'000;
+  StoreKeySource keys(world.store());
+  Scrambler scrambler(std::move(cfg), keys);
+  std::vector<TsPacket> out;
+  for (std::size_t i = 0; i < clear.size(); i += 500) {
+    scrambler.process(std::span(clear).subspan(i, std::min<std::size_t>(500, clear.size() - i)), out);
+  }
+  scrambler.finish(out);
+  std::map<std::uint32_t, int> group_sent;
+  std::size_t shared_packets = 0;
+  std::size_t unique_packets = 0;
+  std::set<std::uint32_t> unique_boxes;
+  for (const auto& section : testing::sections_on(out, kEmmPid)) {
+    const auto header = entitlement::peek_any_emm(section);
+    ASSERT_TRUE(header.ok());
+    const auto packets = (section.size() + 1 + 183) / 184;
+    if (header->address.type == entitlement::EmmAddressType::group) {
+      ++group_sent[header->address.id];
+      shared_packets += packets;
+    } else {
+      unique_boxes.insert(header->address.id);
+      unique_packets += packets;
+    }
+  }
+  ASSERT_EQ(group_sent.size(), 2u);
+  ASSERT_GT(unique_boxes.size(), 20u);
+  ASSERT_LT(unique_boxes.size(), 300u) << "the budget is meant to be short of one unique pass";
+  // Half the carousel's packets each way, to within a section or two.
+  EXPECT_NEAR(static_cast<double>(shared_packets), static_cast<double>(unique_packets), 4.0);
+  for (const auto& [group, n] : group_sent) EXPECT_GE(n, static_cast<int>(shared_packets / 2 / 2) - 2) << "group " << group;
+  // The bounds the headend reports: each kind's bytes at its share (a half each here).
+  const auto s = scrambler.stats();
+  const auto passes = scrambler.emm_carousel_passes();
+  EXPECT_GT(passes.unique_seconds, 10 * passes.shared_seconds);
+  EXPECT_NEAR(scrambler.emm_carousel_cycle_seconds(), passes.shared_seconds + passes.unique_seconds, 1e-9);
+  EXPECT_NEAR(passes.shared_seconds + passes.unique_seconds, 2.0 * static_cast<double>(s.emm_carousel_bytes) * 8 / 60'000, 1e-6);
 }
 
 }  // namespace

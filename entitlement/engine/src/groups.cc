@@ -337,10 +337,18 @@ Status EntitlementStore::queue_group_grants(const std::vector<std::uint32_t>& st
                           std::find(chunks.begin(), chunks.end(), t.services) != chunks.end();
       if (is_new || !shares_a_service(t.services, services)) continue;
       if (t.not_after <= not_after) {
-        if (holders(db_, group_id, t.services, t.not_before, t.not_after).count() == 0) drop_emms(EmmAddressType::group, group_id, topic);
-        continue;
+        if (holders(db_, group_id, t.services, t.not_before, t.not_after).count() != 0) continue;
+        drop_emms(EmmAddressType::group, group_id, topic);
+      } else {
+        USHER_CHECK(refresh_group_grant(group_id, t.services, t.not_before, t.not_after, kRenewal));
       }
-      USHER_CHECK(refresh_group_grant(group_id, t.services, t.not_before, t.not_after, kRenewal));
+      // The boxes that lost their bit in it still hold its other services for its window: a member
+      // grant of those carries them (a package's member grant, one service of which moved).
+      std::vector<std::uint16_t> rest;
+      for (auto s : t.services) {
+        if (std::find(services.begin(), services.end(), s) == services.end()) rest.push_back(s);
+      }
+      if (!rest.empty()) USHER_CHECK(refresh_group_grant(group_id, rest, t.not_before, t.not_after, kRenewal));
     }
     for (const auto& chunk : chunks) USHER_CHECK(refresh_group_grant(group_id, chunk, not_before, not_after, kRenewal));
   }

@@ -10,6 +10,7 @@
 #include <exception>
 #include <thread>
 #include <unordered_map>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -570,10 +571,13 @@ Result<EntitlementStore::BulkCounts> EntitlementStore::grant_many(std::span<cons
           "INSERT INTO grants (stb_id, service_id, not_before, not_after, revoked) VALUES (?, ?, ?, ?, 0) "
           "ON CONFLICT (stb_id, service_id) DO UPDATE SET not_before = excluded.not_before, "
           "not_after = excluded.not_after, revoked = 0");
-      // Per service, the boxes of this transaction that need it: what queue_grant_emms sends.
-      std::vector<std::vector<std::uint32_t>> needing(grants.size());
+      // The boxes of this transaction by the services they need (all of the package's, mostly):
+      // one member grant per group carries them together (a package's renewal is one EMM per
+      // group, not one per group and service).
+      std::map<std::vector<std::uint16_t>, std::vector<std::uint32_t>> needing;
       for (std::size_t i = start; i < end; ++i) {
         bool granted_any = false;
+        std::vector<std::uint16_t> needed;
         for (std::size_t g = 0; g < grants.size(); ++g) {
           held.reset();
           held.bind(1, ids[i]).bind(2, grants[g].service_id);
@@ -585,15 +589,13 @@ Result<EntitlementStore::BulkCounts> EntitlementStore::grant_many(std::span<cons
           upsert.bind(1, ids[i]).bind(2, grants[g].service_id).bind(3, static_cast<std::int64_t>(not_before))
               .bind(4, static_cast<std::int64_t>(not_after));
           upsert.run();
-          needing[g].push_back(ids[i]);
+          needed.push_back(grants[g].service_id);
           granted_any = true;
         }
+        if (granted_any) needing[needed].push_back(ids[i]);
         ++(granted_any ? chunk.added : chunk.skipped);
       }
-      for (std::size_t g = 0; g < grants.size(); ++g) {
-        if (needing[g].empty()) continue;
-        USHER_CHECK(queue_grant_emms(needing[g], std::span<const EmmGrant>(&grants[g], 1)));
-      }
+      for (const auto& [set, boxes] : needing) USHER_CHECK(queue_group_grants(boxes, set, not_before, not_after));
       tx.commit();
     } catch (const std::exception& e) {
       return make_error(Errc::storage, std::string("granting: ") + e.what() + " (" + std::to_string(counts.added) +
@@ -606,13 +608,5 @@ Result<EntitlementStore::BulkCounts> EntitlementStore::grant_many(std::span<cons
   return counts;
 }
 
-Status EntitlementStore::queue_grant_emms(std::span<const std::uint32_t> stb_ids, std::span<const EmmGrant> grants) {
-  // Many boxes at once: one member grant per group of 256 (groups.cc), not one EMM per box.
-  const std::vector<std::uint32_t> boxes(stb_ids.begin(), stb_ids.end());
-  for (const auto& grant : grants) {
-    USHER_CHECK(queue_group_grants(boxes, {grant.service_id}, grant.not_before, grant.not_after));
-  }
-  return ok_status();
-}
 
 }  // namespace usher::entitlement

@@ -70,6 +70,18 @@ struct EmmEntry {
   std::uint64_t carousel_until = 0;  // inclusive
   std::shared_ptr<const std::vector<std::uint8_t>> section;
   [[nodiscard]] bool live_at(std::uint64_t time) const { return carousel_from <= time && time <= carousel_until; }
+  // A group or global EMM (many boxes' renewals and keys), not one box's own.
+  [[nodiscard]] bool shared() const { return section && !section->empty() && (*section)[0] != entitlement::kTableEmmUnique; }
+};
+
+// The carousel's two passes at the budget. Group and global EMMs (few: one per group and package)
+// and unique EMMs (one box each: a million key EMMs) take turns, the shared ones getting at least
+// half of what the carousel sends (their share of the bytes if more), so that a box that holds its
+// group key, however many boxes there are, catches up with renewals and key rotations within the
+// shared pass; a box switched on for the first time needs its key EMM (the unique pass) first.
+struct EmmCarouselPasses {
+  double shared_seconds = 0;  // stream seconds for every live group and global EMM to go once
+  double unique_seconds = 0;  // the same for the unique ones
 };
 
 // What the EMM queue gained and lost since a version the key source gave before.
@@ -220,9 +232,11 @@ class Scrambler {
   // Takes the EMM queue's changes from the key source: new EMMs go first (by priority) within the
   // budget, then the carousel again; expired ones are dropped.
   void refresh_emms();
-  // How long one pass of the carousel takes at the budget (stream seconds): a box switched on
-  // waits at most this long for an EMM of it that is on the carousel (plus the EMMs ahead of it).
+  // How long a box switched on for the first time waits at most for its EMMs on the carousel
+  // (stream seconds at the budget, plus new EMMs ahead of them): its key EMM in the unique pass,
+  // then the shared pass. A box that holds its group key waits the shared pass only.
   [[nodiscard]] double emm_carousel_cycle_seconds() const;
+  [[nodiscard]] EmmCarouselPasses emm_carousel_passes() const;
 
   // Set when the scrambler refuses to go on; it outputs nothing from then on. A refusal while the
   // input is surveyed (see above) means that nothing at all was output: report it and stop.
@@ -312,10 +326,16 @@ class Scrambler {
   // until they are half of it, then squeezed out.
   std::vector<EmmEntry> emm_carousel_;
   std::size_t emm_removed_slots_ = 0;
-  std::size_t emm_next_ = 0;
+  std::size_t emm_next_ = 0;         // the unique EMMs' round robin
+  std::size_t emm_next_shared_ = 0;  // the group and global EMMs'
   std::uint64_t emm_version_ = 0;  // of the key source's changes
-  std::uint64_t emm_carousel_bytes_ = 0;
+  std::uint64_t emm_carousel_bytes_ = 0;         // on the wire, live or not yet
+  std::uint64_t emm_shared_bytes_ = 0;           // of which group and global
   std::uint64_t emm_carousel_live_ = 0;
+  std::uint64_t emm_shared_live_ = 0;            // of which group and global
+  // Bytes the shared EMMs are ahead (> 0) of their share of the carousel (< 0: behind).
+  double emm_share_balance_ = 0;
+  [[nodiscard]] double emm_shared_share() const;
   std::size_t logged_carousel_entries_ = 0;
   void drop_emm(std::size_t slot);
   std::uint64_t next_cat_ = 0;

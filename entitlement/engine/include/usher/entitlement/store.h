@@ -429,9 +429,6 @@ class EntitlementStore {
   // Inside the transaction that registers a box (register_stbs): what a new box needs beyond its
   // row: its group, position and key EMM (groups.cc).
   Status on_stb_registered(std::uint32_t stb_id) { return assign_group(stb_id); }
-  // Inside a bulk grant's transaction: queues the EMMs that carry `grants` to each of `stb_ids`
-  // (one member grant per group of 256, queue_group_grants).
-  Status queue_grant_emms(std::span<const std::uint32_t> stb_ids, std::span<const EmmGrant> grants);
 
   sql::Database db_;
   std::uint16_t ca_system_id_;
