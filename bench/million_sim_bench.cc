@@ -21,7 +21,10 @@
 //      register_s, grant_s, renew_s   wall seconds for bulk registration, the first month's grants,
 //                         and queueing the renewal and key rotation
 //      renewal_emms, renewal_packets  the EMMs the renewal queued, and the TS packets they take
-//      emm_sections, carousel_entries at the end of the run
+//      emm_sections, carousel_entries, carousel_mb (on the wire) at the end of the run
+//      shared_pass_s, unique_pass_s   the carousel's two passes at the end (docs/headend.md): the
+//                         longest a box that holds its group key waits for a group EMM it missed,
+//                         and the longest a box switched on for the first time waits for its key EMM
 // The boxes' keys are derived from a seed (tests/support/synthetic_boxes.h); the sample's are real
 // secure elements' own (SecureElement::init), registered in the same import.
 #include <benchmark/benchmark.h>
@@ -450,6 +453,10 @@ void million_box_renewal(benchmark::State& state) {
     state.counters["stream_s"] = stream_s;
     state.counters["emm_sections"] = static_cast<double>(scrambler.stats().emm_sections);
     state.counters["carousel_entries"] = static_cast<double>(scrambler.stats().emm_carousel_entries);
+    state.counters["carousel_mb"] = static_cast<double>(scrambler.stats().emm_carousel_bytes) / 1e6;
+    const auto passes = scrambler.emm_carousel_passes();
+    state.counters["shared_pass_s"] = passes.shared_seconds;
+    state.counters["unique_pass_s"] = passes.unique_seconds;
     if (renewal_s < 0) state.SkipWithError("the renewal did not reach every sampled box within the stream simulated");
     if (departed_renewed > 0) state.SkipWithError("a box that left holds renewed rights");
   }
