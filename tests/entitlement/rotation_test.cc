@@ -131,6 +131,33 @@ TEST_F(EntitlementRotation, TheNextKeyIsAnnouncedInEveryGroupsMemberGrantsWithTh
   EXPECT_FALSE(store->service_keys(2, now).value().next.has_value());
 }
 
+TEST_F(EntitlementRotation, ABoxGrantedTheServiceAloneGetsTheNextKeyInAMemberGrantToo) {
+  const auto now = unix_now();
+  register_boxes(1, 4);
+  ASSERT_TRUE(store->grant_package(1, 10, now - 86400, now + 86400).ok());
+  ASSERT_TRUE(store->grant(3, 1, now - 86400, now + 86400).ok());  // the package's window, service 1 alone
+  ASSERT_TRUE(store->grant(4, 1, now, now + 7 * 86400).ok());      // a window of its own
+  ASSERT_TRUE(store->grant(2, 2, now, now + 7 * 86400).ok());      // another service: not announced
+  // Boxes 3 and 4 had their grants by unique EMM only: no member grant carried them.
+  ASSERT_TRUE(store->rotate_service_key(1, now + 3600, now).ok());
+  const auto all = member_grants();
+  const auto& grants = all.at(1);
+  // Per position, the windows of service 1 in which a member grant gives it the next key.
+  std::map<std::uint8_t, std::set<std::uint64_t>> next_key_until;
+  for (const auto& g : grants) {
+    const auto versions = versions_of(g);
+    EXPECT_EQ(versions.count({1, 1}), versions.count({1, 2})) << "the current key beside the next";
+    if (versions.count({1, 2}) == 0) continue;
+    for (int p = 0; p < 4; ++p) {
+      if (g.members.has(static_cast<std::uint8_t>(p))) next_key_until[static_cast<std::uint8_t>(p)].insert(g.not_after);
+    }
+  }
+  EXPECT_EQ(next_key_until[0], (std::set<std::uint64_t>{now + 86400}));
+  EXPECT_EQ(next_key_until[2], (std::set<std::uint64_t>{now + 86400}));
+  EXPECT_EQ(next_key_until[3], (std::set<std::uint64_t>{now + 7 * 86400}));
+  EXPECT_EQ(next_key_until.count(1), 0u) << "box 2 does not hold service 1";
+}
+
 TEST_F(EntitlementRotation, BadTimesAndASecondPendingRotationAreRefusedChangingNothing) {
   const auto now = unix_now();
   register_boxes(1, 2);

@@ -542,6 +542,54 @@ Status EntitlementStore::refresh_group_grants_of_service(std::uint16_t service_i
   return ok_status();
 }
 
+Status EntitlementStore::announce_to_uncovered_holders(std::uint16_t service_id, std::uint64_t now) {
+  // The member grants on the carousel that name the service, by group: the window and who holds it.
+  struct Covered {
+    std::uint64_t not_before;
+    std::uint64_t not_after;
+    MemberBitmap members;
+  };
+  std::map<std::uint32_t, std::vector<Covered>> covered;
+  {
+    std::vector<std::pair<std::uint32_t, GrantTopic>> topics;
+    auto st = db_.prepare("SELECT DISTINCT stb_id, topic FROM emm_queue WHERE address_type = ? AND topic LIKE 'grant/%'");
+    st.bind(1, static_cast<int>(EmmAddressType::group));
+    while (st.step()) {
+      auto parsed = parse_grant_topic(st.column_text(1));
+      if (parsed && std::find(parsed->services.begin(), parsed->services.end(), service_id) != parsed->services.end()) {
+        topics.emplace_back(static_cast<std::uint32_t>(st.column_int(0)), std::move(*parsed));
+      }
+    }
+    for (const auto& [group_id, t] : topics) {
+      covered[group_id].push_back({t.not_before, t.not_after, holders(db_, group_id, t.services, t.not_before, t.not_after)});
+    }
+  }
+  // Holders that none covers (a grant of the one service, a pass): a member grant of the service for
+  // their window in their group, which the carousel then carries like the others.
+  std::set<std::tuple<std::uint32_t, std::uint64_t, std::uint64_t>> missing;  // group, window
+  {
+    auto st = db_.prepare(
+        "SELECT m.group_id, m.position, g.not_before, g.not_after FROM grants g JOIN group_members m ON m.stb_id = g.stb_id "
+        "JOIN stbs s ON s.stb_id = g.stb_id WHERE g.service_id = ? AND g.revoked = 0 AND g.not_after > ? AND s.cut_off = 0");
+    st.bind(1, service_id).bind(2, static_cast<std::int64_t>(std::max(now, unix_now())));
+    while (st.step()) {
+      const auto group_id = static_cast<std::uint32_t>(st.column_int(0));
+      const auto position = static_cast<std::uint8_t>(st.column_int(1));
+      const auto not_before = static_cast<std::uint64_t>(st.column_int(2));
+      const auto not_after = static_cast<std::uint64_t>(st.column_int(3));
+      const auto it = covered.find(group_id);
+      const bool is_covered = it != covered.end() && std::any_of(it->second.begin(), it->second.end(), [&](const Covered& c) {
+                                return c.not_before == not_before && c.not_after == not_after && c.members.has(position);
+                              });
+      if (!is_covered) missing.emplace(group_id, not_before, not_after);
+    }
+  }
+  for (const auto& [group_id, not_before, not_after] : missing) {
+    USHER_CHECK(refresh_group_grant(group_id, {service_id}, not_before, not_after, kRenewal, now));
+  }
+  return ok_status();
+}
+
 Result<ServiceKeyVersion> EntitlementStore::rotate_service_key(std::uint16_t service_id, std::uint64_t starts, std::uint64_t now) {
   USHER_TRY(auto keys, service_keys(service_id, now));
   const std::string svc = "service " + std::to_string(service_id);
@@ -564,6 +612,7 @@ Result<ServiceKeyVersion> EntitlementStore::rotate_service_key(std::uint16_t ser
   ins.run();
   // Announced at once, by the group EMMs the carousel already carries for the service's holders.
   USHER_CHECK(refresh_group_grants_of_service(service_id, kRenewal, now));
+  USHER_CHECK(announce_to_uncovered_holders(service_id, now));
   tx.commit();
   return next;
 }
