@@ -2,11 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <thread>
 
 #include "broadcast_fixture.h"
 #include "synthetic_stream.h"
 #include "running_engine.h"
+#include "usher/core/clock.h"
 #include "usher/core/zmq.h"
 #include "usher/entitlement/protocol.h"
 #include "usher/stb/descrambler.h"
@@ -85,6 +87,78 @@ TEST_F(EngineLinkTest, ScramblesWithEngineKeysAndCarriesOnWhenTheEngineGoesAway)
   RunningEngine again(world.store(), endpoint);
   for (int i = 0; i < 40 && !keys.engine_reachable(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_TRUE(keys.engine_reachable());
+}
+
+// Rotation (issue 11): the headend learns the next key and its start from the engine's reply, and
+// its ECMs switch to the new version exactly at that broadcast time, in the stream; the subscriber
+// took the next key from the group EMM on the carousel and descrambles across the switch.
+TEST_F(EngineLinkTest, TheHeadendSwitchesEcmsToTheNextKeyAtItsStartInStreamTime) {
+  world.add_stb(1002);  // not a subscriber
+  const std::uint64_t switch_at = kStart + 2;
+  const auto next = world.store().rotate_service_key(1, switch_at, unix_now());
+  ASSERT_TRUE(next.ok()) << next.error().message;
+  RunningEngine engine(world.store(), "tcp://127.0.0.1:*");
+  EngineKeySource keys(engine.endpoint(), *identity, std::chrono::milliseconds(50), std::chrono::milliseconds(500));
+  ASSERT_TRUE(keys.fetch().ok());
+  {
+    const auto before = keys.service_keys(1, switch_at - 1).value();
+    EXPECT_EQ(before.current.key_version, 1);
+    ASSERT_TRUE(before.next.has_value());
+    EXPECT_EQ(before.next->key_version, 2);
+    EXPECT_EQ(before.next->starts, switch_at);
+    EXPECT_TRUE(before.next->key == next->key);
+    const auto after = keys.service_keys(1, switch_at).value();
+    EXPECT_EQ(after.current.key_version, 2);
+    EXPECT_FALSE(after.next.has_value());
+  }
+
+  testing::SyntheticMuxOptions o;
+  o.seconds = 4;
+  const auto clear = testing::make_synthetic_mux(o);
+  ScramblerConfig cfg;
+  cfg.start_unix = kStart;
+  cfg.crypto_period_ms = 1500;  // periods 0-1.5 s, then one cut at the switch (2 s)
+  Scrambler scrambler(std::move(cfg), keys);
+  std::vector<TsPacket> scrambled;
+  scrambler.process(clear, scrambled);
+  scrambler.finish(scrambled);
+
+  // Each distinct ECM: its key version and its current period's start.
+  const auto v1 = world.store().service_keys(1, kStart).value().current.key.clone();
+  std::map<std::uint32_t, std::pair<std::uint16_t, std::uint64_t>> periods;  // period -> (version, time)
+  for (const auto& section : testing::sections_on(scrambled, 0x1FE0)) {
+    const auto header = entitlement::peek_ecm(section).value();
+    const Key256& key = header.key_version == 2 ? next->key : v1;
+    const auto both = entitlement::decode_ecm(section, key, key);
+    ASSERT_TRUE(both.ok()) << "both blocks open with the key the header names: " << both.error().message;
+    periods.emplace(both->current.crypto_period, std::pair{header.key_version, both->current.time_unix});
+  }
+  ASSERT_GE(periods.size(), 4u);
+  bool switched = false;
+  for (const auto& [period, seen] : periods) {
+    SCOPED_TRACE("period " + std::to_string(period));
+    const auto [version, time] = seen;
+    if (version == 2 && !switched) {
+      EXPECT_EQ(time, switch_at) << "the first period of the new key starts at the switch";
+      switched = true;
+    }
+    EXPECT_EQ(version, time >= switch_at ? 2 : 1);
+  }
+  EXPECT_TRUE(switched);
+
+  stb::Descrambler subscriber(&world.stb(1001), {});
+  std::vector<TsPacket> out;
+  subscriber.process(scrambled, out);
+  subscriber.finish(out);
+  EXPECT_EQ(subscriber.stats().packets_left_scrambled, 0u) << "no black screen at the switch";
+  const auto held = world.stb(1001).entitlements();
+  ASSERT_EQ(held.size(), 1u);
+  EXPECT_EQ(held[0].key_versions, (std::vector<std::uint16_t>{1, 2}));
+  stb::Descrambler stranger(&world.stb(1002), {});
+  std::vector<TsPacket> nothing;
+  stranger.process(scrambled, nothing);
+  stranger.finish(nothing);
+  EXPECT_EQ(stranger.stats().packets_descrambled, 0u);
 }
 
 TEST_F(EngineLinkTest, UnregisteredHeadendCannotStart) {
