@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 #include <thread>
 
 #include "broadcast_fixture.h"
@@ -159,6 +160,66 @@ TEST_F(EngineLinkTest, TheHeadendSwitchesEcmsToTheNextKeyAtItsStartInStreamTime)
   stranger.process(scrambled, nothing);
   stranger.finish(nothing);
   EXPECT_EQ(stranger.stats().packets_descrambled, 0u);
+}
+
+// A box switched off while a rotation was announced catches up from the group EMMs on the carousel
+// alone, with no unique EMM sent for it: it then opens ECMs of either version. A box revoked before
+// the announcement takes nothing from it.
+TEST_F(EngineLinkTest, ABoxOffDuringTheAnnouncementCatchesUpFromTheGroupEmmAlone) {
+  const auto now = unix_now();
+  auto& store = world.store();
+  world.add_stb(1003);
+  ASSERT_TRUE(store.add_package(10, "Basic", {1}).ok());
+  ASSERT_TRUE(store.grant_package(1003, 10, now - 10, kStart + 86400).ok());
+  ASSERT_TRUE(store.revoke(1001, 1).ok());
+  // Both boxes on: they take everything on the carousel now.
+  for (auto id : {1001u, 1003u}) {
+    for (const auto& section : store.emm_sections(now)) (void)world.stb(id).apply_emm(section);
+  }
+  ASSERT_EQ(world.stb(1003).entitlements().at(0).key_versions, (std::vector<std::uint16_t>{1}));
+  std::set<std::uint64_t> before;
+  for (const auto& q : store.queued_emms()) before.insert(q.sequence);
+  // Off; the rotation is announced.
+  const auto next = store.rotate_service_key(1, kStart, now);
+  ASSERT_TRUE(next.ok()) << next.error().message;
+  std::size_t new_unique = 0;
+  std::vector<std::vector<std::uint8_t>> new_group;
+  for (const auto& q : store.queued_emms()) {
+    if (before.contains(q.sequence)) continue;
+    if (q.address.type == entitlement::EmmAddressType::group) {
+      new_group.push_back(q.section);
+    } else {
+      ++new_unique;
+    }
+  }
+  EXPECT_EQ(new_unique, 0u) << "no unique EMM for the announcement";
+  ASSERT_FALSE(new_group.empty());
+  // On again: what the carousel has now, group EMMs only.
+  for (auto id : {1001u, 1003u}) {
+    for (const auto& section : store.emm_sections(now)) {
+      if (entitlement::peek_any_emm(section)->address.type == entitlement::EmmAddressType::group) (void)world.stb(id).apply_emm(section);
+    }
+  }
+  EXPECT_EQ(world.stb(1003).entitlements().at(0).key_versions, (std::vector<std::uint16_t>{1, 2}));
+  const auto ecm_of = [&](std::uint16_t version, const Key256& key, std::uint64_t time) {
+    entitlement::EcmContent ecm;
+    ecm.service_id = 1;
+    ecm.key_version = version;
+    ecm.current.crypto_period = 0;
+    ecm.current.time_unix = time;
+    ecm.next.crypto_period = 1;
+    ecm.next.time_unix = time + 10;
+    return entitlement::encode_ecm(ecm, key, key);
+  };
+  const auto v1 = store.service_keys(1, now).value().current.key.clone();
+  EXPECT_TRUE(world.stb(1003).open_ecm(ecm_of(1, v1, kStart - 5)).ok());
+  const auto after = world.stb(1003).open_ecm(ecm_of(2, next->key, kStart + 5));
+  EXPECT_TRUE(after.ok()) << after.error().message;
+  // The revoked box: nothing of version 2.
+  const auto revoked = world.stb(1001).open_ecm(ecm_of(2, next->key, kStart + 5));
+  ASSERT_FALSE(revoked.ok());
+  EXPECT_EQ(revoked.error().code, Errc::not_entitled);
+  for (const auto& e : world.stb(1001).entitlements()) EXPECT_TRUE(e.key_versions.empty());
 }
 
 TEST_F(EngineLinkTest, UnregisteredHeadendCannotStart) {
