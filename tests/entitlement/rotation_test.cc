@@ -110,6 +110,13 @@ TEST_F(EntitlementRotation, TheNextKeyIsAnnouncedInEveryGroupsMemberGrantsWithTh
     }
   }
   EXPECT_FALSE(after.at(1)[0].members.has(3)) << "box 4 (position 3) was revoked";
+  // Sizes on the wire (docs/messages.md): two services grow from one TS packet (181 bytes, 184 of
+  // payload with the pointer field) to two (217 bytes) with one service's next key beside.
+  for (const auto& q : store->queued_emms()) {
+    if (q.address.type == EmmAddressType::group) {
+      EXPECT_EQ(q.section.size(), 217u);
+    }
+  }
   EXPECT_FALSE(store->group_of(7).has_value()) << "box 7 was cut off";
   // No unique EMM per box for the announcement.
   std::size_t unique_after = 0;
@@ -156,6 +163,12 @@ TEST_F(EntitlementRotation, ABoxGrantedTheServiceAloneGetsTheNextKeyInAMemberGra
   EXPECT_EQ(next_key_until[2], (std::set<std::uint64_t>{now + 86400}));
   EXPECT_EQ(next_key_until[3], (std::set<std::uint64_t>{now + 7 * 86400}));
   EXPECT_EQ(next_key_until.count(1), 0u) << "box 2 does not hold service 1";
+  // A member grant of one service with both keys still fits one TS packet.
+  for (const auto& q : store->queued_emms()) {
+    if (q.address.type == EmmAddressType::group && q.topic.ends_with("/1")) {
+      EXPECT_EQ(q.section.size(), 181u) << q.topic;
+    }
+  }
 }
 
 TEST_F(EntitlementRotation, BadTimesAndASecondPendingRotationAreRefusedChangingNothing) {
