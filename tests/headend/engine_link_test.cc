@@ -11,6 +11,7 @@
 #include "running_engine.h"
 #include "usher/core/clock.h"
 #include "usher/core/zmq.h"
+#include "usher/headend/store_key_source.h"
 #include "usher/entitlement/protocol.h"
 #include "usher/stb/descrambler.h"
 
@@ -220,6 +221,34 @@ TEST_F(EngineLinkTest, ABoxOffDuringTheAnnouncementCatchesUpFromTheGroupEmmAlone
   ASSERT_FALSE(revoked.ok());
   EXPECT_EQ(revoked.error().code, Errc::not_entitled);
   for (const auto& e : world.stb(1001).entitlements()) EXPECT_TRUE(e.key_versions.empty());
+}
+
+// A rotation the headend learns of only after its start in stream time (announced late, or the
+// stream ahead of the engine's clock): the scrambler moves to the new version at its next look at
+// the keys, with a control word nobody has seen, and never goes back.
+TEST_F(EngineLinkTest, ARotationLearnedAfterItsStartSwitchesAtTheNextLookAtTheKeys) {
+  StoreKeySource keys(world.store());
+  testing::SyntheticMuxOptions o;
+  o.seconds = 6;
+  const auto clear = testing::make_synthetic_mux(o);
+  ScramblerConfig cfg;
+  cfg.start_unix = kStart;
+  cfg.crypto_period_ms = 10'000;
+  Scrambler scrambler(std::move(cfg), keys);
+  std::vector<TsPacket> scrambled;
+  const std::size_t third = clear.size() / 3;
+  scrambler.process(std::span(clear).first(third), scrambled);  // about 2 s of stream, version 1
+  const auto next = world.store().rotate_service_key(1, kStart + 1, unix_now());
+  ASSERT_TRUE(next.ok()) << next.error().message;
+  scrambler.process(std::span(clear).subspan(third), scrambled);
+  scrambler.finish(scrambled);
+  std::vector<std::uint16_t> versions;
+  for (const auto& section : testing::sections_on(scrambled, 0x1FE0)) {
+    const auto header = entitlement::peek_ecm(section).value();
+    if (versions.empty() || versions.back() != header.key_version) versions.push_back(header.key_version);
+  }
+  EXPECT_EQ(versions, (std::vector<std::uint16_t>{1, 2}));
+  EXPECT_GE(scrambler.stats().crypto_periods, 2u) << "a period cut at the late switch";
 }
 
 TEST_F(EngineLinkTest, UnregisteredHeadendCannotStart) {
