@@ -152,6 +152,18 @@ void add_entitlement(CLI::App& root, Commands& commands) {
     std::printf("service %u sold by the day at %s\n", o->service_id, entitlement::format_money(per_day).c_str());
     return 0;
   });
+  auto* service_rotate = leaf(service, "rotate-key",
+                              "Makes the service's next key, used by ECMs from --at on, and announces it at once in the group EMMs "
+                              "of its subscribers (one rotation pending at a time).");
+  add_integer<std::uint16_t>(*service_rotate, "--service", o->service_id, "the service_id", 1, 0xFFFF)->required();
+  add_time(*service_rotate, "--at", o->start, "when the next key comes into use (broadcast time, after now)")->required();
+  commands.on(service_rotate, [o] {
+    auto store = open(*o);
+    const auto next = need(store.rotate_service_key(o->service_id, o->start, unix_now()));
+    std::printf("service %u: key version %u in use from %s; announced in group EMMs\n", o->service_id, next.key_version,
+                format_utc(next.starts).c_str());
+    return 0;
+  });
   auto* service_list = leaf(service, "list", "Lists the services.");
   commands.on(service_list, [o] {
     auto store = open(*o);

@@ -5,8 +5,9 @@
 //  - million_box_renewal: N boxes (USHER_SIM_BOXES, default 3,000; the closing note's figures use
 //    1,000,000) imported in bulk, subscribed to three packages of two services each (about 60 % of
 //    the boxes each), with a month's churn (3 % of each package's subscribers leave, as many join).
-//    Then, at stream time 0, the monthly renewal of every subscriber (the rotation of the service
-//    keys is not in the engine yet). The headend's Scrambler runs over a
+//    Then, at stream time 0, the monthly renewal of every subscriber and the rotation of every
+//    service key at the start of the new month (a box counts as renewed once it holds the renewed
+//    window and the next key version). The headend's Scrambler runs over a
 //    synthetic 4 Mbit/s multiplex with EMMs at 1 Mbit/s; S secure elements chosen at random
 //    (USHER_SIM_SAMPLE, default 5 % of N, at most 10,000) take the EMMs addressed to them from its
 //    output. While the renewal runs, one box of the sample per stream second is newly subscribed
@@ -276,9 +277,14 @@ void million_box_renewal(benchmark::State& state) {
 
     // Stream time 0: the monthly renewal, and the next key of every service for the new month.
     t = Clock::now();
-    // (A rotation of the service keys is not in the engine yet: the renewal carries the current key.)
+    // The rotation first (announced in the member grants the carousel carries), then the renewal,
+    // whose member grants carry the current and the next key of each service.
     std::uint16_t next_version = 0;
-    if (auto key = store.service_key(1)) next_version = key->key_version;
+    for (std::uint16_t s = 1; s <= 6; ++s) {
+      auto next = store.rotate_service_key(s, month_end, unix_now());
+      if (!next) return state.SkipWithError(next.error().message.c_str());
+      next_version = next->key_version;
+    }
     for (int p = 1; p <= 3; ++p) {
       // The window is extended, as `entitlement renew` does: a box keeps watching until month_end
       // whichever of the two member grants it meets first (a box holds one window per service).

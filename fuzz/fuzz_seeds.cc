@@ -5,6 +5,7 @@
 #include <fstream>
 #include <string>
 
+#include "usher/entitlement/catalogue.h"
 #include "usher/entitlement/messages.h"
 #include "usher/billing/fias.h"
 #include "usher/core/clock.h"
@@ -74,6 +75,18 @@ int main(int argc, char** argv) {
     global.items.emplace_back(entitlement::EmmMessage{1, "hello"});
     global.items.emplace_back(entitlement::EmmGlobalKey{2, key.clone()});
     write(root / "fuzz_messages", "global_emm", entitlement::encode_shared_emm(global, key));
+  }
+  {
+    // The headend_keys reply's two sealed parts, for headend 1: the bundle, and the key versions of
+    // a service ahead of a rotation (version 1 in use, version 2 from a start time).
+    entitlement::KeyBundle bundle;
+    bundle.generated = 1'900'000'000;
+    bundle.services.push_back({1, 1, key.clone()});
+    write(root / "fuzz_messages", "key_bundle", entitlement::seal_key_bundle(bundle, key, 1));
+    std::vector<entitlement::KeyBundle::KeyVersionEntry> versions;
+    versions.push_back({1, {1, key.clone(), 0}});
+    versions.push_back({1, {2, key.clone(), 1'900'086'400}});
+    write(root / "fuzz_messages", "key_versions", entitlement::seal_key_versions(versions, key, 1));
   }
 
   std::vector<streams::TsPacket> mux;

@@ -115,6 +115,13 @@ Status EngineKeySource::fetch() {
   USHER_TRY(auto bundle, entitlement::open_key_bundle(sealed, bundle_key_, headend_id_));
   std::uint64_t emm_bitrate = 0;
   if (r.remaining() >= 8) r.u64(emm_bitrate);  // an engine that predates the setting sends none
+  // The key versions with their start times (an engine that predates rotation sends none).
+  std::vector<entitlement::KeyBundle::KeyVersionEntry> versions;
+  if (r.remaining() > 0) {
+    std::span<const std::uint8_t> sealed_versions;
+    if (!r.u16(n) || !r.view(n, sealed_versions)) return make_error(Errc::malformed, "headend_keys reply: malformed key versions");
+    USHER_TRY(versions, entitlement::open_key_versions(sealed_versions, bundle_key_, headend_id_));
+  }
   // The EMM feed: pages from the cursor until the engine has no more (or enough for one refresh).
   std::vector<entitlement::EmmFeedPage> pages;
   std::uint64_t cursor = cursor_;
@@ -129,6 +136,17 @@ Status EngineKeySource::fetch() {
   std::lock_guard lock(mutex_);
   bundle_ = std::move(bundle);
   engine_emm_bitrate_ = emm_bitrate;
+  for (auto& v : versions) {
+    auto& held = key_versions_[v.service_id];
+    const auto known = held.find(v.version.key_version);
+    if (known == held.end() || known->second.starts != v.version.starts) {
+      if (v.version.starts != 0) {
+        log_.info("service ", v.service_id, ": key version ", v.version.key_version, " in use from ", format_utc(v.version.starts));
+      }
+    }
+    held.insert_or_assign(v.version.key_version, std::move(v.version));
+    while (held.size() > kKeyVersionsKept) held.erase(held.begin());
+  }
   bool restart = false;
   EmmChanges delta;
   for (auto& page : pages) {
@@ -246,6 +264,30 @@ Result<entitlement::ServiceKey> EngineKeySource::service_key(std::uint16_t servi
     if (s.service_id == service_id) return entitlement::ServiceKey{s.key_version, s.key.clone()};
   }
   return make_error(Errc::not_found, "the engine has no service " + std::to_string(service_id));
+}
+
+Result<entitlement::ServiceKeys> EngineKeySource::service_keys(std::uint16_t service_id, std::uint64_t time) {
+  {
+    std::lock_guard lock(mutex_);
+    const auto held = key_versions_.find(service_id);
+    if (held != key_versions_.end()) {
+      const entitlement::ServiceKeyVersion* current = nullptr;
+      const entitlement::ServiceKeyVersion* next = nullptr;
+      for (const auto& [version, v] : held->second) {
+        if (v.starts <= time) {
+          current = &v;  // the newest version started by then
+        } else if (next == nullptr) {
+          next = &v;  // the first to start after
+        }
+      }
+      if (current != nullptr) {
+        entitlement::ServiceKeys keys{{current->key_version, current->key.clone(), current->starts}, std::nullopt};
+        if (next != nullptr) keys.next = entitlement::ServiceKeyVersion{next->key_version, next->key.clone(), next->starts};
+        return keys;
+      }
+    }
+  }
+  return KeySource::service_keys(service_id, time);
 }
 
 std::optional<entitlement::EventKey> EngineKeySource::current_event(std::uint16_t service_id, std::uint64_t time) {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "input_survey.h"
+#include "usher/core/clock.h"
 
 namespace usher::headend {
 
@@ -19,6 +20,7 @@ struct Scrambler::Audience {
   std::uint32_t event_id = 0;
   std::uint8_t min_age = 0;
   Key256 key;
+  std::uint16_t key_version = 0;  // of the service key (event_id 0)
 };
 
 struct Scrambler::Service {
@@ -45,7 +47,9 @@ struct Scrambler::Service {
   std::uint64_t next_replan = 0;   // stream time of the next look at the schedule (it may change)
   Audience audience;               // of the current period
   Audience next_audience;          // of the next one, whose control word the ECM announces
-  std::optional<entitlement::ServiceKey> key;
+  // The key current at the period's start and, ahead of a rotation, the next one with its start:
+  // a period is cut at that start, and the first period from it on uses the next key.
+  std::optional<entitlement::ServiceKeys> keys;
   std::vector<std::uint8_t> ecm_section;
   std::uint64_t next_ecm = 0;
   std::vector<std::uint8_t> eit_content[2];  // last EIT p/f bodies sent, to bump the version on change
@@ -783,8 +787,9 @@ void Scrambler::on_pat(std::span<const std::uint8_t> section) {
 }
 
 Scrambler::Audience Scrambler::audience_at(const Service& s, std::uint64_t time) {
-  if (auto event = keys_.current_event(s.service_id, time)) return Audience{event->event_id, event->min_age, event->key.clone()};
-  return Audience{0, 0, s.key->key.clone()};
+  if (auto event = keys_.current_event(s.service_id, time)) return Audience{event->event_id, event->min_age, event->key.clone(), 0};
+  const auto& key = s.keys->at(time);
+  return Audience{0, 0, key.key.clone(), key.key_version};
 }
 
 std::uint64_t Scrambler::period_end_after(const Service& s, std::uint64_t start) {
@@ -798,6 +803,10 @@ std::uint64_t Scrambler::period_end_after(const Service& s, std::uint64_t start)
     const std::uint64_t boundary = e.start <= time ? e.end() : e.start;
     if (boundary > time) end = std::min(end, (boundary - config_.start_unix) * streams::kPcrHz);  // after `start`
   }
+  // And at a rotation's start: the first period from it on is sealed under the next key.
+  if (s.keys && s.keys->next && s.keys->next->starts > time) {
+    end = std::min(end, (s.keys->next->starts - config_.start_unix) * streams::kPcrHz);
+  }
   return end;
 }
 
@@ -808,7 +817,8 @@ void Scrambler::start_period(Service& s) {
   auto audience = audience_at(s, broadcast_time());
   // The control word announced for this period was sealed for the audience planned then; if the
   // schedule changed since, it may have reached others: this period gets one nobody has seen.
-  const bool fresh_cw = !consecutive || audience.event_id != s.next_audience.event_id;
+  const bool fresh_cw =
+      !consecutive || audience.event_id != s.next_audience.event_id || audience.key_version != s.next_audience.key_version;
   if (fresh_cw) {
     if (consecutive) log_.info("service ", s.service_id, ": audience changed since the last ECM (schedule changed); new control word");
     s.cw[period % 2] = next_control_word(period);
@@ -843,10 +853,18 @@ void Scrambler::replan(Service& s) {
   // An event added, moved or removed since the period started: a new end or a new audience for the
   // next period means a new next control word, announced to the right audience only.
   s.next_replan = clock_.now() + ms_to_ticks(kReplanIntervalMs);
+  // The keys again: a rotation announced since is planned for (its start cuts a period).
+  if (auto keys = keys_.service_keys(s.service_id, s.period_time)) {
+    const bool announced = keys->next && (!s.keys || !s.keys->next || s.keys->next->key_version != keys->next->key_version);
+    if (announced) log_.info("service ", s.service_id, ": key version ", keys->next->key_version, " in use from ", format_utc(keys->next->starts));
+    s.keys = std::move(*keys);
+  }
   const std::uint64_t end = period_end_after(s, s.period_start);
   const auto next_audience = audience_at(s, broadcast_time_at(end));
-  if (end == s.period_end && next_audience.event_id == s.next_audience.event_id) return;
-  log_.info("service ", s.service_id, ": PPV schedule changed; crypto period ", s.period, " replanned");
+  if (end == s.period_end && next_audience.event_id == s.next_audience.event_id && next_audience.key_version == s.next_audience.key_version) {
+    return;
+  }
+  log_.info("service ", s.service_id, ": PPV schedule or key rotation changed; crypto period ", s.period, " replanned");
   if (end <= clock_.now()) {
     s.period_end = end;  // the boundary has passed already: the next period starts with the next packet
     s.next_audience.event_id = ~std::uint32_t{0};  // announced for nobody: it gets a fresh control word
@@ -864,7 +882,12 @@ void Scrambler::seal_ecm(Service& s) {
   };
   entitlement::EcmContent ecm;
   ecm.service_id = s.service_id;
-  ecm.key_version = s.key->key_version;
+  // One key version in the header, for the blocks under the service key: the current period's, or
+  // (during an event) the next's. In the last period before a rotation both blocks are the
+  // service's: the next control word, the first of the new key's, is sealed under the current key
+  // too, and the ECM of the first period from the rotation on names the new version.
+  const bool both_service = s.audience.event_id == 0 && s.next_audience.event_id == 0;
+  ecm.key_version = s.audience.event_id == 0 ? s.audience.key_version : s.next_audience.key_version;
   ecm.current.event_id = s.audience.event_id;
   ecm.current.crypto_period = static_cast<std::uint32_t>(s.period);
   ecm.current.time_unix = s.period_time;
@@ -875,7 +898,7 @@ void Scrambler::seal_ecm(Service& s) {
   ecm.next.time_unix = std::max(s.period_time, broadcast_time_at(s.period_end));
   ecm.next.access = access_for(s.next_audience);
   ecm.next.cw = s.cw[(s.period + 1) % 2].clone();
-  s.ecm_section = entitlement::encode_ecm(ecm, s.audience.key, s.next_audience.key);
+  s.ecm_section = entitlement::encode_ecm(ecm, s.audience.key, both_service ? s.audience.key : s.next_audience.key);
 }
 
 ControlWord Scrambler::next_control_word(std::uint64_t period) const {
@@ -924,14 +947,14 @@ void Scrambler::on_pmt(std::uint16_t pid, std::span<const std::uint8_t> section)
   if (s.vanished) return;
   emit_in_place(*s.pmt_packetizer, s.rewritten_pmt);
   if (!s.active && !s.blocked) {
-    auto key = keys_.service_key(s.service_id);
-    if (!key) {
+    auto keys = keys_.service_keys(s.service_id, broadcast_time());
+    if (!keys) {
       s.blocked = true;
-      log_.error("service ", s.service_id, ": ", key.error().message,
+      log_.error("service ", s.service_id, ": ", keys.error().message,
                  "; its packets are dropped rather than sent in clear (add it with `usher entitlement service add`)");
       return;
     }
-    s.key = std::move(key.value());
+    s.keys = std::move(keys.value());
     start_period(s);
     s.active = true;
     ++stats_.services_scrambled;

@@ -8,6 +8,8 @@
 #include <ctime>
 
 #include <array>
+#include <cstring>
+#include <iterator>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -25,6 +27,7 @@
 #include "synthetic_stream.h"
 #include "temp_dir.h"
 #include "usher/core/zmq.h"
+#include "usher/entitlement/messages.h"
 #include "usher/entitlement/protocol.h"
 #include "usher/streams/io.h"
 #include "usher/streams/psi.h"
@@ -697,6 +700,61 @@ TEST_F(CliWorld, PayPerViewBoughtOnTheHandsetForOwnStbAndAsAGift) {
   EXPECT_NE(must("wallet relay-acks" + bob + " --link " + link1002).find("relayed 1 delivery"), std::string::npos);
   EXPECT_NE(must("wallet relay-acks" + bob + " --link " + link1002).find("relayed 0 delivery"), std::string::npos);
   EXPECT_NE(must("wallet tickets" + w).find("delivery confirmed by STB 1002"), std::string::npos);
+}
+
+// Issue 11: a service key rotation with real processes. The engine serves; the operator announces
+// the next key 2 s into the stream's broadcast time (`service rotate-key --at`); the headend takes
+// the key versions from the engine and its ECMs name version 1, then version 2 from that time on.
+// Box 1001, granted before the rotation by a unique EMM carrying version 1 only, takes version 2
+// from the group EMM on the stream's carousel and decodes every frame across the switch; box 1002,
+// no subscriber, decodes nothing.
+TEST_F(CliWorld, ServiceKeyRotationInTheStreamKeepsTheSubscriberWatchingAcrossTheSwitch) {
+  const auto ports = testing::free_ports(1);
+  ASSERT_EQ(ports.size(), 1U);
+  const std::string engine = "tcp://127.0.0.1:" + std::to_string(ports[0]);
+  const auto start = static_cast<std::uint64_t>(std::time(nullptr)) + 600;  // the stream's broadcast time
+  const auto switch_at = start + 2;
+  auto refused = run(usher("entitlement service rotate-key --home " + ent() + " --service 1 --at " + std::to_string(start - 1200)));
+  EXPECT_NE(refused.status, 0);
+  EXPECT_NE(refused.output.find("must start after now"), std::string::npos) << refused.output;
+  auto rotated = must("entitlement service rotate-key --home " + ent() + " --service 1 --at " + std::to_string(switch_at));
+  EXPECT_NE(rotated.find("key version 2 in use from"), std::string::npos) << rotated;
+  auto second = run(usher("entitlement service rotate-key --home " + ent() + " --service 1 --at " + std::to_string(switch_at + 60)));
+  EXPECT_NE(second.status, 0);
+  EXPECT_NE(second.output.find("announced for"), std::string::npos) << second.output;
+
+  must("headend init --home " + dir.file("headend") + " --id 1 --operator " + ent() + "/operator.pub");
+  must("entitlement headend add --home " + ent() + " --file " + dir.file("headend") + "/headend.pub");
+  Background serve(usher("entitlement serve --home " + ent() + " --bind " + engine) + " 2>>" + dir.file("engine.log"));
+  ASSERT_TRUE(testing::wait_listening(ports[0]));
+  const auto scrambled = dir.file("rotation.ts");
+  must("headend run --engine " + engine + " --home " + dir.file("headend") + " --in " + source() + " --out " + scrambled +
+       " --crypto-period 1 --start-time " + std::to_string(start));
+
+  // The ECMs on air: version 1 before the switch, version 2 from it, never back.
+  std::ifstream in(scrambled, std::ios::binary);
+  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_EQ(bytes.size() % sizeof(streams::TsPacket), 0u);
+  std::vector<streams::TsPacket> packets(bytes.size() / sizeof(streams::TsPacket));
+  std::memcpy(packets.data(), bytes.data(), bytes.size());
+  std::vector<std::uint16_t> versions;
+  for (const auto& section : testing::sections_on(packets, 0x1FE0)) {
+    const auto header = entitlement::peek_ecm(section);
+    ASSERT_TRUE(header.ok());
+    if (versions.empty() || versions.back() != header->key_version) versions.push_back(header->key_version);
+  }
+  EXPECT_EQ(versions, (std::vector<std::uint16_t>{1, 2}));
+
+  auto watched = run(usher("stb run --home " + dir.file("stb-1001") + " --in " + scrambled + " --out " + dir.file("rot-1001.ts")));
+  EXPECT_EQ(watched.status, 0) << watched.output;
+  EXPECT_EQ(frames(dir.file("rot-1001.ts")), source_frames_);
+  EXPECT_EQ(decode_errors(dir.file("rot-1001.ts")), 0);
+  const auto counters = last_json_line(watched.output);
+  ASSERT_TRUE(counters.is_object()) << watched.output;
+  EXPECT_EQ(counters["packets_left_scrambled"], 0) << watched.output;
+  auto stranger = run(usher("stb run --home " + dir.file("stb-1002") + " --in " + scrambled + " --out " + dir.file("rot-1002.ts")));
+  EXPECT_EQ(stranger.status, 3) << stranger.output;
+  EXPECT_LT(frames(dir.file("rot-1002.ts")), source_frames_ / 10);
 }
 
 TEST(Demo, EndsWithJsonSummaryAndTheExpectedOutcome) {

@@ -445,8 +445,9 @@ TEST_F(EntitlementGroups, AStoreOfSchemaTwoGetsGroupsAndACounterAboveItsBoxesNum
   store.reset();
   {
     auto db = open_store_database(dir.path(), {EntitlementStore::kDatabaseName, "engine"}, IfMissing::refuse).value();
-    // Steps 4 and 3 undone, in that order.
+    // Steps 5, 4 and 3 undone, in that order.
     db.exec(R"(
+      DROP TABLE service_key_versions;
       DROP INDEX emm_queue_by_topic;
       DROP TABLE group_members;
       DROP TABLE emm_groups;
@@ -470,7 +471,7 @@ TEST_F(EntitlementGroups, AStoreOfSchemaTwoGetsGroupsAndACounterAboveItsBoxesNum
   auto opened = EntitlementStore::open(dir.path());
   ASSERT_TRUE(opened.ok()) << opened.error().message;
   store.emplace(std::move(*opened));
-  ASSERT_EQ(EntitlementStore::schema().latest(), 4);
+  ASSERT_EQ(EntitlementStore::schema().latest(), 5);
   EXPECT_EQ(store->group_of(1).value().position, 0);
   EXPECT_EQ(store->group_of(2).value().position, 1);
   const auto queue = store->queued_emms();

@@ -75,11 +75,9 @@ Result<std::vector<std::uint8_t>> EntitlementStore::sealed_key_bundle(std::uint3
   USHER_TRY(auto key, derive_emm_key(operator_private(), pub, ca_system_id_, headend_id | 0x80000000u));
   KeyBundle b;
   b.generated = now;
-  {
-    auto st = db_.prepare("SELECT service_id, key_version, service_key FROM services ORDER BY service_id");
-    while (st.step()) {
-      b.services.push_back({static_cast<std::uint16_t>(st.column_int(0)), static_cast<std::uint16_t>(st.column_int(1)), st.column_key(2)});
-    }
+  for (const auto& service : services()) {
+    USHER_TRY(auto keys, service_keys(service.service_id, now));
+    b.services.push_back({service.service_id, keys.current.key_version, keys.current.key.clone()});
   }
   {
     auto st = db_.prepare(
@@ -96,6 +94,24 @@ Result<std::vector<std::uint8_t>> EntitlementStore::sealed_key_bundle(std::uint3
     }
   }
   return seal_key_bundle(b, key, headend_id);
+}
+
+Result<std::vector<std::uint8_t>> EntitlementStore::sealed_key_versions(std::uint32_t headend_id, std::uint64_t now) {
+  crypto::PublicKey pub{};
+  {
+    auto st = db_.prepare("SELECT x25519_public FROM headends WHERE headend_id = ?");
+    st.bind(1, headend_id);
+    if (!st.step()) return make_error(Errc::not_entitled, "headend " + std::to_string(headend_id) + " is not registered");
+    pub = blob32(st.column_blob(0));
+  }
+  USHER_TRY(auto key, derive_emm_key(operator_private(), pub, ca_system_id_, headend_id | 0x80000000u));
+  std::vector<KeyBundle::KeyVersionEntry> versions;
+  for (const auto& service : services()) {
+    USHER_TRY(auto keys, service_keys(service.service_id, now));
+    versions.push_back({service.service_id, std::move(keys.current)});
+    if (keys.next) versions.push_back({service.service_id, std::move(*keys.next)});
+  }
+  return seal_key_versions(versions, key, headend_id);
 }
 
 Status EntitlementStore::batch(const std::function<void()>& work) { return db_.atomically(work, "the engine could not store the change"); }

@@ -68,6 +68,16 @@ std::vector<std::uint8_t> EngineService::emm_changes(std::uint64_t cursor) {
   } catch (const std::exception& e) {
     Logger("entitlement").warn("expired EMMs not purged this time: ", e.what());
   }
+  // A service key rotation that has started: its group EMMs sealed again without the older key.
+  try {
+    if (auto settled = store_.settle_key_rotations(unix_now()); !settled) {
+      Logger("entitlement").warn("key rotations not completed this time: ", settled.error().message);
+    } else if (*settled > 0) {
+      Logger("entitlement").info(*settled, " service key rotation(s) started: group EMMs sealed again with the new key only");
+    }
+  } catch (const std::exception& e) {
+    Logger("entitlement").warn("key rotations not completed this time: ", e.what());
+  }
   return encode(store_.emm_changes(cursor));
 }
 
@@ -223,6 +233,10 @@ Result<std::vector<std::uint8_t>> EngineService::dispatch(const Frame& f) {
       // The EMM bandwidth the operator set (bit/s; 0: none), after the bundle: a headend that
       // predates it stops reading before.
       w.u64(store_.emm_kbps() * 1000);
+      // Then the service keys' versions with their start times (rotation), sealed apart: a headend
+      // that predates them stops reading before.
+      USHER_TRY(auto versions, store_.sealed_key_versions(headend_id, unix_now()));
+      put_blob(w, versions);
       return w.take();
     }
     case MessageType::emm_carousel:

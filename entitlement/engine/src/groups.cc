@@ -262,25 +262,44 @@ Status EntitlementStore::queue_key_emm(std::uint32_t stb_id) {
 }
 
 Status EntitlementStore::refresh_group_grant(std::uint32_t group_id, const std::vector<std::uint16_t>& services, std::uint64_t not_before,
-                                             std::uint64_t not_after, int priority) {
+                                             std::uint64_t not_after, int priority, std::uint64_t keys_at) {
   const auto topic = grant_topic(services, not_before, not_after);
   drop_emms(EmmAddressType::group, group_id, topic);
   if (not_after <= unix_now()) return ok_status();  // over: nothing left to carry
-  EmmMemberGrant grant;
-  grant.not_before = not_before;
-  grant.not_after = not_after;
-  grant.members = holders(db_, group_id, services, not_before, not_after);
-  if (grant.members.count() == 0) return ok_status();  // a clear bitmap gives nothing: not sent
+  const auto members = holders(db_, group_id, services, not_before, not_after);
+  if (members.count() == 0) return ok_status();  // a clear bitmap gives nothing: not sent
+  // Each service with the key current now and, ahead of a rotation, the next one. A service's keys
+  // stay in one member grant (the box must not take the next key from a newer EMM and then find the
+  // current one stale in an older); if two keys each no longer fit one EMM, the topic takes several.
+  std::vector<std::vector<ServiceKeyItem>> parts(1);
+  const auto fits = [&](std::size_t count) {
+    EmmMemberGrant probe;
+    probe.services.resize(count);
+    std::vector<EmmItem> items;
+    items.emplace_back(std::move(probe));
+    return emm_plaintext_size(items) <= kMaxEmmPlaintext;
+  };
   for (auto service : services) {
-    USHER_TRY(auto key, service_key(service));
-    grant.services.push_back({service, key.key_version, key.key.clone()});
+    USHER_TRY(auto keys, service_keys(service, keys_at != 0 ? keys_at : unix_now()));
+    std::vector<ServiceKeyItem> items;
+    items.push_back({service, keys.current.key_version, std::move(keys.current.key)});
+    if (keys.next) items.push_back({service, keys.next->key_version, std::move(keys.next->key)});
+    if (!parts.back().empty() && !fits(parts.back().size() + items.size())) parts.emplace_back();
+    for (auto& item : items) parts.back().push_back(std::move(item));
   }
   USHER_TRY(auto key, group_key(group_id));
-  const auto sequence = draw_emm_sequence();
-  SharedEmmContent emm{{EmmAddressType::group, group_id, key.key_version}, sequence, unix_now(), {}};
-  emm.items.emplace_back(std::move(grant));
-  const auto section = encode_shared_emm(emm, key.key);
-  store_emm(EmmAddressType::group, group_id, topic, sequence, section, 0, not_after, priority);
+  for (auto& part : parts) {
+    EmmMemberGrant grant;
+    grant.not_before = not_before;
+    grant.not_after = not_after;
+    grant.members = members;
+    grant.services = std::move(part);
+    const auto sequence = draw_emm_sequence();
+    SharedEmmContent emm{{EmmAddressType::group, group_id, key.key_version}, sequence, unix_now(), {}};
+    emm.items.emplace_back(std::move(grant));
+    const auto section = encode_shared_emm(emm, key.key);
+    store_emm(EmmAddressType::group, group_id, topic, sequence, section, 0, not_after, priority);
+  }
   return ok_status();
 }
 
@@ -519,6 +538,120 @@ Result<std::uint32_t> EntitlementStore::rotate_global_key() {
   ins.run();
   tx.commit();
   return next.key_version;
+}
+
+Status EntitlementStore::refresh_group_grants_of_service(std::uint16_t service_id, int priority, std::uint64_t keys_at) {
+  // Every group's member grants on the carousel whose topic names the service.
+  std::vector<std::pair<std::uint32_t, GrantTopic>> topics;
+  {
+    auto st = db_.prepare("SELECT DISTINCT stb_id, topic FROM emm_queue WHERE address_type = ? AND topic LIKE 'grant/%' ORDER BY stb_id, topic");
+    st.bind(1, static_cast<int>(EmmAddressType::group));
+    while (st.step()) {
+      auto parsed = parse_grant_topic(st.column_text(1));
+      if (parsed && std::find(parsed->services.begin(), parsed->services.end(), service_id) != parsed->services.end()) {
+        topics.emplace_back(static_cast<std::uint32_t>(st.column_int(0)), std::move(*parsed));
+      }
+    }
+  }
+  for (const auto& [group_id, t] : topics) {
+    USHER_CHECK(refresh_group_grant(group_id, t.services, t.not_before, t.not_after, priority, keys_at));
+  }
+  return ok_status();
+}
+
+Status EntitlementStore::announce_to_uncovered_holders(std::uint16_t service_id, std::uint64_t now) {
+  // The member grants on the carousel that name the service, by group: the window and who holds it.
+  struct Covered {
+    std::uint64_t not_before;
+    std::uint64_t not_after;
+    MemberBitmap members;
+  };
+  std::map<std::uint32_t, std::vector<Covered>> covered;
+  {
+    std::vector<std::pair<std::uint32_t, GrantTopic>> topics;
+    auto st = db_.prepare("SELECT DISTINCT stb_id, topic FROM emm_queue WHERE address_type = ? AND topic LIKE 'grant/%'");
+    st.bind(1, static_cast<int>(EmmAddressType::group));
+    while (st.step()) {
+      auto parsed = parse_grant_topic(st.column_text(1));
+      if (parsed && std::find(parsed->services.begin(), parsed->services.end(), service_id) != parsed->services.end()) {
+        topics.emplace_back(static_cast<std::uint32_t>(st.column_int(0)), std::move(*parsed));
+      }
+    }
+    for (const auto& [group_id, t] : topics) {
+      covered[group_id].push_back({t.not_before, t.not_after, holders(db_, group_id, t.services, t.not_before, t.not_after)});
+    }
+  }
+  // Holders that none covers (a grant of the one service, a pass): a member grant of the service for
+  // their window in their group, which the carousel then carries like the others.
+  std::set<std::tuple<std::uint32_t, std::uint64_t, std::uint64_t>> missing;  // group, window
+  {
+    auto st = db_.prepare(
+        "SELECT m.group_id, m.position, g.not_before, g.not_after FROM grants g JOIN group_members m ON m.stb_id = g.stb_id "
+        "JOIN stbs s ON s.stb_id = g.stb_id WHERE g.service_id = ? AND g.revoked = 0 AND g.not_after > ? AND s.cut_off = 0");
+    st.bind(1, service_id).bind(2, static_cast<std::int64_t>(std::max(now, unix_now())));
+    while (st.step()) {
+      const auto group_id = static_cast<std::uint32_t>(st.column_int(0));
+      const auto position = static_cast<std::uint8_t>(st.column_int(1));
+      const auto not_before = static_cast<std::uint64_t>(st.column_int(2));
+      const auto not_after = static_cast<std::uint64_t>(st.column_int(3));
+      const auto it = covered.find(group_id);
+      const bool is_covered = it != covered.end() && std::any_of(it->second.begin(), it->second.end(), [&](const Covered& c) {
+                                return c.not_before == not_before && c.not_after == not_after && c.members.has(position);
+                              });
+      if (!is_covered) missing.emplace(group_id, not_before, not_after);
+    }
+  }
+  for (const auto& [group_id, not_before, not_after] : missing) {
+    USHER_CHECK(refresh_group_grant(group_id, {service_id}, not_before, not_after, kRenewal, now));
+  }
+  return ok_status();
+}
+
+Result<ServiceKeyVersion> EntitlementStore::rotate_service_key(std::uint16_t service_id, std::uint64_t starts, std::uint64_t now) {
+  USHER_TRY(auto keys, service_keys(service_id, now));
+  const std::string svc = "service " + std::to_string(service_id);
+  if (starts <= now) {
+    return make_error(Errc::invalid_argument, svc + ": the next key must start after now (" + format_utc(now) + "), not at " + format_utc(starts));
+  }
+  if (starts > kLatestGrantEnd) return make_error(Errc::invalid_argument, svc + ": the next key cannot start after 9999-12-31");
+  if (keys.next) {
+    // One rotation pending at a time: boxes keep two versions, and those that took the announced
+    // key must find it in use. A later rotation is announced once this one has started.
+    return make_error(Errc::already_exists, svc + " has key version " + std::to_string(keys.next->key_version) + " announced for " +
+                                                format_utc(keys.next->starts) + " already; rotate again once it has started");
+  }
+  if (keys.current.key_version == 0xFFFF) return make_error(Errc::invalid_argument, svc + " has used every key version (65535)");
+  ServiceKeyVersion next{static_cast<std::uint16_t>(keys.current.key_version + 1), Key256{}, starts};
+  crypto::random_bytes(next.key.mutable_bytes());
+  sql::Transaction tx(db_);
+  auto ins = db_.prepare("INSERT INTO service_key_versions (service_id, key_version, service_key, starts, settled) VALUES (?, ?, ?, ?, 0)");
+  ins.bind(1, service_id).bind(2, next.key_version).bind(3, next.key.bytes()).bind(4, static_cast<std::int64_t>(starts));
+  ins.run();
+  // Announced at once, by the group EMMs the carousel already carries for the service's holders.
+  USHER_CHECK(refresh_group_grants_of_service(service_id, kRenewal, now));
+  USHER_CHECK(announce_to_uncovered_holders(service_id, now));
+  tx.commit();
+  return next;
+}
+
+Result<std::size_t> EntitlementStore::settle_key_rotations(std::uint64_t now) {
+  std::vector<std::pair<std::uint16_t, std::uint16_t>> due;
+  {
+    auto st = db_.prepare("SELECT service_id, key_version FROM service_key_versions WHERE settled = 0 AND starts <= ? ORDER BY service_id");
+    st.bind(1, static_cast<std::int64_t>(now));
+    while (st.step()) due.emplace_back(static_cast<std::uint16_t>(st.column_int(0)), static_cast<std::uint16_t>(st.column_int(1)));
+  }
+  if (due.empty()) return std::size_t{0};
+  sql::Transaction tx(db_);
+  for (const auto& [service_id, version] : due) {
+    // The key in use now, and a next one if announced since: the older key is no longer sent.
+    USHER_CHECK(refresh_group_grants_of_service(service_id, kRenewal, now));
+    auto done = db_.prepare("UPDATE service_key_versions SET settled = 1 WHERE service_id = ? AND key_version = ?");
+    done.bind(1, service_id).bind(2, version);
+    done.run();
+  }
+  tx.commit();
+  return due.size();
 }
 
 }  // namespace usher::entitlement

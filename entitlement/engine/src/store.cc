@@ -226,7 +226,24 @@ const sql::Schema& EntitlementStore::schema() {
                                                      // Groups of up to 256 boxes with their keys, the global key,
                                                      // one EMM sequence counter for the operator, and EMMs of every
                                                      // address on the queue (docs/architecture.md, "Key hierarchy").
-                                                     {4, "groups, global key, operator-wide EMM sequence", add_groups}});
+                                                     {4, "groups, global key, operator-wide EMM sequence", add_groups},
+                                                     // Service keys by version, each with the broadcast time it
+                                                     // becomes current (rotation: the next one is announced
+                                                     // ahead). `settled`: the group carousel was sealed again
+                                                     // once it became current (without the older key).
+                                                     // services.key_version and service_key keep the first
+                                                     // version and are no longer read.
+                                                     {5, "service key versions with their start times", sql::sql_steps(R"(
+    CREATE TABLE service_key_versions (
+      service_id INTEGER NOT NULL REFERENCES services(service_id),
+      key_version INTEGER NOT NULL,
+      service_key BLOB NOT NULL,
+      starts INTEGER NOT NULL,
+      settled INTEGER NOT NULL DEFAULT 1,
+      PRIMARY KEY (service_id, key_version));
+    INSERT INTO service_key_versions (service_id, key_version, service_key, starts, settled)
+      SELECT service_id, key_version, service_key, 0, 1 FROM services;
+  )")}});
   return kSchema;
 }
 
@@ -389,26 +406,49 @@ Result<ServiceInfo> EntitlementStore::add_service(std::uint16_t service_id, cons
   if (exists.step()) return make_error(Errc::already_exists, "service " + std::to_string(service_id) + " already exists");
   Key256 key;
   crypto::random_bytes(key.mutable_bytes());
+  sql::Transaction tx(db_);
   auto st = db_.prepare("INSERT INTO services (service_id, name, key_version, service_key) VALUES (?, ?, 1, ?)");
   st.bind(1, service_id).bind(2, name).bind(3, key.bytes());
   st.run();
+  auto version = db_.prepare("INSERT INTO service_key_versions (service_id, key_version, service_key, starts, settled) VALUES (?, 1, ?, 0, 1)");
+  version.bind(1, service_id).bind(2, key.bytes());
+  version.run();
+  tx.commit();
   return ServiceInfo{service_id, name, 1};
 }
 
 std::vector<ServiceInfo> EntitlementStore::services() {
   std::vector<ServiceInfo> out;
-  auto st = db_.prepare("SELECT service_id, name, key_version FROM services ORDER BY service_id");
+  // With the version current now.
+  auto st = db_.prepare(
+      "SELECT s.service_id, s.name, (SELECT MAX(v.key_version) FROM service_key_versions v WHERE v.service_id = s.service_id AND v.starts <= ?) "
+      "FROM services s ORDER BY s.service_id");
+  st.bind(1, static_cast<std::int64_t>(unix_now()));
   while (st.step()) {
     out.push_back({static_cast<std::uint16_t>(st.column_int(0)), st.column_text(1), static_cast<std::uint16_t>(st.column_int(2))});
   }
   return out;
 }
 
+Result<ServiceKeys> EntitlementStore::service_keys(std::uint16_t service_id, std::uint64_t at) {
+  const auto version = [&](const char* query) -> std::optional<ServiceKeyVersion> {
+    auto st = db_.prepare(query);
+    st.bind(1, service_id).bind(2, static_cast<std::int64_t>(std::min<std::uint64_t>(at, kLatestGrantEnd)));
+    if (!st.step()) return std::nullopt;
+    return ServiceKeyVersion{static_cast<std::uint16_t>(st.column_int(0)), st.column_key(1), static_cast<std::uint64_t>(st.column_int(2))};
+  };
+  auto current = version(
+      "SELECT key_version, service_key, starts FROM service_key_versions WHERE service_id = ? AND starts <= ? "
+      "ORDER BY key_version DESC LIMIT 1");
+  if (!current) return make_error(Errc::not_found, "no service " + std::to_string(service_id) + " in the catalogue");
+  ServiceKeys keys{std::move(*current), version("SELECT key_version, service_key, starts FROM service_key_versions "
+                                                "WHERE service_id = ? AND starts > ? ORDER BY key_version LIMIT 1")};
+  return keys;
+}
+
 Result<ServiceKey> EntitlementStore::service_key(std::uint16_t service_id) {
-  auto st = db_.prepare("SELECT key_version, service_key FROM services WHERE service_id = ?");
-  st.bind(1, service_id);
-  if (!st.step()) return make_error(Errc::not_found, "no service " + std::to_string(service_id) + " in the catalogue");
-  return ServiceKey{static_cast<std::uint16_t>(st.column_int(0)), st.column_key(1)};
+  USHER_TRY(auto keys, service_keys(service_id, unix_now()));
+  return ServiceKey{keys.current.key_version, std::move(keys.current.key)};
 }
 
 Status EntitlementStore::add_package(std::uint16_t package_id, const std::string& name,
@@ -557,7 +597,7 @@ Status EntitlementStore::grant(std::uint32_t stb_id, std::uint16_t service_id, s
   if (not_after > kLatestGrantEnd) {
     return make_error(Errc::invalid_argument, "a grant cannot end after 9999-12-31 (got unix time " + std::to_string(not_after) + ")");
   }
-  USHER_TRY(auto key, service_key(service_id));
+  USHER_TRY(auto keys, service_keys(service_id, unix_now()));
   USHER_CHECK(check_not_cut_off(stb_id));
   sql::Transaction tx(db_);
   // A grant the box holds already, extended or moved: a renewal, which can wait behind new rights.
@@ -578,7 +618,9 @@ Status EntitlementStore::grant(std::uint32_t stb_id, std::uint16_t service_id, s
     return make_error(Errc::not_found, "no STB " + std::to_string(stb_id) + " (register it first)");
   }
   std::vector<EmmItem> items;
-  items.emplace_back(EmmGrant{service_id, key.key_version, key.key.clone(), not_before, not_after});
+  // The key current now and, ahead of a rotation, the next one: the box switches with the others.
+  items.emplace_back(EmmGrant{service_id, keys.current.key_version, keys.current.key.clone(), not_before, not_after});
+  if (keys.next) items.emplace_back(EmmGrant{service_id, keys.next->key_version, keys.next->key.clone(), not_before, not_after});
   USHER_CHECK(queue_emm(stb_id, std::move(items), renewal ? EmmPriority::renewal : EmmPriority::urgent, not_after));
   tx.commit();
   return ok_status();

@@ -16,7 +16,61 @@ std::vector<std::uint8_t> bundle_aad(std::uint32_t headend_id) {
   w.u32(headend_id);
   return w.take();
 }
+std::vector<std::uint8_t> key_versions_aad(std::uint32_t headend_id) {
+  ByteWriter w;
+  static constexpr std::uint8_t kDomain[] = {'u', 's', 'h', 'e', 'r', '-', 'k', 'e', 'y', 'v', '-', 'v', '1'};
+  w.bytes(kDomain);
+  w.u32(headend_id);
+  return w.take();
+}
+std::vector<std::uint8_t> seal_with_nonce(const Key256& key, std::span<const std::uint8_t> aad, std::vector<std::uint8_t> plain) {
+  std::array<std::uint8_t, crypto::kGcmNonceSize> nonce{};
+  crypto::random_bytes(nonce);
+  auto sealed = crypto::aead_seal(key, nonce, aad, plain);
+  secure_zero(plain.data(), plain.size());
+  ByteWriter out;
+  out.bytes(nonce);
+  out.bytes(sealed);
+  return out.take();
+}
 }  // namespace
+
+std::vector<std::uint8_t> seal_key_versions(const std::vector<KeyBundle::KeyVersionEntry>& versions, const Key256& key,
+                                            std::uint32_t headend_id) {
+  ByteWriter w;
+  w.u16(static_cast<std::uint16_t>(versions.size()));
+  for (const auto& v : versions) {
+    w.u16(v.service_id);
+    w.u16(v.version.key_version);
+    w.u64(v.version.starts);
+    w.bytes(v.version.key.bytes());
+  }
+  return seal_with_nonce(key, key_versions_aad(headend_id), w.take());
+}
+
+Result<std::vector<KeyBundle::KeyVersionEntry>> open_key_versions(std::span<const std::uint8_t> sealed, const Key256& key,
+                                                                 std::uint32_t headend_id) {
+  if (sealed.size() < crypto::kGcmNonceSize + crypto::kGcmTagSize) return make_error(Errc::malformed, "key versions too short");
+  std::span<const std::uint8_t, crypto::kGcmNonceSize> nonce(sealed.data(), crypto::kGcmNonceSize);
+  auto plain = crypto::aead_open(key, nonce, key_versions_aad(headend_id), sealed.subspan(crypto::kGcmNonceSize));
+  if (!plain) return make_error(plain.error().code, "key versions: " + plain.error().message);
+  ByteReader r(*plain);
+  std::vector<KeyBundle::KeyVersionEntry> out;
+  std::uint16_t n = 0;
+  r.u16(n);
+  for (int i = 0; i < n && !r.failed(); ++i) {
+    KeyBundle::KeyVersionEntry v;
+    r.u16(v.service_id);
+    r.u16(v.version.key_version);
+    r.u64(v.version.starts);
+    r.bytes(v.version.key.mutable_bytes());
+    out.push_back(std::move(v));
+  }
+  const bool bad = r.failed() || r.remaining() != 0;
+  secure_zero(plain->data(), plain->size());
+  if (bad) return make_error(Errc::malformed, "key versions have the wrong length");
+  return out;
+}
 
 std::vector<std::uint8_t> seal_key_bundle(const KeyBundle& b, const Key256& key, std::uint32_t headend_id) {
   ByteWriter w;

@@ -73,6 +73,11 @@ class EngineKeySource final : public KeySource {
   void start();
 
   Result<entitlement::ServiceKey> service_key(std::uint16_t service_id) override;
+  // From the key versions the engine sent (an engine that predates rotation: the bundle's one key).
+  Result<entitlement::ServiceKeys> service_keys(std::uint16_t service_id, std::uint64_t time) override;
+  // Versions kept per service (the engine sends the current and the next; an older one is kept
+  // for a stream behind the engine's clock).
+  static constexpr std::size_t kKeyVersionsKept = 3;
   // Served from what the last fetches brought: changes since `version` (one consumer: the log of
   // changes it has taken is dropped), or the whole carousel as a restart when `version` is 0 or
   // older than the log.
@@ -105,6 +110,7 @@ class EngineKeySource final : public KeySource {
   Logger log_{"headend"};
   std::mutex mutex_;
   entitlement::KeyBundle bundle_;
+  std::map<std::uint16_t, std::map<std::uint16_t, entitlement::ServiceKeyVersion>> key_versions_;  // by service, version
   std::map<std::uint64_t, EmmEntry> carousel_;  // by entry id
   std::atomic<std::uint64_t> cursor_{0};
   std::atomic<std::uint64_t> engine_emm_bitrate_{0};

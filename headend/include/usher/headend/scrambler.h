@@ -98,6 +98,13 @@ class KeySource {
  public:
   virtual ~KeySource() = default;
   virtual Result<entitlement::ServiceKey> service_key(std::uint16_t service_id) = 0;
+  // The service's key current at broadcast time `time` and the next one announced by a rotation,
+  // with its start: the scrambler switches to it at that time in the stream. By default the one
+  // key of service_key, with no rotation (a source that knows none).
+  virtual Result<entitlement::ServiceKeys> service_keys(std::uint16_t service_id, std::uint64_t /*time*/) {
+    USHER_TRY(auto key, service_key(service_id));
+    return entitlement::ServiceKeys{{key.key_version, std::move(key.key), 0}, std::nullopt};
+  }
   // The EMM queue's changes since `version` (0: from the start, as a restart). Cheap when nothing
   // changed: the scrambler asks every second, never for the whole queue again.
   virtual EmmChanges emm_changes(std::uint64_t version) = 0;

@@ -129,7 +129,21 @@ class EntitlementStore {
 
   Result<ServiceInfo> add_service(std::uint16_t service_id, const std::string& name);
   std::vector<ServiceInfo> services();
+  // The key current now (service_keys at unix_now()).
   Result<ServiceKey> service_key(std::uint16_t service_id);
+  // The service's key current at `at` (broadcast time, unix seconds) and the next one, if a rotation
+  // announced it and it starts after `at`.
+  Result<ServiceKeys> service_keys(std::uint16_t service_id, std::uint64_t at);
+  // Rotation (docs/architecture.md, "Key hierarchy and groups"): makes the service's next key, which
+  // ECMs use from `starts` on, and announces it at once: every group's member grants that include
+  // the service are sealed again carrying the current and the next key, so boxes entitled now take
+  // it from the carousel (no unique EMM per box). Refused, changing nothing: `starts` not after
+  // `now`, or a rotation of the service already pending (Errc::already_exists: one at a time).
+  Result<ServiceKeyVersion> rotate_service_key(std::uint16_t service_id, std::uint64_t starts, std::uint64_t now);
+  // After a rotation's start: the member grants of the service sealed again with the keys of `now`
+  // (the older key no longer sent). Once per rotation; cheap when none is due. Returns how many
+  // rotations it completed. The engine's service runs it as headends follow the feed.
+  Result<std::size_t> settle_key_rotations(std::uint64_t now);
 
   // Packages: named groups of services sold together (a tier). Granting or revoking a package
   // grants or revokes each of its services, with one EMM each.
@@ -218,6 +232,9 @@ class EntitlementStore {
   // within `horizon` seconds).
   Result<std::vector<std::uint8_t>> sealed_key_bundle(std::uint32_t headend_id, std::uint64_t now,
                                                       std::uint64_t horizon = 7 * 86400);
+  // Each service's current and next key versions with their start times, sealed for the headend
+  // (seal_key_versions; after the bundle in the headend_keys reply).
+  Result<std::vector<std::uint8_t>> sealed_key_versions(std::uint32_t headend_id, std::uint64_t now);
 
   // --- Handsets, prepaid cards, ledger ---
   // Registers a handset's signing key for an account and issues it a prepaid card (balance 0).
@@ -416,8 +433,14 @@ class EntitlementStore {
   // Revokes each service (a unique EMM each, as revoke()) and then brings the group's carousel in line once.
   Status revoke_services(std::uint32_t stb_id, const std::vector<std::uint16_t>& services);
   // One member grant (group, services, window), sealed again from the grants table (or dropped).
+  // It carries each service's keys of `keys_at` (0: now): the current one and a pending next one.
   Status refresh_group_grant(std::uint32_t group_id, const std::vector<std::uint16_t>& services, std::uint64_t not_before,
-                             std::uint64_t not_after, int priority);
+                             std::uint64_t not_after, int priority, std::uint64_t keys_at = 0);
+  // Every group's member grants that include the service, sealed again with the keys of `keys_at`.
+  Status refresh_group_grants_of_service(std::uint16_t service_id, int priority, std::uint64_t keys_at);
+  // Rotation: the service's holders whose grant no member grant on the carousel carries (granted
+  // alone, by unique EMM) get one, per group and window, so the next key reaches them too.
+  Status announce_to_uncovered_holders(std::uint16_t service_id, std::uint64_t now);
   Result<std::uint64_t> queue_global_emm(std::vector<EmmItem> items, std::uint64_t carousel_until, const std::string& topic, int priority);
   // Refused (Errc::not_entitled) for a box that was cut off.
   Status check_not_cut_off(std::uint32_t stb_id);

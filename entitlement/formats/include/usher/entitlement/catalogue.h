@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -26,6 +27,23 @@ struct ServiceInfo {
 struct ServiceKey {
   std::uint16_t key_version = 0;
   Key256 key;
+};
+
+// One version of a service key and the broadcast time (unix seconds) from which ECMs use it
+// (docs/architecture.md, "Key hierarchy and groups": rotation).
+struct ServiceKeyVersion {
+  std::uint16_t key_version = 0;
+  Key256 key;
+  std::uint64_t starts = 0;
+};
+
+// A service's keys as seen at one time: the version current then and, when a rotation is pending,
+// the next version announced ahead of its start.
+struct ServiceKeys {
+  ServiceKeyVersion current;
+  std::optional<ServiceKeyVersion> next;
+  // The version in use at `time` (the next one from its start on).
+  [[nodiscard]] const ServiceKeyVersion& at(std::uint64_t time) const { return next && time >= next->starts ? *next : current; }
 };
 
 struct EventInfo {
@@ -63,12 +81,27 @@ struct KeyBundle {
     std::string title;
     Money price;
   };
+  // The service keys' versions with their start times (the current and, ahead of a rotation, the
+  // next), for a headend that switches at the start time: sealed apart from the rest
+  // (seal_key_versions), after it in the headend_keys reply, so that a headend that predates
+  // rotation reads the bundle as before (docs/protocol.md, "Key bundle").
+  struct KeyVersionEntry {
+    std::uint16_t service_id = 0;
+    ServiceKeyVersion version;
+  };
   std::uint64_t generated = 0;
-  std::vector<ServiceEntry> services;
+  std::vector<ServiceEntry> services;  // the version current at `generated`
   std::vector<EventEntry> events;
+  std::vector<KeyVersionEntry> key_versions;
 };
+// The bundle's services and events (key_versions are not in it).
 std::vector<std::uint8_t> seal_key_bundle(const KeyBundle& bundle, const Key256& headend_key, std::uint32_t headend_id);
 Result<KeyBundle> open_key_bundle(std::span<const std::uint8_t> sealed, const Key256& headend_key, std::uint32_t headend_id);
+// The bundle's key_versions, under the same key with their own authenticated data ("usher-keyv-v1").
+std::vector<std::uint8_t> seal_key_versions(const std::vector<KeyBundle::KeyVersionEntry>& versions, const Key256& headend_key,
+                                            std::uint32_t headend_id);
+Result<std::vector<KeyBundle::KeyVersionEntry>> open_key_versions(std::span<const std::uint8_t> sealed, const Key256& headend_key,
+                                                                 std::uint32_t headend_id);
 
 struct CardInfo {
   std::uint64_t card_id = 0;

@@ -21,6 +21,7 @@ class StoreKeySource final : public KeySource {
  public:
   explicit StoreKeySource(entitlement::EntitlementStore& store) : store_(store) {}
   Result<entitlement::ServiceKey> service_key(std::uint16_t id) override { return store_.service_key(id); }
+  Result<entitlement::ServiceKeys> service_keys(std::uint16_t id, std::uint64_t time) override { return store_.service_keys(id, time); }
   // The store's EMM feed from the cursor `version`, every page at once.
   EmmChanges emm_changes(std::uint64_t version) override {
     EmmChanges out;
