@@ -257,7 +257,7 @@ int main(int argc, char** argv) {
   const std::string hex_key(64, 'a');
   const std::string csv(1, '\0');
   const std::string jsonl(1, '\1');
-  for (const std::string file : {csv + "stb_id,x25519,ed25519,account\n1001," + hex_key + "," + hex_key + ",smith\r\n# note\n1002," + hex_key + "," + hex_key + "\n",
+  for (const std::string& file : {csv + "stb_id,x25519,ed25519,account\n1001," + hex_key + "," + hex_key + ",smith\r\n# note\n1002," + hex_key + "," + hex_key + "\n",
                                  csv + "1,\"" + hex_key + "\"," + hex_key + ",\"a \"\"b\"\"\"\n1-20\n",
                                  jsonl + "{\"stb_id\":7,\"x25519\":\"" + hex_key + "\",\"ed25519\":\"" + hex_key + "\",\"account\":\"x\"}\n"}) {
     write(root / "fuzz_provisioning", "file" + std::to_string(n++), {reinterpret_cast<const std::uint8_t*>(file.data()), file.size()});
