@@ -238,6 +238,56 @@ TEST_F(EntitlementRotation, GrantsAndRenewalsMadeWhileARotationIsPendingCarryBot
   EXPECT_GE(seen, 1u);
 }
 
+// A grant that ends before the next key comes into use has no use for it: last month's member grants
+// stay on the carousel as they were when the new month's key is announced with the renewal (at a
+// million boxes, not sealing them again halves the renewal's EMMs), and a grant ending first names
+// the current key only.
+TEST_F(EntitlementRotation, GrantsEndingBeforeTheSwitchAreLeftAsTheyWereAndTakeNoNextKey) {
+  const auto now = unix_now();
+  const auto month_end = now + 30 * 86400;
+  register_boxes(1, 10);
+  const std::vector<std::uint32_t> all{1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+  const std::vector<std::uint16_t> services{1, 2};
+  ASSERT_TRUE(store->grant_many(all, services, now - 86400, month_end).ok());
+  std::set<std::uint64_t> month_sequences;
+  for (const auto& q : store->queued_emms()) {
+    if (q.address.type == EmmAddressType::group) month_sequences.insert(q.sequence);
+  }
+  ASSERT_EQ(month_sequences.size(), 1u);
+  // Boxes 1..8 renew; 9 and 10 do not. Then both services rotate at the month's end.
+  const std::vector<std::uint32_t> renewing{1, 2, 3, 4, 5, 6, 7, 8};
+  ASSERT_TRUE(store->grant_many(renewing, services, now - 86400, month_end + 30 * 86400).ok());
+  ASSERT_TRUE(store->rotate_service_key(1, month_end, now).ok());
+  ASSERT_TRUE(store->rotate_service_key(2, month_end, now).ok());
+  std::size_t month = 0;
+  std::size_t renewal = 0;
+  for (const auto& q : store->queued_emms()) {
+    if (q.address.type != EmmAddressType::group) continue;
+    auto emm = decode_shared_emm(q.section, store->group_key(q.address.id).value().key);
+    ASSERT_TRUE(emm.ok());
+    const auto& g = std::get<EmmMemberGrant>(emm->items.at(0));
+    if (g.not_after == month_end) {
+      ++month;
+      EXPECT_TRUE(month_sequences.contains(q.sequence)) << "last month's member grant is not sealed again";
+      EXPECT_EQ(versions_of(g), (std::multiset<std::pair<std::uint16_t, std::uint16_t>>{{1, 1}, {2, 1}}));
+    } else {
+      ++renewal;
+      EXPECT_EQ(versions_of(g), (std::multiset<std::pair<std::uint16_t, std::uint16_t>>{{1, 1}, {1, 2}, {2, 1}, {2, 2}}));
+    }
+  }
+  EXPECT_EQ(month, 1u);
+  EXPECT_EQ(renewal, 1u);
+  // A single grant that ends before the switch: the current key only.
+  ASSERT_TRUE(store->grant(9, 1, now, month_end - 86400).ok());
+  const auto queue = store->queued_emms();
+  const auto& last = queue.back();
+  ASSERT_EQ(last.address.type, EmmAddressType::unique);
+  auto emm = decode_emm(last.section, unique_key(9));
+  ASSERT_TRUE(emm.ok()) << emm.error().message;
+  ASSERT_EQ(emm->items.size(), 1u);
+  EXPECT_EQ(std::get<EmmGrant>(emm->items[0]).key_version, 1);
+}
+
 TEST_F(EntitlementRotation, OnceTheNextKeyIsInUseTheOlderOneIsNoLongerSent) {
   // The rotation's times are in the past of the real clock: it has started when the grants below
   // are made (they take their keys at the real time).

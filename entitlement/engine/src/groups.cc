@@ -283,7 +283,8 @@ Status EntitlementStore::refresh_group_grant(std::uint32_t group_id, const std::
     USHER_TRY(auto keys, service_keys(service, keys_at != 0 ? keys_at : unix_now()));
     std::vector<ServiceKeyItem> items;
     items.push_back({service, keys.current.key_version, std::move(keys.current.key)});
-    if (keys.next) items.push_back({service, keys.next->key_version, std::move(keys.next->key)});
+    // The next key only to a window that reaches its start: a grant that ends first has no use for it.
+    if (keys.next && not_after > keys.next->starts) items.push_back({service, keys.next->key_version, std::move(keys.next->key)});
     if (!parts.back().empty() && !fits(parts.back().size() + items.size())) parts.emplace_back();
     for (auto& item : items) parts.back().push_back(std::move(item));
   }
@@ -540,7 +541,8 @@ Result<std::uint32_t> EntitlementStore::rotate_global_key() {
   return next.key_version;
 }
 
-Status EntitlementStore::refresh_group_grants_of_service(std::uint16_t service_id, int priority, std::uint64_t keys_at) {
+Status EntitlementStore::refresh_group_grants_of_service(std::uint16_t service_id, int priority, std::uint64_t keys_at,
+                                                         std::uint64_t reaching) {
   // Every group's member grants on the carousel whose topic names the service.
   std::vector<std::pair<std::uint32_t, GrantTopic>> topics;
   {
@@ -548,7 +550,8 @@ Status EntitlementStore::refresh_group_grants_of_service(std::uint16_t service_i
     st.bind(1, static_cast<int>(EmmAddressType::group));
     while (st.step()) {
       auto parsed = parse_grant_topic(st.column_text(1));
-      if (parsed && std::find(parsed->services.begin(), parsed->services.end(), service_id) != parsed->services.end()) {
+      if (parsed && std::find(parsed->services.begin(), parsed->services.end(), service_id) != parsed->services.end() &&
+          parsed->not_after > reaching) {
         topics.emplace_back(static_cast<std::uint32_t>(st.column_int(0)), std::move(*parsed));
       }
     }
@@ -559,7 +562,7 @@ Status EntitlementStore::refresh_group_grants_of_service(std::uint16_t service_i
   return ok_status();
 }
 
-Status EntitlementStore::announce_to_uncovered_holders(std::uint16_t service_id, std::uint64_t now) {
+Status EntitlementStore::announce_to_uncovered_holders(std::uint16_t service_id, std::uint64_t now, std::uint64_t starts) {
   // The member grants on the carousel that name the service, by group: the window and who holds it.
   struct Covered {
     std::uint64_t not_before;
@@ -588,7 +591,8 @@ Status EntitlementStore::announce_to_uncovered_holders(std::uint16_t service_id,
     auto st = db_.prepare(
         "SELECT m.group_id, m.position, g.not_before, g.not_after FROM grants g JOIN group_members m ON m.stb_id = g.stb_id "
         "JOIN stbs s ON s.stb_id = g.stb_id WHERE g.service_id = ? AND g.revoked = 0 AND g.not_after > ? AND s.cut_off = 0");
-    st.bind(1, service_id).bind(2, static_cast<std::int64_t>(std::max(now, unix_now())));
+    // A grant that ends before the next key comes into use needs none.
+    st.bind(1, service_id).bind(2, static_cast<std::int64_t>(std::max({now, unix_now(), starts})));
     while (st.step()) {
       const auto group_id = static_cast<std::uint32_t>(st.column_int(0));
       const auto position = static_cast<std::uint8_t>(st.column_int(1));
@@ -628,8 +632,9 @@ Result<ServiceKeyVersion> EntitlementStore::rotate_service_key(std::uint16_t ser
   ins.bind(1, service_id).bind(2, next.key_version).bind(3, next.key.bytes()).bind(4, static_cast<std::int64_t>(starts));
   ins.run();
   // Announced at once, by the group EMMs the carousel already carries for the service's holders.
-  USHER_CHECK(refresh_group_grants_of_service(service_id, kRenewal, now));
-  USHER_CHECK(announce_to_uncovered_holders(service_id, now));
+  // Not to member grants that end before the key comes into use (last month's, at a renewal).
+  USHER_CHECK(refresh_group_grants_of_service(service_id, kRenewal, now, starts));
+  USHER_CHECK(announce_to_uncovered_holders(service_id, now, starts));
   tx.commit();
   return next;
 }

@@ -620,7 +620,9 @@ Status EntitlementStore::grant(std::uint32_t stb_id, std::uint16_t service_id, s
   std::vector<EmmItem> items;
   // The key current now and, ahead of a rotation, the next one: the box switches with the others.
   items.emplace_back(EmmGrant{service_id, keys.current.key_version, keys.current.key.clone(), not_before, not_after});
-  if (keys.next) items.emplace_back(EmmGrant{service_id, keys.next->key_version, keys.next->key.clone(), not_before, not_after});
+  if (keys.next && not_after > keys.next->starts) {
+    items.emplace_back(EmmGrant{service_id, keys.next->key_version, keys.next->key.clone(), not_before, not_after});
+  }
   USHER_CHECK(queue_emm(stb_id, std::move(items), renewal ? EmmPriority::renewal : EmmPriority::urgent, not_after));
   tx.commit();
   return ok_status();

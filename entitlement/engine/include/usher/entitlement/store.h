@@ -437,10 +437,12 @@ class EntitlementStore {
   Status refresh_group_grant(std::uint32_t group_id, const std::vector<std::uint16_t>& services, std::uint64_t not_before,
                              std::uint64_t not_after, int priority, std::uint64_t keys_at = 0);
   // Every group's member grants that include the service, sealed again with the keys of `keys_at`.
-  Status refresh_group_grants_of_service(std::uint16_t service_id, int priority, std::uint64_t keys_at);
+  // Only the member grants whose window ends after `reaching` (0: all): a rotation leaves alone the
+  // grants that end before its key comes into use.
+  Status refresh_group_grants_of_service(std::uint16_t service_id, int priority, std::uint64_t keys_at, std::uint64_t reaching = 0);
   // Rotation: the service's holders whose grant no member grant on the carousel carries (granted
   // alone, by unique EMM) get one, per group and window, so the next key reaches them too.
-  Status announce_to_uncovered_holders(std::uint16_t service_id, std::uint64_t now);
+  Status announce_to_uncovered_holders(std::uint16_t service_id, std::uint64_t now, std::uint64_t starts);
   Result<std::uint64_t> queue_global_emm(std::vector<EmmItem> items, std::uint64_t carousel_until, const std::string& topic, int priority);
   // Refused (Errc::not_entitled) for a box that was cut off.
   Status check_not_cut_off(std::uint32_t stb_id);
