@@ -10,6 +10,7 @@
 #include <exception>
 #include <thread>
 #include <unordered_map>
+#include <optional>
 #include <map>
 
 #include <nlohmann/json.hpp>
@@ -404,6 +405,7 @@ Result<EntitlementStore::BulkCounts> EntitlementStore::register_stbs(std::span<c
   };
   std::vector<bool> registered(rows.size(), false);
   std::vector<std::size_t> unchecked;  // new boxes, whose X25519 key is checked below
+  std::vector<std::optional<Key256>> emm_keys(rows.size());  // theirs, by row
   {
     std::unordered_map<std::uint32_t, std::size_t> seen;
     seen.reserve(rows.size());
@@ -439,12 +441,19 @@ Result<EntitlementStore::BulkCounts> EntitlementStore::register_stbs(std::span<c
   }
   {
     // The check register_stb makes: a key whose shared secret with the operator is degenerate
-    // could never open an EMM.
+    // could never open an EMM. The EMM key derived on the way is kept for the box's key EMM, which
+    // registration queues next (one X25519 agreement per box, on every core, not two on one).
     const unsigned threads = crypto_threads(unchecked.size());
     const auto own = agreements(operator_private(), threads);
     std::vector<char> unusable(unchecked.size(), 0);
     in_parallel(unchecked.size(), threads, [&](unsigned t, std::size_t k) {
-      unusable[k] = own[t].agree(rows[unchecked[k]].stb.x25519_public) ? 0 : 1;
+      const auto& stb = rows[unchecked[k]].stb;
+      auto key = derive_emm_key(own[t], stb.x25519_public, ca_system_id_, stb.stb_id);
+      if (key) {
+        emm_keys[unchecked[k]] = std::move(*key);
+      } else {
+        unusable[k] = 1;
+      }
     });
     for (std::size_t k = 0; k < unchecked.size(); ++k) {
       if (unusable[k] != 0) refuse(unchecked[k], "STB " + std::to_string(rows[unchecked[k]].stb.stb_id) + " has an unusable X25519 public key");
@@ -481,6 +490,7 @@ Result<EntitlementStore::BulkCounts> EntitlementStore::register_stbs(std::span<c
         }
         insert.run();
         if (db_.changes() == 1) {
+          if (emm_keys[i]) emm_keys_.insert_or_assign(row.stb.stb_id, std::move(*emm_keys[i]));
           USHER_CHECK(on_stb_registered(row.stb.stb_id));
           ++chunk.added;
           continue;
