@@ -1036,6 +1036,8 @@ bool Scrambler::queue_emm(bool now) {
     // The shared EMMs' turn while they are behind their share (or nothing else is live).
     const bool any_shared = emm_shared_live_ > 0;
     const bool any_unique = emm_carousel_live_ > emm_shared_live_;
+    // With one kind alone live there is nothing to balance: no debt is run up for later (a burst).
+    if (!any_shared || !any_unique) emm_share_balance_ = 0;
     shared_turn = any_shared && (!any_unique || emm_share_balance_ <= 0);
     const auto next_live = [&](bool shared, std::size_t from) -> std::optional<std::size_t> {
       std::size_t at = from;
