@@ -6,6 +6,7 @@
 #include <set>
 
 #include "postgres_server.h"
+#include "group_store_fixture.h"
 #include "temp_dir.h"
 #include "usher/core/clock.h"
 #include "usher/core/store_database.h"
@@ -14,36 +15,10 @@
 namespace usher::entitlement {
 namespace {
 
-constexpr std::uint16_t kCa = 0x4AFF;
+constexpr std::uint16_t kCa = testing::GroupStoreTest::kCa;
 
-class EntitlementGroups : public ::testing::Test {
+class EntitlementGroups : public testing::GroupStoreTest {
  protected:
-  void SetUp() override {
-    auto s = EntitlementStore::create(dir.path(), kCa, testing::store_database_url());
-    ASSERT_TRUE(s.ok()) << s.error().message;
-    store.emplace(std::move(*s));
-    ASSERT_TRUE(store->add_service(1, "News").ok());
-    ASSERT_TRUE(store->add_service(2, "Sport").ok());
-    ASSERT_TRUE(store->add_service(3, "Films").ok());
-    ASSERT_TRUE(store->add_package(10, "Basic", {1, 2}).ok());
-  }
-
-  // Registers boxes first_id, first_id + 1, ... (count of them), in one transaction.
-  void register_boxes(std::uint32_t first_id, std::uint32_t count) {
-    ASSERT_TRUE(store->batch([&] {
-                        for (std::uint32_t i = 0; i < count; ++i) {
-                          auto keys = crypto::X25519KeyPair::generate();
-                          auto placed = store->register_stb({first_id + i, keys.public_key, crypto::Ed25519KeyPair::generate().public_key});
-                          if (!placed) throw std::runtime_error(placed.error().message);
-                          box_keys.emplace(first_id + i, std::move(keys.private_key));
-                        }
-                      }).ok());
-  }
-
-  Key256 unique_key(std::uint32_t stb_id) {
-    return derive_emm_key(box_keys.at(stb_id), store->operator_public(), kCa, stb_id).value();
-  }
-
   std::vector<QueuedEmm> queued(EmmAddressType type) {
     std::vector<QueuedEmm> out;
     for (auto& q : store->queued_emms()) {
@@ -67,10 +42,6 @@ class EntitlementGroups : public ::testing::Test {
     }
     return out;
   }
-
-  testing::TempDir dir;
-  std::optional<EntitlementStore> store;
-  std::map<std::uint32_t, Key256> box_keys;
 };
 
 std::set<std::uint16_t> services_of(const EmmMemberGrant& g) {

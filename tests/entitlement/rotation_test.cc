@@ -7,6 +7,7 @@
 #include <set>
 
 #include "postgres_server.h"
+#include "group_store_fixture.h"
 #include "temp_dir.h"
 #include "usher/core/clock.h"
 #include "usher/core/store_database.h"
@@ -15,32 +16,10 @@
 namespace usher::entitlement {
 namespace {
 
-constexpr std::uint16_t kCa = 0x4AFF;
+constexpr std::uint16_t kCa = testing::GroupStoreTest::kCa;
 
-class EntitlementRotation : public ::testing::Test {
+class EntitlementRotation : public testing::GroupStoreTest {
  protected:
-  void SetUp() override {
-    auto s = EntitlementStore::create(dir.path(), kCa, testing::store_database_url());
-    ASSERT_TRUE(s.ok()) << s.error().message;
-    store.emplace(std::move(*s));
-    ASSERT_TRUE(store->add_service(1, "News").ok());
-    ASSERT_TRUE(store->add_service(2, "Sport").ok());
-    ASSERT_TRUE(store->add_package(10, "Basic", {1, 2}).ok());
-  }
-
-  void register_boxes(std::uint32_t first_id, std::uint32_t count) {
-    ASSERT_TRUE(store->batch([&] {
-                        for (std::uint32_t i = 0; i < count; ++i) {
-                          auto keys = crypto::X25519KeyPair::generate();
-                          auto placed = store->register_stb({first_id + i, keys.public_key, crypto::Ed25519KeyPair::generate().public_key});
-                          if (!placed) throw std::runtime_error(placed.error().message);
-                          box_keys.emplace(first_id + i, std::move(keys.private_key));
-                        }
-                      }).ok());
-  }
-
-  Key256 unique_key(std::uint32_t stb_id) { return derive_emm_key(box_keys.at(stb_id), store->operator_public(), kCa, stb_id).value(); }
-
   // Per group, its member grants on the carousel, opened with the group's current key.
   std::map<std::uint32_t, std::vector<EmmMemberGrant>> member_grants() {
     std::map<std::uint32_t, std::vector<EmmMemberGrant>> out;
@@ -55,10 +34,6 @@ class EntitlementRotation : public ::testing::Test {
     }
     return out;
   }
-
-  testing::TempDir dir;
-  std::optional<EntitlementStore> store;
-  std::map<std::uint32_t, Key256> box_keys;
 };
 
 // The (service, version) pairs a member grant carries.
